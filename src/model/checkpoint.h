@@ -1,0 +1,33 @@
+// A model's weights ready for the engine: the validated config plus a TensorSource whose
+// tensors have been checked against the official layout (names, dtypes, shapes).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "model/config.h"
+#include "model/tensor.h"
+
+namespace dsv4::model {
+
+struct Checkpoint {
+  std::string name;  // folder name, or kDefaultModelName for the built-in model
+  ModelConfig config;
+  std::unique_ptr<TensorSource> weights;
+  bool has_mtp = false;                 // mtp tensors present (loaded, not used yet)
+  std::vector<std::string> unexpected;  // tensors the layout does not know (ignored)
+};
+
+// Checks every tensor of ListTensors(config) against `source`. Main-stack tensors are
+// required; MTP tensors must be all present or all absent. Errors name the tensor, the
+// expected and the actual dtype/shape.
+Status VerifyTensors(const ModelConfig& config, const TensorSource& source, bool* has_mtp,
+                     std::vector<std::string>* unexpected);
+
+// Opens <dir>/config.json and the safetensors files in `dir` and verifies them.
+Result<Checkpoint> OpenCheckpoint(const std::filesystem::path& dir);
+
+}  // namespace dsv4::model

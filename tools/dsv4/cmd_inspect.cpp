@@ -1,0 +1,224 @@
+// dsv4 inspect: what a checkpoint is (architecture, layer schedule, parameters, files) and
+// what it costs in KV cache per token, by component.
+#include <cstdio>
+#include <map>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "kv/layout.h"
+#include "model/checkpoint_files.h"
+#include "model/checkpoint_layout.h"
+#include "model/presets.h"
+#include "model_arg.h"
+#include "table.h"
+
+namespace dsv4::cli {
+namespace {
+
+using model::Arch;
+using model::Checkpoint;
+using model::ModelConfig;
+
+struct InspectOptions {
+  std::string dir;
+  std::string preset;  // architecture only: no weights
+  bool json = false;
+};
+
+constexpr int64_t kContexts[] = {4096, 131072, 1048576};
+
+std::string Dims(const ModelConfig& c) {
+  std::string s = "hidden " + std::to_string(c.hidden_size) + ", layers " +
+                  std::to_string(c.num_hidden_layers) +
+                  (c.num_nextn_predict_layers ? " (+1 MTP)" : "") + ", heads " +
+                  std::to_string(c.num_attention_heads) + ", q_lora " +
+                  std::to_string(c.q_lora_rank) + ", vocab " + std::to_string(c.vocab_size);
+  if (c.arch == Arch::kV4) {
+    s += "\nattention: head_dim " + std::to_string(c.head_dim) + " (" + std::to_string(c.d_nope()) +
+         " FP8 + " + std::to_string(c.qk_rope_head_dim) + " RoPE), shared K=V head, o_groups " +
+         std::to_string(c.o_groups) + " x rank " + std::to_string(c.o_lora_rank) + ", window " +
+         std::to_string(c.sliding_window) + ", indexer " + std::to_string(c.index_n_heads) + "x" +
+         std::to_string(c.index_head_dim) + " top-" + std::to_string(c.index_topk) + ", mHC " +
+         std::to_string(c.hc_mult) + " streams";
+  } else {
+    s += "\nattention: MLA kv_lora " + std::to_string(c.kv_lora_rank) + " + rope " +
+         std::to_string(c.qk_rope_head_dim) + ", qk_nope " + std::to_string(c.qk_nope_head_dim) +
+         ", v " + std::to_string(c.v_head_dim) + ", DSA indexer " +
+         std::to_string(c.index_n_heads) + "x" + std::to_string(c.index_head_dim) + " top-" +
+         std::to_string(c.index_topk);
+  }
+  s += "\nmoe: " + std::to_string(c.n_routed_experts) + " routed + " +
+       std::to_string(c.n_shared_experts) + " shared, top-" +
+       std::to_string(c.num_experts_per_tok) + ", width " +
+       std::to_string(c.moe_intermediate_size) + ", " + c.scoring_func;
+  return s;
+}
+
+std::string Schedule(const ModelConfig& c) {
+  Table t({"layer", "attention", "ratio", "ffn"});
+  for (int64_t i = 0; i <= c.num_hidden_layers; ++i) {
+    const bool mtp = i == c.num_hidden_layers;
+    if (mtp && c.num_nextn_predict_layers == 0) break;
+    std::string ffn;
+    if (c.arch == Arch::kV4) {
+      ffn = (!mtp && c.is_hash_layer(i)) ? "hash MoE" : "MoE";
+      t.Row({mtp ? "MTP" : std::to_string(i), std::string(model::LayerKindName(c.layer_kind(i))),
+             std::to_string(c.ratio(i)), ffn});
+    } else {
+      ffn = (!mtp && c.is_dense_layer(i)) ? "dense" : "MoE";
+      t.Row({mtp ? "MTP" : std::to_string(i), "MLA+DSA", "-", ffn});
+    }
+  }
+  return t.Render();
+}
+
+void StoredSection(const Checkpoint& ck, nlohmann::json& j, std::string& out);
+void ParamsSection(const Checkpoint& ck, nlohmann::json& j, std::string& out);
+void KvSection(const ModelConfig& c, nlohmann::json& j, std::string& out);
+
+nlohmann::json Inspect(const Checkpoint& ck, std::string* text) {
+  const ModelConfig& c = ck.config;
+  nlohmann::json j;
+  j["model"] = ck.name;
+  j["source"] = ck.weights ? ck.weights->label() : "preset";
+  j["architecture"] = model::ArchName(c.arch);
+  j["weights"] = c.weight_format == model::WeightFormat::kFp8 ? "fp8" : "bf16";
+  j["has_mtp"] = ck.has_mtp;
+  j["unexpected_tensors"] = ck.unexpected;
+  std::string& out = *text;
+  out += "model: " + ck.name + " (" + j["source"].get<std::string>() + ")\n";
+  out += "architecture: " + std::string(model::ArchName(c.arch)) + ", weights " +
+         j["weights"].get<std::string>() + (ck.has_mtp ? ", MTP present (not used yet)" : "") +
+         "\n" + Dims(c) + "\n\nlayer schedule:\n" + Schedule(c);
+
+  if (ck.weights == nullptr) {
+    out += "\n(preset: architecture only, no weights)\n";
+  } else {
+    StoredSection(ck, j, out);
+  }
+  ParamsSection(ck, j, out);
+  KvSection(c, j, out);
+  return j;
+}
+
+void StoredSection(const Checkpoint& ck, nlohmann::json& j, std::string& out) {
+  // Stored tensors by dtype.
+  struct Agg { int64_t tensors = 0, elements = 0, bytes = 0; };
+  std::map<std::string, Agg> by_dtype;
+  for (const std::string& n : ck.weights->names()) {
+    model::TensorView v = ck.weights->Get(n).value();
+    Agg& a = by_dtype[std::string(DTypeName(v.dtype))];
+    a.tensors += 1;
+    a.elements += v.numel();
+    a.bytes += static_cast<int64_t>(v.bytes.size());
+  }
+  Table td({"dtype", "tensors", "elements", "bytes"});
+  for (const auto& [name, a] : by_dtype) {
+    td.Row({name, WithCommas(a.tensors), WithCommas(a.elements), WithCommas(a.bytes)});
+    j["stored_by_dtype"][name] = {{"tensors", a.tensors}, {"elements", a.elements}, {"bytes", a.bytes}};
+  }
+  out += "\nstored tensors by dtype:\n" + td.Render();
+  if (const auto* files = dynamic_cast<const model::CheckpointFiles*>(ck.weights.get())) {
+    Table tf({"file", "bytes"});
+    for (const auto& f : files->files()) {
+      tf.Row({f->path().filename().string(), WithCommas(static_cast<int64_t>(f->file_size()))});
+      j["files"][f->path().filename().string()] = f->file_size();
+    }
+    tf.Row({"total", WithCommas(static_cast<int64_t>(files->total_file_bytes()))});
+    out += "\nfiles:\n" + tf.Render();
+  } else {
+    out += "\nfiles: none (generated in memory)\n";
+  }
+}
+
+void ParamsSection(const Checkpoint& ck, nlohmann::json& j, std::string& out) {
+  const ModelConfig& c = ck.config;
+  // Logical parameters by group (FP4 values count one each).
+  std::map<std::string, int64_t> by_group;
+  int64_t total = 0;
+  for (const model::WeightSpec& w : model::ListWeights(c, ck.has_mtp)) {
+    std::string g(model::ParamGroupName(w.group));
+    if (w.mtp) g = "mtp/" + g;
+    by_group[g] += w.num_params();
+    total += w.num_params();
+  }
+  Table tg({"group", "parameters"});
+  for (const auto& [g, n] : by_group) {
+    tg.Row({g, WithCommas(n)});
+    j["parameters_by_group"][g] = n;
+  }
+  tg.Row({"total", WithCommas(total)});
+  j["parameters_total"] = total;
+  out += "\nparameters by group:\n" + tg.Render();
+}
+
+void KvSection(const ModelConfig& c, nlohmann::json& j, std::string& out) {
+  // KV cache by component in the engine's storage formats (spec §13.1).
+  const kv::KvFormats f = kv::DefaultKvFormats(c.arch);
+  std::vector<std::string> header = {"component", "layers", "bytes/entry"};
+  for (int64_t n : kContexts) header.push_back(n >= 1048576 ? "@" + std::to_string(n / 1048576) + "M" : "@" + std::to_string(n / 1024) + "K");
+  Table tk(header);
+  std::vector<kv::KvFootprint> fps;
+  for (int64_t n : kContexts) fps.push_back(kv::ComputeKvFootprint(c, f, n));
+  for (size_t k = 0; k < fps[0].components.size(); ++k) {
+    const kv::KvComponent& comp = fps[0].components[k];
+    std::vector<std::string> row = {comp.name + (comp.fixed ? " (fixed)" : ""),
+                                    std::to_string(comp.layers),
+                                    WithCommas(comp.bytes_per_entry)};
+    for (const auto& fp : fps) row.push_back(HumanBytes(static_cast<double>(fp.components[k].bytes())));
+    tk.Row(row);
+    j["kv"]["components"][comp.name] = {{"layers", comp.layers},
+                                        {"bytes_per_entry", comp.bytes_per_entry},
+                                        {"fixed", comp.fixed}};
+  }
+  std::vector<std::string> total_row = {"total", "", ""};
+  for (const auto& fp : fps) {
+    total_row.push_back(HumanBytes(static_cast<double>(fp.total_bytes())));
+    j["kv"]["bytes_per_sequence"][std::to_string(fp.num_tokens)] = fp.total_bytes();
+  }
+  tk.Row(total_row);
+  const double per_token = kv::GrowingBytesPerToken(c, f);
+  j["kv"]["growing_bytes_per_token"] = per_token;
+  char buf[160];
+  std::snprintf(buf, sizeof(buf), "%.2f", per_token);
+  out += "\nKV cache per sequence (main stack; " +
+         std::string(c.arch == Arch::kV4 ? "FP8+BF16 entries, FP4 indexer keys"
+                                         : "FP8 MLA records, FP8 indexer keys") +
+         "):\n" + tk.Render() + "growing KV bytes per token: " + buf + "\n";
+}
+
+Result<Checkpoint> PresetArg(const std::string& name) {
+  DSV4_ASSIGN_OR_RETURN(ModelConfig c, model::PresetConfig(name));
+  Checkpoint ck;
+  ck.name = name;
+  ck.config = c;
+  ck.has_mtp = c.num_nextn_predict_layers > 0;
+  return ck;
+}
+
+}  // namespace
+
+void RegisterInspect(CLI::App& app, int* exit_code) {
+  auto opts = std::make_shared<InspectOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "inspect", "Describe a checkpoint: architecture, layers, parameters, files, KV per token");
+  cmd->add_option("dir", opts->dir, "Checkpoint folder (default: the built-in dsv4-tiny model)");
+  cmd->add_option("--preset", opts->preset,
+                  "Describe a built-in architecture instead (v4-flash, v4-pro, v3.2, ...)")
+      ->excludes(cmd->get_option("dir"));
+  cmd->add_flag("--json", opts->json, "Print JSON instead of tables");
+  cmd->callback([opts, exit_code] {
+    Result<Checkpoint> ck = opts->preset.empty() ? LoadModelArg(opts->dir) : PresetArg(opts->preset);
+    if (!ck.ok()) {
+      *exit_code = ReportError(ck.status());
+      return;
+    }
+    std::string text;
+    nlohmann::json j = Inspect(*ck, &text);
+    std::fputs(opts->json ? (j.dump(2) + "\n").c_str() : text.c_str(), stdout);
+  });
+}
+
+}  // namespace dsv4::cli

@@ -1,0 +1,89 @@
+// dsv4 make-tiny: writes a complete tiny checkpoint in the official layout.
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "commands.h"
+#include "model/presets.h"
+#include "model/weight_generator.h"
+#include "model_arg.h"
+
+namespace dsv4::cli {
+namespace {
+
+struct MakeTinyOptions {
+  std::string arch = "v4";
+  std::string out;
+  std::string weights = "fp8";
+  uint64_t seed = model::kDefaultSeed;
+  int shards = 2;
+  std::string config;  // optional config.json to generate for instead of the tiny preset
+};
+
+Status MakeTiny(const MakeTinyOptions& o) {
+  model::ModelConfig c;
+  if (!o.config.empty()) {
+    DSV4_ASSIGN_OR_RETURN(c, model::LoadModelConfig(o.config));
+  } else {
+    c = o.arch == "v4" ? model::TinyV4Config() : model::TinyV32Config();
+  }
+  c.weight_format = o.weights == "fp8" ? model::WeightFormat::kFp8 : model::WeightFormat::kBf16;
+  namespace fs = std::filesystem;
+  const fs::path out(o.out);
+  std::error_code ec;
+  if (fs::exists(out, ec) && !(fs::is_directory(out, ec) && fs::is_empty(out, ec))) {
+    return Status::InvalidArgument("--out " + o.out +
+                                   " already exists and is not an empty folder; choose a new one");
+  }
+  DSV4_ASSIGN_OR_RETURN(std::vector<model::OwnedTensor> tensors, GenerateWeights(c, o.seed));
+  // Build the checkpoint beside the target and move it into place at the end, so a failure
+  // never leaves a partial checkpoint under the requested name.
+  fs::path staging = out;
+  staging += ".partial-" + std::to_string(::getpid());
+  fs::remove_all(staging, ec);
+  Status s = model::WriteCheckpoint(staging, c, tensors, o.shards);
+  if (s.ok()) {
+    if (fs::exists(out, ec)) fs::remove(out, ec);  // the empty folder checked above
+    fs::rename(staging, out, ec);
+    if (ec) s = Status::IoError(o.out + ": cannot move the checkpoint into place: " + ec.message());
+  }
+  if (!s.ok()) fs::remove_all(staging, ec);
+  DSV4_RETURN_IF_ERROR(s);
+  uint64_t bytes = 0;
+  for (const auto& t : tensors) bytes += t.data.size();
+  std::printf("wrote %s: %s, %s weights, %zu tensors, %llu bytes in %d shards (seed %llu)\n",
+              o.out.c_str(), std::string(model::ArchName(c.arch)).c_str(), o.weights.c_str(),
+              tensors.size(), static_cast<unsigned long long>(bytes), o.shards,
+              static_cast<unsigned long long>(o.seed));
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterMakeTiny(CLI::App& app, int* exit_code) {
+  auto opts = std::make_shared<MakeTinyOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "make-tiny", "Write a tiny random checkpoint in the official layout (tests, demos)");
+  cmd->add_option("--arch", opts->arch, "Architecture")
+      ->check(CLI::IsMember({"v4", "v3.2"}))
+      ->capture_default_str();
+  cmd->add_option("--out", opts->out, "Output folder (new or empty)")->required();
+  cmd->add_option("--weights", opts->weights, "Weight storage: fp8 (official) or bf16 (exact "
+                  "dequantised values of the fp8 variant)")
+      ->check(CLI::IsMember({"fp8", "bf16"}))
+      ->capture_default_str();
+  cmd->add_option("--seed", opts->seed, "Random seed")->capture_default_str();
+  cmd->add_option("--shards", opts->shards, "Number of safetensors shards")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  cmd->add_option("--config", opts->config,
+                  "Generate for this config.json instead of the tiny preset of --arch");
+  cmd->callback([opts, exit_code] {
+    Status s = MakeTiny(*opts);
+    if (!s.ok()) *exit_code = ReportError(s);
+  });
+}
+
+}  // namespace dsv4::cli

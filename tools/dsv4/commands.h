@@ -1,0 +1,12 @@
+// The dsv4 subcommands. Each Register* adds one subcommand to the app; its callback sets
+// *exit_code (0 on success, 1 on a user-facing error already printed to stderr).
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dsv4::cli {
+
+void RegisterMakeTiny(CLI::App& app, int* exit_code);
+void RegisterInspect(CLI::App& app, int* exit_code);
+
+}  // namespace dsv4::cli

@@ -1,0 +1,15 @@
+// Resolves a --model argument: a checkpoint folder, or the built-in default model when empty.
+#pragma once
+
+#include <string>
+
+#include "model/checkpoint.h"
+
+namespace dsv4::cli {
+
+Result<model::Checkpoint> LoadModelArg(const std::string& dir);
+
+// Prints "error: <status message>" to stderr and returns 1.
+int ReportError(const Status& s);
+
+}  // namespace dsv4::cli
