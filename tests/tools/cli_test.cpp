@@ -1,0 +1,120 @@
+// End to end through the dsv4 binary: make-tiny, inspect, and clear errors on bad input.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+struct CmdResult {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+CmdResult Dsv4(const std::string& args) {
+  const std::string cmd = std::string(DSV4_BIN) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+fs::path Fresh(const std::string& name) {
+  fs::path d = fs::path(DSV4_TEST_TMPDIR) / name;
+  fs::remove_all(d);
+  fs::create_directories(d.parent_path());
+  return d;
+}
+
+TEST(Cli, MakeTinyThenInspectBothArchitectures) {
+  for (const char* arch : {"v4", "v3.2"}) {
+    for (const char* w : {"fp8", "bf16"}) {
+      const fs::path dir = Fresh(std::string("tiny_") + arch + "_" + w);
+      CmdResult r = Dsv4("make-tiny --arch " + std::string(arch) + " --weights " + w + " --out " +
+                   dir.string());
+      ASSERT_EQ(r.exit_code, 0) << r.output;
+      CmdResult i = Dsv4("inspect " + dir.string());
+      ASSERT_EQ(i.exit_code, 0) << i.output;
+      EXPECT_THAT(i.output, HasSubstr(std::string("weights ") + w));
+      EXPECT_THAT(i.output, HasSubstr(std::string(arch) == "v4" ? "deepseek_v4" : "deepseek_v32"));
+      EXPECT_THAT(i.output, HasSubstr("model-00002-of-00002.safetensors"));
+    }
+  }
+}
+
+TEST(Cli, InspectJsonOfBuiltinModel) {
+  CmdResult r = Dsv4("inspect --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j["model"], "dsv4-tiny");
+  EXPECT_EQ(j["architecture"], "deepseek_v4");
+  EXPECT_GT(j["parameters_total"].get<int64_t>(), 1000000);
+  // Tiny entry = 64 FP8 + 1 scale + 64 BF16 RoPE dims = 193 -> 200 bytes.
+  EXPECT_EQ(j["kv"]["components"]["csa_entries"]["bytes_per_entry"], 200);
+  EXPECT_EQ(j["kv"]["components"]["csa_indexer_keys"]["bytes_per_entry"], 68);
+}
+
+TEST(Cli, InspectPresetShowsRealKvPerToken) {
+  CmdResult r = Dsv4("inspect --preset v4-flash");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("growing KV bytes per token: 3514.25"));
+  EXPECT_THAT(r.output, HasSubstr("290,942,289,362"));
+  CmdResult bad = Dsv4("inspect --preset v5");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("unknown model preset 'v5'"));
+}
+
+TEST(Cli, MakeTinyRefusesNonEmptyTargetAndLeavesNothing) {
+  const fs::path dir = Fresh("occupied");
+  fs::create_directories(dir);
+  std::ofstream(dir / "keep.txt") << "mine";
+  CmdResult r = Dsv4("make-tiny --out " + dir.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("already exists"));
+  EXPECT_TRUE(fs::exists(dir / "keep.txt"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir), fs::directory_iterator()), 1);
+  for (const auto& e : fs::directory_iterator(dir.parent_path())) {
+    EXPECT_EQ(e.path().string().find("partial"), std::string::npos) << e.path();
+  }
+}
+
+TEST(Cli, CorruptCheckpointGetsAClearError) {
+  const fs::path dir = Fresh("corrupt");
+  ASSERT_EQ(Dsv4("make-tiny --out " + dir.string()).exit_code, 0);
+  const fs::path shard = dir / "model-00002-of-00002.safetensors";
+  fs::resize_file(shard, fs::file_size(shard) / 2);
+  CmdResult r = Dsv4("inspect " + dir.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("model-00002-of-00002.safetensors"));
+  EXPECT_THAT(r.output, HasSubstr("error:"));
+
+  fs::remove(shard);
+  r = Dsv4("inspect " + dir.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("model-00002-of-00002.safetensors"));
+
+  CmdResult missing = Dsv4("inspect " + (dir / "nowhere").string());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.output, HasSubstr("nowhere"));
+}
+
+TEST(Cli, BadFlagsAreRejected) {
+  EXPECT_NE(Dsv4("make-tiny --out /tmp/x --weights fp16").exit_code, 0);
+  EXPECT_NE(Dsv4("make-tiny --arch v5 --out /tmp/x").exit_code, 0);
+  EXPECT_NE(Dsv4("make-tiny").exit_code, 0);  // --out is required
+  EXPECT_NE(Dsv4("frobnicate").exit_code, 0);
+}
+
+}  // namespace
