@@ -9,6 +9,7 @@ int main(int argc, char** argv) {
   int exit_code = 0;
   dsv4::cli::RegisterMakeTiny(app, &exit_code);
   dsv4::cli::RegisterInspect(app, &exit_code);
+  dsv4::cli::RegisterPlan(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
