@@ -1,0 +1,77 @@
+#include "kernels/ref/linear_ref.h"
+
+#include <vector>
+
+#include "core/check.h"
+#include "core/fp4.h"
+#include "core/fp8.h"
+#include "core/quant.h"
+
+namespace dsv4::kernels::ref {
+namespace {
+
+// One output element of a block-quantised linear. qx: FP8 codes of the input row, sx: its
+// per-128 scales (§4.4). FP8 weights: one scale per 128x128 tile; FP4: one per row and 32.
+float QuantDot(const LinearWeight& w, const uint8_t* qx, const float* sx, int64_t n) {
+  const int64_t k_blocks = w.in / 128;
+  float acc = 0.0f;
+  if (w.kind == LinearKind::kFp8Block) {
+    const int64_t scale_cols = (w.in + 127) / 128;
+    for (int64_t b = 0; b < k_blocks; ++b) {
+      float partial = 0.0f;
+      for (int64_t k = b * 128; k < (b + 1) * 128; ++k) {
+        partial += E4M3ToF32(qx[k]) * E4M3ToF32(w.codes[n * w.in + k]);
+      }
+      acc += partial * sx[b] * E8M0ToF32(w.scales[(n / 128) * scale_cols + b]);
+    }
+    return acc;
+  }
+  for (int64_t c = 0; c < w.in / 32; ++c) {
+    float partial = 0.0f;
+    for (int64_t k = c * 32; k < (c + 1) * 32; ++k) {
+      const uint8_t byte = w.codes[n * (w.in / 2) + k / 2];
+      const float wv = E2M1ToF32(k % 2 == 0 ? E2M1Low(byte) : E2M1High(byte));
+      partial += E4M3ToF32(qx[k]) * wv;
+    }
+    acc += partial * sx[c * 32 / 128] * E8M0ToF32(w.scales[n * (w.in / 32) + c]);
+  }
+  return acc;
+}
+
+}  // namespace
+
+void Linear(const LinearWeight& w, const BF16* x, int64_t rows, BF16* y) {
+  DSV4_CHECK(w.kind != LinearKind::kF32);
+  std::vector<uint8_t> qx(static_cast<size_t>(w.in));
+  std::vector<float> sx(static_cast<size_t>(w.in / 128 + 1));
+  for (int64_t r = 0; r < rows; ++r) {
+    const BF16* xr = x + r * w.in;
+    if (w.kind == LinearKind::kBf16) {
+      for (int64_t n = 0; n < w.out; ++n) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < w.in; ++k) acc += Bf16ToF32(xr[k]) * Bf16ToF32(w.bf16[n * w.in + k]);
+        y[r * w.out + n] = F32ToBf16(acc);
+      }
+      continue;
+    }
+    DSV4_CHECK(w.in % 128 == 0);
+    ActQuantFp8({xr, static_cast<size_t>(w.in)}, kFp8ActBlock, qx,
+                {sx.data(), static_cast<size_t>(w.in / 128)});
+    for (int64_t n = 0; n < w.out; ++n) {
+      y[r * w.out + n] = F32ToBf16(QuantDot(w, qx.data(), sx.data(), n));
+    }
+  }
+}
+
+void LinearF32(const LinearWeight& w, const float* x, int64_t rows, float* y) {
+  DSV4_CHECK(w.kind == LinearKind::kF32);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t n = 0; n < w.out; ++n) {
+      float acc = 0.0f;
+      for (int64_t k = 0; k < w.in; ++k) acc += x[r * w.in + k] * w.f32[n * w.in + k];
+      y[r * w.out + n] = acc;
+    }
+  }
+}
+
+}  // namespace dsv4::kernels::ref

@@ -1,0 +1,182 @@
+#include "model/v4/attention.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/quant.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/linear.h"
+#include "kv/entry_codec.h"
+#include "model/v4/compressor.h"
+#include "model/v4/ops.h"
+
+namespace dsv4::v4 {
+namespace {
+
+using model::LayerKind;
+using model::ModelConfig;
+
+// Batched projections of a chunk (everything that does not depend on other tokens' KV).
+struct Projections {
+  std::vector<BF16> q;       // [n, H*d]: normed per head, RoPE'd
+  std::vector<BF16> kv;      // [n, d]: normed, RoPE'd window keys (before FP8 packing)
+  std::vector<float> cv, cz;   // [n, kappa*d]: attention compressor values / gate logits
+  std::vector<BF16> iq;      // [n, nI*dI]: indexer queries (RoPE, Hadamard, FP4-simulated)
+  std::vector<BF16> iw;      // [n, nI]: indexer head weights (BF16, scaled)
+  std::vector<float> icv, icz;  // [n, 2*dI]: indexer compressor values / gate logits
+};
+
+void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, const RopeTable& rope,
+             int64_t pos0, const BF16* x, int64_t n, Projections* p) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  std::vector<BF16> cq(static_cast<size_t>(n * c.q_lora_rank));
+  kernels::Linear(pool, w.wq_a, x, n, cq.data());
+  for (int64_t t = 0; t < n; ++t) {
+    BF16* row = cq.data() + t * c.q_lora_rank;
+    RmsNorm(row, w.q_norm, c.q_lora_rank, eps, row);
+  }
+  p->q.resize(static_cast<size_t>(n * H * d));
+  kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data());
+  p->kv.resize(static_cast<size_t>(n * d));
+  kernels::Linear(pool, w.wkv, x, n, p->kv.data());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < H; ++h) {
+      BF16* head = p->q.data() + (t * H + h) * d;
+      HeadRmsNormBf16(head, d, eps);
+      rope.Apply(head + d - r, pos0 + t, false);
+    }
+    BF16* k = p->kv.data() + t * d;
+    RmsNorm(k, w.kv_norm, d, eps, k);
+    rope.Apply(k + d - r, pos0 + t, false);
+  }
+  if (w.kind == LayerKind::kSwa) return;
+  const int64_t row = w.compressor.wkv.out;
+  p->cv.resize(static_cast<size_t>(n * row));
+  p->cz.resize(static_cast<size_t>(n * row));
+  kernels::LinearBf16InF32(pool, w.compressor.wkv, x, n, p->cv.data());
+  kernels::LinearBf16InF32(pool, w.compressor.wgate, x, n, p->cz.data());
+  if (w.kind != LayerKind::kCsa) return;
+  const IndexerWeights& iw = w.indexer;
+  const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
+  p->iq.resize(static_cast<size_t>(n * nI * dI));
+  kernels::Linear(pool, iw.wq_b, cq.data(), n, p->iq.data());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < nI; ++h) {
+      BF16* head = p->iq.data() + (t * nI + h) * dI;
+      rope.Apply(head + dI - r, pos0 + t, false);
+      Hadamard(head, dI);
+      Fp4SimulateInplace({head, static_cast<size_t>(dI)});
+    }
+  }
+  p->iw.resize(static_cast<size_t>(n * nI));
+  kernels::Linear(pool, iw.weights_proj, x, n, p->iw.data());
+  const float wscale = 1.0f / std::sqrt(static_cast<float>(dI)) / std::sqrt(static_cast<float>(nI));
+  for (BF16& v : p->iw) v = F32ToBf16(Bf16ToF32(v) * wscale);
+  const int64_t irow = iw.compressor.wkv.out;
+  p->icv.resize(static_cast<size_t>(n * irow));
+  p->icz.resize(static_cast<size_t>(n * irow));
+  kernels::LinearBf16InF32(pool, iw.compressor.wkv, x, n, p->icv.data());
+  kernels::LinearBf16InF32(pool, iw.compressor.wgate, x, n, p->icz.data());
+}
+
+// Runs one compressor step for token `pos`; on emission post-processes the pooled entry
+// (spec §7.5: BF16, norm, RoPE at m·i, then FP8 or Hadamard+FP4) and appends it to the cache.
+void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const RopeTable& rope,
+                   kv::CompressorState& state, const float* v, const float* z, int64_t pos,
+                   bool indexer, kv::V4SequenceCache& cache, int64_t layer) {
+  const int64_t row = state.row_width(), m = cw.ratio, width = cw.width;
+  std::vector<float> zb(static_cast<size_t>(row)), pooled(static_cast<size_t>(width));
+  const float* ape = cw.ape + (pos % m) * row;
+  for (int64_t f = 0; f < row; ++f) zb[f] = z[f] + ape[f];
+  if (!CompressorStep(state, v, zb.data(), pos, pooled.data())) return;
+  std::vector<BF16> e(static_cast<size_t>(width));
+  for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(pooled[f]);
+  RmsNorm(e.data(), cw.norm, width, static_cast<float>(c.rms_norm_eps), e.data());
+  const int64_t r = c.qk_rope_head_dim;
+  rope.Apply(e.data() + width - r, m * (pos / m), false);
+  if (indexer) {
+    Hadamard(e.data(), width);
+    kv::EncodeIndexerKeyFp4(e.data(), width, cache.AppendIndexerKey(layer));
+  } else {
+    kv::EncodeKvEntry(e.data(), width - r, r, cache.AppendEntry(layer));
+  }
+}
+
+}  // namespace
+
+void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                      const RopeTable& rope, kv::V4SequenceCache& cache, int64_t pos0,
+                      const BF16* x, int64_t n, BF16* out) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
+  const int64_t layer = w.layer, W = c.sliding_window;
+  Projections p;
+  Project(pool, c, w, rope, pos0, x, n, &p);
+
+  std::vector<BF16> o(static_cast<size_t>(n * H * d));
+  std::vector<float> kvset, keys, scores;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int64_t t = 0; t < n; ++t) {
+    const int64_t pos = pos0 + t;
+    kv::EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
+    std::vector<int64_t> selected;
+    if (w.kind != LayerKind::kSwa) {
+      const int64_t row = w.compressor.wkv.out;
+      if (w.kind == LayerKind::kCsa) {
+        const IndexerWeights& iw = w.indexer;
+        const int64_t irow = iw.compressor.wkv.out, nI = c.index_n_heads, dI = c.index_head_dim;
+        CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
+                      p.icz.data() + t * irow, pos, true, cache, layer);
+        const int64_t visible = (pos + 1) / 4;
+        keys.resize(static_cast<size_t>(visible * dI));
+        for (int64_t i = 0; i < visible; ++i) {
+          kv::DecodeIndexerKeyFp4(cache.IndexerKey(layer, i), dI, keys.data() + i * dI);
+        }
+        scores.resize(static_cast<size_t>(visible));
+        kernels::IndexerScores(pool, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, keys.data(),
+                               visible, nI, dI, scores.data());
+        selected = kernels::TopK(scores.data(), visible, c.index_topk);
+      }
+      CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
+                    p.cz.data() + t * row, pos, false, cache, layer);
+      if (w.kind == LayerKind::kHca) {
+        selected.resize(static_cast<size_t>((pos + 1) / c.ratio(layer)));
+        for (size_t i = 0; i < selected.size(); ++i) selected[i] = static_cast<int64_t>(i);
+      }
+    }
+    // KV set in a canonical order: window positions ascending, then compressed entries
+    // ascending (spec §9: one softmax over both, with the sink).
+    const int64_t first = std::max<int64_t>(0, pos - W + 1);
+    const int64_t count = pos - first + 1 + static_cast<int64_t>(selected.size());
+    kvset.resize(static_cast<size_t>(count * d));
+    int64_t j = 0;
+    for (int64_t s = first; s <= pos; ++s, ++j) {
+      kv::DecodeKvEntry(cache.WindowRow(layer, s), d - r, r, kvset.data() + j * d);
+    }
+    for (int64_t i : selected) {
+      kv::DecodeKvEntry(cache.Entry(layer, i), d - r, r, kvset.data() + (j++) * d);
+    }
+    BF16* oh = o.data() + t * H * d;
+    kernels::SparseAttention(pool, p.q.data() + t * H * d, kvset.data(), count, w.attn_sink, H,
+                             d, scale, oh);
+    for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
+  }
+
+  // Grouped low-rank output projection (§6.5): group g = heads [g*H/G, (g+1)*H/G).
+  const int64_t G = c.o_groups, R = c.o_lora_rank, gin = H * d / G;
+  std::vector<BF16> gx(static_cast<size_t>(n * gin)), z(static_cast<size_t>(n * G * R));
+  std::vector<BF16> zg(static_cast<size_t>(n * R));
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy_n(o.data() + t * H * d + g * gin, gin, gx.data() + t * gin);
+    }
+    kernels::LinearWeight wg = w.wo_a;
+    wg.out = R;
+    wg.bf16 = w.wo_a.bf16 + g * R * gin;
+    kernels::Linear(pool, wg, gx.data(), n, zg.data());
+    for (int64_t t = 0; t < n; ++t) std::copy_n(zg.data() + t * R, R, z.data() + t * G * R + g * R);
+  }
+  kernels::Linear(pool, w.wo_b, z.data(), n, out);
+}
+
+}  // namespace dsv4::v4

@@ -1,0 +1,51 @@
+#include "model/v4/compressor.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+namespace dsv4::v4 {
+
+bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int64_t pos,
+                    float* pooled) {
+  const int64_t m = s.ratio, c = s.width, row = s.row_width();
+  const int64_t offset = s.kappa == 2 ? m : 0;  // overlapping: current window in rows m..2m-1
+  const int64_t slot = offset + pos % m;
+  std::memcpy(s.kv.data() + slot * row, v, static_cast<size_t>(row) * sizeof(float));
+  std::memcpy(s.score.data() + slot * row, z, static_cast<size_t>(row) * sizeof(float));
+  if ((pos + 1) % m != 0) return false;
+
+  // Candidates per feature f: previous window (rows 0..m-1, features [0, c)) when
+  // overlapping, then the current window (rows offset.., features [offset? c : 0, ...)).
+  const int64_t cur_col = s.kappa == 2 ? c : 0;
+  for (int64_t f = 0; f < c; ++f) {
+    float mx = -std::numeric_limits<float>::infinity();
+    if (s.kappa == 2) {
+      for (int64_t j = 0; j < m; ++j) mx = std::max(mx, s.score[j * row + f]);
+    }
+    for (int64_t j = 0; j < m; ++j) mx = std::max(mx, s.score[(offset + j) * row + cur_col + f]);
+    float den = 0.0f, num = 0.0f;
+    if (s.kappa == 2) {
+      for (int64_t j = 0; j < m; ++j) {
+        const float e = std::exp(s.score[j * row + f] - mx);
+        den += e;
+        num += e * s.kv[j * row + f];
+      }
+    }
+    for (int64_t j = 0; j < m; ++j) {
+      const int64_t idx = (offset + j) * row + cur_col + f;
+      const float e = std::exp(s.score[idx] - mx);
+      den += e;
+      num += e * s.kv[idx];
+    }
+    pooled[f] = num / den;
+  }
+  if (s.kappa == 2) {  // the current window becomes the next entry's previous window
+    std::memcpy(s.kv.data(), s.kv.data() + m * row, static_cast<size_t>(m * row) * sizeof(float));
+    std::memcpy(s.score.data(), s.score.data() + m * row,
+                static_cast<size_t>(m * row) * sizeof(float));
+  }
+  return true;
+}
+
+}  // namespace dsv4::v4

@@ -1,0 +1,49 @@
+// The DeepSeek-V4 forward pass (spec §2): embedding, per layer HC_pre -> norm -> attention ->
+// HC_post and HC_pre -> norm -> MoE -> HC_post, then HC_head, final norm and the FP32 head.
+// Immutable after Create; Forward may run for different caches from different threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "kv/v4_cache.h"
+#include "model/config.h"
+#include "model/tensor.h"
+#include "model/v4/rope.h"
+#include "model/v4/weights.h"
+
+namespace dsv4::v4 {
+
+enum class LogitsMode {
+  kNone,  // only advance the cache (e.g. prefill chunks whose logits nobody reads)
+  kLast,  // logits of the last token: [1, vocab]
+  kAll,   // logits of every token: [n, vocab]
+};
+
+class Model {
+ public:
+  // `source` must outlive the model (weights are views into it where possible).
+  static Result<std::unique_ptr<Model>> Create(const model::ModelConfig& c,
+                                               const model::TensorSource& source);
+
+  const model::ModelConfig& config() const { return config_; }
+
+  // Feeds `tokens` at positions cache.num_tokens() .. + n - 1 (a prefill chunk of any size,
+  // or one decode token), appends their KV to `cache`, and writes logits per `mode` into
+  // `logits` (FP32, resized). InvalidArgument for a token id outside the vocabulary or a
+  // position past max_position_embeddings; the cache is unchanged then.
+  Status Forward(ThreadPool& pool, kv::V4SequenceCache& cache, std::span<const int32_t> tokens,
+                 LogitsMode mode, std::vector<float>* logits) const;
+
+ private:
+  Model() = default;
+  model::ModelConfig config_;
+  std::unique_ptr<ModelWeights> weights_;
+  std::vector<RopeTable> rope_;  // per layer
+};
+
+}  // namespace dsv4::v4

@@ -1,0 +1,101 @@
+// The V4 fast path: determinism across prefill, chunking and decode (bit-identical logits),
+// compressed-KV bookkeeping at the 4- and 128-token boundaries, and agreement with the plain
+// reference forward.
+#include "model/v4/model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/rng.h"
+#include "model/weight_generator.h"
+
+namespace dsv4::v4 {
+namespace {
+
+// The built-in tiny model (window 32, index_topk 8, layers SWA/CSA/HCA/CSA/HCA) and one
+// token sequence long enough to wrap the window, cross two 128-token boundaries and make
+// the indexer drop entries.
+struct Fixture {
+  model::Checkpoint ck;
+  std::unique_ptr<Model> model;
+  std::vector<int32_t> tokens;
+};
+
+const Fixture& Tiny() {
+  static const Fixture* f = [] {
+    auto* fx = new Fixture;
+    fx->ck = model::BuiltinDefaultModel().value();
+    fx->model = Model::Create(fx->ck.config, *fx->ck.weights).value();
+    Rng rng(99);
+    for (int i = 0; i < 300; ++i) {
+      fx->tokens.push_back(static_cast<int32_t>(rng.Below(fx->ck.config.vocab_size)));
+    }
+    return fx;
+  }();
+  return *f;
+}
+
+// Logits of every position, feeding the sequence in chunks of `chunk` tokens.
+std::vector<float> RunChunked(const Fixture& f, int64_t chunk, int threads = 2) {
+  ThreadPool pool(threads);
+  kv::V4SequenceCache cache(f.ck.config);
+  std::vector<float> all, part;
+  const int64_t n = static_cast<int64_t>(f.tokens.size());
+  for (int64_t s = 0; s < n; s += chunk) {
+    const int64_t len = std::min(chunk, n - s);
+    EXPECT_TRUE(f.model->Forward(pool, cache, {f.tokens.data() + s, static_cast<size_t>(len)},
+                                 LogitsMode::kAll, &part).ok());
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  EXPECT_EQ(cache.num_tokens(), n);
+  return all;
+}
+
+TEST(V4Model, PrefillChunkedAndDecodeAreBitIdentical) {
+  const Fixture& f = Tiny();
+  const std::vector<float> one_shot = RunChunked(f, static_cast<int64_t>(f.tokens.size()));
+  ASSERT_EQ(one_shot.size(), f.tokens.size() * f.ck.config.vocab_size);
+  for (float v : one_shot) ASSERT_TRUE(std::isfinite(v));
+  for (int64_t chunk : {1, 3, 4, 5, 127, 128, 129}) {
+    const std::vector<float> chunked = RunChunked(f, chunk, chunk % 2 == 0 ? 1 : 2);
+    ASSERT_EQ(chunked.size(), one_shot.size());
+    EXPECT_EQ(std::memcmp(chunked.data(), one_shot.data(), one_shot.size() * sizeof(float)), 0)
+        << "chunk " << chunk;
+  }
+}
+
+TEST(V4Model, CacheHoldsCompressedEntriesOnly) {
+  const Fixture& f = Tiny();
+  ThreadPool pool(2);
+  kv::V4SequenceCache cache(f.ck.config);
+  std::vector<float> logits;
+  // Step across the boundaries one token at a time and check the entry counts.
+  for (int64_t t = 0; t < 260; ++t) {
+    ASSERT_TRUE(f.model->Forward(pool, cache, {f.tokens.data() + t, 1}, LogitsMode::kLast, &logits).ok());
+    EXPECT_EQ(cache.NumEntries(1), (t + 1) / 4) << t;        // CSA
+    EXPECT_EQ(cache.NumIndexerKeys(1), (t + 1) / 4) << t;
+    EXPECT_EQ(cache.NumEntries(2), (t + 1) / 128) << t;      // HCA
+    EXPECT_EQ(cache.NumEntries(0), 0);                       // SWA-only
+  }
+  const kv::KvFootprint used = cache.Usage();
+  const kv::KvFootprint want = kv::ComputeKvFootprint(f.ck.config, kv::DefaultKvFormats(model::Arch::kV4), 260);
+  EXPECT_EQ(used.total_bytes(), want.total_bytes());
+}
+
+TEST(V4Model, RejectsBadTokensWithoutTouchingTheCache) {
+  const Fixture& f = Tiny();
+  ThreadPool pool(1);
+  kv::V4SequenceCache cache(f.ck.config);
+  std::vector<float> logits;
+  const int32_t bad[] = {1, 2, 512};
+  Status s = f.model->Forward(pool, cache, bad, LogitsMode::kLast, &logits);
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("token 512 at position 2"));
+  EXPECT_EQ(cache.num_tokens(), 0);
+}
+
+}  // namespace
+}  // namespace dsv4::v4
