@@ -112,9 +112,13 @@ TEST(KvLayout, EntriesFollowCompressionBoundaries) {
   for (int64_t n : {0, 1, 3, 4, 5, 31, 32, 33, 127, 128, 129, 255, 256, 1000}) {
     const KvFootprint fp = ComputeKvFootprint(c, f, n);
     for (const auto& comp : fp.components) {
-      if (comp.name == "swa_window") EXPECT_EQ(comp.entries_per_layer, std::min<int64_t>(n, 32));
-      if (comp.name == "csa_entries") EXPECT_EQ(comp.entries_per_layer, n / 4) << n;
-      if (comp.name == "hca_entries") EXPECT_EQ(comp.entries_per_layer, n / 128) << n;
+      if (comp.name == "swa_window") {
+        EXPECT_EQ(comp.entries_per_layer, std::min<int64_t>(n, 32));
+      } else if (comp.name == "csa_entries") {
+        EXPECT_EQ(comp.entries_per_layer, n / 4) << n;
+      } else if (comp.name == "hca_entries") {
+        EXPECT_EQ(comp.entries_per_layer, n / 128) << n;
+      }
     }
     EXPECT_EQ(fp.total_bytes(), fp.growing_bytes() + fp.fixed_bytes());
   }

@@ -9,5 +9,7 @@ namespace dsv4::cli {
 void RegisterMakeTiny(CLI::App& app, int* exit_code);
 void RegisterInspect(CLI::App& app, int* exit_code);
 void RegisterPlan(CLI::App& app, int* exit_code);
+void RegisterLogits(CLI::App& app, int* exit_code);
+void RegisterRun(CLI::App& app, int* exit_code);
 
 }  // namespace dsv4::cli

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   dsv4::cli::RegisterMakeTiny(app, &exit_code);
   dsv4::cli::RegisterInspect(app, &exit_code);
   dsv4::cli::RegisterPlan(app, &exit_code);
+  dsv4::cli::RegisterLogits(app, &exit_code);
+  dsv4::cli::RegisterRun(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }

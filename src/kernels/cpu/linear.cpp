@@ -101,7 +101,8 @@ float Dot8(const float* a, const float* b, int64_t n) {
   for (; k + 8 <= n; k += 8) {
     for (int j = 0; j < 8; ++j) lane[j] += a[k + j] * b[k + j];
   }
-  for (int j = 0; k < n; ++k, ++j) lane[j] += a[k] * b[k];
+  const int tail = static_cast<int>(n - k);  // < 8
+  for (int j = 0; j < tail && j < 8; ++j) lane[j] += a[k + j] * b[k + j];
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 

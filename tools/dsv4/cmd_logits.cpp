@@ -1,0 +1,75 @@
+// dsv4 logits: FP32 logits after every position of a token sequence, as a .npy file, fed as
+// a prefill (optionally chunked) followed by single-token decode steps.
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "commands.h"
+#include "model_arg.h"
+#include "npy.h"
+#include "token_list.h"
+#include "v4_session.h"
+
+namespace dsv4::cli {
+namespace {
+
+struct LogitsOptions {
+  std::string model;
+  std::string tokens;
+  std::string out;
+  int64_t decode_from = -1;  // prefill this many tokens, then decode the rest one at a time
+  int64_t chunk = 0;         // prefill chunk size (0: one shot)
+  int threads = 0;
+};
+
+Status Logits(const LogitsOptions& o) {
+  DSV4_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, ReadTokenFile(o.tokens));
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const int64_t prefill = o.decode_from < 0 ? n : o.decode_from;
+  if (prefill > n) {
+    return Status::InvalidArgument("--decode-from " + std::to_string(prefill) + " is past the " +
+                                   std::to_string(n) + " tokens of " + o.tokens);
+  }
+  DSV4_ASSIGN_OR_RETURN(V4Session s, OpenV4Session(o.model, o.threads));
+  const int64_t vocab = s.checkpoint.config.vocab_size;
+  kv::V4SequenceCache cache(s.checkpoint.config);
+  std::vector<float> all, part;
+  all.reserve(static_cast<size_t>(n * vocab));
+  const auto start = std::chrono::steady_clock::now();
+  const int64_t chunk = o.chunk > 0 ? o.chunk : std::max<int64_t>(prefill, 1);
+  for (int64_t p = 0; p < n;) {
+    const int64_t len = p < prefill ? std::min(chunk, prefill - p) : 1;
+    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, cache, {tokens.data() + p, static_cast<size_t>(len)},
+                                          v4::LogitsMode::kAll, &part));
+    all.insert(all.end(), part.begin(), part.end());
+    p += len;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  DSV4_RETURN_IF_ERROR(WriteNpyF32(o.out, {n, vocab}, all.data()));
+  std::printf("wrote %s: float32 [%lld, %lld] (prefill %lld tokens in chunks of %lld, decode %lld) "
+              "in %.2f s\n", o.out.c_str(), static_cast<long long>(n), static_cast<long long>(vocab),
+              static_cast<long long>(prefill), static_cast<long long>(std::min(chunk, prefill)),
+              static_cast<long long>(n - prefill), secs);
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterLogits(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<LogitsOptions>();
+  CLI::App* cmd = app.add_subcommand("logits", "Write the logits after every position as .npy");
+  cmd->add_option("--model", o->model, "Checkpoint folder (default: built-in dsv4-tiny)");
+  cmd->add_option("--tokens", o->tokens, "File of token ids (commas or whitespace)")->required();
+  cmd->add_option("--out", o->out, "Output .npy file: float32 [tokens, vocab]")->required();
+  cmd->add_option("--decode-from", o->decode_from,
+                  "Prefill the first P tokens, then feed the rest one at a time")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
+  cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->callback([o, exit_code] {
+    Status s = Logits(*o);
+    if (!s.ok()) *exit_code = ReportError(s);
+  });
+}
+
+}  // namespace dsv4::cli
