@@ -118,3 +118,71 @@ TEST(Cli, BadFlagsAreRejected) {
 }
 
 }  // namespace
+
+namespace {
+
+std::string ReadFile(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+TEST(Cli, LogitsAreIdenticalForPrefillChunkedAndDecode) {
+  const fs::path dir = Fresh("logits");
+  fs::create_directories(dir);
+  std::string ids;
+  for (int i = 0; i < 70; ++i) ids += std::to_string((i * 37 + 11) % 512) + (i % 7 ? "," : "\n");
+  std::ofstream(dir / "tokens.txt") << ids;
+  const std::string base = "logits --tokens " + (dir / "tokens.txt").string() + " --out ";
+  CmdResult a = Dsv4(base + (dir / "a.npy").string());
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_THAT(a.output, HasSubstr("float32 [70, 512]"));
+  CmdResult b = Dsv4(base + (dir / "b.npy").string() + " --decode-from 33 --chunk 5");
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  CmdResult c = Dsv4(base + (dir / "c.npy").string() + " --decode-from 0 --threads 1");
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  const std::string na = ReadFile(dir / "a.npy");
+  ASSERT_EQ(na.size(), 128 + 70 * 512 * 4u);  // 128-byte header + data
+  EXPECT_EQ(na.substr(1, 5), "NUMPY");
+  EXPECT_THAT(na.substr(0, 128), HasSubstr("'shape': (70, 512)"));
+  EXPECT_EQ(na, ReadFile(dir / "b.npy"));
+  EXPECT_EQ(na, ReadFile(dir / "c.npy"));
+}
+
+TEST(Cli, LogitsAndRunRejectBadInput) {
+  const fs::path dir = Fresh("badtokens");
+  fs::create_directories(dir);
+  std::ofstream(dir / "t.txt") << "1, 2, x3";
+  CmdResult r = Dsv4("logits --tokens " + (dir / "t.txt").string() + " --out " + (dir / "o.npy").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("'x3'"));
+  EXPECT_FALSE(fs::exists(dir / "o.npy"));
+  std::ofstream(dir / "t.txt") << "1 2 9999";
+  r = Dsv4("logits --tokens " + (dir / "t.txt").string() + " --out " + (dir / "o.npy").string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("token 9999 at position 2"));
+  EXPECT_FALSE(fs::exists(dir / "o.npy"));
+  r = Dsv4("run --prompt-tokens 1,2 -n 0");
+  EXPECT_NE(r.exit_code, 0);
+  const fs::path v32 = Fresh("v32model");
+  ASSERT_EQ(Dsv4("make-tiny --arch v3.2 --out " + v32.string()).exit_code, 0);
+  r = Dsv4("run --model " + v32.string() + " --prompt-tokens 1,2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("DeepSeek-V3.2"));
+}
+
+TEST(Cli, RunGeneratesGreedyTokensDeterministically) {
+  CmdResult a = Dsv4("run --prompt-tokens 5,6,7,8 -n 6 --ignore-eos");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_THAT(a.output, HasSubstr("prompt: 4 tokens"));
+  EXPECT_THAT(a.output, HasSubstr("tokens/s"));
+  CmdResult b = Dsv4("run --prompt-tokens 5,6,7,8 -n 6 --ignore-eos --chunk 1 --threads 1");
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  auto generated = [](const std::string& s) {
+    const size_t p = s.find("generated:");
+    return s.substr(p, s.find('\n', p) - p);
+  };
+  EXPECT_EQ(generated(a.output), generated(b.output));
+  EXPECT_GT(generated(a.output).size(), std::string("generated:").size() + 6 * 2);
+}
+
+}  // namespace

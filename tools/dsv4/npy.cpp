@@ -10,11 +10,11 @@ namespace dsv4::cli {
 Status WriteNpyF32(const std::string& path, const std::vector<int64_t>& shape, const float* data) {
   std::string dims;
   int64_t count = 1;
-  for (int64_t d : shape) {
-    dims += std::to_string(d) + ",";
-    count *= d;
+  for (size_t i = 0; i < shape.size(); ++i) {
+    dims += (i ? ", " : "") + std::to_string(shape[i]);
+    count *= shape[i];
   }
-  if (shape.size() > 1) dims.pop_back();
+  if (shape.size() == 1) dims += ",";  // numpy's 1-tuple
   std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + dims + "), }";
   // magic(6) + version(2) + len(2) + header, padded with spaces and a newline to 64 bytes.
   const size_t total = 10 + header.size() + 1;
