@@ -19,6 +19,10 @@
 namespace dsv4::model {
 namespace {
 
+constexpr double kResidualGain = 0.1;
+constexpr double kRoutedExpertGain = 0.05;
+constexpr double kRouterGain = 1.0;
+
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
 }
@@ -60,7 +64,26 @@ std::vector<float> PlainValues(const ModelConfig& c, const WeightSpec& w, Rng& r
   if (EndsWith(name, "attn_sink")) return Normal(rng, n, 1.0);
   if (EndsWith(name, "ape")) return Normal(rng, n, 0.5);
   if (EndsWith(name, "bias")) return Normal(rng, n, 0.1);
+  // A decisive router: well-separated expert scores, so small activation differences (FP8
+  // vs BF16 weights) rarely flip which experts a token uses.
+  if (EndsWith(name, "gate.weight")) return Normal(rng, n, kRouterGain / std::sqrt(fan_in));
   return Normal(rng, n, 1.0 / std::sqrt(fan_in));  // matrices: head, gate, compressor, ...
+}
+
+// Projections that write into the residual stream get a small gain (as deep nets scale their
+// residual branches), so each sublayer nudges the streams instead of replacing them: the
+// tiny model then stays well conditioned through many layers, and FP8 activation noise or
+// a flipped routing decision moves the logits a little, not chaotically.
+double OutputGain(const WeightSpec& w) {
+  // Routed experts get the smallest gain: which experts a token uses is a discrete choice,
+  // and a flipped choice should move the residual stream only slightly.
+  if (w.group == ParamGroup::kRoutedExperts && (EndsWith(w.name, ".w2") || EndsWith(w.name, "down_proj"))) {
+    return kRoutedExpertGain;
+  }
+  for (std::string_view s : {".wo_b", ".w2", "down_proj", "o_proj"}) {
+    if (EndsWith(w.name, s)) return kResidualGain;
+  }
+  return 1.0;
 }
 
 // tid2eid: each token's row holds num_experts_per_tok distinct expert ids.
@@ -89,7 +112,7 @@ std::vector<std::vector<std::byte>> GenerateOne(const ModelConfig& c, const Weig
     return {ToBf16Bytes(v)};
   }
   const int64_t rows = w.shape[0], cols = w.shape[1];
-  std::vector<float> f = Normal(rng, rows * cols, 1.0 / std::sqrt(static_cast<double>(cols)));
+  std::vector<float> f = Normal(rng, rows * cols, OutputGain(w) / std::sqrt(static_cast<double>(cols)));
   std::vector<float> deq(f.size());
   if (w.kind == WeightKind::kExpertLinear && c.arch == Arch::kV4) {
     std::vector<uint8_t> packed(static_cast<size_t>(rows * cols / 2));

@@ -99,3 +99,36 @@ TEST(V4Model, RejectsBadTokensWithoutTouchingTheCache) {
 
 }  // namespace
 }  // namespace dsv4::v4
+
+namespace dsv4::v4 {
+namespace {
+
+double Cosine(const float* a, const float* b, int64_t n) {
+  double ab = 0, aa = 0, bb = 0;
+  for (int64_t i = 0; i < n; ++i) ab += double(a[i]) * b[i], aa += double(a[i]) * a[i], bb += double(b[i]) * b[i];
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST(V4Model, Fp8AndBf16WeightVariantsAgree) {
+  const Fixture& f = Tiny();
+  model::ModelConfig c16 = f.ck.config;
+  c16.weight_format = model::WeightFormat::kBf16;
+  auto store = model::TensorStore::Create(
+      "bf16", model::GenerateWeights(c16, model::kDefaultSeed).value()).value();
+  auto m16 = Model::Create(c16, *store).value();
+  ThreadPool pool(2);
+  kv::V4SequenceCache cache(c16);
+  std::vector<float> logits16;
+  ASSERT_TRUE(m16->Forward(pool, cache, f.tokens, LogitsMode::kAll, &logits16).ok());
+  const std::vector<float> logits8 = RunChunked(f, 300);
+  const int64_t V = c16.vocab_size;
+  double worst = 1.0;
+  for (size_t t = 0; t < f.tokens.size(); ++t) {
+    worst = std::min(worst, Cosine(logits8.data() + t * V, logits16.data() + t * V, V));
+  }
+  EXPECT_GE(worst, 0.999);
+  EXPECT_LT(worst, 1.0);  // the FP8 activation quantisation really is exercised
+}
+
+}  // namespace
+}  // namespace dsv4::v4
