@@ -115,6 +115,7 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
 
   std::vector<BF16> o(static_cast<size_t>(n * H * d));
   std::vector<float> kvset, keys, scores;
+  int64_t decoded_keys = 0;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = pos0 + t;
@@ -127,10 +128,12 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
         const int64_t irow = iw.compressor.wkv.out, nI = c.index_n_heads, dI = c.index_head_dim;
         CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
                       p.icz.data() + t * irow, pos, true, cache, layer);
+        // Keys are decoded once per call and reused by the chunk's later tokens.
         const int64_t visible = (pos + 1) / 4;
         keys.resize(static_cast<size_t>(visible * dI));
-        for (int64_t i = 0; i < visible; ++i) {
-          kv::DecodeIndexerKeyFp4(cache.IndexerKey(layer, i), dI, keys.data() + i * dI);
+        for (; decoded_keys < visible; ++decoded_keys) {
+          kv::DecodeIndexerKeyFp4(cache.IndexerKey(layer, decoded_keys), dI,
+                                  keys.data() + decoded_keys * dI);
         }
         scores.resize(static_cast<size_t>(visible));
         kernels::IndexerScores(pool, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, keys.data(),
