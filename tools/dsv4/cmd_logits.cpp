@@ -8,7 +8,7 @@
 #include "model_arg.h"
 #include "npy.h"
 #include "token_list.h"
-#include "v4_session.h"
+#include "model_session.h"
 
 namespace dsv4::cli {
 namespace {
@@ -30,17 +30,17 @@ Status Logits(const LogitsOptions& o) {
     return Status::InvalidArgument("--decode-from " + std::to_string(prefill) + " is past the " +
                                    std::to_string(n) + " tokens of " + o.tokens);
   }
-  DSV4_ASSIGN_OR_RETURN(V4Session s, OpenV4Session(o.model, o.threads));
+  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads));
   const int64_t vocab = s.checkpoint.config.vocab_size;
-  kv::V4SequenceCache cache(s.checkpoint.config);
+  std::unique_ptr<runner::SequenceState> seq = s.model->NewSequence();
   std::vector<float> all, part;
   all.reserve(static_cast<size_t>(n * vocab));
   const auto start = std::chrono::steady_clock::now();
   const int64_t chunk = o.chunk > 0 ? o.chunk : std::max<int64_t>(prefill, 1);
   for (int64_t p = 0; p < n;) {
     const int64_t len = p < prefill ? std::min(chunk, prefill - p) : 1;
-    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, cache, {tokens.data() + p, static_cast<size_t>(len)},
-                                          v4::LogitsMode::kAll, &part));
+    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {tokens.data() + p, static_cast<size_t>(len)},
+                                          runner::LogitsMode::kAll, &part));
     all.insert(all.end(), part.begin(), part.end());
     p += len;
   }

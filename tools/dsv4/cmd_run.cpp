@@ -8,7 +8,7 @@
 #include "core/rng.h"
 #include "model_arg.h"
 #include "token_list.h"
-#include "v4_session.h"
+#include "model_session.h"
 
 namespace dsv4::cli {
 namespace {
@@ -33,7 +33,7 @@ int32_t Argmax(const std::vector<float>& logits) {
 }
 
 Status Run(const RunOptions& o) {
-  DSV4_ASSIGN_OR_RETURN(V4Session s, OpenV4Session(o.model, o.threads));
+  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads));
   const model::ModelConfig& c = s.checkpoint.config;
   std::vector<int32_t> prompt;
   if (o.prompt_random > 0) {
@@ -44,15 +44,15 @@ Status Run(const RunOptions& o) {
   } else {
     return Status::InvalidArgument("give a prompt: --prompt-tokens IDS or --prompt-random N");
   }
-  kv::V4SequenceCache cache(c);
+  std::unique_ptr<runner::SequenceState> seq = s.model->NewSequence();
   std::vector<float> logits;
   const auto t0 = Clock::now();
   const int64_t n = static_cast<int64_t>(prompt.size());
   const int64_t chunk = o.chunk > 0 ? o.chunk : n;
   for (int64_t p = 0; p < n; p += chunk) {
     const int64_t len = std::min(chunk, n - p);
-    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, cache, {prompt.data() + p, static_cast<size_t>(len)},
-                                          p + len == n ? v4::LogitsMode::kLast : v4::LogitsMode::kNone,
+    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {prompt.data() + p, static_cast<size_t>(len)},
+                                          p + len == n ? runner::LogitsMode::kLast : runner::LogitsMode::kNone,
                                           &logits));
   }
   const double prefill_s = Seconds(t0);
@@ -63,7 +63,7 @@ Status Run(const RunOptions& o) {
     out.push_back(next);
     if (next == c.eos_token_id && !o.ignore_eos) break;
     if (static_cast<int64_t>(out.size()) == o.max_new) break;
-    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, cache, {&next, 1}, v4::LogitsMode::kLast, &logits));
+    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {&next, 1}, runner::LogitsMode::kLast, &logits));
   }
   const double decode_s = Seconds(t1);
   std::printf("model: %s\nprompt: %lld tokens\ngenerated:", s.checkpoint.name.c_str(),
@@ -74,7 +74,7 @@ Status Run(const RunOptions& o) {
               prefill_s, static_cast<double>(n) / prefill_s);
   std::printf("decode: %lld tokens, %.2f ms/token (%.1f tokens/s) at context %lld, %d threads\n",
               static_cast<long long>(out.size() - 1), 1e3 * decode_s / static_cast<double>(steps),
-              static_cast<double>(steps) / decode_s, static_cast<long long>(cache.num_tokens()),
+              static_cast<double>(steps) / decode_s, static_cast<long long>(seq->num_tokens()),
               s.pool->num_threads());
   return Status::Ok();
 }

@@ -12,17 +12,14 @@
 #include "core/thread_pool.h"
 #include "kv/v4_cache.h"
 #include "model/config.h"
+#include "model/logits_mode.h"
 #include "model/tensor.h"
 #include "model/v4/rope.h"
 #include "model/v4/weights.h"
 
 namespace dsv4::v4 {
 
-enum class LogitsMode {
-  kNone,  // only advance the cache (e.g. prefill chunks whose logits nobody reads)
-  kLast,  // logits of the last token: [1, vocab]
-  kAll,   // logits of every token: [n, vocab]
-};
+using model::LogitsMode;
 
 class Model {
  public:
