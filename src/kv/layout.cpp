@@ -40,6 +40,7 @@ int64_t MlaRecordBytes(const ModelConfig& c, MlaFormat f) {
     case MlaFormat::kBf16: return 2 * (lat + rope);
     case MlaFormat::kFp8NoScale: return lat + 2 * rope;
     case MlaFormat::kV4Entry: return 584;
+    case MlaFormat::kAllFp8NoScale: return lat + rope;
   }
   return 0;
 }
@@ -90,10 +91,11 @@ KvFootprint ComputeKvFootprint(const ModelConfig& c, const KvFormats& f, int64_t
   add("csa_indexer_keys", csa, IndexerKeyBytes(c.index_head_dim, f.indexer), num_tokens / 4,
       false);
   add("hca_entries", hca, entry, num_tokens / 128, false);
+  const int64_t state = num_tokens > 0 ? 1 : 0;  // allocated with the first token
   add("csa_compressor_state", csa,
-      CompressorStateBytes(c, LayerKind::kCsa, f.compressor_state_bf16), 1, true);
+      CompressorStateBytes(c, LayerKind::kCsa, f.compressor_state_bf16), state, true);
   add("hca_compressor_state", hca,
-      CompressorStateBytes(c, LayerKind::kHca, f.compressor_state_bf16), 1, true);
+      CompressorStateBytes(c, LayerKind::kHca, f.compressor_state_bf16), state, true);
   return fp;
 }
 

@@ -29,6 +29,8 @@ enum class MlaFormat {
   kBf16,  // (kv_lora + rope) BF16 (1152)
   kFp8NoScale,  // kv_lora E4M3 + rope BF16, no scales (576 + 64 = 640; published variants)
   kV4Entry,     // 584 B, as some analyses assumed for V3.2 (reproduces "35.6 GB")
+  kAllFp8NoScale,  // (kv_lora + rope) one byte each, no scales (576 at 512/64; the "naive"
+                   // variant of capacity.md §3.1, 62 x 576 B x 10^6 = 35.7 GB near miss)
 };
 
 struct KvFormats {

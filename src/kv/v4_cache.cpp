@@ -2,114 +2,182 @@
 
 #include <algorithm>
 #include <limits>
+#include <string>
 
 #include "core/check.h"
 
 namespace dsv4::kv {
 
-void CompressorState::Init(int64_t m, int64_t c) {
+using model::LayerKind;
+
+int64_t CompressorState::FloatsFor(int64_t m, int64_t c) {
+  const int64_t kappa = m == 4 ? 2 : 1;
+  return 2 * (kappa * m) * (kappa * c);
+}
+
+void CompressorState::Bind(int64_t m, int64_t c, float* storage) {
   ratio = m;
   width = c;
   kappa = m == 4 ? 2 : 1;
-  kv.assign(static_cast<size_t>(kappa * m * kappa * c), 0.0f);
-  score.assign(kv.size(), -std::numeric_limits<float>::infinity());
+  kv = storage;
+  score = storage + rows() * row_width();
 }
 
 void CompressorState::Reset() {
-  std::fill(kv.begin(), kv.end(), 0.0f);
-  std::fill(score.begin(), score.end(), -std::numeric_limits<float>::infinity());
+  const int64_t n = rows() * row_width();
+  std::fill(kv, kv + n, 0.0f);
+  std::fill(score, score + n, -std::numeric_limits<float>::infinity());
 }
 
-V4SequenceCache::V4SequenceCache(const model::ModelConfig& c) : config_(&c) {
+V4SequenceCache::V4SequenceCache(const model::ModelConfig& c)
+    : V4SequenceCache(c, nullptr) {}
+
+V4SequenceCache::V4SequenceCache(const model::ModelConfig& c, KvManager* manager)
+    : config_(&c), manager_(manager) {
   DSV4_CHECK(c.arch == model::Arch::kV4);
   const KvFormats f = DefaultKvFormats(c.arch);
+  if (manager_ == nullptr) {
+    own_manager_ = std::make_unique<KvManager>(PageLayout(c, f),
+                                               std::numeric_limits<int64_t>::max() / 2);
+    manager_ = own_manager_.get();
+  }
   entry_bytes_ = EntryBytes(c, f.entry);
   key_bytes_ = IndexerKeyBytes(c.index_head_dim, f.indexer);
   layers_.resize(static_cast<size_t>(c.num_hidden_layers));
-  for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) layers_[i].kind = c.layer_kind(i);
+}
+
+V4SequenceCache::~V4SequenceCache() { Release(); }
+
+Component V4SequenceCache::EntryComponent(const Layer& l) const {
+  return l.kind == LayerKind::kCsa ? Component::kCsaEntries : Component::kHcaEntries;
+}
+
+bool V4SequenceCache::Grow(Layer& l, Component c, int64_t pages, std::vector<Grown>* got) {
+  auto& table = l.pages[static_cast<size_t>(c)];
+  while (static_cast<int64_t>(table.size()) < pages) {
+    std::optional<PageId> id = manager_->pool(c).Allocate();
+    if (!id) return false;
+    table.push_back(*id);
+    got->push_back({&table, c});
+  }
+  return true;
+}
+
+Status V4SequenceCache::Reserve(int64_t n) {
+  if (n <= reserved_) return Status::Ok();
+  const PageLayout& pl = manager_->layout();
+  std::vector<Grown> got;
+  bool ok = true;
+  for (int64_t i = 0; ok && i < static_cast<int64_t>(layers_.size()); ++i) {
     Layer& l = layers_[i];
-    l.kind = c.layer_kind(i);
-    if (l.kind != model::LayerKind::kSwa) l.state[0].Init(c.ratio(i), c.head_dim);
-    if (l.kind == model::LayerKind::kCsa) l.state[1].Init(4, c.index_head_dim);
+    ok = Grow(l, Component::kSwaWindow, pl.PagesAt(Component::kSwaWindow, n), &got);
+    if (ok && l.kind == LayerKind::kCsa) {
+      ok = Grow(l, Component::kCsaEntries, pl.PagesAt(Component::kCsaEntries, n), &got) &&
+           Grow(l, Component::kCsaIndexerKeys, pl.PagesAt(Component::kCsaIndexerKeys, n), &got) &&
+           Grow(l, Component::kCsaState, pl.PagesAt(Component::kCsaState, n), &got);
+    } else if (ok && l.kind == LayerKind::kHca) {
+      ok = Grow(l, Component::kHcaEntries, pl.PagesAt(Component::kHcaEntries, n), &got) &&
+           Grow(l, Component::kHcaState, pl.PagesAt(Component::kHcaState, n), &got);
+    }
+  }
+  if (!ok) {  // all or nothing: give back what this call took, newest first
+    for (auto it = got.rbegin(); it != got.rend(); ++it) {
+      manager_->pool(it->component).Release(it->table->back());
+      it->table->pop_back();
+    }
+    return Status::ResourceExhausted("KV budget of " + std::to_string(manager_->budget_bytes()) +
+                                     " bytes cannot hold " + std::to_string(n) +
+                                     " tokens of this sequence (" +
+                                     std::to_string(manager_->available_bytes()) + " bytes free)");
+  }
+  for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
+    if (layers_[i].kind != LayerKind::kSwa && layers_[i].state[0].kv == nullptr) BindState(layers_[i], i);
+  }
+  reserved_ = n;
+  return Status::Ok();
+}
+
+void V4SequenceCache::BindState(Layer& l, int64_t layer) {
+  const Component c = l.kind == LayerKind::kCsa ? Component::kCsaState : Component::kHcaState;
+  auto& table = l.pages[static_cast<size_t>(c)];
+  if (table.empty() || !manager_->backing()) return;
+  float* storage = reinterpret_cast<float*>(manager_->pool(c).data(table[0]));
+  const int64_t m = config_->ratio(layer);
+  l.state[0].Bind(m, config_->head_dim, storage);
+  l.state[0].Reset();
+  if (l.kind == LayerKind::kCsa) {
+    l.state[1].Bind(4, config_->index_head_dim,
+                    storage + CompressorState::FloatsFor(m, config_->head_dim));
+    l.state[1].Reset();
   }
 }
 
-void V4SequenceCache::Reset() {
-  num_tokens_ = 0;
+void V4SequenceCache::Release() {
   for (Layer& l : layers_) {
-    l.window.clear();
-    l.entries.clear();
-    l.keys.clear();
-    for (CompressorState& s : l.state) s.Reset();
+    for (int c = 0; c < kNumComponents; ++c) {
+      for (PageId id : l.pages[c]) manager_->pool(static_cast<Component>(c)).Release(id);
+      l.pages[c].clear();
+    }
+    l.num_entries = l.num_keys = 0;
+    l.state[0] = l.state[1] = CompressorState{};
   }
+  num_tokens_ = reserved_ = 0;
+}
+
+void V4SequenceCache::set_num_tokens(int64_t n) {
+  DSV4_CHECK(n <= reserved_);
+  num_tokens_ = n;
+}
+
+uint8_t* V4SequenceCache::Slot(Component c, const Layer& l, int64_t index) const {
+  const ComponentLayout* cl = manager_->layout().Find(c);
+  const auto& table = l.pages[static_cast<size_t>(c)];
+  const int64_t page = index / cl->entries_per_page;
+  DSV4_DCHECK(page < static_cast<int64_t>(table.size()));
+  return manager_->pool(c).data(table[page]) + (index % cl->entries_per_page) * cl->entry_bytes;
 }
 
 uint8_t* V4SequenceCache::WindowRow(int64_t layer, int64_t pos) {
-  // The ring grows to sliding_window rows as the first positions arrive.
-  auto& w = layers_[layer].window;
-  const size_t need = static_cast<size_t>(std::min(pos + 1, config_->sliding_window) * entry_bytes_);
-  if (w.size() < need) w.resize(need);
-  return layers_[layer].window.data() + (pos % config_->sliding_window) * entry_bytes_;
+  return Slot(Component::kSwaWindow, layers_[layer], pos % config_->sliding_window);
 }
 const uint8_t* V4SequenceCache::WindowRow(int64_t layer, int64_t pos) const {
-  return layers_[layer].window.data() + (pos % config_->sliding_window) * entry_bytes_;
+  return Slot(Component::kSwaWindow, layers_[layer], pos % config_->sliding_window);
 }
 
-int64_t V4SequenceCache::NumEntries(int64_t layer) const {
-  return static_cast<int64_t>(layers_[layer].entries.size()) / entry_bytes_;
-}
 const uint8_t* V4SequenceCache::Entry(int64_t layer, int64_t i) const {
-  DSV4_DCHECK(i < NumEntries(layer));
-  return layers_[layer].entries.data() + i * entry_bytes_;
+  DSV4_DCHECK(i < layers_[layer].num_entries);
+  return Slot(EntryComponent(layers_[layer]), layers_[layer], i);
 }
 uint8_t* V4SequenceCache::AppendEntry(int64_t layer) {
-  auto& e = layers_[layer].entries;
-  e.resize(e.size() + static_cast<size_t>(entry_bytes_));
-  return e.data() + e.size() - entry_bytes_;
+  Layer& l = layers_[layer];
+  return Slot(EntryComponent(l), l, l.num_entries++);
 }
 
-int64_t V4SequenceCache::NumIndexerKeys(int64_t layer) const {
-  return static_cast<int64_t>(layers_[layer].keys.size()) / key_bytes_;
-}
 const uint8_t* V4SequenceCache::IndexerKey(int64_t layer, int64_t i) const {
-  return layers_[layer].keys.data() + i * key_bytes_;
+  DSV4_DCHECK(i < layers_[layer].num_keys);
+  return Slot(Component::kCsaIndexerKeys, layers_[layer], i);
 }
 uint8_t* V4SequenceCache::AppendIndexerKey(int64_t layer) {
-  auto& k = layers_[layer].keys;
-  k.resize(k.size() + static_cast<size_t>(key_bytes_));
-  return k.data() + k.size() - key_bytes_;
+  Layer& l = layers_[layer];
+  return Slot(Component::kCsaIndexerKeys, l, l.num_keys++);
 }
 
 CompressorState& V4SequenceCache::State(int64_t layer, int which) {
-  DSV4_DCHECK(!layers_[layer].state[which].kv.empty());
+  DSV4_DCHECK(layers_[layer].state[which].kv != nullptr);
   return layers_[layer].state[which];
 }
 
 KvFootprint V4SequenceCache::Usage() const {
   KvFootprint fp;
   fp.num_tokens = num_tokens_;
-  int64_t window = 0, csa = 0, keys = 0, hca = 0, csa_state = 0, hca_state = 0;
-  for (const Layer& l : layers_) {
-    window += static_cast<int64_t>(l.window.size());
-    if (l.kind == model::LayerKind::kCsa) {
-      csa += static_cast<int64_t>(l.entries.size());
-      keys += static_cast<int64_t>(l.keys.size());
-      csa_state += l.state[0].bytes() + l.state[1].bytes();
-    } else if (l.kind == model::LayerKind::kHca) {
-      hca += static_cast<int64_t>(l.entries.size());
-      hca_state += l.state[0].bytes();
+  for (const ComponentLayout& cl : manager_->layout().components()) {
+    int64_t pages = 0;
+    for (const Layer& l : layers_) pages += static_cast<int64_t>(l.pages[static_cast<size_t>(cl.component)].size());
+    if (pages > 0) {
+      fp.components.push_back({std::string(ComponentName(cl.component)), 1, cl.page_bytes(), pages, cl.fixed});
     }
   }
-  // Expressed as one "layer" of summed bytes per component.
-  auto add = [&](const char* name, int64_t bytes, bool fixed) {
-    if (bytes > 0) fp.components.push_back({name, 1, bytes, 1, fixed});
-  };
-  add("swa_window", window, true);
-  add("csa_entries", csa, false);
-  add("csa_indexer_keys", keys, false);
-  add("hca_entries", hca, false);
-  add("csa_compressor_state", csa_state, true);
-  add("hca_compressor_state", hca_state, true);
   return fp;
 }
 

@@ -115,7 +115,9 @@ TEST(V4Compressor, EmissionTimesAndPoolingMatchTheFormula) {
   for (int64_t m : {4, 128}) {
     const int64_t c = 8, kappa = m == 4 ? 2 : 1;
     kv::CompressorState s;
-    s.Init(m, c);
+    std::vector<float> storage(static_cast<size_t>(kv::CompressorState::FloatsFor(m, c)));
+    s.Bind(m, c, storage.data());
+    s.Reset();
     std::vector<std::vector<float>> v, z;
     std::vector<float> pooled(c);
     int64_t emitted = 0;

@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "core/rng.h"
+#include "kv/page_layout.h"
 #include "model/weight_generator.h"
 
 namespace dsv4::v4 {
@@ -80,9 +81,15 @@ TEST(V4Model, CacheHoldsCompressedEntriesOnly) {
     EXPECT_EQ(cache.NumEntries(2), (t + 1) / 128) << t;      // HCA
     EXPECT_EQ(cache.NumEntries(0), 0);                       // SWA-only
   }
-  const kv::KvFootprint used = cache.Usage();
-  const kv::KvFootprint want = kv::ComputeKvFootprint(f.ck.config, kv::DefaultKvFormats(model::Arch::kV4), 260);
-  EXPECT_EQ(used.total_bytes(), want.total_bytes());
+  // Pages held = what the page layout says a 260-token sequence needs, which covers the
+  // exact byte formula of layout.h.
+  const kv::PageLayout pl(f.ck.config, kv::DefaultKvFormats(model::Arch::kV4));
+  const kv::KvFootprint exact =
+      kv::ComputeKvFootprint(f.ck.config, kv::DefaultKvFormats(model::Arch::kV4), 260);
+  EXPECT_EQ(cache.Usage().total_bytes(), pl.BytesAt(260));
+  EXPECT_GE(pl.BytesAt(260), exact.total_bytes());
+  EXPECT_EQ(kv::PageLayout(f.ck.config, kv::DefaultKvFormats(model::Arch::kV4), 1).BytesAt(260),
+            exact.total_bytes());
 }
 
 TEST(V4Model, RejectsBadTokensWithoutTouchingTheCache) {

@@ -11,8 +11,8 @@ bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int6
   const int64_t m = s.ratio, c = s.width, row = s.row_width();
   const int64_t offset = s.kappa == 2 ? m : 0;  // overlapping: current window in rows m..2m-1
   const int64_t slot = offset + pos % m;
-  std::memcpy(s.kv.data() + slot * row, v, static_cast<size_t>(row) * sizeof(float));
-  std::memcpy(s.score.data() + slot * row, z, static_cast<size_t>(row) * sizeof(float));
+  std::memcpy(s.kv + slot * row, v, static_cast<size_t>(row) * sizeof(float));
+  std::memcpy(s.score + slot * row, z, static_cast<size_t>(row) * sizeof(float));
   if ((pos + 1) % m != 0) return false;
 
   // Candidates per feature f: previous window (rows 0..m-1, features [0, c)) when
@@ -41,8 +41,8 @@ bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int6
     pooled[f] = num / den;
   }
   if (s.kappa == 2) {  // the current window becomes the next entry's previous window
-    std::memcpy(s.kv.data(), s.kv.data() + m * row, static_cast<size_t>(m * row) * sizeof(float));
-    std::memcpy(s.score.data(), s.score.data() + m * row,
+    std::memcpy(s.kv, s.kv + m * row, static_cast<size_t>(m * row) * sizeof(float));
+    std::memcpy(s.score, s.score + m * row,
                 static_cast<size_t>(m * row) * sizeof(float));
   }
   return true;

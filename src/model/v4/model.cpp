@@ -43,6 +43,7 @@ Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
     if (logits) logits->clear();
     return Status::Ok();
   }
+  DSV4_RETURN_IF_ERROR(cache.Reserve(pos0 + n));
   const ModelWeights& mw = *weights_;
   // Residual streams X: BF16 [n, hc, D], each a copy of the embedding (spec §2 step 2).
   std::vector<BF16> x(static_cast<size_t>(n * hc * D));

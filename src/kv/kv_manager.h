@@ -1,0 +1,51 @@
+// Owns the KV pages of every sequence of one model: a BlockPool per component of the model's
+// PageLayout, all charging one byte budget. Exposes exact per-component accounting.
+// Not thread-safe: the engine thread owns it.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "kv/block_pool.h"
+#include "kv/page_layout.h"
+
+namespace dsv4::kv {
+
+struct ComponentStats {
+  std::string name;
+  int64_t page_bytes = 0;
+  int64_t pages_in_use = 0;
+  int64_t bytes_in_use = 0;
+};
+
+struct KvStats {
+  int64_t budget_bytes = 0;
+  int64_t used_bytes = 0;
+  std::vector<ComponentStats> components;
+};
+
+class KvManager {
+ public:
+  // `backing` false: pages are accounted but hold no memory (admission studies).
+  KvManager(PageLayout layout, int64_t budget_bytes, bool backing = true);
+
+  const PageLayout& layout() const { return layout_; }
+  BlockPool& pool(Component c);
+  const BlockPool& pool(Component c) const;
+  bool backing() const { return backing_; }
+
+  int64_t budget_bytes() const { return budget_.capacity(); }
+  int64_t available_bytes() const { return budget_.available(); }
+  KvStats Stats() const;
+
+ private:
+  PageLayout layout_;
+  KvBudget budget_;
+  bool backing_;
+  std::array<std::unique_ptr<BlockPool>, kNumComponents> pools_;
+};
+
+}  // namespace dsv4::kv
