@@ -1,0 +1,64 @@
+// Weights per GPU from parameter counts (capacity.md §4, §6.4). The counts come from the
+// checkpoint inventory (model/checkpoint_layout.h: tensor shapes of spec §12.1 / §14), never
+// from published totals; the bytes per parameter include the quantisation scales.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/status.h"
+#include "model/config.h"
+#include "plan/parallel.h"
+
+namespace dsv4::plan {
+
+// Storage of the routed experts.
+enum class ExpertDtype {
+  kFp8,    // E4M3 + FP32 scale per 128x128 block: 1.00024 B/param (V3.2 native)
+  kMxfp4,  // E2M1 + E8M0 scale per 32: 0.53125 B/param (V4 native)
+  kNvfp4,  // E2M1 + E4M3 scale per 16: 0.5625 B/param (nvidia/*-NVFP4 checkpoints)
+  kBf16,   // 2 B/param (dequantised checkpoints)
+};
+std::string_view ExpertDtypeName(ExpertDtype d);  // "fp8", "mxfp4", "nvfp4", "bf16"
+Result<ExpertDtype> ParseExpertDtype(std::string_view s);
+double BytesPerParam(ExpertDtype d);
+// What the model's checkpoint stores: MXFP4 for V4, FP8 for V3.2, BF16 for BF16 checkpoints.
+ExpertDtype NativeExpertDtype(const model::ModelConfig& c);
+// Non-expert linears: FP8 with block scales (1 + 4/128^2 B/param), BF16 for BF16 checkpoints.
+double DenseBytesPerParam(const model::ModelConfig& c);
+
+// Parameters by the budget they fall into. Sums of WeightSpec::num_params() over
+// model::ListWeights(c, /*include_mtp=*/true).
+struct ParamBreakdown {
+  int64_t routed = 0;      // main-stack routed experts
+  int64_t routed_mtp = 0;  // the MTP layer's routed experts
+  int64_t embedding = 0;   // main token embedding (BF16)
+  int64_t head = 0;        // main LM head (BF16)
+  int64_t other = 0;       // attention, shared experts, dense FFN, router, norms, mHC
+  int64_t other_mtp = 0;   // the rest of the MTP module
+  // The MTP module's own copies of the embedding and head (V3.2 checkpoints store them).
+  // DeepSeek shares them with the main model, so they are not loaded a second time.
+  int64_t mtp_tied = 0;
+
+  int64_t routed_total(bool mtp) const { return routed + (mtp ? routed_mtp : 0); }
+  int64_t other_total(bool mtp) const { return other + (mtp ? other_mtp : 0); }
+  int64_t total() const {
+    return routed + routed_mtp + embedding + head + other + other_mtp + mtp_tied;
+  }
+};
+ParamBreakdown CountParams(const model::ModelConfig& c);
+
+// Bytes of weights resident on one GPU (decimal-exact doubles; shares are fractional).
+struct WeightsPerGpu {
+  double routed_experts = 0;   // P_routed x b_expert x (1 + r/E) / gpus
+  double other = 0;            // non-expert linears etc. x b_dense / tp (replicated over dp)
+  double embedding_head = 0;   // (embedding + head) x 2 B / tp (vocab-parallel over tp)
+  double experts_per_gpu = 0;  // (E + redundant) / ep routed experts, each split gpus/ep ways
+  double total() const { return routed_experts + other + embedding_head; }
+  double replicated() const { return other + embedding_head; }
+};
+WeightsPerGpu ComputeWeightsPerGpu(const model::ModelConfig& c, const ParamBreakdown& p,
+                                   ExpertDtype expert_dtype, const ParallelLayout& l,
+                                   bool include_mtp);
+
+}  // namespace dsv4::plan
