@@ -139,3 +139,41 @@ TEST(V4Model, Fp8AndBf16WeightVariantsAgree) {
 
 }  // namespace
 }  // namespace dsv4::v4
+
+#include "model/v4/reference/forward.h"
+
+namespace dsv4::v4 {
+namespace {
+
+// The fast path against the plain whole-sequence reference (src/model/v4/reference), for
+// both weight formats. The two share only the numeric primitives and the documented
+// reduction orders; with those, they must agree bit for bit.
+TEST(V4Model, FastPathMatchesTheReferenceForwardExactly) {
+  const Fixture& f = Tiny();
+  for (model::WeightFormat fmt : {model::WeightFormat::kFp8, model::WeightFormat::kBf16}) {
+    model::ModelConfig c = f.ck.config;
+    c.weight_format = fmt;
+    auto store = model::TensorStore::Create(
+        "w", model::GenerateWeights(c, model::kDefaultSeed).value()).value();
+    auto fast = Model::Create(c, *store).value();
+    ThreadPool pool(2);
+    kv::V4SequenceCache cache(c);
+    std::vector<float> a;
+    ASSERT_TRUE(fast->Forward(pool, cache, f.tokens, LogitsMode::kAll, &a).ok());
+    Result<std::vector<float>> b = reference::Forward(c, *store, f.tokens);
+    ASSERT_TRUE(b.ok()) << b.status().ToString();
+    ASSERT_EQ(a.size(), b->size());
+    const int64_t V = c.vocab_size;
+    int64_t differing = 0;
+    double worst = 1.0;
+    for (size_t t = 0; t < f.tokens.size(); ++t) {
+      differing += std::memcmp(a.data() + t * V, b->data() + t * V, V * sizeof(float)) != 0;
+      worst = std::min(worst, Cosine(a.data() + t * V, b->data() + t * V, V));
+    }
+    EXPECT_EQ(differing, 0) << "positions differ; worst cosine " << worst;
+    EXPECT_GE(worst, 0.99999);
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::v4

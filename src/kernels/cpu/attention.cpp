@@ -30,8 +30,7 @@ void SparseAttention(ThreadPool& pool, const BF16* q, const float* kv, int64_t n
         for (int64_t k = 0; k < d; ++k) acc[k] += p * row[k];
       }
       den += std::exp(sink[h] - mx);
-      const float inv = 1.0f / den;
-      for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[k] * inv);
+      for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[k] / den);
     }
   });
 }

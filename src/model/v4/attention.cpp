@@ -27,7 +27,7 @@ struct Projections {
 };
 
 void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, const RopeTable& rope,
-             int64_t pos0, const BF16* x, int64_t n, Projections* p) {
+             const int64_t* positions, const BF16* x, int64_t n, Projections* p) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16> cq(static_cast<size_t>(n * c.q_lora_rank));
@@ -44,11 +44,11 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
     for (int64_t h = 0; h < H; ++h) {
       BF16* head = p->q.data() + (t * H + h) * d;
       HeadRmsNormBf16(head, d, eps);
-      rope.Apply(head + d - r, pos0 + t, false);
+      rope.Apply(head + d - r, positions[t], false);
     }
     BF16* k = p->kv.data() + t * d;
     RmsNorm(k, w.kv_norm, d, eps, k);
-    rope.Apply(k + d - r, pos0 + t, false);
+    rope.Apply(k + d - r, positions[t], false);
   }
   if (w.kind == LayerKind::kSwa) return;
   const int64_t row = w.compressor.wkv.out;
@@ -64,7 +64,7 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < nI; ++h) {
       BF16* head = p->iq.data() + (t * nI + h) * dI;
-      rope.Apply(head + dI - r, pos0 + t, false);
+      rope.Apply(head + dI - r, positions[t], false);
       Hadamard(head, dI);
       Fp4SimulateInplace({head, static_cast<size_t>(dI)});
     }
@@ -103,22 +103,18 @@ void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const Rope
   }
 }
 
-}  // namespace
-
-void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
-                      const RopeTable& rope, kv::V4SequenceCache& cache, int64_t pos0,
-                      const BF16* x, int64_t n, BF16* out) {
+// Runs the tokens of one sequence (rows [s.row0, s.row0 + s.n)) in position order: cache
+// writes, compressors, indexer, sparse attention. o BF16 [rows, H*d].
+void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                    const RopeTable& rope, const SeqSlice& s, const Projections& p, BF16* o) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const int64_t layer = w.layer, W = c.sliding_window;
-  Projections p;
-  Project(pool, c, w, rope, pos0, x, n, &p);
-
-  std::vector<BF16> o(static_cast<size_t>(n * H * d));
+  kv::V4SequenceCache& cache = *s.cache;
   std::vector<float> kvset, keys, scores;
   int64_t decoded_keys = 0;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t pos = pos0 + t;
+  for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
+    const int64_t pos = s.pos0 + (t - s.row0);
     kv::EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
     std::vector<int64_t> selected;
     if (w.kind != LayerKind::kSwa) {
@@ -153,17 +149,33 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
     const int64_t count = pos - first + 1 + static_cast<int64_t>(selected.size());
     kvset.resize(static_cast<size_t>(count * d));
     int64_t j = 0;
-    for (int64_t s = first; s <= pos; ++s, ++j) {
-      kv::DecodeKvEntry(cache.WindowRow(layer, s), d - r, r, kvset.data() + j * d);
+    for (int64_t q = first; q <= pos; ++q, ++j) {
+      kv::DecodeKvEntry(cache.WindowRow(layer, q), d - r, r, kvset.data() + j * d);
     }
     for (int64_t i : selected) {
       kv::DecodeKvEntry(cache.Entry(layer, i), d - r, r, kvset.data() + (j++) * d);
     }
-    BF16* oh = o.data() + t * H * d;
+    BF16* oh = o + t * H * d;
     kernels::SparseAttention(pool, p.q.data() + t * H * d, kvset.data(), count, w.attn_sink, H,
                              d, scale, oh);
     for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
   }
+}
+
+}  // namespace
+
+void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                      const RopeTable& rope, std::span<const SeqSlice> seqs, const BF16* x,
+                      int64_t n, BF16* out) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim;
+  std::vector<int64_t> positions(static_cast<size_t>(n));
+  for (const SeqSlice& s : seqs) {
+    for (int64_t t = 0; t < s.n; ++t) positions[s.row0 + t] = s.pos0 + t;
+  }
+  Projections p;
+  Project(pool, c, w, rope, positions.data(), x, n, &p);
+  std::vector<BF16> o(static_cast<size_t>(n * H * d));
+  for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, p, o.data());
 
   // Grouped low-rank output projection (§6.5): group g = heads [g*H/G, (g+1)*H/G).
   const int64_t G = c.o_groups, R = c.o_lora_rank, gin = H * d / G;

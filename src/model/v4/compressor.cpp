@@ -4,10 +4,13 @@
 #include <cstring>
 #include <limits>
 
+#include "core/check.h"
+
 namespace dsv4::v4 {
 
 bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int64_t pos,
                     float* pooled) {
+  DSV4_CHECK(s.kappa * s.ratio <= 256);
   const int64_t m = s.ratio, c = s.width, row = s.row_width();
   const int64_t offset = s.kappa == 2 ? m : 0;  // overlapping: current window in rows m..2m-1
   const int64_t slot = offset + pos % m;
@@ -24,21 +27,20 @@ bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int6
       for (int64_t j = 0; j < m; ++j) mx = std::max(mx, s.score[j * row + f]);
     }
     for (int64_t j = 0; j < m; ++j) mx = std::max(mx, s.score[(offset + j) * row + cur_col + f]);
-    float den = 0.0f, num = 0.0f;
+    // Softmax weights e/Σe, then Σ v·weight (the reference's order). Previous-window rows
+    // of entry 0 hold score -inf: weight exactly 0.
+    float e[256];
+    int64_t idx[256];
+    int64_t k = 0;
     if (s.kappa == 2) {
-      for (int64_t j = 0; j < m; ++j) {
-        const float e = std::exp(s.score[j * row + f] - mx);
-        den += e;
-        num += e * s.kv[j * row + f];
-      }
+      for (int64_t j = 0; j < m; ++j) idx[k++] = j * row + f;
     }
-    for (int64_t j = 0; j < m; ++j) {
-      const int64_t idx = (offset + j) * row + cur_col + f;
-      const float e = std::exp(s.score[idx] - mx);
-      den += e;
-      num += e * s.kv[idx];
-    }
-    pooled[f] = num / den;
+    for (int64_t j = 0; j < m; ++j) idx[k++] = (offset + j) * row + cur_col + f;
+    float den = 0.0f;
+    for (int64_t j = 0; j < k; ++j) den += (e[j] = std::exp(s.score[idx[j]] - mx));
+    float acc = 0.0f;
+    for (int64_t j = 0; j < k; ++j) acc += s.kv[idx[j]] * (e[j] / den);
+    pooled[f] = acc;
   }
   if (s.kappa == 2) {  // the current window becomes the next entry's previous window
     std::memcpy(s.kv, s.kv + m * row, static_cast<size_t>(m * row) * sizeof(float));

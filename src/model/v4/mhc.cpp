@@ -83,10 +83,10 @@ void HcPost(const MhcParams& p, const MhcMix& mix, const BF16* f, BF16* x) {
   for (int64_t d = 0; d < p.dim; ++d) {
     for (int64_t j = 0; j < hc; ++j) col[j] = Bf16ToF32(x[j * p.dim + d]);
     const float fd = Bf16ToF32(f[d]);
-    for (int64_t k = 0; k < hc; ++k) {
-      float acc = mix.post[k] * fd;
-      for (int64_t j = 0; j < hc; ++j) acc += mix.comb[j * hc + k] * col[j];
-      x[k * p.dim + d] = F32ToBf16(acc);
+    for (int64_t k = 0; k < hc; ++k) {  // the stream mix first, then + post*F (reference order)
+      float mixed = 0.0f;
+      for (int64_t j = 0; j < hc; ++j) mixed += mix.comb[j * hc + k] * col[j];
+      x[k * p.dim + d] = F32ToBf16(mix.post[k] * fd + mixed);
     }
   }
 }

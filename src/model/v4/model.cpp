@@ -24,26 +24,39 @@ Result<std::unique_ptr<Model>> Model::Create(const model::ModelConfig& c,
 Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
                       std::span<const int32_t> tokens, LogitsMode mode,
                       std::vector<float>* logits) const {
+  const BatchItem item{&cache, tokens, mode, logits};
+  return ForwardBatch(pool, {&item, 1});
+}
+
+Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
   const model::ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(tokens.size()), D = c.hidden_size, hc = c.hc_mult;
-  const int64_t pos0 = cache.num_tokens();
-  for (int64_t t = 0; t < n; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
-      return Status::InvalidArgument("token " + std::to_string(tokens[t]) + " at position " +
-                                     std::to_string(pos0 + t) + " is outside the vocabulary [0, " +
-                                     std::to_string(c.vocab_size) + ")");
+  const int64_t D = c.hidden_size, hc = c.hc_mult;
+  // Validate everything and reserve every page before touching any cache.
+  std::vector<SeqSlice> seqs;
+  std::vector<int32_t> tokens;
+  for (const BatchItem& item : batch) {
+    const int64_t pos0 = item.cache->num_tokens(), n = static_cast<int64_t>(item.tokens.size());
+    for (int64_t t = 0; t < n; ++t) {
+      if (item.tokens[t] < 0 || item.tokens[t] >= c.vocab_size) {
+        return Status::InvalidArgument("token " + std::to_string(item.tokens[t]) +
+                                       " at position " + std::to_string(pos0 + t) +
+                                       " is outside the vocabulary [0, " +
+                                       std::to_string(c.vocab_size) + ")");
+      }
     }
+    if (pos0 + n > c.max_position_embeddings) {
+      return Status::OutOfRange("sequence of " + std::to_string(pos0 + n) +
+                                " tokens exceeds max_position_embeddings " +
+                                std::to_string(c.max_position_embeddings));
+    }
+    seqs.push_back({item.cache, pos0, static_cast<int64_t>(tokens.size()), n});
+    tokens.insert(tokens.end(), item.tokens.begin(), item.tokens.end());
   }
-  if (pos0 + n > c.max_position_embeddings) {
-    return Status::OutOfRange("sequence of " + std::to_string(pos0 + n) +
-                              " tokens exceeds max_position_embeddings " +
-                              std::to_string(c.max_position_embeddings));
+  for (const BatchItem& item : batch) {
+    DSV4_RETURN_IF_ERROR(item.cache->Reserve(item.cache->num_tokens() +
+                                             static_cast<int64_t>(item.tokens.size())));
   }
-  if (n == 0) {
-    if (logits) logits->clear();
-    return Status::Ok();
-  }
-  DSV4_RETURN_IF_ERROR(cache.Reserve(pos0 + n));
+  const int64_t n = static_cast<int64_t>(tokens.size());
   const ModelWeights& mw = *weights_;
   // Residual streams X: BF16 [n, hc, D], each a copy of the embedding (spec §2 step 2).
   std::vector<BF16> x(static_cast<size_t>(n * hc * D));
@@ -62,7 +75,7 @@ Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
       HcPre(mp, lw.hc_attn, x.data() + t * hc * D, u.data() + t * D, &mix[t]);
       RmsNorm(u.data() + t * D, lw.attn_norm, D, eps, u.data() + t * D);
     }
-    AttentionForward(pool, c, lw, rope_[lw.layer], cache, pos0, u.data(), n, f.data());
+    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u.data(), n, f.data());
     for (int64_t t = 0; t < n; ++t) HcPost(mp, mix[t], f.data() + t * D, x.data() + t * hc * D);
     for (int64_t t = 0; t < n; ++t) {
       HcPre(mp, lw.hc_ffn, x.data() + t * hc * D, u.data() + t * D, &mix[t]);
@@ -71,19 +84,35 @@ Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
     MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data());
     for (int64_t t = 0; t < n; ++t) HcPost(mp, mix[t], f.data() + t * D, x.data() + t * hc * D);
   }
-  cache.set_num_tokens(pos0 + n);
-  if (mode == LogitsMode::kNone || logits == nullptr) return Status::Ok();
+  for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
 
-  const int64_t first = mode == LogitsMode::kLast ? n - 1 : 0;
-  const int64_t rows = n - first;
-  std::vector<BF16> h(static_cast<size_t>(rows * D));
-  for (int64_t t = first; t < n; ++t) {
-    BF16* hr = h.data() + (t - first) * D;
-    HcHead(mp, mw.hc_head, x.data() + t * hc * D, hr);
+  // Final collapse, norm and FP32 head for the rows whose logits are wanted, in one GEMM.
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& item = batch[i];
+    if (item.logits == nullptr || item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
+    const int64_t first = item.mode == LogitsMode::kLast ? seqs[i].n - 1 : 0;
+    for (int64_t t = first; t < seqs[i].n; ++t) rows.push_back(seqs[i].row0 + t);
+  }
+  std::vector<BF16> h(rows.size() * D);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    BF16* hr = h.data() + i * D;
+    HcHead(mp, mw.hc_head, x.data() + rows[i] * hc * D, hr);
     RmsNorm(hr, mw.norm, D, eps, hr);
   }
-  logits->resize(static_cast<size_t>(rows * c.vocab_size));
-  kernels::LinearBf16InF32(pool, mw.head, h.data(), rows, logits->data());
+  std::vector<float> all(rows.size() * c.vocab_size);
+  kernels::LinearBf16InF32(pool, mw.head, h.data(), static_cast<int64_t>(rows.size()), all.data());
+  size_t next = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& item = batch[i];
+    if (item.logits == nullptr) continue;
+    item.logits->clear();
+    if (item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
+    const int64_t count = item.mode == LogitsMode::kLast ? 1 : seqs[i].n;
+    item.logits->assign(all.begin() + next * c.vocab_size,
+                        all.begin() + (next + count) * c.vocab_size);
+    next += static_cast<size_t>(count);
+  }
   return Status::Ok();
 }
 

@@ -29,10 +29,22 @@ class Model {
 
   const model::ModelConfig& config() const { return config_; }
 
-  // Feeds `tokens` at positions cache.num_tokens() .. + n - 1 (a prefill chunk of any size,
-  // or one decode token), appends their KV to `cache`, and writes logits per `mode` into
-  // `logits` (FP32, resized). InvalidArgument for a token id outside the vocabulary or a
-  // position past max_position_embeddings; the cache is unchanged then.
+  // One sequence's part of a batched step.
+  struct BatchItem {
+    kv::V4SequenceCache* cache = nullptr;
+    std::span<const int32_t> tokens;  // fed at positions cache->num_tokens() ..
+    LogitsMode mode = LogitsMode::kLast;
+    std::vector<float>* logits = nullptr;  // FP32 [1 or n, vocab] per mode (resized)
+  };
+
+  // Feeds several sequences at once (each a prefill chunk of any size or one decode token):
+  // every weight is read once for the whole batch, and each token's logits are bit-identical
+  // to feeding it alone. Appends the KV to each cache. InvalidArgument for a token id outside
+  // the vocabulary, OutOfRange past max_position_embeddings, ResourceExhausted when a cache
+  // cannot reserve its pages; no cache advances then (pages reserved ahead stay reserved).
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
+
+  // ForwardBatch of one sequence.
   Status Forward(ThreadPool& pool, kv::V4SequenceCache& cache, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const;
 

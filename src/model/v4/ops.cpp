@@ -1,5 +1,6 @@
 #include "model/v4/ops.h"
 
+#include <bit>
 #include <cmath>
 #include <vector>
 
@@ -27,19 +28,17 @@ void HeadRmsNormBf16(BF16* x, int64_t dim, float eps) {
 }
 
 void Hadamard(BF16* x, int64_t n) {
+  // Direct signed sums in ascending j (the order of the matrix product x·Hᵀ); n is small.
   std::vector<float> v(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) v[i] = Bf16ToF32(x[i]);
-  for (int64_t len = 1; len < n; len <<= 1) {
-    for (int64_t i = 0; i < n; i += 2 * len) {
-      for (int64_t j = i; j < i + len; ++j) {
-        const float a = v[j], b = v[j + len];
-        v[j] = a + b;
-        v[j + len] = a - b;
-      }
+  const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
+  for (int64_t i = 0; i < n; ++i) {
+    float acc = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      acc += (std::popcount(static_cast<uint64_t>(i & j)) % 2 == 0) ? v[j] : -v[j];
     }
+    x[i] = F32ToBf16(acc * scale);
   }
-  const float scale = 1.0f / std::sqrt(static_cast<float>(n));
-  for (int64_t i = 0; i < n; ++i) x[i] = F32ToBf16(v[i] * scale);
 }
 
 }  // namespace dsv4::v4
