@@ -62,4 +62,44 @@ void DecodeIndexerKeyFp4(const uint8_t* in, int64_t dim, float* out) {
   }
 }
 
+void EncodeMlaRecord(const BF16* latent, int64_t kv_lora, const BF16* rope, int64_t rope_dim,
+                     uint8_t* out) {
+  const int64_t blocks = kv_lora / 128;
+  for (int64_t b = 0; b < blocks; ++b) {
+    float s = 0.0f;
+    ActQuantFp8({latent + b * 128, 128}, kFp8ActBlock, {out + b * 128, 128}, {&s, 1});
+    std::memcpy(out + kv_lora + 4 * b, &s, sizeof(s));
+  }
+  std::memcpy(out + kv_lora + 4 * blocks, rope, static_cast<size_t>(rope_dim) * sizeof(BF16));
+}
+
+void DecodeMlaRecord(const uint8_t* in, int64_t kv_lora, int64_t rope_dim, float* out) {
+  const int64_t blocks = kv_lora / 128;
+  for (int64_t b = 0; b < blocks; ++b) {
+    float s;
+    std::memcpy(&s, in + kv_lora + 4 * b, sizeof(s));
+    for (int64_t k = b * 128; k < (b + 1) * 128; ++k) out[k] = E4M3ToF32(in[k]) * s;
+  }
+  const uint8_t* r = in + kv_lora + 4 * blocks;
+  for (int64_t k = 0; k < rope_dim; ++k) {
+    BF16 b;
+    std::memcpy(&b, r + 2 * k, sizeof(b));
+    out[kv_lora + k] = Bf16ToF32(b);
+  }
+}
+
+void EncodeIndexerKeyFp8(const BF16* x, int64_t dim, uint8_t* out) {
+  float s = 0.0f;
+  ActQuantFp8({x, static_cast<size_t>(dim)}, static_cast<size_t>(dim), {out, static_cast<size_t>(dim)},
+              {&s, 1});
+  std::memcpy(out + dim, &s, sizeof(s));
+}
+
+float DecodeIndexerKeyFp8(const uint8_t* in, int64_t dim, float* codes) {
+  for (int64_t k = 0; k < dim; ++k) codes[k] = E4M3ToF32(in[k]);
+  float s;
+  std::memcpy(&s, in + dim, sizeof(s));
+  return s;
+}
+
 }  // namespace dsv4::kv

@@ -1,7 +1,9 @@
 // Lossless packing of the values the V4 model caches (spec §13.1). The model rounds these
 // values onto FP8/FP4 grids anyway (the reference's "simulation"); storing the codes and
 // power-of-two scales instead of BF16 keeps them exactly and costs 584 B instead of 1024 B
-// per 512-d entry, and 68 B instead of 256 B per 128-d indexer key.
+// per 512-d entry, and 68 B instead of 256 B per 128-d indexer key. The V3.2 formats (spec
+// §14.5) are lossless the same way: the latent is FP8-simulated per 128 with power-of-two
+// scales before caching, and the indexer keys are FP8 with one scale in the reference itself.
 #pragma once
 
 #include <cstdint>
@@ -21,5 +23,21 @@ void DecodeKvEntry(const uint8_t* in, int64_t d_nope, int64_t rope_dim, float* o
 // Encode FP4-quantises in blocks of 32 (spec §4.5: amax floor 6*2^-126, RNE).
 void EncodeIndexerKeyFp4(const BF16* x, int64_t dim, uint8_t* out);
 void DecodeIndexerKeyFp4(const uint8_t* in, int64_t dim, float* out);
+
+// V3.2 MLA record (656 B at 512/64): [kv_lora E4M3 codes][kv_lora/128 FP32 scales][rope BF16].
+// Encode FP8-quantises the latent in blocks of 128 (act_quant: amax floor 1e-4, power-of-two
+// scale, RNE), which is exactly the corrected reference's FP8 simulation of c^KV, and keeps
+// the RoPE key as BF16. latent: BF16 [kv_lora] (kv_lora % 128 == 0); rope: BF16 [rope_dim].
+void EncodeMlaRecord(const BF16* latent, int64_t kv_lora, const BF16* rope, int64_t rope_dim,
+                     uint8_t* out);
+// The simulated latent values followed by the RoPE key, FP32 [kv_lora + rope_dim] (exact).
+void DecodeMlaRecord(const uint8_t* in, int64_t kv_lora, int64_t rope_dim, float* out);
+
+// V3.2 indexer key (132 B at 128): [dim E4M3 codes][one FP32 scale], one power-of-two scale
+// for the whole key (act_quant with a block of `dim`). x: BF16 [dim].
+void EncodeIndexerKeyFp8(const BF16* x, int64_t dim, uint8_t* out);
+// Writes the code values (unscaled E4M3 values) FP32 [dim] and returns the key's scale; the
+// key is codes × scale exactly.
+float DecodeIndexerKeyFp8(const uint8_t* in, int64_t dim, float* codes);
 
 }  // namespace dsv4::kv

@@ -1,6 +1,8 @@
 #include "model/checkpoint.h"
 
+#include <fstream>
 #include <set>
+#include <sstream>
 
 #include "model/checkpoint_files.h"
 #include "model/checkpoint_layout.h"
@@ -51,6 +53,15 @@ Result<Checkpoint> OpenCheckpoint(const std::filesystem::path& dir) {
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<CheckpointFiles> files, CheckpointFiles::Open(dir));
   ck.weights = std::move(files);
   DSV4_RETURN_IF_ERROR(VerifyTensors(ck.config, *ck.weights, &ck.has_mtp, &ck.unexpected));
+  const std::filesystem::path tokenizer = dir / "tokenizer.json";
+  std::error_code ec;
+  if (std::filesystem::exists(tokenizer, ec)) {
+    std::ifstream in(tokenizer, std::ios::binary);
+    std::stringstream text;
+    text << in.rdbuf();
+    if (!in || text.bad()) return Status::IoError(tokenizer.string() + ": read failed");
+    ck.tokenizer_json = text.str();
+  }
   std::filesystem::path p = std::filesystem::absolute(dir).lexically_normal();
   ck.name = p.has_filename() ? p.filename().string() : p.parent_path().filename().string();
   return ck;

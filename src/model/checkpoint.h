@@ -19,6 +19,9 @@ struct Checkpoint {
   std::unique_ptr<TensorSource> weights;
   bool has_mtp = false;                 // mtp tensors present (loaded, not used yet)
   std::vector<std::string> unexpected;  // tensors the layout does not know (ignored)
+  // The text of tokenizer.json (parsed by dsv4::tokenizer, which model does not depend on);
+  // empty when the folder has none. Token-id commands work without it.
+  std::string tokenizer_json;
 };
 
 // Checks every tensor of ListTensors(config) against `source`. Main-stack tensors are
@@ -27,7 +30,8 @@ struct Checkpoint {
 Status VerifyTensors(const ModelConfig& config, const TensorSource& source, bool* has_mtp,
                      std::vector<std::string>* unexpected);
 
-// Opens <dir>/config.json and the safetensors files in `dir` and verifies them.
+// Opens <dir>/config.json and the safetensors files in `dir` and verifies them; reads
+// <dir>/tokenizer.json into tokenizer_json when present (IoError if it cannot be read).
 Result<Checkpoint> OpenCheckpoint(const std::filesystem::path& dir);
 
 }  // namespace dsv4::model

@@ -15,6 +15,7 @@
 #include "model/checkpoint_layout.h"
 #include "model/presets.h"
 #include "model/safetensors_writer.h"
+#include "model/tokenizer_generator.h"
 
 namespace dsv4::model {
 namespace {
@@ -166,14 +167,16 @@ Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, uint64_t 
   return out;
 }
 
-Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
-                       std::span<const OwnedTensor> tensors, int num_shards) {
-  DSV4_RETURN_IF_ERROR(WriteShardedCheckpoint(dir, tensors, num_shards));
-  const std::filesystem::path file = dir / "config.json";
-  const std::filesystem::path tmp = dir / "config.json.tmp";
+namespace {
+
+// Writes `text` to dir/name through a temporary file, so a reader never sees half a file.
+Status WriteTextFile(const std::filesystem::path& dir, const std::string& name,
+                     std::string_view text) {
+  const std::filesystem::path file = dir / name;
+  const std::filesystem::path tmp = dir / (name + ".tmp");
   {
-    std::ofstream out(tmp);
-    out << ModelConfigToJson(c).dump(2) << "\n";
+    std::ofstream out(tmp, std::ios::binary);
+    out << text;
     if (!out.good()) return Status::IoError(tmp.string() + ": write failed");
   }
   std::error_code ec;
@@ -181,6 +184,19 @@ Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
   if (ec) {
     std::filesystem::remove(tmp, ec);
     return Status::IoError(file.string() + ": rename failed");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
+                       std::span<const OwnedTensor> tensors, int num_shards,
+                       std::string_view tokenizer_json) {
+  DSV4_RETURN_IF_ERROR(WriteShardedCheckpoint(dir, tensors, num_shards));
+  DSV4_RETURN_IF_ERROR(WriteTextFile(dir, "config.json", ModelConfigToJson(c).dump(2) + "\n"));
+  if (!tokenizer_json.empty()) {
+    DSV4_RETURN_IF_ERROR(WriteTextFile(dir, "tokenizer.json", tokenizer_json));
   }
   return Status::Ok();
 }
@@ -194,6 +210,7 @@ Result<Checkpoint> BuiltinDefaultModel() {
                         TensorStore::Create("built-in " + m.name, std::move(tensors)));
   m.weights = std::move(store);
   DSV4_RETURN_IF_ERROR(VerifyTensors(m.config, *m.weights, &m.has_mtp, &m.unexpected));
+  DSV4_ASSIGN_OR_RETURN(m.tokenizer_json, GenerateTinyTokenizerJson(m.config.vocab_size));
   return m;
 }
 

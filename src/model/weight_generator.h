@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <string_view>
 #include <vector>
 
 #include "core/status.h"
@@ -28,11 +29,14 @@ inline constexpr uint64_t kMaxGeneratedBytes = 4ull << 30;
 // c.weight_format. ResourceExhausted if the checkpoint would exceed kMaxGeneratedBytes.
 Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, uint64_t seed);
 
-// Writes config.json plus `num_shards` safetensors shards and the index into `dir`.
+// Writes config.json plus `num_shards` safetensors shards and the index into `dir`, and
+// tokenizer.json when `tokenizer_json` is not empty.
 Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
-                       std::span<const OwnedTensor> tensors, int num_shards);
+                       std::span<const OwnedTensor> tensors, int num_shards,
+                       std::string_view tokenizer_json = {});
 
-// The built-in default model: TinyV4Config() with FP8 weights and kDefaultSeed, in memory.
+// The built-in default model: TinyV4Config() with FP8 weights and kDefaultSeed, in memory,
+// with the generated tiny tokenizer (tokenizer_generator.h) in tokenizer_json.
 Result<Checkpoint> BuiltinDefaultModel();
 
 }  // namespace dsv4::model

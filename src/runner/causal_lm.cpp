@@ -1,5 +1,6 @@
 #include "runner/causal_lm.h"
 
+#include "model/v32/model.h"
 #include "model/v4/model.h"
 
 namespace dsv4::runner {
@@ -7,9 +8,11 @@ namespace {
 
 class V4Sequence final : public SequenceState {
  public:
-  explicit V4Sequence(const model::ModelConfig& c) : cache(c) {}
+  V4Sequence(const model::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
   int64_t num_tokens() const override { return cache.num_tokens(); }
   kv::KvFootprint Usage() const override { return cache.Usage(); }
+  Status Reserve(int64_t n) override { return cache.Reserve(n); }
+  void Release() override { cache.Release(); }
   kv::V4SequenceCache cache;
 };
 
@@ -17,20 +20,70 @@ class V4Lm final : public CausalLm {
  public:
   explicit V4Lm(std::unique_ptr<v4::Model> m) : model_(std::move(m)) {}
   const model::ModelConfig& config() const override { return model_->config(); }
-  std::unique_ptr<SequenceState> NewSequence() const override {
-    return std::make_unique<V4Sequence>(model_->config());
+  kv::PageLayout page_layout() const override {
+    return kv::PageLayout(model_->config(), kv::DefaultKvFormats(model::Arch::kV4));
+  }
+  std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv) const override {
+    return std::make_unique<V4Sequence>(model_->config(), kv);
   }
   Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const override {
     auto& seq = static_cast<V4Sequence&>(state);
     return model_->Forward(pool, seq.cache, tokens, mode, logits);
   }
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const override {
+    std::vector<v4::Model::BatchItem> items;
+    for (const BatchItem& b : batch) {
+      items.push_back({&static_cast<V4Sequence*>(b.state)->cache, b.tokens, b.mode, b.logits});
+    }
+    return model_->ForwardBatch(pool, items);
+  }
 
  private:
   std::unique_ptr<v4::Model> model_;
 };
 
+// V3.2 sequences keep their own growing buffers (not pages yet): Reserve always succeeds.
+class V32Sequence final : public SequenceState {
+ public:
+  explicit V32Sequence(const model::ModelConfig& c)
+      : config(&c), cache(std::make_unique<kv::V32SequenceCache>(c)) {}
+  int64_t num_tokens() const override { return cache->num_tokens(); }
+  kv::KvFootprint Usage() const override { return cache->Usage(); }
+  Status Reserve(int64_t) override { return Status::Ok(); }
+  void Release() override { cache = std::make_unique<kv::V32SequenceCache>(*config); }
+  const model::ModelConfig* config;
+  std::unique_ptr<kv::V32SequenceCache> cache;
+};
+
+class V32Lm final : public CausalLm {
+ public:
+  explicit V32Lm(std::unique_ptr<v32::Model> m) : model_(std::move(m)) {}
+  const model::ModelConfig& config() const override { return model_->config(); }
+  kv::PageLayout page_layout() const override {
+    return kv::PageLayout(model_->config(), kv::DefaultKvFormats(model::Arch::kV32));
+  }
+  std::unique_ptr<SequenceState> NewSequence(kv::KvManager*) const override {
+    return std::make_unique<V32Sequence>(model_->config());
+  }
+  Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
+                 LogitsMode mode, std::vector<float>* logits) const override {
+    auto& seq = static_cast<V32Sequence&>(state);
+    return model_->Forward(pool, *seq.cache, tokens, mode, logits);
+  }
+
+ private:
+  std::unique_ptr<v32::Model> model_;
+};
+
 }  // namespace
+
+Status CausalLm::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
+  for (const BatchItem& b : batch) {
+    DSV4_RETURN_IF_ERROR(Forward(pool, *b.state, b.tokens, b.mode, b.logits));
+  }
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<CausalLm>> CreateCausalLm(const model::ModelConfig& c,
                                                  const model::TensorSource& source) {
@@ -38,8 +91,8 @@ Result<std::unique_ptr<CausalLm>> CreateCausalLm(const model::ModelConfig& c,
     DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v4::Model> m, v4::Model::Create(c, source));
     return std::unique_ptr<CausalLm>(new V4Lm(std::move(m)));
   }
-  return Status::Unimplemented(source.label() +
-                               ": the DeepSeek-V3.2 forward pass is not part of this build yet");
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v32::Model> m, v32::Model::Create(c, source));
+  return std::unique_ptr<CausalLm>(new V32Lm(std::move(m)));
 }
 
 }  // namespace dsv4::runner

@@ -10,7 +10,9 @@
 
 #include "core/status.h"
 #include "core/thread_pool.h"
+#include "kv/kv_manager.h"
 #include "kv/layout.h"
+#include "kv/page_layout.h"
 #include "model/config.h"
 #include "model/logits_mode.h"
 #include "model/tensor.h"
@@ -27,19 +29,42 @@ class SequenceState {
   virtual int64_t num_tokens() const = 0;
   // Bytes held now, by component.
   virtual kv::KvFootprint Usage() const = 0;
+  // Makes sure the pages for positions [0, n) exist: ResourceExhausted (nothing taken) when
+  // the KV budget cannot cover them. Forward reserves by itself; a scheduler reserves ahead
+  // to decide admission.
+  virtual Status Reserve(int64_t n) = 0;
+  // Frees every page; the sequence is back at 0 tokens (preemption, cancellation).
+  virtual void Release() = 0;
 };
 
 class CausalLm {
  public:
   virtual ~CausalLm() = default;
   virtual const model::ModelConfig& config() const = 0;
-  virtual std::unique_ptr<SequenceState> NewSequence() const = 0;
+  // How this model's cache is paged (for a KvManager shared by its sequences).
+  virtual kv::PageLayout page_layout() const = 0;
+  // A new, empty sequence drawing pages from `kv` (shared by all sequences of this model and
+  // built from page_layout(); must outlive the sequence), or from a private unbounded pool
+  // when `kv` is null.
+  virtual std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv = nullptr) const = 0;
   // Feeds `tokens` at positions state.num_tokens().. (any chunk size; bit-identical logits
   // for any chunking). `state` must come from this model's NewSequence. InvalidArgument for
   // a token outside the vocabulary, OutOfRange past max_position_embeddings; the state is
   // unchanged on error.
   virtual Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
                          LogitsMode mode, std::vector<float>* logits) const = 0;
+
+  // One sequence's part of a batched step.
+  struct BatchItem {
+    SequenceState* state = nullptr;
+    std::span<const int32_t> tokens;
+    LogitsMode mode = LogitsMode::kLast;
+    std::vector<float>* logits = nullptr;
+  };
+  // Several sequences in one step; each token's logits are bit-identical to running its
+  // sequence alone. The default runs them one by one; models that batch override it (every
+  // weight then read once per step). On error no sequence has advanced.
+  virtual Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
 };
 
 // The model for `c.arch`. `source` must outlive it.

@@ -165,9 +165,9 @@ TEST(Cli, LogitsAndRunRejectBadInput) {
   EXPECT_NE(r.exit_code, 0);
   const fs::path v32 = Fresh("v32model");
   ASSERT_EQ(Dsv4("make-tiny --arch v3.2 --out " + v32.string()).exit_code, 0);
-  r = Dsv4("run --model " + v32.string() + " --prompt-tokens 1,2");
+  r = Dsv4("run --model " + v32.string() + " --prompt-tokens 1,2,600");
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.output, HasSubstr("DeepSeek-V3.2"));
+  EXPECT_THAT(r.output, HasSubstr("token 600 at position 2"));
 }
 
 TEST(Cli, RunGeneratesGreedyTokensDeterministically) {
@@ -183,6 +183,54 @@ TEST(Cli, RunGeneratesGreedyTokensDeterministically) {
   };
   EXPECT_EQ(generated(a.output), generated(b.output));
   EXPECT_GT(generated(a.output).size(), std::string("generated:").size() + 6 * 2);
+}
+
+}  // namespace
+
+namespace {
+
+// DeepSeek-V3.2 through the same commands: make-tiny (FP8 and BF16 weights), logits identical
+// for prefill, chunked prefill and decode, and deterministic greedy generation.
+TEST(Cli, V32LogitsAndRunWork) {
+  const fs::path dir = Fresh("v32_logits");
+  fs::create_directories(dir);
+  const fs::path fp8 = dir / "fp8", bf16 = dir / "bf16";
+  ASSERT_EQ(Dsv4("make-tiny --arch v3.2 --out " + fp8.string()).exit_code, 0);
+  ASSERT_EQ(Dsv4("make-tiny --arch v3.2 --weights bf16 --out " + bf16.string()).exit_code, 0);
+  std::string ids;  // 40 tokens: more than index_topk (16), so the indexer drops tokens
+  for (int i = 0; i < 40; ++i) ids += std::to_string((i * 53 + 7) % 512) + " ";
+  std::ofstream(dir / "tokens.txt") << ids;
+  const std::string base = "logits --model " + fp8.string() + " --tokens " +
+                           (dir / "tokens.txt").string() + " --out ";
+  CmdResult a = Dsv4(base + (dir / "a.npy").string());
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_THAT(a.output, HasSubstr("float32 [40, 512]"));
+  CmdResult b = Dsv4(base + (dir / "b.npy").string() + " --decode-from 21 --chunk 6");
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  CmdResult c = Dsv4(base + (dir / "c.npy").string() + " --decode-from 0 --threads 1");
+  ASSERT_EQ(c.exit_code, 0) << c.output;
+  const std::string na = ReadFile(dir / "a.npy");
+  ASSERT_EQ(na.size(), 128 + 40 * 512 * 4u);
+  EXPECT_EQ(na, ReadFile(dir / "b.npy"));
+  EXPECT_EQ(na, ReadFile(dir / "c.npy"));
+  CmdResult d = Dsv4("logits --model " + bf16.string() + " --tokens " +
+                     (dir / "tokens.txt").string() + " --out " + (dir / "d.npy").string());
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_NE(na, ReadFile(dir / "d.npy"));  // FP8 act-quant only in the FP8 variant
+
+  CmdResult r1 = Dsv4("run --model " + fp8.string() + " --prompt-tokens 5,6,7,8 -n 6 --ignore-eos");
+  ASSERT_EQ(r1.exit_code, 0) << r1.output;
+  EXPECT_THAT(r1.output, HasSubstr("prompt: 4 tokens"));
+  EXPECT_THAT(r1.output, HasSubstr("tokens/s"));
+  CmdResult r2 = Dsv4("run --model " + fp8.string() +
+                      " --prompt-tokens 5,6,7,8 -n 6 --ignore-eos --chunk 1 --threads 1");
+  ASSERT_EQ(r2.exit_code, 0) << r2.output;
+  auto generated = [](const std::string& s) {
+    const size_t p = s.find("generated:");
+    return s.substr(p, s.find('\n', p) - p);
+  };
+  EXPECT_EQ(generated(r1.output), generated(r2.output));
+  EXPECT_GT(generated(r1.output).size(), std::string("generated:").size() + 6 * 2);
 }
 
 }  // namespace

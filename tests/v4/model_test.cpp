@@ -177,3 +177,42 @@ TEST(V4Model, FastPathMatchesTheReferenceForwardExactly) {
 
 }  // namespace
 }  // namespace dsv4::v4
+
+namespace dsv4::v4 {
+namespace {
+
+// Several sequences in one step (mixed prefill chunks and decode tokens) give each token the
+// same logits as running that sequence alone.
+TEST(V4Model, BatchOfSequencesIsBitIdenticalToSingleRuns) {
+  const Fixture& f = Tiny();
+  const std::vector<float> alone = RunChunked(f, 300);
+  const int64_t V = f.ck.config.vocab_size;
+  ThreadPool pool(2);
+  // Three copies of the sequence at different offsets: A starts at 0, B after 50 tokens of A,
+  // C after 120; each step feeds a chunk of 7 to whoever is prefilling and 1 to the others.
+  std::vector<std::unique_ptr<kv::V4SequenceCache>> caches;
+  for (int i = 0; i < 3; ++i) caches.push_back(std::make_unique<kv::V4SequenceCache>(f.ck.config));
+  const int64_t start[3] = {0, 50, 120};
+  std::vector<std::vector<float>> got(3);
+  for (int64_t step = 0; step < 400; ++step) {
+    std::vector<Model::BatchItem> batch;
+    std::vector<std::vector<float>> out(3);
+    for (int i = 0; i < 3; ++i) {
+      const int64_t done = caches[i]->num_tokens();
+      if (step < start[i] || done >= 300) continue;
+      const int64_t len = std::min<int64_t>((i + step) % 2 ? 7 : 1, 300 - done);
+      batch.push_back({caches[i].get(), {f.tokens.data() + done, static_cast<size_t>(len)},
+                       LogitsMode::kAll, &out[i]});
+    }
+    if (batch.empty()) break;
+    ASSERT_TRUE(f.model->ForwardBatch(pool, batch).ok());
+    for (int i = 0; i < 3; ++i) got[i].insert(got[i].end(), out[i].begin(), out[i].end());
+  }
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_EQ(got[i].size(), 300u * V) << i;
+    EXPECT_EQ(std::memcmp(got[i].data(), alone.data(), alone.size() * sizeof(float)), 0) << i;
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::v4

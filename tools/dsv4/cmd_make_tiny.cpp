@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "model/presets.h"
+#include "model/tokenizer_generator.h"
 #include "model/weight_generator.h"
 #include "model_arg.h"
 
@@ -43,7 +44,11 @@ Status MakeTiny(const MakeTinyOptions& o) {
   fs::path staging = out;
   staging += ".partial-" + std::to_string(::getpid());
   fs::remove_all(staging, ec);
-  Status s = model::WriteCheckpoint(staging, c, tensors, o.shards);
+  // A real tokenizer.json for the tiny vocabulary, so text commands work on the result; a
+  // config whose vocabulary cannot hold the byte alphabet gets none (token ids still work).
+  Result<std::string> tokenizer = model::GenerateTinyTokenizerJson(c.vocab_size);
+  const std::string tokenizer_json = tokenizer.ok() ? *tokenizer : std::string();
+  Status s = model::WriteCheckpoint(staging, c, tensors, o.shards, tokenizer_json);
   if (s.ok()) {
     if (fs::exists(out, ec)) fs::remove(out, ec);  // the empty folder checked above
     fs::rename(staging, out, ec);
@@ -57,6 +62,12 @@ Status MakeTiny(const MakeTinyOptions& o) {
               o.out.c_str(), std::string(model::ArchName(c.arch)).c_str(), o.weights.c_str(),
               tensors.size(), static_cast<unsigned long long>(bytes), o.shards,
               static_cast<unsigned long long>(o.seed));
+  if (tokenizer_json.empty()) {
+    std::printf("no tokenizer.json: %s\n", tokenizer.status().message().c_str());
+  } else {
+    std::printf("wrote %s/tokenizer.json: byte-level BPE, vocab_size %lld\n", o.out.c_str(),
+                static_cast<long long>(c.vocab_size));
+  }
   return Status::Ok();
 }
 

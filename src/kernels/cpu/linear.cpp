@@ -82,7 +82,9 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
     const int64_t scale_cols = (w.in + 127) / 128;
     for (int64_t b = 0; b < w.in / 128; ++b) {
       const float partial = Dot8(xrow + b * 128, wrow + b * 128, 128);
-      acc += partial * xscale[b] * E8M0ToF32(w.scales[(n / 128) * scale_cols + b]);
+      const int64_t tile = (n / 128) * scale_cols + b;
+      const float ws = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0ToF32(w.scales[tile]);
+      acc += partial * xscale[b] * ws;
     }
     return acc;
   }

@@ -11,7 +11,8 @@ namespace dsv4::kernels::ref {
 namespace {
 
 // One output element of a block-quantised linear. qx: FP8 codes of the input row, sx: its
-// per-128 scales (§4.4). FP8 weights: one scale per 128x128 tile; FP4: one per row and 32.
+// per-128 scales (§4.4). FP8 weights: one scale per 128x128 tile (E8M0, or F32 when
+// scales_f32 is set); FP4: one per row and 32.
 float QuantDot(const LinearWeight& w, const uint8_t* qx, const float* sx, int64_t n) {
   const int64_t k_blocks = w.in / 128;
   float acc = 0.0f;
@@ -22,7 +23,9 @@ float QuantDot(const LinearWeight& w, const uint8_t* qx, const float* sx, int64_
       for (int64_t k = b * 128; k < (b + 1) * 128; ++k) {
         partial += E4M3ToF32(qx[k]) * E4M3ToF32(w.codes[n * w.in + k]);
       }
-      acc += partial * sx[b] * E8M0ToF32(w.scales[(n / 128) * scale_cols + b]);
+      const int64_t tile = (n / 128) * scale_cols + b;
+      const float ws = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0ToF32(w.scales[tile]);
+      acc += partial * sx[b] * ws;
     }
     return acc;
   }

@@ -1,0 +1,106 @@
+#include "runner/accounting_lm.h"
+
+#include <array>
+#include <limits>
+
+namespace dsv4::runner {
+namespace {
+
+class AccountingSequence final : public SequenceState {
+ public:
+  explicit AccountingSequence(kv::KvManager* kv) : kv_(kv) {}
+  ~AccountingSequence() override { Release(); }
+
+  int64_t num_tokens() const override { return num_tokens_; }
+  void Advance(int64_t n) { num_tokens_ += n; }
+
+  kv::KvFootprint Usage() const override {
+    kv::KvFootprint fp;
+    fp.num_tokens = num_tokens_;
+    for (const kv::ComponentLayout& l : kv_->layout().components()) {
+      const int64_t pages = static_cast<int64_t>(pages_[static_cast<size_t>(l.component)].size());
+      if (pages > 0) {
+        fp.components.push_back({std::string(kv::ComponentName(l.component)), 1, l.page_bytes(),
+                                 pages, l.fixed});
+      }
+    }
+    return fp;
+  }
+
+  Status Reserve(int64_t n) override {
+    if (n <= reserved_) return Status::Ok();
+    std::vector<kv::Component> got;
+    for (const kv::ComponentLayout& l : kv_->layout().components()) {
+      auto& table = pages_[static_cast<size_t>(l.component)];
+      const int64_t want = l.layers * kv_->layout().PagesAt(l.component, n);
+      while (static_cast<int64_t>(table.size()) < want) {
+        std::optional<kv::PageId> id = kv_->pool(l.component).Allocate();
+        if (!id) {
+          for (auto it = got.rbegin(); it != got.rend(); ++it) {
+            auto& t = pages_[static_cast<size_t>(*it)];
+            kv_->pool(*it).Release(t.back());
+            t.pop_back();
+          }
+          return Status::ResourceExhausted("KV budget exhausted at " + std::to_string(n) +
+                                           " tokens");
+        }
+        table.push_back(*id);
+        got.push_back(l.component);
+      }
+    }
+    reserved_ = n;
+    return Status::Ok();
+  }
+
+  void Release() override {
+    for (int c = 0; c < kv::kNumComponents; ++c) {
+      for (kv::PageId id : pages_[c]) kv_->pool(static_cast<kv::Component>(c)).Release(id);
+      pages_[c].clear();
+    }
+    num_tokens_ = reserved_ = 0;
+  }
+
+ private:
+  kv::KvManager* kv_;
+  std::array<std::vector<kv::PageId>, kv::kNumComponents> pages_;
+  int64_t num_tokens_ = 0;
+  int64_t reserved_ = 0;
+};
+
+class AccountingLm final : public CausalLm {
+ public:
+  explicit AccountingLm(const model::ModelConfig& c)
+      : config_(c),
+        own_(std::make_unique<kv::KvManager>(page_layout(), std::numeric_limits<int64_t>::max() / 2,
+                                             /*backing=*/false)) {}
+  const model::ModelConfig& config() const override { return config_; }
+  kv::PageLayout page_layout() const override {
+    return kv::PageLayout(config_, kv::DefaultKvFormats(config_.arch));
+  }
+  std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv) const override {
+    return std::make_unique<AccountingSequence>(kv != nullptr ? kv : own_.get());
+  }
+  Status Forward(ThreadPool&, SequenceState& state, std::span<const int32_t> tokens,
+                 LogitsMode mode, std::vector<float>* logits) const override {
+    auto& seq = static_cast<AccountingSequence&>(state);
+    const int64_t n = static_cast<int64_t>(tokens.size());
+    DSV4_RETURN_IF_ERROR(seq.Reserve(seq.num_tokens() + n));
+    seq.Advance(n);
+    if (logits != nullptr) {
+      logits->assign(mode == LogitsMode::kNone ? 0 : (mode == LogitsMode::kLast ? 1 : n), 0.0f);
+    }
+    return Status::Ok();
+  }
+
+ private:
+  model::ModelConfig config_;
+  std::unique_ptr<kv::KvManager> own_;
+};
+
+}  // namespace
+
+std::unique_ptr<CausalLm> MakeAccountingLm(const model::ModelConfig& c) {
+  return std::make_unique<AccountingLm>(c);
+}
+
+}  // namespace dsv4::runner

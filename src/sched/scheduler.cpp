@@ -1,0 +1,113 @@
+#include "sched/scheduler.h"
+
+#include <algorithm>
+
+#include "core/check.h"
+
+namespace dsv4::sched {
+namespace {
+
+bool ByArrival(const Sequence* a, const Sequence* b) { return a->arrival < b->arrival; }
+
+}  // namespace
+
+Scheduler::Scheduler(SchedulerOptions options, kv::KvManager* kv) : options_(options), kv_(kv) {
+  DSV4_CHECK(options_.max_num_batched_tokens > 0 && options_.max_num_seqs > 0);
+}
+
+void Scheduler::Add(Sequence* s) {
+  s->status = SeqStatus::kWaiting;
+  waiting_.insert(std::upper_bound(waiting_.begin(), waiting_.end(), s, ByArrival), s);
+}
+
+void Scheduler::Remove(Sequence* s) {
+  std::erase(running_, s);
+  std::erase(waiting_, s);
+  if (s->state) s->state->Release();
+  s->status = SeqStatus::kFinished;
+}
+
+bool Scheduler::Admissible(const Sequence& s) const {
+  // Stage 1: the whole prompt (and the first generated token) must fit in the free KV bytes,
+  // so an admitted prefill can finish without preempting anyone.
+  if (kv_ == nullptr) return true;
+  const int64_t grow = kv_->layout().GrowthBytes(s.num_computed, s.num_tokens() + 1);
+  return grow <= kv_->available_bytes();
+}
+
+void Scheduler::Preempt(Sequence* victim, StepPlan* plan, int64_t* budget) {
+  for (auto it = plan->chunks.begin(); it != plan->chunks.end(); ++it) {
+    if (it->seq == victim) {  // un-schedule it from this step
+      *budget += it->count;
+      plan->num_tokens -= it->count;
+      plan->chunks.erase(it);
+      break;
+    }
+  }
+  std::erase(running_, victim);
+  victim->state->Release();
+  victim->num_computed = 0;
+  ++victim->num_preemptions;
+  ++num_preemptions_;
+  plan->preempted.push_back(victim);
+  Add(victim);
+}
+
+bool Scheduler::ReserveOrPreempt(Sequence* s, int64_t tokens, StepPlan* plan, int64_t* budget) {
+  while (!s->state->Reserve(tokens).ok()) {
+    // Recompute the newest running sequence (possibly s itself) to make room.
+    Sequence* victim = running_.back();
+    Preempt(victim, plan, budget);
+    if (victim == s) return false;
+  }
+  return true;
+}
+
+StepPlan Scheduler::Plan() {
+  StepPlan plan;
+  int64_t budget = options_.max_num_batched_tokens;
+  auto schedule = [&](Sequence* s, int64_t count) {
+    plan.chunks.push_back({s, s->num_computed, count, s->num_computed + count == s->num_tokens()});
+    plan.num_tokens += count;
+    budget -= count;
+  };
+  // Running sequences, oldest first: decode tokens first (one each), then prefill chunks.
+  for (int pass = 0; pass < 2; ++pass) {
+    for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
+      Sequence* s = running_[i];
+      const bool decode = s->remaining() == 1;
+      if ((pass == 0) != decode || s->remaining() == 0) continue;
+      const bool scheduled = std::any_of(plan.chunks.begin(), plan.chunks.end(),
+                                         [&](const ScheduledChunk& c) { return c.seq == s; });
+      if (scheduled) continue;
+      const int64_t count = std::min(s->remaining(), budget);
+      if (!ReserveOrPreempt(s, s->num_computed + count, &plan, &budget)) {
+        --i;  // s left running_; the next sequence moved into slot i
+        continue;
+      }
+      schedule(s, count);
+    }
+  }
+  // Waiting sequences in arrival order; the head blocks the rest (no skipping ahead).
+  while (!waiting_.empty() && budget > 0 &&
+         static_cast<int64_t>(running_.size()) < options_.max_num_seqs) {
+    Sequence* s = waiting_.front();
+    if (!Admissible(*s)) break;
+    const int64_t count = std::min(s->remaining(), budget);
+    if (!s->state->Reserve(s->num_computed + count).ok()) break;
+    waiting_.pop_front();
+    s->status = SeqStatus::kRunning;
+    running_.insert(std::upper_bound(running_.begin(), running_.end(), s, ByArrival), s);
+    schedule(s, count);
+  }
+  return plan;
+}
+
+void Scheduler::Commit(const StepPlan& plan) {
+  for (const ScheduledChunk& c : plan.chunks) {
+    DSV4_CHECK(c.seq->num_computed == c.begin);
+    c.seq->num_computed += c.count;
+  }
+}
+
+}  // namespace dsv4::sched

@@ -1,0 +1,35 @@
+// A request as the scheduler sees it: its tokens (prompt, then generated), how many of them
+// have their KV in `state` (num_computed catching up to the token count; no separate prefill
+// phase), and its per-sequence model state (pages). Owned by the engine; the scheduler only
+// holds pointers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "runner/causal_lm.h"
+
+namespace dsv4::sched {
+
+using SeqId = int64_t;
+
+enum class SeqStatus { kWaiting, kRunning, kFinished };
+
+struct Sequence {
+  SeqId id = 0;
+  int64_t arrival = 0;          // FCFS order
+  std::vector<int32_t> tokens;  // prompt + generated
+  int64_t num_prompt = 0;
+  int64_t num_computed = 0;     // tokens [0, num_computed) have their KV in `state`
+  int64_t max_tokens = 0;       // prompt + max new tokens: the most it can ever hold
+  SeqStatus status = SeqStatus::kWaiting;
+  int64_t num_preemptions = 0;
+  std::unique_ptr<runner::SequenceState> state;
+
+  int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
+  int64_t num_generated() const { return num_tokens() - num_prompt; }
+  int64_t remaining() const { return num_tokens() - num_computed; }
+};
+
+}  // namespace dsv4::sched

@@ -1,0 +1,94 @@
+// DeepSeek-V4's chat format: renders a conversation (system / developer / user / assistant /
+// tool messages, tool definitions, thinking on or off) into the exact prompt text the model
+// was trained on. The source of truth is DeepSeek's encoding/encoding_dsv4.py, shipped with
+// the DeepSeek-V4 checkpoints (encode_messages); docs/chat-format.md states every rule with
+// its source and the hand-derived examples the tests check.
+//
+// The result is text containing the special tokens' strings (<｜begin▁of▁sentence｜>,
+// <｜User｜>, ...); Tokenizer::Encode with parse_special = true turns them into their ids.
+// Pure functions; thread-safe.
+#pragma once
+
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/status.h"
+
+namespace dsv4::tokenizer {
+
+// DeepSeek-V4's control strings (encoding_dsv4.py "Special Tokens"). In DeepSeek-V4's
+// tokenizer.json each is one added token; "｜DSML｜" (no angle brackets) is the one token
+// the DSML tags are spelled with: "<｜DSML｜invoke" is "<", "｜DSML｜", "invoke".
+inline constexpr std::string_view kUserToken = "<｜User｜>";
+inline constexpr std::string_view kAssistantToken = "<｜Assistant｜>";
+inline constexpr std::string_view kThinkStartToken = "<think>";
+inline constexpr std::string_view kThinkEndToken = "</think>";
+inline constexpr std::string_view kDsmlToken = "｜DSML｜";
+inline constexpr std::string_view kLatestReminderToken = "<｜latest_reminder｜>";
+
+enum class Role { kSystem, kDeveloper, kUser, kAssistant, kTool, kLatestReminder };
+
+// "system", "developer", "user", "assistant", "tool", "latest_reminder".
+Result<Role> ParseRole(std::string_view role);
+std::string_view RoleName(Role role);
+
+// An OpenAI-style function call: `arguments` is the JSON text of an object.
+struct ToolCall {
+  std::string id;  // the client's call id; only used to order tool results
+  std::string name;
+  std::string arguments;
+};
+
+struct ChatMessage {
+  Role role = Role::kUser;
+  std::string content;
+  std::string reasoning_content;     // assistant: that turn's thinking
+  std::vector<ToolCall> tool_calls;  // assistant: the calls it made
+  std::string tool_call_id;          // tool: the call this result answers
+};
+
+enum class ThinkingMode {
+  kChat,      // the reply starts right after "<｜Assistant｜></think>"
+  kThinking,  // the reply starts with reasoning after "<｜Assistant｜><think>"
+};
+
+// encoding_dsv4.py accepts None, "high" and "max"; only "max" changes the prompt.
+enum class ReasoningEffort { kDefault, kHigh, kMax };
+
+struct ChatTemplateOptions {
+  ThinkingMode thinking = ThinkingMode::kChat;
+  ReasoningEffort reasoning_effort = ReasoningEffort::kDefault;
+  // Drop the reasoning of assistant turns before the last user message (the reference's
+  // default). Tool definitions turn it off, as in the reference.
+  bool drop_thinking = true;
+  bool add_bos = true;
+};
+
+// Renders `messages`. `tools` is the OpenAI request's "tools" array
+// ([{"type": "function", "function": {...}}, ...]) or null / empty; parse the request with
+// nlohmann::ordered_json so the schemas keep their key order, which the prompt shows. When
+// the last message is a user (or tool) message the prompt ends with the generation prefix
+// "<｜Assistant｜></think>" (chat) or "<｜Assistant｜><think>" (thinking).
+//
+// InvalidArgument, naming the message and field, for: a tool entry without a "function"
+// object, tool-call arguments that are JSON but not an object, a developer message with no
+// content. (Arguments that are not JSON at all are kept as one string parameter named
+// "arguments", as the reference does.)
+Result<std::string> RenderChatPrompt(std::span<const ChatMessage> messages,
+                                     const nlohmann::ordered_json& tools,
+                                     const ChatTemplateOptions& options);
+
+// The "## Tools" section listing `functions` (each a function schema, already unwrapped from
+// {"type": "function", "function": ...}), as appended to the system message.
+std::string RenderToolsSection(std::span<const nlohmann::ordered_json> functions);
+
+// One assistant tool call in DSML: <｜DSML｜invoke name="NAME">, one <｜DSML｜parameter> line
+// per argument, </｜DSML｜invoke>. Strings are written raw with string="true", anything
+// else as Python JSON with string="false".
+Result<std::string> RenderDsmlInvoke(const ToolCall& call);
+
+}  // namespace dsv4::tokenizer

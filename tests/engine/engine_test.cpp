@@ -1,0 +1,181 @@
+// The engine end to end on the built-in tiny model: greedy outputs do not depend on batch
+// size, chunking, preemption or cancellation of others; bad requests get clear errors; every
+// page is returned.
+#include "dsv4/engine.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "core/rng.h"
+#include "kv/page_layout.h"
+#include "model/presets.h"
+
+namespace dsv4 {
+namespace {
+
+using ::testing::HasSubstr;
+
+std::vector<GenerationRequest> Requests() {
+  std::vector<GenerationRequest> out;
+  Rng rng(5);
+  for (int i = 0; i < 6; ++i) {
+    GenerationRequest r;
+    const int64_t len = 5 + static_cast<int64_t>(rng.Below(150));
+    for (int64_t t = 0; t < len; ++t) r.prompt.push_back(static_cast<int32_t>(rng.Below(512)));
+    r.stop.max_new_tokens = 6 + i;
+    r.stop.ignore_eos = true;
+    if (i % 2) {  // some sampled requests too: seeded per request, so still reproducible
+      r.sampling.temperature = 0.8f;
+      r.sampling.top_p = 0.9f;
+      r.sampling.seed = 100 + i;
+    }
+    out.push_back(r);
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> RunAll(const EngineOptions& o, EngineStats* stats) {
+  auto engine = Engine::Create(o).value();
+  std::vector<std::shared_ptr<RequestStream>> streams;
+  for (const GenerationRequest& r : Requests()) streams.push_back(engine->Submit(r).value());
+  std::vector<std::vector<int32_t>> out;
+  for (auto& s : streams) {
+    std::vector<int32_t> tokens;
+    TokenEvent ev;
+    while (s->Next(&ev)) {
+      if (!ev.finished) tokens.push_back(ev.token);
+      if (ev.finished) EXPECT_EQ(ev.reason, FinishReason::kLength);
+    }
+    out.push_back(tokens);
+  }
+  *stats = engine->Stats();
+  return out;
+}
+
+TEST(Engine, OutputsIndependentOfBatchingChunkingAndPreemption) {
+  EngineStats sequential_stats, batched_stats, chunked_stats, tight_stats;
+  EngineOptions o;
+  o.max_num_seqs = 1;
+  o.max_num_batched_tokens = 4096;
+  const auto sequential = RunAll(o, &sequential_stats);
+  o.max_num_seqs = 8;
+  const auto batched = RunAll(o, &batched_stats);
+  o.max_num_batched_tokens = 7;
+  const auto chunked = RunAll(o, &chunked_stats);
+  // A budget for about two sequences at a time: admission waits and preemptions.
+  o.max_num_batched_tokens = 64;
+  o.kv_budget_bytes = 720 * 1024;
+  const auto tight = RunAll(o, &tight_stats);
+  for (size_t i = 0; i < sequential.size(); ++i) {
+    EXPECT_EQ(sequential[i].size(), 6 + i);
+    EXPECT_EQ(batched[i], sequential[i]) << i;
+    EXPECT_EQ(chunked[i], sequential[i]) << i;
+    EXPECT_EQ(tight[i], sequential[i]) << i;
+  }
+  EXPECT_EQ(sequential_stats.max_running, 1);
+  EXPECT_GT(batched_stats.max_running, 1);
+  EXPECT_LT(tight_stats.max_running, batched_stats.max_running);
+  for (const EngineStats* s : {&sequential_stats, &batched_stats, &chunked_stats, &tight_stats}) {
+    EXPECT_EQ(s->finished, 6);
+    EXPECT_EQ(s->kv.used_bytes, 0);  // every page returned
+  }
+}
+
+// Two requests admitted side by side whose growth cannot both fit: the newer one is
+// preempted, recomputed later, and still produces exactly its solo output.
+TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
+  const model::ModelConfig c = model::TinyV4Config();
+  const kv::PageLayout layout(c, kv::DefaultKvFormats(model::Arch::kV4));
+  GenerationRequest a, b;
+  for (int t = 0; t < 250; ++t) a.prompt.push_back((t * 7) % 512), b.prompt.push_back((t * 11) % 512);
+  a.stop = b.stop = {.max_new_tokens = 120, .ignore_eos = true};
+  auto solo = [&](const GenerationRequest& r) {
+    auto e = Engine::Create(EngineOptions{}).value();
+    auto s = e->Submit(r).value();
+    std::vector<int32_t> out;
+    TokenEvent ev;
+    while (s->Next(&ev)) {
+      if (!ev.finished) out.push_back(ev.token);
+    }
+    return out;
+  };
+  const auto want_a = solo(a), want_b = solo(b);
+  EngineOptions o;
+  // Both prompts fit at once; both grown to 370 tokens do not.
+  o.kv_budget_bytes = 2 * layout.BytesAt(251) + 1;
+  ASSERT_LT(o.kv_budget_bytes, layout.BytesAt(251) + layout.BytesAt(370));
+  auto e = Engine::Create(o).value();
+  auto sa = e->Submit(a).value(), sb = e->Submit(b).value();
+  std::vector<int32_t> got_a, got_b;
+  TokenEvent ev;
+  while (sa->Next(&ev)) {
+    if (!ev.finished) got_a.push_back(ev.token);
+  }
+  while (sb->Next(&ev)) {
+    if (!ev.finished) got_b.push_back(ev.token);
+  }
+  EXPECT_EQ(got_a, want_a);
+  EXPECT_EQ(got_b, want_b);
+  const EngineStats s = e->Stats();
+  EXPECT_GT(s.preemptions, 0);
+  EXPECT_EQ(s.max_running, 2);
+  EXPECT_EQ(s.kv.used_bytes, 0);
+}
+
+TEST(Engine, CancelFreesPagesAndOthersContinue) {
+  EngineOptions o;
+  auto engine = Engine::Create(o).value();
+  GenerationRequest long_req;
+  long_req.prompt.assign(300, 3);
+  long_req.stop.max_new_tokens = 2000;
+  long_req.stop.ignore_eos = true;
+  auto victim = engine->Submit(long_req).value();
+  GenerationRequest short_req;
+  short_req.prompt = {1, 2, 3};
+  short_req.stop.max_new_tokens = 4;
+  short_req.stop.ignore_eos = true;
+  auto other = engine->Submit(short_req).value();
+  TokenEvent ev;
+  ASSERT_TRUE(victim->Next(&ev));  // it is running
+  engine->Cancel(victim->id());
+  FinishReason reason = FinishReason::kNone;
+  while (victim->Next(&ev)) reason = ev.reason;
+  EXPECT_EQ(reason, FinishReason::kCancelled);
+  int got = 0;
+  while (other->Next(&ev)) got += !ev.finished;
+  EXPECT_EQ(got, 4);
+  EngineStats s;
+  for (int i = 0; i < 100 && (s = engine->Stats()).kv.used_bytes != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(s.kv.used_bytes, 0);
+}
+
+TEST(Engine, BadRequestsGetClearErrors) {
+  EngineOptions o;
+  o.kv_budget_bytes = 1 << 20;
+  auto engine = Engine::Create(o).value();
+  GenerationRequest r;
+  EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("prompt is empty"));
+  r.prompt = {1, 600};
+  EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("outside the vocabulary"));
+  r.prompt = {1, 2};
+  r.stop.max_new_tokens = 0;
+  EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("max_new_tokens"));
+  r.stop.max_new_tokens = 70000;
+  EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("exceeds the context"));
+  r.stop.max_new_tokens = 20000;  // fits the context but never the 1 MiB KV budget
+  Status s = engine->Submit(r).status();
+  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_THAT(s.message(), HasSubstr("whole budget"));
+  r.stop.max_new_tokens = 3;
+  r.sampling.top_p = 0;
+  EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("top_p"));
+  r.sampling.top_p = 1;
+  EXPECT_TRUE(engine->Submit(r).ok());  // and the engine still serves
+  o.kv_budget_bytes = 0;
+  EXPECT_FALSE(Engine::Create(o).ok());
+}
+
+}  // namespace
+}  // namespace dsv4

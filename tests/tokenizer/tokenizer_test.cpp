@@ -1,0 +1,223 @@
+// Tokenizer loading, errors, special-token matching and round trips, on small hand-written
+// tokenizer.json files and on the generated tiny tokenizer.
+#include "tokenizer/tokenizer.h"
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "model/tokenizer_generator.h"
+#include "tokenizer/byte_level.h"
+#include "tokenizer/utf8.h"
+
+namespace dsv4::tokenizer {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using nlohmann::json;
+
+const Tokenizer& Tiny() {
+  static const std::unique_ptr<Tokenizer> t =
+      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny"))
+          .value();
+  return *t;
+}
+
+// A minimal byte-level tokenizer.json: the 256 byte tokens (id = byte) plus `extra`.
+json MinimalJson() {
+  json vocab = json::object();
+  for (int b = 0; b < 256; ++b) {
+    vocab[ByteLevelMap::Get().Char(static_cast<uint8_t>(b))] = b;
+  }
+  return json{{"added_tokens", json::array()},
+              {"normalizer", nullptr},
+              {"pre_tokenizer", DeepSeekPreTokenizerJson()},
+              {"decoder", {{"type", "ByteLevel"}}},
+              {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", json::array()}}}};
+}
+
+Status LoadError(const json& j) {
+  Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJson(j.dump(), "dir/tokenizer.json");
+  return t.ok() ? Status::Ok() : t.status();
+}
+
+fs::path TempDir(const std::string& name) {
+  const fs::path dir = fs::path(DSV4_TEST_TMPDIR) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+TEST(TokenizerLoad, MissingFileNamesTheFolder) {
+  const fs::path dir = TempDir("no_tokenizer");
+  Result<std::unique_ptr<Tokenizer>> t = LoadTokenizer(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(t.status().message(), "tokenizer.json not found in " + dir.string());
+}
+
+TEST(TokenizerLoad, FromFolder) {
+  const fs::path dir = TempDir("with_tokenizer");
+  std::ofstream(dir / "tokenizer.json") << model::GenerateTinyTokenizerJson(512).value();
+  Result<std::unique_ptr<Tokenizer>> t = LoadTokenizer(dir);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ((*t)->vocab_size(), 512);
+
+  std::ofstream(dir / "tokenizer.json") << "{\"model\": ";  // truncated
+  t = LoadTokenizer(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(t.status().message(), HasSubstr((dir / "tokenizer.json").string()));
+  EXPECT_THAT(t.status().message(), HasSubstr("not valid JSON"));
+}
+
+TEST(TokenizerLoad, ErrorsNameTheFieldAndValue) {
+  EXPECT_TRUE(LoadError(MinimalJson()).ok()) << LoadError(MinimalJson()).ToString();
+  struct Case {
+    std::string name;
+    std::function<void(json&)> edit;
+    StatusCode code;
+    std::vector<std::string> words;
+  };
+  const std::vector<Case> cases = {
+      {"no model", [](json& j) { j.erase("model"); }, StatusCode::kInvalidArgument,
+       {"dir/tokenizer.json", "missing field 'model'"}},
+      {"not BPE", [](json& j) { j["model"]["type"] = "WordPiece"; }, StatusCode::kUnimplemented,
+       {"model.type", "WordPiece"}},
+      {"vocab not an object", [](json& j) { j["model"]["vocab"] = json::array(); },
+       StatusCode::kInvalidArgument, {"model.vocab"}},
+      {"bad id", [](json& j) { j["model"]["vocab"]["a"] = "seven"; },
+       StatusCode::kInvalidArgument, {"model.vocab['a']", "\"seven\""}},
+      {"duplicate id", [](json& j) { j["model"]["vocab"]["zz"] = 97; },
+       StatusCode::kInvalidArgument, {"id 97", "'zz'"}},
+      {"merge of unknown token",
+       [](json& j) { j["model"]["merges"] = {"a b", "ab q"}; }, StatusCode::kInvalidArgument,
+       {"model.merges[0]", "'ab'", "not in model.vocab"}},
+      {"merge not a pair", [](json& j) { j["model"]["merges"] = {"abc"}; },
+       StatusCode::kInvalidArgument, {"model.merges[0]", "'abc'"}},
+      {"normalizer", [](json& j) { j["normalizer"] = {{"type", "NFC"}}; },
+       StatusCode::kUnimplemented, {"normalizer", "NFC"}},
+      {"decoder", [](json& j) { j["decoder"] = {{"type", "WordPiece"}}; },
+       StatusCode::kUnimplemented, {"decoder"}},
+      {"no byte level", [](json& j) { j["pre_tokenizer"] = nullptr; },
+       StatusCode::kUnimplemented, {"pre_tokenizer", "ByteLevel"}},
+      {"added token without content",
+       [](json& j) { j["added_tokens"] = {{{"id", 300}, {"special", true}}}; },
+       StatusCode::kInvalidArgument, {"added_tokens[0].content"}},
+      {"added token bad id",
+       [](json& j) { j["added_tokens"] = {{{"id", -1}, {"content", "<x>"}}}; },
+       StatusCode::kInvalidArgument, {"added_tokens[0].id", "-1"}},
+      {"byte fallback", [](json& j) { j["model"]["byte_fallback"] = true; },
+       StatusCode::kUnimplemented, {"model.byte_fallback"}},
+  };
+  for (const Case& c : cases) {
+    json j = MinimalJson();
+    c.edit(j);
+    const Status s = LoadError(j);
+    EXPECT_EQ(s.code(), c.code) << c.name << ": " << s.ToString();
+    for (const std::string& w : c.words) EXPECT_THAT(s.message(), HasSubstr(w)) << c.name;
+  }
+}
+
+TEST(TokenizerLoad, MergesAsPairsOrStrings) {
+  json strings = MinimalJson();
+  strings["model"]["vocab"]["ab"] = 256;
+  strings["model"]["merges"] = {"a b"};
+  json pairs = strings;
+  pairs["model"]["merges"] = json::array({json::array({"a", "b"})});
+  for (const json& j : {strings, pairs}) {
+    auto t = std::move(Tokenizer::FromJson(j.dump(), "t")).value();
+    EXPECT_THAT(t->Encode("abc").value(), ElementsAre(256, 'c'));
+  }
+}
+
+TEST(TokenizerEncode, AddedTokensLongestMatchFirst) {
+  json j = MinimalJson();
+  j["added_tokens"] = {{{"id", 300}, {"content", "<x>"}, {"special", true}},
+                       {{"id", 301}, {"content", "<x>y"}, {"special", true}},
+                       {{"id", 302}, {"content", "zz"}, {"special", false}},
+                       {{"id", 303}, {"content", "<s>"}, {"special", true}, {"rstrip", true}},
+                       {{"id", 304}, {"content", "<l>"}, {"special", false}, {"lstrip", true}}};
+  auto t = std::move(Tokenizer::FromJson(j.dump(), "t")).value();
+  EXPECT_THAT(t->Encode("<x>yq<x>q").value(), ElementsAre(301, 'q', 300, 'q'));
+  EXPECT_THAT(t->Encode("azzb").value(), ElementsAre('a', 302, 'b'));
+  // rstrip / lstrip absorb the whitespace beside the token.
+  EXPECT_THAT(t->Encode("<s>  a").value(), ElementsAre(303, 'a'));
+  EXPECT_THAT(t->Encode("a  <l>").value(), ElementsAre('a', 304));
+  // parse_special = false: the text is ordinary text.
+  EXPECT_THAT(t->Encode("<x>", {.parse_special = false}).value(), ElementsAre('<', 'x', '>'));
+  // No BOS token in this vocabulary.
+  EXPECT_EQ(t->Encode("a", {.add_bos = true}).status().code(), StatusCode::kFailedPrecondition);
+  // Special tokens are dropped on request, others kept.
+  const std::vector<TokenId> ids = {300, 'a', 302};
+  EXPECT_EQ(t->Decode(ids).value(), "<x>azz");
+  EXPECT_EQ(t->Decode(ids, {.skip_special_tokens = true}).value(), "azz");
+}
+
+TEST(TokenizerEncode, ChatTokensInText) {
+  const Tokenizer& t = Tiny();
+  std::vector<TokenId> ids =
+      t.Encode("<｜begin▁of▁sentence｜><｜User｜>2+2?<｜Assistant｜><think>").value();
+  EXPECT_EQ(ids.front(), 0);
+  EXPECT_EQ(ids[1], 506);
+  EXPECT_EQ(ids[ids.size() - 2], 507);
+  EXPECT_EQ(ids.back(), 508);
+  // The DSML token sits inside tag text: "<", "｜DSML｜", "invoke".
+  ids = t.Encode("<｜DSML｜invoke").value();
+  EXPECT_EQ(ids[0], 3 + '<');
+  EXPECT_EQ(ids[1], 510);
+}
+
+TEST(TokenizerRoundTrip, VariedUnicode) {
+  const std::vector<std::string> texts = {
+      "Hello, world! The quick brown fox.",
+      "int main() {\n  return 0;\n}\n",
+      "数学是科学的语言。我爱北京天安门！",
+      "ひらがなとカタカナと漢字",
+      "한국어 문장입니다.",
+      "emoji 😀👍🏽 family 👨‍👩‍👧‍👦 flag 🇯🇵",
+      "cafe\xCC\x81 n\xCC\x83 (combining marks) Zürich naïve",
+      "עברית וערבית: مرحبا بالعالم",
+      "Ελληνικά, Русский, हिन्दी",
+      "tabs\tand\r\nnewlines\n\n\n  and   spaces  ",
+      "1234567890 3.14159 1e-10",
+      "<｜User｜>mixed<｜Assistant｜>special</think>",
+      "\xE2\x80\xA8\xE3\x80\x80\xC2\xA0",  // U+2028, U+3000, U+00A0 whitespace
+  };
+  for (const std::string& text : texts) {
+    const std::vector<TokenId> ids = Tiny().Encode(text).value();
+    EXPECT_EQ(Tiny().Decode(ids).value(), text);
+    EXPECT_EQ(Tiny().DecodeText(ids).value(), text);
+  }
+}
+
+TEST(TokenizerRoundTrip, InvalidUtf8Bytes) {
+  // Ill-formed input still encodes (as byte tokens) and Decode returns the exact bytes;
+  // DecodeText replaces each maximal ill-formed subpart with U+FFFD.
+  const std::string r(kReplacementChar);
+  const std::string text = "ok\xFF\xFE mid\xE4\xB8 end\xC0\xAF\xF0\x9F\x98";
+  const std::vector<TokenId> ids = Tiny().Encode(text).value();
+  EXPECT_EQ(Tiny().Decode(ids).value(), text);
+  EXPECT_EQ(Tiny().DecodeText(ids).value(), "ok" + r + r + " mid" + r + " end" + r + r + r);
+  // Byte tokens alone can spell half a character.
+  const std::vector<TokenId> half = {3 + 0xE4, 3 + 0xB8};
+  EXPECT_EQ(Tiny().Decode(half).value(), "\xE4\xB8");
+  EXPECT_EQ(Tiny().DecodeText(half).value(), r);
+}
+
+TEST(TokenizerDecode, UnknownIdIsAnError) {
+  const std::vector<TokenId> ids = {5, 512};
+  Result<std::string> s = Tiny().Decode(ids);
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.status().code(), StatusCode::kOutOfRange);
+  EXPECT_THAT(s.status().message(), HasSubstr("512"));
+  EXPECT_EQ(Tiny().TokenBytes(-1), nullptr);
+}
+
+}  // namespace
+}  // namespace dsv4::tokenizer
