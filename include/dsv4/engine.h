@@ -108,6 +108,10 @@ class Engine {
   // its pages are freed.
   void Cancel(RequestId id);
 
+  // While paused the engine accepts and queues requests but runs no step (a benchmark
+  // submits a whole workload, then starts it at once).
+  void SetPaused(bool paused);
+
   EngineStats Stats() const;
   const std::string& model_name() const;
   int64_t vocab_size() const;

@@ -34,6 +34,7 @@ class Engine::Impl {
 
   Result<std::shared_ptr<RequestStream>> Submit(GenerationRequest r);
   void Cancel(RequestId id);
+  void SetPaused(bool paused);
   EngineStats Stats() const;
 
   model::Checkpoint checkpoint;
@@ -57,6 +58,7 @@ class Engine::Impl {
   std::vector<std::unique_ptr<Active>> inbox_;
   std::vector<RequestId> cancels_;
   bool stop_ = false;
+  bool paused_ = false;
   RequestId next_id_ = 1;
   int64_t queued_ = 0;  // submitted, not finished
   EngineStats stats_;   // guarded by mu_
@@ -68,6 +70,9 @@ Status Engine::Impl::Init(const EngineOptions& o) {
   const bool accounting = !o.accounting_preset.empty();
   if (accounting) {
     DSV4_ASSIGN_OR_RETURN(checkpoint.config, model::PresetConfig(o.accounting_preset));
+    // Capacity studies extrapolate past the trained context (V3.2 stops at 163,840; spec
+    // §13.2 compares both at 1M): nothing is computed, only pages are counted.
+    checkpoint.config.max_position_embeddings = int64_t{1} << 40;
     checkpoint.name = o.accounting_preset + " (KV accounting only)";
     lm_ = runner::MakeAccountingLm(checkpoint.config);
   } else {
@@ -166,6 +171,14 @@ void Engine::Impl::Cancel(RequestId id) {
   cv_.notify_all();
 }
 
+void Engine::Impl::SetPaused(bool paused) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    paused_ = paused;
+  }
+  cv_.notify_all();
+}
+
 EngineStats Engine::Impl::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -216,7 +229,7 @@ void Engine::Impl::Loop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stop_ || !inbox_.empty() || !cancels_.empty() || !active_.empty();
+        return stop_ || (!paused_ && (!inbox_.empty() || !cancels_.empty() || !active_.empty()));
       });
       if (stop_) break;
     }
@@ -228,6 +241,13 @@ void Engine::Impl::Loop() {
 
 void Engine::Impl::Step() {
   sched::StepPlan plan = scheduler_->Plan();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.running = static_cast<int64_t>(scheduler_->num_running());
+    stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
+    stats_.max_running = std::max(stats_.max_running, stats_.running);
+    stats_.kv = kv_->Stats();
+  }
   if (plan.chunks.empty()) {
     // Nothing can run (every waiting request is blocked on KV memory held by nobody running):
     // cannot happen with Submit's fit check; wait for new input instead of spinning.
@@ -286,7 +306,6 @@ void Engine::Impl::Step() {
   stats_.running = static_cast<int64_t>(scheduler_->num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
   stats_.preemptions = scheduler_->num_preemptions();
-  stats_.max_running = std::max(stats_.max_running, stats_.running);
   stats_.kv = kv_->Stats();
 }
 
@@ -303,6 +322,7 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request)
   return impl_->Submit(std::move(request));
 }
 void Engine::Cancel(RequestId id) { impl_->Cancel(id); }
+void Engine::SetPaused(bool paused) { impl_->SetPaused(paused); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 const std::string& Engine::model_name() const { return impl_->checkpoint.name; }
 int64_t Engine::vocab_size() const { return impl_->checkpoint.config.vocab_size; }

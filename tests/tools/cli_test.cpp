@@ -234,3 +234,30 @@ TEST(Cli, V32LogitsAndRunWork) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Cli, BenchServeComputeAndLayoutModes) {
+  CmdResult r = Dsv4("bench serve --requests 3 --prompt-len 20 --output-len 3 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j[0]["requests"], 3);
+  EXPECT_GE(j[0]["max_concurrent"].get<int64_t>(), 1);
+  EXPECT_GT(j[0]["output_tokens_per_s"].get<double>(), 0);
+  // Layout mode: admitted = floor(budget / KV per request) for each layout.
+  r = Dsv4("bench serve --layout all --prompt-len 64K --output-len 2 --kv-budget 40GB "
+           "--max-batched-tokens 1073741824 --max-seqs 100000 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j.size(), 3u);
+  for (const auto& run : j) {
+    EXPECT_EQ(run["max_concurrent"], run["capacity_floor"]) << run["mode"];
+    EXPECT_EQ(run["preemptions"], 0);
+  }
+  EXPECT_GT(j[2]["max_concurrent"].get<int64_t>(), 9 * j[0]["max_concurrent"].get<int64_t>());
+  CmdResult bad = Dsv4("bench serve --kv-budget 12parsecs");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_THAT(bad.output, HasSubstr("unknown unit"));
+}
+
+}  // namespace
