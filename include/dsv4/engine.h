@@ -80,6 +80,12 @@ struct EngineOptions {
   int64_t max_num_batched_tokens = 256;
   int64_t max_num_seqs = 64;
   int64_t max_queued_requests = 1024;  // Submit beyond this: ResourceExhausted
+  // Prefix caching: prompts are snapshotted at every multiple of `prefix_snapshot_interval`
+  // tokens (a multiple of 128) and at their last multiple of 128; a later request whose
+  // prompt starts with a cached prefix continues from it instead of recomputing it, with
+  // bit-identical results. Cached prefixes are evicted LRU when the KV budget needs pages.
+  bool prefix_caching = true;
+  int64_t prefix_snapshot_interval = 4096;
 };
 
 struct EngineStats {
@@ -91,6 +97,9 @@ struct EngineStats {
   int64_t prompt_tokens = 0;     // prompt tokens computed (recomputation included)
   int64_t generated_tokens = 0;
   int64_t max_running = 0;       // peak concurrency
+  int64_t prefix_hits = 0;       // requests (or recomputations) that reused a cached prefix
+  int64_t prefix_hit_tokens = 0; // prompt tokens not recomputed thanks to them
+  int64_t prefix_cache_entries = 0;
   kv::KvStats kv;
 };
 
@@ -107,6 +116,9 @@ class Engine {
   // Cancels a request (no-op when unknown or finished); its stream ends with kCancelled and
   // its pages are freed.
   void Cancel(RequestId id);
+
+  // Drops every cached prefix (their pages return to the budget once no sequence uses them).
+  void ClearPrefixCache();
 
   // While paused the engine accepts and queues requests but runs no step (a benchmark
   // submits a whole workload, then starts it at once).

@@ -5,6 +5,7 @@
 #include <map>
 #include <thread>
 
+#include "kv/prefix_cache.h"
 #include "model/checkpoint.h"
 #include "model/weight_generator.h"
 #include "model/presets.h"
@@ -35,6 +36,7 @@ class Engine::Impl {
   Result<std::shared_ptr<RequestStream>> Submit(GenerationRequest r);
   void Cancel(RequestId id);
   void SetPaused(bool paused);
+  void ClearPrefixCache();
   EngineStats Stats() const;
 
   model::Checkpoint checkpoint;
@@ -44,11 +46,16 @@ class Engine::Impl {
   void Step();
   void Finish(Active* a, FinishReason reason, const std::string& error = "");
   void DrainInbox();
+  // Continues a sequence with no computed tokens from the longest cached prefix of its tokens.
+  void TryRestorePrefix(sched::Sequence* s);
+  // Snapshots sequences that just reached one of their stop points.
+  void SnapshotPrefixes(const sched::StepPlan& plan);
 
   EngineOptions options_;
   std::unique_ptr<runner::CausalLm> lm_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<kv::KvManager> kv_;
+  kv::PrefixCache prefix_cache_;  // before the sequences, after the manager
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::map<RequestId, std::unique_ptr<Active>> active_;  // engine thread only
 
@@ -59,6 +66,7 @@ class Engine::Impl {
   std::vector<RequestId> cancels_;
   bool stop_ = false;
   bool paused_ = false;
+  bool clear_cache_ = false;
   RequestId next_id_ = 1;
   int64_t queued_ = 0;  // submitted, not finished
   EngineStats stats_;   // guarded by mu_
@@ -90,8 +98,19 @@ Status Engine::Impl::Init(const EngineOptions& o) {
   pool_ = std::make_unique<ThreadPool>(o.threads);
   kv_ = std::make_unique<kv::KvManager>(lm_->page_layout(), o.kv_budget_bytes,
                                         /*backing=*/!accounting);
+  // Snapshots exist for the V4 cache only (V3.2 sequences and the accounting stand-in have
+  // none): caching is off for the others.
+  options_.prefix_caching =
+      o.prefix_caching && !accounting && checkpoint.config.arch == model::Arch::kV4;
+  if (options_.prefix_caching &&
+      (o.prefix_snapshot_interval <= 0 || o.prefix_snapshot_interval % 128)) {
+    return Status::InvalidArgument("prefix_snapshot_interval must be a positive multiple of 128, "
+                                   "got " + std::to_string(o.prefix_snapshot_interval));
+  }
   scheduler_ = std::make_unique<sched::Scheduler>(
-      sched::SchedulerOptions{o.max_num_batched_tokens, o.max_num_seqs}, kv_.get());
+      sched::SchedulerOptions{o.max_num_batched_tokens, o.max_num_seqs}, kv_.get(),
+      [this] { return prefix_cache_.EvictOne(); });
+  scheduler_->set_on_admit([this](sched::Sequence* s) { TryRestorePrefix(s); });
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -154,6 +173,13 @@ Result<std::shared_ptr<RequestStream>> Engine::Impl::Submit(GenerationRequest r)
     a->seq.tokens = a->request.prompt;
     a->seq.num_prompt = static_cast<int64_t>(a->request.prompt.size());
     a->seq.max_tokens = total;
+    if (options_.prefix_caching) {
+      const int64_t last = (a->seq.num_prompt - 1) / 128 * 128;  // leave >= 1 token to compute
+      for (int64_t p = options_.prefix_snapshot_interval; p < last; p += options_.prefix_snapshot_interval) {
+        a->seq.stop_points.push_back(p);
+      }
+      if (last >= 128) a->seq.stop_points.push_back(last);
+    }
     a->seq.state = lm_->NewSequence(kv_.get());
     a->stream = stream = std::make_shared<RequestStream>(id);
     inbox_.push_back(std::move(a));
@@ -167,6 +193,14 @@ void Engine::Impl::Cancel(RequestId id) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     cancels_.push_back(id);
+  }
+  cv_.notify_all();
+}
+
+void Engine::Impl::ClearPrefixCache() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    clear_cache_ = true;
   }
   cv_.notify_all();
 }
@@ -208,15 +242,23 @@ void Engine::Impl::Finish(Active* a, FinishReason reason, const std::string& err
 void Engine::Impl::DrainInbox() {
   std::vector<std::unique_ptr<Active>> fresh;
   std::vector<RequestId> cancels;
+  bool clear = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     fresh.swap(inbox_);
     cancels.swap(cancels_);
+    std::swap(clear, clear_cache_);
+  }
+  if (clear) {
+    prefix_cache_.Clear();
+    std::lock_guard<std::mutex> lock(mu_);
+    stats_.prefix_cache_entries = 0;
+    stats_.kv = kv_->Stats();
   }
   for (auto& a : fresh) {
     Active* p = a.get();
     active_[p->seq.id] = std::move(a);
-    scheduler_->Add(&p->seq);
+    scheduler_->Add(&p->seq);  // a cached prefix is looked up when it is admitted
   }
   for (RequestId id : cancels) {
     auto it = active_.find(id);
@@ -224,12 +266,37 @@ void Engine::Impl::DrainInbox() {
   }
 }
 
+void Engine::Impl::TryRestorePrefix(sched::Sequence* s) {
+  if (!options_.prefix_caching || s->num_computed != 0) return;
+  const kv::PrefixSnapshot* snap = prefix_cache_.Lookup(s->tokens, s->num_tokens() - 1);
+  if (snap == nullptr || !s->state->RestoreSnapshot(*snap).ok()) return;
+  s->num_computed = snap->num_tokens;
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.prefix_hits += 1;
+  stats_.prefix_hit_tokens += snap->num_tokens;
+}
+
+void Engine::Impl::SnapshotPrefixes(const sched::StepPlan& plan) {
+  if (!options_.prefix_caching) return;
+  for (const sched::ScheduledChunk& c : plan.chunks) {
+    sched::Sequence* s = c.seq;
+    const int64_t p = s->num_computed;
+    if (std::find(s->stop_points.begin(), s->stop_points.end(), p) == s->stop_points.end()) continue;
+    if (prefix_cache_.Contains(s->tokens, p)) continue;
+    std::unique_ptr<kv::PrefixSnapshot> snap = s->state->TakeSnapshot();
+    if (snap) prefix_cache_.Insert(s->tokens, std::move(snap));
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  stats_.prefix_cache_entries = prefix_cache_.num_entries();
+}
+
 void Engine::Impl::Loop() {
   while (true) {
     {
       std::unique_lock<std::mutex> lock(mu_);
       cv_.wait(lock, [&] {
-        return stop_ || (!paused_ && (!inbox_.empty() || !cancels_.empty() || !active_.empty()));
+        return stop_ || (!paused_ && (!inbox_.empty() || !cancels_.empty() || clear_cache_ ||
+                                      !active_.empty()));
       });
       if (stop_) break;
     }
@@ -273,6 +340,7 @@ void Engine::Impl::Step() {
     return;
   }
   scheduler_->Commit(plan);
+  SnapshotPrefixes(plan);
   int64_t prompt_tokens = 0, generated = 0;
   const model::ModelConfig& cfg = checkpoint.config;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
@@ -323,6 +391,7 @@ Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request)
 }
 void Engine::Cancel(RequestId id) { impl_->Cancel(id); }
 void Engine::SetPaused(bool paused) { impl_->SetPaused(paused); }
+void Engine::ClearPrefixCache() { impl_->ClearPrefixCache(); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
 const std::string& Engine::model_name() const { return impl_->checkpoint.name; }
 int64_t Engine::vocab_size() const { return impl_->checkpoint.config.vocab_size; }

@@ -90,8 +90,8 @@ void DecodeMlaRecord(const uint8_t* in, int64_t kv_lora, int64_t rope_dim, float
 
 void EncodeIndexerKeyFp8(const BF16* x, int64_t dim, uint8_t* out) {
   float s = 0.0f;
-  ActQuantFp8({x, static_cast<size_t>(dim)}, static_cast<size_t>(dim), {out, static_cast<size_t>(dim)},
-              {&s, 1});
+  const size_t n = static_cast<size_t>(dim);
+  ActQuantFp8({x, n}, n, {out, n}, {&s, 1});
   std::memcpy(out + dim, &s, sizeof(s));
 }
 

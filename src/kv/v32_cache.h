@@ -34,7 +34,7 @@ class V32SequenceCache {
   // Records of layer `layer`: one per position, in position order.
   int64_t NumRecords(int64_t layer) const;
   const uint8_t* MlaRecord(int64_t layer, int64_t pos) const;  // [record_bytes]
-  uint8_t* AppendMlaRecord(int64_t layer);                      // the new record's bytes to fill
+  uint8_t* AppendMlaRecord(int64_t layer);                     // the new record's bytes to fill
 
   int64_t NumIndexerKeys(int64_t layer) const;
   const uint8_t* IndexerKey(int64_t layer, int64_t pos) const;  // [indexer_key_bytes]

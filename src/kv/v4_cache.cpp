@@ -1,6 +1,7 @@
 #include "kv/v4_cache.h"
 
 #include <algorithm>
+#include <cstring>
 #include <limits>
 #include <string>
 
@@ -53,63 +54,86 @@ Component V4SequenceCache::EntryComponent(const Layer& l) const {
   return l.kind == LayerKind::kCsa ? Component::kCsaEntries : Component::kHcaEntries;
 }
 
-bool V4SequenceCache::Grow(Layer& l, Component c, int64_t pages, std::vector<Grown>* got) {
-  auto& table = l.pages[static_cast<size_t>(c)];
-  while (static_cast<int64_t>(table.size()) < pages) {
-    std::optional<PageId> id = manager_->pool(c).Allocate();
-    if (!id) return false;
-    table.push_back(*id);
-    got->push_back({&table, c});
-  }
-  return true;
-}
-
 Status V4SequenceCache::Reserve(int64_t n) {
   if (n <= reserved_) return Status::Ok();
   const PageLayout& pl = manager_->layout();
-  std::vector<Grown> got;
-  bool ok = true;
-  for (int64_t i = 0; ok && i < static_cast<int64_t>(layers_.size()); ++i) {
-    Layer& l = layers_[i];
-    ok = Grow(l, Component::kSwaWindow, pl.PagesAt(Component::kSwaWindow, n), &got);
-    if (ok && l.kind == LayerKind::kCsa) {
-      ok = Grow(l, Component::kCsaEntries, pl.PagesAt(Component::kCsaEntries, n), &got) &&
-           Grow(l, Component::kCsaIndexerKeys, pl.PagesAt(Component::kCsaIndexerKeys, n), &got) &&
-           Grow(l, Component::kCsaState, pl.PagesAt(Component::kCsaState, n), &got);
-    } else if (ok && l.kind == LayerKind::kHca) {
-      ok = Grow(l, Component::kHcaEntries, pl.PagesAt(Component::kHcaEntries, n), &got) &&
-           Grow(l, Component::kHcaState, pl.PagesAt(Component::kHcaState, n), &got);
+  // Plan every page first (growth, plus copy-on-write of a shared page that new entries will
+  // be written into), check the bytes, then allocate: nothing can fail half way.
+  struct Need {
+    Layer* layer;
+    Component component;
+    int64_t add;     // pages to append
+    bool cow;        // copy the last page before writing into it
+  };
+  std::vector<Need> needs;
+  int64_t bytes = 0;
+  auto plan = [&](Layer& l, Component c, int64_t written) {
+    const ComponentLayout* cl = pl.Find(c);
+    auto& table = l.pages[static_cast<size_t>(c)];
+    const int64_t add = std::max<int64_t>(0, pl.PagesAt(c, n) - static_cast<int64_t>(table.size()));
+    const int64_t per = cl->entries_per_page;
+    const bool grows = pl.EntriesAt(c, n) > written;
+    const bool cow = grows && written % per != 0 &&
+                     manager_->pool(c).refcount(table[written / per]) > 1;
+    if (add > 0 || cow) needs.push_back({&l, c, add, cow});
+    bytes += (add + (cow ? 1 : 0)) * cl->page_bytes();
+  };
+  for (Layer& l : layers_) {
+    plan(l, Component::kSwaWindow, 0);
+    if (l.kind == LayerKind::kCsa) {
+      plan(l, Component::kCsaEntries, l.num_entries);
+      plan(l, Component::kCsaIndexerKeys, l.num_keys);
+      plan(l, Component::kCsaState, 0);
+    } else if (l.kind == LayerKind::kHca) {
+      plan(l, Component::kHcaEntries, l.num_entries);
+      plan(l, Component::kHcaState, 0);
     }
   }
-  if (!ok) {  // all or nothing: give back what this call took, newest first
-    for (auto it = got.rbegin(); it != got.rend(); ++it) {
-      manager_->pool(it->component).Release(it->table->back());
-      it->table->pop_back();
-    }
+  if (bytes > manager_->available_bytes()) {
     return Status::ResourceExhausted("KV budget of " + std::to_string(manager_->budget_bytes()) +
                                      " bytes cannot hold " + std::to_string(n) +
-                                     " tokens of this sequence (" +
-                                     std::to_string(manager_->available_bytes()) + " bytes free)");
+                                     " tokens of this sequence (" + std::to_string(bytes) +
+                                     " bytes more needed, " +
+                                     std::to_string(manager_->available_bytes()) + " free)");
+  }
+  for (const Need& need : needs) {
+    BlockPool& pool = manager_->pool(need.component);
+    auto& table = need.layer->pages[static_cast<size_t>(need.component)];
+    if (need.cow) {
+      const int64_t written = need.component == Component::kCsaIndexerKeys
+                                  ? need.layer->num_keys
+                                  : need.layer->num_entries;
+      const int64_t idx = written / pl.Find(need.component)->entries_per_page;
+      const PageId copy = *pool.Allocate();
+      if (manager_->backing()) {
+        std::memcpy(pool.data(copy), pool.data(table[idx]), static_cast<size_t>(pool.page_bytes()));
+      }
+      pool.Release(table[idx]);
+      table[idx] = copy;
+    }
+    for (int64_t i = 0; i < need.add; ++i) table.push_back(*pool.Allocate());
   }
   for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
-    if (layers_[i].kind != LayerKind::kSwa && layers_[i].state[0].kv == nullptr) BindState(layers_[i], i);
+    if (layers_[i].kind != LayerKind::kSwa && layers_[i].state[0].kv == nullptr) {
+      BindState(layers_[i], i, /*reset=*/true);
+    }
   }
   reserved_ = n;
   return Status::Ok();
 }
 
-void V4SequenceCache::BindState(Layer& l, int64_t layer) {
+void V4SequenceCache::BindState(Layer& l, int64_t layer, bool reset) {
   const Component c = l.kind == LayerKind::kCsa ? Component::kCsaState : Component::kHcaState;
   auto& table = l.pages[static_cast<size_t>(c)];
   if (table.empty() || !manager_->backing()) return;
   float* storage = reinterpret_cast<float*>(manager_->pool(c).data(table[0]));
   const int64_t m = config_->ratio(layer);
   l.state[0].Bind(m, config_->head_dim, storage);
-  l.state[0].Reset();
+  if (reset) l.state[0].Reset();
   if (l.kind == LayerKind::kCsa) {
     l.state[1].Bind(4, config_->index_head_dim,
                     storage + CompressorState::FloatsFor(m, config_->head_dim));
-    l.state[1].Reset();
+    if (reset) l.state[1].Reset();
   }
 }
 
@@ -179,6 +203,122 @@ KvFootprint V4SequenceCache::Usage() const {
     }
   }
   return fp;
+}
+
+
+// ---- Prefix snapshots ----------------------------------------------------------------------
+
+V4PrefixSnapshot::~V4PrefixSnapshot() {
+  for (auto& layer : layers) {
+    for (int c = 0; c < kNumComponents; ++c) {
+      for (PageId id : layer.pages[c]) manager->pool(static_cast<Component>(c)).Release(id);
+    }
+  }
+}
+
+std::unique_ptr<PrefixSnapshot> V4SequenceCache::TakeSnapshot() {
+  const int64_t p = num_tokens_;
+  if (p <= 0 || p % 128 != 0 || !manager_->backing()) return nullptr;
+  const PageLayout& pl = manager_->layout();
+  // Copies: the window ring and the CSA compressor state. Shares: the compressed pages.
+  int64_t bytes = 0;
+  for (const Layer& l : layers_) {
+    bytes += static_cast<int64_t>(l.pages[static_cast<size_t>(Component::kSwaWindow)].size()) *
+             pl.Find(Component::kSwaWindow)->page_bytes();
+    if (l.kind == LayerKind::kCsa) bytes += pl.Find(Component::kCsaState)->page_bytes();
+  }
+  if (bytes > manager_->available_bytes()) return nullptr;
+  auto snap = std::make_unique<V4PrefixSnapshot>();
+  snap->manager = manager_;
+  snap->num_tokens = p;
+  snap->copied_bytes = bytes;
+  snap->layers.resize(layers_.size());
+  auto copy_pages = [&](const Layer& from, V4PrefixSnapshot::Layer& to, Component c) {
+    BlockPool& pool = manager_->pool(c);
+    for (PageId id : from.pages[static_cast<size_t>(c)]) {
+      const PageId copy = *pool.Allocate();
+      std::memcpy(pool.data(copy), pool.data(id), static_cast<size_t>(pool.page_bytes()));
+      to.pages[static_cast<size_t>(c)].push_back(copy);
+    }
+  };
+  auto share_pages = [&](const Layer& from, V4PrefixSnapshot::Layer& to, Component c) {
+    for (PageId id : from.pages[static_cast<size_t>(c)]) {
+      manager_->pool(c).AddRef(id);
+      to.pages[static_cast<size_t>(c)].push_back(id);
+    }
+  };
+  // Pages reserved ahead may hold a shared page that the next append writes into: forget the
+  // reservation so the next Reserve checks every page it writes (and copies shared ones).
+  reserved_ = num_tokens_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    const Layer& l = layers_[i];
+    V4PrefixSnapshot::Layer& s = snap->layers[i];
+    s.num_entries = l.num_entries;
+    s.num_keys = l.num_keys;
+    copy_pages(l, s, Component::kSwaWindow);
+    if (l.kind == LayerKind::kCsa) {
+      // Only the shared pages that hold entries before p (reserved-ahead pages stay private).
+      copy_pages(l, s, Component::kCsaState);
+      for (Component c : {Component::kCsaEntries, Component::kCsaIndexerKeys}) {
+        const int64_t used = pl.PagesAt(c, p);
+        Layer trimmed;
+        trimmed.pages[static_cast<size_t>(c)].assign(
+            l.pages[static_cast<size_t>(c)].begin(), l.pages[static_cast<size_t>(c)].begin() + used);
+        share_pages(trimmed, s, c);
+      }
+    } else if (l.kind == LayerKind::kHca) {
+      // At a multiple of 128 the HCA window is empty: its state is rebuilt before it is read.
+      const int64_t used = pl.PagesAt(Component::kHcaEntries, p);
+      Layer trimmed;
+      trimmed.pages[static_cast<size_t>(Component::kHcaEntries)].assign(
+          l.pages[static_cast<size_t>(Component::kHcaEntries)].begin(),
+          l.pages[static_cast<size_t>(Component::kHcaEntries)].begin() + used);
+      share_pages(trimmed, s, Component::kHcaEntries);
+    }
+  }
+  return snap;
+}
+
+Status V4SequenceCache::RestoreSnapshot(const PrefixSnapshot& base) {
+  const auto& snap = static_cast<const V4PrefixSnapshot&>(base);
+  DSV4_CHECK(reserved_ == 0 && snap.manager == manager_ && snap.layers.size() == layers_.size());
+  const PageLayout& pl = manager_->layout();
+  // Private copies of the ring and the compressor state; the compressed pages are shared.
+  int64_t bytes = snap.copied_bytes;
+  for (const Layer& l : layers_) {
+    if (l.kind == LayerKind::kHca) bytes += pl.Find(Component::kHcaState)->page_bytes();
+  }
+  if (bytes > manager_->available_bytes()) {
+    return Status::ResourceExhausted("no KV memory to restore a cached prefix");
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = layers_[i];
+    const V4PrefixSnapshot::Layer& s = snap.layers[i];
+    for (int ci = 0; ci < kNumComponents; ++ci) {
+      if (s.pages[ci].empty()) continue;
+      const Component c = static_cast<Component>(ci);
+      BlockPool& pool = manager_->pool(c);
+      for (PageId id : s.pages[ci]) {
+        if (c == Component::kSwaWindow || c == Component::kCsaState) {
+          const PageId copy = *pool.Allocate();
+          std::memcpy(pool.data(copy), pool.data(id), static_cast<size_t>(pool.page_bytes()));
+          l.pages[ci].push_back(copy);
+        } else {
+          pool.AddRef(id);
+          l.pages[ci].push_back(id);
+        }
+      }
+    }
+    l.num_entries = s.num_entries;
+    l.num_keys = s.num_keys;
+    if (l.kind == LayerKind::kHca) {
+      l.pages[static_cast<size_t>(Component::kHcaState)].push_back(
+          *manager_->pool(Component::kHcaState).Allocate());
+    }
+    if (l.kind != LayerKind::kSwa) BindState(l, static_cast<int64_t>(i), l.kind == LayerKind::kHca);
+  }
+  num_tokens_ = reserved_ = snap.num_tokens;
+  return Status::Ok();
 }
 
 }  // namespace dsv4::kv

@@ -38,6 +38,33 @@ struct CompressorState {
   int64_t rows() const { return kappa * ratio; }
 };
 
+// A cached prefix: a sequence's exact state after its first num_tokens tokens (a multiple of
+// 128, so no compressed window is half full and the HCA state is empty), as pages of the
+// manager. Holding one keeps its pages referenced; destroying it releases them.
+class PrefixSnapshot {
+ public:
+  virtual ~PrefixSnapshot() = default;
+  int64_t num_tokens = 0;
+  int64_t copied_bytes = 0;  // bytes of pages the snapshot owns alone (ring, CSA state)
+};
+
+// V4: the compressed entries and indexer keys are shared (reference counted, copy on write);
+// the window ring and the CSA compressor state (previous-window rows) are copies, since the
+// sequence that made them keeps overwriting its own. That copy (sliding_window rows per layer
+// plus the CSA state: ~3.9 MB for V4-Flash) is the price of exact reuse: the window rows of
+// every layer at the hit position cannot be recomputed from a short tail, because each
+// layer's rows depend on the previous layer's attention over its own window.
+struct V4PrefixSnapshot final : PrefixSnapshot {
+  ~V4PrefixSnapshot() override;
+  KvManager* manager = nullptr;
+  struct Layer {
+    std::array<std::vector<PageId>, kNumComponents> pages;
+    int64_t num_entries = 0;
+    int64_t num_keys = 0;
+  };
+  std::vector<Layer> layers;
+};
+
 class V4SequenceCache {
  public:
   // A cache with its own unbounded page pool (standalone use: CLI, tests).
@@ -80,6 +107,15 @@ class V4SequenceCache {
   // Bytes of the pages held now, by component.
   KvFootprint Usage() const;
 
+  // A snapshot of this sequence at num_tokens() (a multiple of 128, > 0); nullptr when the
+  // position is not a multiple of 128, the pool has no backing memory, or the budget cannot
+  // hold the copies.
+  std::unique_ptr<PrefixSnapshot> TakeSnapshot();
+  // Makes this (empty) cache continue from `snapshot` (taken from a cache of the same
+  // manager): its state is then bit for bit the donor's at that position.
+  // ResourceExhausted (nothing taken) when the copies do not fit.
+  Status RestoreSnapshot(const PrefixSnapshot& snapshot);
+
  private:
   struct Layer {
     model::LayerKind kind = model::LayerKind::kSwa;
@@ -88,14 +124,9 @@ class V4SequenceCache {
     int64_t num_keys = 0;
     CompressorState state[2];
   };
-  struct Grown {  // a page appended by the current Reserve call
-    std::vector<PageId>* table;
-    Component component;
-  };
   Component EntryComponent(const Layer& l) const;
   uint8_t* Slot(Component c, const Layer& l, int64_t index) const;
-  bool Grow(Layer& l, Component c, int64_t pages, std::vector<Grown>* got);
-  void BindState(Layer& l, int64_t layer);
+  void BindState(Layer& l, int64_t layer, bool reset);
 
   const model::ModelConfig* config_;
   std::unique_ptr<KvManager> own_manager_;

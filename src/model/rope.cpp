@@ -40,8 +40,8 @@ std::vector<float> RopeInvFreq(int64_t rope_dim, double theta, const YarnConfig&
       inv_freq[k] = inv;
       continue;
     }
-    const float ramp = static_cast<float>(
-        std::clamp((static_cast<double>(k) - lo) / (hi - lo), 0.0, 1.0));
+    const float ramp =
+        static_cast<float>(std::clamp((static_cast<double>(k) - lo) / (hi - lo), 0.0, 1.0));
     const float smooth = 1.0f - ramp;
     inv_freq[k] = inv / static_cast<float>(yarn.factor) * (1.0f - smooth) + inv * smooth;
   }

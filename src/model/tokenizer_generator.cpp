@@ -1,9 +1,8 @@
 #include "model/tokenizer_generator.h"
 
 #include <map>
-#include <utility>
-
 #include <nlohmann/json.hpp>
+#include <utility>
 
 namespace dsv4::model {
 namespace {
@@ -12,7 +11,8 @@ using nlohmann::ordered_json;
 
 // Written for this project: prose about the engine, some C++ and Python, a short chat and a
 // few numbers, so the merges cover common English words, code punctuation and indentation.
-constexpr std::string_view kCorpus = R"corpus(dsv4.cpp is a small inference engine for DeepSeek-V4, written in C++20.
+constexpr std::string_view kCorpus =
+    R"corpus(dsv4.cpp is a small inference engine for DeepSeek-V4, written in C++20.
 It reads the official checkpoint, plans how much memory the weights and the KV cache need,
 and then generates text, one token at a time, for many requests at once.
 
@@ -116,8 +116,8 @@ constexpr std::string_view kBos = "<｜begin▁of▁sentence｜>";
 constexpr std::string_view kEos = "<｜end▁of▁sentence｜>";
 constexpr std::string_view kPad = "<｜▁pad▁｜>";
 // The chat-format tokens of DeepSeek-V4's encoding_dsv4.py, given the top ids.
-constexpr std::string_view kChatTokens[] = {"<｜User｜>", "<｜Assistant｜>", "<think>",
-                                            "</think>", "｜DSML｜", "<｜latest_reminder｜>"};
+constexpr std::string_view kChatTokens[] = {
+    "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "｜DSML｜", "<｜latest_reminder｜>"};
 constexpr int kNumChatTokens = 6;
 constexpr int kFirstByteId = 3;
 
@@ -231,7 +231,8 @@ Trained TrainBpe(std::string_view corpus, size_t max_tokens) {
   while (t.tokens.size() < max_tokens) {
     std::map<std::pair<int, int>, int64_t> pair_counts;
     for (const auto& [symbols, count] : words) {
-      for (size_t i = 0; i + 1 < symbols.size(); ++i) pair_counts[{symbols[i], symbols[i + 1]}] += count;
+      for (size_t i = 0; i + 1 < symbols.size(); ++i)
+        pair_counts[{symbols[i], symbols[i + 1]}] += count;
     }
     const auto key = [&](const std::pair<int, int>& p) {
       return std::make_pair(t.tokens[p.first], t.tokens[p.second]);
@@ -240,7 +241,8 @@ Trained TrainBpe(std::string_view corpus, size_t max_tokens) {
     int64_t best_count = 0;
     for (const auto& [pair, count] : pair_counts) {
       if (count < 2) continue;  // a merge must be seen at least twice
-      if (best == nullptr || count > best_count || (count == best_count && key(pair) < key(*best))) {
+      if (best == nullptr || count > best_count ||
+          (count == best_count && key(pair) < key(*best))) {
         best = &pair;
         best_count = count;
       }
@@ -275,9 +277,12 @@ Trained TrainBpe(std::string_view corpus, size_t max_tokens) {
 }
 
 ordered_json AddedToken(int64_t id, std::string_view content) {
-  return ordered_json{{"id", id},          {"content", std::string(content)},
-                      {"single_word", false}, {"lstrip", false},
-                      {"rstrip", false},      {"normalized", false},
+  return ordered_json{{"id", id},
+                      {"content", std::string(content)},
+                      {"single_word", false},
+                      {"lstrip", false},
+                      {"rstrip", false},
+                      {"normalized", false},
                       {"special", true}};
 }
 
@@ -288,14 +293,13 @@ ordered_json PreTokenizerJson() {
                         {"behavior", "Isolated"},
                         {"invert", false}};
   };
-  return ordered_json{
-      {"type", "Sequence"},
-      {"pretokenizers",
-       {split(kDigitsRegex), split(kCjkRegex), split(kWordRegex),
-        ordered_json{{"type", "ByteLevel"},
-                     {"add_prefix_space", false},
-                     {"trim_offsets", true},
-                     {"use_regex", false}}}}};
+  return ordered_json{{"type", "Sequence"},
+                      {"pretokenizers",
+                       {split(kDigitsRegex), split(kCjkRegex), split(kWordRegex),
+                        ordered_json{{"type", "ByteLevel"},
+                                     {"add_prefix_space", false},
+                                     {"trim_offsets", true},
+                                     {"use_regex", false}}}}};
 }
 
 }  // namespace
@@ -324,10 +328,9 @@ std::vector<std::string> SplitAsciiForTraining(std::string_view text) {
 
 Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
   if (vocab_size < kTinyTokenizerMinVocab) {
-    return Status::InvalidArgument("tokenizer: vocab_size must be at least " +
-                                   std::to_string(kTinyTokenizerMinVocab) +
-                                   " (3 sentence tokens, 256 bytes, 6 chat tokens), got " +
-                                   std::to_string(vocab_size));
+    return Status::InvalidArgument(
+        "tokenizer: vocab_size must be at least " + std::to_string(kTinyTokenizerMinVocab) +
+        " (3 sentence tokens, 256 bytes, 6 chat tokens), got " + std::to_string(vocab_size));
   }
   const int64_t first_chat_id = vocab_size - kNumChatTokens;
   const Trained trained = TrainBpe(kCorpus, static_cast<size_t>(first_chat_id - kFirstByteId));
@@ -336,7 +339,8 @@ Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
   added.push_back(AddedToken(0, kBos));
   added.push_back(AddedToken(1, kEos));
   added.push_back(AddedToken(2, kPad));
-  for (int i = 0; i < kNumChatTokens; ++i) added.push_back(AddedToken(first_chat_id + i, kChatTokens[i]));
+  for (int i = 0; i < kNumChatTokens; ++i)
+    added.push_back(AddedToken(first_chat_id + i, kChatTokens[i]));
 
   // Like DeepSeek's file, the vocabulary also lists the three sentence tokens.
   ordered_json vocab = ordered_json::object();
@@ -353,25 +357,24 @@ Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
                                    {"add_prefix_space", true},
                                    {"trim_offsets", false},
                                    {"use_regex", true}};
-  ordered_json j = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", {{"type", "Sequence"}, {"normalizers", ordered_json::array()}}},
-      {"pre_tokenizer", PreTokenizerJson()},
-      {"post_processor", byte_level},
-      {"decoder", byte_level},
-      {"model",
-       {{"type", "BPE"},
-        {"dropout", nullptr},
-        {"unk_token", nullptr},
-        {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr},
-        {"fuse_unk", false},
-        {"byte_fallback", false},
-        {"vocab", vocab},
-        {"merges", merges}}}};
+  ordered_json j = {{"version", "1.0"},
+                    {"truncation", nullptr},
+                    {"padding", nullptr},
+                    {"added_tokens", added},
+                    {"normalizer", {{"type", "Sequence"}, {"normalizers", ordered_json::array()}}},
+                    {"pre_tokenizer", PreTokenizerJson()},
+                    {"post_processor", byte_level},
+                    {"decoder", byte_level},
+                    {"model",
+                     {{"type", "BPE"},
+                      {"dropout", nullptr},
+                      {"unk_token", nullptr},
+                      {"continuing_subword_prefix", nullptr},
+                      {"end_of_word_suffix", nullptr},
+                      {"fuse_unk", false},
+                      {"byte_fallback", false},
+                      {"vocab", vocab},
+                      {"merges", merges}}}};
   return j.dump(1) + "\n";
 }
 

@@ -13,6 +13,8 @@ class V4Sequence final : public SequenceState {
   kv::KvFootprint Usage() const override { return cache.Usage(); }
   Status Reserve(int64_t n) override { return cache.Reserve(n); }
   void Release() override { cache.Release(); }
+  std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
+  Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
   kv::V4SequenceCache cache;
 };
 

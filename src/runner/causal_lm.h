@@ -13,6 +13,7 @@
 #include "kv/kv_manager.h"
 #include "kv/layout.h"
 #include "kv/page_layout.h"
+#include "kv/v4_cache.h"
 #include "model/config.h"
 #include "model/logits_mode.h"
 #include "model/tensor.h"
@@ -35,6 +36,13 @@ class SequenceState {
   virtual Status Reserve(int64_t n) = 0;
   // Frees every page; the sequence is back at 0 tokens (preemption, cancellation).
   virtual void Release() = 0;
+  // Prefix caching (kv/prefix_cache.h): a snapshot of the state at num_tokens(), or nullptr
+  // when unsupported there; and continuing an empty sequence from a snapshot of a sequence
+  // of the same model and KV manager (bit for bit the donor's state).
+  virtual std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() { return nullptr; }
+  virtual Status RestoreSnapshot(const kv::PrefixSnapshot&) {
+    return Status::Unimplemented("prefix snapshots are not supported by this model");
+  }
 };
 
 class CausalLm {

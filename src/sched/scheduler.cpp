@@ -11,7 +11,8 @@ bool ByArrival(const Sequence* a, const Sequence* b) { return a->arrival < b->ar
 
 }  // namespace
 
-Scheduler::Scheduler(SchedulerOptions options, kv::KvManager* kv) : options_(options), kv_(kv) {
+Scheduler::Scheduler(SchedulerOptions options, kv::KvManager* kv, std::function<bool()> reclaim)
+    : options_(options), kv_(kv), reclaim_(std::move(reclaim)) {
   DSV4_CHECK(options_.max_num_batched_tokens > 0 && options_.max_num_seqs > 0);
 }
 
@@ -27,12 +28,15 @@ void Scheduler::Remove(Sequence* s) {
   s->status = SeqStatus::kFinished;
 }
 
-bool Scheduler::Admissible(const Sequence& s) const {
+bool Scheduler::Admissible(const Sequence& s) {
   // Stage 1: the whole prompt (and the first generated token) must fit in the free KV bytes,
-  // so an admitted prefill can finish without preempting anyone.
+  // so an admitted prefill can finish without preempting anyone. Cached prefixes give way.
   if (kv_ == nullptr) return true;
   const int64_t grow = kv_->layout().GrowthBytes(s.num_computed, s.num_tokens() + 1);
-  return grow <= kv_->available_bytes();
+  while (grow > kv_->available_bytes()) {
+    if (!Reclaim()) return false;
+  }
+  return true;
 }
 
 void Scheduler::Preempt(Sequence* victim, StepPlan* plan, int64_t* budget) {
@@ -55,6 +59,7 @@ void Scheduler::Preempt(Sequence* victim, StepPlan* plan, int64_t* budget) {
 
 bool Scheduler::ReserveOrPreempt(Sequence* s, int64_t tokens, StepPlan* plan, int64_t* budget) {
   while (!s->state->Reserve(tokens).ok()) {
+    if (Reclaim()) continue;  // cached prefixes go first
     // Recompute the newest running sequence (possibly s itself) to make room.
     Sequence* victim = running_.back();
     Preempt(victim, plan, budget);
@@ -80,7 +85,7 @@ StepPlan Scheduler::Plan() {
       const bool scheduled = std::any_of(plan.chunks.begin(), plan.chunks.end(),
                                          [&](const ScheduledChunk& c) { return c.seq == s; });
       if (scheduled) continue;
-      const int64_t count = std::min(s->remaining(), budget);
+      const int64_t count = std::min(s->chunk_limit(), budget);
       if (!ReserveOrPreempt(s, s->num_computed + count, &plan, &budget)) {
         --i;  // s left running_; the next sequence moved into slot i
         continue;
@@ -92,9 +97,14 @@ StepPlan Scheduler::Plan() {
   while (!waiting_.empty() && budget > 0 &&
          static_cast<int64_t>(running_.size()) < options_.max_num_seqs) {
     Sequence* s = waiting_.front();
+    if (on_admit_ && s->num_computed == 0) on_admit_(s);
     if (!Admissible(*s)) break;
-    const int64_t count = std::min(s->remaining(), budget);
-    if (!s->state->Reserve(s->num_computed + count).ok()) break;
+    const int64_t count = std::min(s->chunk_limit(), budget);
+    // Admission reserves the whole prompt at once, so admitted requests never have to preempt
+    // each other to finish their prefill (the count admitted is exactly what the budget holds).
+    Status reserved = s->state->Reserve(s->num_tokens());
+    while (!reserved.ok() && Reclaim()) reserved = s->state->Reserve(s->num_tokens());
+    if (!reserved.ok()) break;
     waiting_.pop_front();
     s->status = SeqStatus::kRunning;
     running_.insert(std::upper_bound(running_.begin(), running_.end(), s, ByArrival), s);

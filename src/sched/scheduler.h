@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "kv/kv_manager.h"
@@ -37,8 +38,14 @@ struct StepPlan {
 class Scheduler {
  public:
   // `kv` gives the page math and free bytes for admission; it must be the manager the
-  // sequences' states draw from.
-  Scheduler(SchedulerOptions options, kv::KvManager* kv);
+  // sequences' states draw from. `reclaim`, when given, frees cached memory (one prefix-cache
+  // entry) and returns false when there is nothing left to free; the scheduler calls it
+  // before refusing admission or preempting.
+  Scheduler(SchedulerOptions options, kv::KvManager* kv, std::function<bool()> reclaim = {});
+
+  // Called for a waiting sequence with nothing computed just before it is admitted (the
+  // engine restores a cached prefix there, which may advance num_computed).
+  void set_on_admit(std::function<void(Sequence*)> f) { on_admit_ = std::move(f); }
 
   // A new sequence joins the waiting queue.
   void Add(Sequence* s);
@@ -56,10 +63,13 @@ class Scheduler {
  private:
   bool ReserveOrPreempt(Sequence* s, int64_t tokens, StepPlan* plan, int64_t* budget);
   void Preempt(Sequence* victim, StepPlan* plan, int64_t* budget);
-  bool Admissible(const Sequence& s) const;
+  bool Admissible(const Sequence& s);
+  bool Reclaim() { return reclaim_ && reclaim_(); }
 
   SchedulerOptions options_;
   kv::KvManager* kv_;
+  std::function<bool()> reclaim_;
+  std::function<void(Sequence*)> on_admit_;
   std::deque<Sequence*> waiting_;   // by arrival
   std::vector<Sequence*> running_;  // by arrival
   int64_t num_preemptions_ = 0;

@@ -4,6 +4,7 @@
 // holds pointers.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -25,11 +26,20 @@ struct Sequence {
   int64_t max_tokens = 0;       // prompt + max new tokens: the most it can ever hold
   SeqStatus status = SeqStatus::kWaiting;
   int64_t num_preemptions = 0;
+  // Positions where a chunk must end (prefix-cache snapshot points), ascending.
+  std::vector<int64_t> stop_points;
   std::unique_ptr<runner::SequenceState> state;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - num_prompt; }
   int64_t remaining() const { return num_tokens() - num_computed; }
+  // Tokens the next chunk may cover: up to the next stop point.
+  int64_t chunk_limit() const {
+    for (int64_t p : stop_points) {
+      if (p > num_computed) return std::min(remaining(), p - num_computed);
+    }
+    return remaining();
+  }
 };
 
 }  // namespace dsv4::sched

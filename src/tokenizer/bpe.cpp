@@ -88,12 +88,10 @@ Result<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model, const st
         return Status::InvalidArgument(where + ": expected \"left right\" (one space), got '" + s +
                                        "'");
       }
-      DSV4_RETURN_IF_ERROR(
-          m->AddMerge(std::string_view(s).substr(0, space), std::string_view(s).substr(space + 1),
-                      i, where));
+      DSV4_RETURN_IF_ERROR(m->AddMerge(std::string_view(s).substr(0, space),
+                                       std::string_view(s).substr(space + 1), i, where));
     } else if (e.is_array() && e.size() == 2 && e[0].is_string() && e[1].is_string()) {
-      DSV4_RETURN_IF_ERROR(
-          m->AddMerge(e[0].get<std::string>(), e[1].get<std::string>(), i, where));
+      DSV4_RETURN_IF_ERROR(m->AddMerge(e[0].get<std::string>(), e[1].get<std::string>(), i, where));
     } else {
       return Status::InvalidArgument(where + ": expected \"left right\" or [left, right], got " +
                                      e.dump());

@@ -188,8 +188,8 @@ Result<std::string> RenderAssistant(const RenderContext& ctx, int index) {
     for (size_t i = 0; i < m.tool_calls.size(); ++i) {
       Result<std::string> invoke = RenderDsmlInvoke(m.tool_calls[i]);
       if (!invoke.ok()) {
-        return invoke.status().WithContext("messages[" + std::to_string(index) +
-                                           "].tool_calls[" + std::to_string(i) + "]");
+        return invoke.status().WithContext("messages[" + std::to_string(index) + "].tool_calls[" +
+                                           std::to_string(i) + "]");
       }
       if (i > 0) tool_calls += "\n";
       tool_calls += *invoke;

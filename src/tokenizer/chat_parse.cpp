@@ -51,7 +51,9 @@ Read ReadUntil(std::string_view s, size_t* pos, std::initializer_list<const std:
   return {s.substr(begin, best - begin), which};
 }
 
-bool IsSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool IsSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 
 // `^\s*name="(.*?)">\n$` of parse_tool_calls. Python's `$` also matches before a final
 // "\n", which is what lets an invoke without parameters ("...\">\n\n</｜DSML｜invoke") parse.
@@ -95,7 +97,8 @@ bool ParseParameter(std::string_view s, std::string* key, bool* is_string, std::
 
 // decode_dsml_to_arguments: string values become JSON strings, other values are copied as
 // written (the model was asked for JSON there).
-std::string ArgumentsJson(const std::vector<std::pair<std::string, std::pair<std::string, bool>>>& args) {
+std::string ArgumentsJson(
+    const std::vector<std::pair<std::string, std::pair<std::string, bool>>>& args) {
   std::string out = "{";
   for (size_t i = 0; i < args.size(); ++i) {
     if (i > 0) out += ", ";
@@ -146,8 +149,8 @@ Status ParseToolCalls(std::string_view s, size_t* pos, std::vector<ToolCall>* ca
 
 // No control string may be left inside the content or the reasoning.
 Status CheckNoControlStrings(std::string_view s, const char* field) {
-  for (std::string_view token : {kBosToken, kEosToken, kThinkStartToken, kThinkEndToken,
-                                 kDsmlToken}) {
+  for (std::string_view token :
+       {kBosToken, kEosToken, kThinkStartToken, kThinkEndToken, kDsmlToken}) {
     if (s.find(token) != std::string_view::npos) {
       return Malformed(std::string(field) + " contains '" + std::string(token) + "'");
     }

@@ -23,8 +23,7 @@ Result<SplitBehavior> ParseBehavior(const json& j, const std::string& label) {
   if (s == "MergedWithNext") return SplitBehavior::kMergedWithNext;
   if (s == "Contiguous") return SplitBehavior::kContiguous;
   return Status::InvalidArgument(label + ".behavior: expected one of Removed, Isolated, " +
-                                 "MergedWithPrevious, MergedWithNext, Contiguous, got '" + s +
-                                 "'");
+                                 "MergedWithPrevious, MergedWithNext, Contiguous, got '" + s + "'");
 }
 
 bool FlagOr(const json& j, const char* key, bool fallback) {
@@ -114,10 +113,9 @@ Result<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool lit
   if (code == nullptr) {
     PCRE2_UCHAR message[256];
     pcre2_get_error_message(error_code, message, sizeof(message));
-    return Status::InvalidArgument(std::string(label) + ": cannot compile regex '" +
-                                   std::string(pattern) + "' at offset " +
-                                   std::to_string(error_offset) + ": " +
-                                   reinterpret_cast<const char*>(message));
+    return Status::InvalidArgument(
+        std::string(label) + ": cannot compile regex '" + std::string(pattern) + "' at offset " +
+        std::to_string(error_offset) + ": " + reinterpret_cast<const char*>(message));
   }
   // JIT is only a speed-up; the interpreter gives the same matches where it is unavailable.
   (void)pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
@@ -129,8 +127,7 @@ Result<std::unique_ptr<Regex>> Regex::Compile(std::string_view pattern, bool lit
 
 Regex::~Regex() { pcre2_code_free(Code(code_)); }
 
-void Regex::FindAll(std::string_view text,
-                    std::vector<std::pair<size_t, size_t>>* matches) const {
+void Regex::FindAll(std::string_view text, std::vector<std::pair<size_t, size_t>>* matches) const {
   pcre2_match_data* md = pcre2_match_data_create_from_pattern(Code(code_), nullptr);
   DSV4_CHECK(md != nullptr);
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(text.data());

@@ -15,11 +15,10 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "core/status.h"
 
@@ -88,8 +87,7 @@ class PreTokenizer {
 inline constexpr std::string_view kDeepSeekDigitsRegex = "\\p{N}{1,3}";
 //   2. runs of CJK ideographs (U+4E00..U+9FA5), Hiragana (U+3040..U+309F) and Katakana
 //      (U+30A0..U+30FF);
-inline constexpr std::string_view kDeepSeekCjkRegex =
-    "[\u4E00-\u9FA5\u3040-\u309F\u30A0-\u30FF]+";
+inline constexpr std::string_view kDeepSeekCjkRegex = "[\u4E00-\u9FA5\u3040-\u309F\u30A0-\u30FF]+";
 //   3. words (an ASCII punctuation mark glued to ASCII letters, or letters/marks with one
 //      optional leading non-letter such as a space), punctuation runs with their trailing
 //      newlines, newline runs, and other whitespace.

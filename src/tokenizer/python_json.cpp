@@ -28,20 +28,25 @@ std::string PythonFloatRepr(double d) {
   }
   const int exponent = std::stoi(std::string(sci.substr(e_pos + 1)));
   if (exponent < -4 || exponent >= 16) {
-    out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
+    out.push_back(digits[0]);
+    if (digits.size() > 1) {
+      out.push_back('.');
+      out.append(digits, 1);
+    }
     const int mag = exponent < 0 ? -exponent : exponent;
-    out += std::string("e") + (exponent < 0 ? "-" : "+") + (mag < 10 ? "0" : "") +
-           std::to_string(mag);
+    out.push_back('e');
+    out.push_back(exponent < 0 ? '-' : '+');
+    if (mag < 10) out.push_back('0');
+    out.append(std::to_string(mag));
     return out;
   }
   const int point = exponent + 1;  // digits before the decimal point
   if (point <= 0) {
-    out += "0." + std::string(-point, '0') + digits;
+    out.append("0.").append(static_cast<size_t>(-point), '0').append(digits);
   } else if (point >= static_cast<int>(digits.size())) {
-    out += digits + std::string(point - digits.size(), '0') + ".0";
+    out.append(digits).append(point - digits.size(), '0').append(".0");
   } else {
-    out += digits.substr(0, point) + "." + digits.substr(point);
+    out.append(digits, 0, point).append(".").append(digits, point);
   }
   return out;
 }

@@ -6,9 +6,8 @@
 // must reproduce it byte for byte; nlohmann's dump() differs (no spaces).
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace dsv4::tokenizer {
 

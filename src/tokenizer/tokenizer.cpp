@@ -78,15 +78,15 @@ Status Tokenizer::InitAddedTokens(const json& j, const std::string& source) {
     const std::string where = source + ": added_tokens[" + std::to_string(i) + "]";
     if (!e.is_object() || !e.contains("id") || !e.at("id").is_number_integer() ||
         e.at("id").get<int64_t>() < 0 || e.at("id").get<int64_t>() > INT32_MAX) {
-      return Status::InvalidArgument(where + ".id: expected a non-negative integer, got " +
-                                     (e.is_object() && e.contains("id") ? e.at("id").dump()
-                                                                        : std::string("nothing")));
+      return Status::InvalidArgument(
+          where + ".id: expected a non-negative integer, got " +
+          (e.is_object() && e.contains("id") ? e.at("id").dump() : std::string("nothing")));
     }
     if (!e.contains("content") || !e.at("content").is_string() ||
         e.at("content").get<std::string>().empty()) {
-      return Status::InvalidArgument(where + ".content: expected a non-empty string, got " +
-                                     (e.contains("content") ? e.at("content").dump()
-                                                            : std::string("nothing")));
+      return Status::InvalidArgument(
+          where + ".content: expected a non-empty string, got " +
+          (e.contains("content") ? e.at("content").dump() : std::string("nothing")));
     }
     if (JsonFlag(e, "single_word")) {
       return Status::Unimplemented(where + ".single_word: expected false, got true");

@@ -59,7 +59,8 @@ class Tokenizer {
   // Reads and parses a tokenizer.json file (NotFound / IoError name the path).
   static Result<std::unique_ptr<Tokenizer>> FromFile(const std::filesystem::path& file);
 
-  Result<std::vector<TokenId>> Encode(std::string_view text, const EncodeOptions& options = {}) const;
+  Result<std::vector<TokenId>> Encode(std::string_view text,
+                                      const EncodeOptions& options = {}) const;
 
   // The bytes of `ids`, concatenated. OutOfRange names an id that is not a token.
   Result<std::string> Decode(std::span<const TokenId> ids, const DecodeOptions& options = {}) const;

@@ -1,9 +1,9 @@
 // FP8 linears with F32 tile scales (V3.2 `weight_scale_inv`): the same block formula as E8M0
 // scales, fast vs reference, and agreement with a plain dot product of dequantised values.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/fp8.h"
 #include "core/quant.h"
@@ -15,9 +15,9 @@ namespace dsv4::kernels {
 namespace {
 
 struct Fp8Linear {
-  std::vector<uint8_t> codes;     // e4m3 [out, in]
-  std::vector<uint8_t> e8m0;      // [ceil(out/128), ceil(in/128)]
-  std::vector<float> f32;         // same grid
+  std::vector<uint8_t> codes;  // e4m3 [out, in]
+  std::vector<uint8_t> e8m0;   // [ceil(out/128), ceil(in/128)]
+  std::vector<float> f32;      // same grid
   LinearWeight w;
 };
 
@@ -26,7 +26,8 @@ Fp8Linear MakeFp8(int64_t out, int64_t in, bool pow2, Rng& rng) {
   Fp8Linear l;
   l.codes.resize(static_cast<size_t>(out * in));
   for (auto& c : l.codes) {
-    do c = static_cast<uint8_t>(rng.Below(256)); while ((c & 0x7F) == 0x7F);
+    do c = static_cast<uint8_t>(rng.Below(256));
+    while ((c & 0x7F) == 0x7F);
   }
   const size_t grid = static_cast<size_t>(((out + 127) / 128) * ((in + 127) / 128));
   l.e8m0.resize(grid);

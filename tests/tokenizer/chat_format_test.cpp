@@ -8,19 +8,21 @@
 namespace dsv4::tokenizer {
 namespace {
 
-using ::testing::HasSubstr;
 using nlohmann::ordered_json;
+using ::testing::HasSubstr;
 
 const std::string kBos = "<｜begin▁of▁sentence｜>";
 const std::string kEos = "<｜end▁of▁sentence｜>";
 const std::string kUser = "<｜User｜>";
 const std::string kAsst = "<｜Assistant｜>";
 
-// TOOLS_TEMPLATE of encoding_dsv4.py, written out, around one schema line per tool.
+// TOOLS_TEMPLATE of encoding_dsv4.py written out, around one schema line per tool. Its long
+// lines are continued here with a backslash at the end of the line, which is removed below.
 std::string ToolsSection(const std::string& schemas) {
-  return R"(## Tools
+  std::string head = R"(## Tools
 
-You have access to a set of tools to help answer the user's question. You can invoke tools by writing a "<｜DSML｜tool_calls>" block like the following:
+You have access to a set of tools to help answer the user's question. \
+You can invoke tools by writing a "<｜DSML｜tool_calls>" block like the following:
 
 <｜DSML｜tool_calls>
 <｜DSML｜invoke name="$TOOL_NAME">
@@ -32,16 +34,21 @@ You have access to a set of tools to help answer the user's question. You can in
 </｜DSML｜invoke>
 </｜DSML｜tool_calls>
 
-String parameters should be specified as is and set `string="true"`. For all other types (numbers, booleans, arrays, objects), pass the value in JSON format and set `string="false"`.
+String parameters should be specified as is and set `string="true"`. \
+For all other types (numbers, booleans, arrays, objects), \
+pass the value in JSON format and set `string="false"`.
 
-If thinking_mode is enabled (triggered by <think>), you MUST output your complete reasoning inside <think>...</think> BEFORE any tool calls or final response.
+If thinking_mode is enabled (triggered by <think>), \
+you MUST output your complete reasoning inside <think>...</think> \
+BEFORE any tool calls or final response.
 
 Otherwise, output directly after </think> with tool calls or final response.
 
 ### Available Tool Schemas
 
-)" + schemas +
-         R"(
+)";
+  for (size_t at; (at = head.find("\\\n")) != std::string::npos;) head.erase(at, 2);
+  return head + schemas + R"(
 
 You MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.
 )";
@@ -87,7 +94,8 @@ constexpr ChatTemplateOptions kThinking{.thinking = ThinkingMode::kThinking};
 TEST(ChatFormat, PlainChat) {
   // BOS, the user turn, then the generation prefix; chat mode closes thinking at once.
   EXPECT_EQ(Render({M(Role::kUser, "Hello")}), kBos + kUser + "Hello" + kAsst + "</think>");
-  EXPECT_EQ(Render({M(Role::kUser, "Hello")}, kThinking), kBos + kUser + "Hello" + kAsst + "<think>");
+  EXPECT_EQ(Render({M(Role::kUser, "Hello")}, kThinking),
+            kBos + kUser + "Hello" + kAsst + "<think>");
   EXPECT_EQ(Render({M(Role::kUser, "Hello")}, {.add_bos = false}),
             kUser + "Hello" + kAsst + "</think>");
 }
@@ -100,14 +108,13 @@ TEST(ChatFormat, SystemPrompt) {
 
 TEST(ChatFormat, MultiTurnChat) {
   // Assistant turns end with EOS; chat mode never shows their reasoning.
-  EXPECT_EQ(Render({M(Role::kUser, "A"), M(Role::kAssistant, "B", "hidden"), M(Role::kUser, "C")}),
-            kBos + kUser + "A" + kAsst + "</think>" + "B" + kEos + kUser + "C" + kAsst +
-                "</think>");
+  EXPECT_EQ(
+      Render({M(Role::kUser, "A"), M(Role::kAssistant, "B", "hidden"), M(Role::kUser, "C")}),
+      kBos + kUser + "A" + kAsst + "</think>" + "B" + kEos + kUser + "C" + kAsst + "</think>");
 }
 
 TEST(ChatFormat, MultiTurnThinking) {
-  const std::vector<ChatMessage> conversation = {M(Role::kUser, "A"),
-                                                 M(Role::kAssistant, "B", "R"),
+  const std::vector<ChatMessage> conversation = {M(Role::kUser, "A"), M(Role::kAssistant, "B", "R"),
                                                  M(Role::kUser, "C")};
   // drop_thinking (default): earlier turns show "</think>" and no reasoning; the last user
   // turn opens "<think>".
@@ -116,9 +123,8 @@ TEST(ChatFormat, MultiTurnThinking) {
   // drop_thinking off: every turn keeps its reasoning.
   ChatTemplateOptions keep = kThinking;
   keep.drop_thinking = false;
-  EXPECT_EQ(Render(conversation, keep),
-            kBos + kUser + "A" + kAsst + "<think>" + "R</think>B" + kEos + kUser + "C" + kAsst +
-                "<think>");
+  EXPECT_EQ(Render(conversation, keep), kBos + kUser + "A" + kAsst + "<think>" + "R</think>B" +
+                                            kEos + kUser + "C" + kAsst + "<think>");
   // An assistant turn after the last user turn keeps its reasoning even when dropping.
   EXPECT_EQ(Render({M(Role::kUser, "A"), M(Role::kAssistant, "B", "R")}, kThinking),
             kBos + kUser + "A" + kAsst + "<think>" + "R</think>B" + kEos);
@@ -228,8 +234,8 @@ TEST(ChatFormat, DeveloperAndLatestReminder) {
 
 TEST(ChatFormat, Errors) {
   const ordered_json bad_tools = ordered_json::parse(R"([{"type": "function"}])");
-  Result<std::string> r = RenderChatPrompt(std::vector<ChatMessage>{M(Role::kUser, "x")},
-                                           bad_tools, {});
+  Result<std::string> r =
+      RenderChatPrompt(std::vector<ChatMessage>{M(Role::kUser, "x")}, bad_tools, {});
   EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("tools[0]"));
 

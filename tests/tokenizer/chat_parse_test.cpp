@@ -55,10 +55,10 @@ TEST(ChatParse, Reasoning) {
 }
 
 TEST(ChatParse, OneToolCall) {
-  const std::string text = "Let me check." +
-                           Block({Invoke("get_weather", {Param("city", true, "Paris"),
-                                                         Param("days", false, "2")})}) +
-                           kEos;
+  const std::string text =
+      "Let me check." +
+      Block({Invoke("get_weather", {Param("city", true, "Paris"), Param("days", false, "2")})}) +
+      kEos;
   ParsedCompletion p = Parse(text);
   EXPECT_EQ(p.content, "Let me check.");
   ASSERT_EQ(p.tool_calls.size(), 1u);
@@ -127,14 +127,13 @@ TEST(ChatParse, MalformedIsAnError) {
     EXPECT_THAT(r.status().message(), HasSubstr(c.words)) << c.name;
     EXPECT_THAT(r.status().message(), HasSubstr("model output")) << c.name;
   }
-  Result<ParsedCompletion> r =
-      ParseCompletion("thinking" + Block({good}), ThinkingMode::kThinking);
+  Result<ParsedCompletion> r = ParseCompletion("thinking" + Block({good}), ThinkingMode::kThinking);
   EXPECT_THAT(r.status().message(), HasSubstr("inside the reasoning"));
 }
 
 TEST(ChatParse, LenientFallsBackToPlainContent) {
-  const std::string bad = "Sure." + Block({Invoke("f", {Param("a", true, "1"),
-                                                        Param("a", true, "2")})});
+  const std::string bad =
+      "Sure." + Block({Invoke("f", {Param("a", true, "1"), Param("a", true, "2")})});
   LenientParse l = ParseCompletionLenient("why</think>" + bad + kEos, ThinkingMode::kThinking);
   EXPECT_FALSE(l.error.ok());
   EXPECT_EQ(l.message.reasoning_content, "why");

@@ -1,9 +1,9 @@
 // The tokenizer travels with checkpoints: the built-in model carries the generated one in
 // memory, WriteCheckpoint writes it beside config.json, OpenCheckpoint reads it back, and a
 // folder without one still opens (token-id commands need no tokenizer).
-#include <filesystem>
-
 #include <gtest/gtest.h>
+
+#include <filesystem>
 
 #include "model/checkpoint.h"
 #include "model/presets.h"

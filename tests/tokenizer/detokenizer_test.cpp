@@ -3,10 +3,10 @@
 // token per byte, so multi-byte characters are always split across tokens here.
 #include "tokenizer/detokenizer.h"
 
-#include <random>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <random>
 
 #include "model/tokenizer_generator.h"
 #include "tokenizer/utf8.h"
@@ -16,8 +16,7 @@ namespace {
 
 const Tokenizer& Tiny() {
   static const std::unique_ptr<Tokenizer> t =
-      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny"))
-          .value();
+      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny")).value();
   return *t;
 }
 
@@ -69,8 +68,9 @@ TEST(Detokenizer, InvalidBytesBecomeReplacementCharacters) {
 
 TEST(Detokenizer, StreamEqualsDecodeOnVariedText) {
   for (const std::string& text :
-       {std::string("plain ascii"), std::string("数学是科学的语言"), std::string("👨‍👩‍👧‍👦 🇯🇵"),
-        std::string("cafe\xCC\x81 שלום"), std::string("<｜User｜>é<｜Assistant｜>中")}) {
+       {std::string("plain ascii"), std::string("数学是科学的语言"),
+        std::string("👨‍👩‍👧‍👦 🇯🇵"), std::string("cafe\xCC\x81 שלום"),
+        std::string("<｜User｜>é<｜Assistant｜>中")}) {
     const std::vector<TokenId> ids = Tiny().Encode(text).value();
     EXPECT_EQ(Stream(ids), text);
     EXPECT_EQ(Stream(ids), Tiny().Decode(ids).value());

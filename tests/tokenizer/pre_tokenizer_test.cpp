@@ -8,9 +8,9 @@
 namespace dsv4::tokenizer {
 namespace {
 
+using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using nlohmann::json;
 
 std::vector<std::string> Split(const PreTokenizer& p, std::string_view text) {
   std::vector<std::string> out;
@@ -76,6 +76,24 @@ TEST_F(DeepSeekSplit, Whitespace) {
   EXPECT_THAT(S(""), ElementsAre());
 }
 
+TEST(PreTokenizer, MatchesDeepSeeksTokenizerJson) {
+  // The "pre_tokenizer" value of deepseek-ai/DeepSeek-V3's tokenizer.json, as the file spells
+  // it (JSON escapes included), so the C++ string escaping of the constants is checked too.
+  const json file =
+      json::parse(R"json({"type": "Sequence", "pretokenizers": [
+    {"type": "Split", "pattern": {"Regex": "\\p{N}{1,3}"}, "behavior": "Isolated",
+     "invert": false},
+    {"type": "Split", "pattern": {"Regex": "[一-龥぀-ゟ゠-ヿ]+"}, "behavior": "Isolated",
+     "invert": false},
+    {"type": "Split", "pattern": {"Regex":
+     "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?)json"
+                  R"json([\\p{L}\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"},
+     "behavior": "Isolated", "invert": false},
+    {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
+  ]})json");
+  EXPECT_EQ(file, DeepSeekPreTokenizerJson());
+}
+
 TEST(PreTokenizer, SplitBehaviors) {
   auto make = [](const char* behavior, bool invert) {
     json j = {{"type", "Split"},
@@ -97,8 +115,7 @@ TEST(PreTokenizer, Gpt2RegexWhenByteLevelUsesRegex) {
   json j = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   auto p = std::move(PreTokenizer::FromJson(j, "p")).value();
   EXPECT_TRUE(p->byte_level());
-  EXPECT_THAT(Split(*p, "Hello world's 123!"),
-              ElementsAre("Hello", " world", "'s", " 123", "!"));
+  EXPECT_THAT(Split(*p, "Hello world's 123!"), ElementsAre("Hello", " world", "'s", " 123", "!"));
 }
 
 TEST(PreTokenizer, ErrorsNameTheStage) {
@@ -118,9 +135,8 @@ TEST(PreTokenizer, ErrorsNameTheStage) {
   EXPECT_EQ(r.status().code(), StatusCode::kUnimplemented);
   EXPECT_THAT(r.status().message(), HasSubstr("add_prefix_space"));
 
-  r = PreTokenizer::FromJson(json{{"type", "Split"}, {"pattern", {{"Regex", "a"}}},
-                                  {"behavior", "Sideways"}},
-                             "pre");
+  r = PreTokenizer::FromJson(
+      json{{"type", "Split"}, {"pattern", {{"Regex", "a"}}}, {"behavior", "Sideways"}}, "pre");
   EXPECT_THAT(r.status().message(), HasSubstr("Sideways"));
 }
 

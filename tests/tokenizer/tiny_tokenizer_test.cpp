@@ -1,11 +1,10 @@
 // The generated tiny tokenizer (src/model/tokenizer_generator.h): deterministic, loadable,
 // DeepSeek's layout and pre-tokenizer, and golden encodings worked out by hand from its merge
 // list. Byte ids are 3 + byte, so text outside the (ASCII) training corpus is easy to check.
-#include "model/tokenizer_generator.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "model/tokenizer_generator.h"
 #include "tokenizer/chat_format.h"
 #include "tokenizer/tokenizer.h"
 

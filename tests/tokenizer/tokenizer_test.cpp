@@ -2,12 +2,12 @@
 // tokenizer.json files and on the generated tiny tokenizer.
 #include "tokenizer/tokenizer.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <filesystem>
 #include <fstream>
 #include <functional>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "model/tokenizer_generator.h"
 #include "tokenizer/byte_level.h"
@@ -17,14 +17,13 @@ namespace dsv4::tokenizer {
 namespace {
 
 namespace fs = std::filesystem;
+using nlohmann::json;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
-using nlohmann::json;
 
 const Tokenizer& Tiny() {
   static const std::unique_ptr<Tokenizer> t =
-      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny"))
-          .value();
+      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny")).value();
   return *t;
 }
 
@@ -85,35 +84,68 @@ TEST(TokenizerLoad, ErrorsNameTheFieldAndValue) {
     std::vector<std::string> words;
   };
   const std::vector<Case> cases = {
-      {"no model", [](json& j) { j.erase("model"); }, StatusCode::kInvalidArgument,
+      {"no model",
+       [](json& j) { j.erase("model"); },
+       StatusCode::kInvalidArgument,
        {"dir/tokenizer.json", "missing field 'model'"}},
-      {"not BPE", [](json& j) { j["model"]["type"] = "WordPiece"; }, StatusCode::kUnimplemented,
+      {"not BPE",
+       [](json& j) { j["model"]["type"] = "WordPiece"; },
+       StatusCode::kUnimplemented,
        {"model.type", "WordPiece"}},
-      {"vocab not an object", [](json& j) { j["model"]["vocab"] = json::array(); },
-       StatusCode::kInvalidArgument, {"model.vocab"}},
-      {"bad id", [](json& j) { j["model"]["vocab"]["a"] = "seven"; },
-       StatusCode::kInvalidArgument, {"model.vocab['a']", "\"seven\""}},
-      {"duplicate id", [](json& j) { j["model"]["vocab"]["zz"] = 97; },
-       StatusCode::kInvalidArgument, {"id 97", "'zz'"}},
+      {"vocab not an object",
+       [](json& j) { j["model"]["vocab"] = json::array(); },
+       StatusCode::kInvalidArgument,
+       {"model.vocab"}},
+      {"bad id",
+       [](json& j) { j["model"]["vocab"]["a"] = "seven"; },
+       StatusCode::kInvalidArgument,
+       {"model.vocab['a']", "\"seven\""}},
+      {"duplicate id",
+       [](json& j) { j["model"]["vocab"]["zz"] = 97; },
+       StatusCode::kInvalidArgument,
+       {"id 97", "'zz'"}},
       {"merge of unknown token",
-       [](json& j) { j["model"]["merges"] = {"a b", "ab q"}; }, StatusCode::kInvalidArgument,
+       [](json& j) {
+         j["model"]["merges"] = {"a b", "ab q"};
+       },
+       StatusCode::kInvalidArgument,
        {"model.merges[0]", "'ab'", "not in model.vocab"}},
-      {"merge not a pair", [](json& j) { j["model"]["merges"] = {"abc"}; },
-       StatusCode::kInvalidArgument, {"model.merges[0]", "'abc'"}},
-      {"normalizer", [](json& j) { j["normalizer"] = {{"type", "NFC"}}; },
-       StatusCode::kUnimplemented, {"normalizer", "NFC"}},
-      {"decoder", [](json& j) { j["decoder"] = {{"type", "WordPiece"}}; },
-       StatusCode::kUnimplemented, {"decoder"}},
-      {"no byte level", [](json& j) { j["pre_tokenizer"] = nullptr; },
-       StatusCode::kUnimplemented, {"pre_tokenizer", "ByteLevel"}},
+      {"merge not a pair",
+       [](json& j) { j["model"]["merges"] = {"abc"}; },
+       StatusCode::kInvalidArgument,
+       {"model.merges[0]", "'abc'"}},
+      {"normalizer",
+       [](json& j) {
+         j["normalizer"] = {{"type", "NFC"}};
+       },
+       StatusCode::kUnimplemented,
+       {"normalizer", "NFC"}},
+      {"decoder",
+       [](json& j) {
+         j["decoder"] = {{"type", "WordPiece"}};
+       },
+       StatusCode::kUnimplemented,
+       {"decoder"}},
+      {"no byte level",
+       [](json& j) { j["pre_tokenizer"] = nullptr; },
+       StatusCode::kUnimplemented,
+       {"pre_tokenizer", "ByteLevel"}},
       {"added token without content",
-       [](json& j) { j["added_tokens"] = {{{"id", 300}, {"special", true}}}; },
-       StatusCode::kInvalidArgument, {"added_tokens[0].content"}},
+       [](json& j) {
+         j["added_tokens"] = {{{"id", 300}, {"special", true}}};
+       },
+       StatusCode::kInvalidArgument,
+       {"added_tokens[0].content"}},
       {"added token bad id",
-       [](json& j) { j["added_tokens"] = {{{"id", -1}, {"content", "<x>"}}}; },
-       StatusCode::kInvalidArgument, {"added_tokens[0].id", "-1"}},
-      {"byte fallback", [](json& j) { j["model"]["byte_fallback"] = true; },
-       StatusCode::kUnimplemented, {"model.byte_fallback"}},
+       [](json& j) {
+         j["added_tokens"] = {{{"id", -1}, {"content", "<x>"}}};
+       },
+       StatusCode::kInvalidArgument,
+       {"added_tokens[0].id", "-1"}},
+      {"byte fallback",
+       [](json& j) { j["model"]["byte_fallback"] = true; },
+       StatusCode::kUnimplemented,
+       {"model.byte_fallback"}},
   };
   for (const Case& c : cases) {
     json j = MinimalJson();

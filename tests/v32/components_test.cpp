@@ -1,10 +1,10 @@
 // V3.2 building blocks against hand-computed values (spec §14): the YaRN table and mscale²,
 // group-limited routing, the indexer's non-interleaved RoPE and FP8 scores, the lossless
 // 656-B / 132-B cache records, the fused residual norm and the key LayerNorm.
+#include <gtest/gtest.h>
+
 #include <cmath>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/fp8.h"
 #include "core/quant.h"
@@ -44,7 +44,7 @@ TEST(V32Rope, YarnTableForThetaTenThousandFactorForty) {
     const double want = plain / 40.0 * ramp + plain * (1.0 - ramp);
     EXPECT_NEAR(inv[k], want, want * 1e-6) << k;
   }
-  EXPECT_FLOAT_EQ(inv[0], 1.0f);                  // fastest pair untouched
+  EXPECT_FLOAT_EQ(inv[0], 1.0f);                                   // fastest pair untouched
   EXPECT_NEAR(inv[31] * 40.0, std::pow(1e4, -31.0 / 32.0), 1e-9);  // slowest pair ÷ 40
 }
 
@@ -82,8 +82,8 @@ TEST(V32Indexer, RopeIsNonInterleavedOnTheFirstDims) {
     const float angle = static_cast<float>(pos) * inv[j];
     for (int d = 0; d < 128; ++d) {
       float want = 0.0f;
-      if (d == j) want = RoundBf16(static_cast<float>(std::cos(static_cast<double>(angle))));
-      if (d == j + 32) want = RoundBf16(static_cast<float>(std::sin(static_cast<double>(angle))));
+      if (d == j) want = RoundBf16(std::cos(angle));
+      if (d == j + 32) want = RoundBf16(std::sin(angle));
       if (d == 100) want = 3.0f;
       EXPECT_EQ(Bf16ToF32(x[d]), want) << "j " << j << " d " << d;
     }
@@ -96,7 +96,8 @@ TEST(V32Indexer, RopeIsNonInterleavedOnTheFirstDims) {
   RotateIndexerVector(inv, 77, x.data(), 128);
   Hadamard(x.data(), 128);
   for (int d = 0; d < 128; ++d) {
-    EXPECT_NEAR(Bf16ToF32(x[d]), Bf16ToF32(rotated[d]), 0.02 * std::abs(Bf16ToF32(rotated[d])) + 1e-2)
+    EXPECT_NEAR(Bf16ToF32(x[d]), Bf16ToF32(rotated[d]),
+                0.02 * std::abs(Bf16ToF32(rotated[d])) + 1e-2)
         << d;
   }
 }
@@ -140,7 +141,8 @@ TEST(V32Indexer, ScoresFollowTheFp8Formula) {
   }
   EXPECT_LT(zeros, n);
   // The head weight: ((w · heads^-0.5) · q_scale) · dim^-0.5.
-  EXPECT_FLOAT_EQ(IndexerHeadWeight(2.0f, 0.25f, 64, 128), 2.0f * 0.125f * 0.25f / std::sqrt(128.0f));
+  EXPECT_FLOAT_EQ(IndexerHeadWeight(2.0f, 0.25f, 64, 128),
+                  2.0f * 0.125f * 0.25f / std::sqrt(128.0f));
 }
 
 TEST(V32Cache, MlaRecordIsTheFp8SimulatedLatentPlusBf16Rope) {
@@ -201,10 +203,10 @@ TEST(V32Routing, GroupLimitedSelectionOnAHandExample) {
   c4.topk_group = 2;
   c4.num_experts_per_tok = 4;
   std::vector<float> zeros(16, 0.0f), b4(16, -0.45f);  // σ(0) = 0.5: biased 0.05 by default
-  b4[0] = 0.4f;                   // group 0: 0.9 + 0.05 = 0.95
-  b4[4] = 0.2f, b4[5] = 0.2f;     // group 1: 0.7 + 0.7 = 1.40
-  b4[8] = 0.1f, b4[9] = 0.1f;     // group 2: 0.6 + 0.6 = 1.20
-  b4[10] = 0.05f;                 //          (third best in group 2: 0.55)
+  b4[0] = 0.4f;                                        // group 0: 0.9 + 0.05 = 0.95
+  b4[4] = 0.2f, b4[5] = 0.2f;                          // group 1: 0.7 + 0.7 = 1.40
+  b4[8] = 0.1f, b4[9] = 0.1f;                          // group 2: 0.6 + 0.6 = 1.20
+  b4[10] = 0.05f;                                      //          (third best in group 2: 0.55)
   const Route r4 = RouteToken(c4, zeros.data(), b4.data());
   ASSERT_EQ(r4.experts, (std::vector<int32_t>{4, 5, 8, 9}));  // ties go to the lower index
   for (float w : r4.weights) EXPECT_NEAR(w, 2.5 / 4, 1e-6);   // equal unbiased scores
@@ -241,7 +243,8 @@ TEST(V32Ops, LayerNormHasWeightAndBias) {
   const int64_t n = 128;
   const std::vector<BF16> x = RandomBf16(n, rng, 3.0);
   std::vector<float> w(n), b(n);
-  for (int64_t i = 0; i < n; ++i) w[i] = static_cast<float>(rng.Normal()), b[i] = static_cast<float>(rng.Normal());
+  for (int64_t i = 0; i < n; ++i)
+    w[i] = static_cast<float>(rng.Normal()), b[i] = static_cast<float>(rng.Normal());
   std::vector<BF16> y(n);
   LayerNorm(x.data(), w.data(), b.data(), n, kIndexerNormEps, y.data());
   double mean = 0, var = 0;

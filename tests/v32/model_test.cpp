@@ -3,14 +3,14 @@
 // DSA top-k really dropping tokens, and errors.
 #include "model/v32/model.h"
 
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
 
 #include "core/rng.h"
 #include "model/presets.h"
@@ -33,7 +33,8 @@ struct Fixture {
 };
 
 std::unique_ptr<model::TensorStore> Generate(const model::ModelConfig& c) {
-  return model::TensorStore::Create("tiny v3.2", model::GenerateWeights(c, model::kDefaultSeed).value())
+  return model::TensorStore::Create("tiny v3.2",
+                                    model::GenerateWeights(c, model::kDefaultSeed).value())
       .value();
 }
 
@@ -62,7 +63,8 @@ std::vector<float> RunChunked(const Model& m, const std::vector<int32_t>& tokens
   for (int64_t s = 0; s < n; s += chunk) {
     const int64_t len = std::min(chunk, n - s);
     EXPECT_TRUE(m.Forward(pool, cache, {tokens.data() + s, static_cast<size_t>(len)},
-                          LogitsMode::kAll, &part).ok());
+                          LogitsMode::kAll, &part)
+                    .ok());
     all.insert(all.end(), part.begin(), part.end());
   }
   EXPECT_EQ(cache.num_tokens(), n);
@@ -103,9 +105,11 @@ TEST(V32Model, CacheGrowsPerTokenAndMatchesTheFootprintFormula) {
   std::vector<int64_t> steps(20, 1);  // decode steps, then chunks
   steps.insert(steps.end(), 4, 5);
   for (int64_t len : steps) {
-    ASSERT_TRUE(f.model->Forward(pool, cache, {f.tokens.data() + cache.num_tokens(),
-                                               static_cast<size_t>(len)},
-                                 LogitsMode::kLast, &logits).ok());
+    ASSERT_TRUE(f.model
+                    ->Forward(pool, cache,
+                              {f.tokens.data() + cache.num_tokens(), static_cast<size_t>(len)},
+                              LogitsMode::kLast, &logits)
+                    .ok());
     for (int64_t l = 0; l < f.config.num_hidden_layers; ++l) {
       ASSERT_EQ(cache.NumRecords(l), cache.num_tokens());
       ASSERT_EQ(cache.NumIndexerKeys(l), cache.num_tokens());
@@ -124,7 +128,8 @@ TEST(V32Model, CacheGrowsPerTokenAndMatchesTheFootprintFormula) {
   EXPECT_EQ(cache.num_tokens(), 40);
   // At the real V3.2 dimensions the same formula gives the 656 + 132 B of spec §14.5.
   const model::ModelConfig real = model::PresetConfig("v3.2").value();
-  const kv::KvFootprint one = kv::ComputeKvFootprint(real, kv::DefaultKvFormats(model::Arch::kV32), 1);
+  const kv::KvFootprint one =
+      kv::ComputeKvFootprint(real, kv::DefaultKvFormats(model::Arch::kV32), 1);
   EXPECT_EQ(one.total_bytes(), 61 * (656 + 132));
   cache.Reset();
   EXPECT_EQ(cache.num_tokens(), 0);
@@ -162,7 +167,8 @@ TEST(V32Model, RejectsBadTokensWithoutTouchingTheCache) {
     const int32_t tokens[] = {1, bad, 2};
     Status s = f.model->Forward(pool, cache, tokens, LogitsMode::kLast, &logits);
     EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-    EXPECT_THAT(s.message(), ::testing::HasSubstr("token " + std::to_string(bad) + " at position 4"));
+    EXPECT_THAT(s.message(),
+                ::testing::HasSubstr("token " + std::to_string(bad) + " at position 4"));
     EXPECT_EQ(cache.num_tokens(), 3);
     EXPECT_EQ(cache.Usage().total_bytes(), before.total_bytes());
   }
@@ -210,13 +216,14 @@ TEST(V32Model, RunsThroughTheArchitectureIndependentInterface) {
   auto seq = lm->NewSequence();
   std::vector<float> logits;
   ASSERT_TRUE(lm->Forward(pool, *seq, {f.tokens.data(), 30}, LogitsMode::kAll, &logits).ok());
-  const std::vector<float> direct = RunChunked(*f.model, {f.tokens.begin(), f.tokens.begin() + 30}, 30);
+  const std::vector<float> direct =
+      RunChunked(*f.model, {f.tokens.begin(), f.tokens.begin() + 30}, 30);
   ASSERT_EQ(logits.size(), direct.size());
   EXPECT_EQ(std::memcmp(logits.data(), direct.data(), direct.size() * sizeof(float)), 0);
   EXPECT_EQ(seq->num_tokens(), 30);
-  EXPECT_EQ(seq->Usage().total_bytes(),
-            kv::ComputeKvFootprint(f.config, kv::DefaultKvFormats(model::Arch::kV32), 30)
-                .total_bytes());
+  EXPECT_EQ(
+      seq->Usage().total_bytes(),
+      kv::ComputeKvFootprint(f.config, kv::DefaultKvFormats(model::Arch::kV32), 30).total_bytes());
 }
 
 // Logits and decisions of one full-sequence run of the fast path or of the reference.
@@ -227,7 +234,7 @@ struct RunResult {
 };
 
 RunResult FastRun(const model::ModelConfig& c, const model::TensorSource& src,
-            const std::vector<int32_t>& tokens) {
+                  const std::vector<int32_t>& tokens) {
   auto m = Model::Create(c, src).value();
   ThreadPool pool(2);
   kv::V32SequenceCache cache(c);
@@ -242,7 +249,7 @@ RunResult FastRun(const model::ModelConfig& c, const model::TensorSource& src,
 }
 
 RunResult ReferenceRun(const model::ModelConfig& c, const model::TensorSource& src,
-                 const std::vector<int32_t>& tokens) {
+                       const std::vector<int32_t>& tokens) {
   RunResult r;
   reference::ForwardTrace trace;
   const auto start = std::chrono::steady_clock::now();
@@ -278,8 +285,7 @@ Agreement Compare(const RunResult& a, const RunResult& b, int64_t vocab, const c
       const std::vector<int64_t>& sa = a.selected[l][t];
       const std::vector<int64_t>& sb = b.selected[l][t];
       std::vector<int64_t> common;
-      std::set_intersection(sa.begin(), sa.end(), sb.begin(), sb.end(),
-                            std::back_inserter(common));
+      std::set_intersection(sa.begin(), sa.end(), sb.begin(), sb.end(), std::back_inserter(common));
       g.mean_overlap += static_cast<double>(common.size()) / static_cast<double>(sa.size()) /
                         static_cast<double>(L * T);
       g.selection_flips[l] += sa != sb;
@@ -296,10 +302,11 @@ Agreement Compare(const RunResult& a, const RunResult& b, int64_t vocab, const c
       g.min_agreeing = std::min(g.min_agreeing, cos);
     }
   }
-  std::printf("%s: %lld of %lld positions with identical decisions, min cosine there %.7f; all "
-              "positions min %.6f, mean %.7f; top-k flips per layer", what,
-              static_cast<long long>(g.agreeing), static_cast<long long>(T), g.min_agreeing,
-              g.min_all, g.mean_all);
+  std::printf(
+      "%s: %lld of %lld positions with identical decisions, min cosine there %.7f; all "
+      "positions min %.6f, mean %.7f; top-k flips per layer",
+      what, static_cast<long long>(g.agreeing), static_cast<long long>(T), g.min_agreeing,
+      g.min_all, g.mean_all);
   for (int64_t f : g.selection_flips) std::printf(" %lld", static_cast<long long>(f));
   std::printf(" (mean overlap %.4f), routing flips %lld\n", g.mean_overlap,
               static_cast<long long>(g.routing_flips));
@@ -329,10 +336,10 @@ TEST(V32Model, FastPathAgreesWithTheMhaReference) {
   auto store16 = Generate(c16);
   const RunResult ref8 = ReferenceRun(f.config, *f.store, f.tokens);
   const RunResult ref16 = ReferenceRun(c16, *store16, f.tokens);
-  const Agreement a = Compare(FastRun(f.config, *f.store, f.tokens), ref8, V,
-                              "fast vs reference, fp8 weights");
-  const Agreement b = Compare(FastRun(c16, *store16, f.tokens), ref16, V,
-                              "fast vs reference, bf16 weights");
+  const Agreement a =
+      Compare(FastRun(f.config, *f.store, f.tokens), ref8, V, "fast vs reference, fp8 weights");
+  const Agreement b =
+      Compare(FastRun(c16, *store16, f.tokens), ref16, V, "fast vs reference, bf16 weights");
   for (const auto& [g, tight] : {std::pair{a, 0.9999}, std::pair{b, 0.99998}}) {
     EXPECT_EQ(g.selection_flips[0], 0);  // identical inputs: identical index scores
     EXPECT_GE(g.mean_overlap, 0.95);
@@ -368,9 +375,9 @@ TEST(V32Model, Fp8AndBf16WeightVariantsAgree) {
   model::ModelConfig c16 = f.config;
   c16.weight_format = model::WeightFormat::kBf16;
   auto store16 = Generate(c16);
-  const Agreement g = Compare(FastRun(f.config, *f.store, f.tokens),
-                              FastRun(c16, *store16, f.tokens), f.config.vocab_size,
-                              "fp8 vs bf16 weights");
+  const Agreement g =
+      Compare(FastRun(f.config, *f.store, f.tokens), FastRun(c16, *store16, f.tokens),
+              f.config.vocab_size, "fp8 vs bf16 weights");
   EXPECT_GE(g.agreeing, 10);
   EXPECT_GE(g.min_agreeing, 0.999);
   EXPECT_GE(g.min_all, 0.99);

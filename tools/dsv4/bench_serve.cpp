@@ -31,6 +31,8 @@ struct ServeOptions {
   std::string prompt_len = "256";
   std::string output_len = "32";
   std::string kv_budget = "1GiB";
+  std::string shared_prefix = "0";  // tokens every prompt starts with (prefix-cache hits)
+  bool no_prefix_cache = false;
   int64_t max_batched_tokens = 256;
   int64_t max_seqs = 64;
   int threads = 0;
@@ -43,6 +45,7 @@ struct ServeResult {
   int64_t requests = 0, prompt = 0, output = 0, budget = 0, kv_per_request = 0;
   double seconds = 0;
   int64_t generated = 0, prompt_tokens = 0, preemptions = 0, max_running = 0, finished = 0;
+  int64_t prefix_hits = 0, prefix_hit_tokens = 0;
   std::vector<double> ttft, tpot;
   std::vector<std::array<double, 4>> timeline;  // seconds, running, waiting, kv bytes
 };
@@ -67,6 +70,8 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   eo.max_num_batched_tokens = o.max_batched_tokens;
   eo.max_num_seqs = o.max_seqs;
   eo.max_queued_requests = 1 << 20;
+  eo.prefix_caching = !o.no_prefix_cache;
+  eo.prefix_snapshot_interval = 128;
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(eo));
   model::ModelConfig cfg;
   if (!layout.empty()) {
@@ -83,6 +88,10 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   res.label = (layout.empty() ? "compute: " + engine->model_name() : "layout: " + layout) +
               (layout.empty() ? "" : " (KV accounting only, no tensors)");
   Rng rng(o.seed);
+  DSV4_ASSIGN_OR_RETURN(const int64_t shared, o.shared_prefix == "0" ? Result<int64_t>(int64_t{0})
+                                                                      : plan::ParseTokens(o.shared_prefix));
+  std::vector<int32_t> common(static_cast<size_t>(std::min(shared, res.prompt)));
+  for (auto& t : common) t = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(engine->vocab_size())));
   std::vector<std::shared_ptr<RequestStream>> streams;
   engine->SetPaused(true);  // the whole workload arrives at t = 0
   for (int64_t i = 0; i < res.requests; ++i) {
@@ -90,6 +99,7 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
     r.prompt.resize(static_cast<size_t>(res.prompt), 1);
     if (layout.empty()) {  // token values only matter when something is computed
       for (auto& t : r.prompt) t = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(engine->vocab_size())));
+      std::copy(common.begin(), common.end(), r.prompt.begin());
     }
     r.stop.max_new_tokens = res.output;
     r.stop.ignore_eos = true;
@@ -140,6 +150,8 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   res.preemptions = st.preemptions;
   res.max_running = st.max_running;
   res.finished = st.finished;
+  res.prefix_hits = st.prefix_hits;
+  res.prefix_hit_tokens = st.prefix_hit_tokens;
   return res;
 }
 
@@ -153,7 +165,8 @@ nlohmann::json ToJson(const ServeResult& r) {
           {"capacity_floor", r.budget / std::max<int64_t>(r.kv_per_request, 1)},
           {"max_concurrent", r.max_running},
           {"preemptions", r.preemptions},
-          {"prefix_hits", 0},
+          {"prefix_hits", r.prefix_hits},
+          {"prefix_hit_tokens", r.prefix_hit_tokens},
           {"seconds", r.seconds},
           {"output_tokens_per_s", double(r.generated) / r.seconds},
           {"total_tokens_per_s", double(r.generated + r.prompt_tokens) / r.seconds},
@@ -179,10 +192,11 @@ void PrintText(const ServeResult& r) {
     t.Row({ts, std::to_string(int64_t(p[1])), std::to_string(int64_t(p[2])), HumanBytes(p[3])});
   }
   std::printf("admitted concurrency over time:\n%s", t.Render().c_str());
-  std::printf("max concurrent: %lld, finished: %lld, preemptions: %lld, prefix hits: 0 "
-              "(prefix caching off)\n",
+  std::printf("max concurrent: %lld, finished: %lld, preemptions: %lld, prefix hits: %lld "
+              "(%lld prompt tokens reused)\n",
               static_cast<long long>(r.max_running), static_cast<long long>(r.finished),
-              static_cast<long long>(r.preemptions));
+              static_cast<long long>(r.preemptions), static_cast<long long>(r.prefix_hits),
+              static_cast<long long>(r.prefix_hit_tokens));
   std::printf("throughput: %.1f output tokens/s, %.1f total tokens/s over %.2f s\n",
               double(r.generated) / r.seconds, double(r.generated + r.prompt_tokens) / r.seconds,
               r.seconds);
@@ -244,6 +258,10 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--output-len", o->output_len, "Generated tokens per request")
       ->capture_default_str();
+  cmd->add_option("--shared-prefix", o->shared_prefix,
+                  "Tokens every prompt starts with (exercises the prefix cache)")
+      ->capture_default_str();
+  cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Turn prefix caching off");
   cmd->add_option("--kv-budget", o->kv_budget, "KV cache budget (e.g. 8GiB, 2TB)")
       ->capture_default_str();
   cmd->add_option("--max-batched-tokens", o->max_batched_tokens, "Tokens per engine step")

@@ -19,11 +19,11 @@ using model::ModelConfig;
 
 // Batched projections of a chunk (everything that does not depend on other tokens' KV).
 struct Projections {
-  std::vector<BF16> q;       // [n, H, kv_lora + rope]: absorbed q_nope·W_UK ‖ RoPE'd q_rope
-  std::vector<BF16> kv;      // [n, kv_lora + rope]: normed latent ‖ RoPE'd key (before packing)
-  std::vector<float> iq;     // [n, nI, dI]: indexer query FP8 code values
-  std::vector<float> iw;     // [n, nI]: indexer head weights (IndexerHeadWeight)
-  std::vector<BF16> ik;      // [n, dI]: indexer keys, normed, rotated (before FP8 packing)
+  std::vector<BF16> q;    // [n, H, kv_lora + rope]: absorbed q_nope·W_UK ‖ RoPE'd q_rope
+  std::vector<BF16> kv;   // [n, kv_lora + rope]: normed latent ‖ RoPE'd key (before packing)
+  std::vector<float> iq;  // [n, nI, dI]: indexer query FP8 code values
+  std::vector<float> iw;  // [n, nI]: indexer head weights (IndexerHeadWeight)
+  std::vector<BF16> ik;   // [n, dI]: indexer keys, normed, rotated (before FP8 packing)
 };
 
 // Where head h of token t lives in a [n, heads, ...] buffer: t·row_stride + h·head_stride.
@@ -81,8 +81,8 @@ void ProjectQueryAndLatent(ThreadPool& pool, const ModelConfig& c, const Attenti
 }
 
 void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights& w,
-                    const MlaConstants& k, int64_t pos0, const BF16* x, int64_t n,
-                    const BF16* cq, Projections* p) {
+                    const MlaConstants& k, int64_t pos0, const BF16* x, int64_t n, const BF16* cq,
+                    Projections* p) {
   const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
   std::vector<BF16> iq(static_cast<size_t>(n * nI * dI));
   kernels::Linear(pool, w.wq_b, cq, n, iq.data());
@@ -105,6 +105,39 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
     LayerNorm(key, w.k_norm_w, w.k_norm_b, dI, kIndexerNormEps, key);
     RotateIndexerVector(k.inv_freq, pos0 + t, key, dI);
   }
+}
+
+// The DSA selection of one query (spec §14.3 step 5): causal candidates 0..pos, the top
+// min(index_topk, pos + 1) by index score (ties to the lower position), ascending. Keys are
+// decoded from the cache once per forward call (`decoded` of them so far) and reused by the
+// chunk's later tokens. With no more candidates than index_topk every token is kept and
+// scoring is skipped (the same set).
+struct IndexerScratch {
+  std::vector<float> keys;        // [decoded, dI]: FP8 code values
+  std::vector<float> key_scales;  // [decoded]
+  std::vector<float> scores;      // [pos + 1]
+  int64_t decoded = 0;
+};
+
+void SelectTokens(ThreadPool& pool, const ModelConfig& c, const kv::V32SequenceCache& cache,
+                  int64_t layer, const float* iq, const float* iw, int64_t pos, IndexerScratch* s,
+                  std::vector<int64_t>* selected) {
+  const int64_t visible = pos + 1, nI = c.index_n_heads, dI = c.index_head_dim;
+  if (visible <= c.index_topk) {
+    selected->resize(static_cast<size_t>(visible));
+    for (int64_t j = 0; j < visible; ++j) (*selected)[j] = j;
+    return;
+  }
+  s->keys.resize(static_cast<size_t>(visible * dI));
+  s->key_scales.resize(static_cast<size_t>(visible));
+  for (; s->decoded < visible; ++s->decoded) {
+    s->key_scales[s->decoded] = kv::DecodeIndexerKeyFp8(cache.IndexerKey(layer, s->decoded), dI,
+                                                        s->keys.data() + s->decoded * dI);
+  }
+  s->scores.resize(static_cast<size_t>(visible));
+  IndexerScores(pool, iq, iw, s->keys.data(), s->key_scales.data(), visible, nI, dI,
+                s->scores.data());
+  *selected = kernels::TopK(s->scores.data(), visible, c.index_topk);
 }
 
 }  // namespace
@@ -141,33 +174,16 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   // No sink in V3.2: a -inf sink logit adds exactly 0 to the softmax denominator.
   const std::vector<float> no_sink(static_cast<size_t>(H), -std::numeric_limits<float>::infinity());
   std::vector<BF16> o_lat(static_cast<size_t>(n * H * lat)), o_full(static_cast<size_t>(H * row));
-  std::vector<float> keys, key_scales, scores, kvset;
+  std::vector<float> kvset;
   std::vector<int64_t> selected;
-  int64_t decoded_keys = 0;
+  IndexerScratch scratch;
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = pos0 + t;
     const BF16* kv = p.kv.data() + t * row;
     kv::EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
     kv::EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
-    // DSA: causal candidates 0..pos; top min(index_topk, pos + 1) by index score. With no
-    // more candidates than index_topk every token is kept and scoring is skipped.
-    const int64_t visible = pos + 1;
-    if (visible <= c.index_topk) {
-      selected.resize(static_cast<size_t>(visible));
-      for (int64_t s = 0; s < visible; ++s) selected[s] = s;
-    } else {
-      // Keys are decoded once per call and reused by the chunk's later tokens.
-      keys.resize(static_cast<size_t>(visible * dI));
-      key_scales.resize(static_cast<size_t>(visible));
-      for (; decoded_keys < visible; ++decoded_keys) {
-        key_scales[decoded_keys] = kv::DecodeIndexerKeyFp8(cache.IndexerKey(layer, decoded_keys),
-                                                           dI, keys.data() + decoded_keys * dI);
-      }
-      scores.resize(static_cast<size_t>(visible));
-      IndexerScores(pool, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, keys.data(),
-                    key_scales.data(), visible, nI, dI, scores.data());
-      selected = kernels::TopK(scores.data(), visible, c.index_topk);
-    }
+    SelectTokens(pool, c, cache, layer, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, pos,
+                 &scratch, &selected);
     if (selections != nullptr) selections->push_back(selected);
     // Attention over the selected tokens' records (ascending positions), all heads sharing
     // them (MQA over [latent ‖ RoPE key], FP32 logits and softmax).
@@ -176,8 +192,8 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
     for (int64_t j = 0; j < count; ++j) {
       kv::DecodeMlaRecord(cache.MlaRecord(layer, selected[j]), lat, r, kvset.data() + j * row);
     }
-    kernels::SparseAttention(pool, p.q.data() + t * H * row, kvset.data(), count, no_sink.data(),
-                             H, row, k.softmax_scale, o_full.data());
+    kernels::SparseAttention(pool, p.q.data() + t * H * row, kvset.data(), count, no_sink.data(), H,
+                             row, k.softmax_scale, o_full.data());
     for (int64_t h = 0; h < H; ++h) {
       std::copy_n(o_full.data() + h * row, lat, o_lat.data() + (t * H + h) * lat);
     }

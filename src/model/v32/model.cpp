@@ -20,8 +20,8 @@ Result<std::unique_ptr<Model>> Model::Create(const model::ModelConfig& c,
 }
 
 Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
-                      std::span<const int32_t> tokens, LogitsMode mode,
-                      std::vector<float>* logits, ForwardTrace* trace) const {
+                      std::span<const int32_t> tokens, LogitsMode mode, std::vector<float>* logits,
+                      ForwardTrace* trace) const {
   const model::ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
   const int64_t pos0 = cache.num_tokens();

@@ -52,8 +52,7 @@ class Model {
   // max_position_embeddings; the cache is unchanged then. `trace`, when not null, is
   // replaced by the call's decisions.
   Status Forward(ThreadPool& pool, kv::V32SequenceCache& cache, std::span<const int32_t> tokens,
-                 LogitsMode mode, std::vector<float>* logits,
-                 ForwardTrace* trace = nullptr) const;
+                 LogitsMode mode, std::vector<float>* logits, ForwardTrace* trace = nullptr) const;
 
  private:
   Model() = default;

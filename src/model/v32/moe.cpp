@@ -66,9 +66,8 @@ Route RouteToken(const model::ModelConfig& c, const float* logits, const float* 
   return r;
 }
 
-void MoeForward(ThreadPool& pool, const model::ModelConfig& c, const LayerWeights& w,
-                const BF16* x, int64_t n, BF16* out,
-                std::vector<std::vector<int32_t>>* routes) {
+void MoeForward(ThreadPool& pool, const model::ModelConfig& c, const LayerWeights& w, const BF16* x,
+                int64_t n, BF16* out, std::vector<std::vector<int32_t>>* routes) {
   const int64_t D = c.hidden_size, E = c.n_routed_experts;
   std::vector<float> logits(static_cast<size_t>(n * E));
   kernels::LinearBf16InF32(pool, w.router, x, n, logits.data());

@@ -31,9 +31,8 @@ Route RouteToken(const model::ModelConfig& c, const float* logits, const float* 
 
 // x BF16 [n, D] (after post_attention_layernorm); out BF16 [n, D]. When `routes` is not
 // null, appends each token's routed experts (ascending ids) to it.
-void MoeForward(ThreadPool& pool, const model::ModelConfig& c, const LayerWeights& w,
-                const BF16* x, int64_t n, BF16* out,
-                std::vector<std::vector<int32_t>>* routes = nullptr);
+void MoeForward(ThreadPool& pool, const model::ModelConfig& c, const LayerWeights& w, const BF16* x,
+                int64_t n, BF16* out, std::vector<std::vector<int32_t>>* routes = nullptr);
 
 // Dense SwiGLU FFN: out = down(bf16(silu(gate x) · up x)), x and out BF16 [n, D].
 void DenseFfnForward(ThreadPool& pool, const FfnWeights& f, const BF16* x, int64_t n, BF16* out);

@@ -85,7 +85,8 @@ Vec Apply(const Lin& l, const float* x) {
     float acc = 0.0f;
     for (int64_t b = 0; b < l.in / 128; ++b) {
       float partial = 0.0f;
-      for (int64_t k = b * 128; k < (b + 1) * 128; ++k) partial += E4M3ToF32(q[k]) * l.w[n * l.in + k];
+      for (int64_t k = b * 128; k < (b + 1) * 128; ++k)
+        partial += E4M3ToF32(q[k]) * l.w[n * l.in + k];
       acc += partial * sx[b] * l.scale[(n / 128) * cols + b];
     }
     y[n] = Bf(acc);
@@ -162,8 +163,7 @@ void Rope(const Vec& inv, int64_t pos, bool interleaved, float* x) {
   const size_t half = inv.size();
   for (size_t k = 0; k < half; ++k) {
     const float angle = static_cast<float>(pos) * inv[k];
-    const float cs = static_cast<float>(std::cos(static_cast<double>(angle)));
-    const float sn = static_cast<float>(std::sin(static_cast<double>(angle)));
+    const float cs = std::cos(angle), sn = std::sin(angle);  // FP32, a complex64 table
     const size_t i = interleaved ? 2 * k : k, j = interleaved ? 2 * k + 1 : k + half;
     const float a = x[i], b = x[j];
     x[i] = Bf(a * cs - b * sn);
@@ -206,8 +206,8 @@ struct Sublayer {
 };
 
 // §14.3 for every position: the top-k token set of each query (ascending).
-Result<std::vector<std::vector<int64_t>>> Indexer(const Sublayer& s, const Vec& inv,
-                                                  const Vec& x, const Vec& qr) {
+Result<std::vector<std::vector<int64_t>>> Indexer(const Sublayer& s, const Vec& inv, const Vec& x,
+                                                  const Vec& qr) {
   const ModelConfig& c = s.c;
   const int64_t D = c.hidden_size, Q = c.q_lora_rank, nI = c.index_n_heads, dI = c.index_head_dim;
   const std::string p = s.prefix + "self_attn.indexer.";
@@ -259,9 +259,16 @@ Result<std::vector<std::vector<int64_t>>> Indexer(const Sublayer& s, const Vec& 
   return selected;
 }
 
-// §14.2 in the MHA form for every position. x: BF16 values [T, D] (after input_layernorm).
-// Returns the o_proj output, BF16 values [T, D].
-Result<Vec> Attention(const Sublayer& s, const Vec& inv, const Vec& x, LayerTrace* trace) {
+// §14.2 steps 1-3 for every position, MHA form: the queries, and the per-head keys and
+// values up-projected from the cached (FP8-simulated) latent.
+struct MlaTensors {
+  Vec qr;      // BF16 values [T, Q]: the normed query latent (also the indexer's input)
+  Vec q;       // BF16 values [T, H, nope + rope]: q_nope ‖ RoPE'd q_rope
+  Vec k_rope;  // BF16 values [T, rope]: the RoPE'd shared key
+  Vec kvb;     // BF16 values [T, H, nope + v]: k_nope ‖ v = kv_b_proj(latent) per head
+};
+
+Result<MlaTensors> ProjectMla(const Sublayer& s, const Vec& inv, const Vec& x) {
   const ModelConfig& c = s.c;
   const int64_t D = c.hidden_size, H = c.num_attention_heads, Q = c.q_lora_rank;
   const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, v = c.v_head_dim;
@@ -274,17 +281,18 @@ Result<Vec> Attention(const Sublayer& s, const Vec& inv, const Vec& x, LayerTrac
   DSV4_ASSIGN_OR_RETURN(Vec kv_norm,
                         Values(s.src, p + "kv_a_layernorm.weight", DType::kBF16, {lat}));
   DSV4_ASSIGN_OR_RETURN(Lin kv_b, LoadLin(c, s.src, p + "kv_b_proj", H * (nope + v), lat));
-  DSV4_ASSIGN_OR_RETURN(Lin o_proj, LoadLin(c, s.src, p + "o_proj", D, H * v));
-
-  Vec qr(static_cast<size_t>(T * Q)), q(static_cast<size_t>(T * H * qk));
-  Vec k_rope(static_cast<size_t>(T * r)), kvb(static_cast<size_t>(T * H * (nope + v)));
+  MlaTensors m;
+  m.qr.resize(static_cast<size_t>(T * Q));
+  m.q.resize(static_cast<size_t>(T * H * qk));
+  m.k_rope.resize(static_cast<size_t>(T * r));
+  m.kvb.resize(static_cast<size_t>(T * H * (nope + v)));
   for (int64_t t = 0; t < T; ++t) {
     const Vec a = Apply(q_a, x.data() + t * D);
     const Vec n = RmsNorm(a.data(), q_norm, s.eps);
-    std::copy(n.begin(), n.end(), qr.begin() + t * Q);
+    std::copy(n.begin(), n.end(), m.qr.begin() + t * Q);
     const Vec qt = Apply(q_b, n.data());
-    std::copy(qt.begin(), qt.end(), q.begin() + t * H * qk);
-    for (int64_t h = 0; h < H; ++h) Rope(inv, t, true, q.data() + (t * H + h) * qk + nope);
+    std::copy(qt.begin(), qt.end(), m.q.begin() + t * H * qk);
+    for (int64_t h = 0; h < H; ++h) Rope(inv, t, true, m.q.data() + (t * H + h) * qk + nope);
     Vec kv = Apply(kv_a, x.data() + t * D);
     Vec latent = RmsNorm(kv.data(), kv_norm, s.eps);
     // The corrected reference caches the latent FP8-simulated per 128 (pow2 scales).
@@ -293,28 +301,41 @@ Result<Vec> Attention(const Sublayer& s, const Vec& inv, const Vec& x, LayerTrac
     Fp8SimulateInplace(lb, 128);
     for (int64_t i = 0; i < lat; ++i) latent[i] = Bf16ToF32(lb[i]);
     Rope(inv, t, true, kv.data() + lat);
-    std::copy(kv.begin() + lat, kv.end(), k_rope.begin() + t * r);
-    const Vec up = Apply(kv_b, latent.data());  // [H, nope + v]: k_nope ‖ v per head
-    std::copy(up.begin(), up.end(), kvb.begin() + t * H * (nope + v));
+    std::copy(kv.begin() + lat, kv.end(), m.k_rope.begin() + t * r);
+    const Vec up = Apply(kv_b, latent.data());
+    std::copy(up.begin(), up.end(), m.kvb.begin() + t * H * (nope + v));
   }
-  DSV4_ASSIGN_OR_RETURN(auto selected, Indexer(s, inv, x, qr));
+  return m;
+}
 
-  const double mscale =
-      c.yarn.enabled && c.yarn.factor > 1 && c.yarn.mscale_all_dim != 0
-          ? 0.1 * c.yarn.mscale_all_dim * std::log(c.yarn.factor) + 1.0
-          : 1.0;
+// §14.2 in the MHA form for every position, each query attending to its DSA selection only
+// (the index mask). x: BF16 values [T, D] (after input_layernorm). Returns the o_proj output,
+// BF16 values [T, D].
+Result<Vec> Attention(const Sublayer& s, const Vec& inv, const Vec& x, LayerTrace* trace) {
+  const ModelConfig& c = s.c;
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, T = s.T;
+  const int64_t nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim, v = c.v_head_dim;
+  const int64_t qk = nope + r, kv_row = H * (nope + v);
+  DSV4_ASSIGN_OR_RETURN(MlaTensors m, ProjectMla(s, inv, x));
+  DSV4_ASSIGN_OR_RETURN(auto selected, Indexer(s, inv, x, m.qr));
+  DSV4_ASSIGN_OR_RETURN(Lin o_proj, LoadLin(c, s.src, s.prefix + "self_attn.o_proj", D, H * v));
+  // λ = (nope + rope)^-0.5 · mscale², mscale = 0.1 · mscale_all_dim · ln(factor) + 1.
+  const double mscale = c.yarn.enabled && c.yarn.factor > 1 && c.yarn.mscale_all_dim != 0
+                            ? 0.1 * c.yarn.mscale_all_dim * std::log(c.yarn.factor) + 1.0
+                            : 1.0;
   const float scale = static_cast<float>(mscale * mscale / std::sqrt(static_cast<double>(qk)));
   Vec out(static_cast<size_t>(T * D)), o(static_cast<size_t>(H * v));
   for (int64_t t = 0; t < T; ++t) {
     const std::vector<int64_t>& sel = selected[t];
     for (int64_t h = 0; h < H; ++h) {
-      const float* qh = q.data() + (t * H + h) * qk;
+      // Scores over [q_nope ‖ q_rope] · [k_nope ‖ k_rope], FP32 softmax, BF16 probabilities.
+      const float* qh = m.q.data() + (t * H + h) * qk;
       Vec z(sel.size());
       for (size_t j = 0; j < sel.size(); ++j) {
-        const float* kh = kvb.data() + (sel[j] * H + h) * (nope + v);
+        const float* kh = m.kvb.data() + sel[j] * kv_row + h * (nope + v);
         float dot = 0.0f;
         for (int64_t d = 0; d < nope; ++d) dot += qh[d] * kh[d];
-        for (int64_t d = 0; d < r; ++d) dot += qh[nope + d] * k_rope[sel[j] * r + d];
+        for (int64_t d = 0; d < r; ++d) dot += qh[nope + d] * m.k_rope[sel[j] * r + d];
         z[j] = dot * scale;
       }
       const float mx = *std::max_element(z.begin(), z.end());
@@ -323,7 +344,7 @@ Result<Vec> Attention(const Sublayer& s, const Vec& inv, const Vec& x, LayerTrac
       for (int64_t d = 0; d < v; ++d) {
         float acc = 0.0f;
         for (size_t j = 0; j < sel.size(); ++j) {
-          acc += Bf(z[j] / den) * kvb[(sel[j] * H + h) * (nope + v) + nope + d];
+          acc += Bf(z[j] / den) * m.kvb[sel[j] * kv_row + h * (nope + v) + nope + d];
         }
         o[h * v + d] = Bf(acc);
       }
@@ -379,9 +400,8 @@ void Route(const ModelConfig& c, const Vec& logits, const Vec& bias, std::vector
       candidates.push_back(static_cast<int32_t>(e));
     }
   }
-  std::sort(candidates.begin(), candidates.end(), [&](int32_t x, int32_t y) {
-    return b[x] != b[y] ? b[x] > b[y] : x < y;
-  });
+  std::sort(candidates.begin(), candidates.end(),
+            [&](int32_t x, int32_t y) { return b[x] != b[y] ? b[x] > b[y] : x < y; });
   candidates.resize(static_cast<size_t>(c.num_experts_per_tok));
   float sum = 0.0f;
   for (int32_t e : candidates) sum += sig[e];
@@ -418,14 +438,14 @@ Result<Vec> FeedForward(const Sublayer& s, int64_t layer, const Vec& x, LayerTra
                         Values(s.src, p + "gate.e_score_correction_bias", DType::kF32, {E}));
   std::vector<Ffn> experts;
   for (int64_t e = 0; e < E; ++e) {
-    DSV4_ASSIGN_OR_RETURN(Ffn f, LoadFfn(s, p + "experts." + std::to_string(e) + ".",
-                                         c.moe_intermediate_size));
+    DSV4_ASSIGN_OR_RETURN(
+        Ffn f, LoadFfn(s, p + "experts." + std::to_string(e) + ".", c.moe_intermediate_size));
     experts.push_back(std::move(f));
   }
   Ffn shared;
   if (c.n_shared_experts > 0) {
-    DSV4_ASSIGN_OR_RETURN(shared, LoadFfn(s, p + "shared_experts.",
-                                          c.moe_intermediate_size * c.n_shared_experts));
+    DSV4_ASSIGN_OR_RETURN(
+        shared, LoadFfn(s, p + "shared_experts.", c.moe_intermediate_size * c.n_shared_experts));
   }
   std::vector<int32_t> ids;
   Vec weights;
@@ -493,8 +513,8 @@ Result<std::vector<float>> Forward(const ModelConfig& c, const TensorSource& w,
     LayerTrace* lt = trace ? &trace->layers[l] : nullptr;
     DSV4_ASSIGN_OR_RETURN(Vec in_norm,
                           Values(w, s.prefix + "input_layernorm.weight", DType::kBF16, {D}));
-    DSV4_ASSIGN_OR_RETURN(Vec post_norm, Values(w, s.prefix + "post_attention_layernorm.weight",
-                                                DType::kBF16, {D}));
+    DSV4_ASSIGN_OR_RETURN(
+        Vec post_norm, Values(w, s.prefix + "post_attention_layernorm.weight", DType::kBF16, {D}));
     if (l > 0) add_residual(f);
     DSV4_ASSIGN_OR_RETURN(f, Attention(s, inv, norm_all(in_norm), lt));
     add_residual(f);

@@ -40,7 +40,6 @@ struct ForwardTrace {
 // [0, vocab_size) (naming its position and id); the source's errors for missing or
 // mis-shaped tensors. `trace`, when not null, receives every layer's decisions.
 Result<std::vector<float>> Forward(const model::ModelConfig& c, const model::TensorSource& w,
-                                   std::span<const int32_t> tokens,
-                                   ForwardTrace* trace = nullptr);
+                                   std::span<const int32_t> tokens, ForwardTrace* trace = nullptr);
 
 }  // namespace dsv4::v32::reference

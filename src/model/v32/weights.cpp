@@ -9,8 +9,8 @@
 namespace dsv4::v32 {
 namespace {
 
-using kernels::LinearKind;
 using ::dsv4::DType;
+using kernels::LinearKind;
 using model::ModelConfig;
 using model::TensorSource;
 using model::TensorView;
@@ -75,11 +75,13 @@ class Loader {
     const int64_t cols = CeilDiv(in, 128);
     DSV4_ASSIGN_OR_RETURN(const float* scales, View<float>(module + ".weight_scale_inv",
                                                            DType::kF32, {CeilDiv(out, 128), cols}));
-    DSV4_RETURN_IF_ERROR(CheckScales(module + ".weight_scale_inv", scales, CeilDiv(out, 128) * cols));
+    DSV4_RETURN_IF_ERROR(
+        CheckScales(module + ".weight_scale_inv", scales, CeilDiv(out, 128) * cols));
     BF16* b = arena_.Alloc<BF16>(static_cast<size_t>(out * in));
     for (int64_t r = 0; r < out; ++r) {
       for (int64_t k = 0; k < in; ++k) {
-        b[r * in + k] = F32ToBf16(E4M3ToF32(codes[r * in + k]) * scales[(r / 128) * cols + k / 128]);
+        b[r * in + k] =
+            F32ToBf16(E4M3ToF32(codes[r * in + k]) * scales[(r / 128) * cols + k / 128]);
       }
     }
     return static_cast<const BF16*>(b);
@@ -162,8 +164,7 @@ Status LoadMlp(Loader& l, const ModelConfig& c, const std::string& p, LayerWeigh
     return Status::Ok();
   }
   DSV4_ASSIGN_OR_RETURN(w.router, l.PromotedF32(p + "gate.weight", E, D));
-  DSV4_ASSIGN_OR_RETURN(w.router_bias,
-                        l.F32(p + "gate.e_score_correction_bias", DType::kF32, {E}));
+  DSV4_ASSIGN_OR_RETURN(w.router_bias, l.F32(p + "gate.e_score_correction_bias", DType::kF32, {E}));
   for (int64_t e = 0; e < E; ++e) {
     DSV4_ASSIGN_OR_RETURN(FfnWeights f, LoadFfn(l, p + "experts." + std::to_string(e) + ".", I, D));
     w.experts.push_back(f);

@@ -38,29 +38,29 @@ class WeightArena {
 
 // The DSA lightning indexer of one layer (spec §14.3).
 struct IndexerWeights {
-  LinearWeight wq_b;                  // [nI*dI, Q]
-  LinearWeight wk;                    // [dI, D]
-  const float* k_norm_w = nullptr;    // f32 [dI] (LayerNorm weight)
-  const float* k_norm_b = nullptr;    // f32 [dI] (LayerNorm bias)
-  LinearWeight weights_proj;          // f32 [nI, D] (BF16 in the checkpoint, used in FP32)
+  LinearWeight wq_b;                // [nI*dI, Q]
+  LinearWeight wk;                  // [dI, D]
+  const float* k_norm_w = nullptr;  // f32 [dI] (LayerNorm weight)
+  const float* k_norm_b = nullptr;  // f32 [dI] (LayerNorm bias)
+  LinearWeight weights_proj;        // f32 [nI, D] (BF16 in the checkpoint, used in FP32)
 };
 
 // MLA of one layer (spec §14.2). H heads, nope/rope/v head dims, kv_lora latent.
 struct AttentionWeights {
-  LinearWeight q_a;                   // [Q, D]
-  const float* q_a_norm = nullptr;    // f32 [Q]
-  LinearWeight q_b;                   // [H*(nope+rope), Q]
-  LinearWeight kv_a;                  // [kv_lora+rope, D]: latent ‖ RoPE key
-  const float* kv_a_norm = nullptr;   // f32 [kv_lora]
-  std::vector<LinearWeight> uk_t;     // per head bf16 [kv_lora, nope]: W_UK,hᵀ (q_nope -> latent)
-  std::vector<LinearWeight> uv;       // per head bf16 [v, kv_lora]: W_UV,h (latent -> value)
-  LinearWeight o_proj;                // [D, H*v]
+  LinearWeight q_a;                  // [Q, D]
+  const float* q_a_norm = nullptr;   // f32 [Q]
+  LinearWeight q_b;                  // [H*(nope+rope), Q]
+  LinearWeight kv_a;                 // [kv_lora+rope, D]: latent ‖ RoPE key
+  const float* kv_a_norm = nullptr;  // f32 [kv_lora]
+  std::vector<LinearWeight> uk_t;    // per head bf16 [kv_lora, nope]: W_UK,hᵀ (q_nope -> latent)
+  std::vector<LinearWeight> uv;      // per head bf16 [v, kv_lora]: W_UV,h (latent -> value)
+  LinearWeight o_proj;               // [D, H*v]
   IndexerWeights indexer;
 };
 
 // A SwiGLU FFN: down(silu(gate x) * up x). Dense layers, routed and shared experts.
 struct FfnWeights {
-  LinearWeight gate, up, down;        // [I, D], [I, D], [D, I]
+  LinearWeight gate, up, down;  // [I, D], [I, D], [D, I]
 };
 
 struct LayerWeights {
@@ -69,12 +69,12 @@ struct LayerWeights {
   const float* input_norm = nullptr;      // f32 [D]
   const float* post_attn_norm = nullptr;  // f32 [D]
   AttentionWeights attn;
-  FfnWeights ffn;                         // dense layers
-  LinearWeight router;                    // f32 [E, D] (MoE layers)
-  const float* router_bias = nullptr;     // f32 [E]: e_score_correction_bias
-  std::vector<FfnWeights> experts;        // [E]
+  FfnWeights ffn;                      // dense layers
+  LinearWeight router;                 // f32 [E, D] (MoE layers)
+  const float* router_bias = nullptr;  // f32 [E]: e_score_correction_bias
+  std::vector<FfnWeights> experts;     // [E]
   bool has_shared = false;
-  FfnWeights shared;                      // [I*n_shared, D] ...
+  FfnWeights shared;  // [I*n_shared, D] ...
 };
 
 struct ModelWeights {

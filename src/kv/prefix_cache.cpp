@@ -1,0 +1,79 @@
+#include "kv/prefix_cache.h"
+
+#include <algorithm>
+#include <set>
+
+namespace dsv4::kv {
+
+uint64_t PrefixCache::Hash(std::span<const int32_t> tokens) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (int32_t t : tokens) {
+    h ^= static_cast<uint32_t>(t);
+    h *= 0x100000001b3ull;
+  }
+  return h;
+}
+
+bool PrefixCache::Contains(std::span<const int32_t> tokens, int64_t n) const {
+  if (n > static_cast<int64_t>(tokens.size())) return false;
+  const auto prefix = tokens.first(static_cast<size_t>(n));
+  auto [lo, hi] = index_.equal_range({n, Hash(prefix)});
+  for (auto it = lo; it != hi; ++it) {
+    if (std::equal(prefix.begin(), prefix.end(), it->second->tokens.begin())) return true;
+  }
+  return false;
+}
+
+void PrefixCache::Insert(std::span<const int32_t> tokens, std::unique_ptr<PrefixSnapshot> snapshot) {
+  const int64_t n = snapshot->num_tokens;
+  if (Contains(tokens, n)) {
+    Lookup(tokens, n);
+    return;
+  }
+  const auto prefix = tokens.first(static_cast<size_t>(n));
+  lru_.push_front({std::vector<int32_t>(prefix.begin(), prefix.end()), std::move(snapshot)});
+  index_.insert({{n, Hash(prefix)}, lru_.begin()});
+}
+
+const PrefixSnapshot* PrefixCache::Lookup(std::span<const int32_t> tokens, int64_t max_len) {
+  // Candidate lengths, longest first; hash each candidate prefix once.
+  std::set<int64_t, std::greater<>> lengths;
+  for (const auto& [key, it] : index_) {
+    if (key.first <= max_len && key.first <= static_cast<int64_t>(tokens.size())) {
+      lengths.insert(key.first);
+    }
+  }
+  for (int64_t n : lengths) {
+    const auto prefix = tokens.first(static_cast<size_t>(n));
+    auto [lo, hi] = index_.equal_range({n, Hash(prefix)});
+    for (auto it = lo; it != hi; ++it) {
+      if (std::equal(prefix.begin(), prefix.end(), it->second->tokens.begin())) {
+        lru_.splice(lru_.begin(), lru_, it->second);  // most recently used
+        return lru_.front().snapshot.get();
+      }
+    }
+  }
+  return nullptr;
+}
+
+bool PrefixCache::EvictOne() {
+  if (lru_.empty()) return false;
+  auto victim = std::prev(lru_.end());
+  const int64_t n = victim->snapshot->num_tokens;
+  auto [lo, hi] = index_.equal_range({n, Hash(victim->tokens)});
+  for (auto it = lo; it != hi; ++it) {
+    if (it->second == victim) {
+      index_.erase(it);
+      break;
+    }
+  }
+  lru_.erase(victim);
+  return true;
+}
+
+void PrefixCache::Clear() {
+  while (EvictOne()) {
+  }
+}
+
+}  // namespace dsv4::kv

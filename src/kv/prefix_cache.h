@@ -1,0 +1,48 @@
+// Cached prompt prefixes: snapshots of sequences at multiples of 128 tokens, found again by
+// the exact token prefix, evicted least-recently-used when the KV budget needs their pages.
+// Not thread-safe: the engine thread owns it.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kv/v4_cache.h"
+
+namespace dsv4::kv {
+
+class PrefixCache {
+ public:
+  PrefixCache() = default;
+  ~PrefixCache() { Clear(); }
+  PrefixCache(const PrefixCache&) = delete;
+  PrefixCache& operator=(const PrefixCache&) = delete;
+
+  // Keeps `snapshot` for tokens[0, snapshot->num_tokens). An equal prefix already cached is
+  // kept (and marked used) and the new snapshot dropped.
+  void Insert(std::span<const int32_t> tokens, std::unique_ptr<PrefixSnapshot> snapshot);
+  // True when tokens[0, n) is cached.
+  bool Contains(std::span<const int32_t> tokens, int64_t n) const;
+  // The longest cached prefix of `tokens` no longer than `max_len`; nullptr if none. Marks it
+  // most recently used.
+  const PrefixSnapshot* Lookup(std::span<const int32_t> tokens, int64_t max_len);
+  // Drops the least recently used entry; false when empty.
+  bool EvictOne();
+  void Clear();
+
+  int64_t num_entries() const { return static_cast<int64_t>(lru_.size()); }
+
+ private:
+  struct Entry {
+    std::vector<int32_t> tokens;
+    std::unique_ptr<PrefixSnapshot> snapshot;
+  };
+  static uint64_t Hash(std::span<const int32_t> tokens);
+  std::list<Entry> lru_;  // front = most recently used
+  std::multimap<std::pair<int64_t, uint64_t>, std::list<Entry>::iterator> index_;  // (len, hash)
+};
+
+}  // namespace dsv4::kv
