@@ -17,27 +17,15 @@ using model::TensorView;
 
 class Loader {
  public:
-  Loader(const ModelConfig& c, const TensorSource& s, WeightArena& a) : c_(c), src_(s), arena_(a) {}
+  Loader(const ModelConfig& c, const TensorSource& s, WeightArena& a)
+      : c_(c), src_(s), arena_(a), reader_(s, a) {}
 
-  // A typed pointer to the tensor's data: the mapping itself when aligned, else a copy.
   template <typename T>
   Result<const T*> View(const std::string& name, DType dtype, std::vector<int64_t> shape) {
-    DSV4_ASSIGN_OR_RETURN(TensorView v, src_.Get(name, dtype, shape));
-    const auto addr = reinterpret_cast<uintptr_t>(v.bytes.data());
-    if (addr % alignof(T) == 0) return reinterpret_cast<const T*>(v.bytes.data());
-    T* copy = arena_.Alloc<T>(v.bytes.size() / sizeof(T));
-    std::memcpy(copy, v.bytes.data(), v.bytes.size());
-    return static_cast<const T*>(copy);
+    return reader_.View<T>(name, dtype, std::move(shape));
   }
-
-  // An FP32 copy of a BF16 or F32 tensor (the reference promotes these at use, §3).
   Result<const float*> F32(const std::string& name, DType dtype, std::vector<int64_t> shape) {
-    const int64_t n = model::NumElements(shape);
-    if (dtype == DType::kF32) return View<float>(name, dtype, std::move(shape));
-    DSV4_ASSIGN_OR_RETURN(const BF16* b, View<BF16>(name, DType::kBF16, std::move(shape)));
-    float* out = arena_.Alloc<float>(static_cast<size_t>(n));
-    for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToF32(b[i]);
-    return static_cast<const float*>(out);
+    return reader_.F32(name, dtype, std::move(shape));
   }
 
   // A block-quantised dense linear (or its BF16 variant). `module` has no ".weight" suffix.
@@ -100,6 +88,7 @@ class Loader {
   const ModelConfig& c_;
   const TensorSource& src_;
   WeightArena& arena_;
+  model::TensorReader reader_;
 };
 
 Result<MhcWeights> LoadMhc(Loader& l, const std::string& p, int64_t mix, int64_t width) {

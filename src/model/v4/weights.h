@@ -12,27 +12,13 @@
 #include "kernels/linear_weight.h"
 #include "model/config.h"
 #include "model/tensor.h"
+#include "model/tensor_reader.h"
 
 namespace dsv4::v4 {
 
 using kernels::LinearWeight;
 
-// Owns whatever buffers the views need (aligned copies, promotions, dequantisations).
-class WeightArena {
- public:
-  template <typename T>
-  T* Alloc(size_t n) {
-    auto buf = std::make_unique<std::vector<std::byte>>(n * sizeof(T) + alignof(T));
-    void* p = buf->data();
-    size_t space = buf->size();
-    p = std::align(alignof(T), n * sizeof(T), p, space);
-    buffers_.push_back(std::move(buf));
-    return static_cast<T*>(p);
-  }
-
- private:
-  std::vector<std::unique_ptr<std::vector<std::byte>>> buffers_;
-};
+using model::WeightArena;
 
 struct CompressorWeights {
   int64_t ratio = 0;        // m: 4 (overlapping, kappa 2) or 128
