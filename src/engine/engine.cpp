@@ -269,7 +269,13 @@ void Engine::Impl::DrainInbox() {
 void Engine::Impl::TryRestorePrefix(sched::Sequence* s) {
   if (!options_.prefix_caching || s->num_computed != 0) return;
   const kv::PrefixSnapshot* snap = prefix_cache_.Lookup(s->tokens, s->num_tokens() - 1);
-  if (snap == nullptr || !s->state->RestoreSnapshot(*snap).ok()) return;
+  if (snap == nullptr) return;
+  // The hit is now the most recently used entry: older entries give way for its copies.
+  Status restored = s->state->RestoreSnapshot(*snap);
+  while (!restored.ok() && prefix_cache_.num_entries() > 1 && prefix_cache_.EvictOne()) {
+    restored = s->state->RestoreSnapshot(*snap);
+  }
+  if (!restored.ok()) return;
   s->num_computed = snap->num_tokens;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.prefix_hits += 1;
