@@ -88,6 +88,9 @@ class V4SequenceCache {
 
   int64_t entry_bytes() const { return entry_bytes_; }
   int64_t indexer_key_bytes() const { return key_bytes_; }
+  // Page geometry (entries per page of each component): entries of one page are contiguous,
+  // so kernels can scan them through one pointer per page.
+  const PageLayout& layout() const { return manager_->layout(); }
 
   // Ring slot of position `pos` of layer `layer`: packed entry [entry_bytes].
   uint8_t* WindowRow(int64_t layer, int64_t pos);

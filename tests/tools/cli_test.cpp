@@ -261,3 +261,96 @@ TEST(Cli, BenchServeComputeAndLayoutModes) {
 }
 
 }  // namespace
+
+namespace {
+
+// dsv4 bench kv: measured from the engine's caches; at 1M the spec's bytes and ratios.
+TEST(Cli, BenchKvTableAndJson) {
+  CmdResult r = Dsv4("bench kv --models v4-tiny,v3.2-tiny --lengths 100,1K");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("measured from the engine's caches"));
+  EXPECT_THAT(r.output, HasSubstr("v4-tiny: allocated 3 layers (1 SWA, 1 CSA, 1 HCA) of 5"));
+  EXPECT_THAT(r.output, HasSubstr("bytes scaled to the full stack by layer type"));
+  EXPECT_THAT(r.output, HasSubstr("csa_indexer_keys"));
+  EXPECT_THAT(r.output, HasSubstr("vs V3.2 with state"));
+
+  r = Dsv4("bench kv --lengths 8K,1M --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j["models"].size(), 3u);
+  EXPECT_EQ(j["models"][0]["model"], "v3.2");
+  EXPECT_EQ(j["models"][0]["measured"], "1 layer (1 MLA+DSA) of 61 (61 MLA+DSA)");
+  const nlohmann::json& pro = j["models"][1]["points"][1];
+  const nlohmann::json& flash = j["models"][2]["points"][1];
+  EXPECT_EQ(pro["tokens"], 1048576);
+  EXPECT_EQ(j["models"][0]["points"][1]["exact_bytes"].get<int64_t>(), int64_t{48068} << 20);
+  EXPECT_EQ(pro["growing_bytes"].get<int64_t>(), 5275844608);
+  EXPECT_EQ(flash["growing_bytes"].get<int64_t>(), 3684958208);
+  EXPECT_EQ(flash["compressor_state_bytes"].get<int64_t>(), (21 * 80 + 20 * 512) * 1024);
+  EXPECT_NEAR(pro["vs_v32"].get<double>(), 0.105, 0.001);
+  EXPECT_NEAR(flash["vs_v32"].get<double>(), 0.073, 0.001);
+  EXPECT_EQ(pro["subset_usage_bytes"], pro["subset_manager_bytes"]);
+  EXPECT_TRUE(j["models"][1]["scaled_by_layer_type"].get<bool>());
+}
+
+TEST(Cli, BenchDecodeRunsOnTinyDepths) {
+  CmdResult r = Dsv4("bench decode --models v3.2-tiny,v4-tiny --depths 64,300 --iters 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_GT(j["bandwidth"]["copy_gb_per_s"].get<double>(), 0);
+  EXPECT_THAT(j["not_run"].get<std::string>(), HasSubstr("MoE/FFN, mHC"));
+  ASSERT_EQ(j["models"].size(), 2u);
+  for (const auto& m : j["models"]) {
+    ASSERT_EQ(m["points"].size(), 2u);
+    for (const auto& p : m["points"]) {
+      EXPECT_GT(p["ms_per_token"].get<double>(), 0);
+      EXPECT_GT(p["kv_bytes_per_token"].get<int64_t>(), 0);
+      EXPECT_GT(p["weight_bytes_per_token"].get<int64_t>(), 0);
+      EXPECT_GT(p["gb_per_s"].get<double>(), 0);
+      EXPECT_TRUE(p.contains("vs_v32_time"));
+      EXPECT_FALSE(p["layer_types"].empty());
+    }
+  }
+  r = Dsv4("bench decode --models v4-tiny --depths 50 --iters 1 --threads 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("not run: MoE/FFN, mHC"));
+  EXPECT_THAT(r.output, HasSubstr("memory bandwidth"));
+  EXPECT_THAT(r.output, HasSubstr("ms/token (full stack)"));
+  EXPECT_THAT(r.output, HasSubstr("threads: 1"));
+}
+
+TEST(Cli, BenchKvAndDecodeRejectBadInput) {
+  CmdResult r = Dsv4("bench kv --lengths 0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("--lengths"));
+  r = Dsv4("bench kv --models v5");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("unknown model preset 'v5'"));
+  r = Dsv4("bench decode --models v4-flash --layers 2 --depths 8");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("cannot keep the 3 layer types"));
+  r = Dsv4("bench kv --config /nonexistent/config.json");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("/nonexistent"));
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Cli, RunTextPromptAndMissingTokenizer) {
+  CmdResult r = Dsv4("run --prompt \"Hello\" -n 4 --ignore-eos");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("prompt text: \"Hello\""));
+  EXPECT_THAT(r.output, HasSubstr("completion: \""));
+  const fs::path dir = Fresh("no_tokenizer");
+  ASSERT_EQ(Dsv4("make-tiny --out " + dir.string()).exit_code, 0);
+  fs::remove(dir / "tokenizer.json");
+  r = Dsv4("run --model " + dir.string() + " --prompt \"Hello\" -n 2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("tokenizer.json not found"));
+  r = Dsv4("run --model " + dir.string() + " --prompt-tokens 1,2,3 -n 2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;  // token ids still work without a tokenizer
+}
+
+}  // namespace

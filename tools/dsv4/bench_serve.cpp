@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bench_commands.h"
 #include "byte_size.h"
 #include "commands.h"
 #include "core/rng.h"
@@ -282,9 +283,11 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
 }
 
 void RegisterBench(CLI::App& app, int* exit_code) {
-  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (serve)");
+  CLI::App* bench = app.add_subcommand("bench", "Benchmarks (serve, kv, decode)");
   bench->require_subcommand(1);
   RegisterBenchServe(*bench, exit_code);
+  RegisterBenchKv(*bench, exit_code);
+  RegisterBenchDecode(*bench, exit_code);
 }
 
 }  // namespace dsv4::cli

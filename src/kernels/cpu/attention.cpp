@@ -2,37 +2,149 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <queue>
 
+#include "core/fp8.h"
+#include "kernels/cpu/attention_internal.h"
+#include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/parallel.h"
 
 namespace dsv4::kernels {
 
-void SparseAttention(ThreadPool& pool, const BF16* q, const float* kv, int64_t n,
-                     const float* sink, int64_t heads, int64_t d, float scale, BF16* out) {
-  pool.ParallelFor(heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> qf(static_cast<size_t>(d)), s(static_cast<size_t>(n));
-    std::vector<float> acc(static_cast<size_t>(d));
-    for (int64_t h = begin; h < end; ++h) {
-      for (int64_t k = 0; k < d; ++k) qf[k] = Bf16ToF32(q[h * d + k]);
+namespace internal {
+
+const float* AttnRowScalar(const AttnRows& r, int64_t j, float* buffer) {
+  if (r.dense != nullptr) return r.dense + j * r.d;
+  // kv::DecodeKvEntry, which kernels cannot depend on (layering).
+  const uint8_t* e = r.packed[j];
+  const float* e8m0 = E8M0Table();
+  for (int64_t k = 0; k < r.d_nope; ++k) {
+    buffer[k] = E4M3ToF32(e[k]) * e8m0[e[r.d_nope + k / 64]];
+  }
+  const uint8_t* rope = e + r.d_nope + r.d_nope / 64;
+  for (int64_t k = 0; k < r.rope_dim; ++k) {
+    BF16 b;
+    std::memcpy(&b, rope + 2 * k, sizeof(b));
+    buffer[r.d_nope + k] = Bf16ToF32(b);
+  }
+  return buffer;
+}
+
+void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s,
+                      AttnPassState* /*st*/) {
+  const int64_t n = c.rows.n, d = c.rows.d;
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(d));
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = AttnRowScalar(c.rows, j, buffer.data());
+    for (int64_t h = h0; h < h1; ++h) s[(h - h0) * n + j] = Dot8(c.q + h * d, row, d) * c.scale;
+  }
+}
+
+void AttnValuesScalar(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
+                      const AttnPassState& /*st*/) {
+  const int64_t n = c.rows.n, d = c.rows.d;
+  thread_local std::vector<float> buffer;
+  buffer.resize(static_cast<size_t>(d));
+  std::fill(acc, acc + (h1 - h0) * d, 0.0f);
+  for (int64_t j = 0; j < n; ++j) {
+    const float* row = AttnRowScalar(c.rows, j, buffer.data());
+    for (int64_t h = h0; h < h1; ++h) {
+      const float pj = p[(h - h0) * n + j];
+      float* a = acc + (h - h0) * d;
+      for (int64_t k = 0; k < d; ++k) a[k] += pj * row[k];
+    }
+  }
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::AttnCall;
+using internal::AttnPassState;
+using ScoresFn = void (*)(const AttnCall&, int64_t, int64_t, float*, AttnPassState*);
+using ValuesFn = void (*)(const AttnCall&, int64_t, int64_t, const float*, float*,
+                          const AttnPassState&);
+
+// Scores over all rows, then the softmax weights in the scalar order of the reference
+// (max, e^{s-m} with std::exp, the denominator, p = bf16(e)), then the weighted value sum.
+void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, const float* sink,
+            int64_t heads, float scale, BF16* out) {
+  const int64_t n = rows.n, d = rows.d;
+  ScoresFn scores = internal::AttnScoresScalar;
+  ValuesFn values = internal::AttnValuesScalar;
+  const bool simd_ok = d % 16 == 0 && (rows.packed == nullptr || rows.d_nope % 64 == 0);
+  const bool bf16_ok = simd_ok && rows.packed != nullptr && rows.rope_dim % 32 == 0;
+  const Isa isa = ActiveIsa();
+  if (bf16_ok && isa == Isa::kAvx512Bf16) {
+    scores = internal::AttnScoresAvx512Bf16;
+    values = internal::AttnValuesAvx512Bf16;
+  } else if (simd_ok && (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16)) {
+    scores = internal::AttnScoresAvx512;
+    values = internal::AttnValuesAvx512;
+  } else if (simd_ok && isa == Isa::kAvx2) {
+    scores = internal::AttnScoresAvx2;
+    values = internal::AttnValuesAvx2;
+  }
+  // Per calling thread, grow-only; referenced (not named) inside the parallel body.
+  thread_local std::vector<float> qf_buffer, s_buffer, acc_buffer;
+  std::vector<float>& qf = qf_buffer;
+  std::vector<float>& s = s_buffer;
+  std::vector<float>& acc = acc_buffer;
+  qf.resize(static_cast<size_t>(heads * d));
+  s.resize(static_cast<size_t>(heads * n));
+  acc.resize(static_cast<size_t>(heads * d));
+  for (int64_t i = 0; i < heads * d; ++i) qf[i] = Bf16ToF32(q[i]);
+  const AttnCall call{qf.data(), rows, scale};
+  pool.ParallelFor(heads, GrainForWork(2 * n * d), [&](int64_t h0, int64_t h1) {
+    AttnPassState state;
+    scores(call, h0, h1, s.data() + h0 * n, &state);
+    thread_local std::vector<float> den;  // this worker's own
+    den.resize(static_cast<size_t>(h1 - h0));
+    for (int64_t h = h0; h < h1; ++h) {
+      float* sh = s.data() + h * n;  // becomes p = bf16(e^{s-m}) in place
       float mx = -INFINITY;
+      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sh[j]);
+      float sum = 0.0f;
       for (int64_t j = 0; j < n; ++j) {
-        s[j] = Dot8(qf.data(), kv + j * d, d) * scale;
-        mx = std::max(mx, s[j]);
+        const float e = std::exp(sh[j] - mx);
+        sum += e;
+        sh[j] = RoundBf16(e);
       }
-      float den = 0.0f;
-      std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t j = 0; j < n; ++j) {
-        const float e = std::exp(s[j] - mx);
-        den += e;
-        const float p = RoundBf16(e);
-        const float* row = kv + j * d;
-        for (int64_t k = 0; k < d; ++k) acc[k] += p * row[k];
-      }
-      den += std::exp(sink[h] - mx);
-      for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[k] / den);
+      den[h - h0] = sum + std::exp(sink[h] - mx);
+    }
+    values(call, h0, h1, s.data() + h0 * n, acc.data() + h0 * d, state);
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h - h0]);
     }
   });
+}
+
+}  // namespace
+
+void SparseAttention(ThreadPool& pool, const BF16* q, const float* kv, int64_t n, const float* sink,
+                     int64_t heads, int64_t d, float scale, BF16* out) {
+  internal::AttnRows rows;
+  rows.dense = kv;
+  rows.n = n;
+  rows.d = d;
+  Attend(pool, q, rows, sink, heads, scale, out);
+}
+
+void SparseAttentionPacked(ThreadPool& pool, const BF16* q, const uint8_t* const* entries,
+                           int64_t n, const float* sink, int64_t heads, int64_t d_nope,
+                           int64_t rope_dim, float scale, BF16* out) {
+  internal::AttnRows rows;
+  rows.packed = entries;
+  rows.n = n;
+  rows.d_nope = d_nope;
+  rows.rope_dim = rope_dim;
+  rows.d = d_nope + rope_dim;
+  Attend(pool, q, rows, sink, heads, scale, out);
 }
 
 void IndexerScores(ThreadPool& pool, const BF16* q, const BF16* w, const float* keys, int64_t n,
@@ -44,7 +156,8 @@ void IndexerScores(ThreadPool& pool, const BF16* q, const BF16* w, const float* 
     for (int64_t i = begin; i < end; ++i) {
       float total = 0.0f;
       for (int64_t h = 0; h < heads; ++h) {
-        const float relu = std::max(RoundBf16(Dot8(qf.data() + h * dim, keys + i * dim, dim)), 0.0f);
+        const float relu =
+            std::max(RoundBf16(Dot8(qf.data() + h * dim, keys + i * dim, dim)), 0.0f);
         total += RoundBf16(wf[h] * relu);
       }
       scores[i] = RoundBf16(total);

@@ -1,5 +1,6 @@
 #include "kernels/cpu/linear.h"
 
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -7,11 +8,13 @@
 #include "core/fp4.h"
 #include "core/fp8.h"
 #include "core/quant.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/parallel.h"
 
 namespace dsv4::kernels {
+namespace internal {
 namespace {
-
-constexpr int64_t kRowsPerTask = 8;  // output rows per ParallelFor grain
 
 std::array<float, 256> MakeE4M3Table() {
   std::array<float, 256> t{};
@@ -49,32 +52,9 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
   }
 }
 
-// Input rows prepared once per call: FP8 code values + per-128 scales for the quantised
-// kinds, plain FP32 values otherwise.
-struct PreparedInput {
-  std::vector<float> values;  // [rows, in]
-  std::vector<float> scales;  // [rows, in/128] (quantised kinds only)
-};
-
-void PrepareInput(const LinearWeight& w, const BF16* x, int64_t rows, PreparedInput* p) {
-  p->values.resize(static_cast<size_t>(rows * w.in));
-  if (w.kind == LinearKind::kBf16) {
-    for (int64_t i = 0; i < rows * w.in; ++i) p->values[i] = Bf16ToF32(x[i]);
-    return;
-  }
-  DSV4_CHECK(w.in % 128 == 0);
-  const int64_t blocks = w.in / 128;
-  p->scales.resize(static_cast<size_t>(rows * blocks));
-  std::vector<uint8_t> codes(static_cast<size_t>(w.in));
-  const auto& t = E4M3Table();
-  for (int64_t r = 0; r < rows; ++r) {
-    ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock, codes,
-                {p->scales.data() + r * blocks, static_cast<size_t>(blocks)});
-    for (int64_t k = 0; k < w.in; ++k) p->values[r * w.in + k] = t[codes[k]];
-  }
-}
-
 // One output element from a decoded weight row (`wrow`, code values) and a prepared input row.
+// Each block's partial dot is scaled as (partial * xscale) * wscale and accumulated in block
+// order: the canonical order every ISA reproduces.
 float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const float* xrow,
                   const float* xscale) {
   float acc = 0.0f;
@@ -83,16 +63,105 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
     for (int64_t b = 0; b < w.in / 128; ++b) {
       const float partial = Dot8(xrow + b * 128, wrow + b * 128, 128);
       const int64_t tile = (n / 128) * scale_cols + b;
-      const float ws = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0ToF32(w.scales[tile]);
+      const float ws = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0Table()[w.scales[tile]];
       acc += partial * xscale[b] * ws;
     }
     return acc;
   }
   for (int64_t c = 0; c < w.in / 32; ++c) {
     const float partial = Dot8(xrow + c * 32, wrow + c * 32, 32);
-    acc += partial * xscale[c / 4] * E8M0ToF32(w.scales[n * (w.in / 32) + c]);
+    acc += partial * xscale[c / 4] * E8M0Table()[w.scales[n * (w.in / 32) + c]];
   }
   return acc;
+}
+
+}  // namespace
+
+void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1) {
+  const LinearWeight& w = *c.w;
+  const int64_t blocks = w.in / 128;
+  thread_local std::vector<float> wrow;
+  wrow.resize(static_cast<size_t>(w.in));
+  for (int64_t n = n0; n < n1; ++n) {
+    DecodeRow(w, n, wrow.data());
+    for (int64_t r = 0; r < c.rows; ++r) {
+      const float* xr = c.x + r * w.in;
+      if (w.kind == LinearKind::kF32) {
+        c.y_f32[r * w.out + n] = Dot8(xr, wrow.data(), w.in);
+        continue;
+      }
+      const float v = w.kind == LinearKind::kBf16
+                          ? Dot8(xr, wrow.data(), w.in)
+                          : QuantOutput(w, n, wrow.data(), xr, c.xscale + r * blocks);
+      c.y[r * w.out + n] = F32ToBf16(v);
+    }
+  }
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::LinearCall;
+
+// Input rows prepared once per call: FP8 code values + per-128 scales for the quantised
+// kinds, plain FP32 values otherwise. Grow-only per calling thread: no allocation per step.
+struct PreparedInput {
+  std::vector<float> values;  // [rows, in]
+  std::vector<float> scales;  // [rows, in/128] (quantised kinds only)
+};
+
+// Rows are independent, so a long batch (prefill) quantises on every thread.
+void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
+                  PreparedInput* p) {
+  p->values.resize(static_cast<size_t>(rows * w.in));
+  float* values = p->values.data();
+  if (w.kind == LinearKind::kBf16) {
+    for (int64_t i = 0; i < rows * w.in; ++i) values[i] = Bf16ToF32(x[i]);
+    return;
+  }
+  DSV4_CHECK(w.in % 128 == 0);
+  const int64_t blocks = w.in / 128;
+  p->scales.resize(static_cast<size_t>(rows * blocks));
+  float* scales = p->scales.data();
+  const auto& t = internal::E4M3Table();
+  // About 16 operations per value (amax, divide, round, decode).
+  pool.ParallelFor(rows, GrainForWork(16 * w.in), [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<uint8_t> codes;  // this thread's own
+    codes.resize(static_cast<size_t>(w.in));
+    for (int64_t r = r0; r < r1; ++r) {
+      ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock, codes,
+                  {scales + r * blocks, static_cast<size_t>(blocks)});
+      for (int64_t k = 0; k < w.in; ++k) values[r * w.in + k] = t[codes[k]];
+    }
+  });
+}
+
+// The SIMD tile loops consume the input 32 values at a time (FP8 and FP4 inputs are always
+// multiples of 128).
+bool SimdShapeOk(const LinearWeight& w) { return w.in % 32 == 0; }
+
+void Run(ThreadPool& pool, const LinearCall& call) {
+  const LinearWeight& w = *call.w;
+  Isa isa = ActiveIsa();
+  if (!SimdShapeOk(w)) isa = Isa::kScalar;
+  int64_t tile = 1;
+  void (*tiles)(const LinearCall&, int64_t, int64_t) = internal::LinearTilesScalar;
+  if (isa == Isa::kAvx512Bf16) {
+    tile = internal::kAvx512Tile;
+    tiles = internal::LinearTilesAvx512Bf16;
+  } else if (isa == Isa::kAvx512) {
+    tile = internal::kAvx512Tile;
+    tiles = internal::LinearTilesAvx512;
+  } else if (isa == Isa::kAvx2) {
+    tile = internal::kAvx2Tile;
+    tiles = internal::LinearTilesAvx2;
+  }
+  const int64_t num_tiles = (w.out + tile - 1) / tile;
+  const int64_t grain = GrainForWork(call.rows * w.in * tile);
+  pool.ParallelFor(num_tiles, grain, [&](int64_t begin, int64_t end) {
+    tiles(call, begin * tile, std::min(w.out, end * tile));
+  });
 }
 
 }  // namespace
@@ -110,36 +179,31 @@ float Dot8(const float* a, const float* b, int64_t n) {
 
 void Linear(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, BF16* y) {
   DSV4_CHECK(w.kind != LinearKind::kF32);
-  PreparedInput in;
-  PrepareInput(w, x, rows, &in);
-  const int64_t blocks = w.in / 128;
-  pool.ParallelFor(w.out, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    std::vector<float> wrow(static_cast<size_t>(w.in));
-    for (int64_t n = begin; n < end; ++n) {
-      DecodeRow(w, n, wrow.data());
-      for (int64_t r = 0; r < rows; ++r) {
-        const float* xr = in.values.data() + r * w.in;
-        const float v = w.kind == LinearKind::kBf16
-                            ? Dot8(xr, wrow.data(), w.in)
-                            : QuantOutput(w, n, wrow.data(), xr, in.scales.data() + r * blocks);
-        y[r * w.out + n] = F32ToBf16(v);
-      }
-    }
-  });
+  thread_local PreparedInput in;
+  PrepareInput(pool, w, x, rows, &in);
+  LinearCall call;
+  call.w = &w;
+  call.x = in.values.data();
+  call.xscale = in.scales.data();
+  call.rows = rows;
+  call.y = y;
+  Run(pool, call);
 }
 
 void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t rows, float* y) {
   DSV4_CHECK(w.kind == LinearKind::kF32);
-  pool.ParallelFor(w.out, kRowsPerTask, [&](int64_t begin, int64_t end) {
-    for (int64_t n = begin; n < end; ++n) {
-      for (int64_t r = 0; r < rows; ++r) y[r * w.out + n] = Dot8(x + r * w.in, w.f32 + n * w.in, w.in);
-    }
-  });
+  LinearCall call;
+  call.w = &w;
+  call.x = x;
+  call.rows = rows;
+  call.y_f32 = y;
+  Run(pool, call);
 }
 
 void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
                      float* y) {
-  std::vector<float> xf(static_cast<size_t>(rows * w.in));
+  thread_local std::vector<float> xf;
+  xf.resize(static_cast<size_t>(rows * w.in));
   for (int64_t i = 0; i < rows * w.in; ++i) xf[i] = Bf16ToF32(x[i]);
   LinearF32(pool, w, xf.data(), rows, y);
 }

@@ -5,6 +5,7 @@
 
 #include "core/quant.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/indexer.h"
 #include "kernels/cpu/linear.h"
 #include "kv/entry_codec.h"
 #include "model/v4/compressor.h"
@@ -110,8 +111,12 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const int64_t layer = w.layer, W = c.sliding_window;
   kv::V4SequenceCache& cache = *s.cache;
-  std::vector<float> kvset, keys, scores;
-  int64_t decoded_keys = 0;
+  std::vector<const uint8_t*> entries;  // the token's KV set: packed entry pointers
+  // One pointer per page of indexer keys: the scan reads the packed keys in place. (Without
+  // the component, one "page" per key is still right, just slower.)
+  std::vector<const uint8_t*> key_pages;
+  const kv::ComponentLayout* key_layout = cache.layout().Find(kv::Component::kCsaIndexerKeys);
+  const int64_t keys_per_page = key_layout != nullptr ? key_layout->entries_per_page : 1;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
     const int64_t pos = s.pos0 + (t - s.row0);
@@ -124,17 +129,14 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
         const int64_t irow = iw.compressor.wkv.out, nI = c.index_n_heads, dI = c.index_head_dim;
         CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
                       p.icz.data() + t * irow, pos, true, cache, layer);
-        // Keys are decoded once per call and reused by the chunk's later tokens.
         const int64_t visible = (pos + 1) / 4;
-        keys.resize(static_cast<size_t>(visible * dI));
-        for (; decoded_keys < visible; ++decoded_keys) {
-          kv::DecodeIndexerKeyFp4(cache.IndexerKey(layer, decoded_keys), dI,
-                                  keys.data() + decoded_keys * dI);
+        const int64_t pages = (visible + keys_per_page - 1) / keys_per_page;
+        for (int64_t pg = static_cast<int64_t>(key_pages.size()); pg < pages; ++pg) {
+          key_pages.push_back(cache.IndexerKey(layer, pg * keys_per_page));
         }
-        scores.resize(static_cast<size_t>(visible));
-        kernels::IndexerScores(pool, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, keys.data(),
-                               visible, nI, dI, scores.data());
-        selected = kernels::TopK(scores.data(), visible, c.index_topk);
+        const kernels::PagedRows keys{key_pages.data(), keys_per_page, cache.indexer_key_bytes()};
+        const kernels::IndexerQuery query{p.iq.data() + t * nI * dI, p.iw.data() + t * nI, nI, dI};
+        kernels::IndexerTopKFp4(pool, query, keys, visible, c.index_topk, &selected);
       }
       CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
                     p.cz.data() + t * row, pos, false, cache, layer);
@@ -144,20 +146,16 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
       }
     }
     // KV set in a canonical order: window positions ascending, then compressed entries
-    // ascending (spec §9: one softmax over both, with the sink).
+    // ascending (spec §9: one softmax over both, with the sink). The kernel reads the packed
+    // entries in place.
     const int64_t first = std::max<int64_t>(0, pos - W + 1);
-    const int64_t count = pos - first + 1 + static_cast<int64_t>(selected.size());
-    kvset.resize(static_cast<size_t>(count * d));
-    int64_t j = 0;
-    for (int64_t q = first; q <= pos; ++q, ++j) {
-      kv::DecodeKvEntry(cache.WindowRow(layer, q), d - r, r, kvset.data() + j * d);
-    }
-    for (int64_t i : selected) {
-      kv::DecodeKvEntry(cache.Entry(layer, i), d - r, r, kvset.data() + (j++) * d);
-    }
+    entries.clear();
+    for (int64_t q = first; q <= pos; ++q) entries.push_back(cache.WindowRow(layer, q));
+    for (int64_t i : selected) entries.push_back(cache.Entry(layer, i));
     BF16* oh = o + t * H * d;
-    kernels::SparseAttention(pool, p.q.data() + t * H * d, kvset.data(), count, w.attn_sink, H,
-                             d, scale, oh);
+    kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
+                                   static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r, r,
+                                   scale, oh);
     for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
   }
 }

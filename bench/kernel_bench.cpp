@@ -1,0 +1,280 @@
+// dsv4_kernel_bench: the CPU kernels at DeepSeek-V4-Flash shapes, each with its roofline
+// bound max(bytes / read bandwidth, flops / peak), both measured at start-up in the same run
+// (roofline.h); the peak is that of the instructions the kernel's inner loop uses on the ISA
+// it runs (mul+add, FMA or VDPBF16PS). Counters: GB/s and FLOP/s achieved, bound_us, and roofline =
+// bound / measured time (1.0 = at the bound). The last argument of each benchmark is the ISA (0
+// scalar, 1 AVX2, 2 AVX-512, 3 AVX-512 + BF16 dot); weights and keys are sized or rotated past the
+// L3 cache so that they stream from memory as a real model's do.
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/rng.h"
+#include "core/thread_pool.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/indexer.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear.h"
+#include "roofline.h"
+
+namespace dsv4::bench {
+namespace {
+
+using kernels::Isa;
+
+ThreadPool& Pool() {
+  static ThreadPool pool(0);
+  return pool;
+}
+MachineLimits g_limits;
+
+constexpr int64_t kStreamBytes = int64_t{256} << 20;  // data per benchmark: 8x the L3
+
+// Forces the ISA of argument `index` for the benchmark; false (and a skip) if unsupported.
+bool UseIsa(benchmark::State& state, int index) {
+  const Isa isa = static_cast<Isa>(state.range(index));
+  if (!kernels::IsaSupported(isa)) {
+    state.SkipWithError("ISA not supported");
+    return false;
+  }
+  kernels::SetIsaForTesting(isa);
+  state.SetLabel(std::string(kernels::IsaName(isa)));
+  return true;
+}
+
+void SetRoofline(benchmark::State& state, double bytes, double flops, Peak peak) {
+  using benchmark::Counter;
+  const double bound = RooflineSeconds(g_limits, bytes, flops, peak);
+  state.counters["bound_us"] = bound * 1e6;
+  state.counters["roofline"] = Counter(bound, Counter::kIsIterationInvariantRate);
+  // Rates (shown as "x/s").
+  state.counters["GB"] = Counter(bytes / 1e9, Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP"] = Counter(flops / 1e9, Counter::kIsIterationInvariantRate);
+}
+
+std::vector<uint8_t> RandomBytes(int64_t n, Rng& rng, uint8_t lo, uint8_t span) {
+  std::vector<uint8_t> v(static_cast<size_t>(n));
+  for (auto& b : v) b = static_cast<uint8_t>(lo + rng.Below(span));
+  return v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Machine limits, as benchmarks of their own (the values the ratios use).
+
+void BM_ReadBandwidth(benchmark::State& state) {
+  std::vector<uint8_t> buf(static_cast<size_t>(int64_t{1} << 30), 1);
+  double best = 0;
+  for (auto _ : state) {
+    best =
+        std::max(best, MeasureReadBandwidth(Pool(), buf.data(), buf.size(), kernels::DetectIsa()));
+  }
+  state.counters["GB"] = benchmark::Counter(static_cast<double>(buf.size()) / 1e9,
+                                            benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["best_GB/s"] = best / 1e9;
+}
+BENCHMARK(BM_ReadBandwidth)->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(5);
+
+void BM_Peak(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));  // 0 mul+add, 1 FMA, 2 VNNI, 3 BF16 dot
+  const Isa best = kernels::DetectIsa();
+  const Isa simd = best == Isa::kScalar       ? Isa::kAvx2
+                   : best == Isa::kAvx512Bf16 ? Isa::kAvx512
+                                              : best;
+  double rate = 0;
+  for (auto _ : state) {
+    rate = std::max(rate, kind == 0   ? MeasureMulAddPeak(Pool(), 10'000'000, simd)
+                          : kind == 1 ? MeasureFmaPeak(Pool(), 10'000'000, simd)
+                          : kind == 2 ? MeasureVnniPeak(Pool(), 10'000'000)
+                                      : MeasureBf16DotPeak(Pool(), 10'000'000));
+  }
+  state.SetLabel(kind == 0   ? "mul+add GFLOP/s"
+                 : kind == 1 ? "FMA GFLOP/s"
+                 : kind == 2 ? "VNNI GOP/s"
+                             : "VDPBF16PS GFLOP/s");
+  state.counters["G/s"] = rate / 1e9;
+}
+BENCHMARK(BM_Peak)->Arg(0)->Arg(1)->Arg(2)->Arg(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// ---------------------------------------------------------------------------------------
+// Quantized GEMV / small GEMM: args out, in, rows, ISA.
+
+struct GemvWeights {
+  std::vector<std::vector<uint8_t>> codes, scales;
+  std::vector<kernels::LinearWeight> copies;  // rotated so each call streams from memory
+  int64_t bytes = 0;                          // one copy
+};
+
+GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in) {
+  Rng rng(1);
+  GemvWeights g;
+  const bool fp8 = kind == kernels::LinearKind::kFp8Block;
+  const int64_t code_bytes = fp8 ? out * in : out * in / 2;
+  const int64_t scale_bytes = fp8 ? ((out + 127) / 128) * ((in + 127) / 128) : out * in / 32;
+  g.bytes = code_bytes + scale_bytes;
+  const std::vector<uint8_t> codes = RandomBytes(code_bytes, rng, 0, fp8 ? 0x7E : 255);
+  const std::vector<uint8_t> scales = RandomBytes(scale_bytes, rng, 118, 8);
+  const int64_t copies = std::max<int64_t>(1, kStreamBytes / g.bytes);
+  for (int64_t c = 0; c < copies; ++c) {
+    g.codes.push_back(codes);
+    g.scales.push_back(scales);
+  }
+  for (int64_t c = 0; c < copies; ++c) {
+    kernels::LinearWeight w{kind, out, in};
+    w.codes = g.codes[c].data();
+    w.scales = g.scales[c].data();
+    g.copies.push_back(w);
+  }
+  return g;
+}
+
+void Gemv(benchmark::State& state, kernels::LinearKind kind) {
+  const int64_t out = state.range(0), in = state.range(1), rows = state.range(2);
+  if (!UseIsa(state, 3)) return;
+  const GemvWeights g = MakeGemv(kind, out, in);
+  Rng rng(2);
+  std::vector<BF16> x(static_cast<size_t>(rows * in)), y(static_cast<size_t>(rows * out));
+  for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal()));
+  size_t c = 0;
+  for (auto _ : state) {
+    kernels::Linear(Pool(), g.copies[c], x.data(), rows, y.data());
+    c = (c + 1) % g.copies.size();
+    benchmark::DoNotOptimize(y.data());
+  }
+  // Quantised linears multiply-add with FMA (exact products), on the BF16 ISA with
+  // VDPBF16PS; the scalar path is held to the mul+add peak.
+  const Isa isa = static_cast<Isa>(state.range(3));
+  const Peak peak = isa == Isa::kScalar        ? Peak::kMulAdd
+                    : isa == Isa::kAvx512Bf16 ? Peak::kBf16Dot
+                                              : Peak::kFma;
+  SetRoofline(state, static_cast<double>(g.bytes + rows * (in + out) * 2),
+              2.0 * static_cast<double>(out * in * rows), peak);
+  kernels::SetIsaForTesting(kernels::DetectIsa());
+}
+void BM_GemvFp8(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp8Block); }
+void BM_GemvFp4(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp4Row32); }
+
+void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t>> shapes) {
+  for (const auto& s : shapes) {
+    for (int64_t rows : {1, 4, 16}) {
+      for (int64_t isa : {0, 1, 2, 3}) {
+        if (rows > 1 && isa < 2) continue;  // batching shown on the AVX-512 paths only
+        b->Args({s[0], s[1], rows, isa});
+      }
+    }
+  }
+  b->ArgNames({"out", "in", "rows", "isa"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+}
+// wq_b-like 4096x4096 and the attention output 4096x8192 (FP8); routed experts (FP4):
+// w1/w3 2048x4096, w2 4096x2048.
+BENCHMARK(BM_GemvFp8)->Apply([](auto* b) { GemvArgs(b, {{4096, 4096}, {4096, 8192}}); });
+BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
+
+// ---------------------------------------------------------------------------------------
+// Indexer scan + top-k: args keys, ISA. V4-Flash: 64 heads x 128, top 512, FP4 keys (68 B).
+
+void BM_IndexerTopK(benchmark::State& state) {
+  const int64_t n = state.range(0), heads = 64, dim = 128, k = 512, per_page = 64;
+  if (!UseIsa(state, 1)) return;
+  Rng rng(3);
+  const int64_t key_bytes = dim / 2 + dim / 32;
+  std::vector<uint8_t> keys = RandomBytes(n * key_bytes, rng, 0, 255);
+  for (int64_t i = 0; i < n; ++i) {  // plausible scales: 2^-5 .. 2^-2
+    for (int64_t b = 0; b < dim / 32; ++b) keys[i * key_bytes + dim / 2 + b] = 122 + rng.Below(4);
+  }
+  std::vector<const uint8_t*> pages;
+  for (int64_t i = 0; i < n; i += per_page) pages.push_back(keys.data() + i * key_bytes);
+  std::vector<BF16> q(static_cast<size_t>(heads * dim)), w(static_cast<size_t>(heads));
+  for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal()));
+  for (auto& v : w) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.1));
+  const kernels::IndexerQuery query{q.data(), w.data(), heads, dim};
+  const kernels::PagedRows rows{pages.data(), per_page, key_bytes};
+  std::vector<int64_t> selected;
+  for (auto _ : state) {
+    kernels::IndexerTopKFp4(Pool(), query, rows, n, k, &selected);
+    benchmark::DoNotOptimize(selected.data());
+  }
+  SetRoofline(
+      state, static_cast<double>(n * key_bytes), 2.0 * static_cast<double>(n * heads * dim),
+      static_cast<Isa>(state.range(1)) == Isa::kAvx512Bf16 ? Peak::kBf16Dot : Peak::kMulAdd);
+  kernels::SetIsaForTesting(kernels::DetectIsa());
+}
+BENCHMARK(BM_IndexerTopK)
+    ->Args({1 << 16, 0})
+    ->Args({1 << 20, 1})
+    ->Args({1 << 20, 2})
+    ->Args({1 << 20, 3})
+    ->ArgNames({"keys", "isa"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// ---------------------------------------------------------------------------------------
+// Sparse gather attention: args ISA. V4-Flash CSA at 1M context: 64 heads, d = 448 FP8 +
+// 64 BF16 RoPE (584-B entries), 128 window rows + 512 entries picked from 256K.
+
+void BM_GatherAttention(benchmark::State& state) {
+  const int64_t heads = 64, d_nope = 448, rope = 64, d = d_nope + rope;
+  const int64_t window = 128, selected = 512, pool_entries = 1 << 18, entry_bytes = 584;
+  if (!UseIsa(state, 0)) return;
+  Rng rng(4);
+  std::vector<uint8_t> entries(static_cast<size_t>(pool_entries * entry_bytes));
+  for (int64_t i = 0; i < pool_entries; ++i) {
+    uint8_t* e = entries.data() + i * entry_bytes;
+    for (int64_t k = 0; k < d_nope; ++k) e[k] = static_cast<uint8_t>(rng.Below(0x7E));
+    for (int64_t b = 0; b < d_nope / 64; ++b) e[d_nope + b] = 118 + rng.Below(6);
+    for (int64_t k = 0; k < rope; ++k) {
+      const BF16 v = F32ToBf16(static_cast<float>(rng.Normal()));
+      std::memcpy(e + d_nope + d_nope / 64 + 2 * k, &v, 2);
+    }
+  }
+  std::vector<const uint8_t*> rows;
+  for (int64_t i = 0; i < window; ++i) rows.push_back(entries.data() + i * entry_bytes);
+  std::vector<int64_t> picks;
+  for (int64_t i = 0; i < selected; ++i) picks.push_back(window + rng.Below(pool_entries - window));
+  std::sort(picks.begin(), picks.end());
+  for (int64_t i : picks) rows.push_back(entries.data() + i * entry_bytes);
+  std::vector<BF16> q(static_cast<size_t>(heads * d)), out(q.size());
+  for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.05));
+  std::vector<float> sink(static_cast<size_t>(heads), 0.0f);
+  const int64_t n = static_cast<int64_t>(rows.size());
+  for (auto _ : state) {
+    kernels::SparseAttentionPacked(Pool(), q.data(), rows.data(), n, sink.data(), heads, d_nope,
+                                   rope, 1.0f / 22.6f, out.data());
+    benchmark::DoNotOptimize(out.data());
+  }
+  SetRoofline(state, static_cast<double>(n * entry_bytes + heads * d * 2),
+              2.0 * 2.0 * static_cast<double>(heads * n * d), Peak::kMulAdd);
+  kernels::SetIsaForTesting(kernels::DetectIsa());
+}
+BENCHMARK(BM_GatherAttention)
+    ->Arg(0)
+    ->Arg(1)
+    ->Arg(2)
+    ->Arg(3)
+    ->ArgName("isa")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
+
+}  // namespace
+}  // namespace dsv4::bench
+
+int main(int argc, char** argv) {
+  using namespace dsv4;
+  benchmark::Initialize(&argc, argv);
+  const kernels::Isa isa = kernels::DetectIsa();
+  bench::g_limits = bench::MeasureLimits(bench::Pool(), isa);
+  std::printf(
+      "machine: %d threads, best ISA %s; read %.1f GB/s; peaks: mul+add %.1f GFLOP/s, FMA %.1f "
+      "GFLOP/s, VDPBF16PS %.1f GFLOP/s, VNNI %.1f GOP/s\n",
+      bench::Pool().num_threads(), std::string(kernels::IsaName(isa)).c_str(),
+      bench::g_limits.read_bytes_per_s / 1e9, bench::g_limits.muladd_flops / 1e9,
+      bench::g_limits.fma_flops / 1e9, bench::g_limits.bf16_flops / 1e9,
+      bench::g_limits.vnni_ops / 1e9);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,0 +1,40 @@
+// The machine limits a kernel's roofline bound is made of, measured on this machine in the
+// run that measures the kernel: the read bandwidth of a streaming pass over a buffer far
+// larger than the caches, and the arithmetic peak of the instruction mix the kernels use
+// (FP32 multiply then add, the canonical dot order), plus FMA and int8 VNNI peaks for
+// reference. All on every thread of the pool, with the ISA the kernels use.
+#pragma once
+
+#include <cstdint>
+
+#include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
+
+namespace dsv4::bench {
+
+struct MachineLimits {
+  double read_bytes_per_s = 0;  // streaming read, all threads
+  double muladd_flops = 0;      // FP32 mul + add (2 flops per pair), all threads
+  double fma_flops = 0;         // FP32 FMA (2 flops), all threads
+  double bf16_flops = 0;        // VDPBF16PS (2 flops per multiply-add); 0 if absent
+  double vnni_ops = 0;          // int8 multiply-adds per s (vpdpbusd), all threads; 0 if absent
+};
+
+// Which arithmetic peak bounds a kernel: the instructions its inner loop uses.
+enum class Peak { kMulAdd, kFma, kBf16Dot };
+
+// Bytes read per second by one pass over `bytes` (split over the pool).
+double MeasureReadBandwidth(ThreadPool& pool, const uint8_t* data, int64_t bytes, kernels::Isa isa);
+// Flops per second of `iters` rounds of independent mul+add chains on every thread.
+double MeasureMulAddPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa);
+double MeasureFmaPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa);
+double MeasureVnniPeak(ThreadPool& pool, int64_t iters);
+double MeasureBf16DotPeak(ThreadPool& pool, int64_t iters);
+
+// Best of a few repetitions of each (the limits are maxima).
+MachineLimits MeasureLimits(ThreadPool& pool, kernels::Isa isa);
+
+// max(bytes / bandwidth, flops / peak), in seconds.
+double RooflineSeconds(const MachineLimits& m, double bytes, double flops, Peak peak);
+
+}  // namespace dsv4::bench

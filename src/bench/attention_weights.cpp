@@ -1,0 +1,177 @@
+#include "bench/attention_weights.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "core/check.h"
+#include "core/rng.h"
+
+namespace dsv4::bench {
+namespace {
+
+using kernels::LinearKind;
+using kernels::LinearWeight;
+using model::ModelConfig;
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// E4M3 codes with random sign and mantissa and exponent field 5..8: magnitudes in
+// [0.25, 3.75], times the 2^-7 block scale. Never a NaN code (exponent 15).
+void FillFp8Codes(Rng& rng, uint8_t* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 8) {
+    uint64_t r = rng.NextU64();
+    for (int64_t j = i; j < std::min(n, i + 8); ++j, r >>= 8) {
+      const uint8_t b = static_cast<uint8_t>(r);
+      p[j] = static_cast<uint8_t>((b & 0x80) | ((5 + ((b >> 3) & 3)) << 3) | (b & 7));
+    }
+  }
+}
+
+// BF16 values with random sign and mantissa in [2^-8, 2^-6).
+void FillBf16(Rng& rng, BF16* p, int64_t n) {
+  for (int64_t i = 0; i < n; i += 4) {
+    uint64_t r = rng.NextU64();
+    for (int64_t j = i; j < std::min(n, i + 4); ++j, r >>= 16) {
+      const uint16_t b = static_cast<uint16_t>(r);
+      p[j].bits = static_cast<uint16_t>((b & 0x8000) | ((119 + ((b >> 7) & 1)) << 7) | (b & 0x7F));
+    }
+  }
+}
+
+constexpr uint8_t kScaleE8M0 = 127 - 7;  // 2^-7
+constexpr float kScaleF32 = 1.0f / 128.0f;
+
+}  // namespace
+
+uint8_t* WeightBuffers::Alloc(int64_t bytes) {
+  buffers_.emplace_back(new uint8_t[static_cast<size_t>(bytes)]);
+  return buffers_.back().get();
+}
+
+LinearWeight WeightBuffers::Fp8(int64_t out, int64_t in, bool f32_scales) {
+  Rng rng(seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull);
+  LinearWeight w{LinearKind::kFp8Block, out, in};
+  uint8_t* codes = Alloc(out * in);
+  FillFp8Codes(rng, codes, out * in);
+  w.codes = codes;
+  const int64_t grid = CeilDiv(out, 128) * CeilDiv(in, 128);
+  if (f32_scales) {
+    float* s = reinterpret_cast<float*>(Alloc(grid * static_cast<int64_t>(sizeof(float))));
+    for (int64_t i = 0; i < grid; ++i) s[i] = kScaleF32;
+    w.scales_f32 = s;
+    linear_bytes_ += out * in + grid * static_cast<int64_t>(sizeof(float));
+  } else {
+    uint8_t* s = Alloc(grid);
+    std::memset(s, kScaleE8M0, static_cast<size_t>(grid));
+    w.scales = s;
+    linear_bytes_ += out * in + grid;
+  }
+  return w;
+}
+
+LinearWeight WeightBuffers::Bf16(int64_t out, int64_t in) {
+  Rng rng(seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull);
+  BF16* b = reinterpret_cast<BF16*>(Alloc(out * in * static_cast<int64_t>(sizeof(BF16))));
+  FillBf16(rng, b, out * in);
+  linear_bytes_ += out * in * static_cast<int64_t>(sizeof(BF16));
+  return LinearWeight{LinearKind::kBf16, out, in, nullptr, nullptr, b};
+}
+
+LinearWeight WeightBuffers::F32(int64_t out, int64_t in) {
+  Rng rng(seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull);
+  float* f = reinterpret_cast<float*>(Alloc(out * in * static_cast<int64_t>(sizeof(float))));
+  // The BF16 values the checkpoint would hold, promoted (as the loaders do).
+  std::vector<BF16> row(static_cast<size_t>(in));
+  for (int64_t r = 0; r < out; ++r) {
+    FillBf16(rng, row.data(), in);
+    for (int64_t k = 0; k < in; ++k) f[r * in + k] = Bf16ToF32(row[k]);
+  }
+  linear_bytes_ += out * in * static_cast<int64_t>(sizeof(float));
+  LinearWeight w{LinearKind::kF32, out, in};
+  w.f32 = f;
+  return w;
+}
+
+const float* WeightBuffers::Vector(int64_t n, float lo, float hi) {
+  Rng rng(seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull);
+  float* f = reinterpret_cast<float*>(Alloc(n * static_cast<int64_t>(sizeof(float))));
+  for (int64_t i = 0; i < n; ++i) f[i] = static_cast<float>(rng.Uniform(lo, hi));
+  return f;
+}
+
+std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const ModelConfig& c, int64_t layer,
+                                                           uint64_t seed) {
+  DSV4_CHECK(c.arch == model::Arch::kV4);
+  auto a = std::make_unique<V4AttentionWeights>(seed ^ (static_cast<uint64_t>(layer) << 32));
+  WeightBuffers& b = a->buffers;
+  v4::LayerWeights& w = a->w;
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, d = c.head_dim;
+  const int64_t Q = c.q_lora_rank, G = c.o_groups, R = c.o_lora_rank;
+  w.layer = layer;
+  w.kind = c.layer_kind(layer);
+  w.attn_sink = b.Vector(H, -1.0f, 1.0f);
+  w.wq_a = b.Fp8(Q, D, false);
+  w.q_norm = b.Vector(Q, 0.9f, 1.1f);
+  w.wq_b = b.Fp8(H * d, Q, false);
+  w.wkv = b.Fp8(d, D, false);
+  w.kv_norm = b.Vector(d, 0.9f, 1.1f);
+  w.wo_a = b.Bf16(G * R, H * d / G);  // dequantised once at load (spec §6.5)
+  w.wo_b = b.Fp8(D, G * R, false);
+  auto compressor = [&](int64_t m, int64_t width) {
+    v4::CompressorWeights cw;
+    const int64_t kappa = m == 4 ? 2 : 1;
+    cw.ratio = m;
+    cw.width = width;
+    cw.wkv = b.F32(kappa * width, D);
+    cw.wgate = b.F32(kappa * width, D);
+    cw.ape = b.Vector(m * kappa * width, -0.5f, 0.5f);
+    cw.norm = b.Vector(width, 0.9f, 1.1f);
+    return cw;
+  };
+  const int64_t m = c.ratio(layer);
+  if (m > 0) w.compressor = compressor(m, d);
+  if (m == 4) {
+    const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
+    w.indexer.wq_b = b.Fp8(nI * dI, Q, false);
+    w.indexer.weights_proj = b.Bf16(nI, D);
+    w.indexer.compressor = compressor(4, dI);
+  }
+  return a;
+}
+
+std::unique_ptr<V32AttentionWeights> MakeV32AttentionWeights(const ModelConfig& c, int64_t layer,
+                                                             uint64_t seed) {
+  DSV4_CHECK(c.arch == model::Arch::kV32);
+  auto a = std::make_unique<V32AttentionWeights>(seed ^ (static_cast<uint64_t>(layer) << 32));
+  WeightBuffers& b = a->buffers;
+  v32::LayerWeights& lw = a->w;
+  v32::AttentionWeights& w = lw.attn;
+  const int64_t D = c.hidden_size, H = c.num_attention_heads, Q = c.q_lora_rank;
+  const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, v = c.v_head_dim;
+  const int64_t lat = c.kv_lora_rank;
+  lw.layer = layer;
+  lw.dense = c.is_dense_layer(layer);
+  w.q_a = b.Fp8(Q, D, true);
+  w.q_a_norm = b.Vector(Q, 0.9f, 1.1f);
+  w.q_b = b.Fp8(H * (nope + rope), Q, true);
+  w.kv_a = b.Fp8(lat + rope, D, true);
+  w.kv_a_norm = b.Vector(lat, 0.9f, 1.1f);
+  w.o_proj = b.Fp8(D, H * v, true);
+  // kv_b_proj, dequantised and split per head as the loader does: W_UK,hᵀ [lat, nope] and
+  // W_UV,h [v, lat].
+  const BF16* uk_t = b.Bf16(H * lat, nope).bf16;
+  const BF16* uv = b.Bf16(H * v, lat).bf16;
+  for (int64_t h = 0; h < H; ++h) {
+    w.uk_t.push_back({LinearKind::kBf16, lat, nope, nullptr, nullptr, uk_t + h * lat * nope});
+    w.uv.push_back({LinearKind::kBf16, v, lat, nullptr, nullptr, uv + h * v * lat});
+  }
+  const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
+  w.indexer.wq_b = b.Fp8(nI * dI, Q, true);
+  w.indexer.wk = b.Fp8(dI, D, true);
+  w.indexer.k_norm_w = b.Vector(dI, 0.9f, 1.1f);
+  w.indexer.k_norm_b = b.Vector(dI, -0.1f, 0.1f);
+  w.indexer.weights_proj = b.F32(nI, D);
+  return a;
+}
+
+}  // namespace dsv4::bench

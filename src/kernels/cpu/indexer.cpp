@@ -1,0 +1,195 @@
+#include "kernels/cpu/indexer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "core/check.h"
+#include "core/fp4.h"
+#include "kernels/cpu/indexer_internal.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/parallel.h"
+
+namespace dsv4::kernels {
+namespace internal {
+
+void IndexerScoresScalar(const IndexerPrepared& q, const PagedRows& keys, int64_t begin,
+                         int64_t end, float* scores) {
+  const int64_t dim = q.dim;
+  const float* e8m0 = E8M0Table();
+  thread_local std::vector<float> key;
+  key.resize(static_cast<size_t>(dim));
+  for (int64_t i = begin; i < end; ++i) {
+    // kv::DecodeIndexerKeyFp4, which kernels cannot depend on (layering).
+    const uint8_t* row = keys.Row(i);
+    for (int64_t k = 0; k < dim; k += 2) {
+      const float s = e8m0[row[dim / 2 + k / 32]];
+      key[k] = E2M1ToF32(E2M1Low(row[k / 2])) * s;
+      key[k + 1] = E2M1ToF32(E2M1High(row[k / 2])) * s;
+    }
+    float total = 0.0f;
+    for (int64_t h = 0; h < q.heads; ++h) {
+      const float relu = std::max(RoundBf16(Dot8(q.q + h * dim, key.data(), dim)), 0.0f);
+      total += RoundBf16(q.w[h] * relu);
+    }
+    scores[i - begin] = RoundBf16(total);
+  }
+}
+
+}  // namespace internal
+
+namespace {
+
+using ScoreFn = void (*)(const internal::IndexerPrepared&, const PagedRows&, int64_t, int64_t,
+                         float*);
+
+ScoreFn PickScores() {
+  switch (ActiveIsa()) {
+    case Isa::kAvx512Bf16:
+      return internal::IndexerScoresAvx512Bf16;
+    case Isa::kAvx512:
+      return internal::IndexerScoresAvx512;
+    case Isa::kAvx2:
+      return internal::IndexerScoresAvx2;
+    case Isa::kScalar:
+      break;
+  }
+  return internal::IndexerScoresScalar;
+}
+
+// The query in FP32, per calling thread (no allocation once warm).
+struct QueryBuffers {
+  std::vector<float> q, w;
+  std::vector<uint32_t> q_pairs;
+};
+
+internal::IndexerPrepared Prepare(const IndexerQuery& query, QueryBuffers* b) {
+  DSV4_CHECK(query.dim % 32 == 0 && query.heads > 0);
+  const int64_t n = query.heads * query.dim;
+  b->q.resize(static_cast<size_t>(n));
+  b->w.resize(static_cast<size_t>(query.heads));
+  b->q_pairs.resize(static_cast<size_t>(n / 2));
+  internal::IndexerPrepared p{b->q.data(), b->w.data(), query.heads, query.dim};
+  p.q_exp_min = 1000;
+  p.q_exp_max = -1000;
+  for (int64_t i = 0; i < n; ++i) {
+    b->q[i] = Bf16ToF32(query.q[i]);
+    const int field = (query.q[i].bits >> 7) & 0xFF;
+    if ((query.q[i].bits & 0x7FFF) == 0) continue;
+    const int e = field == 0 ? -1000 : field == 255 ? 1000 : field - 127;
+    p.q_exp_min = std::min(p.q_exp_min, e);
+    p.q_exp_max = std::max(p.q_exp_max, e);
+  }
+  for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + j | value j]
+    for (int64_t j = 0; j < 8; ++j) {
+      b->q_pairs[g * 8 + j] = static_cast<uint32_t>(query.q[g * 16 + 8 + j].bits) |
+                              static_cast<uint32_t>(query.q[g * 16 + j].bits) << 16;
+    }
+  }
+  for (size_t h = 0; h < b->w.size(); ++h) b->w[h] = Bf16ToF32(query.w[h]);
+  p.q_pairs = b->q_pairs.data();
+  return p;
+}
+
+// Keys scored per step of a scan (a few KB of scores, reused).
+constexpr int64_t kScanChunk = 512;
+
+struct Candidate {
+  float score;
+  int64_t index;
+};
+// a ranks above b: higher score, or the same score and a lower index.
+bool Better(const Candidate& a, const Candidate& b) {
+  return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+// The best k of a stream of candidates that arrives in ascending index order. Once k are
+// kept, a newcomer must beat the worst kept score strictly: on a tie its index is higher than
+// every kept one's, so it ranks below them.
+class StreamingTopK {
+ public:
+  void Reset(int64_t k) {
+    k_ = k;
+    full_ = false;
+    kept_.clear();
+    kept_.reserve(static_cast<size_t>(2 * k + kScanChunk));
+  }
+  void Push(const float* scores, int64_t first, int64_t count) {
+    for (int64_t j = 0; j < count; ++j) {
+      if (full_ && !(scores[j] > threshold_)) continue;
+      kept_.push_back({scores[j], first + j});
+      if (static_cast<int64_t>(kept_.size()) >= 2 * k_) Prune();
+    }
+  }
+  // Leaves the best min(k, pushed) candidates.
+  const std::vector<Candidate>& Finish() {
+    if (static_cast<int64_t>(kept_.size()) > k_) Prune();
+    return kept_;
+  }
+
+ private:
+  void Prune() {
+    std::nth_element(kept_.begin(), kept_.begin() + (k_ - 1), kept_.end(), Better);
+    kept_.resize(static_cast<size_t>(k_));
+    threshold_ = kept_.back().score;  // the k-th best: the worst score kept
+    full_ = true;
+  }
+
+  int64_t k_ = 0;
+  bool full_ = false;
+  float threshold_ = 0.0f;
+  std::vector<Candidate> kept_;
+};
+
+}  // namespace
+
+void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
+                      float* scores) {
+  thread_local QueryBuffers buffers;
+  const internal::IndexerPrepared q = Prepare(query, &buffers);
+  const ScoreFn fn = PickScores();
+  pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b += kScanChunk) {
+      fn(q, keys, b, std::min(end, b + kScanChunk), scores + b);
+    }
+  });
+}
+
+void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
+                    int64_t k, std::vector<int64_t>* selected) {
+  selected->clear();
+  k = std::min(k, n);
+  if (k <= 0) return;
+  thread_local QueryBuffers buffers;
+  const internal::IndexerPrepared q = Prepare(query, &buffers);
+  const ScoreFn fn = PickScores();
+  // A thread_local named inside the lambda would be each worker's own: take a reference.
+  thread_local std::vector<Candidate> merged_buffer;
+  std::vector<Candidate>& merged = merged_buffer;
+  merged.clear();
+  std::mutex mu;
+  pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
+    thread_local StreamingTopK top;
+    thread_local std::vector<float> chunk(kScanChunk);
+    top.Reset(k);
+    for (int64_t b = begin; b < end; b += kScanChunk) {
+      const int64_t e = std::min(end, b + kScanChunk);
+      fn(q, keys, b, e, chunk.data());
+      top.Push(chunk.data(), b, e - b);
+    }
+    const std::vector<Candidate>& best = top.Finish();
+    std::lock_guard<std::mutex> lock(mu);
+    merged.insert(merged.end(), best.begin(), best.end());
+  });
+  // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
+  if (static_cast<int64_t>(merged.size()) > k) {
+    std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), Better);
+    merged.resize(static_cast<size_t>(k));
+  }
+  for (const Candidate& c : merged) selected->push_back(c.index);
+  std::sort(selected->begin(), selected->end());
+}
+
+}  // namespace dsv4::kernels

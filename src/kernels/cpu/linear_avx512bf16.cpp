@@ -1,0 +1,242 @@
+// Quantised linears (FP4 and FP8 weights) through VDPBF16PS (kernels/cpu/simd.h, "pair
+// layout"). The input's E4M3 code values become BF16 pairs once per row; the weights' codes
+// become BF16 words with a few byte permutes per 32 values (E2M1: multishift picks each
+// nibble, vpermb looks up its BF16 bytes; E4M3: vpermb spreads the codes, two vpermi2b look
+// up the bytes of the 128 magnitudes); one instruction then does 32 multiply-adds. E2M1 x E4M3 and
+// E4M3 x E4M3 products are exact and at least 2^-18 (no FP32 subnormal, which VDPBF16PS would
+// flush), and every partial sum is a multiple of 2^-18, so each lane rounds exactly as the
+// canonical multiply-then-add order does. Tiles, reduction and block combine as in
+// linear_avx512.cpp; other cases go to that file's loops.
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "core/rng.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
+
+namespace dsv4::kernels::internal {
+namespace {
+
+constexpr int kTile = static_cast<int>(kAvx512Tile);
+constexpr int kPairs = kTile / 2;
+
+// FP4 weights of the tile's 8 register pairs, 16 values at a time, in pair layout.
+struct Fp4Source {
+  const uint8_t* row[kTile];
+  simd::E2M1PairConsts consts;
+  DSV4_TARGET_AVX512BF16 __m512i Load16(int p, int64_t k) const {
+    return simd::E2M1PairsBf16(row[p] + k / 2, row[p + 8] + k / 2, consts);
+  }
+};
+// FP8 weights, the same (the code values exactly: E4M3 fits BF16).
+struct Fp8Source {
+  const uint8_t* row[kTile];
+  simd::E4M3PairConsts consts;
+  DSV4_TARGET_AVX512BF16 __m512i Load16(int p, int64_t k) const {
+    return simd::E4M3PairsBf16(row[p] + k, row[p + 8] + k, consts);
+  }
+};
+// A tile decoded once: BF16 words [in/16][kPairs][32].
+struct PanelSource {
+  const uint16_t* panel;
+  DSV4_TARGET_AVX512BF16 __m512i Load16(int p, int64_t k) const {
+    return _mm512_loadu_si512(panel + ((k / 16) * kPairs + p) * 32);
+  }
+};
+
+// Per-tile operands of the block combine.
+struct Combine {
+  const LinearWeight* w;
+  int64_t n0;           // first output of the tile
+  const float* fp4_ws;  // kFp4Row32: FP32 [in/32][kTile] weight scales, transposed
+};
+
+// The 16 outputs of kRows input rows (xp[r]: row r in pair layout [in/16][8], xs[r]: its
+// per-128 scales): per block, canonical accumulators from +0, reduced, then scaled as
+// (partial * xs) * ws and added in block order.
+template <int kRows, class Source>
+DSV4_TARGET_AVX512BF16 void RowsTile(const Source& src, const Combine& c, const uint32_t* const* xp,
+                                     const float* const* xs, __m512* out) {
+  const LinearWeight& w = *c.w;
+  const bool fp8 = w.kind == LinearKind::kFp8Block;
+  const int64_t block = fp8 ? 128 : 32;
+  const int64_t scale_cols = (w.in + 127) / 128;
+  for (int r = 0; r < kRows; ++r) out[r] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < w.in / block; ++b) {
+    __m512 a[kRows][kPairs];
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      for (int r = 0; r < kRows; ++r) a[r][p] = _mm512_setzero_ps();
+    }
+    for (int64_t k = b * block; k < (b + 1) * block; k += 16) {
+      __m512i x[kRows];
+      for (int r = 0; r < kRows; ++r) {
+        x[r] = _mm512_broadcast_i64x4(
+            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xp[r] + (k / 16) * 8)));
+      }
+#pragma GCC unroll 8
+      for (int p = 0; p < kPairs; ++p) {
+        const __m512i v = src.Load16(p, k);
+        for (int r = 0; r < kRows; ++r) a[r][p] = simd::DotBf16(a[r][p], x[r], v);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) {
+      const __m512 part = simd::ReduceLanes16(a[r]);
+      __m512 ws;
+      float xscale;
+      if (fp8) {
+        const int64_t tile = (c.n0 / 128) * scale_cols + b;
+        ws = _mm512_set1_ps(w.scales_f32 != nullptr ? w.scales_f32[tile]
+                                                    : E8M0Table()[w.scales[tile]]);
+        xscale = xs[r][b];
+      } else {
+        ws = _mm512_loadu_ps(c.fp4_ws + b * kTile);
+        xscale = xs[r][b / 4];
+      }
+      out[r] =
+          _mm512_add_ps(out[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xscale)), ws));
+    }
+  }
+}
+
+template <class Source>
+DSV4_TARGET_AVX512BF16 void DecodePanel(const Source& src, int64_t in, uint16_t* panel) {
+  for (int64_t k = 0; k < in; k += 16) {
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      _mm512_storeu_si512(panel + ((k / 16) * kPairs + p) * 32, src.Load16(p, k));
+    }
+  }
+}
+
+// All input rows over one tile: in registers for one row, else through a panel, two rows per
+// pass over it.
+template <class Source>
+DSV4_TARGET_AVX512BF16 void Tile(const Source& src, const LinearCall& call, const Combine& c,
+                                 const uint32_t* xp_all, int64_t count) {
+  const LinearWeight& w = *c.w;
+  const int64_t xs_stride = w.in / 128;
+  thread_local std::vector<uint16_t> panel;  // (not __m512i: vector drops its alignment)
+  float out[2][kTile];
+  auto store = [&](int64_t r, const float* o) {
+    for (int64_t i = 0; i < count; ++i) call.y[r * w.out + c.n0 + i] = F32ToBf16(o[i]);
+  };
+  __m512 res[2];
+  if (call.rows == 1) {
+    const uint32_t* xp[1] = {xp_all};
+    const float* xs[1] = {call.xscale};
+    RowsTile<1>(src, c, xp, xs, res);
+    _mm512_storeu_ps(out[0], res[0]);
+    store(0, out[0]);
+    return;
+  }
+  panel.resize(static_cast<size_t>(w.in / 16 * kPairs * 32));
+  DecodePanel(src, w.in, panel.data());
+  const PanelSource ps{panel.data()};
+  int64_t r = 0;
+  for (; r + 2 <= call.rows; r += 2) {
+    const uint32_t* xp[2] = {xp_all + r * w.in / 2, xp_all + (r + 1) * w.in / 2};
+    const float* xs[2] = {call.xscale + r * xs_stride, call.xscale + (r + 1) * xs_stride};
+    RowsTile<2>(ps, c, xp, xs, res);
+    _mm512_storeu_ps(out[0], res[0]);
+    _mm512_storeu_ps(out[1], res[1]);
+    store(r, out[0]);
+    store(r + 1, out[1]);
+  }
+  if (r < call.rows) {
+    const uint32_t* xp[1] = {xp_all + r * w.in / 2};
+    const float* xs[1] = {call.xscale + r * xs_stride};
+    RowsTile<1>(ps, c, xp, xs, res);
+    _mm512_storeu_ps(out[0], res[0]);
+    store(r, out[0]);
+  }
+}
+
+}  // namespace
+
+DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1) {
+  const LinearWeight& w = *c.w;
+  const bool fp4 = w.kind == LinearKind::kFp4Row32;
+  if (!fp4 && w.kind != LinearKind::kFp8Block) {
+    LinearTilesAvx512(c, n0, n1);
+    return;
+  }
+  const int64_t chunks = w.in / 32;
+  // Input rows in pair layout (per thread: a few KB, cheap next to the tiles).
+  thread_local std::vector<uint32_t> xp;
+  thread_local std::vector<float> ws_t;
+  xp.resize(static_cast<size_t>(c.rows * w.in / 2));
+  for (int64_t r = 0; r < c.rows; ++r) {
+    for (int64_t k = 0; k < w.in; k += 16) {
+      simd::PairsFromF32(c.x + r * w.in + k, xp.data() + (r * w.in + k) / 2);
+    }
+  }
+  if (fp4) ws_t.resize(static_cast<size_t>(chunks * kTile));
+  const float* e8m0 = E8M0Table();
+  Fp4Source fp4_src;
+  fp4_src.consts = simd::MakeE2M1PairConsts();
+  Fp8Source fp8_src;
+  fp8_src.consts = simd::MakeE4M3PairConsts();
+  for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
+    const int64_t count = std::min<int64_t>(kTile, n1 - t0);
+    const Combine combine{&w, t0, ws_t.data()};
+    for (int i = 0; i < kTile; ++i) {
+      const int64_t n =
+          t0 + std::min<int64_t>(i, count - 1);  // a partial tile repeats its last row
+      if (!fp4) {
+        fp8_src.row[i] = w.codes + n * w.in;
+        continue;
+      }
+      fp4_src.row[i] = w.codes + n * (w.in / 2);
+      const uint8_t* sc = w.scales + n * chunks;
+      for (int64_t ch = 0; ch < chunks; ++ch) ws_t[ch * kTile + i] = e8m0[sc[ch]];
+    }
+    if (fp4) {
+      Tile(fp4_src, c, combine, xp.data(), count);
+    } else {
+      Tile(fp8_src, c, combine, xp.data(), count);
+    }
+  }
+}
+
+// Random BF16 operands with exact products and no subnormals: 4096 lanes must all match
+// acc + p_odd (rounded) + p_even (rounded).
+DSV4_TARGET_AVX512BF16 bool Bf16DotRoundsSequentially() {
+  Rng rng(20240611);
+  auto random_bf16 = [&](int exp_span) {
+    const uint32_t sign = static_cast<uint32_t>(rng.Below(2)) << 15;
+    const uint32_t exponent = static_cast<uint32_t>(127 - exp_span / 2 + rng.Below(exp_span));
+    return static_cast<uint16_t>(sign | (exponent << 7) | static_cast<uint32_t>(rng.Below(128)));
+  };
+  auto value = [](uint16_t b) {
+    const uint32_t u = static_cast<uint32_t>(b) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  };
+  for (int round = 0; round < 256; ++round) {
+    alignas(64) uint16_t a[32], b[32];
+    alignas(64) float acc[16], out[16];
+    for (int i = 0; i < 32; ++i) {
+      a[i] = random_bf16(16);
+      b[i] = random_bf16(16);
+    }
+    for (int j = 0; j < 16; ++j)
+      acc[j] = value(random_bf16(40)) * static_cast<float>(rng.Below(255));
+    _mm512_storeu_ps(
+        out, simd::DotBf16(_mm512_loadu_ps(acc), _mm512_loadu_si512(a), _mm512_loadu_si512(b)));
+    for (int j = 0; j < 16; ++j) {
+      const float p_odd = value(a[2 * j + 1]) * value(b[2 * j + 1]);
+      const float p_even = value(a[2 * j]) * value(b[2 * j]);
+      const float expected = (acc[j] + p_odd) + p_even;
+      uint32_t x, y;
+      std::memcpy(&x, &expected, 4);
+      std::memcpy(&y, out + j, 4);
+      if (x != y) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace dsv4::kernels::internal

@@ -1,0 +1,55 @@
+// Internal interface between the linear front end (linear.cpp: input preparation, threading,
+// ISA dispatch) and its per-ISA tile loops (linear.cpp scalar, linear_avx2.cpp,
+// linear_avx512.cpp). Not part of the kernels API.
+#pragma once
+
+#include <array>
+#include <bit>
+#include <cstdint>
+
+#include "core/bf16.h"
+#include "kernels/linear_weight.h"
+
+namespace dsv4::kernels::internal {
+
+// One linear call after input preparation.
+struct LinearCall {
+  const LinearWeight* w = nullptr;
+  // [rows, in]: the E4M3 code values of the quantised input (kFp8Block, kFp4Row32), or the
+  // FP32 input values (kBf16, kF32).
+  const float* x = nullptr;
+  const float* xscale = nullptr;  // [rows, in/128] power-of-two input scales (quantised kinds)
+  int64_t rows = 0;
+  BF16* y = nullptr;       // [rows, out] (every kind but kF32)
+  float* y_f32 = nullptr;  // [rows, out] (kF32)
+};
+
+// Computes outputs [n0, n1) of every row. n0 must be a multiple of the ISA's tile width
+// (LinearTileWidth); n1 is a multiple of it or w.out.
+void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1);
+void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n1);
+void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64_t n1);
+// kFp4Row32 through VDPBF16PS; other kinds are passed on to LinearTilesAvx512.
+void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
+
+// Whether this CPU's VDPBF16PS computes acc + a1*b1 rounded, then + a0*b0 rounded (RNE), on
+// random operands with exact products: the property the BF16 kernels rely on. Requires
+// AVX512_BF16 support.
+bool Bf16DotRoundsSequentially();
+
+inline constexpr int64_t kAvx2Tile = 8;     // outputs per AVX2 tile (8 accumulators)
+inline constexpr int64_t kAvx512Tile = 16;  // outputs per AVX-512 tile (8 two-half registers)
+
+// E8M0ToF32 for all 256 codes, at compile time: 2^(b-127) (b = 0 is the FP32 subnormal
+// 2^-127), quiet NaN for 255. Inline so that the hot loops index it directly.
+inline constexpr std::array<float, 256> kE8M0Values = [] {
+  std::array<float, 256> t{};
+  for (uint32_t b = 0; b < 256; ++b) {
+    const uint32_t bits = b == 0 ? 0x00400000u : b == 255 ? 0x7FC00000u : b << 23;
+    t[b] = std::bit_cast<float>(bits);
+  }
+  return t;
+}();
+inline const float* E8M0Table() { return kE8M0Values.data(); }
+
+}  // namespace dsv4::kernels::internal

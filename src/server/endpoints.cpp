@@ -1,0 +1,337 @@
+#include "server/endpoints.h"
+
+#include <algorithm>
+#include <chrono>
+#include <ctime>
+#include <functional>
+#include <random>
+
+#include "server/chat_stream.h"
+#include "server/openai_request.h"
+#include "server/openai_response.h"
+
+namespace dsv4::server {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::ordered_json;
+
+// How long one wait for tokens may block: bounds how late a handler notices a shutdown.
+constexpr std::chrono::milliseconds kPollInterval(100);
+// A stream idle this long gets an SSE comment line, so a client that went away while its
+// request waited in the queue is noticed (writing to a closed socket fails).
+constexpr std::chrono::seconds kHeartbeat(2);
+// OpenAI's default for /v1/completions.
+constexpr int64_t kDefaultCompletionTokens = 16;
+// Chat without max_tokens: the rest of the context, but not more than this.
+constexpr int64_t kDefaultChatTokens = 4096;
+
+// Formats the events of one streamed response. One per request; not thread-safe.
+class StreamFormatter {
+ public:
+  virtual ~StreamFormatter() = default;
+  virtual std::string Begin() = 0;
+  virtual std::string Text(const std::string& text) = 0;
+  // The final events (the finish chunk, the usage chunk, [DONE]) or an error event.
+  virtual std::string End(const Generation& g) = 0;
+};
+
+std::string ErrorEvent(const ApiError& e) {
+  return "data: " + ErrorBody(e) + "\n\n" + std::string(kSseDone);
+}
+
+class CompletionFormatter : public StreamFormatter {
+ public:
+  CompletionFormatter(ResponseMeta meta, bool usage) : meta_(std::move(meta)), usage_(usage) {}
+  std::string Begin() override { return ""; }
+  std::string Text(const std::string& text) override {
+    return SseEvent(CompletionChunk(meta_, text, ""));
+  }
+  std::string End(const Generation& g) override {
+    if (g.state() == Generation::State::kFailed) return ErrorEvent(g.error());
+    std::string out = SseEvent(CompletionChunk(meta_, "", g.finish_reason()));
+    if (usage_) out += SseEvent(UsageChunk(meta_, "text_completion", g.usage()));
+    return out + std::string(kSseDone);
+  }
+
+ private:
+  ResponseMeta meta_;
+  bool usage_;
+};
+
+Json DeltaJson(const ChatDelta& d) {
+  Json j = Json::object();
+  if (!d.reasoning.empty()) j["reasoning_content"] = d.reasoning;
+  if (!d.content.empty()) j["content"] = d.content;
+  return j;
+}
+
+// Gives the parsed calls their OpenAI ids.
+std::vector<tokenizer::ToolCall> WithIds(std::vector<tokenizer::ToolCall> calls) {
+  for (tokenizer::ToolCall& c : calls) c.id = NewToolCallId();
+  return calls;
+}
+
+class ChatFormatter : public StreamFormatter {
+ public:
+  ChatFormatter(ResponseMeta meta, bool usage, tokenizer::ThinkingMode mode, bool tools)
+      : meta_(std::move(meta)), usage_(usage), splitter_(mode, tools) {}
+  std::string Begin() override {
+    return SseEvent(ChatChunk(meta_, {{"role", "assistant"}, {"content", ""}}, ""));
+  }
+  std::string Text(const std::string& text) override {
+    const ChatDelta d = splitter_.Feed(text);
+    return d.empty() ? "" : SseEvent(ChatChunk(meta_, DeltaJson(d), ""));
+  }
+  std::string End(const Generation& g) override {
+    if (g.state() == Generation::State::kFailed) return ErrorEvent(g.error());
+    ChatTurnEnd end = splitter_.Finish();
+    std::string out;
+    if (!end.delta.empty()) out += SseEvent(ChatChunk(meta_, DeltaJson(end.delta), ""));
+    std::string_view reason = g.finish_reason();
+    if (!end.tool_calls.empty()) {
+      Json delta = {{"tool_calls", ToolCallsJson(WithIds(std::move(end.tool_calls)), true)}};
+      out += SseEvent(ChatChunk(meta_, std::move(delta), ""));
+      reason = "tool_calls";
+    }
+    out += SseEvent(ChatChunk(meta_, Json::object(), reason));
+    if (usage_) out += SseEvent(UsageChunk(meta_, "chat.completion.chunk", g.usage()));
+    return out + std::string(kSseDone);
+  }
+
+ private:
+  ResponseMeta meta_;
+  bool usage_;
+  ChatDeltaSplitter splitter_;
+};
+
+struct StreamState {
+  std::unique_ptr<Generation> generation;
+  std::unique_ptr<StreamFormatter> formatter;
+  bool begun = false;
+  Clock::time_point last_write = Clock::now();
+};
+
+// One call of httplib's content provider: waits a little for tokens, writes what they give.
+// False ends the response (the client is gone); sink.done() after the final events.
+bool Pump(StreamState& st, httplib::DataSink& sink) {
+  std::string out;
+  if (!st.begun) {
+    out += st.formatter->Begin();
+    st.begun = true;
+  }
+  const std::string text = st.generation->Poll(kPollInterval);
+  if (!text.empty()) out += st.formatter->Text(text);
+  const bool ended = st.generation->state() != Generation::State::kRunning;
+  if (ended) out += st.formatter->End(*st.generation);
+  const Clock::time_point now = Clock::now();
+  if (out.empty()) {
+    if (now - st.last_write < kHeartbeat) return sink.is_writable();
+    out = ": keep-alive\n\n";
+  }
+  if (!sink.write(out.data(), out.size())) return false;
+  st.last_write = now;
+  if (ended) sink.done();
+  return true;
+}
+
+void Stream(const ServingState& s, httplib::Response& res, std::unique_ptr<Generation> g,
+            std::unique_ptr<StreamFormatter> f) {
+  auto st = std::make_shared<StreamState>();
+  st->generation = std::move(g);
+  st->formatter = std::move(f);
+  ServerMetrics* metrics = s.generation.metrics;
+  res.set_header("Cache-Control", "no-cache");
+  res.set_chunked_content_provider(
+      "text/event-stream",
+      [st](size_t /*offset*/, httplib::DataSink& sink) {
+        // The provider runs outside httplib's handler try-block: nothing may escape.
+        try {
+          return Pump(*st, sink);
+        } catch (const std::exception&) {
+          return false;
+        }
+      },
+      [st, metrics](bool success) {
+        if (success) return;
+        // The client went away (or a write timed out, or the server stops): dropping the
+        // Generation cancels the request and frees its KV pages now.
+        metrics->CountAbortedStream();
+        st->generation.reset();
+      });
+}
+
+// Runs a non-streaming request to its end, passing released text to `on_text`.
+void RunToEnd(Generation& g, const std::function<void(const std::string&)>& on_text) {
+  while (g.state() == Generation::State::kRunning) {
+    const std::string text = g.Poll(kPollInterval);
+    if (!text.empty()) on_text(text);
+  }
+}
+
+ResponseMeta Meta(const ServingState& s, std::string_view prefix) {
+  return {NewResponseId(prefix), static_cast<int64_t>(std::time(nullptr)), s.model_id};
+}
+
+// Checks the model name, the context and the KV budget, and fills the engine request.
+ApiResult<GenerationRequest> BuildRequest(const ServingState& s, const GenerationParams& p,
+                                          std::vector<int32_t> prompt,
+                                          const std::string& prompt_param,
+                                          const std::string& max_tokens_param,
+                                          int64_t default_max_tokens) {
+  const int64_t context = s.config.max_position_embeddings;
+  const int64_t n = static_cast<int64_t>(prompt.size());
+  if (n >= context) {
+    return BadRequest("the prompt is " + std::to_string(n) + " tokens; the model's context is " +
+                          std::to_string(context) + " tokens, prompt and output together",
+                      prompt_param, "context_length_exceeded");
+  }
+  const int64_t max_tokens = p.max_tokens.value_or(std::min(default_max_tokens, context - n));
+  if (max_tokens > context - n) {
+    return BadRequest("the prompt (" + std::to_string(n) + " tokens) plus " + max_tokens_param +
+                          " (" + std::to_string(max_tokens) + ") exceeds the model's context of " +
+                          std::to_string(context) + " tokens",
+                      max_tokens_param, "context_length_exceeded");
+  }
+  // Engine::Submit refuses this too, but as ResourceExhausted, which would read as a full
+  // queue (429); a request that can never fit is the client's to change (400).
+  const int64_t need = s.layout->BytesAt(n + max_tokens);
+  const int64_t budget = s.options->engine.kv_budget_bytes;
+  if (need > budget) {
+    return BadRequest("the request needs " + std::to_string(need) + " bytes of KV cache at " +
+                          std::to_string(n + max_tokens) + " tokens, more than the server's " +
+                          "whole KV budget of " + std::to_string(budget) +
+                          " bytes; lower " + max_tokens_param + " or shorten the prompt",
+                      max_tokens_param, "kv_budget_exceeded");
+  }
+  GenerationRequest r;
+  r.prompt = std::move(prompt);
+  r.sampling = p.sampling;
+  if (!p.seeded) {
+    // Without a seed, OpenAI's sampling differs between calls; the sampler is deterministic
+    // per seed, so draw one.
+    thread_local std::mt19937_64 rng(std::random_device{}());
+    r.sampling.seed = rng();
+  }
+  r.stop.max_new_tokens = max_tokens;
+  r.stop.ignore_eos = p.ignore_eos;
+  return r;
+}
+
+ApiResult<nlohmann::ordered_json> ParseAndCheckModel(const ServingState& s,
+                                                     const httplib::Request& req) {
+  ApiResult<nlohmann::ordered_json> body = ParseJsonBody(req.body);
+  if (!body.ok()) return body;
+  auto it = body.value().find("model");
+  if (it != body.value().end() && it->is_string() && it->get<std::string>() != s.model_id) {
+    return ApiError{404,
+                    "the model '" + it->get<std::string>() + "' does not exist; this server "
+                    "serves '" + s.model_id + "'",
+                    "invalid_request_error", "model", "model_not_found"};
+  }
+  return body;
+}
+
+ApiResult<std::unique_ptr<Generation>> Submit(const ServingState& s, GenerationRequest r,
+                                              const GenerationParams& p) {
+  const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                           std::chrono::duration<double>(
+                                               s.options->request_timeout_s));
+  return Generation::Start(s.generation, std::move(r), p.stop, deadline);
+}
+
+void SendJson(httplib::Response& res, const Json& j) {
+  res.status = 200;
+  res.set_content(JsonText(j), "application/json");
+}
+
+}  // namespace
+
+void SendError(httplib::Response& res, const ApiError& e) {
+  res.status = e.http_status;
+  if (e.http_status == 429) res.set_header("Retry-After", "1");
+  res.set_content(ErrorBody(e), "application/json");
+}
+
+void HandleCompletions(const ServingState& s, const httplib::Request& req,
+                       httplib::Response& res) {
+  ApiResult<nlohmann::ordered_json> body = ParseAndCheckModel(s, req);
+  if (!body.ok()) return SendError(res, body.error());
+  ApiResult<CompletionRequest> parsed = ParseCompletionRequest(body.value());
+  if (!parsed.ok()) return SendError(res, parsed.error());
+  const CompletionRequest& c = parsed.value();
+  std::vector<int32_t> prompt = c.prompt_tokens;
+  if (c.prompt_text) {
+    // DeepSeek's tokenizer config adds BOS to every encoded text, as vLLM does here.
+    tokenizer::EncodeOptions eo{.add_bos = s.tokenizer->bos_id().has_value()};
+    Result<std::vector<int32_t>> ids = s.tokenizer->Encode(*c.prompt_text, eo);
+    if (!ids.ok()) return SendError(res, FromStatus(ids.status(), "prompt"));
+    prompt = std::move(ids).value();
+  }
+  ApiResult<GenerationRequest> r = BuildRequest(s, c.params, std::move(prompt), "prompt",
+                                                "max_tokens", kDefaultCompletionTokens);
+  if (!r.ok()) return SendError(res, r.error());
+  ApiResult<std::unique_ptr<Generation>> g = Submit(s, std::move(r.value()), c.params);
+  if (!g.ok()) return SendError(res, g.error());
+  ResponseMeta meta = Meta(s, "cmpl");
+  if (c.params.stream) {
+    return Stream(s, res, std::move(g.value()),
+                  std::make_unique<CompletionFormatter>(meta, c.params.include_usage));
+  }
+  Generation& gen = *g.value();
+  std::string text;
+  RunToEnd(gen, [&](const std::string& t) { text += t; });
+  if (gen.state() == Generation::State::kFailed) return SendError(res, gen.error());
+  SendJson(res, CompletionResponse(meta, text, gen.finish_reason(), gen.usage()));
+}
+
+void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
+                           httplib::Response& res) {
+  ApiResult<nlohmann::ordered_json> body = ParseAndCheckModel(s, req);
+  if (!body.ok()) return SendError(res, body.error());
+  ApiResult<ChatRequest> parsed = ParseChatRequest(body.value());
+  if (!parsed.ok()) return SendError(res, parsed.error());
+  const ChatRequest& c = parsed.value();
+  Result<std::string> text =
+      tokenizer::RenderChatPrompt(c.messages, c.tools, c.template_options);
+  if (!text.ok()) return SendError(res, FromStatus(text.status(), "messages"));
+  // The rendered prompt spells BOS and the role markers; matching added tokens turns them
+  // into their ids (the reference encodes the same way).
+  Result<std::vector<int32_t>> prompt = s.tokenizer->Encode(*text, {.add_bos = false});
+  if (!prompt.ok()) return SendError(res, FromStatus(prompt.status(), "messages"));
+  // The field the request limited the output with, for error messages (ParseChatRequest
+  // prefers the newer name the same way).
+  auto newer = body.value().find("max_completion_tokens");
+  const std::string max_param = newer != body.value().end() && !newer->is_null()
+                                    ? "max_completion_tokens"
+                                    : "max_tokens";
+  ApiResult<GenerationRequest> r = BuildRequest(s, c.params, std::move(prompt).value(),
+                                                "messages", max_param, kDefaultChatTokens);
+  if (!r.ok()) return SendError(res, r.error());
+  ApiResult<std::unique_ptr<Generation>> g = Submit(s, std::move(r.value()), c.params);
+  if (!g.ok()) return SendError(res, g.error());
+  ResponseMeta meta = Meta(s, "chatcmpl");
+  const tokenizer::ThinkingMode mode = c.template_options.thinking;
+  const bool tools = !c.tools.is_null();
+  if (c.params.stream) {
+    return Stream(s, res, std::move(g.value()),
+                  std::make_unique<ChatFormatter>(meta, c.params.include_usage, mode, tools));
+  }
+  Generation& gen = *g.value();
+  ChatDeltaSplitter splitter(mode, tools);
+  ChatResult result;
+  auto add = [&](const ChatDelta& d) {
+    result.reasoning_content += d.reasoning;
+    result.content += d.content;
+  };
+  RunToEnd(gen, [&](const std::string& t) { add(splitter.Feed(t)); });
+  if (gen.state() == Generation::State::kFailed) return SendError(res, gen.error());
+  ChatTurnEnd end = splitter.Finish();
+  add(end.delta);
+  result.tool_calls = WithIds(std::move(end.tool_calls));
+  const std::string_view reason =
+      result.tool_calls.empty() ? gen.finish_reason() : std::string_view("tool_calls");
+  SendJson(res, ChatResponse(meta, result, reason, gen.usage()));
+}
+
+}  // namespace dsv4::server

@@ -1,0 +1,39 @@
+// The two generation endpoints, POST /v1/completions and POST /v1/chat/completions, on top
+// of a loaded model. Internal to the server module (server.cpp routes to them after the API
+// key and loading checks). Handlers run on httplib's threads; everything they share is in
+// ServingState, immutable once the model is loaded (the atomics and the engine aside, which
+// are thread-safe).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <httplib.h>
+
+#include "model/config.h"
+#include "kv/page_layout.h"
+#include "server/generation.h"
+#include "server/server.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv4::server {
+
+struct ServingState {
+  const ServerOptions* options = nullptr;
+  std::string model_id;  // what "model" must name
+  model::ModelConfig config;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
+  std::unique_ptr<kv::PageLayout> layout;  // the engine's KV page layout, for the fit check
+  std::unique_ptr<Engine> engine;
+  GenerationContext generation;  // points into the above and the server
+};
+
+// Writes `e` as the response (status and JSON body).
+void SendError(httplib::Response& res, const ApiError& e);
+
+void HandleCompletions(const ServingState& s, const httplib::Request& req,
+                       httplib::Response& res);
+void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
+                           httplib::Response& res);
+
+}  // namespace dsv4::server

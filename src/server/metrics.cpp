@@ -1,0 +1,198 @@
+#include "server/metrics.h"
+
+#include <algorithm>
+#include <charconv>
+
+namespace dsv4::server {
+namespace {
+
+// Shortest text that reads back as the same double ("0.005", "1e-05", "42").
+std::string Num(double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+void Header(std::string* out, std::string_view name, std::string_view type,
+            std::string_view help) {
+  *out += "# HELP ";
+  *out += name;
+  *out += ' ';
+  *out += help;
+  *out += "\n# TYPE ";
+  *out += name;
+  *out += ' ';
+  *out += type;
+  *out += '\n';
+}
+
+void Sample(std::string* out, std::string_view name, std::string_view labels, double v) {
+  *out += name;
+  if (!labels.empty()) {
+    *out += '{';
+    *out += labels;
+    *out += '}';
+  }
+  *out += ' ';
+  *out += Num(v);
+  *out += '\n';
+}
+
+void One(std::string* out, std::string_view name, std::string_view type, std::string_view help,
+         double v) {
+  Header(out, name, type, help);
+  Sample(out, name, "", v);
+}
+
+constexpr std::string_view kApiPaths[] = {"/v1/completions", "/v1/chat/completions",
+                                          "/v1/models", "/health", "/metrics"};
+
+}  // namespace
+
+std::string EscapeLabelValue(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '"') {
+      out += "\\\"";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+Histogram::Histogram(std::vector<double> upper_bounds)
+    : bounds_(std::move(upper_bounds)), counts_(bounds_.size() + 1, 0) {}
+
+void Histogram::Observe(double v) {
+  const size_t i = std::lower_bound(bounds_.begin(), bounds_.end(), v) - bounds_.begin();
+  ++counts_[i];  // le is inclusive: v == bound lands in that bucket
+  sum_ += v;
+  ++count_;
+}
+
+void Histogram::Render(std::string_view name, std::string* out) const {
+  const std::string bucket = std::string(name) + "_bucket";
+  int64_t cumulative = 0;
+  for (size_t i = 0; i <= bounds_.size(); ++i) {
+    cumulative += counts_[i];
+    const std::string le = i < bounds_.size() ? Num(bounds_[i]) : "+Inf";
+    Sample(out, bucket, "le=\"" + le + "\"", static_cast<double>(cumulative));
+  }
+  Sample(out, std::string(name) + "_sum", "", sum_);
+  Sample(out, std::string(name) + "_count", "", static_cast<double>(count_));
+}
+
+ServerMetrics::ServerMetrics()
+    : ttft_({0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}),
+      tpot_({0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5}) {}
+
+void ServerMetrics::CountRequest(std::string_view path, int status) {
+  std::string endpoint = "other";
+  for (std::string_view p : kApiPaths) {
+    if (path == p) endpoint = std::string(p);
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  ++requests_[{endpoint, status}];
+}
+
+void ServerMetrics::CountGeneration(int64_t prompt_tokens, int64_t completion_tokens,
+                                    double ttft_s, double tpot_s) {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++generations_;
+  prompt_tokens_ += prompt_tokens;
+  completion_tokens_ += completion_tokens;
+  if (ttft_s >= 0) ttft_.Observe(ttft_s);
+  if (tpot_s >= 0) tpot_.Observe(tpot_s);
+}
+
+void ServerMetrics::CountAbortedStream() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++aborted_streams_;
+}
+
+std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, bool ready,
+                                  int64_t in_flight) const {
+  std::string out;
+  Header(&out, "dsv4_model_ready", "gauge", "1 once the model is loaded and serving.");
+  Sample(&out, "dsv4_model_ready", "model=\"" + EscapeLabelValue(model) + "\"", ready ? 1 : 0);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    Header(&out, "dsv4_http_requests_total", "counter",
+           "HTTP requests answered, by endpoint and status code.");
+    for (const auto& [key, n] : requests_) {
+      Sample(&out, "dsv4_http_requests_total",
+             "endpoint=\"" + EscapeLabelValue(key.first) + "\",status=\"" +
+                 std::to_string(key.second) + "\"",
+             static_cast<double>(n));
+    }
+    One(&out, "dsv4_generations_total", "counter", "Generation requests that ran to an end.",
+        static_cast<double>(generations_));
+    One(&out, "dsv4_streams_aborted_total", "counter",
+        "Streamed responses cut off (client gone, write timeout, shutdown); each cancelled "
+        "its request.",
+        static_cast<double>(aborted_streams_));
+    One(&out, "dsv4_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
+        static_cast<double>(prompt_tokens_));
+    One(&out, "dsv4_generation_tokens_total", "counter", "Tokens generated for clients.",
+        static_cast<double>(completion_tokens_));
+    Header(&out, "dsv4_time_to_first_token_seconds", "histogram",
+           "From submission to the first generated token.");
+    ttft_.Render("dsv4_time_to_first_token_seconds", &out);
+    Header(&out, "dsv4_time_per_output_token_seconds", "histogram",
+           "Mean time between generated tokens of a request, after the first.");
+    tpot_.Render("dsv4_time_per_output_token_seconds", &out);
+  }
+  One(&out, "dsv4_requests_in_flight", "gauge",
+      "Generation requests the server holds (queued in the engine or running).",
+      static_cast<double>(in_flight));
+  if (e == nullptr) return out;
+  One(&out, "dsv4_requests_running", "gauge", "Sequences the engine is running.",
+      static_cast<double>(e->running));
+  One(&out, "dsv4_requests_waiting", "gauge", "Requests queued in the engine, not yet admitted.",
+      static_cast<double>(e->waiting));
+  One(&out, "dsv4_engine_requests_finished_total", "counter", "Requests the engine finished.",
+      static_cast<double>(e->finished));
+  One(&out, "dsv4_preemptions_total", "counter",
+      "Sequences preempted (pages freed, recomputed later) to make room.",
+      static_cast<double>(e->preemptions));
+  One(&out, "dsv4_engine_steps_total", "counter", "Engine steps (forward passes).",
+      static_cast<double>(e->steps));
+  One(&out, "dsv4_engine_prompt_tokens_computed_total", "counter",
+      "Prompt tokens computed, recomputation after preemption included.",
+      static_cast<double>(e->prompt_tokens));
+  One(&out, "dsv4_prefix_cache_hits_total", "counter",
+      "Requests that continued from a cached prompt prefix.",
+      static_cast<double>(e->prefix_hits));
+  One(&out, "dsv4_prefix_cache_hit_tokens_total", "counter",
+      "Prompt tokens not recomputed thanks to cached prefixes.",
+      static_cast<double>(e->prefix_hit_tokens));
+  One(&out, "dsv4_prefix_cache_entries", "gauge", "Cached prompt prefixes.",
+      static_cast<double>(e->prefix_cache_entries));
+  One(&out, "dsv4_kv_budget_bytes", "gauge", "KV cache budget.",
+      static_cast<double>(e->kv.budget_bytes));
+  One(&out, "dsv4_kv_used_bytes", "gauge", "KV cache bytes in pages in use.",
+      static_cast<double>(e->kv.used_bytes));
+  Header(&out, "dsv4_kv_component_bytes", "gauge", "KV bytes in use, by cache component.");
+  for (const kv::ComponentStats& c : e->kv.components) {
+    Sample(&out, "dsv4_kv_component_bytes", "component=\"" + EscapeLabelValue(c.name) + "\"",
+           static_cast<double>(c.bytes_in_use));
+  }
+  Header(&out, "dsv4_kv_component_pages", "gauge", "KV pages in use, by cache component.");
+  for (const kv::ComponentStats& c : e->kv.components) {
+    Sample(&out, "dsv4_kv_component_pages", "component=\"" + EscapeLabelValue(c.name) + "\"",
+           static_cast<double>(c.pages_in_use));
+  }
+  Header(&out, "dsv4_kv_component_page_bytes", "gauge", "Bytes of one page, by component.");
+  for (const kv::ComponentStats& c : e->kv.components) {
+    Sample(&out, "dsv4_kv_component_page_bytes",
+           "component=\"" + EscapeLabelValue(c.name) + "\"", static_cast<double>(c.page_bytes));
+  }
+  return out;
+}
+
+}  // namespace dsv4::server

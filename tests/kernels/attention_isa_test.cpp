@@ -1,0 +1,110 @@
+// Gathered attention on every ISA: dense rows and packed cache entries give the scalar path's
+// bits (packed entries decoded in place equal dense rows of their decoded values).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/fp8.h"
+#include "core/rng.h"
+#include "isa_test_util.h"
+#include "kernels/cpu/attention.h"
+
+namespace dsv4::kernels {
+namespace {
+
+// n packed entries of the cache layout (random codes, scales and BF16 RoPE part), each in
+// its own allocation as the pages of a cache are, and their decoded FP32 rows.
+struct Entries {
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<const uint8_t*> ptrs;
+  std::vector<float> decoded;
+};
+
+Entries MakeEntries(int64_t n, int64_t d_nope, int64_t rope, Rng& rng) {
+  Entries e;
+  const int64_t d = d_nope + rope, size = d_nope + d_nope / 64 + 2 * rope;
+  e.decoded.resize(static_cast<size_t>(n * d));
+  for (int64_t j = 0; j < n; ++j) {
+    std::vector<uint8_t> b(static_cast<size_t>(size));
+    for (int64_t k = 0; k < d_nope; ++k) {
+      do b[k] = static_cast<uint8_t>(rng.Below(256));
+      while ((b[k] & 0x7F) == 0x7F);
+    }
+    for (int64_t k = 0; k < d_nope / 64; ++k)
+      b[d_nope + k] = static_cast<uint8_t>(118 + rng.Below(8));
+    for (int64_t k = 0; k < rope; ++k) {
+      const BF16 v = F32ToBf16(static_cast<float>(rng.Normal()));
+      std::memcpy(b.data() + d_nope + d_nope / 64 + 2 * k, &v, 2);
+      e.decoded[j * d + d_nope + k] = Bf16ToF32(v);
+    }
+    for (int64_t k = 0; k < d_nope; ++k) {
+      e.decoded[j * d + k] = E4M3ToF32(b[k]) * E8M0ToF32(b[d_nope + k / 64]);
+    }
+    e.bytes.push_back(std::move(b));
+  }
+  for (const auto& b : e.bytes) e.ptrs.push_back(b.data());
+  return e;
+}
+
+std::vector<uint16_t> Bits(const std::vector<BF16>& v) {
+  std::vector<uint16_t> out;
+  for (BF16 x : v) out.push_back(x.bits);
+  return out;
+}
+
+TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
+  ScopedFineSplit split;
+  Rng rng(11);
+  ThreadPool pool(2);
+  const int64_t nopes[] = {64, 128, 448};
+  const int64_t ropes[] = {16, 64};
+  for (int trial = 0; trial < 24; ++trial) {
+    const int64_t d_nope = nopes[rng.Below(3)], rope = ropes[rng.Below(2)], d = d_nope + rope;
+    const int64_t heads = 1 + rng.Below(9), n = 1 + rng.Below(trial % 4 == 0 ? 700 : 60);
+    const Entries e = MakeEntries(n, d_nope, rope, rng);
+    std::vector<BF16> q(static_cast<size_t>(heads * d));
+    for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.2));
+    std::vector<float> sink(static_cast<size_t>(heads));
+    for (auto& s : sink) s = static_cast<float>(rng.Normal() * 2);
+    const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+    std::vector<BF16> expected(static_cast<size_t>(heads * d));
+    {
+      ScopedIsa scalar(Isa::kScalar);
+      SparseAttention(pool, q.data(), e.decoded.data(), n, sink.data(), heads, d, scale,
+                      expected.data());
+    }
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<BF16> dense(expected.size()), packed(expected.size());
+      SparseAttention(pool, q.data(), e.decoded.data(), n, sink.data(), heads, d, scale,
+                      dense.data());
+      SparseAttentionPacked(pool, q.data(), e.ptrs.data(), n, sink.data(), heads, d_nope, rope,
+                            scale, packed.data());
+      ASSERT_EQ(Bits(dense), Bits(expected)) << IsaName(isa) << " dense, trial " << trial;
+      ASSERT_EQ(Bits(packed), Bits(expected)) << IsaName(isa) << " packed, trial " << trial;
+    }
+  }
+}
+
+TEST(SparseAttentionIsa, OddWidthsFallBackToScalar) {
+  Rng rng(12);
+  ThreadPool pool(2);
+  const int64_t heads = 3, d = 40, n = 17;
+  std::vector<BF16> q(heads * d);
+  for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal()));
+  std::vector<float> kv(n * d), sink(heads, 0.5f);
+  for (auto& v : kv) v = RoundBf16(static_cast<float>(rng.Normal()));
+  std::vector<BF16> a(heads * d), b(heads * d);
+  {
+    ScopedIsa scalar(Isa::kScalar);
+    SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, 0.1f, a.data());
+  }
+  SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, 0.1f, b.data());
+  EXPECT_EQ(Bits(a), Bits(b));
+}
+
+}  // namespace
+}  // namespace dsv4::kernels

@@ -1,0 +1,180 @@
+// Every ISA path of the linears gives the scalar path's bits (the canonical 8-lane order) on
+// random shapes, weight formats, batch sizes and partial output tiles.
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "core/fp8.h"
+#include "core/rng.h"
+#include "isa_test_util.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/linear_internal.h"
+
+namespace dsv4::kernels {
+namespace {
+
+struct Weights {
+  LinearWeight w;
+  std::vector<uint8_t> codes, scales;
+  std::vector<BF16> bf16;
+  std::vector<float> f32, scales_f32;
+};
+
+// Random weights of `kind`. Scales spread over a wide range (including the extreme E8M0 codes
+// 0 and 254 when `extreme`) so that the block combine's rounding is exercised too.
+Weights MakeWeights(LinearKind kind, int64_t out, int64_t in, bool f32_scales, bool extreme,
+                    Rng& rng) {
+  Weights r;
+  r.w = {kind, out, in};
+  auto scale_code = [&] {
+    if (extreme && rng.Below(8) == 0) return static_cast<uint8_t>(rng.Below(2) == 0 ? 0 : 254);
+    return static_cast<uint8_t>(110 + rng.Below(20));
+  };
+  switch (kind) {
+    case LinearKind::kFp8Block:
+      r.codes.resize(out * in);
+      for (auto& c : r.codes) {
+        do c = static_cast<uint8_t>(rng.Below(256));
+        while ((c & 0x7F) == 0x7F);
+      }
+      r.scales.resize(((out + 127) / 128) * ((in + 127) / 128));
+      for (auto& s : r.scales) s = scale_code();
+      if (f32_scales) {
+        r.scales_f32.resize(r.scales.size());
+        for (auto& s : r.scales_f32) s = static_cast<float>(rng.Uniform(1e-4, 1e-2));
+      }
+      break;
+    case LinearKind::kFp4Row32:
+      r.codes.resize(out * in / 2);
+      for (auto& c : r.codes) c = static_cast<uint8_t>(rng.Below(256));
+      r.scales.resize(out * in / 32);
+      for (auto& s : r.scales) s = scale_code();
+      break;
+    case LinearKind::kBf16:
+      r.bf16.resize(out * in);
+      for (auto& v : r.bf16) v = F32ToBf16(static_cast<float>(rng.Normal() / std::sqrt(in)));
+      break;
+    case LinearKind::kF32:
+      r.f32.resize(out * in);
+      for (auto& v : r.f32) v = static_cast<float>(rng.Normal() / std::sqrt(in));
+      break;
+  }
+  r.w.codes = r.codes.data();
+  r.w.scales = r.scales.data();
+  r.w.bf16 = r.bf16.data();
+  r.w.f32 = r.f32.data();
+  r.w.scales_f32 = r.scales_f32.empty() ? nullptr : r.scales_f32.data();
+  return r;
+}
+
+std::vector<BF16> RandomInput(int64_t n, Rng& rng) {
+  std::vector<BF16> x(n);
+  for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal() * std::exp(rng.Uniform(-3, 3))));
+  // Exact zeros and negative zeros, which the signed-zero rules of the lane sums must keep.
+  for (int64_t i = 0; i < n; i += 37) x[i] = F32ToBf16(i % 2 == 0 ? 0.0f : -0.0f);
+  return x;
+}
+
+// Runs the linear once per ISA and returns the outputs as raw bits.
+std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng& rng) {
+  ThreadPool pool(2);
+  const int64_t in = lin.w.in, out = lin.w.out;
+  std::vector<std::vector<uint32_t>> results;
+  if (lin.w.kind == LinearKind::kF32) {
+    std::vector<float> x(rows * in);
+    for (auto& v : x) v = static_cast<float>(rng.Normal());
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<float> y(rows * out);
+      LinearF32(pool, lin.w, x.data(), rows, y.data());
+      std::vector<uint32_t> bits(y.size());
+      for (size_t i = 0; i < y.size(); ++i) bits[i] = std::bit_cast<uint32_t>(y[i]);
+      results.push_back(bits);
+    }
+    return results;
+  }
+  std::vector<BF16> x = RandomInput(rows * in, rng);
+  for (Isa isa : SupportedIsas()) {
+    ScopedIsa scoped(isa);
+    std::vector<BF16> y(rows * out);
+    Linear(pool, lin.w, x.data(), rows, y.data());
+    std::vector<uint32_t> bits(y.size());
+    for (size_t i = 0; i < y.size(); ++i) bits[i] = y[i].bits;
+    results.push_back(bits);
+  }
+  return results;
+}
+
+void ExpectAllEqual(const std::vector<std::vector<uint32_t>>& results, const std::string& what) {
+  const std::vector<Isa> isas = SupportedIsas();
+  for (size_t p = 1; p < results.size(); ++p) {
+    ASSERT_EQ(results[p].size(), results[0].size());
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      ASSERT_EQ(results[p][i], results[0][i])
+          << what << ": " << IsaName(isas[p]) << " differs from scalar at element " << i;
+    }
+  }
+}
+
+class LinearIsa : public ::testing::TestWithParam<LinearKind> {};
+
+TEST_P(LinearIsa, EveryIsaMatchesScalarBitForBit) {
+  ScopedFineSplit split;
+  Rng rng(1234 + static_cast<int>(GetParam()));
+  for (int trial = 0; trial < 24; ++trial) {
+    const int64_t in = GetParam() == LinearKind::kBf16 || GetParam() == LinearKind::kF32
+                           ? 32 * (1 + rng.Below(24))
+                           : 128 * (1 + rng.Below(6));
+    const int64_t out = 1 + rng.Below(300);
+    const int64_t rows = trial % 3 == 0 ? 1 : 1 + rng.Below(6);
+    const bool f32_scales = GetParam() == LinearKind::kFp8Block && trial % 2 == 1;
+    const Weights lin = MakeWeights(GetParam(), out, in, f32_scales, trial % 4 == 3, rng);
+    ExpectAllEqual(RunAll(lin, rows, rng), "trial " + std::to_string(trial) + " out " +
+                                               std::to_string(out) + " in " + std::to_string(in) +
+                                               " rows " + std::to_string(rows));
+  }
+}
+
+TEST_P(LinearIsa, InputsNotAMultipleOf32FallBackToTheSameBits) {
+  if (GetParam() != LinearKind::kBf16 && GetParam() != LinearKind::kF32) GTEST_SKIP();
+  Rng rng(99);
+  const Weights lin = MakeWeights(GetParam(), 37, 100, false, false, rng);
+  ExpectAllEqual(RunAll(lin, 3, rng), "in 100");
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
+                         ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
+                                           LinearKind::kBf16, LinearKind::kF32));
+
+TEST(Isa, DetectionAndOverride) {
+  EXPECT_TRUE(IsaSupported(Isa::kScalar));
+  EXPECT_TRUE(IsaSupported(DetectIsa()));
+  for (Isa isa : SupportedIsas()) {
+    ScopedIsa scoped(isa);
+    EXPECT_EQ(ActiveIsa(), isa);
+  }
+  EXPECT_EQ(IsaName(Isa::kAvx512), "avx512");
+}
+
+}  // namespace
+}  // namespace dsv4::kernels
+
+namespace dsv4::kernels {
+namespace {
+
+TEST(E8M0Table, MatchesTheCoreDecoder) {
+  for (int b = 0; b < 256; ++b) {
+    const float a = internal::E8M0Table()[b], e = E8M0ToF32(static_cast<uint8_t>(b));
+    if (std::isnan(e)) {
+      EXPECT_TRUE(std::isnan(a)) << b;
+    } else {
+      EXPECT_EQ(std::bit_cast<uint32_t>(a), std::bit_cast<uint32_t>(e)) << b;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::kernels

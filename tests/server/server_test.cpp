@@ -1,0 +1,652 @@
+// The server over loopback on the built-in tiny model: streaming and non-streaming
+// completions and chat, concurrency equal to sequential greedy runs, a table of bad requests,
+// stop strings, mid-stream disconnects freeing KV pages, Prometheus metrics, limits (queue
+// full, timeout, KV budget), loading and shutdown. Every wait is bounded in count and time.
+#include "server/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "kv/page_layout.h"
+#include "model/presets.h"
+#include "server/generation.h"
+
+namespace dsv4::server {
+namespace {
+
+using ::testing::HasSubstr;
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+constexpr char kKey[] = "test-key";
+
+struct Reply {
+  int status = 0;  // 0: no HTTP response
+  std::string body;  // or the client's error when there was none
+  Json json() const { return Json::parse(body, nullptr, false); }
+};
+
+Reply Send(int port, const std::string& method, const std::string& path,
+           const std::string& body = "", const std::string& key = kKey) {
+  httplib::Client cli("127.0.0.1", port);
+  cli.set_read_timeout(std::chrono::seconds(60));
+  httplib::Headers headers;
+  if (!key.empty()) headers.emplace("Authorization", "Bearer " + key);
+  httplib::Result r = method == "GET" ? cli.Get(path.c_str(), headers)
+                                      : cli.Post(path.c_str(), headers, body, "application/json");
+  if (!r) return {0, httplib::to_string(r.error())};
+  return {r->status, r->body};
+}
+
+// The events of an SSE body: each "data: X" payload, in order.
+std::vector<std::string> SseData(const std::string& body) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < body.size()) {
+    size_t end = body.find("\n\n", pos);
+    if (end == std::string::npos) end = body.size();
+    const std::string event = body.substr(pos, end - pos);
+    if (event.rfind("data: ", 0) == 0) out.push_back(event.substr(6));
+    pos = end + 2;
+  }
+  return out;
+}
+
+// The text of a streamed completion or chat (content only), its finish reason and the usage
+// chunk, checking the stream is well-formed (JSON chunks, then [DONE]).
+struct Streamed {
+  std::string text;
+  std::string finish_reason;
+  Json usage;
+  std::string role;
+};
+Streamed ParseStream(const std::string& body, bool chat) {
+  Streamed s;
+  std::vector<std::string> events = SseData(body);
+  EXPECT_FALSE(events.empty());
+  if (events.empty()) return s;
+  EXPECT_EQ(events.back(), "[DONE]") << body;
+  for (size_t i = 0; i + 1 < events.size(); ++i) {
+    Json j = Json::parse(events[i], nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << events[i];
+    EXPECT_EQ(j["object"], chat ? "chat.completion.chunk" : "text_completion");
+    if (j.contains("usage")) s.usage = j["usage"];
+    if (j["choices"].empty()) continue;
+    const Json& c = j["choices"][0];
+    if (chat) {
+      if (c["delta"].contains("role")) s.role = c["delta"]["role"];
+      if (c["delta"].contains("content")) s.text += c["delta"]["content"].get<std::string>();
+    } else {
+      s.text += c["text"].get<std::string>();
+    }
+    if (!c["finish_reason"].is_null()) s.finish_reason = c["finish_reason"];
+  }
+  return s;
+}
+
+Json CompletionJson(const std::string& prompt, int max_tokens, bool stream) {
+  return {{"model", "dsv4-tiny"}, {"prompt", prompt}, {"max_tokens", max_tokens},
+          {"temperature", 0}, {"stream", stream}};
+}
+
+Json ChatJson(const std::string& user, int max_tokens, bool stream) {
+  return {{"model", "dsv4-tiny"},
+          {"messages", Json::array({{{"role", "user"}, {"content", user}}})},
+          {"max_tokens", max_tokens},
+          {"temperature", 0},
+          {"stream", stream}};
+}
+
+// Waits (bounded) until `done` holds; false on timeout.
+template <typename F>
+bool WaitFor(F done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
+  const auto until = Clock::now() + limit;
+  while (Clock::now() < until) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return done();
+}
+
+// Prometheus text exposition 0.0.4: HELP/TYPE lines well-formed, each TYPE once and before
+// its samples, every sample "name{labels} value". Returns "" or what is wrong.
+std::string CheckPrometheus(const std::string& text) {
+  static const std::regex kName("[a-zA-Z_:][a-zA-Z0-9_:]*");
+  static const std::regex kHelp("# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) .*");
+  static const std::regex kType(
+      "# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge|histogram|summary|untyped)");
+  static const std::regex kSample(
+      "([a-zA-Z_:][a-zA-Z0-9_:]*)"
+      "(\\{[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\\\n]|\\\\[\\\\\"n])*\""
+      "(?:,[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\\\\n]|\\\\[\\\\\"n])*\")*\\})? (\\S+)");
+  if (text.empty() || text.back() != '\n') return "does not end with a newline";
+  std::map<std::string, std::string> types;
+  size_t samples = 0;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    const size_t end = text.find('\n', pos);
+    const std::string line = text.substr(pos, end - pos);
+    pos = end + 1;
+    std::smatch m;
+    if (line.rfind("# HELP ", 0) == 0) {
+      if (!std::regex_match(line, m, kHelp)) return "bad HELP line: " + line;
+    } else if (line.rfind("# TYPE ", 0) == 0) {
+      if (!std::regex_match(line, m, kType)) return "bad TYPE line: " + line;
+      if (!types.emplace(m[1], m[2]).second) return "TYPE declared twice: " + line;
+    } else if (line.empty() || line[0] == '#') {
+      return "unexpected line: '" + line + "'";
+    } else {
+      if (!std::regex_match(line, m, kSample)) return "bad sample line: " + line;
+      std::string name = m[1];
+      const std::string value = m[3];
+      char* stop = nullptr;
+      std::strtod(value.c_str(), &stop);
+      if (*stop != '\0' && value != "+Inf" && value != "-Inf" && value != "NaN") {
+        return "bad value: " + line;
+      }
+      for (const char* suffix : {"_bucket", "_sum", "_count"}) {
+        const std::string s = suffix;
+        if (!types.count(name) && name.size() > s.size() &&
+            name.compare(name.size() - s.size(), s.size(), s) == 0 &&
+            types.count(name.substr(0, name.size() - s.size())) &&
+            types[name.substr(0, name.size() - s.size())] == "histogram") {
+          name = name.substr(0, name.size() - s.size());
+        }
+      }
+      if (!types.count(name)) return "sample before its TYPE: " + line;
+      ++samples;
+    }
+  }
+  return samples > 0 ? "" : "no samples";
+}
+
+// One metric's value from the exposition (first sample whose line starts with `prefix `).
+double MetricValue(const std::string& text, const std::string& prefix) {
+  const size_t at = text.find("\n" + prefix + " ");
+  if (at == std::string::npos) return -1;
+  return std::strtod(text.c_str() + at + prefix.size() + 2, nullptr);
+}
+
+// A raw loopback client for the disconnect test: it sends a request, reads part of the
+// answer and closes the socket, which httplib's client cannot be told to do mid-body.
+class RawClient {
+ public:
+  explicit RawClient(int port) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
+  }
+  ~RawClient() { Close(); }
+  bool connected() const { return connected_; }
+  void Post(const std::string& path, const std::string& body) {
+    const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                            "Authorization: Bearer " + std::string(kKey) + "\r\n"
+                            "Content-Type: application/json\r\nContent-Length: " +
+                            std::to_string(body.size()) + "\r\n\r\n" + body;
+    ASSERT_EQ(write(fd_, req.data(), req.size()), static_cast<ssize_t>(req.size()));
+  }
+  // Reads until `needle` occurs `count` times or 10 s pass.
+  std::string ReadUntil(const std::string& needle, int count) {
+    const auto until = Clock::now() + std::chrono::seconds(10);
+    while (Clock::now() < until && Count(needle) < count) {
+      pollfd p{fd_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = read(fd_, buf, sizeof(buf));
+      if (n <= 0) break;
+      got_.append(buf, static_cast<size_t>(n));
+    }
+    return got_;
+  }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int Count(const std::string& needle) const {
+    int n = 0;
+    for (size_t p = got_.find(needle); p != std::string::npos; p = got_.find(needle, p + 1)) ++n;
+    return n;
+  }
+  int fd_ = -1;
+  bool connected_ = false;
+  std::string got_;
+};
+
+// One server for most tests: API key, 1 MiB body limit, prefix caching off (so KV use
+// returns to exactly 0 when requests end).
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ServerOptions o;
+    o.port = 0;
+    o.api_key = kKey;
+    o.max_body_bytes = 1 << 20;
+    o.max_concurrent_requests = 40;
+    o.engine.threads = 2;
+    o.engine.prefix_caching = false;
+    Result<std::unique_ptr<Server>> s = Server::Start(o);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    server_ = std::move(s).value().release();
+    Status loaded = server_->LoadModel();
+    ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+  }
+  static void TearDownTestSuite() {
+    delete server_;
+    server_ = nullptr;
+  }
+  static int port() { return server_->port(); }
+  static Reply Post(const std::string& path, const Json& body) {
+    return Send(port(), "POST", path, body.dump());
+  }
+  static Server* server_;
+};
+Server* ServerTest::server_ = nullptr;
+
+TEST_F(ServerTest, HealthModelsAndUrl) {
+  EXPECT_EQ(server_->url(), "http://127.0.0.1:" + std::to_string(port()));
+  Reply h = Send(port(), "GET", "/health", "", "");  // no key needed
+  EXPECT_EQ(h.status, 200);
+  EXPECT_EQ(h.json()["status"], "ok");
+  Reply m = Send(port(), "GET", "/v1/models");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(m.json()["object"], "list");
+  EXPECT_EQ(m.json()["data"][0]["id"], "dsv4-tiny");
+  EXPECT_EQ(m.json()["data"][0]["max_model_len"], 65536);
+  EXPECT_EQ(Send(port(), "GET", "/v1/models/dsv4-tiny").status, 200);
+  Reply unknown = Send(port(), "GET", "/v1/models/gpt-4");
+  EXPECT_EQ(unknown.status, 404);
+  EXPECT_EQ(unknown.json()["error"]["code"], "model_not_found");
+}
+
+TEST_F(ServerTest, CompletionStreamingMatchesNonStreaming) {
+  Reply plain = Post("/v1/completions", CompletionJson("The quick brown fox", 10, false));
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  const Json j = plain.json();
+  EXPECT_EQ(j["object"], "text_completion");
+  EXPECT_EQ(j["model"], "dsv4-tiny");
+  EXPECT_THAT(j["id"].get<std::string>(), ::testing::StartsWith("cmpl-"));
+  const std::string text = j["choices"][0]["text"];
+  const std::string reason = j["choices"][0]["finish_reason"];
+  EXPECT_TRUE(reason == "length" || reason == "stop") << reason;
+  EXPECT_GT(j["usage"]["prompt_tokens"].get<int>(), 1);
+  EXPECT_EQ(j["usage"]["total_tokens"].get<int>(),
+            j["usage"]["prompt_tokens"].get<int>() + j["usage"]["completion_tokens"].get<int>());
+
+  Json sreq = CompletionJson("The quick brown fox", 10, true);
+  sreq["stream_options"] = {{"include_usage", true}};
+  Reply streamed = Post("/v1/completions", sreq);
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  Streamed s = ParseStream(streamed.body, false);
+  EXPECT_EQ(s.text, text);
+  EXPECT_EQ(s.finish_reason, reason);
+  EXPECT_EQ(s.usage, j["usage"]);
+
+  // A token-id prompt works too (and needs no tokenizer on the way in).
+  Json ids = CompletionJson("", 3, false);
+  ids["prompt"] = {5, 6, 7, 8};
+  Reply r = Post("/v1/completions", ids);
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["usage"]["prompt_tokens"], 4);
+}
+
+TEST_F(ServerTest, ChatStreamingMatchesNonStreaming) {
+  Reply plain = Post("/v1/chat/completions", ChatJson("Hello there", 8, false));
+  ASSERT_EQ(plain.status, 200) << plain.body;
+  const Json j = plain.json();
+  EXPECT_EQ(j["object"], "chat.completion");
+  EXPECT_EQ(j["choices"][0]["message"]["role"], "assistant");
+  const std::string content = j["choices"][0]["message"]["content"];
+  const std::string reason = j["choices"][0]["finish_reason"];
+
+  Json sreq = ChatJson("Hello there", 8, true);
+  sreq["stream_options"] = {{"include_usage", true}};
+  Reply streamed = Post("/v1/chat/completions", sreq);
+  ASSERT_EQ(streamed.status, 200) << streamed.body;
+  Streamed s = ParseStream(streamed.body, true);
+  EXPECT_EQ(s.role, "assistant");
+  EXPECT_EQ(s.text, content);
+  EXPECT_EQ(s.finish_reason, reason);
+  EXPECT_EQ(s.usage, j["usage"]);
+
+  // Offered tools are rendered into the prompt (DeepSeek's tools section).
+  Json with_tools = ChatJson("Hello there", 2, false);
+  with_tools["tools"] = Json::array(
+      {{{"type", "function"},
+        {"function", {{"name", "get_weather"}, {"parameters", {{"type", "object"}}}}}}});
+  Reply t = Post("/v1/chat/completions", with_tools);
+  ASSERT_EQ(t.status, 200) << t.body;
+  EXPECT_GT(t.json()["usage"]["prompt_tokens"].get<int>(),
+            j["usage"]["prompt_tokens"].get<int>() + 100);
+}
+
+// 32 clients at once get exactly what each gets alone (greedy decoding is batch-invariant).
+TEST_F(ServerTest, ThirtyTwoConcurrentClientsMatchSequentialRuns) {
+  constexpr int kClients = 32;
+  auto body = [](int i) {
+    return CompletionJson("Request " + std::to_string(i) + ": tell me about the number " +
+                              std::to_string(i * 7),
+                          6, false);
+  };
+  std::vector<std::string> sequential(kClients);
+  for (int i = 0; i < kClients; ++i) {
+    Reply r = Post("/v1/completions", body(i));
+    ASSERT_EQ(r.status, 200) << r.body;
+    sequential[i] = r.json()["choices"][0].dump() + r.json()["usage"].dump();
+  }
+  std::vector<std::string> concurrent(kClients);
+  std::vector<int> status(kClients, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kClients; ++i) {
+    threads.emplace_back([&, i] {
+      Reply r = Post("/v1/completions", body(i));
+      status[i] = r.status;
+      concurrent[i] = r.status == 200 ? r.json()["choices"][0].dump() + r.json()["usage"].dump()
+                                      : r.body;
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::set<std::string> distinct;
+  for (int i = 0; i < kClients; ++i) {
+    EXPECT_EQ(status[i], 200) << i << ": " << concurrent[i];
+    EXPECT_EQ(concurrent[i], sequential[i]) << i;
+    distinct.insert(sequential[i]);
+  }
+  EXPECT_GT(distinct.size(), 1u);  // the prompts really differ
+  EXPECT_GE(server_->engine()->Stats().max_running, 2);
+}
+
+// Each bad request gets its status and an OpenAI error body; the server keeps serving.
+TEST_F(ServerTest, BadRequestsGetTheirStatusAndTheServerKeepsServing) {
+  struct Case {
+    std::string name, method, path, body, key;
+    int status;
+    std::string param, code;
+  };
+  std::string long_prompt = "[";
+  for (int i = 0; i < 65536; ++i) long_prompt += i ? ",5" : "5";
+  long_prompt += "]";
+  const std::string ok = R"("model": "dsv4-tiny", "max_tokens": 2)";
+  const std::vector<Case> cases = {
+      {"malformed json", "POST", "/v1/completions", R"({"prompt": )", kKey, 400, "", ""},
+      {"not an object", "POST", "/v1/completions", "[1]", kKey, 400, "", ""},
+      {"wrong type", "POST", "/v1/completions", R"({"prompt": "x", "max_tokens": "3"})", kKey,
+       400, "max_tokens", ""},
+      {"wrong type chat", "POST", "/v1/chat/completions", R"({"messages": "hi"})", kKey, 400,
+       "messages", ""},
+      {"empty messages", "POST", "/v1/chat/completions", R"({"messages": []})", kKey, 400,
+       "messages", ""},
+      {"message without content", "POST", "/v1/chat/completions",
+       R"({"messages": [{"role": "user"}]})", kKey, 400, "messages[0].content", ""},
+      {"negative max_tokens", "POST", "/v1/completions", R"({"prompt": "x", "max_tokens": -1})",
+       kKey, 400, "max_tokens", ""},
+      {"huge max_tokens", "POST", "/v1/completions",
+       R"({"prompt": "x", "max_tokens": 1000000000000})", kKey, 400, "max_tokens",
+       "context_length_exceeded"},
+      {"negative temperature", "POST", "/v1/completions",
+       R"({"prompt": "x", "temperature": -1})", kKey, 400, "temperature", ""},
+      {"top_p zero", "POST", "/v1/chat/completions",
+       R"({"messages": [{"role": "user", "content": "x"}], "top_p": 0})", kKey, 400, "top_p", ""},
+      {"token outside the vocabulary", "POST", "/v1/completions",
+       R"({"prompt": [1, 99999], "max_tokens": 2})", kKey, 400, "", ""},
+      {"prompt longer than the context", "POST", "/v1/completions",
+       "{\"prompt\": " + long_prompt + ", \"max_tokens\": 1}", kKey, 400, "prompt",
+       "context_length_exceeded"},
+      {"unknown model", "POST", "/v1/completions", R"({"model": "gpt-4", "prompt": "x"})", kKey,
+       404, "model", "model_not_found"},
+      {"oversized body", "POST", "/v1/completions",
+       "{\"prompt\": \"" + std::string(1100000, 'a') + "\"}", kKey, 413, "", "request_too_large"},
+      {"missing api key", "POST", "/v1/completions", "{\"prompt\": \"x\", " + ok + "}", "", 401,
+       "", "invalid_api_key"},
+      {"wrong api key", "POST", "/v1/completions", "{\"prompt\": \"x\", " + ok + "}", "nope", 401,
+       "", "invalid_api_key"},
+      {"wrong api key on models", "GET", "/v1/models", "", "nope", 401, "", "invalid_api_key"},
+      {"unknown route", "GET", "/v2/nothing", "", kKey, 404, "", "not_found"},
+      {"GET on a POST route", "GET", "/v1/completions", "", kKey, 404, "", "not_found"},
+  };
+  for (const Case& c : cases) {
+    Reply r = Send(port(), c.method, c.path, c.body, c.key);
+    EXPECT_EQ(r.status, c.status) << c.name << ": " << r.body;
+    const Json j = r.json();
+    ASSERT_TRUE(j.contains("error")) << c.name << ": " << r.body;
+    const Json& e = j["error"];
+    EXPECT_TRUE(e["message"].is_string() && !e["message"].get<std::string>().empty()) << c.name;
+    EXPECT_TRUE(e["type"].is_string()) << c.name;
+    EXPECT_TRUE(e.contains("param") && e.contains("code")) << c.name;
+    if (!c.param.empty()) EXPECT_EQ(e["param"], c.param) << c.name << ": " << r.body;
+    if (!c.code.empty()) EXPECT_EQ(e["code"], c.code) << c.name << ": " << r.body;
+    // Still serving.
+    Reply good = Send(port(), "POST", "/v1/completions", "{\"prompt\": \"hi\", " + ok + "}");
+    EXPECT_EQ(good.status, 200) << "after " << c.name << ": " << good.body;
+  }
+}
+
+TEST_F(ServerTest, StopStringsTruncateBeforeTheMatch) {
+  Reply full = Post("/v1/completions", CompletionJson("Once upon a time", 16, false));
+  ASSERT_EQ(full.status, 200);
+  const std::string text = full.json()["choices"][0]["text"];
+  ASSERT_GT(text.size(), 6u) << text;
+  // A stop string from the middle of the greedy text, starting on a character boundary.
+  size_t p = text.size() / 2;
+  while (p > 0 && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
+  size_t q = p + 1;
+  while (q < text.size() && (static_cast<unsigned char>(text[q]) & 0xC0) == 0x80) ++q;
+  const std::string stop = text.substr(p, q - p);
+  const std::string want = text.substr(0, text.find(stop));
+  for (bool stream : {false, true}) {
+    Json req = CompletionJson("Once upon a time", 16, stream);
+    req["stop"] = Json::array({"never appears in this text", stop});
+    Reply r = Post("/v1/completions", req);
+    ASSERT_EQ(r.status, 200) << r.body;
+    if (stream) {
+      Streamed s = ParseStream(r.body, false);
+      EXPECT_EQ(s.text, want) << "stop " << Json(stop).dump();
+      EXPECT_EQ(s.finish_reason, "stop");
+    } else {
+      EXPECT_EQ(r.json()["choices"][0]["text"], want) << "stop " << Json(stop).dump();
+      EXPECT_EQ(r.json()["choices"][0]["finish_reason"], "stop");
+      EXPECT_LE(r.json()["usage"]["completion_tokens"].get<int>(), 16);
+    }
+  }
+}
+
+// A client that goes away mid-stream cancels its request: its pages return (KV use back to
+// 0 with prefix caching off) long before max_tokens would have been generated.
+TEST_F(ServerTest, MidStreamDisconnectFreesThePages) {
+  Engine& engine = *server_->engine();
+  ASSERT_TRUE(WaitFor([&] { return engine.Stats().kv.used_bytes == 0; }));
+  const int64_t generated_before = engine.Stats().generated_tokens;
+  const int64_t finished_before = engine.Stats().finished;
+  constexpr int kMaxTokens = 5000;
+  Json req = CompletionJson("Tell me a very long story", kMaxTokens, true);
+  req["ignore_eos"] = true;
+  RawClient client(port());
+  ASSERT_TRUE(client.connected());
+  client.Post("/v1/completions", req.dump());
+  const std::string got = client.ReadUntil("data: ", 3);
+  ASSERT_THAT(got, HasSubstr("200 OK"));
+  EXPECT_GT(engine.Stats().kv.used_bytes, 0);  // the request holds pages while it streams
+  client.Close();
+  EXPECT_TRUE(WaitFor([&] {
+    EngineStats s = engine.Stats();
+    return s.finished > finished_before && s.running == 0 && s.waiting == 0 &&
+           s.kv.used_bytes == 0;
+  })) << "KV used: " << engine.Stats().kv.used_bytes;
+  EXPECT_LT(engine.Stats().generated_tokens - generated_before, kMaxTokens / 2);
+  const std::string metrics = Send(port(), "GET", "/metrics").body;
+  EXPECT_GE(MetricValue(metrics, "dsv4_streams_aborted_total"), 1);
+  EXPECT_EQ(MetricValue(metrics, "dsv4_kv_used_bytes"), 0);
+  EXPECT_EQ(MetricValue(metrics, "dsv4_requests_in_flight"), 0);
+}
+
+TEST_F(ServerTest, MetricsAreValidPrometheusText) {
+  ASSERT_EQ(Post("/v1/completions", CompletionJson("metrics", 3, false)).status, 200);
+  httplib::Client cli("127.0.0.1", port());
+  httplib::Result r = cli.Get("/metrics");  // open without the API key
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200);
+  EXPECT_THAT(r->get_header_value("Content-Type"), HasSubstr("text/plain; version=0.0.4"));
+  const std::string& text = r->body;
+  EXPECT_EQ(CheckPrometheus(text), "") << text;
+  EXPECT_THAT(text, HasSubstr("dsv4_model_ready{model=\"dsv4-tiny\"} 1\n"));
+  EXPECT_THAT(text, HasSubstr("dsv4_http_requests_total{endpoint=\"/v1/completions\","
+                              "status=\"200\"}"));
+  EXPECT_GT(MetricValue(text, "dsv4_time_to_first_token_seconds_bucket{le=\"+Inf\"}"), 0);
+  EXPECT_GT(MetricValue(text, "dsv4_time_per_output_token_seconds_count"), 0);
+  EXPECT_GT(MetricValue(text, "dsv4_generation_tokens_total"), 0);
+  EXPECT_GT(MetricValue(text, "dsv4_prompt_tokens_total"), 0);
+  EXPECT_GE(MetricValue(text, "dsv4_requests_waiting"), 0);
+  EXPECT_GE(MetricValue(text, "dsv4_requests_running"), 0);
+  EXPECT_GE(MetricValue(text, "dsv4_preemptions_total"), 0);
+  EXPECT_GE(MetricValue(text, "dsv4_prefix_cache_hits_total"), 0);
+  EXPECT_EQ(MetricValue(text, "dsv4_kv_budget_bytes"), 1 << 30);
+  for (const char* c : {"swa_window", "csa_entries", "csa_indexer_keys", "hca_entries"}) {
+    EXPECT_THAT(text, HasSubstr(std::string("dsv4_kv_component_pages{component=\"") + c + "\"}"));
+    EXPECT_THAT(text, HasSubstr(std::string("dsv4_kv_component_bytes{component=\"") + c + "\"}"));
+  }
+  // The checker itself refuses broken text.
+  EXPECT_NE(CheckPrometheus("x 1\n"), "");  // no TYPE
+  EXPECT_NE(CheckPrometheus("# TYPE x gauge\nx{a=b} 1\n"), "");
+  EXPECT_NE(CheckPrometheus("# TYPE x gauge\nx one\n"), "");
+  EXPECT_EQ(CheckPrometheus("# TYPE x gauge\nx{a=\"b\\\"c\"} 1\n"), "");
+}
+
+TEST(ServerLoading, AnswersServiceUnavailableUntilLoaded) {
+  ServerOptions o;
+  o.port = 0;
+  Result<std::unique_ptr<Server>> s = Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Server& srv = *s.value();
+  EXPECT_EQ(srv.engine(), nullptr);
+  Reply h = Send(srv.port(), "GET", "/health");
+  EXPECT_EQ(h.status, 503);
+  EXPECT_EQ(h.json()["error"]["code"], "model_loading");
+  Reply c = Send(srv.port(), "POST", "/v1/completions", R"({"prompt": "x"})");
+  EXPECT_EQ(c.status, 503);
+  EXPECT_EQ(c.json()["error"]["type"], "service_unavailable");
+  Reply m = Send(srv.port(), "GET", "/metrics");
+  EXPECT_EQ(m.status, 200);
+  EXPECT_EQ(CheckPrometheus(m.body), "") << m.body;
+  EXPECT_THAT(m.body, HasSubstr("dsv4_model_ready{model=\"\"} 0\n"));
+  srv.Stop();
+  srv.Stop();  // idempotent
+  EXPECT_EQ(Send(srv.port(), "GET", "/health").status, 0);  // nobody listens any more
+}
+
+TEST(ServerOptionsCheck, RefusesBadOptionsAndBusyPorts) {
+  ServerOptions o;
+  o.port = 70000;
+  EXPECT_EQ(Server::Start(o).status().code(), StatusCode::kInvalidArgument);
+  o.port = 0;
+  o.max_concurrent_requests = 0;
+  EXPECT_EQ(Server::Start(o).status().code(), StatusCode::kInvalidArgument);
+  o.max_concurrent_requests = 4;
+  Result<std::unique_ptr<Server>> a = Server::Start(o);
+  ASSERT_TRUE(a.ok());
+  o.port = a.value()->port();
+  Result<std::unique_ptr<Server>> b = Server::Start(o);
+  EXPECT_EQ(b.status().code(), StatusCode::kIoError);
+  EXPECT_THAT(b.status().message(), HasSubstr(std::to_string(o.port)));
+}
+
+TEST(GenerationSlots, AllTakenIsTooManyRequests) {
+  // The slot check comes before the engine is touched, so no engine is needed here.
+  std::atomic<int64_t> in_flight{1};
+  std::atomic<bool> stopping{false};
+  ServerMetrics metrics;
+  GenerationContext ctx{.engine = nullptr, .tokenizer = nullptr, .metrics = &metrics,
+                        .in_flight = &in_flight, .max_in_flight = 1, .stopping = &stopping};
+  ApiResult<std::unique_ptr<Generation>> g =
+      Generation::Start(ctx, GenerationRequest{}, {}, Clock::now());
+  ASSERT_FALSE(g.ok());
+  EXPECT_EQ(g.error().http_status, 429);
+  EXPECT_EQ(g.error().code, "too_many_requests");
+  EXPECT_EQ(in_flight.load(), 1);
+}
+
+// A small server: the engine queue holds two requests, the KV budget fits 256 tokens and a
+// request times out after one second. Then it is stopped with a stream in flight.
+TEST(ServerLimits, QueueFullTimeoutKvBudgetAndShutdown) {
+  const kv::PageLayout layout(model::TinyV4Config(),
+                              kv::DefaultKvFormats(model::TinyV4Config().arch));
+  ServerOptions o;
+  o.port = 0;
+  o.max_concurrent_requests = 3;
+  o.request_timeout_s = 1.0;
+  o.engine.threads = 1;
+  o.engine.max_queued_requests = 2;
+  o.engine.kv_budget_bytes = layout.BytesAt(256);
+  ASSERT_LT(o.engine.kv_budget_bytes, layout.BytesAt(1000));
+  Result<std::unique_ptr<Server>> s = Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Server& srv = *s.value();
+  ASSERT_TRUE(srv.LoadModel().ok());
+  const int port = srv.port();
+  const std::string short_req = CompletionJson("hello", 4, false).dump();
+
+  // Too big for the whole KV budget: the client must change it (400), not retry (429).
+  Reply kv = Send(port, "POST", "/v1/completions", CompletionJson("hello", 1000, false).dump());
+  EXPECT_EQ(kv.status, 400) << kv.body;
+  EXPECT_EQ(kv.json()["error"]["code"], "kv_budget_exceeded");
+
+  // Paused engine: two requests wait in the queue, the third finds it full (429); the two
+  // time out (504 / an error event in the stream) and are cancelled.
+  srv.engine()->SetPaused(true);
+  Reply plain, streamed;
+  std::thread a([&] { plain = Send(port, "POST", "/v1/completions", short_req); });
+  std::thread b([&] {
+    streamed = Send(port, "POST", "/v1/completions", CompletionJson("hi", 4, true).dump());
+  });
+  ASSERT_TRUE(WaitFor([&] {
+    return MetricValue(Send(port, "GET", "/metrics").body, "dsv4_requests_in_flight") == 2;
+  }));
+  Reply third = Send(port, "POST", "/v1/completions", short_req);
+  EXPECT_EQ(third.status, 429) << third.body;
+  EXPECT_EQ(third.json()["error"]["code"], "queue_full");
+  a.join();
+  b.join();
+  EXPECT_EQ(plain.status, 504) << plain.body;
+  EXPECT_EQ(plain.json()["error"]["code"], "request_timeout");
+  EXPECT_EQ(streamed.status, 200);
+  std::vector<std::string> events = SseData(streamed.body);
+  ASSERT_GE(events.size(), 2u) << streamed.body;
+  EXPECT_EQ(Json::parse(events[events.size() - 2])["error"]["code"], "request_timeout");
+  EXPECT_EQ(events.back(), "[DONE]");
+  srv.engine()->SetPaused(false);
+  EXPECT_EQ(Send(port, "POST", "/v1/completions", short_req).status, 200);
+
+  // Stop with a stream in flight: the stream ends, Stop returns promptly.
+  Json long_req = CompletionJson("hi", 200, true);
+  long_req["ignore_eos"] = true;
+  RawClient client(port);
+  ASSERT_TRUE(client.connected());
+  client.Post("/v1/completions", long_req.dump());
+  client.ReadUntil("data: ", 2);
+  const auto t0 = Clock::now();
+  srv.Stop();
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(5));
+  const std::string got = client.ReadUntil("never", 1);  // reads to the end of the stream
+  EXPECT_THAT(got, ::testing::Not(HasSubstr("\"finish_reason\":\"length\"")));
+}
+
+}  // namespace
+}  // namespace dsv4::server

@@ -1,0 +1,40 @@
+// `dsv4 bench kv` and `dsv4 bench decode` (registered under the `bench` group by
+// RegisterBench in bench_serve.cpp), and what they share: which models to run and how token
+// lists are typed.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "model/config.h"
+
+namespace dsv4::cli {
+
+void RegisterBenchKv(CLI::App& bench, int* exit_code);
+void RegisterBenchDecode(CLI::App& bench, int* exit_code);
+
+struct NamedConfig {
+  std::string label;  // the preset name or the path as typed
+  model::ModelConfig config;
+};
+
+// --models (presets: v3.2, v4-pro, v4-flash, v4-tiny, v3.2-tiny) then --config paths (a
+// config.json or a checkpoint folder). Neither given: v3.2, v4-pro, v4-flash. Errors name
+// the unknown preset or the unreadable config.
+Result<std::vector<NamedConfig>> ResolveBenchModels(const std::vector<std::string>& presets,
+                                                    const std::vector<std::string>& configs);
+
+// "8K", "1M", "4096" per item (plan::ParseTokens); InvalidArgument naming `flag` otherwise.
+Result<std::vector<int64_t>> ParseTokenCounts(const std::vector<std::string>& items,
+                                              std::string_view flag);
+
+// 8192 -> "8K", 1048576 -> "1M", 1000 -> "1000": how the tables label lengths.
+std::string TokensLabel(int64_t n);
+
+// The first V3.2 model's index in `models`, or -1: the baseline of the ratio columns.
+int BaselineIndex(const std::vector<NamedConfig>& models);
+
+}  // namespace dsv4::cli

@@ -1,0 +1,230 @@
+// dsv4 bench decode: decode cost per token at depth for real-dimension attention stacks,
+// V3.2-shaped vs V4-Flash/Pro-shaped (bench/decode_cost.h), against the machine's memory
+// bandwidth measured in the same run. Attention sublayers only; the output says what runs.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "bench/decode_cost.h"
+#include "bench_commands.h"
+#include "core/thread_pool.h"
+#include "model_arg.h"
+#include "table.h"
+
+namespace dsv4::cli {
+namespace {
+
+struct DecodeCliOptions {
+  std::vector<std::string> models, configs;
+  std::vector<std::string> depths = {"8K", "32K", "128K", "512K", "1M"};
+  int64_t layers = 0;
+  int threads = 0;
+  int64_t iters = 2;
+  uint64_t seed = 1;
+  bool json = false;
+};
+
+constexpr const char* kRuns =
+    "q/kv projections, compressor steps, indexer scan + top-k, gathered attention (V4: with "
+    "the sink), output projections (V4: wo_a/wo_b; V3.2: W_UV + o_proj), through the engine's "
+    "own attention code";
+constexpr const char* kNotRun = "MoE/FFN, mHC, embedding, head";
+
+std::string Fixed(double v, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+// Decimal units, as bandwidth is quoted: "13.375 GB", "2.31 MB".
+std::string Gb(double bytes) {
+  if (bytes >= 1e9) return Fixed(bytes / 1e9, 3) + " GB";
+  if (bytes >= 1e6) return Fixed(bytes / 1e6, 2) + " MB";
+  return Fixed(bytes / 1e3, 2) + " kB";
+}
+
+// Milliseconds with about three significant digits.
+std::string Ms(double ms) { return Fixed(ms, ms < 10 ? 2 : ms < 100 ? 1 : 0); }
+
+nlohmann::json ToJson(const std::vector<bench::DecodeReport>& reports, int base,
+                      const bench::Bandwidth& bw, int threads, int64_t iters) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const bench::DecodeReport& r : reports) {
+    nlohmann::json points = nlohmann::json::array();
+    for (size_t i = 0; i < r.points.size(); ++i) {
+      const bench::DecodePoint& p = r.points[i];
+      nlohmann::json groups = nlohmann::json::array();
+      for (const auto& g : p.groups) {
+        groups.push_back({{"type", g.name},
+                          {"layers", g.full_count},
+                          {"ran", g.ran_layers},
+                          {"ms_per_layer", g.ms_per_layer},
+                          {"kv_bytes_per_layer", g.kv_bytes_per_layer},
+                          {"weight_bytes_per_layer", g.weight_bytes_per_layer}});
+      }
+      nlohmann::json pj = {{"depth", p.depth},
+                           {"ms_per_token_ran", p.ran_ms()},
+                           {"ms_per_token", p.full_ms()},
+                           {"kv_bytes_per_token", p.kv_bytes()},
+                           {"weight_bytes_per_token", p.weight_bytes()},
+                           {"gb_per_s", p.gb_per_s()},
+                           {"fraction_of_bandwidth", p.gb_per_s() / bw.copy_gb_per_s},
+                           {"fill_seconds", p.fill_seconds},
+                           {"layer_types", groups}};
+      if (base >= 0) {
+        const bench::DecodePoint& b = reports[static_cast<size_t>(base)].points[i];
+        pj["vs_v32_time"] = p.full_ms() / b.full_ms();
+        pj["vs_v32_kv_bytes"] = double(p.kv_bytes()) / double(b.kv_bytes());
+      }
+      points.push_back(pj);
+    }
+    models.push_back({{"model", r.label},
+                      {"architecture", std::string(model::ArchName(r.config.arch))},
+                      {"layers", r.config.num_hidden_layers},
+                      {"ran", r.subset.Describe(r.config.num_hidden_layers)},
+                      {"weight_bytes_ran", r.weight_bytes_ran},
+                      {"points", points}});
+  }
+  return {{"what", "decode cost per token at depth, attention sublayers only"},
+          {"runs", kRuns},
+          {"not_run", kNotRun},
+          {"threads", threads},
+          {"timed_tokens_per_depth", iters},
+          {"bandwidth",
+           {{"buffer_bytes", bw.buffer_bytes},
+            {"copy_gb_per_s", bw.copy_gb_per_s},
+            {"read_gb_per_s", bw.read_gb_per_s}}},
+          {"models", models}};
+}
+
+void PrintText(const std::vector<bench::DecodeReport>& reports, int base,
+               const bench::Bandwidth& bw, int threads, int64_t iters) {
+  std::printf("Decode cost per token at depth, attention sublayers only (dsv4 bench decode)\n");
+  std::printf("runs: %s\nnot run: %s\n", kRuns, kNotRun);
+  std::printf(
+      "weights: random, in the forms the loaders produce (FP8 E4M3 + 128x128 block "
+      "scales; V4 wo_a BF16 and compressors FP32; V3.2 W_UK/W_UV BF16); cache: "
+      "synthetic entries in the real formats filled to the depth, compressor state "
+      "stepped through the open windows; 1 warm-up + %lld timed tokens per depth\n",
+      static_cast<long long>(iters));
+  std::printf(
+      "threads: %d; memory bandwidth (STREAM-style, 2 x %s buffers): copy %.1f GB/s, "
+      "read %.1f GB/s\n",
+      threads, HumanBytes(double(bw.buffer_bytes)).c_str(), bw.copy_gb_per_s, bw.read_gb_per_s);
+  for (const bench::DecodeReport& r : reports) {
+    std::printf(
+        "%s: ran %s, %s of attention weights; full stack = ms per layer x layers of "
+        "its type\n",
+        r.label.c_str(), r.subset.Describe(r.config.num_hidden_layers).c_str(),
+        Gb(double(r.weight_bytes_ran)).c_str());
+  }
+  std::vector<std::string> header = {"model",          "depth",
+                                     "ms/token (ran)", "ms/token (full stack)",
+                                     "KV read/token",  "weights read/token",
+                                     "GB/s",           "of bandwidth"};
+  if (base >= 0) header.insert(header.end(), {"time vs V3.2", "KV read vs V3.2"});
+  Table t(header);
+  for (size_t i = 0; i < reports.front().points.size(); ++i) {
+    for (const bench::DecodeReport& r : reports) {
+      const bench::DecodePoint& p = r.points[i];
+      std::vector<std::string> row = {r.label,
+                                      TokensLabel(p.depth),
+                                      Ms(p.ran_ms()),
+                                      Ms(p.full_ms()),
+                                      Gb(double(p.kv_bytes())),
+                                      Gb(double(p.weight_bytes())),
+                                      Fixed(p.gb_per_s(), 2),
+                                      Fixed(100.0 * p.gb_per_s() / bw.copy_gb_per_s, 1) + "%"};
+      if (base >= 0) {
+        const bench::DecodePoint& b = reports[static_cast<size_t>(base)].points[i];
+        row.push_back(Fixed(100.0 * p.full_ms() / b.full_ms(), 1) + "%");
+        row.push_back(Fixed(100.0 * double(p.kv_bytes()) / double(b.kv_bytes()), 1) + "%");
+      }
+      t.Row(std::move(row));
+    }
+  }
+  std::printf("\n%s", t.Render().c_str());
+  Table g({"model", "depth", "type", "layers (ran/full)", "ms/layer", "KV read/layer",
+           "weights/layer"});
+  for (const bench::DecodeReport& r : reports) {
+    for (const bench::DecodePoint& p : r.points) {
+      for (const auto& gc : p.groups) {
+        g.Row({r.label, TokensLabel(p.depth), gc.name,
+               std::to_string(gc.ran_layers) + "/" + std::to_string(gc.full_count),
+               Ms(gc.ms_per_layer), HumanBytes(double(gc.kv_bytes_per_layer)),
+               HumanBytes(double(gc.weight_bytes_per_layer))});
+      }
+    }
+  }
+  std::printf("\nper layer type:\n%s", g.Render().c_str());
+  std::printf(
+      "KV read = window rows + (CSA) every indexer key and the top-k entries, (HCA) every "
+      "compressed entry; V3.2: every indexer key and the top-2048 records (capacity.md "
+      "6.6). GB/s = (KV + weights read) / time. V3.2 supports 163,840 positions: deeper "
+      "V3.2 points extrapolate its format.\n");
+}
+
+int64_t PhysicalMemory() {
+  return static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) *
+         static_cast<int64_t>(sysconf(_SC_PAGESIZE));
+}
+
+Status RunDecode(const DecodeCliOptions& o) {
+  DSV4_ASSIGN_OR_RETURN(std::vector<NamedConfig> models, ResolveBenchModels(o.models, o.configs));
+  bench::DecodeOptions d;
+  DSV4_ASSIGN_OR_RETURN(d.depths, ParseTokenCounts(o.depths, "--depths"));
+  d.num_layers = o.layers;
+  d.iters = o.iters;
+  d.seed = o.seed;
+  d.max_bytes = PhysicalMemory() / 10 * 6;
+  ThreadPool pool(o.threads);
+  const bench::Bandwidth bw = bench::MeasureBandwidth(pool);
+  std::vector<bench::DecodeReport> reports;
+  for (const NamedConfig& m : models) {
+    DSV4_ASSIGN_OR_RETURN(bench::DecodeReport r, bench::MeasureDecode(pool, m.config, m.label, d));
+    reports.push_back(std::move(r));
+  }
+  const int base = BaselineIndex(models);
+  if (o.json) {
+    std::printf("%s\n", ToJson(reports, base, bw, pool.num_threads(), o.iters).dump(2).c_str());
+  } else {
+    PrintText(reports, base, bw, pool.num_threads(), o.iters);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+void RegisterBenchDecode(CLI::App& bench, int* exit_code) {
+  auto o = std::make_shared<DecodeCliOptions>();
+  CLI::App* cmd = bench.add_subcommand(
+      "decode", "Decode cost per token at depth of real-dimension attention stacks, V4 vs V3.2");
+  cmd->add_option("--models", o->models, "Presets, comma-separated (default: v3.2,v4-pro,v4-flash)")
+      ->delimiter(',');
+  cmd->add_option("--config", o->configs, "config.json files or checkpoint folders (repeatable)");
+  cmd->add_option("--depths", o->depths, "Tokens in the cache, comma-separated (1M = 2^20)")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--layers", o->layers,
+                  "Attention layers run per model (default: one per layer type; the full stack "
+                  "is estimated by layer type)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--iters", o->iters, "Timed tokens per depth (after one warm-up token)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the random weights and cache entries")
+      ->capture_default_str();
+  cmd->add_flag("--json", o->json, "Print JSON");
+  cmd->callback([o, exit_code] {
+    Status s = RunDecode(*o);
+    if (!s.ok()) *exit_code = ReportError(s);
+  });
+}
+
+}  // namespace dsv4::cli
