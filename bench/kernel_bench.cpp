@@ -148,7 +148,7 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
   // Quantised linears multiply-add with FMA (exact products), on the BF16 ISA with
   // VDPBF16PS; the scalar path is held to the mul+add peak.
   const Isa isa = static_cast<Isa>(state.range(3));
-  const Peak peak = isa == Isa::kScalar        ? Peak::kMulAdd
+  const Peak peak = isa == Isa::kScalar       ? Peak::kMulAdd
                     : isa == Isa::kAvx512Bf16 ? Peak::kBf16Dot
                                               : Peak::kFma;
   SetRoofline(state, static_cast<double>(g.bytes + rows * (in + out) * 2),
@@ -246,8 +246,10 @@ void BM_GatherAttention(benchmark::State& state) {
                                    rope, 1.0f / 22.6f, out.data());
     benchmark::DoNotOptimize(out.data());
   }
-  SetRoofline(state, static_cast<double>(n * entry_bytes + heads * d * 2),
-              2.0 * 2.0 * static_cast<double>(heads * n * d), Peak::kMulAdd);
+  SetRoofline(
+      state, static_cast<double>(n * entry_bytes + heads * d * 2),
+      2.0 * 2.0 * static_cast<double>(heads * n * d),
+      static_cast<Isa>(state.range(0)) == Isa::kAvx512Bf16 ? Peak::kBf16Dot : Peak::kMulAdd);
   kernels::SetIsaForTesting(kernels::DetectIsa());
 }
 BENCHMARK(BM_GatherAttention)

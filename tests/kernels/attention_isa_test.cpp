@@ -89,6 +89,54 @@ TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
   }
 }
 
+// Inputs whose products or sums would leave the FP32 normal range (tiny or huge queries,
+// softmax weights that underflow, tiny entry scales, subnormal RoPE values) must still give
+// the scalar bits: the BF16 passes fall back to FP32 for them.
+TEST(SparseAttentionIsa, ExtremeRangesMatchScalar) {
+  Rng rng(13);
+  ThreadPool pool(2);
+  ScopedFineSplit split;
+  const int64_t d_nope = 128, rope = 64, d = d_nope + rope, heads = 5, n = 70;
+  const double q_scales[] = {1e-30, 60.0, 0.2, 0.2};
+  for (int variant = 0; variant < 4; ++variant) {
+    Entries e = MakeEntries(n, d_nope, rope, rng);
+    if (variant == 2) {  // tiny block scales on a few entries
+      for (int64_t j = 0; j < n; j += 9)
+        e.bytes[j][d_nope] = static_cast<uint8_t>(1 + rng.Below(4));
+    }
+    if (variant == 3) {  // a subnormal RoPE value
+      const BF16 tiny{0x0005};
+      std::memcpy(e.bytes[3].data() + d_nope + d_nope / 64 + 10, &tiny, 2);
+    }
+    for (int64_t j = 0; j < n; ++j) {  // re-decode
+      for (int64_t k = 0; k < d_nope; ++k) {
+        e.decoded[j * d + k] = E4M3ToF32(e.bytes[j][k]) * E8M0ToF32(e.bytes[j][d_nope + k / 64]);
+      }
+      for (int64_t k = 0; k < rope; ++k) {
+        BF16 v;
+        std::memcpy(&v, e.bytes[j].data() + d_nope + d_nope / 64 + 2 * k, 2);
+        e.decoded[j * d + d_nope + k] = Bf16ToF32(v);
+      }
+    }
+    std::vector<BF16> q(static_cast<size_t>(heads * d));
+    for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal() * q_scales[variant]));
+    std::vector<float> sink(static_cast<size_t>(heads), 0.0f);
+    std::vector<BF16> expected(q.size());
+    {
+      ScopedIsa scalar(Isa::kScalar);
+      SparseAttention(pool, q.data(), e.decoded.data(), n, sink.data(), heads, d, 0.05f,
+                      expected.data());
+    }
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<BF16> packed(q.size());
+      SparseAttentionPacked(pool, q.data(), e.ptrs.data(), n, sink.data(), heads, d_nope, rope,
+                            0.05f, packed.data());
+      ASSERT_EQ(Bits(packed), Bits(expected)) << IsaName(isa) << " variant " << variant;
+    }
+  }
+}
+
 TEST(SparseAttentionIsa, OddWidthsFallBackToScalar) {
   Rng rng(12);
   ThreadPool pool(2);

@@ -33,8 +33,7 @@ const float* AttnRowScalar(const AttnRows& r, int64_t j, float* buffer) {
   return buffer;
 }
 
-void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s,
-                      AttnPassState* /*st*/) {
+void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* /*st*/) {
   const int64_t n = c.rows.n, d = c.rows.d;
   thread_local std::vector<float> buffer;
   buffer.resize(static_cast<size_t>(d));

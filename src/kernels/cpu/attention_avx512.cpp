@@ -126,9 +126,8 @@ DSV4_TARGET_AVX512 void AttnScoresAvx512(const AttnCall& c, int64_t h0, int64_t 
   AttnScoresRangeAvx512(c, h0, h1, 0, c.rows.n, s);
 }
 
-DSV4_TARGET_AVX512 void AttnValuesAvx512(const AttnCall& c, int64_t h0, int64_t h1,
-                                         const float* p, float* acc,
-                                         const AttnPassState& /*st*/) {
+DSV4_TARGET_AVX512 void AttnValuesAvx512(const AttnCall& c, int64_t h0, int64_t h1, const float* p,
+                                         float* acc, const AttnPassState& /*st*/) {
   const int64_t n = c.rows.n, d = c.rows.d, heads = h1 - h0;
   thread_local std::vector<float> buffer;
   buffer.resize(static_cast<size_t>(kValueRows * d));

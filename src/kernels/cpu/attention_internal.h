@@ -50,8 +50,7 @@ void AttnScoresRangeAvx512(const AttnCall& c, int64_t h0, int64_t h1, int64_t j0
                            float* s);
 // VDPBF16PS passes: tiles (pass 1) or calls (pass 2) whose products and sums could leave the
 // FP32 normal range take the AVX-512 FP32 loops instead.
-void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, float* s,
-                          AttnPassState* st);
+void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st);
 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
                           const AttnPassState& st);
 

@@ -1,7 +1,10 @@
-// Threaded linears with the semantics of kernels/ref/linear_ref.h. Each weight row is decoded
-// to FP32 once per call and reused for every input row; dot products use 8 interleaved FP32
-// accumulators per block (a fixed order that does not depend on the number of rows or
-// threads, so results are batch-invariant and deterministic).
+// Threaded linears with the semantics of kernels/ref/linear_ref.h, on the instruction set
+// kernels/cpu/isa.h picks (scalar, AVX2, AVX-512, AVX-512 + BF16 dot), all giving the same
+// bits. Every dot product uses one canonical FP32 order (see Dot8 below and
+// kernels/cpu/simd.h), which does not depend on the number of rows, threads or the ISA, so
+// results are batch-invariant and deterministic. Quantised weights (FP8 128x128 blocks, FP4
+// per 32) are decoded in registers; with several input rows each weight tile is decoded once
+// and read by every row. Output rows are split over the pool in tiles of 8-16.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +26,10 @@ void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t 
 void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
                      float* y);
 
-// The 8-lane FP32 dot product used by every kernel here (exposed for tests and reuse).
+// The canonical FP32 dot product of every kernel here (exposed for tests and reuse): element k
+// goes to lane k mod 8, each lane adds its rounded products in ascending k from +0, and the
+// lanes combine as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)). The model's reference forward uses
+// the same order (DotLanes8), which is what makes the fast path bit-identical to it.
 float Dot8(const float* a, const float* b, int64_t n);
 
 }  // namespace dsv4::kernels

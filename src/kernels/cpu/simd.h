@@ -8,10 +8,16 @@
 //    adds its rounded products in ascending k starting from +0, and the lanes combine as
 //    ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)). One __m256 accumulator is exactly that; a __m512
 //    holds two independent 8-lane accumulators (two outputs), never one 16-lane one.
-//  * Products and sums are separate instructions (mul then add). GCC contracts a*b+c into an
-//    FMA whenever the target has FMA (AVX-512 implies it) and -ffp-contract=fast is its C++
-//    default, which would change the rounding; the pragma below turns that off for every
-//    function defined after it (including the helpers in this header).
+//  * Products and sums are separate instructions (mul then add), except where every product
+//    is exact in FP32 (quantised operands: E4M3 x E4M3, E2M1 x E4M3, BF16 x E2M1-scaled...,
+//    and no product or partial sum in the subnormal range): there an FMA, or VDPBF16PS's two
+//    sequential FMAs, round exactly as the multiply-then-add does, and the kernels use them
+//    for speed (each call site states why its products are exact, and checks the range where
+//    inputs could break it).
+//  * GCC contracts a*b+c into an FMA whenever the target has FMA (AVX-512 implies it) and
+//    -ffp-contract=fast is its C++ default, which would change the rounding of the inexact
+//    products; the pragma below turns that off for every function defined after it
+//    (including the helpers in this header).
 #pragma once
 
 #if defined(__clang__)

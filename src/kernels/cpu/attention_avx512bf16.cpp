@@ -1,0 +1,344 @@
+// Attention over packed cache entries through VDPBF16PS (kernels/cpu/simd.h, "pair layout").
+// Every entry value is BF16-exact: a nope value is an E4M3 code times its block's power of
+// two (the E4M3 word with its exponent field moved), a RoPE value is BF16. q is BF16 and the
+// softmax weights p are BF16-rounded, so every product is exact; when in addition every
+// product and partial sum is an FP32 normal (checked from exponent ranges: per tile for the
+// scores, per call for the values), VDPBF16PS rounds exactly as the canonical
+// multiply-then-add order. Other tiles / calls take the FP32 loops of attention_avx512.cpp.
+//
+// Scores: 16 entries per tile as 8 registers (entries e and e + 8 in the two halves), two
+// heads at a time, the 8-lane canonical order per (head, entry). Values: the weighted sum
+// over entries j ascending is, per output column, a dot product over j: two entries j, j + 1
+// interleaved per column (j in the high word, processed first) accumulate 16 columns per
+// register; columns sit permuted in the accumulator (vpunpck order) until the end.
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <vector>
+
+#include "kernels/cpu/attention_internal.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
+
+namespace dsv4::kernels::internal {
+namespace {
+
+constexpr int kTile = 16;  // entries per tile
+constexpr int kPairs = 8;
+
+// Exponent range of entry values: nonzero values are multiples of 2^grain and below 2^max.
+struct Range {
+  int grain = INT_MAX;
+  int max = INT_MIN;
+  bool ok = true;  // no subnormal, inf or NaN (scale code 255) anywhere
+};
+
+// Masked min / max of 16-bit lanes (no such reduce intrinsic for words): the masked-off
+// lanes become the neutral element, then a word-wise tree.
+DSV4_TARGET_AVX512BF16 inline int MaskedMinU16(__mmask32 m, __m512i v) {
+  v = _mm512_mask_mov_epi16(_mm512_set1_epi16(-1), m, v);
+  __m256i x = _mm256_min_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+  __m128i y = _mm_min_epu16(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+  return _mm_extract_epi16(_mm_minpos_epu16(y), 0);
+}
+DSV4_TARGET_AVX512BF16 inline int MaskedMaxU16(__mmask32 m, __m512i v) {
+  // max(v) = 0xFFFF - min(0xFFFF - v).
+  const __m512i inverted = _mm512_xor_si512(v, _mm512_set1_epi16(-1));
+  return 0xFFFF - MaskedMinU16(m, inverted);
+}
+
+DSV4_TARGET_AVX512BF16 void AddEntry(const AttnRows& r, const uint8_t* e, Range* range) {
+  for (int64_t b = 0; b < r.d_nope / 64; ++b) {
+    const int s = e[r.d_nope + b] - 127;  // codes are multiples of 2^-9 below 2^9
+    if (s == 128) range->ok = false;
+    range->grain = std::min(range->grain, s - 9);
+    range->max = std::max(range->max, s + 9);
+  }
+  // RoPE words, 32 at a time: exponent fields of the nonzero ones.
+  const uint8_t* rope = e + r.d_nope + r.d_nope / 64;
+  const __m512i magnitude = _mm512_set1_epi16(0x7FFF), field_mask = _mm512_set1_epi16(0xFF);
+  for (int64_t k = 0; k < r.rope_dim; k += 32) {
+    const __m512i w = _mm512_loadu_si512(rope + 2 * k);
+    const __mmask32 nonzero = _mm512_test_epi16_mask(w, magnitude);
+    if (nonzero == 0) continue;
+    const __m512i field = _mm512_and_si512(_mm512_srli_epi16(w, 7), field_mask);
+    const int lo = MaskedMinU16(nonzero, field);
+    const int hi = MaskedMaxU16(nonzero, field);
+    if (lo == 0 || hi == 255) range->ok = false;
+    range->grain = std::min(range->grain, lo - 127 - 7);
+    range->max = std::max(range->max, hi - 127 + 1);
+  }
+}
+
+// Exponent range of nonzero BF16 words (min > max if all zero); ok false for subnormal / inf.
+struct WordRange {
+  int min = INT_MAX;
+  int max = INT_MIN;
+  bool ok = true;
+};
+void AddWord(uint16_t w, WordRange* r) {
+  if ((w & 0x7FFF) == 0) return;
+  const int field = (w >> 7) & 0xFF;
+  if (field == 0 || field == 255) r->ok = false;
+  r->min = std::min(r->min, field - 127);
+  r->max = std::max(r->max, field - 127);
+}
+
+// Whether a factor with nonzero exponents in [a.min, a.max] (8 significant bits) times entry
+// values of `range`, summed over `terms` products, stays exact and FP32-normal.
+bool ProductsSafe(const WordRange& a, const Range& range, int64_t terms) {
+  if (!a.ok || !range.ok || range.grain < -126) return false;
+  if (a.min > a.max) return true;  // the factor is all zero
+  int log_terms = 0;
+  while ((int64_t{1} << log_terms) < terms) ++log_terms;
+  return a.min - 7 + range.grain >= -126 && a.max + 1 + range.max + log_terms <= 127;
+}
+
+struct Consts {
+  simd::E4M3PairConsts e4m3;
+  simd::RowSpreads spreads;
+};
+
+// Entry e's 32 values [k0, k0 + 32) as BF16 words through `spread` (bytes for the nope part,
+// words for the RoPE part, both selecting from the 32 values).
+DSV4_TARGET_AVX512BF16 __m512i EntryWords(const AttnRows& r, const uint8_t* e, int64_t k0,
+                                          bool pairs, const Consts& c) {
+  if (k0 < r.d_nope) {
+    const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + k0));
+    const __m512i v = simd::E4M3WordsBf16(
+        codes, pairs ? c.spreads.pairs2_bytes : c.spreads.natural_bytes, c.e4m3);
+    const int16_t delta = static_cast<int16_t>((e[r.d_nope + k0 / 64] - 127) * 128);
+    return simd::ScaleBf16Words(v, _mm512_set1_epi16(delta));
+  }
+  const __m512i words = _mm512_loadu_si512(e + r.d_nope + r.d_nope / 64 + 2 * (k0 - r.d_nope));
+  return pairs ? _mm512_permutexvar_epi16(c.spreads.pairs2_words, words) : words;
+}
+
+// kb BF16 [d/16][kPairs][32]: group g of entries p (low half) and p + 8 (high half).
+DSV4_TARGET_AVX512BF16 void DecodeScoreTile(const AttnRows& r, const uint8_t* const* rows,
+                                            const Consts& c, uint16_t* kb) {
+  for (int i = 0; i < kTile; ++i) {
+    for (int64_t k0 = 0; k0 < r.d; k0 += 32) {
+      const __m512i v = EntryWords(r, rows[i], k0, true, c);  // groups k0/16 and k0/16 + 1
+      uint16_t* dst = kb + ((k0 / 16) * kPairs + i % 8) * 32 + (i / 8) * 16;
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst), _mm512_castsi512_si256(v));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + kPairs * 32),
+                          _mm512_extracti64x4_epi64(v, 1));
+    }
+  }
+}
+
+// The scores of 16 decoded entries for heads [h0, h1): acc pairs as in the indexer.
+DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
+                                      const uint16_t* kb, float* out /* [heads][16] */) {
+  const int64_t groups = c.rows.d / 16;
+  const __m512 scale = _mm512_set1_ps(c.scale);
+  for (int64_t h = 0; h < heads; h += 2) {
+    const int64_t h1 = std::min(h + 1, heads - 1);  // an odd last head pairs with itself
+    __m512 a0[kPairs], a1[kPairs];
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) a0[p] = a1[p] = _mm512_setzero_ps();
+    for (int64_t g = 0; g < groups; ++g) {
+      const __m512i qa = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_pairs + (h * groups + g) * 8)));
+      const __m512i qb = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_pairs + (h1 * groups + g) * 8)));
+      const uint16_t* k = kb + g * kPairs * 32;
+#pragma GCC unroll 8
+      for (int p = 0; p < kPairs; ++p) {
+        const __m512i kv = _mm512_loadu_si512(k + 32 * p);
+        a0[p] = simd::DotBf16(a0[p], qa, kv);
+        a1[p] = simd::DotBf16(a1[p], qb, kv);
+      }
+    }
+    _mm512_storeu_ps(out + h * 16, _mm512_mul_ps(simd::ReduceLanes16(a0), scale));
+    _mm512_storeu_ps(out + h1 * 16, _mm512_mul_ps(simd::ReduceLanes16(a1), scale));
+  }
+}
+
+// One tile's interleaved rows and two heads' weight pairs.
+struct ValuePass {
+  const uint16_t* vb;  // [kTile/2][chunks][2][32]
+  int64_t chunks;
+  int64_t used_pairs;
+  const uint32_t* w0;  // [kTile/2] weight pairs of head 0 and head 1
+  const uint32_t* w1;
+};
+
+// Accumulator registers m0 .. m0 + kRegs - 1 of both heads (kRegs a compile-time count so
+// that they stay in registers).
+template <int kRegs>
+DSV4_TARGET_AVX512BF16 void ValueRegs(const ValuePass& v, int64_t m0, float* a0, float* a1) {
+  __m512 x0[kRegs], x1[kRegs];
+#pragma GCC unroll 8
+  for (int r = 0; r < kRegs; ++r) {
+    x0[r] = _mm512_loadu_ps(a0 + (m0 + r) * 16);
+    x1[r] = _mm512_loadu_ps(a1 + (m0 + r) * 16);
+  }
+  for (int64_t jp = 0; jp < v.used_pairs; ++jp) {
+    const __m512i w0 = _mm512_set1_epi32(static_cast<int>(v.w0[jp]));
+    const __m512i w1 = _mm512_set1_epi32(static_cast<int>(v.w1[jp]));
+    const uint16_t* src = v.vb + jp * v.chunks * 64 + m0 * 32;
+#pragma GCC unroll 8
+    for (int r = 0; r < kRegs; ++r) {
+      const __m512i kv = _mm512_loadu_si512(src + 32 * r);
+      x0[r] = simd::DotBf16(x0[r], w0, kv);
+      x1[r] = simd::DotBf16(x1[r], w1, kv);
+    }
+  }
+  // For an odd last head a1 == a0 and x1 == x0: the store order keeps it right.
+#pragma GCC unroll 8
+  for (int r = 0; r < kRegs; ++r) {
+    _mm512_storeu_ps(a1 + (m0 + r) * 16, x1[r]);
+    _mm512_storeu_ps(a0 + (m0 + r) * 16, x0[r]);
+  }
+}
+
+}  // namespace
+
+DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
+                                                 float* s, AttnPassState* st) {
+  const AttnRows& r = c.rows;
+  const int64_t n = r.n, d = r.d, heads = h1 - h0, groups = d / 16;
+  Consts consts;
+  consts.e4m3 = simd::MakeE4M3PairConsts();
+  consts.spreads = simd::MakeRowSpreads();
+  // q in pair layout (exact: q holds BF16 values) and its exponent range.
+  thread_local std::vector<uint32_t> q_pairs;
+  thread_local std::vector<uint16_t> kb;
+  thread_local std::vector<float> out;
+  q_pairs.resize(static_cast<size_t>(heads * d / 2));
+  WordRange qr;
+  for (int64_t h = 0; h < heads; ++h) {
+    const float* qh = c.q + (h0 + h) * d;
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int j = 0; j < 8; ++j) {
+        uint32_t lo, hi;
+        std::memcpy(&lo, qh + 16 * g + 8 + j, 4);
+        std::memcpy(&hi, qh + 16 * g + j, 4);
+        q_pairs[(h * groups + g) * 8 + j] = (lo >> 16) | (hi & 0xFFFF0000u);
+        AddWord(static_cast<uint16_t>(lo >> 16), &qr);
+        AddWord(static_cast<uint16_t>(hi >> 16), &qr);
+      }
+    }
+  }
+  kb.resize(static_cast<size_t>(d * kTile));
+  out.resize(static_cast<size_t>(heads * 16));
+  Range all;  // every entry, for pass 2
+  for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+    const int64_t count = std::min<int64_t>(kTile, n - j0);
+    const uint8_t* rows[kTile];  // a partial tile repeats its last entry
+    Range tile;
+    for (int i = 0; i < kTile; ++i) {
+      rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
+      if (i < count) AddEntry(r, rows[i], &tile);
+    }
+    all.grain = std::min(all.grain, tile.grain);
+    all.max = std::max(all.max, tile.max);
+    all.ok = all.ok && tile.ok;
+    if (!ProductsSafe(qr, tile, d)) {
+      AttnScoresRangeAvx512(c, h0, h1, j0, j0 + count, s);
+      continue;
+    }
+    DecodeScoreTile(r, rows, consts, kb.data());
+    ScoreTile(c, q_pairs.data(), heads, kb.data(), out.data());
+    for (int64_t h = 0; h < heads; ++h) std::copy_n(out.data() + h * 16, count, s + h * n + j0);
+  }
+  st->bf16_rows = all.ok;
+  st->grain_exp = all.grain;
+  st->max_exp = all.max;
+}
+
+DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
+                                                 const float* p, float* acc,
+                                                 const AttnPassState& st) {
+  const AttnRows& r = c.rows;
+  const int64_t n = r.n, d = r.d, heads = h1 - h0, chunks = d / 32;
+  // The weights: BF16 values in [0, 1] (or NaN) whose products with the rows must be safe.
+  WordRange pr;
+  for (int64_t i = 0; i < heads * n; ++i) {
+    uint32_t u;
+    std::memcpy(&u, p + i, 4);
+    AddWord(static_cast<uint16_t>(u >> 16), &pr);
+  }
+  Range rows_range;
+  rows_range.grain = st.grain_exp;
+  rows_range.max = st.max_exp;
+  rows_range.ok = st.bf16_rows;
+  if (!ProductsSafe(pr, rows_range, n)) {
+    AttnValuesAvx512(c, h0, h1, p, acc, st);
+    return;
+  }
+  Consts consts;
+  consts.e4m3 = simd::MakeE4M3PairConsts();
+  consts.spreads = simd::MakeRowSpreads();
+  // vb BF16 [kTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per column,
+  // for the 32 columns of chunk m as unpacklo / unpackhi registers. accp FP32 [heads][chunks]
+  // [2][16]: columns in that register order.
+  thread_local std::vector<uint16_t> natural, vb;
+  thread_local std::vector<float> accp;
+  thread_local std::vector<uint32_t> pp_all;  // [heads][kTile/2] weight pairs of a tile
+  pp_all.assign(static_cast<size_t>(heads * (kTile / 2)), 0u);
+  natural.resize(static_cast<size_t>(kTile * d));
+  vb.resize(static_cast<size_t>(kTile * d));
+  accp.assign(static_cast<size_t>(heads * d), 0.0f);
+  for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+    const int64_t count = std::min<int64_t>(kTile, n - j0);
+    for (int i = 0; i < kTile; ++i) {
+      for (int64_t k0 = 0; k0 < d; k0 += 32) {
+        const __m512i v = i < count ? EntryWords(r, r.packed[j0 + i], k0, false, consts)
+                                    : _mm512_setzero_si512();  // padding: weight 0, value 0
+        _mm512_storeu_si512(natural.data() + i * d + k0, v);
+      }
+    }
+    const int64_t used_pairs = (count + 1) / 2;
+    for (int64_t jp = 0; jp < used_pairs; ++jp) {
+      for (int64_t m = 0; m < chunks; ++m) {
+        const __m512i later = _mm512_loadu_si512(natural.data() + (2 * jp + 1) * d + 32 * m);
+        const __m512i first = _mm512_loadu_si512(natural.data() + (2 * jp) * d + 32 * m);
+        uint16_t* dst = vb.data() + (jp * chunks + m) * 64;
+        _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
+        _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
+      }
+    }
+    for (int64_t h = 0; h < heads; ++h) {
+      // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0).
+      uint32_t pp[kTile / 2] = {};
+      for (int64_t jp = 0; jp < used_pairs; ++jp) {
+        uint32_t a = 0, b;
+        if (2 * jp + 1 < count) std::memcpy(&a, p + h * n + j0 + 2 * jp + 1, 4);
+        std::memcpy(&b, p + h * n + j0 + 2 * jp, 4);
+        pp[jp] = (a >> 16) | (b & 0xFFFF0000u);
+      }
+      std::copy_n(pp, kTile / 2, pp_all.data() + h * (kTile / 2));
+    }
+    // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
+    for (int64_t h = 0; h < heads; h += 2) {
+      const int64_t h1 = std::min(h + 1, heads - 1);
+      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kTile / 2),
+                           pp_all.data() + h1 * (kTile / 2)};
+      float* a0 = accp.data() + h * d;
+      float* a1 = accp.data() + h1 * d;
+      int64_t m0 = 0;  // register index (2 per 32 columns; 2 * chunks is even)
+      for (; m0 + 8 <= 2 * chunks; m0 += 8) ValueRegs<8>(pass, m0, a0, a1);
+      if (m0 + 4 <= 2 * chunks) {
+        ValueRegs<4>(pass, m0, a0, a1);
+        m0 += 4;
+      }
+      if (m0 < 2 * chunks) ValueRegs<2>(pass, m0, a0, a1);
+    }
+  }
+  // Back to column order: register (m, half) lane 4L + i holds column 32m + 8L + 4half + i.
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t m = 0; m < chunks; ++m) {
+      for (int half = 0; half < 2; ++half) {
+        for (int lane = 0; lane < 16; ++lane) {
+          const int64_t column = 32 * m + 8 * (lane / 4) + 4 * half + lane % 4;
+          acc[h * d + column] = accp[h * d + (2 * m + half) * 16 + lane];
+        }
+      }
+    }
+  }
+}
+
+}  // namespace dsv4::kernels::internal
