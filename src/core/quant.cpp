@@ -12,9 +12,13 @@ namespace dsv4 {
 namespace {
 
 // max |x_j| in FP32. fmax ignores NaN, like the reference kernel's max reduction on the GPU.
+// NaNs (quiet or signalling) are skipped: a comparison with NaN is false.
 float AbsMax(std::span<const BF16> x) {
   float a = 0.0f;
-  for (BF16 v : x) a = std::fmax(a, std::fabs(Bf16ToF32(v)));
+  for (BF16 v : x) {
+    const float m = std::fabs(Bf16ToF32(v));
+    if (m > a) a = m;
+  }
   return a;
 }
 

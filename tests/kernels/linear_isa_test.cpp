@@ -3,11 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <bit>
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "core/fp8.h"
+#include "core/quant.h"
 #include "core/rng.h"
 #include "isa_test_util.h"
 #include "kernels/cpu/linear.h"
@@ -174,6 +176,50 @@ TEST(E8M0Table, MatchesTheCoreDecoder) {
     } else {
       EXPECT_EQ(std::bit_cast<uint32_t>(a), std::bit_cast<uint32_t>(e)) << b;
     }
+  }
+}
+
+}  // namespace
+}  // namespace dsv4::kernels
+
+namespace dsv4::kernels {
+namespace {
+
+// The AVX-512 input quantisation gives ActQuantFp8's codes (as E4M3 values) and scales bit for
+// bit: every BF16 bit pattern (NaN, ±inf, subnormals, ±0 included) in blocks of 128, then
+// random rows whose block maxima span many binades.
+TEST(ActQuantValuesAvx512, MatchesTheScalarQuantiser) {
+  if (!IsaSupported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  auto check = [](const std::vector<BF16>& x, const std::string& what) {
+    const int64_t in = static_cast<int64_t>(x.size()), blocks = in / 128;
+    std::vector<uint8_t> codes(x.size());
+    std::vector<float> scales(static_cast<size_t>(blocks)), values(x.size()),
+        fast_scales(static_cast<size_t>(blocks));
+    ActQuantFp8(x, 128, codes, scales);
+    internal::ActQuantValuesAvx512(x.data(), in, values.data(), fast_scales.data());
+    for (int64_t b = 0; b < blocks; ++b) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(fast_scales[b]), std::bit_cast<uint32_t>(scales[b]))
+          << what << " block " << b;
+    }
+    for (int64_t i = 0; i < in; ++i) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(values[i]), std::bit_cast<uint32_t>(E4M3ToF32(codes[i])))
+          << what << " element " << i << " input bits " << x[i].bits;
+    }
+  };
+  std::vector<BF16> all(65536);
+  for (uint32_t b = 0; b < 65536; ++b) all[b].bits = static_cast<uint16_t>(b);
+  check(all, "every pattern");
+  // The same patterns shuffled, so each block mixes magnitudes.
+  Rng rng(5);
+  for (size_t i = all.size() - 1; i > 0; --i) std::swap(all[i], all[rng.Below(i + 1)]);
+  check(all, "shuffled");
+  std::vector<BF16> x(4096);
+  for (int trial = 0; trial < 20; ++trial) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      const double mag = std::ldexp(1.0, static_cast<int>(rng.Below(60)) - 40);
+      x[i] = F32ToBf16(static_cast<float>(rng.Normal() * mag));
+    }
+    check(x, "random " + std::to_string(trial));
   }
 }
 

@@ -52,9 +52,27 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
   }
 }
 
+}  // namespace
+
+float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
+                       const uint8_t* wscale, int64_t in) {
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < in / 32; ++c) {
+    const float s = xscale[c / 4] * E8M0Table()[wscale[c]];
+    for (int l = 0; l < 8; ++l) {
+      float part = 0.0f;  // exact: 4 products of E4M3 and E2M1 code values
+      for (int j = 0; j < 4; ++j) part += xrow[c * 32 + l + 8 * j] * wrow[c * 32 + l + 8 * j];
+      lane[l] += part * s;
+    }
+  }
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
+namespace {
+
 // One output element from a decoded weight row (`wrow`, code values) and a prepared input row.
-// Each block's partial dot is scaled as (partial * xscale) * wscale and accumulated in block
-// order: the canonical order every ISA reproduces.
+// FP8: each block's partial dot is scaled as (partial * xscale) * wscale and accumulated in
+// block order; FP4: Fp4LaneScaledDot. The canonical orders every ISA reproduces.
 float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const float* xrow,
                   const float* xscale) {
   float acc = 0.0f;
@@ -68,11 +86,7 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
     }
     return acc;
   }
-  for (int64_t c = 0; c < w.in / 32; ++c) {
-    const float partial = Dot8(xrow + c * 32, wrow + c * 32, 32);
-    acc += partial * xscale[c / 4] * E8M0Table()[w.scales[n * (w.in / 32) + c]];
-  }
-  return acc;
+  return Fp4LaneScaledDot(wrow, xrow, xscale, w.scales + n * (w.in / 32), w.in);
 }
 
 }  // namespace
@@ -125,11 +139,17 @@ void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_
   p->scales.resize(static_cast<size_t>(rows * blocks));
   float* scales = p->scales.data();
   const auto& t = internal::E4M3Table();
+  const bool avx512 = ActiveIsaUpToAvx512() == Isa::kAvx512;
   // About 16 operations per value (amax, divide, round, decode).
   pool.ParallelFor(rows, GrainForWork(16 * w.in), [&](int64_t r0, int64_t r1) {
     thread_local std::vector<uint8_t> codes;  // this thread's own
     codes.resize(static_cast<size_t>(w.in));
     for (int64_t r = r0; r < r1; ++r) {
+      if (avx512) {
+        internal::ActQuantValuesAvx512(x + r * w.in, w.in, values + r * w.in,
+                                       scales + r * blocks);
+        continue;
+      }
       ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock, codes,
                   {scales + r * blocks, static_cast<size_t>(blocks)});
       for (int64_t k = 0; k < w.in; ++k) values[r * w.in + k] = t[codes[k]];

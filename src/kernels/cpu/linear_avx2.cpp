@@ -105,13 +105,26 @@ DSV4_TARGET_AVX2 __m256 RowTile(const Source& src, const LinearCall& c, const Ti
     }
     return acc;
   }
+  // FP4: Fp4LaneScaledDot's order; each row's lanes keep their sums across chunks.
+  __m256 lanes[kTile];
+#pragma GCC unroll 8
+  for (int i = 0; i < kTile; ++i) lanes[i] = _mm256_setzero_ps();
   for (int64_t ch = 0; ch < w.in / 32; ++ch) {
-    BlockDots<true>(src, x, ch * 32, ch * 32 + 32, a);
-    const __m256 part = simd::ReduceLanes8(a);
-    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(part, _mm256_set1_ps(xs[ch / 4])),
-                                           _mm256_loadu_ps(t.fp4_ws + ch * kTile)));
+    const __m256 xv[4] = {_mm256_loadu_ps(x + ch * 32), _mm256_loadu_ps(x + ch * 32 + 8),
+                          _mm256_loadu_ps(x + ch * 32 + 16), _mm256_loadu_ps(x + ch * 32 + 24)};
+    const float xscale = xs[ch / 4];
+#pragma GCC unroll 8
+    for (int i = 0; i < kTile; ++i) {
+      __m256 v[4];
+      src.Load32(i, ch * 32, v);
+      __m256 part = _mm256_mul_ps(xv[0], v[0]);  // exact products: FMA rounds the same
+#pragma GCC unroll 3
+      for (int j = 1; j < 4; ++j) part = _mm256_fmadd_ps(xv[j], v[j], part);
+      const __m256 s = _mm256_set1_ps(xscale * t.fp4_ws[ch * kTile + i]);
+      lanes[i] = _mm256_add_ps(lanes[i], _mm256_mul_ps(part, s));
+    }
   }
-  return acc;
+  return simd::ReduceLanes8(lanes);
 }
 
 template <class Source>

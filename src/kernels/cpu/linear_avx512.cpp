@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <vector>
 
+#include "core/fp8.h"
+#include "core/quant.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
 
@@ -109,13 +111,22 @@ DSV4_TARGET_AVX512 __m512 RowTile(const Source& src, const LinearCall& c, const 
     }
     return acc;
   }
+  // FP4: Fp4LaneScaledDot's order; each register's lanes keep their sums across chunks,
+  // scaled per chunk by the scales of its two rows.
+  __m512 lanes[kPairs];
+#pragma GCC unroll 8
+  for (int p = 0; p < kPairs; ++p) lanes[p] = _mm512_setzero_ps();
   for (int64_t ch = 0; ch < w.in / 32; ++ch) {
     BlockDots<true>(src, x, ch * 32, ch * 32 + 32, a);
-    const __m512 part = simd::ReduceLanes16(a);
-    acc = _mm512_add_ps(acc, _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xs[ch / 4])),
-                                           _mm512_loadu_ps(t.fp4_ws + ch * kTile)));
+    const __m512 s16 =
+        _mm512_mul_ps(_mm512_set1_ps(xs[ch / 4]), _mm512_loadu_ps(t.fp4_ws + ch * kTile));
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      const __m512 s = _mm512_permutexvar_ps(simd::PairScaleIndex(p), s16);
+      lanes[p] = _mm512_add_ps(lanes[p], _mm512_mul_ps(a[p], s));
+    }
   }
-  return acc;
+  return simd::ReduceLanes16(lanes);
 }
 
 template <class Source>
@@ -159,7 +170,50 @@ DSV4_TARGET_AVX512 void Tile(const Source& src, const LinearCall& c, const TileI
   }
 }
 
+// E4M3ToF32(F32ToE4M3(t)) for |t| <= 448 or NaN: below 2^-6 onto the subnormal grid by
+// adding 2^14 (its ulp is 2^-9: the FPU rounds to nearest even), above it by rounding the 20
+// dropped mantissa bits to nearest even in the integer domain (a carry moves to the next
+// binade; |t| <= 448 never reaches 480). NaN becomes ±0x7FC00000 like E4M3ToF32.
+DSV4_TARGET_AVX512 inline __m512 RoundToE4M3Grid(__m512 t) {
+  const __m512i bits = _mm512_castps_si512(t);
+  const __m512i sign = _mm512_and_si512(bits, _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  const __m512i mag = _mm512_xor_si512(bits, sign);
+  const __m512 magf = _mm512_castsi512_ps(mag);
+  const __m512 magic = _mm512_set1_ps(16384.0f);
+  const __m512 sub = _mm512_sub_ps(_mm512_add_ps(magf, magic), magic);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(mag, 20), _mm512_set1_epi32(1));
+  const __m512i normal = _mm512_and_si512(
+      _mm512_add_epi32(mag, _mm512_add_epi32(_mm512_set1_epi32(0x7FFFF), odd)),
+      _mm512_set1_epi32(static_cast<int>(0xFFF00000u)));
+  const __mmask16 is_sub = _mm512_cmplt_epi32_mask(mag, _mm512_set1_epi32(121 << 23));
+  __m512i r = _mm512_mask_mov_epi32(normal, is_sub, _mm512_castps_si512(sub));
+  r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(t, t, _CMP_UNORD_Q),
+                            _mm512_set1_epi32(0x7FC00000));  // E4M3ToF32 of the NaN code
+  return _mm512_castsi512_ps(_mm512_or_si512(r, sign));
+}
+
 }  // namespace
+
+DSV4_TARGET_AVX512 void ActQuantValuesAvx512(const BF16* x, int64_t in, float* values,
+                                             float* scales) {
+  for (int64_t b = 0; b < in / 128; ++b) {
+    __m512 v[8];
+    __m512 amax = _mm512_setzero_ps();
+    for (int j = 0; j < 8; ++j) {
+      v[j] = simd::Bf16x16(x + b * 128 + 16 * j);
+      amax = _mm512_max_ps(_mm512_abs_ps(v[j]), amax);  // a NaN |v| leaves amax as it was
+    }
+    const float s = Ue8m0Scale(std::max(_mm512_reduce_max_ps(amax), kFp8AmaxFloor), kE4M3Max);
+    scales[b] = s;
+    const __m512 sv = _mm512_set1_ps(s), lo = _mm512_set1_ps(-kE4M3Max),
+                 hi = _mm512_set1_ps(kE4M3Max);
+    for (int j = 0; j < 8; ++j) {
+      // std::clamp order: NaN passes (max/min return their second operand on NaN).
+      const __m512 t = _mm512_min_ps(hi, _mm512_max_ps(lo, _mm512_div_ps(v[j], sv)));
+      _mm512_storeu_ps(values + b * 128 + 16 * j, RoundToE4M3Grid(t));
+    }
+  }
+}
 
 DSV4_TARGET_AVX512 void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;

@@ -49,27 +49,25 @@ struct PanelSource {
 struct Combine {
   const LinearWeight* w;
   int64_t n0;           // first output of the tile
-  const float* fp4_ws;  // kFp4Row32: FP32 [in/32][kTile] weight scales, transposed
+  const float* fp4_ws;  // kFp4Row32: FP32 [kTile][in/32] weight scales of the tile's rows
 };
 
-// The 16 outputs of kRows input rows (xp[r]: row r in pair layout [in/16][8], xs[r]: its
+// FP8: the 16 outputs of kRows input rows (xp[r]: row r in pair layout [in/16][8], xs[r]: its
 // per-128 scales): per block, canonical accumulators from +0, reduced, then scaled as
 // (partial * xs) * ws and added in block order.
 template <int kRows, class Source>
 DSV4_TARGET_AVX512BF16 void RowsTile(const Source& src, const Combine& c, const uint32_t* const* xp,
                                      const float* const* xs, __m512* out) {
   const LinearWeight& w = *c.w;
-  const bool fp8 = w.kind == LinearKind::kFp8Block;
-  const int64_t block = fp8 ? 128 : 32;
   const int64_t scale_cols = (w.in + 127) / 128;
   for (int r = 0; r < kRows; ++r) out[r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < w.in / block; ++b) {
+  for (int64_t b = 0; b < w.in / 128; ++b) {
     __m512 a[kRows][kPairs];
 #pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) {
       for (int r = 0; r < kRows; ++r) a[r][p] = _mm512_setzero_ps();
     }
-    for (int64_t k = b * block; k < (b + 1) * block; k += 16) {
+    for (int64_t k = b * 128; k < (b + 1) * 128; k += 16) {
       __m512i x[kRows];
       for (int r = 0; r < kRows; ++r) {
         x[r] = _mm512_broadcast_i64x4(
@@ -81,21 +79,81 @@ DSV4_TARGET_AVX512BF16 void RowsTile(const Source& src, const Combine& c, const 
         for (int r = 0; r < kRows; ++r) a[r][p] = simd::DotBf16(a[r][p], x[r], v);
       }
     }
+    const int64_t tile = (c.n0 / 128) * scale_cols + b;
+    const __m512 ws = _mm512_set1_ps(w.scales_f32 != nullptr ? w.scales_f32[tile]
+                                                             : E8M0Table()[w.scales[tile]]);
     for (int r = 0; r < kRows; ++r) {
       const __m512 part = simd::ReduceLanes16(a[r]);
-      __m512 ws;
-      float xscale;
-      if (fp8) {
-        const int64_t tile = (c.n0 / 128) * scale_cols + b;
-        ws = _mm512_set1_ps(w.scales_f32 != nullptr ? w.scales_f32[tile]
-                                                    : E8M0Table()[w.scales[tile]]);
-        xscale = xs[r][b];
-      } else {
-        ws = _mm512_loadu_ps(c.fp4_ws + b * kTile);
-        xscale = xs[r][b / 4];
-      }
+      const float xscale = xs[r][b];
       out[r] =
           _mm512_add_ps(out[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xscale)), ws));
+    }
+  }
+}
+
+// FP4 (Fp4LaneScaledDot's order), one pair register at a time (its lane sums depend on no
+// other register): per chunk of 32 the register's lanes get their 4 exact products (two
+// VDPBF16PS from +0), times the chunk scales of its two rows (one broadcast per half), added
+// to the lane sums, which are reduced once at the end. xw[r]: input row r in pair layout at
+// full width ([in/16][16] words pairs, the 8 of each 16 values twice, so that loading needs
+// no shuffle); c.fp4_ws: the tile rows' weight scales as FP32 [kTile][in/32].
+template <int kRows>
+DSV4_TARGET_AVX512BF16 void RowsTileFp4(const Fp4Source& src, const Combine& c,
+                                        const uint32_t* const* xw, const float* const* xs,
+                                        __m512* out) {
+  const LinearWeight& w = *c.w;
+  const int64_t chunks = w.in / 32;
+  __m512 lanes[kRows][kPairs];
+  for (int p = 0; p < kPairs; ++p) {
+    const float* ws_lo = c.fp4_ws + p * chunks;
+    const float* ws_hi = c.fp4_ws + (p + 8) * chunks;
+    __m512 sum[kRows];
+    for (int r = 0; r < kRows; ++r) sum[r] = _mm512_setzero_ps();
+    for (int64_t ch = 0; ch < chunks; ++ch) {
+      const int64_t k = ch * 32;
+      // Chunk ch's scale of row p on lanes 0-7, of row p + 8 on lanes 8-15.
+      const __m512 ws =
+          _mm512_mask_broadcastss_ps(_mm512_set1_ps(ws_lo[ch]), 0xFF00, _mm_load_ss(ws_hi + ch));
+      const __m512i v0 = src.Load16(p, k), v1 = src.Load16(p, k + 16);
+      for (int r = 0; r < kRows; ++r) {
+        const __m512i x0 = _mm512_loadu_si512(xw[r] + k);
+        const __m512i x1 = _mm512_loadu_si512(xw[r] + k + 16);
+        const __m512 part = simd::DotBf16(simd::DotBf16(_mm512_setzero_ps(), x0, v0), x1, v1);
+        const __m512 s = _mm512_mul_ps(_mm512_set1_ps(xs[r][ch / 4]), ws);
+        sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(part, s));
+      }
+    }
+    for (int r = 0; r < kRows; ++r) lanes[r][p] = sum[r];
+  }
+  for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
+}
+
+// FP4: all input rows over one tile, up to 4 rows per pass, decoding in registers (each
+// decoded weight register serves every row of the pass).
+DSV4_TARGET_AVX512BF16 void TileFp4(const Fp4Source& src, const LinearCall& call,
+                                    const Combine& c, const uint32_t* xw_all, int64_t count) {
+  const LinearWeight& w = *c.w;
+  const int64_t xs_stride = w.in / 128;
+  for (int64_t r0 = 0; r0 < call.rows; r0 += 4) {
+    const int rows = static_cast<int>(std::min<int64_t>(4, call.rows - r0));
+    const uint32_t* xw[4];
+    const float* xs[4];
+    for (int r = 0; r < rows; ++r) {
+      xw[r] = xw_all + (r0 + r) * w.in;
+      xs[r] = call.xscale + (r0 + r) * xs_stride;
+    }
+    __m512 res[4];
+    switch (rows) {
+      case 1: RowsTileFp4<1>(src, c, xw, xs, res); break;
+      case 2: RowsTileFp4<2>(src, c, xw, xs, res); break;
+      case 3: RowsTileFp4<3>(src, c, xw, xs, res); break;
+      default: RowsTileFp4<4>(src, c, xw, xs, res); break;
+    }
+    for (int r = 0; r < rows; ++r) {
+      alignas(64) float out[kTile];
+      _mm512_store_ps(out, res[r]);
+      BF16* y = call.y + (r0 + r) * w.out + c.n0;
+      for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
     }
   }
 }
@@ -110,8 +168,8 @@ DSV4_TARGET_AVX512BF16 void DecodePanel(const Source& src, int64_t in, uint16_t*
   }
 }
 
-// All input rows over one tile: in registers for one row, else through a panel, two rows per
-// pass over it.
+// FP8: all input rows over one tile: in registers for one row, else through a panel, two rows
+// per pass over it.
 template <class Source>
 DSV4_TARGET_AVX512BF16 void Tile(const Source& src, const LinearCall& call, const Combine& c,
                                  const uint32_t* xp_all, int64_t count) {
@@ -163,24 +221,30 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     return;
   }
   const int64_t chunks = w.in / 32;
-  // Input rows in pair layout (per thread: a few KB, cheap next to the tiles).
+  // Input rows in pair layout (per thread: a few KB, cheap next to the tiles); FP4 at full
+  // width (RowsTileFp4).
   thread_local std::vector<uint32_t> xp;
-  thread_local std::vector<float> ws_t;
-  xp.resize(static_cast<size_t>(c.rows * w.in / 2));
+  xp.resize(static_cast<size_t>(c.rows * w.in / (fp4 ? 1 : 2)));
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
-      simd::PairsFromF32(c.x + r * w.in + k, xp.data() + (r * w.in + k) / 2);
+      if (fp4) {
+        uint32_t* dst = xp.data() + r * w.in + k;
+        simd::PairsFromF32(c.x + r * w.in + k, dst);
+        std::memcpy(dst + 8, dst, 8 * sizeof(uint32_t));
+      } else {
+        simd::PairsFromF32(c.x + r * w.in + k, xp.data() + (r * w.in + k) / 2);
+      }
     }
   }
-  if (fp4) ws_t.resize(static_cast<size_t>(chunks * kTile));
-  const float* e8m0 = E8M0Table();
+  thread_local std::vector<float> ws;  // FP4: [kTile][chunks]
+  if (fp4) ws.resize(static_cast<size_t>(kTile * chunks));
   Fp4Source fp4_src;
   fp4_src.consts = simd::MakeE2M1PairConsts();
   Fp8Source fp8_src;
   fp8_src.consts = simd::MakeE4M3PairConsts();
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
-    const Combine combine{&w, t0, ws_t.data()};
+    const Combine combine{&w, t0, ws.data()};
     for (int i = 0; i < kTile; ++i) {
       const int64_t n =
           t0 + std::min<int64_t>(i, count - 1);  // a partial tile repeats its last row
@@ -190,10 +254,15 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
       }
       fp4_src.row[i] = w.codes + n * (w.in / 2);
       const uint8_t* sc = w.scales + n * chunks;
-      for (int64_t ch = 0; ch < chunks; ++ch) ws_t[ch * kTile + i] = e8m0[sc[ch]];
+      for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
+        const __mmask16 live =
+            static_cast<__mmask16>(chunks - c0 >= 16 ? 0xFFFF : (1u << (chunks - c0)) - 1);
+        _mm512_mask_storeu_ps(ws.data() + i * chunks + c0, live,
+                              simd::E8M0x16(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, sc + c0))));
+      }
     }
     if (fp4) {
-      Tile(fp4_src, c, combine, xp.data(), count);
+      TileFp4(fp4_src, c, combine, xp.data(), count);
     } else {
       Tile(fp8_src, c, combine, xp.data(), count);
     }

@@ -37,6 +37,22 @@ void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 // AVX512_BF16 support.
 bool Bf16DotRoundsSequentially();
 
+// The canonical FP4 (kFp4Row32) output before BF16 rounding, scalar. wrow / xrow: code values
+// [in] of the weight row and the FP8-quantised input; xscale [in/128] and wscale [in/32] (E8M0
+// codes) their scales. Element k belongs to lane l = k mod 8. Per 32-chunk c each lane sums
+// its 4 products in ascending k from +0 (exactly: E2M1 x E4M3 products are multiples of 2^-10
+// below 2^12, so any order gives the same bits), then lane[l] += part * s_c with
+// s_c = xscale[c/4] * wscale[c] (formed first; powers of two), chunks in ascending order;
+// finally the lanes combine as ((l0+l1)+(l2+l3))+((l4+l5)+(l6+l7)). Keeping the chunk scales
+// inside the lanes lets SIMD paths reduce once per output instead of once per 32 inputs.
+float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
+                       const uint8_t* wscale, int64_t in);
+
+// One input row quantised for the FP8/FP4 linears, like ActQuantFp8 per 128 followed by
+// E4M3ToF32 of each code, with AVX-512 (same bits): x BF16 [in] -> values FP32 [in] (the E4M3
+// code values), scales FP32 [in/128]. in must be a multiple of 128.
+void ActQuantValuesAvx512(const BF16* x, int64_t in, float* values, float* scales);
+
 inline constexpr int64_t kAvx2Tile = 8;     // outputs per AVX2 tile (8 accumulators)
 inline constexpr int64_t kAvx512Tile = 16;  // outputs per AVX-512 tile (8 two-half registers)
 

@@ -180,6 +180,12 @@ DSV4_TARGET_AVX512 inline void E2M1x32x2(const uint8_t* p, const uint8_t* q, __m
 }
 
 // 8 BF16 values at p (low half) and 8 at q (high half) -> FP32.
+// 16 BF16 values -> FP32 (exact).
+DSV4_TARGET_AVX512 inline __m512 Bf16x16(const void* p) {
+  const __m256i v = _mm256_loadu_si256(static_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(v), 16));
+}
+
 DSV4_TARGET_AVX512 inline __m512 Bf16x8x2(const void* p, const void* q) {
   const __m256i v = _mm256_inserti128_si256(
       _mm256_castsi128_si256(_mm_loadu_si128(static_cast<const __m128i*>(p))),
@@ -210,6 +216,12 @@ DSV4_TARGET_AVX512 inline __m512 ReduceLanes16(const __m512* a) {
   // Sums for accumulators [0-3, 8-11, 4-7, 12-15]; put them in order.
   const __m512i order = _mm512_setr_epi32(0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 12, 13, 14, 15);
   return _mm512_permutexvar_ps(order, _mm512_add_ps(low, high));
+}
+
+// Index for _mm512_permutexvar_ps that spreads tile scales s[0..15] over pair register p's
+// lanes: s[p] on lanes 0-7 (row p), s[p + 8] on lanes 8-15 (row p + 8).
+DSV4_TARGET_AVX512 inline __m512i PairScaleIndex(int p) {
+  return _mm512_mask_set1_epi32(_mm512_set1_epi32(p), 0xFF00, p + 8);
 }
 
 // RoundBf16x8 for 16 floats.

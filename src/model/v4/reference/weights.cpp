@@ -70,12 +70,20 @@ std::vector<float> ApplyFp4(const Linear& l, std::span<const float> x) {
   for (int64_t n = 0; n < l.out; ++n) {
     const float* wrow = l.w.data() + n * l.in;
     const float* srow = l.scale.data() + n * num_chunks;
-    float acc = 0.0f;
+    // Lane l = k mod 8 keeps its own sum across chunks: per chunk its 4 products (exact),
+    // times the chunk's scale sx·Sw (formed first), added in chunk order; the lanes combine
+    // at the end in the DotLanes8 tree.
+    float lane[8] = {};
     for (int64_t c = 0; c < num_chunks; ++c) {
-      const float part = DotLanes8(qx.data() + c * kChunk, wrow + c * kChunk, kChunk);
-      acc += part * sx[(c * kChunk) / static_cast<int64_t>(kFp8ActBlock)] * srow[c];
+      const float s = sx[(c * kChunk) / static_cast<int64_t>(kFp8ActBlock)] * srow[c];
+      for (int64_t l = 0; l < 8; ++l) {
+        float part = 0.0f;
+        for (int64_t k = c * kChunk + l; k < (c + 1) * kChunk; k += 8) part += qx[k] * wrow[k];
+        lane[l] += part * s;
+      }
     }
-    y[n] = RoundBf16(acc);
+    y[n] = RoundBf16(((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                     ((lane[4] + lane[5]) + (lane[6] + lane[7])));
   }
   return y;
 }
