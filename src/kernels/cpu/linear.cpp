@@ -179,8 +179,21 @@ void Run(ThreadPool& pool, const LinearCall& call) {
   }
   const int64_t num_tiles = (w.out + tile - 1) / tile;
   const int64_t grain = GrainForWork(call.rows * w.in * tile);
+  // Rows in blocks whose inputs (~4 B per value in the SIMD layouts) stay in L2 while every
+  // tile of the thread's range passes over them: a long prefill batch would otherwise stream
+  // all of its inputs from memory once per tile of 8-16 outputs.
+  const int64_t row_block =
+      std::max<int64_t>(4, (int64_t{1} << 16) / std::max<int64_t>(w.in, 1) / 4 * 4);
   pool.ParallelFor(num_tiles, grain, [&](int64_t begin, int64_t end) {
-    tiles(call, begin * tile, std::min(w.out, end * tile));
+    for (int64_t r0 = 0; r0 < call.rows; r0 += row_block) {
+      LinearCall part = call;
+      part.rows = std::min(row_block, call.rows - r0);
+      part.x = call.x + r0 * w.in;
+      if (call.xscale != nullptr) part.xscale = call.xscale + r0 * (w.in / 128);
+      if (call.y != nullptr) part.y = call.y + r0 * w.out;
+      if (call.y_f32 != nullptr) part.y_f32 = call.y_f32 + r0 * w.out;
+      tiles(part, begin * tile, std::min(w.out, end * tile));
+    }
   });
 }
 

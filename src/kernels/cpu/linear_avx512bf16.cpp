@@ -257,8 +257,8 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
       for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
         const __mmask16 live =
             static_cast<__mmask16>(chunks - c0 >= 16 ? 0xFFFF : (1u << (chunks - c0)) - 1);
-        _mm512_mask_storeu_ps(ws.data() + i * chunks + c0, live,
-                              simd::E8M0x16(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, sc + c0))));
+        const __m512i codes = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, sc + c0));
+        _mm512_mask_storeu_ps(ws.data() + i * chunks + c0, live, simd::E8M0x16(codes));
       }
     }
     if (fp4) {
