@@ -16,7 +16,20 @@ enum class LinearKind {
               // input quantised to FP8 per 128; output BF16
   kBf16,      // bf16 [out, in]: BF16 inputs, FP32 accumulation, BF16 output
   kF32,       // f32 [out, in]: FP32 inputs and outputs (FP32-promoted weights)
+  kFp8AsBf16,  // codes e4m3 [out, in] + e8m0 `scales` as kFp8Block, used as their exact BF16
+               // dequantisation (code x scale) with the input NOT quantised: the results of
+               // kBf16 on the dequantised matrix (V4 wo_a, spec §6.5) at half the bytes. Every
+               // scale must satisfy Fp8AsBf16ScalesOk (then code x scale is a BF16 normal or 0).
 };
+
+// Whether every E8M0 scale code is in [127 - 117, 127 + 119]: then each E4M3 code value
+// (2^-9 .. 448) times its scale is a normal BF16 number, so kFp8AsBf16 is exact.
+inline bool Fp8AsBf16ScalesOk(const uint8_t* scales, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    if (scales[i] < 127 - 117 || scales[i] > 127 + 119) return false;
+  }
+  return true;
+}
 
 struct LinearWeight {
   LinearKind kind = LinearKind::kBf16;
@@ -26,9 +39,9 @@ struct LinearWeight {
   const uint8_t* scales = nullptr;
   const BF16* bf16 = nullptr;
   const float* f32 = nullptr;
-  // kFp8Block only: f32 [ceil(out/128), ceil(in/128)] tile scales, used instead of the E8M0
-  // `scales` when set. V3.2 checkpoints store them as `weight_scale_inv` (dequantised weight =
-  // fp8 × scale), not necessarily powers of two.
+  // kFp8Block only (not kFp8AsBf16): f32 [ceil(out/128), ceil(in/128)] tile scales, used
+  // instead of the E8M0 `scales` when set. V3.2 checkpoints store them as `weight_scale_inv`
+  // (dequantised weight = fp8 × scale), not necessarily powers of two.
   const float* scales_f32 = nullptr;
 };
 

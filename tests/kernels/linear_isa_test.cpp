@@ -55,6 +55,18 @@ Weights MakeWeights(LinearKind kind, int64_t out, int64_t in, bool f32_scales, b
       r.scales.resize(out * in / 32);
       for (auto& s : r.scales) s = scale_code();
       break;
+    case LinearKind::kFp8AsBf16:  // scales within Fp8AsBf16ScalesOk, its bounds when extreme
+      r.codes.resize(out * in);
+      for (auto& c : r.codes) {
+        do c = static_cast<uint8_t>(rng.Below(256));
+        while ((c & 0x7F) == 0x7F);
+      }
+      r.scales.resize(((out + 127) / 128) * ((in + 127) / 128));
+      for (auto& s : r.scales) {
+        s = extreme && rng.Below(4) == 0 ? static_cast<uint8_t>(rng.Below(2) == 0 ? 10 : 246)
+                                         : static_cast<uint8_t>(112 + rng.Below(16));
+      }
+      break;
     case LinearKind::kBf16:
       r.bf16.resize(out * in);
       for (auto& v : r.bf16) v = F32ToBf16(static_cast<float>(rng.Normal() / std::sqrt(in)));
@@ -127,7 +139,8 @@ TEST_P(LinearIsa, EveryIsaMatchesScalarBitForBit) {
   ScopedFineSplit split;
   Rng rng(1234 + static_cast<int>(GetParam()));
   for (int trial = 0; trial < 24; ++trial) {
-    const int64_t in = GetParam() == LinearKind::kBf16 || GetParam() == LinearKind::kF32
+    const int64_t in = GetParam() == LinearKind::kBf16 || GetParam() == LinearKind::kF32 ||
+                               GetParam() == LinearKind::kFp8AsBf16
                            ? 32 * (1 + rng.Below(24))
                            : 128 * (1 + rng.Below(6));
     const int64_t out = 1 + rng.Below(300);
@@ -150,7 +163,45 @@ TEST(LinearIsaShapes, InputsNotAMultipleOf32FallBackToTheSameBits) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
-                                           LinearKind::kBf16, LinearKind::kF32));
+                                           LinearKind::kBf16, LinearKind::kF32,
+                                           LinearKind::kFp8AsBf16));
+
+// kFp8AsBf16 is kBf16 on the dequantised matrix, bit for bit, on every ISA: with ordinary
+// inputs (the VDPBF16PS path where present) and with inputs that force the FP32 fallback (a
+// subnormal, a huge value next to tiny ones).
+TEST(LinearFp8AsBf16, EqualsBf16OnTheDequantisedWeights) {
+  Rng rng(77);
+  ThreadPool pool(2);
+  for (int trial = 0; trial < 12; ++trial) {
+    const int64_t out = 1 + rng.Below(200), in = 32 * (1 + rng.Below(40));
+    const int64_t rows = 1 + rng.Below(6);
+    const Weights q = MakeWeights(LinearKind::kFp8AsBf16, out, in, false, trial % 2 == 1, rng);
+    std::vector<BF16> deq(static_cast<size_t>(out * in));
+    for (int64_t n = 0; n < out; ++n) {
+      for (int64_t k = 0; k < in; ++k) {
+        const float v = E4M3ToF32(q.codes[n * in + k]) *
+                        E8M0ToF32(q.scales[(n / 128) * ((in + 127) / 128) + k / 128]);
+        deq[n * in + k] = F32ToBf16(v);
+        ASSERT_EQ(Bf16ToF32(deq[n * in + k]), v) << "dequantisation must be BF16-exact";
+      }
+    }
+    LinearWeight b{LinearKind::kBf16, out, in};
+    b.bf16 = deq.data();
+    std::vector<BF16> x = RandomInput(rows * in, rng);
+    if (trial % 3 == 1) x[rng.Below(rows * in)].bits = 0x0001;  // a subnormal
+    if (trial % 3 == 2) x[rng.Below(rows * in)] = F32ToBf16(1e30f);
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<BF16> y_q(rows * out), y_b(rows * out);
+      Linear(pool, q.w, x.data(), rows, y_q.data());
+      Linear(pool, b, x.data(), rows, y_b.data());
+      for (size_t i = 0; i < y_q.size(); ++i) {
+        ASSERT_EQ(y_q[i].bits, y_b[i].bits)
+            << IsaName(isa) << " trial " << trial << " element " << i;
+      }
+    }
+  }
+}
 
 TEST(Isa, DetectionAndOverride) {
   EXPECT_TRUE(IsaSupported(Isa::kScalar));

@@ -38,6 +38,14 @@ RandomLinear MakeLinear(LinearKind kind, int64_t out, int64_t in, Rng& rng) {
       r.scales.resize(out * in / 32);
       for (auto& s : r.scales) s = static_cast<uint8_t>(122 + rng.Below(4));
       break;
+    case LinearKind::kFp8AsBf16:
+      r.codes.resize(out * in);
+      for (auto& c : r.codes) {
+        do c = static_cast<uint8_t>(rng.Below(256)); while ((c & 0x7F) == 0x7F);
+      }
+      r.scales.resize(((out + 127) / 128) * ((in + 127) / 128));
+      for (auto& s : r.scales) s = static_cast<uint8_t>(118 + rng.Below(4));
+      break;
     case LinearKind::kBf16:
       r.bf16.resize(out * in);
       for (auto& v : r.bf16) v = F32ToBf16(static_cast<float>(rng.Normal() / std::sqrt(in)));
@@ -103,7 +111,7 @@ TEST_P(LinearKinds, BatchAndThreadInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearKinds,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
-                                           LinearKind::kBf16));
+                                           LinearKind::kBf16, LinearKind::kFp8AsBf16));
 
 TEST(LinearF32, FastMatchesReference) {
   Rng rng(3);

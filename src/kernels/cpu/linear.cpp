@@ -46,6 +46,13 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
     case LinearKind::kBf16:
       for (int64_t k = 0; k < w.in; ++k) out[k] = Bf16ToF32(w.bf16[n * w.in + k]);
       break;
+    case LinearKind::kFp8AsBf16: {  // exact: see Fp8AsBf16ScalesOk
+      const auto& t = E4M3Table();
+      const uint8_t* c = w.codes + n * w.in;
+      const uint8_t* s = w.scales + (n / 128) * ((w.in + 127) / 128);
+      for (int64_t k = 0; k < w.in; ++k) out[k] = t[c[k]] * E8M0Table()[s[k / 128]];
+      break;
+    }
     case LinearKind::kF32:
       for (int64_t k = 0; k < w.in; ++k) out[k] = w.f32[n * w.in + k];
       break;
@@ -104,7 +111,7 @@ void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1) {
         c.y_f32[r * w.out + n] = Dot8(xr, wrow.data(), w.in);
         continue;
       }
-      const float v = w.kind == LinearKind::kBf16
+      const float v = IsPlainBf16(w.kind)
                           ? Dot8(xr, wrow.data(), w.in)
                           : QuantOutput(w, n, wrow.data(), xr, c.xscale + r * blocks);
       c.y[r * w.out + n] = F32ToBf16(v);
@@ -130,7 +137,7 @@ void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_
                   PreparedInput* p) {
   p->values.resize(static_cast<size_t>(rows * w.in));
   float* values = p->values.data();
-  if (w.kind == LinearKind::kBf16) {
+  if (internal::IsPlainBf16(w.kind)) {
     for (int64_t i = 0; i < rows * w.in; ++i) values[i] = Bf16ToF32(x[i]);
     return;
   }

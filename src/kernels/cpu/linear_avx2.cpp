@@ -23,6 +23,17 @@ struct Fp8Source {  // values × 2^-8 (simd.h)
     for (int j = 0; j < 4; ++j) v[j] = E4M3x8(row[i] + k + 8 * j);
   }
 };
+// kFp8AsBf16: the dequantised values (code x scale, exact), one scale row for the tile
+// (8 rows never straddle a 128-row block).
+struct Fp8ScaledSource {
+  const uint8_t* row[kTile];
+  const uint8_t* scales;  // the tile's row of E8M0 codes [ceil(in/128)]
+  DSV4_TARGET_AVX2 void Load32(int i, int64_t k, __m256* v) const {
+    const __m256 f = _mm256_set1_ps(E8M0Table()[scales[k / 128]] * simd::kE4M3Fp16Unscale);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) v[j] = _mm256_mul_ps(E4M3x8(row[i] + k + 8 * j), f);
+  }
+};
 struct Fp4Source {
   const uint8_t* row[kTile];
   DSV4_TARGET_AVX2 void Load32(int i, int64_t k, __m256* v) const { E2M1x32(row[i] + k / 2, v); }
@@ -86,7 +97,7 @@ DSV4_TARGET_AVX2 __m256 RowTile(const Source& src, const LinearCall& c, const Ti
   const LinearWeight& w = *c.w;
   const float* x = c.x + r * w.in;
   __m256 a[kTile];
-  if (w.kind == LinearKind::kBf16 || w.kind == LinearKind::kF32) {
+  if (IsPlainBf16(w.kind) || w.kind == LinearKind::kF32) {
     BlockDots<false>(src, x, 0, w.in, a);
     return simd::ReduceLanes8(a);
   }
@@ -204,6 +215,13 @@ DSV4_TARGET_AVX2 void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n
       case LinearKind::kBf16: {
         Bf16Source s;
         for (int i = 0; i < kTile; ++i) s.row[i] = w.bf16 + rows[i] * w.in;
+        Tile(s, c, t, count);
+        break;
+      }
+      case LinearKind::kFp8AsBf16: {
+        Fp8ScaledSource s;
+        for (int i = 0; i < kTile; ++i) s.row[i] = w.codes + rows[i] * w.in;
+        s.scales = w.scales + (t0 / 128) * ((w.in + 127) / 128);
         Tile(s, c, t, count);
         break;
       }

@@ -25,6 +25,19 @@ struct Fp8Source {  // values × 2^-8 (simd.h)
     for (int j = 0; j < 4; ++j) v[j] = simd::E4M3x8x2(row[p] + k + 8 * j, row[p + 8] + k + 8 * j);
   }
 };
+// kFp8AsBf16: the dequantised values (code x scale, exact), one scale row for the tile
+// (16 rows never straddle a 128-row block).
+struct Fp8ScaledSource {
+  const uint8_t* row[kTile];
+  const uint8_t* scales;  // the tile's row of E8M0 codes [ceil(in/128)]
+  DSV4_TARGET_AVX512 void Load32(int p, int64_t k, __m512* v) const {
+    const __m512 f = _mm512_set1_ps(E8M0Table()[scales[k / 128]] * simd::kE4M3Fp16Unscale);
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      v[j] = _mm512_mul_ps(simd::E4M3x8x2(row[p] + k + 8 * j, row[p + 8] + k + 8 * j), f);
+    }
+  }
+};
 struct Fp4Source {
   const uint8_t* row[kTile];
   DSV4_TARGET_AVX512 void Load32(int p, int64_t k, __m512* v) const {
@@ -92,7 +105,7 @@ DSV4_TARGET_AVX512 __m512 RowTile(const Source& src, const LinearCall& c, const 
   const LinearWeight& w = *c.w;
   const float* x = c.x + r * w.in;
   __m512 a[kPairs];
-  if (w.kind == LinearKind::kBf16 || w.kind == LinearKind::kF32) {
+  if (IsPlainBf16(w.kind) || w.kind == LinearKind::kF32) {
     BlockDots<false>(src, x, 0, w.in, a);
     return simd::ReduceLanes16(a);
   }
@@ -247,6 +260,13 @@ DSV4_TARGET_AVX512 void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64
       case LinearKind::kBf16: {
         Bf16Source s;
         for (int i = 0; i < kTile; ++i) s.row[i] = w.bf16 + rows[i] * w.in;
+        Tile(s, c, t, count);
+        break;
+      }
+      case LinearKind::kFp8AsBf16: {
+        Fp8ScaledSource s;
+        for (int i = 0; i < kTile; ++i) s.row[i] = w.codes + rows[i] * w.in;
+        s.scales = w.scales + (t0 / 128) * ((w.in + 127) / 128);
         Tile(s, c, t, count);
         break;
       }

@@ -8,6 +8,8 @@
 // canonical multiply-then-add order does. Tiles, reduction and block combine as in
 // linear_avx512.cpp; other cases go to that file's loops.
 #include <algorithm>
+#include <bit>
+#include <climits>
 #include <cstring>
 #include <vector>
 
@@ -35,6 +37,23 @@ struct Fp8Source {
   simd::E4M3PairConsts consts;
   DSV4_TARGET_AVX512BF16 __m512i Load16(int p, int64_t k) const {
     return simd::E4M3PairsBf16(row[p] + k, row[p + 8] + k, consts);
+  }
+};
+// kFp8AsBf16: the dequantised values as BF16 words (the E4M3 word with the tile scale's
+// exponent added to its exponent field; exact by Fp8AsBf16ScalesOk), 16 values at a time.
+struct Fp8ScaledSource {
+  const uint8_t* row[kTile];
+  const uint8_t* scales;  // the tile's row of E8M0 codes [ceil(in/128)] (16 rows share it)
+  simd::E4M3PairConsts consts;
+  // `exponent`: the scale's exponent in the BF16 exponent field, in every word
+  // (ScaleExponent of the 128-block of k).
+  DSV4_TARGET_AVX512BF16 __m512i Load16(int p, int64_t k, __m512i exponent) const {
+    const __m512i v = simd::E4M3PairsBf16(row[p] + k, row[p + 8] + k, consts);
+    return _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7FFF)), v,
+                                 exponent);
+  }
+  DSV4_TARGET_AVX512BF16 __m512i ScaleExponent(int64_t block) const {
+    return _mm512_set1_epi16(static_cast<int16_t>((scales[block] - 127) * 128));
   }
 };
 // A tile decoded once: BF16 words [in/16][kPairs][32].
@@ -128,6 +147,86 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4(const Fp4Source& src, const Combine& c,
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
+// kFp8AsBf16: the canonical 8-lane dot of each output over the whole row (no blocks), one
+// pair register at a time, up to 4 input rows per decoded weight register. xw as in
+// RowsTileFp4.
+template <int kRows>
+DSV4_TARGET_AVX512BF16 void RowsTilePlain(const Fp8ScaledSource& src, int64_t in,
+                                          const uint32_t* const* xw, __m512* out) {
+  __m512 lanes[kRows][kPairs];
+  for (int p = 0; p < kPairs; ++p) {
+    __m512 acc[kRows];
+    for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
+    for (int64_t k0 = 0; k0 < in; k0 += 128) {
+      const __m512i exponent = src.ScaleExponent(k0 / 128);
+      for (int64_t k = k0; k < std::min(in, k0 + 128); k += 32) {
+        const __m512i v0 = src.Load16(p, k, exponent), v1 = src.Load16(p, k + 16, exponent);
+        for (int r = 0; r < kRows; ++r) {
+          acc[r] = simd::DotBf16(acc[r], _mm512_loadu_si512(xw[r] + k), v0);
+          acc[r] = simd::DotBf16(acc[r], _mm512_loadu_si512(xw[r] + k + 16), v1);
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) lanes[r][p] = acc[r];
+  }
+  for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
+}
+
+// Whether VDPBF16PS computes kFp8AsBf16 outputs [n0, n1) of every input row exactly as the
+// canonical FP32 order: every product is exact (BF16 x BF16), and when all nonzero inputs and
+// products are multiples of at least 2^-126 (grains: x's smallest exponent - 7, the weights'
+// smallest scale exponent - 9) with sums far below FP32 overflow, no value VDPBF16PS touches
+// is subnormal (which it would flush) and every rounding is the canonical one.
+bool PlainBf16Exact(const LinearCall& c, int64_t n0, int64_t n1) {
+  const LinearWeight& w = *c.w;
+  int x_min = INT_MAX, x_max = INT_MIN;
+  for (int64_t i = 0; i < c.rows * w.in; ++i) {
+    const uint32_t bits = std::bit_cast<uint32_t>(c.x[i]) & 0x7FFFFFFFu;
+    if (bits == 0) continue;
+    const int e = static_cast<int>(bits >> 23);  // biased; 0 = subnormal, 255 = inf/NaN
+    x_min = std::min(x_min, e);
+    x_max = std::max(x_max, e);
+  }
+  if (x_min == INT_MAX) return true;  // all zero
+  const int64_t scale_cols = (w.in + 127) / 128;
+  int s_min = INT_MAX, s_max = INT_MIN;
+  for (int64_t rb = n0 / 128; rb <= (n1 - 1) / 128; ++rb) {
+    for (int64_t b = 0; b < scale_cols; ++b) {
+      const int e = w.scales[rb * scale_cols + b];
+      s_min = std::min(s_min, e);
+      s_max = std::max(s_max, e);
+    }
+  }
+  const int grain = (x_min - 127 - 7) + (s_min - 127 - 9);
+  const int top = (x_max - 127 + 1) + (s_max - 127 + 9) +
+                  static_cast<int>(std::bit_width(static_cast<uint64_t>(w.in)));
+  return x_min > 0 && x_max < 255 && grain >= -126 && top <= 120;
+}
+
+// kFp8AsBf16: all input rows over one tile, 4 at a time.
+DSV4_TARGET_AVX512BF16 void TilePlain(const Fp8ScaledSource& src, const LinearCall& call,
+                                      int64_t n0, const uint32_t* xw_all, int64_t count) {
+  const LinearWeight& w = *call.w;
+  for (int64_t r0 = 0; r0 < call.rows; r0 += 4) {
+    const int rows = static_cast<int>(std::min<int64_t>(4, call.rows - r0));
+    const uint32_t* xw[4];
+    for (int r = 0; r < rows; ++r) xw[r] = xw_all + (r0 + r) * w.in;
+    __m512 res[4];
+    switch (rows) {
+      case 1: RowsTilePlain<1>(src, w.in, xw, res); break;
+      case 2: RowsTilePlain<2>(src, w.in, xw, res); break;
+      case 3: RowsTilePlain<3>(src, w.in, xw, res); break;
+      default: RowsTilePlain<4>(src, w.in, xw, res); break;
+    }
+    for (int r = 0; r < rows; ++r) {
+      alignas(64) float out[kTile];
+      _mm512_store_ps(out, res[r]);
+      BF16* y = call.y + (r0 + r) * w.out + n0;
+      for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
+    }
+  }
+}
+
 // FP4: all input rows over one tile, up to 4 rows per pass, decoding in registers (each
 // decoded weight register serves every row of the pass).
 DSV4_TARGET_AVX512BF16 void TileFp4(const Fp4Source& src, const LinearCall& call,
@@ -216,18 +315,20 @@ DSV4_TARGET_AVX512BF16 void Tile(const Source& src, const LinearCall& call, cons
 DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
   const bool fp4 = w.kind == LinearKind::kFp4Row32;
-  if (!fp4 && w.kind != LinearKind::kFp8Block) {
-    LinearTilesAvx512(c, n0, n1);
+  const bool plain = w.kind == LinearKind::kFp8AsBf16;
+  if ((!fp4 && !plain && w.kind != LinearKind::kFp8Block) ||
+      (plain && !PlainBf16Exact(c, n0, n1))) {
+    LinearTilesAvx512(c, n0, n1);  // the FP32 loops: the same bits
     return;
   }
+  const bool wide = fp4 || plain;  // input pairs at full width (RowsTileFp4, RowsTilePlain)
   const int64_t chunks = w.in / 32;
-  // Input rows in pair layout (per thread: a few KB, cheap next to the tiles); FP4 at full
-  // width (RowsTileFp4).
+  // Input rows in pair layout (per thread: a few KB, cheap next to the tiles).
   thread_local std::vector<uint32_t> xp;
-  xp.resize(static_cast<size_t>(c.rows * w.in / (fp4 ? 1 : 2)));
+  xp.resize(static_cast<size_t>(c.rows * w.in / (wide ? 1 : 2)));
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
-      if (fp4) {
+      if (wide) {
         uint32_t* dst = xp.data() + r * w.in + k;
         simd::PairsFromF32(c.x + r * w.in + k, dst);
         std::memcpy(dst + 8, dst, 8 * sizeof(uint32_t));
@@ -239,17 +340,19 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   thread_local std::vector<float> ws;  // FP4: [kTile][chunks]
   if (fp4) ws.resize(static_cast<size_t>(kTile * chunks));
   Fp4Source fp4_src;
-  fp4_src.consts = simd::MakeE2M1PairConsts();
   Fp8Source fp8_src;
-  fp8_src.consts = simd::MakeE4M3PairConsts();
+  Fp8ScaledSource plain_src;
+  if (fp4) fp4_src.consts = simd::MakeE2M1PairConsts();
+  if (!fp4) fp8_src.consts = plain_src.consts = simd::MakeE4M3PairConsts();
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const Combine combine{&w, t0, ws.data()};
+    plain_src.scales = w.scales + (t0 / 128) * ((w.in + 127) / 128);
     for (int i = 0; i < kTile; ++i) {
       const int64_t n =
           t0 + std::min<int64_t>(i, count - 1);  // a partial tile repeats its last row
       if (!fp4) {
-        fp8_src.row[i] = w.codes + n * w.in;
+        fp8_src.row[i] = plain_src.row[i] = w.codes + n * w.in;
         continue;
       }
       fp4_src.row[i] = w.codes + n * (w.in / 2);
@@ -263,6 +366,8 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     }
     if (fp4) {
       TileFp4(fp4_src, c, combine, xp.data(), count);
+    } else if (plain) {
+      TilePlain(plain_src, c, t0, xp.data(), count);
     } else {
       Tile(fp8_src, c, combine, xp.data(), count);
     }

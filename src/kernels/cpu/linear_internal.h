@@ -12,11 +12,16 @@
 
 namespace dsv4::kernels::internal {
 
+// Kinds whose input is used as is (BF16 values, no activation quantisation), output BF16.
+inline bool IsPlainBf16(LinearKind k) {
+  return k == LinearKind::kBf16 || k == LinearKind::kFp8AsBf16;
+}
+
 // One linear call after input preparation.
 struct LinearCall {
   const LinearWeight* w = nullptr;
   // [rows, in]: the E4M3 code values of the quantised input (kFp8Block, kFp4Row32), or the
-  // FP32 input values (kBf16, kF32).
+  // FP32 input values (kBf16, kFp8AsBf16, kF32).
   const float* x = nullptr;
   const float* xscale = nullptr;  // [rows, in/128] power-of-two input scales (quantised kinds)
   int64_t rows = 0;

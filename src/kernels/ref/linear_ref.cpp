@@ -57,6 +57,19 @@ void Linear(const LinearWeight& w, const BF16* x, int64_t rows, BF16* y) {
       }
       continue;
     }
+    if (w.kind == LinearKind::kFp8AsBf16) {
+      const int64_t scale_cols = (w.in + 127) / 128;
+      for (int64_t n = 0; n < w.out; ++n) {
+        float acc = 0.0f;
+        for (int64_t k = 0; k < w.in; ++k) {
+          const float wv = E4M3ToF32(w.codes[n * w.in + k]) *
+                           E8M0ToF32(w.scales[(n / 128) * scale_cols + k / 128]);
+          acc += Bf16ToF32(xr[k]) * wv;
+        }
+        y[r * w.out + n] = F32ToBf16(acc);
+      }
+      continue;
+    }
     DSV4_CHECK(w.in % 128 == 0);
     ActQuantFp8({xr, static_cast<size_t>(w.in)}, kFp8ActBlock, qx,
                 {sx.data(), static_cast<size_t>(w.in / 128)});
