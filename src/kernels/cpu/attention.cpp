@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <queue>
 
 #include "core/fp8.h"
@@ -99,7 +100,7 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
   acc.resize(static_cast<size_t>(heads * d));
   for (int64_t i = 0; i < heads * d; ++i) qf[i] = Bf16ToF32(q[i]);
   const AttnCall call{qf.data(), rows, scale};
-  pool.ParallelFor(heads, GrainForWork(2 * n * d), [&](int64_t h0, int64_t h1) {
+  auto attend_heads = [&](int64_t h0, int64_t h1) {
     AttnPassState state;
     scores(call, h0, h1, s.data() + h0 * n, &state);
     thread_local std::vector<float> den;  // this worker's own
@@ -120,7 +121,10 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h - h0]);
     }
-  });
+  };
+  // std::ref: the pool's std::function holds a pointer instead of a heap copy of the lambda
+  // (this runs once per token and layer).
+  pool.ParallelFor(heads, GrainForWork(2 * n * d), std::ref(attend_heads));
 }
 
 }  // namespace

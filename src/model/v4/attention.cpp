@@ -1,5 +1,6 @@
 #include "model/v4/attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -17,21 +18,13 @@ namespace {
 using model::LayerKind;
 using model::ModelConfig;
 
-// Batched projections of a chunk (everything that does not depend on other tokens' KV).
-struct Projections {
-  std::vector<BF16> q;       // [n, H*d]: normed per head, RoPE'd
-  std::vector<BF16> kv;      // [n, d]: normed, RoPE'd window keys (before FP8 packing)
-  std::vector<float> cv, cz;   // [n, kappa*d]: attention compressor values / gate logits
-  std::vector<BF16> iq;      // [n, nI*dI]: indexer queries (RoPE, Hadamard, FP4-simulated)
-  std::vector<BF16> iw;      // [n, nI]: indexer head weights (BF16, scaled)
-  std::vector<float> icv, icz;  // [n, 2*dI]: indexer compressor values / gate logits
-};
-
+// Batched projections of a chunk into p->cq, q, kv, cv, cz, iq, iw, icv, icz.
 void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, const RopeTable& rope,
-             const int64_t* positions, const BF16* x, int64_t n, Projections* p) {
+             const int64_t* positions, const BF16* x, int64_t n, AttentionWorkspace* p) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  std::vector<BF16> cq(static_cast<size_t>(n * c.q_lora_rank));
+  std::vector<BF16>& cq = p->cq;
+  cq.resize(static_cast<size_t>(n * c.q_lora_rank));
   kernels::Linear(pool, w.wq_a, x, n, cq.data());
   for (int64_t t = 0; t < n; ++t) {
     BF16* row = cq.data() + t * c.q_lora_rank;
@@ -83,52 +76,61 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
 
 // Runs one compressor step for token `pos`; on emission post-processes the pooled entry
 // (spec §7.5: BF16, norm, RoPE at m·i, then FP8 or Hadamard+FP4) and appends it to the cache.
+// Scratch: ws->gate, pooled, entry.
 void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const RopeTable& rope,
                    kv::CompressorState& state, const float* v, const float* z, int64_t pos,
-                   bool indexer, kv::V4SequenceCache& cache, int64_t layer) {
+                   bool indexer, kv::V4SequenceCache& cache, int64_t layer,
+                   AttentionWorkspace* ws) {
   const int64_t row = state.row_width(), m = cw.ratio, width = cw.width;
-  std::vector<float> zb(static_cast<size_t>(row)), pooled(static_cast<size_t>(width));
+  ws->gate.resize(static_cast<size_t>(row));
+  ws->pooled.resize(static_cast<size_t>(width));
+  ws->entry.resize(static_cast<size_t>(width));
+  float* zb = ws->gate.data();
   const float* ape = cw.ape + (pos % m) * row;
   for (int64_t f = 0; f < row; ++f) zb[f] = z[f] + ape[f];
-  if (!CompressorStep(state, v, zb.data(), pos, pooled.data())) return;
-  std::vector<BF16> e(static_cast<size_t>(width));
-  for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(pooled[f]);
-  RmsNorm(e.data(), cw.norm, width, static_cast<float>(c.rms_norm_eps), e.data());
+  if (!CompressorStep(state, v, zb, pos, ws->pooled.data())) return;
+  BF16* e = ws->entry.data();
+  for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(ws->pooled[f]);
+  RmsNorm(e, cw.norm, width, static_cast<float>(c.rms_norm_eps), e);
   const int64_t r = c.qk_rope_head_dim;
-  rope.Apply(e.data() + width - r, m * (pos / m), false);
+  rope.Apply(e + width - r, m * (pos / m), false);
   if (indexer) {
-    Hadamard(e.data(), width);
-    kv::EncodeIndexerKeyFp4(e.data(), width, cache.AppendIndexerKey(layer));
+    Hadamard(e, width);
+    kv::EncodeIndexerKeyFp4(e, width, cache.AppendIndexerKey(layer));
   } else {
-    kv::EncodeKvEntry(e.data(), width - r, r, cache.AppendEntry(layer));
+    kv::EncodeKvEntry(e, width - r, r, cache.AppendEntry(layer));
   }
 }
 
 // Runs the tokens of one sequence (rows [s.row0, s.row0 + s.n)) in position order: cache
-// writes, compressors, indexer, sparse attention. o BF16 [rows, H*d].
+// writes, compressors, indexer, sparse attention, from the projections in *ws; writes
+// ws->o BF16 [rows, H*d].
 void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
-                    const RopeTable& rope, const SeqSlice& s, const Projections& p, BF16* o) {
+                    const RopeTable& rope, const SeqSlice& s, AttentionWorkspace* ws) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const int64_t layer = w.layer, W = c.sliding_window;
+  const AttentionWorkspace& p = *ws;
   kv::V4SequenceCache& cache = *s.cache;
-  std::vector<const uint8_t*> entries;  // the token's KV set: packed entry pointers
+  std::vector<const uint8_t*>& entries = ws->entries;  // the token's KV set
   // One pointer per page of indexer keys: the scan reads the packed keys in place. (Without
   // the component, one "page" per key is still right, just slower.)
-  std::vector<const uint8_t*> key_pages;
+  std::vector<const uint8_t*>& key_pages = ws->key_pages;
+  key_pages.clear();
+  std::vector<int64_t>& selected = ws->selected;
   const kv::ComponentLayout* key_layout = cache.layout().Find(kv::Component::kCsaIndexerKeys);
   const int64_t keys_per_page = key_layout != nullptr ? key_layout->entries_per_page : 1;
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
     const int64_t pos = s.pos0 + (t - s.row0);
     kv::EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
-    std::vector<int64_t> selected;
+    selected.clear();
     if (w.kind != LayerKind::kSwa) {
       const int64_t row = w.compressor.wkv.out;
       if (w.kind == LayerKind::kCsa) {
         const IndexerWeights& iw = w.indexer;
         const int64_t irow = iw.compressor.wkv.out, nI = c.index_n_heads, dI = c.index_head_dim;
         CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
-                      p.icz.data() + t * irow, pos, true, cache, layer);
+                      p.icz.data() + t * irow, pos, true, cache, layer, ws);
         const int64_t visible = (pos + 1) / 4;
         const int64_t pages = (visible + keys_per_page - 1) / keys_per_page;
         for (int64_t pg = static_cast<int64_t>(key_pages.size()); pg < pages; ++pg) {
@@ -139,7 +141,7 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
         kernels::IndexerTopKFp4(pool, query, keys, visible, c.index_topk, &selected);
       }
       CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
-                    p.cz.data() + t * row, pos, false, cache, layer);
+                    p.cz.data() + t * row, pos, false, cache, layer, ws);
       if (w.kind == LayerKind::kHca) {
         selected.resize(static_cast<size_t>((pos + 1) / c.ratio(layer)));
         for (size_t i = 0; i < selected.size(); ++i) selected[i] = static_cast<int64_t>(i);
@@ -152,7 +154,7 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
     entries.clear();
     for (int64_t q = first; q <= pos; ++q) entries.push_back(cache.WindowRow(layer, q));
     for (int64_t i : selected) entries.push_back(cache.Entry(layer, i));
-    BF16* oh = o + t * H * d;
+    BF16* oh = ws->o.data() + t * H * d;
     kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
                                    static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r, r,
                                    scale, oh);
@@ -164,32 +166,33 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
 
 void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
                       const RopeTable& rope, std::span<const SeqSlice> seqs, const BF16* x,
-                      int64_t n, BF16* out) {
+                      int64_t n, BF16* out, AttentionWorkspace* ws) {
   const int64_t H = c.num_attention_heads, d = c.head_dim;
-  std::vector<int64_t> positions(static_cast<size_t>(n));
+  ws->positions.resize(static_cast<size_t>(n));
   for (const SeqSlice& s : seqs) {
-    for (int64_t t = 0; t < s.n; ++t) positions[s.row0 + t] = s.pos0 + t;
+    for (int64_t t = 0; t < s.n; ++t) ws->positions[s.row0 + t] = s.pos0 + t;
   }
-  Projections p;
-  Project(pool, c, w, rope, positions.data(), x, n, &p);
-  std::vector<BF16> o(static_cast<size_t>(n * H * d));
-  for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, p, o.data());
+  Project(pool, c, w, rope, ws->positions.data(), x, n, ws);
+  ws->o.resize(static_cast<size_t>(n * H * d));
+  for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, ws);
 
   // Grouped low-rank output projection (§6.5): group g = heads [g*H/G, (g+1)*H/G).
   const int64_t G = c.o_groups, R = c.o_lora_rank, gin = H * d / G;
-  std::vector<BF16> gx(static_cast<size_t>(n * gin)), z(static_cast<size_t>(n * G * R));
-  std::vector<BF16> zg(static_cast<size_t>(n * R));
+  ws->group_in.resize(static_cast<size_t>(n * gin));
+  ws->group_out.resize(static_cast<size_t>(n * R));
+  ws->z.resize(static_cast<size_t>(n * G * R));
+  BF16 *gx = ws->group_in.data(), *zg = ws->group_out.data(), *z = ws->z.data();
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t t = 0; t < n; ++t) {
-      std::copy_n(o.data() + t * H * d + g * gin, gin, gx.data() + t * gin);
+      std::copy_n(ws->o.data() + t * H * d + g * gin, gin, gx + t * gin);
     }
     kernels::LinearWeight wg = w.wo_a;
     wg.out = R;
     wg.bf16 = w.wo_a.bf16 + g * R * gin;
-    kernels::Linear(pool, wg, gx.data(), n, zg.data());
-    for (int64_t t = 0; t < n; ++t) std::copy_n(zg.data() + t * R, R, z.data() + t * G * R + g * R);
+    kernels::Linear(pool, wg, gx, n, zg);
+    for (int64_t t = 0; t < n; ++t) std::copy_n(zg + t * R, R, z + t * G * R + g * R);
   }
-  kernels::Linear(pool, w.wo_b, z.data(), n, out);
+  kernels::Linear(pool, w.wo_b, z, n, out);
 }
 
 }  // namespace dsv4::v4

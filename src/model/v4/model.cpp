@@ -69,20 +69,23 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
                      static_cast<float>(c.rms_norm_eps)};
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16> u(static_cast<size_t>(n * D)), f(static_cast<size_t>(n * D));
-  std::vector<MhcMix> mix(static_cast<size_t>(n));
+  // Scratch grown by the first layer and reused by the rest: no allocation per token.
+  MhcWorkspace mhc_ws;
+  MhcMixes mix;
+  AttentionWorkspace attn_ws;
   for (const LayerWeights& lw : mw.layers) {
+    HcPre(pool, mp, lw.hc_attn, x.data(), n, u.data(), &mix, &mhc_ws);
     for (int64_t t = 0; t < n; ++t) {
-      HcPre(mp, lw.hc_attn, x.data() + t * hc * D, u.data() + t * D, &mix[t]);
       RmsNorm(u.data() + t * D, lw.attn_norm, D, eps, u.data() + t * D);
     }
-    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u.data(), n, f.data());
-    for (int64_t t = 0; t < n; ++t) HcPost(mp, mix[t], f.data() + t * D, x.data() + t * hc * D);
+    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u.data(), n, f.data(), &attn_ws);
+    HcPost(pool, mp, mix, f.data(), n, x.data());
+    HcPre(pool, mp, lw.hc_ffn, x.data(), n, u.data(), &mix, &mhc_ws);
     for (int64_t t = 0; t < n; ++t) {
-      HcPre(mp, lw.hc_ffn, x.data() + t * hc * D, u.data() + t * D, &mix[t]);
       RmsNorm(u.data() + t * D, lw.ffn_norm, D, eps, u.data() + t * D);
     }
     MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data());
-    for (int64_t t = 0; t < n; ++t) HcPost(mp, mix[t], f.data() + t * D, x.data() + t * hc * D);
+    HcPost(pool, mp, mix, f.data(), n, x.data());
   }
   for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
 
@@ -94,14 +97,17 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
     const int64_t first = item.mode == LogitsMode::kLast ? seqs[i].n - 1 : 0;
     for (int64_t t = first; t < seqs[i].n; ++t) rows.push_back(seqs[i].row0 + t);
   }
-  std::vector<BF16> h(rows.size() * D);
-  for (size_t i = 0; i < rows.size(); ++i) {
-    BF16* hr = h.data() + i * D;
-    HcHead(mp, mw.hc_head, x.data() + rows[i] * hc * D, hr);
-    RmsNorm(hr, mw.norm, D, eps, hr);
+  const int64_t num_rows = static_cast<int64_t>(rows.size());
+  std::vector<BF16> xh(rows.size() * hc * D), h(rows.size() * D);
+  for (int64_t i = 0; i < num_rows; ++i) {
+    std::memcpy(xh.data() + i * hc * D, x.data() + rows[i] * hc * D, hc * D * sizeof(BF16));
+  }
+  HcHead(pool, mp, mw.hc_head, xh.data(), num_rows, h.data(), &mhc_ws);
+  for (int64_t i = 0; i < num_rows; ++i) {
+    RmsNorm(h.data() + i * D, mw.norm, D, eps, h.data() + i * D);
   }
   std::vector<float> all(rows.size() * c.vocab_size);
-  kernels::LinearBf16InF32(pool, mw.head, h.data(), static_cast<int64_t>(rows.size()), all.data());
+  kernels::LinearBf16InF32(pool, mw.head, h.data(), num_rows, all.data());
   size_t next = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const BatchItem& item = batch[i];

@@ -38,43 +38,70 @@ void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t row
 
 }  // namespace
 
-Route RouteToken(const model::ModelConfig& c, const LayerWeights& w, const float* logits,
-                 int32_t token) {
+void RouteToken(const model::ModelConfig& c, const LayerWeights& w, const float* logits,
+                int32_t token, Route* r, RouteScratch* scratch) {
   const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
-  std::vector<float> score(static_cast<size_t>(E));
+  std::vector<float>& score = scratch->score;
+  score.resize(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) score[e] = std::sqrt(Softplus(logits[e]));
-  Route r;
   if (w.tid2eid != nullptr) {
-    r.experts.assign(w.tid2eid + token * k, w.tid2eid + (token + 1) * k);
+    r->experts.assign(w.tid2eid + token * k, w.tid2eid + (token + 1) * k);
   } else {
-    std::vector<int32_t> order(static_cast<size_t>(E));
+    std::vector<int32_t>& order = scratch->order;
+    order.resize(static_cast<size_t>(E));
     std::iota(order.begin(), order.end(), 0);
+    // The k best biased scores, ties to the lower id (what a stable descending sort gives);
+    // partial_sort works in place, where stable_sort would allocate a buffer per token.
     auto biased = [&](int32_t e) { return score[e] + w.gate_bias[e]; };
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int32_t a, int32_t b) { return biased(a) > biased(b); });
-    r.experts.assign(order.begin(), order.begin() + k);
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+      return biased(a) > biased(b) || (biased(a) == biased(b) && a < b);
+    });
+    r->experts.assign(order.begin(), order.begin() + k);
   }
   float sum = 0.0f;
-  for (int32_t e : r.experts) sum += score[e];
-  for (int32_t e : r.experts) {
-    r.weights.push_back(score[e] / sum * static_cast<float>(c.routed_scaling_factor));
+  for (int32_t e : r->experts) sum += score[e];
+  r->weights.clear();
+  for (int32_t e : r->experts) {
+    r->weights.push_back(score[e] / sum * static_cast<float>(c.routed_scaling_factor));
   }
+}
+
+Route RouteToken(const model::ModelConfig& c, const LayerWeights& w, const float* logits,
+                 int32_t token) {
+  Route r;
+  RouteScratch scratch;
+  RouteToken(c, w, logits, token, &r, &scratch);
   return r;
 }
 
 void MoeForward(ThreadPool& pool, const model::ModelConfig& c, const LayerWeights& w,
                 const int32_t* tokens, const BF16* x, int64_t n, BF16* out) {
-  const int64_t D = c.hidden_size, E = c.n_routed_experts;
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   std::vector<float> logits(static_cast<size_t>(n * E));
   kernels::LinearBf16InF32(pool, w.gate, x, n, logits.data());
-  // Group the chunk's rows by expert so each expert's weights are read once per chunk.
-  std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
-  std::vector<std::vector<float>> weight_of(static_cast<size_t>(E));
+  // Group the chunk's rows by expert so each expert's weights are read once per chunk: a
+  // counting sort of the (row, expert) pairs, rows ascending within each expert. Flat
+  // arrays sized once per call: no allocation per token.
+  std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
+  std::vector<float> weight_of(static_cast<size_t>(n * k));    // [n, k]
+  Route r;
+  RouteScratch scratch;
   for (int64_t t = 0; t < n; ++t) {
-    Route r = RouteToken(c, w, logits.data() + t * E, tokens[t]);
-    for (size_t i = 0; i < r.experts.size(); ++i) {
-      rows_of[r.experts[i]].push_back(t);
-      weight_of[r.experts[i]].push_back(r.weights[i]);
+    RouteToken(c, w, logits.data() + t * E, tokens[t], &r, &scratch);
+    std::copy(r.experts.begin(), r.experts.end(), expert_of.begin() + t * k);
+    std::copy(r.weights.begin(), r.weights.end(), weight_of.begin() + t * k);
+  }
+  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);  // rows of e: [start[e], start[e+1])
+  for (int32_t e : expert_of) ++start[e + 1];
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  std::vector<int64_t> grouped_rows(static_cast<size_t>(n * k));
+  std::vector<float> grouped_weights(static_cast<size_t>(n * k));
+  std::vector<int64_t> next(start.begin(), start.end() - 1);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t at = next[expert_of[t * k + i]]++;
+      grouped_rows[at] = t;
+      grouped_weights[at] = weight_of[t * k + i];
     }
   }
   // FP32 sums per row, experts added in ascending id (a fixed per-token order), shared last.
@@ -82,13 +109,14 @@ void MoeForward(ThreadPool& pool, const model::ModelConfig& c, const LayerWeight
   std::vector<BF16> xs, ys;
   const float limit = static_cast<float>(c.swiglu_limit);
   for (int64_t e = 0; e < E; ++e) {
-    const auto& rows = rows_of[e];
-    if (rows.empty()) continue;
-    const int64_t m = static_cast<int64_t>(rows.size());
+    const int64_t* rows = grouped_rows.data() + start[e];
+    const int64_t m = start[e + 1] - start[e];
+    if (m == 0) continue;
     xs.resize(static_cast<size_t>(m * D));
     ys.resize(static_cast<size_t>(m * D));
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
-    Expert(pool, w.experts[e], xs.data(), m, weight_of[e].data(), limit, true, ys.data());
+    Expert(pool, w.experts[e], xs.data(), m, grouped_weights.data() + start[e], limit, true,
+           ys.data());
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
     }

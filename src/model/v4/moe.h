@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
@@ -18,7 +19,17 @@ struct Route {
   std::vector<float> weights;
 };
 
-// Router of one token (spec §10.1). logits FP32 [E] = x·gateᵀ.
+// Reusable scratch of RouteToken (grow-only).
+struct RouteScratch {
+  std::vector<float> score;    // FP32 [E]
+  std::vector<int32_t> order;  // [E]
+};
+
+// Router of one token (spec §10.1) into *r, reusing its capacity and `scratch`'s: no
+// allocation once grown. logits FP32 [E] = x·gateᵀ.
+void RouteToken(const model::ModelConfig& c, const LayerWeights& w, const float* logits,
+                int32_t token, Route* r, RouteScratch* scratch);
+// The same, returning a new Route.
 Route RouteToken(const model::ModelConfig& c, const LayerWeights& w, const float* logits,
                  int32_t token);
 

@@ -93,7 +93,8 @@ class Loader {
 
 Result<MhcWeights> LoadMhc(Loader& l, const std::string& p, int64_t mix, int64_t width) {
   MhcWeights m;
-  DSV4_ASSIGN_OR_RETURN(m.fn, l.F32(p + "_fn", DType::kF32, {mix, width}));
+  m.fn = LinearWeight{LinearKind::kF32, mix, width};
+  DSV4_ASSIGN_OR_RETURN(m.fn.f32, l.F32(p + "_fn", DType::kF32, {mix, width}));
   DSV4_ASSIGN_OR_RETURN(m.base, l.F32(p + "_base", DType::kF32, {mix}));
   DSV4_ASSIGN_OR_RETURN(m.scale, l.F32(p + "_scale", DType::kF32, {3}));
   return m;
@@ -191,7 +192,8 @@ Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const Te
   DSV4_ASSIGN_OR_RETURN(mw->embed, l.View<BF16>("embed.weight", DType::kBF16, {V, D}));
   DSV4_ASSIGN_OR_RETURN(mw->head, l.PromotedF32("head.weight", V, D));
   DSV4_ASSIGN_OR_RETURN(mw->norm, l.F32("norm.weight", DType::kBF16, {D}));
-  DSV4_ASSIGN_OR_RETURN(mw->hc_head.fn, l.F32("hc_head_fn", DType::kF32, {hc, hc * D}));
+  mw->hc_head.fn = LinearWeight{LinearKind::kF32, hc, hc * D};
+  DSV4_ASSIGN_OR_RETURN(mw->hc_head.fn.f32, l.F32("hc_head_fn", DType::kF32, {hc, hc * D}));
   DSV4_ASSIGN_OR_RETURN(mw->hc_head.base, l.F32("hc_head_base", DType::kF32, {hc}));
   DSV4_ASSIGN_OR_RETURN(mw->hc_head.scale, l.F32("hc_head_scale", DType::kF32, {1}));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {

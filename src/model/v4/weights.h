@@ -36,7 +36,7 @@ struct IndexerWeights {
 };
 
 struct MhcWeights {
-  const float* fn = nullptr;     // f32 [(2+hc)*hc, hc*D]
+  LinearWeight fn;               // f32 [(2+hc)*hc, hc*D] (HC_head: [hc, hc*D])
   const float* base = nullptr;   // f32 [(2+hc)*hc]
   const float* scale = nullptr;  // f32 [3]
 };

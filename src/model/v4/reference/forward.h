@@ -20,7 +20,10 @@
 //  * Indexer score: bf16(Σ_h bf16(ReLU(bf16(q_h·k)) · w_h)), FP32 sums; top-k ties go to the
 //    lower entry index; expert top-k ties to the lower expert id.
 //  * RoPE: angle fl32(p·inv'_k), cos/sin evaluated in FP32 (cosf/sinf, as torch.polar).
-//  * Hadamard: direct Σ_j ±x_j in ascending j, then × n^-1/2.
+//  * Hadamard: fast Walsh–Hadamard butterflies (a+b, a−b), strides 1, 2, 4, … ascending,
+//    then × n^-1/2.
+//  * mHC mixes (§5.1 steps 1-2): x̄·x̄ and x̄·fn_iᵀ in the canonical 8-lane dot order
+//    (DotLanes8), like every FP32-weight linear.
 //  * MoE combine: routed outputs in ascending expert id, shared expert last.
 // All other reductions are plain ascending FP32 loops.
 #pragma once

@@ -30,18 +30,17 @@ void NormaliseColumns(std::span<float> c, int64_t hc, float eps) {
 }
 
 // mix_i = (x̄ · fn_iᵀ) · ρ with ρ = 1/sqrt(mean(x̄²) + norm_eps) over all hc·D values (§5.1 1-2).
+// Both the sum of squares x̄·x̄ and the dots x̄·fn_i are FP32 linear-layer dot products, so they
+// use the engine's canonical 8-lane order (DotLanes8).
 std::vector<float> Mixes(std::span<const float> x, const HcParams& p, int64_t num_mix,
                          float norm_eps) {
   const int64_t width = static_cast<int64_t>(x.size());
   DSV4_CHECK(static_cast<int64_t>(p.fn.size()) == num_mix * width);
-  float sum_sq = 0.0f;
-  for (float v : x) sum_sq += v * v;
+  const float sum_sq = DotLanes8(x.data(), x.data(), x.size());
   const float rho = 1.0f / std::sqrt(sum_sq / static_cast<float>(width) + norm_eps);
   std::vector<float> mix(static_cast<size_t>(num_mix));
   for (int64_t i = 0; i < num_mix; ++i) {
-    float acc = 0.0f;
-    for (int64_t k = 0; k < width; ++k) acc += x[k] * p.fn[i * width + k];
-    mix[i] = acc * rho;
+    mix[i] = DotLanes8(x.data(), p.fn.data() + i * width, x.size()) * rho;
   }
   return mix;
 }

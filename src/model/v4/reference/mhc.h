@@ -50,7 +50,8 @@ struct HcOptions {
 };
 
 // §5.1. x: BF16 values [hc, D] (one token's streams, stream-major). Returns u = bf16(Σ_j pre_j
-// X_j) (BF16 values [D]) and fills `mix` with post and C.
+// X_j) (BF16 values [D]) and fills `mix` with post and C. ρ's sum of squares and the mixes
+// x̄·fn_iᵀ are canonical 8-lane dot products (DotLanes8); the stream sums ascend in j.
 std::vector<float> HcPre(std::span<const float> x, const HcParams& p, const HcOptions& o,
                          HcMix* mix);
 

@@ -58,13 +58,17 @@ void HadamardBf16(std::span<float> x) {
   const size_t n = x.size();
   DSV4_CHECK(n > 0 && std::has_single_bit(n));
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(n)));
-  std::vector<float> y(n);
-  for (size_t i = 0; i < n; ++i) {
-    float acc = 0.0f;
-    for (size_t j = 0; j < n; ++j) acc += (std::popcount(i & j) % 2 == 0) ? x[j] : -x[j];
-    y[i] = RoundBf16(acc * scale);
+  // Fast Walsh–Hadamard transform: for h = 1, 2, 4, ..., n/2 in turn, every pair (i, i + h)
+  // with i & h == 0 becomes (x_i + x_{i+h}, x_i − x_{i+h}); after the last stride x = x·Hᵀ.
+  for (size_t h = 1; h < n; h *= 2) {
+    for (size_t i = 0; i < n; ++i) {
+      if ((i & h) != 0) continue;
+      const float a = x[i], b = x[i + h];
+      x[i] = a + b;
+      x[i + h] = a - b;
+    }
   }
-  std::copy(y.begin(), y.end(), x.begin());
+  for (float& v : x) v = RoundBf16(v * scale);
 }
 
 void Fp8SimulateBf16(std::span<float> x, size_t block) {
