@@ -115,7 +115,8 @@ std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const ModelConfig& c,
   w.wq_b = b.Fp8(H * d, Q, false);
   w.wkv = b.Fp8(d, D, false);
   w.kv_norm = b.Vector(d, 0.9f, 1.1f);
-  w.wo_a = b.Bf16(G * R, H * d / G);  // dequantised once at load (spec §6.5)
+  w.wo_a = b.Fp8(G * R, H * d / G, false);  // used as BF16 (spec §6.5), as the loader does
+  w.wo_a.kind = LinearKind::kFp8AsBf16;
   w.wo_b = b.Fp8(D, G * R, false);
   auto compressor = [&](int64_t m, int64_t width) {
     v4::CompressorWeights cw;

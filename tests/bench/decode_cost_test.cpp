@@ -106,10 +106,10 @@ TEST(BenchDecode, WeightBytesAreThoseOfTheLoadedFormats) {
   ASSERT_EQ(f.layer_kind(2), LayerKind::kCsa);
   const auto w = MakeV4AttentionWeights(f, 2, 1);
   const int64_t D = 4096, Q = 1024;
-  EXPECT_EQ(w->buffers.linear_bytes(), Fp8Bytes(Q, D, 1) + Fp8Bytes(64 * 512, Q, 1) +
-                                           Fp8Bytes(512, D, 1) + 2 * 8 * 1024 * (64 * 512 / 8) +
-                                           Fp8Bytes(D, 8 * 1024, 1) +  // wo_a BF16, wo_b
-                                           2 * 4 * (2 * 512) * D +     // compressor FP32
+  const int64_t attention = Fp8Bytes(Q, D, 1) + Fp8Bytes(64 * 512, Q, 1) + Fp8Bytes(512, D, 1) +
+                            Fp8Bytes(8 * 1024, 64 * 512 / 8, 1) +  // wo_a (FP8 used as BF16)
+                            Fp8Bytes(D, 8 * 1024, 1);              // wo_b
+  EXPECT_EQ(w->buffers.linear_bytes(), attention + 2 * 4 * (2 * 512) * D +  // compressor FP32
                                            Fp8Bytes(64 * 128, Q, 1) + 2 * 64 * D +  // indexer
                                            2 * 4 * (2 * 128) * D);  // its compressor
   EXPECT_EQ(w->w.kind, LayerKind::kCsa);

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "kv/page_layout.h"
+#include "model/v4/weights.h"
 #include "model/weight_generator.h"
 
 namespace dsv4::v4 {
@@ -156,6 +157,12 @@ TEST(V4Model, FastPathMatchesTheReferenceForwardExactly) {
     auto store = model::TensorStore::Create(
         "w", model::GenerateWeights(c, model::kDefaultSeed).value()).value();
     auto fast = Model::Create(c, *store).value();
+    // The FP8 checkpoint's wo_a runs as kFp8AsBf16 (FP8 bytes used as BF16), the BF16 one
+    // as kBf16: both must match the reference's BF16 dequantisation.
+    const auto loaded = LoadWeights(c, *store).value();
+    EXPECT_EQ(loaded->layers[0].wo_a.kind, fmt == model::WeightFormat::kFp8
+                                                ? kernels::LinearKind::kFp8AsBf16
+                                                : kernels::LinearKind::kBf16);
     ThreadPool pool(2);
     kv::V4SequenceCache cache(c);
     std::vector<float> a;

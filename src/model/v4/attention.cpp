@@ -186,9 +186,14 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
     for (int64_t t = 0; t < n; ++t) {
       std::copy_n(ws->o.data() + t * H * d + g * gin, gin, gx + t * gin);
     }
-    kernels::LinearWeight wg = w.wo_a;
+    kernels::LinearWeight wg = w.wo_a;  // rows [g*R, (g+1)*R): R is a multiple of 128 for FP8
     wg.out = R;
-    wg.bf16 = w.wo_a.bf16 + g * R * gin;
+    if (wg.kind == kernels::LinearKind::kFp8AsBf16) {
+      wg.codes = w.wo_a.codes + g * R * gin;
+      wg.scales = w.wo_a.scales + (g * R / 128) * ((gin + 127) / 128);
+    } else {
+      wg.bf16 = w.wo_a.bf16 + g * R * gin;
+    }
     kernels::Linear(pool, wg, gx, n, zg);
     for (int64_t t = 0; t < n; ++t) std::copy_n(zg + t * R, R, z + t * G * R + g * R);
   }

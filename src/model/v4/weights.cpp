@@ -54,10 +54,19 @@ class Loader {
     return w;
   }
 
-  // wo_a: dequantised once to BF16 (exact) and used without activation quantisation (§6.5).
-  Result<LinearWeight> DequantizedBf16(const std::string& module, int64_t out, int64_t in) {
+  // wo_a: used as its BF16 dequantisation without activation quantisation (§6.5). Kept as
+  // FP8 (kFp8AsBf16: decoded exactly in registers, half the bytes) when every scale makes
+  // code x scale a BF16 normal and the groups of `group_rows` rows start on 128-row tile
+  // boundaries; otherwise dequantised once to BF16.
+  Result<LinearWeight> DequantizedBf16(const std::string& module, int64_t out, int64_t in,
+                                       int64_t group_rows) {
     DSV4_ASSIGN_OR_RETURN(LinearWeight q, Dense(module, out, in));
     if (q.kind == LinearKind::kBf16) return q;
+    const int64_t tiles = ((out + 127) / 128) * ((in + 127) / 128);
+    if (group_rows % 128 == 0 && kernels::Fp8AsBf16ScalesOk(q.scales, tiles)) {
+      q.kind = LinearKind::kFp8AsBf16;
+      return q;
+    }
     std::vector<float> deq(static_cast<size_t>(out * in));
     DequantizeFp8Block128({q.codes, deq.size()}, {q.scales, static_cast<size_t>(((out + 127) / 128) * ((in + 127) / 128))},
                           out, in, deq);
@@ -122,7 +131,7 @@ Status LoadAttention(Loader& l, const ModelConfig& c, const std::string& p, Laye
   DSV4_ASSIGN_OR_RETURN(w.wq_b, l.Dense(p + "attn.wq_b", H * d, Q));
   DSV4_ASSIGN_OR_RETURN(w.wkv, l.Dense(p + "attn.wkv", d, D));
   DSV4_ASSIGN_OR_RETURN(w.kv_norm, l.F32(p + "attn.kv_norm.weight", DType::kBF16, {d}));
-  DSV4_ASSIGN_OR_RETURN(w.wo_a, l.DequantizedBf16(p + "attn.wo_a", G * R, H * d / G));
+  DSV4_ASSIGN_OR_RETURN(w.wo_a, l.DequantizedBf16(p + "attn.wo_a", G * R, H * d / G, R));
   DSV4_ASSIGN_OR_RETURN(w.wo_b, l.Dense(p + "attn.wo_b", D, G * R));
   const int64_t m = c.ratio(w.layer);
   if (m > 0) {

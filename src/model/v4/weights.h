@@ -1,6 +1,7 @@
 // DeepSeek-V4 weights prepared for the forward pass (spec §12): linears as kernel views over
 // the checkpoint bytes (copied only where the mapping is misaligned), FP32-promoted copies of
-// the parameters the reference keeps in FP32 (§3), and wo_a dequantised to BF16 (§6.5).
+// the parameters the reference keeps in FP32 (§3), and wo_a used as its BF16 dequantisation
+// (§6.5).
 #pragma once
 
 #include <cstdint>
@@ -52,7 +53,8 @@ struct LayerWeights {
   const float* ffn_norm = nullptr;   // f32 [D]
   MhcWeights hc_attn, hc_ffn;
   const float* attn_sink = nullptr;  // f32 [H]
-  LinearWeight wq_a, wq_b, wkv, wo_a, wo_b;  // wo_a is bf16 [G*R, H*d/G]
+  // wo_a [G*R, H*d/G]: kFp8AsBf16 (or kBf16 when its scales do not allow that)
+  LinearWeight wq_a, wq_b, wkv, wo_a, wo_b;
   const float* q_norm = nullptr;     // f32 [Q]
   const float* kv_norm = nullptr;    // f32 [d]
   CompressorWeights compressor;      // ratio 0 when the layer has none
