@@ -26,12 +26,13 @@ template <class Pred>
 bool SpinFor(int64_t ns, Pred ready) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(ns);
   while (true) {
-    for (int i = 0; i < 64; ++i) {
+    for (int i = 0; i < 16; ++i) {
       if (ready()) return true;
 #if defined(__x86_64__) || defined(__i386__)
       __builtin_ia32_pause();
 #endif
     }
+    std::this_thread::yield();  // let a thread that shares this core run
     if (std::chrono::steady_clock::now() >= deadline) return ready();
   }
 }

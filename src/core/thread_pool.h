@@ -7,7 +7,10 @@
 // blocked on a condition variable costs several µs (far more on a VM whose idle vCPU was
 // descheduled). So a worker that has just finished a range keeps polling for the next job for
 // a short while (kSpinNs) before it blocks, and the caller polls for the workers' completion
-// the same way; both then fall back to the condition variables.
+// the same way; both then fall back to the condition variables. Polling yields the core every
+// few checks: with more runnable threads than cores, a tight spin would starve the thread it
+// waits for (measured on this 2-vCPU VM under load: a 100 µs pause-only spin made decode 1.3x
+// slower than no spin; 20 µs with yields is 1.07x faster than no spin).
 #pragma once
 
 #include <atomic>
@@ -38,7 +41,7 @@ class ThreadPool {
   void WorkerLoop(int index);
 
   // How long a worker (or the waiting caller) polls before blocking.
-  static constexpr int64_t kSpinNs = 100'000;
+  static constexpr int64_t kSpinNs = 20'000;
 
   std::vector<std::thread> workers_;
   std::mutex mu_;
