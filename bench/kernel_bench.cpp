@@ -1,13 +1,15 @@
-// dsv4_kernel_bench: the CPU kernels at DeepSeek-V4-Flash shapes, each with its roofline
-// bound max(bytes / read bandwidth, flops / peak), both measured at start-up in the same run
-// (roofline.h); the peak is that of the instructions the kernel's inner loop uses on the ISA
-// it runs (mul+add, FMA or VDPBF16PS). Counters: GB/s and FLOP/s achieved, bound_us, and roofline =
-// bound / measured time (1.0 = at the bound). The last argument of each benchmark is the ISA (0
-// scalar, 1 AVX2, 2 AVX-512, 3 AVX-512 + BF16 dot); weights and keys are sized or rotated past the
-// L3 cache so that they stream from memory as a real model's do.
+// dsv4_kernel_bench: the CPU kernels at DeepSeek-V4-Flash shapes (and the V3.2 indexer scan),
+// each with its roofline bound max(bytes / read bandwidth, flops / peak), both measured at
+// start-up in the same run (roofline.h); the peak is that of the instructions the kernel's
+// inner loop uses on the ISA it runs (mul+add, FMA or VDPBF16PS). Counters: GB/s and FLOP/s
+// achieved, bound_us, and roofline = bound / measured time (1.0 = at the bound). The last
+// argument of each benchmark is the ISA (0 scalar, 1 AVX2, 2 AVX-512, 3 AVX-512 + BF16 dot);
+// weights and keys are sized or rotated past the L3 cache so that they stream from memory as a
+// real model's do.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -18,6 +20,7 @@
 #include "core/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/indexer.h"
+#include "kernels/cpu/indexer_fp8.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear.h"
 #include "roofline.h"
@@ -112,7 +115,8 @@ struct GemvWeights {
 GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in) {
   Rng rng(1);
   GemvWeights g;
-  const bool fp8 = kind == kernels::LinearKind::kFp8Block;
+  const bool fp8 =
+      kind == kernels::LinearKind::kFp8Block || kind == kernels::LinearKind::kFp8AsBf16;
   const int64_t code_bytes = fp8 ? out * in : out * in / 2;
   const int64_t scale_bytes = fp8 ? ((out + 127) / 128) * ((in + 127) / 128) : out * in / 32;
   g.bytes = code_bytes + scale_bytes;
@@ -146,9 +150,11 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
     benchmark::DoNotOptimize(y.data());
   }
   // Quantised linears multiply-add with FMA (exact products), on the BF16 ISA with
-  // VDPBF16PS; the scalar path is held to the mul+add peak.
+  // VDPBF16PS; the scalar path, and kFp8AsBf16 off the BF16 ISA, with mul then add.
   const Isa isa = static_cast<Isa>(state.range(3));
-  const Peak peak = isa == Isa::kScalar       ? Peak::kMulAdd
+  const bool mul_add =
+      isa == Isa::kScalar || (kind == kernels::LinearKind::kFp8AsBf16 && isa != Isa::kAvx512Bf16);
+  const Peak peak = mul_add                   ? Peak::kMulAdd
                     : isa == Isa::kAvx512Bf16 ? Peak::kBf16Dot
                                               : Peak::kFma;
   SetRoofline(state, static_cast<double>(g.bytes + rows * (in + out) * 2),
@@ -157,6 +163,9 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
 }
 void BM_GemvFp8(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp8Block); }
 void BM_GemvFp4(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp4Row32); }
+void BM_GemvFp8AsBf16(benchmark::State& state) {
+  Gemv(state, kernels::LinearKind::kFp8AsBf16);
+}
 
 void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t>> shapes) {
   for (const auto& s : shapes) {
@@ -173,6 +182,8 @@ void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t
 // w1/w3 2048x4096, w2 4096x2048.
 BENCHMARK(BM_GemvFp8)->Apply([](auto* b) { GemvArgs(b, {{4096, 4096}, {4096, 8192}}); });
 BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
+// V4 wo_a (one of Flash's 8 groups): FP8 weights used as BF16, unquantised BF16 input.
+BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); });
 
 // ---------------------------------------------------------------------------------------
 // Indexer scan + top-k: args keys, ISA. V4-Flash: 64 heads x 128, top 512, FP4 keys (68 B).
@@ -208,6 +219,48 @@ BENCHMARK(BM_IndexerTopK)
     ->Args({1 << 20, 1})
     ->Args({1 << 20, 2})
     ->Args({1 << 20, 3})
+    ->ArgNames({"keys", "isa"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// ---------------------------------------------------------------------------------------
+// V3.2 indexer scan + top-k: args keys, ISA. 64 heads x 128, top 2048, FP8 keys with one FP32
+// scale (132 B), contiguous as the V3.2 cache holds them.
+
+void BM_IndexerTopKFp8(benchmark::State& state) {
+  const int64_t n = state.range(0), heads = 64, dim = 128, k = 2048;
+  if (!UseIsa(state, 1)) return;
+  Rng rng(5);
+  const int64_t key_bytes = kernels::IndexerKeyFp8Bytes(dim);
+  std::vector<uint8_t> keys = RandomBytes(n * key_bytes, rng, 0, 0x7F);  // no NaN code 0x7F
+  for (int64_t i = 0; i < n; ++i) {
+    uint8_t* row = keys.data() + i * key_bytes;
+    for (int64_t d = 0; d < dim; ++d) row[d] |= static_cast<uint8_t>(rng.Below(2) << 7);  // sign
+    const float scale = std::ldexp(1.0f, -8 + static_cast<int>(rng.Below(4)));  // act_quant-like
+    std::memcpy(row + dim, &scale, sizeof(scale));
+  }
+  const uint8_t* page = keys.data();
+  std::vector<uint8_t> q = RandomBytes(heads * dim, rng, 0, 0x7F);
+  std::vector<float> w(static_cast<size_t>(heads));
+  for (auto& v : w) v = static_cast<float>(rng.Normal() * 0.01);
+  const kernels::IndexerQueryFp8 query{q.data(), w.data(), heads, dim};
+  const kernels::PagedRows rows{&page, n, key_bytes};
+  std::vector<int64_t> selected;
+  for (auto _ : state) {
+    kernels::IndexerTopKFp8(Pool(), query, rows, n, k, &selected);
+    benchmark::DoNotOptimize(selected.data());
+  }
+  // E4M3 x E4M3 products are exact: FMA on AVX2 / AVX-512, VDPBF16PS on the BF16 ISA.
+  const Isa isa = static_cast<Isa>(state.range(1));
+  const Peak peak = isa == Isa::kScalar       ? Peak::kMulAdd
+                    : isa == Isa::kAvx512Bf16 ? Peak::kBf16Dot
+                                              : Peak::kFma;
+  SetRoofline(state, static_cast<double>(n * key_bytes), 2.0 * static_cast<double>(n * heads * dim),
+              peak);
+  kernels::SetIsaForTesting(kernels::DetectIsa());
+}
+BENCHMARK(BM_IndexerTopKFp8)
+    ->ArgsProduct({{1 << 17, 1 << 20}, {0, 1, 2, 3}})
     ->ArgNames({"keys", "isa"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

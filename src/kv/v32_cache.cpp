@@ -40,6 +40,9 @@ const uint8_t* V32SequenceCache::IndexerKey(int64_t layer, int64_t pos) const {
   DSV4_DCHECK(pos >= 0 && pos < NumIndexerKeys(layer));
   return layers_[layer].keys.data() + pos * key_bytes_;
 }
+const uint8_t* V32SequenceCache::IndexerKeys(int64_t layer) const {
+  return layers_[layer].keys.data();
+}
 uint8_t* V32SequenceCache::AppendIndexerKey(int64_t layer) {
   auto& k = layers_[layer].keys;
   k.resize(k.size() + static_cast<size_t>(key_bytes_));

@@ -38,6 +38,10 @@ class V32SequenceCache {
 
   int64_t NumIndexerKeys(int64_t layer) const;
   const uint8_t* IndexerKey(int64_t layer, int64_t pos) const;  // [indexer_key_bytes]
+  // All of the layer's keys as one contiguous run, [NumIndexerKeys, indexer_key_bytes] (what
+  // the indexer scan reads; a paged cache would hand out its pages instead). Valid until the
+  // next append to the layer.
+  const uint8_t* IndexerKeys(int64_t layer) const;
   uint8_t* AppendIndexerKey(int64_t layer);
 
   // Bytes held now, by component ("mla_latent", "indexer_keys", as in ComputeKvFootprint).

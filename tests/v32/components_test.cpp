@@ -9,6 +9,7 @@
 #include "core/fp8.h"
 #include "core/quant.h"
 #include "core/rng.h"
+#include "kernels/cpu/indexer_fp8.h"
 #include "kv/entry_codec.h"
 #include "kv/layout.h"
 #include "model/presets.h"
@@ -103,29 +104,35 @@ TEST(V32Indexer, RopeIsNonInterleavedOnTheFirstDims) {
 }
 
 TEST(V32Indexer, ScoresFollowTheFp8Formula) {
-  // I_s = k_scale_s · Σ_h ReLU(q_h · k_s) · w_h, from codes and scales, in double here.
+  // I_s = k_scale_s · Σ_h ReLU(q_h · k_s) · w_h, from codes and scales, in double here; the
+  // model's scan (kernels::IndexerScoresFp8) reads the cache's packed 132-B keys.
   Rng rng(8);
   const int64_t heads = 4, dim = 128, n = 300;
   std::vector<float> q(heads * dim), hw(heads), k(n * dim), ks(n), got(n);
-  std::vector<uint8_t> codes(dim);
+  std::vector<uint8_t> q_codes(heads * dim), codes(dim), recs(n * (dim + 4));
   for (int64_t h = 0; h < heads; ++h) {
     const std::vector<BF16> x = RandomBf16(dim, rng);
-    const float qs = QuantizeIndexerQuery(x.data(), dim, q.data() + h * dim);
+    const float qs = QuantizeIndexerQuery(x.data(), dim, q_codes.data() + h * dim);
     hw[h] = IndexerHeadWeight(static_cast<float>(rng.Normal()), qs, heads, dim);
-    // The code values times the scale are exactly act_quant's dequantised values.
+    // The codes times the scale are exactly act_quant's dequantised values.
     float s = 0.0f;
     ActQuantFp8(x, dim, codes, {&s, 1});
     EXPECT_EQ(s, qs);
-    for (int64_t d = 0; d < dim; ++d) EXPECT_EQ(q[h * dim + d], E4M3ToF32(codes[d]));
+    for (int64_t d = 0; d < dim; ++d) {
+      EXPECT_EQ(q_codes[h * dim + d], codes[d]);
+      q[h * dim + d] = E4M3ToF32(codes[d]);
+    }
   }
   for (int64_t i = 0; i < n; ++i) {
     const std::vector<BF16> x = RandomBf16(dim, rng, std::exp(rng.Uniform(-2, 2)));
-    std::vector<uint8_t> rec(dim + 4);
-    kv::EncodeIndexerKeyFp8(x.data(), dim, rec.data());
-    ks[i] = kv::DecodeIndexerKeyFp8(rec.data(), dim, k.data() + i * dim);
+    uint8_t* rec = recs.data() + i * (dim + 4);
+    kv::EncodeIndexerKeyFp8(x.data(), dim, rec);
+    ks[i] = kv::DecodeIndexerKeyFp8(rec, dim, k.data() + i * dim);
   }
   ThreadPool pool(2);
-  IndexerScores(pool, q.data(), hw.data(), k.data(), ks.data(), n, heads, dim, got.data());
+  const uint8_t* page = recs.data();
+  kernels::IndexerScoresFp8(pool, {q_codes.data(), hw.data(), heads, dim}, {&page, n, dim + 4}, n,
+                            got.data());
   int64_t zeros = 0;
   for (int64_t i = 0; i < n; ++i) {
     double want = 0.0, mag = 0.0;

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <mutex>
 
 #include "core/check.h"
 #include "core/fp4.h"
@@ -11,6 +10,7 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/streaming_topk.h"
 
 namespace dsv4::kernels {
 namespace internal {
@@ -93,56 +93,6 @@ internal::IndexerPrepared Prepare(const IndexerQuery& query, QueryBuffers* b) {
   return p;
 }
 
-// Keys scored per step of a scan (a few KB of scores, reused).
-constexpr int64_t kScanChunk = 512;
-
-struct Candidate {
-  float score;
-  int64_t index;
-};
-// a ranks above b: higher score, or the same score and a lower index.
-bool Better(const Candidate& a, const Candidate& b) {
-  return a.score > b.score || (a.score == b.score && a.index < b.index);
-}
-
-// The best k of a stream of candidates that arrives in ascending index order. Once k are
-// kept, a newcomer must beat the worst kept score strictly: on a tie its index is higher than
-// every kept one's, so it ranks below them.
-class StreamingTopK {
- public:
-  void Reset(int64_t k) {
-    k_ = k;
-    full_ = false;
-    kept_.clear();
-    kept_.reserve(static_cast<size_t>(2 * k + kScanChunk));
-  }
-  void Push(const float* scores, int64_t first, int64_t count) {
-    for (int64_t j = 0; j < count; ++j) {
-      if (full_ && !(scores[j] > threshold_)) continue;
-      kept_.push_back({scores[j], first + j});
-      if (static_cast<int64_t>(kept_.size()) >= 2 * k_) Prune();
-    }
-  }
-  // Leaves the best min(k, pushed) candidates.
-  const std::vector<Candidate>& Finish() {
-    if (static_cast<int64_t>(kept_.size()) > k_) Prune();
-    return kept_;
-  }
-
- private:
-  void Prune() {
-    std::nth_element(kept_.begin(), kept_.begin() + (k_ - 1), kept_.end(), Better);
-    kept_.resize(static_cast<size_t>(k_));
-    threshold_ = kept_.back().score;  // the k-th best: the worst score kept
-    full_ = true;
-  }
-
-  int64_t k_ = 0;
-  bool full_ = false;
-  float threshold_ = 0.0f;
-  std::vector<Candidate> kept_;
-};
-
 }  // namespace
 
 void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
@@ -151,45 +101,25 @@ void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRo
   const internal::IndexerPrepared q = Prepare(query, &buffers);
   const ScoreFn fn = PickScores();
   pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; b += kScanChunk) {
-      fn(q, keys, b, std::min(end, b + kScanChunk), scores + b);
+    for (int64_t b = begin; b < end; b += internal::kScanChunk) {
+      fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b);
     }
   });
 }
 
 void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
                     int64_t k, std::vector<int64_t>* selected) {
-  selected->clear();
-  k = std::min(k, n);
-  if (k <= 0) return;
+  if (std::min(k, n) <= 0) {
+    selected->clear();
+    return;
+  }
   thread_local QueryBuffers buffers;
   const internal::IndexerPrepared q = Prepare(query, &buffers);
   const ScoreFn fn = PickScores();
-  // A thread_local named inside the lambda would be each worker's own: take a reference.
-  thread_local std::vector<Candidate> merged_buffer;
-  std::vector<Candidate>& merged = merged_buffer;
-  merged.clear();
-  std::mutex mu;
-  pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
-    thread_local StreamingTopK top;
-    thread_local std::vector<float> chunk(kScanChunk);
-    top.Reset(k);
-    for (int64_t b = begin; b < end; b += kScanChunk) {
-      const int64_t e = std::min(end, b + kScanChunk);
-      fn(q, keys, b, e, chunk.data());
-      top.Push(chunk.data(), b, e - b);
-    }
-    const std::vector<Candidate>& best = top.Finish();
-    std::lock_guard<std::mutex> lock(mu);
-    merged.insert(merged.end(), best.begin(), best.end());
-  });
-  // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
-  if (static_cast<int64_t>(merged.size()) > k) {
-    std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), Better);
-    merged.resize(static_cast<size_t>(k));
-  }
-  for (const Candidate& c : merged) selected->push_back(c.index);
-  std::sort(selected->begin(), selected->end());
+  internal::ScanTopK(
+      pool, n, k, GrainForWork(q.heads * q.dim),
+      [&](int64_t begin, int64_t end, float* scores) { fn(q, keys, begin, end, scores); },
+      selected);
 }
 
 }  // namespace dsv4::kernels

@@ -6,6 +6,7 @@
 
 #include "core/check.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/indexer_fp8.h"
 #include "kernels/cpu/linear.h"
 #include "kv/entry_codec.h"
 #include "model/rope.h"
@@ -19,11 +20,11 @@ using model::ModelConfig;
 
 // Batched projections of a chunk (everything that does not depend on other tokens' KV).
 struct Projections {
-  std::vector<BF16> q;    // [n, H, kv_lora + rope]: absorbed q_nope·W_UK ‖ RoPE'd q_rope
-  std::vector<BF16> kv;   // [n, kv_lora + rope]: normed latent ‖ RoPE'd key (before packing)
-  std::vector<float> iq;  // [n, nI, dI]: indexer query FP8 code values
-  std::vector<float> iw;  // [n, nI]: indexer head weights (IndexerHeadWeight)
-  std::vector<BF16> ik;   // [n, dI]: indexer keys, normed, rotated (before FP8 packing)
+  std::vector<BF16> q;      // [n, H, kv_lora + rope]: absorbed q_nope·W_UK ‖ RoPE'd q_rope
+  std::vector<BF16> kv;     // [n, kv_lora + rope]: normed latent ‖ RoPE'd key (before packing)
+  std::vector<uint8_t> iq;  // [n, nI, dI]: indexer query E4M3 codes
+  std::vector<float> iw;    // [n, nI]: indexer head weights (IndexerHeadWeight)
+  std::vector<BF16> ik;     // [n, dI]: indexer keys, normed, rotated (before FP8 packing)
 };
 
 // Where head h of token t lives in a [n, heads, ...] buffer: t·row_stride + h·head_stride.
@@ -108,36 +109,24 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
 }
 
 // The DSA selection of one query (spec §14.3 step 5): causal candidates 0..pos, the top
-// min(index_topk, pos + 1) by index score (ties to the lower position), ascending. Keys are
-// decoded from the cache once per forward call (`decoded` of them so far) and reused by the
-// chunk's later tokens. With no more candidates than index_topk every token is kept and
-// scoring is skipped (the same set).
-struct IndexerScratch {
-  std::vector<float> keys;        // [decoded, dI]: FP8 code values
-  std::vector<float> key_scales;  // [decoded]
-  std::vector<float> scores;      // [pos + 1]
-  int64_t decoded = 0;
-};
-
+// min(index_topk, pos + 1) by index score (ties to the lower position), ascending, scored and
+// filtered in one scan over the cache's packed FP8 keys (kernels::IndexerTopKFp8: no decoded
+// keys, no score array). With no more candidates than index_topk every token is kept and
+// scoring is skipped (the same set). iq: E4M3 codes [nI, dI]; iw: FP32 [nI].
 void SelectTokens(ThreadPool& pool, const ModelConfig& c, const kv::V32SequenceCache& cache,
-                  int64_t layer, const float* iq, const float* iw, int64_t pos, IndexerScratch* s,
+                  int64_t layer, const uint8_t* iq, const float* iw, int64_t pos,
                   std::vector<int64_t>* selected) {
-  const int64_t visible = pos + 1, nI = c.index_n_heads, dI = c.index_head_dim;
+  const int64_t visible = pos + 1;
   if (visible <= c.index_topk) {
     selected->resize(static_cast<size_t>(visible));
     for (int64_t j = 0; j < visible; ++j) (*selected)[j] = j;
     return;
   }
-  s->keys.resize(static_cast<size_t>(visible * dI));
-  s->key_scales.resize(static_cast<size_t>(visible));
-  for (; s->decoded < visible; ++s->decoded) {
-    s->key_scales[s->decoded] = kv::DecodeIndexerKeyFp8(cache.IndexerKey(layer, s->decoded), dI,
-                                                        s->keys.data() + s->decoded * dI);
-  }
-  s->scores.resize(static_cast<size_t>(visible));
-  IndexerScores(pool, iq, iw, s->keys.data(), s->key_scales.data(), visible, nI, dI,
-                s->scores.data());
-  *selected = kernels::TopK(s->scores.data(), visible, c.index_topk);
+  // The layer's keys are one contiguous run of rows: a single page.
+  const uint8_t* keys = cache.IndexerKeys(layer);
+  const kernels::PagedRows rows{&keys, visible, cache.indexer_key_bytes()};
+  kernels::IndexerTopKFp8(pool, {iq, iw, c.index_n_heads, c.index_head_dim}, rows, visible,
+                          c.index_topk, selected);
 }
 
 }  // namespace
@@ -176,14 +165,13 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   std::vector<BF16> o_lat(static_cast<size_t>(n * H * lat)), o_full(static_cast<size_t>(H * row));
   std::vector<float> kvset;
   std::vector<int64_t> selected;
-  IndexerScratch scratch;
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = pos0 + t;
     const BF16* kv = p.kv.data() + t * row;
     kv::EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
     kv::EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
     SelectTokens(pool, c, cache, layer, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, pos,
-                 &scratch, &selected);
+                 &selected);
     if (selections != nullptr) selections->push_back(selected);
     // Attention over the selected tokens' records (ascending positions), all heads sharing
     // them (MQA over [latent ‖ RoPE key], FP32 logits and softmax).

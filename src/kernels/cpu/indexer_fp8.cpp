@@ -1,0 +1,116 @@
+#include "kernels/cpu/indexer_fp8.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "core/check.h"
+#include "core/fp8.h"
+#include "kernels/cpu/indexer_fp8_internal.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/parallel.h"
+#include "kernels/cpu/streaming_topk.h"
+
+namespace dsv4::kernels {
+namespace internal {
+
+float IndexerKeyFp8Scale(const uint8_t* row, int64_t dim) {
+  float s;
+  std::memcpy(&s, row + dim, sizeof(s));
+  return s;
+}
+
+void IndexerFp8ScoresScalar(const IndexerFp8Prepared& q, const PagedRows& keys, int64_t begin,
+                            int64_t end, float* scores) {
+  const int64_t dim = q.dim;
+  thread_local std::vector<float> key;
+  key.resize(static_cast<size_t>(dim));
+  for (int64_t i = begin; i < end; ++i) {
+    const uint8_t* row = keys.Row(i);
+    for (int64_t k = 0; k < dim; ++k) key[k] = E4M3ToF32(row[k]);
+    float total = 0.0f;
+    for (int64_t h = 0; h < q.heads; ++h) {
+      total += std::max(Dot8(q.q + h * dim, key.data(), dim), 0.0f) * q.w[h];
+    }
+    scores[i - begin] = total * IndexerKeyFp8Scale(row, dim);
+  }
+}
+
+}  // namespace internal
+
+namespace {
+
+using ScoreFn = void (*)(const internal::IndexerFp8Prepared&, const PagedRows&, int64_t, int64_t,
+                         float*);
+
+ScoreFn PickScores() {
+  switch (ActiveIsa()) {
+    case Isa::kAvx512Bf16:
+      return internal::IndexerFp8ScoresAvx512Bf16;
+    case Isa::kAvx512:
+      return internal::IndexerFp8ScoresAvx512;
+    case Isa::kAvx2:
+      return internal::IndexerFp8ScoresAvx2;
+    case Isa::kScalar:
+      break;
+  }
+  return internal::IndexerFp8ScoresScalar;
+}
+
+// The decoded query, per calling thread (no allocation once warm).
+struct QueryBuffers {
+  std::vector<float> q, w;
+  std::vector<uint32_t> q_pairs;
+};
+
+internal::IndexerFp8Prepared Prepare(const IndexerQueryFp8& query, QueryBuffers* b) {
+  DSV4_CHECK(query.heads > 0 && query.dim > 0 && query.dim % 16 == 0);
+  const int64_t n = query.heads * query.dim;
+  b->q.resize(static_cast<size_t>(n));
+  b->w.assign(query.w, query.w + query.heads);
+  b->q_pairs.resize(static_cast<size_t>(n / 2));
+  for (int64_t i = 0; i < n; ++i) b->q[i] = E4M3ToF32(query.q[i]);
+  // BF16 of an E4M3 value is its FP32 word's high half, exactly (at most 4 significant bits).
+  auto bf16 = [&](int64_t i) { return std::bit_cast<uint32_t>(b->q[i]) >> 16; };
+  for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + j | value j]
+    for (int64_t j = 0; j < 8; ++j) {
+      b->q_pairs[g * 8 + j] = bf16(g * 16 + 8 + j) | bf16(g * 16 + j) << 16;
+    }
+  }
+  return {b->q.data(), b->w.data(), query.heads, query.dim, b->q_pairs.data()};
+}
+
+}  // namespace
+
+void IndexerScoresFp8(ThreadPool& pool, const IndexerQueryFp8& query, const PagedRows& keys,
+                      int64_t n, float* scores) {
+  if (n <= 0) return;
+  DSV4_CHECK(keys.row_bytes == IndexerKeyFp8Bytes(query.dim));
+  thread_local QueryBuffers buffers;
+  const internal::IndexerFp8Prepared q = Prepare(query, &buffers);
+  const ScoreFn fn = PickScores();
+  pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
+    for (int64_t b = begin; b < end; b += internal::kScanChunk) {
+      fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b);
+    }
+  });
+}
+
+void IndexerTopKFp8(ThreadPool& pool, const IndexerQueryFp8& query, const PagedRows& keys,
+                    int64_t n, int64_t k, std::vector<int64_t>* selected) {
+  if (std::min(k, n) <= 0) {
+    selected->clear();
+    return;
+  }
+  DSV4_CHECK(keys.row_bytes == IndexerKeyFp8Bytes(query.dim));
+  thread_local QueryBuffers buffers;
+  const internal::IndexerFp8Prepared q = Prepare(query, &buffers);
+  const ScoreFn fn = PickScores();
+  internal::ScanTopK(
+      pool, n, k, GrainForWork(q.heads * q.dim),
+      [&](int64_t begin, int64_t end, float* scores) { fn(q, keys, begin, end, scores); },
+      selected);
+}
+
+}  // namespace dsv4::kernels
