@@ -39,6 +39,9 @@ struct LinearWeight {
   const uint8_t* scales = nullptr;
   const BF16* bf16 = nullptr;
   const float* f32 = nullptr;
+  // kFp4Row32 only: the codes repacked into kernels/cpu/fp4_tiles.h's layout (RepackFp4Tiles),
+  // which every kernel path reads when set (`codes` may then be null).
+  const uint8_t* fp4_tiles = nullptr;
   // kFp8Block only (not kFp8AsBf16): f32 [ceil(out/128), ceil(in/128)] tile scales, used
   // instead of the E8M0 `scales` when set. V3.2 checkpoints store them as `weight_scale_inv`
   // (dequantised weight = fp8 × scale), not necessarily powers of two.

@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "kv/page_layout.h"
+#include "kernels/cpu/isa.h"
 #include "model/v4/weights.h"
 #include "model/weight_generator.h"
 
@@ -163,6 +164,10 @@ TEST(V4Model, FastPathMatchesTheReferenceForwardExactly) {
     EXPECT_EQ(loaded->layers[0].wo_a.kind, fmt == model::WeightFormat::kFp8
                                                 ? kernels::LinearKind::kFp8AsBf16
                                                 : kernels::LinearKind::kBf16);
+    // FP4 experts run from the repacked tile layout where the AVX-512 BF16 path is active.
+    const kernels::LinearWeight& w1 = loaded->layers[0].experts[0].w1;
+    EXPECT_EQ(w1.fp4_tiles != nullptr, fmt == model::WeightFormat::kFp8 &&
+                                           kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16);
     ThreadPool pool(2);
     kv::V4SequenceCache cache(c);
     std::vector<float> a;

@@ -8,6 +8,7 @@
 #include "core/fp4.h"
 #include "core/fp8.h"
 #include "core/quant.h"
+#include "kernels/cpu/fp4_tiles.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/parallel.h"
@@ -36,7 +37,13 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
       break;
     }
     case LinearKind::kFp4Row32: {
+      thread_local std::vector<uint8_t> row_codes;
       const uint8_t* c = w.codes + n * (w.in / 2);
+      if (w.fp4_tiles != nullptr) {
+        row_codes.resize(static_cast<size_t>(w.in / 2));
+        Fp4TilesRow(w.fp4_tiles, w.in, n, row_codes.data());
+        c = row_codes.data();
+      }
       for (int64_t k = 0; k < w.in / 2; ++k) {
         out[2 * k] = E2M1ToF32(E2M1Low(c[k]));
         out[2 * k + 1] = E2M1ToF32(E2M1High(c[k]));
@@ -60,6 +67,20 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
 }
 
 }  // namespace
+
+void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count, const uint8_t** out) {
+  const int64_t row_bytes = w.in / 2;
+  if (w.fp4_tiles == nullptr) {
+    for (int i = 0; i < count; ++i) out[i] = w.codes + rows[i] * row_bytes;
+    return;
+  }
+  thread_local std::vector<uint8_t> buffer;
+  buffer.resize(static_cast<size_t>(count * row_bytes));
+  for (int i = 0; i < count; ++i) {
+    Fp4TilesRow(w.fp4_tiles, w.in, rows[i], buffer.data() + i * row_bytes);
+    out[i] = buffer.data() + i * row_bytes;
+  }
+}
 
 float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
                        const uint8_t* wscale, int64_t in) {

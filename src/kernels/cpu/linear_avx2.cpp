@@ -203,8 +203,8 @@ DSV4_TARGET_AVX2 void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n
         Fp4Source s;
         const int64_t chunks = w.in / 32;
         fp4_ws.resize(static_cast<size_t>(chunks * kTile));
+        Fp4RowPointers(w, rows, kTile, s.row);
         for (int i = 0; i < kTile; ++i) {
-          s.row[i] = w.codes + rows[i] * (w.in / 2);
           const uint8_t* sc = w.scales + rows[i] * chunks;
           for (int64_t ch = 0; ch < chunks; ++ch) fp4_ws[ch * kTile + i] = E8M0Table()[sc[ch]];
         }

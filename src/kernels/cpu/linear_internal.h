@@ -17,6 +17,10 @@ inline bool IsPlainBf16(LinearKind k) {
   return k == LinearKind::kBf16 || k == LinearKind::kFp8AsBf16;
 }
 
+// kFp4Row32: the packed codes of tile rows `rows` [count] in the checkpoint layout: pointers
+// into w.codes, or rows recovered from w.fp4_tiles into this thread's buffer.
+void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count, const uint8_t** out);
+
 // One linear call after input preparation.
 struct LinearCall {
   const LinearWeight* w = nullptr;
