@@ -1,7 +1,8 @@
 // dsv4_kernel_bench: the CPU kernels at DeepSeek-V4-Flash shapes (and the V3.2 indexer scan),
 // each with its roofline bound max(bytes / read bandwidth, flops / peak), both measured at
-// start-up in the same run (roofline.h); the peak is that of the instructions the kernel's
-// inner loop uses on the ISA it runs (mul+add, FMA or VDPBF16PS). Counters: GB/s and FLOP/s
+// start-up in the same run (src/bench/roofline.h, shared with `dsv4 bench decode`); the peak
+// is that of the instructions the kernel's inner loop uses on the ISA it runs (mul+add, FMA
+// or VDPBF16PS). Counters: GB/s and FLOP/s
 // achieved, bound_us, and roofline = bound / measured time (1.0 = at the bound). The last
 // argument of each benchmark is the ISA (0 scalar, 1 AVX2, 2 AVX-512, 3 AVX-512 + BF16 dot);
 // weights and keys are sized or rotated past the L3 cache so that they stream from memory as a
@@ -15,15 +16,16 @@
 #include <string>
 #include <vector>
 
+#include "bench/roofline.h"
 #include "core/bf16.h"
 #include "core/rng.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/indexer.h"
+#include "kernels/cpu/fp4_tiles.h"
 #include "kernels/cpu/indexer_fp8.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear.h"
-#include "roofline.h"
 
 namespace dsv4::bench {
 namespace {
@@ -112,7 +114,9 @@ struct GemvWeights {
   int64_t bytes = 0;                          // one copy
 };
 
-GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in) {
+// tiles: FP4 codes repacked (kernels/cpu/fp4_tiles.h), as the V4 loader holds them when the
+// AVX-512 BF16 path runs.
+GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool tiles) {
   Rng rng(1);
   GemvWeights g;
   const bool fp8 =
@@ -131,6 +135,12 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in) {
     kernels::LinearWeight w{kind, out, in};
     w.codes = g.codes[c].data();
     w.scales = g.scales[c].data();
+    if (kind == kernels::LinearKind::kFp4Row32 && tiles) {
+      g.codes[c].resize(static_cast<size_t>(kernels::Fp4TilesBytes(out, in)));
+      kernels::RepackFp4Tiles(codes.data(), out, in, g.codes[c].data());
+      w.codes = nullptr;
+      w.fp4_tiles = g.codes[c].data();
+    }
     g.copies.push_back(w);
   }
   return g;
@@ -139,7 +149,8 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in) {
 void Gemv(benchmark::State& state, kernels::LinearKind kind) {
   const int64_t out = state.range(0), in = state.range(1), rows = state.range(2);
   if (!UseIsa(state, 3)) return;
-  const GemvWeights g = MakeGemv(kind, out, in);
+  const bool bf16_isa = state.range(3) == static_cast<int>(Isa::kAvx512Bf16);
+  const GemvWeights g = MakeGemv(kind, out, in, bf16_isa);
   Rng rng(2);
   std::vector<BF16> x(static_cast<size_t>(rows * in)), y(static_cast<size_t>(rows * out));
   for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal()));

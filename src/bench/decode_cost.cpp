@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "bench/attention_weights.h"
+#include "bench/decode_bound.h"
 #include "bench/synthetic_kv.h"
 #include "core/check.h"
 #include "core/rng.h"
@@ -37,8 +38,23 @@ struct Timings {
   std::vector<int64_t> positions;
 };
 
+// The group's roofline bound per layer, mean over the timed positions (none without limits).
+void AddBound(const ModelConfig& full, LayerKind kind, const std::vector<int64_t>& positions,
+              const DecodeOptions& o, DecodeGroupCost& gc) {
+  if (o.limits.read_bytes_per_s <= 0) return;
+  const double tokens = static_cast<double>(positions.size());
+  for (int64_t pos : positions) {
+    const DecodeBound b = DecodeBoundPerLayer(DecodeKernelWorkPerLayer(full, kind, pos),
+                                              gc.weight_bytes_per_layer, o.limits, o.peak);
+    gc.bound_weights_ms += b.weights_ms / tokens;
+    gc.bound_indexer_ms += b.indexer_ms / tokens;
+    gc.bound_attention_ms += b.attention_ms / tokens;
+  }
+}
+
 DecodePoint Summarise(const ModelConfig& full, const LayerSubset& s, const Timings& t,
-                      const std::vector<int64_t>& weight_bytes, int64_t depth) {
+                      const std::vector<int64_t>& weight_bytes, int64_t depth,
+                      const DecodeOptions& o) {
   DecodePoint p;
   p.depth = depth;
   const double tokens = static_cast<double>(t.positions.size());
@@ -56,6 +72,7 @@ DecodePoint Summarise(const ModelConfig& full, const LayerSubset& s, const Timin
     }
     gc.ms_per_layer /= static_cast<double>(gc.ran_layers);
     gc.weight_bytes_per_layer /= gc.ran_layers;
+    AddBound(full, g.kind, t.positions, o, gc);
     p.groups.push_back(gc);
   }
   return p;
@@ -121,7 +138,7 @@ Status RunV4(ThreadPool& pool, const DecodeOptions& o, const std::vector<int64_t
       if (i > 0) t.positions.push_back(pos);
       cache.set_num_tokens(pos + 1);
     }
-    at[depth] = Summarise(r.config, r.subset, t, weight_bytes, depth);
+    at[depth] = Summarise(r.config, r.subset, t, weight_bytes, depth, o);
     at[depth].fill_seconds = fill;
   }
   return Status::Ok();
@@ -162,7 +179,7 @@ Status RunV32(ThreadPool& pool, const DecodeOptions& o, const std::vector<int64_
       if (i > 0) t.positions.push_back(pos);
       cache.set_num_tokens(pos + 1);
     }
-    at[depth] = Summarise(r.config, r.subset, t, weight_bytes, depth);
+    at[depth] = Summarise(r.config, r.subset, t, weight_bytes, depth, o);
     at[depth].fill_seconds = fill;
   }
   return Status::Ok();
@@ -194,25 +211,19 @@ double DecodePoint::gb_per_s() const {
   const double ms = full_ms();
   return ms > 0 ? static_cast<double>(kv_bytes() + weight_bytes()) / (ms * 1e6) : 0.0;
 }
+double DecodePoint::bound_ms() const {
+  double s = 0;
+  for (const auto& g : groups) s += g.bound_ms_per_layer() * static_cast<double>(g.full_count);
+  return s;
+}
+double DecodePoint::measured_over_bound() const {
+  const double b = bound_ms();
+  return b > 0 ? full_ms() / b : 0.0;
+}
 
 int64_t DecodeKvBytesPerLayer(const ModelConfig& c, LayerKind kind, int64_t pos) {
-  const kv::KvFormats f = kv::DefaultKvFormats(c.arch);
-  const int64_t visible = pos + 1;
-  const int64_t key = kv::IndexerKeyBytes(c.index_head_dim, f.indexer);
-  if (c.arch == model::Arch::kV32) {
-    const int64_t rec = kv::MlaRecordBytes(c, f.mla);
-    if (visible <= c.index_topk) return visible * rec;
-    return visible * key + c.index_topk * rec;
-  }
-  const int64_t e = kv::EntryBytes(c, f.entry);
-  int64_t bytes = std::min(visible, c.sliding_window) * e;
-  if (kind == LayerKind::kCsa) {
-    const int64_t n = visible / 4;
-    bytes += n * key + std::min(n, c.index_topk) * e;
-  } else if (kind == LayerKind::kHca) {
-    bytes += visible / 128 * e;
-  }
-  return bytes;
+  const DecodeKernelWork w = DecodeKernelWorkPerLayer(c, kind, pos);
+  return w.indexer_bytes + w.attention_bytes;
 }
 
 Result<DecodeReport> MeasureDecode(ThreadPool& pool, const ModelConfig& c, std::string label,
@@ -223,6 +234,10 @@ Result<DecodeReport> MeasureDecode(ThreadPool& pool, const ModelConfig& c, std::
   }
   if (o.iters < 1) {
     return Status::InvalidArgument("--iters " + std::to_string(o.iters) + " must be >= 1");
+  }
+  if (o.limits.read_bytes_per_s > 0 && PeakFlops(o.limits, o.peak) <= 0) {
+    return Status::InvalidArgument("the " + std::string(PeakName(o.peak)) +
+                                   " peak of the limits must be > 0 for a bound");
   }
   DecodeReport r;
   r.label = std::move(label);

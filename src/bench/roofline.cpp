@@ -1,4 +1,4 @@
-#include "roofline.h"
+#include "bench/roofline.h"
 
 #include <algorithm>
 #include <atomic>
@@ -137,11 +137,13 @@ double MeasureReadBandwidth(ThreadPool& pool, const uint8_t* data, int64_t bytes
                             kernels::Isa isa) {
   const int64_t parts = pool.num_threads();
   const int64_t part = bytes / parts / 4096 * 4096;
+  // kAvx512Bf16 has the same loads as kAvx512 (not the scalar loop).
+  const bool avx512 = isa == kernels::Isa::kAvx512 || isa == kernels::Isa::kAvx512Bf16;
   const auto t0 = std::chrono::steady_clock::now();
   pool.ParallelFor(parts, 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) {
       const uint8_t* p = data + i * part;
-      const float v = isa == kernels::Isa::kAvx512 ? ReadAvx512(p, part)
+      const float v = avx512                       ? ReadAvx512(p, part)
                       : isa == kernels::Isa::kAvx2 ? ReadAvx2(p, part)
                                                    : ReadScalar(p, part);
       g_sink.store(v);
@@ -194,11 +196,26 @@ MachineLimits MeasureLimits(ThreadPool& pool, kernels::Isa isa) {
   return m;
 }
 
+double PeakFlops(const MachineLimits& m, Peak peak) {
+  return peak == Peak::kBf16Dot && m.bf16_flops > 0 ? m.bf16_flops
+         : peak == Peak::kFma                       ? m.fma_flops
+                                                    : m.muladd_flops;
+}
+
+std::string_view PeakName(Peak peak) {
+  switch (peak) {
+    case Peak::kMulAdd:
+      return "mul+add";
+    case Peak::kFma:
+      return "FMA";
+    case Peak::kBf16Dot:
+      return "VDPBF16PS";
+  }
+  return "?";
+}
+
 double RooflineSeconds(const MachineLimits& m, double bytes, double flops, Peak peak) {
-  const double rate = peak == Peak::kBf16Dot && m.bf16_flops > 0 ? m.bf16_flops
-                      : peak == Peak::kFma                       ? m.fma_flops
-                                                                 : m.muladd_flops;
-  return std::max(bytes / m.read_bytes_per_s, flops / rate);
+  return std::max(bytes / m.read_bytes_per_s, flops / PeakFlops(m, peak));
 }
 
 }  // namespace dsv4::bench

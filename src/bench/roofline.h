@@ -2,10 +2,14 @@
 // run that measures the kernel: the read bandwidth of a streaming pass over a buffer far
 // larger than the caches, and the arithmetic peak of the instruction mix the kernels use
 // (FP32 multiply then add, the canonical dot order), plus FMA and int8 VNNI peaks for
-// reference. All on every thread of the pool, with the ISA the kernels use.
+// reference. All on every thread of the pool, with the ISA the kernels use. Used by
+// bench/kernel_bench (per kernel) and `dsv4 bench decode` (per layer, decode_bound.h).
+// Not thread-safe against other work on the pool: the figures are only meaningful on an
+// otherwise idle pool.
 #pragma once
 
 #include <cstdint>
+#include <string_view>
 
 #include "core/thread_pool.h"
 #include "kernels/cpu/isa.h"
@@ -23,7 +27,8 @@ struct MachineLimits {
 // Which arithmetic peak bounds a kernel: the instructions its inner loop uses.
 enum class Peak { kMulAdd, kFma, kBf16Dot };
 
-// Bytes read per second by one pass over `bytes` (split over the pool).
+// Bytes read per second by one pass over `bytes` (split over the pool) with `isa`'s loads
+// (kAvx512Bf16 reads as kAvx512).
 double MeasureReadBandwidth(ThreadPool& pool, const uint8_t* data, int64_t bytes, kernels::Isa isa);
 // Flops per second of `iters` rounds of independent mul+add chains on every thread.
 double MeasureMulAddPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa);
@@ -31,10 +36,18 @@ double MeasureFmaPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa);
 double MeasureVnniPeak(ThreadPool& pool, int64_t iters);
 double MeasureBf16DotPeak(ThreadPool& pool, int64_t iters);
 
-// Best of a few repetitions of each (the limits are maxima).
+// Best of 5 repetitions of each (the limits are maxima): the read over a 1 GiB buffer
+// (allocated and freed here), the peaks over 20M rounds per thread. A few seconds.
 MachineLimits MeasureLimits(ThreadPool& pool, kernels::Isa isa);
 
-// max(bytes / bandwidth, flops / peak), in seconds.
+// The flops per second `peak` stands for in `m`. kBf16Dot falls back to the mul+add peak when
+// the machine has no VDPBF16PS (bf16_flops == 0).
+double PeakFlops(const MachineLimits& m, Peak peak);
+
+// "mul+add", "FMA", "VDPBF16PS".
+std::string_view PeakName(Peak peak);
+
+// max(bytes / bandwidth, flops / PeakFlops(m, peak)), in seconds.
 double RooflineSeconds(const MachineLimits& m, double bytes, double flops, Peak peak);
 
 }  // namespace dsv4::bench

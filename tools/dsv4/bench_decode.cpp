@@ -1,6 +1,8 @@
 // dsv4 bench decode: decode cost per token at depth for real-dimension attention stacks,
 // V3.2-shaped vs V4-Flash/Pro-shaped (bench/decode_cost.h), against the machine's memory
-// bandwidth measured in the same run. Attention sublayers only; the output says what runs.
+// bandwidth measured in the same run, and against the sum of its kernels' roofline bounds
+// (bench/decode_bound.h) from the machine limits measured in the same run on the same pool.
+// Attention sublayers only; the output says what runs.
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,9 +11,13 @@
 #include <string>
 #include <vector>
 
+#include "bench/decode_bound.h"
 #include "bench/decode_cost.h"
+#include "bench/decode_json.h"
+#include "bench/roofline.h"
 #include "bench_commands.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/isa.h"
 #include "model_arg.h"
 #include "table.h"
 
@@ -27,12 +33,6 @@ struct DecodeCliOptions {
   uint64_t seed = 1;
   bool json = false;
 };
-
-constexpr const char* kRuns =
-    "q/kv projections, compressor steps, indexer scan + top-k, gathered attention (V4: with "
-    "the sink), output projections (V4: wo_a/wo_b; V3.2: W_UV + o_proj), through the engine's "
-    "own attention code";
-constexpr const char* kNotRun = "MoE/FFN, mHC, embedding, head";
 
 std::string Fixed(double v, int digits) {
   char buf[32];
@@ -50,71 +50,28 @@ std::string Gb(double bytes) {
 // Milliseconds with about three significant digits.
 std::string Ms(double ms) { return Fixed(ms, ms < 10 ? 2 : ms < 100 ? 1 : 0); }
 
-nlohmann::json ToJson(const std::vector<bench::DecodeReport>& reports, int base,
-                      const bench::Bandwidth& bw, int threads, int64_t iters) {
-  nlohmann::json models = nlohmann::json::array();
-  for (const bench::DecodeReport& r : reports) {
-    nlohmann::json points = nlohmann::json::array();
-    for (size_t i = 0; i < r.points.size(); ++i) {
-      const bench::DecodePoint& p = r.points[i];
-      nlohmann::json groups = nlohmann::json::array();
-      for (const auto& g : p.groups) {
-        groups.push_back({{"type", g.name},
-                          {"layers", g.full_count},
-                          {"ran", g.ran_layers},
-                          {"ms_per_layer", g.ms_per_layer},
-                          {"kv_bytes_per_layer", g.kv_bytes_per_layer},
-                          {"weight_bytes_per_layer", g.weight_bytes_per_layer}});
-      }
-      nlohmann::json pj = {{"depth", p.depth},
-                           {"ms_per_token_ran", p.ran_ms()},
-                           {"ms_per_token", p.full_ms()},
-                           {"kv_bytes_per_token", p.kv_bytes()},
-                           {"weight_bytes_per_token", p.weight_bytes()},
-                           {"gb_per_s", p.gb_per_s()},
-                           {"fraction_of_bandwidth", p.gb_per_s() / bw.copy_gb_per_s},
-                           {"fill_seconds", p.fill_seconds},
-                           {"layer_types", groups}};
-      if (base >= 0) {
-        const bench::DecodePoint& b = reports[static_cast<size_t>(base)].points[i];
-        pj["vs_v32_time"] = p.full_ms() / b.full_ms();
-        pj["vs_v32_kv_bytes"] = double(p.kv_bytes()) / double(b.kv_bytes());
-      }
-      points.push_back(pj);
-    }
-    models.push_back({{"model", r.label},
-                      {"architecture", std::string(model::ArchName(r.config.arch))},
-                      {"layers", r.config.num_hidden_layers},
-                      {"ran", r.subset.Describe(r.config.num_hidden_layers)},
-                      {"weight_bytes_ran", r.weight_bytes_ran},
-                      {"points", points}});
-  }
-  return {{"what", "decode cost per token at depth, attention sublayers only"},
-          {"runs", kRuns},
-          {"not_run", kNotRun},
-          {"threads", threads},
-          {"timed_tokens_per_depth", iters},
-          {"bandwidth",
-           {{"buffer_bytes", bw.buffer_bytes},
-            {"copy_gb_per_s", bw.copy_gb_per_s},
-            {"read_gb_per_s", bw.read_gb_per_s}}},
-          {"models", models}};
-}
-
-void PrintText(const std::vector<bench::DecodeReport>& reports, int base,
-               const bench::Bandwidth& bw, int threads, int64_t iters) {
+void PrintText(const std::vector<bench::DecodeReport>& reports, const bench::DecodeRunInfo& run) {
+  const int base = run.baseline;
+  const bench::Bandwidth& bw = run.bandwidth;
   std::printf("Decode cost per token at depth, attention sublayers only (dsv4 bench decode)\n");
-  std::printf("runs: %s\nnot run: %s\n", kRuns, kNotRun);
+  std::printf("runs: %s\nnot run: %s\n", bench::kDecodeRuns, bench::kDecodeNotRun);
   std::printf(
       "weights: random, in the forms the loaders produce (FP8 E4M3 + 128x128 block "
       "scales; V4 wo_a BF16 and compressors FP32; V3.2 W_UK/W_UV BF16); cache: "
       "synthetic entries in the real formats filled to the depth, compressor state "
       "stepped through the open windows; 1 warm-up + %lld timed tokens per depth\n",
-      static_cast<long long>(iters));
+      static_cast<long long>(run.iters));
   std::printf(
       "threads: %d; memory bandwidth (STREAM-style, 2 x %s buffers): copy %.1f GB/s, "
       "read %.1f GB/s\n",
-      threads, HumanBytes(double(bw.buffer_bytes)).c_str(), bw.copy_gb_per_s, bw.read_gb_per_s);
+      run.threads, HumanBytes(double(bw.buffer_bytes)).c_str(), bw.copy_gb_per_s,
+      bw.read_gb_per_s);
+  std::printf(
+      "roofline limits (same pool; %s kernels): read %.1f GB/s (1 GiB streaming read, best of "
+      "5), peak %.1f GFLOP/s %s (FMA %.1f, VDPBF16PS %.1f)\n",
+      std::string(kernels::IsaName(run.isa)).c_str(), run.limits.read_bytes_per_s / 1e9,
+      bench::PeakFlops(run.limits, run.peak) / 1e9, std::string(bench::PeakName(run.peak)).c_str(),
+      run.limits.fma_flops / 1e9, run.limits.bf16_flops / 1e9);
   for (const bench::DecodeReport& r : reports) {
     std::printf(
         "%s: ran %s, %s of attention weights; full stack = ms per layer x layers of "
@@ -122,10 +79,16 @@ void PrintText(const std::vector<bench::DecodeReport>& reports, int base,
         r.label.c_str(), r.subset.Describe(r.config.num_hidden_layers).c_str(),
         Gb(double(r.weight_bytes_ran)).c_str());
   }
-  std::vector<std::string> header = {"model",          "depth",
-                                     "ms/token (ran)", "ms/token (full stack)",
-                                     "KV read/token",  "weights read/token",
-                                     "GB/s",           "of bandwidth"};
+  std::vector<std::string> header = {"model",
+                                     "depth",
+                                     "ms/token (ran)",
+                                     "ms/token (full stack)",
+                                     "bound ms/token (full stack)",
+                                     "measured / bound",
+                                     "KV read/token",
+                                     "weights read/token",
+                                     "GB/s",
+                                     "of bandwidth"};
   if (base >= 0) header.insert(header.end(), {"time vs V3.2", "KV read vs V3.2"});
   Table t(header);
   for (size_t i = 0; i < reports.front().points.size(); ++i) {
@@ -135,6 +98,8 @@ void PrintText(const std::vector<bench::DecodeReport>& reports, int base,
                                       TokensLabel(p.depth),
                                       Ms(p.ran_ms()),
                                       Ms(p.full_ms()),
+                                      Ms(p.bound_ms()),
+                                      Fixed(p.measured_over_bound(), 2),
                                       Gb(double(p.kv_bytes())),
                                       Gb(double(p.weight_bytes())),
                                       Fixed(p.gb_per_s(), 2),
@@ -148,14 +113,15 @@ void PrintText(const std::vector<bench::DecodeReport>& reports, int base,
     }
   }
   std::printf("\n%s", t.Render().c_str());
-  Table g({"model", "depth", "type", "layers (ran/full)", "ms/layer", "KV read/layer",
-           "weights/layer"});
+  Table g({"model", "depth", "type", "layers (ran/full)", "ms/layer", "bound ms/layer",
+           "KV read/layer", "weights/layer"});
   for (const bench::DecodeReport& r : reports) {
     for (const bench::DecodePoint& p : r.points) {
       for (const auto& gc : p.groups) {
         g.Row({r.label, TokensLabel(p.depth), gc.name,
                std::to_string(gc.ran_layers) + "/" + std::to_string(gc.full_count),
-               Ms(gc.ms_per_layer), HumanBytes(double(gc.kv_bytes_per_layer)),
+               Ms(gc.ms_per_layer), Ms(gc.bound_ms_per_layer()),
+               HumanBytes(double(gc.kv_bytes_per_layer)),
                HumanBytes(double(gc.weight_bytes_per_layer))});
       }
     }
@@ -165,7 +131,12 @@ void PrintText(const std::vector<bench::DecodeReport>& reports, int base,
       "KV read = window rows + (CSA) every indexer key and the top-k entries, (HCA) every "
       "compressed entry; V3.2: every indexer key and the top-2048 records (capacity.md "
       "6.6). GB/s = (KV + weights read) / time. V3.2 supports 163,840 positions: deeper "
-      "V3.2 points extrapolate its format.\n");
+      "V3.2 points extrapolate its format.\n"
+      "bound = per layer, the attention weights / read bandwidth (one token: every linear is "
+      "memory-bound) + for the indexer scan over every key and the gathered attention over the "
+      "window and selected entries each max(KV bytes / read bandwidth, 2 x multiply-adds / "
+      "peak), times the layers of each type; measured / bound = ms/token (full stack) / "
+      "bound.\n");
 }
 
 int64_t PhysicalMemory() {
@@ -182,17 +153,25 @@ Status RunDecode(const DecodeCliOptions& o) {
   d.seed = o.seed;
   d.max_bytes = PhysicalMemory() / 10 * 6;
   ThreadPool pool(o.threads);
-  const bench::Bandwidth bw = bench::MeasureBandwidth(pool);
+  bench::DecodeRunInfo run;
+  run.threads = pool.num_threads();
+  run.iters = o.iters;
+  run.bandwidth = bench::MeasureBandwidth(pool);
+  run.isa = kernels::ActiveIsa();
+  run.limits = bench::MeasureLimits(pool, run.isa);
+  run.peak = bench::DecodePeak(run.isa);
+  d.limits = run.limits;
+  d.peak = run.peak;
   std::vector<bench::DecodeReport> reports;
   for (const NamedConfig& m : models) {
     DSV4_ASSIGN_OR_RETURN(bench::DecodeReport r, bench::MeasureDecode(pool, m.config, m.label, d));
     reports.push_back(std::move(r));
   }
-  const int base = BaselineIndex(models);
+  run.baseline = BaselineIndex(models);
   if (o.json) {
-    std::printf("%s\n", ToJson(reports, base, bw, pool.num_threads(), o.iters).dump(2).c_str());
+    std::printf("%s\n", bench::DecodeJson(reports, run).dump(2).c_str());
   } else {
-    PrintText(reports, base, bw, pool.num_threads(), o.iters);
+    PrintText(reports, run);
   }
   return Status::Ok();
 }
