@@ -183,6 +183,10 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4(const Fp4Source& src, const Combine& c,
 // tile. tile: the tile's blocks; wsp FP32 [kPairs][in/32][2]: the chunk scales of each pair's
 // rows (a, b); xd[r]: input row r as [in/16][16] word pairs, canonical lane j's pair in lanes
 // 2j and 2j + 1.
+// Software prefetch distance of the tile stream, non-temporal (measured here: none 333 us,
+// 1 KiB 250 us, 2 KiB 240-266 us, 4 KiB 253 us for a 2048 x 4096 GEMV on 2 threads).
+constexpr int64_t kFp4TilePrefetch = 2048;
+
 template <int kRows>
 DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* wsp, int64_t in,
                                              const uint32_t* const* xd, const float* const* xs,
@@ -197,6 +201,7 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* w
     __m512 sum[kRows];
     for (int r = 0; r < kRows; ++r) sum[r] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
+      _mm_prefetch(reinterpret_cast<const char*>(src + b * 64 + kFp4TilePrefetch), _MM_HINT_NTA);
       const __m512i z = _mm512_loadu_si512(src + b * 64);
       // Nibble i of each word is register i's index; bit 4 may hold the next nibble's low
       // bit, which the 32-entry table ignores (entries 16-31 repeat 0-15).
