@@ -46,17 +46,8 @@ using ScoreFn = void (*)(const internal::IndexerPrepared&, const PagedRows&, int
                          float*);
 
 ScoreFn PickScores() {
-  switch (ActiveIsa()) {
-    case Isa::kAvx512Bf16:
-      return internal::IndexerScoresAvx512Bf16;
-    case Isa::kAvx512:
-      return internal::IndexerScoresAvx512;
-    case Isa::kAvx2:
-      return internal::IndexerScoresAvx2;
-    case Isa::kScalar:
-      break;
-  }
-  return internal::IndexerScoresScalar;
+  return ForActiveIsa<ScoreFn>(internal::IndexerScoresScalar, internal::IndexerScoresAvx2,
+                               internal::IndexerScoresAvx512, internal::IndexerScoresAvx512Bf16);
 }
 
 // The query in FP32, per calling thread (no allocation once warm).

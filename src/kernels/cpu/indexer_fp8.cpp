@@ -45,17 +45,9 @@ using ScoreFn = void (*)(const internal::IndexerFp8Prepared&, const PagedRows&, 
                          float*);
 
 ScoreFn PickScores() {
-  switch (ActiveIsa()) {
-    case Isa::kAvx512Bf16:
-      return internal::IndexerFp8ScoresAvx512Bf16;
-    case Isa::kAvx512:
-      return internal::IndexerFp8ScoresAvx512;
-    case Isa::kAvx2:
-      return internal::IndexerFp8ScoresAvx2;
-    case Isa::kScalar:
-      break;
-  }
-  return internal::IndexerFp8ScoresScalar;
+  return ForActiveIsa<ScoreFn>(internal::IndexerFp8ScoresScalar, internal::IndexerFp8ScoresAvx2,
+                               internal::IndexerFp8ScoresAvx512,
+                               internal::IndexerFp8ScoresAvx512Bf16);
 }
 
 // The decoded query, per calling thread (no allocation once warm).

@@ -35,6 +35,22 @@ Isa ActiveIsa();
 // ActiveIsa(), except that kAvx512Bf16 counts as kAvx512: for kernels without a BF16 path.
 Isa ActiveIsaUpToAvx512();
 
+// One of a kernel's per-ISA entry points, for ActiveIsa().
+template <class Fn>
+Fn ForActiveIsa(Fn scalar, Fn avx2, Fn avx512, Fn avx512bf16) {
+  switch (ActiveIsa()) {
+    case Isa::kAvx512Bf16:
+      return avx512bf16;
+    case Isa::kAvx512:
+      return avx512;
+    case Isa::kAvx2:
+      return avx2;
+    case Isa::kScalar:
+      break;
+  }
+  return scalar;
+}
+
 // Forces `isa` for the rest of the process (tests and benchmarks compare the paths).
 // DSV4_CHECKs that the CPU supports it. Not meant to race with running kernels.
 void SetIsaForTesting(Isa isa);
