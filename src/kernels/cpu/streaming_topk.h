@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <vector>
 
@@ -83,7 +84,7 @@ void ScanTopK(ThreadPool& pool, int64_t n, int64_t k, int64_t grain, const Score
   std::vector<ScoredKey>& merged = merged_buffer;
   merged.clear();
   std::mutex mu;
-  pool.ParallelFor(n, grain, [&](int64_t begin, int64_t end) {
+  auto scan = [&](int64_t begin, int64_t end) {
     thread_local StreamingTopK top;
     thread_local std::vector<float> chunk(kScanChunk);
     top.Reset(k);
@@ -95,7 +96,10 @@ void ScanTopK(ThreadPool& pool, int64_t n, int64_t k, int64_t grain, const Score
     const std::vector<ScoredKey>& best = top.Finish();
     std::lock_guard<std::mutex> lock(mu);
     merged.insert(merged.end(), best.begin(), best.end());
-  });
+  };
+  // std::ref: the pool's std::function holds a pointer, not a heap copy (once per token and
+  // indexer layer).
+  pool.ParallelFor(n, grain, std::ref(scan));
   // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
   if (static_cast<int64_t>(merged.size()) > k) {
     std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), Better);
