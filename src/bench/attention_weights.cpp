@@ -78,17 +78,10 @@ LinearWeight WeightBuffers::Bf16(int64_t out, int64_t in) {
 }
 
 LinearWeight WeightBuffers::F32(int64_t out, int64_t in) {
-  Rng rng(seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull);
-  float* f = reinterpret_cast<float*>(Alloc(out * in * static_cast<int64_t>(sizeof(float))));
-  // The BF16 values the checkpoint would hold, promoted (as the loaders do).
-  std::vector<BF16> row(static_cast<size_t>(in));
-  for (int64_t r = 0; r < out; ++r) {
-    FillBf16(rng, row.data(), in);
-    for (int64_t k = 0; k < in; ++k) f[r * in + k] = Bf16ToF32(row[k]);
-  }
-  linear_bytes_ += out * in * static_cast<int64_t>(sizeof(float));
-  LinearWeight w{LinearKind::kF32, out, in};
-  w.f32 = f;
+  // The BF16 values the checkpoint holds, used as FP32 (kF32 over BF16 bytes, as the loaders
+  // do).
+  LinearWeight w = Bf16(out, in);
+  w.kind = LinearKind::kF32;
   return w;
 }
 

@@ -26,7 +26,8 @@ class WeightBuffers {
   // FP8 E4M3 [out, in] with 128x128 block scales: E8M0 2^-7 (`f32_scales` false) or F32 2^-7.
   kernels::LinearWeight Fp8(int64_t out, int64_t in, bool f32_scales);
   kernels::LinearWeight Bf16(int64_t out, int64_t in);  // BF16 [out, in]
-  kernels::LinearWeight F32(int64_t out, int64_t in);   // FP32 [out, in]
+  // kF32 over BF16 [out, in] (a BF16 checkpoint matrix used in FP32, as the loaders hold it)
+  kernels::LinearWeight F32(int64_t out, int64_t in);
   const float* Vector(int64_t n, float lo, float hi);   // FP32 [n], uniform (not counted)
   int64_t linear_bytes() const { return linear_bytes_; }
 

@@ -15,7 +15,9 @@ enum class LinearKind {
   kFp4Row32,  // codes packed e2m1 [out, in/2] (low nibble = even column) + e8m0 [out, in/32];
               // input quantised to FP8 per 128; output BF16
   kBf16,      // bf16 [out, in]: BF16 inputs, FP32 accumulation, BF16 output
-  kF32,       // f32 [out, in]: FP32 inputs and outputs (FP32-promoted weights)
+  kF32,       // f32 [out, in], or bf16 [out, in] (`bf16` set, `f32` null) used as its exact
+              // FP32 values (a BF16 checkpoint matrix the reference promotes: half the bytes
+              // of promoting it at load): FP32 inputs and outputs
   kFp8AsBf16,  // codes e4m3 [out, in] + e8m0 `scales` as kFp8Block, used as their exact BF16
                // dequantisation (code x scale) with the input NOT quantised: the results of
                // kBf16 on the dequantised matrix (V4 wo_a, spec §6.5) at half the bytes. Every

@@ -109,9 +109,10 @@ TEST(BenchDecode, WeightBytesAreThoseOfTheLoadedFormats) {
   const int64_t attention = Fp8Bytes(Q, D, 1) + Fp8Bytes(64 * 512, Q, 1) + Fp8Bytes(512, D, 1) +
                             Fp8Bytes(8 * 1024, 64 * 512 / 8, 1) +  // wo_a (FP8 used as BF16)
                             Fp8Bytes(D, 8 * 1024, 1);              // wo_b
-  EXPECT_EQ(w->buffers.linear_bytes(), attention + 2 * 4 * (2 * 512) * D +  // compressor FP32
+  // Compressors: BF16 bytes used as FP32 (kF32 over BF16).
+  EXPECT_EQ(w->buffers.linear_bytes(), attention + 2 * 2 * (2 * 512) * D +  // compressor
                                            Fp8Bytes(64 * 128, Q, 1) + 2 * 64 * D +  // indexer
-                                           2 * 4 * (2 * 128) * D);  // its compressor
+                                           2 * 2 * (2 * 128) * D);  // its compressor
   EXPECT_EQ(w->w.kind, LayerKind::kCsa);
   EXPECT_EQ(w->w.compressor.ratio, 4);
   const model::ModelConfig v = Preset("v3.2");
@@ -120,7 +121,7 @@ TEST(BenchDecode, WeightBytesAreThoseOfTheLoadedFormats) {
   EXPECT_EQ(m->buffers.linear_bytes(),
             Fp8Bytes(VQ, V, 4) + Fp8Bytes(128 * 192, VQ, 4) + Fp8Bytes(576, V, 4) +
                 Fp8Bytes(V, 128 * 128, 4) + 2 * 128 * 512 * 128 * 2 +  // o_proj, W_UK, W_UV
-                Fp8Bytes(64 * 128, VQ, 4) + Fp8Bytes(128, V, 4) + 4 * 64 * V);
+                Fp8Bytes(64 * 128, VQ, 4) + Fp8Bytes(128, V, 4) + 2 * 64 * V);
   EXPECT_EQ(m->w.attn.uk_t.size(), 128u);
 }
 

@@ -61,7 +61,9 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
       break;
     }
     case LinearKind::kF32:
-      for (int64_t k = 0; k < w.in; ++k) out[k] = w.f32[n * w.in + k];
+      for (int64_t k = 0; k < w.in; ++k) {
+        out[k] = w.f32 != nullptr ? w.f32[n * w.in + k] : Bf16ToF32(w.bf16[n * w.in + k]);
+      }
       break;
   }
 }

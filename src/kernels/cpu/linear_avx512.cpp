@@ -271,6 +271,12 @@ DSV4_TARGET_AVX512 void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64
         break;
       }
       case LinearKind::kF32: {
+        if (w.f32 == nullptr) {  // BF16 storage: the same FP32 values
+          Bf16Source s;
+          for (int i = 0; i < kTile; ++i) s.row[i] = w.bf16 + rows[i] * w.in;
+          Tile(s, c, t, count);
+          break;
+        }
         F32Source s;
         for (int i = 0; i < kTile; ++i) s.row[i] = w.f32 + rows[i] * w.in;
         Tile(s, c, t, count);

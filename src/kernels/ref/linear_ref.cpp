@@ -84,7 +84,10 @@ void LinearF32(const LinearWeight& w, const float* x, int64_t rows, float* y) {
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t n = 0; n < w.out; ++n) {
       float acc = 0.0f;
-      for (int64_t k = 0; k < w.in; ++k) acc += x[r * w.in + k] * w.f32[n * w.in + k];
+      for (int64_t k = 0; k < w.in; ++k) {
+        const float wv = w.f32 != nullptr ? w.f32[n * w.in + k] : Bf16ToF32(w.bf16[n * w.in + k]);
+        acc += x[r * w.in + k] * wv;
+      }
       y[r * w.out + n] = acc;
     }
   }

@@ -75,10 +75,11 @@ class Loader {
     return static_cast<const BF16*>(b);
   }
 
-  // A BF16 matrix used in FP32 (router gate, indexer weights_proj, lm_head).
+  // A BF16 matrix used in FP32 (router gate, indexer weights_proj, lm_head): kF32 over the BF16 bytes (the kernels
+  // promote each value exactly), not an FP32 copy of twice the size.
   Result<LinearWeight> PromotedF32(const std::string& name, int64_t out, int64_t in) {
     LinearWeight w{LinearKind::kF32, out, in};
-    DSV4_ASSIGN_OR_RETURN(w.f32, F32(name, DType::kBF16, {out, in}));
+    DSV4_ASSIGN_OR_RETURN(w.bf16, View<BF16>(name, DType::kBF16, {out, in}));
     return w;
   }
 
