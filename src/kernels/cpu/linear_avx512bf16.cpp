@@ -8,7 +8,6 @@
 // canonical multiply-then-add order does. Tiles, reduction and block combine as in
 // linear_avx512.cpp; other cases go to that file's loops.
 #include <algorithm>
-#include <array>
 #include <bit>
 #include <climits>
 #include <cstring>
@@ -23,17 +22,6 @@ namespace {
 
 constexpr int kTile = static_cast<int>(kAvx512Tile);
 constexpr int kPairs = kTile / 2;
-
-// BF16 words of the 16 E2M1 codes, twice (VPERMW reads 5 index bits).
-constexpr std::array<uint16_t, 32> kE2M1Bf16Words = [] {
-  constexpr uint16_t kMagnitude[8] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080,
-                                      0x40C0};  // 0, 0.5, 1, 1.5, 2, 3, 4, 6
-  std::array<uint16_t, 32> t{};
-  for (int i = 0; i < 32; ++i) {
-    t[i] = static_cast<uint16_t>(kMagnitude[i & 7] | ((i & 8) != 0 ? 0x8000 : 0));
-  }
-  return t;
-}();
 
 // FP4 weights of the tile's 8 register pairs, 16 values at a time, in pair layout.
 struct Fp4Source {
@@ -174,112 +162,6 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4(const Fp4Source& src, const Combine& c,
     }
   }
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
-}
-
-// FP4 from the tile layout (kernels/cpu/fp4_tiles.h), the same order as RowsTileFp4: per
-// block of 64 columns one 64-byte load and one VPERMW per register of 32 weights; a pair
-// register's lanes alternate between its two rows (even: row p, odd: row p + 8), so a chunk's
-// two scales are one 64-bit broadcast; they are put back in RowsTileFp4's lane order once per
-// tile. tile: the tile's blocks; wsp FP32 [kPairs][in/32][2]: the chunk scales of each pair's
-// rows (a, b); xd[r]: input row r as [in/16][16] word pairs, canonical lane j's pair in lanes
-// 2j and 2j + 1.
-// Software prefetch distance of the tile stream, non-temporal (measured here: none 333 us,
-// 1 KiB 250 us, 2 KiB 240-266 us, 4 KiB 253 us for a 2048 x 4096 GEMV on 2 threads).
-constexpr int64_t kFp4TilePrefetch = 2048;
-
-template <int kRows>
-DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* wsp, int64_t in,
-                                             const uint32_t* const* xd, const float* const* xs,
-                                             __m512* out) {
-  const int64_t chunks = in / 32, blocks = in / 64;
-  const __m512i table = _mm512_loadu_si512(kE2M1Bf16Words.data());
-  const __m512i unzip = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
-  __m512 lanes[kRows][kPairs];
-  for (int p = 0; p < kPairs; ++p) {
-    const uint8_t* src = tile + p * blocks * 64;
-    const double* ws_pairs = reinterpret_cast<const double*>(wsp + p * chunks * 2);
-    __m512 sum[kRows];
-    for (int r = 0; r < kRows; ++r) sum[r] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < blocks; ++b) {
-      _mm_prefetch(reinterpret_cast<const char*>(src + b * 64 + kFp4TilePrefetch), _MM_HINT_NTA);
-      const __m512i z = _mm512_loadu_si512(src + b * 64);
-      // Nibble i of each word is register i's index; bit 4 may hold the next nibble's low
-      // bit, which the 32-entry table ignores (entries 16-31 repeat 0-15).
-      const __m512i v[4] = {_mm512_permutexvar_epi16(z, table),
-                            _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 4), table),
-                            _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 8), table),
-                            _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 12), table)};
-      for (int c = 0; c < 2; ++c) {
-        const int64_t ch = 2 * b + c, k = 32 * ch;
-        const __m512 ws = _mm512_castpd_ps(_mm512_set1_pd(ws_pairs[ch]));
-        for (int r = 0; r < kRows; ++r) {
-          const __m512i x0 = _mm512_loadu_si512(xd[r] + k), x1 = _mm512_loadu_si512(xd[r] + k + 16);
-          const __m512 part =
-              simd::DotBf16(simd::DotBf16(_mm512_setzero_ps(), x0, v[2 * c]), x1, v[2 * c + 1]);
-          const __m512 s = _mm512_mul_ps(_mm512_set1_ps(xs[r][ch / 4]), ws);
-          sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(part, s));
-        }
-      }
-    }
-    for (int r = 0; r < kRows; ++r) lanes[r][p] = _mm512_permutexvar_ps(unzip, sum[r]);
-  }
-  for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
-}
-
-// The tile's chunk scales as RowsTileFp4Tiles reads them: wsp [kPairs][chunks][2].
-DSV4_TARGET_AVX512BF16 void TilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
-  const int64_t chunks = w.in / 32;
-  const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
-  for (int p = 0; p < kPairs; ++p) {
-    const int64_t row_a = t0 + p, row_b = t0 + p + 8;
-    for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
-      const __mmask16 live =
-          static_cast<__mmask16>(chunks - c0 >= 16 ? 0xFFFF : (1u << (chunks - c0)) - 1);
-      auto load = [&](int64_t row) {  // padding rows: scale 1 (their codes are 0)
-        if (row >= w.out) return _mm512_set1_ps(1.0f);
-        return simd::E8M0x16(
-            _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, w.scales + row * chunks + c0)));
-      };
-      const __m512 a = load(row_a), b = load(row_b);
-      float* dst = wsp + (p * chunks + c0) * 2;
-      const int64_t n = std::min<int64_t>(16, chunks - c0);
-      alignas(64) float both[32];
-      _mm512_store_ps(both, _mm512_permutex2var_ps(a, lo, b));
-      _mm512_store_ps(both + 16, _mm512_permutex2var_ps(a, hi, b));
-      std::memcpy(dst, both, static_cast<size_t>(2 * n) * sizeof(float));
-    }
-  }
-}
-
-// FP4 from the tile layout: all input rows over one tile, up to 4 per pass.
-DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, const float* wsp,
-                                         const uint32_t* xd_all, int64_t count) {
-  const LinearWeight& w = *call.w;
-  const uint8_t* tile = w.fp4_tiles + (t0 / 16) * kPairs * w.in;  // 8 pairs x in bytes
-  const int64_t xs_stride = w.in / 128;
-  for (int64_t r0 = 0; r0 < call.rows; r0 += 4) {
-    const int rows = static_cast<int>(std::min<int64_t>(4, call.rows - r0));
-    const uint32_t* xd[4];
-    const float* xs[4];
-    for (int r = 0; r < rows; ++r) {
-      xd[r] = xd_all + (r0 + r) * w.in;
-      xs[r] = call.xscale + (r0 + r) * xs_stride;
-    }
-    __m512 res[4];
-    switch (rows) {
-      case 1: RowsTileFp4Tiles<1>(tile, wsp, w.in, xd, xs, res); break;
-      case 2: RowsTileFp4Tiles<2>(tile, wsp, w.in, xd, xs, res); break;
-      case 3: RowsTileFp4Tiles<3>(tile, wsp, w.in, xd, xs, res); break;
-      default: RowsTileFp4Tiles<4>(tile, wsp, w.in, xd, xs, res); break;
-    }
-    for (int r = 0; r < rows; ++r) {
-      alignas(64) float out[kTile];
-      _mm512_store_ps(out, res[r]);
-      BF16* y = call.y + (r0 + r) * w.out + t0;
-      for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
-    }
-  }
 }
 
 // kFp8AsBf16: the canonical 8-lane dot of each output over the whole row (no blocks), one
@@ -456,20 +338,18 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     LinearTilesAvx512(c, n0, n1);  // the FP32 loops: the same bits
     return;
   }
+  if (fp4 && w.fp4_tiles != nullptr) {
+    LinearFp4TilesAvx512Bf16(c, n0, n1);
+    return;
+  }
   const bool wide = fp4 || plain;  // input pairs at full width (RowsTileFp4, RowsTilePlain)
-  const bool tiles = fp4 && w.fp4_tiles != nullptr;
   const int64_t chunks = w.in / 32;
   // Input rows in pair layout (per thread: a few KB, cheap next to the tiles).
   thread_local std::vector<uint32_t> xp;
   xp.resize(static_cast<size_t>(c.rows * w.in / (wide ? 1 : 2)));
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
-      if (tiles) {  // each lane's pair twice, side by side (RowsTileFp4Tiles)
-        uint32_t pairs[8];
-        simd::PairsFromF32(c.x + r * w.in + k, pairs);
-        uint32_t* dst = xp.data() + r * w.in + k;
-        for (int j = 0; j < 8; ++j) dst[2 * j] = dst[2 * j + 1] = pairs[j];
-      } else if (wide) {
+      if (wide) {
         uint32_t* dst = xp.data() + r * w.in + k;
         simd::PairsFromF32(c.x + r * w.in + k, dst);
         std::memcpy(dst + 8, dst, 8 * sizeof(uint32_t));
@@ -478,15 +358,8 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
       }
     }
   }
-  thread_local std::vector<float> ws;  // FP4: [kTile][chunks], or [kPairs][chunks][2] (tiles)
+  thread_local std::vector<float> ws;  // FP4: [kTile][chunks]
   if (fp4) ws.resize(static_cast<size_t>(kTile * chunks));
-  if (tiles) {
-    for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
-      TilePairScales(w, t0, ws.data());
-      TileFp4Tiles(c, t0, ws.data(), xp.data(), std::min<int64_t>(kTile, n1 - t0));
-    }
-    return;
-  }
   Fp4Source fp4_src;
   Fp8Source fp8_src;
   Fp8ScaledSource plain_src;
