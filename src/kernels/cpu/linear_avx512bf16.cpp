@@ -167,6 +167,10 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4(const Fp4Source& src, const Combine& c,
 // kFp8AsBf16: the canonical 8-lane dot of each output over the whole row (no blocks), one
 // pair register at a time, up to 4 input rows per decoded weight register. xw as in
 // RowsTileFp4.
+// Software prefetch distance of the two weight rows (measured here: none 180-193 us, 512 B
+// 165-174, 1 KiB 162-167, 2 KiB 158-177 for 1024 x 4096 on 2 threads).
+constexpr int64_t kPlainPrefetch = 1024;
+
 template <int kRows>
 DSV4_TARGET_AVX512BF16 void RowsTilePlain(const Fp8ScaledSource& src, int64_t in,
                                           const uint32_t* const* xw, __m512* out) {
@@ -177,6 +181,12 @@ DSV4_TARGET_AVX512BF16 void RowsTilePlain(const Fp8ScaledSource& src, int64_t in
     for (int64_t k0 = 0; k0 < in; k0 += 128) {
       const __m512i exponent = src.ScaleExponent(k0 / 128);
       for (int64_t k = k0; k < std::min(in, k0 + 128); k += 32) {
+        if (k % 64 == 0) {  // one line of each of the pair's rows per 64 columns
+          _mm_prefetch(reinterpret_cast<const char*>(src.row[p] + k + kPlainPrefetch),
+                       _MM_HINT_NTA);
+          _mm_prefetch(reinterpret_cast<const char*>(src.row[p + 8] + k + kPlainPrefetch),
+                       _MM_HINT_NTA);
+        }
         const __m512i v0 = src.Load16(p, k, exponent), v1 = src.Load16(p, k + 16, exponent);
         for (int r = 0; r < kRows; ++r) {
           acc[r] = simd::DotBf16(acc[r], _mm512_loadu_si512(xw[r] + k), v0);
