@@ -212,12 +212,6 @@ DSV4_TARGET_AVX2 void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n
         Tile(s, c, t, count);
         break;
       }
-      case LinearKind::kBf16: {
-        Bf16Source s;
-        for (int i = 0; i < kTile; ++i) s.row[i] = w.bf16 + rows[i] * w.in;
-        Tile(s, c, t, count);
-        break;
-      }
       case LinearKind::kFp8AsBf16: {
         Fp8ScaledSource s;
         for (int i = 0; i < kTile; ++i) s.row[i] = w.codes + rows[i] * w.in;
@@ -225,15 +219,17 @@ DSV4_TARGET_AVX2 void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n
         Tile(s, c, t, count);
         break;
       }
-      case LinearKind::kF32: {
-        if (w.f32 == nullptr) {  // BF16 storage: the same FP32 values
-          Bf16Source s;
-          for (int i = 0; i < kTile; ++i) s.row[i] = w.bf16 + rows[i] * w.in;
+      case LinearKind::kF32:
+        if (w.f32 != nullptr) {
+          F32Source s;
+          for (int i = 0; i < kTile; ++i) s.row[i] = w.f32 + rows[i] * w.in;
           Tile(s, c, t, count);
           break;
         }
-        F32Source s;
-        for (int i = 0; i < kTile; ++i) s.row[i] = w.f32 + rows[i] * w.in;
+        [[fallthrough]];  // BF16 storage: the same FP32 values as kBf16's
+      case LinearKind::kBf16: {
+        Bf16Source s;
+        for (int i = 0; i < kTile; ++i) s.row[i] = w.bf16 + rows[i] * w.in;
         Tile(s, c, t, count);
         break;
       }

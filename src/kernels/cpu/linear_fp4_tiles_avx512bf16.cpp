@@ -15,13 +15,13 @@ namespace {
 constexpr int kTile = static_cast<int>(kAvx512Tile);
 constexpr int kPairs = kTile / 2;
 
-// BF16 words of the 16 E2M1 codes, twice (VPERMW reads 5 index bits).
+// BF16 words of the 16 E2M1 codes (simd::kE2M1Bf16Bytes' low and high bytes), twice: VPERMW
+// reads 5 index bits.
 constexpr std::array<uint16_t, 32> kE2M1Bf16Words = [] {
-  constexpr uint16_t kMagnitude[8] = {0x0000, 0x3F00, 0x3F80, 0x3FC0, 0x4000, 0x4040, 0x4080,
-                                      0x40C0};  // 0, 0.5, 1, 1.5, 2, 3, 4, 6
   std::array<uint16_t, 32> t{};
   for (int i = 0; i < 32; ++i) {
-    t[i] = static_cast<uint16_t>(kMagnitude[i & 7] | ((i & 8) != 0 ? 0x8000 : 0));
+    t[i] = static_cast<uint16_t>(simd::kE2M1Bf16Bytes[i & 15] |
+                                 (simd::kE2M1Bf16Bytes[16 + (i & 15)] << 8));
   }
   return t;
 }();
