@@ -7,15 +7,15 @@
 #include <cstdlib>
 #include <string_view>
 
-#include "model/safetensors.h"
+#include "checkpoint/safetensors.h"
 
 namespace {
 
 // Aborts (a finding for libFuzzer) when an accepted header breaks the parser's contract.
-void CheckAccepted(const dsv4::model::SafetensorsHeader& header, uint64_t data_size) {
+void CheckAccepted(const dsv4::checkpoint::SafetensorsHeader& header, uint64_t data_size) {
   uint64_t covered = 0;
-  const dsv4::model::TensorInfo* prev = nullptr;
-  for (const dsv4::model::TensorInfo& t : header.tensors) {
+  const dsv4::checkpoint::TensorInfo* prev = nullptr;
+  for (const dsv4::checkpoint::TensorInfo& t : header.tensors) {
     if (prev != nullptr && !(prev->name < t.name)) std::abort();  // sorted, unique
     if (t.begin > t.end || t.end > data_size) std::abort();
     uint64_t numel = 1;
@@ -38,10 +38,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | data[i];
   // SafetensorsFile::Open rejects these before parsing.
-  if (header_len > dsv4::model::kMaxSafetensorsHeaderBytes || header_len > size - 8) return 0;
+  if (header_len > dsv4::checkpoint::kMaxSafetensorsHeaderBytes || header_len > size - 8) return 0;
   const std::string_view header(reinterpret_cast<const char*>(data) + 8, header_len);
   const uint64_t data_size = size - 8 - header_len;
-  auto result = dsv4::model::ParseSafetensorsHeader(header, data_size, "fuzz");
+  auto result = dsv4::checkpoint::ParseSafetensorsHeader(header, data_size, "fuzz");
   if (result.ok()) CheckAccepted(*result, data_size);
   return 0;
 }

@@ -11,7 +11,7 @@ namespace {
 
 using kernels::LinearKind;
 using kernels::LinearWeight;
-using model::ModelConfig;
+using checkpoint::ModelConfig;
 
 int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
@@ -94,7 +94,7 @@ const float* WeightBuffers::Vector(int64_t n, float lo, float hi) {
 
 std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const ModelConfig& c, int64_t layer,
                                                            uint64_t seed) {
-  DSV4_CHECK(c.arch == model::Arch::kV4);
+  DSV4_CHECK(c.arch == checkpoint::Arch::kV4);
   auto a = std::make_unique<V4AttentionWeights>(seed ^ (static_cast<uint64_t>(layer) << 32));
   WeightBuffers& b = a->buffers;
   v4::LayerWeights& w = a->w;
@@ -135,7 +135,7 @@ std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const ModelConfig& c,
 
 std::unique_ptr<V32AttentionWeights> MakeV32AttentionWeights(const ModelConfig& c, int64_t layer,
                                                              uint64_t seed) {
-  DSV4_CHECK(c.arch == model::Arch::kV32);
+  DSV4_CHECK(c.arch == checkpoint::Arch::kV32);
   auto a = std::make_unique<V32AttentionWeights>(seed ^ (static_cast<uint64_t>(layer) << 32));
   WeightBuffers& b = a->buffers;
   v32::LayerWeights& lw = a->w;

@@ -12,9 +12,9 @@
 #include <memory>
 #include <vector>
 
-#include "model/config.h"
-#include "model/v32/weights.h"
-#include "model/v4/weights.h"
+#include "checkpoint/config.h"
+#include "models/v32/weights.h"
+#include "models/v4/weights.h"
 
 namespace dsv4::bench {
 
@@ -51,9 +51,9 @@ struct V32AttentionWeights {
 };
 
 // Layer `layer` of `c` (its type from c.ratio(layer)).
-std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const model::ModelConfig& c,
+std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const checkpoint::ModelConfig& c,
                                                            int64_t layer, uint64_t seed);
-std::unique_ptr<V32AttentionWeights> MakeV32AttentionWeights(const model::ModelConfig& c,
+std::unique_ptr<V32AttentionWeights> MakeV32AttentionWeights(const checkpoint::ModelConfig& c,
                                                              int64_t layer, uint64_t seed);
 
 }  // namespace dsv4::bench

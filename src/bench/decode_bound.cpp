@@ -7,8 +7,8 @@
 
 namespace dsv4::bench {
 
-using model::LayerKind;
-using model::ModelConfig;
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
 
 DecodeKernelWork DecodeKernelWorkPerLayer(const ModelConfig& c, LayerKind kind, int64_t pos) {
   DSV4_CHECK(pos >= 0);
@@ -22,7 +22,7 @@ DecodeKernelWork DecodeKernelWorkPerLayer(const ModelConfig& c, LayerKind kind, 
     w.indexer_bytes = keys * key_bytes;
     w.indexer_macs = keys * index_macs_per_key;
   };
-  if (c.arch == model::Arch::kV32) {
+  if (c.arch == checkpoint::Arch::kV32) {
     // SelectTokens: no scan while every token fits in the top-k.
     if (visible > c.index_topk) scan(visible);
     const int64_t width = c.kv_lora_rank + c.qk_rope_head_dim;  // absorbed MLA, MQA rows

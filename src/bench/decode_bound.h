@@ -24,7 +24,7 @@
 
 #include "bench/roofline.h"
 #include "kernels/cpu/isa.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::bench {
 
@@ -40,7 +40,7 @@ struct DecodeKernelWork {
 };
 
 // `kind` is ignored for V3.2 (one layer type). pos >= 0.
-DecodeKernelWork DecodeKernelWorkPerLayer(const model::ModelConfig& c, model::LayerKind kind,
+DecodeKernelWork DecodeKernelWorkPerLayer(const checkpoint::ModelConfig& c, checkpoint::LayerKind kind,
                                           int64_t pos);
 
 // The bound of one layer for one token, by part, in milliseconds.

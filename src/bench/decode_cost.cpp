@@ -17,16 +17,16 @@
 #include "kv/page_layout.h"
 #include "kv/v32_cache.h"
 #include "kv/v4_cache.h"
-#include "model/v32/attention.h"
-#include "model/v4/attention.h"
-#include "model/v4/rope.h"
+#include "models/v32/attention.h"
+#include "models/v4/attention.h"
+#include "models/v4/rope.h"
 
 namespace dsv4::bench {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using model::LayerKind;
-using model::ModelConfig;
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
 
 double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
@@ -253,7 +253,7 @@ Result<DecodeReport> MeasureDecode(ThreadPool& pool, const ModelConfig& c, std::
     const int64_t cache = kv::PageLayout(sc, kv::DefaultKvFormats(sc.arch)).BytesAt(deepest);
     // V3.2: arrays that grow by doubling, and every key decoded to FP32 codes + a scale for
     // the scan; V4: the CSA keys decoded to FP32.
-    const int64_t need = c.arch == model::Arch::kV32
+    const int64_t need = c.arch == checkpoint::Arch::kV32
                              ? 2 * cache + deepest * (c.index_head_dim + 2) * 4
                              : cache + deepest / 4 * c.index_head_dim * 4;
     if (need > o.max_bytes) {
@@ -267,7 +267,7 @@ Result<DecodeReport> MeasureDecode(ThreadPool& pool, const ModelConfig& c, std::
     weight_budget = o.max_bytes - need;
   }
   std::map<int64_t, DecodePoint> at;
-  if (c.arch == model::Arch::kV4) {
+  if (c.arch == checkpoint::Arch::kV4) {
     DSV4_RETURN_IF_ERROR(RunV4(pool, o, depths, weight_budget, r, at));
   } else {
     DSV4_RETURN_IF_ERROR(RunV32(pool, o, depths, weight_budget, r, at));

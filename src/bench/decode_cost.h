@@ -18,7 +18,7 @@
 #include "bench/roofline.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::bench {
 
@@ -77,7 +77,7 @@ struct DecodePoint {
 
 struct DecodeReport {
   std::string label;
-  model::ModelConfig config;  // the full model
+  checkpoint::ModelConfig config;  // the full model
   LayerSubset subset;
   int64_t weight_bytes_ran = 0;     // attention weights of the layers that ran
   std::vector<DecodePoint> points;  // in the order of DecodeOptions::depths
@@ -88,11 +88,11 @@ struct DecodeReport {
 // CSA every indexer key plus the top-k entries, HCA every compressed entry; V3.2 every
 // indexer key plus the top-k records (only the records while pos + 1 <= top-k: no scan).
 // The indexer and attention bytes of DecodeKernelWorkPerLayer (decode_bound.h), summed.
-int64_t DecodeKvBytesPerLayer(const model::ModelConfig& c, model::LayerKind kind, int64_t pos);
+int64_t DecodeKvBytesPerLayer(const checkpoint::ModelConfig& c, checkpoint::LayerKind kind, int64_t pos);
 
 // Runs the layers of LayerSubset(c, num_layers) for every depth (ascending internally; the
 // cache grows from one depth to the next). InvalidArgument for bad depths or iters.
-Result<DecodeReport> MeasureDecode(ThreadPool& pool, const model::ModelConfig& c, std::string label,
+Result<DecodeReport> MeasureDecode(ThreadPool& pool, const checkpoint::ModelConfig& c, std::string label,
                                    const DecodeOptions& o);
 
 // STREAM-style memory bandwidth on `pool`: copy (counts bytes read + written) and read-only

@@ -52,7 +52,7 @@ nlohmann::json DecodeJson(const std::vector<DecodeReport>& reports, const Decode
       points.push_back(PointJson(r.points[i], base, run.bandwidth));
     }
     models.push_back({{"model", r.label},
-                      {"architecture", std::string(model::ArchName(r.config.arch))},
+                      {"architecture", std::string(checkpoint::ArchName(r.config.arch))},
                       {"layers", r.config.num_hidden_layers},
                       {"ran", r.subset.Describe(r.config.num_hidden_layers)},
                       {"weight_bytes_ran", r.weight_bytes_ran},

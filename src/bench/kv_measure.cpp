@@ -16,8 +16,8 @@
 namespace dsv4::bench {
 namespace {
 
-using model::LayerKind;
-using model::ModelConfig;
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
 
 double SecondsSince(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -192,7 +192,7 @@ Result<KvReport> MeasureKv(const ModelConfig& c, std::string label, const KvMeas
     // V3.2's arrays grow by doubling: up to twice what they hold.
     const int64_t need =
         kv::PageLayout(sc, kv::DefaultKvFormats(sc.arch)).BytesAt(ascending.back()) *
-        (c.arch == model::Arch::kV32 ? 2 : 1);
+        (c.arch == checkpoint::Arch::kV32 ? 2 : 1);
     if (need > o.max_bytes) {
       return Status::ResourceExhausted(
           r.label + ": " + std::to_string(sc.num_hidden_layers) +
@@ -204,7 +204,7 @@ Result<KvReport> MeasureKv(const ModelConfig& c, std::string label, const KvMeas
   }
   std::map<int64_t, KvPoint> at;
   const EntryPool pool(sc, o.seed);
-  if (c.arch == model::Arch::kV4) {
+  if (c.arch == checkpoint::Arch::kV4) {
     r.paged = true;
     kv::KvManager mgr(kv::PageLayout(sc, kv::DefaultKvFormats(sc.arch)),
                       std::numeric_limits<int64_t>::max() / 2, /*backing=*/true);

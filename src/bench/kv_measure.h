@@ -11,7 +11,7 @@
 
 #include "bench/layer_subset.h"
 #include "core/status.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::bench {
 
@@ -54,14 +54,14 @@ struct KvPoint {
 
 struct KvReport {
   std::string label;          // preset name or config path
-  model::ModelConfig config;  // the full model
+  checkpoint::ModelConfig config;  // the full model
   LayerSubset subset;
   bool paged = false;           // V4: pages of 64 entries; V3.2: contiguous per-layer arrays
   std::vector<KvPoint> points;  // in the order of KvMeasureOptions::lengths
 };
 
 // ResourceExhausted if the machine cannot back the pages (the manager's budget is unbounded).
-Result<KvReport> MeasureKv(const model::ModelConfig& c, std::string label,
+Result<KvReport> MeasureKv(const checkpoint::ModelConfig& c, std::string label,
                            const KvMeasureOptions& o);
 
 }  // namespace dsv4::bench

@@ -6,9 +6,9 @@
 
 namespace dsv4::bench {
 
-using model::Arch;
-using model::LayerKind;
-using model::ModelConfig;
+using checkpoint::Arch;
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
 
 bool LayerSubset::scaled() const {
   for (const LayerGroup& g : groups) {
@@ -58,7 +58,7 @@ Result<LayerSubset> SelectLayers(const ModelConfig& full, int64_t num_layers) {
     auto it = std::find_if(s.groups.begin(), s.groups.end(),
                            [&](const LayerGroup& g) { return g.kind == k; });
     if (it == s.groups.end()) {
-      s.groups.push_back({std::string(model::LayerKindName(k)), k, 0, {}});
+      s.groups.push_back({std::string(checkpoint::LayerKindName(k)), k, 0, {}});
       real.emplace_back();
       it = s.groups.end() - 1;
     }

@@ -10,20 +10,20 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::bench {
 
 // The layers of one type: V4 SWA / CSA / HCA, or V3.2's single MLA+DSA type.
 struct LayerGroup {
   std::string name;                                // "SWA", "CSA", "HCA", "MLA+DSA"
-  model::LayerKind kind = model::LayerKind::kSwa;  // V4 only
+  checkpoint::LayerKind kind = checkpoint::LayerKind::kSwa;  // V4 only
   int64_t full_count = 0;                          // layers of this type in the full stack
   std::vector<int64_t> subset_layers;              // their stand-ins in the subset config
 };
 
 struct LayerSubset {
-  model::ModelConfig config;  // same dimensions, num_hidden_layers = the subset's size
+  checkpoint::ModelConfig config;  // same dimensions, num_hidden_layers = the subset's size
   std::vector<LayerGroup> groups;
   bool scaled() const;  // false when the subset is the whole stack
   // "2 layers (1 CSA, 1 HCA) of 61 (30 CSA + 31 HCA)".
@@ -37,6 +37,6 @@ struct LayerSubset {
 // Groups (and V4 subset layers) come in type order SWA, CSA, HCA; the whole stack keeps its
 // real layer order.
 // InvalidArgument when num_layers is smaller than the number of types present.
-Result<LayerSubset> SelectLayers(const model::ModelConfig& full, int64_t num_layers);
+Result<LayerSubset> SelectLayers(const checkpoint::ModelConfig& full, int64_t num_layers);
 
 }  // namespace dsv4::bench

@@ -8,12 +8,12 @@
 #include "core/rng.h"
 #include "kv/entry_codec.h"
 #include "kv/layout.h"
-#include "model/v4/compressor.h"
+#include "models/v4/compressor.h"
 
 namespace dsv4::bench {
 namespace {
 
-using model::LayerKind;
+using checkpoint::LayerKind;
 
 // BF16 [n] drawn uniformly from [-2, 2): the spread of normed activations.
 std::vector<BF16> RandomBf16(Rng& rng, int64_t n) {
@@ -42,12 +42,12 @@ void StepOpenWindows(kv::CompressorState& s, int64_t from, int64_t n, Rng& rng) 
 
 }  // namespace
 
-EntryPool::EntryPool(const model::ModelConfig& c, uint64_t seed, int64_t size) : size_(size) {
+EntryPool::EntryPool(const checkpoint::ModelConfig& c, uint64_t seed, int64_t size) : size_(size) {
   DSV4_CHECK(size > 0);
   Rng rng(seed);
   const kv::KvFormats f = kv::DefaultKvFormats(c.arch);
   const int64_t r = c.qk_rope_head_dim, dI = c.index_head_dim;
-  if (c.arch == model::Arch::kV4) {
+  if (c.arch == checkpoint::Arch::kV4) {
     entry_bytes_ = kv::EntryBytes(c, f.entry);
     fp4_key_bytes_ = kv::IndexerKeyBytes(dI, kv::IndexerFormat::kFp4);
     kv_entries_.resize(static_cast<size_t>(size * entry_bytes_));
@@ -73,7 +73,7 @@ EntryPool::EntryPool(const model::ModelConfig& c, uint64_t seed, int64_t size) :
   }
 }
 
-Status FillV4Cache(const model::ModelConfig& c, const EntryPool& pool, int64_t n, uint64_t seed,
+Status FillV4Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n, uint64_t seed,
                    kv::V4SequenceCache& cache) {
   const int64_t from = cache.num_tokens();
   DSV4_CHECK(n >= from);
@@ -104,7 +104,7 @@ Status FillV4Cache(const model::ModelConfig& c, const EntryPool& pool, int64_t n
   return Status::Ok();
 }
 
-void FillV32Cache(const model::ModelConfig& c, const EntryPool& pool, int64_t n,
+void FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n,
                   kv::V32SequenceCache& cache) {
   DSV4_CHECK(n >= cache.num_tokens());
   const size_t rb = static_cast<size_t>(cache.record_bytes());

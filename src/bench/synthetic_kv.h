@@ -10,7 +10,7 @@
 #include "core/status.h"
 #include "kv/v32_cache.h"
 #include "kv/v4_cache.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::bench {
 
@@ -18,7 +18,7 @@ namespace dsv4::bench {
 // (encoding a million entries one by one would dominate the run).
 class EntryPool {
  public:
-  EntryPool(const model::ModelConfig& c, uint64_t seed, int64_t size = 2048);
+  EntryPool(const checkpoint::ModelConfig& c, uint64_t seed, int64_t size = 2048);
 
   int64_t size() const { return size_; }
   // V4: a packed KV entry [EntryBytes] / a packed FP4 indexer key [68 at 128].
@@ -44,12 +44,12 @@ class EntryPool {
 // through the windows still open at n, so their streaming state is the one a real run holds
 // (previous and partial window rows). Leaves num_tokens() == n. ResourceExhausted when the
 // manager's budget cannot hold the pages.
-Status FillV4Cache(const model::ModelConfig& c, const EntryPool& pool, int64_t n, uint64_t seed,
+Status FillV4Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n, uint64_t seed,
                    kv::V4SequenceCache& cache);
 
 // Grows a V3.2 cache to n tokens: one MLA record and one indexer key per new position and
 // layer. Leaves num_tokens() == n.
-void FillV32Cache(const model::ModelConfig& c, const EntryPool& pool, int64_t n,
+void FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n,
                   kv::V32SequenceCache& cache);
 
 }  // namespace dsv4::bench

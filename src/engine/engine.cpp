@@ -6,9 +6,9 @@
 #include <thread>
 
 #include "kv/prefix_cache.h"
-#include "model/checkpoint.h"
-#include "model/weight_generator.h"
-#include "model/presets.h"
+#include "checkpoint/checkpoint.h"
+#include "testing/weight_generator.h"
+#include "checkpoint/presets.h"
 #include "runner/accounting_lm.h"
 #include "runner/causal_lm.h"
 #include "sched/scheduler.h"
@@ -39,7 +39,7 @@ class Engine::Impl {
   void ClearPrefixCache();
   EngineStats Stats() const;
 
-  model::Checkpoint checkpoint;
+  checkpoint::Checkpoint checkpoint;
 
  private:
   void Loop();
@@ -77,7 +77,7 @@ Status Engine::Impl::Init(const EngineOptions& o) {
   options_ = o;
   const bool accounting = !o.accounting_preset.empty();
   if (accounting) {
-    DSV4_ASSIGN_OR_RETURN(checkpoint.config, model::PresetConfig(o.accounting_preset));
+    DSV4_ASSIGN_OR_RETURN(checkpoint.config, checkpoint::PresetConfig(o.accounting_preset));
     // Capacity studies extrapolate past the trained context (V3.2 stops at 163,840; spec
     // §13.2 compares both at 1M): nothing is computed, only pages are counted.
     checkpoint.config.max_position_embeddings = int64_t{1} << 40;
@@ -85,9 +85,9 @@ Status Engine::Impl::Init(const EngineOptions& o) {
     lm_ = runner::MakeAccountingLm(checkpoint.config);
   } else {
     if (o.model_dir.empty()) {
-      DSV4_ASSIGN_OR_RETURN(checkpoint, model::BuiltinDefaultModel());
+      DSV4_ASSIGN_OR_RETURN(checkpoint, fixtures::BuiltinDefaultModel());
     } else {
-      DSV4_ASSIGN_OR_RETURN(checkpoint, model::OpenCheckpoint(o.model_dir));
+      DSV4_ASSIGN_OR_RETURN(checkpoint, checkpoint::OpenCheckpoint(o.model_dir));
     }
     DSV4_ASSIGN_OR_RETURN(lm_, runner::CreateCausalLm(checkpoint.config, *checkpoint.weights));
   }
@@ -101,7 +101,7 @@ Status Engine::Impl::Init(const EngineOptions& o) {
   // Snapshots exist for the V4 cache only (V3.2 sequences and the accounting stand-in have
   // none): caching is off for the others.
   options_.prefix_caching =
-      o.prefix_caching && !accounting && checkpoint.config.arch == model::Arch::kV4;
+      o.prefix_caching && !accounting && checkpoint.config.arch == checkpoint::Arch::kV4;
   if (options_.prefix_caching &&
       (o.prefix_snapshot_interval <= 0 || o.prefix_snapshot_interval % 128)) {
     return Status::InvalidArgument("prefix_snapshot_interval must be a positive multiple of 128, "
@@ -125,7 +125,7 @@ Engine::Impl::~Impl() {
 }
 
 Result<std::shared_ptr<RequestStream>> Engine::Impl::Submit(GenerationRequest r) {
-  const model::ModelConfig& c = checkpoint.config;
+  const checkpoint::ModelConfig& c = checkpoint.config;
   if (r.prompt.empty()) return Status::InvalidArgument("prompt is empty");
   for (size_t i = 0; i < r.prompt.size(); ++i) {
     if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
@@ -348,7 +348,7 @@ void Engine::Impl::Step() {
   scheduler_->Commit(plan);
   SnapshotPrefixes(plan);
   int64_t prompt_tokens = 0, generated = 0;
-  const model::ModelConfig& cfg = checkpoint.config;
+  const checkpoint::ModelConfig& cfg = checkpoint.config;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const sched::ScheduledChunk& c = plan.chunks[i];
     prompt_tokens += std::max<int64_t>(0, std::min(c.begin + c.count, c.seq->num_prompt) - c.begin);

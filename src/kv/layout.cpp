@@ -6,9 +6,9 @@
 
 namespace dsv4::kv {
 
-using model::Arch;
-using model::LayerKind;
-using model::ModelConfig;
+using checkpoint::Arch;
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
 
 KvFormats DefaultKvFormats(Arch arch) {
   KvFormats f;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::kv {
 
@@ -41,14 +41,14 @@ struct KvFormats {
   bool compressor_state_bf16 = false;
 };
 // The formats the engine stores: V4 FP8 entries + FP4 indexer keys; V3.2 FP8 MLA + FP8 keys.
-KvFormats DefaultKvFormats(model::Arch arch);
+KvFormats DefaultKvFormats(checkpoint::Arch arch);
 
-int64_t EntryBytes(const model::ModelConfig& c, EntryFormat f);
+int64_t EntryBytes(const checkpoint::ModelConfig& c, EntryFormat f);
 int64_t IndexerKeyBytes(int64_t dim, IndexerFormat f);
-int64_t MlaRecordBytes(const model::ModelConfig& c, MlaFormat f);
+int64_t MlaRecordBytes(const checkpoint::ModelConfig& c, MlaFormat f);
 // Compressor streaming state of one layer of kind `k` (V4): kv + score rows of the main
 // compressor (and the indexer's for CSA). 80 KiB CSA / 512 KiB HCA at Flash/Pro sizes.
-int64_t CompressorStateBytes(const model::ModelConfig& c, model::LayerKind k, bool bf16);
+int64_t CompressorStateBytes(const checkpoint::ModelConfig& c, checkpoint::LayerKind k, bool bf16);
 
 // One component of a sequence's cache, summed over the layers that have it.
 struct KvComponent {
@@ -68,10 +68,10 @@ struct KvFootprint {
   int64_t growing_bytes() const;  // components with fixed == false
   int64_t fixed_bytes() const;
 };
-KvFootprint ComputeKvFootprint(const model::ModelConfig& c, const KvFormats& f,
+KvFootprint ComputeKvFootprint(const checkpoint::ModelConfig& c, const KvFormats& f,
                                int64_t num_tokens);
 
 // Asymptotic bytes per token (growing components only, no window), e.g. 3,514.25 for Flash.
-double GrowingBytesPerToken(const model::ModelConfig& c, const KvFormats& f);
+double GrowingBytesPerToken(const checkpoint::ModelConfig& c, const KvFormats& f);
 
 }  // namespace dsv4::kv

@@ -6,7 +6,7 @@
 
 namespace dsv4::kv {
 
-using model::LayerKind;
+using checkpoint::LayerKind;
 
 std::string_view ComponentName(Component c) {
   switch (c) {
@@ -22,12 +22,12 @@ std::string_view ComponentName(Component c) {
   return "?";
 }
 
-PageLayout::PageLayout(const model::ModelConfig& c, const KvFormats& f, int64_t entries_per_page) {
+PageLayout::PageLayout(const checkpoint::ModelConfig& c, const KvFormats& f, int64_t entries_per_page) {
   DSV4_CHECK(entries_per_page > 0);
   auto add = [&](Component comp, int64_t layers, int64_t bytes, int64_t per_page, bool fixed) {
     if (layers > 0 && bytes > 0) components_.push_back({comp, layers, bytes, per_page, fixed});
   };
-  if (c.arch == model::Arch::kV32) {
+  if (c.arch == checkpoint::Arch::kV32) {
     add(Component::kMlaLatent, c.num_hidden_layers, MlaRecordBytes(c, f.mla), entries_per_page,
         false);
     add(Component::kMlaIndexerKeys, c.num_hidden_layers,

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "kv/layout.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::kv {
 
@@ -40,7 +40,7 @@ class PageLayout {
   // `entries_per_page` for the growing components (64 by default: 256 tokens of CSA, 8192 of
   // HCA per page); window pages hold the largest divisor of sliding_window <= 16 entries so
   // the ring fills page by page; compressor state is one page per layer.
-  PageLayout(const model::ModelConfig& c, const KvFormats& f, int64_t entries_per_page = 64);
+  PageLayout(const checkpoint::ModelConfig& c, const KvFormats& f, int64_t entries_per_page = 64);
 
   const std::vector<ComponentLayout>& components() const { return components_; }
   const ComponentLayout* Find(Component c) const;

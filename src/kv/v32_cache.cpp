@@ -4,8 +4,8 @@
 
 namespace dsv4::kv {
 
-V32SequenceCache::V32SequenceCache(const model::ModelConfig& c) {
-  DSV4_CHECK(c.arch == model::Arch::kV32);
+V32SequenceCache::V32SequenceCache(const checkpoint::ModelConfig& c) {
+  DSV4_CHECK(c.arch == checkpoint::Arch::kV32);
   const KvFormats f = DefaultKvFormats(c.arch);
   record_bytes_ = MlaRecordBytes(c, f.mla);
   key_bytes_ = IndexerKeyBytes(c.index_head_dim, f.indexer);

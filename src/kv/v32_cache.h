@@ -13,14 +13,14 @@
 #include <vector>
 
 #include "kv/layout.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::kv {
 
 class V32SequenceCache {
  public:
   // `c` must be a V3.2 config (DSV4_CHECK) and outlive the cache.
-  explicit V32SequenceCache(const model::ModelConfig& c);
+  explicit V32SequenceCache(const checkpoint::ModelConfig& c);
 
   // Forgets everything (a new sequence); releases the memory.
   void Reset();

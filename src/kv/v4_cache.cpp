@@ -9,7 +9,7 @@
 
 namespace dsv4::kv {
 
-using model::LayerKind;
+using checkpoint::LayerKind;
 
 int64_t CompressorState::FloatsFor(int64_t m, int64_t c) {
   const int64_t kappa = m == 4 ? 2 : 1;
@@ -30,12 +30,12 @@ void CompressorState::Reset() {
   std::fill(score, score + n, -std::numeric_limits<float>::infinity());
 }
 
-V4SequenceCache::V4SequenceCache(const model::ModelConfig& c)
+V4SequenceCache::V4SequenceCache(const checkpoint::ModelConfig& c)
     : V4SequenceCache(c, nullptr) {}
 
-V4SequenceCache::V4SequenceCache(const model::ModelConfig& c, KvManager* manager)
+V4SequenceCache::V4SequenceCache(const checkpoint::ModelConfig& c, KvManager* manager)
     : config_(&c), manager_(manager) {
-  DSV4_CHECK(c.arch == model::Arch::kV4);
+  DSV4_CHECK(c.arch == checkpoint::Arch::kV4);
   const KvFormats f = DefaultKvFormats(c.arch);
   if (manager_ == nullptr) {
     own_manager_ = std::make_unique<KvManager>(PageLayout(c, f),

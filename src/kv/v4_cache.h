@@ -16,7 +16,7 @@
 
 #include "core/status.h"
 #include "kv/kv_manager.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::kv {
 
@@ -68,9 +68,9 @@ struct V4PrefixSnapshot final : PrefixSnapshot {
 class V4SequenceCache {
  public:
   // A cache with its own unbounded page pool (standalone use: CLI, tests).
-  explicit V4SequenceCache(const model::ModelConfig& c);
+  explicit V4SequenceCache(const checkpoint::ModelConfig& c);
   // A cache drawing pages from `manager` (shared by all sequences; must outlive the cache).
-  V4SequenceCache(const model::ModelConfig& c, KvManager* manager);
+  V4SequenceCache(const checkpoint::ModelConfig& c, KvManager* manager);
   ~V4SequenceCache();
   V4SequenceCache(const V4SequenceCache&) = delete;
   V4SequenceCache& operator=(const V4SequenceCache&) = delete;
@@ -121,7 +121,7 @@ class V4SequenceCache {
 
  private:
   struct Layer {
-    model::LayerKind kind = model::LayerKind::kSwa;
+    checkpoint::LayerKind kind = checkpoint::LayerKind::kSwa;
     std::array<std::vector<PageId>, kNumComponents> pages;
     int64_t num_entries = 0;
     int64_t num_keys = 0;
@@ -131,7 +131,7 @@ class V4SequenceCache {
   uint8_t* Slot(Component c, const Layer& l, int64_t index) const;
   void BindState(Layer& l, int64_t layer, bool reset);
 
-  const model::ModelConfig* config_;
+  const checkpoint::ModelConfig* config_;
   std::unique_ptr<KvManager> own_manager_;
   KvManager* manager_;
   int64_t entry_bytes_ = 0;

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstdlib>
 
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 namespace dsv4::plan {
 namespace {
@@ -28,10 +28,10 @@ std::vector<std::string> Split(std::string_view s, char sep) {
 
 // Presets win over paths; a path needs a '/' or a ".json" suffix so a typo in a preset name
 // ("v4pro") is reported as an unknown preset, not as a missing file.
-Result<model::ModelConfig> ResolveModel(const std::string& name, const ConfigLoader& load) {
-  const std::vector<std::string> presets = model::PresetNames();
+Result<checkpoint::ModelConfig> ResolveModel(const std::string& name, const ConfigLoader& load) {
+  const std::vector<std::string> presets = checkpoint::PresetNames();
   for (const std::string& p : presets) {
-    if (p == name) return model::PresetConfig(name);
+    if (p == name) return checkpoint::PresetConfig(name);
   }
   const bool path =
       name.find('/') != std::string::npos || (name.size() > 5 && name.ends_with(".json"));
@@ -227,8 +227,8 @@ Result<std::vector<PlanOptions>> ResolvePlanRequest(const PlanRequest& r,
   bool any_v4 = false, any_v32 = false;
   std::vector<PlanOptions> out;
   for (const std::string& m : models) {
-    DSV4_ASSIGN_OR_RETURN(model::ModelConfig c, ResolveModel(m, load));
-    const bool v4 = c.arch == model::Arch::kV4;
+    DSV4_ASSIGN_OR_RETURN(checkpoint::ModelConfig c, ResolveModel(m, load));
+    const bool v4 = c.arch == checkpoint::Arch::kV4;
     (v4 ? any_v4 : any_v32) = true;
     DSV4_RETURN_IF_ERROR(ValidateLayout(base.layout, c, m));
     PlanOptions o = base;

@@ -32,8 +32,8 @@ std::string_view IndexerFormatName(kv::IndexerFormat f);
 std::string_view MlaFormatName(kv::MlaFormat f);
 
 // Reads a model config from a path (config.json or a checkpoint folder). The CLI passes
-// model::LoadModelConfig; tests pass a fake.
-using ConfigLoader = std::function<Result<model::ModelConfig>(const std::string& path)>;
+// checkpoint::LoadModelConfig; tests pass a fake.
+using ConfigLoader = std::function<Result<checkpoint::ModelConfig>(const std::string& path)>;
 
 // The request as typed; an empty optional or list means "not given" (defaults apply).
 struct PlanRequest {

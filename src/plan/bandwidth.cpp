@@ -5,10 +5,10 @@
 
 namespace dsv4::plan {
 
-using model::Arch;
-using model::LayerKind;
+using checkpoint::Arch;
+using checkpoint::LayerKind;
 
-double KvReadBytesPerStep(const model::ModelConfig& c, const kv::KvFormats& f, int64_t tokens) {
+double KvReadBytesPerStep(const checkpoint::ModelConfig& c, const kv::KvFormats& f, int64_t tokens) {
   const double t = static_cast<double>(tokens);
   const double layers = static_cast<double>(c.num_hidden_layers);
   const double key = static_cast<double>(kv::IndexerKeyBytes(c.index_head_dim, f.indexer));
@@ -29,7 +29,7 @@ double KvReadBytesPerStep(const model::ModelConfig& c, const kv::KvFormats& f, i
          static_cast<double>(c.CountLayers(LayerKind::kHca)) * hca_entries * entry;
 }
 
-double ExpertHitFraction(const model::ModelConfig& c, double group_tokens) {
+double ExpertHitFraction(const checkpoint::ModelConfig& c, double group_tokens) {
   if (c.n_routed_experts <= 0 || group_tokens <= 0) return 0;
   const double miss =
       1.0 - static_cast<double>(c.num_experts_per_tok) / static_cast<double>(c.n_routed_experts);
@@ -39,7 +39,7 @@ double ExpertHitFraction(const model::ModelConfig& c, double group_tokens) {
 DecodeFloor ComputeDecodeFloor(const DecodeInputs& in, int64_t batch, double kv_read_per_request) {
   DecodeFloor d;
   if (batch <= 0) return d;
-  const model::ModelConfig& c = *in.model;
+  const checkpoint::ModelConfig& c = *in.model;
   const ParamBreakdown& p = *in.params;
   const ParallelLayout& l = in.layout;
   d.batch = static_cast<double>(batch) / static_cast<double>(l.tp);

@@ -7,7 +7,7 @@
 #include <cstdint>
 
 #include "kv/layout.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 #include "plan/parallel.h"
 #include "plan/weights.h"
 
@@ -19,11 +19,11 @@ namespace dsv4::plan {
 //         without an indexer cache, dense MLA: L x T x MLA record.
 //   V4:   every layer min(T, window) x entry; CSA (T/4) x indexer key + min(top-k, T/4) x
 //         entry; HCA (T/128) x entry.
-double KvReadBytesPerStep(const model::ModelConfig& c, const kv::KvFormats& f, int64_t tokens);
+double KvReadBytesPerStep(const checkpoint::ModelConfig& c, const kv::KvFormats& f, int64_t tokens);
 
 // Fraction of a GPU's routed experts that at least one of `group_tokens` decode tokens hits,
 // under uniform routing: 1 - (1 - top_k/E)^tokens.
-double ExpertHitFraction(const model::ModelConfig& c, double group_tokens);
+double ExpertHitFraction(const checkpoint::ModelConfig& c, double group_tokens);
 
 struct DecodeFloor {
   double batch = 0;              // requests decoded per step on each GPU
@@ -34,7 +34,7 @@ struct DecodeFloor {
 };
 
 struct DecodeInputs {
-  const model::ModelConfig* model = nullptr;
+  const checkpoint::ModelConfig* model = nullptr;
   const ParamBreakdown* params = nullptr;
   ExpertDtype expert_dtype = ExpertDtype::kMxfp4;
   ParallelLayout layout;

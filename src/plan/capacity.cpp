@@ -217,7 +217,7 @@ void AddNotes(CapacityPlan& p) {
         "indexer cache left out: reproduces published arithmetic only; the engine "
         "stores the indexer keys");
   }
-  if (!o.include_compressor_state && o.model.arch == model::Arch::kV4) {
+  if (!o.include_compressor_state && o.model.arch == checkpoint::Arch::kV4) {
     notes.push_back("compressor state left out (capacity.md §3 basis); the engine allocates it");
   }
   if (p.groups_per_rack == 0) {

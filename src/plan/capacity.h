@@ -14,7 +14,7 @@
 
 #include "core/status.h"
 #include "kv/layout.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 #include "plan/bandwidth.h"
 #include "plan/hardware.h"
 #include "plan/parallel.h"
@@ -43,7 +43,7 @@ struct LengthShare {
 
 struct PlanOptions {
   std::string model_label;  // "v4-pro" or the config.json path, for reports
-  model::ModelConfig model;
+  checkpoint::ModelConfig model;
   kv::KvFormats kv_formats;
   // The V4 compressor's fixed FP32 state (17.84 MiB per Pro request) is allocated by the
   // engine; capacity.md §3 tables leave it out.

@@ -102,7 +102,7 @@ Result<ParallelLayout> ResolveLayout(const std::optional<std::string>& shorthand
   return l;
 }
 
-Status ValidateLayout(const ParallelLayout& l, const model::ModelConfig& c,
+Status ValidateLayout(const ParallelLayout& l, const checkpoint::ModelConfig& c,
                       std::string_view model_label) {
   if (c.num_attention_heads % l.tp != 0) {
     return Status::InvalidArgument("TP " + std::to_string(l.tp) + " does not divide the " +

@@ -9,7 +9,7 @@
 #include <string_view>
 
 #include "core/status.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::plan {
 
@@ -34,7 +34,7 @@ Result<ParallelLayout> ResolveLayout(const std::optional<std::string>& shorthand
                                      std::optional<int64_t> ep, int64_t redundant_experts);
 // Checks the layout against a model: ep divides both the group and the routed experts
 // (+ redundant), tp divides the attention heads. `model_label` names the model in messages.
-Status ValidateLayout(const ParallelLayout& l, const model::ModelConfig& c,
+Status ValidateLayout(const ParallelLayout& l, const checkpoint::ModelConfig& c,
                       std::string_view model_label);
 
 }  // namespace dsv4::plan

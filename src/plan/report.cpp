@@ -47,14 +47,14 @@ std::vector<PlanCase> PlanAll(const std::vector<PlanOptions>& options) {
 }
 
 std::string KvFormatLabel(const PlanOptions& o) {
-  const model::ModelConfig& c = o.model;
+  const checkpoint::ModelConfig& c = o.model;
   const kv::KvFormats& f = o.kv_formats;
   const std::string idx =
       f.indexer == kv::IndexerFormat::kNone
           ? "no indexer cache"
           : std::string(IndexerFormatName(f.indexer)) + " indexer keys (" +
                 std::to_string(kv::IndexerKeyBytes(c.index_head_dim, f.indexer)) + " B)";
-  if (c.arch == model::Arch::kV32) {
+  if (c.arch == checkpoint::Arch::kV32) {
     // "584" / "576" name a size, not a dtype: print them once.
     const std::string_view name = MlaFormatName(f.mla);
     const bool sized = name == "584" || name == "576";
@@ -70,7 +70,7 @@ json PlanJson(const CapacityPlan& p) {
   const PlanOptions& o = p.options;
   json j;
   j["model"] = o.model_label;
-  j["architecture"] = model::ArchName(o.model.arch);
+  j["architecture"] = checkpoint::ArchName(o.model.arch);
   j["hardware"] = {{"name", o.gpu.name},
                    {"label", o.gpu.label},
                    {"hbm_gb", o.gpu.hbm_bytes / 1e9},

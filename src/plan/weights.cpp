@@ -1,10 +1,10 @@
 #include "plan/weights.h"
 
-#include "model/checkpoint_layout.h"
+#include "checkpoint/checkpoint_layout.h"
 
 namespace dsv4::plan {
 
-using model::ParamGroup;
+using checkpoint::ParamGroup;
 
 std::string_view ExpertDtypeName(ExpertDtype d) {
   switch (d) {
@@ -43,20 +43,20 @@ double BytesPerParam(ExpertDtype d) {
   return 0;
 }
 
-ExpertDtype NativeExpertDtype(const model::ModelConfig& c) {
-  if (c.weight_format == model::WeightFormat::kBf16) return ExpertDtype::kBf16;
-  return c.arch == model::Arch::kV4 ? ExpertDtype::kMxfp4 : ExpertDtype::kFp8;
+ExpertDtype NativeExpertDtype(const checkpoint::ModelConfig& c) {
+  if (c.weight_format == checkpoint::WeightFormat::kBf16) return ExpertDtype::kBf16;
+  return c.arch == checkpoint::Arch::kV4 ? ExpertDtype::kMxfp4 : ExpertDtype::kFp8;
 }
 
-double DenseBytesPerParam(const model::ModelConfig& c) {
+double DenseBytesPerParam(const checkpoint::ModelConfig& c) {
   // capacity.md §4 costs every non-expert parameter (norms, routers and mHC included) at the
   // FP8 rate; the BF16/FP32 small tensors add < 1.5% and the spec's tables leave them out.
-  return c.weight_format == model::WeightFormat::kBf16 ? 2.0 : BytesPerParam(ExpertDtype::kFp8);
+  return c.weight_format == checkpoint::WeightFormat::kBf16 ? 2.0 : BytesPerParam(ExpertDtype::kFp8);
 }
 
-ParamBreakdown CountParams(const model::ModelConfig& c) {
+ParamBreakdown CountParams(const checkpoint::ModelConfig& c) {
   ParamBreakdown p;
-  for (const model::WeightSpec& w : model::ListWeights(c, /*include_mtp=*/true)) {
+  for (const checkpoint::WeightSpec& w : checkpoint::ListWeights(c, /*include_mtp=*/true)) {
     const int64_t n = w.num_params();
     switch (w.group) {
       case ParamGroup::kRoutedExperts:
@@ -76,7 +76,7 @@ ParamBreakdown CountParams(const model::ModelConfig& c) {
   return p;
 }
 
-WeightsPerGpu ComputeWeightsPerGpu(const model::ModelConfig& c, const ParamBreakdown& p,
+WeightsPerGpu ComputeWeightsPerGpu(const checkpoint::ModelConfig& c, const ParamBreakdown& p,
                                    ExpertDtype expert_dtype, const ParallelLayout& l,
                                    bool include_mtp) {
   WeightsPerGpu w;

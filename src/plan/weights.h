@@ -7,7 +7,7 @@
 #include <string_view>
 
 #include "core/status.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 #include "plan/parallel.h"
 
 namespace dsv4::plan {
@@ -23,12 +23,12 @@ std::string_view ExpertDtypeName(ExpertDtype d);  // "fp8", "mxfp4", "nvfp4", "b
 Result<ExpertDtype> ParseExpertDtype(std::string_view s);
 double BytesPerParam(ExpertDtype d);
 // What the model's checkpoint stores: MXFP4 for V4, FP8 for V3.2, BF16 for BF16 checkpoints.
-ExpertDtype NativeExpertDtype(const model::ModelConfig& c);
+ExpertDtype NativeExpertDtype(const checkpoint::ModelConfig& c);
 // Non-expert linears: FP8 with block scales (1 + 4/128^2 B/param), BF16 for BF16 checkpoints.
-double DenseBytesPerParam(const model::ModelConfig& c);
+double DenseBytesPerParam(const checkpoint::ModelConfig& c);
 
 // Parameters by the budget they fall into. Sums of WeightSpec::num_params() over
-// model::ListWeights(c, /*include_mtp=*/true).
+// checkpoint::ListWeights(c, /*include_mtp=*/true).
 struct ParamBreakdown {
   int64_t routed = 0;      // main-stack routed experts
   int64_t routed_mtp = 0;  // the MTP layer's routed experts
@@ -46,7 +46,7 @@ struct ParamBreakdown {
     return routed + routed_mtp + embedding + head + other + other_mtp + mtp_tied;
   }
 };
-ParamBreakdown CountParams(const model::ModelConfig& c);
+ParamBreakdown CountParams(const checkpoint::ModelConfig& c);
 
 // Bytes of weights resident on one GPU (decimal-exact doubles; shares are fractional).
 struct WeightsPerGpu {
@@ -57,7 +57,7 @@ struct WeightsPerGpu {
   double total() const { return routed_experts + other + embedding_head; }
   double replicated() const { return other + embedding_head; }
 };
-WeightsPerGpu ComputeWeightsPerGpu(const model::ModelConfig& c, const ParamBreakdown& p,
+WeightsPerGpu ComputeWeightsPerGpu(const checkpoint::ModelConfig& c, const ParamBreakdown& p,
                                    ExpertDtype expert_dtype, const ParallelLayout& l,
                                    bool include_mtp);
 

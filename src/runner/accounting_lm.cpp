@@ -69,11 +69,11 @@ class AccountingSequence final : public SequenceState {
 
 class AccountingLm final : public CausalLm {
  public:
-  explicit AccountingLm(const model::ModelConfig& c)
+  explicit AccountingLm(const checkpoint::ModelConfig& c)
       : config_(c),
         own_(std::make_unique<kv::KvManager>(page_layout(), std::numeric_limits<int64_t>::max() / 2,
                                              /*backing=*/false)) {}
-  const model::ModelConfig& config() const override { return config_; }
+  const checkpoint::ModelConfig& config() const override { return config_; }
   kv::PageLayout page_layout() const override {
     return kv::PageLayout(config_, kv::DefaultKvFormats(config_.arch));
   }
@@ -93,13 +93,13 @@ class AccountingLm final : public CausalLm {
   }
 
  private:
-  model::ModelConfig config_;
+  checkpoint::ModelConfig config_;
   std::unique_ptr<kv::KvManager> own_;
 };
 
 }  // namespace
 
-std::unique_ptr<CausalLm> MakeAccountingLm(const model::ModelConfig& c) {
+std::unique_ptr<CausalLm> MakeAccountingLm(const checkpoint::ModelConfig& c) {
   return std::make_unique<AccountingLm>(c);
 }
 

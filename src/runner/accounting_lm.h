@@ -11,6 +11,6 @@
 
 namespace dsv4::runner {
 
-std::unique_ptr<CausalLm> MakeAccountingLm(const model::ModelConfig& c);
+std::unique_ptr<CausalLm> MakeAccountingLm(const checkpoint::ModelConfig& c);
 
 }  // namespace dsv4::runner

@@ -1,14 +1,14 @@
 #include "runner/causal_lm.h"
 
-#include "model/v32/model.h"
-#include "model/v4/model.h"
+#include "models/v32/model.h"
+#include "models/v4/model.h"
 
 namespace dsv4::runner {
 namespace {
 
 class V4Sequence final : public SequenceState {
  public:
-  V4Sequence(const model::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
+  V4Sequence(const checkpoint::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
   int64_t num_tokens() const override { return cache.num_tokens(); }
   kv::KvFootprint Usage() const override { return cache.Usage(); }
   Status Reserve(int64_t n) override { return cache.Reserve(n); }
@@ -21,9 +21,9 @@ class V4Sequence final : public SequenceState {
 class V4Lm final : public CausalLm {
  public:
   explicit V4Lm(std::unique_ptr<v4::Model> m) : model_(std::move(m)) {}
-  const model::ModelConfig& config() const override { return model_->config(); }
+  const checkpoint::ModelConfig& config() const override { return model_->config(); }
   kv::PageLayout page_layout() const override {
-    return kv::PageLayout(model_->config(), kv::DefaultKvFormats(model::Arch::kV4));
+    return kv::PageLayout(model_->config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
   }
   std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv) const override {
     return std::make_unique<V4Sequence>(model_->config(), kv);
@@ -48,22 +48,22 @@ class V4Lm final : public CausalLm {
 // V3.2 sequences keep their own growing buffers (not pages yet): Reserve always succeeds.
 class V32Sequence final : public SequenceState {
  public:
-  explicit V32Sequence(const model::ModelConfig& c)
+  explicit V32Sequence(const checkpoint::ModelConfig& c)
       : config(&c), cache(std::make_unique<kv::V32SequenceCache>(c)) {}
   int64_t num_tokens() const override { return cache->num_tokens(); }
   kv::KvFootprint Usage() const override { return cache->Usage(); }
   Status Reserve(int64_t) override { return Status::Ok(); }
   void Release() override { cache = std::make_unique<kv::V32SequenceCache>(*config); }
-  const model::ModelConfig* config;
+  const checkpoint::ModelConfig* config;
   std::unique_ptr<kv::V32SequenceCache> cache;
 };
 
 class V32Lm final : public CausalLm {
  public:
   explicit V32Lm(std::unique_ptr<v32::Model> m) : model_(std::move(m)) {}
-  const model::ModelConfig& config() const override { return model_->config(); }
+  const checkpoint::ModelConfig& config() const override { return model_->config(); }
   kv::PageLayout page_layout() const override {
-    return kv::PageLayout(model_->config(), kv::DefaultKvFormats(model::Arch::kV32));
+    return kv::PageLayout(model_->config(), kv::DefaultKvFormats(checkpoint::Arch::kV32));
   }
   std::unique_ptr<SequenceState> NewSequence(kv::KvManager*) const override {
     return std::make_unique<V32Sequence>(model_->config());
@@ -87,9 +87,9 @@ Status CausalLm::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch
   return Status::Ok();
 }
 
-Result<std::unique_ptr<CausalLm>> CreateCausalLm(const model::ModelConfig& c,
-                                                 const model::TensorSource& source) {
-  if (c.arch == model::Arch::kV4) {
+Result<std::unique_ptr<CausalLm>> CreateCausalLm(const checkpoint::ModelConfig& c,
+                                                 const checkpoint::TensorSource& source) {
+  if (c.arch == checkpoint::Arch::kV4) {
     DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v4::Model> m, v4::Model::Create(c, source));
     return std::unique_ptr<CausalLm>(new V4Lm(std::move(m)));
   }

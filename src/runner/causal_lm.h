@@ -14,13 +14,13 @@
 #include "kv/layout.h"
 #include "kv/page_layout.h"
 #include "kv/v4_cache.h"
-#include "model/config.h"
-#include "model/logits_mode.h"
-#include "model/tensor.h"
+#include "checkpoint/config.h"
+#include "models/common/logits_mode.h"
+#include "checkpoint/tensor.h"
 
 namespace dsv4::runner {
 
-using model::LogitsMode;
+using models::LogitsMode;
 
 // Everything a sequence carries between calls (its KV cache and streaming state).
 class SequenceState {
@@ -48,7 +48,7 @@ class SequenceState {
 class CausalLm {
  public:
   virtual ~CausalLm() = default;
-  virtual const model::ModelConfig& config() const = 0;
+  virtual const checkpoint::ModelConfig& config() const = 0;
   // How this model's cache is paged (for a KvManager shared by its sequences).
   virtual kv::PageLayout page_layout() const = 0;
   // A new, empty sequence drawing pages from `kv` (shared by all sequences of this model and
@@ -76,7 +76,7 @@ class CausalLm {
 };
 
 // The model for `c.arch`. `source` must outlive it.
-Result<std::unique_ptr<CausalLm>> CreateCausalLm(const model::ModelConfig& c,
-                                                 const model::TensorSource& source);
+Result<std::unique_ptr<CausalLm>> CreateCausalLm(const checkpoint::ModelConfig& c,
+                                                 const checkpoint::TensorSource& source);
 
 }  // namespace dsv4::runner

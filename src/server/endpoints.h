@@ -10,7 +10,7 @@
 
 #include <httplib.h>
 
-#include "model/config.h"
+#include "checkpoint/config.h"
 #include "kv/page_layout.h"
 #include "server/generation.h"
 #include "server/server.h"
@@ -21,7 +21,7 @@ namespace dsv4::server {
 struct ServingState {
   const ServerOptions* options = nullptr;
   std::string model_id;  // what "model" must name
-  model::ModelConfig config;
+  checkpoint::ModelConfig config;
   std::unique_ptr<tokenizer::Tokenizer> tokenizer;
   std::unique_ptr<kv::PageLayout> layout;  // the engine's KV page layout, for the fit check
   std::unique_ptr<Engine> engine;

@@ -9,8 +9,8 @@
 
 #include <httplib.h>
 
-#include "model/checkpoint.h"
-#include "model/weight_generator.h"
+#include "checkpoint/checkpoint.h"
+#include "testing/weight_generator.h"
 #include "server/endpoints.h"
 #include "server/openai_response.h"
 
@@ -276,8 +276,8 @@ Status Server::Impl::LoadModel() {
     // The engine loads its own copy; this one gives the config and the tokenizer, which the
     // Engine API does not expose. Folders are memory-mapped, so this is cheap, and the
     // weights are dropped at the end of this block.
-    Result<model::Checkpoint> ck =
-        dir.empty() ? model::BuiltinDefaultModel() : model::OpenCheckpoint(dir);
+    Result<checkpoint::Checkpoint> ck =
+        dir.empty() ? fixtures::BuiltinDefaultModel() : checkpoint::OpenCheckpoint(dir);
     if (!ck.ok()) return ck.status();
     if (ck->tokenizer_json.empty()) {
       return Status::FailedPrecondition(

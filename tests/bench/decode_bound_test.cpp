@@ -12,14 +12,14 @@
 #include "bench/decode_cost.h"
 #include "bench/decode_json.h"
 #include "bench/roofline.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 namespace dsv4::bench {
 namespace {
 
-using model::LayerKind;
+using checkpoint::LayerKind;
 
-model::ModelConfig Preset(const char* name) { return model::PresetConfig(name).value(); }
+checkpoint::ModelConfig Preset(const char* name) { return checkpoint::PresetConfig(name).value(); }
 
 // 1 byte/ns read; FMA 1e8 flop/s; VDPBF16PS 4e8 flop/s; mul+add 5e7 flop/s.
 MachineLimits GivenLimits() {
@@ -29,7 +29,7 @@ MachineLimits GivenLimits() {
 // v4-tiny: 8 heads of 128 (64 FP8 + 64 RoPE: 200 B entries), window 32, indexer 4 x 128
 // (68 B FP4 keys), top-8.
 TEST(DecodeBound, V4TinyWorkByLayerType) {
-  const model::ModelConfig c = Preset("v4-tiny");
+  const checkpoint::ModelConfig c = Preset("v4-tiny");
   // pos 99 sees 100 tokens: 25 compressed CSA keys, the top 8 of them, 32 window rows.
   DecodeKernelWork w = DecodeKernelWorkPerLayer(c, LayerKind::kCsa, 99);
   EXPECT_EQ(w.indexer_keys, 25);
@@ -58,7 +58,7 @@ TEST(DecodeBound, V4TinyWorkByLayerType) {
 // v3.2-tiny: 4 heads, latent 128 + RoPE 64 (260 B records), indexer 4 x 128 (132 B FP8
 // keys), top-16.
 TEST(DecodeBound, V32TinyWork) {
-  const model::ModelConfig c = Preset("v3.2-tiny");
+  const checkpoint::ModelConfig c = Preset("v3.2-tiny");
   // 16 visible tokens fit the top-16: no scan, every record.
   DecodeKernelWork w = DecodeKernelWorkPerLayer(c, LayerKind::kSwa, 15);
   EXPECT_EQ(w.indexer_keys, 0);
@@ -92,7 +92,7 @@ TEST(DecodeBound, RealShapesAt1M) {
 // The bound's bytes are the KV-read model's, kernel by kernel.
 TEST(DecodeBound, BytesAreTheKvReadModel) {
   for (const char* name : {"v4-tiny", "v3.2-tiny", "v4-flash", "v4-pro", "v3.2"}) {
-    const model::ModelConfig c = Preset(name);
+    const checkpoint::ModelConfig c = Preset(name);
     for (LayerKind kind : {LayerKind::kSwa, LayerKind::kCsa, LayerKind::kHca}) {
       for (int64_t pos : {0, 3, 31, 127, 2047, 2048, 100000}) {
         const DecodeKernelWork w = DecodeKernelWorkPerLayer(c, kind, pos);
@@ -163,7 +163,7 @@ TEST(DecodeBound, MeasureDecodeCarriesTheBound) {
   ThreadPool pool(2);
   for (const char* name : {"v4-tiny", "v3.2-tiny"}) {
     SCOPED_TRACE(name);
-    const model::ModelConfig c = Preset(name);
+    const checkpoint::ModelConfig c = Preset(name);
     DecodeOptions o{.depths = {300}, .iters = 1, .limits = GivenLimits(), .peak = Peak::kFma};
     Result<DecodeReport> r = MeasureDecode(pool, c, name, o);
     ASSERT_TRUE(r.ok()) << r.status().ToString();

@@ -6,14 +6,14 @@
 #include <gtest/gtest.h>
 
 #include "bench/attention_weights.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 namespace dsv4::bench {
 namespace {
 
-using model::LayerKind;
+using checkpoint::LayerKind;
 
-model::ModelConfig Preset(const char* name) { return model::PresetConfig(name).value(); }
+checkpoint::ModelConfig Preset(const char* name) { return checkpoint::PresetConfig(name).value(); }
 
 void ExpectSane(const DecodeReport& r, const std::vector<int64_t>& depths) {
   ASSERT_EQ(r.points.size(), depths.size());
@@ -77,11 +77,11 @@ TEST(BenchDecode, RealDimensionStacksRunAtShallowDepth) {
 TEST(BenchDecode, KvReadModelMatchesCapacitySection66) {
   const int64_t T = int64_t{1} << 20;
   auto stack = [&](const char* name) {
-    const model::ModelConfig c = Preset(name);
+    const checkpoint::ModelConfig c = Preset(name);
     int64_t bytes = 0;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
       bytes += DecodeKvBytesPerLayer(
-          c, c.arch == model::Arch::kV4 ? c.layer_kind(l) : LayerKind::kSwa, T - 1);
+          c, c.arch == checkpoint::Arch::kV4 ? c.layer_kind(l) : LayerKind::kSwa, T - 1);
     }
     return bytes;
   };
@@ -102,7 +102,7 @@ int64_t Fp8Bytes(int64_t out, int64_t in, int64_t scale_bytes) {
 }
 
 TEST(BenchDecode, WeightBytesAreThoseOfTheLoadedFormats) {
-  const model::ModelConfig f = Preset("v4-flash");  // layer 2 is CSA
+  const checkpoint::ModelConfig f = Preset("v4-flash");  // layer 2 is CSA
   ASSERT_EQ(f.layer_kind(2), LayerKind::kCsa);
   const auto w = MakeV4AttentionWeights(f, 2, 1);
   const int64_t D = 4096, Q = 1024;
@@ -115,7 +115,7 @@ TEST(BenchDecode, WeightBytesAreThoseOfTheLoadedFormats) {
                                            2 * 2 * (2 * 128) * D);  // its compressor
   EXPECT_EQ(w->w.kind, LayerKind::kCsa);
   EXPECT_EQ(w->w.compressor.ratio, 4);
-  const model::ModelConfig v = Preset("v3.2");
+  const checkpoint::ModelConfig v = Preset("v3.2");
   const auto m = MakeV32AttentionWeights(v, 5, 1);
   const int64_t V = 7168, VQ = 1536;
   EXPECT_EQ(m->buffers.linear_bytes(),

@@ -8,16 +8,16 @@
 #include "bench/layer_subset.h"
 #include "kv/layout.h"
 #include "kv/page_layout.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 namespace dsv4::bench {
 namespace {
 
-model::ModelConfig Preset(const char* name) { return model::PresetConfig(name).value(); }
+checkpoint::ModelConfig Preset(const char* name) { return checkpoint::PresetConfig(name).value(); }
 
 // Every component of the measured point equals the formula's, by name, and nothing else
 // holds bytes; V4 pages equal PageLayout::BytesAt.
-void ExpectMatchesFormulas(const model::ModelConfig& c, const KvReport& r) {
+void ExpectMatchesFormulas(const checkpoint::ModelConfig& c, const KvReport& r) {
   const kv::KvFormats f = kv::DefaultKvFormats(c.arch);
   const kv::PageLayout pl(c, f);
   for (const KvPoint& p : r.points) {
@@ -44,7 +44,7 @@ void ExpectMatchesFormulas(const model::ModelConfig& c, const KvReport& r) {
     EXPECT_EQ(measured_nonzero, nonzero);
     EXPECT_EQ(p.exact_bytes(), fp.total_bytes());
     EXPECT_EQ(p.growing_bytes(), fp.growing_bytes());
-    if (c.arch == model::Arch::kV4) {
+    if (c.arch == checkpoint::Arch::kV4) {
       EXPECT_EQ(p.page_bytes(), pl.BytesAt(p.num_tokens));
       EXPECT_EQ(p.subset_usage_bytes, p.subset_manager_bytes);
     } else {
@@ -60,7 +60,7 @@ void ExpectMatchesFormulas(const model::ModelConfig& c, const KvReport& r) {
 TEST(BenchKv, TinyPresetsMatchFormulasWholeStackAndSubset) {
   const std::vector<int64_t> lengths = {1, 3, 4, 5, 31, 32, 33, 64, 127, 128, 129, 200, 1000, 4099};
   for (const char* name : {"v4-tiny", "v3.2-tiny"}) {
-    const model::ModelConfig c = Preset(name);
+    const checkpoint::ModelConfig c = Preset(name);
     for (int64_t layers : {int64_t{0}, int64_t{100}}) {
       SCOPED_TRACE(std::string(name) + " layers " + std::to_string(layers));
       Result<KvReport> r = MeasureKv(c, name, {.lengths = lengths, .num_layers = layers});
@@ -76,7 +76,7 @@ TEST(BenchKv, RealPresetsMatchFormulasOnLayerSubsets) {
   // Unsorted, repeated and non-aligned lengths: the cache grows through them in order.
   const std::vector<int64_t> lengths = {8192 + 77, 1000, 129, 8192 + 77};
   for (const char* name : {"v4-flash", "v4-pro", "v3.2"}) {
-    const model::ModelConfig c = Preset(name);
+    const checkpoint::ModelConfig c = Preset(name);
     for (int64_t layers : {int64_t{0}, int64_t{5}}) {
       SCOPED_TRACE(std::string(name) + " layers " + std::to_string(layers));
       Result<KvReport> r = MeasureKv(c, name, {.lengths = lengths, .num_layers = layers});

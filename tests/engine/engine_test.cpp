@@ -8,7 +8,7 @@
 
 #include "core/rng.h"
 #include "kv/page_layout.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 #include <thread>
 
@@ -108,8 +108,8 @@ TEST(Engine, OutputsIndependentOfBatchingChunkingAndPreemption) {
 // Two requests admitted side by side whose growth cannot both fit: the newer one is
 // preempted, recomputed later, and still produces exactly its solo output.
 TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
-  const model::ModelConfig c = model::TinyV4Config();
-  const kv::PageLayout layout(c, kv::DefaultKvFormats(model::Arch::kV4));
+  const checkpoint::ModelConfig c = checkpoint::TinyV4Config();
+  const kv::PageLayout layout(c, kv::DefaultKvFormats(checkpoint::Arch::kV4));
   GenerationRequest a, b;
   for (int t = 0; t < 250; ++t) a.prompt.push_back((t * 7) % 512), b.prompt.push_back((t * 11) % 512);
   a.stop = b.stop = {.max_new_tokens = 120, .ignore_eos = true};
@@ -243,7 +243,7 @@ TEST(Engine, PrefixHitsAreBitIdenticalToRecomputing) {
 }
 
 TEST(Engine, PrefixCacheGivesWayUnderMemoryPressure) {
-  const kv::PageLayout layout(model::TinyV4Config(), kv::DefaultKvFormats(model::Arch::kV4));
+  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
   EngineOptions o;
   o.prefix_snapshot_interval = 128;
   o.kv_budget_bytes = 2 * layout.BytesAt(450);
@@ -302,7 +302,7 @@ TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
     auto e = Engine::Create(solo_opts).value();
     for (const auto& r : reqs) want.push_back(Collect(*e->Submit(r).value()));
   }
-  const kv::PageLayout layout(model::TinyV4Config(), kv::DefaultKvFormats(model::Arch::kV4));
+  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
   EngineOptions o;
   o.prefix_snapshot_interval = 128;
   o.kv_budget_bytes = 4 * layout.BytesAt(420);

@@ -5,14 +5,14 @@
 
 #include <gtest/gtest.h>
 
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 namespace dsv4::kv {
 namespace {
 
-using model::LayerKind;
-using model::ModelConfig;
-using model::PresetConfig;
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
+using checkpoint::PresetConfig;
 
 constexpr int64_t k1M = 1048576;
 
@@ -38,7 +38,7 @@ TEST(KvLayout, EntryAndKeyBytes) {
   EXPECT_EQ(MlaRecordBytes(v32, MlaFormat::kFp8), 656);
   EXPECT_EQ(MlaRecordBytes(v32, MlaFormat::kBf16), 1152);
   // Tiny: 64 FP8 + 1 scale + 128 RoPE = 193 -> 200.
-  EXPECT_EQ(EntryBytes(model::TinyV4Config(), EntryFormat::kFp8), 200);
+  EXPECT_EQ(EntryBytes(checkpoint::TinyV4Config(), EntryFormat::kFp8), 200);
 }
 
 TEST(KvLayout, CompressorState) {
@@ -50,7 +50,7 @@ TEST(KvLayout, CompressorState) {
   // Spec §13.2: 11.64 MiB Flash, 17.84 MiB Pro of fixed compressor state; rings 3.07 / 4.35 MiB.
   for (auto [name, state_mib, ring_mib] :
        {std::tuple{"v4-flash", 11.64, 3.07}, std::tuple{"v4-pro", 17.84, 4.35}}) {
-    const KvFootprint fp = ComputeKvFootprint(Preset(name), DefaultKvFormats(model::Arch::kV4), k1M);
+    const KvFootprint fp = ComputeKvFootprint(Preset(name), DefaultKvFormats(checkpoint::Arch::kV4), k1M);
     double state = 0, ring = 0;
     for (const auto& c : fp.components) {
       if (c.name.find("compressor_state") != std::string::npos) state += c.bytes();
@@ -66,10 +66,10 @@ TEST(KvLayout, BytesPerTokenAtOneMillion) {
   auto per_token = [](const ModelConfig& c, const KvFormats& f) {
     return std::llround(static_cast<double>(KvWithoutState(c, f, k1M)) / k1M);
   };
-  const KvFormats v4 = DefaultKvFormats(model::Arch::kV4);
+  const KvFormats v4 = DefaultKvFormats(checkpoint::Arch::kV4);
   KvFormats v4_fp8_idx = v4;
   v4_fp8_idx.indexer = IndexerFormat::kFp8;
-  const KvFormats v32 = DefaultKvFormats(model::Arch::kV32);
+  const KvFormats v32 = DefaultKvFormats(checkpoint::Arch::kV32);
   KvFormats v32_bf16 = v32;
   v32_bf16.mla = MlaFormat::kBf16;
   EXPECT_EQ(per_token(Preset("v3.2"), v32), 48068);
@@ -85,9 +85,9 @@ TEST(KvLayout, BytesPerTokenAtOneMillion) {
 
 TEST(KvLayout, CapacityGoldenValuesAndRatios) {
   // capacity.md §3: decimal GB at 2^20 tokens.
-  const double v32 = KvWithoutState(Preset("v3.2"), DefaultKvFormats(model::Arch::kV32), k1M);
-  const double pro = KvWithoutState(Preset("v4-pro"), DefaultKvFormats(model::Arch::kV4), k1M);
-  const double flash = KvWithoutState(Preset("v4-flash"), DefaultKvFormats(model::Arch::kV4), k1M);
+  const double v32 = KvWithoutState(Preset("v3.2"), DefaultKvFormats(checkpoint::Arch::kV32), k1M);
+  const double pro = KvWithoutState(Preset("v4-pro"), DefaultKvFormats(checkpoint::Arch::kV4), k1M);
+  const double flash = KvWithoutState(Preset("v4-flash"), DefaultKvFormats(checkpoint::Arch::kV4), k1M);
   EXPECT_NEAR(v32 / 1e9, 50.40, 0.005);
   EXPECT_NEAR(pro / 1e9, 5.28, 0.005);
   EXPECT_NEAR(flash / 1e9, 3.69, 0.005);
@@ -100,15 +100,15 @@ TEST(KvLayout, CapacityGoldenValuesAndRatios) {
   EXPECT_NEAR(KvWithoutState(Preset("v4-pro"), bf16, k1M) / double(1 << 30), 9.62, 0.005);
   EXPECT_NEAR(KvWithoutState(Preset("v4-flash"), bf16, k1M) / double(1 << 30), 6.72, 0.005);
   // The seed's 35.6 GB: 61 x 584 B x 10^6 tokens, no indexer cache.
-  KvFormats seed = DefaultKvFormats(model::Arch::kV32);
+  KvFormats seed = DefaultKvFormats(checkpoint::Arch::kV32);
   seed.mla = MlaFormat::kV4Entry;
   seed.indexer = IndexerFormat::kNone;
   EXPECT_NEAR(KvWithoutState(Preset("v3.2"), seed, 1000000) / 1e9, 35.62, 0.005);
 }
 
 TEST(KvLayout, EntriesFollowCompressionBoundaries) {
-  const ModelConfig c = model::TinyV4Config();  // window 32, 2 CSA + 2 HCA layers
-  const KvFormats f = DefaultKvFormats(model::Arch::kV4);
+  const ModelConfig c = checkpoint::TinyV4Config();  // window 32, 2 CSA + 2 HCA layers
+  const KvFormats f = DefaultKvFormats(checkpoint::Arch::kV4);
   for (int64_t n : {0, 1, 3, 4, 5, 31, 32, 33, 127, 128, 129, 255, 256, 1000}) {
     const KvFootprint fp = ComputeKvFootprint(c, f, n);
     for (const auto& comp : fp.components) {

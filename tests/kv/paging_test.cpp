@@ -3,14 +3,14 @@
 
 #include "kv/kv_manager.h"
 #include "kv/v4_cache.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 
 namespace dsv4::kv {
 namespace {
 
 TEST(PageLayout, FlashPagesAndBytes) {
-  const model::ModelConfig c = model::PresetConfig("v4-flash").value();
-  const PageLayout pl(c, DefaultKvFormats(model::Arch::kV4));
+  const checkpoint::ModelConfig c = checkpoint::PresetConfig("v4-flash").value();
+  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV4));
   ASSERT_NE(pl.Find(Component::kCsaEntries), nullptr);
   EXPECT_EQ(pl.Find(Component::kCsaEntries)->page_bytes(), 64 * 584);
   EXPECT_EQ(pl.Find(Component::kCsaIndexerKeys)->page_bytes(), 64 * 68);
@@ -25,15 +25,15 @@ TEST(PageLayout, FlashPagesAndBytes) {
   EXPECT_EQ(pl.PagesAt(Component::kCsaState, 0), 0);
   EXPECT_EQ(pl.PagesAt(Component::kCsaState, 1), 1);
   // With one entry per page the pages hold exactly the byte formula of layout.h.
-  const PageLayout exact(c, DefaultKvFormats(model::Arch::kV4), 1);
+  const PageLayout exact(c, DefaultKvFormats(checkpoint::Arch::kV4), 1);
   for (int64_t n : {0, 1, 127, 128, 1000, 1048576}) {
-    const KvFootprint fp = ComputeKvFootprint(c, DefaultKvFormats(model::Arch::kV4), n);
+    const KvFootprint fp = ComputeKvFootprint(c, DefaultKvFormats(checkpoint::Arch::kV4), n);
     if (n == 0 || n >= 128) {  // window pages hold 16 entries: exact once the ring is full
       EXPECT_EQ(exact.BytesAt(n), fp.total_bytes()) << n;
     }
     EXPECT_GE(pl.BytesAt(n), fp.total_bytes()) << n;
   }
-  const PageLayout v32(model::PresetConfig("v3.2").value(), DefaultKvFormats(model::Arch::kV32));
+  const PageLayout v32(checkpoint::PresetConfig("v3.2").value(), DefaultKvFormats(checkpoint::Arch::kV32));
   EXPECT_EQ(v32.BytesAt(1 << 20), int64_t{48068} * (1 << 20));
 }
 
@@ -64,8 +64,8 @@ TEST(BlockPool, RefcountsAndBudget) {
 }
 
 TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
-  const model::ModelConfig c = model::TinyV4Config();
-  const PageLayout pl(c, DefaultKvFormats(model::Arch::kV4));
+  const checkpoint::ModelConfig c = checkpoint::TinyV4Config();
+  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV4));
   KvManager mgr(pl, pl.BytesAt(300) + pl.BytesAt(10));
   V4SequenceCache a(c, &mgr), b(c, &mgr);
   ASSERT_TRUE(a.Reserve(300).ok());

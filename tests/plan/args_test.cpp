@@ -5,7 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "plan/hardware.h"
 #include "plan/parallel.h"
 
@@ -16,8 +16,8 @@ using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // No config files in unit tests: path-looking names containing "flash" load V4-Flash.
-Result<model::ModelConfig> FakeLoader(const std::string& path) {
-  if (path.find("flash") != std::string::npos) return model::PresetConfig("v4-flash");
+Result<checkpoint::ModelConfig> FakeLoader(const std::string& path) {
+  if (path.find("flash") != std::string::npos) return checkpoint::PresetConfig("v4-flash");
   return Status::NotFound(path + ": no such file or directory");
 }
 

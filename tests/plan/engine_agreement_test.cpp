@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include "kv/kv_manager.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "plan/capacity.h"
 #include "runner/accounting_lm.h"
 
@@ -16,7 +16,7 @@ namespace {
 TEST(PlanVsEngine, KvPerRequestEqualsEngineAllocation) {
   for (const char* name : {"v3.2", "v4-pro", "v4-flash"}) {
     PlanOptions o;
-    o.model = model::PresetConfig(name).value();
+    o.model = checkpoint::PresetConfig(name).value();
     o.kv_formats = kv::DefaultKvFormats(o.model.arch);
     auto lm = runner::MakeAccountingLm(o.model);
     for (int64_t n : {int64_t{8192}, int64_t{131072}, int64_t{1} << 20}) {

@@ -2,7 +2,7 @@
 // through the src/kv formulas) and parameters / weights per GPU (capacity.md §4).
 #include <gtest/gtest.h>
 
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "plan/capacity.h"
 #include "plan/weights.h"
 
@@ -12,7 +12,7 @@ namespace {
 constexpr int64_t k1M = int64_t{1} << 20;
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
-model::ModelConfig Preset(const char* name) { return model::PresetConfig(name).value(); }
+checkpoint::ModelConfig Preset(const char* name) { return checkpoint::PresetConfig(name).value(); }
 
 PlanOptions KvOptions(const char* name, bool compressor_state = false) {
   PlanOptions o;
@@ -133,7 +133,7 @@ TEST(PlanWeights, PerGpuUnderDep16MatchesSection4) {
                        Row{"v3.2", ExpertDtype::kNvfp4, 23.4, 20.2, 43.6},
                        Row{"v4-pro", ExpertDtype::kMxfp4, 52.2, 27.9, 80.1},
                        Row{"v4-flash", ExpertDtype::kMxfp4, 9.4, 8.5, 17.9}}) {
-    const model::ModelConfig c = Preset(r.model);
+    const checkpoint::ModelConfig c = Preset(r.model);
     const WeightsPerGpu w = ComputeWeightsPerGpu(c, CountParams(c), r.dtype, dep16, true);
     EXPECT_NEAR(w.routed_experts / 1e9, r.experts, 0.05) << r.model;
     EXPECT_NEAR(w.replicated() / 1e9, r.replicated, 0.05) << r.model;
@@ -141,7 +141,7 @@ TEST(PlanWeights, PerGpuUnderDep16MatchesSection4) {
   }
   // §5.1 "other layouts": DEP8 W = 132 GB (Pro), 27 GB (Flash).
   const ParallelLayout dep8{.tp = 1, .dp = 8, .ep = 8};
-  const model::ModelConfig pro = Preset("v4-pro"), flash = Preset("v4-flash");
+  const checkpoint::ModelConfig pro = Preset("v4-pro"), flash = Preset("v4-flash");
   EXPECT_NEAR(
       ComputeWeightsPerGpu(pro, CountParams(pro), ExpertDtype::kMxfp4, dep8, true).total() / 1e9,
       132, 0.5);
@@ -152,7 +152,7 @@ TEST(PlanWeights, PerGpuUnderDep16MatchesSection4) {
 }
 
 TEST(PlanWeights, LayoutSplitsAndOptions) {
-  const model::ModelConfig c = Preset("v4-pro");
+  const checkpoint::ModelConfig c = Preset("v4-pro");
   const ParamBreakdown p = CountParams(c);
   const WeightsPerGpu dep16 =
       ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16}, true);

@@ -8,7 +8,7 @@
 #include <gtest/gtest.h>
 
 #include "core/rng.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "runner/accounting_lm.h"
 
 namespace dsv4::sched {
@@ -31,7 +31,7 @@ int64_t PagesInPools(const kv::KvManager& kv) {
 class SchedulerProperty : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(SchedulerProperty, RandomisedSubmitStepCancelLeavesNoLeaks) {
-  const model::ModelConfig c = model::PresetConfig(GetParam()).value();
+  const checkpoint::ModelConfig c = checkpoint::PresetConfig(GetParam()).value();
   auto lm = runner::MakeAccountingLm(c);
   const kv::PageLayout layout = lm->page_layout();
   // Room for about three 600-token sequences: forces admission waits and preemptions.
@@ -111,7 +111,7 @@ TEST_P(SchedulerProperty, RandomisedSubmitStepCancelLeavesNoLeaks) {
   EXPECT_TRUE(live.empty());
   EXPECT_EQ(PagesInPools(kv), 0);
   EXPECT_EQ(kv.Stats().used_bytes, 0);
-  if (c.arch == model::Arch::kV32) {  // all of its KV grows with tokens: the budget bites
+  if (c.arch == checkpoint::Arch::kV32) {  // all of its KV grows with tokens: the budget bites
     EXPECT_GT(sched.num_preemptions(), 0);
   }
   EXPECT_GT(cancelled, 0);
@@ -125,7 +125,7 @@ INSTANTIATE_TEST_SUITE_P(Presets, SchedulerProperty,
                          ::testing::Values("v4-tiny", "v4-flash", "v3.2"));
 
 TEST(Scheduler, AdmitsAtMostWhatTheBudgetHolds) {
-  const model::ModelConfig c = model::PresetConfig("v4-pro").value();
+  const checkpoint::ModelConfig c = checkpoint::PresetConfig("v4-pro").value();
   auto lm = runner::MakeAccountingLm(c);
   const kv::PageLayout layout = lm->page_layout();
   const int64_t prompt = 1 << 20, per_request = layout.BytesAt(prompt + 1);

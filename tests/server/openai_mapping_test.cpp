@@ -7,7 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "model/tokenizer_generator.h"
+#include "testing/tokenizer_generator.h"
 #include "server/chat_stream.h"
 #include "server/metrics.h"
 #include "server/openai_request.h"
@@ -29,7 +29,7 @@ const std::string kEos(tokenizer::kEosToken);
 
 const tokenizer::Tokenizer& Tiny() {
   static const auto* t = tokenizer::Tokenizer::FromJson(
-                             model::GenerateTinyTokenizerJson(512).value(), "tiny")
+                             fixtures::GenerateTinyTokenizerJson(512).value(), "tiny")
                              .value()
                              .release();
   return *t;

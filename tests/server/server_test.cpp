@@ -23,7 +23,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kv/page_layout.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "server/generation.h"
 
 namespace dsv4::server {
@@ -586,8 +586,8 @@ TEST(GenerationSlots, AllTakenIsTooManyRequests) {
 // A small server: the engine queue holds two requests, the KV budget fits 256 tokens and a
 // request times out after one second. Then it is stopped with a stream in flight.
 TEST(ServerLimits, QueueFullTimeoutKvBudgetAndShutdown) {
-  const kv::PageLayout layout(model::TinyV4Config(),
-                              kv::DefaultKvFormats(model::TinyV4Config().arch));
+  const kv::PageLayout layout(checkpoint::TinyV4Config(),
+                              kv::DefaultKvFormats(checkpoint::TinyV4Config().arch));
   ServerOptions o;
   o.port = 0;
   o.max_concurrent_requests = 3;

@@ -5,10 +5,10 @@
 
 #include <filesystem>
 
-#include "model/checkpoint.h"
-#include "model/presets.h"
-#include "model/tokenizer_generator.h"
-#include "model/weight_generator.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/presets.h"
+#include "testing/tokenizer_generator.h"
+#include "testing/weight_generator.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4::tokenizer {
@@ -17,9 +17,9 @@ namespace {
 namespace fs = std::filesystem;
 
 TEST(CheckpointTokenizer, BuiltinModelCarriesTheTinyTokenizer) {
-  Result<model::Checkpoint> m = model::BuiltinDefaultModel();
+  Result<checkpoint::Checkpoint> m = fixtures::BuiltinDefaultModel();
   ASSERT_TRUE(m.ok()) << m.status().ToString();
-  EXPECT_EQ(m->tokenizer_json, model::GenerateTinyTokenizerJson(m->config.vocab_size).value());
+  EXPECT_EQ(m->tokenizer_json, fixtures::GenerateTinyTokenizerJson(m->config.vocab_size).value());
   Result<std::unique_ptr<Tokenizer>> t = Tokenizer::FromJson(m->tokenizer_json, "built-in");
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ((*t)->vocab_size(), m->config.vocab_size);
@@ -28,24 +28,24 @@ TEST(CheckpointTokenizer, BuiltinModelCarriesTheTinyTokenizer) {
 }
 
 TEST(CheckpointTokenizer, WrittenAndReadBack) {
-  model::ModelConfig c = model::TinyV4Config();
-  std::vector<model::OwnedTensor> tensors = model::GenerateWeights(c, 1).value();
-  const std::string json = model::GenerateTinyTokenizerJson(c.vocab_size).value();
+  checkpoint::ModelConfig c = checkpoint::TinyV4Config();
+  std::vector<checkpoint::OwnedTensor> tensors = fixtures::GenerateWeights(c, 1).value();
+  const std::string json = fixtures::GenerateTinyTokenizerJson(c.vocab_size).value();
   const fs::path with = fs::path(DSV4_TEST_TMPDIR) / "ck_with_tokenizer";
   const fs::path without = fs::path(DSV4_TEST_TMPDIR) / "ck_without_tokenizer";
   fs::remove_all(with);
   fs::remove_all(without);
-  ASSERT_TRUE(model::WriteCheckpoint(with, c, tensors, 1, json).ok());
-  ASSERT_TRUE(model::WriteCheckpoint(without, c, tensors, 1).ok());
+  ASSERT_TRUE(fixtures::WriteCheckpoint(with, c, tensors, 1, json).ok());
+  ASSERT_TRUE(fixtures::WriteCheckpoint(without, c, tensors, 1).ok());
   EXPECT_TRUE(fs::exists(with / "tokenizer.json"));
   EXPECT_FALSE(fs::exists(without / "tokenizer.json"));
 
-  Result<model::Checkpoint> ck = model::OpenCheckpoint(with);
+  Result<checkpoint::Checkpoint> ck = checkpoint::OpenCheckpoint(with);
   ASSERT_TRUE(ck.ok()) << ck.status().ToString();
   EXPECT_EQ(ck->tokenizer_json, json);
   EXPECT_TRUE(LoadTokenizer(with).ok());
 
-  ck = model::OpenCheckpoint(without);
+  ck = checkpoint::OpenCheckpoint(without);
   ASSERT_TRUE(ck.ok()) << ck.status().ToString();
   EXPECT_TRUE(ck->tokenizer_json.empty());
   EXPECT_EQ(LoadTokenizer(without).status().code(), StatusCode::kNotFound);

@@ -8,7 +8,7 @@
 
 #include <random>
 
-#include "model/tokenizer_generator.h"
+#include "testing/tokenizer_generator.h"
 #include "tokenizer/utf8.h"
 
 namespace dsv4::tokenizer {
@@ -16,7 +16,7 @@ namespace {
 
 const Tokenizer& Tiny() {
   static const std::unique_ptr<Tokenizer> t =
-      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny")).value();
+      std::move(Tokenizer::FromJson(fixtures::GenerateTinyTokenizerJson(512).value(), "tiny")).value();
   return *t;
 }
 

@@ -4,7 +4,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "model/tokenizer_generator.h"
+#include "testing/tokenizer_generator.h"
 #include "tokenizer/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
@@ -16,7 +16,7 @@ using ::testing::HasSubstr;
 
 const Tokenizer& Tiny() {
   static const std::unique_ptr<Tokenizer> t = [] {
-    Result<std::string> json = model::GenerateTinyTokenizerJson(512);
+    Result<std::string> json = fixtures::GenerateTinyTokenizerJson(512);
     DSV4_CHECK(json.ok());
     return std::move(Tokenizer::FromJson(*json, "tiny tokenizer.json")).value();
   }();
@@ -27,15 +27,15 @@ std::vector<TokenId> Enc(std::string_view text) { return Tiny().Encode(text).val
 TokenId Byte(char c) { return 3 + static_cast<uint8_t>(c); }
 
 TEST(TinyTokenizer, DeterministicAndSized) {
-  Result<std::string> a = model::GenerateTinyTokenizerJson(512);
-  Result<std::string> b = model::GenerateTinyTokenizerJson(512);
+  Result<std::string> a = fixtures::GenerateTinyTokenizerJson(512);
+  Result<std::string> b = fixtures::GenerateTinyTokenizerJson(512);
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(*a, *b);
   EXPECT_EQ(Tiny().vocab_size(), 512);
   // 512 ids: 3 sentence tokens, 256 bytes, 6 chat tokens, so 247 learned merges.
   EXPECT_EQ(Tiny().model().num_merges(), 247u);
-  EXPECT_EQ(model::GenerateTinyTokenizerJson(264).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(model::GenerateTinyTokenizerJson(100).status().message(), HasSubstr("265"));
+  EXPECT_EQ(fixtures::GenerateTinyTokenizerJson(264).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(fixtures::GenerateTinyTokenizerJson(100).status().message(), HasSubstr("265"));
 }
 
 TEST(TinyTokenizer, SpecialTokenIds) {
@@ -53,23 +53,23 @@ TEST(TinyTokenizer, SpecialTokenIds) {
 }
 
 TEST(TinyTokenizer, UsesDeepSeeksPreTokenizer) {
-  nlohmann::json j = nlohmann::json::parse(model::GenerateTinyTokenizerJson(512).value());
+  nlohmann::json j = nlohmann::json::parse(fixtures::GenerateTinyTokenizerJson(512).value());
   EXPECT_EQ(j.at("pre_tokenizer"), DeepSeekPreTokenizerJson());
 }
 
 TEST(TinyTokenizer, TrainingSplitMatchesTheRegexes) {
   // The generator pre-tokenizes its corpus with a hand-written scanner; it must cut exactly
   // where the PCRE2 regexes do, or the merges would be learned on the wrong pieces.
-  const std::string_view corpus = model::TinyTokenizerCorpus();
+  const std::string_view corpus = fixtures::TinyTokenizerCorpus();
   EXPECT_GT(corpus.size(), 2000u);
   for (char c : corpus) ASSERT_LT(static_cast<uint8_t>(c), 0x80) << "the corpus must be ASCII";
-  const std::vector<std::string> scanner = model::SplitAsciiForTraining(corpus);
+  const std::vector<std::string> scanner = fixtures::SplitAsciiForTraining(corpus);
   const std::vector<std::string_view> regex = Tiny().pre_tokenizer().Split(corpus);
   ASSERT_EQ(scanner.size(), regex.size());
   for (size_t i = 0; i < scanner.size(); ++i) ASSERT_EQ(scanner[i], regex[i]) << "piece " << i;
   const std::string hard = "x  y\n\n  z\t\tw 1234 a.b.c (x) it's \"q\"?!\r\n";
   const std::vector<std::string_view> want = Tiny().pre_tokenizer().Split(hard);
-  EXPECT_EQ(model::SplitAsciiForTraining(hard), std::vector<std::string>(want.begin(), want.end()));
+  EXPECT_EQ(fixtures::SplitAsciiForTraining(hard), std::vector<std::string>(want.begin(), want.end()));
 }
 
 TEST(TinyTokenizer, GoldenEncodings) {

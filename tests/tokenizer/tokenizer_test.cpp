@@ -9,7 +9,7 @@
 #include <fstream>
 #include <functional>
 
-#include "model/tokenizer_generator.h"
+#include "testing/tokenizer_generator.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/utf8.h"
 
@@ -23,7 +23,7 @@ using ::testing::HasSubstr;
 
 const Tokenizer& Tiny() {
   static const std::unique_ptr<Tokenizer> t =
-      std::move(Tokenizer::FromJson(model::GenerateTinyTokenizerJson(512).value(), "tiny")).value();
+      std::move(Tokenizer::FromJson(fixtures::GenerateTinyTokenizerJson(512).value(), "tiny")).value();
   return *t;
 }
 
@@ -62,7 +62,7 @@ TEST(TokenizerLoad, MissingFileNamesTheFolder) {
 
 TEST(TokenizerLoad, FromFolder) {
   const fs::path dir = TempDir("with_tokenizer");
-  std::ofstream(dir / "tokenizer.json") << model::GenerateTinyTokenizerJson(512).value();
+  std::ofstream(dir / "tokenizer.json") << fixtures::GenerateTinyTokenizerJson(512).value();
   Result<std::unique_ptr<Tokenizer>> t = LoadTokenizer(dir);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
   EXPECT_EQ((*t)->vocab_size(), 512);

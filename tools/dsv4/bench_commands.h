@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "core/status.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 
 namespace dsv4::cli {
 
@@ -18,7 +18,7 @@ void RegisterBenchDecode(CLI::App& bench, int* exit_code);
 
 struct NamedConfig {
   std::string label;  // the preset name or the path as typed
-  model::ModelConfig config;
+  checkpoint::ModelConfig config;
 };
 
 // --models (presets: v3.2, v4-pro, v4-flash, v4-tiny, v3.2-tiny) then --config paths (a

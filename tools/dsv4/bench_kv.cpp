@@ -83,7 +83,7 @@ nlohmann::json ToJson(const std::vector<bench::KvReport>& reports, int base) {
       points.push_back(pj);
     }
     models.push_back({{"model", r.label},
-                      {"architecture", std::string(model::ArchName(r.config.arch))},
+                      {"architecture", std::string(checkpoint::ArchName(r.config.arch))},
                       {"layers", r.config.num_hidden_layers},
                       {"measured", r.subset.Describe(r.config.num_hidden_layers)},
                       {"scaled_by_layer_type", r.subset.scaled()},

@@ -1,5 +1,5 @@
 #include "bench_commands.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "plan/args.h"
 
 namespace dsv4::cli {
@@ -10,11 +10,11 @@ Result<std::vector<NamedConfig>> ResolveBenchModels(const std::vector<std::strin
   std::vector<std::string> names = presets;
   if (presets.empty() && configs.empty()) names = {"v3.2", "v4-pro", "v4-flash"};
   for (const std::string& n : names) {
-    DSV4_ASSIGN_OR_RETURN(model::ModelConfig c, model::PresetConfig(n));
+    DSV4_ASSIGN_OR_RETURN(checkpoint::ModelConfig c, checkpoint::PresetConfig(n));
     out.push_back({n, std::move(c)});
   }
   for (const std::string& p : configs) {
-    DSV4_ASSIGN_OR_RETURN(model::ModelConfig c, model::LoadModelConfig(p));
+    DSV4_ASSIGN_OR_RETURN(checkpoint::ModelConfig c, checkpoint::LoadModelConfig(p));
     out.push_back({p, std::move(c)});
   }
   return out;
@@ -40,7 +40,7 @@ std::string TokensLabel(int64_t n) {
 
 int BaselineIndex(const std::vector<NamedConfig>& models) {
   for (size_t i = 0; i < models.size(); ++i) {
-    if (models[i].config.arch == model::Arch::kV32) return static_cast<int>(i);
+    if (models[i].config.arch == checkpoint::Arch::kV32) return static_cast<int>(i);
   }
   return -1;
 }

@@ -17,7 +17,7 @@
 #include "core/rng.h"
 #include "dsv4/engine.h"
 #include "kv/page_layout.h"
-#include "model/presets.h"
+#include "checkpoint/presets.h"
 #include "model_arg.h"
 #include "plan/args.h"
 #include "table.h"
@@ -74,11 +74,11 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   eo.prefix_caching = !o.no_prefix_cache;
   eo.prefix_snapshot_interval = 128;
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(eo));
-  model::ModelConfig cfg;
+  checkpoint::ModelConfig cfg;
   if (!layout.empty()) {
-    DSV4_ASSIGN_OR_RETURN(cfg, model::PresetConfig(layout));
+    DSV4_ASSIGN_OR_RETURN(cfg, checkpoint::PresetConfig(layout));
   } else {
-    DSV4_ASSIGN_OR_RETURN(model::Checkpoint ck, LoadModelArg(o.model));
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
     cfg = ck.config;
   }
   const kv::PageLayout pl(cfg, kv::DefaultKvFormats(cfg.arch));

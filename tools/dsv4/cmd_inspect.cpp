@@ -8,18 +8,18 @@
 
 #include "commands.h"
 #include "kv/layout.h"
-#include "model/checkpoint_files.h"
-#include "model/checkpoint_layout.h"
-#include "model/presets.h"
+#include "checkpoint/checkpoint_files.h"
+#include "checkpoint/checkpoint_layout.h"
+#include "checkpoint/presets.h"
 #include "model_arg.h"
 #include "table.h"
 
 namespace dsv4::cli {
 namespace {
 
-using model::Arch;
-using model::Checkpoint;
-using model::ModelConfig;
+using checkpoint::Arch;
+using checkpoint::Checkpoint;
+using checkpoint::ModelConfig;
 
 struct InspectOptions {
   std::string dir;
@@ -64,7 +64,7 @@ std::string Schedule(const ModelConfig& c) {
     std::string ffn;
     if (c.arch == Arch::kV4) {
       ffn = (!mtp && c.is_hash_layer(i)) ? "hash MoE" : "MoE";
-      t.Row({mtp ? "MTP" : std::to_string(i), std::string(model::LayerKindName(c.layer_kind(i))),
+      t.Row({mtp ? "MTP" : std::to_string(i), std::string(checkpoint::LayerKindName(c.layer_kind(i))),
              std::to_string(c.ratio(i)), ffn});
     } else {
       ffn = (!mtp && c.is_dense_layer(i)) ? "dense" : "MoE";
@@ -83,13 +83,13 @@ nlohmann::json Inspect(const Checkpoint& ck, std::string* text) {
   nlohmann::json j;
   j["model"] = ck.name;
   j["source"] = ck.weights ? ck.weights->label() : "preset";
-  j["architecture"] = model::ArchName(c.arch);
-  j["weights"] = c.weight_format == model::WeightFormat::kFp8 ? "fp8" : "bf16";
+  j["architecture"] = checkpoint::ArchName(c.arch);
+  j["weights"] = c.weight_format == checkpoint::WeightFormat::kFp8 ? "fp8" : "bf16";
   j["has_mtp"] = ck.has_mtp;
   j["unexpected_tensors"] = ck.unexpected;
   std::string& out = *text;
   out += "model: " + ck.name + " (" + j["source"].get<std::string>() + ")\n";
-  out += "architecture: " + std::string(model::ArchName(c.arch)) + ", weights " +
+  out += "architecture: " + std::string(checkpoint::ArchName(c.arch)) + ", weights " +
          j["weights"].get<std::string>() + (ck.has_mtp ? ", MTP present (not used yet)" : "") +
          "\n" + Dims(c) + "\n\nlayer schedule:\n" + Schedule(c);
 
@@ -108,7 +108,7 @@ void StoredSection(const Checkpoint& ck, nlohmann::json& j, std::string& out) {
   struct Agg { int64_t tensors = 0, elements = 0, bytes = 0; };
   std::map<std::string, Agg> by_dtype;
   for (const std::string& n : ck.weights->names()) {
-    model::TensorView v = ck.weights->Get(n).value();
+    checkpoint::TensorView v = ck.weights->Get(n).value();
     Agg& a = by_dtype[std::string(DTypeName(v.dtype))];
     a.tensors += 1;
     a.elements += v.numel();
@@ -120,7 +120,7 @@ void StoredSection(const Checkpoint& ck, nlohmann::json& j, std::string& out) {
     j["stored_by_dtype"][name] = {{"tensors", a.tensors}, {"elements", a.elements}, {"bytes", a.bytes}};
   }
   out += "\nstored tensors by dtype:\n" + td.Render();
-  if (const auto* files = dynamic_cast<const model::CheckpointFiles*>(ck.weights.get())) {
+  if (const auto* files = dynamic_cast<const checkpoint::CheckpointFiles*>(ck.weights.get())) {
     Table tf({"file", "bytes"});
     for (const auto& f : files->files()) {
       tf.Row({f->path().filename().string(), WithCommas(static_cast<int64_t>(f->file_size()))});
@@ -138,8 +138,8 @@ void ParamsSection(const Checkpoint& ck, nlohmann::json& j, std::string& out) {
   // Logical parameters by group (FP4 values count one each).
   std::map<std::string, int64_t> by_group;
   int64_t total = 0;
-  for (const model::WeightSpec& w : model::ListWeights(c, ck.has_mtp)) {
-    std::string g(model::ParamGroupName(w.group));
+  for (const checkpoint::WeightSpec& w : checkpoint::ListWeights(c, ck.has_mtp)) {
+    std::string g(checkpoint::ParamGroupName(w.group));
     if (w.mtp) g = "mtp/" + g;
     by_group[g] += w.num_params();
     total += w.num_params();
@@ -190,7 +190,7 @@ void KvSection(const ModelConfig& c, nlohmann::json& j, std::string& out) {
 }
 
 Result<Checkpoint> PresetArg(const std::string& name) {
-  DSV4_ASSIGN_OR_RETURN(ModelConfig c, model::PresetConfig(name));
+  DSV4_ASSIGN_OR_RETURN(ModelConfig c, checkpoint::PresetConfig(name));
   Checkpoint ck;
   ck.name = name;
   ck.config = c;

@@ -6,9 +6,9 @@
 #include <string>
 
 #include "commands.h"
-#include "model/presets.h"
-#include "model/tokenizer_generator.h"
-#include "model/weight_generator.h"
+#include "checkpoint/presets.h"
+#include "testing/tokenizer_generator.h"
+#include "testing/weight_generator.h"
 #include "model_arg.h"
 
 namespace dsv4::cli {
@@ -18,19 +18,19 @@ struct MakeTinyOptions {
   std::string arch = "v4";
   std::string out;
   std::string weights = "fp8";
-  uint64_t seed = model::kDefaultSeed;
+  uint64_t seed = fixtures::kDefaultSeed;
   int shards = 2;
   std::string config;  // optional config.json to generate for instead of the tiny preset
 };
 
 Status MakeTiny(const MakeTinyOptions& o) {
-  model::ModelConfig c;
+  checkpoint::ModelConfig c;
   if (!o.config.empty()) {
-    DSV4_ASSIGN_OR_RETURN(c, model::LoadModelConfig(o.config));
+    DSV4_ASSIGN_OR_RETURN(c, checkpoint::LoadModelConfig(o.config));
   } else {
-    c = o.arch == "v4" ? model::TinyV4Config() : model::TinyV32Config();
+    c = o.arch == "v4" ? checkpoint::TinyV4Config() : checkpoint::TinyV32Config();
   }
-  c.weight_format = o.weights == "fp8" ? model::WeightFormat::kFp8 : model::WeightFormat::kBf16;
+  c.weight_format = o.weights == "fp8" ? checkpoint::WeightFormat::kFp8 : checkpoint::WeightFormat::kBf16;
   namespace fs = std::filesystem;
   const fs::path out(o.out);
   std::error_code ec;
@@ -38,7 +38,7 @@ Status MakeTiny(const MakeTinyOptions& o) {
     return Status::InvalidArgument("--out " + o.out +
                                    " already exists and is not an empty folder; choose a new one");
   }
-  DSV4_ASSIGN_OR_RETURN(std::vector<model::OwnedTensor> tensors, GenerateWeights(c, o.seed));
+  DSV4_ASSIGN_OR_RETURN(std::vector<checkpoint::OwnedTensor> tensors, fixtures::GenerateWeights(c, o.seed));
   // Build the checkpoint beside the target and move it into place at the end, so a failure
   // never leaves a partial checkpoint under the requested name.
   fs::path staging = out;
@@ -46,9 +46,9 @@ Status MakeTiny(const MakeTinyOptions& o) {
   fs::remove_all(staging, ec);
   // A real tokenizer.json for the tiny vocabulary, so text commands work on the result; a
   // config whose vocabulary cannot hold the byte alphabet gets none (token ids still work).
-  Result<std::string> tokenizer = model::GenerateTinyTokenizerJson(c.vocab_size);
+  Result<std::string> tokenizer = fixtures::GenerateTinyTokenizerJson(c.vocab_size);
   const std::string tokenizer_json = tokenizer.ok() ? *tokenizer : std::string();
-  Status s = model::WriteCheckpoint(staging, c, tensors, o.shards, tokenizer_json);
+  Status s = fixtures::WriteCheckpoint(staging, c, tensors, o.shards, tokenizer_json);
   if (s.ok()) {
     if (fs::exists(out, ec)) fs::remove(out, ec);  // the empty folder checked above
     fs::rename(staging, out, ec);
@@ -59,7 +59,7 @@ Status MakeTiny(const MakeTinyOptions& o) {
   uint64_t bytes = 0;
   for (const auto& t : tensors) bytes += t.data.size();
   std::printf("wrote %s: %s, %s weights, %zu tensors, %llu bytes in %d shards (seed %llu)\n",
-              o.out.c_str(), std::string(model::ArchName(c.arch)).c_str(), o.weights.c_str(),
+              o.out.c_str(), std::string(checkpoint::ArchName(c.arch)).c_str(), o.weights.c_str(),
               tensors.size(), static_cast<unsigned long long>(bytes), o.shards,
               static_cast<unsigned long long>(o.seed));
   if (tokenizer_json.empty()) {

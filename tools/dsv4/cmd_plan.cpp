@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "commands.h"
-#include "model/config.h"
+#include "checkpoint/config.h"
 #include "model_arg.h"
 #include "plan/args.h"
 #include "plan/report.h"
@@ -256,7 +256,7 @@ int RunPlan(const PlanCliOptions& o) {
     return 0;
   }
   Result<std::vector<plan::PlanOptions>> options = plan::ResolvePlanRequest(
-      ToRequest(o), [](const std::string& path) { return model::LoadModelConfig(path); });
+      ToRequest(o), [](const std::string& path) { return checkpoint::LoadModelConfig(path); });
   if (!options.ok()) return ReportError(options.status());
   const std::vector<PlanCase> cases = plan::PlanAll(*options);
   size_t planned = 0;

@@ -56,7 +56,7 @@ std::string Quoted(const std::string& text) {
 
 Status Run(const RunOptions& o) {
   DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads));
-  const model::ModelConfig& c = s.checkpoint.config;
+  const checkpoint::ModelConfig& c = s.checkpoint.config;
   std::vector<int32_t> prompt;
   std::unique_ptr<tokenizer::Tokenizer> tok;
   if (!o.prompt.empty()) {

@@ -2,13 +2,13 @@
 
 #include <cstdio>
 
-#include "model/weight_generator.h"
+#include "testing/weight_generator.h"
 
 namespace dsv4::cli {
 
-Result<model::Checkpoint> LoadModelArg(const std::string& dir) {
-  if (dir.empty()) return model::BuiltinDefaultModel();
-  return model::OpenCheckpoint(dir);
+Result<checkpoint::Checkpoint> LoadModelArg(const std::string& dir) {
+  if (dir.empty()) return fixtures::BuiltinDefaultModel();
+  return checkpoint::OpenCheckpoint(dir);
 }
 
 int ReportError(const Status& s) {

@@ -3,11 +3,11 @@
 
 #include <string>
 
-#include "model/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 
 namespace dsv4::cli {
 
-Result<model::Checkpoint> LoadModelArg(const std::string& dir);
+Result<checkpoint::Checkpoint> LoadModelArg(const std::string& dir);
 
 // Prints "error: <status message>" to stderr and returns 1.
 int ReportError(const Status& s);

@@ -6,13 +6,13 @@
 #include <string>
 
 #include "core/thread_pool.h"
-#include "model/checkpoint.h"
+#include "checkpoint/checkpoint.h"
 #include "runner/causal_lm.h"
 
 namespace dsv4::cli {
 
 struct ModelSession {
-  model::Checkpoint checkpoint;
+  checkpoint::Checkpoint checkpoint;
   std::unique_ptr<runner::CausalLm> model;
   std::unique_ptr<ThreadPool> pool;
 };

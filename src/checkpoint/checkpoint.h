@@ -1,0 +1,37 @@
+// A model's weights ready for the engine: the validated config plus a TensorSource whose
+// tensors have been checked against the official layout (names, dtypes, shapes).
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/status.h"
+#include "checkpoint/config.h"
+#include "checkpoint/tensor.h"
+
+namespace dsv4::checkpoint {
+
+struct Checkpoint {
+  std::string name;  // folder name, or kDefaultModelName for the built-in model
+  ModelConfig config;
+  std::unique_ptr<TensorSource> weights;
+  bool has_mtp = false;                 // mtp tensors present (loaded, not used yet)
+  std::vector<std::string> unexpected;  // tensors the layout does not know (ignored)
+  // The text of tokenizer.json (parsed by dsv4::tokenizer, which model does not depend on);
+  // empty when the folder has none. Token-id commands work without it.
+  std::string tokenizer_json;
+};
+
+// Checks every tensor of ListTensors(config) against `source`. Main-stack tensors are
+// required; MTP tensors must be all present or all absent. Errors name the tensor, the
+// expected and the actual dtype/shape.
+Status VerifyTensors(const ModelConfig& config, const TensorSource& source, bool* has_mtp,
+                     std::vector<std::string>* unexpected);
+
+// Opens <dir>/config.json and the safetensors files in `dir` and verifies them; reads
+// <dir>/tokenizer.json into tokenizer_json when present (IoError if it cannot be read).
+Result<Checkpoint> OpenCheckpoint(const std::filesystem::path& dir);
+
+}  // namespace dsv4::checkpoint

@@ -1,0 +1,68 @@
+// The tensor inventory of an official checkpoint, derived from a ModelConfig alone: names,
+// dtypes and shapes of every tensor (spec §12 for V4, §14.1b for V3.2). One source of truth
+// for the tiny-model generator, the loader's checks, `dsv4 inspect` and the parameter counts
+// the capacity planner uses.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "checkpoint/config.h"
+
+namespace dsv4::checkpoint {
+
+// What a logical weight is, which decides how it is stored.
+enum class WeightKind {
+  kPlain,        // stored as `dtype` under `name` exactly
+  kDenseLinear,  // FP8 e4m3 + 128x128 block scale (V4: E8M0 ".scale", V3.2: F32 ".weight_scale_inv")
+  kExpertLinear, // V4 routed expert: packed FP4 (I8 [N, K/2]) + E8M0 ".scale" [N, K/32];
+                 // V3.2 experts are kDenseLinear
+};
+
+// Which budget a weight belongs to (weights-per-GPU accounting).
+enum class ParamGroup {
+  kEmbedding,
+  kHead,
+  kAttention,      // projections, norms, sink, compressors, indexer
+  kMhc,            // hc_* mixing parameters
+  kNorm,           // final / block norms
+  kRouter,         // gate weight, bias, tid2eid
+  kRoutedExperts,
+  kSharedExperts,
+  kDenseFfn,       // V3.2 dense layers
+  kMtpProjection,  // MTP e_proj / h_proj / eh_proj and MTP-only norms
+};
+std::string_view ParamGroupName(ParamGroup g);
+
+// One logical weight. For linears, `shape` is the logical [out, in] and `name` is the module
+// path without ".weight"; for plain tensors `name` is the full tensor name.
+struct WeightSpec {
+  std::string name;
+  WeightKind kind = WeightKind::kPlain;
+  DType dtype = DType::kBF16;  // plain tensors only
+  std::vector<int64_t> shape;
+  ParamGroup group = ParamGroup::kAttention;
+  bool mtp = false;            // belongs to the MTP module
+  int64_t layer = -1;          // -1 for globals; num_hidden_layers for the MTP layer
+
+  int64_t num_params() const;  // logical elements (FP4 counts 1 per value)
+};
+
+// One stored tensor of a checkpoint.
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  int64_t spec_index;  // index into the WeightSpec list it came from
+};
+
+// All logical weights of `c` in checkpoint order (globals first, then layers, then MTP).
+std::vector<WeightSpec> ListWeights(const ModelConfig& c, bool include_mtp = true);
+// The tensors `w` is stored as under `c.weight_format`.
+std::vector<TensorSpec> ExpandWeight(const ModelConfig& c, const WeightSpec& w, int64_t index);
+// Every tensor of the checkpoint.
+std::vector<TensorSpec> ListTensors(const ModelConfig& c, bool include_mtp = true);
+
+}  // namespace dsv4::checkpoint

@@ -1,0 +1,203 @@
+#include "models/v4/attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "core/quant.h"
+#include "kernels/cpu/attention.h"
+#include "kernels/cpu/indexer.h"
+#include "kernels/cpu/linear.h"
+#include "kv/entry_codec.h"
+#include "models/v4/compressor.h"
+#include "models/v4/ops.h"
+
+namespace dsv4::v4 {
+namespace {
+
+using checkpoint::LayerKind;
+using checkpoint::ModelConfig;
+
+// Batched projections of a chunk into p->cq, q, kv, cv, cz, iq, iw, icv, icz.
+void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, const RopeTable& rope,
+             const int64_t* positions, const BF16* x, int64_t n, AttentionWorkspace* p) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  std::vector<BF16>& cq = p->cq;
+  cq.resize(static_cast<size_t>(n * c.q_lora_rank));
+  kernels::Linear(pool, w.wq_a, x, n, cq.data());
+  for (int64_t t = 0; t < n; ++t) {
+    BF16* row = cq.data() + t * c.q_lora_rank;
+    RmsNorm(row, w.q_norm, c.q_lora_rank, eps, row);
+  }
+  p->q.resize(static_cast<size_t>(n * H * d));
+  kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data());
+  p->kv.resize(static_cast<size_t>(n * d));
+  kernels::Linear(pool, w.wkv, x, n, p->kv.data());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < H; ++h) {
+      BF16* head = p->q.data() + (t * H + h) * d;
+      HeadRmsNormBf16(head, d, eps);
+      rope.Apply(head + d - r, positions[t], false);
+    }
+    BF16* k = p->kv.data() + t * d;
+    RmsNorm(k, w.kv_norm, d, eps, k);
+    rope.Apply(k + d - r, positions[t], false);
+  }
+  if (w.kind == LayerKind::kSwa) return;
+  const int64_t row = w.compressor.wkv.out;
+  p->cv.resize(static_cast<size_t>(n * row));
+  p->cz.resize(static_cast<size_t>(n * row));
+  kernels::LinearBf16InF32(pool, w.compressor.wkv, x, n, p->cv.data());
+  kernels::LinearBf16InF32(pool, w.compressor.wgate, x, n, p->cz.data());
+  if (w.kind != LayerKind::kCsa) return;
+  const IndexerWeights& iw = w.indexer;
+  const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
+  p->iq.resize(static_cast<size_t>(n * nI * dI));
+  kernels::Linear(pool, iw.wq_b, cq.data(), n, p->iq.data());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < nI; ++h) {
+      BF16* head = p->iq.data() + (t * nI + h) * dI;
+      rope.Apply(head + dI - r, positions[t], false);
+      Hadamard(head, dI);
+      Fp4SimulateInplace({head, static_cast<size_t>(dI)});
+    }
+  }
+  p->iw.resize(static_cast<size_t>(n * nI));
+  kernels::Linear(pool, iw.weights_proj, x, n, p->iw.data());
+  const float wscale = 1.0f / std::sqrt(static_cast<float>(dI)) / std::sqrt(static_cast<float>(nI));
+  for (BF16& v : p->iw) v = F32ToBf16(Bf16ToF32(v) * wscale);
+  const int64_t irow = iw.compressor.wkv.out;
+  p->icv.resize(static_cast<size_t>(n * irow));
+  p->icz.resize(static_cast<size_t>(n * irow));
+  kernels::LinearBf16InF32(pool, iw.compressor.wkv, x, n, p->icv.data());
+  kernels::LinearBf16InF32(pool, iw.compressor.wgate, x, n, p->icz.data());
+}
+
+// Runs one compressor step for token `pos`; on emission post-processes the pooled entry
+// (spec §7.5: BF16, norm, RoPE at m·i, then FP8 or Hadamard+FP4) and appends it to the cache.
+// Scratch: ws->gate, pooled, entry.
+void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const RopeTable& rope,
+                   kv::CompressorState& state, const float* v, const float* z, int64_t pos,
+                   bool indexer, kv::V4SequenceCache& cache, int64_t layer,
+                   AttentionWorkspace* ws) {
+  const int64_t row = state.row_width(), m = cw.ratio, width = cw.width;
+  ws->gate.resize(static_cast<size_t>(row));
+  ws->pooled.resize(static_cast<size_t>(width));
+  ws->entry.resize(static_cast<size_t>(width));
+  float* zb = ws->gate.data();
+  const float* ape = cw.ape + (pos % m) * row;
+  for (int64_t f = 0; f < row; ++f) zb[f] = z[f] + ape[f];
+  if (!CompressorStep(state, v, zb, pos, ws->pooled.data())) return;
+  BF16* e = ws->entry.data();
+  for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(ws->pooled[f]);
+  RmsNorm(e, cw.norm, width, static_cast<float>(c.rms_norm_eps), e);
+  const int64_t r = c.qk_rope_head_dim;
+  rope.Apply(e + width - r, m * (pos / m), false);
+  if (indexer) {
+    Hadamard(e, width);
+    kv::EncodeIndexerKeyFp4(e, width, cache.AppendIndexerKey(layer));
+  } else {
+    kv::EncodeKvEntry(e, width - r, r, cache.AppendEntry(layer));
+  }
+}
+
+// Runs the tokens of one sequence (rows [s.row0, s.row0 + s.n)) in position order: cache
+// writes, compressors, indexer, sparse attention, from the projections in *ws; writes
+// ws->o BF16 [rows, H*d].
+void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                    const RopeTable& rope, const SeqSlice& s, AttentionWorkspace* ws) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
+  const int64_t layer = w.layer, W = c.sliding_window;
+  const AttentionWorkspace& p = *ws;
+  kv::V4SequenceCache& cache = *s.cache;
+  std::vector<const uint8_t*>& entries = ws->entries;  // the token's KV set
+  // One pointer per page of indexer keys: the scan reads the packed keys in place. (Without
+  // the component, one "page" per key is still right, just slower.)
+  std::vector<const uint8_t*>& key_pages = ws->key_pages;
+  key_pages.clear();
+  std::vector<int64_t>& selected = ws->selected;
+  const kv::ComponentLayout* key_layout = cache.layout().Find(kv::Component::kCsaIndexerKeys);
+  const int64_t keys_per_page = key_layout != nullptr ? key_layout->entries_per_page : 1;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
+    const int64_t pos = s.pos0 + (t - s.row0);
+    kv::EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
+    selected.clear();
+    if (w.kind != LayerKind::kSwa) {
+      const int64_t row = w.compressor.wkv.out;
+      if (w.kind == LayerKind::kCsa) {
+        const IndexerWeights& iw = w.indexer;
+        const int64_t irow = iw.compressor.wkv.out, nI = c.index_n_heads, dI = c.index_head_dim;
+        CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
+                      p.icz.data() + t * irow, pos, true, cache, layer, ws);
+        const int64_t visible = (pos + 1) / 4;
+        const int64_t pages = (visible + keys_per_page - 1) / keys_per_page;
+        for (int64_t pg = static_cast<int64_t>(key_pages.size()); pg < pages; ++pg) {
+          key_pages.push_back(cache.IndexerKey(layer, pg * keys_per_page));
+        }
+        const kernels::PagedRows keys{key_pages.data(), keys_per_page, cache.indexer_key_bytes()};
+        const kernels::IndexerQuery query{p.iq.data() + t * nI * dI, p.iw.data() + t * nI, nI, dI};
+        kernels::IndexerTopKFp4(pool, query, keys, visible, c.index_topk, &selected);
+      }
+      CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
+                    p.cz.data() + t * row, pos, false, cache, layer, ws);
+      if (w.kind == LayerKind::kHca) {
+        selected.resize(static_cast<size_t>((pos + 1) / c.ratio(layer)));
+        for (size_t i = 0; i < selected.size(); ++i) selected[i] = static_cast<int64_t>(i);
+      }
+    }
+    // KV set in a canonical order: window positions ascending, then compressed entries
+    // ascending (spec §9: one softmax over both, with the sink). The kernel reads the packed
+    // entries in place.
+    const int64_t first = std::max<int64_t>(0, pos - W + 1);
+    entries.clear();
+    for (int64_t q = first; q <= pos; ++q) entries.push_back(cache.WindowRow(layer, q));
+    for (int64_t i : selected) entries.push_back(cache.Entry(layer, i));
+    BF16* oh = ws->o.data() + t * H * d;
+    kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
+                                   static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r, r,
+                                   scale, oh);
+    for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
+  }
+}
+
+}  // namespace
+
+void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                      const RopeTable& rope, std::span<const SeqSlice> seqs, const BF16* x,
+                      int64_t n, BF16* out, AttentionWorkspace* ws) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim;
+  ws->positions.resize(static_cast<size_t>(n));
+  for (const SeqSlice& s : seqs) {
+    for (int64_t t = 0; t < s.n; ++t) ws->positions[s.row0 + t] = s.pos0 + t;
+  }
+  Project(pool, c, w, rope, ws->positions.data(), x, n, ws);
+  ws->o.resize(static_cast<size_t>(n * H * d));
+  for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, ws);
+
+  // Grouped low-rank output projection (§6.5): group g = heads [g*H/G, (g+1)*H/G).
+  const int64_t G = c.o_groups, R = c.o_lora_rank, gin = H * d / G;
+  ws->group_in.resize(static_cast<size_t>(n * gin));
+  ws->group_out.resize(static_cast<size_t>(n * R));
+  ws->z.resize(static_cast<size_t>(n * G * R));
+  BF16 *gx = ws->group_in.data(), *zg = ws->group_out.data(), *z = ws->z.data();
+  for (int64_t g = 0; g < G; ++g) {
+    for (int64_t t = 0; t < n; ++t) {
+      std::copy_n(ws->o.data() + t * H * d + g * gin, gin, gx + t * gin);
+    }
+    kernels::LinearWeight wg = w.wo_a;  // rows [g*R, (g+1)*R): R is a multiple of 128 for FP8
+    wg.out = R;
+    if (wg.kind == kernels::LinearKind::kFp8AsBf16) {
+      wg.codes = w.wo_a.codes + g * R * gin;
+      wg.scales = w.wo_a.scales + (g * R / 128) * ((gin + 127) / 128);
+    } else {
+      wg.bf16 = w.wo_a.bf16 + g * R * gin;
+    }
+    kernels::Linear(pool, wg, gx, n, zg);
+    for (int64_t t = 0; t < n; ++t) std::copy_n(zg + t * R, R, z + t * G * R + g * R);
+  }
+  kernels::Linear(pool, w.wo_b, z, n, out);
+}
+
+}  // namespace dsv4::v4

@@ -1,0 +1,125 @@
+#include "models/v4/model.h"
+
+#include <cstring>
+#include <string>
+
+#include "kernels/cpu/linear.h"
+#include "models/v4/attention.h"
+#include "models/v4/mhc.h"
+#include "models/v4/moe.h"
+#include "models/v4/ops.h"
+
+namespace dsv4::v4 {
+
+Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
+                                             const checkpoint::TensorSource& source) {
+  DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
+  std::unique_ptr<Model> m(new Model());
+  m->config_ = c;
+  DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source));
+  for (int64_t i = 0; i < c.num_hidden_layers; ++i) m->rope_.push_back(RopeTable::ForLayer(c, i));
+  return m;
+}
+
+Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
+                      std::span<const int32_t> tokens, LogitsMode mode,
+                      std::vector<float>* logits) const {
+  const BatchItem item{&cache, tokens, mode, logits};
+  return ForwardBatch(pool, {&item, 1});
+}
+
+Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
+  const checkpoint::ModelConfig& c = config_;
+  const int64_t D = c.hidden_size, hc = c.hc_mult;
+  // Validate everything and reserve every page before touching any cache.
+  std::vector<SeqSlice> seqs;
+  std::vector<int32_t> tokens;
+  for (const BatchItem& item : batch) {
+    const int64_t pos0 = item.cache->num_tokens(), n = static_cast<int64_t>(item.tokens.size());
+    for (int64_t t = 0; t < n; ++t) {
+      if (item.tokens[t] < 0 || item.tokens[t] >= c.vocab_size) {
+        return Status::InvalidArgument("token " + std::to_string(item.tokens[t]) +
+                                       " at position " + std::to_string(pos0 + t) +
+                                       " is outside the vocabulary [0, " +
+                                       std::to_string(c.vocab_size) + ")");
+      }
+    }
+    if (pos0 + n > c.max_position_embeddings) {
+      return Status::OutOfRange("sequence of " + std::to_string(pos0 + n) +
+                                " tokens exceeds max_position_embeddings " +
+                                std::to_string(c.max_position_embeddings));
+    }
+    seqs.push_back({item.cache, pos0, static_cast<int64_t>(tokens.size()), n});
+    tokens.insert(tokens.end(), item.tokens.begin(), item.tokens.end());
+  }
+  for (const BatchItem& item : batch) {
+    DSV4_RETURN_IF_ERROR(item.cache->Reserve(item.cache->num_tokens() +
+                                             static_cast<int64_t>(item.tokens.size())));
+  }
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  const ModelWeights& mw = *weights_;
+  // Residual streams X: BF16 [n, hc, D], each a copy of the embedding (spec §2 step 2).
+  std::vector<BF16> x(static_cast<size_t>(n * hc * D));
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t j = 0; j < hc; ++j) {
+      std::memcpy(x.data() + (t * hc + j) * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
+    }
+  }
+  const MhcParams mp{hc, D, c.hc_sinkhorn_iters, static_cast<float>(c.hc_eps),
+                     static_cast<float>(c.rms_norm_eps)};
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  std::vector<BF16> u(static_cast<size_t>(n * D)), f(static_cast<size_t>(n * D));
+  // Scratch grown by the first layer and reused by the rest: no allocation per token.
+  MhcWorkspace mhc_ws;
+  MhcMixes mix;
+  AttentionWorkspace attn_ws;
+  for (const LayerWeights& lw : mw.layers) {
+    HcPre(pool, mp, lw.hc_attn, x.data(), n, u.data(), &mix, &mhc_ws);
+    for (int64_t t = 0; t < n; ++t) {
+      RmsNorm(u.data() + t * D, lw.attn_norm, D, eps, u.data() + t * D);
+    }
+    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u.data(), n, f.data(), &attn_ws);
+    HcPost(pool, mp, mix, f.data(), n, x.data());
+    HcPre(pool, mp, lw.hc_ffn, x.data(), n, u.data(), &mix, &mhc_ws);
+    for (int64_t t = 0; t < n; ++t) {
+      RmsNorm(u.data() + t * D, lw.ffn_norm, D, eps, u.data() + t * D);
+    }
+    MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data());
+    HcPost(pool, mp, mix, f.data(), n, x.data());
+  }
+  for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
+
+  // Final collapse, norm and FP32 head for the rows whose logits are wanted, in one GEMM.
+  std::vector<int64_t> rows;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& item = batch[i];
+    if (item.logits == nullptr || item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
+    const int64_t first = item.mode == LogitsMode::kLast ? seqs[i].n - 1 : 0;
+    for (int64_t t = first; t < seqs[i].n; ++t) rows.push_back(seqs[i].row0 + t);
+  }
+  const int64_t num_rows = static_cast<int64_t>(rows.size());
+  std::vector<BF16> xh(rows.size() * hc * D), h(rows.size() * D);
+  for (int64_t i = 0; i < num_rows; ++i) {
+    std::memcpy(xh.data() + i * hc * D, x.data() + rows[i] * hc * D, hc * D * sizeof(BF16));
+  }
+  HcHead(pool, mp, mw.hc_head, xh.data(), num_rows, h.data(), &mhc_ws);
+  for (int64_t i = 0; i < num_rows; ++i) {
+    RmsNorm(h.data() + i * D, mw.norm, D, eps, h.data() + i * D);
+  }
+  std::vector<float> all(rows.size() * c.vocab_size);
+  kernels::LinearBf16InF32(pool, mw.head, h.data(), num_rows, all.data());
+  size_t next = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& item = batch[i];
+    if (item.logits == nullptr) continue;
+    item.logits->clear();
+    if (item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
+    const int64_t count = item.mode == LogitsMode::kLast ? 1 : seqs[i].n;
+    item.logits->assign(all.begin() + next * c.vocab_size,
+                        all.begin() + (next + count) * c.vocab_size);
+    next += static_cast<size_t>(count);
+  }
+  return Status::Ok();
+}
+
+}  // namespace dsv4::v4

@@ -1,0 +1,58 @@
+// The DeepSeek-V4 forward pass (spec §2): embedding, per layer HC_pre -> norm -> attention ->
+// HC_post and HC_pre -> norm -> MoE -> HC_post, then HC_head, final norm and the FP32 head.
+// Immutable after Create; Forward may run for different caches from different threads.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "kv/v4_cache.h"
+#include "checkpoint/config.h"
+#include "models/common/logits_mode.h"
+#include "checkpoint/tensor.h"
+#include "models/v4/rope.h"
+#include "models/v4/weights.h"
+
+namespace dsv4::v4 {
+
+using models::LogitsMode;
+
+class Model {
+ public:
+  // `source` must outlive the model (weights are views into it where possible).
+  static Result<std::unique_ptr<Model>> Create(const checkpoint::ModelConfig& c,
+                                               const checkpoint::TensorSource& source);
+
+  const checkpoint::ModelConfig& config() const { return config_; }
+
+  // One sequence's part of a batched step.
+  struct BatchItem {
+    kv::V4SequenceCache* cache = nullptr;
+    std::span<const int32_t> tokens;  // fed at positions cache->num_tokens() ..
+    LogitsMode mode = LogitsMode::kLast;
+    std::vector<float>* logits = nullptr;  // FP32 [1 or n, vocab] per mode (resized)
+  };
+
+  // Feeds several sequences at once (each a prefill chunk of any size or one decode token):
+  // every weight is read once for the whole batch, and each token's logits are bit-identical
+  // to feeding it alone. Appends the KV to each cache. InvalidArgument for a token id outside
+  // the vocabulary, OutOfRange past max_position_embeddings, ResourceExhausted when a cache
+  // cannot reserve its pages; no cache advances then (pages reserved ahead stay reserved).
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
+
+  // ForwardBatch of one sequence.
+  Status Forward(ThreadPool& pool, kv::V4SequenceCache& cache, std::span<const int32_t> tokens,
+                 LogitsMode mode, std::vector<float>* logits) const;
+
+ private:
+  Model() = default;
+  checkpoint::ModelConfig config_;
+  std::unique_ptr<ModelWeights> weights_;
+  std::vector<RopeTable> rope_;  // per layer
+};
+
+}  // namespace dsv4::v4

@@ -1,0 +1,133 @@
+#include "models/v4/moe.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels/cpu/linear.h"
+
+namespace dsv4::v4 {
+namespace {
+
+// PyTorch softplus (beta 1, threshold 20).
+float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+// SwiGLU expert on rows `rows` of x: returns BF16 [rows, D]. `weights` (per row) multiplies
+// the hidden activation before w2; `clamp` applies the swiglu_limit (routed experts only).
+void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
+            const float* weights, float limit, bool clamp, BF16* y) {
+  const int64_t I = e.w1.out;
+  std::vector<BF16> a(static_cast<size_t>(rows * I)), b(static_cast<size_t>(rows * I));
+  kernels::Linear(pool, e.w1, x, rows, a.data());
+  kernels::Linear(pool, e.w3, x, rows, b.data());
+  std::vector<BF16> h(static_cast<size_t>(rows * I));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t i = 0; i < I; ++i) {
+      float av = Bf16ToF32(a[r * I + i]), bv = Bf16ToF32(b[r * I + i]);
+      if (clamp) {
+        av = std::min(av, limit);
+        bv = std::clamp(bv, -limit, limit);
+      }
+      const float silu = av / (1.0f + std::exp(-av));
+      h[r * I + i] = F32ToBf16(weights[r] * (silu * bv));
+    }
+  }
+  kernels::Linear(pool, e.w2, h.data(), rows, y);
+}
+
+}  // namespace
+
+void RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const float* logits,
+                int32_t token, Route* r, RouteScratch* scratch) {
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  std::vector<float>& score = scratch->score;
+  score.resize(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) score[e] = std::sqrt(Softplus(logits[e]));
+  if (w.tid2eid != nullptr) {
+    r->experts.assign(w.tid2eid + token * k, w.tid2eid + (token + 1) * k);
+  } else {
+    std::vector<int32_t>& order = scratch->order;
+    order.resize(static_cast<size_t>(E));
+    std::iota(order.begin(), order.end(), 0);
+    // The k best biased scores, ties to the lower id (what a stable descending sort gives);
+    // partial_sort works in place, where stable_sort would allocate a buffer per token.
+    auto biased = [&](int32_t e) { return score[e] + w.gate_bias[e]; };
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
+      return biased(a) > biased(b) || (biased(a) == biased(b) && a < b);
+    });
+    r->experts.assign(order.begin(), order.begin() + k);
+  }
+  float sum = 0.0f;
+  for (int32_t e : r->experts) sum += score[e];
+  r->weights.clear();
+  for (int32_t e : r->experts) {
+    r->weights.push_back(score[e] / sum * static_cast<float>(c.routed_scaling_factor));
+  }
+}
+
+Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const float* logits,
+                 int32_t token) {
+  Route r;
+  RouteScratch scratch;
+  RouteToken(c, w, logits, token, &r, &scratch);
+  return r;
+}
+
+void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out) {
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+  std::vector<float> logits(static_cast<size_t>(n * E));
+  kernels::LinearBf16InF32(pool, w.gate, x, n, logits.data());
+  // Group the chunk's rows by expert so each expert's weights are read once per chunk: a
+  // counting sort of the (row, expert) pairs, rows ascending within each expert. Flat
+  // arrays sized once per call: no allocation per token.
+  std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
+  std::vector<float> weight_of(static_cast<size_t>(n * k));    // [n, k]
+  Route r;
+  RouteScratch scratch;
+  for (int64_t t = 0; t < n; ++t) {
+    RouteToken(c, w, logits.data() + t * E, tokens[t], &r, &scratch);
+    std::copy(r.experts.begin(), r.experts.end(), expert_of.begin() + t * k);
+    std::copy(r.weights.begin(), r.weights.end(), weight_of.begin() + t * k);
+  }
+  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);  // rows of e: [start[e], start[e+1])
+  for (int32_t e : expert_of) ++start[e + 1];
+  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+  std::vector<int64_t> grouped_rows(static_cast<size_t>(n * k));
+  std::vector<float> grouped_weights(static_cast<size_t>(n * k));
+  std::vector<int64_t> next(start.begin(), start.end() - 1);
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t i = 0; i < k; ++i) {
+      const int64_t at = next[expert_of[t * k + i]]++;
+      grouped_rows[at] = t;
+      grouped_weights[at] = weight_of[t * k + i];
+    }
+  }
+  // FP32 sums per row, experts added in ascending id (a fixed per-token order), shared last.
+  std::vector<float> acc(static_cast<size_t>(n * D), 0.0f);
+  std::vector<BF16> xs, ys;
+  const float limit = static_cast<float>(c.swiglu_limit);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t* rows = grouped_rows.data() + start[e];
+    const int64_t m = start[e + 1] - start[e];
+    if (m == 0) continue;
+    xs.resize(static_cast<size_t>(m * D));
+    ys.resize(static_cast<size_t>(m * D));
+    for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
+    Expert(pool, w.experts[e], xs.data(), m, grouped_weights.data() + start[e], limit, true,
+           ys.data());
+    for (int64_t i = 0; i < m; ++i) {
+      for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
+    }
+  }
+  if (w.has_shared) {
+    std::vector<float> ones(static_cast<size_t>(n), 1.0f);
+    ys.resize(static_cast<size_t>(n * D));
+    Expert(pool, w.shared, x, n, ones.data(), limit, false, ys.data());
+    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
+  }
+  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
+}
+
+}  // namespace dsv4::v4

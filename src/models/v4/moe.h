@@ -1,0 +1,40 @@
+// The V4 mixture-of-experts FFN (spec §10): sqrt-softplus router (bias for selection only,
+// hash routing via tid2eid in the first num_hash_layers layers), clamped SwiGLU routed
+// experts with the routing weight applied before w2, an unclamped shared expert, FP32 combine.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/thread_pool.h"
+#include "checkpoint/config.h"
+#include "models/v4/weights.h"
+
+namespace dsv4::v4 {
+
+// Routing decision of one token: experts and their weights (already × routed_scaling_factor).
+struct Route {
+  std::vector<int32_t> experts;
+  std::vector<float> weights;
+};
+
+// Reusable scratch of RouteToken (grow-only).
+struct RouteScratch {
+  std::vector<float> score;    // FP32 [E]
+  std::vector<int32_t> order;  // [E]
+};
+
+// Router of one token (spec §10.1) into *r, reusing its capacity and `scratch`'s: no
+// allocation once grown. logits FP32 [E] = x·gateᵀ.
+void RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const float* logits,
+                int32_t token, Route* r, RouteScratch* scratch);
+// The same, returning a new Route.
+Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const float* logits,
+                 int32_t token);
+
+// x BF16 [n, D] (after HC_pre and ffn_norm) for tokens `tokens` [n]; out BF16 [n, D].
+void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out);
+
+}  // namespace dsv4::v4

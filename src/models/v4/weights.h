@@ -1,0 +1,84 @@
+// DeepSeek-V4 weights prepared for the forward pass (spec §12): linears as kernel views over
+// the checkpoint bytes (copied only where the mapping is misaligned), FP32-promoted copies of
+// the parameters the reference keeps in FP32 (§3), and wo_a used as its BF16 dequantisation
+// (§6.5).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/bf16.h"
+#include "core/status.h"
+#include "kernels/linear_weight.h"
+#include "checkpoint/config.h"
+#include "checkpoint/tensor.h"
+#include "checkpoint/tensor_reader.h"
+
+namespace dsv4::v4 {
+
+using kernels::LinearWeight;
+
+using checkpoint::WeightArena;
+
+struct CompressorWeights {
+  int64_t ratio = 0;        // m: 4 (overlapping, kappa 2) or 128
+  int64_t width = 0;        // c: entry width (head_dim or index_head_dim)
+  LinearWeight wkv;         // f32 [kappa*c, D]
+  LinearWeight wgate;       // f32 [kappa*c, D]
+  const float* ape = nullptr;    // f32 [m, kappa*c]
+  const float* norm = nullptr;   // f32 [c]
+};
+
+struct IndexerWeights {
+  LinearWeight wq_b;            // [n_heads * head_dim, q_lora]
+  LinearWeight weights_proj;    // bf16 [n_heads, D]
+  CompressorWeights compressor;
+};
+
+struct MhcWeights {
+  LinearWeight fn;               // f32 [(2+hc)*hc, hc*D] (HC_head: [hc, hc*D])
+  const float* base = nullptr;   // f32 [(2+hc)*hc]
+  const float* scale = nullptr;  // f32 [3]
+};
+
+struct ExpertWeights {
+  LinearWeight w1, w3, w2;  // [I, D], [I, D], [D, I]
+};
+
+struct LayerWeights {
+  int64_t layer = 0;
+  checkpoint::LayerKind kind = checkpoint::LayerKind::kSwa;
+  const float* attn_norm = nullptr;  // f32 [D]
+  const float* ffn_norm = nullptr;   // f32 [D]
+  MhcWeights hc_attn, hc_ffn;
+  const float* attn_sink = nullptr;  // f32 [H]
+  // wo_a [G*R, H*d/G]: kFp8AsBf16 (or kBf16 when its scales do not allow that)
+  LinearWeight wq_a, wq_b, wkv, wo_a, wo_b;
+  const float* q_norm = nullptr;     // f32 [Q]
+  const float* kv_norm = nullptr;    // f32 [d]
+  CompressorWeights compressor;      // ratio 0 when the layer has none
+  IndexerWeights indexer;            // CSA only
+  LinearWeight gate;                 // f32 [E, D]
+  const float* gate_bias = nullptr;  // f32 [E] (non-hash layers)
+  const int32_t* tid2eid = nullptr;  // [vocab, top_k] (hash layers)
+  std::vector<ExpertWeights> experts;
+  bool has_shared = false;
+  ExpertWeights shared;              // FP8 [I*n_shared, D] ...
+};
+
+struct ModelWeights {
+  WeightArena arena;
+  const BF16* embed = nullptr;  // bf16 [vocab, D]
+  LinearWeight head;            // f32 [vocab, D]
+  const float* norm = nullptr;  // f32 [D]
+  MhcWeights hc_head;           // fn [hc, hc*D], base [hc], scale [1]
+  std::vector<LayerWeights> layers;
+};
+
+// Loads and checks every main-stack tensor (MTP is not loaded). The source must outlive the
+// result (views point into it).
+Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig& c,
+                                                  const checkpoint::TensorSource& source);
+
+}  // namespace dsv4::v4

@@ -1,0 +1,46 @@
+// Generates a complete random checkpoint for any (small) ModelConfig, in the official layout
+// (checkpoint_layout.h): FP8 e4m3 with 128x128 E8M0 block scales (V3.2: F32
+// weight_scale_inv), V4 routed experts as packed FP4 with E8M0 per 32, BF16/F32 elsewhere.
+// The BF16 variant holds the exact dequantised values of the FP8 variant, so the two are the
+// same model. The same generator, run in memory, is the engine's built-in default model.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+#include "core/status.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/config.h"
+#include "checkpoint/tensor.h"
+#include "checkpoint/tensor_store.h"
+
+namespace dsv4::fixtures {
+
+using checkpoint::Checkpoint;
+using checkpoint::ModelConfig;
+using checkpoint::OwnedTensor;
+
+inline constexpr uint64_t kDefaultSeed = 1234;
+// Generation refuses configs above this many stored bytes (a real-size config would need
+// hundreds of GB; use it with the planner instead).
+inline constexpr uint64_t kMaxGeneratedBytes = 4ull << 30;
+
+// Every tensor of ListTensors(c), in that order. Each logical weight draws from its own
+// stream seeded by (seed, name), so its values do not depend on the rest of the config or on
+// c.weight_format. ResourceExhausted if the checkpoint would exceed kMaxGeneratedBytes.
+Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, uint64_t seed);
+
+// Writes config.json plus `num_shards` safetensors shards and the index into `dir`, and
+// tokenizer.json when `tokenizer_json` is not empty.
+Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
+                       std::span<const OwnedTensor> tensors, int num_shards,
+                       std::string_view tokenizer_json = {});
+
+// The built-in default model: TinyV4Config() with FP8 weights and kDefaultSeed, in memory,
+// with the generated tiny tokenizer (tokenizer_generator.h) in tokenizer_json.
+Result<Checkpoint> BuiltinDefaultModel();
+
+}  // namespace dsv4::fixtures

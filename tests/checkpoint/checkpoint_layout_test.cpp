@@ -1,0 +1,118 @@
+// The checkpoint inventory against spec §12.1 / §14.1b and the published parameter counts.
+#include "checkpoint/checkpoint_layout.h"
+
+#include <map>
+
+#include <gtest/gtest.h>
+
+#include "checkpoint/presets.h"
+
+namespace dsv4::checkpoint {
+namespace {
+
+std::map<std::string, TensorSpec> ByName(const ModelConfig& c) {
+  std::map<std::string, TensorSpec> m;
+  for (TensorSpec& t : ListTensors(c)) {
+    EXPECT_TRUE(m.emplace(t.name, t).second) << "duplicate " << t.name;
+  }
+  return m;
+}
+
+int64_t Params(const ModelConfig& c, bool mtp) {
+  int64_t n = 0;
+  for (const WeightSpec& w : ListWeights(c, mtp)) n += w.num_params();
+  return n;
+}
+
+void ExpectTensor(const std::map<std::string, TensorSpec>& m, const std::string& name, DType dtype,
+                  std::vector<int64_t> shape) {
+  auto it = m.find(name);
+  ASSERT_NE(it, m.end()) << name;
+  EXPECT_EQ(it->second.dtype, dtype) << name;
+  EXPECT_EQ(it->second.shape, shape) << name;
+}
+
+TEST(CheckpointLayout, ParameterCountsMatchPublishedTotals) {
+  // spec §1.1 / NANO: logical parameters incl. MTP.
+  EXPECT_EQ(Params(PresetConfig("v4-flash").value(), true), 290942289362);
+  EXPECT_EQ(Params(PresetConfig("v4-pro").value(), true), 1598837347742);
+  int64_t routed = 0;
+  for (const WeightSpec& w : ListWeights(PresetConfig("v4-pro").value())) {
+    if (w.group == ParamGroup::kRoutedExperts) routed += w.num_params();
+  }
+  EXPECT_EQ(routed, 1572763336704);  // capacity planner issue: routed incl. MTP
+}
+
+TEST(CheckpointLayout, FlashShapesAndDtypes) {
+  const auto m = ByName(PresetConfig("v4-flash").value());
+  ExpectTensor(m, "embed.weight", DType::kBF16, {129280, 4096});
+  ExpectTensor(m, "layers.0.hc_attn_fn", DType::kF32, {24, 16384});
+  ExpectTensor(m, "layers.0.attn.wq_a.scale", DType::kF8E8M0, {8, 32});
+  ExpectTensor(m, "layers.0.attn.wq_b.weight", DType::kF8E4M3, {32768, 1024});
+  ExpectTensor(m, "layers.0.attn.wq_b.scale", DType::kF8E8M0, {256, 8});
+  ExpectTensor(m, "layers.0.attn.wo_a.weight", DType::kF8E4M3, {8192, 4096});
+  ExpectTensor(m, "layers.0.attn.wo_a.scale", DType::kF8E8M0, {64, 32});
+  ExpectTensor(m, "layers.0.attn.wo_b.scale", DType::kF8E8M0, {32, 64});
+  ExpectTensor(m, "layers.2.attn.compressor.wkv.weight", DType::kBF16, {1024, 4096});
+  ExpectTensor(m, "layers.2.attn.compressor.ape", DType::kF32, {4, 1024});
+  ExpectTensor(m, "layers.3.attn.compressor.ape", DType::kF32, {128, 512});
+  ExpectTensor(m, "layers.2.attn.indexer.wq_b.scale", DType::kF8E8M0, {64, 8});
+  ExpectTensor(m, "layers.2.attn.indexer.compressor.ape", DType::kF32, {4, 256});
+  ExpectTensor(m, "layers.2.ffn.gate.tid2eid", DType::kI64, {129280, 6});
+  ExpectTensor(m, "layers.3.ffn.gate.bias", DType::kF32, {256});
+  ExpectTensor(m, "layers.3.ffn.experts.255.w1.weight", DType::kI8, {2048, 2048});
+  ExpectTensor(m, "layers.3.ffn.experts.255.w1.scale", DType::kF8E8M0, {2048, 128});
+  ExpectTensor(m, "layers.3.ffn.experts.0.w2.weight", DType::kI8, {4096, 1024});
+  ExpectTensor(m, "layers.3.ffn.experts.0.w2.scale", DType::kF8E8M0, {4096, 64});
+  ExpectTensor(m, "layers.3.ffn.shared_experts.w2.scale", DType::kF8E8M0, {32, 16});
+  ExpectTensor(m, "mtp.0.e_proj.scale", DType::kF8E8M0, {32, 32});
+  ExpectTensor(m, "mtp.0.ffn.gate.bias", DType::kF32, {256});
+  ExpectTensor(m, "hc_head_fn", DType::kF32, {4, 16384});
+  // SWA-only layers have no compressor; HCA layers no indexer; MTP never hash-routed.
+  EXPECT_EQ(m.count("layers.0.attn.compressor.ape"), 0u);
+  EXPECT_EQ(m.count("layers.3.attn.indexer.wq_b.weight"), 0u);
+  EXPECT_EQ(m.count("mtp.0.ffn.gate.tid2eid"), 0u);
+  EXPECT_EQ(m.count("mtp.0.attn.compressor.ape"), 0u);
+}
+
+TEST(CheckpointLayout, ProShapes) {
+  const auto m = ByName(PresetConfig("v4-pro").value());
+  ExpectTensor(m, "layers.0.attn.compressor.ape", DType::kF32, {128, 512});  // layers 0-1 HCA
+  ExpectTensor(m, "layers.0.attn.wq_a.scale", DType::kF8E8M0, {12, 56});
+  ExpectTensor(m, "layers.0.attn.wo_a.weight", DType::kF8E4M3, {16384, 4096});
+  ExpectTensor(m, "layers.5.ffn.experts.0.w1.weight", DType::kI8, {3072, 3584});
+  ExpectTensor(m, "layers.5.ffn.experts.0.w1.scale", DType::kF8E8M0, {3072, 224});
+  ExpectTensor(m, "layers.5.ffn.experts.0.w2.scale", DType::kF8E8M0, {7168, 96});
+}
+
+TEST(CheckpointLayout, V32NamesAndScales) {
+  const auto m = ByName(PresetConfig("v3.2").value());
+  ExpectTensor(m, "model.embed_tokens.weight", DType::kBF16, {129280, 7168});
+  ExpectTensor(m, "lm_head.weight", DType::kBF16, {129280, 7168});
+  ExpectTensor(m, "model.layers.0.self_attn.kv_a_proj_with_mqa.weight", DType::kF8E4M3,
+               {576, 7168});
+  ExpectTensor(m, "model.layers.0.self_attn.kv_a_proj_with_mqa.weight_scale_inv", DType::kF32,
+               {5, 56});
+  ExpectTensor(m, "model.layers.0.self_attn.kv_b_proj.weight", DType::kF8E4M3, {32768, 512});
+  ExpectTensor(m, "model.layers.0.mlp.gate_proj.weight", DType::kF8E4M3, {18432, 7168});
+  ExpectTensor(m, "model.layers.3.mlp.experts.0.down_proj.weight", DType::kF8E4M3, {7168, 2048});
+  ExpectTensor(m, "model.layers.3.mlp.gate.e_score_correction_bias", DType::kF32, {256});
+  ExpectTensor(m, "model.layers.3.self_attn.indexer.k_norm.bias", DType::kBF16, {128});
+  ExpectTensor(m, "model.layers.61.eh_proj.weight", DType::kF8E4M3, {7168, 14336});
+  EXPECT_EQ(m.count("model.layers.2.mlp.gate.weight"), 0u);  // dense layer
+}
+
+TEST(CheckpointLayout, Bf16VariantHasNoScales) {
+  ModelConfig c = TinyV4Config();
+  c.weight_format = WeightFormat::kBf16;
+  for (const TensorSpec& t : ListTensors(c)) {
+    EXPECT_NE(t.dtype, DType::kF8E4M3) << t.name;
+    EXPECT_NE(t.dtype, DType::kF8E8M0) << t.name;
+    EXPECT_NE(t.dtype, DType::kI8) << t.name;
+  }
+  const auto m = ByName(c);
+  ExpectTensor(m, "layers.2.ffn.experts.0.w1.weight", DType::kBF16, {128, 256});
+}
+
+}  // namespace
+}  // namespace dsv4::checkpoint

@@ -1,0 +1,3 @@
+// Fixture of the layering test: a higher module including a lower one (allowed).
+#pragma once
+#include "low/low.h"

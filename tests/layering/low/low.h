@@ -1,0 +1,3 @@
+// Fixture of the layering test: a lower module reaching up (the violation).
+#pragma once
+#include "high/high.h"
