@@ -9,6 +9,7 @@
 #include "kernels/cpu/indexer_fp8.h"
 #include "kernels/cpu/linear.h"
 #include "kv/entry_codec.h"
+#include "models/common/norm.h"
 #include "models/common/rope.h"
 #include "models/v32/indexer.h"
 #include "models/v32/ops.h"
@@ -76,7 +77,7 @@ void ProjectQueryAndLatent(ThreadPool& pool, const ModelConfig& c, const Attenti
   kernels::Linear(pool, w.kv_a, x, n, p->kv.data());
   for (int64_t t = 0; t < n; ++t) {
     BF16* kv = p->kv.data() + t * row;
-    RmsNorm(kv, w.kv_a_norm, lat, eps, kv);
+    models::RmsNorm(kv, w.kv_a_norm, lat, eps, kv);
     models::ApplyRopeInterleaved(k.inv_freq, kv + lat, pos0 + t, false);
   }
 }
@@ -154,7 +155,7 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   kernels::Linear(pool, w.q_a, x, n, cq.data());
   for (int64_t t = 0; t < n; ++t) {
     BF16* rowq = cq.data() + t * c.q_lora_rank;
-    RmsNorm(rowq, w.q_a_norm, c.q_lora_rank, static_cast<float>(c.rms_norm_eps), rowq);
+    models::RmsNorm(rowq, w.q_a_norm, c.q_lora_rank, static_cast<float>(c.rms_norm_eps), rowq);
   }
   Projections p;
   ProjectQueryAndLatent(pool, c, w, k, pos0, x, n, cq.data(), &p);

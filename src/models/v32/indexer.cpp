@@ -3,14 +3,14 @@
 #include <cmath>
 
 #include "core/quant.h"
+#include "models/common/hadamard.h"
 #include "models/common/rope.h"
-#include "models/v32/ops.h"
 
 namespace dsv4::v32 {
 
 void RotateIndexerVector(std::span<const float> inv, int64_t pos, BF16* x, int64_t dim) {
   models::ApplyRopeHalfSplit(inv, x, pos);
-  Hadamard(x, dim);
+  models::Hadamard(x, dim);
 }
 
 float QuantizeIndexerQuery(const BF16* x, int64_t dim, uint8_t* codes) {

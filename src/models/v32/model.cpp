@@ -4,6 +4,7 @@
 #include <string>
 
 #include "kernels/cpu/linear.h"
+#include "models/common/norm.h"
 #include "models/v32/moe.h"
 #include "models/v32/ops.h"
 
@@ -49,7 +50,7 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
   std::vector<BF16> h(static_cast<size_t>(n * D)), u(h.size()), f(h.size());
   for (int64_t t = 0; t < n; ++t) {
     std::memcpy(h.data() + t * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
-    RmsNorm(h.data() + t * D, mw.layers[0].input_norm, D, eps, u.data() + t * D);
+    models::RmsNorm(h.data() + t * D, mw.layers[0].input_norm, D, eps, u.data() + t * D);
   }
   for (const LayerWeights& lw : mw.layers) {
     if (lw.layer > 0) {

@@ -9,6 +9,8 @@
 #include "kernels/cpu/indexer.h"
 #include "kernels/cpu/linear.h"
 #include "kv/entry_codec.h"
+#include "models/common/hadamard.h"
+#include "models/common/norm.h"
 #include "models/v4/compressor.h"
 #include "models/v4/ops.h"
 
@@ -28,7 +30,7 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   kernels::Linear(pool, w.wq_a, x, n, cq.data());
   for (int64_t t = 0; t < n; ++t) {
     BF16* row = cq.data() + t * c.q_lora_rank;
-    RmsNorm(row, w.q_norm, c.q_lora_rank, eps, row);
+    models::RmsNorm(row, w.q_norm, c.q_lora_rank, eps, row);
   }
   p->q.resize(static_cast<size_t>(n * H * d));
   kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data());
@@ -41,7 +43,7 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
       rope.Apply(head + d - r, positions[t], false);
     }
     BF16* k = p->kv.data() + t * d;
-    RmsNorm(k, w.kv_norm, d, eps, k);
+    models::RmsNorm(k, w.kv_norm, d, eps, k);
     rope.Apply(k + d - r, positions[t], false);
   }
   if (w.kind == LayerKind::kSwa) return;
@@ -59,7 +61,7 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
     for (int64_t h = 0; h < nI; ++h) {
       BF16* head = p->iq.data() + (t * nI + h) * dI;
       rope.Apply(head + dI - r, positions[t], false);
-      Hadamard(head, dI);
+      models::Hadamard(head, dI);
       Fp4SimulateInplace({head, static_cast<size_t>(dI)});
     }
   }
@@ -91,11 +93,11 @@ void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const Rope
   if (!CompressorStep(state, v, zb, pos, ws->pooled.data())) return;
   BF16* e = ws->entry.data();
   for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(ws->pooled[f]);
-  RmsNorm(e, cw.norm, width, static_cast<float>(c.rms_norm_eps), e);
+  models::RmsNorm(e, cw.norm, width, static_cast<float>(c.rms_norm_eps), e);
   const int64_t r = c.qk_rope_head_dim;
   rope.Apply(e + width - r, m * (pos / m), false);
   if (indexer) {
-    Hadamard(e, width);
+    models::Hadamard(e, width);
     kv::EncodeIndexerKeyFp4(e, width, cache.AppendIndexerKey(layer));
   } else {
     kv::EncodeKvEntry(e, width - r, r, cache.AppendEntry(layer));

@@ -4,10 +4,10 @@
 #include <string>
 
 #include "kernels/cpu/linear.h"
+#include "models/common/norm.h"
 #include "models/v4/attention.h"
 #include "models/v4/mhc.h"
 #include "models/v4/moe.h"
-#include "models/v4/ops.h"
 
 namespace dsv4::v4 {
 
@@ -76,13 +76,13 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
   for (const LayerWeights& lw : mw.layers) {
     HcPre(pool, mp, lw.hc_attn, x.data(), n, u.data(), &mix, &mhc_ws);
     for (int64_t t = 0; t < n; ++t) {
-      RmsNorm(u.data() + t * D, lw.attn_norm, D, eps, u.data() + t * D);
+      models::RmsNorm(u.data() + t * D, lw.attn_norm, D, eps, u.data() + t * D);
     }
     AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u.data(), n, f.data(), &attn_ws);
     HcPost(pool, mp, mix, f.data(), n, x.data());
     HcPre(pool, mp, lw.hc_ffn, x.data(), n, u.data(), &mix, &mhc_ws);
     for (int64_t t = 0; t < n; ++t) {
-      RmsNorm(u.data() + t * D, lw.ffn_norm, D, eps, u.data() + t * D);
+      models::RmsNorm(u.data() + t * D, lw.ffn_norm, D, eps, u.data() + t * D);
     }
     MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data());
     HcPost(pool, mp, mix, f.data(), n, x.data());
@@ -104,7 +104,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
   }
   HcHead(pool, mp, mw.hc_head, xh.data(), num_rows, h.data(), &mhc_ws);
   for (int64_t i = 0; i < num_rows; ++i) {
-    RmsNorm(h.data() + i * D, mw.norm, D, eps, h.data() + i * D);
+    models::RmsNorm(h.data() + i * D, mw.norm, D, eps, h.data() + i * D);
   }
   std::vector<float> all(rows.size() * c.vocab_size);
   kernels::LinearBf16InF32(pool, mw.head, h.data(), num_rows, all.data());

@@ -6,13 +6,15 @@
 #include <cmath>
 #include <vector>
 
+#include "checkpoint/presets.h"
 #include "core/fp8.h"
 #include "core/quant.h"
 #include "core/rng.h"
 #include "kernels/cpu/indexer_fp8.h"
 #include "kv/entry_codec.h"
 #include "kv/layout.h"
-#include "checkpoint/presets.h"
+#include "models/common/hadamard.h"
+#include "models/common/norm.h"
 #include "models/common/rope.h"
 #include "models/v32/attention.h"
 #include "models/v32/indexer.h"
@@ -95,7 +97,7 @@ TEST(V32Indexer, RopeIsNonInterleavedOnTheFirstDims) {
   std::vector<BF16> x = RandomBf16(128, rng), rotated = x;
   models::ApplyRopeHalfSplit(inv, rotated.data(), 77);
   RotateIndexerVector(inv, 77, x.data(), 128);
-  Hadamard(x.data(), 128);
+  models::Hadamard(x.data(), 128);
   for (int d = 0; d < 128; ++d) {
     EXPECT_NEAR(Bf16ToF32(x[d]), Bf16ToF32(rotated[d]),
                 0.02 * std::abs(Bf16ToF32(rotated[d])) + 1e-2)
@@ -236,7 +238,7 @@ TEST(V32Ops, FusedResidualNormUsesTheUnroundedSum) {
   }
   const double inv = 1 / std::sqrt(sq / D + 1e-6);
   int64_t differs = 0;
-  RmsNorm(r.data(), w.data(), D, 1e-6f, y_rounded.data());
+  models::RmsNorm(r.data(), w.data(), D, 1e-6f, y_rounded.data());
   for (int64_t i = 0; i < D; ++i) {
     const double want = s[i] * inv * w[i];
     EXPECT_NEAR(Bf16ToF32(y[i]), want, std::abs(want) * 4e-3 + 1e-6) << i;

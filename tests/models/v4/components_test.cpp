@@ -5,14 +5,14 @@
 
 #include <gtest/gtest.h>
 
+#include "checkpoint/presets.h"
 #include "core/quant.h"
 #include "core/rng.h"
 #include "kv/entry_codec.h"
-#include "checkpoint/presets.h"
+#include "models/common/hadamard.h"
 #include "models/v4/compressor.h"
 #include "models/v4/mhc.h"
 #include "models/v4/moe.h"
-#include "models/v4/ops.h"
 #include "models/v4/rope.h"
 
 namespace dsv4::v4 {
@@ -186,11 +186,11 @@ TEST(V4Moe, HashAndBiasedRouting) {
 TEST(V4Ops, HadamardIsOrthonormalSylvester) {
   std::vector<BF16> x(128, F32ToBf16(0.0f));
   x[0] = F32ToBf16(1.0f);
-  Hadamard(x.data(), 128);  // first column of H / sqrt(128): all equal
+  models::Hadamard(x.data(), 128);  // first column of H / sqrt(128): all equal
   for (auto v : x) EXPECT_EQ(Bf16ToF32(v), RoundBf16(1.0f / std::sqrt(128.0f)));
   std::fill(x.begin(), x.end(), F32ToBf16(0.0f));
   x[3] = F32ToBf16(1.0f);
-  Hadamard(x.data(), 128);  // column 3: (-1)^popcount(i & 3)
+  models::Hadamard(x.data(), 128);  // column 3: (-1)^popcount(i & 3)
   for (int i = 0; i < 128; ++i) {
     const float sign = (__builtin_popcount(i & 3) % 2) ? -1.0f : 1.0f;
     EXPECT_EQ(Bf16ToF32(x[i]), RoundBf16(sign / std::sqrt(128.0f))) << i;

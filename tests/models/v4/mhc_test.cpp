@@ -1,6 +1,7 @@
-// The fast path's batched mHC (src/model/v4/mhc.h) and Hadamard rotation (ops.h) against the
-// plain reference (src/model/v4/reference), bit for bit, on random data: several row blocks,
-// rows split finely over threads, and a partial block at the end.
+// The fast path's batched mHC (src/models/v4/mhc.h) and the shared Hadamard rotation
+// (src/models/common/hadamard.h) against the plain reference (src/models/v4/reference), bit
+// for bit, on random data: several row blocks, rows split finely over threads, and a partial
+// block at the end.
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -10,8 +11,8 @@
 #include "core/bf16.h"
 #include "core/rng.h"
 #include "kernels/cpu/parallel.h"
+#include "models/common/hadamard.h"
 #include "models/v4/mhc.h"
-#include "models/v4/ops.h"
 #include "models/v4/reference/mhc.h"
 #include "models/v4/reference/numerics.h"
 
@@ -136,7 +137,7 @@ TEST(V4Ops, HadamardMatchesTheReferenceBitForBit) {
         x[i] = F32ToBf16(std::ldexp(static_cast<float>(rng.Normal()), exponent));
         xf[i] = Bf16ToF32(x[i]);
       }
-      Hadamard(x.data(), n);
+      models::Hadamard(x.data(), n);
       reference::HadamardBf16(xf);
       for (int64_t i = 0; i < n; ++i) {
         ASSERT_EQ(x[i].bits, F32ToBf16(xf[i]).bits) << "n " << n << " element " << i;

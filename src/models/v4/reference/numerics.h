@@ -33,8 +33,8 @@ void HeadRmsNormBf16(std::span<float> x, float eps);
 // signs). The FP32 sums are formed by the fast Walsh–Hadamard butterflies (a, b) -> (a + b,
 // a − b) on pairs (i, i + h), i & h == 0, strides h = 1, 2, 4, ... ascending (log2 n roundings
 // per output like the official butterfly kernel, whose stage order the spec leaves open; the
-// engine's order, v4/ops.h HadamardF32), then × n^-1/2 and one BF16 rounding. x: BF16 values
-// [n], n a power of two; in place.
+// engine's order, models/common/hadamard.h HadamardF32), then × n^-1/2 and one BF16 rounding.
+// x: BF16 values [n], n a power of two; in place.
 void HadamardBf16(std::span<float> x);
 
 // §4.4 simulation path on BF16 values: blocks of `block`, power-of-two scales, E4M3 grid.
