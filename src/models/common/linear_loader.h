@@ -1,0 +1,95 @@
+// Loads linear-layer weights from a checkpoint as kernel views (kernels/linear_weight.h) for
+// both forward passes: zero-copy over the mapped bytes where aligned, with the scales checked.
+// The storage format of each linear is explicit (LinearFormat): the models name it today from
+// their config; reading it from the tensors present is the natural next step.
+//
+// Not thread-safe; the TensorSource and the WeightArena must outlive every returned pointer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "checkpoint/tensor.h"
+#include "checkpoint/tensor_reader.h"
+#include "core/bf16.h"
+#include "core/status.h"
+#include "kernels/linear_weight.h"
+
+namespace dsv4::models {
+
+// How one linear W [out, in] is stored; `<m>` is the module name without ".weight".
+enum class LinearFormat {
+  kBf16,     // <m>.weight BF16 [out, in]
+  kFp8E8M0,  // DeepSeek-V4: <m>.weight F8_E4M3 [out, in] and
+             // <m>.scale F8_E8M0 [ceil(out/128), ceil(in/128)] (0xFF, NaN, is refused)
+  kFp8F32,   // DeepSeek-V3.2: <m>.weight F8_E4M3 [out, in] and
+             // <m>.weight_scale_inv F32 [ceil(out/128), ceil(in/128)] (finite); as a kernel
+             // linear, in % 128 == 0 (the FP8 activation blocks)
+  kFp4E8M0,  // DeepSeek-V4 routed experts: <m>.weight I8 [out, in/2] (packed E2M1, low nibble
+             // the even column) and <m>.scale F8_E8M0 [out, in/32]
+};
+
+class LinearLoader {
+ public:
+  LinearLoader(const checkpoint::TensorSource& source, checkpoint::WeightArena& arena)
+      : src_(source), arena_(arena), reader_(source, arena) {}
+
+  // Plain tensors (norms, biases, tables): checkpoint::TensorReader's View and F32.
+  template <typename T>
+  Result<const T*> View(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    return reader_.View<T>(name, dtype, std::move(shape));
+  }
+  Result<const float*> F32(const std::string& name, DType dtype, std::vector<int64_t> shape) {
+    return reader_.F32(name, dtype, std::move(shape));
+  }
+
+  // The linear `module` stored in `format`, as the kernels read it: kBf16, kFp8Block (E8M0
+  // `scales` or F32 `scales_f32`) or kFp4Row32. A kFp4E8M0 linear is repacked once into the
+  // FP4 tile layout when the active kernels are the AVX-512 BF16 ones (about 1.4x their GEMV
+  // throughput, same size). Errors name the tensor: NotFound when missing, InvalidArgument
+  // for a wrong dtype or shape (or kFp8F32 in-features not a multiple of 128), DataLoss for a
+  // NaN or non-finite scale.
+  Result<kernels::LinearWeight> Linear(const std::string& module, LinearFormat format,
+                                       int64_t out, int64_t in);
+
+  // The linear `module` (kBf16, kFp8E8M0 or kFp8F32) used as its BF16 dequantisation, its
+  // input not quantised (V4's wo_a, spec §6.5): kBf16 over BF16 storage; kFp8AsBf16 over the
+  // FP8 bytes (decoded exactly in registers, half the bytes) when the scales are E8M0, every
+  // one makes code × scale a BF16 normal, and `group_rows` (the rows of one output group)
+  // starts every group on a 128-row tile; otherwise kBf16 over a dequantised copy.
+  Result<kernels::LinearWeight> LinearAsBf16(const std::string& module, LinearFormat format,
+                                             int64_t out, int64_t in, int64_t group_rows);
+
+  // The values of the linear `module` (kBf16, kFp8E8M0 or kFp8F32) as BF16 [out, in]: a view
+  // of BF16 storage, else bf16(fp8 × scale) in FP32 (the reference's weight_dequant; exact
+  // for power-of-two scales). No in-features condition: the result is not an FP8 linear.
+  Result<const BF16*> DequantizedBf16(const std::string& module, LinearFormat format,
+                                      int64_t out, int64_t in);
+
+  // A BF16 matrix the reference uses in FP32 (router gate, compressor, head, indexer
+  // weights_proj): kF32 over the BF16 bytes (the kernels promote each value exactly), not an
+  // FP32 copy of twice the size. `name` is the full tensor name.
+  Result<kernels::LinearWeight> PromotedF32(const std::string& name, int64_t out, int64_t in);
+
+  checkpoint::WeightArena& arena() { return arena_; }
+  const checkpoint::TensorSource& source() const { return src_; }
+
+ private:
+  // The stored tensors of a kBf16 / kFp8E8M0 / kFp8F32 linear, scales checked, no further
+  // condition.
+  Result<kernels::LinearWeight> Stored(const std::string& module, LinearFormat format,
+                                       int64_t out, int64_t in);
+  Result<kernels::LinearWeight> Fp4(const std::string& module, int64_t out, int64_t in);
+  // bf16(fp8 × scale) of a kFp8Block weight, into the arena.
+  const BF16* Dequantize(const kernels::LinearWeight& w);
+  Status CheckE8M0Scales(const std::string& name, const uint8_t* s, int64_t n) const;
+  Status CheckF32Scales(const std::string& name, const float* s, int64_t n) const;
+
+  const checkpoint::TensorSource& src_;
+  checkpoint::WeightArena& arena_;
+  checkpoint::TensorReader reader_;
+};
+
+}  // namespace dsv4::models

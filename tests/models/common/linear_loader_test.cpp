@@ -1,0 +1,189 @@
+// The linear-weight loader both models use (src/models/common/linear_loader.h), on small
+// in-memory checkpoints: each storage format becomes the kernel view it names, the scales are
+// checked with the messages the models have always given, and the BF16 uses of FP8 weights
+// dequantise as the references do.
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "checkpoint/tensor_store.h"
+#include "core/fp8.h"
+#include "core/rng.h"
+#include "models/common/linear_loader.h"
+
+namespace dsv4::models {
+namespace {
+
+using checkpoint::OwnedTensor;
+using kernels::LinearKind;
+using ::testing::HasSubstr;
+
+template <typename T>
+OwnedTensor Tensor(std::string name, DType dtype, std::vector<int64_t> shape,
+                   const std::vector<T>& values) {
+  OwnedTensor t{std::move(name), dtype, std::move(shape), {}};
+  t.data.resize(values.size() * sizeof(T));
+  std::memcpy(t.data.data(), values.data(), t.data.size());
+  return t;
+}
+
+// E4M3 codes that are finite (0x7F and 0xFF are NaN).
+std::vector<uint8_t> Fp8Codes(Rng& rng, int64_t n) {
+  std::vector<uint8_t> c(static_cast<size_t>(n));
+  for (uint8_t& v : c) v = static_cast<uint8_t>(rng.Below(0x7F)) | (rng.Below(2) ? 0x80 : 0);
+  return c;
+}
+
+struct Fixture {
+  std::unique_ptr<checkpoint::TensorStore> store;
+  checkpoint::WeightArena arena;
+  std::unique_ptr<LinearLoader> loader;
+};
+
+std::unique_ptr<Fixture> Make(std::vector<OwnedTensor> tensors) {
+  auto f = std::make_unique<Fixture>();
+  f->store = checkpoint::TensorStore::Create("ckpt", std::move(tensors)).value();
+  f->loader = std::make_unique<LinearLoader>(*f->store, f->arena);
+  return f;
+}
+
+constexpr int64_t kOut = 256, kIn = 192;  // 2 x 2 tiles, the last one partial in `in`
+
+TEST(LinearLoader, Bf16IsAViewOfTheCheckpoint) {
+  std::vector<uint16_t> bits(kOut * kIn, 0x3F80);
+  auto f = Make({Tensor("m.weight", DType::kBF16, {kOut, kIn}, bits)});
+  kernels::LinearWeight w = f->loader->Linear("m", LinearFormat::kBf16, kOut, kIn).value();
+  EXPECT_EQ(w.kind, LinearKind::kBf16);
+  EXPECT_EQ(w.out, kOut);
+  EXPECT_EQ(w.in, kIn);
+  ASSERT_NE(w.bf16, nullptr);
+  EXPECT_EQ(w.bf16[5].bits, 0x3F80);
+  // Used as BF16 and dequantised, BF16 storage is the same view.
+  EXPECT_EQ(f->loader->LinearAsBf16("m", LinearFormat::kBf16, kOut, kIn, 128).value().bf16,
+            w.bf16);
+  EXPECT_EQ(f->loader->DequantizedBf16("m", LinearFormat::kBf16, kOut, kIn).value(), w.bf16);
+}
+
+TEST(LinearLoader, Fp8WithE8M0ScalesAndItsBf16Uses) {
+  Rng rng(1);
+  const std::vector<uint8_t> codes = Fp8Codes(rng, kOut * kIn);
+  const std::vector<uint8_t> scales = {127, 126, 130, 120};  // 1, 1/2, 8, 1/128
+  auto f = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, kIn}, codes),
+                 Tensor("m.scale", DType::kF8E8M0, {2, 2}, scales)});
+  LinearLoader& l = *f->loader;
+  kernels::LinearWeight w = l.Linear("m", LinearFormat::kFp8E8M0, kOut, kIn).value();
+  EXPECT_EQ(w.kind, LinearKind::kFp8Block);
+  EXPECT_NE(w.codes, nullptr);
+  EXPECT_NE(w.scales, nullptr);
+  EXPECT_EQ(w.scales_f32, nullptr);
+  // Groups on 128-row tiles: the FP8 bytes used as BF16; otherwise a dequantised copy.
+  EXPECT_EQ(l.LinearAsBf16("m", LinearFormat::kFp8E8M0, kOut, kIn, 128).value().kind,
+            LinearKind::kFp8AsBf16);
+  kernels::LinearWeight d = l.LinearAsBf16("m", LinearFormat::kFp8E8M0, kOut, kIn, 64).value();
+  EXPECT_EQ(d.kind, LinearKind::kBf16);
+  for (int64_t r : {0, 127, 128, 255}) {
+    for (int64_t k : {0, 127, 128, 191}) {
+      const float want = E4M3ToF32(codes[r * kIn + k]) * E8M0ToF32(scales[(r / 128) * 2 + k / 128]);
+      EXPECT_EQ(d.bf16[r * kIn + k].bits, F32ToBf16(want).bits) << r << ", " << k;
+    }
+  }
+}
+
+TEST(LinearLoader, Fp8WithF32ScalesAndItsBf16Uses) {
+  Rng rng(2);
+  const int64_t in = 256;
+  const std::vector<uint8_t> codes = Fp8Codes(rng, kOut * in);
+  const std::vector<float> scales = {0.75f, 1.5f, 0.001f, 3.0f};
+  auto f = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, in}, codes),
+                 Tensor("m.weight_scale_inv", DType::kF32, {2, 2}, scales)});
+  LinearLoader& l = *f->loader;
+  kernels::LinearWeight w = l.Linear("m", LinearFormat::kFp8F32, kOut, in).value();
+  EXPECT_EQ(w.kind, LinearKind::kFp8Block);
+  EXPECT_NE(w.scales_f32, nullptr);
+  EXPECT_EQ(w.scales, nullptr);
+  // F32 scales never run as kFp8AsBf16.
+  EXPECT_EQ(l.LinearAsBf16("m", LinearFormat::kFp8F32, kOut, in, 128).value().kind,
+            LinearKind::kBf16);
+  const BF16* d = l.DequantizedBf16("m", LinearFormat::kFp8F32, kOut, in).value();
+  for (int64_t r : {0, 127, 128, 255}) {
+    for (int64_t k : {0, 127, 128, 255}) {
+      const float want = E4M3ToF32(codes[r * in + k]) * scales[(r / 128) * 2 + k / 128];
+      EXPECT_EQ(d[r * in + k].bits, F32ToBf16(want).bits) << r << ", " << k;
+    }
+  }
+}
+
+TEST(LinearLoader, Fp8F32NeedsWholeActivationBlocksOnlyAsALinear) {
+  Rng rng(3);
+  auto f = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, kIn}, Fp8Codes(rng, kOut * kIn)),
+                 Tensor("m.weight_scale_inv", DType::kF32, {2, 2}, std::vector<float>(4, 1.0f))});
+  Result<kernels::LinearWeight> r = f->loader->Linear("m", LinearFormat::kFp8F32, kOut, kIn);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(r.status().message(), "ckpt: tensor 'm.weight' has 192 in-features, expected a "
+                                  "multiple of 128 (FP8 activation blocks)");
+  EXPECT_TRUE(f->loader->DequantizedBf16("m", LinearFormat::kFp8F32, kOut, kIn).ok());
+}
+
+TEST(LinearLoader, BadScalesAreDataLossNamingTheTensor) {
+  Rng rng(4);
+  const std::vector<uint8_t> codes = Fp8Codes(rng, kOut * kIn);
+  const std::vector<uint8_t> nan_second = {127, 0xFF, 1, 2};
+  auto e8m0 = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, kIn}, codes),
+                    Tensor("m.scale", DType::kF8E8M0, {2, 2}, nan_second)});
+  Status s = e8m0->loader->Linear("m", LinearFormat::kFp8E8M0, kOut, kIn).status();
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_EQ(s.message(), "ckpt: tensor 'm.scale' has a NaN scale (0xFF) at element 1");
+
+  const int64_t in = 256;
+  auto f32 = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, in}, Fp8Codes(rng, kOut * in)),
+                   Tensor("m.weight_scale_inv", DType::kF32, {2, 2},
+                          std::vector<float>{1.0f, 1.0f, INFINITY, 1.0f})});
+  s = f32->loader->Linear("m", LinearFormat::kFp8F32, kOut, in).status();
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  EXPECT_EQ(s.message(), "ckpt: tensor 'm.weight_scale_inv' element 2 is inf, expected a "
+                         "finite scale");
+  s = f32->loader->DequantizedBf16("m", LinearFormat::kFp8F32, kOut, in).status();
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+}
+
+TEST(LinearLoader, Fp4ExpertsWithE8M0PerThirtyTwo) {
+  const int64_t out = 128, in = 256;
+  std::vector<uint8_t> packed(out * in / 2, 0x21), scales(out * in / 32, 127);
+  auto f = Make({Tensor("e.weight", DType::kI8, {out, in / 2}, packed),
+                 Tensor("e.scale", DType::kF8E8M0, {out, in / 32}, scales)});
+  kernels::LinearWeight w = f->loader->Linear("e", LinearFormat::kFp4E8M0, out, in).value();
+  EXPECT_EQ(w.kind, LinearKind::kFp4Row32);
+  EXPECT_NE(w.scales, nullptr);
+  EXPECT_TRUE(w.codes != nullptr || w.fp4_tiles != nullptr);
+  // FP4 is only a linear: no BF16 use of it.
+  Status s = f->loader->DequantizedBf16("e", LinearFormat::kFp4E8M0, out, in).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  scales[7] = 0xFF;
+  auto nan = Make({Tensor("e.weight", DType::kI8, {out, in / 2}, packed),
+                   Tensor("e.scale", DType::kF8E8M0, {out, in / 32}, scales)});
+  s = nan->loader->Linear("e", LinearFormat::kFp4E8M0, out, in).status();
+  EXPECT_EQ(s.message(), "ckpt: tensor 'e.scale' has a NaN scale (0xFF) at element 7");
+}
+
+TEST(LinearLoader, MissingAndMisshapenTensorsAreNamed) {
+  auto f = Make({Tensor("m.weight", DType::kBF16, {4, 8}, std::vector<uint16_t>(32))});
+  Status s = f->loader->Linear("x", LinearFormat::kBf16, 4, 8).status();
+  EXPECT_EQ(s.code(), StatusCode::kNotFound);
+  EXPECT_THAT(s.message(), HasSubstr("x.weight"));
+  s = f->loader->Linear("m", LinearFormat::kBf16, 8, 4).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("m.weight"));
+  kernels::LinearWeight p = f->loader->PromotedF32("m.weight", 4, 8).value();
+  EXPECT_EQ(p.kind, LinearKind::kF32);
+  EXPECT_NE(p.bf16, nullptr);
+  EXPECT_EQ(p.f32, nullptr);
+}
+
+}  // namespace
+}  // namespace dsv4::models
