@@ -1,8 +1,13 @@
 #include "testing/tokenizer_generator.h"
 
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <utility>
+#include <vector>
+
+#include "tokenizer/byte_level.h"
+#include "tokenizer/pre_tokenizer.h"
 
 namespace dsv4::fixtures {
 namespace {
@@ -100,18 +105,6 @@ The quick brown fox jumps over the lazy dog. The five boxing wizards jump quickl
 She said, "It's a good day to learn something new." They're ready; we'll see what happens.
 )corpus";
 
-// DeepSeek's pre-tokenizer regexes, as in src/tokenizer/pre_tokenizer.h (sources there);
-// tests/tokenizer check that both copies agree.
-constexpr std::string_view kDigitsRegex = "\\p{N}{1,3}";
-constexpr std::string_view kCjkRegex = "[\u4E00-\u9FA5\u3040-\u309F\u30A0-\u30FF]+";
-constexpr std::string_view kWordRegex =
-    "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+"
-    "|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}\\p{M}]+"
-    "| ?[\\p{P}\\p{S}]+[\r\n]*"
-    "|\\s*[\r\n]+"
-    "|\\s+(?!\\S)"
-    "|\\s+";
-
 constexpr std::string_view kBos = "<｜begin▁of▁sentence｜>";
 constexpr std::string_view kEos = "<｜end▁of▁sentence｜>";
 constexpr std::string_view kPad = "<｜▁pad▁｜>";
@@ -121,106 +114,23 @@ constexpr std::string_view kChatTokens[] = {
 constexpr int kNumChatTokens = 6;
 constexpr int kFirstByteId = 3;
 
-bool IsLetter(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-// ASCII punctuation and symbols (Unicode P and S).
-bool IsPunct(char c) {
-  return (c >= '!' && c <= '/') || (c >= ':' && c <= '@') || (c >= '[' && c <= '`') ||
-         (c >= '{' && c <= '~');
-}
-// PCRE2's \s with UCP, restricted to ASCII.
-bool IsSpace(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
-bool IsNewline(char c) { return c == '\r' || c == '\n'; }
-
-// Length of the stage-3 regex match at s[i] (leftmost-first alternation), or 0.
-size_t MatchWordRegex(std::string_view s, size_t i) {
-  const size_t n = s.size();
-  auto letters_from = [&](size_t j) {
-    size_t k = j;
-    while (k < n && IsLetter(s[k])) ++k;
-    return k - j;
-  };
-  const char c = s[i];
-  // [!"#...~][A-Za-z]+
-  if (IsPunct(c) && letters_from(i + 1) > 0) return 1 + letters_from(i + 1);
-  // [^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+
-  if (!IsNewline(c) && !IsLetter(c) && !IsPunct(c) && letters_from(i + 1) > 0) {
-    return 1 + letters_from(i + 1);
-  }
-  if (IsLetter(c)) return letters_from(i);
-  //  ?[\p{P}\p{S}]+[\r\n]*
-  size_t j = i + (c == ' ' && i + 1 < n && IsPunct(s[i + 1]) ? 1 : 0);
-  if (IsPunct(s[j])) {
-    while (j < n && IsPunct(s[j])) ++j;
-    while (j < n && IsNewline(s[j])) ++j;
-    return j - i;
-  }
-  if (!IsSpace(c)) return 0;
-  size_t end = i;  // the whitespace run is [i, end)
-  while (end < n && IsSpace(s[end])) ++end;
-  // \s*[\r\n]+ : up to the last newline of the run.
-  for (size_t k = end; k > i; --k) {
-    if (IsNewline(s[k - 1])) return k - i;
-  }
-  // \s+(?!\S) : the run, less its last character when a non-space follows.
-  if (end == n) return end - i;
-  if (end - i >= 2) return end - i - 1;
-  return end - i;  // \s+
-}
-
-// Splits `piece` with MatchWordRegex, keeping unmatched stretches as pieces (Isolated).
-void SplitWords(std::string_view piece, std::vector<std::string>* out) {
-  size_t gap = 0, i = 0;
-  while (i < piece.size()) {
-    const size_t len = MatchWordRegex(piece, i);
-    if (len == 0) {
-      ++i;
-      continue;
-    }
-    if (i > gap) out->emplace_back(piece.substr(gap, i - gap));
-    out->emplace_back(piece.substr(i, len));
-    i += len;
-    gap = i;
-  }
-  if (gap < piece.size()) out->emplace_back(piece.substr(gap));
-}
-
-// GPT-2's byte alphabet (see src/tokenizer/byte_level.h): the character byte `b` is written as.
-std::string ByteChar(uint8_t b) {
-  const bool printable = (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || b >= 0xAE;
-  uint32_t cp = b;
-  if (!printable) {
-    cp = 256;
-    for (int x = 0; x < b; ++x) {
-      if (!((x >= 0x21 && x <= 0x7E) || (x >= 0xA1 && x <= 0xAC) || x >= 0xAE)) ++cp;
-    }
-  }
-  std::string out;
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return out;
-}
-
 struct Trained {
   std::vector<std::string> tokens;  // byte-level text of ids kFirstByteId.., in id order
   std::vector<std::pair<std::string, std::string>> merges;
 };
 
-// Classic BPE training: repeatedly merge the most frequent adjacent pair (ties: the pair
-// whose left then right text sorts first), stopping at `max_tokens` or when no pair occurs
-// twice.
-Trained TrainBpe(std::string_view corpus, size_t max_tokens) {
+// Classic BPE training on the pre-tokenized `pieces`: repeatedly merge the most frequent
+// adjacent pair (ties: the pair whose left then right text sorts first), stopping at
+// `max_tokens` or when no pair occurs twice.
+Trained TrainBpe(const std::vector<std::string_view>& pieces, size_t max_tokens) {
   Trained t;
-  for (int b = 0; b < 256; ++b) t.tokens.push_back(ByteChar(static_cast<uint8_t>(b)));
+  const tokenizer::ByteLevelMap& bytes = tokenizer::ByteLevelMap::Get();
+  for (int b = 0; b < 256; ++b) t.tokens.push_back(bytes.Char(static_cast<uint8_t>(b)));
   std::map<std::string, int> text_to_index;
   for (size_t i = 0; i < t.tokens.size(); ++i) text_to_index[t.tokens[i]] = static_cast<int>(i);
 
   std::map<std::string, int64_t> word_counts;
-  for (const std::string& w : SplitAsciiForTraining(corpus)) ++word_counts[w];
+  for (std::string_view w : pieces) ++word_counts[std::string(w)];
   std::vector<std::pair<std::vector<int>, int64_t>> words;
   for (const auto& [w, count] : word_counts) {
     std::vector<int> symbols;
@@ -286,45 +196,9 @@ ordered_json AddedToken(int64_t id, std::string_view content) {
                       {"special", true}};
 }
 
-ordered_json PreTokenizerJson() {
-  auto split = [](std::string_view regex) {
-    return ordered_json{{"type", "Split"},
-                        {"pattern", {{"Regex", std::string(regex)}}},
-                        {"behavior", "Isolated"},
-                        {"invert", false}};
-  };
-  return ordered_json{{"type", "Sequence"},
-                      {"pretokenizers",
-                       {split(kDigitsRegex), split(kCjkRegex), split(kWordRegex),
-                        ordered_json{{"type", "ByteLevel"},
-                                     {"add_prefix_space", false},
-                                     {"trim_offsets", true},
-                                     {"use_regex", false}}}}};
-}
-
 }  // namespace
 
 std::string_view TinyTokenizerCorpus() { return kCorpus; }
-
-std::vector<std::string> SplitAsciiForTraining(std::string_view text) {
-  // Stage 1, \p{N}{1,3}: digit runs in groups of up to three, isolated from the rest. Stage 2
-  // (CJK runs) never matches ASCII. Stage 3 splits each remaining piece on its own.
-  std::vector<std::string> out;
-  size_t gap = 0, i = 0;
-  while (i < text.size()) {
-    if (!IsDigit(text[i])) {
-      ++i;
-      continue;
-    }
-    if (i > gap) SplitWords(text.substr(gap, i - gap), &out);
-    size_t j = i;
-    while (j < text.size() && j - i < 3 && IsDigit(text[j])) ++j;
-    out.emplace_back(text.substr(i, j - i));
-    i = gap = j;
-  }
-  if (gap < text.size()) SplitWords(text.substr(gap), &out);
-  return out;
-}
 
 Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
   if (vocab_size < kTinyTokenizerMinVocab) {
@@ -333,7 +207,12 @@ Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
         " (3 sentence tokens, 256 bytes, 6 chat tokens), got " + std::to_string(vocab_size));
   }
   const int64_t first_chat_id = vocab_size - kNumChatTokens;
-  const Trained trained = TrainBpe(kCorpus, static_cast<size_t>(first_chat_id - kFirstByteId));
+  // The merges are learned on the pieces DeepSeek's pre-tokenizer cuts the corpus into.
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<tokenizer::PreTokenizer> pre_tokenizer,
+                        tokenizer::PreTokenizer::FromJson(tokenizer::DeepSeekPreTokenizerJson(),
+                                                          "tiny tokenizer: pre_tokenizer"));
+  const Trained trained = TrainBpe(pre_tokenizer->Split(kCorpus),
+                                   static_cast<size_t>(first_chat_id - kFirstByteId));
 
   ordered_json added = ordered_json::array();
   added.push_back(AddedToken(0, kBos));
@@ -362,7 +241,7 @@ Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
                     {"padding", nullptr},
                     {"added_tokens", added},
                     {"normalizer", {{"type", "Sequence"}, {"normalizers", ordered_json::array()}}},
-                    {"pre_tokenizer", PreTokenizerJson()},
+                    {"pre_tokenizer", tokenizer::DeepSeekPreTokenizerJson()},
                     {"post_processor", byte_level},
                     {"decoder", byte_level},
                     {"model",

@@ -10,14 +10,14 @@
 // <｜latest_reminder｜> take the top six ids (vocab_size - 6 .. vocab_size - 1). Training stops
 // when the ids in between are used up or no pair occurs twice.
 //
-// This file only writes JSON (no dependency on the tokenizer library); tests/tokenizer load
-// the result with dsv4::tokenizer and check it against the real pre-tokenizer.
+// The pre-tokenizer and the byte alphabet are the tokenizer library's (tokenizer/
+// pre_tokenizer.h: DeepSeek's regexes and the splitting; tokenizer/byte_level.h), both in the
+// file and for training: the merges are learned on the pieces the real tokenizer cuts.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <string_view>
-#include <vector>
 
 #include "core/status.h"
 
@@ -32,11 +32,5 @@ Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size);
 
 // The built-in training text (ASCII English prose, C++ and Python, a little chat).
 std::string_view TinyTokenizerCorpus();
-
-// Pre-tokenizes ASCII text for training exactly as DeepSeek's three pre-tokenizer regexes do
-// (digits in groups of up to three, then words, punctuation runs and whitespace); a plain
-// scanner, because this library does not link PCRE2. tests/tokenizer check it against the
-// regexes on the whole corpus.
-std::vector<std::string> SplitAsciiForTraining(std::string_view text);
 
 }  // namespace dsv4::fixtures

@@ -233,20 +233,22 @@ std::vector<std::string_view> PreTokenizer::Split(std::string_view text) const {
   return pieces;
 }
 
-json DeepSeekPreTokenizerJson() {
+nlohmann::ordered_json DeepSeekPreTokenizerJson() {
+  using nlohmann::ordered_json;
   auto split = [](std::string_view regex) {
-    return json{{"type", "Split"},
-                {"pattern", {{"Regex", std::string(regex)}}},
-                {"behavior", "Isolated"},
-                {"invert", false}};
+    return ordered_json{{"type", "Split"},
+                        {"pattern", {{"Regex", std::string(regex)}}},
+                        {"behavior", "Isolated"},
+                        {"invert", false}};
   };
-  return json{{"type", "Sequence"},
-              {"pretokenizers",
-               {split(kDeepSeekDigitsRegex), split(kDeepSeekCjkRegex), split(kDeepSeekWordRegex),
-                json{{"type", "ByteLevel"},
-                     {"add_prefix_space", false},
-                     {"trim_offsets", true},
-                     {"use_regex", false}}}}};
+  return ordered_json{{"type", "Sequence"},
+                      {"pretokenizers",
+                       {split(kDeepSeekDigitsRegex), split(kDeepSeekCjkRegex),
+                        split(kDeepSeekWordRegex),
+                        ordered_json{{"type", "ByteLevel"},
+                                     {"add_prefix_space", false},
+                                     {"trim_offsets", true},
+                                     {"use_regex", false}}}}};
 }
 
 }  // namespace dsv4::tokenizer

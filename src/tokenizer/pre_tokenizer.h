@@ -82,7 +82,8 @@ class PreTokenizer {
 // ByteLevel(add_prefix_space=false, use_regex=false). Sources: the "pre_tokenizer" of
 // huggingface.co/deepseek-ai/DeepSeek-V3 tokenizer.json; identical to llama.cpp's
 // src/llama-vocab.cpp case LLAMA_VOCAB_PRE_TYPE_DEEPSEEK3_LLM ("deepseek-v3"). Used by the
-// tiny tokenizer generator's tests and documented in docs/chat-format.md.
+// tiny tokenizer generator (testing/tokenizer_generator.h) and documented in
+// docs/chat-format.md.
 //   1. digits in groups of up to three;
 inline constexpr std::string_view kDeepSeekDigitsRegex = "\\p{N}{1,3}";
 //   2. runs of CJK ideographs (U+4E00..U+9FA5), Hiragana (U+3040..U+309F) and Katakana
@@ -104,7 +105,9 @@ inline constexpr std::string_view kDeepSeekWordRegex =
 inline constexpr std::string_view kGpt2Regex =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
-// The "pre_tokenizer" JSON of DeepSeek's tokenizer.json, built from the constants above.
-nlohmann::json DeepSeekPreTokenizerJson();
+// The "pre_tokenizer" JSON of DeepSeek's tokenizer.json, built from the constants above, its
+// keys in the file's order (so a generated tokenizer.json spells it as DeepSeek's does; it
+// converts to nlohmann::json for FromJson).
+nlohmann::ordered_json DeepSeekPreTokenizerJson();
 
 }  // namespace dsv4::tokenizer

@@ -91,7 +91,7 @@ TEST(PreTokenizer, MatchesDeepSeeksTokenizerJson) {
      "behavior": "Isolated", "invert": false},
     {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}
   ]})json");
-  EXPECT_EQ(file, DeepSeekPreTokenizerJson());
+  EXPECT_EQ(file, json(DeepSeekPreTokenizerJson()));
 }
 
 TEST(PreTokenizer, SplitBehaviors) {

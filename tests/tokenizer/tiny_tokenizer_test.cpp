@@ -1,4 +1,4 @@
-// The generated tiny tokenizer (src/model/tokenizer_generator.h): deterministic, loadable,
+// The generated tiny tokenizer (testing/tokenizer_generator.h): deterministic, loadable,
 // DeepSeek's layout and pre-tokenizer, and golden encodings worked out by hand from its merge
 // list. Byte ids are 3 + byte, so text outside the (ASCII) training corpus is easy to check.
 #include <gmock/gmock.h>
@@ -54,22 +54,14 @@ TEST(TinyTokenizer, SpecialTokenIds) {
 
 TEST(TinyTokenizer, UsesDeepSeeksPreTokenizer) {
   nlohmann::json j = nlohmann::json::parse(fixtures::GenerateTinyTokenizerJson(512).value());
-  EXPECT_EQ(j.at("pre_tokenizer"), DeepSeekPreTokenizerJson());
+  EXPECT_EQ(j.at("pre_tokenizer"), nlohmann::json(DeepSeekPreTokenizerJson()));
 }
 
-TEST(TinyTokenizer, TrainingSplitMatchesTheRegexes) {
-  // The generator pre-tokenizes its corpus with a hand-written scanner; it must cut exactly
-  // where the PCRE2 regexes do, or the merges would be learned on the wrong pieces.
+TEST(TinyTokenizer, CorpusIsAscii) {
+  // The golden encodings below rely on no non-ASCII byte having a merge.
   const std::string_view corpus = fixtures::TinyTokenizerCorpus();
   EXPECT_GT(corpus.size(), 2000u);
   for (char c : corpus) ASSERT_LT(static_cast<uint8_t>(c), 0x80) << "the corpus must be ASCII";
-  const std::vector<std::string> scanner = fixtures::SplitAsciiForTraining(corpus);
-  const std::vector<std::string_view> regex = Tiny().pre_tokenizer().Split(corpus);
-  ASSERT_EQ(scanner.size(), regex.size());
-  for (size_t i = 0; i < scanner.size(); ++i) ASSERT_EQ(scanner[i], regex[i]) << "piece " << i;
-  const std::string hard = "x  y\n\n  z\t\tw 1234 a.b.c (x) it's \"q\"?!\r\n";
-  const std::vector<std::string_view> want = Tiny().pre_tokenizer().Split(hard);
-  EXPECT_EQ(fixtures::SplitAsciiForTraining(hard), std::vector<std::string>(want.begin(), want.end()));
 }
 
 TEST(TinyTokenizer, GoldenEncodings) {
