@@ -64,20 +64,19 @@ Result<LinearWeight> LinearLoader::Stored(const std::string& module, LinearForma
       DSV4_ASSIGN_OR_RETURN(w.bf16, View<BF16>(weight, DType::kBF16, {out, in}));
       return w;
     }
-    case LinearFormat::kFp8E8M0: {
-      const std::string scale = module + ".scale";
-      DSV4_ASSIGN_OR_RETURN(w.codes, View<uint8_t>(weight, DType::kF8E4M3, {out, in}));
-      DSV4_ASSIGN_OR_RETURN(w.scales,
-                            View<uint8_t>(scale, DType::kF8E8M0, {Tiles(out), Tiles(in)}));
-      DSV4_RETURN_IF_ERROR(CheckE8M0Scales(scale, w.scales, Tiles(out) * Tiles(in)));
-      return w;
-    }
+    case LinearFormat::kFp8E8M0:
     case LinearFormat::kFp8F32: {
-      const std::string scale = module + ".weight_scale_inv";
       DSV4_ASSIGN_OR_RETURN(w.codes, View<uint8_t>(weight, DType::kF8E4M3, {out, in}));
-      DSV4_ASSIGN_OR_RETURN(w.scales_f32,
-                            View<float>(scale, DType::kF32, {Tiles(out), Tiles(in)}));
-      DSV4_RETURN_IF_ERROR(CheckF32Scales(scale, w.scales_f32, Tiles(out) * Tiles(in)));
+      const std::vector<int64_t> grid = {Tiles(out), Tiles(in)};  // one scale per tile
+      if (format == LinearFormat::kFp8E8M0) {
+        const std::string scale = module + ".scale";
+        DSV4_ASSIGN_OR_RETURN(w.scales, View<uint8_t>(scale, DType::kF8E8M0, grid));
+        DSV4_RETURN_IF_ERROR(CheckE8M0Scales(scale, w.scales, grid[0] * grid[1]));
+      } else {
+        const std::string scale = module + ".weight_scale_inv";
+        DSV4_ASSIGN_OR_RETURN(w.scales_f32, View<float>(scale, DType::kF32, grid));
+        DSV4_RETURN_IF_ERROR(CheckF32Scales(scale, w.scales_f32, grid[0] * grid[1]));
+      }
       return w;
     }
     case LinearFormat::kFp4E8M0:
