@@ -1,10 +1,10 @@
 #include "models/v32/model.h"
 
 #include <cstring>
-#include <string>
 
 #include "kernels/cpu/linear.h"
 #include "models/common/norm.h"
+#include "models/common/sequence_check.h"
 #include "models/v32/moe.h"
 #include "models/v32/ops.h"
 
@@ -26,18 +26,7 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
   const checkpoint::ModelConfig& c = config_;
   const int64_t n = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
   const int64_t pos0 = cache.num_tokens();
-  for (int64_t t = 0; t < n; ++t) {
-    if (tokens[t] < 0 || tokens[t] >= c.vocab_size) {
-      return Status::InvalidArgument("token " + std::to_string(tokens[t]) + " at position " +
-                                     std::to_string(pos0 + t) + " is outside the vocabulary [0, " +
-                                     std::to_string(c.vocab_size) + ")");
-    }
-  }
-  if (pos0 + n > c.max_position_embeddings) {
-    return Status::OutOfRange("sequence of " + std::to_string(pos0 + n) +
-                              " tokens exceeds max_position_embeddings " +
-                              std::to_string(c.max_position_embeddings));
-  }
+  DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, tokens));
   if (trace != nullptr) trace->layers.assign(weights_->layers.size(), {});
   if (n == 0) {
     if (logits) logits->clear();

@@ -1,10 +1,10 @@
 #include "models/v4/model.h"
 
 #include <cstring>
-#include <string>
 
 #include "kernels/cpu/linear.h"
 #include "models/common/norm.h"
+#include "models/common/sequence_check.h"
 #include "models/v4/attention.h"
 #include "models/v4/mhc.h"
 #include "models/v4/moe.h"
@@ -36,19 +36,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
   std::vector<int32_t> tokens;
   for (const BatchItem& item : batch) {
     const int64_t pos0 = item.cache->num_tokens(), n = static_cast<int64_t>(item.tokens.size());
-    for (int64_t t = 0; t < n; ++t) {
-      if (item.tokens[t] < 0 || item.tokens[t] >= c.vocab_size) {
-        return Status::InvalidArgument("token " + std::to_string(item.tokens[t]) +
-                                       " at position " + std::to_string(pos0 + t) +
-                                       " is outside the vocabulary [0, " +
-                                       std::to_string(c.vocab_size) + ")");
-      }
-    }
-    if (pos0 + n > c.max_position_embeddings) {
-      return Status::OutOfRange("sequence of " + std::to_string(pos0 + n) +
-                                " tokens exceeds max_position_embeddings " +
-                                std::to_string(c.max_position_embeddings));
-    }
+    DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, item.tokens));
     seqs.push_back({item.cache, pos0, static_cast<int64_t>(tokens.size()), n});
     tokens.insert(tokens.end(), item.tokens.begin(), item.tokens.end());
   }
