@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "kernels/cpu/linear.h"
+#include "models/common/expert_groups.h"
 
 namespace dsv4::v32 {
 
@@ -68,37 +69,38 @@ Route RouteToken(const checkpoint::ModelConfig& c, const float* logits, const fl
 
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w, const BF16* x,
                 int64_t n, BF16* out, std::vector<std::vector<int32_t>>* routes) {
-  const int64_t D = c.hidden_size, E = c.n_routed_experts;
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   std::vector<float> logits(static_cast<size_t>(n * E));
   kernels::LinearBf16InF32(pool, w.router, x, n, logits.data());
-  // Group the chunk's rows by expert so each expert's weights are read once per chunk.
-  std::vector<std::vector<int64_t>> rows_of(static_cast<size_t>(E));
-  std::vector<std::vector<float>> weight_of(static_cast<size_t>(E));
+  // Route every row, then group the rows by expert (models/common/expert_groups.h) so each
+  // expert's weights are read once per chunk.
+  std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
+  std::vector<float> weight_of(static_cast<size_t>(n * k));    // [n, k]
   for (int64_t t = 0; t < n; ++t) {
     const Route r = RouteToken(c, logits.data() + t * E, w.router_bias);
     if (routes != nullptr) {
       routes->push_back(r.experts);
       std::sort(routes->back().begin(), routes->back().end());
     }
-    for (size_t i = 0; i < r.experts.size(); ++i) {
-      rows_of[r.experts[i]].push_back(t);
-      weight_of[r.experts[i]].push_back(r.weights[i]);
-    }
+    std::copy(r.experts.begin(), r.experts.end(), expert_of.begin() + t * k);
+    std::copy(r.weights.begin(), r.weights.end(), weight_of.begin() + t * k);
   }
+  models::ExpertGroups groups;
+  groups.Build(expert_of, weight_of, k, E);
   // FP32 sums per row: routed experts in ascending id (a fixed per-token order, as the
   // reference's loop over experts), each BF16 output × its routing weight; shared last.
   std::vector<float> acc(static_cast<size_t>(n * D), 0.0f);
   std::vector<BF16> xs, ys;
   for (int64_t e = 0; e < E; ++e) {
-    const auto& rows = rows_of[e];
-    if (rows.empty()) continue;
-    const int64_t m = static_cast<int64_t>(rows.size());
+    const int64_t* rows = groups.rows.data() + groups.start[e];
+    const int64_t m = groups.size(e);
+    if (m == 0) continue;
     xs.resize(static_cast<size_t>(m * D));
     ys.resize(static_cast<size_t>(m * D));
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
     DenseFfnForward(pool, w.experts[e], xs.data(), m, ys.data());
     for (int64_t i = 0; i < m; ++i) {
-      const float g = weight_of[e][i];
+      const float g = groups.weights[groups.start[e] + i];
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]) * g;
     }
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "kernels/cpu/linear.h"
+#include "models/common/expert_groups.h"
 
 namespace dsv4::v4 {
 namespace {
@@ -79,8 +80,7 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
   const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   std::vector<float> logits(static_cast<size_t>(n * E));
   kernels::LinearBf16InF32(pool, w.gate, x, n, logits.data());
-  // Group the chunk's rows by expert so each expert's weights are read once per chunk: a
-  // counting sort of the (row, expert) pairs, rows ascending within each expert. Flat
+  // Route every row, then group the rows by expert (models/common/expert_groups.h). Flat
   // arrays sized once per call: no allocation per token.
   std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
   std::vector<float> weight_of(static_cast<size_t>(n * k));    // [n, k]
@@ -91,32 +91,21 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
     std::copy(r.experts.begin(), r.experts.end(), expert_of.begin() + t * k);
     std::copy(r.weights.begin(), r.weights.end(), weight_of.begin() + t * k);
   }
-  std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);  // rows of e: [start[e], start[e+1])
-  for (int32_t e : expert_of) ++start[e + 1];
-  for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
-  std::vector<int64_t> grouped_rows(static_cast<size_t>(n * k));
-  std::vector<float> grouped_weights(static_cast<size_t>(n * k));
-  std::vector<int64_t> next(start.begin(), start.end() - 1);
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t i = 0; i < k; ++i) {
-      const int64_t at = next[expert_of[t * k + i]]++;
-      grouped_rows[at] = t;
-      grouped_weights[at] = weight_of[t * k + i];
-    }
-  }
+  models::ExpertGroups groups;
+  groups.Build(expert_of, weight_of, k, E);
   // FP32 sums per row, experts added in ascending id (a fixed per-token order), shared last.
   std::vector<float> acc(static_cast<size_t>(n * D), 0.0f);
   std::vector<BF16> xs, ys;
   const float limit = static_cast<float>(c.swiglu_limit);
   for (int64_t e = 0; e < E; ++e) {
-    const int64_t* rows = grouped_rows.data() + start[e];
-    const int64_t m = start[e + 1] - start[e];
+    const int64_t* rows = groups.rows.data() + groups.start[e];
+    const int64_t m = groups.size(e);
     if (m == 0) continue;
     xs.resize(static_cast<size_t>(m * D));
     ys.resize(static_cast<size_t>(m * D));
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
-    Expert(pool, w.experts[e], xs.data(), m, grouped_weights.data() + start[e], limit, true,
-           ys.data());
+    Expert(pool, w.experts[e], xs.data(), m, groups.weights.data() + groups.start[e], limit,
+           true, ys.data());
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
     }
