@@ -1,11 +1,13 @@
 # Module libraries and the layering between them.
 #
-# dsv4_module(<name> PREFIX <include prefix> DIRS <folder>... [PUBLIC_DIR <folder>] DEPS <dep>...)
+# dsv4_module(<name> PREFIX <include prefix> DIRS <folder>... [PUBLIC_HEADERS <file>...]
+#             DEPS <dep>...)
 #   A static library of the .cpp files directly in DIRS (one concept per file), linking DEPS.
-#   Its headers are included as "<prefix>/<file>.h". Its include directory,
-#   <build>/modinc/<name>, holds one symbolic link, <prefix> -> its first folder, so a module
-#   compiles against its own headers and those of the modules it links, and an #include of a
-#   module it does not link fails to compile.
+#   Its headers are included as "<prefix>/<file>.h"; its public headers (include/dsv4/x.h) as
+#   "dsv4/x.h". Its include directory, <build>/modinc/<name>, holds symbolic links only to its
+#   own: <prefix> -> its first folder, dsv4/x.h -> each public header. So a module compiles
+#   against its own headers and those of the modules it links, and an #include of a module it
+#   does not link fails to compile.
 # dsv4_write_layering()
 #   After the last module: writes <build>/layering.cmake (each module's folders, prefix and the
 #   modules it may include: itself and everything it links, transitively), which
@@ -13,7 +15,7 @@
 #   (the `layering` test).
 
 function(dsv4_module name)
-  cmake_parse_arguments(PARSE_ARGV 1 arg "" "PREFIX;PUBLIC_DIR" "DIRS;DEPS")
+  cmake_parse_arguments(PARSE_ARGV 1 arg "" "PREFIX" "DIRS;DEPS;PUBLIC_HEADERS")
   set(srcs)
   foreach(dir IN LISTS arg_DIRS)
     file(GLOB dir_srcs CONFIGURE_DEPENDS "${CMAKE_CURRENT_SOURCE_DIR}/${dir}/*.cpp")
@@ -25,18 +27,21 @@ function(dsv4_module name)
   file(MAKE_DIRECTORY "${link_parent}")
   list(GET arg_DIRS 0 first_dir)
   file(CREATE_LINK "${CMAKE_CURRENT_SOURCE_DIR}/${first_dir}" "${inc}/${arg_PREFIX}" SYMBOLIC)
-  set(incs "${inc}")
-  if(arg_PUBLIC_DIR)
-    list(APPEND incs "${CMAKE_CURRENT_SOURCE_DIR}/${arg_PUBLIC_DIR}")
-  endif()
+  set(public_names)
+  foreach(header IN LISTS arg_PUBLIC_HEADERS)
+    get_filename_component(header_name "${header}" NAME)
+    file(MAKE_DIRECTORY "${inc}/dsv4")
+    file(CREATE_LINK "${CMAKE_CURRENT_SOURCE_DIR}/${header}" "${inc}/dsv4/${header_name}" SYMBOLIC)
+    list(APPEND public_names "dsv4/${header_name}")
+  endforeach()
 
   if(srcs)
     add_library(${name} STATIC ${srcs})
-    target_include_directories(${name} PUBLIC ${incs})
+    target_include_directories(${name} PUBLIC ${inc})
     target_link_libraries(${name} PUBLIC ${arg_DEPS})
   else()  # a header-only module
     add_library(${name} INTERFACE)
-    target_include_directories(${name} INTERFACE ${incs})
+    target_include_directories(${name} INTERFACE ${inc})
     target_link_libraries(${name} INTERFACE ${arg_DEPS})
   endif()
 
@@ -50,7 +55,8 @@ function(dsv4_module name)
   set_property(GLOBAL PROPERTY DSV4_MODULE_${name}_PREFIX ${arg_PREFIX})
   set_property(GLOBAL PROPERTY DSV4_MODULE_${name}_DIRS ${arg_DIRS})
   set_property(GLOBAL PROPERTY DSV4_MODULE_${name}_DEPS ${module_deps})
-  set_property(GLOBAL PROPERTY DSV4_MODULE_${name}_PUBLIC_DIR "${arg_PUBLIC_DIR}")
+  set_property(GLOBAL PROPERTY DSV4_MODULE_${name}_PUBLIC_FILES "${arg_PUBLIC_HEADERS}")
+  set_property(GLOBAL PROPERTY DSV4_MODULE_${name}_PUBLIC_NAMES "${public_names}")
 endfunction()
 
 # The modules `name` may include: itself and its dependencies, transitively.
@@ -78,19 +84,14 @@ function(dsv4_write_layering)
   foreach(m IN LISTS modules)
     get_property(prefix GLOBAL PROPERTY DSV4_MODULE_${m}_PREFIX)
     get_property(dirs GLOBAL PROPERTY DSV4_MODULE_${m}_DIRS)
-    get_property(public_dir GLOBAL PROPERTY DSV4_MODULE_${m}_PUBLIC_DIR)
+    get_property(public_files GLOBAL PROPERTY DSV4_MODULE_${m}_PUBLIC_FILES)
+    get_property(public_names GLOBAL PROPERTY DSV4_MODULE_${m}_PUBLIC_NAMES)
     dsv4_module_closure(${m} allowed)
     string(APPEND text "set(DSV4_${m}_PREFIX \"${prefix}\")\n")
     string(APPEND text "set(DSV4_${m}_DIRS ${dirs})\n")
     string(APPEND text "set(DSV4_${m}_ALLOWED ${allowed})\n")
-    # A public folder (include/dsv4) belongs to its module: its headers are included as
-    # "dsv4/<file>.h" and checked like the module's own.
-    if(public_dir)
-      file(GLOB public_subdirs LIST_DIRECTORIES true RELATIVE "${CMAKE_SOURCE_DIR}/${public_dir}"
-           "${CMAKE_SOURCE_DIR}/${public_dir}/*")
-      string(APPEND text "set(DSV4_${m}_PUBLIC_DIR \"${public_dir}\")\n")
-      string(APPEND text "set(DSV4_${m}_PUBLIC_PREFIXES ${public_subdirs})\n")
-    endif()
+    string(APPEND text "set(DSV4_${m}_PUBLIC_FILES ${public_files})\n")
+    string(APPEND text "set(DSV4_${m}_PUBLIC_NAMES ${public_names})\n")
   endforeach()
   file(WRITE "${CMAKE_BINARY_DIR}/layering.cmake" "${text}")
 endfunction()

@@ -2,6 +2,10 @@
 // paged, budgeted KV cache. One engine thread owns every piece of serving state (scheduler,
 // KV pages, model runner); other threads only submit, cancel and read events.
 //
+// The engine is the one owner of what a request may ask (Check: vocabulary, context, KV
+// budget) and of when it ends (StopConditions: EOS, stop ids, max_new_tokens). Callers map
+// its refusals onto their protocol (the server to OpenAI errors, the CLI to a message).
+//
 // Thread safety: every public method may be called from any thread.
 #pragma once
 
@@ -9,23 +13,36 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
-#include "core/status.h"
-#include "kv/kv_manager.h"
-#include "sample/sampler.h"
+#include "dsv4/kv_stats.h"
+#include "dsv4/sampling.h"
+#include "dsv4/status.h"
 
 namespace dsv4 {
 
-using RequestId = int64_t;
-using sample::SamplingParams;
+// Library types the engine hands out by reference; their definitions are internal
+// (src/model, src/tokenizer, src/runner), so only code built with the library uses them.
+namespace checkpoint {
+struct ModelConfig;
+}
+namespace tokenizer {
+class Tokenizer;
+}
+namespace runner {
+struct LoadedModel;
+}
 
+using RequestId = int64_t;
+
+// When a request ends, besides cancellation (checked by the engine alone, after every token).
 struct StopConditions {
   int64_t max_new_tokens = 16;
-  bool ignore_eos = false;
+  bool ignore_eos = false;              // also ignores stop_token_ids
   std::vector<int32_t> stop_token_ids;  // besides the model's eos (unless ignore_eos)
 };
 
@@ -33,6 +50,23 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // token ids, at least one
   SamplingParams sampling;
   StopConditions stop;
+};
+
+// Why a request can never run on this engine, whatever the load (Engine::Check; Submit
+// refuses such a request with the same Status).
+enum class RequestProblem {
+  kNone,
+  kMalformed,         // InvalidArgument: empty prompt, a token outside the vocabulary,
+                      // max_new_tokens < 1, sampling values out of range
+  kPromptTooLong,     // OutOfRange: the prompt alone fills the context (no room for a token)
+  kContextExceeded,   // OutOfRange: prompt + max_new_tokens exceed the context
+  kKvBudgetExceeded,  // OutOfRange: alone, the request needs more KV than the whole budget
+};
+
+struct RequestCheck {
+  RequestProblem problem = RequestProblem::kNone;
+  Status status;  // OK iff problem == kNone; else names the limit, the asked and the allowed
+  bool ok() const { return problem == RequestProblem::kNone; }
 };
 
 enum class FinishReason { kNone, kLength, kStop, kCancelled, kError };
@@ -45,7 +79,7 @@ struct TokenEvent {
   bool finished = false;
   FinishReason reason = FinishReason::kNone;
   std::string error;  // when reason == kError
-  double seconds = 0; // since the request was submitted
+  double seconds = 0; // since the request was submitted (the first token's: prefill + queueing)
 };
 
 // The events of one request, in order. Filled by the engine thread; read by anyone.
@@ -69,12 +103,13 @@ class RequestStream {
   bool done_ = false;  // the final event has been read
 };
 
+// Makes the model an engine serves; Engine::Create calls it once, on the caller's thread,
+// and owns what it returns. Where the model comes from is the caller's choice: a checkpoint
+// folder (runner::OpenModelFolder), the built-in tiny model (the dsv4 tool), a stand-in that
+// only accounts KV pages for admission studies (runner::AccountingModel).
+using ModelFactory = std::function<Result<std::unique_ptr<runner::LoadedModel>>()>;
+
 struct EngineOptions {
-  std::string model_dir;               // empty: the built-in dsv4-tiny model
-  // Admission studies: a model preset ("v3.2", "v4-pro", "v4-flash") run by a stand-in that
-  // computes nothing and accounts KV pages without backing memory (runner/accounting_lm.h).
-  // Every generated token is 0. Empty: run the real model.
-  std::string accounting_preset;
   int threads = 0;                     // 0: all cores
   int64_t kv_budget_bytes = 1ll << 30; // pages of all sequences together
   int64_t max_num_batched_tokens = 256;
@@ -84,6 +119,7 @@ struct EngineOptions {
   // tokens (a multiple of 128) and at their last multiple of 128; a later request whose
   // prompt starts with a cached prefix continues from it instead of recomputing it, with
   // bit-identical results. Cached prefixes are evicted LRU when the KV budget needs pages.
+  // Only for models whose sequences can be snapshotted (V4); off for the others.
   bool prefix_caching = true;
   int64_t prefix_snapshot_interval = 4096;
 };
@@ -100,18 +136,21 @@ struct EngineStats {
   int64_t prefix_hits = 0;       // requests (or recomputations) that reused a cached prefix
   int64_t prefix_hit_tokens = 0; // prompt tokens not recomputed thanks to them
   int64_t prefix_cache_entries = 0;
-  kv::KvStats kv;
+  KvStats kv;                    // budget_bytes set from the start
 };
 
 class Engine {
  public:
-  // Loads the model and starts the engine thread.
-  static Result<std::unique_ptr<Engine>> Create(const EngineOptions& options);
+  // Makes the model with `make_model` (its errors are returned as they are), checks the
+  // options (InvalidArgument naming the option) and starts the engine thread.
+  static Result<std::unique_ptr<Engine>> Create(const ModelFactory& make_model,
+                                                const EngineOptions& options);
   ~Engine();  // cancels what is left and joins the thread
 
-  // Queues a request. InvalidArgument: empty prompt, token outside the vocabulary, bad
-  // sampling values, prompt + max_new_tokens past the model's context; ResourceExhausted: the
-  // request could never fit in the KV budget even alone, or the queue is full.
+  // The checks Submit runs first, without submitting: whether `request` could ever run here.
+  RequestCheck Check(const GenerationRequest& request) const;
+  // Queues a request. Refusals: what Check refuses (InvalidArgument, OutOfRange), and
+  // ResourceExhausted when the queue is full (transient: retry later).
   Result<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
   // Cancels a request (no-op when unknown or finished); its stream ends with kCancelled and
   // its pages are freed.
@@ -125,13 +164,23 @@ class Engine {
   void SetPaused(bool paused);
 
   EngineStats Stats() const;
+
+  // The served model. Its config and tokenizer are the engine's own (no need to open the
+  // checkpoint again); they live as long as the engine.
   const std::string& model_name() const;
+  const checkpoint::ModelConfig& config() const;
   int64_t vocab_size() const;
   int64_t eos_token_id() const;
-
-  class Impl;
+  // The model's tokenizer; FailedPrecondition "tokenizer.json not found in <source>" when the
+  // checkpoint has none, or the error parsing it (token-id use needs no tokenizer).
+  Result<const tokenizer::Tokenizer*> tokenizer() const;
+  // KV bytes one sequence holds at `num_tokens` tokens (the engine's page layout).
+  int64_t KvBytesAt(int64_t num_tokens) const;
+  // Threads of the engine's worker pool.
+  int num_threads() const;
 
  private:
+  class Impl;
   explicit Engine(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -1,5 +1,7 @@
 #include "core/status.h"
 
+#include "core/check.h"
+
 namespace dsv4 {
 
 std::string_view StatusCodeName(StatusCode code) {
@@ -35,3 +37,11 @@ Status Status::WithContext(std::string_view prefix) const {
 }
 
 }  // namespace dsv4
+
+namespace dsv4::status_internal {
+
+void ResultMisused(const char* what, const Status& status) {
+  CheckFailed(__FILE__, __LINE__, what, status.ToString());
+}
+
+}  // namespace dsv4::status_internal

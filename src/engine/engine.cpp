@@ -5,13 +5,15 @@
 #include <map>
 #include <thread>
 
-#include "kv/prefix_cache.h"
-#include "checkpoint/checkpoint.h"
-#include "testing/weight_generator.h"
-#include "checkpoint/presets.h"
-#include "runner/accounting_lm.h"
+#include "engine/prefix_policy.h"
+#include "engine/request_check.h"
+#include "engine/stop_condition.h"
+#include "checkpoint/config.h"
 #include "runner/causal_lm.h"
+#include "runner/loaded_model.h"
+#include "sample/sampler.h"
 #include "sched/scheduler.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4 {
 namespace {
@@ -30,32 +32,39 @@ struct Active {
 
 class Engine::Impl {
  public:
-  Status Init(const EngineOptions& o);
+  Status Init(const ModelFactory& make_model, const EngineOptions& o);
   ~Impl();
 
+  RequestCheck Check(const GenerationRequest& r) const;
   Result<std::shared_ptr<RequestStream>> Submit(GenerationRequest r);
   void Cancel(RequestId id);
   void SetPaused(bool paused);
   void ClearPrefixCache();
   EngineStats Stats() const;
 
-  checkpoint::Checkpoint checkpoint;
+  // Immutable after Init: read by any thread.
+  const runner::LoadedModel& model() const { return *model_; }
+  const checkpoint::ModelConfig& config() const { return model_->lm->config(); }
+  Result<const tokenizer::Tokenizer*> tokenizer() const;
+  int64_t KvBytesAt(int64_t n) const { return kv_->layout().BytesAt(n); }
+  int num_threads() const { return pool_->num_threads(); }
 
  private:
   void Loop();
   void Step();
   void Finish(Active* a, FinishReason reason, const std::string& error = "");
   void DrainInbox();
-  // Continues a sequence with no computed tokens from the longest cached prefix of its tokens.
-  void TryRestorePrefix(sched::Sequence* s);
-  // Snapshots sequences that just reached one of their stop points.
-  void SnapshotPrefixes(const sched::StepPlan& plan);
+  // Continues a sequence with no computed tokens from a cached prefix (counted in stats_).
+  void RestorePrefix(sched::Sequence* s);
 
   EngineOptions options_;
-  std::unique_ptr<runner::CausalLm> lm_;
+  std::unique_ptr<runner::LoadedModel> model_;
+  std::unique_ptr<tokenizer::Tokenizer> tokenizer_;
+  Status tokenizer_status_;  // why tokenizer_ is null
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<kv::KvManager> kv_;
-  kv::PrefixCache prefix_cache_;  // before the sequences, after the manager
+  engine::RequestLimits limits_;  // points into kv_
+  std::unique_ptr<engine::PrefixPolicy> prefix_;  // before the sequences, after the manager
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::map<RequestId, std::unique_ptr<Active>> active_;  // engine thread only
 
@@ -73,46 +82,51 @@ class Engine::Impl {
   std::thread thread_;
 };
 
-Status Engine::Impl::Init(const EngineOptions& o) {
+Status Engine::Impl::Init(const ModelFactory& make_model, const EngineOptions& o) {
   options_ = o;
-  const bool accounting = !o.accounting_preset.empty();
-  if (accounting) {
-    DSV4_ASSIGN_OR_RETURN(checkpoint.config, checkpoint::PresetConfig(o.accounting_preset));
-    // Capacity studies extrapolate past the trained context (V3.2 stops at 163,840; spec
-    // §13.2 compares both at 1M): nothing is computed, only pages are counted.
-    checkpoint.config.max_position_embeddings = int64_t{1} << 40;
-    checkpoint.name = o.accounting_preset + " (KV accounting only)";
-    lm_ = runner::MakeAccountingLm(checkpoint.config);
+  if (!make_model) return Status::InvalidArgument("no model: the engine's model factory is empty");
+  DSV4_ASSIGN_OR_RETURN(model_, make_model());
+  DSV4_CHECK(model_ != nullptr && model_->lm != nullptr);
+  if (model_->tokenizer_json.empty()) {
+    tokenizer_status_ = Status::FailedPrecondition("tokenizer.json not found in " +
+                                                   (model_->source.empty() ? model_->name
+                                                                           : model_->source));
   } else {
-    if (o.model_dir.empty()) {
-      DSV4_ASSIGN_OR_RETURN(checkpoint, fixtures::BuiltinDefaultModel());
+    Result<std::unique_ptr<tokenizer::Tokenizer>> t =
+        tokenizer::Tokenizer::FromJson(model_->tokenizer_json, model_->name + "/tokenizer.json");
+    if (t.ok()) {
+      tokenizer_ = std::move(t).value();
     } else {
-      DSV4_ASSIGN_OR_RETURN(checkpoint, checkpoint::OpenCheckpoint(o.model_dir));
+      tokenizer_status_ = t.status();
     }
-    DSV4_ASSIGN_OR_RETURN(lm_, runner::CreateCausalLm(checkpoint.config, *checkpoint.weights));
   }
   if (o.kv_budget_bytes <= 0) {
     return Status::InvalidArgument("kv budget must be > 0 bytes, got " +
                                    std::to_string(o.kv_budget_bytes));
   }
+  const runner::CausalLm& lm = *model_->lm;
   pool_ = std::make_unique<ThreadPool>(o.threads);
-  kv_ = std::make_unique<kv::KvManager>(lm_->page_layout(), o.kv_budget_bytes,
-                                        /*backing=*/!accounting);
-  // Snapshots exist for the V4 cache only (V3.2 sequences and the accounting stand-in have
-  // none): caching is off for the others.
-  options_.prefix_caching =
-      o.prefix_caching && !accounting && checkpoint.config.arch == checkpoint::Arch::kV4;
-  if (options_.prefix_caching &&
-      (o.prefix_snapshot_interval <= 0 || o.prefix_snapshot_interval % 128)) {
-    return Status::InvalidArgument("prefix_snapshot_interval must be a positive multiple of 128, "
-                                   "got " + std::to_string(o.prefix_snapshot_interval));
-  }
+  kv_ = std::make_unique<kv::KvManager>(lm.page_layout(), o.kv_budget_bytes,
+                                        /*backing=*/lm.writes_kv());
+  limits_ = {.vocab_size = config().vocab_size,
+             .context = config().max_position_embeddings,
+             .layout = &kv_->layout(),
+             .kv_budget_bytes = kv_->budget_bytes()};
+  DSV4_ASSIGN_OR_RETURN(prefix_, engine::PrefixPolicy::Create(
+                                     o.prefix_caching && lm.snapshots_prefixes(),
+                                     o.prefix_snapshot_interval));
   scheduler_ = std::make_unique<sched::Scheduler>(
       sched::SchedulerOptions{o.max_num_batched_tokens, o.max_num_seqs}, kv_.get(),
-      [this] { return prefix_cache_.EvictOne(); });
-  scheduler_->set_on_admit([this](sched::Sequence* s) { TryRestorePrefix(s); });
+      [this] { return prefix_->EvictOne(); });
+  scheduler_->set_on_admit([this](sched::Sequence* s) { RestorePrefix(s); });
+  stats_.kv = kv_->Stats();
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
+}
+
+Result<const tokenizer::Tokenizer*> Engine::Impl::tokenizer() const {
+  if (tokenizer_ == nullptr) return tokenizer_status_;
+  return static_cast<const tokenizer::Tokenizer*>(tokenizer_.get());
 }
 
 Engine::Impl::~Impl() {
@@ -124,39 +138,14 @@ Engine::Impl::~Impl() {
   if (thread_.joinable()) thread_.join();
 }
 
+RequestCheck Engine::Impl::Check(const GenerationRequest& r) const {
+  return engine::ValidateRequest(r, limits_);
+}
+
 Result<std::shared_ptr<RequestStream>> Engine::Impl::Submit(GenerationRequest r) {
-  const checkpoint::ModelConfig& c = checkpoint.config;
-  if (r.prompt.empty()) return Status::InvalidArgument("prompt is empty");
-  for (size_t i = 0; i < r.prompt.size(); ++i) {
-    if (r.prompt[i] < 0 || r.prompt[i] >= c.vocab_size) {
-      return Status::InvalidArgument("prompt token " + std::to_string(i) + " is " +
-                                     std::to_string(r.prompt[i]) + ", outside the vocabulary [0, " +
-                                     std::to_string(c.vocab_size) + ")");
-    }
-  }
-  if (r.stop.max_new_tokens < 1) {
-    return Status::InvalidArgument("max_new_tokens must be >= 1, got " +
-                                   std::to_string(r.stop.max_new_tokens));
-  }
-  if (r.sampling.temperature < 0 || r.sampling.top_p <= 0 || r.sampling.top_p > 1 ||
-      r.sampling.top_k < 0) {
-    return Status::InvalidArgument("sampling parameters out of range (temperature >= 0, "
-                                   "0 < top_p <= 1, top_k >= 0)");
-  }
+  RequestCheck check = Check(r);
+  if (!check.ok()) return check.status;
   const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.stop.max_new_tokens;
-  if (total > c.max_position_embeddings) {
-    return Status::InvalidArgument("prompt of " + std::to_string(r.prompt.size()) + " tokens + " +
-                                   std::to_string(r.stop.max_new_tokens) +
-                                   " new tokens exceeds the context of " +
-                                   std::to_string(c.max_position_embeddings));
-  }
-  const int64_t need = kv_->layout().BytesAt(total);
-  if (need > kv_->budget_bytes()) {
-    return Status::ResourceExhausted(
-        "request needs " + std::to_string(need) + " bytes of KV cache at " +
-        std::to_string(total) + " tokens but the whole budget is " +
-        std::to_string(kv_->budget_bytes()) + " bytes");
-  }
   auto a = std::make_unique<Active>();
   a->request = std::move(r);
   a->submitted = Clock::now();
@@ -173,14 +162,8 @@ Result<std::shared_ptr<RequestStream>> Engine::Impl::Submit(GenerationRequest r)
     a->seq.tokens = a->request.prompt;
     a->seq.num_prompt = static_cast<int64_t>(a->request.prompt.size());
     a->seq.max_tokens = total;
-    if (options_.prefix_caching) {
-      const int64_t last = (a->seq.num_prompt - 1) / 128 * 128;  // leave >= 1 token to compute
-      for (int64_t p = options_.prefix_snapshot_interval; p < last; p += options_.prefix_snapshot_interval) {
-        a->seq.stop_points.push_back(p);
-      }
-      if (last >= 128) a->seq.stop_points.push_back(last);
-    }
-    a->seq.state = lm_->NewSequence(kv_.get());
+    a->seq.stop_points = prefix_->StopPoints(a->seq.num_prompt);
+    a->seq.state = model_->lm->NewSequence(kv_.get());
     a->stream = stream = std::make_shared<RequestStream>(id);
     inbox_.push_back(std::move(a));
     ++queued_;
@@ -250,7 +233,7 @@ void Engine::Impl::DrainInbox() {
     std::swap(clear, clear_cache_);
   }
   if (clear) {
-    prefix_cache_.Clear();
+    prefix_->Clear();
     std::lock_guard<std::mutex> lock(mu_);
     stats_.prefix_cache_entries = 0;
     stats_.kv = kv_->Stats();
@@ -266,34 +249,12 @@ void Engine::Impl::DrainInbox() {
   }
 }
 
-void Engine::Impl::TryRestorePrefix(sched::Sequence* s) {
-  if (!options_.prefix_caching || s->num_computed != 0) return;
-  const kv::PrefixSnapshot* snap = prefix_cache_.Lookup(s->tokens, s->num_tokens() - 1);
-  if (snap == nullptr) return;
-  // The hit is now the most recently used entry: older entries give way for its copies.
-  Status restored = s->state->RestoreSnapshot(*snap);
-  while (!restored.ok() && prefix_cache_.num_entries() > 1 && prefix_cache_.EvictOne()) {
-    restored = s->state->RestoreSnapshot(*snap);
-  }
-  if (!restored.ok()) return;
-  s->num_computed = snap->num_tokens;
+void Engine::Impl::RestorePrefix(sched::Sequence* s) {
+  const int64_t restored = prefix_->TryRestore(s);
+  if (restored == 0) return;
   std::lock_guard<std::mutex> lock(mu_);
   stats_.prefix_hits += 1;
-  stats_.prefix_hit_tokens += snap->num_tokens;
-}
-
-void Engine::Impl::SnapshotPrefixes(const sched::StepPlan& plan) {
-  if (!options_.prefix_caching) return;
-  for (const sched::ScheduledChunk& c : plan.chunks) {
-    sched::Sequence* s = c.seq;
-    const int64_t p = s->num_computed;
-    if (std::find(s->stop_points.begin(), s->stop_points.end(), p) == s->stop_points.end()) continue;
-    if (prefix_cache_.Contains(s->tokens, p)) continue;
-    std::unique_ptr<kv::PrefixSnapshot> snap = s->state->TakeSnapshot();
-    if (snap) prefix_cache_.Insert(s->tokens, std::move(snap));
-  }
-  std::lock_guard<std::mutex> lock(mu_);
-  stats_.prefix_cache_entries = prefix_cache_.num_entries();
+  stats_.prefix_hit_tokens += restored;
 }
 
 void Engine::Impl::Loop() {
@@ -337,7 +298,7 @@ void Engine::Impl::Step() {
                      c.sample ? runner::LogitsMode::kLast : runner::LogitsMode::kNone,
                      &logits[i]});
   }
-  Status s = lm_->ForwardBatch(*pool_, batch);
+  Status s = model_->lm->ForwardBatch(*pool_, batch);
   if (!s.ok()) {
     for (const auto& c : plan.chunks) {
       auto it = active_.find(c.seq->id);
@@ -346,9 +307,9 @@ void Engine::Impl::Step() {
     return;
   }
   scheduler_->Commit(plan);
-  SnapshotPrefixes(plan);
+  prefix_->SnapshotAfterStep(plan);
   int64_t prompt_tokens = 0, generated = 0;
-  const checkpoint::ModelConfig& cfg = checkpoint.config;
+  const int64_t eos = config().eos_token_id;
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const sched::ScheduledChunk& c = plan.chunks[i];
     prompt_tokens += std::max<int64_t>(0, std::min(c.begin + c.count, c.seq->num_prompt) - c.begin);
@@ -362,18 +323,11 @@ void Engine::Impl::Step() {
     ev.index = c.seq->num_generated() - 1;
     ev.seconds = std::chrono::duration<double>(Clock::now() - a->submitted).count();
     a->stream->Push(ev);
-    const StopConditions& stop = a->request.stop;
-    const bool eos = !stop.ignore_eos &&
-                     (token == cfg.eos_token_id ||
-                      std::find(stop.stop_token_ids.begin(), stop.stop_token_ids.end(), token) !=
-                          stop.stop_token_ids.end());
-    if (eos) {
-      Finish(a, FinishReason::kStop);
-    } else if (c.seq->num_generated() >= stop.max_new_tokens) {
-      Finish(a, FinishReason::kLength);
-    }
+    const FinishReason end = engine::StopAfter(a->request.stop, eos, token, c.seq->num_generated());
+    if (end != FinishReason::kNone) Finish(a, end);
   }
   std::lock_guard<std::mutex> lock(mu_);
+  stats_.prefix_cache_entries = prefix_->num_entries();
   stats_.steps += 1;
   stats_.prompt_tokens += prompt_tokens;
   stats_.generated_tokens += generated;
@@ -383,15 +337,17 @@ void Engine::Impl::Step() {
   stats_.kv = kv_->Stats();
 }
 
-Result<std::unique_ptr<Engine>> Engine::Create(const EngineOptions& options) {
+Result<std::unique_ptr<Engine>> Engine::Create(const ModelFactory& make_model,
+                                               const EngineOptions& options) {
   auto impl = std::make_unique<Impl>();
-  DSV4_RETURN_IF_ERROR(impl->Init(options));
+  DSV4_RETURN_IF_ERROR(impl->Init(make_model, options));
   return std::unique_ptr<Engine>(new Engine(std::move(impl)));
 }
 
 Engine::Engine(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Engine::~Engine() = default;
 
+RequestCheck Engine::Check(const GenerationRequest& request) const { return impl_->Check(request); }
 Result<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request) {
   return impl_->Submit(std::move(request));
 }
@@ -399,8 +355,12 @@ void Engine::Cancel(RequestId id) { impl_->Cancel(id); }
 void Engine::SetPaused(bool paused) { impl_->SetPaused(paused); }
 void Engine::ClearPrefixCache() { impl_->ClearPrefixCache(); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
-const std::string& Engine::model_name() const { return impl_->checkpoint.name; }
-int64_t Engine::vocab_size() const { return impl_->checkpoint.config.vocab_size; }
-int64_t Engine::eos_token_id() const { return impl_->checkpoint.config.eos_token_id; }
+const std::string& Engine::model_name() const { return impl_->model().name; }
+const checkpoint::ModelConfig& Engine::config() const { return impl_->config(); }
+int64_t Engine::vocab_size() const { return impl_->config().vocab_size; }
+int64_t Engine::eos_token_id() const { return impl_->config().eos_token_id; }
+Result<const tokenizer::Tokenizer*> Engine::tokenizer() const { return impl_->tokenizer(); }
+int64_t Engine::KvBytesAt(int64_t num_tokens) const { return impl_->KvBytesAt(num_tokens); }
+int Engine::num_threads() const { return impl_->num_threads(); }
 
 }  // namespace dsv4

@@ -9,23 +9,15 @@
 #include <string>
 #include <vector>
 
+#include "dsv4/kv_stats.h"
 #include "kv/block_pool.h"
 #include "kv/page_layout.h"
 
 namespace dsv4::kv {
 
-struct ComponentStats {
-  std::string name;
-  int64_t page_bytes = 0;
-  int64_t pages_in_use = 0;
-  int64_t bytes_in_use = 0;
-};
-
-struct KvStats {
-  int64_t budget_bytes = 0;
-  int64_t used_bytes = 0;
-  std::vector<ComponentStats> components;
-};
+// Public (include/dsv4/kv_stats.h): the engine reports them.
+using ComponentStats = ::dsv4::KvComponentStats;
+using KvStats = ::dsv4::KvStats;
 
 class KvManager {
  public:

@@ -16,6 +16,7 @@
 
 #include "core/status.h"
 #include "kv/kv_manager.h"
+#include "kv/prefix_snapshot.h"
 #include "checkpoint/config.h"
 
 namespace dsv4::kv {
@@ -36,16 +37,6 @@ struct CompressorState {
   void Reset();
   int64_t row_width() const { return kappa * width; }
   int64_t rows() const { return kappa * ratio; }
-};
-
-// A cached prefix: a sequence's exact state after its first num_tokens tokens (a multiple of
-// 128, so no compressed window is half full and the HCA state is empty), as pages of the
-// manager. Holding one keeps its pages referenced; destroying it releases them.
-class PrefixSnapshot {
- public:
-  virtual ~PrefixSnapshot() = default;
-  int64_t num_tokens = 0;
-  int64_t copied_bytes = 0;  // bytes of pages the snapshot owns alone (ring, CSA state)
 };
 
 // V4: the compressed entries and indexer keys are shared (reference counted, copy on write);

@@ -3,6 +3,8 @@
 #include <array>
 #include <limits>
 
+#include "checkpoint/presets.h"
+
 namespace dsv4::runner {
 namespace {
 
@@ -80,6 +82,7 @@ class AccountingLm final : public CausalLm {
   std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv) const override {
     return std::make_unique<AccountingSequence>(kv != nullptr ? kv : own_.get());
   }
+  bool writes_kv() const override { return false; }
   Status Forward(ThreadPool&, SequenceState& state, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const override {
     auto& seq = static_cast<AccountingSequence&>(state);
@@ -101,6 +104,18 @@ class AccountingLm final : public CausalLm {
 
 std::unique_ptr<CausalLm> MakeAccountingLm(const checkpoint::ModelConfig& c) {
   return std::make_unique<AccountingLm>(c);
+}
+
+Result<std::unique_ptr<LoadedModel>> AccountingModel(const std::string& preset) {
+  DSV4_ASSIGN_OR_RETURN(checkpoint::ModelConfig c, checkpoint::PresetConfig(preset));
+  // Capacity studies extrapolate past the trained context (V3.2 stops at 163,840; spec
+  // §13.2 compares both at 1M): nothing is computed, only pages are counted.
+  c.max_position_embeddings = int64_t{1} << 40;
+  auto m = std::make_unique<LoadedModel>();
+  m->name = preset + " (KV accounting only)";
+  m->source = "preset " + preset;
+  m->lm = MakeAccountingLm(c);
+  return m;
 }
 
 }  // namespace dsv4::runner

@@ -28,6 +28,7 @@ class V4Lm final : public CausalLm {
   std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv) const override {
     return std::make_unique<V4Sequence>(model_->config(), kv);
   }
+  bool snapshots_prefixes() const override { return true; }
   Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const override {
     auto& seq = static_cast<V4Sequence&>(state);

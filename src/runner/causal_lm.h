@@ -13,6 +13,7 @@
 #include "kv/kv_manager.h"
 #include "kv/layout.h"
 #include "kv/page_layout.h"
+#include "kv/sequence_state.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/config.h"
 #include "models/common/logits_mode.h"
@@ -22,28 +23,8 @@ namespace dsv4::runner {
 
 using models::LogitsMode;
 
-// Everything a sequence carries between calls (its KV cache and streaming state).
-class SequenceState {
- public:
-  virtual ~SequenceState() = default;
-  // Positions [0, num_tokens()) have been processed.
-  virtual int64_t num_tokens() const = 0;
-  // Bytes held now, by component.
-  virtual kv::KvFootprint Usage() const = 0;
-  // Makes sure the pages for positions [0, n) exist: ResourceExhausted (nothing taken) when
-  // the KV budget cannot cover them. Forward reserves by itself; a scheduler reserves ahead
-  // to decide admission.
-  virtual Status Reserve(int64_t n) = 0;
-  // Frees every page; the sequence is back at 0 tokens (preemption, cancellation).
-  virtual void Release() = 0;
-  // Prefix caching (kv/prefix_cache.h): a snapshot of the state at num_tokens(), or nullptr
-  // when unsupported there; and continuing an empty sequence from a snapshot of a sequence
-  // of the same model and KV manager (bit for bit the donor's state).
-  virtual std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() { return nullptr; }
-  virtual Status RestoreSnapshot(const kv::PrefixSnapshot&) {
-    return Status::Unimplemented("prefix snapshots are not supported by this model");
-  }
-};
+// The per-sequence state each model creates (the scheduler sees it through kv).
+using kv::SequenceState;
 
 class CausalLm {
  public:
@@ -55,6 +36,11 @@ class CausalLm {
   // built from page_layout(); must outlive the sequence), or from a private unbounded pool
   // when `kv` is null.
   virtual std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv = nullptr) const = 0;
+  // Whether sequences write KV data into their pages (false: a stand-in that only accounts
+  // them, so the pools need no memory behind the pages).
+  virtual bool writes_kv() const { return true; }
+  // Whether sequences support TakeSnapshot/RestoreSnapshot (prefix caching).
+  virtual bool snapshots_prefixes() const { return false; }
   // Feeds `tokens` at positions state.num_tokens().. (any chunk size; bit-identical logits
   // for any chunking). `state` must come from this model's NewSequence. InvalidArgument for
   // a token outside the vocabulary, OutOfRange past max_position_embeddings; the state is

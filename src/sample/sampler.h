@@ -6,14 +6,11 @@
 #include <cstdint>
 #include <span>
 
+#include "dsv4/sampling.h"
+
 namespace dsv4::sample {
 
-struct SamplingParams {
-  float temperature = 0.0f;  // 0: greedy (argmax, ties to the lowest id)
-  int64_t top_k = 0;         // 0: no limit
-  float top_p = 1.0f;        // nucleus mass in (0, 1]
-  uint64_t seed = 0;
-};
+using SamplingParams = ::dsv4::SamplingParams;  // public: include/dsv4/sampling.h
 
 // The token for position `position` from FP32 logits [vocab].
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& p, int64_t position);

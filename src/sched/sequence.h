@@ -9,7 +9,7 @@
 #include <memory>
 #include <vector>
 
-#include "runner/causal_lm.h"
+#include "kv/sequence_state.h"
 
 namespace dsv4::sched {
 
@@ -28,7 +28,7 @@ struct Sequence {
   int64_t num_preemptions = 0;
   // Positions where a chunk must end (prefix-cache snapshot points), ascending.
   std::vector<int64_t> stop_points;
-  std::unique_ptr<runner::SequenceState> state;
+  std::unique_ptr<kv::SequenceState> state;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - num_prompt; }

@@ -27,8 +27,8 @@ ApiError BadRequest(std::string message, std::string param = "", std::string cod
 std::string ErrorBody(const ApiError& e);
 
 // Maps an engine or tokenizer Status onto the API: InvalidArgument / OutOfRange -> 400,
-// ResourceExhausted -> 429 (the server checks the KV fit itself first, so what is left is a
-// full queue), NotFound -> 404, anything else -> 500.
+// ResourceExhausted -> 429 (the engine's only transient refusal: a full queue; a request that
+// can never fit is OutOfRange), NotFound -> 404, anything else -> 500.
 ApiError FromStatus(const Status& s, std::string param = "");
 
 // A parsed value or the ApiError to answer with. Accessing value() of an error is a bug.

@@ -6,6 +6,7 @@
 #include <functional>
 #include <random>
 
+#include "checkpoint/config.h"
 #include "server/chat_stream.h"
 #include "server/openai_request.h"
 #include "server/openai_response.h"
@@ -173,37 +174,35 @@ ResponseMeta Meta(const ServingState& s, std::string_view prefix) {
   return {NewResponseId(prefix), static_cast<int64_t>(std::time(nullptr)), s.model_id};
 }
 
-// Checks the model name, the context and the KV budget, and fills the engine request.
+// A request the engine can never run, as the OpenAI error a client acts on: 400 naming the
+// field to change (a too-long prompt or output is the client's to fix, never a retry).
+ApiError Unfit(const RequestCheck& check, const std::string& prompt_param,
+               const std::string& max_tokens_param) {
+  const std::string& m = check.status.message();
+  switch (check.problem) {
+    case RequestProblem::kPromptTooLong:
+      return BadRequest(m, prompt_param, "context_length_exceeded");
+    case RequestProblem::kContextExceeded:
+      return BadRequest(m + "; lower " + max_tokens_param, max_tokens_param,
+                        "context_length_exceeded");
+    case RequestProblem::kKvBudgetExceeded:
+      return BadRequest(m + " (the server's --kv-budget); lower " + max_tokens_param +
+                            " or shorten the prompt",
+                        max_tokens_param, "kv_budget_exceeded");
+    default:
+      return FromStatus(check.status);
+  }
+}
+
+// Fills the engine request (the output defaults to `default_max_tokens`, at most what the
+// context leaves) and has the engine check it.
 ApiResult<GenerationRequest> BuildRequest(const ServingState& s, const GenerationParams& p,
                                           std::vector<int32_t> prompt,
                                           const std::string& prompt_param,
                                           const std::string& max_tokens_param,
                                           int64_t default_max_tokens) {
-  const int64_t context = s.config.max_position_embeddings;
+  const int64_t context = s.engine->config().max_position_embeddings;
   const int64_t n = static_cast<int64_t>(prompt.size());
-  if (n >= context) {
-    return BadRequest("the prompt is " + std::to_string(n) + " tokens; the model's context is " +
-                          std::to_string(context) + " tokens, prompt and output together",
-                      prompt_param, "context_length_exceeded");
-  }
-  const int64_t max_tokens = p.max_tokens.value_or(std::min(default_max_tokens, context - n));
-  if (max_tokens > context - n) {
-    return BadRequest("the prompt (" + std::to_string(n) + " tokens) plus " + max_tokens_param +
-                          " (" + std::to_string(max_tokens) + ") exceeds the model's context of " +
-                          std::to_string(context) + " tokens",
-                      max_tokens_param, "context_length_exceeded");
-  }
-  // Engine::Submit refuses this too, but as ResourceExhausted, which would read as a full
-  // queue (429); a request that can never fit is the client's to change (400).
-  const int64_t need = s.layout->BytesAt(n + max_tokens);
-  const int64_t budget = s.options->engine.kv_budget_bytes;
-  if (need > budget) {
-    return BadRequest("the request needs " + std::to_string(need) + " bytes of KV cache at " +
-                          std::to_string(n + max_tokens) + " tokens, more than the server's " +
-                          "whole KV budget of " + std::to_string(budget) +
-                          " bytes; lower " + max_tokens_param + " or shorten the prompt",
-                      max_tokens_param, "kv_budget_exceeded");
-  }
   GenerationRequest r;
   r.prompt = std::move(prompt);
   r.sampling = p.sampling;
@@ -213,8 +212,10 @@ ApiResult<GenerationRequest> BuildRequest(const ServingState& s, const Generatio
     thread_local std::mt19937_64 rng(std::random_device{}());
     r.sampling.seed = rng();
   }
-  r.stop.max_new_tokens = max_tokens;
+  r.stop.max_new_tokens = p.max_tokens.value_or(std::min(default_max_tokens, context - n));
   r.stop.ignore_eos = p.ignore_eos;
+  const RequestCheck check = s.engine->Check(r);
+  if (!check.ok()) return Unfit(check, prompt_param, max_tokens_param);
   return r;
 }
 

@@ -10,21 +10,18 @@
 
 #include <httplib.h>
 
-#include "checkpoint/config.h"
-#include "kv/page_layout.h"
 #include "server/generation.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4::server {
 
+// The engine owns the model's config, tokenizer and limits; the server keeps none of its own.
 struct ServingState {
   const ServerOptions* options = nullptr;
   std::string model_id;  // what "model" must name
-  checkpoint::ModelConfig config;
-  std::unique_ptr<tokenizer::Tokenizer> tokenizer;
-  std::unique_ptr<kv::PageLayout> layout;  // the engine's KV page layout, for the fit check
   std::unique_ptr<Engine> engine;
+  const tokenizer::Tokenizer* tokenizer = nullptr;  // the engine's
   GenerationContext generation;  // points into the above and the server
 };
 

@@ -178,17 +178,17 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
   One(&out, "dsv4_kv_used_bytes", "gauge", "KV cache bytes in pages in use.",
       static_cast<double>(e->kv.used_bytes));
   Header(&out, "dsv4_kv_component_bytes", "gauge", "KV bytes in use, by cache component.");
-  for (const kv::ComponentStats& c : e->kv.components) {
+  for (const KvComponentStats& c : e->kv.components) {
     Sample(&out, "dsv4_kv_component_bytes", "component=\"" + EscapeLabelValue(c.name) + "\"",
            static_cast<double>(c.bytes_in_use));
   }
   Header(&out, "dsv4_kv_component_pages", "gauge", "KV pages in use, by cache component.");
-  for (const kv::ComponentStats& c : e->kv.components) {
+  for (const KvComponentStats& c : e->kv.components) {
     Sample(&out, "dsv4_kv_component_pages", "component=\"" + EscapeLabelValue(c.name) + "\"",
            static_cast<double>(c.pages_in_use));
   }
   Header(&out, "dsv4_kv_component_page_bytes", "gauge", "Bytes of one page, by component.");
-  for (const kv::ComponentStats& c : e->kv.components) {
+  for (const KvComponentStats& c : e->kv.components) {
     Sample(&out, "dsv4_kv_component_page_bytes",
            "component=\"" + EscapeLabelValue(c.name) + "\"", static_cast<double>(c.page_bytes));
   }

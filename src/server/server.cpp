@@ -9,8 +9,7 @@
 
 #include <httplib.h>
 
-#include "checkpoint/checkpoint.h"
-#include "testing/weight_generator.h"
+#include "checkpoint/config.h"
 #include "server/endpoints.h"
 #include "server/openai_response.h"
 
@@ -158,7 +157,7 @@ void Server::Impl::Models(const httplib::Request& req, httplib::Response& res) c
                       {"object", "model"},
                       {"created", loaded_at_},
                       {"owned_by", "dsv4.cpp"},
-                      {"max_model_len", state_.config.max_position_embeddings}};
+                      {"max_model_len", state_.engine->config().max_position_embeddings}};
   if (req.matches.size() > 1) {  // GET /v1/models/{id}
     if (req.matches[1] != state_.model_id) {
       return SendError(res, ApiError{404, "the model '" + req.matches[1].str() +
@@ -183,10 +182,6 @@ void Server::Impl::Routes() {
     const bool ready = ready_.load();
     EngineStats stats;
     if (ready) stats = state_.engine->Stats();
-    // The engine publishes KV numbers from its first step on; the budget is known before.
-    if (ready && stats.kv.budget_bytes == 0) {
-      stats.kv.budget_bytes = options_.engine.kv_budget_bytes;
-    }
     res.set_content(metrics_.Render(ready ? &stats : nullptr, ready ? state_.model_id : "",
                                     ready, in_flight_.load()),
                     "text/plain; version=0.0.4; charset=utf-8");
@@ -271,32 +266,22 @@ Status Server::Impl::Bind() {
 
 Status Server::Impl::LoadModel() {
   if (ready_.load()) return Status::FailedPrecondition("the model is already loaded");
-  const std::string& dir = options_.engine.model_dir;
-  {
-    // The engine loads its own copy; this one gives the config and the tokenizer, which the
-    // Engine API does not expose. Folders are memory-mapped, so this is cheap, and the
-    // weights are dropped at the end of this block.
-    Result<checkpoint::Checkpoint> ck =
-        dir.empty() ? fixtures::BuiltinDefaultModel() : checkpoint::OpenCheckpoint(dir);
-    if (!ck.ok()) return ck.status();
-    if (ck->tokenizer_json.empty()) {
-      return Status::FailedPrecondition(
-          "tokenizer.json not found in " + dir +
-          ": dsv4 serve needs the model's tokenizer (the token-id commands, dsv4 run "
-          "--prompt-tokens and dsv4 logits, work without it)");
-    }
-    DSV4_ASSIGN_OR_RETURN(state_.tokenizer,
-                          tokenizer::Tokenizer::FromJson(ck->tokenizer_json,
-                                                         ck->name + "/tokenizer.json"));
-    state_.config = ck->config;
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                        Engine::Create(options_.model, options_.engine));
+  Result<const tokenizer::Tokenizer*> tok = engine->tokenizer();
+  if (!tok.ok() && tok.status().code() == StatusCode::kFailedPrecondition) {  // none
+    return Status::FailedPrecondition(
+        tok.status().message() +
+        ": dsv4 serve needs the model's tokenizer (the token-id commands, dsv4 run "
+        "--prompt-tokens and dsv4 logits, work without it)");
   }
-  state_.layout = std::make_unique<kv::PageLayout>(state_.config,
-                                                   kv::DefaultKvFormats(state_.config.arch));
-  DSV4_ASSIGN_OR_RETURN(state_.engine, Engine::Create(options_.engine));
+  if (!tok.ok()) return tok.status();  // tokenizer.json does not parse
+  state_.engine = std::move(engine);
+  state_.tokenizer = *tok;
   state_.options = &options_;
   state_.model_id = state_.engine->model_name();
   state_.generation = GenerationContext{.engine = state_.engine.get(),
-                                        .tokenizer = state_.tokenizer.get(),
+                                        .tokenizer = state_.tokenizer,
                                         .metrics = &metrics_,
                                         .in_flight = &in_flight_,
                                         .max_in_flight = options_.max_concurrent_requests,

@@ -31,7 +31,8 @@ struct ServerOptions {
   int64_t max_body_bytes = 8 << 20;  // larger bodies get 413
   int64_t max_concurrent_requests = 64;  // generation requests held at once; more get 429
   double request_timeout_s = 600;   // a generation still running after this is cancelled (504)
-  EngineOptions engine;             // model_dir (empty: built-in dsv4-tiny), kv budget, ...
+  ModelFactory model;               // what LoadModel serves (e.g. runner::OpenModelFolder)
+  EngineOptions engine;             // kv budget, batching, prefix caching, threads
 };
 
 class Server {
@@ -41,9 +42,10 @@ class Server {
   static Result<std::unique_ptr<Server>> Start(const ServerOptions& options);
   ~Server();  // Stop()
 
-  // Loads the model and its tokenizer and starts the engine; the API answers 503 until this
-  // returns OK. FailedPrecondition when the checkpoint has no tokenizer.json (the server
-  // speaks text); errors of Engine::Create as they are.
+  // Starts the engine on options.model; the API answers 503 until this returns OK. The
+  // config and tokenizer are the engine's (the checkpoint is opened once). FailedPrecondition
+  // when the model has no tokenizer.json (the server speaks text); errors of Engine::Create
+  // as they are.
   Status LoadModel();
 
   // Stops accepting, ends in-flight requests (streams get an error event, waiting handlers
@@ -55,9 +57,8 @@ class Server {
   // The engine, or nullptr before LoadModel (tests read its stats, pause it).
   Engine* engine();
 
-  class Impl;
-
  private:
+  class Impl;
   explicit Server(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -8,14 +8,29 @@
 
 #include "core/rng.h"
 #include "kv/page_layout.h"
+#include "checkpoint/config.h"
 #include "checkpoint/presets.h"
+#include "testing/weight_generator.h"
+#include "runner/accounting_lm.h"
+#include "runner/loaded_model.h"
+#include "tokenizer/tokenizer.h"
 
+#include <algorithm>
+#include <limits>
 #include <thread>
 
 namespace dsv4 {
 namespace {
 
 using ::testing::HasSubstr;
+
+// The built-in tiny model (generated in memory), as the dsv4 tool hands it to the engine.
+ModelFactory Tiny() {
+  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
+    return runner::LoadCheckpoint(std::move(ck), "the built-in model");
+  };
+}
 
 // Drops the cached prefixes and waits until every page is back (the engine thread does it).
 int64_t KvBytesAfterClearingCache(Engine& e) {
@@ -58,7 +73,7 @@ std::vector<GenerationRequest> Requests() {
 }
 
 std::vector<std::vector<int32_t>> RunAll(const EngineOptions& o, EngineStats* stats) {
-  auto engine = Engine::Create(o).value();
+  auto engine = Engine::Create(Tiny(), o).value();
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const GenerationRequest& r : Requests()) streams.push_back(engine->Submit(r).value());
   std::vector<std::vector<int32_t>> out;
@@ -114,7 +129,7 @@ TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
   for (int t = 0; t < 250; ++t) a.prompt.push_back((t * 7) % 512), b.prompt.push_back((t * 11) % 512);
   a.stop = b.stop = {.max_new_tokens = 120, .ignore_eos = true};
   auto solo = [&](const GenerationRequest& r) {
-    auto e = Engine::Create(EngineOptions{}).value();
+    auto e = Engine::Create(Tiny(), EngineOptions{}).value();
     auto s = e->Submit(r).value();
     std::vector<int32_t> out;
     TokenEvent ev;
@@ -128,7 +143,7 @@ TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
   // Both prompts fit at once; both grown to 370 tokens do not.
   o.kv_budget_bytes = 2 * layout.BytesAt(251) + 1;
   ASSERT_LT(o.kv_budget_bytes, layout.BytesAt(251) + layout.BytesAt(370));
-  auto e = Engine::Create(o).value();
+  auto e = Engine::Create(Tiny(), o).value();
   auto sa = e->Submit(a).value(), sb = e->Submit(b).value();
   std::vector<int32_t> got_a, got_b;
   TokenEvent ev;
@@ -148,7 +163,7 @@ TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
 
 TEST(Engine, CancelFreesPagesAndOthersContinue) {
   EngineOptions o;
-  auto engine = Engine::Create(o).value();
+  auto engine = Engine::Create(Tiny(), o).value();
   GenerationRequest long_req;
   long_req.prompt.assign(300, 3);
   long_req.stop.max_new_tokens = 2000;
@@ -174,11 +189,12 @@ TEST(Engine, CancelFreesPagesAndOthersContinue) {
 TEST(Engine, BadRequestsGetClearErrors) {
   EngineOptions o;
   o.kv_budget_bytes = 1 << 20;
-  auto engine = Engine::Create(o).value();
+  auto engine = Engine::Create(Tiny(), o).value();
   GenerationRequest r;
   EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("prompt is empty"));
   r.prompt = {1, 600};
-  EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("outside the vocabulary"));
+  EXPECT_THAT(engine->Submit(r).status().message(),
+              HasSubstr("token 600 at position 1 is outside the vocabulary [0, 512)"));
   r.prompt = {1, 2};
   r.stop.max_new_tokens = 0;
   EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("max_new_tokens"));
@@ -186,7 +202,7 @@ TEST(Engine, BadRequestsGetClearErrors) {
   EXPECT_THAT(engine->Submit(r).status().message(), HasSubstr("exceeds the context"));
   r.stop.max_new_tokens = 20000;  // fits the context but never the 1 MiB KV budget
   Status s = engine->Submit(r).status();
-  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(s.code(), StatusCode::kOutOfRange);  // not ResourceExhausted: retrying never helps
   EXPECT_THAT(s.message(), HasSubstr("whole budget"));
   r.stop.max_new_tokens = 3;
   r.sampling.top_p = 0;
@@ -194,7 +210,143 @@ TEST(Engine, BadRequestsGetClearErrors) {
   r.sampling.top_p = 1;
   EXPECT_TRUE(engine->Submit(r).ok());  // and the engine still serves
   o.kv_budget_bytes = 0;
-  EXPECT_FALSE(Engine::Create(o).ok());
+  EXPECT_FALSE(Engine::Create(Tiny(), o).ok());
+  EXPECT_EQ(Engine::Create(ModelFactory(), EngineOptions{}).status().code(),
+            StatusCode::kInvalidArgument);
+}
+
+// Check says which limit a request can never meet (callers map it: the server to an OpenAI
+// error naming the field), with the same Status Submit refuses it with; a full queue is the
+// only refusal that is not permanent.
+TEST(Engine, CheckNamesTheLimitARequestCanNeverMeet) {
+  EngineOptions o;
+  o.kv_budget_bytes = 1 << 20;
+  o.max_queued_requests = 1;
+  auto engine = Engine::Create(Tiny(), o).value();
+  const int64_t context = engine->config().max_position_embeddings;
+  ASSERT_EQ(context, 65536);
+  auto check = [&](int64_t prompt_len, int64_t max_new) {
+    GenerationRequest r;
+    r.prompt.assign(static_cast<size_t>(prompt_len), 5);
+    r.stop.max_new_tokens = max_new;
+    const RequestCheck c = engine->Check(r);
+    if (!c.ok()) {  // Submit refuses exactly so
+      const Status submitted = engine->Submit(r).status();
+      EXPECT_EQ(submitted.code(), c.status.code());
+      EXPECT_EQ(submitted.message(), c.status.message());
+    }
+    return c;
+  };
+  RequestCheck c = check(context, 1);
+  EXPECT_EQ(c.problem, RequestProblem::kPromptTooLong);
+  EXPECT_EQ(c.status.code(), StatusCode::kOutOfRange);
+  EXPECT_THAT(c.status.message(), HasSubstr("the prompt is 65536 tokens; the model's context is "
+                                            "65536 tokens"));
+  c = check(10, context - 9);
+  EXPECT_EQ(c.problem, RequestProblem::kContextExceeded);
+  EXPECT_THAT(c.status.message(),
+              HasSubstr("prompt of 10 tokens + 65527 new tokens exceeds the context of 65536"));
+  c = check(10, std::numeric_limits<int64_t>::max());  // no overflow on the way
+  EXPECT_EQ(c.problem, RequestProblem::kContextExceeded);
+  c = check(10, 20000);
+  EXPECT_EQ(c.problem, RequestProblem::kKvBudgetExceeded);
+  EXPECT_EQ(c.status.code(), StatusCode::kOutOfRange);
+  EXPECT_THAT(c.status.message(),
+              HasSubstr(std::to_string(engine->KvBytesAt(20010)) +
+                        " bytes of KV cache at 20010 tokens but the whole budget is 1048576"));
+  c = check(0, 1);
+  EXPECT_EQ(c.problem, RequestProblem::kMalformed);
+  EXPECT_EQ(c.status.code(), StatusCode::kInvalidArgument);
+  c = check(10, 4);
+  EXPECT_TRUE(c.ok());
+  EXPECT_TRUE(c.status.ok());
+  // Queue of one: a second request waits behind a paused engine -> ResourceExhausted.
+  engine->SetPaused(true);
+  GenerationRequest r;
+  r.prompt = {1, 2, 3};
+  r.stop.max_new_tokens = 2;
+  ASSERT_TRUE(engine->Submit(r).ok());
+  EXPECT_EQ(engine->Submit(r).status().code(), StatusCode::kResourceExhausted);
+  engine->SetPaused(false);
+}
+
+// The engine owns the served model's name, config and tokenizer (callers need not open the
+// checkpoint again), and reports its KV budget before the first step.
+TEST(Engine, ExposesTheModelsConfigTokenizerAndBudget) {
+  EngineOptions o;
+  o.kv_budget_bytes = 3 << 20;
+  o.threads = 1;
+  auto engine = Engine::Create(Tiny(), o).value();
+  EXPECT_EQ(engine->model_name(), "dsv4-tiny");
+  EXPECT_EQ(engine->config().vocab_size, 512);
+  EXPECT_EQ(engine->vocab_size(), 512);
+  EXPECT_EQ(engine->eos_token_id(), engine->config().eos_token_id);
+  EXPECT_EQ(engine->num_threads(), 1);
+  EXPECT_EQ(engine->Stats().kv.budget_bytes, 3 << 20);
+  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
+  EXPECT_EQ(engine->KvBytesAt(1000), layout.BytesAt(1000));
+  Result<const tokenizer::Tokenizer*> tok = engine->tokenizer();
+  ASSERT_TRUE(tok.ok()) << tok.status().ToString();
+  Result<std::vector<int32_t>> ids = (*tok)->Encode("Hello", {.add_bos = false});
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ((*tok)->DecodeText(*ids).value(), "Hello");
+
+  // A model without tokenizer.json serves token ids; tokenizer() says what is missing.
+  ModelFactory no_tokenizer = []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
+    ck.tokenizer_json.clear();
+    return runner::LoadCheckpoint(std::move(ck), "/models/bare");
+  };
+  auto bare = Engine::Create(no_tokenizer, o).value();
+  EXPECT_EQ(bare->tokenizer().status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(bare->tokenizer().status().message(), "tokenizer.json not found in /models/bare");
+  GenerationRequest r;
+  r.prompt = {1, 2, 3};
+  r.stop = {.max_new_tokens = 2, .ignore_eos = true};
+  EXPECT_EQ(Collect(*bare->Submit(r).value()).size(), 2u);
+}
+
+// The KV-accounting stand-in is injected like any model: real dimensions, context extended
+// for capacity studies, no tokenizer, every token 0.
+TEST(Engine, AccountingModelComesThroughTheFactory) {
+  EngineOptions o;
+  o.kv_budget_bytes = int64_t{40} << 30;
+  auto engine = Engine::Create([] { return runner::AccountingModel("v4-flash"); }, o).value();
+  EXPECT_EQ(engine->model_name(), "v4-flash (KV accounting only)");
+  EXPECT_EQ(engine->config().max_position_embeddings, int64_t{1} << 40);
+  EXPECT_FALSE(engine->tokenizer().ok());
+  GenerationRequest r;
+  r.prompt.assign(100000, 1);
+  r.stop = {.max_new_tokens = 3, .ignore_eos = true};
+  EXPECT_EQ(Collect(*engine->Submit(r).value()), std::vector<int32_t>({0, 0, 0}));
+  EXPECT_THAT(Engine::Create([] { return runner::AccountingModel("v5"); }, o).status().message(),
+              HasSubstr("unknown model preset 'v5'"));
+}
+
+// Token-level stops belong to the engine: EOS and stop ids end a request unless ignore_eos,
+// max_new_tokens ends it by length.
+TEST(Engine, StopConditionsEndRequestsByTokenOrLength) {
+  auto engine = Engine::Create(Tiny(), EngineOptions{}).value();
+  GenerationRequest r;
+  for (int t = 0; t < 20; ++t) r.prompt.push_back((t * 31 + 3) % 512);
+  r.stop = {.max_new_tokens = 8, .ignore_eos = true};
+  const std::vector<int32_t> free_run = Collect(*engine->Submit(r).value());
+  ASSERT_EQ(free_run.size(), 8u);
+  // The 4th token as a stop id: the request ends with it, by kStop.
+  r.stop = {.max_new_tokens = 8, .ignore_eos = false, .stop_token_ids = {free_run[3]}};
+  auto stream = engine->Submit(r).value();
+  std::vector<int32_t> got;
+  TokenEvent ev;
+  FinishReason reason = FinishReason::kNone;
+  while (stream->Next(&ev)) {
+    if (ev.finished) reason = ev.reason; else got.push_back(ev.token);
+  }
+  const auto first = std::find(free_run.begin(), free_run.end(), free_run[3]);
+  EXPECT_EQ(got, std::vector<int32_t>(free_run.begin(), first + 1));
+  EXPECT_EQ(reason, FinishReason::kStop);
+  // ignore_eos ignores stop ids too.
+  r.stop.ignore_eos = true;
+  EXPECT_EQ(Collect(*engine->Submit(r).value()), free_run);
 }
 
 }  // namespace
@@ -224,12 +376,12 @@ TEST(Engine, PrefixHitsAreBitIdenticalToRecomputing) {
   off.prefix_caching = false;
   std::vector<std::vector<int32_t>> want;
   {
-    auto e = Engine::Create(off).value();
+    auto e = Engine::Create(Tiny(), off).value();
     for (const auto& r : reqs) want.push_back(Collect(*e->Submit(r).value()));
   }
   EngineOptions on;
   on.prefix_snapshot_interval = 128;
-  auto e = Engine::Create(on).value();
+  auto e = Engine::Create(Tiny(), on).value();
   for (size_t i = 0; i < reqs.size(); ++i) {
     EXPECT_EQ(Collect(*e->Submit(reqs[i]).value()), want[i]) << i;
   }
@@ -258,10 +410,10 @@ TEST(Engine, PrefixCacheGivesWayUnderMemoryPressure) {
   }
   std::vector<std::vector<int32_t>> want, got;
   {
-    auto e = Engine::Create(off).value();
+    auto e = Engine::Create(Tiny(), off).value();
     for (const auto& r : reqs) want.push_back(Collect(*e->Submit(r).value()));
   }
-  auto e = Engine::Create(o).value();
+  auto e = Engine::Create(Tiny(), o).value();
   std::vector<std::shared_ptr<RequestStream>> streams;
   for (const auto& r : reqs) streams.push_back(e->Submit(r).value());
   for (auto& s : streams) got.push_back(Collect(*s));
@@ -299,7 +451,7 @@ TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
   solo_opts.prefix_caching = false;
   std::vector<std::vector<int32_t>> want;
   {
-    auto e = Engine::Create(solo_opts).value();
+    auto e = Engine::Create(Tiny(), solo_opts).value();
     for (const auto& r : reqs) want.push_back(Collect(*e->Submit(r).value()));
   }
   const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
@@ -308,7 +460,7 @@ TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
   o.kv_budget_bytes = 4 * layout.BytesAt(420);
   o.max_num_batched_tokens = 96;
   o.max_num_seqs = 3;
-  auto e = Engine::Create(o).value();
+  auto e = Engine::Create(Tiny(), o).value();
   std::vector<std::shared_ptr<RequestStream>> streams;
   std::vector<bool> cancelled(reqs.size(), false);
   for (size_t i = 0; i < reqs.size(); ++i) {

@@ -23,7 +23,10 @@
 #include <nlohmann/json.hpp>
 
 #include "kv/page_layout.h"
+#include "checkpoint/config.h"
 #include "checkpoint/presets.h"
+#include "testing/weight_generator.h"
+#include "runner/loaded_model.h"
 #include "server/generation.h"
 
 namespace dsv4::server {
@@ -34,6 +37,17 @@ using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr char kKey[] = "test-key";
+
+// The built-in tiny model, as `dsv4 serve` without --model hands it over. `calls`, when
+// given, counts how often the model is made.
+ModelFactory Tiny(std::atomic<int>* calls = nullptr, bool with_tokenizer = true) {
+  return [calls, with_tokenizer]() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    if (calls != nullptr) ++*calls;
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
+    if (!with_tokenizer) ck.tokenizer_json.clear();
+    return runner::LoadCheckpoint(std::move(ck), "/models/tiny");
+  };
+}
 
 struct Reply {
   int status = 0;  // 0: no HTTP response
@@ -238,6 +252,7 @@ class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     ServerOptions o;
+    o.model = Tiny();
     o.port = 0;
     o.api_key = kKey;
     o.max_body_bytes = 1 << 20;
@@ -552,6 +567,48 @@ TEST(ServerLoading, AnswersServiceUnavailableUntilLoaded) {
   EXPECT_EQ(Send(srv.port(), "GET", "/health").status, 0);  // nobody listens any more
 }
 
+// The server serves the engine's model: it makes the model once (no second open of the
+// checkpoint for a config or tokenizer), its limits come from the engine, and a model
+// without a tokenizer is refused with what is missing.
+TEST(ServerLoading, UsesTheEnginesModelConfigAndTokenizer) {
+  std::atomic<int> calls{0};
+  ServerOptions o;
+  o.model = Tiny(&calls);
+  o.port = 0;
+  o.engine.threads = 1;
+  Result<std::unique_ptr<Server>> s = Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  Server& srv = *s.value();
+  ASSERT_TRUE(srv.LoadModel().ok());
+  EXPECT_EQ(calls.load(), 1);
+  const int64_t context = srv.engine()->config().max_position_embeddings;
+  Reply m = Send(srv.port(), "GET", "/v1/models/dsv4-tiny");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_EQ(m.json()["max_model_len"], context);
+  // The engine's tokenizer encodes the prompt: usage counts its tokens (BOS + "Hello").
+  const std::vector<int32_t> ids =
+      srv.engine()->tokenizer().value()->Encode("Hello", {.add_bos = true}).value();
+  Reply c = Send(srv.port(), "POST", "/v1/completions", CompletionJson("Hello", 2, false).dump());
+  ASSERT_EQ(c.status, 200) << c.body;
+  EXPECT_EQ(c.json()["usage"]["prompt_tokens"], ids.size());
+  // The metrics show the engine's budget before any step ran.
+  EXPECT_EQ(MetricValue(Send(srv.port(), "GET", "/metrics").body, "dsv4_kv_budget_bytes"),
+            static_cast<double>(o.engine.kv_budget_bytes));
+  srv.Stop();
+
+  o.model = Tiny(&calls, /*with_tokenizer=*/false);
+  Result<std::unique_ptr<Server>> bare = Server::Start(o);
+  ASSERT_TRUE(bare.ok());
+  const Status loaded = bare.value()->LoadModel();
+  EXPECT_EQ(loaded.code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(loaded.message(), HasSubstr("tokenizer.json not found in /models/tiny"));
+  EXPECT_EQ(bare.value()->engine(), nullptr);
+  o.model = nullptr;
+  Result<std::unique_ptr<Server>> none = Server::Start(o);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none.value()->LoadModel().code(), StatusCode::kInvalidArgument);
+}
+
 TEST(ServerOptionsCheck, RefusesBadOptionsAndBusyPorts) {
   ServerOptions o;
   o.port = 70000;
@@ -589,6 +646,7 @@ TEST(ServerLimits, QueueFullTimeoutKvBudgetAndShutdown) {
   const kv::PageLayout layout(checkpoint::TinyV4Config(),
                               kv::DefaultKvFormats(checkpoint::TinyV4Config().arch));
   ServerOptions o;
+  o.model = Tiny();
   o.port = 0;
   o.max_concurrent_requests = 3;
   o.request_timeout_s = 1.0;

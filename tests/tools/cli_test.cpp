@@ -1,6 +1,7 @@
 // End to end through the dsv4 binary: make-tiny, inspect, and clear errors on bad input.
 #include <sys/wait.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -168,6 +169,31 @@ TEST(Cli, LogitsAndRunRejectBadInput) {
   r = Dsv4("run --model " + v32.string() + " --prompt-tokens 1,2,600");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.output, HasSubstr("token 600 at position 2"));
+}
+
+// dsv4 run goes through the engine's request checks: a prompt past the built-in model's
+// context (65,536) is refused before any token is computed, chunked or not (a generation loop
+// of its own prefilled 65K tokens chunk by chunk before the model refused position 65,536).
+TEST(Cli, RunRefusesAPromptPastTheContextAtOnce) {
+  const auto t0 = std::chrono::steady_clock::now();
+  CmdResult r = Dsv4("run --prompt-random 1048576 --chunk 4096 -n 4");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("error: the prompt is 1048576 tokens; the model's context is "
+                                  "65536 tokens"));
+  EXPECT_THAT(r.output, ::testing::Not(HasSubstr("prefill:")));
+  EXPECT_LT(seconds, 10.0);  // 65K tokens of prefill take ~50 s on 2 cores
+  r = Dsv4("run --prompt-random 1048576 -n 4");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("the model's context is 65536 tokens"));
+  r = Dsv4("run --prompt-tokens 1,2 -n 65535");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("prompt of 2 tokens + 65535 new tokens exceeds the context of "
+                                  "65536"));
+  r = Dsv4("run -n 2");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("give a prompt"));
 }
 
 TEST(Cli, RunGeneratesGreedyTokensDeterministically) {

@@ -16,10 +16,9 @@
 #include "commands.h"
 #include "core/rng.h"
 #include "dsv4/engine.h"
-#include "kv/page_layout.h"
-#include "checkpoint/presets.h"
 #include "model_arg.h"
 #include "plan/args.h"
+#include "runner/accounting_lm.h"
 #include "table.h"
 
 namespace dsv4::cli {
@@ -64,8 +63,6 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   DSV4_ASSIGN_OR_RETURN(res.output, plan::ParseTokens(o.output_len));
   DSV4_ASSIGN_OR_RETURN(res.budget, ParseByteSize(o.kv_budget));
   EngineOptions eo;
-  eo.model_dir = o.model;
-  eo.accounting_preset = layout;
   eo.threads = o.threads;
   eo.kv_budget_bytes = res.budget;
   eo.max_num_batched_tokens = o.max_batched_tokens;
@@ -73,16 +70,13 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   eo.max_queued_requests = 1 << 20;
   eo.prefix_caching = !o.no_prefix_cache;
   eo.prefix_snapshot_interval = 128;
-  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(eo));
-  checkpoint::ModelConfig cfg;
-  if (!layout.empty()) {
-    DSV4_ASSIGN_OR_RETURN(cfg, checkpoint::PresetConfig(layout));
-  } else {
-    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
-    cfg = ck.config;
-  }
-  const kv::PageLayout pl(cfg, kv::DefaultKvFormats(cfg.arch));
-  res.kv_per_request = pl.BytesAt(res.prompt + res.output);
+  // --layout: the stand-in that only accounts pages, at the preset's real dimensions.
+  const ModelFactory model =
+      layout.empty() ? ModelArgFactory(o.model) : ModelFactory([layout] {
+        return runner::AccountingModel(layout);
+      });
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, eo));
+  res.kv_per_request = engine->KvBytesAt(res.prompt + res.output);
   res.requests = o.requests > 0 ? o.requests
                  : layout.empty() ? 16
                                   : res.budget / std::max<int64_t>(res.kv_per_request, 1) * 11 / 10 + 1;

@@ -1,16 +1,18 @@
-// dsv4 run: greedy generation from a text or token-id prompt, with prefill and decode speed.
+// dsv4 run: greedy generation from a text or token-id prompt, with prefill and decode speed,
+// as one request through the Engine (its checks, its stop conditions, its generation loop).
 #include <algorithm>
-#include <chrono>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "core/rng.h"
+#include "dsv4/engine.h"
+#include "checkpoint/config.h"
 #include "model_arg.h"
 #include "token_list.h"
-#include "model_session.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4::cli {
@@ -28,25 +30,16 @@ struct RunOptions {
   int threads = 0;
 };
 
-using Clock = std::chrono::steady_clock;
-double Seconds(Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); }
-
-// Greedy choice: the highest logit, ties to the lowest id.
-int32_t Argmax(const std::vector<float>& logits) {
-  return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
-}
-
-// The checkpoint's tokenizer, or FailedPrecondition naming what is missing (text needs it;
-// the token-id options do not).
-Result<std::unique_ptr<tokenizer::Tokenizer>> TextTokenizer(const ModelSession& s,
-                                                            const std::string& model_dir) {
-  if (s.checkpoint.tokenizer_json.empty()) {
+// The model's tokenizer, or FailedPrecondition naming what is missing (text needs it; the
+// token-id options do not).
+Result<const tokenizer::Tokenizer*> TextTokenizer(const Engine& engine) {
+  Result<const tokenizer::Tokenizer*> tok = engine.tokenizer();
+  if (!tok.ok() && tok.status().code() == StatusCode::kFailedPrecondition) {
     return Status::FailedPrecondition(
-        "tokenizer.json not found in " + model_dir +
+        tok.status().message() +
         ": --prompt needs the model's tokenizer; give token ids with --prompt-tokens instead");
   }
-  return tokenizer::Tokenizer::FromJson(s.checkpoint.tokenizer_json,
-                                        s.checkpoint.name + "/tokenizer.json");
+  return tok;
 }
 
 // Text as a JSON string literal: one line, newlines and control characters visible.
@@ -54,47 +47,72 @@ std::string Quoted(const std::string& text) {
   return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
+// The engine for one request at a time: prefill in --chunk pieces (else the whole prompt in
+// one step), no prefix snapshots (nothing to share) and no KV budget beyond the machine's
+// memory (pages are allocated as the sequence grows), as a plain generation loop would run.
+EngineOptions RunEngineOptions(const RunOptions& o) {
+  EngineOptions eo;
+  eo.threads = o.threads;
+  eo.kv_budget_bytes = std::numeric_limits<int64_t>::max() / 4;
+  eo.max_num_batched_tokens = o.chunk > 0 ? o.chunk : std::numeric_limits<int64_t>::max() / 4;
+  eo.max_num_seqs = 1;
+  eo.max_queued_requests = 1;
+  eo.prefix_caching = false;
+  return eo;
+}
+
+// What one request's token events say: the tokens, and when the first and last came.
+struct Generated {
+  std::vector<int32_t> tokens;
+  double first_s = 0;  // since submission: the prefill (and the first token's sampling)
+  double last_s = 0;
+};
+
+Result<Generated> Generate(Engine& engine, GenerationRequest request) {
+  DSV4_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> stream, engine.Submit(std::move(request)));
+  Generated g;
+  TokenEvent ev;
+  while (stream->Next(&ev)) {
+    if (ev.finished) {
+      if (ev.reason == FinishReason::kError) return Status::Internal(ev.error);
+      if (ev.reason == FinishReason::kCancelled) return Status::Internal("the engine stopped");
+      break;
+    }
+    if (g.tokens.empty()) g.first_s = ev.seconds;
+    g.last_s = ev.seconds;
+    g.tokens.push_back(ev.token);
+  }
+  return g;
+}
+
 Status Run(const RunOptions& o) {
-  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads));
-  const checkpoint::ModelConfig& c = s.checkpoint.config;
+  if (o.prompt.empty() && o.prompt_random == 0 && o.prompt_tokens.empty()) {
+    return Status::InvalidArgument(
+        "give a prompt: --prompt TEXT, --prompt-tokens IDS or --prompt-random N");
+  }
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
+                        Engine::Create(ModelArgFactory(o.model), RunEngineOptions(o)));
+  const checkpoint::ModelConfig& c = engine->config();
   std::vector<int32_t> prompt;
-  std::unique_ptr<tokenizer::Tokenizer> tok;
+  const tokenizer::Tokenizer* tok = nullptr;
   if (!o.prompt.empty()) {
-    DSV4_ASSIGN_OR_RETURN(tok, TextTokenizer(s, o.model));
+    DSV4_ASSIGN_OR_RETURN(tok, TextTokenizer(*engine));
     // DeepSeek's tokenizer config adds BOS to encoded text (the server does the same).
     DSV4_ASSIGN_OR_RETURN(prompt, tok->Encode(o.prompt, {.add_bos = tok->bos_id().has_value()}));
   } else if (o.prompt_random > 0) {
     Rng rng(o.seed);
     for (int64_t i = 0; i < o.prompt_random; ++i) prompt.push_back(static_cast<int32_t>(rng.Below(c.vocab_size)));
-  } else if (!o.prompt_tokens.empty()) {
-    DSV4_ASSIGN_OR_RETURN(prompt, ParseTokenList(o.prompt_tokens, "--prompt-tokens"));
   } else {
-    return Status::InvalidArgument(
-        "give a prompt: --prompt TEXT, --prompt-tokens IDS or --prompt-random N");
+    DSV4_ASSIGN_OR_RETURN(prompt, ParseTokenList(o.prompt_tokens, "--prompt-tokens"));
   }
-  std::unique_ptr<runner::SequenceState> seq = s.model->NewSequence();
-  std::vector<float> logits;
-  const auto t0 = Clock::now();
   const int64_t n = static_cast<int64_t>(prompt.size());
-  const int64_t chunk = o.chunk > 0 ? o.chunk : n;
-  for (int64_t p = 0; p < n; p += chunk) {
-    const int64_t len = std::min(chunk, n - p);
-    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {prompt.data() + p, static_cast<size_t>(len)},
-                                          p + len == n ? runner::LogitsMode::kLast : runner::LogitsMode::kNone,
-                                          &logits));
-  }
-  const double prefill_s = Seconds(t0);
-  std::vector<int32_t> out;
-  const auto t1 = Clock::now();
-  while (static_cast<int64_t>(out.size()) < o.max_new) {
-    const int32_t next = Argmax(logits);
-    out.push_back(next);
-    if (next == c.eos_token_id && !o.ignore_eos) break;
-    if (static_cast<int64_t>(out.size()) == o.max_new) break;
-    DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {&next, 1}, runner::LogitsMode::kLast, &logits));
-  }
-  const double decode_s = Seconds(t1);
-  std::printf("model: %s\nprompt: %lld tokens\ngenerated:", s.checkpoint.name.c_str(),
+  GenerationRequest request;
+  request.prompt = std::move(prompt);  // greedy: SamplingParams{} has temperature 0
+  request.stop.max_new_tokens = o.max_new;
+  request.stop.ignore_eos = o.ignore_eos;
+  DSV4_ASSIGN_OR_RETURN(Generated g, Generate(*engine, std::move(request)));
+  const std::vector<int32_t>& out = g.tokens;
+  std::printf("model: %s\nprompt: %lld tokens\ngenerated:", engine->model_name().c_str(),
               static_cast<long long>(n));
   for (int32_t t : out) std::printf(" %d", t);
   if (tok) {
@@ -105,13 +123,16 @@ Status Run(const RunOptions& o) {
     std::printf("\nprompt text: %s\ncompletion: %s", Quoted(o.prompt).c_str(),
                 Quoted(text).c_str());
   }
-  const int64_t steps = std::max<int64_t>(static_cast<int64_t>(out.size()) - 1, 1);
+  const double prefill_s = g.first_s;
+  const double decode_s = g.last_s - g.first_s;
+  const int64_t decoded = static_cast<int64_t>(out.size()) - 1;  // tokens fed back
+  const int64_t steps = std::max<int64_t>(decoded, 1);
   std::printf("\nprefill: %lld tokens in %.3f s (%.1f tokens/s)\n", static_cast<long long>(n),
               prefill_s, static_cast<double>(n) / prefill_s);
   std::printf("decode: %lld tokens, %.2f ms/token (%.1f tokens/s) at context %lld, %d threads\n",
-              static_cast<long long>(out.size() - 1), 1e3 * decode_s / static_cast<double>(steps),
-              static_cast<double>(steps) / decode_s, static_cast<long long>(seq->num_tokens()),
-              s.pool->num_threads());
+              static_cast<long long>(decoded), 1e3 * decode_s / static_cast<double>(steps),
+              decode_s > 0 ? static_cast<double>(steps) / decode_s : 0.0,
+              static_cast<long long>(n + decoded), engine->num_threads());
   return Status::Ok();
 }
 

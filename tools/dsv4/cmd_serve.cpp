@@ -47,7 +47,7 @@ Status Serve(const ServeOptions& o) {
   DSV4_ASSIGN_OR_RETURN(so.max_body_bytes, ParseByteSize(o.max_body));
   so.max_concurrent_requests = o.max_concurrent;
   so.request_timeout_s = o.request_timeout_s;
-  so.engine.model_dir = o.model;
+  so.model = ModelArgFactory(o.model);
   so.engine.threads = o.threads;
   so.engine.prefix_caching = !o.no_prefix_cache;
   DSV4_ASSIGN_OR_RETURN(so.engine.kv_budget_bytes, ParseByteSize(o.kv_budget));

@@ -3,12 +3,20 @@
 #include <cstdio>
 
 #include "testing/weight_generator.h"
+#include "runner/loaded_model.h"
 
 namespace dsv4::cli {
 
 Result<checkpoint::Checkpoint> LoadModelArg(const std::string& dir) {
   if (dir.empty()) return fixtures::BuiltinDefaultModel();
   return checkpoint::OpenCheckpoint(dir);
+}
+
+ModelFactory ModelArgFactory(const std::string& dir) {
+  return [dir]() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(dir));
+    return runner::LoadCheckpoint(std::move(ck), dir);
+  };
 }
 
 int ReportError(const Status& s) {

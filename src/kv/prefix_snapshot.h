@@ -1,0 +1,18 @@
+// A cached prefix: a sequence's exact state after its first num_tokens tokens (a multiple of
+// 128, so no compressed window is half full and the HCA state is empty), as pages of the
+// manager. Holding one keeps its pages referenced; destroying it releases them. Each cache
+// kind derives its own (V4PrefixSnapshot in v4_cache.h).
+#pragma once
+
+#include <cstdint>
+
+namespace dsv4::kv {
+
+class PrefixSnapshot {
+ public:
+  virtual ~PrefixSnapshot() = default;
+  int64_t num_tokens = 0;
+  int64_t copied_bytes = 0;  // bytes of pages the snapshot owns alone (ring, CSA state)
+};
+
+}  // namespace dsv4::kv

@@ -1,0 +1,40 @@
+// Everything one sequence carries between forward calls (its KV cache and streaming state),
+// as the scheduler and the engine see it: how many positions it holds, the pages it uses,
+// reserving and releasing them, prefix snapshots. Each model's runner implements it
+// (runner/causal_lm.h creates them); the scheduler only needs this interface, which is why it
+// lives here and sched links kv, not the models.
+// Not thread-safe: the engine thread owns every sequence.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "core/status.h"
+#include "kv/layout.h"
+#include "kv/prefix_snapshot.h"
+
+namespace dsv4::kv {
+
+class SequenceState {
+ public:
+  virtual ~SequenceState() = default;
+  // Positions [0, num_tokens()) have been processed.
+  virtual int64_t num_tokens() const = 0;
+  // Bytes held now, by component.
+  virtual KvFootprint Usage() const = 0;
+  // Makes sure the pages for positions [0, n) exist: ResourceExhausted (nothing taken) when
+  // the KV budget cannot cover them. Forward reserves by itself; a scheduler reserves ahead
+  // to decide admission.
+  virtual Status Reserve(int64_t n) = 0;
+  // Frees every page; the sequence is back at 0 tokens (preemption, cancellation).
+  virtual void Release() = 0;
+  // Prefix caching (kv/prefix_cache.h): a snapshot of the state at num_tokens(), or nullptr
+  // when unsupported there; and continuing an empty sequence from a snapshot of a sequence
+  // of the same model and KV manager (bit for bit the donor's state).
+  virtual std::unique_ptr<PrefixSnapshot> TakeSnapshot() { return nullptr; }
+  virtual Status RestoreSnapshot(const PrefixSnapshot&) {
+    return Status::Unimplemented("prefix snapshots are not supported by this model");
+  }
+};
+
+}  // namespace dsv4::kv

@@ -1,0 +1,21 @@
+#include "runner/loaded_model.h"
+
+namespace dsv4::runner {
+
+Result<std::unique_ptr<LoadedModel>> LoadCheckpoint(checkpoint::Checkpoint checkpoint,
+                                                    std::string source) {
+  auto m = std::make_unique<LoadedModel>();
+  m->name = std::move(checkpoint.name);
+  m->source = std::move(source);
+  m->tokenizer_json = std::move(checkpoint.tokenizer_json);
+  m->weights = std::move(checkpoint.weights);
+  DSV4_ASSIGN_OR_RETURN(m->lm, CreateCausalLm(checkpoint.config, *m->weights));
+  return m;
+}
+
+Result<std::unique_ptr<LoadedModel>> OpenModelFolder(const std::string& dir) {
+  DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, checkpoint::OpenCheckpoint(dir));
+  return LoadCheckpoint(std::move(ck), dir);
+}
+
+}  // namespace dsv4::runner

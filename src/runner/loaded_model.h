@@ -1,0 +1,32 @@
+// A model ready to serve: its forward pass plus what callers need to know about it besides
+// (name, where it came from, tokenizer text), owning everything the forward pass reads. What
+// an Engine's ModelFactory returns (include/dsv4/engine.h); the engine owns it from then on.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/tensor.h"
+#include "runner/causal_lm.h"
+
+namespace dsv4::runner {
+
+struct LoadedModel {
+  std::string name;            // "dsv4-tiny", a checkpoint folder's name, ...
+  std::string source;          // where it came from, for messages (the folder as given)
+  std::string tokenizer_json;  // the text of tokenizer.json; empty: the model has none
+  std::unique_ptr<checkpoint::TensorSource> weights;  // read by `lm`; null for stand-ins
+  std::unique_ptr<CausalLm> lm;  // declared after `weights`, so destroyed before them
+};
+
+// The forward pass of `checkpoint`'s architecture over its weights; `source` names it in
+// messages. Errors of CreateCausalLm (missing or mis-shaped tensors).
+Result<std::unique_ptr<LoadedModel>> LoadCheckpoint(checkpoint::Checkpoint checkpoint,
+                                                    std::string source);
+
+// Opens the checkpoint folder `dir` (checkpoint::OpenCheckpoint) and loads it.
+Result<std::unique_ptr<LoadedModel>> OpenModelFolder(const std::string& dir);
+
+}  // namespace dsv4::runner
