@@ -160,7 +160,7 @@ class Engine {
   void ClearPrefixCache();
 
   // While paused the engine accepts and queues requests but runs no step (a benchmark
-  // submits a whole workload, then starts it at once).
+  // submits a whole workload, then starts it at once); cancellations still take effect.
   void SetPaused(bool paused);
 
   EngineStats Stats() const;

@@ -259,16 +259,20 @@ void Engine::Impl::RestorePrefix(sched::Sequence* s) {
 
 void Engine::Impl::Loop() {
   while (true) {
+    bool step = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
+      // Cancellations and cache clears are handled even while paused (their pages and queue
+      // slots come back at once); new requests and steps wait for the pause to end.
       cv_.wait(lock, [&] {
-        return stop_ || (!paused_ && (!inbox_.empty() || !cancels_.empty() || clear_cache_ ||
-                                      !active_.empty()));
+        return stop_ || !cancels_.empty() || clear_cache_ ||
+               (!paused_ && (!inbox_.empty() || !active_.empty()));
       });
       if (stop_) break;
+      step = !paused_;
     }
     DrainInbox();
-    if (!active_.empty()) Step();
+    if (step && !active_.empty()) Step();
   }
   while (!active_.empty()) Finish(active_.begin()->second.get(), FinishReason::kCancelled);
 }

@@ -265,9 +265,17 @@ TEST(Engine, CheckNamesTheLimitARequestCanNeverMeet) {
   GenerationRequest r;
   r.prompt = {1, 2, 3};
   r.stop.max_new_tokens = 2;
-  ASSERT_TRUE(engine->Submit(r).ok());
+  std::shared_ptr<RequestStream> queued = engine->Submit(r).value();
   EXPECT_EQ(engine->Submit(r).status().code(), StatusCode::kResourceExhausted);
+  // A cancellation takes effect while paused: the stream ends and the slot is free again.
+  engine->Cancel(queued->id());
+  TokenEvent ev;
+  ASSERT_TRUE(queued->Next(&ev));
+  EXPECT_TRUE(ev.finished);
+  EXPECT_EQ(ev.reason, FinishReason::kCancelled);
+  std::shared_ptr<RequestStream> next = engine->Submit(r).value();
   engine->SetPaused(false);
+  EXPECT_EQ(Collect(*next).size(), 2u);
 }
 
 // The engine owns the served model's name, config and tokenizer (callers need not open the
