@@ -310,7 +310,7 @@ TEST(Engine, ExposesTheModelsConfigTokenizerAndBudget) {
   EXPECT_EQ(bare->tokenizer().status().message(), "tokenizer.json not found in /models/bare");
   GenerationRequest r;
   r.prompt = {1, 2, 3};
-  r.stop = {.max_new_tokens = 2, .ignore_eos = true};
+  r.stop = {.max_new_tokens = 2, .ignore_eos = true, .stop_token_ids = {}};
   EXPECT_EQ(Collect(*bare->Submit(r).value()).size(), 2u);
 }
 
@@ -325,7 +325,7 @@ TEST(Engine, AccountingModelComesThroughTheFactory) {
   EXPECT_FALSE(engine->tokenizer().ok());
   GenerationRequest r;
   r.prompt.assign(100000, 1);
-  r.stop = {.max_new_tokens = 3, .ignore_eos = true};
+  r.stop = {.max_new_tokens = 3, .ignore_eos = true, .stop_token_ids = {}};
   EXPECT_EQ(Collect(*engine->Submit(r).value()), std::vector<int32_t>({0, 0, 0}));
   EXPECT_THAT(Engine::Create([] { return runner::AccountingModel("v5"); }, o).status().message(),
               HasSubstr("unknown model preset 'v5'"));
@@ -337,7 +337,7 @@ TEST(Engine, StopConditionsEndRequestsByTokenOrLength) {
   auto engine = Engine::Create(Tiny(), EngineOptions{}).value();
   GenerationRequest r;
   for (int t = 0; t < 20; ++t) r.prompt.push_back((t * 31 + 3) % 512);
-  r.stop = {.max_new_tokens = 8, .ignore_eos = true};
+  r.stop = {.max_new_tokens = 8, .ignore_eos = true, .stop_token_ids = {}};
   const std::vector<int32_t> free_run = Collect(*engine->Submit(r).value());
   ASSERT_EQ(free_run.size(), 8u);
   // The 4th token as a stop id: the request ends with it, by kStop.
