@@ -39,6 +39,8 @@ struct Avx2 {
   static constexpr int kScanHeads = 1;
   // Registers of output columns the attention value pass keeps per head (2 heads at once).
   static constexpr int kValueRegs = 2;
+  // The FP4 linear's chunk schedule (linear_tiles.inc RowTile): fused per register.
+  static constexpr bool kFp4DotsFirst = false;
 
   DSV4_TARGET_AVX2 static DSV4_VEC_INLINE F Zero() { return _mm256_setzero_ps(); }
   DSV4_TARGET_AVX2 static DSV4_VEC_INLINE F Set1(float v) { return _mm256_set1_ps(v); }
@@ -95,6 +97,7 @@ struct Avx512 {
   static constexpr int kTile = 16;
   static constexpr int kScanHeads = 2;  // 16 accumulators of 32 registers
   static constexpr int kValueRegs = 4;
+  static constexpr bool kFp4DotsFirst = true;
 
   DSV4_TARGET_AVX512 static DSV4_VEC_INLINE F Zero() { return _mm512_setzero_ps(); }
   DSV4_TARGET_AVX512 static DSV4_VEC_INLINE F Set1(float v) { return _mm512_set1_ps(v); }
