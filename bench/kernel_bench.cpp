@@ -147,6 +147,7 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool til
 }
 
 void Gemv(benchmark::State& state, kernels::LinearKind kind) {
+  kernels::Workspace ws;
   const int64_t out = state.range(0), in = state.range(1), rows = state.range(2);
   if (!UseIsa(state, 3)) return;
   const bool bf16_isa = state.range(3) == static_cast<int>(Isa::kAvx512Bf16);
@@ -156,7 +157,7 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
   for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal()));
   size_t c = 0;
   for (auto _ : state) {
-    kernels::Linear(Pool(), g.copies[c], x.data(), rows, y.data());
+    kernels::Linear(Pool(), g.copies[c], x.data(), rows, y.data(), &ws);
     c = (c + 1) % g.copies.size();
     benchmark::DoNotOptimize(y.data());
   }
@@ -200,6 +201,7 @@ BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); })
 // Indexer scan + top-k: args keys, ISA. V4-Flash: 64 heads x 128, top 512, FP4 keys (68 B).
 
 void BM_IndexerTopK(benchmark::State& state) {
+  kernels::Workspace ws;
   const int64_t n = state.range(0), heads = 64, dim = 128, k = 512, per_page = 64;
   if (!UseIsa(state, 1)) return;
   Rng rng(3);
@@ -217,7 +219,7 @@ void BM_IndexerTopK(benchmark::State& state) {
   const kernels::PagedRows rows{pages.data(), per_page, key_bytes};
   std::vector<int64_t> selected;
   for (auto _ : state) {
-    kernels::IndexerTopKFp4(Pool(), query, rows, n, k, &selected);
+    kernels::IndexerTopKFp4(Pool(), query, rows, n, k, &selected, &ws);
     benchmark::DoNotOptimize(selected.data());
   }
   SetRoofline(
@@ -239,10 +241,11 @@ BENCHMARK(BM_IndexerTopK)
 // scale (132 B), contiguous as the V3.2 cache holds them.
 
 void BM_IndexerTopKFp8(benchmark::State& state) {
+  kernels::Workspace ws;
   const int64_t n = state.range(0), heads = 64, dim = 128, k = 2048;
   if (!UseIsa(state, 1)) return;
   Rng rng(5);
-  const int64_t key_bytes = kernels::IndexerKeyFp8Bytes(dim);
+  const int64_t key_bytes = IndexerKeyFp8Bytes(dim);
   std::vector<uint8_t> keys = RandomBytes(n * key_bytes, rng, 0, 0x7F);  // no NaN code 0x7F
   for (int64_t i = 0; i < n; ++i) {
     uint8_t* row = keys.data() + i * key_bytes;
@@ -258,7 +261,7 @@ void BM_IndexerTopKFp8(benchmark::State& state) {
   const kernels::PagedRows rows{&page, n, key_bytes};
   std::vector<int64_t> selected;
   for (auto _ : state) {
-    kernels::IndexerTopKFp8(Pool(), query, rows, n, k, &selected);
+    kernels::IndexerTopKFp8(Pool(), query, rows, n, k, &selected, &ws);
     benchmark::DoNotOptimize(selected.data());
   }
   // E4M3 x E4M3 products are exact: FMA on AVX2 / AVX-512, VDPBF16PS on the BF16 ISA.
@@ -281,6 +284,7 @@ BENCHMARK(BM_IndexerTopKFp8)
 // 64 BF16 RoPE (584-B entries), 128 window rows + 512 entries picked from 256K.
 
 void BM_GatherAttention(benchmark::State& state) {
+  kernels::Workspace ws;
   const int64_t heads = 64, d_nope = 448, rope = 64, d = d_nope + rope;
   const int64_t window = 128, selected = 512, pool_entries = 1 << 18, entry_bytes = 584;
   if (!UseIsa(state, 0)) return;
@@ -307,7 +311,7 @@ void BM_GatherAttention(benchmark::State& state) {
   const int64_t n = static_cast<int64_t>(rows.size());
   for (auto _ : state) {
     kernels::SparseAttentionPacked(Pool(), q.data(), rows.data(), n, sink.data(), heads, d_nope,
-                                   rope, 1.0f / 22.6f, out.data());
+                                   rope, 1.0f / 22.6f, out.data(), &ws);
     benchmark::DoNotOptimize(out.data());
   }
   SetRoofline(

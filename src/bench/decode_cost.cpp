@@ -161,6 +161,7 @@ Status RunV32(ThreadPool& pool, const DecodeOptions& o, const std::vector<int64_
   const EntryPool entries(c, o.seed);
   const std::vector<BF16> x = RandomInput(D, o.seed);
   std::vector<BF16> out(static_cast<size_t>(D));
+  kernels::Workspace kernel_ws;  // reused by every timed call, as in a forward
   for (int64_t depth : depths) {
     if (depth < cache.num_tokens()) cache.Reset();
     const auto t0 = Clock::now();
@@ -173,7 +174,8 @@ Status RunV32(ThreadPool& pool, const DecodeOptions& o, const std::vector<int64_
       const int64_t pos = cache.num_tokens();
       for (int64_t l = 0; l < L; ++l) {
         const auto t1 = Clock::now();
-        v32::AttentionForward(pool, c, weights[l]->w, k, cache, pos, x.data(), 1, out.data());
+        v32::AttentionForward(pool, c, weights[l]->w, k, cache, pos, x.data(), 1, out.data(),
+                              &kernel_ws);
         if (i > 0) t.ms[l] += MsSince(t1);
       }
       if (i > 0) t.positions.push_back(pos);

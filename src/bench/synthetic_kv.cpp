@@ -5,8 +5,8 @@
 
 #include "core/bf16.h"
 #include "core/check.h"
+#include "core/kv_entry.h"
 #include "core/rng.h"
-#include "kv/entry_codec.h"
 #include "kv/layout.h"
 #include "models/v4/compressor.h"
 
@@ -54,9 +54,9 @@ EntryPool::EntryPool(const checkpoint::ModelConfig& c, uint64_t seed, int64_t si
     fp4_keys_.resize(static_cast<size_t>(size * fp4_key_bytes_));
     for (int64_t i = 0; i < size; ++i) {
       const std::vector<BF16> x = RandomBf16(rng, c.head_dim);
-      kv::EncodeKvEntry(x.data(), c.d_nope(), r, kv_entries_.data() + i * entry_bytes_);
+      EncodeKvEntry(x.data(), c.d_nope(), r, kv_entries_.data() + i * entry_bytes_);
       const std::vector<BF16> k = RandomBf16(rng, dI);
-      kv::EncodeIndexerKeyFp4(k.data(), dI, fp4_keys_.data() + i * fp4_key_bytes_);
+      EncodeIndexerKeyFp4(k.data(), dI, fp4_keys_.data() + i * fp4_key_bytes_);
     }
     return;
   }
@@ -66,10 +66,10 @@ EntryPool::EntryPool(const checkpoint::ModelConfig& c, uint64_t seed, int64_t si
   fp8_keys_.resize(static_cast<size_t>(size * fp8_key_bytes_));
   for (int64_t i = 0; i < size; ++i) {
     const std::vector<BF16> x = RandomBf16(rng, c.kv_lora_rank + r);
-    kv::EncodeMlaRecord(x.data(), c.kv_lora_rank, x.data() + c.kv_lora_rank, r,
-                        mla_records_.data() + i * record_bytes_);
+    EncodeMlaRecord(x.data(), c.kv_lora_rank, x.data() + c.kv_lora_rank, r,
+                    mla_records_.data() + i * record_bytes_);
     const std::vector<BF16> k = RandomBf16(rng, dI);
-    kv::EncodeIndexerKeyFp8(k.data(), dI, fp8_keys_.data() + i * fp8_key_bytes_);
+    EncodeIndexerKeyFp8(k.data(), dI, fp8_keys_.data() + i * fp8_key_bytes_);
   }
 }
 

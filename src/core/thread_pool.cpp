@@ -41,11 +41,17 @@ bool SpinFor(int64_t ns, Pred ready) {
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
                              const std::function<void(int64_t, int64_t)>& fn) {
+  // The wrapper holds one reference: std::function keeps it inline (no allocation).
+  ParallelForWithThread(n, grain, [&fn](int64_t begin, int64_t end, int) { fn(begin, end); });
+}
+
+void ThreadPool::ParallelForWithThread(int64_t n, int64_t grain,
+                                       const std::function<void(int64_t, int64_t, int)>& fn) {
   if (n <= 0) return;
   const int64_t threads = num_threads();
   const int64_t chunk = std::max<int64_t>(std::max<int64_t>(grain, 1), (n + threads - 1) / threads);
   if (chunk >= n || workers_.empty()) {
-    fn(0, n);
+    fn(0, n, 0);
     return;
   }
   {
@@ -57,7 +63,7 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
     generation_.fetch_add(1, std::memory_order_release);
   }
   work_cv_.notify_all();
-  fn(0, std::min(chunk, n));  // the caller takes range 0
+  fn(0, std::min(chunk, n), 0);  // the caller takes range 0
   auto done = [this] { return pending_.load(std::memory_order_acquire) == 0; };
   if (!SpinFor(kSpinNs, done)) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -81,7 +87,7 @@ void ThreadPool::WorkerLoop(int index) {
     seen = generation_.load(std::memory_order_acquire);
     const auto* fn = job_;
     const int64_t begin = index * job_chunk_, end = std::min(job_n_, begin + job_chunk_);
-    if (begin < end) (*fn)(begin, end);
+    if (begin < end) (*fn)(begin, end, index);  // worker `index` runs range `index`
     if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       std::lock_guard<std::mutex> lock(mu_);  // the caller may be about to block
       done_cv_.notify_one();

@@ -37,6 +37,12 @@ class ThreadPool {
   // Ranges are at least `grain` long (except the last), so tiny loops stay on one thread.
   void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // The same, and fn also gets the index in [0, num_threads()) of the thread that runs the
+  // range (0: the caller). Concurrent ranges always have distinct indices, so per-thread
+  // scratch owned by the caller and indexed by it needs no locking (kernels::Workspace).
+  void ParallelForWithThread(int64_t n, int64_t grain,
+                             const std::function<void(int64_t, int64_t, int)>& fn);
+
  private:
   void WorkerLoop(int index);
 
@@ -49,7 +55,7 @@ class ThreadPool {
   std::condition_variable done_cv_;
   // The job: written by the caller before it publishes generation_ (release), read by the
   // workers after they see it change (acquire).
-  const std::function<void(int64_t, int64_t)>* job_ = nullptr;
+  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
   std::atomic<uint64_t> generation_{0};

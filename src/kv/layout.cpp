@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/check.h"
+#include "core/kv_entry.h"
 
 namespace dsv4::kv {
 
@@ -18,15 +19,13 @@ KvFormats DefaultKvFormats(Arch arch) {
 
 int64_t EntryBytes(const ModelConfig& c, EntryFormat f) {
   if (f == EntryFormat::kBf16) return 2 * c.head_dim;
-  const int64_t nope = c.d_nope();
-  const int64_t raw = nope + nope / 64 + 2 * c.qk_rope_head_dim;
-  return (raw + 7) / 8 * 8;
+  return KvEntryLayout{c.d_nope(), c.qk_rope_head_dim}.bytes();
 }
 
 int64_t IndexerKeyBytes(int64_t dim, IndexerFormat f) {
   switch (f) {
-    case IndexerFormat::kFp4: return dim / 2 + dim / 32;
-    case IndexerFormat::kFp8: return dim + 4;
+    case IndexerFormat::kFp4: return IndexerKeyFp4Layout{dim}.bytes();
+    case IndexerFormat::kFp8: return IndexerKeyFp8Bytes(dim);
     case IndexerFormat::kBf16: return 2 * dim;
     case IndexerFormat::kNone: return 0;
   }

@@ -67,6 +67,28 @@ TEST(ThreadPool, BackToBackJobsAndJobsAfterTheWorkersBlocked) {
   }
 }
 
+TEST(ThreadPool, EachRangeRunsOnItsOwnThreadIndex) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    const auto caller = std::this_thread::get_id();
+    for (int64_t n : {1, 7, 64, 1000}) {
+      std::vector<std::atomic<int>> uses(static_cast<size_t>(threads));
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      pool.ParallelForWithThread(n, 1, [&](int64_t begin, int64_t end, int thread) {
+        ASSERT_GE(thread, 0);
+        ASSERT_LT(thread, threads);
+        if (thread == 0) {
+          EXPECT_EQ(std::this_thread::get_id(), caller);
+        }
+        uses[thread].fetch_add(1);
+        for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
+      });
+      for (int t = 0; t < threads; ++t) EXPECT_LE(uses[t].load(), 1) << "thread " << t;
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n " << n << " i " << i;
+    }
+  }
+}
+
 TEST(ThreadPool, DestroysCleanlyWhileWorkersPollOrBlock) {
   for (int wait_ms : {0, 5}) {
     ThreadPool pool(4);

@@ -56,6 +56,7 @@ std::vector<uint16_t> Bits(const std::vector<BF16>& v) {
 }
 
 TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
+  Workspace ws;
   ScopedFineSplit split;
   Rng rng(11);
   ThreadPool pool(2);
@@ -74,15 +75,15 @@ TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
     {
       ScopedIsa scalar(Isa::kScalar);
       SparseAttention(pool, q.data(), e.decoded.data(), n, sink.data(), heads, d, scale,
-                      expected.data());
+                      expected.data(), &ws);
     }
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<BF16> dense(expected.size()), packed(expected.size());
       SparseAttention(pool, q.data(), e.decoded.data(), n, sink.data(), heads, d, scale,
-                      dense.data());
+                      dense.data(), &ws);
       SparseAttentionPacked(pool, q.data(), e.ptrs.data(), n, sink.data(), heads, d_nope, rope,
-                            scale, packed.data());
+                            scale, packed.data(), &ws);
       ASSERT_EQ(Bits(dense), Bits(expected)) << IsaName(isa) << " dense, trial " << trial;
       ASSERT_EQ(Bits(packed), Bits(expected)) << IsaName(isa) << " packed, trial " << trial;
     }
@@ -93,6 +94,7 @@ TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
 // softmax weights that underflow, tiny entry scales, subnormal RoPE values) must still give
 // the scalar bits: the BF16 passes fall back to FP32 for them.
 TEST(SparseAttentionIsa, ExtremeRangesMatchScalar) {
+  Workspace ws;
   Rng rng(13);
   ThreadPool pool(2);
   ScopedFineSplit split;
@@ -125,19 +127,20 @@ TEST(SparseAttentionIsa, ExtremeRangesMatchScalar) {
     {
       ScopedIsa scalar(Isa::kScalar);
       SparseAttention(pool, q.data(), e.decoded.data(), n, sink.data(), heads, d, 0.05f,
-                      expected.data());
+                      expected.data(), &ws);
     }
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<BF16> packed(q.size());
       SparseAttentionPacked(pool, q.data(), e.ptrs.data(), n, sink.data(), heads, d_nope, rope,
-                            0.05f, packed.data());
+                            0.05f, packed.data(), &ws);
       ASSERT_EQ(Bits(packed), Bits(expected)) << IsaName(isa) << " variant " << variant;
     }
   }
 }
 
 TEST(SparseAttentionIsa, OddWidthsFallBackToScalar) {
+  Workspace ws;
   Rng rng(12);
   ThreadPool pool(2);
   const int64_t heads = 3, d = 40, n = 17;
@@ -148,9 +151,9 @@ TEST(SparseAttentionIsa, OddWidthsFallBackToScalar) {
   std::vector<BF16> a(heads * d), b(heads * d);
   {
     ScopedIsa scalar(Isa::kScalar);
-    SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, 0.1f, a.data());
+    SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, 0.1f, a.data(), &ws);
   }
-  SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, 0.1f, b.data());
+  SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, 0.1f, b.data(), &ws);
   EXPECT_EQ(Bits(a), Bits(b));
 }
 

@@ -23,6 +23,7 @@ std::vector<float> RandomBf16Values(int64_t n, Rng& rng) {
 }
 
 TEST(SparseAttention, FastMatchesReference) {
+  Workspace ws;
   Rng rng(1);
   ThreadPool pool(2);
   for (int trial = 0; trial < 10; ++trial) {
@@ -34,7 +35,7 @@ TEST(SparseAttention, FastMatchesReference) {
     std::vector<BF16> a(heads * d), b(heads * d);
     const float scale = 1.0f / std::sqrt(static_cast<float>(d));
     ref::SparseAttention(q.data(), kv.data(), n, sink.data(), heads, d, scale, a.data());
-    SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, scale, b.data());
+    SparseAttention(pool, q.data(), kv.data(), n, sink.data(), heads, d, scale, b.data(), &ws);
     for (int64_t i = 0; i < heads * d; ++i) {
       EXPECT_NEAR(Bf16ToF32(a[i]), Bf16ToF32(b[i]), 1e-2f * (std::abs(Bf16ToF32(a[i])) + 0.05f));
     }

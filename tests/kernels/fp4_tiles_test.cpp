@@ -41,6 +41,7 @@ TEST(Fp4Tiles, RepackingIsLossless) {
 }
 
 TEST(Fp4Tiles, LinearOverTilesMatchesTheCheckpointLayoutOnEveryIsa) {
+  Workspace ws;
   Rng rng(12);
   ThreadPool pool(2);
   ScopedFineSplit split;
@@ -64,12 +65,12 @@ TEST(Fp4Tiles, LinearOverTilesMatchesTheCheckpointLayoutOnEveryIsa) {
     std::vector<BF16> expected(static_cast<size_t>(rows * out));
     {
       ScopedIsa scalar(Isa::kScalar);
-      Linear(pool, plain, x.data(), rows, expected.data());
+      Linear(pool, plain, x.data(), rows, expected.data(), &ws);
     }
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<BF16> y(expected.size());
-      Linear(pool, tiled, x.data(), rows, y.data());
+      Linear(pool, tiled, x.data(), rows, y.data(), &ws);
       for (size_t i = 0; i < y.size(); ++i) {
         ASSERT_EQ(y[i].bits, expected[i].bits)
             << IsaName(isa) << " trial " << trial << " out " << out << " in " << in << " rows "

@@ -86,6 +86,7 @@ std::vector<float> RandomWeights(int64_t n, Rng& rng) {
 void ExpectMatchesReference(ThreadPool& pool, const std::vector<uint8_t>& q,
                             const std::vector<float>& w, const Fp8Keys& keys, int64_t n,
                             int64_t heads, int64_t dim, int64_t k, const std::string& what) {
+  Workspace ws;
   std::vector<float> expected(static_cast<size_t>(n));
   ref::IndexerScoresFp8(q.data(), w.data(), keys.contiguous.data(), n, heads, dim, expected.data());
   const std::vector<int64_t> expected_top = ref::TopK(expected.data(), n, k);
@@ -93,14 +94,14 @@ void ExpectMatchesReference(ThreadPool& pool, const std::vector<uint8_t>& q,
   for (Isa isa : SupportedIsas()) {
     ScopedIsa scoped(isa);
     std::vector<float> scores(static_cast<size_t>(n));
-    IndexerScoresFp8(pool, query, keys.rows, n, scores.data());
+    IndexerScoresFp8(pool, query, keys.rows, n, scores.data(), &ws);
     for (int64_t i = 0; i < n; ++i) {
       ASSERT_EQ(std::bit_cast<uint32_t>(scores[i]), std::bit_cast<uint32_t>(expected[i]))
           << IsaName(isa) << " " << what << " key " << i << ": " << scores[i] << " vs "
           << expected[i];
     }
     std::vector<int64_t> top = {-1, -2};  // stale contents are replaced
-    IndexerTopKFp8(pool, query, keys.rows, n, k, &top);
+    IndexerTopKFp8(pool, query, keys.rows, n, k, &top, &ws);
     ASSERT_EQ(top, expected_top) << IsaName(isa) << " " << what << " k " << k;
   }
 }
@@ -156,6 +157,7 @@ TEST(IndexerFp8, ExtremeCodesAndScalesMatchOnEveryIsa) {
 }
 
 TEST(IndexerFp8, TiesGoToTheLowerIndex) {
+  Workspace ws;
   Rng rng(3);
   ThreadPool pool(2);
   const int64_t heads = 3, dim = 32, n = 1000;
@@ -167,13 +169,14 @@ TEST(IndexerFp8, TiesGoToTheLowerIndex) {
   for (Isa isa : SupportedIsas()) {
     ScopedIsa scoped(isa);
     std::vector<int64_t> top;
-    IndexerTopKFp8(pool, {zero.data(), w.data(), heads, dim}, keys.rows, n, 100, &top);
+    IndexerTopKFp8(pool, {zero.data(), w.data(), heads, dim}, keys.rows, n, 100, &top, &ws);
     ASSERT_EQ(top.size(), 100u);
     for (int64_t i = 0; i < 100; ++i) EXPECT_EQ(top[i], i) << IsaName(isa);
   }
 }
 
 TEST(IndexerFp8, FewerKeysThanKAndNoKeys) {
+  Workspace ws;
   Rng rng(4);
   ThreadPool pool(2);
   const int64_t heads = 2, dim = 16;
@@ -184,18 +187,19 @@ TEST(IndexerFp8, FewerKeysThanKAndNoKeys) {
   for (Isa isa : SupportedIsas()) {
     ScopedIsa scoped(isa);
     std::vector<int64_t> top = {7};
-    IndexerTopKFp8(pool, query, keys.rows, 10, 2048, &top);  // n < k: every key
+    IndexerTopKFp8(pool, query, keys.rows, 10, 2048, &top, &ws);  // n < k: every key
     EXPECT_EQ(top, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9})) << IsaName(isa);
-    IndexerTopKFp8(pool, query, keys.rows, 0, 2048, &top);  // n == 0
+    IndexerTopKFp8(pool, query, keys.rows, 0, 2048, &top, &ws);  // n == 0
     EXPECT_TRUE(top.empty()) << IsaName(isa);
     top = {7};
-    IndexerTopKFp8(pool, query, keys.rows, 10, 0, &top);  // k == 0
+    IndexerTopKFp8(pool, query, keys.rows, 10, 0, &top, &ws);  // k == 0
     EXPECT_TRUE(top.empty()) << IsaName(isa);
-    IndexerScoresFp8(pool, query, keys.rows, 0, nullptr);  // n == 0: nothing written
+    IndexerScoresFp8(pool, query, keys.rows, 0, nullptr, &ws);  // n == 0: nothing written
   }
 }
 
 TEST(IndexerFp8, TopKIsThreadCountInvariantWithTies) {
+  Workspace ws;
   Rng rng(8);
   const int64_t heads = 4, dim = 128, n = 20000;
   const Fp8Keys keys = RandomKeys(n, dim, 64, 7, rng);  // 7 distinct scores at most
@@ -204,9 +208,9 @@ TEST(IndexerFp8, TopKIsThreadCountInvariantWithTies) {
   const IndexerQueryFp8 query{q.data(), w.data(), heads, dim};
   ThreadPool one(1), two(2), three(3);
   std::vector<int64_t> a, b, c;
-  IndexerTopKFp8(one, query, keys.rows, n, 300, &a);
-  IndexerTopKFp8(two, query, keys.rows, n, 300, &b);
-  IndexerTopKFp8(three, query, keys.rows, n, 300, &c);
+  IndexerTopKFp8(one, query, keys.rows, n, 300, &a, &ws);
+  IndexerTopKFp8(two, query, keys.rows, n, 300, &b, &ws);
+  IndexerTopKFp8(three, query, keys.rows, n, 300, &c, &ws);
   EXPECT_EQ(a, b);
   EXPECT_EQ(a, c);
   EXPECT_EQ(a.size(), 300u);

@@ -24,7 +24,7 @@ struct PackedKeys {
   std::vector<std::vector<uint8_t>> page_bytes;
   std::vector<const uint8_t*> pages;
   PagedRows rows;
-  std::vector<float> decoded;  // FP32 [n, dim], as kv::DecodeIndexerKeyFp4 gives
+  std::vector<float> decoded;  // FP32 [n, dim], as DecodeIndexerKeyFp4 gives
 };
 
 // `distinct` < n makes keys repeat (and so scores tie); scale codes spread over `scale_span`.
@@ -67,6 +67,7 @@ std::vector<BF16> RandomBf16(int64_t n, Rng& rng, double scale) {
 }
 
 TEST(IndexerFp4, ScoresAndTopKMatchThePlainKernelsOnEveryIsa) {
+  Workspace ws;
   ScopedFineSplit split;
   Rng rng(5);
   ThreadPool pool(2);
@@ -86,13 +87,13 @@ TEST(IndexerFp4, ScoresAndTopKMatchThePlainKernelsOnEveryIsa) {
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<float> scores(static_cast<size_t>(n));
-      IndexerScoresFp4(pool, query, keys.rows, n, scores.data());
+      IndexerScoresFp4(pool, query, keys.rows, n, scores.data(), &ws);
       for (int64_t i = 0; i < n; ++i) {
         ASSERT_EQ(std::bit_cast<uint32_t>(scores[i]), std::bit_cast<uint32_t>(expected[i]))
             << IsaName(isa) << " trial " << trial << " key " << i;
       }
       std::vector<int64_t> top;
-      IndexerTopKFp4(pool, query, keys.rows, n, k, &top);
+      IndexerTopKFp4(pool, query, keys.rows, n, k, &top, &ws);
 
       ASSERT_EQ(top, expected_top) << IsaName(isa) << " trial " << trial << " k " << k;
     }
@@ -102,6 +103,7 @@ TEST(IndexerFp4, ScoresAndTopKMatchThePlainKernelsOnEveryIsa) {
 // Tiles whose values would leave the FP32 normal range (tiny or huge key scales, subnormal or
 // tiny q) must still give the canonical bits (the BF16 path falls back to FP32 for them).
 TEST(IndexerFp4, ExtremeScalesAndTinyQueriesMatchOnEveryIsa) {
+  Workspace ws;
   Rng rng(21);
   ThreadPool pool(2);
   const int64_t heads = 3, dim = 64, n = 200;
@@ -127,7 +129,7 @@ TEST(IndexerFp4, ExtremeScalesAndTinyQueriesMatchOnEveryIsa) {
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<float> scores(static_cast<size_t>(n));
-      IndexerScoresFp4(pool, {q.data(), w.data(), heads, dim}, keys.rows, n, scores.data());
+      IndexerScoresFp4(pool, {q.data(), w.data(), heads, dim}, keys.rows, n, scores.data(), &ws);
       for (int64_t i = 0; i < n; ++i) {
         const uint32_t a = std::bit_cast<uint32_t>(scores[i]),
                        b = std::bit_cast<uint32_t>(expected[i]);
@@ -139,6 +141,7 @@ TEST(IndexerFp4, ExtremeScalesAndTinyQueriesMatchOnEveryIsa) {
 }
 
 TEST(IndexerFp4, TopKIsThreadCountInvariantWithTies) {
+  Workspace ws;
   Rng rng(8);
   const PackedKeys keys = MakeKeys(20000, 128, 64, 7, 2, rng);  // 7 distinct scores at most
   const std::vector<BF16> q = RandomBf16(4 * 128, rng, 0.5);
@@ -146,9 +149,9 @@ TEST(IndexerFp4, TopKIsThreadCountInvariantWithTies) {
   const IndexerQuery query{q.data(), w.data(), 4, 128};
   ThreadPool one(1), two(2), three(3);
   std::vector<int64_t> a, b, c;
-  IndexerTopKFp4(one, query, keys.rows, 20000, 300, &a);
-  IndexerTopKFp4(two, query, keys.rows, 20000, 300, &b);
-  IndexerTopKFp4(three, query, keys.rows, 20000, 300, &c);
+  IndexerTopKFp4(one, query, keys.rows, 20000, 300, &a, &ws);
+  IndexerTopKFp4(two, query, keys.rows, 20000, 300, &b, &ws);
+  IndexerTopKFp4(three, query, keys.rows, 20000, 300, &c, &ws);
   EXPECT_EQ(a, b);
   EXPECT_EQ(a, c);
   EXPECT_EQ(a.size(), 300u);

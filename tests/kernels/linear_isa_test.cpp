@@ -94,6 +94,7 @@ std::vector<BF16> RandomInput(int64_t n, Rng& rng) {
 
 // Runs the linear once per ISA and returns the outputs as raw bits.
 std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng& rng) {
+  Workspace ws;
   ThreadPool pool(2);
   const int64_t in = lin.w.in, out = lin.w.out;
   std::vector<std::vector<uint32_t>> results;
@@ -103,7 +104,7 @@ std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng&
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<float> y(rows * out);
-      LinearF32(pool, lin.w, x.data(), rows, y.data());
+      LinearF32(pool, lin.w, x.data(), rows, y.data(), &ws);
       std::vector<uint32_t> bits(y.size());
       for (size_t i = 0; i < y.size(); ++i) bits[i] = std::bit_cast<uint32_t>(y[i]);
       results.push_back(bits);
@@ -114,7 +115,7 @@ std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng&
   for (Isa isa : SupportedIsas()) {
     ScopedIsa scoped(isa);
     std::vector<BF16> y(rows * out);
-    Linear(pool, lin.w, x.data(), rows, y.data());
+    Linear(pool, lin.w, x.data(), rows, y.data(), &ws);
     std::vector<uint32_t> bits(y.size());
     for (size_t i = 0; i < y.size(); ++i) bits[i] = y[i].bits;
     results.push_back(bits);
@@ -170,6 +171,7 @@ INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
 // inputs (the VDPBF16PS path where present) and with inputs that force the FP32 fallback (a
 // subnormal, a huge value next to tiny ones).
 TEST(LinearFp8AsBf16, EqualsBf16OnTheDequantisedWeights) {
+  Workspace ws;
   Rng rng(77);
   ThreadPool pool(2);
   for (int trial = 0; trial < 12; ++trial) {
@@ -193,8 +195,8 @@ TEST(LinearFp8AsBf16, EqualsBf16OnTheDequantisedWeights) {
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<BF16> y_q(rows * out), y_b(rows * out);
-      Linear(pool, q.w, x.data(), rows, y_q.data());
-      Linear(pool, b, x.data(), rows, y_b.data());
+      Linear(pool, q.w, x.data(), rows, y_q.data(), &ws);
+      Linear(pool, b, x.data(), rows, y_b.data(), &ws);
       for (size_t i = 0; i < y_q.size(); ++i) {
         ASSERT_EQ(y_q[i].bits, y_b[i].bits)
             << IsaName(isa) << " trial " << trial << " element " << i;
@@ -283,6 +285,7 @@ namespace {
 // kF32 over BF16 storage gives the bits of kF32 over the promoted FP32 copy, on every ISA
 // (and the reference agrees with itself across the two storages).
 TEST(LinearF32OverBf16, EqualsThePromotedCopy) {
+  Workspace ws;
   Rng rng(31);
   ThreadPool pool(2);
   ScopedFineSplit split;
@@ -301,8 +304,8 @@ TEST(LinearF32OverBf16, EqualsThePromotedCopy) {
     for (Isa isa : SupportedIsas()) {
       ScopedIsa scoped(isa);
       std::vector<float> a(static_cast<size_t>(rows * out)), b(a.size());
-      LinearF32(pool, promoted, x.data(), rows, a.data());
-      LinearF32(pool, stored, x.data(), rows, b.data());
+      LinearF32(pool, promoted, x.data(), rows, a.data(), &ws);
+      LinearF32(pool, stored, x.data(), rows, b.data(), &ws);
       for (size_t i = 0; i < a.size(); ++i) {
         ASSERT_EQ(std::bit_cast<uint32_t>(a[i]), std::bit_cast<uint32_t>(b[i]))
             << IsaName(isa) << " trial " << trial << " element " << i;

@@ -48,6 +48,7 @@ std::vector<BF16> RandomInput(int64_t n, Rng& rng) {
 }
 
 TEST(LinearScaleF32, PowerOfTwoScalesGiveTheE8m0ResultBitForBit) {
+  Workspace ws;
   Rng rng(11);
   ThreadPool pool(2);
   const int64_t out = 200, in = 384, rows = 3;
@@ -56,8 +57,8 @@ TEST(LinearScaleF32, PowerOfTwoScalesGiveTheE8m0ResultBitForBit) {
   e8m0_only.scales_f32 = nullptr;
   const std::vector<BF16> x = RandomInput(rows * in, rng);
   std::vector<BF16> a(rows * out), b(rows * out), c(rows * out), d(rows * out);
-  Linear(pool, l.w, x.data(), rows, a.data());
-  Linear(pool, e8m0_only, x.data(), rows, b.data());
+  Linear(pool, l.w, x.data(), rows, a.data(), &ws);
+  Linear(pool, e8m0_only, x.data(), rows, b.data(), &ws);
   ref::Linear(l.w, x.data(), rows, c.data());
   ref::Linear(e8m0_only, x.data(), rows, d.data());
   for (int64_t i = 0; i < rows * out; ++i) {
@@ -67,6 +68,7 @@ TEST(LinearScaleF32, PowerOfTwoScalesGiveTheE8m0ResultBitForBit) {
 }
 
 TEST(LinearScaleF32, F32ScalesReplaceE8m0AndMatchDequantisedMath) {
+  Workspace ws;
   Rng rng(12);
   ThreadPool pool(2);
   for (int trial = 0; trial < 6; ++trial) {
@@ -74,7 +76,7 @@ TEST(LinearScaleF32, F32ScalesReplaceE8m0AndMatchDequantisedMath) {
     Fp8Linear l = MakeFp8(out, in, /*pow2=*/false, rng);
     const std::vector<BF16> x = RandomInput(rows * in, rng);
     std::vector<BF16> fast(rows * out), ref_y(rows * out);
-    Linear(pool, l.w, x.data(), rows, fast.data());
+    Linear(pool, l.w, x.data(), rows, fast.data(), &ws);
     ref::Linear(l.w, x.data(), rows, ref_y.data());
     // Expected: FP8-quantised input (per 128, pow2 scales) times the F32-dequantised weights,
     // in double. A wrong scale (E8M0 instead of F32, wrong tile) is off by far more.

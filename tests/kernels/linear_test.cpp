@@ -71,6 +71,7 @@ std::vector<BF16> RandomInput(int64_t n, Rng& rng) {
 class LinearKinds : public ::testing::TestWithParam<LinearKind> {};
 
 TEST_P(LinearKinds, FastMatchesReferenceOnRandomShapes) {
+  Workspace ws;
   Rng rng(42);
   ThreadPool pool(2);
   for (int trial = 0; trial < 12; ++trial) {
@@ -81,7 +82,7 @@ TEST_P(LinearKinds, FastMatchesReferenceOnRandomShapes) {
     std::vector<BF16> x = RandomInput(rows * in, rng);
     std::vector<BF16> y_ref(rows * out), y_fast(rows * out);
     ref::Linear(lin.w, x.data(), rows, y_ref.data());
-    Linear(pool, lin.w, x.data(), rows, y_fast.data());
+    Linear(pool, lin.w, x.data(), rows, y_fast.data(), &ws);
     for (int64_t i = 0; i < rows * out; ++i) {
       const float a = Bf16ToF32(y_ref[i]), b = Bf16ToF32(y_fast[i]);
       // Different FP32 summation order, then BF16 rounding: at most ~1 BF16 ulp apart.
@@ -91,6 +92,7 @@ TEST_P(LinearKinds, FastMatchesReferenceOnRandomShapes) {
 }
 
 TEST_P(LinearKinds, BatchAndThreadInvariant) {
+  Workspace ws;
   ScopedFineSplit split;  // so that two threads really share the outputs
   Rng rng(7);
   const int64_t in = 256, out = 77, rows = 9;
@@ -98,10 +100,10 @@ TEST_P(LinearKinds, BatchAndThreadInvariant) {
   std::vector<BF16> x = RandomInput(rows * in, rng);
   ThreadPool one(1), two(2);
   std::vector<BF16> all(rows * out), single(out), threaded(rows * out);
-  Linear(one, lin.w, x.data(), rows, all.data());
-  Linear(two, lin.w, x.data(), rows, threaded.data());
+  Linear(one, lin.w, x.data(), rows, all.data(), &ws);
+  Linear(two, lin.w, x.data(), rows, threaded.data(), &ws);
   for (int64_t r = 0; r < rows; ++r) {
-    Linear(two, lin.w, x.data() + r * in, 1, single.data());
+    Linear(two, lin.w, x.data() + r * in, 1, single.data(), &ws);
     for (int64_t n = 0; n < out; ++n) {
       ASSERT_EQ(all[r * out + n].bits, single[n].bits) << r << "," << n;
       ASSERT_EQ(all[r * out + n].bits, threaded[r * out + n].bits);
@@ -114,6 +116,7 @@ INSTANTIATE_TEST_SUITE_P(Kinds, LinearKinds,
                                            LinearKind::kBf16, LinearKind::kFp8AsBf16));
 
 TEST(LinearF32, FastMatchesReference) {
+  Workspace ws;
   Rng rng(3);
   ThreadPool pool(2);
   RandomLinear lin = MakeLinear(LinearKind::kF32, 50, 300, rng);
@@ -121,7 +124,7 @@ TEST(LinearF32, FastMatchesReference) {
   for (auto& v : x) v = static_cast<float>(rng.Normal());
   std::vector<float> a(3 * 50), b(3 * 50);
   ref::LinearF32(lin.w, x.data(), 3, a.data());
-  LinearF32(pool, lin.w, x.data(), 3, b.data());
+  LinearF32(pool, lin.w, x.data(), 3, b.data(), &ws);
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], 1e-4f * (1 + std::abs(a[i])));
 }
 

@@ -6,12 +6,13 @@
 #include <functional>
 #include <queue>
 
-#include "core/fp8.h"
+#include "core/kv_entry.h"
 #include "kernels/cpu/attention_internal.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/workspace_internal.h"
 
 namespace dsv4::kernels {
 
@@ -19,24 +20,14 @@ namespace internal {
 
 const float* AttnRowScalar(const AttnRows& r, int64_t j, float* buffer) {
   if (r.dense != nullptr) return r.dense + j * r.d;
-  // kv::DecodeKvEntry, which kernels cannot depend on (layering).
-  const uint8_t* e = r.packed[j];
-  const float* e8m0 = E8M0Table();
-  for (int64_t k = 0; k < r.d_nope; ++k) {
-    buffer[k] = E4M3ToF32(e[k]) * e8m0[e[r.d_nope + k / 64]];
-  }
-  const uint8_t* rope = e + r.d_nope + r.d_nope / 64;
-  for (int64_t k = 0; k < r.rope_dim; ++k) {
-    BF16 b;
-    std::memcpy(&b, rope + 2 * k, sizeof(b));
-    buffer[r.d_nope + k] = Bf16ToF32(b);
-  }
+  DecodeKvEntry(r.packed[j], r.d_nope, r.rope_dim, buffer);
   return buffer;
 }
 
-void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* /*st*/) {
+void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* /*st*/,
+                      AttnThreadScratch* scratch) {
   const int64_t n = c.rows.n, d = c.rows.d;
-  thread_local std::vector<float> buffer;
+  std::vector<float>& buffer = scratch->rows;
   buffer.resize(static_cast<size_t>(d));
   for (int64_t j = 0; j < n; ++j) {
     const float* row = AttnRowScalar(c.rows, j, buffer.data());
@@ -45,9 +36,9 @@ void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnP
 }
 
 void AttnValuesScalar(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
-                      const AttnPassState& /*st*/) {
+                      const AttnPassState& /*st*/, AttnThreadScratch* scratch) {
   const int64_t n = c.rows.n, d = c.rows.d;
-  thread_local std::vector<float> buffer;
+  std::vector<float>& buffer = scratch->rows;
   buffer.resize(static_cast<size_t>(d));
   std::fill(acc, acc + (h1 - h0) * d, 0.0f);
   for (int64_t j = 0; j < n; ++j) {
@@ -66,14 +57,16 @@ namespace {
 
 using internal::AttnCall;
 using internal::AttnPassState;
-using ScoresFn = void (*)(const AttnCall&, int64_t, int64_t, float*, AttnPassState*);
+using internal::AttnThreadScratch;
+using ScoresFn = void (*)(const AttnCall&, int64_t, int64_t, float*, AttnPassState*,
+                          AttnThreadScratch*);
 using ValuesFn = void (*)(const AttnCall&, int64_t, int64_t, const float*, float*,
-                          const AttnPassState&);
+                          const AttnPassState&, AttnThreadScratch*);
 
 // Scores over all rows, then the softmax weights in the scalar order of the reference
 // (max, e^{s-m} with std::exp, the denominator, p = bf16(e)), then the weighted value sum.
 void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, const float* sink,
-            int64_t heads, float scale, BF16* out) {
+            int64_t heads, float scale, BF16* out, internal::AttnScratch* ws) {
   const int64_t n = rows.n, d = rows.d;
   ScoresFn scores = internal::AttnScoresScalar;
   ValuesFn values = internal::AttnValuesScalar;
@@ -90,20 +83,20 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
     scores = internal::AttnScoresAvx2;
     values = internal::AttnValuesAvx2;
   }
-  // Per calling thread, grow-only; referenced (not named) inside the parallel body.
-  thread_local std::vector<float> qf_buffer, s_buffer, acc_buffer;
-  std::vector<float>& qf = qf_buffer;
-  std::vector<float>& s = s_buffer;
-  std::vector<float>& acc = acc_buffer;
+  std::vector<float>& qf = ws->q;
+  std::vector<float>& s = ws->s;
+  std::vector<float>& acc = ws->acc;
   qf.resize(static_cast<size_t>(heads * d));
   s.resize(static_cast<size_t>(heads * n));
   acc.resize(static_cast<size_t>(heads * d));
   for (int64_t i = 0; i < heads * d; ++i) qf[i] = Bf16ToF32(q[i]);
   const AttnCall call{qf.data(), rows, scale};
-  auto attend_heads = [&](int64_t h0, int64_t h1) {
+  ws->threads.Reserve(pool);
+  auto attend_heads = [&](int64_t h0, int64_t h1, int t) {
+    AttnThreadScratch* scratch = &ws->threads[t];
     AttnPassState state;
-    scores(call, h0, h1, s.data() + h0 * n, &state);
-    thread_local std::vector<float> den;  // this worker's own
+    scores(call, h0, h1, s.data() + h0 * n, &state, scratch);
+    std::vector<float>& den = scratch->den;
     den.resize(static_cast<size_t>(h1 - h0));
     for (int64_t h = h0; h < h1; ++h) {
       float* sh = s.data() + h * n;  // becomes p = bf16(e^{s-m}) in place
@@ -117,37 +110,37 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
       }
       den[h - h0] = sum + std::exp(sink[h] - mx);
     }
-    values(call, h0, h1, s.data() + h0 * n, acc.data() + h0 * d, state);
+    values(call, h0, h1, s.data() + h0 * n, acc.data() + h0 * d, state, scratch);
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h - h0]);
     }
   };
   // std::ref: the pool's std::function holds a pointer instead of a heap copy of the lambda
   // (this runs once per token and layer).
-  pool.ParallelFor(heads, GrainForWork(2 * n * d), std::ref(attend_heads));
+  pool.ParallelForWithThread(heads, GrainForWork(2 * n * d), std::ref(attend_heads));
 }
 
 }  // namespace
 
 void SparseAttention(ThreadPool& pool, const BF16* q, const float* kv, int64_t n, const float* sink,
-                     int64_t heads, int64_t d, float scale, BF16* out) {
+                     int64_t heads, int64_t d, float scale, BF16* out, Workspace* ws) {
   internal::AttnRows rows;
   rows.dense = kv;
   rows.n = n;
   rows.d = d;
-  Attend(pool, q, rows, sink, heads, scale, out);
+  Attend(pool, q, rows, sink, heads, scale, out, &ws->state().attention);
 }
 
 void SparseAttentionPacked(ThreadPool& pool, const BF16* q, const uint8_t* const* entries,
                            int64_t n, const float* sink, int64_t heads, int64_t d_nope,
-                           int64_t rope_dim, float scale, BF16* out) {
+                           int64_t rope_dim, float scale, BF16* out, Workspace* ws) {
   internal::AttnRows rows;
   rows.packed = entries;
   rows.n = n;
   rows.d_nope = d_nope;
   rows.rope_dim = rope_dim;
   rows.d = d_nope + rope_dim;
-  Attend(pool, q, rows, sink, heads, scale, out);
+  Attend(pool, q, rows, sink, heads, scale, out, &ws->state().attention);
 }
 
 void IndexerScores(ThreadPool& pool, const BF16* q, const BF16* w, const float* keys, int64_t n,

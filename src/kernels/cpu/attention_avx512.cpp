@@ -1,56 +1,12 @@
 // AVX-512 attention passes. Scores: 8 rows per tile against two head pairs, a register
 // holding heads h (low half) and h + 1 (high half) for one row, so each (head, row) dot keeps
-// the canonical lane order of kernels::Dot8. Values: 16 rows per tile, 64 output columns of
-// two heads in registers, rows added in ascending order. Packed entries are decoded per tile
-// into a per-thread buffer (E4M3 via FP16 patterns, times the block's power-of-two scale).
-#include <algorithm>
-#include <vector>
-
-#include "kernels/cpu/attention_internal.h"
-#include "kernels/cpu/linear_internal.h"
-#include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
+// the canonical lane order of kernels::Dot8. Values (64 output columns of two heads in
+// registers) and the decoding of packed entries: attention_tiles.inc over simd::Avx512.
+#define DSV4_VEC_TARGET DSV4_TARGET_AVX512
+#include "kernels/cpu/attention_tiles.inc"
 
 namespace dsv4::kernels::internal {
 namespace {
-
-// Entry j decoded exactly (kv::DecodeKvEntry's values) into out FP32 [d].
-DSV4_TARGET_AVX512 void DecodeEntry(const AttnRows& r, int64_t j, float* out) {
-  const uint8_t* e = r.packed[j];
-  const float* e8m0 = E8M0Table();
-  const __m512 unscale = _mm512_set1_ps(simd::kE4M3Fp16Unscale);
-  for (int64_t b = 0; b < r.d_nope / 64; ++b) {
-    const __m512 scale = _mm512_set1_ps(e8m0[e[r.d_nope + b]]);
-    for (int64_t k = b * 64; k < b * 64 + 64; k += 16) {
-      // (code value × 2^-8) × 256 is the code value exactly; × the scale is one exact product.
-      const __m512 v = _mm512_mul_ps(simd::E4M3x8x2(e + k, e + k + 8), unscale);
-      _mm512_storeu_ps(out + k, _mm512_mul_ps(v, scale));
-    }
-  }
-  const uint8_t* rope = e + r.d_nope + r.d_nope / 64;
-  for (int64_t k = 0; k < r.rope_dim; k += 16) {
-    _mm512_storeu_ps(out + r.d_nope + k, simd::Bf16x8x2(rope + 2 * k, rope + 2 * k + 16));
-  }
-}
-
-// Pointers to rows [j0, j0 + count) as FP32, decoding packed ones into `buffer` [tile, d].
-// Rows past count repeat the last one (their results are discarded).
-DSV4_TARGET_AVX512 void TileRows(const AttnRows& r, int64_t j0, int64_t count, int tile,
-                                 float* buffer, const float** rows) {
-  for (int i = 0; i < tile; ++i) {
-    const int64_t j = j0 + std::min<int64_t>(i, count - 1);
-    if (r.dense != nullptr) {
-      rows[i] = r.dense + j * r.d;
-    } else if (i < count) {
-      DecodeEntry(r, j, buffer + i * r.d);
-      rows[i] = buffer + i * r.d;
-    } else {
-      rows[i] = rows[count - 1];
-    }
-  }
-}
-
-constexpr int kScoreRows = 8;
-constexpr int kValueRows = 16;
 
 // Scores of head pairs hp0 .. hp0 + kPairs - 1 (heads 2hp, 2hp + 1 of the range) over the
 // tile's 8 rows: acc[p][i] = [dot(q_{2hp}, row i) lanes | dot(q_{2hp+1}, row i) lanes].
@@ -74,11 +30,13 @@ DSV4_TARGET_AVX512 void ScorePairs(const float* qp, int64_t d, const float* cons
 }  // namespace
 
 DSV4_TARGET_AVX512 void AttnScoresRangeAvx512(const AttnCall& c, int64_t h0, int64_t h1,
-                                              int64_t j_begin, int64_t j_end, float* s) {
+                                              int64_t j_begin, int64_t j_end, float* s,
+                                              AttnThreadScratch* scratch) {
   const int64_t n = c.rows.n, d = c.rows.d, heads = h1 - h0;
   const int64_t pairs = (heads + 1) / 2;
   // qp FP32 [pairs][d/8][16]: [q_h step | q_{h+1} step]; an odd last head pairs with itself.
-  thread_local std::vector<float> qp, buffer;
+  std::vector<float>& qp = scratch->head_pairs;
+  std::vector<float>& buffer = scratch->rows;
   qp.resize(static_cast<size_t>(pairs * d * 2));
   buffer.resize(static_cast<size_t>(kScoreRows * d));
   for (int64_t p = 0; p < pairs; ++p) {
@@ -93,7 +51,7 @@ DSV4_TARGET_AVX512 void AttnScoresRangeAvx512(const AttnCall& c, int64_t h0, int
   for (int64_t j0 = j_begin; j0 < j_end; j0 += kScoreRows) {
     const int64_t count = std::min<int64_t>(kScoreRows, j_end - j0);
     const float* rows[kScoreRows];
-    TileRows(c.rows, j0, count, kScoreRows, buffer.data(), rows);
+    TileRows<simd::Avx512>(c.rows, j0, count, kScoreRows, buffer.data(), rows);
     // (Lambdas do not inherit the target attribute: no intrinsics inside.)
     auto emit = [&](int64_t p, const float* out) {
       for (int64_t i = 0; i < count; ++i) {
@@ -122,59 +80,14 @@ DSV4_TARGET_AVX512 void AttnScoresRangeAvx512(const AttnCall& c, int64_t h0, int
 }
 
 DSV4_TARGET_AVX512 void AttnScoresAvx512(const AttnCall& c, int64_t h0, int64_t h1, float* s,
-                                         AttnPassState* /*st*/) {
-  AttnScoresRangeAvx512(c, h0, h1, 0, c.rows.n, s);
+                                         AttnPassState* /*st*/, AttnThreadScratch* scratch) {
+  AttnScoresRangeAvx512(c, h0, h1, 0, c.rows.n, s, scratch);
 }
 
 DSV4_TARGET_AVX512 void AttnValuesAvx512(const AttnCall& c, int64_t h0, int64_t h1, const float* p,
-                                         float* acc, const AttnPassState& /*st*/) {
-  const int64_t n = c.rows.n, d = c.rows.d, heads = h1 - h0;
-  thread_local std::vector<float> buffer;
-  buffer.resize(static_cast<size_t>(kValueRows * d));
-  std::fill(acc, acc + heads * d, 0.0f);
-  for (int64_t j0 = 0; j0 < n; j0 += kValueRows) {
-    const int64_t count = std::min<int64_t>(kValueRows, n - j0);
-    const float* rows[kValueRows];
-    TileRows(c.rows, j0, count, kValueRows, buffer.data(), rows);
-    for (int64_t h = 0; h < heads; h += 2) {
-      const bool two = h + 1 < heads;
-      const float* p0 = p + h * n + j0;
-      const float* p1 = p + (two ? h + 1 : h) * n + j0;
-      float* a0 = acc + h * d;
-      float* a1 = acc + (two ? h + 1 : h) * d;
-      int64_t k = 0;
-      for (; k + 64 <= d; k += 64) {
-        __m512 x0[4], x1[4];
-        for (int v = 0; v < 4; ++v) {
-          x0[v] = _mm512_loadu_ps(a0 + k + 16 * v);
-          x1[v] = _mm512_loadu_ps(a1 + k + 16 * v);
-        }
-        for (int64_t i = 0; i < count; ++i) {
-          const __m512 w0 = _mm512_set1_ps(p0[i]), w1 = _mm512_set1_ps(p1[i]);
-          for (int v = 0; v < 4; ++v) {
-            const __m512 kv = _mm512_loadu_ps(rows[i] + k + 16 * v);
-            x0[v] = _mm512_add_ps(x0[v], _mm512_mul_ps(w0, kv));
-            x1[v] = _mm512_add_ps(x1[v], _mm512_mul_ps(w1, kv));
-          }
-        }
-        // For an odd last head a1 == a0 and x1 == x0: the store order keeps it right.
-        for (int v = 0; v < 4; ++v) {
-          _mm512_storeu_ps(a1 + k + 16 * v, x1[v]);
-          _mm512_storeu_ps(a0 + k + 16 * v, x0[v]);
-        }
-      }
-      for (; k < d; k += 16) {
-        __m512 x0 = _mm512_loadu_ps(a0 + k), x1 = _mm512_loadu_ps(a1 + k);
-        for (int64_t i = 0; i < count; ++i) {
-          const __m512 kv = _mm512_loadu_ps(rows[i] + k);
-          x0 = _mm512_add_ps(x0, _mm512_mul_ps(_mm512_set1_ps(p0[i]), kv));
-          x1 = _mm512_add_ps(x1, _mm512_mul_ps(_mm512_set1_ps(p1[i]), kv));
-        }
-        _mm512_storeu_ps(a1 + k, x1);
-        _mm512_storeu_ps(a0 + k, x0);
-      }
-    }
-  }
+                                         float* acc, const AttnPassState& /*st*/,
+                                         AttnThreadScratch* scratch) {
+  AttnValues<simd::Avx512>(c, h0, h1, p, acc, scratch);
 }
 
 }  // namespace dsv4::kernels::internal

@@ -49,13 +49,13 @@ DSV4_TARGET_AVX512BF16 inline int MaskedMaxU16(__mmask32 m, __m512i v) {
 
 DSV4_TARGET_AVX512BF16 void AddEntry(const AttnRows& r, const uint8_t* e, Range* range) {
   for (int64_t b = 0; b < r.d_nope / 64; ++b) {
-    const int s = e[r.d_nope + b] - 127;  // codes are multiples of 2^-9 below 2^9
+    const int s = e[r.entry().scales_offset() + b] - 127;  // codes are multiples of 2^-9 below 2^9
     if (s == 128) range->ok = false;
     range->grain = std::min(range->grain, s - 9);
     range->max = std::max(range->max, s + 9);
   }
   // RoPE words, 32 at a time: exponent fields of the nonzero ones.
-  const uint8_t* rope = e + r.d_nope + r.d_nope / 64;
+  const uint8_t* rope = e + r.entry().rope_offset();
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF), field_mask = _mm512_set1_epi16(0xFF);
   for (int64_t k = 0; k < r.rope_dim; k += 32) {
     const __m512i w = _mm512_loadu_si512(rope + 2 * k);
@@ -107,10 +107,11 @@ DSV4_TARGET_AVX512BF16 __m512i EntryWords(const AttnRows& r, const uint8_t* e, i
     const __m256i codes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(e + k0));
     const __m512i v = simd::E4M3WordsBf16(
         codes, pairs ? c.spreads.pairs2_bytes : c.spreads.natural_bytes, c.e4m3);
-    const int16_t delta = static_cast<int16_t>((e[r.d_nope + k0 / 64] - 127) * 128);
+    const int16_t delta =
+        static_cast<int16_t>((e[r.entry().scales_offset() + k0 / 64] - 127) * 128);
     return simd::ScaleBf16Words(v, _mm512_set1_epi16(delta));
   }
-  const __m512i words = _mm512_loadu_si512(e + r.d_nope + r.d_nope / 64 + 2 * (k0 - r.d_nope));
+  const __m512i words = _mm512_loadu_si512(e + r.entry().rope_offset() + 2 * (k0 - r.d_nope));
   return pairs ? _mm512_permutexvar_epi16(c.spreads.pairs2_words, words) : words;
 }
 
@@ -197,16 +198,17 @@ DSV4_TARGET_AVX512BF16 void ValueRegs(const ValuePass& v, int64_t m0, float* a0,
 }  // namespace
 
 DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
-                                                 float* s, AttnPassState* st) {
+                                                 float* s, AttnPassState* st,
+                                                 AttnThreadScratch* scratch) {
   const AttnRows& r = c.rows;
   const int64_t n = r.n, d = r.d, heads = h1 - h0, groups = d / 16;
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
   // q in pair layout (exact: q holds BF16 values) and its exponent range.
-  thread_local std::vector<uint32_t> q_pairs;
-  thread_local std::vector<uint16_t> kb;
-  thread_local std::vector<float> out;
+  std::vector<uint32_t>& q_pairs = scratch->q_pairs;
+  std::vector<uint16_t>& kb = scratch->kb;
+  std::vector<float>& out = scratch->out;
   q_pairs.resize(static_cast<size_t>(heads * d / 2));
   WordRange qr;
   for (int64_t h = 0; h < heads; ++h) {
@@ -237,7 +239,7 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
     all.max = std::max(all.max, tile.max);
     all.ok = all.ok && tile.ok;
     if (!ProductsSafe(qr, tile, d)) {
-      AttnScoresRangeAvx512(c, h0, h1, j0, j0 + count, s);
+      AttnScoresRangeAvx512(c, h0, h1, j0, j0 + count, s, scratch);
       continue;
     }
     DecodeScoreTile(r, rows, consts, kb.data());
@@ -251,7 +253,8 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
 
 DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
                                                  const float* p, float* acc,
-                                                 const AttnPassState& st) {
+                                                 const AttnPassState& st,
+                                                 AttnThreadScratch* scratch) {
   const AttnRows& r = c.rows;
   const int64_t n = r.n, d = r.d, heads = h1 - h0, chunks = d / 32;
   // The weights: BF16 values in [0, 1] (or NaN) whose products with the rows must be safe.
@@ -266,7 +269,7 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   rows_range.max = st.max_exp;
   rows_range.ok = st.bf16_rows;
   if (!ProductsSafe(pr, rows_range, n)) {
-    AttnValuesAvx512(c, h0, h1, p, acc, st);
+    AttnValuesAvx512(c, h0, h1, p, acc, st, scratch);
     return;
   }
   Consts consts;
@@ -275,9 +278,10 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   // vb BF16 [kTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per column,
   // for the 32 columns of chunk m as unpacklo / unpackhi registers. accp FP32 [heads][chunks]
   // [2][16]: columns in that register order.
-  thread_local std::vector<uint16_t> natural, vb;
-  thread_local std::vector<float> accp;
-  thread_local std::vector<uint32_t> pp_all;  // [heads][kTile/2] weight pairs of a tile
+  std::vector<uint16_t>& natural = scratch->natural;
+  std::vector<uint16_t>& vb = scratch->vb;
+  std::vector<float>& accp = scratch->accp;
+  std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kTile/2] weight pairs of a tile
   pp_all.assign(static_cast<size_t>(heads * (kTile / 2)), 0u);
   natural.resize(static_cast<size_t>(kTile * d));
   vb.resize(static_cast<size_t>(kTile * d));

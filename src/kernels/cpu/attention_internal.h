@@ -3,11 +3,15 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
+
+#include "core/kv_entry.h"
+#include "kernels/cpu/per_thread.h"
 
 namespace dsv4::kernels::internal {
 
 // The K=V rows of one attention call: either dense FP32 rows or packed cache entries
-// (kv/entry_codec.h: [d_nope E4M3][d_nope/64 E8M0][rope_dim BF16][pad]), decoded tile by tile.
+// (core/kv_entry.h: [d_nope E4M3][d_nope/64 E8M0][rope_dim BF16][pad]), decoded tile by tile.
 struct AttnRows {
   const float* dense = nullptr;            // FP32 [n, d], or
   const uint8_t* const* packed = nullptr;  // [n] entry pointers
@@ -15,6 +19,8 @@ struct AttnRows {
   int64_t d_nope = 0;  // packed only
   int64_t rope_dim = 0;
   int64_t d = 0;  // row width
+
+  KvEntryLayout entry() const { return {d_nope, rope_dim}; }
 };
 
 // One call's operands. q FP32 [heads, d] (the BF16 query, exact).
@@ -31,31 +37,57 @@ struct AttnPassState {
   int max_exp = 0;         // |row value| < 2^max_exp
 };
 
+// One pool thread's scratch of the attention passes (part of kernels::Workspace).
+struct AttnThreadScratch {
+  std::vector<float> rows;        // decoded entries of a tile FP32 [tile, d] (scalar: [d])
+  std::vector<float> head_pairs;  // AVX-512 scores: q of head pairs FP32 [pairs, d/8, 16]
+  std::vector<float> den;         // softmax denominators of the thread's heads
+  // VDPBF16PS passes (attention_avx512bf16.cpp).
+  std::vector<uint32_t> q_pairs;      // q in pair layout [heads, d/2]
+  std::vector<uint16_t> kb;           // a score tile's entries, BF16 words [d, 16]
+  std::vector<float> out;             // a score tile's results [heads, 16]
+  std::vector<uint16_t> natural, vb;  // a value tile's entries, BF16 words [16, d]
+  std::vector<float> accp;            // the value sums in register order [heads, d]
+  std::vector<uint32_t> pp_all;       // a tile's weight pairs [heads, 8]
+};
+
+// The attention's part of kernels::Workspace.
+struct AttnScratch {
+  std::vector<float> q;    // the query FP32 [heads, d]
+  std::vector<float> s;    // scores, then softmax weights FP32 [heads, n]
+  std::vector<float> acc;  // the weighted value sums FP32 [heads, d]
+  PerThread<AttnThreadScratch> threads;
+};
+
 // Pass 1, heads [h0, h1): s[(h - h0) * n + j] = Dot8(q_h, row_j) * scale.
 // Pass 2, heads [h0, h1): acc[(h - h0) * d + k] = Σ_j (ascending) p[(h - h0) * n + j] * row_j[k]
 // (acc starts at 0; products rounded, then added, as the scalar loop does).
 // The SIMD passes need d % 16 == 0 (and d_nope % 64 == 0 when packed); the BF16 ones packed
 // rows with rope_dim % 32 == 0.
-void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st);
+void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st,
+                      AttnThreadScratch* scratch);
 void AttnValuesScalar(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
-                      const AttnPassState& st);
-void AttnScoresAvx2(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st);
+                      const AttnPassState& st, AttnThreadScratch* scratch);
+void AttnScoresAvx2(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st,
+                    AttnThreadScratch* scratch);
 void AttnValuesAvx2(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
-                    const AttnPassState& st);
-void AttnScoresAvx512(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st);
+                    const AttnPassState& st, AttnThreadScratch* scratch);
+void AttnScoresAvx512(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st,
+                      AttnThreadScratch* scratch);
 void AttnValuesAvx512(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
-                      const AttnPassState& st);
+                      const AttnPassState& st, AttnThreadScratch* scratch);
 // Pass 1 over rows [j0, j1) only (writing s[(h - h0) * n + j]).
 void AttnScoresRangeAvx512(const AttnCall& c, int64_t h0, int64_t h1, int64_t j0, int64_t j1,
-                           float* s);
+                           float* s, AttnThreadScratch* scratch);
 // VDPBF16PS passes: tiles (pass 1) or calls (pass 2) whose products and sums could leave the
 // FP32 normal range take the AVX-512 FP32 loops instead.
-void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st);
+void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st,
+                          AttnThreadScratch* scratch);
 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
-                          const AttnPassState& st);
+                          const AttnPassState& st, AttnThreadScratch* scratch);
 
 // Row j of the call as FP32 [d]: a pointer into the dense rows, or `buffer` after decoding
-// the packed entry into it exactly (what kv::DecodeKvEntry gives).
+// the packed entry into it (DecodeKvEntry).
 const float* AttnRowScalar(const AttnRows& r, int64_t j, float* buffer);
 
 }  // namespace dsv4::kernels::internal

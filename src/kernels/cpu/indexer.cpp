@@ -4,31 +4,25 @@
 #include <cmath>
 
 #include "core/check.h"
-#include "core/fp4.h"
+#include "core/kv_entry.h"
 #include "kernels/cpu/indexer_internal.h"
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/streaming_topk.h"
+#include "kernels/cpu/workspace_internal.h"
 
 namespace dsv4::kernels {
 namespace internal {
 
 void IndexerScoresScalar(const IndexerPrepared& q, const PagedRows& keys, int64_t begin,
-                         int64_t end, float* scores) {
+                         int64_t end, float* scores, IndexerThreadScratch* scratch) {
   const int64_t dim = q.dim;
-  const float* e8m0 = E8M0Table();
-  thread_local std::vector<float> key;
+  std::vector<float>& key = scratch->key;
   key.resize(static_cast<size_t>(dim));
   for (int64_t i = begin; i < end; ++i) {
-    // kv::DecodeIndexerKeyFp4, which kernels cannot depend on (layering).
-    const uint8_t* row = keys.Row(i);
-    for (int64_t k = 0; k < dim; k += 2) {
-      const float s = e8m0[row[dim / 2 + k / 32]];
-      key[k] = E2M1ToF32(E2M1Low(row[k / 2])) * s;
-      key[k + 1] = E2M1ToF32(E2M1High(row[k / 2])) * s;
-    }
+    DecodeIndexerKeyFp4(keys.Row(i), dim, key.data());
     float total = 0.0f;
     for (int64_t h = 0; h < q.heads; ++h) {
       const float relu = std::max(RoundBf16(Dot8(q.q + h * dim, key.data(), dim)), 0.0f);
@@ -43,20 +37,14 @@ void IndexerScoresScalar(const IndexerPrepared& q, const PagedRows& keys, int64_
 namespace {
 
 using ScoreFn = void (*)(const internal::IndexerPrepared&, const PagedRows&, int64_t, int64_t,
-                         float*);
+                         float*, internal::IndexerThreadScratch*);
 
 ScoreFn PickScores() {
   return ForActiveIsa<ScoreFn>(internal::IndexerScoresScalar, internal::IndexerScoresAvx2,
                                internal::IndexerScoresAvx512, internal::IndexerScoresAvx512Bf16);
 }
 
-// The query in FP32, per calling thread (no allocation once warm).
-struct QueryBuffers {
-  std::vector<float> q, w;
-  std::vector<uint32_t> q_pairs;
-};
-
-internal::IndexerPrepared Prepare(const IndexerQuery& query, QueryBuffers* b) {
+internal::IndexerPrepared Prepare(const IndexerQuery& query, internal::IndexerScratch* b) {
   DSV4_CHECK(query.dim % 32 == 0 && query.heads > 0);
   const int64_t n = query.heads * query.dim;
   b->q.resize(static_cast<size_t>(n));
@@ -87,30 +75,35 @@ internal::IndexerPrepared Prepare(const IndexerQuery& query, QueryBuffers* b) {
 }  // namespace
 
 void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
-                      float* scores) {
-  thread_local QueryBuffers buffers;
+                      float* scores, Workspace* ws) {
+  internal::IndexerScratch& buffers = ws->state().indexer;
   const internal::IndexerPrepared q = Prepare(query, &buffers);
   const ScoreFn fn = PickScores();
-  pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; b += internal::kScanChunk) {
-      fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b);
-    }
-  });
+  buffers.threads.Reserve(pool);
+  pool.ParallelForWithThread(
+      n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end, int t) {
+        for (int64_t b = begin; b < end; b += internal::kScanChunk) {
+          fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b, &buffers.threads[t]);
+        }
+      });
 }
 
 void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
-                    int64_t k, std::vector<int64_t>* selected) {
+                    int64_t k, std::vector<int64_t>* selected, Workspace* ws) {
   if (std::min(k, n) <= 0) {
     selected->clear();
     return;
   }
-  thread_local QueryBuffers buffers;
+  internal::IndexerScratch& buffers = ws->state().indexer;
   const internal::IndexerPrepared q = Prepare(query, &buffers);
   const ScoreFn fn = PickScores();
+  buffers.threads.Reserve(pool);
   internal::ScanTopK(
       pool, n, k, GrainForWork(q.heads * q.dim),
-      [&](int64_t begin, int64_t end, float* scores) { fn(q, keys, begin, end, scores); },
-      selected);
+      [&](int64_t begin, int64_t end, float* scores, int t) {
+        fn(q, keys, begin, end, scores, &buffers.threads[t]);
+      },
+      &ws->state().scan, selected);
 }
 
 }  // namespace dsv4::kernels

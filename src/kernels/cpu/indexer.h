@@ -1,5 +1,5 @@
 // Lightning-indexer scan (spec §8 step 6) straight from the KV cache's FP4-packed keys
-// (kv/entry_codec.h layout: [dim/2 packed E2M1, low nibble first][dim/32 E8M0 scales],
+// (core/kv_entry.h layout: [dim/2 packed E2M1, low nibble first][dim/32 E8M0 scales],
 // 68 B at dim 128), with the ReLU-weighted head sum fused and a streaming top-k, so no decoded
 // key array and no full score array is ever materialised (1M keys at 1M context).
 //
@@ -14,6 +14,7 @@
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/workspace.h"
 
 namespace dsv4::kernels {
 
@@ -39,12 +40,12 @@ struct IndexerQuery {
 
 // scores FP32 [n]: the score of keys [0, n) (FP4-packed rows of dim/2 + dim/32 bytes).
 void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& q, const PagedRows& keys, int64_t n,
-                      float* scores);
+                      float* scores, Workspace* ws);
 
 // The indices of the min(k, n) best scores of keys [0, n) (higher score first, ties to the
 // lower index: the contract of kernels::TopK), in ascending order, into *selected (its
 // capacity is reused). Scores are computed and filtered tile by tile.
 void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& q, const PagedRows& keys, int64_t n,
-                    int64_t k, std::vector<int64_t>* selected);
+                    int64_t k, std::vector<int64_t>* selected, Workspace* ws);
 
 }  // namespace dsv4::kernels

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cstring>
 
 #include "core/check.h"
 #include "core/fp8.h"
@@ -11,29 +10,23 @@
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/streaming_topk.h"
+#include "kernels/cpu/workspace_internal.h"
 
 namespace dsv4::kernels {
 namespace internal {
 
-float IndexerKeyFp8Scale(const uint8_t* row, int64_t dim) {
-  float s;
-  std::memcpy(&s, row + dim, sizeof(s));
-  return s;
-}
-
 void IndexerFp8ScoresScalar(const IndexerFp8Prepared& q, const PagedRows& keys, int64_t begin,
-                            int64_t end, float* scores) {
+                            int64_t end, float* scores, IndexerThreadScratch* scratch) {
   const int64_t dim = q.dim;
-  thread_local std::vector<float> key;
+  std::vector<float>& key = scratch->key;
   key.resize(static_cast<size_t>(dim));
   for (int64_t i = begin; i < end; ++i) {
-    const uint8_t* row = keys.Row(i);
-    for (int64_t k = 0; k < dim; ++k) key[k] = E4M3ToF32(row[k]);
+    const float scale = DecodeIndexerKeyFp8(keys.Row(i), dim, key.data());
     float total = 0.0f;
     for (int64_t h = 0; h < q.heads; ++h) {
       total += std::max(Dot8(q.q + h * dim, key.data(), dim), 0.0f) * q.w[h];
     }
-    scores[i - begin] = total * IndexerKeyFp8Scale(row, dim);
+    scores[i - begin] = total * scale;
   }
 }
 
@@ -42,7 +35,7 @@ void IndexerFp8ScoresScalar(const IndexerFp8Prepared& q, const PagedRows& keys, 
 namespace {
 
 using ScoreFn = void (*)(const internal::IndexerFp8Prepared&, const PagedRows&, int64_t, int64_t,
-                         float*);
+                         float*, internal::IndexerThreadScratch*);
 
 ScoreFn PickScores() {
   return ForActiveIsa<ScoreFn>(internal::IndexerFp8ScoresScalar, internal::IndexerFp8ScoresAvx2,
@@ -50,13 +43,7 @@ ScoreFn PickScores() {
                                internal::IndexerFp8ScoresAvx512Bf16);
 }
 
-// The decoded query, per calling thread (no allocation once warm).
-struct QueryBuffers {
-  std::vector<float> q, w;
-  std::vector<uint32_t> q_pairs;
-};
-
-internal::IndexerFp8Prepared Prepare(const IndexerQueryFp8& query, QueryBuffers* b) {
+internal::IndexerFp8Prepared Prepare(const IndexerQueryFp8& query, internal::IndexerScratch* b) {
   DSV4_CHECK(query.heads > 0 && query.dim > 0 && query.dim % 16 == 0);
   const int64_t n = query.heads * query.dim;
   b->q.resize(static_cast<size_t>(n));
@@ -76,33 +63,38 @@ internal::IndexerFp8Prepared Prepare(const IndexerQueryFp8& query, QueryBuffers*
 }  // namespace
 
 void IndexerScoresFp8(ThreadPool& pool, const IndexerQueryFp8& query, const PagedRows& keys,
-                      int64_t n, float* scores) {
+                      int64_t n, float* scores, Workspace* ws) {
   if (n <= 0) return;
   DSV4_CHECK(keys.row_bytes == IndexerKeyFp8Bytes(query.dim));
-  thread_local QueryBuffers buffers;
+  internal::IndexerScratch& buffers = ws->state().indexer;
   const internal::IndexerFp8Prepared q = Prepare(query, &buffers);
   const ScoreFn fn = PickScores();
-  pool.ParallelFor(n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end) {
-    for (int64_t b = begin; b < end; b += internal::kScanChunk) {
-      fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b);
-    }
-  });
+  buffers.threads.Reserve(pool);
+  pool.ParallelForWithThread(
+      n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end, int t) {
+        for (int64_t b = begin; b < end; b += internal::kScanChunk) {
+          fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b, &buffers.threads[t]);
+        }
+      });
 }
 
 void IndexerTopKFp8(ThreadPool& pool, const IndexerQueryFp8& query, const PagedRows& keys,
-                    int64_t n, int64_t k, std::vector<int64_t>* selected) {
+                    int64_t n, int64_t k, std::vector<int64_t>* selected, Workspace* ws) {
   if (std::min(k, n) <= 0) {
     selected->clear();
     return;
   }
   DSV4_CHECK(keys.row_bytes == IndexerKeyFp8Bytes(query.dim));
-  thread_local QueryBuffers buffers;
+  internal::IndexerScratch& buffers = ws->state().indexer;
   const internal::IndexerFp8Prepared q = Prepare(query, &buffers);
   const ScoreFn fn = PickScores();
+  buffers.threads.Reserve(pool);
   internal::ScanTopK(
       pool, n, k, GrainForWork(q.heads * q.dim),
-      [&](int64_t begin, int64_t end, float* scores) { fn(q, keys, begin, end, scores); },
-      selected);
+      [&](int64_t begin, int64_t end, float* scores, int t) {
+        fn(q, keys, begin, end, scores, &buffers.threads[t]);
+      },
+      &ws->state().scan, selected);
 }
 
 }  // namespace dsv4::kernels

@@ -1,5 +1,5 @@
 // DeepSeek-V3.2 lightning-indexer scan (DSA, spec §14.3 step 4: the reference's fp8_index)
-// straight from the cache's FP8 keys (kv/entry_codec.h layout: [dim E4M3 codes][FP32 scale],
+// straight from the cache's FP8 keys (core/kv_entry.h layout: [dim E4M3 codes][FP32 scale],
 // 132 B at dim 128), with the ReLU-weighted head sum fused and a streaming top-k, so no
 // decoded key array and no full score array is ever materialised (160K keys per query at
 // V3.2's full context, 1M in the benchmarks).
@@ -18,8 +18,10 @@
 #include <cstdint>
 #include <vector>
 
+#include "core/kv_entry.h"  // IndexerKeyFp8Bytes
 #include "core/thread_pool.h"
 #include "kernels/cpu/indexer.h"  // PagedRows
+#include "kernels/cpu/workspace.h"
 
 namespace dsv4::kernels {
 
@@ -31,17 +33,14 @@ struct IndexerQueryFp8 {
   int64_t dim = 0;  // a multiple of 16
 };
 
-// Bytes of one key row: dim E4M3 codes, then the key's FP32 scale (unaligned).
-inline int64_t IndexerKeyFp8Bytes(int64_t dim) { return dim + 4; }
-
 // scores FP32 [n]: the scores of keys [0, n). keys: rows of IndexerKeyFp8Bytes(q.dim) bytes.
 void IndexerScoresFp8(ThreadPool& pool, const IndexerQueryFp8& q, const PagedRows& keys, int64_t n,
-                      float* scores);
+                      float* scores, Workspace* ws);
 
 // The indices of the min(k, n) best scores of keys [0, n) (higher score first, ties to the
 // lower index: the contract of kernels::TopK), in ascending order, into *selected (its
 // capacity is reused). Scores are computed and filtered a chunk at a time.
 void IndexerTopKFp8(ThreadPool& pool, const IndexerQueryFp8& q, const PagedRows& keys, int64_t n,
-                    int64_t k, std::vector<int64_t>* selected);
+                    int64_t k, std::vector<int64_t>* selected, Workspace* ws);
 
 }  // namespace dsv4::kernels

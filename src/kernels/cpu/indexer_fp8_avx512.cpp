@@ -1,107 +1,26 @@
-// AVX-512 FP8 indexer scores: 16 keys per tile, decoded once into registers' layout (register
-// p holds keys p and p + 8 as its two 8-lane halves, so each key keeps the canonical lane
-// order of kernels::Dot8) and scored against two query heads at a time; the ReLU-weighted
-// head sum runs on the 16 keys' dots as one vector, heads in ascending order. E4M3 x E4M3
-// products are exact, so FMA (FP32 path) and VDPBF16PS (BF16 path, see
-// indexer_fp8_internal.h) round exactly as the canonical multiply-then-add.
-#include <algorithm>
-#include <vector>
-
-#include "kernels/cpu/indexer_fp8_internal.h"
-#include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
+// AVX-512 indexer scan of V3.2 FP8 keys: the FP32 loop is indexer_tiles.inc over
+// simd::Avx512 (16 keys per tile, register p holding keys p and p + 8 as its two 8-lane
+// halves, scored against two query heads at a time); the VDPBF16PS loop below (see
+// indexer_fp8_internal.h: every tile qualifies) has the same structure. E4M3 x E4M3 products
+// are exact, so FMA and VDPBF16PS round exactly as the canonical multiply-then-add.
+#define DSV4_VEC_TARGET DSV4_TARGET_AVX512
+#include "kernels/cpu/indexer_tiles.inc"
 
 namespace dsv4::kernels::internal {
 namespace {
 
-constexpr int kKeys = 16;
+using V = simd::Avx512;
+constexpr int kKeys = V::kTile;
 constexpr int kPairs = kKeys / 2;
-
-// The tile's key rows (a partial tile repeats its last key) and their scales.
-struct Tile {
-  const uint8_t* rows[kKeys];
-  float scales[kKeys];
-  int64_t count = 0;
-};
-
-DSV4_TARGET_AVX512 void LoadTile(const PagedRows& keys, int64_t dim, int64_t t0, int64_t end,
-                                 Tile* t) {
-  t->count = std::min<int64_t>(kKeys, end - t0);
-  for (int i = 0; i < kKeys; ++i) {
-    t->rows[i] = keys.Row(t0 + std::min<int64_t>(i, t->count - 1));
-    t->scales[i] = IndexerKeyFp8Scale(t->rows[i], dim);
-  }
-}
-
-// Adds head h's term max(d_h, 0) · w_h of the 16 keys to total; dot: the head's 16 dots d_h.
-DSV4_TARGET_AVX512 inline __m512 AddHead(__m512 total, __m512 dot, float w) {
-  return _mm512_add_ps(total, _mm512_mul_ps(simd::Relu16(dot), _mm512_set1_ps(w)));
-}
-
-// The 16 dots of a head from its accumulators of 2^-8-scaled key values (exact rescale).
-DSV4_TARGET_AVX512 inline __m512 UnscaledDots(const __m512* acc) {
-  return _mm512_mul_ps(simd::ReduceLanes16(acc), _mm512_set1_ps(simd::kE4M3Fp16Unscale));
-}
-
-// kb FP32 [dim/8][kPairs][16]: step s of keys p (low half) and p + 8 (high half), 2^-8 times
-// the code values.
-DSV4_TARGET_AVX512 void DecodeTile(const Tile& t, int64_t dim, float* kb) {
-  for (int p = 0; p < kPairs; ++p) {
-    for (int64_t s = 0; s < dim / 8; ++s) {
-      _mm512_storeu_ps(kb + (s * kPairs + p) * 16,
-                       simd::E4M3x8x2(t.rows[p] + 8 * s, t.rows[p + 8] + 8 * s));
-    }
-  }
-}
-
-// The 16 keys' scores before the key scales: Σ_h max(d_h, 0) · w_h.
-DSV4_TARGET_AVX512 __m512 ScoreTile(const IndexerFp8Prepared& q, const float* kb) {
-  const int64_t dim = q.dim;
-  __m512 total = _mm512_setzero_ps();
-  int64_t h = 0;
-  for (; h + 2 <= q.heads; h += 2) {
-    __m512 a0[kPairs], a1[kPairs];
-    for (int p = 0; p < kPairs; ++p) a0[p] = a1[p] = _mm512_setzero_ps();
-    const float* q0 = q.q + h * dim;
-    const float* q1 = q0 + dim;
-    for (int64_t s = 0; s < dim / 8; ++s) {
-      const __m512 qa = _mm512_broadcast_f32x8(_mm256_loadu_ps(q0 + 8 * s));
-      const __m512 qb = _mm512_broadcast_f32x8(_mm256_loadu_ps(q1 + 8 * s));
-      const float* k = kb + s * kPairs * 16;
-      for (int p = 0; p < kPairs; ++p) {
-        __m512 kv = _mm512_loadu_ps(k + 16 * p);
-        // One load for both heads: GCC would fold the load into each FMA (two 64-B loads per
-        // pair of FMAs, a third slower on Zen 4, where loads bound this loop).
-        asm("" : "+v"(kv));
-        a0[p] = _mm512_fmadd_ps(qa, kv, a0[p]);
-        a1[p] = _mm512_fmadd_ps(qb, kv, a1[p]);
-      }
-    }
-    total = AddHead(total, UnscaledDots(a0), q.w[h]);
-    total = AddHead(total, UnscaledDots(a1), q.w[h + 1]);
-  }
-  for (; h < q.heads; ++h) {
-    __m512 a0[kPairs];
-    for (int p = 0; p < kPairs; ++p) a0[p] = _mm512_setzero_ps();
-    const float* q0 = q.q + h * dim;
-    for (int64_t s = 0; s < dim / 8; ++s) {
-      const __m512 qa = _mm512_broadcast_f32x8(_mm256_loadu_ps(q0 + 8 * s));
-      for (int p = 0; p < kPairs; ++p) {
-        a0[p] = _mm512_fmadd_ps(qa, _mm512_loadu_ps(kb + (s * kPairs + p) * 16), a0[p]);
-      }
-    }
-    total = AddHead(total, UnscaledDots(a0), q.w[h]);
-  }
-  return total;
-}
 
 // kb BF16 words [dim/16][kPairs][32]: group g of keys p (dword lanes 0-7) and p + 8 (lanes
 // 8-15) in pair layout, the exact code values.
-DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const Tile& t, int64_t dim,
+DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t dim,
                                            const simd::E4M3PairConsts& c, uint16_t* kb) {
   for (int p = 0; p < kPairs; ++p) {
     for (int64_t g = 0; g < dim / 16; ++g) {
       _mm512_storeu_si512(kb + (g * kPairs + p) * 32,
-                          simd::E4M3PairsBf16(t.rows[p] + 16 * g, t.rows[p + 8] + 16 * g, c));
+                          simd::E4M3PairsBf16(rows[p] + 16 * g, rows[p + 8] + 16 * g, c));
     }
   }
 }
@@ -109,6 +28,7 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const Tile& t, int64_t dim,
 DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const uint16_t* kb) {
   const int64_t groups = q.dim / 16;
   __m512 total = _mm512_setzero_ps();
+  const Fp8HeadTerm<V, /*kUnscale=*/false> term{q.w};  // exact code values
   auto q_group = [&](int64_t h, int64_t g) {
     return _mm512_broadcast_i64x4(
         _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.q_pairs + (h * groups + g) * 8)));
@@ -128,8 +48,8 @@ DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const u
         a1[p] = simd::DotBf16(a1[p], qb, kv);
       }
     }
-    total = AddHead(total, simd::ReduceLanes16(a0), q.w[h]);
-    total = AddHead(total, simd::ReduceLanes16(a1), q.w[h + 1]);
+    total = term(total, h, a0);
+    total = term(total, h + 1, a1);
   }
   for (; h < q.heads; ++h) {
     __m512 a0[kPairs];
@@ -142,7 +62,7 @@ DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const u
         a0[p] = simd::DotBf16(a0[p], qa, _mm512_loadu_si512(kb + (g * kPairs + p) * 32));
       }
     }
-    total = AddHead(total, simd::ReduceLanes16(a0), q.w[h]);
+    total = term(total, h, a0);
   }
   return total;
 }
@@ -150,32 +70,27 @@ DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const u
 }  // namespace
 
 DSV4_TARGET_AVX512 void IndexerFp8ScoresAvx512(const IndexerFp8Prepared& q, const PagedRows& keys,
-                                               int64_t begin, int64_t end, float* scores) {
-  thread_local std::vector<float> kb;
-  kb.resize(static_cast<size_t>(q.dim * kKeys));
-  Tile t;
-  for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
-    LoadTile(keys, q.dim, t0, end, &t);
-    DecodeTile(t, q.dim, kb.data());
-    float out[kKeys];
-    _mm512_storeu_ps(out, _mm512_mul_ps(ScoreTile(q, kb.data()), _mm512_loadu_ps(t.scales)));
-    std::copy_n(out, t.count, scores + (t0 - begin));
-  }
+                                               int64_t begin, int64_t end, float* scores,
+                                               IndexerThreadScratch* scratch) {
+  IndexerScoresFp8Tiles<V>(q, keys, begin, end, scores, scratch);
 }
 
 DSV4_TARGET_AVX512BF16 void IndexerFp8ScoresAvx512Bf16(const IndexerFp8Prepared& q,
                                                        const PagedRows& keys, int64_t begin,
-                                                       int64_t end, float* scores) {
-  thread_local std::vector<uint16_t> kb;
+                                                       int64_t end, float* scores,
+                                                       IndexerThreadScratch* scratch) {
+  std::vector<uint16_t>& kb = scratch->kb16;
   kb.resize(static_cast<size_t>(q.dim * kKeys));
   const simd::E4M3PairConsts consts = simd::MakeE4M3PairConsts();
-  Tile t;
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
-    LoadTile(keys, q.dim, t0, end, &t);
-    DecodeTileBf16(t, q.dim, consts, kb.data());
+    const uint8_t* rows[kKeys];
+    const int64_t count = TileKeys<V>(keys, t0, end, rows);
+    float scales[kKeys];
+    TileScalesFp8<V>(rows, q.dim, scales);
+    DecodeTileBf16(rows, q.dim, consts, kb.data());
     float out[kKeys];
-    _mm512_storeu_ps(out, _mm512_mul_ps(ScoreTileBf16(q, kb.data()), _mm512_loadu_ps(t.scales)));
-    std::copy_n(out, t.count, scores + (t0 - begin));
+    _mm512_storeu_ps(out, _mm512_mul_ps(ScoreTileBf16(q, kb.data()), _mm512_loadu_ps(scales)));
+    std::copy_n(out, count, scores + (t0 - begin));
   }
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/cpu/indexer_fp8.h"
+#include "kernels/cpu/indexer_internal.h"  // IndexerThreadScratch
 
 namespace dsv4::kernels::internal {
 
@@ -19,21 +20,18 @@ struct IndexerFp8Prepared {
   const uint32_t* q_pairs = nullptr;  // [heads, dim/16, 8]
 };
 
-// The key's FP32 scale, stored unaligned after its dim codes.
-float IndexerKeyFp8Scale(const uint8_t* row, int64_t dim);
-
 // scores[i - begin] for keys i in [begin, end).
 void IndexerFp8ScoresScalar(const IndexerFp8Prepared& q, const PagedRows& keys, int64_t begin,
-                            int64_t end, float* scores);
+                            int64_t end, float* scores, IndexerThreadScratch* scratch);
 void IndexerFp8ScoresAvx2(const IndexerFp8Prepared& q, const PagedRows& keys, int64_t begin,
-                          int64_t end, float* scores);
+                          int64_t end, float* scores, IndexerThreadScratch* scratch);
 void IndexerFp8ScoresAvx512(const IndexerFp8Prepared& q, const PagedRows& keys, int64_t begin,
-                            int64_t end, float* scores);
+                            int64_t end, float* scores, IndexerThreadScratch* scratch);
 // VDPBF16PS: E4M3 x E4M3 products are exact, and every nonzero product and partial sum is a
 // multiple of 2^-18 far below FP32's overflow, so FP32-normal: its two sequential FMAs per
 // lane round exactly as the canonical multiply-then-add order, on every tile (no range check,
 // unlike the FP4 scan's E8M0 scales).
 void IndexerFp8ScoresAvx512Bf16(const IndexerFp8Prepared& q, const PagedRows& keys, int64_t begin,
-                                int64_t end, float* scores);
+                                int64_t end, float* scores, IndexerThreadScratch* scratch);
 
 }  // namespace dsv4::kernels::internal

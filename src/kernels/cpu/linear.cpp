@@ -12,6 +12,7 @@
 #include "kernels/cpu/isa.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/parallel.h"
+#include "kernels/cpu/workspace_internal.h"
 
 namespace dsv4::kernels {
 namespace internal {
@@ -27,8 +28,9 @@ const std::array<float, 256>& E4M3Table() {
   return table;
 }
 
-// Decodes weight row n to FP32 code values (not yet scaled) into `out` [w.in].
-void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
+// Decodes weight row n to FP32 code values (not yet scaled) into `out` [w.in]. fp4_rows:
+// scratch for an FP4 row recovered from w.fp4_tiles.
+void DecodeRow(const LinearWeight& w, int64_t n, std::vector<uint8_t>* fp4_rows, float* out) {
   switch (w.kind) {
     case LinearKind::kFp8Block: {
       const auto& t = E4M3Table();
@@ -37,12 +39,11 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
       break;
     }
     case LinearKind::kFp4Row32: {
-      thread_local std::vector<uint8_t> row_codes;
       const uint8_t* c = w.codes + n * (w.in / 2);
       if (w.fp4_tiles != nullptr) {
-        row_codes.resize(static_cast<size_t>(w.in / 2));
-        Fp4TilesRow(w.fp4_tiles, w.in, n, row_codes.data());
-        c = row_codes.data();
+        fp4_rows->resize(static_cast<size_t>(w.in / 2));
+        Fp4TilesRow(w.fp4_tiles, w.in, n, fp4_rows->data());
+        c = fp4_rows->data();
       }
       for (int64_t k = 0; k < w.in / 2; ++k) {
         out[2 * k] = E2M1ToF32(E2M1Low(c[k]));
@@ -70,17 +71,17 @@ void DecodeRow(const LinearWeight& w, int64_t n, float* out) {
 
 }  // namespace
 
-void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count, const uint8_t** out) {
+void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count,
+                    std::vector<uint8_t>* buffer, const uint8_t** out) {
   const int64_t row_bytes = w.in / 2;
   if (w.fp4_tiles == nullptr) {
     for (int i = 0; i < count; ++i) out[i] = w.codes + rows[i] * row_bytes;
     return;
   }
-  thread_local std::vector<uint8_t> buffer;
-  buffer.resize(static_cast<size_t>(count * row_bytes));
+  buffer->resize(static_cast<size_t>(count * row_bytes));
   for (int i = 0; i < count; ++i) {
-    Fp4TilesRow(w.fp4_tiles, w.in, rows[i], buffer.data() + i * row_bytes);
-    out[i] = buffer.data() + i * row_bytes;
+    Fp4TilesRow(w.fp4_tiles, w.in, rows[i], buffer->data() + i * row_bytes);
+    out[i] = buffer->data() + i * row_bytes;
   }
 }
 
@@ -124,10 +125,10 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
 void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
   const int64_t blocks = w.in / 128;
-  thread_local std::vector<float> wrow;
+  std::vector<float>& wrow = c.scratch->weight_row;
   wrow.resize(static_cast<size_t>(w.in));
   for (int64_t n = n0; n < n1; ++n) {
-    DecodeRow(w, n, wrow.data());
+    DecodeRow(w, n, &c.scratch->fp4_rows, wrow.data());
     for (int64_t r = 0; r < c.rows; ++r) {
       const float* xr = c.x + r * w.in;
       if (w.kind == LinearKind::kF32) {
@@ -148,16 +149,11 @@ namespace {
 
 using internal::LinearCall;
 
-// Input rows prepared once per call: FP8 code values + per-128 scales for the quantised
-// kinds, plain FP32 values otherwise. Grow-only per calling thread: no allocation per step.
-struct PreparedInput {
-  std::vector<float> values;  // [rows, in]
-  std::vector<float> scales;  // [rows, in/128] (quantised kinds only)
-};
-
-// Rows are independent, so a long batch (prefill) quantises on every thread.
+// Input rows prepared once per call into p->values and p->scales: FP8 code values + per-128
+// scales for the quantised kinds, plain FP32 values otherwise. Rows are independent, so a
+// long batch (prefill) quantises on every thread.
 void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
-                  PreparedInput* p) {
+                  internal::LinearScratch* p) {
   p->values.resize(static_cast<size_t>(rows * w.in));
   float* values = p->values.data();
   if (internal::IsPlainBf16(w.kind)) {
@@ -171,27 +167,29 @@ void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_
   const auto& t = internal::E4M3Table();
   const bool avx512 = ActiveIsaUpToAvx512() == Isa::kAvx512;
   // About 16 operations per value (amax, divide, round, decode).
-  pool.ParallelFor(rows, GrainForWork(16 * w.in), [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<uint8_t> codes;  // this thread's own
-    codes.resize(static_cast<size_t>(w.in));
-    for (int64_t r = r0; r < r1; ++r) {
-      if (avx512) {
-        internal::ActQuantValuesAvx512(x + r * w.in, w.in, values + r * w.in,
-                                       scales + r * blocks);
-        continue;
-      }
-      ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock, codes,
-                  {scales + r * blocks, static_cast<size_t>(blocks)});
-      for (int64_t k = 0; k < w.in; ++k) values[r * w.in + k] = t[codes[k]];
-    }
-  });
+  p->threads.Reserve(pool);
+  pool.ParallelForWithThread(
+      rows, GrainForWork(16 * w.in), [&](int64_t r0, int64_t r1, int thread) {
+        std::vector<uint8_t>& codes = p->threads[thread].act_codes;
+        codes.resize(static_cast<size_t>(w.in));
+        for (int64_t r = r0; r < r1; ++r) {
+          if (avx512) {
+            internal::ActQuantValuesAvx512(x + r * w.in, w.in, values + r * w.in,
+                                           scales + r * blocks);
+            continue;
+          }
+          ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock, codes,
+                      {scales + r * blocks, static_cast<size_t>(blocks)});
+          for (int64_t k = 0; k < w.in; ++k) values[r * w.in + k] = t[codes[k]];
+        }
+      });
 }
 
 // The SIMD tile loops consume the input 32 values at a time (FP8 and FP4 inputs are always
 // multiples of 128).
 bool SimdShapeOk(const LinearWeight& w) { return w.in % 32 == 0; }
 
-void Run(ThreadPool& pool, const LinearCall& call) {
+void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& call) {
   const LinearWeight& w = *call.w;
   Isa isa = ActiveIsa();
   if (!SimdShapeOk(w)) isa = Isa::kScalar;
@@ -214,9 +212,11 @@ void Run(ThreadPool& pool, const LinearCall& call) {
   // all of its inputs from memory once per tile of 8-16 outputs.
   const int64_t row_block =
       std::max<int64_t>(4, (int64_t{1} << 16) / std::max<int64_t>(w.in, 1) / 4 * 4);
-  pool.ParallelFor(num_tiles, grain, [&](int64_t begin, int64_t end) {
+  scratch->threads.Reserve(pool);
+  pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {
     for (int64_t r0 = 0; r0 < call.rows; r0 += row_block) {
       LinearCall part = call;
+      part.scratch = &scratch->threads[t];
       part.rows = std::min(row_block, call.rows - r0);
       part.x = call.x + r0 * w.in;
       if (call.xscale != nullptr) part.xscale = call.xscale + r0 * (w.in / 128);
@@ -240,35 +240,37 @@ float Dot8(const float* a, const float* b, int64_t n) {
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
-void Linear(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, BF16* y) {
+void Linear(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, BF16* y,
+            Workspace* ws) {
   DSV4_CHECK(w.kind != LinearKind::kF32);
-  thread_local PreparedInput in;
-  PrepareInput(pool, w, x, rows, &in);
+  internal::LinearScratch& s = ws->state().linear;
+  PrepareInput(pool, w, x, rows, &s);
   LinearCall call;
   call.w = &w;
-  call.x = in.values.data();
-  call.xscale = in.scales.data();
+  call.x = s.values.data();
+  call.xscale = s.scales.data();
   call.rows = rows;
   call.y = y;
-  Run(pool, call);
+  Run(pool, &s, call);
 }
 
-void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t rows, float* y) {
+void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t rows, float* y,
+               Workspace* ws) {
   DSV4_CHECK(w.kind == LinearKind::kF32);
   LinearCall call;
   call.w = &w;
   call.x = x;
   call.rows = rows;
   call.y_f32 = y;
-  Run(pool, call);
+  Run(pool, &ws->state().linear, call);
 }
 
-void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
-                     float* y) {
-  thread_local std::vector<float> xf;
+void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, float* y,
+                     Workspace* ws) {
+  std::vector<float>& xf = ws->state().linear.promoted;
   xf.resize(static_cast<size_t>(rows * w.in));
   for (int64_t i = 0; i < rows * w.in; ++i) xf[i] = Bf16ToF32(x[i]);
-  LinearF32(pool, w, xf.data(), rows, y);
+  LinearF32(pool, w, xf.data(), rows, y, ws);
 }
 
 }  // namespace dsv4::kernels

@@ -11,20 +11,25 @@
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/workspace.h"
 #include "kernels/linear_weight.h"
 
 namespace dsv4::kernels {
 
+// Every call takes the caller's scratch `ws` (kernels/cpu/workspace.h), which it may grow.
+
 // x BF16 [rows, w.in] -> y BF16 [rows, w.out]; kinds kFp8Block, kFp4Row32, kBf16.
-void Linear(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, BF16* y);
+void Linear(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, BF16* y,
+            Workspace* ws);
 
 // x FP32 [rows, w.in] -> y FP32 [rows, w.out]; kind kF32.
-void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t rows, float* y);
+void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t rows, float* y,
+               Workspace* ws);
 
 // x BF16 [rows, w.in] promoted to FP32 -> y FP32 [rows, w.out]; kind kF32 (compressor,
 // router, head: BF16 activations against FP32-promoted weights, spec §3).
-void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
-                     float* y);
+void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, float* y,
+                     Workspace* ws);
 
 // The canonical FP32 dot product of every kernel here (exposed for tests and reuse): element k
 // goes to lane k mod 8, each lane adds its rounded products in ascending k from +0, and the

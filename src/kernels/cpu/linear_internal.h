@@ -6,8 +6,10 @@
 #include <array>
 #include <bit>
 #include <cstdint>
+#include <vector>
 
 #include "core/bf16.h"
+#include "kernels/cpu/per_thread.h"
 #include "kernels/linear_weight.h"
 
 namespace dsv4::kernels::internal {
@@ -17,9 +19,30 @@ inline bool IsPlainBf16(LinearKind k) {
   return k == LinearKind::kBf16 || k == LinearKind::kFp8AsBf16;
 }
 
+// One pool thread's scratch of the linears (part of kernels::Workspace). Every tile loop
+// resizes what it uses on entry; the paths of one call never hold a buffer across each other.
+struct LinearThreadScratch {
+  std::vector<float> weight_row;     // scalar: one decoded weight row FP32 [in]
+  std::vector<uint8_t> fp4_rows;     // FP4 rows recovered from w.fp4_tiles [tile, in/2]
+  std::vector<uint8_t> act_codes;    // scalar input quantiser: E4M3 codes [in]
+  std::vector<float> panel;          // a decoded weight tile FP32 [in, tile]
+  std::vector<float> fp4_scales;     // the tile's FP4 weight scales FP32 [in/32, tile]
+  std::vector<uint16_t> panel_bf16;  // VDPBF16PS: a decoded weight tile, BF16 words
+  std::vector<uint32_t> x_pairs;     // VDPBF16PS: the input rows in pair layout
+};
+
+// The linears' part of kernels::Workspace.
+struct LinearScratch {
+  std::vector<float> values;    // prepared input FP32 [rows, in]
+  std::vector<float> scales;    // its per-128 scales FP32 [rows, in/128] (quantised kinds)
+  std::vector<float> promoted;  // LinearBf16InF32: the input as FP32 [rows, in]
+  PerThread<LinearThreadScratch> threads;
+};
+
 // kFp4Row32: the packed codes of tile rows `rows` [count] in the checkpoint layout: pointers
-// into w.codes, or rows recovered from w.fp4_tiles into this thread's buffer.
-void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count, const uint8_t** out);
+// into w.codes, or rows recovered from w.fp4_tiles into *buffer.
+void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count,
+                    std::vector<uint8_t>* buffer, const uint8_t** out);
 
 // One linear call after input preparation.
 struct LinearCall {
@@ -31,6 +54,7 @@ struct LinearCall {
   int64_t rows = 0;
   BF16* y = nullptr;       // [rows, out] (every kind but kF32)
   float* y_f32 = nullptr;  // [rows, out] (kF32)
+  LinearThreadScratch* scratch = nullptr;  // the running thread's
 };
 
 // Computes outputs [n0, n1) of every row. n0 must be a multiple of the ISA's tile width

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/thread_pool.h"
+#include "kernels/cpu/per_thread.h"
 
 namespace dsv4::kernels::internal {
 
@@ -69,28 +70,39 @@ class StreamingTopK {
   std::vector<ScoredKey> kept_;
 };
 
+// ScanTopK's scratch (part of kernels::Workspace): the ranges' candidates, merged on the
+// calling thread, and per pool thread its running top-k and a chunk of scores.
+struct ScanThreadScratch {
+  StreamingTopK top;
+  std::vector<float> chunk = std::vector<float>(kScanChunk);  // FP32 [kScanChunk]
+};
+struct ScanScratch {
+  std::vector<ScoredKey> merged;
+  PerThread<ScanThreadScratch> threads;
+};
+
 // The indices of the min(k, n) best keys of [0, n), ascending, into *selected (its capacity
-// is reused). score_chunk(begin, end, out) writes out[i - begin] for keys [begin, end), at
-// most kScanChunk of them; it is called from the pool's threads on disjoint ranges of at
-// least `grain` keys. No allocation once the thread-local buffers are warm.
+// is reused). score_chunk(begin, end, out, thread) writes out[i - begin] for keys
+// [begin, end), at most kScanChunk of them; it is called from the pool's threads on disjoint
+// ranges of at least `grain` keys, with the thread's index (ParallelForWithThread). No
+// allocation once `scratch` is warm.
 template <typename ScoreChunk>
 void ScanTopK(ThreadPool& pool, int64_t n, int64_t k, int64_t grain, const ScoreChunk& score_chunk,
-              std::vector<int64_t>* selected) {
+              ScanScratch* scratch, std::vector<int64_t>* selected) {
   selected->clear();
   k = std::min(k, n);
   if (k <= 0) return;
-  // A thread_local named inside the lambda would be each worker's own: take a reference.
-  thread_local std::vector<ScoredKey> merged_buffer;
-  std::vector<ScoredKey>& merged = merged_buffer;
+  std::vector<ScoredKey>& merged = scratch->merged;
   merged.clear();
+  scratch->threads.Reserve(pool);
   std::mutex mu;
-  auto scan = [&](int64_t begin, int64_t end) {
-    thread_local StreamingTopK top;
-    thread_local std::vector<float> chunk(kScanChunk);
+  auto scan = [&](int64_t begin, int64_t end, int thread) {
+    StreamingTopK& top = scratch->threads[thread].top;
+    std::vector<float>& chunk = scratch->threads[thread].chunk;
     top.Reset(k);
     for (int64_t b = begin; b < end; b += kScanChunk) {
       const int64_t e = std::min(end, b + kScanChunk);
-      score_chunk(b, e, chunk.data());
+      score_chunk(b, e, chunk.data(), thread);
       top.Push(chunk.data(), b, e - b);
     }
     const std::vector<ScoredKey>& best = top.Finish();
@@ -99,7 +111,7 @@ void ScanTopK(ThreadPool& pool, int64_t n, int64_t k, int64_t grain, const Score
   };
   // std::ref: the pool's std::function holds a pointer, not a heap copy (once per token and
   // indexer layer).
-  pool.ParallelFor(n, grain, std::ref(scan));
+  pool.ParallelForWithThread(n, grain, std::ref(scan));
   // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
   if (static_cast<int64_t>(merged.size()) > k) {
     std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), Better);

@@ -5,10 +5,10 @@
 #include <limits>
 
 #include "core/check.h"
+#include "core/kv_entry.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/indexer_fp8.h"
 #include "kernels/cpu/linear.h"
-#include "kv/entry_codec.h"
 #include "models/common/norm.h"
 #include "models/common/rope.h"
 #include "models/v32/indexer.h"
@@ -37,7 +37,8 @@ struct HeadLayout {
 // Per-head BF16 linears: for every head h, the n rows of head h in `in` through lin[h]
 // (lin[h].in values each), written as head h of `out` (lin[h].out values each).
 void PerHeadLinear(ThreadPool& pool, const std::vector<LinearWeight>& lin, const BF16* in,
-                   HeadLayout in_layout, int64_t n, BF16* out, HeadLayout out_layout) {
+                   HeadLayout in_layout, int64_t n, BF16* out, HeadLayout out_layout,
+                   kernels::Workspace* ws) {
   const int64_t w_in = lin[0].in, w_out = lin[0].out;
   std::vector<BF16> rows(static_cast<size_t>(n * w_in)), res(static_cast<size_t>(n * w_out));
   for (size_t h = 0; h < lin.size(); ++h) {
@@ -46,7 +47,7 @@ void PerHeadLinear(ThreadPool& pool, const std::vector<LinearWeight>& lin, const
       std::copy_n(in + t * in_layout.row_stride + hi * in_layout.head_stride, w_in,
                   rows.data() + t * w_in);
     }
-    kernels::Linear(pool, lin[h], rows.data(), n, res.data());
+    kernels::Linear(pool, lin[h], rows.data(), n, res.data(), ws);
     for (int64_t t = 0; t < n; ++t) {
       std::copy_n(res.data() + t * w_out, w_out,
                   out + t * out_layout.row_stride + hi * out_layout.head_stride);
@@ -56,16 +57,16 @@ void PerHeadLinear(ThreadPool& pool, const std::vector<LinearWeight>& lin, const
 
 void ProjectQueryAndLatent(ThreadPool& pool, const ModelConfig& c, const AttentionWeights& w,
                            const MlaConstants& k, int64_t pos0, const BF16* x, int64_t n,
-                           const BF16* cq, Projections* p) {
+                           const BF16* cq, Projections* p, kernels::Workspace* ws) {
   const int64_t H = c.num_attention_heads, nope = c.qk_nope_head_dim, r = c.qk_rope_head_dim;
   const int64_t lat = c.kv_lora_rank, qk = nope + r, row = lat + r;
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16> q(static_cast<size_t>(n * H * qk));
-  kernels::Linear(pool, w.q_b, cq, n, q.data());
+  kernels::Linear(pool, w.q_b, cq, n, q.data(), ws);
   p->q.resize(static_cast<size_t>(n * H * row));
   // Absorbed no-RoPE query: per head q_nope [n, nope] · W_UK,h -> [n, kv_lora] (BF16 weights,
   // FP32 accumulation, BF16 result: the reference's decode einsum with dequantised wkv_b).
-  PerHeadLinear(pool, w.uk_t, q.data(), {H * qk, qk}, n, p->q.data(), {H * row, row});
+  PerHeadLinear(pool, w.uk_t, q.data(), {H * qk, qk}, n, p->q.data(), {H * row, row}, ws);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < H; ++h) {
       BF16* rope = p->q.data() + (t * H + h) * row + lat;
@@ -74,7 +75,7 @@ void ProjectQueryAndLatent(ThreadPool& pool, const ModelConfig& c, const Attenti
     }
   }
   p->kv.resize(static_cast<size_t>(n * row));
-  kernels::Linear(pool, w.kv_a, x, n, p->kv.data());
+  kernels::Linear(pool, w.kv_a, x, n, p->kv.data(), ws);
   for (int64_t t = 0; t < n; ++t) {
     BF16* kv = p->kv.data() + t * row;
     models::RmsNorm(kv, w.kv_a_norm, lat, eps, kv);
@@ -84,12 +85,12 @@ void ProjectQueryAndLatent(ThreadPool& pool, const ModelConfig& c, const Attenti
 
 void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights& w,
                     const MlaConstants& k, int64_t pos0, const BF16* x, int64_t n, const BF16* cq,
-                    Projections* p) {
+                    Projections* p, kernels::Workspace* ws) {
   const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
   std::vector<BF16> iq(static_cast<size_t>(n * nI * dI));
-  kernels::Linear(pool, w.wq_b, cq, n, iq.data());
+  kernels::Linear(pool, w.wq_b, cq, n, iq.data(), ws);
   std::vector<float> wts(static_cast<size_t>(n * nI));
-  kernels::LinearBf16InF32(pool, w.weights_proj, x, n, wts.data());
+  kernels::LinearBf16InF32(pool, w.weights_proj, x, n, wts.data(), ws);
   p->iq.resize(iq.size());
   p->iw.resize(wts.size());
   for (int64_t t = 0; t < n; ++t) {
@@ -101,7 +102,7 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
     }
   }
   p->ik.resize(static_cast<size_t>(n * dI));
-  kernels::Linear(pool, w.wk, x, n, p->ik.data());
+  kernels::Linear(pool, w.wk, x, n, p->ik.data(), ws);
   for (int64_t t = 0; t < n; ++t) {
     BF16* key = p->ik.data() + t * dI;
     LayerNorm(key, w.k_norm_w, w.k_norm_b, dI, kIndexerNormEps, key);
@@ -116,7 +117,7 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
 // scoring is skipped (the same set). iq: E4M3 codes [nI, dI]; iw: FP32 [nI].
 void SelectTokens(ThreadPool& pool, const ModelConfig& c, const kv::V32SequenceCache& cache,
                   int64_t layer, const uint8_t* iq, const float* iw, int64_t pos,
-                  std::vector<int64_t>* selected) {
+                  std::vector<int64_t>* selected, kernels::Workspace* ws) {
   const int64_t visible = pos + 1;
   if (visible <= c.index_topk) {
     selected->resize(static_cast<size_t>(visible));
@@ -127,7 +128,7 @@ void SelectTokens(ThreadPool& pool, const ModelConfig& c, const kv::V32SequenceC
   const uint8_t* keys = cache.IndexerKeys(layer);
   const kernels::PagedRows rows{&keys, visible, cache.indexer_key_bytes()};
   kernels::IndexerTopKFp8(pool, {iq, iw, c.index_n_heads, c.index_head_dim}, rows, visible,
-                          c.index_topk, selected);
+                          c.index_topk, selected, ws);
 }
 
 }  // namespace
@@ -144,7 +145,7 @@ MlaConstants MakeMlaConstants(const ModelConfig& c) {
 
 void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights& lw,
                       const MlaConstants& k, kv::V32SequenceCache& cache, int64_t pos0,
-                      const BF16* x, int64_t n, BF16* out,
+                      const BF16* x, int64_t n, BF16* out, kernels::Workspace* ws,
                       std::vector<std::vector<int64_t>>* selections) {
   const AttentionWeights& w = lw.attn;
   const int64_t H = c.num_attention_heads, r = c.qk_rope_head_dim, lat = c.kv_lora_rank;
@@ -152,14 +153,14 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   const int64_t layer = lw.layer;
   DSV4_CHECK(cache.NumRecords(layer) == pos0);
   std::vector<BF16> cq(static_cast<size_t>(n * c.q_lora_rank));
-  kernels::Linear(pool, w.q_a, x, n, cq.data());
+  kernels::Linear(pool, w.q_a, x, n, cq.data(), ws);
   for (int64_t t = 0; t < n; ++t) {
     BF16* rowq = cq.data() + t * c.q_lora_rank;
     models::RmsNorm(rowq, w.q_a_norm, c.q_lora_rank, static_cast<float>(c.rms_norm_eps), rowq);
   }
   Projections p;
-  ProjectQueryAndLatent(pool, c, w, k, pos0, x, n, cq.data(), &p);
-  ProjectIndexer(pool, c, w.indexer, k, pos0, x, n, cq.data(), &p);
+  ProjectQueryAndLatent(pool, c, w, k, pos0, x, n, cq.data(), &p, ws);
+  ProjectIndexer(pool, c, w.indexer, k, pos0, x, n, cq.data(), &p, ws);
 
   // No sink in V3.2: a -inf sink logit adds exactly 0 to the softmax denominator.
   const std::vector<float> no_sink(static_cast<size_t>(H), -std::numeric_limits<float>::infinity());
@@ -169,20 +170,20 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = pos0 + t;
     const BF16* kv = p.kv.data() + t * row;
-    kv::EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
-    kv::EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
+    EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
+    EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
     SelectTokens(pool, c, cache, layer, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, pos,
-                 &selected);
+                 &selected, ws);
     if (selections != nullptr) selections->push_back(selected);
     // Attention over the selected tokens' records (ascending positions), all heads sharing
     // them (MQA over [latent ‖ RoPE key], FP32 logits and softmax).
     const int64_t count = static_cast<int64_t>(selected.size());
     kvset.resize(static_cast<size_t>(count * row));
     for (int64_t j = 0; j < count; ++j) {
-      kv::DecodeMlaRecord(cache.MlaRecord(layer, selected[j]), lat, r, kvset.data() + j * row);
+      DecodeMlaRecord(cache.MlaRecord(layer, selected[j]), lat, r, kvset.data() + j * row);
     }
     kernels::SparseAttention(pool, p.q.data() + t * H * row, kvset.data(), count, no_sink.data(), H,
-                             row, k.softmax_scale, o_full.data());
+                             row, k.softmax_scale, o_full.data(), ws);
     for (int64_t h = 0; h < H; ++h) {
       std::copy_n(o_full.data() + h * row, lat, o_lat.data() + (t * H + h) * lat);
     }
@@ -190,8 +191,8 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
 
   // o_h = (Σ p·c^KV) W_UV,hᵀ per head, then o_proj over the heads' concatenation.
   std::vector<BF16> o(static_cast<size_t>(n * H * v));
-  PerHeadLinear(pool, w.uv, o_lat.data(), {H * lat, lat}, n, o.data(), {H * v, v});
-  kernels::Linear(pool, w.o_proj, o.data(), n, out);
+  PerHeadLinear(pool, w.uv, o_lat.data(), {H * lat, lat}, n, o.data(), {H * v, v}, ws);
+  kernels::Linear(pool, w.o_proj, o.data(), n, out, ws);
 }
 
 }  // namespace dsv4::v32

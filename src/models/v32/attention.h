@@ -17,6 +17,7 @@
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/workspace.h"
 #include "kv/v32_cache.h"
 #include "checkpoint/config.h"
 #include "models/v32/weights.h"
@@ -33,10 +34,10 @@ MlaConstants MakeMlaConstants(const checkpoint::ModelConfig& c);
 // x BF16 [n, D]: the attention input (after input_layernorm) of positions pos0..pos0+n-1,
 // where pos0 == cache.NumRecords(w.layer). out BF16 [n, D]. Appends the chunk's MLA records
 // and indexer keys to `cache` (layer `w.layer`). When `selections` is not null, appends each
-// token's DSA top-k (ascending positions) to it.
+// token's DSA top-k (ascending positions) to it. ws: the kernels' scratch.
 void AttentionForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                       const MlaConstants& k, kv::V32SequenceCache& cache, int64_t pos0,
-                      const BF16* x, int64_t n, BF16* out,
+                      const BF16* x, int64_t n, BF16* out, kernels::Workspace* ws,
                       std::vector<std::vector<int64_t>>* selections = nullptr);
 
 }  // namespace dsv4::v32

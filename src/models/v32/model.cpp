@@ -37,6 +37,7 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
   // Residual stream h: BF16 [n, D], starting as the embedding rows. u: the normed sublayer
   // input; f: the sublayer output, added to h by the next AddRmsNorm.
   std::vector<BF16> h(static_cast<size_t>(n * D)), u(h.size()), f(h.size());
+  kernels::Workspace kernel_ws;  // the kernels' scratch, reused by every layer
   for (int64_t t = 0; t < n; ++t) {
     std::memcpy(h.data() + t * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
     models::RmsNorm(h.data() + t * D, mw.layers[0].input_norm, D, eps, u.data() + t * D);
@@ -48,15 +49,16 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
       }
     }
     ForwardTrace::Layer* lt = trace != nullptr ? &trace->layers[lw.layer] : nullptr;
-    AttentionForward(pool, c, lw, constants_, cache, pos0, u.data(), n, f.data(),
+    AttentionForward(pool, c, lw, constants_, cache, pos0, u.data(), n, f.data(), &kernel_ws,
                      lt != nullptr ? &lt->selected : nullptr);
     for (int64_t t = 0; t < n; ++t) {
       AddRmsNorm(f.data() + t * D, h.data() + t * D, lw.post_attn_norm, D, eps, u.data() + t * D);
     }
     if (lw.dense) {
-      DenseFfnForward(pool, lw.ffn, u.data(), n, f.data());
+      DenseFfnForward(pool, lw.ffn, u.data(), n, f.data(), &kernel_ws);
     } else {
-      MoeForward(pool, c, lw, u.data(), n, f.data(), lt != nullptr ? &lt->experts : nullptr);
+      MoeForward(pool, c, lw, u.data(), n, f.data(), &kernel_ws,
+                 lt != nullptr ? &lt->experts : nullptr);
     }
   }
   cache.set_num_tokens(pos0 + n);
@@ -69,7 +71,7 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
     AddRmsNorm(f.data() + t * D, h.data() + t * D, mw.norm, D, eps, hn.data() + (t - first) * D);
   }
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
-  kernels::LinearBf16InF32(pool, mw.head, hn.data(), rows, logits->data());
+  kernels::LinearBf16InF32(pool, mw.head, hn.data(), rows, logits->data(), &kernel_ws);
   return Status::Ok();
 }
 

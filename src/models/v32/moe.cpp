@@ -10,17 +10,18 @@
 
 namespace dsv4::v32 {
 
-void DenseFfnForward(ThreadPool& pool, const FfnWeights& f, const BF16* x, int64_t n, BF16* out) {
+void DenseFfnForward(ThreadPool& pool, const FfnWeights& f, const BF16* x, int64_t n, BF16* out,
+                     kernels::Workspace* ws) {
   const int64_t I = f.gate.out;
   std::vector<BF16> a(static_cast<size_t>(n * I)), b(static_cast<size_t>(n * I));
-  kernels::Linear(pool, f.gate, x, n, a.data());
-  kernels::Linear(pool, f.up, x, n, b.data());
+  kernels::Linear(pool, f.gate, x, n, a.data(), ws);
+  kernels::Linear(pool, f.up, x, n, b.data(), ws);
   // silu and the product in FP32 from the BF16 GEMM outputs, rounded to BF16 for down_proj.
   for (int64_t i = 0; i < n * I; ++i) {
     const float av = Bf16ToF32(a[i]), bv = Bf16ToF32(b[i]);
     a[i] = F32ToBf16(av / (1.0f + std::exp(-av)) * bv);
   }
-  kernels::Linear(pool, f.down, a.data(), n, out);
+  kernels::Linear(pool, f.down, a.data(), n, out, ws);
 }
 
 Route RouteToken(const checkpoint::ModelConfig& c, const float* logits, const float* bias) {
@@ -68,10 +69,11 @@ Route RouteToken(const checkpoint::ModelConfig& c, const float* logits, const fl
 }
 
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w, const BF16* x,
-                int64_t n, BF16* out, std::vector<std::vector<int32_t>>* routes) {
+                int64_t n, BF16* out, kernels::Workspace* ws,
+                std::vector<std::vector<int32_t>>* routes) {
   const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   std::vector<float> logits(static_cast<size_t>(n * E));
-  kernels::LinearBf16InF32(pool, w.router, x, n, logits.data());
+  kernels::LinearBf16InF32(pool, w.router, x, n, logits.data(), ws);
   // Route every row, then group the rows by expert (models/common/expert_groups.h) so each
   // expert's weights are read once per chunk.
   std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
@@ -98,7 +100,7 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
     xs.resize(static_cast<size_t>(m * D));
     ys.resize(static_cast<size_t>(m * D));
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
-    DenseFfnForward(pool, w.experts[e], xs.data(), m, ys.data());
+    DenseFfnForward(pool, w.experts[e], xs.data(), m, ys.data(), ws);
     for (int64_t i = 0; i < m; ++i) {
       const float g = groups.weights[groups.start[e] + i];
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]) * g;
@@ -106,7 +108,7 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
   }
   if (w.has_shared) {
     ys.resize(static_cast<size_t>(n * D));
-    DenseFfnForward(pool, w.shared, x, n, ys.data());
+    DenseFfnForward(pool, w.shared, x, n, ys.data(), ws);
     for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
   }
   for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);

@@ -10,6 +10,7 @@
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "checkpoint/config.h"
+#include "kernels/cpu/workspace.h"
 #include "models/v32/weights.h"
 
 namespace dsv4::v32 {
@@ -30,11 +31,13 @@ struct Route {
 Route RouteToken(const checkpoint::ModelConfig& c, const float* logits, const float* bias);
 
 // x BF16 [n, D] (after post_attention_layernorm); out BF16 [n, D]. When `routes` is not
-// null, appends each token's routed experts (ascending ids) to it.
+// null, appends each token's routed experts (ascending ids) to it. ws: the kernels' scratch.
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w, const BF16* x,
-                int64_t n, BF16* out, std::vector<std::vector<int32_t>>* routes = nullptr);
+                int64_t n, BF16* out, kernels::Workspace* ws,
+                std::vector<std::vector<int32_t>>* routes = nullptr);
 
 // Dense SwiGLU FFN: out = down(bf16(silu(gate x) · up x)), x and out BF16 [n, D].
-void DenseFfnForward(ThreadPool& pool, const FfnWeights& f, const BF16* x, int64_t n, BF16* out);
+void DenseFfnForward(ThreadPool& pool, const FfnWeights& f, const BF16* x, int64_t n, BF16* out,
+                     kernels::Workspace* ws);
 
 }  // namespace dsv4::v32

@@ -4,11 +4,11 @@
 #include <cmath>
 #include <vector>
 
+#include "core/kv_entry.h"
 #include "core/quant.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/indexer.h"
 #include "kernels/cpu/linear.h"
-#include "kv/entry_codec.h"
 #include "models/common/hadamard.h"
 #include "models/common/norm.h"
 #include "models/v4/compressor.h"
@@ -27,15 +27,15 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16>& cq = p->cq;
   cq.resize(static_cast<size_t>(n * c.q_lora_rank));
-  kernels::Linear(pool, w.wq_a, x, n, cq.data());
+  kernels::Linear(pool, w.wq_a, x, n, cq.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
     BF16* row = cq.data() + t * c.q_lora_rank;
     models::RmsNorm(row, w.q_norm, c.q_lora_rank, eps, row);
   }
   p->q.resize(static_cast<size_t>(n * H * d));
-  kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data());
+  kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data(), &p->kernels);
   p->kv.resize(static_cast<size_t>(n * d));
-  kernels::Linear(pool, w.wkv, x, n, p->kv.data());
+  kernels::Linear(pool, w.wkv, x, n, p->kv.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < H; ++h) {
       BF16* head = p->q.data() + (t * H + h) * d;
@@ -50,13 +50,13 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   const int64_t row = w.compressor.wkv.out;
   p->cv.resize(static_cast<size_t>(n * row));
   p->cz.resize(static_cast<size_t>(n * row));
-  kernels::LinearBf16InF32(pool, w.compressor.wkv, x, n, p->cv.data());
-  kernels::LinearBf16InF32(pool, w.compressor.wgate, x, n, p->cz.data());
+  kernels::LinearBf16InF32(pool, w.compressor.wkv, x, n, p->cv.data(), &p->kernels);
+  kernels::LinearBf16InF32(pool, w.compressor.wgate, x, n, p->cz.data(), &p->kernels);
   if (w.kind != LayerKind::kCsa) return;
   const IndexerWeights& iw = w.indexer;
   const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
   p->iq.resize(static_cast<size_t>(n * nI * dI));
-  kernels::Linear(pool, iw.wq_b, cq.data(), n, p->iq.data());
+  kernels::Linear(pool, iw.wq_b, cq.data(), n, p->iq.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < nI; ++h) {
       BF16* head = p->iq.data() + (t * nI + h) * dI;
@@ -66,14 +66,14 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
     }
   }
   p->iw.resize(static_cast<size_t>(n * nI));
-  kernels::Linear(pool, iw.weights_proj, x, n, p->iw.data());
+  kernels::Linear(pool, iw.weights_proj, x, n, p->iw.data(), &p->kernels);
   const float wscale = 1.0f / std::sqrt(static_cast<float>(dI)) / std::sqrt(static_cast<float>(nI));
   for (BF16& v : p->iw) v = F32ToBf16(Bf16ToF32(v) * wscale);
   const int64_t irow = iw.compressor.wkv.out;
   p->icv.resize(static_cast<size_t>(n * irow));
   p->icz.resize(static_cast<size_t>(n * irow));
-  kernels::LinearBf16InF32(pool, iw.compressor.wkv, x, n, p->icv.data());
-  kernels::LinearBf16InF32(pool, iw.compressor.wgate, x, n, p->icz.data());
+  kernels::LinearBf16InF32(pool, iw.compressor.wkv, x, n, p->icv.data(), &p->kernels);
+  kernels::LinearBf16InF32(pool, iw.compressor.wgate, x, n, p->icz.data(), &p->kernels);
 }
 
 // Runs one compressor step for token `pos`; on emission post-processes the pooled entry
@@ -98,9 +98,9 @@ void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const Rope
   rope.Apply(e + width - r, m * (pos / m), false);
   if (indexer) {
     models::Hadamard(e, width);
-    kv::EncodeIndexerKeyFp4(e, width, cache.AppendIndexerKey(layer));
+    EncodeIndexerKeyFp4(e, width, cache.AppendIndexerKey(layer));
   } else {
-    kv::EncodeKvEntry(e, width - r, r, cache.AppendEntry(layer));
+    EncodeKvEntry(e, width - r, r, cache.AppendEntry(layer));
   }
 }
 
@@ -124,7 +124,7 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
     const int64_t pos = s.pos0 + (t - s.row0);
-    kv::EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
+    EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
     selected.clear();
     if (w.kind != LayerKind::kSwa) {
       const int64_t row = w.compressor.wkv.out;
@@ -140,7 +140,7 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
         }
         const kernels::PagedRows keys{key_pages.data(), keys_per_page, cache.indexer_key_bytes()};
         const kernels::IndexerQuery query{p.iq.data() + t * nI * dI, p.iw.data() + t * nI, nI, dI};
-        kernels::IndexerTopKFp4(pool, query, keys, visible, c.index_topk, &selected);
+        kernels::IndexerTopKFp4(pool, query, keys, visible, c.index_topk, &selected, &ws->kernels);
       }
       CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
                     p.cz.data() + t * row, pos, false, cache, layer, ws);
@@ -159,7 +159,7 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
     BF16* oh = ws->o.data() + t * H * d;
     kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
                                    static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r, r,
-                                   scale, oh);
+                                   scale, oh, &ws->kernels);
     for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
   }
 }
@@ -196,10 +196,10 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
     } else {
       wg.bf16 = w.wo_a.bf16 + g * R * gin;
     }
-    kernels::Linear(pool, wg, gx, n, zg);
+    kernels::Linear(pool, wg, gx, n, zg, &ws->kernels);
     for (int64_t t = 0; t < n; ++t) std::copy_n(zg + t * R, R, z + t * G * R + g * R);
   }
-  kernels::Linear(pool, w.wo_b, z, n, out);
+  kernels::Linear(pool, w.wo_b, z, n, out, &ws->kernels);
 }
 
 }  // namespace dsv4::v4

@@ -10,6 +10,7 @@
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/workspace.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/config.h"
 #include "models/v4/rope.h"
@@ -28,8 +29,9 @@ struct SeqSlice {
 
 // Grow-only scratch of AttentionForward, owned by the caller (one per forward; not shared
 // between threads) and reused by every layer: once grown to the chunk, a call allocates
-// nothing per token (the kernels keep their own per-thread buffers).
+// nothing per token.
 struct AttentionWorkspace {
+  kernels::Workspace kernels;      // the kernels' scratch (linears, indexer scan, attention)
   std::vector<int64_t> positions;  // [rows]
   // Batched projections of the rows (everything that does not depend on other tokens' KV).
   std::vector<BF16> cq;          // [rows, Q]: q_norm(wq_a x), shared with the indexer

@@ -67,7 +67,7 @@ void ForEachMixedRow(ThreadPool& pool, const MhcParams& p, const LinearWeight& f
     };
     // std::ref: the pool's std::function then holds a pointer, not a heap copy of the lambda.
     pool.ParallelFor(nb, kernels::GrainForWork(2 * width), std::ref(promote));
-    kernels::LinearF32(pool, fn, xf, nb, mu);
+    kernels::LinearF32(pool, fn, xf, nb, mu, &ws->kernels);
     auto scale_and_finish = [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         float* mur = mu + b * mix;

@@ -14,6 +14,7 @@
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/workspace.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
@@ -35,6 +36,7 @@ struct MhcMixes {
 // Grow-only scratch shared by every mHC call of a forward (one per forward, not shared
 // between threads); once grown, the calls allocate nothing.
 struct MhcWorkspace {
+  kernels::Workspace kernels;  // LinearF32's scratch
   std::vector<float> xf;   // FP32 [block rows, hc*D]: the streams of a row block, promoted
   std::vector<float> rho;  // FP32 [block rows]: 1/sqrt(mean(x̄²) + eps)
   std::vector<float> mu;   // FP32 [block rows, mix]: x̄·fnᵀ

@@ -61,6 +61,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
   MhcWorkspace mhc_ws;
   MhcMixes mix;
   AttentionWorkspace attn_ws;
+  kernels::Workspace kernel_ws;  // the MoE's and the head's
   for (const LayerWeights& lw : mw.layers) {
     HcPre(pool, mp, lw.hc_attn, x.data(), n, u.data(), &mix, &mhc_ws);
     for (int64_t t = 0; t < n; ++t) {
@@ -72,7 +73,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
     for (int64_t t = 0; t < n; ++t) {
       models::RmsNorm(u.data() + t * D, lw.ffn_norm, D, eps, u.data() + t * D);
     }
-    MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data());
+    MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data(), &kernel_ws);
     HcPost(pool, mp, mix, f.data(), n, x.data());
   }
   for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
@@ -95,7 +96,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
     models::RmsNorm(h.data() + i * D, mw.norm, D, eps, h.data() + i * D);
   }
   std::vector<float> all(rows.size() * c.vocab_size);
-  kernels::LinearBf16InF32(pool, mw.head, h.data(), num_rows, all.data());
+  kernels::LinearBf16InF32(pool, mw.head, h.data(), num_rows, all.data(), &kernel_ws);
   size_t next = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const BatchItem& item = batch[i];

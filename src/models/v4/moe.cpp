@@ -17,11 +17,11 @@ float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 // SwiGLU expert on rows `rows` of x: returns BF16 [rows, D]. `weights` (per row) multiplies
 // the hidden activation before w2; `clamp` applies the swiglu_limit (routed experts only).
 void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
-            const float* weights, float limit, bool clamp, BF16* y) {
+            const float* weights, float limit, bool clamp, BF16* y, kernels::Workspace* ws) {
   const int64_t I = e.w1.out;
   std::vector<BF16> a(static_cast<size_t>(rows * I)), b(static_cast<size_t>(rows * I));
-  kernels::Linear(pool, e.w1, x, rows, a.data());
-  kernels::Linear(pool, e.w3, x, rows, b.data());
+  kernels::Linear(pool, e.w1, x, rows, a.data(), ws);
+  kernels::Linear(pool, e.w3, x, rows, b.data(), ws);
   std::vector<BF16> h(static_cast<size_t>(rows * I));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < I; ++i) {
@@ -34,7 +34,7 @@ void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t row
       h[r * I + i] = F32ToBf16(weights[r] * (silu * bv));
     }
   }
-  kernels::Linear(pool, e.w2, h.data(), rows, y);
+  kernels::Linear(pool, e.w2, h.data(), rows, y, ws);
 }
 
 }  // namespace
@@ -76,10 +76,11 @@ Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const 
 }
 
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
-                const int32_t* tokens, const BF16* x, int64_t n, BF16* out) {
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out,
+                kernels::Workspace* ws) {
   const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
   std::vector<float> logits(static_cast<size_t>(n * E));
-  kernels::LinearBf16InF32(pool, w.gate, x, n, logits.data());
+  kernels::LinearBf16InF32(pool, w.gate, x, n, logits.data(), ws);
   // Route every row, then group the rows by expert (models/common/expert_groups.h). Flat
   // arrays sized once per call: no allocation per token.
   std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
@@ -105,7 +106,7 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
     ys.resize(static_cast<size_t>(m * D));
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
     Expert(pool, w.experts[e], xs.data(), m, groups.weights.data() + groups.start[e], limit,
-           true, ys.data());
+           true, ys.data(), ws);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
     }
@@ -113,7 +114,7 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
   if (w.has_shared) {
     std::vector<float> ones(static_cast<size_t>(n), 1.0f);
     ys.resize(static_cast<size_t>(n * D));
-    Expert(pool, w.shared, x, n, ones.data(), limit, false, ys.data());
+    Expert(pool, w.shared, x, n, ones.data(), limit, false, ys.data(), ws);
     for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
   }
   for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);

@@ -9,6 +9,7 @@
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "checkpoint/config.h"
+#include "kernels/cpu/workspace.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
@@ -34,7 +35,8 @@ Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const 
                  int32_t token);
 
 // x BF16 [n, D] (after HC_pre and ffn_norm) for tokens `tokens` [n]; out BF16 [n, D].
+// ws: the kernels' scratch.
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
-                const int32_t* tokens, const BF16* x, int64_t n, BF16* out);
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out, kernels::Workspace* ws);
 
 }  // namespace dsv4::v4

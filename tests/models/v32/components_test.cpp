@@ -8,10 +8,10 @@
 
 #include "checkpoint/presets.h"
 #include "core/fp8.h"
+#include "core/kv_entry.h"
 #include "core/quant.h"
 #include "core/rng.h"
 #include "kernels/cpu/indexer_fp8.h"
-#include "kv/entry_codec.h"
 #include "kv/layout.h"
 #include "models/common/hadamard.h"
 #include "models/common/norm.h"
@@ -106,6 +106,7 @@ TEST(V32Indexer, RopeIsNonInterleavedOnTheFirstDims) {
 }
 
 TEST(V32Indexer, ScoresFollowTheFp8Formula) {
+  kernels::Workspace ws;
   // I_s = k_scale_s · Σ_h ReLU(q_h · k_s) · w_h, from codes and scales, in double here; the
   // model's scan (kernels::IndexerScoresFp8) reads the cache's packed 132-B keys.
   Rng rng(8);
@@ -128,13 +129,13 @@ TEST(V32Indexer, ScoresFollowTheFp8Formula) {
   for (int64_t i = 0; i < n; ++i) {
     const std::vector<BF16> x = RandomBf16(dim, rng, std::exp(rng.Uniform(-2, 2)));
     uint8_t* rec = recs.data() + i * (dim + 4);
-    kv::EncodeIndexerKeyFp8(x.data(), dim, rec);
-    ks[i] = kv::DecodeIndexerKeyFp8(rec, dim, k.data() + i * dim);
+    EncodeIndexerKeyFp8(x.data(), dim, rec);
+    ks[i] = DecodeIndexerKeyFp8(rec, dim, k.data() + i * dim);
   }
   ThreadPool pool(2);
   const uint8_t* page = recs.data();
   kernels::IndexerScoresFp8(pool, {q_codes.data(), hw.data(), heads, dim}, {&page, n, dim + 4}, n,
-                            got.data());
+                            got.data(), &ws);
   int64_t zeros = 0;
   for (int64_t i = 0; i < n; ++i) {
     double want = 0.0, mag = 0.0;
@@ -164,9 +165,9 @@ TEST(V32Cache, MlaRecordIsTheFp8SimulatedLatentPlusBf16Rope) {
     if (trial == 0) std::fill(latent.begin(), latent.begin() + 128, F32ToBf16(0.0f));
     const std::vector<BF16> rope = RandomBf16(64, rng);
     std::vector<uint8_t> rec(656);
-    kv::EncodeMlaRecord(latent.data(), 512, rope.data(), 64, rec.data());
+    EncodeMlaRecord(latent.data(), 512, rope.data(), 64, rec.data());
     std::vector<float> out(576);
-    kv::DecodeMlaRecord(rec.data(), 512, 64, out.data());
+    DecodeMlaRecord(rec.data(), 512, 64, out.data());
     // Lossless: exactly what the corrected reference caches (act_quant per 128, pow2 scales,
     // dequantised to BF16) and the RoPE key unchanged.
     std::vector<BF16> sim = latent;
@@ -177,9 +178,9 @@ TEST(V32Cache, MlaRecordIsTheFp8SimulatedLatentPlusBf16Rope) {
     std::vector<BF16> again(512);
     for (int d = 0; d < 512; ++d) again[d] = F32ToBf16(out[d]);
     std::vector<uint8_t> rec2(656);
-    kv::EncodeMlaRecord(again.data(), 512, rope.data(), 64, rec2.data());
+    EncodeMlaRecord(again.data(), 512, rope.data(), 64, rec2.data());
     std::vector<float> out2(576);
-    kv::DecodeMlaRecord(rec2.data(), 512, 64, out2.data());
+    DecodeMlaRecord(rec2.data(), 512, 64, out2.data());
     ASSERT_EQ(out, out2);
   }
 }

@@ -1,4 +1,4 @@
-#include "kv/entry_codec.h"
+#include "core/kv_entry.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,10 +8,11 @@
 #include "core/fp8.h"
 #include "core/quant.h"
 
-namespace dsv4::kv {
+namespace dsv4 {
 
 void EncodeKvEntry(const BF16* x, int64_t d_nope, int64_t rope_dim, uint8_t* out) {
-  uint8_t* scales = out + d_nope;
+  const KvEntryLayout layout{d_nope, rope_dim};
+  uint8_t* scales = out + layout.scales_offset();
   for (int64_t b = 0; b < d_nope / 64; ++b) {
     float amax = 0.0f;
     for (int64_t k = b * 64; k < (b + 1) * 64; ++k) amax = std::max(amax, std::fabs(Bf16ToF32(x[k])));
@@ -21,16 +22,17 @@ void EncodeKvEntry(const BF16* x, int64_t d_nope, int64_t rope_dim, uint8_t* out
     }
     scales[b] = E8M0FromPow2(s);
   }
-  std::memcpy(out + d_nope + d_nope / 64, x + d_nope, static_cast<size_t>(rope_dim) * sizeof(BF16));
-  const int64_t used = d_nope + d_nope / 64 + 2 * rope_dim;
-  const int64_t padded = (used + 7) / 8 * 8;
-  std::memset(out + used, 0, static_cast<size_t>(padded - used));
+  std::memcpy(out + layout.rope_offset(), x + d_nope,
+              static_cast<size_t>(rope_dim) * sizeof(BF16));
+  std::memset(out + layout.used_bytes(), 0,
+              static_cast<size_t>(layout.bytes() - layout.used_bytes()));
 }
 
 void DecodeKvEntry(const uint8_t* in, int64_t d_nope, int64_t rope_dim, float* out) {
-  const uint8_t* scales = in + d_nope;
+  const KvEntryLayout layout{d_nope, rope_dim};
+  const uint8_t* scales = in + layout.scales_offset();
   for (int64_t k = 0; k < d_nope; ++k) out[k] = E4M3ToF32(in[k]) * E8M0ToF32(scales[k / 64]);
-  const uint8_t* rope = in + d_nope + d_nope / 64;
+  const uint8_t* rope = in + layout.rope_offset();
   for (int64_t k = 0; k < rope_dim; ++k) {
     BF16 b;
     std::memcpy(&b, rope + 2 * k, sizeof(b));
@@ -39,7 +41,7 @@ void DecodeKvEntry(const uint8_t* in, int64_t d_nope, int64_t rope_dim, float* o
 }
 
 void EncodeIndexerKeyFp4(const BF16* x, int64_t dim, uint8_t* out) {
-  uint8_t* scales = out + dim / 2;
+  uint8_t* scales = out + IndexerKeyFp4Layout{dim}.scales_offset();
   for (int64_t b = 0; b < dim / 32; ++b) {
     float amax = 0.0f;
     for (int64_t k = b * 32; k < (b + 1) * 32; ++k) amax = std::max(amax, std::fabs(Bf16ToF32(x[k])));
@@ -54,7 +56,7 @@ void EncodeIndexerKeyFp4(const BF16* x, int64_t dim, uint8_t* out) {
 }
 
 void DecodeIndexerKeyFp4(const uint8_t* in, int64_t dim, float* out) {
-  const uint8_t* scales = in + dim / 2;
+  const uint8_t* scales = in + IndexerKeyFp4Layout{dim}.scales_offset();
   for (int64_t k = 0; k < dim; k += 2) {
     const float s = E8M0ToF32(scales[k / 32]);
     out[k] = E2M1ToF32(E2M1Low(in[k / 2])) * s;
@@ -97,9 +99,13 @@ void EncodeIndexerKeyFp8(const BF16* x, int64_t dim, uint8_t* out) {
 
 float DecodeIndexerKeyFp8(const uint8_t* in, int64_t dim, float* codes) {
   for (int64_t k = 0; k < dim; ++k) codes[k] = E4M3ToF32(in[k]);
+  return IndexerKeyFp8Scale(in, dim);
+}
+
+float IndexerKeyFp8Scale(const uint8_t* in, int64_t dim) {
   float s;
   std::memcpy(&s, in + dim, sizeof(s));
   return s;
 }
 
-}  // namespace dsv4::kv
+}  // namespace dsv4
