@@ -302,7 +302,7 @@ DSV4_TARGET_AVX512BF16 void Tile(const Source& src, const LinearCall& call, cons
   const LinearWeight& w = *c.w;
   const int64_t xs_stride = w.in / 128;
   // (uint16_t, not __m512i: std::vector drops the alignment).
-  std::vector<uint16_t>& panel = call.scratch->panel_bf16;
+  AlignedVector<uint16_t>& panel = call.scratch->panel_bf16;
   float out[2][kTile];
   auto store = [&](int64_t r, const float* o) {
     for (int64_t i = 0; i < count; ++i) call.y[r * w.out + c.n0 + i] = F32ToBf16(o[i]);
@@ -356,7 +356,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   const bool wide = fp4 || plain;  // input pairs at full width (RowsTileFp4, RowsTilePlain)
   const int64_t chunks = w.in / 32;
   // Input rows in pair layout (per thread: a few KB, cheap next to the tiles).
-  std::vector<uint32_t>& xp = c.scratch->x_pairs;
+  AlignedVector<uint32_t>& xp = c.scratch->x_pairs;
   xp.resize(static_cast<size_t>(c.rows * w.in / (wide ? 1 : 2)));
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
@@ -369,7 +369,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
       }
     }
   }
-  std::vector<float>& ws = c.scratch->fp4_scales;  // FP4: [kTile][chunks]
+  AlignedVector<float>& ws = c.scratch->fp4_scales;  // FP4: [kTile][chunks]
   if (fp4) ws.resize(static_cast<size_t>(kTile * chunks));
   Fp4Source fp4_src;
   Fp8Source fp8_src;

@@ -137,7 +137,7 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
   // Input rows as [in/16][16] word pairs, each canonical lane's pair twice side by side.
-  std::vector<uint32_t>& xd = c.scratch->x_pairs;
+  AlignedVector<uint32_t>& xd = c.scratch->x_pairs;
   xd.resize(static_cast<size_t>(c.rows * w.in));
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
@@ -147,7 +147,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
       for (int j = 0; j < 8; ++j) dst[2 * j] = dst[2 * j + 1] = pairs[j];
     }
   }
-  std::vector<float>& wsp = c.scratch->fp4_scales;  // [kPairs][in/32][2]
+  AlignedVector<float>& wsp = c.scratch->fp4_scales;  // [kPairs][in/32][2]
   wsp.resize(static_cast<size_t>(kTile * (w.in / 32)));
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     TilePairScales(w, t0, wsp.data());

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "kernels/cpu/aligned_vector.h"
 #include "kernels/cpu/per_thread.h"
 #include "kernels/linear_weight.h"
 
@@ -25,10 +26,10 @@ struct LinearThreadScratch {
   std::vector<float> weight_row;     // scalar: one decoded weight row FP32 [in]
   std::vector<uint8_t> fp4_rows;     // FP4 rows recovered from w.fp4_tiles [tile, in/2]
   std::vector<uint8_t> act_codes;    // scalar input quantiser: E4M3 codes [in]
-  std::vector<float> panel;          // a decoded weight tile FP32 [in, tile]
-  std::vector<float> fp4_scales;     // the tile's FP4 weight scales FP32 [in/32, tile]
-  std::vector<uint16_t> panel_bf16;  // VDPBF16PS: a decoded weight tile, BF16 words
-  std::vector<uint32_t> x_pairs;     // VDPBF16PS: the input rows in pair layout
+  AlignedVector<float> panel;          // a decoded weight tile FP32 [in, tile]
+  AlignedVector<float> fp4_scales;     // the tile's FP4 weight scales FP32 [in/32, tile]
+  AlignedVector<uint16_t> panel_bf16;  // VDPBF16PS: a decoded weight tile, BF16 words
+  AlignedVector<uint32_t> x_pairs;     // VDPBF16PS: the input rows in pair layout
 };
 
 // The linears' part of kernels::Workspace.
