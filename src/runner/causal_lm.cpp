@@ -1,5 +1,7 @@
 #include "runner/causal_lm.h"
 
+#include <mutex>
+
 #include "models/v32/model.h"
 #include "models/v4/model.h"
 
@@ -31,19 +33,25 @@ class V4Lm final : public CausalLm {
   bool snapshots_prefixes() const override { return true; }
   Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const override {
-    auto& seq = static_cast<V4Sequence&>(state);
-    return model_->Forward(pool, seq.cache, tokens, mode, logits);
+    const BatchItem item{&state, tokens, mode, logits};
+    return ForwardBatch(pool, {&item, 1});
   }
   Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const override {
     std::vector<v4::Model::BatchItem> items;
     for (const BatchItem& b : batch) {
       items.push_back({&static_cast<V4Sequence*>(b.state)->cache, b.tokens, b.mode, b.logits});
     }
-    return model_->ForwardBatch(pool, items);
+    // The kept scratch serves one call at a time; a concurrent call gets a fresh one.
+    std::unique_lock<std::mutex> lock(ws_mu_, std::try_to_lock);
+    return model_->ForwardBatch(pool, items, lock.owns_lock() ? &ws_ : nullptr);
   }
 
  private:
   std::unique_ptr<v4::Model> model_;
+  // Forward scratch kept across calls, so that a warm step (the engine's decode) allocates
+  // none; its contents never change a result.
+  mutable std::mutex ws_mu_;
+  mutable v4::ForwardWorkspace ws_;
 };
 
 // V3.2 sequences keep their own growing buffers (not pages yet): Reserve always succeeds.

@@ -14,7 +14,8 @@ Result<checkpoint::Checkpoint> LoadModelArg(const std::string& dir) {
 
 ModelFactory ModelArgFactory(const std::string& dir) {
   return [dir]() -> Result<std::unique_ptr<runner::LoadedModel>> {
-    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(dir));
+    if (!dir.empty()) return runner::OpenModelFolder(dir);
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
     return runner::LoadCheckpoint(std::move(ck), dir);
   };
 }

@@ -23,12 +23,17 @@ Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
 
 Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
                       std::span<const int32_t> tokens, LogitsMode mode,
-                      std::vector<float>* logits) const {
+                      std::vector<float>* logits, ForwardWorkspace* ws) const {
   const BatchItem item{&cache, tokens, mode, logits};
-  return ForwardBatch(pool, {&item, 1});
+  return ForwardBatch(pool, {&item, 1}, ws);
 }
 
-Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
+Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
+                           ForwardWorkspace* ws) const {
+  if (ws == nullptr) {
+    ForwardWorkspace fresh;
+    return ForwardBatch(pool, batch, &fresh);
+  }
   const checkpoint::ModelConfig& c = config_;
   const int64_t D = c.hidden_size, hc = c.hc_mult;
   // Validate everything and reserve every page before touching any cache.
@@ -58,10 +63,10 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16> u(static_cast<size_t>(n * D)), f(static_cast<size_t>(n * D));
   // Scratch grown by the first layer and reused by the rest: no allocation per token.
-  MhcWorkspace mhc_ws;
-  MhcMixes mix;
-  AttentionWorkspace attn_ws;
-  kernels::Workspace kernel_ws;  // the MoE's and the head's
+  MhcWorkspace& mhc_ws = ws->mhc;
+  MhcMixes& mix = ws->mix;
+  AttentionWorkspace& attn_ws = ws->attention;
+  kernels::Workspace& kernel_ws = ws->kernels;
   for (const LayerWeights& lw : mw.layers) {
     HcPre(pool, mp, lw.hc_attn, x.data(), n, u.data(), &mix, &mhc_ws);
     for (int64_t t = 0; t < n; ++t) {

@@ -14,12 +14,25 @@
 #include "checkpoint/config.h"
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
+#include "kernels/cpu/workspace.h"
+#include "models/v4/attention.h"
+#include "models/v4/mhc.h"
 #include "models/v4/rope.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
 
 using models::LogitsMode;
+
+// The scratch of one forward call: grown by the first layer that needs it and reused by every
+// layer and token. A caller that keeps one across calls (the runner, for the engine's steps)
+// makes a warm decode step allocate no scratch. Not thread-safe: one per concurrent call.
+struct ForwardWorkspace {
+  MhcWorkspace mhc;
+  MhcMixes mix;
+  AttentionWorkspace attention;
+  kernels::Workspace kernels;  // the MoE's and the head's
+};
 
 class Model {
  public:
@@ -42,11 +55,14 @@ class Model {
   // to feeding it alone. Appends the KV to each cache. InvalidArgument for a token id outside
   // the vocabulary, OutOfRange past max_position_embeddings, ResourceExhausted when a cache
   // cannot reserve its pages; no cache advances then (pages reserved ahead stay reserved).
-  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
+  // `ws`: the call's scratch (its contents never change a result); null: a fresh one.
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
+                      ForwardWorkspace* ws = nullptr) const;
 
   // ForwardBatch of one sequence.
   Status Forward(ThreadPool& pool, kv::V4SequenceCache& cache, std::span<const int32_t> tokens,
-                 LogitsMode mode, std::vector<float>* logits) const;
+                 LogitsMode mode, std::vector<float>* logits,
+                 ForwardWorkspace* ws = nullptr) const;
 
  private:
   Model() = default;

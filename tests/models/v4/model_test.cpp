@@ -41,8 +41,10 @@ const Fixture& Tiny() {
   return *f;
 }
 
-// Logits of every position, feeding the sequence in chunks of `chunk` tokens.
-std::vector<float> RunChunked(const Fixture& f, int64_t chunk, int threads = 2) {
+// Logits of every position, feeding the sequence in chunks of `chunk` tokens (with `ws` as
+// every call's scratch when given, else a fresh one per call).
+std::vector<float> RunChunked(const Fixture& f, int64_t chunk, int threads = 2,
+                              ForwardWorkspace* ws = nullptr) {
   ThreadPool pool(threads);
   kv::V4SequenceCache cache(f.ck.config);
   std::vector<float> all, part;
@@ -50,7 +52,7 @@ std::vector<float> RunChunked(const Fixture& f, int64_t chunk, int threads = 2) 
   for (int64_t s = 0; s < n; s += chunk) {
     const int64_t len = std::min(chunk, n - s);
     EXPECT_TRUE(f.model->Forward(pool, cache, {f.tokens.data() + s, static_cast<size_t>(len)},
-                                 LogitsMode::kAll, &part).ok());
+                                 LogitsMode::kAll, &part, ws).ok());
     all.insert(all.end(), part.begin(), part.end());
   }
   EXPECT_EQ(cache.num_tokens(), n);
@@ -66,6 +68,23 @@ TEST(V4Model, PrefillChunkedAndDecodeAreBitIdentical) {
     const std::vector<float> chunked = RunChunked(f, chunk, chunk % 2 == 0 ? 1 : 2);
     ASSERT_EQ(chunked.size(), one_shot.size());
     EXPECT_EQ(std::memcmp(chunked.data(), one_shot.data(), one_shot.size() * sizeof(float)), 0)
+        << "chunk " << chunk;
+  }
+}
+
+TEST(V4Model, AWorkspaceKeptAcrossCallsChangesNoBit) {
+  // One workspace through a long prefill (grown to its largest), then through chunks of
+  // every size and decode of a new sequence: the same logits as fresh scratch per call.
+  const Fixture& f = Tiny();
+  ForwardWorkspace ws;
+  const std::vector<float> one_shot = RunChunked(f, static_cast<int64_t>(f.tokens.size()), 2, &ws);
+  for (int64_t chunk : {1, 5, 129}) {
+    const std::vector<float> kept = RunChunked(f, chunk, 2, &ws);
+    const std::vector<float> fresh = RunChunked(f, chunk, 2);
+    ASSERT_EQ(kept.size(), one_shot.size());
+    EXPECT_EQ(std::memcmp(kept.data(), fresh.data(), fresh.size() * sizeof(float)), 0)
+        << "chunk " << chunk;
+    EXPECT_EQ(std::memcmp(kept.data(), one_shot.data(), one_shot.size() * sizeof(float)), 0)
         << "chunk " << chunk;
   }
 }
