@@ -106,6 +106,14 @@ Status Engine::Impl::Init(const ModelFactory& make_model, const EngineOptions& o
   }
   const runner::CausalLm& lm = *model_->lm;
   pool_ = std::make_unique<ThreadPool>(o.threads);
+  // A budget below what the smallest request needs (one prompt token and one new token) can
+  // only ever refuse: say so at start, not on every request.
+  if (const int64_t smallest = lm.page_layout().BytesAt(2); o.kv_budget_bytes < smallest) {
+    return Status::InvalidArgument(
+        "kv budget of " + std::to_string(o.kv_budget_bytes) + " bytes cannot hold even a " +
+        "2-token request of " + model_->name + ", which needs " + std::to_string(smallest) +
+        " bytes");
+  }
   kv_ = std::make_unique<kv::KvManager>(lm.page_layout(), o.kv_budget_bytes,
                                         /*backing=*/lm.writes_kv());
   limits_ = {.vocab_size = config().vocab_size,

@@ -106,68 +106,52 @@ class ChatFormatter : public StreamFormatter {
   ChatDeltaSplitter splitter_;
 };
 
-struct StreamState {
-  std::unique_ptr<Generation> generation;
-  std::unique_ptr<StreamFormatter> formatter;
-  bool begun = false;
-  Clock::time_point last_write = Clock::now();
-};
-
-// One call of httplib's content provider: waits a little for tokens, writes what they give.
-// False ends the response (the client is gone); sink.done() after the final events.
-bool Pump(StreamState& st, httplib::DataSink& sink) {
-  std::string out;
-  if (!st.begun) {
-    out += st.formatter->Begin();
-    st.begun = true;
-  }
-  const std::string text = st.generation->Poll(kPollInterval);
-  if (!text.empty()) out += st.formatter->Text(text);
-  const bool ended = st.generation->state() != Generation::State::kRunning;
-  if (ended) out += st.formatter->End(*st.generation);
-  const Clock::time_point now = Clock::now();
-  if (out.empty()) {
-    if (now - st.last_write < kHeartbeat) return sink.is_writable();
-    out = ": keep-alive\n\n";
-  }
-  if (!sink.write(out.data(), out.size())) return false;
-  st.last_write = now;
-  if (ended) sink.done();
-  return true;
-}
-
-void Stream(const ServingState& s, httplib::Response& res, std::unique_ptr<Generation> g,
-            std::unique_ptr<StreamFormatter> f) {
-  auto st = std::make_shared<StreamState>();
-  st->generation = std::move(g);
-  st->formatter = std::move(f);
+// Streams the generation's events as server-sent events until it ends, the client goes away
+// (a failed write, or the socket closed) or the server stops. Returning destroys the
+// Generation, which cancels an unfinished request and frees its KV pages.
+void Stream(const ServingState& s, http::ResponseWriter& w, std::unique_ptr<Generation> g,
+            std::unique_ptr<StreamFormatter> f, const http::HeaderList& headers) {
   ServerMetrics* metrics = s.generation.metrics;
-  res.set_header("Cache-Control", "no-cache");
-  res.set_chunked_content_provider(
-      "text/event-stream",
-      [st](size_t /*offset*/, httplib::DataSink& sink) {
-        // The provider runs outside httplib's handler try-block: nothing may escape.
-        try {
-          return Pump(*st, sink);
-        } catch (const std::exception&) {
-          return false;
-        }
-      },
-      [st, metrics](bool success) {
-        if (success) return;
-        // The client went away (or a write timed out, or the server stops): dropping the
-        // Generation cancels the request and frees its KV pages now.
-        metrics->CountAbortedStream();
-        st->generation.reset();
-      });
+  http::HeaderList h = headers;
+  h.emplace_back("Cache-Control", "no-cache");
+  if (!w.StartStream(200, "text/event-stream", h)) return metrics->CountAbortedStream();
+  std::string out = f->Begin();
+  Clock::time_point last_write = Clock::now();
+  while (true) {
+    const std::string text = g->Poll(kPollInterval);
+    if (!text.empty()) out += f->Text(text);
+    const bool ended = g->state() != Generation::State::kRunning;
+    if (ended) out += f->End(*g);
+    const Clock::time_point now = Clock::now();
+    // An idle stream gets a comment line now and then, so a proxy does not time it out.
+    if (out.empty() && now - last_write >= kHeartbeat) out = ": keep-alive\n\n";
+    if (!out.empty()) {
+      if (!w.Write(out)) return metrics->CountAbortedStream();
+      out.clear();
+      last_write = now;
+    }
+    if (ended) {
+      if (!w.EndStream()) metrics->CountAbortedStream();
+      return;
+    }
+    if (w.ClientGone()) return metrics->CountAbortedStream();
+  }
 }
 
-// Runs a non-streaming request to its end, passing released text to `on_text`.
-void RunToEnd(Generation& g, const std::function<void(const std::string&)>& on_text) {
+// Runs a non-streaming request to its end, passing released text to `on_text`. False when
+// the client went away first: the caller drops the Generation, which cancels the request.
+bool RunToEnd(const ServingState& s, Generation& g, http::ResponseWriter& w,
+              const std::function<void(const std::string&)>& on_text) {
   while (g.state() == Generation::State::kRunning) {
     const std::string text = g.Poll(kPollInterval);
     if (!text.empty()) on_text(text);
+    if (g.state() == Generation::State::kRunning && w.ClientGone()) {
+      s.generation.metrics->CountAbandonedRequest();
+      w.Abandon();
+      return false;
+    }
   }
+  return true;
 }
 
 ResponseMeta Meta(const ServingState& s, std::string_view prefix) {
@@ -220,8 +204,8 @@ ApiResult<GenerationRequest> BuildRequest(const ServingState& s, const Generatio
 }
 
 ApiResult<nlohmann::ordered_json> ParseAndCheckModel(const ServingState& s,
-                                                     const httplib::Request& req) {
-  ApiResult<nlohmann::ordered_json> body = ParseJsonBody(req.body);
+                                                     const http::Request& req) {
+  ApiResult<nlohmann::ordered_json> body = ParseJsonBody(req.body, s.options->max_json_depth);
   if (!body.ok()) return body;
   auto it = body.value().find("model");
   if (it != body.value().end() && it->is_string() && it->get<std::string>() != s.model_id) {
@@ -241,65 +225,66 @@ ApiResult<std::unique_ptr<Generation>> Submit(const ServingState& s, GenerationR
   return Generation::Start(s.generation, std::move(r), p.stop, deadline);
 }
 
-void SendJson(httplib::Response& res, const Json& j) {
-  res.status = 200;
-  res.set_content(JsonText(j), "application/json");
+void SendJson(http::ResponseWriter& w, const Json& j, const http::HeaderList& headers) {
+  w.Send(http::Response{200, "application/json", JsonText(j), headers});
 }
 
 }  // namespace
 
-void SendError(httplib::Response& res, const ApiError& e) {
-  res.status = e.http_status;
-  if (e.http_status == 429) res.set_header("Retry-After", "1");
-  res.set_content(ErrorBody(e), "application/json");
+http::Response ErrorResponse(const ApiError& e, http::HeaderList headers) {
+  if (e.http_status == 429 || e.http_status == 503) headers.emplace_back("Retry-After", "1");
+  if (e.http_status == 401) headers.emplace_back("WWW-Authenticate", "Bearer");
+  return http::Response{e.http_status, "application/json", ErrorBody(e), std::move(headers)};
 }
 
-void HandleCompletions(const ServingState& s, const httplib::Request& req,
-                       httplib::Response& res) {
+void HandleCompletions(const ServingState& s, const http::Request& req, http::ResponseWriter& w,
+                       const http::HeaderList& headers) {
+  auto SendError = [&](const ApiError& e) { w.Send(ErrorResponse(e, headers)); };
   ApiResult<nlohmann::ordered_json> body = ParseAndCheckModel(s, req);
-  if (!body.ok()) return SendError(res, body.error());
+  if (!body.ok()) return SendError(body.error());
   ApiResult<CompletionRequest> parsed = ParseCompletionRequest(body.value());
-  if (!parsed.ok()) return SendError(res, parsed.error());
+  if (!parsed.ok()) return SendError(parsed.error());
   const CompletionRequest& c = parsed.value();
   std::vector<int32_t> prompt = c.prompt_tokens;
   if (c.prompt_text) {
     // DeepSeek's tokenizer config adds BOS to every encoded text, as vLLM does here.
     tokenizer::EncodeOptions eo{.add_bos = s.tokenizer->bos_id().has_value()};
     Result<std::vector<int32_t>> ids = s.tokenizer->Encode(*c.prompt_text, eo);
-    if (!ids.ok()) return SendError(res, FromStatus(ids.status(), "prompt"));
+    if (!ids.ok()) return SendError(FromStatus(ids.status(), "prompt"));
     prompt = std::move(ids).value();
   }
   ApiResult<GenerationRequest> r = BuildRequest(s, c.params, std::move(prompt), "prompt",
                                                 "max_tokens", kDefaultCompletionTokens);
-  if (!r.ok()) return SendError(res, r.error());
+  if (!r.ok()) return SendError(r.error());
   ApiResult<std::unique_ptr<Generation>> g = Submit(s, std::move(r.value()), c.params);
-  if (!g.ok()) return SendError(res, g.error());
+  if (!g.ok()) return SendError(g.error());
   ResponseMeta meta = Meta(s, "cmpl");
   if (c.params.stream) {
-    return Stream(s, res, std::move(g.value()),
-                  std::make_unique<CompletionFormatter>(meta, c.params.include_usage));
+    return Stream(s, w, std::move(g.value()),
+                  std::make_unique<CompletionFormatter>(meta, c.params.include_usage), headers);
   }
   Generation& gen = *g.value();
   std::string text;
-  RunToEnd(gen, [&](const std::string& t) { text += t; });
-  if (gen.state() == Generation::State::kFailed) return SendError(res, gen.error());
-  SendJson(res, CompletionResponse(meta, text, gen.finish_reason(), gen.usage()));
+  if (!RunToEnd(s, gen, w, [&](const std::string& t) { text += t; })) return;
+  if (gen.state() == Generation::State::kFailed) return SendError(gen.error());
+  SendJson(w, CompletionResponse(meta, text, gen.finish_reason(), gen.usage()), headers);
 }
 
-void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
-                           httplib::Response& res) {
+void HandleChatCompletions(const ServingState& s, const http::Request& req,
+                           http::ResponseWriter& w, const http::HeaderList& headers) {
+  auto SendError = [&](const ApiError& e) { w.Send(ErrorResponse(e, headers)); };
   ApiResult<nlohmann::ordered_json> body = ParseAndCheckModel(s, req);
-  if (!body.ok()) return SendError(res, body.error());
+  if (!body.ok()) return SendError(body.error());
   ApiResult<ChatRequest> parsed = ParseChatRequest(body.value());
-  if (!parsed.ok()) return SendError(res, parsed.error());
+  if (!parsed.ok()) return SendError(parsed.error());
   const ChatRequest& c = parsed.value();
   Result<std::string> text =
       tokenizer::RenderChatPrompt(c.messages, c.tools, c.template_options);
-  if (!text.ok()) return SendError(res, FromStatus(text.status(), "messages"));
+  if (!text.ok()) return SendError(FromStatus(text.status(), "messages"));
   // The rendered prompt spells BOS and the role markers; matching added tokens turns them
   // into their ids (the reference encodes the same way).
   Result<std::vector<int32_t>> prompt = s.tokenizer->Encode(*text, {.add_bos = false});
-  if (!prompt.ok()) return SendError(res, FromStatus(prompt.status(), "messages"));
+  if (!prompt.ok()) return SendError(FromStatus(prompt.status(), "messages"));
   // The field the request limited the output with, for error messages (ParseChatRequest
   // prefers the newer name the same way).
   auto newer = body.value().find("max_completion_tokens");
@@ -308,15 +293,16 @@ void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
                                     : "max_tokens";
   ApiResult<GenerationRequest> r = BuildRequest(s, c.params, std::move(prompt).value(),
                                                 "messages", max_param, kDefaultChatTokens);
-  if (!r.ok()) return SendError(res, r.error());
+  if (!r.ok()) return SendError(r.error());
   ApiResult<std::unique_ptr<Generation>> g = Submit(s, std::move(r.value()), c.params);
-  if (!g.ok()) return SendError(res, g.error());
+  if (!g.ok()) return SendError(g.error());
   ResponseMeta meta = Meta(s, "chatcmpl");
   const tokenizer::ThinkingMode mode = c.template_options.thinking;
   const bool tools = !c.tools.is_null();
   if (c.params.stream) {
-    return Stream(s, res, std::move(g.value()),
-                  std::make_unique<ChatFormatter>(meta, c.params.include_usage, mode, tools));
+    return Stream(s, w, std::move(g.value()),
+                  std::make_unique<ChatFormatter>(meta, c.params.include_usage, mode, tools),
+                  headers);
   }
   Generation& gen = *g.value();
   ChatDeltaSplitter splitter(mode, tools);
@@ -325,14 +311,14 @@ void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
     result.reasoning_content += d.reasoning;
     result.content += d.content;
   };
-  RunToEnd(gen, [&](const std::string& t) { add(splitter.Feed(t)); });
-  if (gen.state() == Generation::State::kFailed) return SendError(res, gen.error());
+  if (!RunToEnd(s, gen, w, [&](const std::string& t) { add(splitter.Feed(t)); })) return;
+  if (gen.state() == Generation::State::kFailed) return SendError(gen.error());
   ChatTurnEnd end = splitter.Finish();
   add(end.delta);
   result.tool_calls = WithIds(std::move(end.tool_calls));
   const std::string_view reason =
       result.tool_calls.empty() ? gen.finish_reason() : std::string_view("tool_calls");
-  SendJson(res, ChatResponse(meta, result, reason, gen.usage()));
+  SendJson(w, ChatResponse(meta, result, reason, gen.usage()), headers);
 }
 
 }  // namespace dsv4::server

@@ -1,6 +1,7 @@
 // The two generation endpoints, POST /v1/completions and POST /v1/chat/completions, on top
-// of a loaded model. Internal to the server module (server.cpp routes to them after the API
-// key and loading checks). Handlers run on httplib's threads; everything they share is in
+// of a loaded model. Internal to the server module (server.cpp routes to them after the
+// request policy and loading checks). Handlers run on the HTTP layer's worker threads with the
+// whole request read; everything they share is in
 // ServingState, immutable once the model is loaded (the atomics and the engine aside, which
 // are thread-safe).
 #pragma once
@@ -8,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include <httplib.h>
-
+#include "http/message.h"
+#include "http/response_writer.h"
 #include "server/generation.h"
 #include "server/server.h"
 #include "tokenizer/tokenizer.h"
@@ -25,12 +26,15 @@ struct ServingState {
   GenerationContext generation;  // points into the above and the server
 };
 
-// Writes `e` as the response (status and JSON body).
-void SendError(httplib::Response& res, const ApiError& e);
+// `e` as a response: its status and JSON body, plus `headers` (e.g. CORS) and Retry-After
+// on 429/503, WWW-Authenticate on 401.
+http::Response ErrorResponse(const ApiError& e, http::HeaderList headers = {});
 
-void HandleCompletions(const ServingState& s, const httplib::Request& req,
-                       httplib::Response& res);
-void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
-                           httplib::Response& res);
+// Each answers through `w` (JSON, or SSE when the request streams), adding `headers` to the
+// response; a client that goes away cancels its request.
+void HandleCompletions(const ServingState& s, const http::Request& req, http::ResponseWriter& w,
+                       const http::HeaderList& headers);
+void HandleChatCompletions(const ServingState& s, const http::Request& req,
+                           http::ResponseWriter& w, const http::HeaderList& headers);
 
 }  // namespace dsv4::server

@@ -115,8 +115,13 @@ void ServerMetrics::CountAbortedStream() {
   ++aborted_streams_;
 }
 
+void ServerMetrics::CountAbandonedRequest() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++abandoned_requests_;
+}
+
 std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, bool ready,
-                                  int64_t in_flight) const {
+                                  int64_t in_flight, const http::HttpStats& h) const {
   std::string out;
   Header(&out, "dsv4_model_ready", "gauge", "1 once the model is loaded and serving.");
   Sample(&out, "dsv4_model_ready", "model=\"" + EscapeLabelValue(model) + "\"", ready ? 1 : 0);
@@ -136,6 +141,9 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
         "Streamed responses cut off (client gone, write timeout, shutdown); each cancelled "
         "its request.",
         static_cast<double>(aborted_streams_));
+    One(&out, "dsv4_requests_abandoned_total", "counter",
+        "Non-streaming requests whose client went away before the answer; each was cancelled.",
+        static_cast<double>(abandoned_requests_));
     One(&out, "dsv4_prompt_tokens_total", "counter", "Prompt tokens of finished requests.",
         static_cast<double>(prompt_tokens_));
     One(&out, "dsv4_generation_tokens_total", "counter", "Tokens generated for clients.",
@@ -147,6 +155,20 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
            "Mean time between generated tokens of a request, after the first.");
     tpot_.Render("dsv4_time_per_output_token_seconds", &out);
   }
+  One(&out, "dsv4_http_connections_open", "gauge",
+      "Client connections open (reading, in a handler, or idle keep-alive).",
+      static_cast<double>(h.open_connections));
+  One(&out, "dsv4_http_connections_total", "counter", "Client connections accepted.",
+      static_cast<double>(h.connections_total));
+  One(&out, "dsv4_http_connections_refused_total", "counter",
+      "Connections closed at once with 503: --max-connections were open.",
+      static_cast<double>(h.connections_refused));
+  One(&out, "dsv4_http_read_timeouts_total", "counter",
+      "Requests whose head or body did not arrive in time (408).",
+      static_cast<double>(h.read_timeouts));
+  One(&out, "dsv4_http_malformed_requests_total", "counter",
+      "Requests the HTTP layer refused as malformed or over a size limit.",
+      static_cast<double>(h.malformed_requests));
   One(&out, "dsv4_requests_in_flight", "gauge",
       "Generation requests the server holds (queued in the engine or running).",
       static_cast<double>(in_flight));

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "dsv4/engine.h"
+#include "http/http_server.h"
 
 namespace dsv4::server {
 
@@ -48,10 +49,13 @@ class ServerMetrics {
   // A streamed response that ended without its final events (client gone, write timeout,
   // shutdown); its request was cancelled.
   void CountAbortedStream();
+  // A non-streaming request whose client went away before the answer; it was cancelled.
+  void CountAbandonedRequest();
 
-  // The whole exposition. `engine` is null while the model loads.
+  // The whole exposition. `engine` is null while the model loads; `http` is the connection
+  // layer's counters.
   std::string Render(const EngineStats* engine, std::string_view model, bool ready,
-                     int64_t in_flight) const;
+                     int64_t in_flight, const http::HttpStats& http = {}) const;
 
  private:
   mutable std::mutex mu_;
@@ -60,6 +64,7 @@ class ServerMetrics {
   int64_t completion_tokens_ = 0;
   int64_t generations_ = 0;
   int64_t aborted_streams_ = 0;
+  int64_t abandoned_requests_ = 0;
   Histogram ttft_;
   Histogram tpot_;
 };

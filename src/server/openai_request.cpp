@@ -2,6 +2,8 @@
 
 #include <limits>
 
+#include "core/json_nesting.h"
+
 namespace dsv4::server {
 namespace {
 
@@ -352,7 +354,11 @@ MaybeError ParseThinking(const Json& body, tokenizer::ChatTemplateOptions* o) {
 
 }  // namespace
 
-ApiResult<nlohmann::ordered_json> ParseJsonBody(std::string_view body) {
+ApiResult<nlohmann::ordered_json> ParseJsonBody(std::string_view body, int max_depth) {
+  // Before the parser: nlohmann's values recurse once per level when built, copied and freed.
+  if (Status deep = CheckJsonNesting(body, max_depth, "the request body"); !deep.ok()) {
+    return BadRequest(deep.message() + " (--max-json-depth)", "", "json_too_deep");
+  }
   Json j = Json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return BadRequest("the request body is not valid JSON");
   if (!j.is_object()) {

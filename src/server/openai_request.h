@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_nesting.h"
 #include "sample/sampler.h"
 #include "server/api_error.h"
 #include "tokenizer/chat_format.h"
@@ -46,8 +47,10 @@ struct ChatRequest {
   tokenizer::ChatTemplateOptions template_options;
 };
 
-// Request body text -> a JSON object. 400 for malformed JSON or a body that is not an object.
-ApiResult<nlohmann::ordered_json> ParseJsonBody(std::string_view body);
+// Request body text -> a JSON object. 400 for JSON nested deeper than `max_depth` (checked
+// before parsing), malformed JSON, or a body that is not an object.
+ApiResult<nlohmann::ordered_json> ParseJsonBody(std::string_view body,
+                                                int max_depth = kDefaultMaxJsonDepth);
 
 // POST /v1/completions.
 ApiResult<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json& body);

@@ -1,37 +1,41 @@
 #include "server/server.h"
 
-#include <sys/socket.h>
-
 #include <csignal>
 #include <ctime>
 #include <mutex>
+#include <optional>
 #include <thread>
 
-#include <httplib.h>
-
 #include "checkpoint/config.h"
+#include "http/http_server.h"
 #include "server/endpoints.h"
 #include "server/openai_response.h"
+#include "server/request_policy.h"
 
 namespace dsv4::server {
 namespace {
 
 using Json = nlohmann::ordered_json;
 
-// Handler threads beyond the generation slots: /health, /metrics and idle keep-alive
-// connections must not wait behind long generations.
+// Handler threads beyond the generation slots, for the requests that end quickly (429s,
+// 400s): a generation holds its thread until it ends.
 constexpr int64_t kExtraHandlerThreads = 8;
 constexpr int64_t kMaxConcurrentLimit = 4096;
+constexpr int kMaxConnectionsLimit = 65536;
 
-// Compares without an early exit, so the time taken does not reveal how much of a guessed
-// key was right.
-bool ConstantTimeEquals(std::string_view a, std::string_view b) {
-  unsigned char diff = a.size() == b.size() ? 0 : 1;
-  for (size_t i = 0; i < a.size(); ++i) {
-    diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-  }
-  return diff == 0;
+enum class Route { kNone, kHealth, kMetrics, kModels, kModel, kCompletions, kChat };
+
+Route FindRoute(std::string_view path) {
+  if (path == "/health") return Route::kHealth;
+  if (path == "/metrics") return Route::kMetrics;
+  if (path == "/v1/models") return Route::kModels;
+  if (path.size() > 11 && path.substr(0, 11) == "/v1/models/") return Route::kModel;
+  if (path == "/v1/completions") return Route::kCompletions;
+  if (path == "/v1/chat/completions") return Route::kChat;
+  return Route::kNone;
 }
+
+bool IsPost(Route r) { return r == Route::kCompletions || r == Route::kChat; }
 
 ApiError Loading() {
   return ApiError{503, "the model is loading; retry shortly", "service_unavailable", "",
@@ -41,6 +45,28 @@ ApiError Loading() {
 ApiError ShuttingDown() {
   return ApiError{503, "the server is shutting down", "service_unavailable", "",
                   "shutting_down"};
+}
+
+// The OpenAI-style error for a refusal of the HTTP layer itself (malformed, too large, late).
+http::Response HttpLayerError(int status, const std::string& message) {
+  std::string code;
+  switch (status) {
+    case 408: code = "request_timeout"; break;
+    case 413: code = "request_too_large"; break;
+    case 414:
+    case 431: code = "request_header_too_large"; break;
+    case 503: code = "too_many_connections"; break;
+    default: code = status >= 500 ? "server_error" : "malformed_http";
+  }
+  return ErrorResponse(ApiError{status, message,
+                                status >= 500 ? "server_error" : "invalid_request_error", "",
+                                code});
+}
+
+Status CheckPositive(double v, const char* what) {
+  if (v > 0 && v < 1e7) return Status::Ok();
+  return Status::InvalidArgument(std::string(what) + " must be > 0 seconds (and < 1e7), got " +
+                                 std::to_string(v));
 }
 
 Status CheckOptions(const ServerOptions& o) {
@@ -56,36 +82,45 @@ Status CheckOptions(const ServerOptions& o) {
                                    std::to_string(kMaxConcurrentLimit) + "], got " +
                                    std::to_string(o.max_concurrent_requests));
   }
-  if (!(o.request_timeout_s > 0)) {
-    return Status::InvalidArgument("request timeout must be > 0 seconds, got " +
-                                   std::to_string(o.request_timeout_s));
+  if (o.max_connections < 1 || o.max_connections > kMaxConnectionsLimit) {
+    return Status::InvalidArgument("max connections must be in [1, " +
+                                   std::to_string(kMaxConnectionsLimit) + "], got " +
+                                   std::to_string(o.max_connections));
   }
+  if (o.max_json_depth < 1 || o.max_json_depth > kMaxJsonDepthLimit) {
+    return Status::InvalidArgument("max JSON depth must be in [1, " +
+                                   std::to_string(kMaxJsonDepthLimit) + "], got " +
+                                   std::to_string(o.max_json_depth));
+  }
+  if (o.max_headers < 8 || o.max_headers > 10000) {
+    return Status::InvalidArgument("max headers must be in [8, 10000], got " +
+                                   std::to_string(o.max_headers));
+  }
+  if (o.max_header_bytes < 1024 || o.max_header_bytes > (16 << 20)) {
+    return Status::InvalidArgument("max header bytes must be in [1 KiB, 16 MiB], got " +
+                                   std::to_string(o.max_header_bytes));
+  }
+  DSV4_RETURN_IF_ERROR(CheckPositive(o.request_timeout_s, "request timeout"));
+  DSV4_RETURN_IF_ERROR(CheckPositive(o.header_timeout_s, "header timeout"));
+  DSV4_RETURN_IF_ERROR(CheckPositive(o.body_timeout_s, "body timeout"));
+  DSV4_RETURN_IF_ERROR(CheckPositive(o.idle_timeout_s, "idle timeout"));
   return Status::Ok();
 }
 
-// httplib::Server with two socket settings Debian's cpp-httplib 0.11 gets wrong for us.
-class HttpServer : public httplib::Server {
- public:
-  HttpServer() {
-    // The default also sets SO_REUSEPORT, which lets a second server bind the same port
-    // and silently take half the connections; SO_REUSEADDR alone still allows a quick
-    // restart after a stop.
-    set_socket_options([](socket_t sock) {
-      int yes = 1;
-      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    });
-  }
-  // The library listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG is compiled into the
-  // shared library): a burst of clients while the engine keeps the cores busy overflows it,
-  // and dropped handshakes stall clients for seconds. listen() again only resizes the queue.
-  void RaiseBacklog(int backlog) { ::listen(svr_sock_, backlog); }
-};
+std::chrono::milliseconds Millis(double seconds) {
+  return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000));
+}
 
 }  // namespace
 
 class Server::Impl {
  public:
-  explicit Impl(const ServerOptions& o) : options_(o) {}
+  explicit Impl(const ServerOptions& o)
+      : options_(o),
+        policy_(PolicyOptions{.bind_host = o.host,
+                              .allowed_hosts = o.allowed_hosts,
+                              .cors_origins = o.cors_origins,
+                              .api_key = o.api_key}) {}
 
   Status Bind();
   Status LoadModel();
@@ -96,17 +131,15 @@ class Server::Impl {
   int port_ = -1;
 
  private:
-  void Routes();
-  // The checks every /v1 request passes first: the API key, then loading. False: `res`
-  // holds the error.
-  bool Admit(const httplib::Request& req, httplib::Response& res) const;
-  // Wraps a handler: third-party exceptions (nlohmann, httplib, std) stop here as a 500.
-  httplib::Server::Handler Guard(std::function<void(const httplib::Request&,
-                                                    httplib::Response&)> f) const;
-  void Models(const httplib::Request& req, httplib::Response& res) const;
+  // On the I/O thread, before the body is read: the policy, the route, loading; answers the
+  // GET routes outright. nullopt: a generation request to read and hand to a worker.
+  std::optional<http::Response> Admit(const http::RequestHead& head) const;
+  void Handle(const http::Request& req, http::ResponseWriter& w);
+  http::Response Models(const http::RequestHead& head) const;
+  http::Response Metrics() const;
 
-  HttpServer http_;
-  std::thread listener_;
+  RequestPolicy policy_;
+  std::unique_ptr<http::HttpServer> http_;
   ServerMetrics metrics_;
   std::atomic<bool> ready_{false};  // state_ is complete (release/acquire)
   std::atomic<bool> stopping_{false};
@@ -117,150 +150,120 @@ class Server::Impl {
   bool stopped_ = false;
 };
 
-httplib::Server::Handler Server::Impl::Guard(
-    std::function<void(const httplib::Request&, httplib::Response&)> f) const {
-  return [f = std::move(f)](const httplib::Request& req, httplib::Response& res) {
-    try {
-      f(req, res);
-    } catch (const std::exception& e) {
-      SendError(res, ApiError{500, std::string("internal error: ") + e.what(), "server_error",
-                              "", ""});
-    }
-  };
-}
-
-bool Server::Impl::Admit(const httplib::Request& req, httplib::Response& res) const {
-  if (!options_.api_key.empty()) {
-    const std::string auth = req.get_header_value("Authorization");
-    if (!ConstantTimeEquals(auth, "Bearer " + options_.api_key)) {
-      res.set_header("WWW-Authenticate", "Bearer");
-      SendError(res, ApiError{401,
-                              auth.empty() ? "missing API key: send 'Authorization: Bearer KEY'"
-                                           : "incorrect API key",
-                              "invalid_request_error", "", "invalid_api_key"});
-      return false;
-    }
-  }
-  if (stopping_.load()) {
-    SendError(res, ShuttingDown());
-    return false;
-  }
-  if (!ready_.load()) {
-    SendError(res, Loading());
-    return false;
-  }
-  return true;
-}
-
-void Server::Impl::Models(const httplib::Request& req, httplib::Response& res) const {
+http::Response Server::Impl::Models(const http::RequestHead& head) const {
   const Json model = {{"id", state_.model_id},
                       {"object", "model"},
                       {"created", loaded_at_},
                       {"owned_by", "dsv4.cpp"},
                       {"max_model_len", state_.engine->config().max_position_embeddings}};
-  if (req.matches.size() > 1) {  // GET /v1/models/{id}
-    if (req.matches[1] != state_.model_id) {
-      return SendError(res, ApiError{404, "the model '" + req.matches[1].str() +
-                                              "' does not exist",
-                                     "invalid_request_error", "model", "model_not_found"});
+  if (FindRoute(head.path) == Route::kModel) {  // GET /v1/models/{id}
+    const std::string id = head.path.substr(11);
+    if (id != state_.model_id) {
+      return ErrorResponse(ApiError{404, "the model '" + id.substr(0, 256) + "' does not exist",
+                                    "invalid_request_error", "model", "model_not_found"});
     }
-    res.set_content(JsonText(model), "application/json");
-    return;
+    return http::Response{200, "application/json", JsonText(model), {}};
   }
-  res.set_content(JsonText(Json{{"object", "list"}, {"data", Json::array({model})}}),
-                  "application/json");
+  return http::Response{200, "application/json",
+                        JsonText(Json{{"object", "list"}, {"data", Json::array({model})}}), {}};
 }
 
-void Server::Impl::Routes() {
-  http_.Get("/health", Guard([this](const httplib::Request&, httplib::Response& res) {
-    if (stopping_.load()) return SendError(res, ShuttingDown());
-    if (!ready_.load()) return SendError(res, Loading());
-    res.set_content(JsonText(Json{{"status", "ok"}, {"model", state_.model_id}}),
-                    "application/json");
-  }));
-  http_.Get("/metrics", Guard([this](const httplib::Request&, httplib::Response& res) {
-    const bool ready = ready_.load();
-    EngineStats stats;
-    if (ready) stats = state_.engine->Stats();
-    res.set_content(metrics_.Render(ready ? &stats : nullptr, ready ? state_.model_id : "",
-                                    ready, in_flight_.load()),
-                    "text/plain; version=0.0.4; charset=utf-8");
-  }));
-  auto models = [this](const httplib::Request& req, httplib::Response& res) {
-    if (Admit(req, res)) Models(req, res);
+http::Response Server::Impl::Metrics() const {
+  const bool ready = ready_.load();
+  EngineStats stats;
+  if (ready) stats = state_.engine->Stats();
+  const http::HttpStats h = http_ ? http_->stats() : http::HttpStats{};
+  return http::Response{200, "text/plain; version=0.0.4; charset=utf-8",
+                        metrics_.Render(ready ? &stats : nullptr, ready ? state_.model_id : "",
+                                        ready, in_flight_.load(), h),
+                        {}};
+}
+
+std::optional<http::Response> Server::Impl::Admit(const http::RequestHead& head) const {
+  if (std::optional<ApiError> e = policy_.CheckSource(head)) return ErrorResponse(*e);
+  http::HeaderList cors = policy_.CorsHeaders(head);
+  auto answer = [&](http::Response r) {
+    r.headers.insert(r.headers.end(), cors.begin(), cors.end());
+    return r;
   };
-  http_.Get("/v1/models", Guard(models));
-  http_.Get(R"(/v1/models/(.+))", Guard(models));
-  http_.Post("/v1/completions", Guard([this](const httplib::Request& req,
-                                             httplib::Response& res) {
-    if (Admit(req, res)) HandleCompletions(state_, req, res);
-  }));
-  http_.Post("/v1/chat/completions", Guard([this](const httplib::Request& req,
-                                                  httplib::Response& res) {
-    if (Admit(req, res)) HandleChatCompletions(state_, req, res);
-  }));
-  // httplib's own refusals (no route, body over the limit, malformed HTTP) get a JSON body
-  // too; responses that already have one are ours.
-  http_.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    ApiError e{res.status, "HTTP status " + std::to_string(res.status), "invalid_request_error",
-               "", ""};
-    if (res.status == 404) {
-      e.message = "no route for " + req.method + " " + req.path;
-      e.code = "not_found";
-    } else if (res.status == 413) {
-      e.message = "the request body exceeds the limit of " +
-                  std::to_string(options_.max_body_bytes) + " bytes (--max-body-bytes)";
-      e.code = "request_too_large";
-    } else if (res.status == 400) {
-      e.message = "malformed HTTP request";
+  if (head.method == "OPTIONS") return policy_.Preflight(head);
+  const Route route = FindRoute(head.path);
+  if (route == Route::kNone) {
+    return answer(ErrorResponse(ApiError{404, "no route for " + head.method + " " +
+                                                  head.path.substr(0, 256),
+                                         "invalid_request_error", "", "not_found"}));
+  }
+  const std::string_view want = IsPost(route) ? "POST" : "GET";
+  if (head.method != want) {
+    return answer(ErrorResponse(
+        ApiError{405, head.path + " takes " + std::string(want) + ", not " + head.method,
+                 "invalid_request_error", "", "method_not_allowed"},
+        {{"Allow", std::string(want)}}));
+  }
+  if (route == Route::kHealth) {
+    if (stopping_.load()) return answer(ErrorResponse(ShuttingDown()));
+    if (!ready_.load()) return answer(ErrorResponse(Loading()));
+    return answer(http::Response{
+        200, "application/json",
+        JsonText(Json{{"status", "ok"}, {"model", state_.model_id}}), {}});
+  }
+  if (route == Route::kMetrics) return answer(Metrics());  // open, like /health
+  if (std::optional<ApiError> e = policy_.CheckAuth(head)) return answer(ErrorResponse(*e));
+  if (std::optional<ApiError> e = policy_.CheckContentType(head)) {
+    return answer(ErrorResponse(*e));
+  }
+  if (stopping_.load()) return answer(ErrorResponse(ShuttingDown()));
+  if (!ready_.load()) return answer(ErrorResponse(Loading()));
+  if (!IsPost(route)) return answer(Models(head));
+  return std::nullopt;
+}
+
+void Server::Impl::Handle(const http::Request& req, http::ResponseWriter& w) {
+  const http::HeaderList cors = policy_.CorsHeaders(req.head);
+  try {
+    if (stopping_.load()) return (void)w.Send(ErrorResponse(ShuttingDown(), cors));
+    if (FindRoute(req.head.path) == Route::kChat) {
+      HandleChatCompletions(state_, req, w, cors);
+    } else {
+      HandleCompletions(state_, req, w, cors);
     }
-    res.set_content(ErrorBody(e), "application/json");
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  http_.set_exception_handler(
-      [](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
-        SendError(res, ApiError{500, "internal error", "server_error", "", ""});
-      });
-  // Counted after the response is written; a stream cut off early is not logged by httplib
-  // (see dsv4_streams_aborted_total).
-  http_.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    metrics_.CountRequest(req.path, res.status);
-  });
+  } catch (const std::exception& e) {
+    // Third-party exceptions (nlohmann, std) stop here.
+    if (!w.started()) {
+      w.Send(ErrorResponse(
+          ApiError{500, std::string("internal error: ") + e.what(), "server_error", "", ""},
+          cors));
+    }
+  }
 }
 
 Status Server::Impl::Bind() {
   DSV4_RETURN_IF_ERROR(CheckOptions(options_));
-  // A client that disconnects makes the next write fail with EPIPE; without this the
-  // signal would kill the process.
+  // A client that disconnects makes a write fail with EPIPE; sends use MSG_NOSIGNAL, and
+  // this keeps any other write from killing the process.
   std::signal(SIGPIPE, SIG_IGN);
-  Routes();
-  http_.set_payload_max_length(static_cast<size_t>(options_.max_body_bytes));
-  const size_t threads = static_cast<size_t>(options_.max_concurrent_requests +
-                                             kExtraHandlerThreads);
-  http_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
-  if (options_.port == 0) {
-    port_ = http_.bind_to_any_port(options_.host);
-  } else {
-    port_ = http_.bind_to_port(options_.host, options_.port) ? options_.port : -1;
-  }
-  if (port_ <= 0) {
-    return Status::IoError("cannot listen on " + options_.host + ":" +
-                           std::to_string(options_.port) +
-                           " (port in use, or not an address of this machine)");
-  }
-  http_.RaiseBacklog(1024);
-  listener_ = std::thread([this] { http_.listen_after_bind(); });
-  // Stop() before the accept loop runs would be lost (httplib ignores it), so wait for it.
-  for (int i = 0; i < 5000 && !http_.is_running(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (!http_.is_running()) {
-    http_.stop();
-    listener_.join();
-    return Status::Internal("the HTTP listener did not start");
-  }
+  http::HttpServerOptions h;
+  h.host = options_.host;
+  h.port = options_.port;
+  h.max_connections = options_.max_connections;
+  h.worker_threads = static_cast<int>(options_.max_concurrent_requests + kExtraHandlerThreads);
+  h.max_body_bytes = options_.max_body_bytes;
+  h.head_limits.max_headers = options_.max_headers;
+  h.head_limits.max_head_bytes = static_cast<size_t>(options_.max_header_bytes);
+  h.head_limits.max_request_line =
+      std::min<size_t>(h.head_limits.max_request_line, h.head_limits.max_head_bytes);
+  h.idle_timeout = Millis(options_.idle_timeout_s);
+  h.header_timeout = Millis(options_.header_timeout_s);
+  h.body_timeout = Millis(options_.body_timeout_s);
+  h.error_response = HttpLayerError;
+  DSV4_ASSIGN_OR_RETURN(
+      http_, http::HttpServer::Start(
+                 h, [this](const http::RequestHead& head) { return Admit(head); },
+                 [this](const http::Request& req, http::ResponseWriter& w) { Handle(req, w); },
+                 [this](const http::RequestHead& head, int status) {
+                   metrics_.CountRequest(head.path, status);
+                 }));
+  port_ = http_->port();
   return Status::Ok();
 }
 
@@ -297,11 +300,16 @@ void Server::Impl::Stop() {
     if (stopped_) return;
     stopped_ = true;
   }
+  // Generations see stopping_ within one poll interval and end (503 / an error event); the
+  // HTTP layer then drops every connection no handler holds and joins its handlers, so no
+  // handler is left that could touch the engine below.
   stopping_.store(true);
-  http_.stop();
-  // httplib joins its handler threads before listen returns, so no handler is left that
-  // could touch the engine below.
-  if (listener_.joinable()) listener_.join();
+  // Let the handlers write their final events first (bounded: a client that stops reading
+  // must not delay the shutdown).
+  for (int i = 0; i < 200 && in_flight_.load() > 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (http_) http_->Stop();
   ready_.store(false);
   state_.engine.reset();
 }
@@ -319,7 +327,9 @@ Status Server::LoadModel() { return impl_->LoadModel(); }
 void Server::Stop() { impl_->Stop(); }
 int Server::port() const { return impl_->port_; }
 std::string Server::url() const {
-  return "http://" + impl_->options_.host + ":" + std::to_string(impl_->port_);
+  const std::string& h = impl_->options_.host;
+  const bool v6 = h.find(':') != std::string::npos;
+  return "http://" + (v6 ? "[" + h + "]" : h) + ":" + std::to_string(impl_->port_);
 }
 Engine* Server::engine() { return impl_->engine(); }
 

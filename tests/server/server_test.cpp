@@ -436,7 +436,7 @@ TEST_F(ServerTest, BadRequestsGetTheirStatusAndTheServerKeepsServing) {
        "", "invalid_api_key"},
       {"wrong api key on models", "GET", "/v1/models", "", "nope", 401, "", "invalid_api_key"},
       {"unknown route", "GET", "/v2/nothing", "", kKey, 404, "", "not_found"},
-      {"GET on a POST route", "GET", "/v1/completions", "", kKey, 404, "", "not_found"},
+      {"GET on a POST route", "GET", "/v1/completions", "", kKey, 405, "", "method_not_allowed"},
   };
   for (const Case& c : cases) {
     Reply r = Send(port(), c.method, c.path, c.body, c.key);

@@ -1,4 +1,4 @@
-// dsv4 serve: the OpenAI-compatible HTTP server (src/server) until SIGINT or SIGTERM.
+// dsv4 serve: the OpenAI-compatible HTTP server (src/server) until SIGINT, SIGTERM or SIGHUP.
 #include <pthread.h>
 
 #include <csignal>
@@ -6,10 +6,12 @@
 #include <ctime>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "byte_size.h"
 #include "commands.h"
 #include "model_arg.h"
+#include "server/request_policy.h"
 #include "server/server.h"
 
 namespace dsv4::cli {
@@ -20,15 +22,23 @@ struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string api_key;
+  bool api_key_given = false;
+  std::vector<std::string> allowed_hosts;
+  std::vector<std::string> cors_origins;
   std::string max_body = "8MiB";
+  int max_json_depth = kDefaultMaxJsonDepth;
   int64_t max_concurrent = 64;
+  int max_connections = 128;
+  double header_timeout_s = 10;
+  double body_timeout_s = 60;
+  double idle_timeout_s = 5;
   double request_timeout_s = 600;
   std::string kv_budget = "1GiB";
   int threads = 0;
   bool no_prefix_cache = false;
 };
 
-// Waits for SIGINT or SIGTERM (blocked in every thread, so only this wait sees them) while
+// Waits for SIGINT, SIGTERM or SIGHUP (blocked in every thread, so only this wait sees them) while
 // `busy` is true or forever; returns the signal, or 0 when `busy` went false first.
 int WaitForSignal(const sigset_t& set, const std::atomic<bool>* busy) {
   const timespec tick{0, 200 * 1000 * 1000};
@@ -40,12 +50,24 @@ int WaitForSignal(const sigset_t& set, const std::atomic<bool>* busy) {
 }
 
 Status Serve(const ServeOptions& o) {
+  if (o.api_key_given && o.api_key.empty()) {
+    // An empty key would silently mean "no key": refuse rather than start an open server.
+    return Status::InvalidArgument(
+        "--api-key is empty; pass a key, or leave the option out to serve without one");
+  }
   server::ServerOptions so;
   so.host = o.host;
   so.port = o.port;
   so.api_key = o.api_key;
+  so.allowed_hosts = o.allowed_hosts;
+  so.cors_origins = o.cors_origins;
   DSV4_ASSIGN_OR_RETURN(so.max_body_bytes, ParseByteSize(o.max_body));
+  so.max_json_depth = o.max_json_depth;
   so.max_concurrent_requests = o.max_concurrent;
+  so.max_connections = o.max_connections;
+  so.header_timeout_s = o.header_timeout_s;
+  so.body_timeout_s = o.body_timeout_s;
+  so.idle_timeout_s = o.idle_timeout_s;
   so.request_timeout_s = o.request_timeout_s;
   so.model = ModelArgFactory(o.model);
   so.engine.threads = o.threads;
@@ -59,9 +81,16 @@ Status Serve(const ServeOptions& o) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // the terminal went away: shut down just as cleanly
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<server::Server> srv, server::Server::Start(so));
+  if (o.api_key.empty() && !server::IsLoopbackHost(o.host)) {
+    std::fprintf(stderr,
+                 "dsv4 serve: warning: listening on %s without --api-key: anyone who can reach "
+                 "this address can run generations\n",
+                 o.host.c_str());
+  }
   std::printf("dsv4 serve: listening on %s (loading %s; the API answers 503 until ready)\n",
               srv->url().c_str(), o.model.empty() ? "the built-in dsv4-tiny" : o.model.c_str());
   std::fflush(stdout);
@@ -83,7 +112,8 @@ Status Serve(const ServeOptions& o) {
     std::fflush(stdout);
     sig = WaitForSignal(stop_signals, nullptr);
   }
-  std::printf("dsv4 serve: %s received, shutting down\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  std::printf("dsv4 serve: %s received, shutting down\n",
+              sig == SIGINT ? "SIGINT" : sig == SIGHUP ? "SIGHUP" : "SIGTERM");
   std::fflush(stdout);
   srv->Stop();
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
@@ -102,8 +132,37 @@ void RegisterServe(CLI::App& app, int* exit_code) {
       ->check(CLI::Range(0, 65535))
       ->capture_default_str();
   cmd->add_option("--api-key", o->api_key,
-                  "Require 'Authorization: Bearer KEY' on /v1/* (health and metrics stay open)");
+                  "Require 'Authorization: Bearer KEY' on /v1/* (health and metrics stay open)")
+      ->each([o](const std::string&) { o->api_key_given = true; });
+  cmd->add_option("--allowed-hosts", o->allowed_hosts,
+                  "Host header values to answer (comma-separated, '*': any; default: "
+                  "localhost, 127.0.0.1, [::1] on a loopback bind, any otherwise)")
+      ->delimiter(',');
+  cmd->add_option("--cors-origin", o->cors_origins,
+                  "Browser origins allowed to call the API (comma-separated, '*': any; "
+                  "default: none, requests with an Origin header get 403)")
+      ->delimiter(',');
   cmd->add_option("--max-body-bytes", o->max_body, "Largest request body (e.g. 8MiB); more: 413")
+      ->capture_default_str();
+  cmd->add_option("--max-json-depth", o->max_json_depth,
+                  "Deepest nesting of request JSON; deeper: 400 before parsing")
+      ->check(CLI::Range(1, kMaxJsonDepthLimit))
+      ->capture_default_str();
+  cmd->add_option("--max-connections", o->max_connections,
+                  "Open connections at once (reading, generating or idle); more: 503")
+      ->check(CLI::Range(1, 65536))
+      ->capture_default_str();
+  cmd->add_option("--header-timeout", o->header_timeout_s,
+                  "Seconds from a request's first byte to the end of its headers; later: 408")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--body-timeout", o->body_timeout_s,
+                  "Seconds from the end of the headers to the end of the body; later: 408")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--idle-timeout", o->idle_timeout_s,
+                  "Seconds a connection may wait for its next request before it is closed")
+      ->check(CLI::PositiveNumber)
       ->capture_default_str();
   cmd->add_option("--max-concurrent-requests", o->max_concurrent,
                   "Generation requests held at once; more: 429")
