@@ -332,7 +332,8 @@ bool HttpServer::Impl::Process(std::unique_ptr<Conn>& cp, bool* handed_off) {
         // Admission before a byte of the body is read.
         if (std::optional<Response> r = admit_(c.head)) {
           const bool close = has_body || !c.head.keep_alive || stopping_.load();
-          return Answer(c, *r, close);
+          if (!Answer(c, *r, close)) return false;
+          continue;  // a pipelined request may follow
         }
         if (c.head.framing == BodyFraming::kContentLength &&
             c.head.content_length > o_.max_body_bytes) {
@@ -440,7 +441,10 @@ void HttpServer::Impl::IoLoop() {
           keep = Read(*c) && Process(c, &handed_off);
         }
       }
-      if (keep && !handed_off && (ev & POLLOUT)) keep = Flush(*c);
+      if (keep && !handed_off && (ev & POLLOUT)) {
+        keep = Flush(*c);
+        if (keep && c->phase == Conn::Phase::kIdle) keep = Process(c, &handed_off);
+      }
       if (handed_off) {
         conns_.erase(it);
         continue;

@@ -4,12 +4,6 @@
 // full, timeout, KV budget), loading and shutdown. Every wait is bounded in count and time.
 #include "server/server.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -28,6 +22,7 @@
 #include "testing/weight_generator.h"
 #include "runner/loaded_model.h"
 #include "server/generation.h"
+#include "raw_client.h"
 
 namespace dsv4::server {
 namespace {
@@ -35,6 +30,7 @@ namespace {
 using ::testing::HasSubstr;
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+using test_support::RawClient;
 
 constexpr char kKey[] = "test-key";
 
@@ -195,56 +191,6 @@ double MetricValue(const std::string& text, const std::string& prefix) {
   if (at == std::string::npos) return -1;
   return std::strtod(text.c_str() + at + prefix.size() + 2, nullptr);
 }
-
-// A raw loopback client for the disconnect test: it sends a request, reads part of the
-// answer and closes the socket, which httplib's client cannot be told to do mid-body.
-class RawClient {
- public:
-  explicit RawClient(int port) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    connected_ = connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  }
-  ~RawClient() { Close(); }
-  bool connected() const { return connected_; }
-  void Post(const std::string& path, const std::string& body) {
-    const std::string req = "POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                            "Authorization: Bearer " + std::string(kKey) + "\r\n"
-                            "Content-Type: application/json\r\nContent-Length: " +
-                            std::to_string(body.size()) + "\r\n\r\n" + body;
-    ASSERT_EQ(write(fd_, req.data(), req.size()), static_cast<ssize_t>(req.size()));
-  }
-  // Reads until `needle` occurs `count` times or 10 s pass.
-  std::string ReadUntil(const std::string& needle, int count) {
-    const auto until = Clock::now() + std::chrono::seconds(10);
-    while (Clock::now() < until && Count(needle) < count) {
-      pollfd p{fd_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = read(fd_, buf, sizeof(buf));
-      if (n <= 0) break;
-      got_.append(buf, static_cast<size_t>(n));
-    }
-    return got_;
-  }
-  void Close() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int Count(const std::string& needle) const {
-    int n = 0;
-    for (size_t p = got_.find(needle); p != std::string::npos; p = got_.find(needle, p + 1)) ++n;
-    return n;
-  }
-  int fd_ = -1;
-  bool connected_ = false;
-  std::string got_;
-};
 
 // One server for most tests: API key, 1 MiB body limit, prefix caching off (so KV use
 // returns to exactly 0 when requests end).
@@ -496,7 +442,7 @@ TEST_F(ServerTest, MidStreamDisconnectFreesThePages) {
   req["ignore_eos"] = true;
   RawClient client(port());
   ASSERT_TRUE(client.connected());
-  client.Post("/v1/completions", req.dump());
+  client.Post("/v1/completions", req.dump(), kKey);
   const std::string got = client.ReadUntil("data: ", 3);
   ASSERT_THAT(got, HasSubstr("200 OK"));
   EXPECT_GT(engine.Stats().kv.used_bytes, 0);  // the request holds pages while it streams
@@ -697,7 +643,7 @@ TEST(ServerLimits, QueueFullTimeoutKvBudgetAndShutdown) {
   long_req["ignore_eos"] = true;
   RawClient client(port);
   ASSERT_TRUE(client.connected());
-  client.Post("/v1/completions", long_req.dump());
+  client.Post("/v1/completions", long_req.dump(), kKey);
   client.ReadUntil("data: ", 2);
   const auto t0 = Clock::now();
   srv.Stop();
