@@ -293,12 +293,10 @@ void HandleChatCompletions(const ServingState& s, const httplib::Request& req,
   ApiResult<ChatRequest> parsed = ParseChatRequest(body.value());
   if (!parsed.ok()) return SendError(res, parsed.error());
   const ChatRequest& c = parsed.value();
-  Result<std::string> text =
-      tokenizer::RenderChatPrompt(c.messages, c.tools, c.template_options);
-  if (!text.ok()) return SendError(res, FromStatus(text.status(), "messages"));
-  // The rendered prompt spells BOS and the role markers; matching added tokens turns them
-  // into their ids (the reference encodes the same way).
-  Result<std::vector<int32_t>> prompt = s.tokenizer->Encode(*text, {.add_bos = false});
+  // Only the template's markers (BOS, roles, DSML) become control tokens; everything the
+  // client wrote is plain text, as in DeepSeek's API.
+  Result<std::vector<int32_t>> prompt =
+      tokenizer::EncodeChatPrompt(*s.tokenizer, c.messages, c.tools, c.template_options);
   if (!prompt.ok()) return SendError(res, FromStatus(prompt.status(), "messages"));
   // The field the request limited the output with, for error messages (ParseChatRequest
   // prefers the newer name the same way).
