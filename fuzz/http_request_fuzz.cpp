@@ -97,9 +97,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto chat = dsv4::server::ParseChatRequest(json.value());
     if (!chat.ok()) return 0;
     const auto& c = chat.value();
-    auto text = dsv4::tokenizer::RenderChatPrompt(c.messages, c.tools, c.template_options);
-    if (!text.ok()) return 0;
-    auto ids = Tiny().Encode(*text, {.add_bos = false});
+    auto ids = dsv4::tokenizer::EncodeChatPrompt(Tiny(), c.messages, c.tools, c.template_options);
     if (ids.ok()) CheckEngineRequest(std::move(ids).value(), c.params);
     return 0;
   }
@@ -108,7 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto& c = completion.value();
   std::vector<int32_t> prompt = c.prompt_tokens;
   if (c.prompt_text) {
-    auto ids = Tiny().Encode(*c.prompt_text, {.add_bos = true});
+    auto ids = Tiny().Encode(*c.prompt_text, {.add_bos = true, .parse_special = true});
     if (!ids.ok()) return 0;
     prompt = std::move(ids).value();
   }

@@ -248,7 +248,10 @@ void HandleCompletions(const ServingState& s, const http::Request& req, http::Re
   std::vector<int32_t> prompt = c.prompt_tokens;
   if (c.prompt_text) {
     // DeepSeek's tokenizer config adds BOS to every encoded text, as vLLM does here.
-    tokenizer::EncodeOptions eo{.add_bos = s.tokenizer->bos_id().has_value()};
+    // The client writes the whole prompt here: added tokens it spells are parsed (as vLLM
+    // and llama.cpp do); chat content never is (EncodeChatPrompt).
+    tokenizer::EncodeOptions eo{.add_bos = s.tokenizer->bos_id().has_value(),
+                                .parse_special = true};
     Result<std::vector<int32_t>> ids = s.tokenizer->Encode(*c.prompt_text, eo);
     if (!ids.ok()) return SendError(FromStatus(ids.status(), "prompt"));
     prompt = std::move(ids).value();
@@ -278,12 +281,10 @@ void HandleChatCompletions(const ServingState& s, const http::Request& req,
   ApiResult<ChatRequest> parsed = ParseChatRequest(body.value());
   if (!parsed.ok()) return SendError(parsed.error());
   const ChatRequest& c = parsed.value();
-  Result<std::string> text =
-      tokenizer::RenderChatPrompt(c.messages, c.tools, c.template_options);
-  if (!text.ok()) return SendError(FromStatus(text.status(), "messages"));
-  // The rendered prompt spells BOS and the role markers; matching added tokens turns them
-  // into their ids (the reference encodes the same way).
-  Result<std::vector<int32_t>> prompt = s.tokenizer->Encode(*text, {.add_bos = false});
+  // Only the template's markers (BOS, roles, DSML) become control tokens; everything the
+  // client wrote is plain text, as in DeepSeek's API.
+  Result<std::vector<int32_t>> prompt =
+      tokenizer::EncodeChatPrompt(*s.tokenizer, c.messages, c.tools, c.template_options);
   if (!prompt.ok()) return SendError(FromStatus(prompt.status(), "messages"));
   // The field the request limited the output with, for error messages (ParseChatRequest
   // prefers the newer name the same way).

@@ -77,6 +77,30 @@ struct Msg {
   std::vector<ordered_json> tools;  // function schemas attached to this message
 };
 
+// Collects a prompt as segments; neighbouring pieces from the same source share one segment.
+class SegmentWriter {
+ public:
+  void Template(std::string_view text) { Add(text, false); }
+  void Client(std::string_view text) { Add(text, true); }
+  std::vector<PromptSegment> Take() { return std::move(segments_); }
+
+ private:
+  void Add(std::string_view text, bool client) {
+    if (text.empty()) return;
+    if (segments_.empty() || segments_.back().client != client) {
+      segments_.push_back(PromptSegment{std::string(), client});
+    }
+    segments_.back().text += text;
+  }
+  std::vector<PromptSegment> segments_;
+};
+
+std::string Join(const std::vector<PromptSegment>& segments) {
+  std::string out;
+  for (const PromptSegment& s : segments) out += s.text;
+  return out;
+}
+
 // merge_tool_messages: a tool message becomes a tool_result block of a user message; runs of
 // user and tool messages become one user message whose blocks are joined by blank lines.
 std::vector<Msg> MergeToolMessages(std::vector<Msg> in) {
@@ -163,14 +187,55 @@ std::vector<Msg> DropThinkingMessages(std::vector<Msg> in) {
   return out;
 }
 
-std::string RenderUserBlocks(const Msg& m) {
-  std::string out;
+void WriteUserBlocks(const Msg& m, SegmentWriter* w) {
   for (size_t i = 0; i < m.blocks.size(); ++i) {
-    if (i > 0) out += "\n\n";
+    if (i > 0) w->Template("\n\n");
     const Block& b = m.blocks[i];
-    out += b.tool_result ? "<tool_result>" + b.text + "</tool_result>" : b.text;
+    if (b.tool_result) w->Template("<tool_result>");
+    w->Client(b.text);
+    if (b.tool_result) w->Template("</tool_result>");
   }
-  return out;
+}
+
+// The "## Tools" section: the template around one client-written schema line per function.
+void WriteToolsSection(std::span<const ordered_json> functions, SegmentWriter* w) {
+  w->Template(kToolsHead);
+  for (size_t i = 0; i < functions.size(); ++i) {
+    if (i > 0) w->Template("\n");
+    w->Client(PythonJsonDumps(functions[i]));
+  }
+  w->Template(kToolsTail);
+}
+
+// encode_arguments_to_dsml: arguments that do not parse as JSON become one string parameter
+// named "arguments". The tool name, the keys and the values are the client's.
+Status WriteDsmlInvoke(const ToolCall& call, SegmentWriter* w) {
+  ordered_json args;
+  try {
+    args = ordered_json::parse(call.arguments);
+  } catch (const ordered_json::exception&) {
+    args = ordered_json{{"arguments", call.arguments}};
+  }
+  if (!args.is_object()) {
+    return Status::InvalidArgument("arguments: expected a JSON object, got " +
+                                   call.arguments.substr(0, 80));
+  }
+  w->Template("<｜DSML｜invoke name=\"");
+  w->Client(call.name);
+  w->Template("\">\n");
+  bool first = true;
+  for (auto it = args.begin(); it != args.end(); ++it) {
+    if (!first) w->Template("\n");
+    first = false;
+    const bool is_string = it.value().is_string();
+    w->Template("<｜DSML｜parameter name=\"");
+    w->Client(it.key());
+    w->Template(is_string ? "\" string=\"true\">" : "\" string=\"false\">");
+    w->Client(is_string ? it.value().get<std::string>() : PythonJsonDumps(it.value()));
+    w->Template("</｜DSML｜parameter>");
+  }
+  w->Template("\n</｜DSML｜invoke>");
+  return Status::Ok();
 }
 
 struct RenderContext {
@@ -180,77 +245,83 @@ struct RenderContext {
   int last_user;
 };
 
-Result<std::string> RenderAssistant(const RenderContext& ctx, int index) {
+Status WriteAssistant(const RenderContext& ctx, int index, SegmentWriter* w) {
   const Msg& m = ctx.messages[index];
-  std::string tool_calls;
-  if (!m.tool_calls.empty()) {
-    tool_calls = "\n\n<｜DSML｜tool_calls>\n";
-    for (size_t i = 0; i < m.tool_calls.size(); ++i) {
-      Result<std::string> invoke = RenderDsmlInvoke(m.tool_calls[i]);
-      if (!invoke.ok()) {
-        return invoke.status().WithContext("messages[" + std::to_string(index) + "].tool_calls[" +
-                                           std::to_string(i) + "]");
-      }
-      if (i > 0) tool_calls += "\n";
-      tool_calls += *invoke;
-    }
-    tool_calls += "\n</｜DSML｜tool_calls>";
-  }
-  std::string thinking;
   if (ctx.options.thinking == ThinkingMode::kThinking &&
       (!ctx.drop_thinking || index > ctx.last_user)) {
-    thinking = m.reasoning + std::string(kThinkEndToken);
+    w->Client(m.reasoning);
+    w->Template(kThinkEndToken);
   }
-  return thinking + m.content + tool_calls + std::string(kEosToken);
+  w->Client(m.content);
+  if (!m.tool_calls.empty()) {
+    w->Template("\n\n<｜DSML｜tool_calls>\n");
+    for (size_t i = 0; i < m.tool_calls.size(); ++i) {
+      if (i > 0) w->Template("\n");
+      Status invoke = WriteDsmlInvoke(m.tool_calls[i], w);
+      if (!invoke.ok()) {
+        return invoke.WithContext("messages[" + std::to_string(index) + "].tool_calls[" +
+                                  std::to_string(i) + "]");
+      }
+    }
+    w->Template("\n</｜DSML｜tool_calls>");
+  }
+  w->Template(kEosToken);
+  return Status::Ok();
 }
 
 // render_message: one message, then the generation prefix when a user turn hands over to the
 // assistant (the next message is an assistant one, or there is none).
-Result<std::string> RenderMessage(const RenderContext& ctx, int index) {
+Status WriteMessage(const RenderContext& ctx, int index, SegmentWriter* w) {
   const Msg& m = ctx.messages[index];
   const bool thinking = ctx.options.thinking == ThinkingMode::kThinking;
-  std::string out;
   if (index == 0 && thinking && ctx.options.reasoning_effort == ReasoningEffort::kMax) {
-    out += kReasoningEffortMax;
+    w->Template(kReasoningEffortMax);
   }
   switch (m.role) {
     case Role::kSystem:
-      out += m.content;
-      if (!m.tools.empty()) out += "\n\n" + RenderToolsSection(m.tools);
-      break;
     case Role::kDeveloper:
-      if (m.content.empty()) {
-        return Status::InvalidArgument("messages[" + std::to_string(index) +
-                                       "].content: a developer message needs content");
+      if (m.role == Role::kDeveloper) {
+        if (m.content.empty()) {
+          return Status::InvalidArgument("messages[" + std::to_string(index) +
+                                         "].content: a developer message needs content");
+        }
+        w->Template(kUserToken);
       }
-      out += std::string(kUserToken) + m.content;
-      if (!m.tools.empty()) out += "\n\n" + RenderToolsSection(m.tools);
+      w->Client(m.content);
+      if (!m.tools.empty()) {
+        w->Template("\n\n");
+        WriteToolsSection(m.tools, w);
+      }
       break;
     case Role::kUser:
-      out += std::string(kUserToken) + (m.has_blocks ? RenderUserBlocks(m) : m.content);
+      w->Template(kUserToken);
+      if (m.has_blocks) {
+        WriteUserBlocks(m, w);
+      } else {
+        w->Client(m.content);
+      }
       break;
     case Role::kLatestReminder:
-      out += std::string(kLatestReminderToken) + m.content;
+      w->Template(kLatestReminderToken);
+      w->Client(m.content);
       break;
-    case Role::kAssistant: {
-      DSV4_ASSIGN_OR_RETURN(std::string a, RenderAssistant(ctx, index));
-      out += a;
+    case Role::kAssistant:
+      DSV4_RETURN_IF_ERROR(WriteAssistant(ctx, index, w));
       break;
-    }
     case Role::kTool:  // merged into user messages before rendering
       DSV4_CHECK_MSG(false, "tool message left after MergeToolMessages");
   }
   const int n = static_cast<int>(ctx.messages.size());
   if (index + 1 < n && ctx.messages[index + 1].role != Role::kAssistant &&
       ctx.messages[index + 1].role != Role::kLatestReminder) {
-    return out;
+    return Status::Ok();
   }
   if (m.role == Role::kUser || m.role == Role::kDeveloper) {
-    out += kAssistantToken;
+    w->Template(kAssistantToken);
     const bool open_thinking = thinking && (!ctx.drop_thinking || index >= ctx.last_user);
-    out += open_thinking ? kThinkStartToken : kThinkEndToken;
+    w->Template(open_thinking ? kThinkStartToken : kThinkEndToken);
   }
-  return out;
+  return Status::Ok();
 }
 
 // tools_from_openai_format: [{"type": "function", "function": F}, ...] -> [F, ...].
@@ -302,46 +373,20 @@ std::string_view RoleName(Role role) {
 }
 
 std::string RenderToolsSection(std::span<const ordered_json> functions) {
-  std::string out(kToolsHead);
-  for (size_t i = 0; i < functions.size(); ++i) {
-    if (i > 0) out += "\n";
-    out += PythonJsonDumps(functions[i]);
-  }
-  out += kToolsTail;
-  return out;
+  SegmentWriter w;
+  WriteToolsSection(functions, &w);
+  return Join(w.Take());
 }
 
 Result<std::string> RenderDsmlInvoke(const ToolCall& call) {
-  // encode_arguments_to_dsml: arguments that do not parse as JSON become one string parameter
-  // named "arguments".
-  ordered_json args;
-  try {
-    args = ordered_json::parse(call.arguments);
-  } catch (const ordered_json::exception&) {
-    args = ordered_json{{"arguments", call.arguments}};
-  }
-  if (!args.is_object()) {
-    return Status::InvalidArgument("arguments: expected a JSON object, got " +
-                                   call.arguments.substr(0, 80));
-  }
-  std::string out = "<｜DSML｜invoke name=\"" + call.name + "\">\n";
-  bool first = true;
-  for (auto it = args.begin(); it != args.end(); ++it) {
-    if (!first) out += "\n";
-    first = false;
-    const bool is_string = it.value().is_string();
-    out += "<｜DSML｜parameter name=\"" + it.key() + "\" string=\"" +
-           (is_string ? "true" : "false") + "\">" +
-           (is_string ? it.value().get<std::string>() : PythonJsonDumps(it.value())) +
-           "</｜DSML｜parameter>";
-  }
-  out += "\n</｜DSML｜invoke>";
-  return out;
+  SegmentWriter w;
+  DSV4_RETURN_IF_ERROR(WriteDsmlInvoke(call, &w));
+  return Join(w.Take());
 }
 
-Result<std::string> RenderChatPrompt(std::span<const ChatMessage> messages,
-                                     const ordered_json& tools,
-                                     const ChatTemplateOptions& options) {
+Result<std::vector<PromptSegment>> RenderChatSegments(std::span<const ChatMessage> messages,
+                                                      const ordered_json& tools,
+                                                      const ChatTemplateOptions& options) {
   DSV4_ASSIGN_OR_RETURN(std::vector<ordered_json> functions, ToolFunctions(tools));
   std::vector<Msg> msgs;
   msgs.reserve(messages.size() + 1);
@@ -374,12 +419,33 @@ Result<std::string> RenderChatPrompt(std::span<const ChatMessage> messages,
     msgs = DropThinkingMessages(std::move(msgs));
   }
   const RenderContext ctx{msgs, options, drop_thinking, LastUserIndex(msgs)};
-  std::string prompt = options.add_bos ? std::string(kBosToken) : std::string();
+  SegmentWriter w;
+  if (options.add_bos) w.Template(kBosToken);
   for (int i = 0; i < static_cast<int>(msgs.size()); ++i) {
-    DSV4_ASSIGN_OR_RETURN(std::string part, RenderMessage(ctx, i));
-    prompt += part;
+    DSV4_RETURN_IF_ERROR(WriteMessage(ctx, i, &w));
   }
-  return prompt;
+  return w.Take();
+}
+
+Result<std::string> RenderChatPrompt(std::span<const ChatMessage> messages,
+                                     const ordered_json& tools,
+                                     const ChatTemplateOptions& options) {
+  DSV4_ASSIGN_OR_RETURN(std::vector<PromptSegment> segments,
+                        RenderChatSegments(messages, tools, options));
+  return Join(segments);
+}
+
+Result<std::vector<TokenId>> EncodeChatPrompt(const Tokenizer& tokenizer,
+                                              std::span<const ChatMessage> messages,
+                                              const ordered_json& tools,
+                                              const ChatTemplateOptions& options) {
+  DSV4_ASSIGN_OR_RETURN(std::vector<PromptSegment> segments,
+                        RenderChatSegments(messages, tools, options));
+  std::vector<TextSegment> text;
+  text.reserve(segments.size());
+  for (const PromptSegment& s : segments) text.push_back({s.text, !s.client});
+  // BOS, when wanted, is the template's first segment.
+  return tokenizer.EncodeSegments(text, {.add_bos = false, .parse_special = true});
 }
 
 }  // namespace dsv4::tokenizer

@@ -4,8 +4,13 @@
 // the DeepSeek-V4 checkpoints (encode_messages); docs/chat-format.md states every rule with
 // its source and the hand-derived examples the tests check.
 //
-// The result is text containing the special tokens' strings (<｜begin▁of▁sentence｜>,
-// <｜User｜>, ...); Tokenizer::Encode with parse_special = true turns them into their ids.
+// The prompt is rendered as segments that say who wrote each piece: the template (its
+// control-token strings <｜begin▁of▁sentence｜>, <｜User｜>, ... and the fixed text around
+// them) or the client (message content, reasoning, tool-call names and arguments, tool
+// results, tool schemas). EncodeChatPrompt turns only the template's control strings into
+// control token ids; client text is encoded with special-token parsing off, so a message
+// that spells "<｜Assistant｜>" stays text, as in DeepSeek's API. RenderChatPrompt is the
+// same segments joined.
 // Pure functions; thread-safe.
 #pragma once
 
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include "core/status.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv4::tokenizer {
 
@@ -67,6 +73,14 @@ struct ChatTemplateOptions {
   bool add_bos = true;
 };
 
+// One piece of a rendered prompt. Neighbouring segments never have the same `client`.
+struct PromptSegment {
+  std::string text;
+  // Supplied by the client: encoded as plain text, never as control tokens. False for the
+  // template's own text, whose control-token strings become their ids.
+  bool client = false;
+};
+
 // Renders `messages`. `tools` is the OpenAI request's "tools" array
 // ([{"type": "function", "function": {...}}, ...]) or null / empty; parse the request with
 // nlohmann::ordered_json so the schemas keep their key order, which the prompt shows. When
@@ -77,9 +91,25 @@ struct ChatTemplateOptions {
 // object, tool-call arguments that are JSON but not an object, a developer message with no
 // content. (Arguments that are not JSON at all are kept as one string parameter named
 // "arguments", as the reference does.)
+Result<std::vector<PromptSegment>> RenderChatSegments(std::span<const ChatMessage> messages,
+                                                      const nlohmann::ordered_json& tools,
+                                                      const ChatTemplateOptions& options);
+
+// RenderChatSegments joined into one string: the prompt text as encoding_dsv4.py writes it.
+// Encoding it with Tokenizer::Encode would turn control tokens spelled in client text into
+// control ids; use EncodeChatPrompt for a model's input.
 Result<std::string> RenderChatPrompt(std::span<const ChatMessage> messages,
                                      const nlohmann::ordered_json& tools,
                                      const ChatTemplateOptions& options);
+
+// The token ids of the rendered prompt (BOS included when options.add_bos): added tokens
+// are matched only in the template's segments; client segments are plain text
+// (Tokenizer::EncodeSegments). When no client text spells an added token the ids equal
+// Encode(RenderChatPrompt(...)). Errors as RenderChatPrompt.
+Result<std::vector<TokenId>> EncodeChatPrompt(const Tokenizer& tokenizer,
+                                              std::span<const ChatMessage> messages,
+                                              const nlohmann::ordered_json& tools,
+                                              const ChatTemplateOptions& options);
 
 // The "## Tools" section listing `functions` (each a function schema, already unwrapped from
 // {"type": "function", "function": ...}), as appended to the system message.

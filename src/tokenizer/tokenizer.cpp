@@ -185,18 +185,33 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::filesystem::pa
 }
 
 template <typename Next>
-void Tokenizer::SplitAtAdded(std::string_view text, const AddedSet& candidates, Next&& next,
+void Tokenizer::SplitAtAdded(std::string_view text, ByteRange gap, std::span<const ByteRange> parse,
+                             const AddedSet& candidates, Next&& next,
                              std::vector<TokenId>* out) const {
   if (candidates.empty) {
-    next(text);
+    next(gap);
     return;
   }
-  size_t gap_begin = 0, i = 0;
-  while (i < text.size()) {
+  // Whitespace absorbed by lstrip / rstrip stays inside the gap, as when the gap was its own
+  // text; it may come from a range without parse_special (it is whitespace either way).
+  const std::string_view bounded = text.substr(0, gap.end);
+  auto range = std::partition_point(parse.begin(), parse.end(),
+                                    [&](const ByteRange& r) { return r.end <= gap.begin; });
+  size_t gap_begin = gap.begin, i = gap.begin;
+  while (i < gap.end && range != parse.end()) {
+    if (range->end <= i) {
+      ++range;
+      continue;
+    }
+    if (i < range->begin) {
+      i = range->begin;
+      continue;
+    }
     const AddedToken* hit = nullptr;
-    // Longest first, so the first hit is the longest match at i.
+    // Longest first, so the first hit is the longest match at i that fits in its range.
     for (const AddedToken* t : candidates.by_first_byte[static_cast<uint8_t>(text[i])]) {
-      if (text.compare(i, t->content.size(), t->content) == 0) {
+      if (t->content.size() <= range->end - i &&
+          bounded.compare(i, t->content.size(), t->content) == 0) {
         hit = t;
         break;
       }
@@ -207,19 +222,19 @@ void Tokenizer::SplitAtAdded(std::string_view text, const AddedSet& candidates, 
     }
     size_t gap_end = i, token_end = i + hit->content.size();
     if (hit->lstrip) {
-      while (size_t n = WhitespaceBefore(text.substr(0, gap_end), gap_end)) {
+      while (size_t n = WhitespaceBefore(bounded.substr(0, gap_end), gap_end)) {
         if (gap_end - n < gap_begin) break;
         gap_end -= n;
       }
     }
     if (hit->rstrip) {
-      while (size_t n = WhitespaceAt(text, token_end)) token_end += n;
+      while (size_t n = WhitespaceAt(bounded, token_end)) token_end += n;
     }
-    next(text.substr(gap_begin, gap_end - gap_begin));
+    next(ByteRange{gap_begin, gap_end});
     out->push_back(hit->id);
     gap_begin = i = token_end;
   }
-  next(text.substr(gap_begin));
+  next(ByteRange{gap_begin, gap.end});
 }
 
 void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<TokenId>* out) const {
@@ -243,25 +258,50 @@ void Tokenizer::EncodeOrdinary(std::string_view text, std::vector<TokenId>* out)
   encode_valid(text.substr(run_begin));
 }
 
-Result<std::vector<TokenId>> Tokenizer::Encode(std::string_view text,
-                                               const EncodeOptions& options) const {
+Result<std::vector<TokenId>> Tokenizer::EncodeRanges(std::string_view text,
+                                                     std::span<const ByteRange> parse,
+                                                     bool add_bos) const {
   std::vector<TokenId> out;
-  if (options.add_bos) {
+  if (add_bos) {
     if (!bos_) {
       return Status::FailedPrecondition(std::string("add_bos: the tokenizer has no BOS token '") +
                                         std::string(kBosToken) + "'");
     }
     out.push_back(*bos_);
   }
-  if (!options.parse_special) {
-    EncodeOrdinary(text, &out);
+  auto ordinary = [&](ByteRange r) { EncodeOrdinary(text.substr(r.begin, r.end - r.begin), &out); };
+  if (parse.empty()) {
+    ordinary({0, text.size()});
     return out;
   }
   // Special tokens first, then the other added tokens in the stretches between them.
-  auto ordinary = [&](std::string_view s) { EncodeOrdinary(s, &out); };
-  auto plain = [&](std::string_view s) { SplitAtAdded(s, plain_added_, ordinary, &out); };
-  SplitAtAdded(text, special_added_, plain, &out);
+  auto plain = [&](ByteRange r) { SplitAtAdded(text, r, parse, plain_added_, ordinary, &out); };
+  SplitAtAdded(text, {0, text.size()}, parse, special_added_, plain, &out);
   return out;
+}
+
+Result<std::vector<TokenId>> Tokenizer::Encode(std::string_view text,
+                                               const EncodeOptions& options) const {
+  const ByteRange all{0, text.size()};
+  return EncodeRanges(text, options.parse_special ? std::span(&all, 1) : std::span<ByteRange>(),
+                      options.add_bos);
+}
+
+Result<std::vector<TokenId>> Tokenizer::EncodeSegments(std::span<const TextSegment> segments,
+                                                       const EncodeOptions& options) const {
+  std::string text;
+  std::vector<ByteRange> parse;  // consecutive parse_special segments make one range
+  for (const TextSegment& segment : segments) {
+    const size_t begin = text.size();
+    text += segment.text;
+    if (!options.parse_special || !segment.parse_special || segment.text.empty()) continue;
+    if (!parse.empty() && parse.back().end == begin) {
+      parse.back().end = text.size();
+    } else {
+      parse.push_back({begin, text.size()});
+    }
+  }
+  return EncodeRanges(text, parse, options.add_bos);
 }
 
 Result<std::string> Tokenizer::Decode(std::span<const TokenId> ids,

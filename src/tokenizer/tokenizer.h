@@ -4,6 +4,10 @@
 // Encode: added tokens (those of "added_tokens", special or not) are matched first, leftmost
 // and longest first, special ones before the others as tokenizers does; each stretch of text
 // between them goes through the pre-tokenizer (pre_tokenizer.h) and byte-level BPE (bpe.h).
+// Whether added tokens spelled in the text are matched is the caller's choice
+// (EncodeOptions::parse_special, TextSegment::parse_special): text a client wrote as a whole
+// prompt may spell control tokens; text a client put inside a template (chat content) must
+// not (chat_format.h EncodeChatPrompt).
 // Decode: each id's bytes, concatenated; byte-level tokens may end inside a UTF-8 character,
 // so Decode returns raw bytes (see DecodeText and detokenizer.h for text).
 //
@@ -42,8 +46,16 @@ struct AddedToken {
 
 struct EncodeOptions {
   bool add_bos = false;  // prepend the BOS token (FailedPrecondition if there is none)
-  // Match added tokens in the text. False treats their text as plain text (e.g. for
-  // untrusted input that must not inject control tokens).
+  // Match added tokens (special or not) in the text, as tokenizers, vLLM and llama.cpp do
+  // for a raw prompt. False encodes their spelling as ordinary BPE pieces, so the text can
+  // never produce a control token id (for text a client supplied inside a template).
+  bool parse_special = true;
+};
+
+// A piece of text for Tokenizer::EncodeSegments and whether added tokens spelled in it may
+// be matched. The text must outlive the call.
+struct TextSegment {
+  std::string_view text;
   bool parse_special = true;
 };
 
@@ -61,6 +73,14 @@ class Tokenizer {
 
   Result<std::vector<TokenId>> Encode(std::string_view text,
                                       const EncodeOptions& options = {}) const;
+  // Encodes the concatenation of `segments` as one text, except that an added token is
+  // matched only where it lies wholly inside a run of consecutive segments with
+  // parse_special (and options.parse_special is true). The ordinary text between matched
+  // tokens is pre-tokenized and BPE-merged as one stretch across segment boundaries, so when
+  // no segment without parse_special spells an added token (and none straddles a boundary
+  // into one) the ids equal Encode(concatenation, options). FailedPrecondition as Encode.
+  Result<std::vector<TokenId>> EncodeSegments(std::span<const TextSegment> segments,
+                                              const EncodeOptions& options = {}) const;
 
   // The bytes of `ids`, concatenated. OutOfRange names an id that is not a token.
   Result<std::string> Decode(std::span<const TokenId> ids, const DecodeOptions& options = {}) const;
@@ -95,16 +115,25 @@ class Tokenizer {
   Status InitAddedTokens(const nlohmann::json& j, const std::string& source);
   // Appends the tokens of text that contains no added token.
   void EncodeOrdinary(std::string_view text, std::vector<TokenId>* out) const;
-  // Splits `text` at the added tokens of `candidates` (leftmost, then longest), encoding the
-  // stretches between them with `next`.
+  // Byte range [begin, end) of a text.
+  struct ByteRange {
+    size_t begin = 0, end = 0;
+  };
+  // Encode and EncodeSegments: `text` with added tokens matched only inside `parse` (sorted,
+  // disjoint, non-adjacent ranges of text).
+  Result<std::vector<TokenId>> EncodeRanges(std::string_view text,
+                                            std::span<const ByteRange> parse,
+                                            bool add_bos) const;
   // Added tokens indexed by their first byte, longest first within each list.
   struct AddedSet {
     std::array<std::vector<const AddedToken*>, 256> by_first_byte;
     bool empty = true;
   };
+  // Splits text[gap.begin, gap.end) at the added tokens of `candidates` that lie inside one
+  // of `parse` (leftmost, then longest), encoding the ranges between them with `next`.
   template <typename Next>
-  void SplitAtAdded(std::string_view text, const AddedSet& candidates, Next&& next,
-                    std::vector<TokenId>* out) const;
+  void SplitAtAdded(std::string_view text, ByteRange gap, std::span<const ByteRange> parse,
+                    const AddedSet& candidates, Next&& next, std::vector<TokenId>* out) const;
 
   std::unique_ptr<PreTokenizer> pre_;
   std::unique_ptr<BpeModel> bpe_;

@@ -168,14 +168,20 @@ TEST(TokenizerLoad, MergesAsPairsOrStrings) {
   }
 }
 
-TEST(TokenizerEncode, AddedTokensLongestMatchFirst) {
+// MinimalJson with added tokens: overlapping special ones, a non-special one, and rstrip /
+// lstrip.
+std::unique_ptr<Tokenizer> WithAddedTokens() {
   json j = MinimalJson();
   j["added_tokens"] = {{{"id", 300}, {"content", "<x>"}, {"special", true}},
                        {{"id", 301}, {"content", "<x>y"}, {"special", true}},
                        {{"id", 302}, {"content", "zz"}, {"special", false}},
                        {{"id", 303}, {"content", "<s>"}, {"special", true}, {"rstrip", true}},
                        {{"id", 304}, {"content", "<l>"}, {"special", false}, {"lstrip", true}}};
-  auto t = std::move(Tokenizer::FromJson(j.dump(), "t")).value();
+  return std::move(Tokenizer::FromJson(j.dump(), "t")).value();
+}
+
+TEST(TokenizerEncode, AddedTokensLongestMatchFirst) {
+  auto t = WithAddedTokens();
   EXPECT_THAT(t->Encode("<x>yq<x>q").value(), ElementsAre(301, 'q', 300, 'q'));
   EXPECT_THAT(t->Encode("azzb").value(), ElementsAre('a', 302, 'b'));
   // rstrip / lstrip absorb the whitespace beside the token.
@@ -189,6 +195,50 @@ TEST(TokenizerEncode, AddedTokensLongestMatchFirst) {
   const std::vector<TokenId> ids = {300, 'a', 302};
   EXPECT_EQ(t->Decode(ids).value(), "<x>azz");
   EXPECT_EQ(t->Decode(ids, {.skip_special_tokens = true}).value(), "azz");
+}
+
+TEST(TokenizerEncode, ParseSpecialOffEncodesSpelledTokensAsBpe) {
+  // The spellings of BOS, EOS and the chat tokens encode as the ordinary pieces of their
+  // text: no added token id, and the bytes come back.
+  const Tokenizer& t = Tiny();
+  const std::string text =
+      "<｜begin▁of▁sentence｜><｜end▁of▁sentence｜><｜User｜>hi<｜Assistant｜><think></think>"
+      "<｜DSML｜invoke<｜latest_reminder｜>";
+  const std::vector<TokenId> ids = t.Encode(text, {.parse_special = false}).value();
+  std::vector<TokenId> pieces;
+  for (std::string_view piece : t.pre_tokenizer().Split(text)) {
+    t.model().EncodePiece(piece, &pieces);
+  }
+  EXPECT_EQ(ids, pieces);
+  for (TokenId id : ids) EXPECT_FALSE(t.IsSpecial(id)) << id;
+  EXPECT_EQ(t.Decode(ids).value(), text);
+  EXPECT_EQ(t.Encode(text).value().front(), 0);  // parsing (the default) matches them
+}
+
+TEST(TokenizerEncode, SegmentsMatchAddedTokensOnlyWhereParsed) {
+  auto t = WithAddedTokens();
+  auto enc = [&](std::vector<TextSegment> segments, EncodeOptions options = {}) {
+    return t->EncodeSegments(segments, options).value();
+  };
+  // Special and non-special added tokens are text in a segment without parse_special.
+  EXPECT_THAT(enc({{"<x>a", true}, {"<x>zz", false}, {"b<x>", true}}),
+              ElementsAre(300, 'a', '<', 'x', '>', 'z', 'z', 'b', 300));
+  // A token may span consecutive parsed segments, never one that is not parsed; the longest
+  // token that fits is taken instead.
+  EXPECT_THAT(enc({{"<x", true}, {">y", true}}), ElementsAre(301));
+  EXPECT_THAT(enc({{"<x", true}, {">", false}}), ElementsAre('<', 'x', '>'));
+  EXPECT_THAT(enc({{"<x>", true}, {"y", false}}), ElementsAre(300, 'y'));
+  // lstrip / rstrip absorb whitespace from the neighbouring segment, as in one text.
+  EXPECT_THAT(enc({{"<s>", true}, {"  a", false}}), ElementsAre(303, 'a'));
+  EXPECT_THAT(enc({{"a  ", false}, {"<l>", true}}), ElementsAre('a', 304));
+  // options.parse_special = false turns matching off everywhere.
+  EXPECT_THAT(enc({{"<x>", true}}, {.parse_special = false}), ElementsAre('<', 'x', '>'));
+  EXPECT_EQ(t->EncodeSegments({}, {.add_bos = true}).status().code(),
+            StatusCode::kFailedPrecondition);
+  // Ordinary text is pre-tokenized and merged across segment boundaries: " the and" split
+  // mid-word gives the ids of the whole text.
+  const std::vector<TextSegment> words = {{" th", true}, {"e an", false}, {"d", true}};
+  EXPECT_EQ(Tiny().EncodeSegments(words).value(), Tiny().Encode(" the and").value());
 }
 
 TEST(TokenizerEncode, ChatTokensInText) {

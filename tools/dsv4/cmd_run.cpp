@@ -97,8 +97,11 @@ Status Run(const RunOptions& o) {
   const tokenizer::Tokenizer* tok = nullptr;
   if (!o.prompt.empty()) {
     DSV4_ASSIGN_OR_RETURN(tok, TextTokenizer(*engine));
-    // DeepSeek's tokenizer config adds BOS to encoded text (the server does the same).
-    DSV4_ASSIGN_OR_RETURN(prompt, tok->Encode(o.prompt, {.add_bos = tok->bos_id().has_value()}));
+    // DeepSeek's tokenizer config adds BOS to encoded text (the server does the same). The
+    // prompt is raw model input, so control tokens spelled in it are matched, as in the
+    // server's /v1/completions.
+    DSV4_ASSIGN_OR_RETURN(prompt, tok->Encode(o.prompt, {.add_bos = tok->bos_id().has_value(),
+                                                         .parse_special = true}));
   } else if (o.prompt_random > 0) {
     Rng rng(o.seed);
     for (int64_t i = 0; i < o.prompt_random; ++i) prompt.push_back(static_cast<int32_t>(rng.Below(c.vocab_size)));
