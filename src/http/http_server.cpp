@@ -7,6 +7,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -29,6 +30,31 @@ constexpr size_t kReadChunk = 64 << 10;  // bytes read per readable event
 constexpr std::chrono::milliseconds kDrainTime(1000);  // after a refusal, before close
 constexpr int kMaxPollWaitMs = 1000;
 constexpr int kListenBacklog = 1024;
+// File descriptors beyond the connections: the listener, the wake fd, checkpoint shards,
+// logs.
+constexpr rlim_t kSpareFds = 64;
+// After accept() fails for want of descriptors, the listener rests this long (else poll
+// would report it readable in a busy loop).
+constexpr std::chrono::milliseconds kAcceptBackoff(100);
+
+// Raises the soft descriptor limit (up to the hard one) so max_connections fit.
+Status EnsureDescriptors(int max_connections) {
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return Status::Ok();
+  const rlim_t need = static_cast<rlim_t>(max_connections) + kSpareFds;
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+    rlimit raised = lim;
+    raised.rlim_cur = lim.rlim_max == RLIM_INFINITY ? need : std::min(need, lim.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) lim = raised;
+  }
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < need) {
+    return Status::InvalidArgument(
+        "max connections " + std::to_string(max_connections) + " need " +
+        std::to_string(need) + " file descriptors; the limit is " +
+        std::to_string(lim.rlim_cur) + " (raise it with ulimit -n, or lower the connections)");
+  }
+  return Status::Ok();
+}
 
 // One client connection while the I/O thread owns it.
 struct Conn {
@@ -134,6 +160,7 @@ class HttpServer::Impl {
   std::thread io_;
   std::vector<std::thread> workers_;
   std::map<int, std::unique_ptr<Conn>> conns_;  // I/O thread only
+  Clock::time_point accept_paused_until_;      // I/O thread only
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -152,6 +179,7 @@ Status HttpServer::Impl::Bind() {
     return Status::InvalidArgument("max connections and worker threads must be >= 1 and the "
                                    "body limit >= 0");
   }
+  DSV4_RETURN_IF_ERROR(EnsureDescriptors(o_.max_connections));
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -230,7 +258,12 @@ void HttpServer::Impl::Accept() {
     socklen_t len = sizeof(addr);
     const int fd = ::accept4(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len,
                              SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) return;  // EAGAIN, or a transient error (EMFILE, ECONNABORTED): retry later
+    if (fd < 0) {
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        accept_paused_until_ = Clock::now() + kAcceptBackoff;
+      }
+      return;  // EAGAIN, or a transient error: retry later
+    }
     total_.fetch_add(1);
     if (open_.load() >= o_.max_connections) {
       refused_.fetch_add(1);
@@ -410,8 +443,10 @@ void HttpServer::Impl::IoLoop() {
     fds.clear();
     order.clear();
     fds.push_back({wake_fd_, POLLIN, 0});
-    fds.push_back({listen_fd_, POLLIN, 0});
+    const bool accepting = Clock::now() >= accept_paused_until_;
+    fds.push_back({accepting ? listen_fd_ : -1, POLLIN, 0});  // poll skips a negative fd
     Clock::time_point next = Clock::now() + std::chrono::milliseconds(kMaxPollWaitMs);
+    if (!accepting) next = std::min(next, accept_paused_until_);
     for (auto& [fd, c] : conns_) {
       const short events = c->phase == Conn::Phase::kWriting ? POLLOUT : POLLIN;
       fds.push_back({fd, static_cast<short>(events | POLLRDHUP), 0});
