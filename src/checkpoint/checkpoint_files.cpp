@@ -230,6 +230,11 @@ Result<TensorView> CheckpointFiles::Get(std::string_view name) const {
   return it->second.file->View(*it->second.info);
 }
 
+std::string CheckpointFiles::FileOf(std::string_view name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? label() : it->second.file->path().string();
+}
+
 uint64_t CheckpointFiles::total_file_bytes() const {
   uint64_t total = 0;
   for (const auto& file : files_) total += file->file_size();

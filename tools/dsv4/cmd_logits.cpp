@@ -20,6 +20,7 @@ struct LogitsOptions {
   int64_t decode_from = -1;  // prefill this many tokens, then decode the rest one at a time
   int64_t chunk = 0;         // prefill chunk size (0: one shot)
   int threads = 0;
+  checkpoint::LoadOptions load;
 };
 
 Status Logits(const LogitsOptions& o) {
@@ -30,7 +31,7 @@ Status Logits(const LogitsOptions& o) {
     return Status::InvalidArgument("--decode-from " + std::to_string(prefill) + " is past the " +
                                    std::to_string(n) + " tokens of " + o.tokens);
   }
-  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads));
+  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads, o.load));
   const int64_t vocab = s.checkpoint.config.vocab_size;
   std::unique_ptr<runner::SequenceState> seq = s.model->NewSequence();
   std::vector<float> all, part;
@@ -66,6 +67,7 @@ void RegisterLogits(CLI::App& app, int* exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Logits(*o);
     if (!s.ok()) *exit_code = ReportError(s);
