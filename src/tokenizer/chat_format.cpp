@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <map>
 
+#include "core/json_nesting.h"
+
 #include "tokenizer/python_json.h"
 #include "tokenizer/tokenizer.h"
 
@@ -313,7 +315,9 @@ std::string RenderToolsSection(std::span<const ordered_json> functions) {
 
 Result<std::string> RenderDsmlInvoke(const ToolCall& call) {
   // encode_arguments_to_dsml: arguments that do not parse as JSON become one string parameter
-  // named "arguments".
+  // named "arguments". A string inside a request: its nesting is checked here, before the
+  // parser (and the recursive PythonJsonDumps) sees it.
+  DSV4_RETURN_IF_ERROR(CheckJsonNesting(call.arguments, kDefaultMaxJsonDepth, "arguments"));
   ordered_json args;
   try {
     args = ordered_json::parse(call.arguments);

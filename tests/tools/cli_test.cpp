@@ -174,6 +174,35 @@ TEST(Cli, LogitsAndRunRejectBadInput) {
 // dsv4 run goes through the engine's request checks: a prompt past the built-in model's
 // context (65,536) is refused before any token is computed, chunked or not (a generation loop
 // of its own prefilled 65K tokens chunk by chunk before the model refused position 65,536).
+// User files are read with a size limit: an oversized --tokens file (a sparse 1 TiB file, or
+// /dev/zero, which never ends) gives a clear error and exit 1 at once; it used to be read into
+// memory whole (std::bad_alloc, exit 134). A list longer than the model's context is refused
+// before any compute.
+TEST(Cli, OversizedTokenFilesAreRefused) {
+  const fs::path dir = Fresh("bigtokens");
+  fs::create_directories(dir);
+  const fs::path big = dir / "big.txt";
+  std::ofstream(big) << "1 2 3";
+  fs::resize_file(big, uint64_t{1} << 40);
+  const std::string out = " --out " + (dir / "o.npy").string();
+  CmdResult r = Dsv4("logits --tokens " + big.string() + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("error: " + big.string() + ": token file is 1099511627776 "
+                                  "bytes, more than the limit of 67108864 bytes"));
+  fs::remove(big);
+  r = Dsv4("logits --tokens /dev/zero" + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("error: /dev/zero: token file is more than the limit of "
+                                  "67108864 bytes"));
+  std::string ids;
+  for (int i = 0; i < 65537; ++i) ids += "7 ";
+  std::ofstream(dir / "long.txt") << ids;
+  r = Dsv4("logits --tokens " + (dir / "long.txt").string() + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("long.txt: 65537 tokens, more than the model's context of 65536"));
+  EXPECT_FALSE(fs::exists(dir / "o.npy"));
+}
+
 TEST(Cli, RunRefusesAPromptPastTheContextAtOnce) {
   const auto t0 = std::chrono::steady_clock::now();
   CmdResult r = Dsv4("run --prompt-random 1048576 --chunk 4096 -n 4");

@@ -33,20 +33,26 @@ Status Logits(const LogitsOptions& o) {
   }
   DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads, o.load));
   const int64_t vocab = s.checkpoint.config.vocab_size;
+  const int64_t context = s.checkpoint.config.max_position_embeddings;
+  if (n > context) {
+    return Status::InvalidArgument(o.tokens + ": " + std::to_string(n) + " tokens, more than " +
+                                   "the model's context of " + std::to_string(context));
+  }
   std::unique_ptr<runner::SequenceState> seq = s.model->NewSequence();
-  std::vector<float> all, part;
-  all.reserve(static_cast<size_t>(n * vocab));
+  // Rows go to the file as they come: [n, vocab] at real sizes is more than memory holds.
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<NpyF32Writer> out, NpyF32Writer::Create(o.out, {n, vocab}));
+  std::vector<float> part;
   const auto start = std::chrono::steady_clock::now();
   const int64_t chunk = o.chunk > 0 ? o.chunk : std::max<int64_t>(prefill, 1);
   for (int64_t p = 0; p < n;) {
     const int64_t len = p < prefill ? std::min(chunk, prefill - p) : 1;
     DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {tokens.data() + p, static_cast<size_t>(len)},
                                           runner::LogitsMode::kAll, &part));
-    all.insert(all.end(), part.begin(), part.end());
+    DSV4_RETURN_IF_ERROR(out->Append(part.data(), static_cast<int64_t>(part.size())));
     p += len;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  DSV4_RETURN_IF_ERROR(WriteNpyF32(o.out, {n, vocab}, all.data()));
+  DSV4_RETURN_IF_ERROR(out->Finish());
   std::printf("wrote %s: float32 [%lld, %lld] (prefill %lld tokens in chunks of %lld, decode %lld) "
               "in %.2f s\n", o.out.c_str(), static_cast<long long>(n), static_cast<long long>(vocab),
               static_cast<long long>(prefill), static_cast<long long>(std::min(chunk, prefill)),
