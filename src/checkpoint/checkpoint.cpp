@@ -1,11 +1,10 @@
 #include "checkpoint/checkpoint.h"
 
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "checkpoint/checkpoint_files.h"
 #include "checkpoint/checkpoint_layout.h"
+#include "core/file_read.h"
 
 namespace dsv4::checkpoint {
 
@@ -56,11 +55,8 @@ Result<Checkpoint> OpenCheckpoint(const std::filesystem::path& dir) {
   const std::filesystem::path tokenizer = dir / "tokenizer.json";
   std::error_code ec;
   if (std::filesystem::exists(tokenizer, ec)) {
-    std::ifstream in(tokenizer, std::ios::binary);
-    std::stringstream text;
-    text << in.rdbuf();
-    if (!in || text.bad()) return Status::IoError(tokenizer.string() + ": read failed");
-    ck.tokenizer_json = text.str();
+    DSV4_ASSIGN_OR_RETURN(ck.tokenizer_json,
+                          ReadFileLimited(tokenizer, kMaxTokenizerJsonBytes, "tokenizer file"));
   }
   std::filesystem::path p = std::filesystem::absolute(dir).lexically_normal();
   ck.name = p.has_filename() ? p.filename().string() : p.parent_path().filename().string();

@@ -31,7 +31,8 @@ Status VerifyTensors(const ModelConfig& config, const TensorSource& source, bool
                      std::vector<std::string>* unexpected);
 
 // Opens <dir>/config.json and the safetensors files in `dir` and verifies them; reads
-// <dir>/tokenizer.json into tokenizer_json when present (IoError if it cannot be read).
+// <dir>/tokenizer.json into tokenizer_json when present (ReadFileLimited's errors, at most
+// kMaxTokenizerJsonBytes).
 Result<Checkpoint> OpenCheckpoint(const std::filesystem::path& dir);
 
 }  // namespace dsv4::checkpoint

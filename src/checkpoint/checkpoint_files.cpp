@@ -1,20 +1,18 @@
 #include "checkpoint/checkpoint_files.h"
 
 #include <algorithm>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <system_error>
 #include <utility>
+
+#include "checkpoint/json_file.h"
+#include "core/file_read.h"
 
 namespace dsv4::checkpoint {
 namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
-
-// Index files are a few MB even for trillion-parameter models; anything larger is corrupt.
-constexpr uintmax_t kMaxIndexBytes = 100'000'000;
 
 // (Built with += : GCC 12 warns falsely (-Wrestrict) on "literal" + std::string temporaries.)
 std::string Quoted(std::string_view s) {
@@ -34,32 +32,11 @@ bool IsSafeRelativePath(const std::string& name) {
   return true;
 }
 
-Result<std::string> ReadSmallFile(const fs::path& path) {
-  std::error_code ec;
-  const uintmax_t size = fs::file_size(path, ec);
-  if (ec) return Status::IoError(path.string() + ": cannot stat: " + ec.message());
-  if (size > kMaxIndexBytes) {
-    return Status::DataLoss(path.string() + ": " + std::to_string(size) +
-                            " bytes, larger than the " + std::to_string(kMaxIndexBytes) +
-                            "-byte limit for an index file");
-  }
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status::IoError(path.string() + ": cannot open for reading");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (in.bad()) return Status::IoError(path.string() + ": read failed");
-  return text;
-}
-
 // Parses the "weight_map" of an index file: tensor name → shard file name.
 Result<std::map<std::string, std::string>> ReadWeightMap(const fs::path& index_path) {
-  DSV4_ASSIGN_OR_RETURN(const std::string text, ReadSmallFile(index_path));
+  DSV4_ASSIGN_OR_RETURN(const json root,
+                        ReadJsonFile(index_path, kMaxIndexJsonBytes, "safetensors index"));
   const std::string where = index_path.string() + ": ";
-  json root;
-  try {
-    root = json::parse(text);
-  } catch (const json::exception& e) {
-    return Status::DataLoss(where + "not valid JSON: " + e.what());
-  }
   if (!root.is_object()) {
     return Status::DataLoss(where + "must be a JSON object, got " + std::string(root.type_name()));
   }
@@ -228,6 +205,11 @@ Result<TensorView> CheckpointFiles::Get(std::string_view name) const {
     return Status::NotFound("tensor " + Quoted(name) + " not found in " + dir_.string());
   }
   return it->second.file->View(*it->second.info);
+}
+
+std::string CheckpointFiles::FileOf(std::string_view name) const {
+  auto it = tensors_.find(name);
+  return it == tensors_.end() ? label() : it->second.file->path().string();
 }
 
 uint64_t CheckpointFiles::total_file_bytes() const {

@@ -39,6 +39,8 @@ class CheckpointFiles final : public TensorSource {
   bool Has(std::string_view name) const override;
   Result<TensorView> Get(std::string_view name) const override;
   using TensorSource::Get;
+  // The path of the shard holding `name` (label() for an unknown name).
+  std::string FileOf(std::string_view name) const override;
 
   // The opened files, index shards in file-name order.
   const std::vector<std::unique_ptr<SafetensorsFile>>& files() const { return files_; }

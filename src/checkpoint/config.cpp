@@ -1,10 +1,11 @@
 #include "checkpoint/config.h"
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include <nlohmann/json.hpp>
+
+#include "checkpoint/json_file.h"
+#include "core/file_read.h"
 
 namespace dsv4::checkpoint {
 namespace {
@@ -339,12 +340,8 @@ Result<ModelConfig> LoadModelConfig(const std::filesystem::path& path) {
   std::filesystem::path file = path;
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) file = path / "config.json";
-  std::ifstream in(file);
-  if (!in) return Status::NotFound(file.string() + ": cannot open config file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  nlohmann::json j = nlohmann::json::parse(ss.str(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return Status::DataLoss(file.string() + ": config is not valid JSON");
+  DSV4_ASSIGN_OR_RETURN(const nlohmann::json j,
+                        ReadJsonFile(file, kMaxConfigJsonBytes, "config file"));
   return ParseModelConfig(j, file.string());
 }
 

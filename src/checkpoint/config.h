@@ -103,7 +103,9 @@ struct ModelConfig {
 // Parses and validates a config.json object. `label` (usually the file path) prefixes every
 // error, which names the field, the expected and the actual value.
 Result<ModelConfig> ParseModelConfig(const nlohmann::json& j, std::string_view label);
-// Reads <dir>/config.json (or the file itself if `path` is a file).
+// Reads <dir>/config.json (or the file itself if `path` is a file): at most
+// kMaxConfigJsonBytes (1 MiB) and kDefaultMaxJsonDepth levels deep (ReadJsonFile's errors),
+// then ParseModelConfig's.
 Result<ModelConfig> LoadModelConfig(const std::filesystem::path& path);
 // Checks the cross-field invariants a runnable model needs (also called by ParseModelConfig).
 Status ValidateModelConfig(const ModelConfig& c, std::string_view label);

@@ -15,6 +15,8 @@
 #include <tuple>
 #include <utility>
 
+#include "core/json_nesting.h"
+
 namespace dsv4::checkpoint {
 namespace {
 
@@ -324,6 +326,11 @@ Result<std::pair<void*, uint64_t>> MapFile(const std::filesystem::path& path) {
 
 Result<SafetensorsHeader> ParseSafetensorsHeader(std::string_view header_json, uint64_t data_size,
                                                  std::string_view file_label) {
+  if (Status s = CheckJsonNesting(header_json, kDefaultMaxJsonDepth,
+                                  std::string(file_label) + " (safetensors header)");
+      !s.ok()) {
+    return Status::DataLoss(s.message());
+  }
   try {
     json root;
     try {

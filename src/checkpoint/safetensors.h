@@ -43,8 +43,9 @@ inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
 // Parses and validates the JSON header. `header_json` is the N header bytes (what follows the
 // 8-byte length), `data_size` the size of the data section that follows them, `file_label`
 // the name used in messages (usually the path). Returns DataLoss naming the file, the tensor
-// and the expected and actual value for any malformed or inconsistent header. A pure function:
-// safe on any input (fuzzed) and thread-safe.
+// and the expected and actual value for any malformed or inconsistent header, including one
+// nested deeper than kDefaultMaxJsonDepth levels (checked before the parser sees it; a real
+// header nests 3). A pure function: safe on any input (fuzzed) and thread-safe.
 Result<SafetensorsHeader> ParseSafetensorsHeader(std::string_view header_json, uint64_t data_size,
                                                  std::string_view file_label);
 

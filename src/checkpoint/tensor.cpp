@@ -1,6 +1,10 @@
 #include "checkpoint/tensor.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <optional>
+
+#include "core/finite_scan.h"
 
 namespace dsv4::checkpoint {
 
@@ -32,6 +36,19 @@ Result<TensorView> TensorSource::Get(std::string_view name, DType dtype,
                                    ShapeToString(v.shape) + ", expected " + ShapeToString(shape));
   }
   return v;
+}
+
+Status TensorSource::CheckFinite(const TensorView& v) const {
+  const std::optional<NonFiniteElement> bad = FindNonFinite(v.dtype, v.bytes);
+  if (!bad) return Status::Ok();
+  char bits[24];
+  std::snprintf(bits, sizeof(bits), "0x%0*llx", static_cast<int>(2 * DTypeSize(v.dtype)),
+                static_cast<unsigned long long>(bad->bits));
+  return Status::DataLoss(FileOf(v.name) + ": tensor '" + std::string(v.name) + "' (" +
+                          std::string(DTypeName(v.dtype)) + " " + ShapeToString(v.shape) +
+                          ") element " + std::to_string(bad->index) + " is " +
+                          std::string(NonFiniteName(bad->kind)) + " (bits " + bits +
+                          "), expected finite values");
 }
 
 }  // namespace dsv4::checkpoint

@@ -51,9 +51,18 @@ class TensorSource {
   virtual bool Has(std::string_view name) const = 0;
   // NotFound naming the tensor and the source when absent.
   virtual Result<TensorView> Get(std::string_view name) const = 0;
+  // Where the bytes of tensor `name` are stored, for messages: its file for a checkpoint
+  // folder, label() otherwise.
+  virtual std::string FileOf(std::string_view name) const { return label(); }
 
   // Get with checks: InvalidArgument naming tensor, expected and actual dtype/shape on mismatch.
   Result<TensorView> Get(std::string_view name, DType dtype, std::span<const int64_t> shape) const;
+
+  // OK when no element of `v` (a view from this source) is NaN or infinite (FindNonFinite,
+  // core/finite_scan.h); DataLoss naming FileOf(v.name), the tensor, its dtype and shape, the
+  // index of the first bad element, what it is (NaN, +Inf, -Inf) and its bits otherwise.
+  // Reads every byte of a floating-point tensor once; free for integer tensors.
+  Status CheckFinite(const TensorView& v) const;
 };
 
 }  // namespace dsv4::checkpoint

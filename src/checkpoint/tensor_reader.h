@@ -1,6 +1,7 @@
 // Typed access to checkpoint tensors for model loaders: zero-copy where the mapping is
 // aligned, an owned aligned copy otherwise, and FP32 promotions of BF16 tensors. The arena owns
-// every copy; views point into the TensorSource, which must outlive them.
+// every copy; views point into the TensorSource, which must outlive them. Every tensor a model
+// reads comes through View, which checks its values once (LoadOptions::check_finite).
 #pragma once
 
 #include <cstddef>
@@ -12,6 +13,7 @@
 
 #include "core/bf16.h"
 #include "core/status.h"
+#include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
 
 namespace dsv4::checkpoint {
@@ -35,16 +37,19 @@ class WeightArena {
 
 class TensorReader {
  public:
-  TensorReader(const TensorSource& source, WeightArena& arena) : src_(source), arena_(arena) {}
+  TensorReader(const TensorSource& source, WeightArena& arena, LoadOptions options = {})
+      : src_(source), arena_(arena), options_(options) {}
 
   const TensorSource& source() const { return src_; }
   WeightArena& arena() { return arena_; }
 
-  // A typed pointer to the tensor's data (checked dtype and shape): the mapping itself when
+  // A typed pointer to the tensor's data (checked dtype and shape, and with check_finite no
+  // NaN or infinite value: DataLoss from TensorSource::CheckFinite): the mapping itself when
   // aligned for T, else an aligned copy.
   template <typename T>
   Result<const T*> View(const std::string& name, DType dtype, std::vector<int64_t> shape) {
     DSV4_ASSIGN_OR_RETURN(TensorView v, src_.Get(name, dtype, shape));
+    if (options_.check_finite) DSV4_RETURN_IF_ERROR(src_.CheckFinite(v));
     const auto addr = reinterpret_cast<uintptr_t>(v.bytes.data());
     if (addr % alignof(T) == 0) return reinterpret_cast<const T*>(v.bytes.data());
     T* copy = arena_.Alloc<T>(v.bytes.size() / sizeof(T));
@@ -66,6 +71,7 @@ class TensorReader {
  private:
   const TensorSource& src_;
   WeightArena& arena_;
+  LoadOptions options_;
 };
 
 }  // namespace dsv4::checkpoint

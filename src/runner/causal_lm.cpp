@@ -97,12 +97,13 @@ Status CausalLm::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch
 }
 
 Result<std::unique_ptr<CausalLm>> CreateCausalLm(const checkpoint::ModelConfig& c,
-                                                 const checkpoint::TensorSource& source) {
+                                                 const checkpoint::TensorSource& source,
+                                                 const checkpoint::LoadOptions& options) {
   if (c.arch == checkpoint::Arch::kV4) {
-    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v4::Model> m, v4::Model::Create(c, source));
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v4::Model> m, v4::Model::Create(c, source, options));
     return std::unique_ptr<CausalLm>(new V4Lm(std::move(m)));
   }
-  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v32::Model> m, v32::Model::Create(c, source));
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<v32::Model> m, v32::Model::Create(c, source, options));
   return std::unique_ptr<CausalLm>(new V32Lm(std::move(m)));
 }
 

@@ -16,6 +16,7 @@
 #include "kv/sequence_state.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/config.h"
+#include "checkpoint/load_options.h"
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
 
@@ -61,8 +62,11 @@ class CausalLm {
   virtual Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
 };
 
-// The model for `c.arch`. `source` must outlive it.
+// The model for `c.arch`. `source` must outlive it. Errors of the architecture's
+// Model::Create (bad config, missing or mis-shaped tensors, NaN/Inf values with
+// options.check_finite).
 Result<std::unique_ptr<CausalLm>> CreateCausalLm(const checkpoint::ModelConfig& c,
-                                                 const checkpoint::TensorSource& source);
+                                                 const checkpoint::TensorSource& source,
+                                                 const checkpoint::LoadOptions& options = {});
 
 }  // namespace dsv4::runner

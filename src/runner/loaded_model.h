@@ -8,6 +8,7 @@
 
 #include "core/status.h"
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
 #include "runner/causal_lm.h"
 
@@ -22,11 +23,14 @@ struct LoadedModel {
 };
 
 // The forward pass of `checkpoint`'s architecture over its weights; `source` names it in
-// messages. Errors of CreateCausalLm (missing or mis-shaped tensors).
+// messages. Errors of CreateCausalLm (missing or mis-shaped tensors, NaN/Inf values with
+// options.check_finite).
 Result<std::unique_ptr<LoadedModel>> LoadCheckpoint(checkpoint::Checkpoint checkpoint,
-                                                    std::string source);
+                                                    std::string source,
+                                                    const checkpoint::LoadOptions& options = {});
 
 // Opens the checkpoint folder `dir` (checkpoint::OpenCheckpoint) and loads it.
-Result<std::unique_ptr<LoadedModel>> OpenModelFolder(const std::string& dir);
+Result<std::unique_ptr<LoadedModel>> OpenModelFolder(const std::string& dir,
+                                                     const checkpoint::LoadOptions& options = {});
 
 }  // namespace dsv4::runner

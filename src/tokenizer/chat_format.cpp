@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <map>
 
+#include "core/json_nesting.h"
+
 #include "tokenizer/python_json.h"
 #include "tokenizer/tokenizer.h"
 
@@ -210,6 +212,10 @@ void WriteToolsSection(std::span<const ordered_json> functions, SegmentWriter* w
 // encode_arguments_to_dsml: arguments that do not parse as JSON become one string parameter
 // named "arguments". The tool name, the keys and the values are the client's.
 Status WriteDsmlInvoke(const ToolCall& call, SegmentWriter* w) {
+  // encode_arguments_to_dsml: arguments that do not parse as JSON become one string parameter
+  // named "arguments". A string inside a request: its nesting is checked here, before the
+  // parser (and the recursive PythonJsonDumps) sees it.
+  DSV4_RETURN_IF_ERROR(CheckJsonNesting(call.arguments, kDefaultMaxJsonDepth, "arguments"));
   ordered_json args;
   try {
     args = ordered_json::parse(call.arguments);

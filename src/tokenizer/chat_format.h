@@ -117,7 +117,8 @@ std::string RenderToolsSection(std::span<const nlohmann::ordered_json> functions
 
 // One assistant tool call in DSML: <｜DSML｜invoke name="NAME">, one <｜DSML｜parameter> line
 // per argument, </｜DSML｜invoke>. Strings are written raw with string="true", anything
-// else as Python JSON with string="false".
+// else as Python JSON with string="false". InvalidArgument when the arguments are JSON
+// nested deeper than kDefaultMaxJsonDepth, or JSON that is not an object.
 Result<std::string> RenderDsmlInvoke(const ToolCall& call);
 
 }  // namespace dsv4::tokenizer

@@ -1,9 +1,9 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
+#include "core/file_read.h"
+#include "core/json_nesting.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/utf8.h"
 
@@ -161,6 +161,14 @@ Status Tokenizer::Init(const json& j, const std::string& source) {
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_text,
                                                        std::string_view source) {
+  if (json_text.size() > kMaxTokenizerJsonBytes) {
+    return Status::DataLoss(std::string(source) + ": " + std::to_string(json_text.size()) +
+                            " bytes, more than the limit of " +
+                            std::to_string(kMaxTokenizerJsonBytes) + " bytes");
+  }
+  if (Status s = CheckJsonNesting(json_text, kDefaultMaxJsonDepth, source); !s.ok()) {
+    return Status::DataLoss(s.message());
+  }
   json j;
   try {
     j = json::parse(json_text);
@@ -173,15 +181,9 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view json_tex
 }
 
 Result<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::filesystem::path& file) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) {
-    return Status::NotFound(file.string() + ": no such file");
-  }
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  if (!in.good() && !in.eof()) return Status::IoError(file.string() + ": read failed");
-  return FromJson(buffer.str(), file.string());
+  DSV4_ASSIGN_OR_RETURN(const std::string text,
+                        ReadFileLimited(file, kMaxTokenizerJsonBytes, "tokenizer file"));
+  return FromJson(text, file.string());
 }
 
 template <typename Next>

@@ -65,10 +65,14 @@ struct DecodeOptions {
 
 class Tokenizer {
  public:
-  // Parses tokenizer.json text. `source` names it in errors ("DIR/tokenizer.json").
+  // Parses tokenizer.json text. `source` names it in errors ("DIR/tokenizer.json"). DataLoss
+  // for text longer than kMaxTokenizerJsonBytes (64 MiB; DeepSeek's is ~8 MB), nested deeper
+  // than kDefaultMaxJsonDepth (checked before the parser sees it), not valid JSON or not a
+  // byte-level BPE tokenizer.
   static Result<std::unique_ptr<Tokenizer>> FromJson(std::string_view json_text,
                                                      std::string_view source);
-  // Reads and parses a tokenizer.json file (NotFound / IoError name the path).
+  // Reads (ReadFileLimited: NotFound, IoError, InvalidArgument past kMaxTokenizerJsonBytes,
+  // naming the path) and parses a tokenizer.json file.
   static Result<std::unique_ptr<Tokenizer>> FromFile(const std::filesystem::path& file);
 
   Result<std::vector<TokenId>> Encode(std::string_view text,

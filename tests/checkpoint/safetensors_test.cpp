@@ -316,25 +316,32 @@ TEST(SafetensorsTest, ParserSurvivesRandomMutations) {
   EXPECT_GT(num_ok, 0);  // some mutations (e.g. in the metadata value) stay valid
 }
 
-// Deeply nested values are valid JSON; rendering them into a message must not recurse once per
-// level (a 100 MB header could otherwise overflow the stack).
-TEST(SafetensorsTest, ParserSurvivesDeepNesting) {
+// Headers nested deeper than kDefaultMaxJsonDepth are refused before the parser sees them
+// (nlohmann's values recurse once per level: 200,000 levels could overflow the stack), with
+// DataLoss naming the file. Within the limit, deeply nested values still get short messages.
+TEST(SafetensorsTest, DeepNestingIsRefusedBeforeParsing) {
   constexpr size_t kDepth = 200'000;
   const std::string deep = std::string(kDepth, '[') + std::string(kDepth, ']');
-  Result<SafetensorsHeader> as_entry = ParseSafetensorsHeader("{\"w\":" + deep + "}", 0, "deep");
+  for (const std::string& header :
+       {"{\"w\":" + deep + "}", std::string(kDepth, '['),
+        "{\"w\":{\"dtype\":\"F32\",\"shape\":" + deep + ",\"data_offsets\":[0,0]}}"}) {
+    Result<SafetensorsHeader> r = ParseSafetensorsHeader(header, 0, "deep.safetensors");
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(r.status().message(),
+                HasSubstr("deep.safetensors (safetensors header): JSON nested deeper than the "
+                          "limit of 64 levels"));
+  }
+  const std::string allowed = std::string(62, '[') + std::string(62, ']');  // + 1 + 1 levels
+  Result<SafetensorsHeader> as_entry = ParseSafetensorsHeader("{\"w\":" + allowed + "}", 0, "d");
   ASSERT_FALSE(as_entry.ok());
   EXPECT_THAT(as_entry.status().message(), HasSubstr("tensor 'w': entry must be an object"));
   EXPECT_LT(as_entry.status().message().size(), 300u);
-
   const std::string shape_entry =
-      "{\"w\":{\"dtype\":\"F32\",\"shape\":" + deep + ",\"data_offsets\":[0,0]}}";
-  Result<SafetensorsHeader> as_shape = ParseSafetensorsHeader(shape_entry, 0, "deep");
+      "{\"w\":{\"dtype\":\"F32\",\"shape\":" + allowed + ",\"data_offsets\":[0,0]}}";
+  Result<SafetensorsHeader> as_shape = ParseSafetensorsHeader(shape_entry, 0, "d");
   ASSERT_FALSE(as_shape.ok());
   EXPECT_THAT(as_shape.status().message(), HasSubstr("shape dims must be non-negative integers"));
-
-  Result<SafetensorsHeader> unclosed = ParseSafetensorsHeader(std::string(kDepth, '['), 0, "deep");
-  ASSERT_FALSE(unclosed.ok());
-  EXPECT_THAT(unclosed.status().message(), HasSubstr("not valid JSON"));
 }
 
 class CheckpointShardedTest : public ::testing::TestWithParam<int> {};
@@ -567,6 +574,8 @@ std::vector<MalformedCase> MalformedCases() {
        {kIndex, "missing \"weight_map\""}},
       {"index_bad_json", Folder({{kIndex, "{\"weight_map\": {"}}), true, kData,
        {kIndex, "not valid JSON"}},
+      {"index_nested_100000_deep", Folder({{kIndex, std::string(100'000, '[')}}), true, kData,
+       {kIndex, "(safetensors index): JSON nested deeper than the limit of 64 levels"}},
       {"index_shard_outside_folder",
        Folder({{kIndex, Index("{\"a\": \"../evil.safetensors\"}")}}), true, kData,
        {kIndex, "tensor 'a'", "'../evil.safetensors'", "not a file inside"}},

@@ -240,6 +240,12 @@ TEST(ChatFormat, ArgumentValuesAndFallbacks) {
             "<｜DSML｜invoke name=\"f\">\n"
             "<｜DSML｜parameter name=\"arguments\" string=\"true\">not json</｜DSML｜parameter>\n"
             "</｜DSML｜invoke>");
+  // Arguments nested past kDefaultMaxJsonDepth (a string inside a request, so the server's body
+  // check never saw their nesting) are refused before the parser and PythonJsonDumps recurse.
+  const std::string deep = "{\"a\": " + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  Status s = RenderDsmlInvoke({"", "f", deep}).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("arguments: JSON nested deeper than the limit of 64"));
 }
 
 TEST(ChatFormat, DeveloperAndLatestReminder) {

@@ -75,6 +75,28 @@ TEST(TokenizerLoad, FromFolder) {
   EXPECT_THAT(t.status().message(), HasSubstr("not valid JSON"));
 }
 
+// tokenizer.json is read with a size limit (64 MiB; DeepSeek's is ~8 MB) and a nesting limit
+// checked before the parser sees it, from a file and as text (the engine parses the text a
+// checkpoint carries).
+TEST(TokenizerLoad, DeepOrHugeFilesAreRefusedNamingTheFile) {
+  const fs::path dir = TempDir("tokenizer_limits");
+  const fs::path file = dir / "tokenizer.json";
+  const std::string deep = R"({"model": )" + std::string(100'000, '[') + std::string(100'000, ']') + "}";
+  std::ofstream(file) << deep;
+  for (const Status& s : {Tokenizer::FromFile(file).status(), LoadTokenizer(dir).status(),
+                          Tokenizer::FromJson(deep, file.string()).status()}) {
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_THAT(s.message(),
+                HasSubstr(file.string() + ": JSON nested deeper than the limit of 64 levels"));
+  }
+  fs::resize_file(file, (64 << 20) + 1);  // sparse
+  Result<std::unique_ptr<Tokenizer>> t = LoadTokenizer(dir);
+  ASSERT_FALSE(t.ok());
+  EXPECT_EQ(t.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(t.status().message(), file.string() + ": tokenizer file is 67108865 bytes, more than "
+                                                  "the limit of 67108864 bytes");
+}
+
 TEST(TokenizerLoad, ErrorsNameTheFieldAndValue) {
   EXPECT_TRUE(LoadError(MinimalJson()).ok()) << LoadError(MinimalJson()).ToString();
   struct Case {

@@ -174,6 +174,35 @@ TEST(Cli, LogitsAndRunRejectBadInput) {
 // dsv4 run goes through the engine's request checks: a prompt past the built-in model's
 // context (65,536) is refused before any token is computed, chunked or not (a generation loop
 // of its own prefilled 65K tokens chunk by chunk before the model refused position 65,536).
+// User files are read with a size limit: an oversized --tokens file (a sparse 1 TiB file, or
+// /dev/zero, which never ends) gives a clear error and exit 1 at once; it used to be read into
+// memory whole (std::bad_alloc, exit 134). A list longer than the model's context is refused
+// before any compute.
+TEST(Cli, OversizedTokenFilesAreRefused) {
+  const fs::path dir = Fresh("bigtokens");
+  fs::create_directories(dir);
+  const fs::path big = dir / "big.txt";
+  std::ofstream(big) << "1 2 3";
+  fs::resize_file(big, uint64_t{1} << 40);
+  const std::string out = " --out " + (dir / "o.npy").string();
+  CmdResult r = Dsv4("logits --tokens " + big.string() + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("error: " + big.string() + ": token file is 1099511627776 "
+                                  "bytes, more than the limit of 67108864 bytes"));
+  fs::remove(big);
+  r = Dsv4("logits --tokens /dev/zero" + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("error: /dev/zero: token file is more than the limit of "
+                                  "67108864 bytes"));
+  std::string ids;
+  for (int i = 0; i < 65537; ++i) ids += "7 ";
+  std::ofstream(dir / "long.txt") << ids;
+  r = Dsv4("logits --tokens " + (dir / "long.txt").string() + out);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("long.txt: 65537 tokens, more than the model's context of 65536"));
+  EXPECT_FALSE(fs::exists(dir / "o.npy"));
+}
+
 TEST(Cli, RunRefusesAPromptPastTheContextAtOnce) {
   const auto t0 = std::chrono::steady_clock::now();
   CmdResult r = Dsv4("run --prompt-random 1048576 --chunk 4096 -n 4");
@@ -377,6 +406,72 @@ TEST(Cli, RunTextPromptAndMissingTokenizer) {
   EXPECT_THAT(r.output, HasSubstr("tokenizer.json not found"));
   r = Dsv4("run --model " + dir.string() + " --prompt-tokens 1,2,3 -n 2");
   EXPECT_EQ(r.exit_code, 0) << r.output;  // token ids still work without a tokenizer
+}
+
+}  // namespace
+
+namespace {
+
+// Overwrites bytes of tensor `name` in a make-tiny checkpoint (at `byte` within its data);
+// returns the shard that holds it.
+fs::path PatchTensor(const fs::path& dir, const std::string& name, size_t byte,
+                     const std::string& bytes) {
+  const nlohmann::json index =
+      nlohmann::json::parse(ReadFile(dir / "model.safetensors.index.json"));
+  const fs::path shard = dir / index["weight_map"][name].get<std::string>();
+  std::fstream f(shard, std::ios::in | std::ios::out | std::ios::binary);
+  uint64_t header_len = 0;
+  f.read(reinterpret_cast<char*>(&header_len), 8);  // little-endian, as is this machine
+  std::string header(header_len, '\0');
+  f.read(header.data(), static_cast<std::streamsize>(header_len));
+  const uint64_t begin = nlohmann::json::parse(header)[name]["data_offsets"][0].get<uint64_t>();
+  f.seekp(static_cast<std::streamoff>(8 + header_len + begin + byte));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return shard;
+}
+
+// A checkpoint with one NaN or Inf in a floating-point tensor does not load: `dsv4 logits`
+// exits 1 naming the shard, the tensor and the element (it used to write NaN logits and exit
+// 0); --no-weight-check loads it anyway.
+TEST(Cli, NonFiniteWeightsAreRefusedAtLoad) {
+  const fs::path dir = Fresh("nonfinite");
+  fs::create_directories(dir);
+  std::ofstream(dir / "t.txt") << "1 2 3";
+  const std::string logits = "logits --tokens " + (dir / "t.txt").string() + " --out " +
+                             (dir / "o.npy").string() + " --model ";
+  struct Case {
+    std::string tensor;
+    size_t byte;
+    std::string bytes;
+    std::string what;
+  };
+  const std::vector<Case> cases = {
+      {"layers.2.ffn_norm.weight", 2 * 9, std::string("\xC0\x7F", 2),
+       "(BF16 [256]) element 9 is NaN (bits 0x7fc0)"},
+      {"layers.1.attn.attn_sink", 4 * 3, std::string("\0\0\x80\xFF", 4),
+       "(F32 [8]) element 3 is -Inf (bits 0xff800000)"},
+      {"layers.0.attn.wkv.weight", 100, "\xFF", "element 100 is NaN (bits 0xff)"},
+      {"layers.0.ffn.experts.0.w1.scale", 0, "\xFF", "element 0 is NaN (bits 0xff)"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& k = cases[i];
+    const fs::path model = dir / fs::path("m").concat(std::to_string(i));
+    ASSERT_EQ(Dsv4("make-tiny --out " + model.string()).exit_code, 0);
+    const fs::path shard = PatchTensor(model, k.tensor, k.byte, k.bytes);
+    CmdResult r = Dsv4(logits + model.string());
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("error: " + shard.string() + ": tensor '" + k.tensor + "' "));
+    EXPECT_THAT(r.output, HasSubstr(k.what));
+    EXPECT_FALSE(fs::exists(dir / "o.npy"));
+  }
+  // The opt-out (the NaN norm then reaches every logit).
+  CmdResult r = Dsv4(logits + (dir / "m0").string() + " --no-weight-check");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = Dsv4("run --model " + (dir / "m0").string() + " --prompt-tokens 1,2 -n 1");
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("'layers.2.ffn_norm.weight'"));
+  r = Dsv4("run --model " + (dir / "m0").string() + " --prompt-tokens 1,2 -n 1 --no-weight-check");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 }  // namespace

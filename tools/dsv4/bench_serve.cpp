@@ -38,6 +38,7 @@ struct ServeOptions {
   int threads = 0;
   uint64_t seed = 1;
   bool json = false;
+  checkpoint::LoadOptions load;
 };
 
 struct ServeResult {
@@ -72,7 +73,7 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   eo.prefix_snapshot_interval = 128;
   // --layout: the stand-in that only accounts pages, at the preset's real dimensions.
   const ModelFactory model =
-      layout.empty() ? ModelArgFactory(o.model) : ModelFactory([layout] {
+      layout.empty() ? ModelArgFactory(o.model, o.load) : ModelFactory([layout] {
         return runner::AccountingModel(layout);
       });
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, eo));
@@ -266,6 +267,7 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)");
   cmd->add_option("--seed", o->seed, "Seed of the synthetic prompts")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
+  AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     if (!o->layout.empty() && !o->model.empty()) {
       *exit_code = ReportError(Status::InvalidArgument("--layout and --model exclude each other"));

@@ -20,6 +20,7 @@ struct LogitsOptions {
   int64_t decode_from = -1;  // prefill this many tokens, then decode the rest one at a time
   int64_t chunk = 0;         // prefill chunk size (0: one shot)
   int threads = 0;
+  checkpoint::LoadOptions load;
 };
 
 Status Logits(const LogitsOptions& o) {
@@ -30,22 +31,28 @@ Status Logits(const LogitsOptions& o) {
     return Status::InvalidArgument("--decode-from " + std::to_string(prefill) + " is past the " +
                                    std::to_string(n) + " tokens of " + o.tokens);
   }
-  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads));
+  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads, o.load));
   const int64_t vocab = s.checkpoint.config.vocab_size;
+  const int64_t context = s.checkpoint.config.max_position_embeddings;
+  if (n > context) {
+    return Status::InvalidArgument(o.tokens + ": " + std::to_string(n) + " tokens, more than " +
+                                   "the model's context of " + std::to_string(context));
+  }
   std::unique_ptr<runner::SequenceState> seq = s.model->NewSequence();
-  std::vector<float> all, part;
-  all.reserve(static_cast<size_t>(n * vocab));
+  // Rows go to the file as they come: [n, vocab] at real sizes is more than memory holds.
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<NpyF32Writer> out, NpyF32Writer::Create(o.out, {n, vocab}));
+  std::vector<float> part;
   const auto start = std::chrono::steady_clock::now();
   const int64_t chunk = o.chunk > 0 ? o.chunk : std::max<int64_t>(prefill, 1);
   for (int64_t p = 0; p < n;) {
     const int64_t len = p < prefill ? std::min(chunk, prefill - p) : 1;
     DSV4_RETURN_IF_ERROR(s.model->Forward(*s.pool, *seq, {tokens.data() + p, static_cast<size_t>(len)},
                                           runner::LogitsMode::kAll, &part));
-    all.insert(all.end(), part.begin(), part.end());
+    DSV4_RETURN_IF_ERROR(out->Append(part.data(), static_cast<int64_t>(part.size())));
     p += len;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  DSV4_RETURN_IF_ERROR(WriteNpyF32(o.out, {n, vocab}, all.data()));
+  DSV4_RETURN_IF_ERROR(out->Finish());
   std::printf("wrote %s: float32 [%lld, %lld] (prefill %lld tokens in chunks of %lld, decode %lld) "
               "in %.2f s\n", o.out.c_str(), static_cast<long long>(n), static_cast<long long>(vocab),
               static_cast<long long>(prefill), static_cast<long long>(std::min(chunk, prefill)),
@@ -66,6 +73,7 @@ void RegisterLogits(CLI::App& app, int* exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Logits(*o);
     if (!s.ok()) *exit_code = ReportError(s);

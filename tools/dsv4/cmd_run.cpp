@@ -28,6 +28,7 @@ struct RunOptions {
   int64_t chunk = 0;
   bool ignore_eos = false;
   int threads = 0;
+  checkpoint::LoadOptions load;
 };
 
 // The model's tokenizer, or FailedPrecondition naming what is missing (text needs it; the
@@ -91,7 +92,7 @@ Status Run(const RunOptions& o) {
         "give a prompt: --prompt TEXT, --prompt-tokens IDS or --prompt-random N");
   }
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                        Engine::Create(ModelArgFactory(o.model), RunEngineOptions(o)));
+                        Engine::Create(ModelArgFactory(o.model, o.load), RunEngineOptions(o)));
   const checkpoint::ModelConfig& c = engine->config();
   std::vector<int32_t> prompt;
   const tokenizer::Tokenizer* tok = nullptr;
@@ -161,6 +162,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Run(*o);
     if (!s.ok()) *exit_code = ReportError(s);

@@ -7,6 +7,7 @@
 
 #include "core/thread_pool.h"
 #include "checkpoint/checkpoint.h"
+#include "checkpoint/load_options.h"
 #include "runner/causal_lm.h"
 
 namespace dsv4::cli {
@@ -18,6 +19,7 @@ struct ModelSession {
 };
 
 // `dir` empty -> the built-in default model. `threads` 0 -> all cores.
-Result<ModelSession> OpenModelSession(const std::string& dir, int threads);
+Result<ModelSession> OpenModelSession(const std::string& dir, int threads,
+                                      const checkpoint::LoadOptions& options = {});
 
 }  // namespace dsv4::cli

@@ -1,8 +1,8 @@
 #include "token_list.h"
 
 #include <cctype>
-#include <fstream>
-#include <sstream>
+
+#include "core/file_read.h"
 
 namespace dsv4::cli {
 
@@ -19,6 +19,10 @@ Result<std::vector<int32_t>> ParseTokenList(const std::string& text, const std::
     }
     if (item.size() > 10 || std::stoll(item) > INT32_MAX) {
       return Status::InvalidArgument(what + ": token id '" + item + "' is too large");
+    }
+    if (static_cast<int64_t>(out.size()) == kMaxTokenListTokens) {
+      return Status::InvalidArgument(what + ": more than " + std::to_string(kMaxTokenListTokens) +
+                                     " token ids");
     }
     out.push_back(static_cast<int32_t>(std::stoll(item)));
     item.clear();
@@ -37,11 +41,9 @@ Result<std::vector<int32_t>> ParseTokenList(const std::string& text, const std::
 }
 
 Result<std::vector<int32_t>> ReadTokenFile(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return Status::NotFound(path + ": cannot open token file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ParseTokenList(ss.str(), path);
+  DSV4_ASSIGN_OR_RETURN(const std::string text,
+                        ReadFileLimited(path, kMaxTokenFileBytes, "token file"));
+  return ParseTokenList(text, path);
 }
 
 }  // namespace dsv4::cli

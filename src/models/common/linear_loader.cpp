@@ -1,7 +1,5 @@
 #include "models/common/linear_loader.h"
 
-#include <cmath>
-
 #include "core/fp8.h"
 #include "kernels/cpu/fp4_tiles.h"
 #include "kernels/cpu/isa.h"
@@ -71,11 +69,9 @@ Result<LinearWeight> LinearLoader::Stored(const std::string& module, LinearForma
       if (format == LinearFormat::kFp8E8M0) {
         const std::string scale = module + ".scale";
         DSV4_ASSIGN_OR_RETURN(w.scales, View<uint8_t>(scale, DType::kF8E8M0, grid));
-        DSV4_RETURN_IF_ERROR(CheckE8M0Scales(scale, w.scales, grid[0] * grid[1]));
       } else {
         const std::string scale = module + ".weight_scale_inv";
         DSV4_ASSIGN_OR_RETURN(w.scales_f32, View<float>(scale, DType::kF32, grid));
-        DSV4_RETURN_IF_ERROR(CheckF32Scales(scale, w.scales_f32, grid[0] * grid[1]));
       }
       return w;
     }
@@ -91,7 +87,6 @@ Result<LinearWeight> LinearLoader::Fp4(const std::string& module, int64_t out, i
   DSV4_ASSIGN_OR_RETURN(w.codes, View<uint8_t>(module + ".weight", DType::kI8, {out, in / 2}));
   DSV4_ASSIGN_OR_RETURN(w.scales,
                         View<uint8_t>(module + ".scale", DType::kF8E8M0, {out, in / 32}));
-  DSV4_RETURN_IF_ERROR(CheckE8M0Scales(module + ".scale", w.scales, out * (in / 32)));
   // Every other kernel path reads the checkpoint layout (they can read tiles too, slowly, if
   // the ISA changes later).
   if (kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16 && kernels::Fp4TilesSupported(out, in)) {
@@ -114,29 +109,6 @@ const BF16* LinearLoader::Dequantize(const LinearWeight& w) {
     }
   }
   return b;
-}
-
-// E8M0 0xFF is NaN: a checkpoint with one would poison every output.
-Status LinearLoader::CheckE8M0Scales(const std::string& name, const uint8_t* s, int64_t n) const {
-  for (int64_t i = 0; i < n; ++i) {
-    if (s[i] == kE8M0NaN) {
-      return Status::DataLoss(src_.label() + ": tensor '" + name + "' has a NaN scale (0xFF) at " +
-                              "element " + std::to_string(i));
-    }
-  }
-  return Status::Ok();
-}
-
-// A NaN or infinite scale would poison every output of its 128x128 tile.
-Status LinearLoader::CheckF32Scales(const std::string& name, const float* s, int64_t n) const {
-  for (int64_t i = 0; i < n; ++i) {
-    if (!std::isfinite(s[i])) {
-      return Status::DataLoss(src_.label() + ": tensor '" + name + "' element " +
-                              std::to_string(i) + " is " + std::to_string(s[i]) +
-                              ", expected a finite scale");
-    }
-  }
-  return Status::Ok();
 }
 
 }  // namespace dsv4::models

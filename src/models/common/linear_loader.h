@@ -23,9 +23,9 @@ namespace dsv4::models {
 enum class LinearFormat {
   kBf16,     // <m>.weight BF16 [out, in]
   kFp8E8M0,  // DeepSeek-V4: <m>.weight F8_E4M3 [out, in] and
-             // <m>.scale F8_E8M0 [ceil(out/128), ceil(in/128)] (0xFF, NaN, is refused)
+             // <m>.scale F8_E8M0 [ceil(out/128), ceil(in/128)]
   kFp8F32,   // DeepSeek-V3.2: <m>.weight F8_E4M3 [out, in] and
-             // <m>.weight_scale_inv F32 [ceil(out/128), ceil(in/128)] (finite); as a kernel
+             // <m>.weight_scale_inv F32 [ceil(out/128), ceil(in/128)]; as a kernel
              // linear, in % 128 == 0 (the FP8 activation blocks)
   kFp4E8M0,  // DeepSeek-V4 routed experts: <m>.weight I8 [out, in/2] (packed E2M1, low nibble
              // the even column) and <m>.scale F8_E8M0 [out, in/32]
@@ -33,8 +33,11 @@ enum class LinearFormat {
 
 class LinearLoader {
  public:
-  LinearLoader(const checkpoint::TensorSource& source, checkpoint::WeightArena& arena)
-      : src_(source), arena_(arena), reader_(source, arena) {}
+  // With options.check_finite (the default) every tensor read, weights and scales, is
+  // refused with DataLoss when it holds a NaN or an infinity (checkpoint::TensorReader).
+  LinearLoader(const checkpoint::TensorSource& source, checkpoint::WeightArena& arena,
+               checkpoint::LoadOptions options = {})
+      : src_(source), arena_(arena), reader_(source, arena, options) {}
 
   // Plain tensors (norms, biases, tables): checkpoint::TensorReader's View and F32.
   template <typename T>
@@ -50,7 +53,7 @@ class LinearLoader {
   // FP4 tile layout when the active kernels are the AVX-512 BF16 ones (about 1.4x their GEMV
   // throughput, same size). Errors name the tensor: NotFound when missing, InvalidArgument
   // for a wrong dtype or shape (or kFp8F32 in-features not a multiple of 128), DataLoss for a
-  // NaN or non-finite scale.
+  // NaN or infinite weight or scale (with check_finite).
   Result<kernels::LinearWeight> Linear(const std::string& module, LinearFormat format,
                                        int64_t out, int64_t in);
 
@@ -77,15 +80,12 @@ class LinearLoader {
   const checkpoint::TensorSource& source() const { return src_; }
 
  private:
-  // The stored tensors of a kBf16 / kFp8E8M0 / kFp8F32 linear, scales checked, no further
-  // condition.
+  // The stored tensors of a kBf16 / kFp8E8M0 / kFp8F32 linear, no further condition.
   Result<kernels::LinearWeight> Stored(const std::string& module, LinearFormat format,
                                        int64_t out, int64_t in);
   Result<kernels::LinearWeight> Fp4(const std::string& module, int64_t out, int64_t in);
   // bf16(fp8 × scale) of a kFp8Block weight, into the arena.
   const BF16* Dequantize(const kernels::LinearWeight& w);
-  Status CheckE8M0Scales(const std::string& name, const uint8_t* s, int64_t n) const;
-  Status CheckF32Scales(const std::string& name, const float* s, int64_t n) const;
 
   const checkpoint::TensorSource& src_;
   checkpoint::WeightArena& arena_;

@@ -11,11 +11,12 @@
 namespace dsv4::v32 {
 
 Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
-                                             const checkpoint::TensorSource& source) {
+                                             const checkpoint::TensorSource& source,
+                                             const checkpoint::LoadOptions& options) {
   DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
   std::unique_ptr<Model> m(new Model());
   m->config_ = c;
-  DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source));
+  DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source, options));
   m->constants_ = MakeMlaConstants(c);
   return m;
 }

@@ -39,7 +39,8 @@ class Model {
   // `source` must outlive the model (weights are views into it where possible). Errors: the
   // config's (ValidateModelConfig) and LoadWeights'.
   static Result<std::unique_ptr<Model>> Create(const checkpoint::ModelConfig& c,
-                                               const checkpoint::TensorSource& source);
+                                               const checkpoint::TensorSource& source,
+                                               const checkpoint::LoadOptions& options = {});
 
   const checkpoint::ModelConfig& config() const { return config_; }
   // λ, the attention softmax scale (YaRN mscale² included when rope_scaling is present).

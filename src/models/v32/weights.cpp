@@ -92,12 +92,13 @@ Status LoadMlp(LinearLoader& l, const ModelConfig& c, const std::string& p, Laye
 
 }  // namespace
 
-Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const TensorSource& src) {
+Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const TensorSource& src,
+                                                  const checkpoint::LoadOptions& options) {
   if (c.arch != checkpoint::Arch::kV32) {
     return Status::InvalidArgument(src.label() + ": not a DeepSeek-V3.2 checkpoint");
   }
   auto mw = std::make_unique<ModelWeights>();
-  LinearLoader l(src, mw->arena);
+  LinearLoader l(src, mw->arena, options);
   const int64_t D = c.hidden_size, V = c.vocab_size;
   DSV4_ASSIGN_OR_RETURN(mw->embed, l.View<BF16>("model.embed_tokens.weight", DType::kBF16, {V, D}));
   DSV4_ASSIGN_OR_RETURN(mw->head, l.PromotedF32("lm_head.weight", V, D));

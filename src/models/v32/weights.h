@@ -13,6 +13,7 @@
 #include "core/status.h"
 #include "kernels/linear_weight.h"
 #include "checkpoint/config.h"
+#include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
 #include "checkpoint/tensor_reader.h"
 
@@ -74,8 +75,10 @@ struct ModelWeights {
 // Loads and checks every main-stack tensor of a V3.2 checkpoint (the MTP layer is not
 // loaded). Errors name the tensor: NotFound when missing, InvalidArgument for a wrong
 // dtype/shape or an FP8 linear whose in-features are not a multiple of 128, DataLoss for a
-// non-finite weight_scale_inv. The source must outlive the result (views point into it).
+// NaN or infinite value in a tensor it reads (options.check_finite). The source must outlive
+// the result (views point into it).
 Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig& c,
-                                                  const checkpoint::TensorSource& source);
+                                                  const checkpoint::TensorSource& source,
+                                                  const checkpoint::LoadOptions& options = {});
 
 }  // namespace dsv4::v32

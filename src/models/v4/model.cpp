@@ -12,11 +12,12 @@
 namespace dsv4::v4 {
 
 Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
-                                             const checkpoint::TensorSource& source) {
+                                             const checkpoint::TensorSource& source,
+                                             const checkpoint::LoadOptions& options) {
   DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
   std::unique_ptr<Model> m(new Model());
   m->config_ = c;
-  DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source));
+  DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source, options));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) m->rope_.push_back(RopeTable::ForLayer(c, i));
   return m;
 }

@@ -38,7 +38,8 @@ class Model {
  public:
   // `source` must outlive the model (weights are views into it where possible).
   static Result<std::unique_ptr<Model>> Create(const checkpoint::ModelConfig& c,
-                                               const checkpoint::TensorSource& source);
+                                               const checkpoint::TensorSource& source,
+                                               const checkpoint::LoadOptions& options = {});
 
   const checkpoint::ModelConfig& config() const { return config_; }
 

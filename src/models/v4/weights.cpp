@@ -114,12 +114,13 @@ Status LoadFfn(LinearLoader& l, const ModelConfig& c, const std::string& p, Laye
 
 }  // namespace
 
-Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const TensorSource& src) {
+Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const TensorSource& src,
+                                                  const checkpoint::LoadOptions& options) {
   if (c.arch != checkpoint::Arch::kV4) {
     return Status::InvalidArgument(src.label() + ": not a DeepSeek-V4 checkpoint");
   }
   auto mw = std::make_unique<ModelWeights>();
-  LinearLoader l(src, mw->arena);
+  LinearLoader l(src, mw->arena, options);
   const int64_t D = c.hidden_size, V = c.vocab_size, hc = c.hc_mult;
   const int64_t mix = (2 + hc) * hc;
   DSV4_ASSIGN_OR_RETURN(mw->embed, l.View<BF16>("embed.weight", DType::kBF16, {V, D}));

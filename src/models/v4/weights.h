@@ -12,6 +12,7 @@
 #include "core/status.h"
 #include "kernels/linear_weight.h"
 #include "checkpoint/config.h"
+#include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
 #include "checkpoint/tensor_reader.h"
 
@@ -76,9 +77,11 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
-// Loads and checks every main-stack tensor (MTP is not loaded). The source must outlive the
-// result (views point into it).
+// Loads and checks every main-stack tensor (MTP is not loaded): DataLoss for a NaN or infinite
+// value in a tensor it reads (options.check_finite). The source must outlive the result
+// (views point into it).
 Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig& c,
-                                                  const checkpoint::TensorSource& source);
+                                                  const checkpoint::TensorSource& source,
+                                                  const checkpoint::LoadOptions& options = {});
 
 }  // namespace dsv4::v4

@@ -138,7 +138,8 @@ TEST(LinearLoader, BadScalesAreDataLossNamingTheTensor) {
                     Tensor("m.scale", DType::kF8E8M0, {2, 2}, nan_second)});
   Status s = e8m0->loader->Linear("m", LinearFormat::kFp8E8M0, kOut, kIn).status();
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-  EXPECT_EQ(s.message(), "ckpt: tensor 'm.scale' has a NaN scale (0xFF) at element 1");
+  EXPECT_EQ(s.message(), "ckpt: tensor 'm.scale' (F8_E8M0 [2, 2]) element 1 is NaN (bits 0xff), "
+                         "expected finite values");
 
   const int64_t in = 256;
   auto f32 = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, in}, Fp8Codes(rng, kOut * in)),
@@ -146,8 +147,8 @@ TEST(LinearLoader, BadScalesAreDataLossNamingTheTensor) {
                           std::vector<float>{1.0f, 1.0f, INFINITY, 1.0f})});
   s = f32->loader->Linear("m", LinearFormat::kFp8F32, kOut, in).status();
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-  EXPECT_EQ(s.message(), "ckpt: tensor 'm.weight_scale_inv' element 2 is inf, expected a "
-                         "finite scale");
+  EXPECT_EQ(s.message(), "ckpt: tensor 'm.weight_scale_inv' (F32 [2, 2]) element 2 is +Inf "
+                         "(bits 0x7f800000), expected finite values");
   s = f32->loader->DequantizedBf16("m", LinearFormat::kFp8F32, kOut, in).status();
   EXPECT_EQ(s.code(), StatusCode::kDataLoss);
 }
@@ -168,7 +169,41 @@ TEST(LinearLoader, Fp4ExpertsWithE8M0PerThirtyTwo) {
   auto nan = Make({Tensor("e.weight", DType::kI8, {out, in / 2}, packed),
                    Tensor("e.scale", DType::kF8E8M0, {out, in / 32}, scales)});
   s = nan->loader->Linear("e", LinearFormat::kFp4E8M0, out, in).status();
-  EXPECT_EQ(s.message(), "ckpt: tensor 'e.scale' has a NaN scale (0xFF) at element 7");
+  EXPECT_EQ(s.message(), "ckpt: tensor 'e.scale' (F8_E8M0 [128, 8]) element 7 is NaN (bits "
+                         "0xff), expected finite values");
+}
+
+// Weights, not only scales: a NaN FP8 code (0x7F / 0xFF) or a NaN/Inf BF16 value is refused
+// wherever the linear is read, and LoadOptions{.check_finite = false} lets them through.
+TEST(LinearLoader, NonFiniteWeightsAreDataLossUnlessTheCheckIsOff) {
+  Rng rng(5);
+  std::vector<uint8_t> codes = Fp8Codes(rng, kOut * kIn);
+  codes[kIn + 3] = 0xFF;  // row 1, column 3: -NaN
+  const std::vector<uint8_t> scales(4, 127);
+  auto fp8 = Make({Tensor("m.weight", DType::kF8E4M3, {kOut, kIn}, codes),
+                   Tensor("m.scale", DType::kF8E8M0, {2, 2}, scales)});
+  for (Status s : {fp8->loader->Linear("m", LinearFormat::kFp8E8M0, kOut, kIn).status(),
+                   fp8->loader->LinearAsBf16("m", LinearFormat::kFp8E8M0, kOut, kIn, 128).status(),
+                   fp8->loader->DequantizedBf16("m", LinearFormat::kFp8E8M0, kOut, kIn).status()}) {
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_EQ(s.message(), "ckpt: tensor 'm.weight' (F8_E4M3 [256, 192]) element 195 is NaN "
+                           "(bits 0xff), expected finite values");
+  }
+  LinearLoader unchecked(*fp8->store, fp8->arena, {.check_finite = false});
+  EXPECT_TRUE(unchecked.Linear("m", LinearFormat::kFp8E8M0, kOut, kIn).ok());
+
+  std::vector<uint16_t> bits(kOut * kIn, 0x3F80);
+  bits[kOut * kIn - 1] = 0xFF80;  // -Inf, the last element
+  auto bf16 = Make({Tensor("m.weight", DType::kBF16, {kOut, kIn}, bits),
+                    Tensor("n.weight", DType::kBF16, {4}, std::vector<uint16_t>{0, 0x7FC1, 0, 0})});
+  Status s = bf16->loader->Linear("m", LinearFormat::kBf16, kOut, kIn).status();
+  EXPECT_EQ(s.message(), "ckpt: tensor 'm.weight' (BF16 [256, 192]) element 49151 is -Inf (bits "
+                         "0xff80), expected finite values");
+  s = bf16->loader->PromotedF32("m.weight", kOut, kIn).status();
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+  s = bf16->loader->F32("n.weight", DType::kBF16, {4}).status();
+  EXPECT_EQ(s.message(), "ckpt: tensor 'n.weight' (BF16 [4]) element 1 is NaN (bits 0x7fc1), "
+                         "expected finite values");
 }
 
 TEST(LinearLoader, MissingAndMisshapenTensorsAreNamed) {

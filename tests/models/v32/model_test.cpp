@@ -204,6 +204,18 @@ TEST(V32Model, MissingOrMalformedTensorsAreNamed) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
   EXPECT_THAT(r.status().message(), ::testing::HasSubstr(nan_scale));
+  // Weights too, not only their scales: a NaN in a BF16 norm (every logit would be NaN).
+  const std::string norm = "model.layers.1.post_attention_layernorm.weight";
+  std::vector<checkpoint::OwnedTensor> nan_norm = f.store->tensors();
+  for (checkpoint::OwnedTensor& t : nan_norm) {
+    if (t.name == norm) t.data[6] = std::byte{0xC0}, t.data[7] = std::byte{0x7F};  // element 3
+  }
+  auto c = checkpoint::TensorStore::Create("nan-norm", std::move(nan_norm)).value();
+  r = Model::Create(f.config, *c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(r.status().message(), ::testing::HasSubstr("tensor '" + norm + "'"));
+  EXPECT_THAT(r.status().message(), ::testing::HasSubstr("element 3 is NaN"));
   // A V4 checkpoint is not a V3.2 one.
   r = Model::Create(checkpoint::TinyV4Config(), *f.store);
   EXPECT_FALSE(r.ok());

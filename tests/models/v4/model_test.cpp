@@ -5,10 +5,14 @@
 
 #include <cmath>
 #include <cstring>
+#include <string>
+#include <vector>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "checkpoint/presets.h"
+#include "checkpoint/tensor_store.h"
 #include "core/rng.h"
 #include "kv/page_layout.h"
 #include "kernels/cpu/isa.h"
@@ -156,6 +160,47 @@ TEST(V4Model, Fp8AndBf16WeightVariantsAgree) {
   }
   EXPECT_GE(worst, 0.999);
   EXPECT_LT(worst, 1.0);  // the FP8 activation quantisation really is exercised
+}
+
+// One NaN or Inf in any floating-point tensor the model reads (a BF16 norm, an F32 mHC
+// parameter, an FP8 weight, an E8M0 block or FP4 expert scale, the BF16 head) refuses the load
+// with DataLoss naming the tensor and the element; before the check, the NaN norm loaded and
+// made every logit NaN. LoadOptions{.check_finite = false} loads it anyway.
+TEST(V4Model, NonFiniteWeightsAreRefusedAtLoad) {
+  const checkpoint::ModelConfig c = checkpoint::TinyV4Config();
+  const std::vector<checkpoint::OwnedTensor> good =
+      fixtures::GenerateWeights(c, fixtures::kDefaultSeed).value();
+  struct Case {
+    std::string tensor;
+    size_t byte;                 // where the bad element's bytes go (little-endian)
+    std::vector<uint8_t> bytes;
+    std::string what;
+  };
+  const std::vector<Case> cases = {
+      {"layers.1.attn_norm.weight", 2 * 5, {0xC0, 0x7F}, "(BF16 [256]) element 5 is NaN"},
+      {"layers.0.hc_attn_base", 4 * 2, {0, 0, 0x80, 0x7F}, "(F32 [24]) element 2 is +Inf"},
+      {"layers.2.attn.wq_a.weight", 7, {0x7F}, "element 7 is NaN (bits 0x7f)"},
+      {"layers.3.attn.wq_a.scale", 1, {0xFF}, "element 1 is NaN (bits 0xff)"},
+      {"layers.4.ffn.experts.2.w2.scale", 9, {0xFF}, "element 9 is NaN (bits 0xff)"},
+      {"head.weight", 0, {0x80, 0xFF}, "element 0 is -Inf (bits 0xff80)"},
+  };
+  for (const Case& k : cases) {
+    std::vector<checkpoint::OwnedTensor> tensors = good;
+    bool found = false;
+    for (checkpoint::OwnedTensor& t : tensors) {
+      if (t.name != k.tensor) continue;
+      std::memcpy(t.data.data() + k.byte, k.bytes.data(), k.bytes.size());
+      found = true;
+    }
+    ASSERT_TRUE(found) << k.tensor;
+    auto store = checkpoint::TensorStore::Create("bad", std::move(tensors)).value();
+    Result<std::unique_ptr<Model>> m = Model::Create(c, *store);
+    ASSERT_FALSE(m.ok()) << k.tensor;
+    EXPECT_EQ(m.status().code(), StatusCode::kDataLoss);
+    EXPECT_THAT(m.status().message(), ::testing::HasSubstr("bad: tensor '" + k.tensor + "' "));
+    EXPECT_THAT(m.status().message(), ::testing::HasSubstr(k.what));
+    EXPECT_TRUE(Model::Create(c, *store, {.check_finite = false}).ok()) << k.tensor;
+  }
 }
 
 }  // namespace
