@@ -36,6 +36,7 @@ struct ServeOptions {
   std::string kv_budget = "1GiB";
   int threads = 0;
   bool no_prefix_cache = false;
+  checkpoint::LoadOptions load;
 };
 
 // Waits for SIGINT, SIGTERM or SIGHUP (blocked in every thread, so only this wait sees them) while
@@ -69,7 +70,7 @@ Status Serve(const ServeOptions& o) {
   so.body_timeout_s = o.body_timeout_s;
   so.idle_timeout_s = o.idle_timeout_s;
   so.request_timeout_s = o.request_timeout_s;
-  so.model = ModelArgFactory(o.model);
+  so.model = ModelArgFactory(o.model, o.load);
   so.engine.threads = o.threads;
   so.engine.prefix_caching = !o.no_prefix_cache;
   DSV4_ASSIGN_OR_RETURN(so.engine.kv_budget_bytes, ParseByteSize(o.kv_budget));
@@ -177,6 +178,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", o->threads, "Engine worker threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Turn prefix caching off");
+  AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Serve(*o);
     if (!s.ok()) *exit_code = ReportError(s);
