@@ -41,35 +41,14 @@ int_in concurrency "$concurrency" 1 256
 int_in max-tokens "$max_tokens" 1 4096
 command -v curl >/dev/null || { echo "error: curl is needed" >&2; exit 2; }
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [[ -n "$server_pid" ]]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+source bench/serve_lib.sh
+work_dir_and_cleanup
 if [[ -z "$url" ]]; then
   if [[ ! -x "$bin" ]]; then
     echo "error: $bin not found; build first (scripts/build release)" >&2
     exit 2
   fi
-  "$bin" serve --host 127.0.0.1 --port 0 --threads "$threads" \
-    --max-concurrent-requests "$((concurrency + 8))" >"$work/server.log" 2>&1 &
-  server_pid=$!
-  for _ in $(seq 600); do  # 60 s at most
-    grep -q "^dsv4 serve: model .* ready" "$work/server.log" 2>/dev/null && break
-    kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-    sleep 0.1
-  done
-  if ! grep -q "^dsv4 serve: model .* ready" "$work/server.log"; then
-    echo "error: the server was not ready after 60 s" >&2
-    exit 1
-  fi
-  url="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/server.log" | head -1)"
+  start_server "$bin" --threads "$threads" --max-concurrent-requests "$((concurrency + 8))"
 fi
 case "$url" in
   http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*) ;;

@@ -36,31 +36,12 @@ int_in threads "$threads" 0 256
 command -v curl >/dev/null || { echo "error: curl is needed" >&2; exit 2; }
 [[ -x "$bin" ]] || { echo "error: $bin not found; build first (scripts/build release)" >&2; exit 2; }
 
-work="$(mktemp -d)"
-server_pid=""
-cleanup() {
-  if [[ -n "$server_pid" ]]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
+source bench/serve_lib.sh
+work_dir_and_cleanup
 key="soak-$$"
-"$bin" serve --host 127.0.0.1 --port 0 --threads "$threads" --api-key "$key" \
+start_server "$bin" --threads "$threads" --api-key "$key" \
   --max-concurrent-requests "$((clients + 4))" --max-body-bytes 256KiB \
-  --header-timeout 1 --body-timeout 2 --idle-timeout 2 --kv-budget 256MiB \
-  >"$work/server.log" 2>&1 &
-server_pid=$!
-for _ in $(seq 600); do
-  grep -q "^dsv4 serve: model .* ready" "$work/server.log" 2>/dev/null && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
-  sleep 0.1
-done
-grep -q "^dsv4 serve: model .* ready" "$work/server.log" ||
-  { echo "error: the server was not ready after 60 s" >&2; exit 1; }
-url="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$work/server.log" | head -1)"
+  --header-timeout 1 --body-timeout 2 --idle-timeout 2 --kv-budget 256MiB
 port="${url##*:}"
 
 # The server's numbers: "rss_kib threads fds kv_used in_flight connections_open".
