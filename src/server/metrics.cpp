@@ -45,7 +45,8 @@ void One(std::string* out, std::string_view name, std::string_view type, std::st
 }
 
 constexpr std::string_view kApiPaths[] = {"/v1/completions", "/v1/chat/completions",
-                                          "/v1/models", "/health", "/metrics"};
+                                          "/v1/models", "/health", "/metrics", "/tokenize",
+                                          "/detokenize", "/apply-template"};
 
 }  // namespace
 

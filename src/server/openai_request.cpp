@@ -160,15 +160,18 @@ MaybeError ParseParams(const Json& body, const std::string& max_tokens_field,
 }
 
 // One prompt as a token-id array.
-MaybeError ParseTokenArray(const Json& a, std::vector<int32_t>* out) {
-  if (a.empty()) return BadRequest("'prompt' is empty", "prompt");
+// Token ids of field `name`: non-negative int32 values (the vocabulary is the engine's or
+// the tokenizer's to check).
+MaybeError ParseTokenArray(const Json& a, std::vector<int32_t>* out,
+                           const std::string& name = "prompt") {
+  if (a.empty()) return BadRequest("'" + name + "' is empty", name);
   for (const Json& t : a) {
-    if (!t.is_number_integer()) return WrongType("prompt", "a string or token ids", t);
+    if (!t.is_number_integer()) return WrongType(name, "token ids", t);
     const int64_t id = t.is_number_unsigned() && t.get<uint64_t>() > INT32_MAX
                            ? int64_t{INT32_MAX} + 1
                            : t.get<int64_t>();
     if (id < 0 || id > INT32_MAX) {
-      return BadRequest("'prompt' token id " + t.dump() + " is out of range", "prompt");
+      return BadRequest("'" + name + "' token id " + t.dump() + " is out of range", name);
     }
     out->push_back(static_cast<int32_t>(id));
   }
@@ -405,6 +408,46 @@ ApiResult<ChatRequest> ParseChatRequest(const nlohmann::ordered_json& body) {
     }
   }
   return r;
+}
+
+ApiResult<TokenizeRequest> ParseTokenizeRequest(const nlohmann::ordered_json& body) {
+  TokenizeRequest r;
+  DSV4_RETURN_IF_API_ERROR(GetBool(body, "add_special", &r.add_special));
+  DSV4_RETURN_IF_API_ERROR(GetBool(body, "parse_special", &r.parse_special));
+  DSV4_RETURN_IF_API_ERROR(GetBool(body, "with_pieces", &r.with_pieces));
+  const Json* content = Field(body, "content");
+  const Json* messages = Field(body, "messages");
+  if ((content == nullptr) == (messages == nullptr)) {
+    return BadRequest("give exactly one of 'content' (text) and 'messages' (a chat)",
+                      content == nullptr ? "content" : "messages");
+  }
+  if (content != nullptr) {
+    if (!content->is_string()) return WrongType("content", "a string", *content);
+    r.content = content->get<std::string>();
+    return r;
+  }
+  ApiResult<ChatRequest> chat = ParseChatRequest(body);
+  if (!chat.ok()) return chat.error();
+  r.chat = std::move(chat.value());
+  return r;
+}
+
+ApiResult<std::vector<int32_t>> ParseDetokenizeRequest(const nlohmann::ordered_json& body,
+                                                       int32_t vocab_size) {
+  const Json* v = Field(body, "tokens");
+  if (v == nullptr) return BadRequest("'tokens' is required", "tokens");
+  if (!v->is_array()) return WrongType("tokens", "an array of token ids", *v);
+  std::vector<int32_t> ids;
+  if (v->empty()) return ids;
+  DSV4_RETURN_IF_API_ERROR(ParseTokenArray(*v, &ids, "tokens"));
+  for (int32_t id : ids) {
+    if (id >= vocab_size) {
+      return BadRequest("'tokens' token id " + std::to_string(id) +
+                            " is outside the vocabulary [0, " + std::to_string(vocab_size) + ")",
+                        "tokens");
+    }
+  }
+  return ids;
 }
 
 }  // namespace dsv4::server

@@ -58,4 +58,20 @@ ApiResult<CompletionRequest> ParseCompletionRequest(const nlohmann::ordered_json
 // POST /v1/chat/completions.
 ApiResult<ChatRequest> ParseChatRequest(const nlohmann::ordered_json& body);
 
+// POST /tokenize (llama-server's shape, plus vLLM's chat form): text `content`, or a chat
+// (`messages`, `tools`, `chat_template_kwargs`, ... as for chat completions) rendered in the
+// model's chat format.
+struct TokenizeRequest {
+  std::optional<std::string> content;  // or
+  std::optional<ChatRequest> chat;
+  bool add_special = false;   // content: prepend BOS (llama-server's default: false)
+  bool parse_special = true;  // content: spelled special tokens become their ids
+  bool with_pieces = false;   // answer {"id", "piece"} objects instead of bare ids
+};
+ApiResult<TokenizeRequest> ParseTokenizeRequest(const nlohmann::ordered_json& body);
+
+// POST /detokenize: `tokens`, each in [0, vocab_size).
+ApiResult<std::vector<int32_t>> ParseDetokenizeRequest(const nlohmann::ordered_json& body,
+                                                       int32_t vocab_size);
+
 }  // namespace dsv4::server

@@ -24,7 +24,7 @@ struct PolicyOptions {
   // Browser origins ("https://app.example:8443") allowed to call the server; "*" allows any.
   // Empty: a request carrying an Origin header is refused.
   std::vector<std::string> cors_origins;
-  std::string api_key;  // non-empty: /v1/* need "Authorization: Bearer <key>"
+  std::string api_key;  // non-empty: /v1/* and the text endpoints need "Authorization: Bearer <key>"
 };
 
 // A loopback bind (127.0.0.0/8, ::1, localhost) accepts Host localhost, 127.0.0.1, [::1]
@@ -41,7 +41,7 @@ class RequestPolicy {
 
   // The Host and Origin checks (403), for every route. nullopt: allowed.
   std::optional<ApiError> CheckSource(const http::RequestHead& head) const;
-  // The API key (401), for /v1/* routes.
+  // The API key (401), for /v1/* and the text endpoints (/tokenize, ...).
   std::optional<ApiError> CheckAuth(const http::RequestHead& head) const;
   // A POST's Content-Type must be application/json (415).
   std::optional<ApiError> CheckContentType(const http::RequestHead& head) const;

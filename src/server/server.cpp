@@ -11,6 +11,7 @@
 #include "server/endpoints.h"
 #include "server/openai_response.h"
 #include "server/request_policy.h"
+#include "server/text_endpoints.h"
 
 namespace dsv4::server {
 namespace {
@@ -23,7 +24,10 @@ constexpr int64_t kExtraHandlerThreads = 8;
 constexpr int64_t kMaxConcurrentLimit = 4096;
 constexpr int kMaxConnectionsLimit = 65536;
 
-enum class Route { kNone, kHealth, kMetrics, kModels, kModel, kCompletions, kChat };
+enum class Route {
+  kNone, kHealth, kMetrics, kModels, kModel, kCompletions, kChat,
+  kTokenize, kDetokenize, kApplyTemplate,
+};
 
 Route FindRoute(std::string_view path) {
   if (path == "/health") return Route::kHealth;
@@ -32,10 +36,16 @@ Route FindRoute(std::string_view path) {
   if (path.size() > 11 && path.substr(0, 11) == "/v1/models/") return Route::kModel;
   if (path == "/v1/completions") return Route::kCompletions;
   if (path == "/v1/chat/completions") return Route::kChat;
+  if (path == "/tokenize") return Route::kTokenize;
+  if (path == "/detokenize") return Route::kDetokenize;
+  if (path == "/apply-template") return Route::kApplyTemplate;
   return Route::kNone;
 }
 
-bool IsPost(Route r) { return r == Route::kCompletions || r == Route::kChat; }
+bool IsPost(Route r) {
+  return r == Route::kCompletions || r == Route::kChat || r == Route::kTokenize ||
+         r == Route::kDetokenize || r == Route::kApplyTemplate;
+}
 
 ApiError Loading() {
   return ApiError{503, "the model is loading; retry shortly", "service_unavailable", "",
@@ -208,6 +218,7 @@ std::optional<http::Response> Server::Impl::Admit(const http::RequestHead& head)
         JsonText(Json{{"status", "ok"}, {"model", state_.model_id}}), {}});
   }
   if (route == Route::kMetrics) return answer(Metrics());  // open, like /health
+  // Everything else is the API: the key (when set) is required, /tokenize and friends too.
   if (std::optional<ApiError> e = policy_.CheckAuth(head)) return answer(ErrorResponse(*e));
   if (std::optional<ApiError> e = policy_.CheckContentType(head)) {
     return answer(ErrorResponse(*e));
@@ -222,10 +233,12 @@ void Server::Impl::Handle(const http::Request& req, http::ResponseWriter& w) {
   const http::HeaderList cors = policy_.CorsHeaders(req.head);
   try {
     if (stopping_.load()) return (void)w.Send(ErrorResponse(ShuttingDown(), cors));
-    if (FindRoute(req.head.path) == Route::kChat) {
-      HandleChatCompletions(state_, req, w, cors);
-    } else {
-      HandleCompletions(state_, req, w, cors);
+    switch (FindRoute(req.head.path)) {
+      case Route::kChat: return HandleChatCompletions(state_, req, w, cors);
+      case Route::kTokenize: return HandleTokenize(state_, req, w, cors);
+      case Route::kDetokenize: return HandleDetokenize(state_, req, w, cors);
+      case Route::kApplyTemplate: return HandleApplyTemplate(state_, req, w, cors);
+      default: return HandleCompletions(state_, req, w, cors);
     }
   } catch (const std::exception& e) {
     // Third-party exceptions (nlohmann, std) stop here.

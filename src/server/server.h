@@ -4,6 +4,8 @@
 //   POST /v1/chat/completions   messages (+ tools) in DeepSeek-V4's chat format -> message,
 //                               DSML tool calls parsed into OpenAI tool_calls
 //   GET  /v1/models             the one served model (id = checkpoint folder name)
+//   POST /tokenize, /detokenize, /apply-template
+//                               the model's tokenizer and chat format (text_endpoints.h)
 //   GET  /health                200 {"status": "ok"}, 503 while the model loads
 //   GET  /metrics               Prometheus text (metrics.h)
 //

@@ -654,3 +654,57 @@ TEST(ServerLimits, QueueFullTimeoutKvBudgetAndShutdown) {
 
 }  // namespace
 }  // namespace dsv4::server
+
+namespace dsv4::server {
+namespace {
+
+// /tokenize -> /detokenize round trips text (special tokens spelled in it included); chat
+// messages tokenize as the chat endpoint encodes them; /apply-template renders the prompt;
+// bad input gets the API's 400s.
+TEST_F(ServerTest, TokenizeDetokenizeAndApplyTemplate) {
+  const std::string text = "Hello, world! 123 \xf0\x9f\x98\x80 <｜end▁of▁sentence｜>";
+  Reply t = Post("/tokenize", {{"content", text}});
+  ASSERT_EQ(t.status, 200) << t.body;
+  const Json ids = t.json()["tokens"];
+  ASSERT_TRUE(ids.is_array() && !ids.empty()) << t.body;
+  EXPECT_EQ(t.json()["count"], ids.size());
+  Reply d = Post("/detokenize", {{"tokens", ids}});
+  ASSERT_EQ(d.status, 200) << d.body;
+  EXPECT_EQ(d.json()["content"], text);
+  // parse_special false: the end-of-sentence spelling is ordinary text, more tokens.
+  Reply plain = Post("/tokenize", {{"content", text}, {"parse_special", false}});
+  EXPECT_GT(plain.json()["tokens"].size(), ids.size());
+  Reply bos = Post("/tokenize", {{"content", "hi"}, {"add_special", true}});
+  Reply no_bos = Post("/tokenize", {{"content", "hi"}});
+  EXPECT_EQ(bos.json()["tokens"].size(), no_bos.json()["tokens"].size() + 1);
+  Reply pieces = Post("/tokenize", {{"content", "hi"}, {"with_pieces", true}});
+  ASSERT_EQ(pieces.status, 200) << pieces.body;
+  EXPECT_TRUE(pieces.json()["tokens"][0].contains("piece")) << pieces.body;
+
+  const Json chat = {{"messages", Json::array({{{"role", "user"}, {"content", "Hi there"}}})}};
+  Reply rendered = Post("/apply-template", chat);
+  ASSERT_EQ(rendered.status, 200) << rendered.body;
+  const std::string prompt = rendered.json()["prompt"];
+  EXPECT_THAT(prompt, HasSubstr("Hi there"));
+  Reply chat_ids = Post("/tokenize", chat);
+  ASSERT_EQ(chat_ids.status, 200) << chat_ids.body;
+  Reply back = Post("/detokenize", {{"tokens", chat_ids.json()["tokens"]}});
+  EXPECT_EQ(back.json()["content"], prompt);
+
+  for (const auto& [path, body] : std::vector<std::pair<std::string, Json>>{
+           {"/tokenize", Json::object()},
+           {"/tokenize", {{"content", 5}}},
+           {"/tokenize", {{"content", "x"}, {"messages", Json::array()}}},
+           {"/detokenize", {{"tokens", {1, 99999999}}}},
+           {"/detokenize", {{"tokens", {-1}}}},
+           {"/detokenize", {{"tokens", "12"}}},
+           {"/apply-template", {{"messages", "hi"}}}}) {
+    Reply r = Post(path, body);
+    EXPECT_EQ(r.status, 400) << path << " " << body.dump() << ": " << r.body;
+    EXPECT_TRUE(r.json().contains("error")) << r.body;
+  }
+  EXPECT_EQ(Send(port(), "POST", "/tokenize", R"({"content": "x"})", "").status, 401);
+}
+
+}  // namespace
+}  // namespace dsv4::server

@@ -1,6 +1,7 @@
 // End to end through the dsv4 binary: make-tiny, inspect, and clear errors on bad input.
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -472,6 +473,44 @@ TEST(Cli, NonFiniteWeightsAreRefusedAtLoad) {
   EXPECT_THAT(r.output, HasSubstr("'layers.2.ffn_norm.weight'"));
   r = Dsv4("run --model " + (dir / "m0").string() + " --prompt-tokens 1,2 -n 1 --no-weight-check");
   EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+}  // namespace
+
+namespace {
+
+TEST(Cli, TokenizeAndDetokenizeRoundTrip) {
+  const std::string bin = DSV4_BIN;
+  CmdResult r = Dsv4("tokenize --text 'Hello world' | " + bin + " detokenize");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "Hello world\n");
+  r = Dsv4("tokenize --text 'Hello' --add-bos");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, ::testing::StartsWith("[0,"));
+  r = Dsv4("tokenize --jsonl < /dev/null");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = Dsv4("detokenize --ids '[1, 999999]'");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("outside the vocabulary"));
+  r = Dsv4("tokenize --tokenizer /nonexistent/tokenizer.json --text x");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("/nonexistent/tokenizer.json"));
+}
+
+TEST(Cli, TokenizeJsonlIsOneLinePerInput) {
+  const std::string bin = DSV4_BIN;
+  const fs::path in = Fresh("tokenize_jsonl.txt");
+  std::ofstream(in) << "\"a b\"\n\"\\u00e9t\\u00e9 \\ud83d\\ude00\"\n";
+  CmdResult r = Dsv4("tokenize --jsonl < " + in.string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 2) << r.output;
+  r = Dsv4("tokenize --jsonl < " + in.string() + " | " + bin + " detokenize --jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "\"a b\"\n\"\u00e9t\u00e9 \U0001F600\"\n");
+  std::ofstream(in) << "not json\n";
+  r = Dsv4("tokenize --jsonl < " + in.string());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("standard input line 1"));
 }
 
 }  // namespace

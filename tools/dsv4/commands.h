@@ -13,5 +13,6 @@ void RegisterLogits(CLI::App& app, int* exit_code);
 void RegisterRun(CLI::App& app, int* exit_code);
 void RegisterBench(CLI::App& app, int* exit_code);
 void RegisterServe(CLI::App& app, int* exit_code);
+void RegisterTokenize(CLI::App& app, int* exit_code);  // tokenize and detokenize
 
 }  // namespace dsv4::cli

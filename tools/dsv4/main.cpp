@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   dsv4::cli::RegisterRun(app, &exit_code);
   dsv4::cli::RegisterBench(app, &exit_code);
   dsv4::cli::RegisterServe(app, &exit_code);
+  dsv4::cli::RegisterTokenize(app, &exit_code);
   CLI11_PARSE(app, argc, argv);
   return exit_code;
 }
