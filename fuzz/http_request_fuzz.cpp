@@ -1,7 +1,8 @@
 // Fuzzes the request path of `dsv4 serve` from raw bytes to an engine request: the HTTP head
 // parser and body framing (Content-Length or chunked, fed in pieces whose sizes the input
 // chooses), the JSON nesting limit, the OpenAI request mapping of both endpoints, the chat
-// template, tokenization with the generated tiny tokenizer, and the engine's request check.
+// template, tokenization with the generated tiny tokenizer, and the engine's request check
+// (/tokenize and /detokenize: their request mapping, encoding and decoding).
 // Besides "no crash, no sanitizer report, no stack overflow", it aborts when a layer breaks
 // its contract: a head that consumes more than it was given, a body past the limit, a parsed
 // request the engine check would let through with an empty prompt.
@@ -93,6 +94,27 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
   auto json = dsv4::server::ParseJsonBody(body, dsv4::kDefaultMaxJsonDepth);
   if (!json.ok()) return 0;
+  if (p.head.path == "/tokenize") {
+    auto t = dsv4::server::ParseTokenizeRequest(json.value());
+    if (!t.ok()) return 0;
+    if (t.value().content) {
+      (void)Tiny().Encode(*t.value().content, {.add_bos = t.value().add_special,
+                                               .parse_special = t.value().parse_special});
+    } else {
+      const auto& c = *t.value().chat;
+      (void)dsv4::tokenizer::EncodeChatPrompt(Tiny(), c.messages, c.tools, c.template_options);
+    }
+    return 0;
+  }
+  if (p.head.path == "/detokenize") {
+    auto ids = dsv4::server::ParseDetokenizeRequest(json.value(), Tiny().vocab_size());
+    if (!ids.ok()) return 0;
+    for (int32_t id : ids.value()) {
+      if (id < 0 || id >= Tiny().vocab_size()) std::abort();  // the parser's contract
+    }
+    (void)Tiny().DecodeText(ids.value());
+    return 0;
+  }
   if (p.head.path == "/v1/chat/completions") {
     auto chat = dsv4::server::ParseChatRequest(json.value());
     if (!chat.ok()) return 0;
