@@ -227,7 +227,7 @@ Result<Checkpoint> BuiltinDefaultModel() {
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<TensorStore> store,
                         TensorStore::Create("built-in " + m.name, std::move(tensors)));
   m.weights = std::move(store);
-  DSV4_RETURN_IF_ERROR(VerifyTensors(m.config, *m.weights, &m.has_mtp, &m.unexpected));
+  DSV4_RETURN_IF_ERROR(VerifyTensors(m.config, *m.weights, &m.drafter, &m.unexpected));
   DSV4_ASSIGN_OR_RETURN(m.tokenizer_json, GenerateTinyTokenizerJson(m.config.vocab_size));
   return m;
 }

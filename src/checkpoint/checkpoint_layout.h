@@ -32,7 +32,9 @@ enum class ParamGroup {
   kRoutedExperts,
   kSharedExperts,
   kDenseFfn,       // V3.2 dense layers
-  kMtpProjection,  // MTP e_proj / h_proj / eh_proj and MTP-only norms
+  kMtpProjection,  // drafter inputs: MTP e_proj / h_proj / eh_proj, DSpark main_proj, and
+                   // the drafter-only norms
+  kDraftHead,      // DSpark Markov head (markov_w1, markov_w2) and confidence head
 };
 std::string_view ParamGroupName(ParamGroup g);
 
@@ -44,8 +46,8 @@ struct WeightSpec {
   DType dtype = DType::kBF16;  // plain tensors only
   std::vector<int64_t> shape;
   ParamGroup group = ParamGroup::kAttention;
-  bool mtp = false;            // belongs to the MTP module
-  int64_t layer = -1;          // -1 for globals; num_hidden_layers for the MTP layer
+  bool mtp = false;            // belongs to the drafter (MTP module or DSpark blocks, `mtp.*`)
+  int64_t layer = -1;          // -1 for globals; num_hidden_layers + i for draft layer i
 
   int64_t num_params() const;  // logical elements (FP4 counts 1 per value)
 };
@@ -58,7 +60,9 @@ struct TensorSpec {
   int64_t spec_index;  // index into the WeightSpec list it came from
 };
 
-// All logical weights of `c` in checkpoint order (globals first, then layers, then MTP).
+// All logical weights of `c` in checkpoint order (globals first, then layers, then the
+// drafter c.draft_family() declares: the MTP module, or the DSpark blocks in order).
+// `include_mtp` false: the main model only.
 std::vector<WeightSpec> ListWeights(const ModelConfig& c, bool include_mtp = true);
 // The tensors `w` is stored as under `c.weight_format`.
 std::vector<TensorSpec> ExpandWeight(const ModelConfig& c, const WeightSpec& w, int64_t index);

@@ -1,7 +1,9 @@
 // Tiny checkpoints: generate -> write (sharded, official layout) -> load -> compare.
 #include "testing/weight_generator.h"
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include <gmock/gmock.h>
@@ -16,6 +18,7 @@
 namespace dsv4::fixtures {
 using checkpoint::Arch;
 using checkpoint::Checkpoint;
+using checkpoint::DraftFamily;
 using checkpoint::LayerKind;
 using checkpoint::ModelConfig;
 using checkpoint::OwnedTensor;
@@ -31,6 +34,7 @@ using checkpoint::PresetConfig;
 using checkpoint::TinyV32Config;
 using checkpoint::TinyV4Config;
 using checkpoint::VerifyTensors;
+using checkpoint::WithDrafter;
 
 namespace {
 
@@ -69,7 +73,7 @@ TEST_P(RoundTrip, EveryTensorSurvivesWriteAndLoad) {
   EXPECT_TRUE(fs::exists(dir / "model-00003-of-00003.safetensors"));
   Result<Checkpoint> ck = OpenCheckpoint(dir);
   ASSERT_TRUE(ck.ok()) << ck.status().ToString();
-  EXPECT_TRUE(ck->has_mtp);
+  EXPECT_EQ(ck->drafter, DraftFamily::kMtp);
   EXPECT_TRUE(ck->unexpected.empty());
   EXPECT_EQ(ck->config.weight_format, fmt);
   EXPECT_EQ(ck->config.arch, arch);
@@ -165,7 +169,7 @@ TEST(WeightGenerator, BuiltinDefaultModelIsTheTinyV4) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->name, "dsv4-tiny");
   EXPECT_EQ(m->config.arch, Arch::kV4);
-  EXPECT_TRUE(m->has_mtp);
+  EXPECT_EQ(m->drafter, DraftFamily::kMtp);
   // Every layer type, hash and non-hash MoE are present.
   EXPECT_EQ(m->config.CountLayers(LayerKind::kSwa), 1);
   EXPECT_EQ(m->config.CountLayers(LayerKind::kCsa), 2);
@@ -179,7 +183,7 @@ TEST(VerifyTensors, ReportsMissingWrongAndPartialMtp) {
   std::vector<OwnedTensor> all = GenerateWeights(c, 5).value();
   auto verify = [&](std::vector<OwnedTensor> ts) {
     auto store = TensorStore::Create("store", std::move(ts)).value();
-    bool mtp = false;
+    DraftFamily mtp = DraftFamily::kMtp;
     std::vector<std::string> unexpected;
     Status s = VerifyTensors(c, *store, &mtp, &unexpected);
     return std::tuple{s, mtp, unexpected};
@@ -210,12 +214,81 @@ TEST(VerifyTensors, ReportsMissingWrongAndPartialMtp) {
     ts.push_back({"extra.bias", DType::kF32, {1}, std::vector<std::byte>(4)});
     auto [s, mtp, un] = verify(ts);
     EXPECT_TRUE(s.ok()) << s.ToString();
-    EXPECT_FALSE(mtp);
+    EXPECT_EQ(mtp, DraftFamily::kNone);
     EXPECT_EQ(un, std::vector<std::string>{"extra.bias"});
     ts = all;
     std::erase_if(ts, [](const OwnedTensor& t) { return t.name == "mtp.0.e_proj.weight"; });
     auto [s2, mtp2, un2] = verify(ts);
     EXPECT_THAT(s2.message(), HasSubstr("MTP module is incomplete"));
+  }
+}
+
+// The three release layouts of one seed share every main-model tensor byte for byte: only the
+// drafter's tensors differ (each weight draws from its own (seed, name) stream).
+TEST(WeightGenerator, DraftLayoutsShareTheMainModel) {
+  std::map<std::string, std::vector<std::byte>> april;
+  std::vector<OwnedTensor> april_tensors =
+      GenerateWeights(WithDrafter(TinyV4Config(), DraftFamily::kMtp), 9).value();
+  for (OwnedTensor& t : april_tensors) april.emplace(t.name, std::move(t.data));
+  for (DraftFamily f : {DraftFamily::kDspark, DraftFamily::kNone}) {
+    const ModelConfig c = WithDrafter(TinyV4Config(), f);
+    int64_t main = 0, draft = 0;
+    const std::vector<OwnedTensor> tensors = GenerateWeights(c, 9).value();
+    for (const OwnedTensor& t : tensors) {
+      if (t.name.starts_with("mtp.")) {
+        ++draft;
+        continue;
+      }
+      ++main;
+      ASSERT_TRUE(april.count(t.name)) << t.name;
+      EXPECT_EQ(april.at(t.name), t.data) << t.name;
+    }
+    const auto is_main = [](const auto& e) { return !e.first.starts_with("mtp."); };
+    EXPECT_EQ(main, static_cast<int64_t>(std::count_if(april.begin(), april.end(), is_main)));
+    EXPECT_EQ(draft > 0, f == DraftFamily::kDspark);
+  }
+}
+
+TEST(VerifyTensors, DsparkBlocksAllOrNothing) {
+  const ModelConfig c = WithDrafter(TinyV4Config(), DraftFamily::kDspark);
+  std::vector<OwnedTensor> all = GenerateWeights(c, 5).value();
+  auto verify = [](const ModelConfig& cfg, std::vector<OwnedTensor> ts) {
+    auto store = TensorStore::Create("store", std::move(ts)).value();
+    DraftFamily f = DraftFamily::kMtp;
+    std::vector<std::string> unexpected;
+    Status s = VerifyTensors(cfg, *store, &f, &unexpected);
+    return std::tuple{s, f, unexpected};
+  };
+  {
+    auto [s, f, un] = verify(c, all);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(f, DraftFamily::kDspark);
+    EXPECT_TRUE(un.empty());
+  }
+  {  // main model only
+    std::vector<OwnedTensor> ts = all;
+    std::erase_if(ts, [](const OwnedTensor& t) { return t.name.starts_with("mtp."); });
+    auto [s, f, un] = verify(c, ts);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(f, DraftFamily::kNone);
+  }
+  {  // a whole block missing
+    std::vector<OwnedTensor> ts = all;
+    std::erase_if(ts, [](const OwnedTensor& t) { return t.name.starts_with("mtp.1."); });
+    auto [s, f, un] = verify(c, ts);
+    EXPECT_EQ(s.code(), StatusCode::kNotFound);
+    EXPECT_THAT(s.message(), HasSubstr("DSpark draft blocks are incomplete"));
+    EXPECT_THAT(s.message(), HasSubstr("'mtp.1.attn_norm.weight'"));
+  }
+  {  // April tensors under a DSpark config.json, and the other way round
+    const ModelConfig april = WithDrafter(TinyV4Config(), DraftFamily::kMtp);
+    auto [s, f, un] = verify(c, GenerateWeights(april, 5).value());
+    EXPECT_THAT(s.message(), HasSubstr("'mtp.0.main_proj.weight'"));
+    EXPECT_THAT(s.message(), HasSubstr("holds the April MTP module"));
+    auto [s2, f2, un2] = verify(april, all);
+    EXPECT_THAT(s2.message(), HasSubstr("MTP module is incomplete"));
+    EXPECT_THAT(s2.message(), HasSubstr("holds DSpark draft blocks"));
+    EXPECT_THAT(s2.message(), HasSubstr("no dspark_target_layer_ids"));
   }
 }
 

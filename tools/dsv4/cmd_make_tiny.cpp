@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/presets.h"
 #include "testing/tokenizer_generator.h"
 #include "testing/weight_generator.h"
@@ -21,7 +22,14 @@ struct MakeTinyOptions {
   uint64_t seed = fixtures::kDefaultSeed;
   int shards = 2;
   std::string config;  // optional config.json to generate for instead of the tiny preset
+  std::string layout;  // "april" | "0731" | "none"; empty: the drafter the config declares
 };
+
+// The drafter of a --layout name (checked by CLI::IsMember).
+checkpoint::DraftFamily LayoutFamily(const std::string& layout) {
+  if (layout == "0731") return checkpoint::DraftFamily::kDspark;
+  return layout == "none" ? checkpoint::DraftFamily::kNone : checkpoint::DraftFamily::kMtp;
+}
 
 Status MakeTiny(const MakeTinyOptions& o) {
   checkpoint::ModelConfig c;
@@ -31,6 +39,14 @@ Status MakeTiny(const MakeTinyOptions& o) {
     c = o.arch == "v4" ? checkpoint::TinyV4Config() : checkpoint::TinyV32Config();
   }
   c.weight_format = o.weights == "fp8" ? checkpoint::WeightFormat::kFp8 : checkpoint::WeightFormat::kBf16;
+  if (!o.layout.empty()) {
+    if (c.arch != checkpoint::Arch::kV4) {
+      return Status::InvalidArgument("--layout " + o.layout +
+                                     " is a DeepSeek-V4 release layout; the config is " +
+                                     std::string(checkpoint::ArchName(c.arch)));
+    }
+    c = checkpoint::WithDrafter(std::move(c), LayoutFamily(o.layout));
+  }
   namespace fs = std::filesystem;
   const fs::path out(o.out);
   std::error_code ec;
@@ -58,9 +74,11 @@ Status MakeTiny(const MakeTinyOptions& o) {
   DSV4_RETURN_IF_ERROR(s);
   uint64_t bytes = 0;
   for (const auto& t : tensors) bytes += t.data.size();
-  std::printf("wrote %s: %s, %s weights, %zu tensors, %llu bytes in %d shards (seed %llu)\n",
+  std::printf("wrote %s: %s, %s weights, drafter %s, %zu tensors, %llu bytes in %d shards "
+              "(seed %llu)\n",
               o.out.c_str(), std::string(checkpoint::ArchName(c.arch)).c_str(), o.weights.c_str(),
-              tensors.size(), static_cast<unsigned long long>(bytes), o.shards,
+              checkpoint::DescribeDrafter(c, c.draft_family()).c_str(), tensors.size(),
+              static_cast<unsigned long long>(bytes), o.shards,
               static_cast<unsigned long long>(o.seed));
   if (tokenizer_json.empty()) {
     std::printf("no tokenizer.json: %s\n", tokenizer.status().message().c_str());
@@ -91,6 +109,11 @@ void RegisterMakeTiny(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--config", opts->config,
                   "Generate for this config.json instead of the tiny preset of --arch");
+  cmd->add_option("--layout", opts->layout,
+                  "V4 release layout of the drafter, same main model for the same seed: april "
+                  "(one MTP layer), 0731 (the V4-Flash-0731 / V4-Pro-0813 DSpark draft blocks) "
+                  "or none (no draft tensors); default: as the config declares (tiny: april)")
+      ->check(CLI::IsMember({"april", "0731", "none"}));
   cmd->callback([opts, exit_code] {
     Status s = MakeTiny(*opts);
     if (!s.ok()) *exit_code = ReportError(s);

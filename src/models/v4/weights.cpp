@@ -14,16 +14,6 @@ using kernels::LinearKind;
 using models::LinearFormat;
 using models::LinearLoader;
 
-// The storage of the block-quantised linears and of the routed experts (spec §4.6).
-LinearFormat DenseFormat(const ModelConfig& c) {
-  return c.weight_format == checkpoint::WeightFormat::kBf16 ? LinearFormat::kBf16
-                                                            : LinearFormat::kFp8E8M0;
-}
-LinearFormat ExpertFormat(const ModelConfig& c) {
-  return c.weight_format == checkpoint::WeightFormat::kBf16 ? LinearFormat::kBf16
-                                                            : LinearFormat::kFp4E8M0;
-}
-
 Result<MhcWeights> LoadMhc(LinearLoader& l, const std::string& p, int64_t mix, int64_t width) {
   MhcWeights m;
   m.fn = LinearWeight{LinearKind::kF32, mix, width};
@@ -114,6 +104,42 @@ Status LoadFfn(LinearLoader& l, const ModelConfig& c, const std::string& p, Laye
 
 }  // namespace
 
+LinearFormat DenseFormat(const ModelConfig& c) {
+  return c.weight_format == checkpoint::WeightFormat::kBf16 ? LinearFormat::kBf16
+                                                            : LinearFormat::kFp8E8M0;
+}
+
+LinearFormat ExpertFormat(const ModelConfig& c) {
+  return c.weight_format == checkpoint::WeightFormat::kBf16 ? LinearFormat::kBf16
+                                                            : LinearFormat::kFp4E8M0;
+}
+
+Result<LayerWeights> LoadBlock(LinearLoader& l, const ModelConfig& c, const std::string& p,
+                               int64_t layer) {
+  const int64_t D = c.hidden_size, hc = c.hc_mult;
+  const int64_t mix = (2 + hc) * hc;
+  LayerWeights w;
+  w.layer = layer;
+  w.kind = c.layer_kind(layer);
+  DSV4_ASSIGN_OR_RETURN(w.attn_norm, l.F32(p + "attn_norm.weight", DType::kBF16, {D}));
+  DSV4_ASSIGN_OR_RETURN(w.ffn_norm, l.F32(p + "ffn_norm.weight", DType::kBF16, {D}));
+  DSV4_ASSIGN_OR_RETURN(w.hc_attn, LoadMhc(l, p + "hc_attn", mix, hc * D));
+  DSV4_ASSIGN_OR_RETURN(w.hc_ffn, LoadMhc(l, p + "hc_ffn", mix, hc * D));
+  DSV4_RETURN_IF_ERROR(LoadAttention(l, c, p, w));
+  DSV4_RETURN_IF_ERROR(LoadFfn(l, c, p, w));
+  return w;
+}
+
+Result<MhcWeights> LoadHcHead(LinearLoader& l, const ModelConfig& c, const std::string& p) {
+  const int64_t D = c.hidden_size, hc = c.hc_mult;
+  MhcWeights m;
+  m.fn = LinearWeight{LinearKind::kF32, hc, hc * D};
+  DSV4_ASSIGN_OR_RETURN(m.fn.f32, l.F32(p + "hc_head_fn", DType::kF32, {hc, hc * D}));
+  DSV4_ASSIGN_OR_RETURN(m.base, l.F32(p + "hc_head_base", DType::kF32, {hc}));
+  DSV4_ASSIGN_OR_RETURN(m.scale, l.F32(p + "hc_head_scale", DType::kF32, {1}));
+  return m;
+}
+
 Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const TensorSource& src,
                                                   const checkpoint::LoadOptions& options) {
   if (c.arch != checkpoint::Arch::kV4) {
@@ -121,26 +147,13 @@ Result<std::unique_ptr<ModelWeights>> LoadWeights(const ModelConfig& c, const Te
   }
   auto mw = std::make_unique<ModelWeights>();
   LinearLoader l(src, mw->arena, options);
-  const int64_t D = c.hidden_size, V = c.vocab_size, hc = c.hc_mult;
-  const int64_t mix = (2 + hc) * hc;
+  const int64_t D = c.hidden_size, V = c.vocab_size;
   DSV4_ASSIGN_OR_RETURN(mw->embed, l.View<BF16>("embed.weight", DType::kBF16, {V, D}));
   DSV4_ASSIGN_OR_RETURN(mw->head, l.PromotedF32("head.weight", V, D));
   DSV4_ASSIGN_OR_RETURN(mw->norm, l.F32("norm.weight", DType::kBF16, {D}));
-  mw->hc_head.fn = LinearWeight{LinearKind::kF32, hc, hc * D};
-  DSV4_ASSIGN_OR_RETURN(mw->hc_head.fn.f32, l.F32("hc_head_fn", DType::kF32, {hc, hc * D}));
-  DSV4_ASSIGN_OR_RETURN(mw->hc_head.base, l.F32("hc_head_base", DType::kF32, {hc}));
-  DSV4_ASSIGN_OR_RETURN(mw->hc_head.scale, l.F32("hc_head_scale", DType::kF32, {1}));
+  DSV4_ASSIGN_OR_RETURN(mw->hc_head, LoadHcHead(l, c, ""));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
-    LayerWeights w;
-    w.layer = i;
-    w.kind = c.layer_kind(i);
-    const std::string p = "layers." + std::to_string(i) + ".";
-    DSV4_ASSIGN_OR_RETURN(w.attn_norm, l.F32(p + "attn_norm.weight", DType::kBF16, {D}));
-    DSV4_ASSIGN_OR_RETURN(w.ffn_norm, l.F32(p + "ffn_norm.weight", DType::kBF16, {D}));
-    DSV4_ASSIGN_OR_RETURN(w.hc_attn, LoadMhc(l, p + "hc_attn", mix, hc * D));
-    DSV4_ASSIGN_OR_RETURN(w.hc_ffn, LoadMhc(l, p + "hc_ffn", mix, hc * D));
-    DSV4_RETURN_IF_ERROR(LoadAttention(l, c, p, w));
-    DSV4_RETURN_IF_ERROR(LoadFfn(l, c, p, w));
+    DSV4_ASSIGN_OR_RETURN(LayerWeights w, LoadBlock(l, c, "layers." + std::to_string(i) + ".", i));
     mw->layers.push_back(std::move(w));
   }
   return mw;
