@@ -2,7 +2,9 @@
 // (checkpoint_layout.h): FP8 e4m3 with 128x128 E8M0 block scales (V3.2: F32
 // weight_scale_inv), V4 routed experts as packed FP4 with E8M0 per 32, BF16/F32 elsewhere.
 // The BF16 variant holds the exact dequantised values of the FP8 variant, so the two are the
-// same model. The same generator, run in memory, is the engine's built-in default model.
+// same model. The V4 shared expert is "hot" (pre-activations beyond swiglu_limit for ordinary
+// tokens), so its clamp shows in the logits. The same generator, run in memory, is the
+// engine's built-in default model.
 #pragma once
 
 #include <cstdint>
