@@ -24,9 +24,11 @@ struct Checkpoint {
   std::string tokenizer_json;
 };
 
-// Checks every tensor of ListTensors(config) against `source`. Main-stack tensors are
-// required; MTP tensors must be all present or all absent. Errors name the tensor, the
-// expected and the actual dtype/shape.
+// Checks every tensor of ListTensors(config) against `source`, each linear in the format its
+// tensors are stored in (DetectLinearFormat over AcceptedLinearFormats: a V3.2 FP8 checkpoint
+// may hold BF16 linears). Main-stack tensors are required; MTP tensors must be all present or
+// all absent. Errors name the tensor, the expected and the actual dtype/shape (for a linear
+// whose dtype fits no accepted format: the dtype found and the formats accepted).
 Status VerifyTensors(const ModelConfig& config, const TensorSource& source, bool* has_mtp,
                      std::vector<std::string>* unexpected);
 
