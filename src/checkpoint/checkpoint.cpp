@@ -25,12 +25,31 @@ std::string FamilyMismatchHint(const ModelConfig& config, const TensorSource& so
   return "";
 }
 
+// The tensors `source` stores weight `w` (index `index` of ListWeights) as: a linear in the
+// format DetectLinearFormat reads from its tensors, or, when its weight tensor is absent, in
+// the config's format (so that the caller reports it missing).
+Result<std::vector<TensorSpec>> StoredTensors(const ModelConfig& config,
+                                              const TensorSource& source, const WeightSpec& w,
+                                              int64_t index) {
+  if (w.kind == WeightKind::kPlain || !source.Has(w.name + ".weight")) {
+    return ExpandWeight(config, w, index);
+  }
+  const std::vector<LinearFormat> accepted = AcceptedLinearFormats(config, w.kind);
+  DSV4_ASSIGN_OR_RETURN(LinearFormat format, DetectLinearFormat(source, w.name, accepted));
+  return StoredLinear(w, format, index);
+}
+
 }  // namespace
 
 Status VerifyTensors(const ModelConfig& config, const TensorSource& source, DraftFamily* drafter,
                      std::vector<std::string>* unexpected) {
   const std::vector<WeightSpec> weights = ListWeights(config);
-  const std::vector<TensorSpec> tensors = ListTensors(config);
+  std::vector<TensorSpec> tensors;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    DSV4_ASSIGN_OR_RETURN(std::vector<TensorSpec> stored,
+                          StoredTensors(config, source, weights[i], static_cast<int64_t>(i)));
+    for (TensorSpec& t : stored) tensors.push_back(std::move(t));
+  }
   std::set<std::string> known;
   int64_t draft_present = 0, draft_total = 0;
   std::string first_draft_missing;

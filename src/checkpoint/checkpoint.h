@@ -26,12 +26,14 @@ struct Checkpoint {
   std::string tokenizer_json;
 };
 
-// Checks every tensor of ListTensors(config) against `source`. Main-stack tensors are
-// required; the drafter's (`mtp.*`, April MTP or DSpark as config.draft_family() says) must
-// be all present or all absent: *drafter is that family, or kNone when all are absent.
-// Errors name the tensor, the expected and the actual dtype/shape; an incomplete drafter
-// also says how many of its tensors are present and, when the tensors are the other
-// family's, which config.json key is missing or extra.
+// Checks every tensor of ListTensors(config) against `source`, each linear in the format its
+// tensors are stored in (DetectLinearFormat over AcceptedLinearFormats: a V3.2 FP8 checkpoint
+// may hold BF16 linears). Main-stack tensors are required; the drafter's (`mtp.*`, April MTP
+// or DSpark as config.draft_family() says) must be all present or all absent: *drafter is
+// that family, or kNone when all are absent. Errors name the tensor, the expected and the
+// actual dtype/shape (for a linear whose dtype fits no accepted format: the dtype found and
+// the formats accepted); an incomplete drafter also says how many of its tensors are present
+// and, when the tensors are the other family's, which config.json key is missing or extra.
 Status VerifyTensors(const ModelConfig& config, const TensorSource& source, DraftFamily* drafter,
                      std::vector<std::string>* unexpected);
 

@@ -6,8 +6,6 @@
 namespace dsv4::checkpoint {
 namespace {
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Appends weights with a common name prefix, layer and group.
 class WeightList {
  public:
@@ -266,24 +264,29 @@ std::vector<WeightSpec> ListWeights(const ModelConfig& c, bool include_mtp) {
   return out;
 }
 
+std::vector<LinearFormat> AcceptedLinearFormats(const ModelConfig& c, WeightKind kind) {
+  if (kind == WeightKind::kPlain) return {};
+  const bool bf16 = c.weight_format == WeightFormat::kBf16;
+  if (c.arch == Arch::kV32) {
+    if (bf16) return {LinearFormat::kBf16, LinearFormat::kFp8F32};
+    return {LinearFormat::kFp8F32, LinearFormat::kBf16};
+  }
+  if (bf16) return {LinearFormat::kBf16};
+  return {kind == WeightKind::kExpertLinear ? LinearFormat::kFp4E8M0 : LinearFormat::kFp8E8M0};
+}
+
 std::vector<TensorSpec> ExpandWeight(const ModelConfig& c, const WeightSpec& w, int64_t index) {
   if (w.kind == WeightKind::kPlain) return {{w.name, w.dtype, w.shape, index}};
-  DSV4_CHECK(w.shape.size() == 2);
-  const int64_t n = w.shape[0], k = w.shape[1];
-  if (c.weight_format == WeightFormat::kBf16) {
-    return {{w.name + ".weight", DType::kBF16, {n, k}, index}};
+  return StoredLinear(w, AcceptedLinearFormats(c, w.kind).front(), index);
+}
+
+std::vector<TensorSpec> StoredLinear(const WeightSpec& w, LinearFormat format, int64_t index) {
+  DSV4_CHECK(w.kind != WeightKind::kPlain && w.shape.size() == 2);
+  std::vector<TensorSpec> out;
+  for (LinearTensor& t : LinearTensors(w.name, format, w.shape[0], w.shape[1])) {
+    out.push_back({std::move(t.name), t.dtype, std::move(t.shape), index});
   }
-  if (w.kind == WeightKind::kExpertLinear) {
-    return {{w.name + ".weight", DType::kI8, {n, k / 2}, index},
-            {w.name + ".scale", DType::kF8E8M0, {n, k / 32}, index}};
-  }
-  const std::vector<int64_t> grid = {CeilDiv(n, 128), CeilDiv(k, 128)};
-  if (c.arch == Arch::kV32) {
-    return {{w.name + ".weight", DType::kF8E4M3, {n, k}, index},
-            {w.name + ".weight_scale_inv", DType::kF32, grid, index}};
-  }
-  return {{w.name + ".weight", DType::kF8E4M3, {n, k}, index},
-          {w.name + ".scale", DType::kF8E8M0, grid, index}};
+  return out;
 }
 
 std::vector<TensorSpec> ListTensors(const ModelConfig& c, bool include_mtp) {

@@ -10,10 +10,12 @@
 
 #include "core/dtype.h"
 #include "checkpoint/config.h"
+#include "checkpoint/linear_format.h"
 
 namespace dsv4::checkpoint {
 
-// What a logical weight is, which decides how it is stored.
+// What a logical weight is, which decides how it is stored (a linear: in one of
+// AcceptedLinearFormats(c, kind); the comments give the config's format).
 enum class WeightKind {
   kPlain,        // stored as `dtype` under `name` exactly
   kDenseLinear,  // FP8 e4m3 + 128x128 block scale (V4: E8M0 ".scale", V3.2: F32 ".weight_scale_inv")
@@ -60,12 +62,22 @@ struct TensorSpec {
   int64_t spec_index;  // index into the WeightSpec list it came from
 };
 
+// The formats a linear of `kind` may be stored in (empty for kPlain), the one c.weight_format
+// names first: the generator writes that one and ExpandWeight lists its tensors. A V3.2 dense
+// linear also accepts the other of FP8 (+ F32 weight_scale_inv) and BF16, decided per tensor
+// (spec §14.1b: BF16 MTP eh_proj in DeepSeek's V3-family releases, BF16 indexer wk in forks).
+// A V4 linear accepts only the format c.weight_format names.
+std::vector<LinearFormat> AcceptedLinearFormats(const ModelConfig& c, WeightKind kind);
+
 // All logical weights of `c` in checkpoint order (globals first, then layers, then the
 // drafter c.draft_family() declares: the MTP module, or the DSpark blocks in order).
 // `include_mtp` false: the main model only.
 std::vector<WeightSpec> ListWeights(const ModelConfig& c, bool include_mtp = true);
-// The tensors `w` is stored as under `c.weight_format`.
+// The tensors `w` is stored as under `c.weight_format` (for a linear: in the first of
+// AcceptedLinearFormats).
 std::vector<TensorSpec> ExpandWeight(const ModelConfig& c, const WeightSpec& w, int64_t index);
+// The tensors of the linear `w` stored in `format` (LinearTensors with the spec's index).
+std::vector<TensorSpec> StoredLinear(const WeightSpec& w, LinearFormat format, int64_t index);
 // Every tensor of the checkpoint.
 std::vector<TensorSpec> ListTensors(const ModelConfig& c, bool include_mtp = true);
 

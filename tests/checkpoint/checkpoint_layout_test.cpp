@@ -179,5 +179,34 @@ TEST(CheckpointLayout, Bf16VariantHasNoScales) {
   ExpectTensor(m, "layers.2.ffn.experts.0.w1.weight", DType::kBF16, {128, 256});
 }
 
+// Which formats a linear may be stored in: the config's first (what ListTensors lists); V3.2
+// also the other of FP8 and BF16 (spec §14.1b), V4 only the config's.
+TEST(CheckpointLayout, AcceptedLinearFormats) {
+  using F = LinearFormat;
+  ModelConfig v32 = TinyV32Config(), v4 = TinyV4Config();
+  EXPECT_EQ(AcceptedLinearFormats(v32, WeightKind::kDenseLinear),
+            (std::vector<F>{F::kFp8F32, F::kBf16}));
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kDenseLinear), std::vector<F>{F::kFp8E8M0});
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear), std::vector<F>{F::kFp4E8M0});
+  EXPECT_TRUE(AcceptedLinearFormats(v4, WeightKind::kPlain).empty());
+  v32.weight_format = v4.weight_format = WeightFormat::kBf16;
+  EXPECT_EQ(AcceptedLinearFormats(v32, WeightKind::kDenseLinear),
+            (std::vector<F>{F::kBf16, F::kFp8F32}));
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear), std::vector<F>{F::kBf16});
+  // StoredLinear: the tensors of one format, under the spec's index.
+  const WeightSpec eh{"model.layers.61.eh_proj", WeightKind::kDenseLinear, DType::kF8E4M3,
+                      {7168, 14336}, ParamGroup::kMtpProjection, true, 61};
+  const std::vector<TensorSpec> bf16 = StoredLinear(eh, F::kBf16, 9);
+  ASSERT_EQ(bf16.size(), 1u);
+  EXPECT_EQ(bf16[0].name, "model.layers.61.eh_proj.weight");
+  EXPECT_EQ(bf16[0].dtype, DType::kBF16);
+  EXPECT_EQ(bf16[0].shape, (std::vector<int64_t>{7168, 14336}));
+  EXPECT_EQ(bf16[0].spec_index, 9);
+  const std::vector<TensorSpec> fp8 = StoredLinear(eh, F::kFp8F32, 9);
+  ASSERT_EQ(fp8.size(), 2u);
+  EXPECT_EQ(fp8[1].name, "model.layers.61.eh_proj.weight_scale_inv");
+  EXPECT_EQ(fp8[1].shape, (std::vector<int64_t>{56, 112}));
+}
+
 }  // namespace
 }  // namespace dsv4::checkpoint

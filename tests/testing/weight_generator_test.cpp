@@ -130,6 +130,39 @@ TEST(WeightGenerator, Bf16VariantIsTheExactDequantisation) {
   }
 }
 
+// BF16 overrides of single linears (spec §14.1b: V3.2 eh_proj, indexer wk): the overridden
+// linears hold the BF16 variant's values (the exact dequantisation, checked above), every
+// other tensor is the FP8 variant's, byte for byte.
+TEST(WeightGenerator, Bf16OverridesHoldTheBf16VariantsValues) {
+  const ModelConfig c8 = Tiny(Arch::kV32, WeightFormat::kFp8);
+  const ModelConfig c16 = Tiny(Arch::kV32, WeightFormat::kBf16);
+  const std::vector<OwnedTensor> mixed =
+      GenerateWeights(c8, {.seed = 3, .bf16_linears = {".eh_proj", ".indexer.wk"}}).value();
+  auto s8 = TensorStore::Create("fp8", GenerateWeights(c8, 3).value()).value();
+  auto s16 = TensorStore::Create("bf16", GenerateWeights(c16, 3).value()).value();
+  int64_t overridden = 0;
+  for (const OwnedTensor& t : mixed) {
+    const bool bf16 = t.name.ends_with(".eh_proj.weight") || t.name.ends_with(".indexer.wk.weight");
+    const TensorView want = (bf16 ? *s16 : *s8).Get(t.name).value();
+    EXPECT_EQ(t.dtype, want.dtype) << t.name;
+    ASSERT_EQ(t.data.size(), want.bytes.size()) << t.name;
+    EXPECT_EQ(std::memcmp(t.data.data(), want.bytes.data(), t.data.size()), 0) << t.name;
+    overridden += bf16;
+  }
+  EXPECT_EQ(overridden, c8.num_hidden_layers + 2);  // wk of every layer and the MTP layer, eh_proj
+  EXPECT_EQ(mixed.size(), s8->names().size() - overridden);  // no weight_scale_inv for those
+  bool has_mtp = false;
+  std::vector<std::string> unexpected;
+  auto store = TensorStore::Create("mixed", std::vector<OwnedTensor>(mixed)).value();
+  EXPECT_TRUE(VerifyTensors(c8, *store, &has_mtp, &unexpected).ok());
+  EXPECT_TRUE(has_mtp);
+  EXPECT_TRUE(unexpected.empty());
+  // V4 linears run in one format only: a BF16 override there is refused, naming the linear.
+  Status s = GenerateWeights(TinyV4Config(), {.bf16_linears = {".wq_a"}}).status();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(s.message(), HasSubstr("layers.0.attn.wq_a"));
+}
+
 TEST(WeightGenerator, DeterministicPerSeedAndWellFormed) {
   const ModelConfig c = TinyV4Config();
   std::vector<OwnedTensor> a = GenerateWeights(c, 11).value();

@@ -27,6 +27,13 @@ Result<LinearWeight> LinearLoader::Linear(const std::string& module, LinearForma
   return Stored(module, format, out, in);
 }
 
+Result<LinearWeight> LinearLoader::Linear(const std::string& module,
+                                          std::span<const LinearFormat> accepted, int64_t out,
+                                          int64_t in) {
+  DSV4_ASSIGN_OR_RETURN(LinearFormat format, checkpoint::DetectLinearFormat(src_, module, accepted));
+  return Linear(module, format, out, in);
+}
+
 Result<LinearWeight> LinearLoader::LinearAsBf16(const std::string& module, LinearFormat format,
                                                 int64_t out, int64_t in, int64_t group_rows) {
   DSV4_ASSIGN_OR_RETURN(LinearWeight q, Stored(module, format, out, in));
@@ -44,6 +51,13 @@ Result<const BF16*> LinearLoader::DequantizedBf16(const std::string& module, Lin
   DSV4_ASSIGN_OR_RETURN(LinearWeight q, Stored(module, format, out, in));
   if (q.kind == LinearKind::kBf16) return q.bf16;
   return Dequantize(q);
+}
+
+Result<const BF16*> LinearLoader::DequantizedBf16(const std::string& module,
+                                                  std::span<const LinearFormat> accepted,
+                                                  int64_t out, int64_t in) {
+  DSV4_ASSIGN_OR_RETURN(LinearFormat format, checkpoint::DetectLinearFormat(src_, module, accepted));
+  return DequantizedBf16(module, format, out, in);
 }
 
 Result<LinearWeight> LinearLoader::PromotedF32(const std::string& name, int64_t out, int64_t in) {
