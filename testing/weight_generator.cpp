@@ -134,6 +134,25 @@ std::vector<int64_t> HashTable(const ModelConfig& c, Rng& rng) {
   return table;
 }
 
+// The NVFP4 tensors (weight, weight_scale, weight_scale_2, input_scale) holding exactly the
+// values of an MXFP4 matrix (spec §11.5): G = 8 - max e over the matrix, each 32-block's
+// scale 2^e becomes two E4M3 16-block scales 2^(e+G), weight_scale_2 = 2^-G.
+std::vector<std::vector<std::byte>> TranscodeToNvfp4(const std::vector<uint8_t>& packed,
+                                                     const std::vector<uint8_t>& e8m0) {
+  int max_e = -127;
+  for (uint8_t b : e8m0) max_e = std::max(max_e, static_cast<int>(b) - 127);
+  const int g = 8 - max_e;
+  std::vector<uint8_t> e4m3(2 * e8m0.size());
+  for (size_t i = 0; i < e8m0.size(); ++i) {
+    const float v = std::ldexp(1.0f, static_cast<int>(e8m0[i]) - 127 + g);
+    const uint8_t code = F32ToE4M3(v);
+    DSV4_CHECK_MSG(E4M3ToF32(code) == v, "MXFP4 scale range too wide for an exact NVFP4 transcode");
+    e4m3[2 * i] = e4m3[2 * i + 1] = code;
+  }
+  const std::vector<float> global = {std::ldexp(1.0f, -g)}, input = {1.0f};
+  return {ToBytes(packed), ToBytes(e4m3), ToBytes(global), ToBytes(input)};
+}
+
 // Stored tensors of one logical weight (a linear: in `format`, StoredLinear order). A linear's
 // values are one draw quantised as the config's FP8 variant stores it (V4 routed experts: FP4
 // per row per 32; otherwise FP8 per 128 x 128 tile); kBf16 holds their exact dequantisation,
@@ -155,6 +174,7 @@ std::vector<std::vector<std::byte>> GenerateOne(const ModelConfig& c, const Weig
     std::vector<uint8_t> scales(static_cast<size_t>(rows * cols / 32));
     QuantizeFp4Row32(f, rows, cols, packed, scales);
     if (format == LinearFormat::kFp4E8M0) return {ToBytes(packed), ToBytes(scales)};
+    if (format == LinearFormat::kNvfp4) return TranscodeToNvfp4(packed, scales);
     DSV4_CHECK(format == LinearFormat::kBf16);
     DequantizeFp4Row32(packed, scales, rows, cols, deq);
     return {ToBf16Bytes(deq)};
@@ -175,6 +195,8 @@ std::vector<std::vector<std::byte>> GenerateOne(const ModelConfig& c, const Weig
     case LinearFormat::kFp8E8M0:
       return {ToBytes(codes), ToBytes(scales)};
     case LinearFormat::kFp4E8M0:
+    case LinearFormat::kFp4U8E8M0:
+    case LinearFormat::kNvfp4:
       break;
   }
   DSV4_CHECK_MSG(false, "FP4 storage for a linear that is not a V4 routed expert");
@@ -195,6 +217,10 @@ Result<std::vector<TensorSpec>> Specs(const ModelConfig& c, const GeneratorOptio
   if (w.kind == WeightKind::kPlain) return ExpandWeight(c, w, index);
   const std::vector<LinearFormat> accepted = AcceptedLinearFormats(c, w.kind);
   *format = accepted.front();
+  if (o.nvfp4_experts && w.kind == WeightKind::kExpertLinear && !w.mtp && c.arch == Arch::kV4 &&
+      c.weight_format == checkpoint::WeightFormat::kFp8) {
+    *format = LinearFormat::kNvfp4;
+  }
   if (IsBf16Override(o, w)) {
     if (std::find(accepted.begin(), accepted.end(), LinearFormat::kBf16) == accepted.end()) {
       return Status::InvalidArgument("generator: the linear '" + w.name +
@@ -207,6 +233,15 @@ Result<std::vector<TensorSpec>> Specs(const ModelConfig& c, const GeneratorOptio
 }
 
 }  // namespace
+
+ModelConfig Nvfp4Config(ModelConfig c) {
+  c.modelopt.quant_algo = "MIXED_PRECISION";
+  c.modelopt.moe_quant_algo = "NVFP4";
+  c.modelopt.group_size = 16;
+  c.modelopt.producer = "modelopt";
+  c.modelopt.ignore = {"*.attn.*", "*.ffn.shared_experts.*", "head", "mtp.*"};
+  return c;
+}
 
 Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, uint64_t seed) {
   GeneratorOptions o;

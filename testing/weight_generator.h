@@ -38,7 +38,15 @@ struct GeneratorOptions {
   // with one of these (".eh_proj", ".indexer.wk": what V3.2 releases and forks ship). They
   // hold the exact dequantised values of the quantised storage, as the BF16 variant does.
   std::vector<std::string> bf16_linears;
+  // V4: the main layers' routed experts stored as NVFP4, the lossless transcode of the MXFP4
+  // values (spec §11.5: per matrix G = 8 - max e, block scale per 16 = 2^(e+G) in E4M3,
+  // weight_scale_2 = 2^-G, input_scale 1, codes unchanged); draft-block experts stay MXFP4.
+  // Pair with NvfpConfig(c) for the matching quantization_config keys.
+  bool nvfp4_experts = false;
 };
+
+// `c` with the ModelOpt quantization_config keys of NVIDIA's NVFP4 checkpoints.
+ModelConfig Nvfp4Config(ModelConfig c);
 
 // Every tensor of ListTensors(c), in that order (an overridden linear: its BF16 tensor in place
 // of its FP8 ones). Each logical weight draws from its own stream seeded by (seed, name), so

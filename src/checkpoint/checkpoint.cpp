@@ -36,6 +36,15 @@ Result<std::vector<TensorSpec>> StoredTensors(const ModelConfig& config,
   }
   const std::vector<LinearFormat> accepted = AcceptedLinearFormats(config, w.kind);
   DSV4_ASSIGN_OR_RETURN(LinearFormat format, DetectLinearFormat(source, w.name, accepted));
+  // The tensors decide; a config that declares NVFP4 routed experts (spec §11.5: main layers
+  // only, the draft blocks' experts stay MXFP4) must not be contradicted by them.
+  if (w.kind == WeightKind::kExpertLinear && !w.mtp && config.modelopt.nvfp4_experts() &&
+      format != LinearFormat::kNvfp4) {
+    return Status::InvalidArgument(source.label() + ": tensor '" + w.name + ".weight' is " +
+                                   LinearFormatName(format) + " but config.json declares " +
+                                   "moe_quant_algo NVFP4 (expected " +
+                                   LinearFormatName(LinearFormat::kNvfp4) + ")");
+  }
   return StoredLinear(w, format, index);
 }
 
@@ -55,6 +64,7 @@ Status VerifyTensors(const ModelConfig& config, const TensorSource& source, Draf
   std::string first_draft_missing;
   for (const TensorSpec& t : tensors) {
     known.insert(t.name);
+    if (t.optional && !source.Has(t.name)) continue;
     const bool draft = weights[t.spec_index].mtp;
     if (draft) {
       ++draft_total;

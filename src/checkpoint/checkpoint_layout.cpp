@@ -271,8 +271,18 @@ std::vector<LinearFormat> AcceptedLinearFormats(const ModelConfig& c, WeightKind
     if (bf16) return {LinearFormat::kBf16, LinearFormat::kFp8F32};
     return {LinearFormat::kFp8F32, LinearFormat::kBf16};
   }
-  if (bf16) return {LinearFormat::kBf16};
-  return {kind == WeightKind::kExpertLinear ? LinearFormat::kFp4E8M0 : LinearFormat::kFp8E8M0};
+  if (kind == WeightKind::kDenseLinear) {
+    if (bf16) return {LinearFormat::kBf16, LinearFormat::kFp8E8M0};
+    return {LinearFormat::kFp8E8M0, LinearFormat::kBf16};
+  }
+  std::vector<LinearFormat> fp4 = {LinearFormat::kFp4E8M0, LinearFormat::kFp4U8E8M0,
+                                   LinearFormat::kNvfp4};
+  if (bf16) {
+    fp4.insert(fp4.begin(), LinearFormat::kBf16);
+  } else {
+    fp4.push_back(LinearFormat::kBf16);
+  }
+  return fp4;
 }
 
 std::vector<TensorSpec> ExpandWeight(const ModelConfig& c, const WeightSpec& w, int64_t index) {
@@ -284,7 +294,7 @@ std::vector<TensorSpec> StoredLinear(const WeightSpec& w, LinearFormat format, i
   DSV4_CHECK(w.kind != WeightKind::kPlain && w.shape.size() == 2);
   std::vector<TensorSpec> out;
   for (LinearTensor& t : LinearTensors(w.name, format, w.shape[0], w.shape[1])) {
-    out.push_back({std::move(t.name), t.dtype, std::move(t.shape), index});
+    out.push_back({std::move(t.name), t.dtype, std::move(t.shape), index, t.optional});
   }
   return out;
 }

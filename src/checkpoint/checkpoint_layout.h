@@ -19,7 +19,8 @@ namespace dsv4::checkpoint {
 enum class WeightKind {
   kPlain,        // stored as `dtype` under `name` exactly
   kDenseLinear,  // FP8 e4m3 + 128x128 block scale (V4: E8M0 ".scale", V3.2: F32 ".weight_scale_inv")
-  kExpertLinear, // V4 routed expert: packed FP4 (I8 [N, K/2]) + E8M0 ".scale" [N, K/32];
+  kExpertLinear, // V4 routed expert: packed FP4 (I8 [N, K/2]) + E8M0 ".scale" [N, K/32],
+                 // also accepted with U8 codes or as NVFP4 (linear_format.h);
                  // V3.2 experts are kDenseLinear
 };
 
@@ -60,13 +61,17 @@ struct TensorSpec {
   DType dtype;
   std::vector<int64_t> shape;
   int64_t spec_index;  // index into the WeightSpec list it came from
+  bool optional = false;  // may be absent (NVFP4 input_scale)
 };
 
 // The formats a linear of `kind` may be stored in (empty for kPlain), the one c.weight_format
 // names first: the generator writes that one and ExpandWeight lists its tensors. A V3.2 dense
 // linear also accepts the other of FP8 (+ F32 weight_scale_inv) and BF16, decided per tensor
 // (spec §14.1b: BF16 MTP eh_proj in DeepSeek's V3-family releases, BF16 indexer wk in forks).
-// A V4 linear accepts only the format c.weight_format names.
+// A V4 dense linear accepts FP8 + E8M0 and BF16 (the config's first); a V4 routed expert
+// accepts MXFP4 (I8 or U8 codes), NVFP4 and BF16 (the config's first: MXFP4 I8 for FP8
+// configs), decided per tensor, so one model may mix them per layer (NVFP4 main experts with
+// MXFP4 draft-block experts, spec §11.5).
 std::vector<LinearFormat> AcceptedLinearFormats(const ModelConfig& c, WeightKind kind);
 
 // All logical weights of `c` in checkpoint order (globals first, then layers, then the

@@ -107,6 +107,63 @@ Status ParseYarn(const json& rs, std::string_view label, YarnConfig* y) {
   return Status::Ok();
 }
 
+// A list of strings (`ignore`, `exclude_modules`).
+Status StringList(const json& q, const char* key, const std::string& where,
+                  std::vector<std::string>* out) {
+  if (!q.contains(key) || q.at(key).is_null()) return Status::Ok();
+  const json& v = q.at(key);
+  bool ok = v.is_array();
+  for (size_t i = 0; ok && i < v.size(); ++i) ok = v[i].is_string();
+  if (!ok) {
+    return Status::InvalidArgument(where + ": field '" + key + "' must be a list of strings, got " +
+                                   v.dump());
+  }
+  out->clear();
+  for (const json& e : v) out->push_back(e.get<std::string>());
+  return Status::Ok();
+}
+
+// The ModelOpt keys of a quantisation object (config.json quantization_config, or
+// hf_quant_config.json "quantization" with `exclude_modules` for `ignore`), validated: the
+// algorithms this engine knows, group_size 16 whenever NVFP4 is named.
+Status ParseModelOpt(const json& q, const std::string& where, const char* ignore_key,
+                     ModelOptQuant* m) {
+  FieldReader r(q, where);
+  DSV4_RETURN_IF_ERROR(r.String("quant_algo", &m->quant_algo, false));
+  DSV4_RETURN_IF_ERROR(r.String("moe_quant_algo", &m->moe_quant_algo, false));
+  DSV4_RETURN_IF_ERROR(r.Int("group_size", &m->group_size, false));
+  for (const std::string* algo : {&m->quant_algo, &m->moe_quant_algo}) {
+    if (!algo->empty() && *algo != "NVFP4" && *algo != "MIXED_PRECISION" && *algo != "FP8") {
+      return Status::Unimplemented(where + ": quantisation algorithm '" + *algo +
+                                   "' (expected NVFP4, MIXED_PRECISION or FP8)");
+    }
+  }
+  if (m->nvfp4_experts() && m->group_size != 0 && m->group_size != 16) {
+    return Status::InvalidArgument(where + ": field 'group_size' must be 16 for NVFP4, got " +
+                                   std::to_string(m->group_size));
+  }
+  if (q.contains("producer")) {
+    const json& p = q.at("producer");
+    if (p.is_string()) {
+      m->producer = p.get<std::string>();
+    } else if (p.is_object() && p.contains("name") && p.at("name").is_string()) {
+      m->producer = p.at("name").get<std::string>();
+    } else if (!p.is_null()) {
+      return Status::InvalidArgument(where + ": field 'producer' must be a string or an object "
+                                     "with a 'name', got " + p.dump());
+    }
+  }
+  DSV4_RETURN_IF_ERROR(StringList(q, ignore_key, where, &m->ignore));
+  if (q.contains("quantized_layers") && !q.at("quantized_layers").is_null()) {
+    if (!q.at("quantized_layers").is_object()) {
+      return Status::InvalidArgument(where + ": field 'quantized_layers' must be an object, got " +
+                                     q.at("quantized_layers").dump());
+    }
+    m->has_quantized_layers = true;
+  }
+  return Status::Ok();
+}
+
 // "fp8" when the checkpoint carries quantisation_config (block-scaled FP8), else BF16.
 Status ParseQuantization(const json& j, std::string_view label, ModelConfig* c) {
   if (!j.contains("quantization_config") || j.at("quantization_config").is_null()) {
@@ -121,9 +178,11 @@ Status ParseQuantization(const json& j, std::string_view label, ModelConfig* c) 
   FieldReader r(q, where);
   std::string method;
   DSV4_RETURN_IF_ERROR(r.String("quant_method", &method));
-  if (method != "fp8") {
-    return Status::Unimplemented(where + ": quant_method '" + method + "' (expected 'fp8')");
+  if (method != "fp8" && method != "modelopt") {
+    return Status::Unimplemented(where + ": quant_method '" + method +
+                                 "' (expected 'fp8' or 'modelopt')");
   }
+  DSV4_RETURN_IF_ERROR(ParseModelOpt(q, where, "ignore", &c->modelopt));
   if (r.Has("fmt")) {
     std::string fmt;
     DSV4_RETURN_IF_ERROR(r.String("fmt", &fmt));
@@ -393,7 +452,30 @@ Result<ModelConfig> LoadModelConfig(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(path, ec)) file = path / "config.json";
   DSV4_ASSIGN_OR_RETURN(const nlohmann::json j,
                         ReadJsonFile(file, kMaxConfigJsonBytes, "config file"));
-  return ParseModelConfig(j, file.string());
+  DSV4_ASSIGN_OR_RETURN(ModelConfig c, ParseModelConfig(j, file.string()));
+  const std::filesystem::path hf = file.parent_path() / "hf_quant_config.json";
+  if (!std::filesystem::exists(hf, ec)) return c;
+  DSV4_ASSIGN_OR_RETURN(const nlohmann::json h,
+                        ReadJsonFile(hf, kMaxConfigJsonBytes, "quantisation config file"));
+  const std::string where = hf.string() + " quantization";
+  if (!h.is_object() || !h.contains("quantization") || !h.at("quantization").is_object()) {
+    return Status::InvalidArgument(hf.string() + ": expected an object with a 'quantization' "
+                                   "object");
+  }
+  ModelOptQuant m;
+  DSV4_RETURN_IF_ERROR(ParseModelOpt(h.at("quantization"), where, "exclude_modules", &m));
+  // config.json's keys win where both are given; the two must not disagree on the experts.
+  if (!c.modelopt.moe_quant_algo.empty() && m.nvfp4_experts() != c.modelopt.nvfp4_experts()) {
+    return Status::InvalidArgument(where + ": quant_algo '" + m.quant_algo +
+                                   "' contradicts config.json moe_quant_algo '" +
+                                   c.modelopt.moe_quant_algo + "'");
+  }
+  if (c.modelopt.quant_algo.empty()) c.modelopt.quant_algo = m.quant_algo;
+  if (c.modelopt.moe_quant_algo.empty() && m.quant_algo == "NVFP4") c.modelopt.moe_quant_algo = "NVFP4";
+  if (c.modelopt.group_size == 0) c.modelopt.group_size = m.group_size;
+  if (c.modelopt.producer.empty()) c.modelopt.producer = m.producer;
+  if (c.modelopt.ignore.empty()) c.modelopt.ignore = m.ignore;
+  return c;
 }
 
 namespace {
@@ -619,6 +701,13 @@ nlohmann::json ModelConfigToJson(const ModelConfig& c) {
                                 {"activation_scheme", "dynamic"},
                                 {"scale_fmt", "ue8m0"},
                                 {"weight_block_size", {128, 128}}};
+    const ModelOptQuant& m = c.modelopt;
+    json& q = j["quantization_config"];
+    if (!m.quant_algo.empty()) q["quant_algo"] = m.quant_algo;
+    if (!m.moe_quant_algo.empty()) q["moe_quant_algo"] = m.moe_quant_algo;
+    if (m.group_size != 0) q["group_size"] = m.group_size;
+    if (!m.producer.empty()) q["producer"] = {{"name", m.producer}};
+    if (!m.ignore.empty()) q["ignore"] = m.ignore;
   }
   if (c.arch == Arch::kV4) {
     j["num_key_value_heads"] = 1;

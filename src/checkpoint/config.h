@@ -57,9 +57,25 @@ struct DsparkConfig {
   int64_t markov_rank = 0;                // R of the Markov head (256)
 };
 
+// NVIDIA ModelOpt keys of `quantization_config` (NVFP4 checkpoints, spec §11.5), and of
+// hf_quant_config.json's "quantization" object when present. Informative: the tensors decide
+// each linear's format; the loader only refuses a config that contradicts them
+// (moe_quant_algo "NVFP4" with a main-layer routed expert stored otherwise).
+struct ModelOptQuant {
+  std::string quant_algo;              // "MIXED_PRECISION", "NVFP4", "FP8" or ""
+  std::string moe_quant_algo;          // "NVFP4" or "" (absent)
+  int64_t group_size = 0;              // 16 for NVFP4; 0 if absent
+  std::string producer;                // e.g. "modelopt" (the name, when an object)
+  std::vector<std::string> ignore;     // module patterns left unquantised
+  bool has_quantized_layers = false;   // a per-layer `quantized_layers` map was present
+  // Whether the routed experts are declared NVFP4.
+  bool nvfp4_experts() const { return moe_quant_algo == "NVFP4" || quant_algo == "NVFP4"; }
+};
+
 struct ModelConfig {
   Arch arch = Arch::kV4;
   WeightFormat weight_format = WeightFormat::kFp8;
+  ModelOptQuant modelopt;
 
   // Shared by both architectures.
   int64_t vocab_size = 0;

@@ -16,6 +16,8 @@ DType WeightDType(LinearFormat f) {
     case LinearFormat::kFp8E8M0:
     case LinearFormat::kFp8F32: return DType::kF8E4M3;
     case LinearFormat::kFp4E8M0: return DType::kI8;
+    case LinearFormat::kFp4U8E8M0:
+    case LinearFormat::kNvfp4: return DType::kU8;
   }
   return DType::kBF16;
 }
@@ -32,12 +34,20 @@ std::string Alternatives(std::span<const LinearFormat> formats) {
 
 }  // namespace
 
+bool IsFp4Format(LinearFormat f) {
+  return f == LinearFormat::kFp4E8M0 || f == LinearFormat::kFp4U8E8M0 ||
+         f == LinearFormat::kNvfp4;
+}
+
 std::string LinearFormatName(LinearFormat f) {
   switch (f) {
     case LinearFormat::kBf16: return "BF16";
     case LinearFormat::kFp8E8M0: return "F8_E4M3 + F8_E8M0 'scale'";
     case LinearFormat::kFp8F32: return "F8_E4M3 + F32 'weight_scale_inv'";
     case LinearFormat::kFp4E8M0: return "I8 (packed FP4) + F8_E8M0 'scale'";
+    case LinearFormat::kFp4U8E8M0: return "U8 (packed FP4) + F8_E8M0 'scale'";
+    case LinearFormat::kNvfp4:
+      return "U8 (packed FP4) + F8_E4M3 'weight_scale' + F32 'weight_scale_2' (NVFP4)";
   }
   return "?";
 }
@@ -54,8 +64,14 @@ std::vector<LinearTensor> LinearTensors(const std::string& module, LinearFormat 
       return {{weight, DType::kF8E4M3, {out, in}},
               {module + ".weight_scale_inv", DType::kF32, {Tiles(out), Tiles(in)}}};
     case LinearFormat::kFp4E8M0:
-      return {{weight, DType::kI8, {out, in / 2}},
+    case LinearFormat::kFp4U8E8M0:
+      return {{weight, WeightDType(format), {out, in / 2}},
               {module + ".scale", DType::kF8E8M0, {out, in / 32}}};
+    case LinearFormat::kNvfp4:
+      return {{weight, DType::kU8, {out, in / 2}},
+              {module + ".weight_scale", DType::kF8E4M3, {out, in / 16}},
+              {module + ".weight_scale_2", DType::kF32, {}},
+              {module + ".input_scale", DType::kF32, {}, /*optional=*/true}};
   }
   return {};
 }

@@ -180,19 +180,23 @@ TEST(CheckpointLayout, Bf16VariantHasNoScales) {
 }
 
 // Which formats a linear may be stored in: the config's first (what ListTensors lists); V3.2
-// also the other of FP8 and BF16 (spec §14.1b), V4 only the config's.
+// also the other of FP8 and BF16 (spec §14.1b); V4 dense linears FP8 + E8M0 or BF16, V4
+// routed experts MXFP4 (I8 or U8 codes), NVFP4 or BF16 (spec §11.5).
 TEST(CheckpointLayout, AcceptedLinearFormats) {
   using F = LinearFormat;
   ModelConfig v32 = TinyV32Config(), v4 = TinyV4Config();
   EXPECT_EQ(AcceptedLinearFormats(v32, WeightKind::kDenseLinear),
             (std::vector<F>{F::kFp8F32, F::kBf16}));
-  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kDenseLinear), std::vector<F>{F::kFp8E8M0});
-  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear), std::vector<F>{F::kFp4E8M0});
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kDenseLinear),
+            (std::vector<F>{F::kFp8E8M0, F::kBf16}));
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear),
+            (std::vector<F>{F::kFp4E8M0, F::kFp4U8E8M0, F::kNvfp4, F::kBf16}));
   EXPECT_TRUE(AcceptedLinearFormats(v4, WeightKind::kPlain).empty());
   v32.weight_format = v4.weight_format = WeightFormat::kBf16;
   EXPECT_EQ(AcceptedLinearFormats(v32, WeightKind::kDenseLinear),
             (std::vector<F>{F::kBf16, F::kFp8F32}));
-  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear), std::vector<F>{F::kBf16});
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear),
+            (std::vector<F>{F::kBf16, F::kFp4E8M0, F::kFp4U8E8M0, F::kNvfp4}));
   // StoredLinear: the tensors of one format, under the spec's index.
   const WeightSpec eh{"model.layers.61.eh_proj", WeightKind::kDenseLinear, DType::kF8E4M3,
                       {7168, 14336}, ParamGroup::kMtpProjection, true, 61};

@@ -151,16 +151,18 @@ TEST(WeightGenerator, Bf16OverridesHoldTheBf16VariantsValues) {
   }
   EXPECT_EQ(overridden, c8.num_hidden_layers + 2);  // wk of every layer and the MTP layer, eh_proj
   EXPECT_EQ(mixed.size(), s8->names().size() - overridden);  // no weight_scale_inv for those
-  bool has_mtp = false;
+  checkpoint::DraftFamily drafter = checkpoint::DraftFamily::kNone;
   std::vector<std::string> unexpected;
   auto store = TensorStore::Create("mixed", std::vector<OwnedTensor>(mixed)).value();
-  EXPECT_TRUE(VerifyTensors(c8, *store, &has_mtp, &unexpected).ok());
-  EXPECT_TRUE(has_mtp);
+  EXPECT_TRUE(VerifyTensors(c8, *store, &drafter, &unexpected).ok());
+  EXPECT_EQ(drafter, checkpoint::DraftFamily::kMtp);
   EXPECT_TRUE(unexpected.empty());
-  // V4 linears run in one format only: a BF16 override there is refused, naming the linear.
-  Status s = GenerateWeights(TinyV4Config(), {.bf16_linears = {".wq_a"}}).status();
-  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(s.message(), HasSubstr("layers.0.attn.wq_a"));
+  // V4 dense linears are decided per tensor too (FP8 + E8M0 or BF16).
+  const ModelConfig v4 = TinyV4Config();
+  auto v4_mixed = GenerateWeights(v4, {.bf16_linears = {".wq_a"}});
+  ASSERT_TRUE(v4_mixed.ok()) << v4_mixed.status().message();
+  auto v4_store = TensorStore::Create("v4", std::move(*v4_mixed)).value();
+  EXPECT_TRUE(VerifyTensors(v4, *v4_store, &drafter, &unexpected).ok());
 }
 
 TEST(WeightGenerator, DeterministicPerSeedAndWellFormed) {

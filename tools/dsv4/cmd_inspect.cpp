@@ -67,21 +67,48 @@ std::string Dims(const Checkpoint& ck) {
   return s;
 }
 
+// V4: the storage of layer `layer`'s routed experts as read from expert 0's w1 (the formats
+// are decided per tensor: NVFP4 main layers beside MXFP4 draft blocks); "-" for a preset.
+std::string ExpertFormat(const Checkpoint& ck, int64_t layer) {
+  const ModelConfig& c = ck.config;
+  if (ck.weights == nullptr) return "-";
+  const int64_t L = c.num_hidden_layers;
+  const std::string prefix =
+      layer < L ? "layers." + std::to_string(layer) + "." : "mtp." + std::to_string(layer - L) + ".";
+  const std::vector<checkpoint::LinearFormat> accepted =
+      checkpoint::AcceptedLinearFormats(c, checkpoint::WeightKind::kExpertLinear);
+  Result<checkpoint::LinearFormat> f =
+      checkpoint::DetectLinearFormat(*ck.weights, prefix + "ffn.experts.0.w1", accepted);
+  if (!f.ok()) return "?";
+  switch (*f) {
+    case checkpoint::LinearFormat::kFp4E8M0: return "MXFP4";
+    case checkpoint::LinearFormat::kFp4U8E8M0: return "MXFP4 (U8)";
+    case checkpoint::LinearFormat::kNvfp4: return "NVFP4";
+    default: return "BF16";
+  }
+}
+
 // Main layers, then the layers of the drafter the checkpoint carries.
 std::string Schedule(const Checkpoint& ck) {
   const ModelConfig& c = ck.config;
   const int64_t L = c.num_hidden_layers;
   const int64_t draft_layers = ck.drafter == DraftFamily::kNone ? 0 : c.num_draft_layers();
+  if (c.arch == Arch::kV4) {
+    Table t({"layer", "attention", "ratio", "ffn", "experts"});
+    for (int64_t i = 0; i < L + draft_layers; ++i) {
+      const bool main = i < L;
+      const std::string name = main ? std::to_string(i) : DraftLayerName(c, i - L);
+      t.Row({name, std::string(checkpoint::LayerKindName(c.layer_kind(i))),
+             std::to_string(c.ratio(i)), (main && c.is_hash_layer(i)) ? "hash MoE" : "MoE",
+             ExpertFormat(ck, i)});
+    }
+    return t.Render();
+  }
   Table t({"layer", "attention", "ratio", "ffn"});
   for (int64_t i = 0; i < L + draft_layers; ++i) {
     const bool main = i < L;
     const std::string name = main ? std::to_string(i) : DraftLayerName(c, i - L);
-    if (c.arch == Arch::kV4) {
-      t.Row({name, std::string(checkpoint::LayerKindName(c.layer_kind(i))),
-             std::to_string(c.ratio(i)), (main && c.is_hash_layer(i)) ? "hash MoE" : "MoE"});
-    } else {
-      t.Row({name, "MLA+DSA", "-", (main && c.is_dense_layer(i)) ? "dense" : "MoE"});
-    }
+    t.Row({name, "MLA+DSA", "-", (main && c.is_dense_layer(i)) ? "dense" : "MoE"});
   }
   return t.Render();
 }

@@ -43,7 +43,8 @@ class LinearLoader {
   }
 
   // The linear `module` stored in `format`, as the kernels read it: kBf16, kFp8Block (E8M0
-  // `scales` or F32 `scales_f32`) or kFp4Row32. A kFp4E8M0 linear is repacked once into the
+  // `scales` or F32 `scales_f32`), kFp4Row32 (MXFP4, I8 or U8 codes) or kNvfp4Row16 (NVFP4;
+  // in-features a multiple of 128; weight_scale_2 positive). An MXFP4 linear is repacked once into the
   // FP4 tile layout when the active kernels are the AVX-512 BF16 ones (about 1.4x their GEMV
   // throughput, same size). Errors name the tensor: NotFound when missing, InvalidArgument
   // for a wrong dtype or shape (or kFp8F32 in-features not a multiple of 128), DataLoss for a
@@ -87,7 +88,9 @@ class LinearLoader {
   // The stored tensors of a kBf16 / kFp8E8M0 / kFp8F32 linear, no further condition.
   Result<kernels::LinearWeight> Stored(const std::string& module, LinearFormat format,
                                        int64_t out, int64_t in);
-  Result<kernels::LinearWeight> Fp4(const std::string& module, int64_t out, int64_t in);
+  // A packed-E2M1 linear (MXFP4 I8 / U8, or NVFP4 as kNvfp4Row16).
+  Result<kernels::LinearWeight> Fp4(const std::string& module, LinearFormat format, int64_t out,
+                                    int64_t in);
   // bf16(fp8 × scale) of a kFp8Block weight, into the arena.
   const BF16* Dequantize(const kernels::LinearWeight& w);
 

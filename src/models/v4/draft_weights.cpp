@@ -16,8 +16,8 @@ Result<MtpWeights> LoadMtp(LinearLoader& l, const ModelConfig& c) {
   const std::string p = "mtp.0.";
   MtpWeights m;
   DSV4_ASSIGN_OR_RETURN(m.block, LoadBlock(l, c, p, c.num_hidden_layers));
-  DSV4_ASSIGN_OR_RETURN(m.e_proj, l.Linear(p + "e_proj", DenseFormat(c), D, D));
-  DSV4_ASSIGN_OR_RETURN(m.h_proj, l.Linear(p + "h_proj", DenseFormat(c), D, D));
+  DSV4_ASSIGN_OR_RETURN(m.e_proj, l.Linear(p + "e_proj", DenseFormats(c), D, D));
+  DSV4_ASSIGN_OR_RETURN(m.h_proj, l.Linear(p + "h_proj", DenseFormats(c), D, D));
   DSV4_ASSIGN_OR_RETURN(m.enorm, l.F32(p + "enorm.weight", DType::kBF16, {D}));
   DSV4_ASSIGN_OR_RETURN(m.hnorm, l.F32(p + "hnorm.weight", DType::kBF16, {D}));
   DSV4_ASSIGN_OR_RETURN(m.norm, l.F32(p + "norm.weight", DType::kBF16, {D}));
@@ -34,7 +34,7 @@ Result<DsparkWeights> LoadDspark(LinearLoader& l, const ModelConfig& c) {
     DSV4_ASSIGN_OR_RETURN(LayerWeights w, LoadBlock(l, c, "mtp." + std::to_string(b) + ".", L + b));
     d.blocks.push_back(std::move(w));
   }
-  DSV4_ASSIGN_OR_RETURN(d.main_proj, l.Linear("mtp.0.main_proj", DenseFormat(c), D, T * D));
+  DSV4_ASSIGN_OR_RETURN(d.main_proj, l.Linear("mtp.0.main_proj", DenseFormats(c), D, T * D));
   DSV4_ASSIGN_OR_RETURN(d.main_norm, l.F32("mtp.0.main_norm.weight", DType::kBF16, {D}));
   const std::string last = "mtp." + std::to_string(N - 1) + ".";
   DSV4_ASSIGN_OR_RETURN(d.norm, l.F32(last + "norm.weight", DType::kBF16, {D}));

@@ -86,9 +86,10 @@ Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig&
                                                   const checkpoint::TensorSource& source,
                                                   const checkpoint::LoadOptions& options = {});
 
-// The storage of the block-quantised linears and of the routed experts (spec §4.6).
-models::LinearFormat DenseFormat(const checkpoint::ModelConfig& c);
-models::LinearFormat ExpertFormat(const checkpoint::ModelConfig& c);
+// The storages the dense linears and the routed experts may use (spec §4.6, §11.5), decided
+// per tensor by the loader (checkpoint::AcceptedLinearFormats).
+std::vector<models::LinearFormat> DenseFormats(const checkpoint::ModelConfig& c);
+std::vector<models::LinearFormat> ExpertFormats(const checkpoint::ModelConfig& c);
 
 // One full V4 block under `prefix` ("layers.3.", "mtp.0."): norms, mHC, attention (with the
 // compressor and indexer its compress ratio asks for) and MoE (hash-routed for main layers

@@ -76,7 +76,7 @@ TEST(V32MixedFormats, Bf16EhProjAndIndexerWkLoadFromDisk) {
   ASSERT_TRUE(fixtures::WriteCheckpoint(dir, c, tensors, 2).ok());
   Result<checkpoint::Checkpoint> ck = checkpoint::OpenCheckpoint(dir);
   ASSERT_TRUE(ck.ok()) << ck.status().ToString();
-  EXPECT_TRUE(ck->has_mtp);
+  EXPECT_EQ(ck->drafter, checkpoint::DraftFamily::kMtp);
   EXPECT_TRUE(ck->unexpected.empty());
   EXPECT_EQ(ck->config.weight_format, checkpoint::WeightFormat::kFp8);
   // Each linear runs in the format its tensors have.
@@ -235,7 +235,7 @@ TEST_P(V32MalformedFormatTest, RefusedNamingTheTensor) {
   std::vector<OwnedTensor> tensors = Generate(c, mc.bf16_linears);
   mc.edit(tensors);
   auto store = Store(std::move(tensors));
-  bool has_mtp = false;
+  checkpoint::DraftFamily has_mtp = checkpoint::DraftFamily::kNone;
   std::vector<std::string> unexpected;
   const Status s = checkpoint::VerifyTensors(c, *store, &has_mtp, &unexpected);
   EXPECT_EQ(s.code(), mc.code) << s.ToString();
@@ -261,7 +261,7 @@ TEST(V32MixedFormats, LeftoverScaleOfABf16LinearIsOnlyUnexpected) {
   OwnedTensor scale = *Find(Generate(c, {}), kWk + ".weight_scale_inv");
   tensors.push_back(scale);
   auto store = Store(std::move(tensors));
-  bool has_mtp = false;
+  checkpoint::DraftFamily has_mtp = checkpoint::DraftFamily::kNone;
   std::vector<std::string> unexpected;
   ASSERT_TRUE(checkpoint::VerifyTensors(c, *store, &has_mtp, &unexpected).ok());
   EXPECT_EQ(unexpected, std::vector<std::string>{kWk + ".weight_scale_inv"});
