@@ -122,7 +122,10 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool til
   const bool fp8 =
       kind == kernels::LinearKind::kFp8Block || kind == kernels::LinearKind::kFp8AsBf16;
   const int64_t code_bytes = fp8 ? out * in : out * in / 2;
-  const int64_t scale_bytes = fp8 ? ((out + 127) / 128) * ((in + 127) / 128) : out * in / 32;
+  const bool nvfp4 = kind == kernels::LinearKind::kNvfp4Row16;  // E4M3 per 16: 118..125 finite
+  const int64_t scale_bytes = fp8     ? ((out + 127) / 128) * ((in + 127) / 128)
+                              : nvfp4 ? out * in / 16
+                                      : out * in / 32;
   g.bytes = code_bytes + scale_bytes;
   const std::vector<uint8_t> codes = RandomBytes(code_bytes, rng, 0, fp8 ? 0x7E : 255);
   const std::vector<uint8_t> scales = RandomBytes(scale_bytes, rng, 118, 8);
@@ -135,6 +138,7 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool til
     kernels::LinearWeight w{kind, out, in};
     w.codes = g.codes[c].data();
     w.scales = g.scales[c].data();
+    w.global_scale = 1.0f / 4096;
     if (kind == kernels::LinearKind::kFp4Row32 && tiles) {
       g.codes[c].resize(static_cast<size_t>(kernels::Fp4TilesBytes(out, in)));
       kernels::RepackFp4Tiles(codes.data(), out, in, g.codes[c].data());
@@ -175,6 +179,7 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
 }
 void BM_GemvFp8(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp8Block); }
 void BM_GemvFp4(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp4Row32); }
+void BM_GemvNvfp4(benchmark::State& state) { Gemv(state, kernels::LinearKind::kNvfp4Row16); }
 void BM_GemvFp8AsBf16(benchmark::State& state) {
   Gemv(state, kernels::LinearKind::kFp8AsBf16);
 }
@@ -194,6 +199,8 @@ void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t
 // w1/w3 2048x4096, w2 4096x2048.
 BENCHMARK(BM_GemvFp8)->Apply([](auto* b) { GemvArgs(b, {{4096, 4096}, {4096, 8192}}); });
 BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
+// NVFP4 routed experts (spec §11.5), same shapes; scalar tiles on every ISA for now.
+BENCHMARK(BM_GemvNvfp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
 // V4 wo_a (one of Flash's 8 groups): FP8 weights used as BF16, unquantised BF16 input.
 BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); });
 

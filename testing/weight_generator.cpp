@@ -25,10 +25,13 @@ using checkpoint::OwnedTensor;
 using checkpoint::ParamGroup;
 using checkpoint::TensorSpec;
 using checkpoint::TensorStore;
-using checkpoint::WeightFormat;
 using checkpoint::WeightKind;
 using checkpoint::WeightSpec;
+using checkpoint::AcceptedLinearFormats;
 using checkpoint::ExpandWeight;
+using checkpoint::LinearFormat;
+using checkpoint::LinearFormatName;
+using checkpoint::StoredLinear;
 using checkpoint::ListWeights;
 using checkpoint::ModelConfigToJson;
 using checkpoint::NumElements;
@@ -41,6 +44,13 @@ namespace {
 constexpr double kResidualGain = 0.1;
 constexpr double kRoutedExpertGain = 0.05;
 constexpr double kRouterGain = 1.0;
+// The V4 shared expert is "hot": w1 and w3 have this gain, so with unit-RMS inputs their
+// pre-activations are about N(0, 5²) and every ordinary token has some above swiglu_limit
+// (10): the clamp the current reference applies to the shared expert (spec §10.3) changes
+// the logits, and a path that drops it fails the reference comparisons. SiLU(a)·b grows
+// about as the gain squared, so w2's gain is divided by that: the branch still only nudges
+// the residual stream (and the FP8 and BF16 variants stay within cosine 0.999).
+constexpr double kHotSharedExpertGain = 5.0;
 
 bool EndsWith(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
@@ -93,11 +103,15 @@ std::vector<float> PlainValues(const ModelConfig& c, const WeightSpec& w, Rng& r
 // residual branches), so each sublayer nudges the streams instead of replacing them: the
 // tiny model then stays well conditioned through many layers, and FP8 activation noise or
 // a flipped routing decision moves the logits a little, not chaotically.
-double OutputGain(const WeightSpec& w) {
+double OutputGain(const ModelConfig& c, const WeightSpec& w) {
   // Routed experts get the smallest gain: which experts a token uses is a discrete choice,
   // and a flipped choice should move the residual stream only slightly.
   if (w.group == ParamGroup::kRoutedExperts && (EndsWith(w.name, ".w2") || EndsWith(w.name, "down_proj"))) {
     return kRoutedExpertGain;
+  }
+  if (c.arch == Arch::kV4 && w.group == ParamGroup::kSharedExperts) {
+    const double g = kHotSharedExpertGain;
+    return EndsWith(w.name, ".w2") ? kResidualGain / (g * g) : g;
   }
   for (std::string_view s : {".wo_b", ".w2", "down_proj", "o_proj"}) {
     if (EndsWith(w.name, s)) return kResidualGain;
@@ -120,9 +134,31 @@ std::vector<int64_t> HashTable(const ModelConfig& c, Rng& rng) {
   return table;
 }
 
-// Stored tensors of one logical weight, in ExpandWeight order.
+// The NVFP4 tensors (weight, weight_scale, weight_scale_2, input_scale) holding exactly the
+// values of an MXFP4 matrix (spec §11.5): G = 8 - max e over the matrix, each 32-block's
+// scale 2^e becomes two E4M3 16-block scales 2^(e+G), weight_scale_2 = 2^-G.
+std::vector<std::vector<std::byte>> TranscodeToNvfp4(const std::vector<uint8_t>& packed,
+                                                     const std::vector<uint8_t>& e8m0) {
+  int max_e = -127;
+  for (uint8_t b : e8m0) max_e = std::max(max_e, static_cast<int>(b) - 127);
+  const int g = 8 - max_e;
+  std::vector<uint8_t> e4m3(2 * e8m0.size());
+  for (size_t i = 0; i < e8m0.size(); ++i) {
+    const float v = std::ldexp(1.0f, static_cast<int>(e8m0[i]) - 127 + g);
+    const uint8_t code = F32ToE4M3(v);
+    DSV4_CHECK_MSG(E4M3ToF32(code) == v, "MXFP4 scale range too wide for an exact NVFP4 transcode");
+    e4m3[2 * i] = e4m3[2 * i + 1] = code;
+  }
+  const std::vector<float> global = {std::ldexp(1.0f, -g)}, input = {1.0f};
+  return {ToBytes(packed), ToBytes(e4m3), ToBytes(global), ToBytes(input)};
+}
+
+// Stored tensors of one logical weight (a linear: in `format`, StoredLinear order). A linear's
+// values are one draw quantised as the config's FP8 variant stores it (V4 routed experts: FP4
+// per row per 32; otherwise FP8 per 128 x 128 tile); kBf16 holds their exact dequantisation,
+// so every format of a linear holds the same values.
 std::vector<std::vector<std::byte>> GenerateOne(const ModelConfig& c, const WeightSpec& w,
-                                                uint64_t seed) {
+                                                LinearFormat format, uint64_t seed) {
   Rng rng(seed ^ HashString(w.name));
   if (w.kind == WeightKind::kPlain) {
     if (w.dtype == DType::kI64) return {ToBytes(HashTable(c, rng))};
@@ -131,13 +167,15 @@ std::vector<std::vector<std::byte>> GenerateOne(const ModelConfig& c, const Weig
     return {ToBf16Bytes(v)};
   }
   const int64_t rows = w.shape[0], cols = w.shape[1];
-  std::vector<float> f = Normal(rng, rows * cols, OutputGain(w) / std::sqrt(static_cast<double>(cols)));
+  std::vector<float> f = Normal(rng, rows * cols, OutputGain(c, w) / std::sqrt(static_cast<double>(cols)));
   std::vector<float> deq(f.size());
   if (w.kind == WeightKind::kExpertLinear && c.arch == Arch::kV4) {
     std::vector<uint8_t> packed(static_cast<size_t>(rows * cols / 2));
     std::vector<uint8_t> scales(static_cast<size_t>(rows * cols / 32));
     QuantizeFp4Row32(f, rows, cols, packed, scales);
-    if (c.weight_format == WeightFormat::kFp8) return {ToBytes(packed), ToBytes(scales)};
+    if (format == LinearFormat::kFp4E8M0) return {ToBytes(packed), ToBytes(scales)};
+    if (format == LinearFormat::kNvfp4) return TranscodeToNvfp4(packed, scales);
+    DSV4_CHECK(format == LinearFormat::kBf16);
     DequantizeFp4Row32(packed, scales, rows, cols, deq);
     return {ToBf16Bytes(deq)};
   }
@@ -145,26 +183,81 @@ std::vector<std::vector<std::byte>> GenerateOne(const ModelConfig& c, const Weig
   std::vector<uint8_t> codes(f.size());
   std::vector<uint8_t> scales(static_cast<size_t>(grid));
   QuantizeFp8Block128(f, rows, cols, codes, scales);
-  if (c.weight_format == WeightFormat::kBf16) {
-    DequantizeFp8Block128(codes, scales, rows, cols, deq);
-    return {ToBf16Bytes(deq)};
+  switch (format) {
+    case LinearFormat::kBf16:
+      DequantizeFp8Block128(codes, scales, rows, cols, deq);
+      return {ToBf16Bytes(deq)};
+    case LinearFormat::kFp8F32: {  // F32 weight_scale_inv holding the same powers of two
+      std::vector<float> inv(scales.size());
+      for (size_t i = 0; i < scales.size(); ++i) inv[i] = E8M0ToF32(scales[i]);
+      return {ToBytes(codes), ToBytes(inv)};
+    }
+    case LinearFormat::kFp8E8M0:
+      return {ToBytes(codes), ToBytes(scales)};
+    case LinearFormat::kFp4E8M0:
+    case LinearFormat::kFp4U8E8M0:
+    case LinearFormat::kNvfp4:
+      break;
   }
-  if (c.arch == Arch::kV32) {  // F32 weight_scale_inv holding the same powers of two
-    std::vector<float> inv(scales.size());
-    for (size_t i = 0; i < scales.size(); ++i) inv[i] = E8M0ToF32(scales[i]);
-    return {ToBytes(codes), ToBytes(inv)};
+  DSV4_CHECK_MSG(false, "FP4 storage for a linear that is not a V4 routed expert");
+  return {};
+}
+
+bool IsBf16Override(const GeneratorOptions& o, const WeightSpec& w) {
+  if (w.kind == WeightKind::kPlain) return false;
+  return std::any_of(o.bf16_linears.begin(), o.bf16_linears.end(),
+                     [&](const std::string& s) { return EndsWith(w.name, s); });
+}
+
+// The tensors weight `w` (index `index`) is generated as, with `*format` its linear format:
+// the config's, or BF16 where `o` overrides it (InvalidArgument if the layout does not accept
+// BF16 for that linear, so the generator never writes what the loaders refuse).
+Result<std::vector<TensorSpec>> Specs(const ModelConfig& c, const GeneratorOptions& o,
+                                      const WeightSpec& w, int64_t index, LinearFormat* format) {
+  if (w.kind == WeightKind::kPlain) return ExpandWeight(c, w, index);
+  const std::vector<LinearFormat> accepted = AcceptedLinearFormats(c, w.kind);
+  *format = accepted.front();
+  if (o.nvfp4_experts && w.kind == WeightKind::kExpertLinear && !w.mtp && c.arch == Arch::kV4 &&
+      c.weight_format == checkpoint::WeightFormat::kFp8) {
+    *format = LinearFormat::kNvfp4;
   }
-  return {ToBytes(codes), ToBytes(scales)};
+  if (IsBf16Override(o, w)) {
+    if (std::find(accepted.begin(), accepted.end(), LinearFormat::kBf16) == accepted.end()) {
+      return Status::InvalidArgument("generator: the linear '" + w.name +
+                                     "' cannot be stored as BF16 in this checkpoint (accepted: " +
+                                     LinearFormatName(accepted.front()) + ")");
+    }
+    *format = LinearFormat::kBf16;
+  }
+  return StoredLinear(w, *format, index);
 }
 
 }  // namespace
 
+ModelConfig Nvfp4Config(ModelConfig c) {
+  c.modelopt.quant_algo = "MIXED_PRECISION";
+  c.modelopt.moe_quant_algo = "NVFP4";
+  c.modelopt.group_size = 16;
+  c.modelopt.producer = "modelopt";
+  c.modelopt.ignore = {"*.attn.*", "*.ffn.shared_experts.*", "head", "mtp.*"};
+  return c;
+}
+
 Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, uint64_t seed) {
+  GeneratorOptions o;
+  o.seed = seed;
+  return GenerateWeights(c, o);
+}
+
+Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, const GeneratorOptions& o) {
   DSV4_RETURN_IF_ERROR(ValidateModelConfig(c, "generator config"));
   const std::vector<WeightSpec> weights = ListWeights(c);
+  std::vector<std::vector<TensorSpec>> specs(weights.size());
+  std::vector<LinearFormat> formats(weights.size(), LinearFormat::kBf16);
   uint64_t total = 0;
   for (size_t i = 0; i < weights.size(); ++i) {
-    for (const TensorSpec& t : ExpandWeight(c, weights[i], static_cast<int64_t>(i))) {
+    DSV4_ASSIGN_OR_RETURN(specs[i], Specs(c, o, weights[i], static_cast<int64_t>(i), &formats[i]));
+    for (const TensorSpec& t : specs[i]) {
       total += static_cast<uint64_t>(NumElements(t.shape)) * DTypeSize(t.dtype);
     }
   }
@@ -175,11 +268,11 @@ Result<std::vector<OwnedTensor>> GenerateWeights(const ModelConfig& c, uint64_t 
   }
   std::vector<OwnedTensor> out;
   for (size_t i = 0; i < weights.size(); ++i) {
-    std::vector<TensorSpec> specs = ExpandWeight(c, weights[i], static_cast<int64_t>(i));
-    std::vector<std::vector<std::byte>> data = GenerateOne(c, weights[i], seed);
-    DSV4_CHECK(data.size() == specs.size());
-    for (size_t k = 0; k < specs.size(); ++k) {
-      out.push_back({specs[k].name, specs[k].dtype, specs[k].shape, std::move(data[k])});
+    std::vector<std::vector<std::byte>> data = GenerateOne(c, weights[i], formats[i], o.seed);
+    DSV4_CHECK(data.size() == specs[i].size());
+    for (size_t k = 0; k < specs[i].size(); ++k) {
+      TensorSpec& t = specs[i][k];
+      out.push_back({std::move(t.name), t.dtype, std::move(t.shape), std::move(data[k])});
     }
   }
   return out;
@@ -227,7 +320,7 @@ Result<Checkpoint> BuiltinDefaultModel() {
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<TensorStore> store,
                         TensorStore::Create("built-in " + m.name, std::move(tensors)));
   m.weights = std::move(store);
-  DSV4_RETURN_IF_ERROR(VerifyTensors(m.config, *m.weights, &m.has_mtp, &m.unexpected));
+  DSV4_RETURN_IF_ERROR(VerifyTensors(m.config, *m.weights, &m.drafter, &m.unexpected));
   DSV4_ASSIGN_OR_RETURN(m.tokenizer_json, GenerateTinyTokenizerJson(m.config.vocab_size));
   return m;
 }

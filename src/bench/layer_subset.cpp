@@ -106,6 +106,7 @@ Result<LayerSubset> SelectLayers(const ModelConfig& full, int64_t num_layers) {
   }
   const int64_t n = static_cast<int64_t>(ratios.size());
   ratios.push_back(full.ratio(L));  // the MTP layer's entry, as config.json carries it
+  s.config.dspark = checkpoint::DsparkConfig{};  // DSpark blocks (and their targets) left out
   s.config.num_hidden_layers = n;
   s.config.compress_ratios = std::move(ratios);
   s.config.num_hash_layers = std::min(full.num_hash_layers, n);

@@ -17,18 +17,28 @@ struct Checkpoint {
   std::string name;  // folder name, or kDefaultModelName for the built-in model
   ModelConfig config;
   std::unique_ptr<TensorSource> weights;
-  bool has_mtp = false;                 // mtp tensors present (loaded, not used yet)
+  // The drafter whose tensors are present and verified: config.draft_family(), or kNone when
+  // the checkpoint has no draft tensors at all (the runner loads it; nothing runs it yet).
+  DraftFamily drafter = DraftFamily::kNone;
   std::vector<std::string> unexpected;  // tensors the layout does not know (ignored)
   // The text of tokenizer.json (parsed by dsv4::tokenizer, which model does not depend on);
   // empty when the folder has none. Token-id commands work without it.
   std::string tokenizer_json;
 };
 
-// Checks every tensor of ListTensors(config) against `source`. Main-stack tensors are
-// required; MTP tensors must be all present or all absent. Errors name the tensor, the
-// expected and the actual dtype/shape.
-Status VerifyTensors(const ModelConfig& config, const TensorSource& source, bool* has_mtp,
+// Checks every tensor of ListTensors(config) against `source`, each linear in the format its
+// tensors are stored in (DetectLinearFormat over AcceptedLinearFormats: a V3.2 FP8 checkpoint
+// may hold BF16 linears). Main-stack tensors are required; the drafter's (`mtp.*`, April MTP
+// or DSpark as config.draft_family() says) must be all present or all absent: *drafter is
+// that family, or kNone when all are absent. Errors name the tensor, the expected and the
+// actual dtype/shape (for a linear whose dtype fits no accepted format: the dtype found and
+// the formats accepted); an incomplete drafter also says how many of its tensors are present
+// and, when the tensors are the other family's, which config.json key is missing or extra.
+Status VerifyTensors(const ModelConfig& config, const TensorSource& source, DraftFamily* drafter,
                      std::vector<std::string>* unexpected);
+
+// "none", "April MTP, 1 layer", "DSpark, 3 blocks": `family` as `config` declares it.
+std::string DescribeDrafter(const ModelConfig& config, DraftFamily family);
 
 // Opens <dir>/config.json and the safetensors files in `dir` and verifies them; reads
 // <dir>/tokenizer.json into tokenizer_json when present (ReadFileLimited's errors, at most

@@ -6,8 +6,6 @@
 namespace dsv4::checkpoint {
 namespace {
 
-int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-
 // Appends weights with a common name prefix, layer and group.
 class WeightList {
  public:
@@ -53,7 +51,8 @@ void AddV4Compressor(const ModelConfig& c, WeightList& w, const std::string& p, 
   w.Plain(p + "norm.weight", DType::kBF16, {width}, ParamGroup::kAttention);
 }
 
-// One V4 block (spec §12.1); `layer` == num_hidden_layers is the MTP block.
+// One V4 block (spec §12.1); `layer` >= num_hidden_layers is a draft layer (never hash-routed;
+// SWA-only when its compress_ratios entry is 0, as every release has it).
 void AddV4Block(const ModelConfig& c, WeightList& w, int64_t layer) {
   const int64_t D = c.hidden_size, H = c.num_attention_heads, d = c.head_dim;
   const int64_t G = c.o_groups, R = c.o_lora_rank, Q = c.q_lora_rank;
@@ -99,6 +98,49 @@ void AddV4Block(const ModelConfig& c, WeightList& w, int64_t layer) {
   }
 }
 
+// HC_head parameters (spec §5.4): the main model's, and each drafter's own.
+void AddV4HcHead(const ModelConfig& c, WeightList& w) {
+  w.Plain("hc_head_fn", DType::kF32, {c.hc_mult, c.hc_mult * c.hidden_size}, ParamGroup::kMhc);
+  w.Plain("hc_head_base", DType::kF32, {c.hc_mult}, ParamGroup::kMhc);
+  w.Plain("hc_head_scale", DType::kF32, {1}, ParamGroup::kMhc);
+}
+
+// The April MTP module (spec §11.3, §12.1): `mtp.0.`, layer id L.
+void AddV4Mtp(const ModelConfig& c, WeightList& w) {
+  const int64_t D = c.hidden_size, L = c.num_hidden_layers;
+  w.Scope("mtp.0.", L, true);
+  AddV4Block(c, w, L);
+  w.Dense("e_proj", D, D, ParamGroup::kMtpProjection);
+  w.Dense("h_proj", D, D, ParamGroup::kMtpProjection);
+  w.Plain("enorm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
+  w.Plain("hnorm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
+  w.Plain("norm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
+  AddV4HcHead(c, w);
+}
+
+// DSpark draft blocks (spec §11.4): `mtp.{b}.` full SWA-only blocks (layer ids L + b), the
+// target-state projection on the first, the output heads on the last.
+void AddV4Dspark(const ModelConfig& c, WeightList& w) {
+  const int64_t D = c.hidden_size, V = c.vocab_size, L = c.num_hidden_layers;
+  const int64_t N = c.dspark.num_blocks, R = c.dspark.markov_rank;
+  const int64_t T = static_cast<int64_t>(c.dspark.target_layer_ids.size());
+  for (int64_t b = 0; b < N; ++b) {
+    w.Scope("mtp." + std::to_string(b) + ".", L + b, true);
+    AddV4Block(c, w, L + b);
+    if (b == 0) {
+      w.Dense("main_proj", D, T * D, ParamGroup::kMtpProjection);
+      w.Plain("main_norm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
+    }
+    if (b == N - 1) {
+      w.Plain("norm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
+      AddV4HcHead(c, w);
+      w.Plain("markov_head.markov_w1.weight", DType::kBF16, {V, R}, ParamGroup::kDraftHead);
+      w.Plain("markov_head.markov_w2.weight", DType::kBF16, {V, R}, ParamGroup::kDraftHead);
+      w.Plain("confidence_head.proj.weight", DType::kBF16, {1, D + R}, ParamGroup::kDraftHead);
+    }
+  }
+}
+
 void ListV4(const ModelConfig& c, bool include_mtp, WeightList& w) {
   const int64_t D = c.hidden_size, V = c.vocab_size;
   w.Scope("", -1, false);
@@ -109,22 +151,14 @@ void ListV4(const ModelConfig& c, bool include_mtp, WeightList& w) {
   }
   w.Scope("", -1, false);
   w.Plain("norm.weight", DType::kBF16, {D}, ParamGroup::kNorm);
-  w.Plain("hc_head_fn", DType::kF32, {c.hc_mult, c.hc_mult * D}, ParamGroup::kMhc);
-  w.Plain("hc_head_base", DType::kF32, {c.hc_mult}, ParamGroup::kMhc);
-  w.Plain("hc_head_scale", DType::kF32, {1}, ParamGroup::kMhc);
+  AddV4HcHead(c, w);
   w.Plain("head.weight", DType::kBF16, {V, D}, ParamGroup::kHead);
-  if (!include_mtp || c.num_nextn_predict_layers == 0) return;
-  const int64_t L = c.num_hidden_layers;
-  w.Scope("mtp.0.", L, true);
-  AddV4Block(c, w, L);
-  w.Dense("e_proj", D, D, ParamGroup::kMtpProjection);
-  w.Dense("h_proj", D, D, ParamGroup::kMtpProjection);
-  w.Plain("enorm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
-  w.Plain("hnorm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
-  w.Plain("norm.weight", DType::kBF16, {D}, ParamGroup::kMtpProjection);
-  w.Plain("hc_head_fn", DType::kF32, {c.hc_mult, c.hc_mult * D}, ParamGroup::kMhc);
-  w.Plain("hc_head_base", DType::kF32, {c.hc_mult}, ParamGroup::kMhc);
-  w.Plain("hc_head_scale", DType::kF32, {1}, ParamGroup::kMhc);
+  if (!include_mtp) return;
+  switch (c.draft_family()) {
+    case DraftFamily::kNone: return;
+    case DraftFamily::kMtp: return AddV4Mtp(c, w);
+    case DraftFamily::kDspark: return AddV4Dspark(c, w);
+  }
 }
 
 // One V3.2 decoder layer (spec §14.1b).
@@ -208,6 +242,7 @@ std::string_view ParamGroupName(ParamGroup g) {
     case ParamGroup::kSharedExperts: return "shared_experts";
     case ParamGroup::kDenseFfn: return "dense_ffn";
     case ParamGroup::kMtpProjection: return "mtp_projection";
+    case ParamGroup::kDraftHead: return "draft_head";
   }
   return "?";
 }
@@ -229,24 +264,39 @@ std::vector<WeightSpec> ListWeights(const ModelConfig& c, bool include_mtp) {
   return out;
 }
 
+std::vector<LinearFormat> AcceptedLinearFormats(const ModelConfig& c, WeightKind kind) {
+  if (kind == WeightKind::kPlain) return {};
+  const bool bf16 = c.weight_format == WeightFormat::kBf16;
+  if (c.arch == Arch::kV32) {
+    if (bf16) return {LinearFormat::kBf16, LinearFormat::kFp8F32};
+    return {LinearFormat::kFp8F32, LinearFormat::kBf16};
+  }
+  if (kind == WeightKind::kDenseLinear) {
+    if (bf16) return {LinearFormat::kBf16, LinearFormat::kFp8E8M0};
+    return {LinearFormat::kFp8E8M0, LinearFormat::kBf16};
+  }
+  std::vector<LinearFormat> fp4 = {LinearFormat::kFp4E8M0, LinearFormat::kFp4U8E8M0,
+                                   LinearFormat::kNvfp4};
+  if (bf16) {
+    fp4.insert(fp4.begin(), LinearFormat::kBf16);
+  } else {
+    fp4.push_back(LinearFormat::kBf16);
+  }
+  return fp4;
+}
+
 std::vector<TensorSpec> ExpandWeight(const ModelConfig& c, const WeightSpec& w, int64_t index) {
   if (w.kind == WeightKind::kPlain) return {{w.name, w.dtype, w.shape, index}};
-  DSV4_CHECK(w.shape.size() == 2);
-  const int64_t n = w.shape[0], k = w.shape[1];
-  if (c.weight_format == WeightFormat::kBf16) {
-    return {{w.name + ".weight", DType::kBF16, {n, k}, index}};
+  return StoredLinear(w, AcceptedLinearFormats(c, w.kind).front(), index);
+}
+
+std::vector<TensorSpec> StoredLinear(const WeightSpec& w, LinearFormat format, int64_t index) {
+  DSV4_CHECK(w.kind != WeightKind::kPlain && w.shape.size() == 2);
+  std::vector<TensorSpec> out;
+  for (LinearTensor& t : LinearTensors(w.name, format, w.shape[0], w.shape[1])) {
+    out.push_back({std::move(t.name), t.dtype, std::move(t.shape), index, t.optional});
   }
-  if (w.kind == WeightKind::kExpertLinear) {
-    return {{w.name + ".weight", DType::kI8, {n, k / 2}, index},
-            {w.name + ".scale", DType::kF8E8M0, {n, k / 32}, index}};
-  }
-  const std::vector<int64_t> grid = {CeilDiv(n, 128), CeilDiv(k, 128)};
-  if (c.arch == Arch::kV32) {
-    return {{w.name + ".weight", DType::kF8E4M3, {n, k}, index},
-            {w.name + ".weight_scale_inv", DType::kF32, grid, index}};
-  }
-  return {{w.name + ".weight", DType::kF8E4M3, {n, k}, index},
-          {w.name + ".scale", DType::kF8E8M0, grid, index}};
+  return out;
 }
 
 std::vector<TensorSpec> ListTensors(const ModelConfig& c, bool include_mtp) {

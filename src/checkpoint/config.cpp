@@ -1,5 +1,6 @@
 #include "checkpoint/config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -106,6 +107,63 @@ Status ParseYarn(const json& rs, std::string_view label, YarnConfig* y) {
   return Status::Ok();
 }
 
+// A list of strings (`ignore`, `exclude_modules`).
+Status StringList(const json& q, const char* key, const std::string& where,
+                  std::vector<std::string>* out) {
+  if (!q.contains(key) || q.at(key).is_null()) return Status::Ok();
+  const json& v = q.at(key);
+  bool ok = v.is_array();
+  for (size_t i = 0; ok && i < v.size(); ++i) ok = v[i].is_string();
+  if (!ok) {
+    return Status::InvalidArgument(where + ": field '" + key + "' must be a list of strings, got " +
+                                   v.dump());
+  }
+  out->clear();
+  for (const json& e : v) out->push_back(e.get<std::string>());
+  return Status::Ok();
+}
+
+// The ModelOpt keys of a quantisation object (config.json quantization_config, or
+// hf_quant_config.json "quantization" with `exclude_modules` for `ignore`), validated: the
+// algorithms this engine knows, group_size 16 whenever NVFP4 is named.
+Status ParseModelOpt(const json& q, const std::string& where, const char* ignore_key,
+                     ModelOptQuant* m) {
+  FieldReader r(q, where);
+  DSV4_RETURN_IF_ERROR(r.String("quant_algo", &m->quant_algo, false));
+  DSV4_RETURN_IF_ERROR(r.String("moe_quant_algo", &m->moe_quant_algo, false));
+  DSV4_RETURN_IF_ERROR(r.Int("group_size", &m->group_size, false));
+  for (const std::string* algo : {&m->quant_algo, &m->moe_quant_algo}) {
+    if (!algo->empty() && *algo != "NVFP4" && *algo != "MIXED_PRECISION" && *algo != "FP8") {
+      return Status::Unimplemented(where + ": quantisation algorithm '" + *algo +
+                                   "' (expected NVFP4, MIXED_PRECISION or FP8)");
+    }
+  }
+  if (m->nvfp4_experts() && m->group_size != 0 && m->group_size != 16) {
+    return Status::InvalidArgument(where + ": field 'group_size' must be 16 for NVFP4, got " +
+                                   std::to_string(m->group_size));
+  }
+  if (q.contains("producer")) {
+    const json& p = q.at("producer");
+    if (p.is_string()) {
+      m->producer = p.get<std::string>();
+    } else if (p.is_object() && p.contains("name") && p.at("name").is_string()) {
+      m->producer = p.at("name").get<std::string>();
+    } else if (!p.is_null()) {
+      return Status::InvalidArgument(where + ": field 'producer' must be a string or an object "
+                                     "with a 'name', got " + p.dump());
+    }
+  }
+  DSV4_RETURN_IF_ERROR(StringList(q, ignore_key, where, &m->ignore));
+  if (q.contains("quantized_layers") && !q.at("quantized_layers").is_null()) {
+    if (!q.at("quantized_layers").is_object()) {
+      return Status::InvalidArgument(where + ": field 'quantized_layers' must be an object, got " +
+                                     q.at("quantized_layers").dump());
+    }
+    m->has_quantized_layers = true;
+  }
+  return Status::Ok();
+}
+
 // "fp8" when the checkpoint carries quantisation_config (block-scaled FP8), else BF16.
 Status ParseQuantization(const json& j, std::string_view label, ModelConfig* c) {
   if (!j.contains("quantization_config") || j.at("quantization_config").is_null()) {
@@ -120,9 +178,11 @@ Status ParseQuantization(const json& j, std::string_view label, ModelConfig* c) 
   FieldReader r(q, where);
   std::string method;
   DSV4_RETURN_IF_ERROR(r.String("quant_method", &method));
-  if (method != "fp8") {
-    return Status::Unimplemented(where + ": quant_method '" + method + "' (expected 'fp8')");
+  if (method != "fp8" && method != "modelopt") {
+    return Status::Unimplemented(where + ": quant_method '" + method +
+                                 "' (expected 'fp8' or 'modelopt')");
   }
+  DSV4_RETURN_IF_ERROR(ParseModelOpt(q, where, "ignore", &c->modelopt));
   if (r.Has("fmt")) {
     std::string fmt;
     DSV4_RETURN_IF_ERROR(r.String("fmt", &fmt));
@@ -172,6 +232,30 @@ Status ParseCommon(const FieldReader& r, ModelConfig* c) {
   return Status::Ok();
 }
 
+// DSpark draft blocks (spec §11.4): all four dspark_* keys, or none of them.
+Status ParseDspark(const FieldReader& r, DsparkConfig* d) {
+  static constexpr const char* kKeys[] = {"dspark_target_layer_ids", "dspark_block_size",
+                                          "dspark_noise_token_id", "dspark_markov_rank"};
+  bool any = false;
+  for (const char* k : kKeys) any = any || r.Has(k);
+  if (!any) return Status::Ok();
+  for (const char* k : kKeys) {
+    if (!r.Has(k)) {
+      return r.Missing(k, k == kKeys[0] ? "a list of layer ids, as every DSpark config has"
+                                        : "an integer, as every DSpark config has");
+    }
+  }
+  DSV4_RETURN_IF_ERROR(r.IntList("dspark_target_layer_ids", &d->target_layer_ids));
+  if (d->target_layer_ids.empty()) {
+    return r.Wrong("dspark_target_layer_ids", "a non-empty list of layer ids", json::array());
+  }
+  DSV4_RETURN_IF_ERROR(r.Int("dspark_block_size", &d->block_size));
+  DSV4_RETURN_IF_ERROR(r.Int("dspark_noise_token_id", &d->noise_token_id));
+  DSV4_RETURN_IF_ERROR(r.Int("dspark_markov_rank", &d->markov_rank));
+  d->num_blocks = static_cast<int64_t>(d->target_layer_ids.size());
+  return Status::Ok();
+}
+
 Status ParseV4(const json& j, std::string_view label, ModelConfig* c) {
   FieldReader r(j, label);
   DSV4_RETURN_IF_ERROR(r.Int("head_dim", &c->head_dim));
@@ -198,9 +282,11 @@ Status ParseV4(const json& j, std::string_view label, ModelConfig* c) {
   DSV4_RETURN_IF_ERROR(r.Int("hc_sinkhorn_iters", &c->hc_sinkhorn_iters));
   DSV4_RETURN_IF_ERROR(r.Float("hc_eps", &c->hc_eps, false));
   DSV4_RETURN_IF_ERROR(r.Float("swiglu_limit", &c->swiglu_limit));
+  DSV4_RETURN_IF_ERROR(r.String("expert_dtype", &c->expert_dtype, false));
+  DSV4_RETURN_IF_ERROR(ParseDspark(r, &c->dspark));
 
   // Layer schedule: compress_ratios (official), or compress_rates as a list (rename), or
-  // transformers' layer_types + compress_rates dict (no MTP entry: the MTP layer is SWA-only).
+  // transformers' layer_types + compress_rates dict (no draft entries: draft layers are SWA-only).
   const char* ratios_key = r.Has("compress_ratios") ? "compress_ratios" : "compress_rates";
   if (!r.Has(ratios_key)) return r.Missing("compress_ratios", "a list of integers");
   if (j.at(ratios_key).is_array()) {
@@ -220,7 +306,8 @@ Status ParseV4(const json& j, std::string_view label, ModelConfig* c) {
                                        " has no integer rate in " + ratios_key);
       }
     }
-    c->compress_ratios.push_back(0);
+    c->compress_ratios.resize(
+        c->compress_ratios.size() + std::max<int64_t>(1, c->dspark.num_blocks), 0);
   } else {
     return r.Wrong(ratios_key, "a list of integers (or a dict with layer_types)",
                    j.at(ratios_key));
@@ -297,8 +384,31 @@ std::string_view LayerKindName(LayerKind k) {
   return "?";
 }
 
+std::string_view DraftFamilyName(DraftFamily f) {
+  switch (f) {
+    case DraftFamily::kNone: return "none";
+    case DraftFamily::kMtp: return "April MTP";
+    case DraftFamily::kDspark: return "DSpark";
+  }
+  return "?";
+}
+
+DraftFamily ModelConfig::draft_family() const {
+  if (dspark.num_blocks > 0) return DraftFamily::kDspark;
+  return num_nextn_predict_layers > 0 ? DraftFamily::kMtp : DraftFamily::kNone;
+}
+
+int64_t ModelConfig::num_draft_layers() const {
+  switch (draft_family()) {
+    case DraftFamily::kNone: return 0;
+    case DraftFamily::kMtp: return 1;
+    case DraftFamily::kDspark: return dspark.num_blocks;
+  }
+  return 0;
+}
+
 int64_t ModelConfig::ratio(int64_t layer) const {
-  DSV4_CHECK(layer >= 0 && layer <= num_hidden_layers);
+  DSV4_CHECK(layer >= 0 && layer < num_hidden_layers + std::max<int64_t>(1, num_draft_layers()));
   return layer < static_cast<int64_t>(compress_ratios.size()) ? compress_ratios[layer] : 0;
 }
 
@@ -342,7 +452,30 @@ Result<ModelConfig> LoadModelConfig(const std::filesystem::path& path) {
   if (std::filesystem::is_directory(path, ec)) file = path / "config.json";
   DSV4_ASSIGN_OR_RETURN(const nlohmann::json j,
                         ReadJsonFile(file, kMaxConfigJsonBytes, "config file"));
-  return ParseModelConfig(j, file.string());
+  DSV4_ASSIGN_OR_RETURN(ModelConfig c, ParseModelConfig(j, file.string()));
+  const std::filesystem::path hf = file.parent_path() / "hf_quant_config.json";
+  if (!std::filesystem::exists(hf, ec)) return c;
+  DSV4_ASSIGN_OR_RETURN(const nlohmann::json h,
+                        ReadJsonFile(hf, kMaxConfigJsonBytes, "quantisation config file"));
+  const std::string where = hf.string() + " quantization";
+  if (!h.is_object() || !h.contains("quantization") || !h.at("quantization").is_object()) {
+    return Status::InvalidArgument(hf.string() + ": expected an object with a 'quantization' "
+                                   "object");
+  }
+  ModelOptQuant m;
+  DSV4_RETURN_IF_ERROR(ParseModelOpt(h.at("quantization"), where, "exclude_modules", &m));
+  // config.json's keys win where both are given; the two must not disagree on the experts.
+  if (!c.modelopt.moe_quant_algo.empty() && m.nvfp4_experts() != c.modelopt.nvfp4_experts()) {
+    return Status::InvalidArgument(where + ": quant_algo '" + m.quant_algo +
+                                   "' contradicts config.json moe_quant_algo '" +
+                                   c.modelopt.moe_quant_algo + "'");
+  }
+  if (c.modelopt.quant_algo.empty()) c.modelopt.quant_algo = m.quant_algo;
+  if (c.modelopt.moe_quant_algo.empty() && m.quant_algo == "NVFP4") c.modelopt.moe_quant_algo = "NVFP4";
+  if (c.modelopt.group_size == 0) c.modelopt.group_size = m.group_size;
+  if (c.modelopt.producer.empty()) c.modelopt.producer = m.producer;
+  if (c.modelopt.ignore.empty()) c.modelopt.ignore = m.ignore;
+  return c;
 }
 
 namespace {
@@ -408,6 +541,44 @@ void ValidateCommon(const ModelConfig& c, Rules& r) {
   }
 }
 
+std::string List(const std::vector<int64_t>& v) {
+  std::string s = "[";
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + Num(v[i]);
+  return s + "]";
+}
+
+// DSpark (spec §11.4): one SWA-only compress_ratios entry per draft block after the main
+// layers, target layers inside the main stack, token ids inside the vocabulary.
+void ValidateDspark(const ModelConfig& c, Rules& r) {
+  const DsparkConfig& d = c.dspark;
+  const int64_t L = c.num_hidden_layers;
+  const int64_t num_ratios = static_cast<int64_t>(c.compress_ratios.size());
+  r.Require(num_ratios == L + d.num_blocks, "compress_ratios",
+            "a list of num_hidden_layers + DSpark draft blocks = " + Num(L) + " + " +
+                Num(d.num_blocks) + " = " + Num(L + d.num_blocks) +
+                " entries (one 0 per entry of dspark_target_layer_ids)",
+            Num(num_ratios) + " entries");
+  for (int64_t i = L; i < num_ratios; ++i) {
+    r.Require(c.compress_ratios[i] == 0, "compress_ratios",
+              "0 (SWA-only) at index " + Num(i) + " (DSpark draft block " + Num(i - L) + ")",
+              Num(c.compress_ratios[i]));
+  }
+  std::vector<int64_t> ids = d.target_layer_ids;
+  std::sort(ids.begin(), ids.end());
+  r.Require(std::adjacent_find(ids.begin(), ids.end()) == ids.end() &&
+                (ids.empty() || (ids.front() >= 0 && ids.back() < L)),
+            "dspark_target_layer_ids",
+            "distinct main-layer ids in [0, num_hidden_layers=" + Num(L) + ")",
+            List(d.target_layer_ids));
+  r.Require(static_cast<int64_t>(d.target_layer_ids.size()) == d.num_blocks,
+            "dspark_target_layer_ids", "one id per draft block (" + Num(d.num_blocks) + ")",
+            List(d.target_layer_ids));
+  r.Positive("dspark_block_size", d.block_size);
+  r.Require(d.noise_token_id >= 0 && d.noise_token_id < c.vocab_size, "dspark_noise_token_id",
+            "in [0, vocab_size=" + Num(c.vocab_size) + ")", Num(d.noise_token_id));
+  r.Positive("dspark_markov_rank", d.markov_rank);
+}
+
 void ValidateV4(const ModelConfig& c, Rules& r) {
   r.Require(c.scoring_func == "sqrtsoftplus", "scoring_func", "'sqrtsoftplus'",
             "'" + c.scoring_func + "'");
@@ -425,10 +596,13 @@ void ValidateV4(const ModelConfig& c, Rules& r) {
   r.Positive("sliding_window", c.sliding_window);
   r.Require(c.compress_rope_theta > 1, "compress_rope_theta", "> 1",
             std::to_string(c.compress_rope_theta));
-  r.Require(static_cast<int64_t>(c.compress_ratios.size()) >= c.num_hidden_layers,
-            "compress_ratios", "a list of at least num_hidden_layers=" +
-            Num(c.num_hidden_layers) + " entries (one more for the MTP layer)",
-            Num(static_cast<int64_t>(c.compress_ratios.size())) + " entries");
+  const int64_t num_ratios = static_cast<int64_t>(c.compress_ratios.size());
+  if (c.dspark.num_blocks == 0) {
+    r.Require(num_ratios >= c.num_hidden_layers, "compress_ratios",
+              "a list of at least num_hidden_layers=" + Num(c.num_hidden_layers) +
+                  " entries (one more for the MTP layer)",
+              Num(num_ratios) + " entries");
+  }
   for (int64_t m : c.compress_ratios) {
     r.Require(m == 0 || m == 4 || m == 128, "compress_ratios", "entries 0, 4 or 128", Num(m));
   }
@@ -439,6 +613,12 @@ void ValidateV4(const ModelConfig& c, Rules& r) {
   r.Require(c.swiglu_limit > 0, "swiglu_limit", "> 0", std::to_string(c.swiglu_limit));
   r.Require(c.moe_intermediate_size % 32 == 0, "moe_intermediate_size",
             "a multiple of 32 (FP4 scale blocks)", Num(c.moe_intermediate_size));
+  // "fp4": packed FP4 experts (MXFP4, or NVFP4 by the tensors present); "bf16": this
+  // engine's dequantised variant (make-tiny --weights bf16).
+  r.Require(c.expert_dtype.empty() || c.expert_dtype == "fp4" || c.expert_dtype == "bf16",
+            "expert_dtype", "'fp4' (or 'bf16' for a dequantised checkpoint)",
+            "'" + c.expert_dtype + "'");
+  if (c.dspark.num_blocks > 0) ValidateDspark(c, r);
 }
 
 void ValidateV32(const ModelConfig& c, Rules& r) {
@@ -521,6 +701,13 @@ nlohmann::json ModelConfigToJson(const ModelConfig& c) {
                                 {"activation_scheme", "dynamic"},
                                 {"scale_fmt", "ue8m0"},
                                 {"weight_block_size", {128, 128}}};
+    const ModelOptQuant& m = c.modelopt;
+    json& q = j["quantization_config"];
+    if (!m.quant_algo.empty()) q["quant_algo"] = m.quant_algo;
+    if (!m.moe_quant_algo.empty()) q["moe_quant_algo"] = m.moe_quant_algo;
+    if (m.group_size != 0) q["group_size"] = m.group_size;
+    if (!m.producer.empty()) q["producer"] = {{"name", m.producer}};
+    if (!m.ignore.empty()) q["ignore"] = m.ignore;
   }
   if (c.arch == Arch::kV4) {
     j["num_key_value_heads"] = 1;
@@ -536,6 +723,12 @@ nlohmann::json ModelConfigToJson(const ModelConfig& c) {
     j["hc_eps"] = c.hc_eps;
     j["swiglu_limit"] = c.swiglu_limit;
     j["expert_dtype"] = c.weight_format == WeightFormat::kFp8 ? "fp4" : "bf16";
+    if (c.dspark.num_blocks > 0) {
+      j["dspark_block_size"] = c.dspark.block_size;
+      j["dspark_noise_token_id"] = c.dspark.noise_token_id;
+      j["dspark_target_layer_ids"] = c.dspark.target_layer_ids;
+      j["dspark_markov_rank"] = c.dspark.markov_rank;
+    }
   } else {
     j["kv_lora_rank"] = c.kv_lora_rank;
     j["qk_nope_head_dim"] = c.qk_nope_head_dim;

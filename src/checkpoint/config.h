@@ -38,9 +38,44 @@ enum class WeightFormat {
   kBf16,  // every quantised tensor stored as its exact BF16 dequantisation, no scales
 };
 
+// The speculative-decoding drafter a checkpoint declares (spec §11.3, §11.4).
+enum class DraftFamily {
+  kNone,    // no draft module
+  kMtp,     // April release: one MTP layer `mtp.0` (num_nextn_predict_layers = 1)
+  kDspark,  // V4-Flash-0731 / V4-Pro-0813: DSpark draft blocks `mtp.0` .. `mtp.{N-1}`
+};
+std::string_view DraftFamilyName(DraftFamily f);  // "none", "April MTP", "DSpark"
+
+// DSpark parameters (config.json `dspark_*`, spec §11.4); num_blocks == 0 when the config has
+// none. These configs still say num_nextn_predict_layers = 1; the block count comes from
+// dspark_target_layer_ids, and compress_ratios carries one 0 per block.
+struct DsparkConfig {
+  int64_t num_blocks = 0;                 // draft blocks, = target_layer_ids.size() (3)
+  int64_t block_size = 0;                 // tokens drafted per step: anchor + noise (5)
+  int64_t noise_token_id = 0;             // fills the block after the anchor (128799)
+  std::vector<int64_t> target_layer_ids;  // main layers feeding main_proj ([40, 41, 42])
+  int64_t markov_rank = 0;                // R of the Markov head (256)
+};
+
+// NVIDIA ModelOpt keys of `quantization_config` (NVFP4 checkpoints, spec §11.5), and of
+// hf_quant_config.json's "quantization" object when present. Informative: the tensors decide
+// each linear's format; the loader only refuses a config that contradicts them
+// (moe_quant_algo "NVFP4" with a main-layer routed expert stored otherwise).
+struct ModelOptQuant {
+  std::string quant_algo;              // "MIXED_PRECISION", "NVFP4", "FP8" or ""
+  std::string moe_quant_algo;          // "NVFP4" or "" (absent)
+  int64_t group_size = 0;              // 16 for NVFP4; 0 if absent
+  std::string producer;                // e.g. "modelopt" (the name, when an object)
+  std::vector<std::string> ignore;     // module patterns left unquantised
+  bool has_quantized_layers = false;   // a per-layer `quantized_layers` map was present
+  // Whether the routed experts are declared NVFP4.
+  bool nvfp4_experts() const { return moe_quant_algo == "NVFP4" || quant_algo == "NVFP4"; }
+};
+
 struct ModelConfig {
   Arch arch = Arch::kV4;
   WeightFormat weight_format = WeightFormat::kFp8;
+  ModelOptQuant modelopt;
 
   // Shared by both architectures.
   int64_t vocab_size = 0;
@@ -73,12 +108,15 @@ struct ModelConfig {
   int64_t o_lora_rank = 0;           // R
   int64_t sliding_window = 0;        // window ring slots (128)
   double compress_rope_theta = 0.0;
-  std::vector<int64_t> compress_ratios;  // >= num_hidden_layers entries; [L] is the MTP layer
+  // >= num_hidden_layers entries; [L] is the MTP layer, [L + b] DSpark block b (always 0)
+  std::vector<int64_t> compress_ratios;
   int64_t num_hash_layers = 0;
   int64_t hc_mult = 0;
   int64_t hc_sinkhorn_iters = 0;
   double hc_eps = 1e-6;
   double swiglu_limit = 0.0;
+  std::string expert_dtype;          // config.json `expert_dtype` as given ("fp4"); "" if absent
+  DsparkConfig dspark;
 
   // DeepSeek-V3.2 only.
   int64_t kv_lora_rank = 0;
@@ -91,7 +129,14 @@ struct ModelConfig {
 
   // V4: non-RoPE dims of an attention vector (448 at head_dim 512).
   int64_t d_nope() const { return head_dim - qk_rope_head_dim; }
-  // V4: compress ratio of layer `layer` (0..num_hidden_layers; the last is the MTP layer).
+  // The drafter the config declares: kDspark when it has dspark_* keys, else kMtp when
+  // num_nextn_predict_layers > 0, else kNone. Whether its tensors are present is the
+  // checkpoint's business (Checkpoint::drafter).
+  DraftFamily draft_family() const;
+  // Layers of that drafter: 0, 1 (MTP) or dspark.num_blocks; layer ids L .. L + n - 1.
+  int64_t num_draft_layers() const;
+  // V4: compress ratio of layer `layer` (main layers, then the draft layers; L is always
+  // accepted, as the MTP layer).
   int64_t ratio(int64_t layer) const;
   LayerKind layer_kind(int64_t layer) const;
   int64_t CountLayers(LayerKind k) const;  // main stack only

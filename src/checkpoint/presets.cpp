@@ -1,5 +1,9 @@
 #include "checkpoint/presets.h"
 
+#include <algorithm>
+
+#include "core/check.h"
+
 namespace dsv4::checkpoint {
 namespace {
 
@@ -54,6 +58,19 @@ ModelConfig V4Flash() {
   return c;
 }
 
+// DSpark of the V4-Flash-0731 config.json (spec §11.4), for a main stack of `layers`.
+DsparkConfig DefaultDspark(int64_t layers, int64_t vocab_size) {
+  DsparkConfig d;
+  for (int64_t i = std::max<int64_t>(0, layers - 3); i < layers; ++i) {
+    d.target_layer_ids.push_back(i);
+  }
+  d.num_blocks = static_cast<int64_t>(d.target_layer_ids.size());
+  d.block_size = 5;
+  d.markov_rank = 256;
+  d.noise_token_id = std::min<int64_t>(128799, vocab_size - 1);
+  return d;
+}
+
 ModelConfig V4Pro() {
   ModelConfig c = V4Common();
   c.hidden_size = 7168;
@@ -105,6 +122,22 @@ ModelConfig V32() {
 
 }  // namespace
 
+ModelConfig WithDrafter(ModelConfig c, DraftFamily family) {
+  DSV4_CHECK(c.arch == Arch::kV4);
+  const int64_t L = c.num_hidden_layers;
+  if (family == DraftFamily::kDspark) {
+    if (c.dspark.num_blocks == 0) c.dspark = DefaultDspark(L, c.vocab_size);
+    c.num_nextn_predict_layers = 1;
+    c.compress_ratios.resize(static_cast<size_t>(L + c.dspark.num_blocks), 0);
+    std::fill(c.compress_ratios.begin() + L, c.compress_ratios.end(), 0);
+    return c;
+  }
+  c.dspark = DsparkConfig{};
+  c.num_nextn_predict_layers = family == DraftFamily::kMtp ? 1 : 0;
+  c.compress_ratios.resize(static_cast<size_t>(L + 1), 0);  // a main list of L gets the 0
+  return c;
+}
+
 ModelConfig TinyV4Config() {
   ModelConfig c = V4Common();
   c.vocab_size = 512;
@@ -154,11 +187,12 @@ ModelConfig TinyV32Config() {
 }
 
 std::vector<std::string> PresetNames() {
-  return {"v4-flash", "v4-pro", "v3.2", "v4-tiny", "v3.2-tiny"};
+  return {"v4-flash", "v4-flash-0731", "v4-pro", "v3.2", "v4-tiny", "v3.2-tiny"};
 }
 
 Result<ModelConfig> PresetConfig(std::string_view name) {
   if (name == "v4-flash") return V4Flash();
+  if (name == "v4-flash-0731") return WithDrafter(V4Flash(), DraftFamily::kDspark);
   if (name == "v4-pro") return V4Pro();
   if (name == "v3.2") return V32();
   if (name == "v4-tiny" || name == kDefaultModelName) return TinyV4Config();

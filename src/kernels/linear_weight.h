@@ -18,6 +18,10 @@ enum class LinearKind {
   kF32,       // f32 [out, in], or bf16 [out, in] (`bf16` set, `f32` null) used as its exact
               // FP32 values (a BF16 checkpoint matrix the reference promotes: half the bytes
               // of promoting it at load): FP32 inputs and outputs
+  kNvfp4Row16,  // NVFP4 (spec §11.5): codes packed e2m1 [out, in/2] as kFp4Row32 + `scales`
+                // e4m3 [out, in/16] (finite) + `global_scale` f32; weight = e2m1 x
+                // fp32(e4m3) x global_scale. Input quantised to FP8 per 128; output BF16.
+                // Canonical order: internal::Nvfp4LaneScaledDot. Scalar tiles only for now.
   kFp8AsBf16,  // codes e4m3 [out, in] + e8m0 `scales` as kFp8Block, used as their exact BF16
                // dequantisation (code x scale) with the input NOT quantised: the results of
                // kBf16 on the dequantised matrix (V4 wo_a, spec §6.5) at half the bytes. Every
@@ -48,6 +52,8 @@ struct LinearWeight {
   // instead of the E8M0 `scales` when set. V3.2 checkpoints store them as `weight_scale_inv`
   // (dequantised weight = fp8 × scale), not necessarily powers of two.
   const float* scales_f32 = nullptr;
+  // kNvfp4Row16 only: the per-matrix weight_scale_2.
+  float global_scale = 1.0f;
 };
 
 }  // namespace dsv4::kernels

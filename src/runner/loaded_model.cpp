@@ -11,6 +11,13 @@ Result<std::unique_ptr<LoadedModel>> LoadCheckpoint(checkpoint::Checkpoint check
   m->tokenizer_json = std::move(checkpoint.tokenizer_json);
   m->weights = std::move(checkpoint.weights);
   DSV4_ASSIGN_OR_RETURN(m->lm, CreateCausalLm(checkpoint.config, *m->weights, options));
+  m->drafter = checkpoint.drafter;
+  if (checkpoint.config.arch == checkpoint::Arch::kV4 &&
+      checkpoint.drafter != checkpoint::DraftFamily::kNone) {
+    DSV4_ASSIGN_OR_RETURN(m->v4_draft,
+                          v4::LoadDraftWeights(checkpoint.config, *m->weights,
+                                                  checkpoint.drafter, options));
+  }
   return m;
 }
 

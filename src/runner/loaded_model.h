@@ -10,6 +10,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
+#include "models/v4/draft_weights.h"
 #include "runner/causal_lm.h"
 
 namespace dsv4::runner {
@@ -20,10 +21,15 @@ struct LoadedModel {
   std::string tokenizer_json;  // the text of tokenizer.json; empty: the model has none
   std::unique_ptr<checkpoint::TensorSource> weights;  // read by `lm`; null for stand-ins
   std::unique_ptr<CausalLm> lm;  // declared after `weights`, so destroyed before them
+  // The checkpoint's drafter (Checkpoint::drafter) and, for V4, its weights loaded and checked
+  // (null for kNone and V3.2); for speculative decoding, which does not run them yet.
+  checkpoint::DraftFamily drafter = checkpoint::DraftFamily::kNone;
+  std::unique_ptr<v4::DraftWeights> v4_draft;  // views into `weights`, declared after them
 };
 
-// The forward pass of `checkpoint`'s architecture over its weights; `source` names it in
-// messages. Errors of CreateCausalLm (missing or mis-shaped tensors, NaN/Inf values with
+// The forward pass of `checkpoint`'s architecture over its weights, and a V4 checkpoint's
+// drafter weights; `source` names it in messages. Errors of CreateCausalLm and
+// v4::LoadDraftWeights (missing or mis-shaped tensors, NaN/Inf values with
 // options.check_finite).
 Result<std::unique_ptr<LoadedModel>> LoadCheckpoint(checkpoint::Checkpoint checkpoint,
                                                     std::string source,

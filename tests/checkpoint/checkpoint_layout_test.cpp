@@ -75,6 +75,71 @@ TEST(CheckpointLayout, FlashShapesAndDtypes) {
   EXPECT_EQ(m.count("mtp.0.attn.compressor.ape"), 0u);
 }
 
+// Spec §11.4: three full SWA-only blocks without compressor or indexer, main_proj/main_norm
+// on the first, the output heads on the last; no April MTP tensors.
+TEST(CheckpointLayout, Flash0731DsparkBlocks) {
+  const ModelConfig c = PresetConfig("v4-flash-0731").value();
+  const auto m = ByName(c);
+  ExpectTensor(m, "mtp.0.main_proj.weight", DType::kF8E4M3, {4096, 3 * 4096});
+  ExpectTensor(m, "mtp.0.main_proj.scale", DType::kF8E8M0, {32, 96});
+  ExpectTensor(m, "mtp.0.main_norm.weight", DType::kBF16, {4096});
+  ExpectTensor(m, "mtp.2.norm.weight", DType::kBF16, {4096});
+  ExpectTensor(m, "mtp.2.hc_head_fn", DType::kF32, {4, 16384});
+  ExpectTensor(m, "mtp.2.hc_head_base", DType::kF32, {4});
+  ExpectTensor(m, "mtp.2.hc_head_scale", DType::kF32, {1});
+  ExpectTensor(m, "mtp.2.markov_head.markov_w1.weight", DType::kBF16, {129280, 256});
+  ExpectTensor(m, "mtp.2.markov_head.markov_w2.weight", DType::kBF16, {129280, 256});
+  ExpectTensor(m, "mtp.2.confidence_head.proj.weight", DType::kBF16, {1, 4096 + 256});
+  for (const std::string b : {"mtp.0.", "mtp.1.", "mtp.2."}) {
+    ExpectTensor(m, b + "attn.wq_a.scale", DType::kF8E8M0, {8, 32});
+    ExpectTensor(m, b + "attn.wkv.weight", DType::kF8E4M3, {512, 4096});
+    ExpectTensor(m, b + "attn.attn_sink", DType::kF32, {64});
+    ExpectTensor(m, b + "hc_ffn_fn", DType::kF32, {24, 16384});
+    ExpectTensor(m, b + "ffn.gate.bias", DType::kF32, {256});
+    ExpectTensor(m, b + "ffn.experts.255.w2.weight", DType::kI8, {4096, 1024});
+    ExpectTensor(m, b + "ffn.shared_experts.w1.scale", DType::kF8E8M0, {16, 32});
+    for (const char* absent : {"attn.compressor.ape", "attn.indexer.wq_b.weight",
+                               "ffn.gate.tid2eid", "e_proj.weight", "h_proj.weight",
+                               "enorm.weight", "hnorm.weight"}) {
+      EXPECT_EQ(m.count(b + absent), 0u) << b << absent;
+    }
+  }
+  for (const char* absent : {"mtp.1.main_proj.weight", "mtp.0.norm.weight", "mtp.1.hc_head_fn",
+                             "mtp.0.markov_head.markov_w1.weight", "mtp.3.attn_norm.weight"}) {
+    EXPECT_EQ(m.count(absent), 0u) << absent;
+  }
+  // The main model is the April one, tensor for tensor.
+  const ModelConfig april = PresetConfig("v4-flash").value();
+  const std::vector<TensorSpec> a = ListTensors(april, /*include_mtp=*/false);
+  const std::vector<TensorSpec> b = ListTensors(c, /*include_mtp=*/false);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].name, b[i].name);
+    EXPECT_EQ(a[i].shape, b[i].shape) << a[i].name;
+  }
+  EXPECT_EQ(Params(c, false), Params(april, false));
+  // Three blocks of the April MTP block's size (less e_proj/h_proj/enorm/hnorm/norm), plus
+  // main_proj, main_norm, the last block's norm, and the heads.
+  int64_t draft = 0, draft_head = 0;
+  for (const WeightSpec& w : ListWeights(c)) {
+    if (!w.mtp) continue;
+    draft += w.num_params();
+    if (w.group == ParamGroup::kDraftHead) draft_head += w.num_params();
+  }
+  EXPECT_EQ(draft_head, 2 * 129280 * 256 + 4096 + 256);
+  const int64_t april_mtp = Params(april, true) - Params(april, false);
+  const int64_t mtp_extras = 2 * 4096 * 4096 + 3 * 4096;  // e_proj, h_proj, enorm, hnorm, norm
+  const int64_t hc_head = 4 * 16384 + 4 + 1;
+  const int64_t block = april_mtp - mtp_extras - hc_head;
+  EXPECT_EQ(draft, 3 * block + 4096 * 3 * 4096 + 4096 + 4096 + hc_head + draft_head);
+}
+
+TEST(CheckpointLayout, NoDrafterMeansMainModelOnly) {
+  const ModelConfig none = WithDrafter(PresetConfig("v4-flash").value(), DraftFamily::kNone);
+  for (const TensorSpec& t : ListTensors(none)) EXPECT_FALSE(t.name.starts_with("mtp.")) << t.name;
+  EXPECT_EQ(Params(none, true), 284332240471);  // spec §1.1: 284.33B without MTP
+}
+
 TEST(CheckpointLayout, ProShapes) {
   const auto m = ByName(PresetConfig("v4-pro").value());
   ExpectTensor(m, "layers.0.attn.compressor.ape", DType::kF32, {128, 512});  // layers 0-1 HCA
@@ -112,6 +177,39 @@ TEST(CheckpointLayout, Bf16VariantHasNoScales) {
   }
   const auto m = ByName(c);
   ExpectTensor(m, "layers.2.ffn.experts.0.w1.weight", DType::kBF16, {128, 256});
+}
+
+// Which formats a linear may be stored in: the config's first (what ListTensors lists); V3.2
+// also the other of FP8 and BF16 (spec §14.1b); V4 dense linears FP8 + E8M0 or BF16, V4
+// routed experts MXFP4 (I8 or U8 codes), NVFP4 or BF16 (spec §11.5).
+TEST(CheckpointLayout, AcceptedLinearFormats) {
+  using F = LinearFormat;
+  ModelConfig v32 = TinyV32Config(), v4 = TinyV4Config();
+  EXPECT_EQ(AcceptedLinearFormats(v32, WeightKind::kDenseLinear),
+            (std::vector<F>{F::kFp8F32, F::kBf16}));
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kDenseLinear),
+            (std::vector<F>{F::kFp8E8M0, F::kBf16}));
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear),
+            (std::vector<F>{F::kFp4E8M0, F::kFp4U8E8M0, F::kNvfp4, F::kBf16}));
+  EXPECT_TRUE(AcceptedLinearFormats(v4, WeightKind::kPlain).empty());
+  v32.weight_format = v4.weight_format = WeightFormat::kBf16;
+  EXPECT_EQ(AcceptedLinearFormats(v32, WeightKind::kDenseLinear),
+            (std::vector<F>{F::kBf16, F::kFp8F32}));
+  EXPECT_EQ(AcceptedLinearFormats(v4, WeightKind::kExpertLinear),
+            (std::vector<F>{F::kBf16, F::kFp4E8M0, F::kFp4U8E8M0, F::kNvfp4}));
+  // StoredLinear: the tensors of one format, under the spec's index.
+  const WeightSpec eh{"model.layers.61.eh_proj", WeightKind::kDenseLinear, DType::kF8E4M3,
+                      {7168, 14336}, ParamGroup::kMtpProjection, true, 61};
+  const std::vector<TensorSpec> bf16 = StoredLinear(eh, F::kBf16, 9);
+  ASSERT_EQ(bf16.size(), 1u);
+  EXPECT_EQ(bf16[0].name, "model.layers.61.eh_proj.weight");
+  EXPECT_EQ(bf16[0].dtype, DType::kBF16);
+  EXPECT_EQ(bf16[0].shape, (std::vector<int64_t>{7168, 14336}));
+  EXPECT_EQ(bf16[0].spec_index, 9);
+  const std::vector<TensorSpec> fp8 = StoredLinear(eh, F::kFp8F32, 9);
+  ASSERT_EQ(fp8.size(), 2u);
+  EXPECT_EQ(fp8[1].name, "model.layers.61.eh_proj.weight_scale_inv");
+  EXPECT_EQ(fp8[1].shape, (std::vector<int64_t>{56, 112}));
 }
 
 }  // namespace

@@ -36,6 +36,9 @@ TEST(ModelConfig, PresetsAreValidAndRoundTripThroughJson) {
     EXPECT_EQ(back->yarn.factor, c.yarn.factor);
     EXPECT_EQ(back->kv_lora_rank, c.kv_lora_rank);
     EXPECT_EQ(back->weight_format, c.weight_format);
+    EXPECT_EQ(back->draft_family(), c.draft_family());
+    EXPECT_EQ(back->dspark.target_layer_ids, c.dspark.target_layer_ids);
+    EXPECT_EQ(back->dspark.markov_rank, c.dspark.markov_rank);
   }
   EXPECT_EQ(PresetConfig("v9").status().code(), StatusCode::kNotFound);
   EXPECT_THAT(PresetConfig("v9").status().message(), HasSubstr("v4-flash"));
@@ -141,6 +144,114 @@ TEST(ModelConfig, BadInputsGetClearErrors) {
     if (c.edit && std::string(c.what) != "not object") {
       EXPECT_THAT(s.message(), HasSubstr("cfg.json")) << c.what;
     }
+  }
+}
+
+json TinyDsparkJson() {
+  return ModelConfigToJson(WithDrafter(TinyV4Config(), DraftFamily::kDspark));
+}
+
+// The keys of the V4-Flash-0731 config.json (spec §11.4), on the Flash main model.
+TEST(ModelConfig, ParsesTheFlash0731DsparkKeys) {
+  json j = ModelConfigToJson(PresetConfig("v4-flash").value());
+  j["compress_ratios"].push_back(0);
+  j["compress_ratios"].push_back(0);  // 46 entries: 43 layers + 3 draft blocks
+  j["num_nextn_predict_layers"] = 1;  // still 1: not the block count
+  j["dspark_block_size"] = 5;
+  j["dspark_noise_token_id"] = 128799;
+  j["dspark_target_layer_ids"] = {40, 41, 42};
+  j["dspark_markov_rank"] = 256;
+  j["expert_dtype"] = "fp4";
+  Result<ModelConfig> c = ParseModelConfig(j, "config.json");
+  ASSERT_TRUE(c.ok()) << c.status().ToString();
+  EXPECT_EQ(c->draft_family(), DraftFamily::kDspark);
+  EXPECT_EQ(c->num_draft_layers(), 3);
+  EXPECT_EQ(c->dspark.num_blocks, 3);
+  EXPECT_EQ(c->dspark.block_size, 5);
+  EXPECT_EQ(c->dspark.noise_token_id, 128799);
+  EXPECT_EQ(c->dspark.target_layer_ids, (std::vector<int64_t>{40, 41, 42}));
+  EXPECT_EQ(c->dspark.markov_rank, 256);
+  EXPECT_EQ(c->expert_dtype, "fp4");
+  EXPECT_EQ(c->compress_ratios.size(), 46u);
+  for (int64_t layer : {43, 44, 45}) EXPECT_EQ(c->layer_kind(layer), LayerKind::kSwa);
+  EXPECT_EQ(c->CountLayers(LayerKind::kSwa), 2);  // main stack only
+  // The built-in preset is the same config.
+  const ModelConfig preset = PresetConfig("v4-flash-0731").value();
+  EXPECT_EQ(preset.compress_ratios, c->compress_ratios);
+  EXPECT_EQ(preset.dspark.target_layer_ids, c->dspark.target_layer_ids);
+  EXPECT_EQ(preset.dspark.noise_token_id, c->dspark.noise_token_id);
+  EXPECT_EQ(preset.dspark.markov_rank, c->dspark.markov_rank);
+  EXPECT_EQ(preset.dspark.block_size, c->dspark.block_size);
+}
+
+TEST(ModelConfig, DraftFamilyOfEachLayout) {
+  EXPECT_EQ(TinyV4Config().draft_family(), DraftFamily::kMtp);
+  EXPECT_EQ(PresetConfig("v4-flash").value().draft_family(), DraftFamily::kMtp);
+  const ModelConfig none = WithDrafter(TinyV4Config(), DraftFamily::kNone);
+  EXPECT_EQ(none.draft_family(), DraftFamily::kNone);
+  EXPECT_EQ(none.num_draft_layers(), 0);
+  EXPECT_EQ(none.compress_ratios, TinyV4Config().compress_ratios);
+  const ModelConfig dspark = WithDrafter(TinyV4Config(), DraftFamily::kDspark);
+  EXPECT_EQ(dspark.dspark.target_layer_ids, (std::vector<int64_t>{2, 3, 4}));
+  EXPECT_EQ(dspark.dspark.noise_token_id, 511);  // the last id of a 512-token vocabulary
+  EXPECT_EQ(dspark.compress_ratios, (std::vector<int64_t>{0, 4, 128, 4, 128, 0, 0, 0}));
+  // Back to April from DSpark: one MTP entry again, DSpark gone.
+  const ModelConfig april = WithDrafter(dspark, DraftFamily::kMtp);
+  EXPECT_EQ(april.compress_ratios, TinyV4Config().compress_ratios);
+  EXPECT_EQ(april.dspark.num_blocks, 0);
+  // DSpark keys survive config.json; the transformers-style layer_types list gets one SWA
+  // entry per draft block.
+  json j = TinyDsparkJson();
+  EXPECT_EQ(ParseModelConfig(j, "x").value().dspark.target_layer_ids,
+            dspark.dspark.target_layer_ids);
+  j.erase("compress_ratios");
+  j["layer_types"] = {"sliding_attention", "compressed_sparse_attention",
+                      "heavily_compressed_attention", "compressed_sparse_attention",
+                      "heavily_compressed_attention"};
+  j["compress_rates"] = {{"compressed_sparse_attention", 4}, {"heavily_compressed_attention", 128}};
+  Result<ModelConfig> r = ParseModelConfig(j, "x");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->compress_ratios, dspark.compress_ratios);
+}
+
+TEST(ModelConfig, DsparkBadInputsGetClearErrors) {
+  const std::vector<BadCase> cases = {
+      {"ratios one short", [](json& j) { j["compress_ratios"].erase(7); },
+       "'compress_ratios' must be a list of num_hidden_layers + DSpark draft blocks = 5 + 3 = 8 "
+       "entries"},
+      {"ratios one long", [](json& j) { j["compress_ratios"].push_back(0); }, "got 9 entries"},
+      {"april-length ratios", [](json& j) { j["compress_ratios"] = {0, 4, 128, 4, 128, 0}; },
+       "got 6 entries"},
+      {"compressed draft block", [](json& j) { j["compress_ratios"][6] = 4; },
+       "0 (SWA-only) at index 6 (DSpark draft block 1), got 4"},
+      {"target past the stack", [](json& j) { j["dspark_target_layer_ids"] = {3, 4, 5}; },
+       "'dspark_target_layer_ids' must be distinct main-layer ids in [0, num_hidden_layers=5), "
+       "got [3, 4, 5]"},
+      {"target repeated", [](json& j) { j["dspark_target_layer_ids"] = {4, 4, 3}; },
+       "got [4, 4, 3]"},
+      {"no targets", [](json& j) { j["dspark_target_layer_ids"] = json::array(); },
+       "'dspark_target_layer_ids' must be a non-empty list"},
+      {"missing rank", [](json& j) { j.erase("dspark_markov_rank"); },
+       "missing field 'dspark_markov_rank'"},
+      {"zero rank", [](json& j) { j["dspark_markov_rank"] = 0; },
+       "'dspark_markov_rank' must be > 0"},
+      {"zero block", [](json& j) { j["dspark_block_size"] = 0; },
+       "'dspark_block_size' must be > 0"},
+      {"noise outside vocab", [](json& j) { j["dspark_noise_token_id"] = 128799; },
+       "'dspark_noise_token_id' must be in [0, vocab_size=512), got 128799"},
+      {"fp8 experts", [](json& j) { j["expert_dtype"] = "fp8"; },
+       "'expert_dtype' must be 'fp4' (or 'bf16' for a dequantised checkpoint), got 'fp8'"},
+      {"expert dtype type", [](json& j) { j["expert_dtype"] = 4; },
+       "'expert_dtype' must be a string"},
+  };
+  for (const BadCase& c : cases) {
+    json j = TinyDsparkJson();
+    ASSERT_TRUE(ParseModelConfig(j, "cfg.json").ok());
+    c.edit(j);
+    Status s = ParseError(j);
+    EXPECT_FALSE(s.ok()) << c.what;
+    EXPECT_THAT(s.message(), HasSubstr(c.expect)) << c.what;
+    EXPECT_THAT(s.message(), HasSubstr("cfg.json")) << c.what;
   }
 }
 

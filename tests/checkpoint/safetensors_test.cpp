@@ -18,8 +18,11 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/checkpoint_files.h"
+#include "checkpoint/presets.h"
 #include "testing/safetensors_writer.h"
+#include "testing/weight_generator.h"
 
 namespace dsv4::checkpoint {
 using fixtures::WriteSafetensors;
@@ -456,6 +459,7 @@ struct MalformedCase {
   bool checkpoint;  // open with CheckpointFiles::Open, else SafetensorsFile::Open
   StatusCode code;
   std::vector<std::string> words;  // substrings the message must contain
+  bool verify = false;  // open with OpenCheckpoint: config.json and the tensor inventory too
 };
 
 // gtest prints a failing parameter with this instead of a hex dump.
@@ -479,6 +483,28 @@ std::function<fs::path(const fs::path&)> Folder(std::map<std::string, std::strin
 
 std::string Index(const std::string& weight_map_json) {
   return "{\"metadata\": {\"total_size\": 0}, \"weight_map\": " + weight_map_json + "}";
+}
+
+// A tiny checkpoint of the V4-Flash-0731 layout (DSpark draft blocks) in dir/ck, its tensors
+// and its config.json edited first; returns dir/ck.
+std::function<fs::path(const fs::path&)> TinyDspark(
+    std::function<void(std::vector<OwnedTensor>&, nlohmann::json&)> edit,
+    DraftFamily tensor_layout = DraftFamily::kDspark) {
+  return [edit, tensor_layout](const fs::path& dir) {
+    const ModelConfig config = WithDrafter(TinyV4Config(), DraftFamily::kDspark);
+    std::vector<OwnedTensor> tensors =
+        fixtures::GenerateWeights(WithDrafter(TinyV4Config(), tensor_layout), 3).value();
+    nlohmann::json j = ModelConfigToJson(config);
+    edit(tensors, j);
+    const fs::path ck = dir / "ck";
+    EXPECT_TRUE(WriteShardedCheckpoint(ck, tensors, 2).ok());
+    WriteRaw(ck / "config.json", j.dump(2));
+    return ck;
+  };
+}
+
+void Erase(std::vector<OwnedTensor>& ts, const std::string& name) {
+  std::erase_if(ts, [&](const OwnedTensor& t) { return t.name == name; });
 }
 
 constexpr const char* kS1 = "model-00001-of-00002.safetensors";
@@ -591,6 +617,35 @@ std::vector<MalformedCase> MalformedCases() {
        kMissing, {"checkpoint directory", "does-not-exist", "does not exist"}},
       {"dir_is_a_file", File(TinyShard({"a"})), true, StatusCode::kInvalidArgument,
        {"x.safetensors", "is not a directory"}},
+      // Whole checkpoints of the V4-Flash-0731 / V4-Pro-0813 layout (spec §11.4).
+      {"dspark_missing_main_proj",
+       TinyDspark([](auto& ts, auto&) { Erase(ts, "mtp.0.main_proj.weight"); }), true, kMissing,
+       {"ck", "DSpark draft blocks are incomplete", "missing tensor 'mtp.0.main_proj.weight'"},
+       true},
+      {"dspark_markov_w1_wrong_shape",
+       TinyDspark([](auto& ts, auto&) {
+         for (OwnedTensor& t : ts) {
+           if (t.name != "mtp.2.markov_head.markov_w1.weight") continue;
+           t.shape = {512, 128};
+           t.data.resize(t.data.size() / 2);
+         }
+       }),
+       true, StatusCode::kInvalidArgument,
+       {"'mtp.2.markov_head.markov_w1.weight'", "has shape [512, 128], expected [512, 256]"}, true},
+      {"dspark_compress_ratios_wrong_count",
+       TinyDspark([](auto&, auto& j) { j["compress_ratios"] = {0, 4, 128, 4, 128, 0, 0}; }), true,
+       StatusCode::kInvalidArgument,
+       {"config.json", "'compress_ratios'", "5 + 3 = 8 entries", "got 7 entries"}, true},
+      {"dspark_target_layer_outside_stack",
+       TinyDspark([](auto&, auto& j) { j["dspark_target_layer_ids"] = {3, 4, 5}; }), true,
+       StatusCode::kInvalidArgument,
+       {"config.json", "'dspark_target_layer_ids'", "[0, num_hidden_layers=5)", "got [3, 4, 5]"},
+       true},
+      {"dspark_config_on_april_tensors", TinyDspark([](auto&, auto&) {}, DraftFamily::kMtp), true,
+       kMissing,
+       {"DSpark draft blocks are incomplete", "'mtp.0.main_proj.weight'",
+        "holds the April MTP module (mtp.0.e_proj.weight)"},
+       true},
   };
   // clang-format on
 }
@@ -601,8 +656,9 @@ TEST_P(SafetensorsMalformedTest, ReturnsErrorNamingTheProblem) {
   const MalformedCase& c = GetParam();
   const fs::path dir = TestDir();
   const fs::path target = c.make(dir);
-  const Status status = c.checkpoint ? CheckpointFiles::Open(target).status()
-                                     : SafetensorsFile::Open(target).status();
+  const Status status = c.verify       ? OpenCheckpoint(target).status()
+                       : c.checkpoint ? CheckpointFiles::Open(target).status()
+                                      : SafetensorsFile::Open(target).status();
   ASSERT_FALSE(status.ok());
   EXPECT_EQ(status.code(), c.code) << status.ToString();
   for (const std::string& word : c.words) {

@@ -55,6 +55,16 @@ Weights MakeWeights(LinearKind kind, int64_t out, int64_t in, bool f32_scales, b
       r.scales.resize(out * in / 32);
       for (auto& s : r.scales) s = scale_code();
       break;
+    case LinearKind::kNvfp4Row16:  // finite E4M3 block scales, a non-power-of-two global
+      r.codes.resize(out * in / 2);
+      for (auto& c : r.codes) c = static_cast<uint8_t>(rng.Below(256));
+      r.scales.resize(out * in / 16);
+      for (auto& s : r.scales) {
+        do s = static_cast<uint8_t>(rng.Below(128));
+        while (s == 0x7F);
+      }
+      r.w.global_scale = static_cast<float>(rng.Uniform(1e-4, 1e-2));
+      break;
     case LinearKind::kFp8AsBf16:  // scales within Fp8AsBf16ScalesOk, its bounds when extreme
       r.codes.resize(out * in);
       for (auto& c : r.codes) {
@@ -164,8 +174,8 @@ TEST(LinearIsaShapes, InputsNotAMultipleOf32FallBackToTheSameBits) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
-                                           LinearKind::kBf16, LinearKind::kF32,
-                                           LinearKind::kFp8AsBf16));
+                                           LinearKind::kNvfp4Row16, LinearKind::kBf16,
+                                           LinearKind::kF32, LinearKind::kFp8AsBf16));
 
 // kFp8AsBf16 is kBf16 on the dequantised matrix, bit for bit, on every ISA: with ordinary
 // inputs (the VDPBF16PS path where present) and with inputs that force the FP32 fallback (a

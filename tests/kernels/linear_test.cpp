@@ -1,4 +1,5 @@
 // Fast linears vs the scalar reference on random shapes, plus batch and thread invariance.
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -37,6 +38,13 @@ RandomLinear MakeLinear(LinearKind kind, int64_t out, int64_t in, Rng& rng) {
       for (auto& c : r.codes) c = static_cast<uint8_t>(rng.Below(256));
       r.scales.resize(out * in / 32);
       for (auto& s : r.scales) s = static_cast<uint8_t>(122 + rng.Below(4));
+      break;
+    case LinearKind::kNvfp4Row16:
+      r.codes.resize(out * in / 2);
+      for (auto& c : r.codes) c = static_cast<uint8_t>(rng.Below(256));
+      r.scales.resize(out * in / 16);
+      for (auto& s : r.scales) s = static_cast<uint8_t>(rng.Below(0x7F));  // finite, >= 0
+      r.w.global_scale = static_cast<float>(rng.Uniform(1e-4, 1e-2));
       break;
     case LinearKind::kFp8AsBf16:
       r.codes.resize(out * in);
@@ -113,7 +121,52 @@ TEST_P(LinearKinds, BatchAndThreadInvariant) {
 
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearKinds,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
-                                           LinearKind::kBf16, LinearKind::kFp8AsBf16));
+                                           LinearKind::kNvfp4Row16, LinearKind::kBf16,
+                                           LinearKind::kFp8AsBf16));
+
+// NVFP4: the reference states the canonical order, so fast and reference agree bit for bit.
+TEST(LinearNvfp4, FastEqualsReferenceBitForBit) {
+  Workspace ws;
+  Rng rng(11);
+  ThreadPool pool(2);
+  for (int trial = 0; trial < 8; ++trial) {
+    const int64_t in = 128 * (1 + rng.Below(4)), out = 1 + rng.Below(100), rows = 1 + rng.Below(4);
+    RandomLinear lin = MakeLinear(LinearKind::kNvfp4Row16, out, in, rng);
+    std::vector<BF16> x = RandomInput(rows * in, rng);
+    std::vector<BF16> y_ref(rows * out), y_fast(rows * out);
+    ref::Linear(lin.w, x.data(), rows, y_ref.data());
+    Linear(pool, lin.w, x.data(), rows, y_fast.data(), &ws);
+    for (int64_t i = 0; i < rows * out; ++i) ASSERT_EQ(y_ref[i].bits, y_fast[i].bits) << i;
+  }
+}
+
+// The lossless MXFP4 -> NVFP4 transcode (spec §11.5) gives the MXFP4 kernel's bits: the
+// canonical NVFP4 order keeps the MXFP4 lanes and chunks.
+TEST(LinearNvfp4, TranscodedMxfp4GivesTheSameBits) {
+  Workspace ws;
+  Rng rng(5);
+  ThreadPool pool(2);
+  const int64_t in = 384, out = 45, rows = 3;
+  RandomLinear mx = MakeLinear(LinearKind::kFp4Row32, out, in, rng);
+  int max_e = -127;
+  for (uint8_t b : mx.scales) max_e = std::max(max_e, static_cast<int>(b) - 127);
+  const int g = 8 - max_e;
+  std::vector<uint8_t> e4m3(2 * mx.scales.size());
+  for (size_t i = 0; i < mx.scales.size(); ++i) {
+    e4m3[2 * i] = e4m3[2 * i + 1] = F32ToE4M3(std::ldexp(1.0f, mx.scales[i] - 127 + g));
+  }
+  LinearWeight nv{LinearKind::kNvfp4Row16, out, in, mx.codes.data(), e4m3.data()};
+  nv.global_scale = std::ldexp(1.0f, -g);
+  std::vector<BF16> x = RandomInput(rows * in, rng);
+  std::vector<BF16> y_mx(rows * out), y_nv(rows * out), y_ref(rows * out);
+  Linear(pool, mx.w, x.data(), rows, y_mx.data(), &ws);
+  Linear(pool, nv, x.data(), rows, y_nv.data(), &ws);
+  ref::Linear(nv, x.data(), rows, y_ref.data());
+  for (int64_t i = 0; i < rows * out; ++i) {
+    ASSERT_EQ(y_mx[i].bits, y_nv[i].bits) << i;
+    ASSERT_EQ(y_mx[i].bits, y_ref[i].bits) << i;
+  }
+}
 
 TEST(LinearF32, FastMatchesReference) {
   Workspace ws;

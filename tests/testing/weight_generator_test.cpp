@@ -1,7 +1,9 @@
 // Tiny checkpoints: generate -> write (sharded, official layout) -> load -> compare.
 #include "testing/weight_generator.h"
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include <gmock/gmock.h>
@@ -16,6 +18,7 @@
 namespace dsv4::fixtures {
 using checkpoint::Arch;
 using checkpoint::Checkpoint;
+using checkpoint::DraftFamily;
 using checkpoint::LayerKind;
 using checkpoint::ModelConfig;
 using checkpoint::OwnedTensor;
@@ -31,6 +34,7 @@ using checkpoint::PresetConfig;
 using checkpoint::TinyV32Config;
 using checkpoint::TinyV4Config;
 using checkpoint::VerifyTensors;
+using checkpoint::WithDrafter;
 
 namespace {
 
@@ -69,7 +73,7 @@ TEST_P(RoundTrip, EveryTensorSurvivesWriteAndLoad) {
   EXPECT_TRUE(fs::exists(dir / "model-00003-of-00003.safetensors"));
   Result<Checkpoint> ck = OpenCheckpoint(dir);
   ASSERT_TRUE(ck.ok()) << ck.status().ToString();
-  EXPECT_TRUE(ck->has_mtp);
+  EXPECT_EQ(ck->drafter, DraftFamily::kMtp);
   EXPECT_TRUE(ck->unexpected.empty());
   EXPECT_EQ(ck->config.weight_format, fmt);
   EXPECT_EQ(ck->config.arch, arch);
@@ -126,6 +130,41 @@ TEST(WeightGenerator, Bf16VariantIsTheExactDequantisation) {
   }
 }
 
+// BF16 overrides of single linears (spec §14.1b: V3.2 eh_proj, indexer wk): the overridden
+// linears hold the BF16 variant's values (the exact dequantisation, checked above), every
+// other tensor is the FP8 variant's, byte for byte.
+TEST(WeightGenerator, Bf16OverridesHoldTheBf16VariantsValues) {
+  const ModelConfig c8 = Tiny(Arch::kV32, WeightFormat::kFp8);
+  const ModelConfig c16 = Tiny(Arch::kV32, WeightFormat::kBf16);
+  const std::vector<OwnedTensor> mixed =
+      GenerateWeights(c8, {.seed = 3, .bf16_linears = {".eh_proj", ".indexer.wk"}}).value();
+  auto s8 = TensorStore::Create("fp8", GenerateWeights(c8, 3).value()).value();
+  auto s16 = TensorStore::Create("bf16", GenerateWeights(c16, 3).value()).value();
+  int64_t overridden = 0;
+  for (const OwnedTensor& t : mixed) {
+    const bool bf16 = t.name.ends_with(".eh_proj.weight") || t.name.ends_with(".indexer.wk.weight");
+    const TensorView want = (bf16 ? *s16 : *s8).Get(t.name).value();
+    EXPECT_EQ(t.dtype, want.dtype) << t.name;
+    ASSERT_EQ(t.data.size(), want.bytes.size()) << t.name;
+    EXPECT_EQ(std::memcmp(t.data.data(), want.bytes.data(), t.data.size()), 0) << t.name;
+    overridden += bf16;
+  }
+  EXPECT_EQ(overridden, c8.num_hidden_layers + 2);  // wk of every layer and the MTP layer, eh_proj
+  EXPECT_EQ(mixed.size(), s8->names().size() - overridden);  // no weight_scale_inv for those
+  checkpoint::DraftFamily drafter = checkpoint::DraftFamily::kNone;
+  std::vector<std::string> unexpected;
+  auto store = TensorStore::Create("mixed", std::vector<OwnedTensor>(mixed)).value();
+  EXPECT_TRUE(VerifyTensors(c8, *store, &drafter, &unexpected).ok());
+  EXPECT_EQ(drafter, checkpoint::DraftFamily::kMtp);
+  EXPECT_TRUE(unexpected.empty());
+  // V4 dense linears are decided per tensor too (FP8 + E8M0 or BF16).
+  const ModelConfig v4 = TinyV4Config();
+  auto v4_mixed = GenerateWeights(v4, {.bf16_linears = {".wq_a"}});
+  ASSERT_TRUE(v4_mixed.ok()) << v4_mixed.status().message();
+  auto v4_store = TensorStore::Create("v4", std::move(*v4_mixed)).value();
+  EXPECT_TRUE(VerifyTensors(v4, *v4_store, &drafter, &unexpected).ok());
+}
+
 TEST(WeightGenerator, DeterministicPerSeedAndWellFormed) {
   const ModelConfig c = TinyV4Config();
   std::vector<OwnedTensor> a = GenerateWeights(c, 11).value();
@@ -165,7 +204,7 @@ TEST(WeightGenerator, BuiltinDefaultModelIsTheTinyV4) {
   ASSERT_TRUE(m.ok()) << m.status().ToString();
   EXPECT_EQ(m->name, "dsv4-tiny");
   EXPECT_EQ(m->config.arch, Arch::kV4);
-  EXPECT_TRUE(m->has_mtp);
+  EXPECT_EQ(m->drafter, DraftFamily::kMtp);
   // Every layer type, hash and non-hash MoE are present.
   EXPECT_EQ(m->config.CountLayers(LayerKind::kSwa), 1);
   EXPECT_EQ(m->config.CountLayers(LayerKind::kCsa), 2);
@@ -179,7 +218,7 @@ TEST(VerifyTensors, ReportsMissingWrongAndPartialMtp) {
   std::vector<OwnedTensor> all = GenerateWeights(c, 5).value();
   auto verify = [&](std::vector<OwnedTensor> ts) {
     auto store = TensorStore::Create("store", std::move(ts)).value();
-    bool mtp = false;
+    DraftFamily mtp = DraftFamily::kMtp;
     std::vector<std::string> unexpected;
     Status s = VerifyTensors(c, *store, &mtp, &unexpected);
     return std::tuple{s, mtp, unexpected};
@@ -210,12 +249,81 @@ TEST(VerifyTensors, ReportsMissingWrongAndPartialMtp) {
     ts.push_back({"extra.bias", DType::kF32, {1}, std::vector<std::byte>(4)});
     auto [s, mtp, un] = verify(ts);
     EXPECT_TRUE(s.ok()) << s.ToString();
-    EXPECT_FALSE(mtp);
+    EXPECT_EQ(mtp, DraftFamily::kNone);
     EXPECT_EQ(un, std::vector<std::string>{"extra.bias"});
     ts = all;
     std::erase_if(ts, [](const OwnedTensor& t) { return t.name == "mtp.0.e_proj.weight"; });
     auto [s2, mtp2, un2] = verify(ts);
     EXPECT_THAT(s2.message(), HasSubstr("MTP module is incomplete"));
+  }
+}
+
+// The three release layouts of one seed share every main-model tensor byte for byte: only the
+// drafter's tensors differ (each weight draws from its own (seed, name) stream).
+TEST(WeightGenerator, DraftLayoutsShareTheMainModel) {
+  std::map<std::string, std::vector<std::byte>> april;
+  std::vector<OwnedTensor> april_tensors =
+      GenerateWeights(WithDrafter(TinyV4Config(), DraftFamily::kMtp), 9).value();
+  for (OwnedTensor& t : april_tensors) april.emplace(t.name, std::move(t.data));
+  for (DraftFamily f : {DraftFamily::kDspark, DraftFamily::kNone}) {
+    const ModelConfig c = WithDrafter(TinyV4Config(), f);
+    int64_t main = 0, draft = 0;
+    const std::vector<OwnedTensor> tensors = GenerateWeights(c, 9).value();
+    for (const OwnedTensor& t : tensors) {
+      if (t.name.starts_with("mtp.")) {
+        ++draft;
+        continue;
+      }
+      ++main;
+      ASSERT_TRUE(april.count(t.name)) << t.name;
+      EXPECT_EQ(april.at(t.name), t.data) << t.name;
+    }
+    const auto is_main = [](const auto& e) { return !e.first.starts_with("mtp."); };
+    EXPECT_EQ(main, static_cast<int64_t>(std::count_if(april.begin(), april.end(), is_main)));
+    EXPECT_EQ(draft > 0, f == DraftFamily::kDspark);
+  }
+}
+
+TEST(VerifyTensors, DsparkBlocksAllOrNothing) {
+  const ModelConfig c = WithDrafter(TinyV4Config(), DraftFamily::kDspark);
+  std::vector<OwnedTensor> all = GenerateWeights(c, 5).value();
+  auto verify = [](const ModelConfig& cfg, std::vector<OwnedTensor> ts) {
+    auto store = TensorStore::Create("store", std::move(ts)).value();
+    DraftFamily f = DraftFamily::kMtp;
+    std::vector<std::string> unexpected;
+    Status s = VerifyTensors(cfg, *store, &f, &unexpected);
+    return std::tuple{s, f, unexpected};
+  };
+  {
+    auto [s, f, un] = verify(c, all);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(f, DraftFamily::kDspark);
+    EXPECT_TRUE(un.empty());
+  }
+  {  // main model only
+    std::vector<OwnedTensor> ts = all;
+    std::erase_if(ts, [](const OwnedTensor& t) { return t.name.starts_with("mtp."); });
+    auto [s, f, un] = verify(c, ts);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_EQ(f, DraftFamily::kNone);
+  }
+  {  // a whole block missing
+    std::vector<OwnedTensor> ts = all;
+    std::erase_if(ts, [](const OwnedTensor& t) { return t.name.starts_with("mtp.1."); });
+    auto [s, f, un] = verify(c, ts);
+    EXPECT_EQ(s.code(), StatusCode::kNotFound);
+    EXPECT_THAT(s.message(), HasSubstr("DSpark draft blocks are incomplete"));
+    EXPECT_THAT(s.message(), HasSubstr("'mtp.1.attn_norm.weight'"));
+  }
+  {  // April tensors under a DSpark config.json, and the other way round
+    const ModelConfig april = WithDrafter(TinyV4Config(), DraftFamily::kMtp);
+    auto [s, f, un] = verify(c, GenerateWeights(april, 5).value());
+    EXPECT_THAT(s.message(), HasSubstr("'mtp.0.main_proj.weight'"));
+    EXPECT_THAT(s.message(), HasSubstr("holds the April MTP module"));
+    auto [s2, f2, un2] = verify(april, all);
+    EXPECT_THAT(s2.message(), HasSubstr("MTP module is incomplete"));
+    EXPECT_THAT(s2.message(), HasSubstr("holds DSpark draft blocks"));
+    EXPECT_THAT(s2.message(), HasSubstr("no dspark_target_layer_ids"));
   }
 }
 

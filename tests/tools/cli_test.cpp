@@ -150,6 +150,55 @@ TEST(Cli, LogitsAreIdenticalForPrefillChunkedAndDecode) {
   EXPECT_EQ(na, ReadFile(dir / "c.npy"));
 }
 
+// The release layouts of one seed (spec §11.3, §11.4): each names its drafter in inspect and
+// gives the same main-model logits, byte for byte.
+TEST(Cli, MakeTinyLayoutsShareTheMainModel) {
+  const fs::path dir = Fresh("layouts");
+  fs::create_directories(dir);
+  std::string ids;
+  for (int i = 0; i < 150; ++i) ids += std::to_string((i * 53 + 7) % 512) + ",";
+  ids.pop_back();
+  std::ofstream(dir / "tokens.txt") << ids;
+  const std::vector<std::pair<std::string, std::string>> layouts = {
+      {"april", "drafter: April MTP, 1 layer"},
+      {"0731", "drafter: DSpark, 3 blocks (block size 5, target layers [2, 3, 4], Markov rank "
+               "256, noise token 511)"},
+      {"none", "drafter: none"}};
+  std::vector<std::string> npy;
+  for (const auto& [layout, drafter] : layouts) {
+    const fs::path ck = dir / layout;
+    CmdResult m = Dsv4("make-tiny --seed 77 --layout " + layout + " --out " + ck.string());
+    ASSERT_EQ(m.exit_code, 0) << m.output;
+    CmdResult i = Dsv4("inspect " + ck.string());
+    ASSERT_EQ(i.exit_code, 0) << i.output;
+    EXPECT_THAT(i.output, HasSubstr(drafter));
+    EXPECT_EQ(i.output.find("draft 2 ") != std::string::npos, layout == "0731") << i.output;
+    EXPECT_EQ(i.output.find("mtp/") != std::string::npos, layout != "none") << i.output;
+    nlohmann::json j = nlohmann::json::parse(Dsv4("inspect --json " + ck.string()).output);
+    EXPECT_EQ(j["drafter"]["family"],
+              layout == "april" ? "mtp" : (layout == "0731" ? "dspark" : "none"));
+    EXPECT_TRUE(j["unexpected_tensors"].empty());
+    const fs::path out = dir / (layout + ".npy");
+    CmdResult l = Dsv4("logits --model " + ck.string() + " --tokens " +
+                       (dir / "tokens.txt").string() + " --out " + out.string() +
+                       " --decode-from 130");
+    ASSERT_EQ(l.exit_code, 0) << l.output;
+    npy.push_back(ReadFile(out));
+  }
+  ASSERT_EQ(npy[0].size(), 128 + 150 * 512 * 4u);
+  EXPECT_EQ(npy[0], npy[1]);
+  EXPECT_EQ(npy[0], npy[2]);
+  CmdResult preset = Dsv4("inspect --preset v4-flash-0731");
+  ASSERT_EQ(preset.exit_code, 0) << preset.output;
+  EXPECT_THAT(preset.output, HasSubstr("drafter: DSpark, 3 blocks (block size 5, target layers "
+                                       "[40, 41, 42], Markov rank 256, noise token 128799)"));
+  EXPECT_THAT(preset.output, HasSubstr("layers 43 (+3 DSpark blocks)"));
+  EXPECT_NE(Dsv4("make-tiny --layout 0815 --out " + (dir / "x").string()).exit_code, 0);
+  CmdResult v32 = Dsv4("make-tiny --arch v3.2 --layout 0731 --out " + (dir / "y").string());
+  EXPECT_EQ(v32.exit_code, 1);
+  EXPECT_THAT(v32.output, HasSubstr("--layout 0731 is a DeepSeek-V4 release layout"));
+}
+
 TEST(Cli, LogitsAndRunRejectBadInput) {
   const fs::path dir = Fresh("badtokens");
   fs::create_directories(dir);

@@ -19,6 +19,7 @@ namespace {
 
 using checkpoint::Arch;
 using checkpoint::Checkpoint;
+using checkpoint::DraftFamily;
 using checkpoint::ModelConfig;
 
 struct InspectOptions {
@@ -29,10 +30,20 @@ struct InspectOptions {
 
 constexpr int64_t kContexts[] = {4096, 131072, 1048576};
 
-std::string Dims(const ModelConfig& c) {
+// "MTP" for the April module, "draft 0".. for DSpark blocks.
+std::string DraftLayerName(const ModelConfig& c, int64_t i) {
+  return c.draft_family() == DraftFamily::kMtp ? "MTP" : "draft " + std::to_string(i);
+}
+
+std::string Dims(const Checkpoint& ck) {
+  const ModelConfig& c = ck.config;
+  std::string extra;
+  if (ck.drafter == DraftFamily::kMtp) extra = " (+1 MTP)";
+  if (ck.drafter == DraftFamily::kDspark) {
+    extra = " (+" + std::to_string(c.dspark.num_blocks) + " DSpark blocks)";
+  }
   std::string s = "hidden " + std::to_string(c.hidden_size) + ", layers " +
-                  std::to_string(c.num_hidden_layers) +
-                  (c.num_nextn_predict_layers ? " (+1 MTP)" : "") + ", heads " +
+                  std::to_string(c.num_hidden_layers) + extra + ", heads " +
                   std::to_string(c.num_attention_heads) + ", q_lora " +
                   std::to_string(c.q_lora_rank) + ", vocab " + std::to_string(c.vocab_size);
   if (c.arch == Arch::kV4) {
@@ -56,22 +67,84 @@ std::string Dims(const ModelConfig& c) {
   return s;
 }
 
-std::string Schedule(const ModelConfig& c) {
-  Table t({"layer", "attention", "ratio", "ffn"});
-  for (int64_t i = 0; i <= c.num_hidden_layers; ++i) {
-    const bool mtp = i == c.num_hidden_layers;
-    if (mtp && c.num_nextn_predict_layers == 0) break;
-    std::string ffn;
-    if (c.arch == Arch::kV4) {
-      ffn = (!mtp && c.is_hash_layer(i)) ? "hash MoE" : "MoE";
-      t.Row({mtp ? "MTP" : std::to_string(i), std::string(checkpoint::LayerKindName(c.layer_kind(i))),
-             std::to_string(c.ratio(i)), ffn});
-    } else {
-      ffn = (!mtp && c.is_dense_layer(i)) ? "dense" : "MoE";
-      t.Row({mtp ? "MTP" : std::to_string(i), "MLA+DSA", "-", ffn});
+// V4: the storage of layer `layer`'s routed experts as read from expert 0's w1 (the formats
+// are decided per tensor: NVFP4 main layers beside MXFP4 draft blocks); "-" for a preset.
+std::string ExpertFormat(const Checkpoint& ck, int64_t layer) {
+  const ModelConfig& c = ck.config;
+  if (ck.weights == nullptr) return "-";
+  const int64_t L = c.num_hidden_layers;
+  const std::string prefix =
+      layer < L ? "layers." + std::to_string(layer) + "." : "mtp." + std::to_string(layer - L) + ".";
+  const std::vector<checkpoint::LinearFormat> accepted =
+      checkpoint::AcceptedLinearFormats(c, checkpoint::WeightKind::kExpertLinear);
+  Result<checkpoint::LinearFormat> f =
+      checkpoint::DetectLinearFormat(*ck.weights, prefix + "ffn.experts.0.w1", accepted);
+  if (!f.ok()) return "?";
+  switch (*f) {
+    case checkpoint::LinearFormat::kFp4E8M0: return "MXFP4";
+    case checkpoint::LinearFormat::kFp4U8E8M0: return "MXFP4 (U8)";
+    case checkpoint::LinearFormat::kNvfp4: return "NVFP4";
+    default: return "BF16";
+  }
+}
+
+// Main layers, then the layers of the drafter the checkpoint carries.
+std::string Schedule(const Checkpoint& ck) {
+  const ModelConfig& c = ck.config;
+  const int64_t L = c.num_hidden_layers;
+  const int64_t draft_layers = ck.drafter == DraftFamily::kNone ? 0 : c.num_draft_layers();
+  if (c.arch == Arch::kV4) {
+    Table t({"layer", "attention", "ratio", "ffn", "experts"});
+    for (int64_t i = 0; i < L + draft_layers; ++i) {
+      const bool main = i < L;
+      const std::string name = main ? std::to_string(i) : DraftLayerName(c, i - L);
+      t.Row({name, std::string(checkpoint::LayerKindName(c.layer_kind(i))),
+             std::to_string(c.ratio(i)), (main && c.is_hash_layer(i)) ? "hash MoE" : "MoE",
+             ExpertFormat(ck, i)});
     }
+    return t.Render();
+  }
+  Table t({"layer", "attention", "ratio", "ffn"});
+  for (int64_t i = 0; i < L + draft_layers; ++i) {
+    const bool main = i < L;
+    const std::string name = main ? std::to_string(i) : DraftLayerName(c, i - L);
+    t.Row({name, "MLA+DSA", "-", (main && c.is_dense_layer(i)) ? "dense" : "MoE"});
   }
   return t.Render();
+}
+
+// What the drafter line adds after the family: DSpark's parameters; nothing runs it yet.
+std::string DrafterDetails(const Checkpoint& ck) {
+  const ModelConfig& c = ck.config;
+  std::string s;
+  if (ck.drafter == DraftFamily::kDspark) {
+    std::string ids;
+    for (int64_t id : c.dspark.target_layer_ids) {
+      ids += (ids.empty() ? "" : ", ") + std::to_string(id);
+    }
+    s = " (block size " + std::to_string(c.dspark.block_size) + ", target layers [" + ids +
+        "], Markov rank " + std::to_string(c.dspark.markov_rank) + ", noise token " +
+        std::to_string(c.dspark.noise_token_id) + ")";
+  }
+  return s + (ck.weights ? ", tensors verified; not used yet" : "");
+}
+
+// {"family": "none" | "mtp" | "dspark", "layers", "description"} plus DSpark's parameters.
+nlohmann::json DrafterJson(const Checkpoint& ck) {
+  const ModelConfig& c = ck.config;
+  const char* family = ck.drafter == DraftFamily::kMtp      ? "mtp"
+                       : ck.drafter == DraftFamily::kDspark ? "dspark"
+                                                            : "none";
+  nlohmann::json j = {{"family", family},
+                      {"layers", ck.drafter == DraftFamily::kNone ? 0 : c.num_draft_layers()},
+                      {"description", checkpoint::DescribeDrafter(c, ck.drafter)}};
+  if (ck.drafter == DraftFamily::kDspark) {
+    j["block_size"] = c.dspark.block_size;
+    j["target_layer_ids"] = c.dspark.target_layer_ids;
+    j["markov_rank"] = c.dspark.markov_rank;
+    j["noise_token_id"] = c.dspark.noise_token_id;
+  }
+  return j;
 }
 
 void StoredSection(const Checkpoint& ck, nlohmann::json& j, std::string& out);
@@ -85,13 +158,15 @@ nlohmann::json Inspect(const Checkpoint& ck, std::string* text) {
   j["source"] = ck.weights ? ck.weights->label() : "preset";
   j["architecture"] = checkpoint::ArchName(c.arch);
   j["weights"] = c.weight_format == checkpoint::WeightFormat::kFp8 ? "fp8" : "bf16";
-  j["has_mtp"] = ck.has_mtp;
+  const std::string drafter = checkpoint::DescribeDrafter(c, ck.drafter);
+  j["drafter"] = DrafterJson(ck);
   j["unexpected_tensors"] = ck.unexpected;
   std::string& out = *text;
   out += "model: " + ck.name + " (" + j["source"].get<std::string>() + ")\n";
   out += "architecture: " + std::string(checkpoint::ArchName(c.arch)) + ", weights " +
-         j["weights"].get<std::string>() + (ck.has_mtp ? ", MTP present (not used yet)" : "") +
-         "\n" + Dims(c) + "\n\nlayer schedule:\n" + Schedule(c);
+         j["weights"].get<std::string>() + "\n" + "drafter: " + drafter +
+         (ck.drafter == DraftFamily::kNone ? "" : DrafterDetails(ck)) + "\n" + Dims(ck) +
+         "\n\nlayer schedule:\n" + Schedule(ck);
 
   if (ck.weights == nullptr) {
     out += "\n(preset: architecture only, no weights)\n";
@@ -138,7 +213,8 @@ void ParamsSection(const Checkpoint& ck, nlohmann::json& j, std::string& out) {
   // Logical parameters by group (FP4 values count one each).
   std::map<std::string, int64_t> by_group;
   int64_t total = 0;
-  for (const checkpoint::WeightSpec& w : checkpoint::ListWeights(c, ck.has_mtp)) {
+  for (const checkpoint::WeightSpec& w :
+       checkpoint::ListWeights(c, ck.drafter != DraftFamily::kNone)) {
     std::string g(checkpoint::ParamGroupName(w.group));
     if (w.mtp) g = "mtp/" + g;
     by_group[g] += w.num_params();
@@ -194,7 +270,7 @@ Result<Checkpoint> PresetArg(const std::string& name) {
   Checkpoint ck;
   ck.name = name;
   ck.config = c;
-  ck.has_mtp = c.num_nextn_predict_layers > 0;
+  ck.drafter = c.draft_family();
   return ck;
 }
 

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "commands.h"
+#include "checkpoint/checkpoint.h"
 #include "checkpoint/presets.h"
 #include "testing/tokenizer_generator.h"
 #include "testing/weight_generator.h"
@@ -21,7 +22,15 @@ struct MakeTinyOptions {
   uint64_t seed = fixtures::kDefaultSeed;
   int shards = 2;
   std::string config;  // optional config.json to generate for instead of the tiny preset
+  std::string layout;  // "april" | "0731" | "none"; empty: the drafter the config declares
+  std::string experts = "mxfp4";  // V4 main-layer routed experts: "mxfp4" | "nvfp4"
 };
+
+// The drafter of a --layout name (checked by CLI::IsMember).
+checkpoint::DraftFamily LayoutFamily(const std::string& layout) {
+  if (layout == "0731") return checkpoint::DraftFamily::kDspark;
+  return layout == "none" ? checkpoint::DraftFamily::kNone : checkpoint::DraftFamily::kMtp;
+}
 
 Status MakeTiny(const MakeTinyOptions& o) {
   checkpoint::ModelConfig c;
@@ -31,6 +40,23 @@ Status MakeTiny(const MakeTinyOptions& o) {
     c = o.arch == "v4" ? checkpoint::TinyV4Config() : checkpoint::TinyV32Config();
   }
   c.weight_format = o.weights == "fp8" ? checkpoint::WeightFormat::kFp8 : checkpoint::WeightFormat::kBf16;
+  if (!o.layout.empty()) {
+    if (c.arch != checkpoint::Arch::kV4) {
+      return Status::InvalidArgument("--layout " + o.layout +
+                                     " is a DeepSeek-V4 release layout; the config is " +
+                                     std::string(checkpoint::ArchName(c.arch)));
+    }
+    c = checkpoint::WithDrafter(std::move(c), LayoutFamily(o.layout));
+  }
+  fixtures::GeneratorOptions gen{.seed = o.seed};
+  if (o.experts == "nvfp4") {
+    if (c.arch != checkpoint::Arch::kV4 || c.weight_format != checkpoint::WeightFormat::kFp8) {
+      return Status::InvalidArgument("--experts nvfp4 needs a DeepSeek-V4 config with --weights "
+                                     "fp8 (NVFP4 replaces the MXFP4 routed experts)");
+    }
+    gen.nvfp4_experts = true;
+    c = fixtures::Nvfp4Config(std::move(c));
+  }
   namespace fs = std::filesystem;
   const fs::path out(o.out);
   std::error_code ec;
@@ -38,7 +64,7 @@ Status MakeTiny(const MakeTinyOptions& o) {
     return Status::InvalidArgument("--out " + o.out +
                                    " already exists and is not an empty folder; choose a new one");
   }
-  DSV4_ASSIGN_OR_RETURN(std::vector<checkpoint::OwnedTensor> tensors, fixtures::GenerateWeights(c, o.seed));
+  DSV4_ASSIGN_OR_RETURN(std::vector<checkpoint::OwnedTensor> tensors, fixtures::GenerateWeights(c, gen));
   // Build the checkpoint beside the target and move it into place at the end, so a failure
   // never leaves a partial checkpoint under the requested name.
   fs::path staging = out;
@@ -58,9 +84,11 @@ Status MakeTiny(const MakeTinyOptions& o) {
   DSV4_RETURN_IF_ERROR(s);
   uint64_t bytes = 0;
   for (const auto& t : tensors) bytes += t.data.size();
-  std::printf("wrote %s: %s, %s weights, %zu tensors, %llu bytes in %d shards (seed %llu)\n",
+  std::printf("wrote %s: %s, %s weights, %s routed experts, drafter %s, %zu tensors, %llu bytes in %d shards "
+              "(seed %llu)\n",
               o.out.c_str(), std::string(checkpoint::ArchName(c.arch)).c_str(), o.weights.c_str(),
-              tensors.size(), static_cast<unsigned long long>(bytes), o.shards,
+              o.experts.c_str(), checkpoint::DescribeDrafter(c, c.draft_family()).c_str(), tensors.size(),
+              static_cast<unsigned long long>(bytes), o.shards,
               static_cast<unsigned long long>(o.seed));
   if (tokenizer_json.empty()) {
     std::printf("no tokenizer.json: %s\n", tokenizer.status().message().c_str());
@@ -91,6 +119,16 @@ void RegisterMakeTiny(CLI::App& app, int* exit_code) {
       ->capture_default_str();
   cmd->add_option("--config", opts->config,
                   "Generate for this config.json instead of the tiny preset of --arch");
+  cmd->add_option("--layout", opts->layout,
+                  "V4 release layout of the drafter, same main model for the same seed: april "
+                  "(one MTP layer), 0731 (the V4-Flash-0731 / V4-Pro-0813 DSpark draft blocks) "
+                  "or none (no draft tensors); default: as the config declares (tiny: april)")
+      ->check(CLI::IsMember({"april", "0731", "none"}));
+  cmd->add_option("--experts", opts->experts,
+                  "V4 main-layer routed experts: mxfp4 (official) or nvfp4 (NVIDIA's layout, "
+                  "the lossless transcode of the same values; draft blocks stay MXFP4)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"mxfp4", "nvfp4"}));
   cmd->callback([opts, exit_code] {
     Status s = MakeTiny(*opts);
     if (!s.ok()) *exit_code = ReportError(s);

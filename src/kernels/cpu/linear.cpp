@@ -38,7 +38,8 @@ void DecodeRow(const LinearWeight& w, int64_t n, std::vector<uint8_t>* fp4_rows,
       for (int64_t k = 0; k < w.in; ++k) out[k] = t[c[k]];
       break;
     }
-    case LinearKind::kFp4Row32: {
+    case LinearKind::kFp4Row32:
+    case LinearKind::kNvfp4Row16: {
       const uint8_t* c = w.codes + n * (w.in / 2);
       if (w.fp4_tiles != nullptr) {
         fp4_rows->resize(static_cast<size_t>(w.in / 2));
@@ -99,6 +100,27 @@ float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
+float Nvfp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
+                         const uint8_t* wscale, float global, int64_t in) {
+  const auto& e4m3 = E4M3Table();
+  float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  for (int64_t c = 0; c < in / 32; ++c) {
+    const float b0 = e4m3[wscale[2 * c]] * global, b1 = e4m3[wscale[2 * c + 1]] * global;
+    const float* xc = xrow + c * 32;
+    const float* wc = wrow + c * 32;
+    for (int l = 0; l < 8; ++l) {
+      float p0 = 0.0f, p1 = 0.0f;
+      p0 += xc[l] * wc[l];
+      p0 += xc[l + 8] * wc[l + 8];
+      p1 += xc[l + 16] * wc[l + 16];
+      p1 += xc[l + 24] * wc[l + 24];
+      const float part = p0 * b0 + p1 * b1;
+      lane[l] += part * xscale[c / 4];
+    }
+  }
+  return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
+}
+
 namespace {
 
 // One output element from a decoded weight row (`wrow`, code values) and a prepared input row.
@@ -116,6 +138,10 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
       acc += partial * xscale[b] * ws;
     }
     return acc;
+  }
+  if (w.kind == LinearKind::kNvfp4Row16) {
+    return Nvfp4LaneScaledDot(wrow, xrow, xscale, w.scales + n * (w.in / 16), w.global_scale,
+                              w.in);
   }
   return Fp4LaneScaledDot(wrow, xrow, xscale, w.scales + n * (w.in / 32), w.in);
 }
@@ -192,7 +218,8 @@ bool SimdShapeOk(const LinearWeight& w) { return w.in % 32 == 0; }
 void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& call) {
   const LinearWeight& w = *call.w;
   Isa isa = ActiveIsa();
-  if (!SimdShapeOk(w)) isa = Isa::kScalar;
+  // NVFP4 has no SIMD tile loop yet: the scalar tiles, threaded, in the canonical order.
+  if (!SimdShapeOk(w) || w.kind == LinearKind::kNvfp4Row16) isa = Isa::kScalar;
   int64_t tile = 1;
   void (*tiles)(const LinearCall&, int64_t, int64_t) = internal::LinearTilesScalar;
   if (isa == Isa::kAvx512Bf16) {

@@ -85,6 +85,17 @@ bool Bf16DotRoundsSequentially();
 float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
                        const uint8_t* wscale, int64_t in);
 
+// The canonical NVFP4 (kNvfp4Row16) output before BF16 rounding, scalar; the same lanes and
+// 32-chunks as Fp4LaneScaledDot. wscale: E4M3 codes [in/16]; global: weight_scale_2. Per
+// chunk c and lane l (elements k = 32c + l + 8j, j = 0..3: j < 2 in 16-block 2c, j >= 2 in
+// 2c + 1): p0 = sum of the j = 0, 1 products and p1 of j = 2, 3 (exact, from +0),
+// b = fp32(e4m3(wscale[2c + i])) * global (rounded), part = p0 * b0 + p1 * b1 (no FMA), then
+// lane[l] += part * xscale[c/4]; chunks ascending; lanes combine as in Fp4LaneScaledDot.
+// For the lossless MXFP4 -> NVFP4 transcode (b0 = b1 = 2^e, spec §11.5) every step before
+// the lane add is exact, so the result has the bits of Fp4LaneScaledDot on the MXFP4 weight.
+float Nvfp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
+                         const uint8_t* wscale, float global, int64_t in);
+
 // One input row quantised for the FP8/FP4 linears, like ActQuantFp8 per 128 followed by
 // E4M3ToF32 of each code, with AVX-512 (same bits): x BF16 [in] -> values FP32 [in] (the E4M3
 // code values), scales FP32 [in/128]. in must be a multiple of 128.

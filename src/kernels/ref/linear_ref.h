@@ -10,7 +10,8 @@
 namespace dsv4::kernels::ref {
 
 // y[r, n] for r < rows: x BF16 [rows, w.in] -> y BF16 [rows, w.out].
-// w.kind must be kFp8Block, kFp4Row32 or kBf16; w.in must be a multiple of 128 for the
+// w.kind must be kFp8Block, kFp4Row32, kNvfp4Row16 (in its canonical order, so the fast
+// kernels match it bit for bit), kFp8AsBf16 or kBf16; w.in must be a multiple of 128 for the
 // quantised kinds.
 void Linear(const LinearWeight& w, const BF16* x, int64_t rows, BF16* y);
 

@@ -18,13 +18,20 @@ int64_t Tiles(int64_t n) { return (n + kTile - 1) / kTile; }
 
 Result<LinearWeight> LinearLoader::Linear(const std::string& module, LinearFormat format,
                                           int64_t out, int64_t in) {
-  if (format == LinearFormat::kFp4E8M0) return Fp4(module, out, in);
+  if (checkpoint::IsFp4Format(format)) return Fp4(module, format, out, in);
   if (format == LinearFormat::kFp8F32 && in % kTile != 0) {
     return Status::InvalidArgument(src_.label() + ": tensor '" + module + ".weight' has " +
                                    std::to_string(in) + " in-features, expected a multiple " +
                                    "of 128 (FP8 activation blocks)");
   }
   return Stored(module, format, out, in);
+}
+
+Result<LinearWeight> LinearLoader::Linear(const std::string& module,
+                                          std::span<const LinearFormat> accepted, int64_t out,
+                                          int64_t in) {
+  DSV4_ASSIGN_OR_RETURN(LinearFormat format, checkpoint::DetectLinearFormat(src_, module, accepted));
+  return Linear(module, format, out, in);
 }
 
 Result<LinearWeight> LinearLoader::LinearAsBf16(const std::string& module, LinearFormat format,
@@ -44,6 +51,13 @@ Result<const BF16*> LinearLoader::DequantizedBf16(const std::string& module, Lin
   DSV4_ASSIGN_OR_RETURN(LinearWeight q, Stored(module, format, out, in));
   if (q.kind == LinearKind::kBf16) return q.bf16;
   return Dequantize(q);
+}
+
+Result<const BF16*> LinearLoader::DequantizedBf16(const std::string& module,
+                                                  std::span<const LinearFormat> accepted,
+                                                  int64_t out, int64_t in) {
+  DSV4_ASSIGN_OR_RETURN(LinearFormat format, checkpoint::DetectLinearFormat(src_, module, accepted));
+  return DequantizedBf16(module, format, out, in);
 }
 
 Result<LinearWeight> LinearLoader::PromotedF32(const std::string& name, int64_t out, int64_t in) {
@@ -76,17 +90,39 @@ Result<LinearWeight> LinearLoader::Stored(const std::string& module, LinearForma
       return w;
     }
     case LinearFormat::kFp4E8M0:
+    case LinearFormat::kFp4U8E8M0:
+    case LinearFormat::kNvfp4:
       break;
   }
   return Status::InvalidArgument(src_.label() + ": tensor '" + weight +
                                  "' is an FP4 expert linear, expected BF16 or FP8 storage");
 }
 
-Result<LinearWeight> LinearLoader::Fp4(const std::string& module, int64_t out, int64_t in) {
+Result<LinearWeight> LinearLoader::Fp4(const std::string& module, LinearFormat format,
+                                       int64_t out, int64_t in) {
+  // The activation blocks (128) are whole numbers of scale blocks (16 or 32) and of the
+  // kernels' 32-chunks, so one condition covers every FP4 format.
+  if (in % kTile != 0) {
+    return Status::InvalidArgument(src_.label() + ": tensor '" + module + ".weight' (" +
+                                   checkpoint::LinearFormatName(format) + ") has " +
+                                   std::to_string(in) + " in-features, expected a multiple of " +
+                                   "128 (FP8 activation blocks)");
+  }
+  const std::vector<checkpoint::LinearTensor> t = checkpoint::LinearTensors(module, format, out, in);
   LinearWeight w{LinearKind::kFp4Row32, out, in};
-  DSV4_ASSIGN_OR_RETURN(w.codes, View<uint8_t>(module + ".weight", DType::kI8, {out, in / 2}));
-  DSV4_ASSIGN_OR_RETURN(w.scales,
-                        View<uint8_t>(module + ".scale", DType::kF8E8M0, {out, in / 32}));
+  DSV4_ASSIGN_OR_RETURN(w.codes, View<uint8_t>(t[0].name, t[0].dtype, t[0].shape));
+  DSV4_ASSIGN_OR_RETURN(w.scales, View<uint8_t>(t[1].name, t[1].dtype, t[1].shape));
+  if (format == LinearFormat::kNvfp4) {
+    w.kind = LinearKind::kNvfp4Row16;
+    DSV4_ASSIGN_OR_RETURN(const float* global, View<float>(t[2].name, t[2].dtype, t[2].shape));
+    w.global_scale = *global;
+    if (!(w.global_scale > 0.0f)) {
+      return Status::InvalidArgument(src_.label() + ": tensor '" + t[2].name + "' is " +
+                                     std::to_string(w.global_scale) +
+                                     ", expected a positive NVFP4 global scale");
+    }
+    return w;
+  }
   // Every other kernel path reads the checkpoint layout (they can read tiles too, slowly, if
   // the ISA changes later).
   if (kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16 && kernels::Fp4TilesSupported(out, in)) {

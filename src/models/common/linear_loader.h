@@ -1,16 +1,19 @@
 // Loads linear-layer weights from a checkpoint as kernel views (kernels/linear_weight.h) for
 // both forward passes: zero-copy over the mapped bytes where aligned, with the scales checked.
-// The storage format of each linear is explicit (LinearFormat): the models name it today from
-// their config; reading it from the tensors present is the natural next step.
+// The storage format of each linear is either named by the caller (LinearFormat) or read from
+// the tensors present among the formats the caller accepts (checkpoint::DetectLinearFormat,
+// the one place that decides it; V3.2 loads every linear this way).
 //
 // Not thread-safe; the TensorSource and the WeightArena must outlive every returned pointer.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "checkpoint/linear_format.h"
 #include "checkpoint/tensor.h"
 #include "checkpoint/tensor_reader.h"
 #include "core/bf16.h"
@@ -19,17 +22,8 @@
 
 namespace dsv4::models {
 
-// How one linear W [out, in] is stored; `<m>` is the module name without ".weight".
-enum class LinearFormat {
-  kBf16,     // <m>.weight BF16 [out, in]
-  kFp8E8M0,  // DeepSeek-V4: <m>.weight F8_E4M3 [out, in] and
-             // <m>.scale F8_E8M0 [ceil(out/128), ceil(in/128)]
-  kFp8F32,   // DeepSeek-V3.2: <m>.weight F8_E4M3 [out, in] and
-             // <m>.weight_scale_inv F32 [ceil(out/128), ceil(in/128)]; as a kernel
-             // linear, in % 128 == 0 (the FP8 activation blocks)
-  kFp4E8M0,  // DeepSeek-V4 routed experts: <m>.weight I8 [out, in/2] (packed E2M1, low nibble
-             // the even column) and <m>.scale F8_E8M0 [out, in/32]
-};
+// How one linear is stored (checkpoint/linear_format.h).
+using checkpoint::LinearFormat;
 
 class LinearLoader {
  public:
@@ -49,13 +43,20 @@ class LinearLoader {
   }
 
   // The linear `module` stored in `format`, as the kernels read it: kBf16, kFp8Block (E8M0
-  // `scales` or F32 `scales_f32`) or kFp4Row32. A kFp4E8M0 linear is repacked once into the
+  // `scales` or F32 `scales_f32`), kFp4Row32 (MXFP4, I8 or U8 codes) or kNvfp4Row16 (NVFP4;
+  // in-features a multiple of 128; weight_scale_2 positive). An MXFP4 linear is repacked once into the
   // FP4 tile layout when the active kernels are the AVX-512 BF16 ones (about 1.4x their GEMV
   // throughput, same size). Errors name the tensor: NotFound when missing, InvalidArgument
   // for a wrong dtype or shape (or kFp8F32 in-features not a multiple of 128), DataLoss for a
   // NaN or infinite weight or scale (with check_finite).
   Result<kernels::LinearWeight> Linear(const std::string& module, LinearFormat format,
                                        int64_t out, int64_t in);
+  // The same in whichever of `accepted` the tensors of `module` are stored in
+  // (checkpoint::DetectLinearFormat's errors: NotFound, or InvalidArgument naming the tensor,
+  // its dtype and the accepted formats).
+  Result<kernels::LinearWeight> Linear(const std::string& module,
+                                       std::span<const LinearFormat> accepted, int64_t out,
+                                       int64_t in);
 
   // The linear `module` (kBf16, kFp8E8M0 or kFp8F32) used as its BF16 dequantisation, its
   // input not quantised (V4's wo_a, spec §6.5): kBf16 over BF16 storage; kFp8AsBf16 over the
@@ -70,6 +71,10 @@ class LinearLoader {
   // for power-of-two scales). No in-features condition: the result is not an FP8 linear.
   Result<const BF16*> DequantizedBf16(const std::string& module, LinearFormat format,
                                       int64_t out, int64_t in);
+  // The same in whichever of `accepted` the tensors of `module` are stored in.
+  Result<const BF16*> DequantizedBf16(const std::string& module,
+                                      std::span<const LinearFormat> accepted, int64_t out,
+                                      int64_t in);
 
   // A BF16 matrix the reference uses in FP32 (router gate, compressor, head, indexer
   // weights_proj): kF32 over the BF16 bytes (the kernels promote each value exactly), not an
@@ -83,7 +88,9 @@ class LinearLoader {
   // The stored tensors of a kBf16 / kFp8E8M0 / kFp8F32 linear, no further condition.
   Result<kernels::LinearWeight> Stored(const std::string& module, LinearFormat format,
                                        int64_t out, int64_t in);
-  Result<kernels::LinearWeight> Fp4(const std::string& module, int64_t out, int64_t in);
+  // A packed-E2M1 linear (MXFP4 I8 / U8, or NVFP4 as kNvfp4Row16).
+  Result<kernels::LinearWeight> Fp4(const std::string& module, LinearFormat format, int64_t out,
+                                    int64_t in);
   // bf16(fp8 × scale) of a kFp8Block weight, into the arena.
   const BF16* Dequantize(const kernels::LinearWeight& w);
 

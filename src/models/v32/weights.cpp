@@ -1,7 +1,10 @@
 #include "models/v32/weights.h"
 
+#include <span>
 #include <string>
+#include <vector>
 
+#include "checkpoint/checkpoint_layout.h"
 #include "models/common/linear_loader.h"
 
 namespace dsv4::v32 {
@@ -13,16 +16,16 @@ using checkpoint::TensorSource;
 using models::LinearFormat;
 using models::LinearLoader;
 
-// The storage of the block-quantised linears (spec §14.1b): FP8 with F32 weight_scale_inv.
-LinearFormat DenseFormat(const ModelConfig& c) {
-  return c.weight_format == checkpoint::WeightFormat::kBf16 ? LinearFormat::kBf16
-                                                            : LinearFormat::kFp8F32;
+// The formats a linear may be stored in (spec §14.1b): FP8 with F32 weight_scale_inv or BF16,
+// read per tensor by the loader (a BF16 MTP eh_proj or indexer wk in an FP8 checkpoint).
+std::vector<LinearFormat> DenseFormats(const ModelConfig& c) {
+  return checkpoint::AcceptedLinearFormats(c, checkpoint::WeightKind::kDenseLinear);
 }
 
 Status LoadIndexer(LinearLoader& l, const ModelConfig& c, const std::string& p,
                    IndexerWeights& w) {
   const int64_t D = c.hidden_size, nI = c.index_n_heads, dI = c.index_head_dim;
-  const LinearFormat dense = DenseFormat(c);
+  const std::vector<LinearFormat> dense = DenseFormats(c);
   DSV4_ASSIGN_OR_RETURN(w.wq_b, l.Linear(p + "wq_b", dense, nI * dI, c.q_lora_rank));
   DSV4_ASSIGN_OR_RETURN(w.wk, l.Linear(p + "wk", dense, dI, D));
   DSV4_ASSIGN_OR_RETURN(w.k_norm_w, l.F32(p + "k_norm.weight", DType::kBF16, {dI}));
@@ -36,7 +39,7 @@ Status LoadAttention(LinearLoader& l, const ModelConfig& c, const std::string& p
   const int64_t D = c.hidden_size, H = c.num_attention_heads, Q = c.q_lora_rank;
   const int64_t nope = c.qk_nope_head_dim, rope = c.qk_rope_head_dim, v = c.v_head_dim;
   const int64_t lat = c.kv_lora_rank;
-  const LinearFormat dense = DenseFormat(c);
+  const std::vector<LinearFormat> dense = DenseFormats(c);
   DSV4_ASSIGN_OR_RETURN(w.q_a, l.Linear(p + "q_a_proj", dense, Q, D));
   DSV4_ASSIGN_OR_RETURN(w.q_a_norm, l.F32(p + "q_a_layernorm.weight", DType::kBF16, {Q}));
   DSV4_ASSIGN_OR_RETURN(w.q_b, l.Linear(p + "q_b_proj", dense, H * (nope + rope), Q));
@@ -59,8 +62,8 @@ Status LoadAttention(LinearLoader& l, const ModelConfig& c, const std::string& p
   return LoadIndexer(l, c, p + "indexer.", w.indexer);
 }
 
-Result<FfnWeights> LoadFfn(LinearLoader& l, const std::string& p, LinearFormat dense,
-                           int64_t inter, int64_t D) {
+Result<FfnWeights> LoadFfn(LinearLoader& l, const std::string& p,
+                           std::span<const LinearFormat> dense, int64_t inter, int64_t D) {
   FfnWeights f;
   DSV4_ASSIGN_OR_RETURN(f.gate, l.Linear(p + "gate_proj", dense, inter, D));
   DSV4_ASSIGN_OR_RETURN(f.up, l.Linear(p + "up_proj", dense, inter, D));
@@ -70,7 +73,7 @@ Result<FfnWeights> LoadFfn(LinearLoader& l, const std::string& p, LinearFormat d
 
 Status LoadMlp(LinearLoader& l, const ModelConfig& c, const std::string& p, LayerWeights& w) {
   const int64_t D = c.hidden_size, E = c.n_routed_experts, I = c.moe_intermediate_size;
-  const LinearFormat dense = DenseFormat(c);
+  const std::vector<LinearFormat> dense = DenseFormats(c);
   if (w.dense) {
     DSV4_ASSIGN_OR_RETURN(w.ffn, LoadFfn(l, p, dense, c.intermediate_size, D));
     return Status::Ok();

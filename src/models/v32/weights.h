@@ -1,5 +1,6 @@
-// DeepSeek-V3.2 weights prepared for the forward pass (spec §14.1b): FP8 linears as kernel
-// views over the checkpoint bytes (F32 `weight_scale_inv` tile scales), FP32-promoted copies
+// DeepSeek-V3.2 weights prepared for the forward pass (spec §14.1b): linears as kernel views
+// over the checkpoint bytes, each FP8 (F32 `weight_scale_inv` tile scales) or BF16 as its
+// tensors say (a BF16 indexer wk in an FP8 checkpoint is fine), FP32-promoted copies
 // of what the reference keeps in FP32 (norms, router, indexer weights_proj, lm_head), and
 // kv_b_proj dequantised once to BF16 and split per head into the absorbed-MLA factors W_UK
 // and W_UV (as the reference's decode path does with weight_dequant).
@@ -74,9 +75,9 @@ struct ModelWeights {
 
 // Loads and checks every main-stack tensor of a V3.2 checkpoint (the MTP layer is not
 // loaded). Errors name the tensor: NotFound when missing, InvalidArgument for a wrong
-// dtype/shape or an FP8 linear whose in-features are not a multiple of 128, DataLoss for a
-// NaN or infinite value in a tensor it reads (options.check_finite). The source must outlive
-// the result (views point into it).
+// dtype/shape (a linear's dtype: naming the formats accepted) or an FP8 linear whose
+// in-features are not a multiple of 128, DataLoss for a NaN or infinite value in a tensor it
+// reads (options.check_finite). The source must outlive the result (views point into it).
 Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig& c,
                                                   const checkpoint::TensorSource& source,
                                                   const checkpoint::LoadOptions& options = {});

@@ -14,10 +14,11 @@ namespace {
 // PyTorch softplus (beta 1, threshold 20).
 float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
-// SwiGLU expert on rows `rows` of x: returns BF16 [rows, D]. `weights` (per row) multiplies
-// the hidden activation before w2; `clamp` applies the swiglu_limit (routed experts only).
+// Clamped SwiGLU expert on rows `rows` of x (spec §10.2; the shared expert too, §10.3):
+// b = clamp(w3 x, -limit, limit), a = min(w1 x, limit), h = weight · SiLU(a) · b, y = w2 h.
+// Returns BF16 [rows, D] in y. `weights` (per row) multiplies h before w2.
 void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
-            const float* weights, float limit, bool clamp, BF16* y, kernels::Workspace* ws) {
+            const float* weights, float limit, BF16* y, kernels::Workspace* ws) {
   const int64_t I = e.w1.out;
   std::vector<BF16> a(static_cast<size_t>(rows * I)), b(static_cast<size_t>(rows * I));
   kernels::Linear(pool, e.w1, x, rows, a.data(), ws);
@@ -25,11 +26,8 @@ void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t row
   std::vector<BF16> h(static_cast<size_t>(rows * I));
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < I; ++i) {
-      float av = Bf16ToF32(a[r * I + i]), bv = Bf16ToF32(b[r * I + i]);
-      if (clamp) {
-        av = std::min(av, limit);
-        bv = std::clamp(bv, -limit, limit);
-      }
+      const float av = std::min(Bf16ToF32(a[r * I + i]), limit);
+      const float bv = std::clamp(Bf16ToF32(b[r * I + i]), -limit, limit);
       const float silu = av / (1.0f + std::exp(-av));
       h[r * I + i] = F32ToBf16(weights[r] * (silu * bv));
     }
@@ -106,15 +104,15 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
     ys.resize(static_cast<size_t>(m * D));
     for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
     Expert(pool, w.experts[e], xs.data(), m, groups.weights.data() + groups.start[e], limit,
-           true, ys.data(), ws);
+           ys.data(), ws);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
     }
   }
-  if (w.has_shared) {
+  if (w.has_shared) {  // weight 1, clamped like the routed experts (§10.3 revision note)
     std::vector<float> ones(static_cast<size_t>(n), 1.0f);
     ys.resize(static_cast<size_t>(n * D));
-    Expert(pool, w.shared, x, n, ones.data(), limit, false, ys.data(), ws);
+    Expert(pool, w.shared, x, n, ones.data(), limit, ys.data(), ws);
     for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
   }
   for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);

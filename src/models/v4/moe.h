@@ -1,6 +1,8 @@
 // The V4 mixture-of-experts FFN (spec §10): sqrt-softplus router (bias for selection only,
 // hash routing via tid2eid in the first num_hash_layers layers), clamped SwiGLU routed
-// experts with the routing weight applied before w2, an unclamped shared expert, FP32 combine.
+// experts with the routing weight applied before w2, a shared expert clamped the same way
+// (DeepSeek's current model.py; the first V4 release left it unclamped, spec §10.3), FP32
+// combine.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/bf16.h"
@@ -15,6 +16,7 @@
 #include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
 #include "checkpoint/tensor_reader.h"
+#include "models/common/linear_loader.h"
 
 namespace dsv4::v4 {
 
@@ -77,11 +79,25 @@ struct ModelWeights {
   std::vector<LayerWeights> layers;
 };
 
-// Loads and checks every main-stack tensor (MTP is not loaded): DataLoss for a NaN or infinite
-// value in a tensor it reads (options.check_finite). The source must outlive the result
-// (views point into it).
+// Loads and checks every main-stack tensor (the drafter is not loaded: draft_weights.h):
+// DataLoss for a NaN or infinite value in a tensor it reads (options.check_finite). The source
+// must outlive the result (views point into it).
 Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig& c,
                                                   const checkpoint::TensorSource& source,
                                                   const checkpoint::LoadOptions& options = {});
+
+// The storages the dense linears and the routed experts may use (spec §4.6, §11.5), decided
+// per tensor by the loader (checkpoint::AcceptedLinearFormats).
+std::vector<models::LinearFormat> DenseFormats(const checkpoint::ModelConfig& c);
+std::vector<models::LinearFormat> ExpertFormats(const checkpoint::ModelConfig& c);
+
+// One full V4 block under `prefix` ("layers.3.", "mtp.0."): norms, mHC, attention (with the
+// compressor and indexer its compress ratio asks for) and MoE (hash-routed for main layers
+// below num_hash_layers). Errors name the tensor.
+Result<LayerWeights> LoadBlock(models::LinearLoader& l, const checkpoint::ModelConfig& c,
+                               const std::string& prefix, int64_t layer);
+// HC_head parameters `<prefix>hc_head_{fn,base,scale}` (the main model's: prefix "").
+Result<MhcWeights> LoadHcHead(models::LinearLoader& l, const checkpoint::ModelConfig& c,
+                              const std::string& prefix);
 
 }  // namespace dsv4::v4

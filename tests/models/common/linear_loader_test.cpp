@@ -220,5 +220,71 @@ TEST(LinearLoader, MissingAndMisshapenTensorsAreNamed) {
   EXPECT_EQ(p.f32, nullptr);
 }
 
+// The format read from the tensors present (checkpoint::DetectLinearFormat), one case per row:
+// which tensors sit in the checkpoint, which formats the caller accepts, and what comes out.
+struct DetectCase {
+  const char* name;
+  std::vector<OwnedTensor> tensors;
+  std::vector<LinearFormat> accepted;
+  LinearKind kind;                // when ok
+  bool f32_scales;                // when ok: F32 (weight_scale_inv) rather than E8M0 scales
+  StatusCode code;                // kOk, or the error
+  std::vector<std::string> says;  // substrings of the error
+};
+
+std::vector<DetectCase> DetectCases() {
+  constexpr int64_t in = 256;
+  Rng rng(5);
+  const OwnedTensor bf16 = Tensor("m.weight", DType::kBF16, {kOut, in},
+                                  std::vector<uint16_t>(kOut * in, 0x3F80));
+  const OwnedTensor fp8 = Tensor("m.weight", DType::kF8E4M3, {kOut, in}, Fp8Codes(rng, kOut * in));
+  const OwnedTensor i8 = Tensor("m.weight", DType::kI8, {kOut, in}, Fp8Codes(rng, kOut * in));
+  const OwnedTensor inv = Tensor("m.weight_scale_inv", DType::kF32, {2, 2},
+                                 std::vector<float>(4, 0.5f));
+  const OwnedTensor e8m0 = Tensor("m.scale", DType::kF8E8M0, {2, 2}, std::vector<uint8_t>(4, 127));
+  const std::vector<LinearFormat> v32 = {LinearFormat::kFp8F32, LinearFormat::kBf16};
+  const std::vector<LinearFormat> fp8_any = {LinearFormat::kFp8E8M0, LinearFormat::kFp8F32};
+  const StatusCode ok = StatusCode::kOk;
+  return {
+      {"bf16 among fp8 or bf16", {bf16}, v32, LinearKind::kBf16, false, ok, {}},
+      {"fp8 among fp8 or bf16", {fp8, inv}, v32, LinearKind::kFp8Block, true, ok, {}},
+      // A leftover scale beside a BF16 weight does not make it FP8.
+      {"bf16 with a stray scale", {bf16, inv}, v32, LinearKind::kBf16, false, ok, {}},
+      // Of two FP8 formats, the one whose scale is present.
+      {"fp8 with an e8m0 scale", {fp8, e8m0}, fp8_any, LinearKind::kFp8Block, false, ok, {}},
+      {"fp8 with an f32 scale", {fp8, inv}, fp8_any, LinearKind::kFp8Block, true, ok, {}},
+      {"i8 weight", {i8, inv}, v32, LinearKind::kBf16, false, StatusCode::kInvalidArgument,
+       {"ckpt: tensor 'm.weight' has dtype I8; the linear 'm' accepts "
+        "F8_E4M3 + F32 'weight_scale_inv' or BF16"}},
+      {"bf16 where only fp8 runs", {bf16}, {LinearFormat::kFp8E8M0}, LinearKind::kBf16, false,
+       StatusCode::kInvalidArgument, {"has dtype BF16", "accepts F8_E4M3 + F8_E8M0 'scale'"}},
+      // One FP8 candidate: its own missing-scale error.
+      {"fp8 without its scale", {fp8}, v32, LinearKind::kBf16, false, StatusCode::kNotFound,
+       {"m.weight_scale_inv"}},
+      {"fp8 without either scale", {fp8}, fp8_any, LinearKind::kBf16, false,
+       StatusCode::kNotFound, {"'m.scale' (F8_E8M0) or 'm.weight_scale_inv' (F32)"}},
+      {"no weight", {inv}, v32, LinearKind::kBf16, false, StatusCode::kNotFound, {"m.weight"}},
+      {"bf16 of the wrong shape",
+       {Tensor("m.weight", DType::kBF16, {kOut, 128}, std::vector<uint16_t>(kOut * 128))}, v32,
+       LinearKind::kBf16, false, StatusCode::kInvalidArgument,
+       {"'m.weight' has shape [256, 128], expected [256, 256]"}},
+  };
+}
+
+TEST(LinearLoader, FormatIsReadFromTheTensorsPresent) {
+  for (const DetectCase& c : DetectCases()) {
+    SCOPED_TRACE(c.name);
+    auto f = Make(c.tensors);
+    Result<kernels::LinearWeight> w = f->loader->Linear("m", c.accepted, kOut, 256);
+    Result<const BF16*> d = f->loader->DequantizedBf16("m", c.accepted, kOut, 256);
+    EXPECT_EQ(w.status().code(), c.code) << w.status().ToString();
+    EXPECT_EQ(d.status().code(), c.code) << d.status().ToString();
+    for (const std::string& m : c.says) EXPECT_THAT(w.status().message(), HasSubstr(m));
+    if (!w.ok()) continue;
+    EXPECT_EQ(w->kind, c.kind);
+    EXPECT_EQ(w->scales_f32 != nullptr, c.f32_scales);
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::models

@@ -10,12 +10,15 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <numeric>
 #include <string>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/rng.h"
 #include "checkpoint/presets.h"
 #include "checkpoint/tensor_store.h"
+#include "models/v4/reference/moe.h"
 #include "testing/weight_generator.h"
 
 namespace dsv4::v4::reference {
@@ -276,6 +279,60 @@ TEST_F(ReferenceForwardTest, HashLayersRouteByTokenId) {
         EXPECT_EQ(lt.experts[t][j], expected) << "layer " << l << " t " << t;
       }
     }
+  }
+}
+
+TEST_F(ReferenceForwardTest, SharedExpertIsClampedLikeTheRoutedExperts) {
+  // Spec §10.3 revision note: the current reference clamps the shared expert's SwiGLU at
+  // swiglu_limit, like the routed experts'. The generated shared expert is hot
+  // (weight_generator.cpp), so ordinary tokens push some of its pre-activations past the
+  // limit; each layer's MoE output must then be routed + clamped shared, which differs from
+  // routed + unclamped shared. (V4Model.FastPathMatchesTheReferenceForwardExactly holds the
+  // fast path to the same numbers.)
+  const float limit = static_cast<float>(config().swiglu_limit);
+  const int64_t dim = config().hidden_size;
+  ASSERT_GT(limit, 0.0f);
+  for (int64_t l = 0; l < config().num_hidden_layers; ++l) {
+    const LayerTrace& lt = trace_->layers[l];
+    ASSERT_EQ(static_cast<int64_t>(lt.ffn_in.size()), kNumTokens * dim);
+    Result<MoeWeights> mw = LoadMoe(config(), *model_->weights, l);
+    ASSERT_TRUE(mw.ok()) << mw.status().ToString();
+    ASSERT_TRUE(mw->has_shared);
+    int64_t hot = 0, changed = 0;
+    for (int64_t t = 0; t < kNumTokens; ++t) {
+      const std::span<const float> x(lt.ffn_in.data() + t * dim, static_cast<size_t>(dim));
+      const std::vector<float> a = Apply(mw->shared.w1, x), b = Apply(mw->shared.w3, x);
+      bool above = false;
+      for (size_t i = 0; i < a.size(); ++i) above |= a[i] > limit || std::fabs(b[i]) > limit;
+      hot += above;
+      // Routed experts in ascending id (FP32 sum), then the shared expert, then BF16.
+      std::vector<int64_t> order(lt.experts[t].size());
+      std::iota(order.begin(), order.end(), 0);
+      std::sort(order.begin(), order.end(),
+                [&](int64_t i, int64_t j) { return lt.experts[t][i] < lt.experts[t][j]; });
+      std::vector<float> routed(static_cast<size_t>(dim), 0.0f);
+      for (int64_t j : order) {
+        const std::vector<float> y =
+            ExpertForward(mw->experts[lt.experts[t][j]], x, lt.expert_weights[t][j], limit);
+        for (int64_t d = 0; d < dim; ++d) routed[d] += y[d];
+      }
+      auto combined = [&](float shared_limit) {
+        const std::vector<float> y = ExpertForward(mw->shared, x, 1.0f, shared_limit);
+        std::vector<float> out(static_cast<size_t>(dim));
+        for (int64_t d = 0; d < dim; ++d) out[d] = RoundBf16(routed[d] + y[d]);
+        return out;
+      };
+      const std::vector<float> clamped = combined(limit);
+      ASSERT_TRUE(std::equal(clamped.begin(), clamped.end(), lt.ffn_out.begin() + t * dim))
+          << "layer " << l << " position " << t;
+      changed += clamped != combined(/*no clamp*/ 0.0f);
+    }
+    std::printf("layer %lld: shared expert above the limit at %lld of %lld positions, clamp "
+                "changes the MoE output at %lld\n",
+                static_cast<long long>(l), static_cast<long long>(hot),
+                static_cast<long long>(kNumTokens), static_cast<long long>(changed));
+    EXPECT_GE(hot, kNumTokens / 2) << "layer " << l << ": the shared expert is not hot";
+    EXPECT_GE(changed, hot * 9 / 10) << "layer " << l;
   }
 }
 

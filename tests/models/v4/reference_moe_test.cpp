@@ -1,5 +1,5 @@
 // MoE of the reference forward (spec §10, §15.8, §17.6): routing, clamp, weight placement,
-// unclamped shared expert, combine order.
+// shared expert clamped like the routed ones (§10.3 revision note), combine order.
 #include "models/v4/reference/moe.h"
 
 #include <gtest/gtest.h>
@@ -153,7 +153,7 @@ TEST(ReferenceMoeTest, HashLayersUseTheTokenRow) {
   EXPECT_NEAR(r.weights[0] + r.weights[1], 2.0f, 1e-6);
 }
 
-TEST(ReferenceMoeTest, CombineAddsRoutedExpertsByIdThenTheUnclampedSharedExpert) {
+TEST(ReferenceMoeTest, CombineAddsRoutedExpertsByIdThenTheClampedSharedExpert) {
   Rng rng(35);
   const checkpoint::ModelConfig c = MoeConfig(8, 3, 1.5);
   MoeWeights mw = RandomMoe(rng, 8, true);
@@ -171,8 +171,8 @@ TEST(ReferenceMoeTest, CombineAddsRoutedExpertsByIdThenTheUnclampedSharedExpert)
     const std::vector<float> ye = ManualExpert(mw.experts[r.experts[j]], x, r.weights[j], 10.0f);
     for (int64_t d = 0; d < kDim; ++d) acc[d] += ye[d];
   }
-  const std::vector<float> shared = ManualExpert(mw.shared, x, 1.0f, 0.0f);
-  ASSERT_NE(shared, ManualExpert(mw.shared, x, 1.0f, 10.0f)) << "shared clamp not exercised";
+  const std::vector<float> shared = ManualExpert(mw.shared, x, 1.0f, 10.0f);
+  ASSERT_NE(shared, ManualExpert(mw.shared, x, 1.0f, 0.0f)) << "shared clamp not exercised";
   for (int64_t d = 0; d < kDim; ++d) EXPECT_EQ(y[d], RoundBf16(acc[d] + shared[d])) << d;
 }
 

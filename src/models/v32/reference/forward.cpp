@@ -10,6 +10,7 @@
 #include "core/bf16.h"
 #include "core/fp8.h"
 #include "core/quant.h"
+#include "checkpoint/checkpoint_layout.h"
 
 namespace dsv4::v32::reference {
 namespace {
@@ -47,12 +48,18 @@ struct Lin {
   Vec scale;  // [ceil(out/128), ceil(in/128)] (fp8)
 };
 
+// A linear in the format its tensors are stored in (FP8 + F32 weight_scale_inv or BF16, per
+// tensor: spec §14.1b).
 Result<Lin> LoadLin(const ModelConfig& c, const TensorSource& src, const std::string& module,
                     int64_t out, int64_t in) {
   Lin l;
   l.out = out;
   l.in = in;
-  l.fp8 = c.weight_format == checkpoint::WeightFormat::kFp8;
+  const std::vector<checkpoint::LinearFormat> accepted =
+      checkpoint::AcceptedLinearFormats(c, checkpoint::WeightKind::kDenseLinear);
+  DSV4_ASSIGN_OR_RETURN(const checkpoint::LinearFormat format,
+                        checkpoint::DetectLinearFormat(src, module, accepted));
+  l.fp8 = format == checkpoint::LinearFormat::kFp8F32;
   if (!l.fp8) {
     DSV4_ASSIGN_OR_RETURN(l.w, Values(src, module + ".weight", DType::kBF16, {out, in}));
     return l;

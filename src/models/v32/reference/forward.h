@@ -1,6 +1,7 @@
 // The plain single-threaded reference forward of DeepSeek-V3.2 (spec §14), written directly
 // from the spec and independently of the fast path in this folder, which it checks: it uses
-// only the core numeric formats (BF16, E4M3, act_quant) and the tensor source, computes its
+// only the core numeric formats (BF16, E4M3, act_quant), the tensor source and its per-tensor
+// linear formats (checkpoint/linear_format.h: FP8 or BF16 per linear), computes its
 // own RoPE table, uses the O(n²) Hadamard matrix, and runs MLA in the up-projected (MHA) form
 // over the whole sequence with the DSA index mask, as DeepSeek's corrected reference runs
 // prefill: k_nope and v are per-head up-projections of the cached (FP8-simulated) latent,

@@ -78,6 +78,7 @@ Status RunBlock(const checkpoint::ModelConfig& c, const checkpoint::TensorSource
   }
   DSV4_ASSIGN_OR_RETURN(const MoeWeights mw, LoadMoe(c, w, layer));
   const std::vector<float> u = PreAll(*streams, b.hc_ffn, b.ffn_norm, o, eps, num_tokens, &mixes);
+  if (trace != nullptr) trace->ffn_in = u;
   for (int64_t t = 0; t < num_tokens; ++t) {
     Routing r;
     const std::vector<float> f =

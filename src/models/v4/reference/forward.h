@@ -57,6 +57,7 @@ struct LayerTrace {
   std::vector<std::vector<int64_t>> experts;
   std::vector<std::vector<float>> expert_weights;
   std::vector<float> attn_out;  // BF16 values [T, D]: attention sublayer output (wo_b)
+  std::vector<float> ffn_in;    // BF16 values [T, D]: MoE sublayer input (HC_pre, ffn_norm)
   std::vector<float> ffn_out;   // BF16 values [T, D]: MoE sublayer output
   std::vector<float> streams;   // BF16 values [T, hc, D]: residual streams after the layer
 };

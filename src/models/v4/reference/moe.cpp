@@ -119,7 +119,7 @@ std::vector<float> MoeForward(const checkpoint::ModelConfig& c, const MoeWeights
     }
   }
   if (mw.has_shared) {
-    const std::vector<float> y = ExpertForward(mw.shared, x, 1.0f, /*limit=*/0.0f);
+    const std::vector<float> y = ExpertForward(mw.shared, x, 1.0f, limit);
     for (size_t d = 0; d < acc.size(); ++d) acc[d] += y[d];
   }
   for (float& v : acc) v = RoundBf16(v);

@@ -1,5 +1,6 @@
 // The MoE feed-forward sublayer (spec §10): sqrt-softplus router with bias-for-selection or
-// hash routing, clamped SwiGLU routed experts weighted before w2, unclamped shared expert.
+// hash routing, clamped SwiGLU routed experts weighted before w2, and a shared expert with the
+// same clamp (spec §10.3: DeepSeek's current model.py; the first V4 release did not clamp it).
 #pragma once
 
 #include <cstdint>
@@ -52,7 +53,8 @@ std::vector<float> ExpertForward(const ExpertWeights& e, std::span<const float> 
                                  float limit);
 
 // §10.4: y = bf16(Σ routed y_e + y_shared), summed in FP32 in ascending expert id (the order the
-// reference's expert loop adds them), the shared expert last. x: BF16 values [D]. When
+// reference's expert loop adds them), the shared expert last; every expert, the shared one
+// included, clamped at c.swiglu_limit. x: BF16 values [D]. When
 // `routing` is not null it receives the router's decision.
 std::vector<float> MoeForward(const checkpoint::ModelConfig& c, const MoeWeights& mw,
                               std::span<const float> x, int32_t token, Routing* routing = nullptr);

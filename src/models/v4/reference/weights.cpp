@@ -7,6 +7,8 @@
 #include "core/fp4.h"
 #include "core/fp8.h"
 #include "core/quant.h"
+#include "checkpoint/checkpoint_layout.h"
+#include "checkpoint/linear_format.h"
 #include "models/v4/reference/numerics.h"
 
 namespace dsv4::v4::reference {
@@ -66,10 +68,28 @@ std::vector<float> ApplyFp4(const Linear& l, std::span<const float> x) {
   QuantizeInput(x, &qx, &sx);
   constexpr int64_t kChunk = static_cast<int64_t>(kFp4Block);
   const int64_t num_chunks = l.in / kChunk;
+  const bool nv = l.mode == LinearMode::kNvfp4;
   std::vector<float> y(static_cast<size_t>(l.out));
   for (int64_t n = 0; n < l.out; ++n) {
     const float* wrow = l.w.data() + n * l.in;
-    const float* srow = l.scale.data() + n * num_chunks;
+    const float* srow = l.scale.data() + n * num_chunks * (nv ? 2 : 1);
+    if (nv) {
+      float lane[8] = {};
+      for (int64_t c = 0; c < num_chunks; ++c) {
+        for (int64_t l8 = 0; l8 < 8; ++l8) {
+          float half[2] = {0.0f, 0.0f};  // the lane's products in 16-blocks 2c and 2c + 1
+          for (int64_t j = 0; j < 4; ++j) {
+            const int64_t k = c * kChunk + l8 + 8 * j;
+            half[j / 2] += qx[k] * wrow[k];
+          }
+          const float part = half[0] * srow[2 * c] + half[1] * srow[2 * c + 1];
+          lane[l8] += part * sx[(c * kChunk) / static_cast<int64_t>(kFp8ActBlock)];
+        }
+      }
+      y[n] = RoundBf16(((lane[0] + lane[1]) + (lane[2] + lane[3])) +
+                       ((lane[4] + lane[5]) + (lane[6] + lane[7])));
+      continue;
+    }
     // Lane l = k mod 8 keeps its own sum across chunks: per chunk its 4 products (exact),
     // times the chunk's scale sx·Sw (formed first), added in chunk order; the lanes combine
     // at the end in the DotLanes8 tree.
@@ -121,6 +141,7 @@ std::vector<float> Apply(const Linear& l, std::span<const float> x) {
     case LinearMode::kFp8:
       return ApplyFp8(l, x);
     case LinearMode::kFp4:
+    case LinearMode::kNvfp4:
       return ApplyFp4(l, x);
     case LinearMode::kBf16:
       return ApplyPlain(l, x, /*round=*/true);
@@ -158,30 +179,38 @@ Result<std::vector<int64_t>> LoadI64(const checkpoint::TensorSource& w, const st
 
 Result<Linear> LoadDenseLinear(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
                                const std::string& name, int64_t out, int64_t in) {
-  if (c.weight_format == checkpoint::WeightFormat::kBf16) {
-    return LoadBf16Linear(w, name + ".weight", out, in);
-  }
+  const std::vector<checkpoint::LinearFormat> accepted =
+      checkpoint::AcceptedLinearFormats(c, checkpoint::WeightKind::kDenseLinear);
+  DSV4_ASSIGN_OR_RETURN(checkpoint::LinearFormat f,
+                        checkpoint::DetectLinearFormat(w, name, accepted));
+  if (f == checkpoint::LinearFormat::kBf16) return LoadBf16Linear(w, name + ".weight", out, in);
   return LoadFp8Linear(w, name, out, in);
 }
 
 Result<Linear> LoadExpertLinear(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
                                 const std::string& name, int64_t out, int64_t in) {
-  if (c.weight_format == checkpoint::WeightFormat::kBf16) {
-    return LoadBf16Linear(w, name + ".weight", out, in);
-  }
-  constexpr int64_t kChunk = static_cast<int64_t>(kFp4Block);
-  DSV4_ASSIGN_OR_RETURN(std::vector<uint8_t> packed,
-                        LoadBytes(w, name + ".weight", DType::kI8, {out, in / 2}));
-  DSV4_ASSIGN_OR_RETURN(std::vector<uint8_t> scales,
-                        LoadBytes(w, name + ".scale", DType::kF8E8M0, {out, in / kChunk}));
-  Linear l{LinearMode::kFp4, out, in, std::vector<float>(static_cast<size_t>(out * in)),
-           std::vector<float>(scales.size())};
+  const std::vector<checkpoint::LinearFormat> accepted =
+      checkpoint::AcceptedLinearFormats(c, checkpoint::WeightKind::kExpertLinear);
+  DSV4_ASSIGN_OR_RETURN(checkpoint::LinearFormat f,
+                        checkpoint::DetectLinearFormat(w, name, accepted));
+  if (f == checkpoint::LinearFormat::kBf16) return LoadBf16Linear(w, name + ".weight", out, in);
+  const std::vector<checkpoint::LinearTensor> t = checkpoint::LinearTensors(name, f, out, in);
+  DSV4_ASSIGN_OR_RETURN(std::vector<uint8_t> packed, LoadBytes(w, t[0].name, t[0].dtype, t[0].shape));
+  DSV4_ASSIGN_OR_RETURN(std::vector<uint8_t> scales, LoadBytes(w, t[1].name, t[1].dtype, t[1].shape));
+  const bool nv = f == checkpoint::LinearFormat::kNvfp4;
+  Linear l{nv ? LinearMode::kNvfp4 : LinearMode::kFp4, out, in,
+           std::vector<float>(static_cast<size_t>(out * in)), std::vector<float>(scales.size())};
   // Byte k/2 of a row: element k (even) in the low nibble, k+1 in the high nibble (§4.1).
   for (size_t i = 0; i < packed.size(); ++i) {
     l.w[2 * i] = E2M1ToF32(E2M1Low(packed[i]));
     l.w[2 * i + 1] = E2M1ToF32(E2M1High(packed[i]));
   }
-  for (size_t i = 0; i < scales.size(); ++i) l.scale[i] = E8M0ToF32(scales[i]);
+  if (!nv) {
+    for (size_t i = 0; i < scales.size(); ++i) l.scale[i] = E8M0ToF32(scales[i]);
+    return l;
+  }
+  DSV4_ASSIGN_OR_RETURN(std::vector<float> global, LoadFloats(w, t[2].name, t[2].dtype, t[2].shape));
+  for (size_t i = 0; i < scales.size(); ++i) l.scale[i] = E4M3ToF32(scales[i]) * global[0];
   return l;
 }
 

@@ -28,6 +28,11 @@ enum class LinearMode {
   // act-quantised to FP8 per 128; y_n = Σ_c ((Σ_{k∈c} qx_k·w_nk)·sx_{k/128})·Sw_{n,c}, FP32
   // accumulation, BF16 output.
   kFp4,
+  // NVFP4 (spec §11.5): packed E2M1 codes with one FP32 block scale per row per 16 inputs,
+  // fp32(e4m3 weight_scale) x weight_scale_2 formed at load. Per 32-chunk and lane l (k mod
+  // 8) the two products of each 16-block are summed and scaled by the block's scale, the two
+  // added, times sx_{k/128}, accumulated; lanes combine as kFp4 (kernels' canonical order).
+  kNvfp4,
   // BF16 weight and BF16 input, FP32 accumulation in ascending k, BF16 output, no activation
   // quantisation (wo_a after its load-time dequantisation, indexer.weights_proj, and every
   // linear of a checkpoint stored with weight_format kBf16).
@@ -44,7 +49,7 @@ struct Linear {
   // F32 [out, in]. kFp8 / kFp4: the unscaled value of each weight code; otherwise the weight.
   std::vector<float> w;
   // kFp8: F32 [ceil(out/128), ceil(in/128)]; kFp4: F32 [out, in/32] (powers of two from the
-  // E8M0 codes); empty for the other modes.
+  // E8M0 codes); kNvfp4: F32 [out, in/16]; empty for the other modes.
   std::vector<float> scale;
 };
 

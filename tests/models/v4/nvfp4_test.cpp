@@ -1,0 +1,161 @@
+// NVIDIA NVFP4 routed experts (spec §11.5): the tiny checkpoint written as the lossless
+// MXFP4 -> NVFP4 transcode gives the MXFP4 checkpoint's logits bit for bit (the NVFP4 kernels'
+// canonical order keeps the MXFP4 lanes and chunks: kernels/cpu/linear_internal.h), in the fast
+// forward (prefill then decode, through run/serve's loader) and in the plain reference; the
+// draft blocks' experts stay MXFP4 beside NVFP4 main experts; malformed NVFP4 tensors get
+// errors naming the tensor.
+#include <cstring>
+#include <filesystem>
+#include <functional>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/presets.h"
+#include "checkpoint/tensor_store.h"
+#include "core/rng.h"
+#include "models/v4/weights.h"
+#include "runner/loaded_model.h"
+#include "testing/weight_generator.h"
+
+namespace dsv4::v4 {
+namespace {
+
+using checkpoint::DraftFamily;
+using checkpoint::ModelConfig;
+using checkpoint::OwnedTensor;
+using ::testing::HasSubstr;
+namespace fs = std::filesystem;
+
+constexpr uint64_t kSeed = 21;
+const std::string kW1 = "layers.1.ffn.experts.2.w1";
+
+ModelConfig Config(bool nvfp4, DraftFamily f = DraftFamily::kDspark) {
+  ModelConfig c = checkpoint::WithDrafter(checkpoint::TinyV4Config(), f);
+  return nvfp4 ? fixtures::Nvfp4Config(std::move(c)) : c;
+}
+
+std::vector<OwnedTensor> Generate(bool nvfp4) {
+  return fixtures::GenerateWeights(Config(nvfp4), {.seed = kSeed, .nvfp4_experts = nvfp4}).value();
+}
+
+std::unique_ptr<runner::LoadedModel> Open(bool nvfp4) {
+  const fs::path dir = fs::path(DSV4_TEST_TMPDIR) / "nvfp4" / (nvfp4 ? "nvfp4" : "mxfp4");
+  fs::remove_all(dir);
+  EXPECT_TRUE(fixtures::WriteCheckpoint(dir, Config(nvfp4), Generate(nvfp4), 2).ok());
+  Result<std::unique_ptr<runner::LoadedModel>> m = runner::OpenModelFolder(dir.string());
+  EXPECT_TRUE(m.ok()) << m.status().ToString();
+  return m.ok() ? std::move(m).value() : nullptr;
+}
+
+TEST(V4Nvfp4, LogitsBitIdenticalToMxfp4) {
+  Rng rng(5);
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 120; ++i) tokens.push_back(static_cast<int32_t>(rng.Below(512)));
+  std::vector<std::vector<float>> logits;
+  for (bool nvfp4 : {false, true}) {
+    std::unique_ptr<runner::LoadedModel> m = Open(nvfp4);
+    ASSERT_NE(m, nullptr);
+    EXPECT_EQ(m->drafter, DraftFamily::kDspark);
+    ThreadPool pool(2);
+    std::unique_ptr<runner::SequenceState> seq = m->lm->NewSequence();
+    std::vector<float> all, part;
+    constexpr auto kAll = models::LogitsMode::kAll;
+    ASSERT_TRUE(m->lm->Forward(pool, *seq, {tokens.data(), 90}, kAll, &all).ok());
+    for (size_t t = 90; t < tokens.size(); ++t) {
+      ASSERT_TRUE(m->lm->Forward(pool, *seq, {tokens.data() + t, 1}, kAll, &part).ok());
+      all.insert(all.end(), part.begin(), part.end());
+    }
+    logits.push_back(std::move(all));
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  EXPECT_EQ(std::memcmp(logits[0].data(), logits[1].data(), logits[0].size() * sizeof(float)), 0);
+}
+
+TEST(V4Nvfp4, MainExpertsNvfp4DraftExpertsMxfp4) {
+  const ModelConfig c = Config(true);
+  auto store = checkpoint::TensorStore::Create("nv", Generate(true)).value();
+  EXPECT_EQ(store->Get(kW1 + ".weight").value().dtype, DType::kU8);
+  EXPECT_EQ(store->Get("mtp.0.ffn.experts.0.w1.weight").value().dtype, DType::kI8);
+  checkpoint::WeightArena arena;
+  models::LinearLoader l(*store, arena);
+  const std::vector<models::LinearFormat> expert = ExpertFormats(c);
+  EXPECT_EQ(l.Linear(kW1, expert, c.moe_intermediate_size, c.hidden_size).value().kind,
+            kernels::LinearKind::kNvfp4Row16);
+  EXPECT_EQ(l.Linear("mtp.0.ffn.experts.0.w1", expert, c.moe_intermediate_size, c.hidden_size)
+                .value()
+                .kind,
+            kernels::LinearKind::kFp4Row32);
+}
+
+// Malformed NVFP4 tensors: the inventory check refuses them naming the tensor.
+struct MalformedCase {
+  std::string name;
+  std::function<void(std::vector<OwnedTensor>&)> edit;
+  bool nvfp4_config;
+  std::vector<std::string> message;
+};
+void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
+
+std::function<void(std::vector<OwnedTensor>&)> Edit(std::string name,
+                                                    std::function<void(OwnedTensor&)> f) {
+  return [=](std::vector<OwnedTensor>& ts) {
+    for (OwnedTensor& t : ts) {
+      if (t.name == name) f(t);
+    }
+  };
+}
+
+std::vector<MalformedCase> MalformedCases() {
+  return {
+      {"no_weight_scale_2",
+       [](std::vector<OwnedTensor>& ts) {
+         std::erase_if(ts, [](const OwnedTensor& t) { return t.name == kW1 + ".weight_scale_2"; });
+       },
+       true,
+       {"missing tensor '" + kW1 + ".weight_scale_2'"}},
+      {"scale_shape_does_not_divide",
+       Edit(kW1 + ".weight_scale",
+            [](OwnedTensor& t) {
+              t.shape[1] = t.shape[1] / 2;  // one scale per 32, not per 16
+              t.data.resize(t.data.size() / 2);
+            }),
+       true,
+       {kW1 + ".weight_scale", "expected"}},
+      {"nan_e4m3_scale", Edit(kW1 + ".weight_scale", [](OwnedTensor& t) { t.data[3] = std::byte{0x7F}; }),
+       true,
+       {kW1 + ".weight_scale", "NaN"}},
+      {"f16_weight", Edit(kW1 + ".weight", [](OwnedTensor& t) {
+         t.dtype = DType::kF16;
+         t.shape[1] /= 2;
+       }),
+       true,
+       {kW1 + ".weight", "has dtype F16", "NVFP4"}},
+      {"config_says_nvfp4_tensors_mxfp4", [](std::vector<OwnedTensor>&) {}, false,
+       {"declares moe_quant_algo NVFP4"}},
+  };
+}
+
+class V4Nvfp4Malformed : public ::testing::TestWithParam<MalformedCase> {};
+
+TEST_P(V4Nvfp4Malformed, RefusedNamingTheTensor) {
+  const MalformedCase& mc = GetParam();
+  std::vector<OwnedTensor> ts = mc.nvfp4_config ? Generate(true) : Generate(false);
+  mc.edit(ts);
+  auto store = checkpoint::TensorStore::Create("bad", std::move(ts)).value();
+  DraftFamily drafter;
+  std::vector<std::string> unexpected;
+  Status s = checkpoint::VerifyTensors(Config(true), *store, &drafter, &unexpected);
+  if (s.ok()) {  // the value checks (finite scales) happen at load
+    s = LoadWeights(Config(true), *store).status();
+  }
+  ASSERT_FALSE(s.ok());
+  for (const std::string& m : mc.message) EXPECT_THAT(s.message(), HasSubstr(m));
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, V4Nvfp4Malformed, ::testing::ValuesIn(MalformedCases()),
+                         [](const auto& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace dsv4::v4
