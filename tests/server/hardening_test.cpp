@@ -141,11 +141,18 @@ TEST_F(HardeningTest, DeeplyNestedJsonIsRefusedBeforeParsing) {
 
 // Failure 2: connections that trickle their head took every handler thread; /health stopped
 // answering and a body at 1 byte/s was held open indefinitely.
-TEST_F(HardeningTest, TricklingClientsTimeOutAndNeverStarveHealth) {
+TEST(HardeningTrickle, TricklingClientsTimeOutAndNeverStarveHealth) {
+  ServerOptions o = SmallServer();
+  o.header_timeout_s = 3;  // the tricklers stay unanswered at least this long
+  o.body_timeout_s = 3;
+  Result<std::unique_ptr<Server>> s = Server::Start(o);
+  ASSERT_TRUE(s.ok()) << s.status().ToString();
+  ASSERT_TRUE(s.value()->LoadModel().ok());
+  const int port = s.value()->port();
   constexpr int kTricklers = 16;  // more than the 10 handler threads
   std::vector<std::unique_ptr<RawClient>> slow;
   for (int i = 0; i < kTricklers; ++i) {
-    slow.push_back(std::make_unique<RawClient>(port()));
+    slow.push_back(std::make_unique<RawClient>(port));
     ASSERT_TRUE(slow.back()->connected());
     ASSERT_TRUE(slow.back()->Send(i % 2 == 0 ? "POST /v1/completions HTTP/1.1\r\nHost: 1"
                                              : JsonPost("/v1/completions", kOkCompletion)
@@ -158,19 +165,21 @@ TEST_F(HardeningTest, TricklingClientsTimeOutAndNeverStarveHealth) {
       std::this_thread::sleep_for(100ms);
     }
   });
-  const auto t0 = Clock::now();
-  const std::string health = Exchange(port(), Get("/health"));
+  // /health and a generation are answered while every trickler still waits for its deadline
+  // (were the handlers starved, they would come only after the tricklers' 408s).
+  const std::string health = Exchange(port, Get("/health"));
   EXPECT_EQ(StatusOf(health), 200) << health;
-  EXPECT_LT(Clock::now() - t0, 500ms);
-  ExpectServing("trickling clients");
-  // Whole-request deadlines: every trickler gets 408 and is closed at about 1 s, although it
-  // keeps sending.
+  const std::string served = Exchange(port, JsonPost("/v1/completions", kOkCompletion));
+  EXPECT_EQ(StatusOf(served), 200) << served;
   for (auto& c : slow) {
-    const std::string got = c->ReadToEnd(5s);
+    EXPECT_TRUE(c->ReadUntil("HTTP/1.1", 1, 1ms).empty()) << "a trickler was answered first";
+  }
+  // Whole-request deadlines: every trickler gets 408 and is closed, although it keeps sending.
+  for (auto& c : slow) {
+    const std::string got = c->ReadToEnd(10s);
     EXPECT_EQ(StatusOf(got), 408) << got;
     EXPECT_TRUE(c->closed_by_server());
   }
-  EXPECT_LT(Clock::now() - t0, 4s);
   stop.store(true);
   trickle.join();
 }
@@ -192,7 +201,7 @@ TEST(HardeningStop, StopDropsIdleAndTricklingConnectionsAtOnce) {
   std::this_thread::sleep_for(100ms);
   const auto t0 = Clock::now();
   s.value()->Stop();
-  EXPECT_LT(Clock::now() - t0, 1s);
+  EXPECT_LT(Clock::now() - t0, 10s);  // not the 60 s the connections could still take
   for (RawClient* c : {&idle, &head, &body}) {
     c->ReadToEnd(2s);
     EXPECT_TRUE(c->closed_by_server());
@@ -242,10 +251,9 @@ TEST_F(HardeningTest, ApiKeyIsCheckedBeforeTheBodyIsRead) {
   ASSERT_TRUE(c.Send("POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                      "Authorization: Bearer wrong\r\nContent-Type: application/json\r\n"
                      "Content-Length: 200000\r\n\r\n"));
-  const auto t0 = Clock::now();
-  const std::string r = c.ReadUntil("\r\n\r\n", 1, 3s);
+  // A 401 and not the 408 of the body deadline: the key was checked without the body.
+  const std::string r = c.ReadUntil("\r\n\r\n", 1, 5s);
   EXPECT_EQ(StatusOf(r), 401) << r;
-  EXPECT_LT(Clock::now() - t0, 500ms);
   // Over the limit and without a key: still the key first.
   const std::string r2 = Exchange(port(), "POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                           "Content-Type: application/json\r\n"
@@ -354,10 +362,9 @@ TEST_F(HardeningTest, AmbiguousContentLengthIsABadRequestAtOnce) {
        {std::string("Content-Length: 5\r\nContent-Length: 6\r\n"),
         std::string("Content-Length: +5\r\n"), std::string("Content-Length: -1\r\n"),
         std::string("Content-Length: 5\r\nTransfer-Encoding: chunked\r\n")}) {
-    const auto t0 = Clock::now();
+    // 400 at once, not the 408 or 413 of waiting for a body.
     const std::string r = Exchange(port(), head + length + "\r\n{}{}{}");
     EXPECT_EQ(StatusOf(r), 400) << length << r;
-    EXPECT_LT(Clock::now() - t0, 500ms) << length;
   }
 }
 
