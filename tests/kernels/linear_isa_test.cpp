@@ -172,6 +172,30 @@ TEST(LinearIsaShapes, InputsNotAMultipleOf32FallBackToTheSameBits) {
   }
 }
 
+// NVFP4 beyond the ordinary scales: every E4M3 scale code but NaN (zeros, subnormals and
+// negative codes included) and global scales from where b and the parts underflow to where
+// the lane sums overflow, on shapes with several input rows and partial tiles.
+TEST(LinearNvfp4Isa, EveryIsaMatchesScalarOnExtremeScales) {
+  ScopedFineSplit split;
+  Rng rng(4321);
+  const float globals[] = {1.37e-38f, 2.9e-30f, 3.1e-3f, 0.7f, 1.0f, 5.3e4f, 1.1e33f};
+  for (int trial = 0; trial < 28; ++trial) {
+    const int64_t in = 128 * (1 + rng.Below(8));
+    const int64_t out = 1 + rng.Below(200);
+    const int64_t rows = trial % 4 == 0 ? 1 : 1 + rng.Below(5);
+    Weights lin = MakeWeights(LinearKind::kNvfp4Row16, out, in, false, false, rng);
+    for (auto& sc : lin.scales) {
+      do sc = static_cast<uint8_t>(rng.Below(256));
+      while ((sc & 0x7F) == 0x7F);
+    }
+    const float g = globals[trial % 7];
+    lin.w.global_scale = trial % 2 == 0 ? g : -g * 1.01f;
+    ExpectAllEqual(RunAll(lin, rows, rng), "trial " + std::to_string(trial) + " out " +
+                                               std::to_string(out) + " in " + std::to_string(in) +
+                                               " rows " + std::to_string(rows));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
                                            LinearKind::kNvfp4Row16, LinearKind::kBf16,

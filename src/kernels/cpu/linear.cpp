@@ -23,10 +23,15 @@ std::array<float, 256> MakeE4M3Table() {
   for (int c = 0; c < 256; ++c) t[c] = E4M3ToF32(static_cast<uint8_t>(c));
   return t;
 }
+
+}  // namespace
+
 const std::array<float, 256>& E4M3Table() {
   static const std::array<float, 256> table = MakeE4M3Table();
   return table;
 }
+
+namespace {
 
 // Decodes weight row n to FP32 code values (not yet scaled) into `out` [w.in]. fp4_rows:
 // scratch for an FP4 row recovered from w.fp4_tiles.
@@ -218,8 +223,7 @@ bool SimdShapeOk(const LinearWeight& w) { return w.in % 32 == 0; }
 void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& call) {
   const LinearWeight& w = *call.w;
   Isa isa = ActiveIsa();
-  // NVFP4 has no SIMD tile loop yet: the scalar tiles, threaded, in the canonical order.
-  if (!SimdShapeOk(w) || w.kind == LinearKind::kNvfp4Row16) isa = Isa::kScalar;
+  if (!SimdShapeOk(w)) isa = Isa::kScalar;
   int64_t tile = 1;
   void (*tiles)(const LinearCall&, int64_t, int64_t) = internal::LinearTilesScalar;
   if (isa == Isa::kAvx512Bf16) {

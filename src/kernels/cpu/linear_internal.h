@@ -48,8 +48,8 @@ void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count,
 // One linear call after input preparation.
 struct LinearCall {
   const LinearWeight* w = nullptr;
-  // [rows, in]: the E4M3 code values of the quantised input (kFp8Block, kFp4Row32), or the
-  // FP32 input values (kBf16, kFp8AsBf16, kF32).
+  // [rows, in]: the E4M3 code values of the quantised input (kFp8Block, kFp4Row32,
+  // kNvfp4Row16), or the FP32 input values (kBf16, kFp8AsBf16, kF32).
   const float* x = nullptr;
   const float* xscale = nullptr;  // [rows, in/128] power-of-two input scales (quantised kinds)
   int64_t rows = 0;
@@ -95,6 +95,9 @@ float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale
 // the lane add is exact, so the result has the bits of Fp4LaneScaledDot on the MXFP4 weight.
 float Nvfp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
                          const uint8_t* wscale, float global, int64_t in);
+
+// E4M3ToF32 of all 256 codes (NaN for the two NaN codes).
+const std::array<float, 256>& E4M3Table();
 
 // One input row quantised for the FP8/FP4 linears, like ActQuantFp8 per 128 followed by
 // E4M3ToF32 of each code, with AVX-512 (same bits): x BF16 [in] -> values FP32 [in] (the E4M3
