@@ -6,8 +6,7 @@
 // A Generation holds one of the server's in-flight slots from Start until it is destroyed;
 // destroying it before the engine finished the request cancels the request, which frees its
 // KV pages (how a client that disconnects mid-stream gives its memory back).
-// Not thread-safe: one handler thread uses it (a streaming response moves it between the
-// handler and httplib's content provider, which run one after the other).
+// Not thread-safe: the one worker thread that handles its request uses it, streaming or not.
 #pragma once
 
 #include <atomic>

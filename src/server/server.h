@@ -1,4 +1,4 @@
-// dsv4 serve: an OpenAI-compatible HTTP server (cpp-httplib) in front of the Engine.
+// dsv4 serve: an OpenAI-compatible HTTP server (on src/http) in front of the Engine.
 //
 //   POST /v1/completions        text or token-id prompt -> text (SSE when "stream": true)
 //   POST /v1/chat/completions   messages (+ tools) in DeepSeek-V4's chat format -> message,
