@@ -34,14 +34,12 @@ while [[ $# -gt 0 ]]; do
 done
 
 # Bounds: this is a benchmark for one machine, not a load generator.
-int_in() { [[ "$2" =~ ^[0-9]+$ ]] && (( $2 >= $3 && $2 <= $4 )) || {
-  echo "error: --$1 must be an integer in [$3, $4], got '$2'" >&2; exit 2; }; }
+source bench/serve_lib.sh
 int_in requests "$requests" 1 10000
 int_in concurrency "$concurrency" 1 256
 int_in max-tokens "$max_tokens" 1 4096
 command -v curl >/dev/null || { echo "error: curl is needed" >&2; exit 2; }
 
-source bench/serve_lib.sh
 work_dir_and_cleanup
 if [[ -z "$url" ]]; then
   if [[ ! -x "$bin" ]]; then

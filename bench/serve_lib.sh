@@ -1,10 +1,18 @@
 # Sourced by the loopback server scripts (load_test.sh, soak.sh): a scratch folder, a
 # `dsv4 serve` child on a free port, and cleanup on exit. Not a script of its own.
 #
+#   int_in NAME VALUE LO HI       exits 2 unless VALUE is an integer in [LO, HI] (--NAME)
 #   work_dir_and_cleanup          sets $work (removed on exit with the server)
 #   start_server BIN ARGS...      starts BIN serve --host 127.0.0.1 --port 0 ARGS..., waits
 #                                 (60 s at most) until the model is ready; sets $server_pid
 #                                 and $url; exits 1 with the server's log on failure
+
+int_in() {
+  [[ "$2" =~ ^[0-9]+$ ]] && (( $2 >= $3 && $2 <= $4 )) || {
+    echo "error: --$1 must be an integer in [$3, $4], got '$2'" >&2
+    exit 2
+  }
+}
 
 work_dir_and_cleanup() {
   work="$(mktemp -d)"

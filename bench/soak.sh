@@ -28,15 +28,13 @@ while [[ $# -gt 0 ]]; do
     *) echo "error: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
-int_in() { [[ "$2" =~ ^[0-9]+$ ]] && (( $2 >= $3 && $2 <= $4 )) || {
-  echo "error: --$1 must be an integer in [$3, $4], got '$2'" >&2; exit 2; }; }
+source bench/serve_lib.sh
 int_in clients "$clients" 1 64
 int_in minutes "$minutes" 1 120
 int_in threads "$threads" 0 256
 command -v curl >/dev/null || { echo "error: curl is needed" >&2; exit 2; }
 [[ -x "$bin" ]] || { echo "error: $bin not found; build first (scripts/build release)" >&2; exit 2; }
 
-source bench/serve_lib.sh
 work_dir_and_cleanup
 key="soak-$$"
 start_server "$bin" --threads "$threads" --api-key "$key" \

@@ -95,14 +95,9 @@ std::string PeerName(const sockaddr_storage& a) {
 
 // The bytes of a whole response written by the I/O thread.
 std::string Serialize(const Response& r, bool keep_alive) {
-  std::string s = "HTTP/1.1 " + std::to_string(r.status) + " ";
-  s += ReasonPhrase(r.status);
-  s += "\r\n";
-  if (!r.content_type.empty()) s += "Content-Type: " + r.content_type + "\r\n";
-  for (const auto& [k, v] : r.headers) s += k + ": " + v + "\r\n";
-  s += "Content-Length: " + std::to_string(r.body.size()) + "\r\n";
-  s += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
-  return s + r.body;
+  return SerializeHead(r.status, r.content_type, {&r.headers},
+                       "Content-Length: " + std::to_string(r.body.size()) + "\r\n", keep_alive) +
+         r.body;
 }
 
 Response PlainError(int status, const std::string& message) {

@@ -14,6 +14,25 @@ std::string RequestHead::Value(std::string_view name) const {
   return v == nullptr ? std::string() : *v;
 }
 
+std::string SerializeHead(int status, std::string_view content_type,
+                          std::initializer_list<const HeaderList*> header_lists,
+                          std::string_view framing, bool keep_alive) {
+  std::string h = "HTTP/1.1 " + std::to_string(status) + " ";
+  h += ReasonPhrase(status);
+  h += "\r\n";
+  if (!content_type.empty()) {
+    h += "Content-Type: ";
+    h += content_type;
+    h += "\r\n";
+  }
+  for (const HeaderList* list : header_lists) {
+    for (const auto& [k, v] : *list) h += k + ": " + v + "\r\n";
+  }
+  h += framing;
+  h += keep_alive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
+  return h;
+}
+
 std::string_view ReasonPhrase(int status) {
   switch (status) {
     case 100: return "Continue";

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -52,6 +53,13 @@ struct Response {
   std::string body;
   HeaderList headers;  // extra headers (no Content-Length/Connection: the writer sets those)
 };
+
+// A response head: status line, Content-Type (when non-empty), the fields of each list in
+// order, `framing` (a whole "Content-Length: N\r\n" or "Transfer-Encoding: chunked\r\n" line),
+// Connection (keep-alive or close) and the empty line.
+std::string SerializeHead(int status, std::string_view content_type,
+                          std::initializer_list<const HeaderList*> header_lists,
+                          std::string_view framing, bool keep_alive);
 
 // "OK", "Not Found", ... for the statuses the server uses; "Unknown" otherwise.
 std::string_view ReasonPhrase(int status);

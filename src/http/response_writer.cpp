@@ -24,20 +24,7 @@ void ResponseWriter::AddHeader(std::string name, std::string value) {
 
 std::string ResponseWriter::Head(int status, std::string_view content_type,
                                  const HeaderList& headers, std::string_view framing) const {
-  std::string h = "HTTP/1.1 " + std::to_string(status) + " ";
-  h += ReasonPhrase(status);
-  h += "\r\n";
-  if (!content_type.empty()) {
-    h += "Content-Type: ";
-    h += content_type;
-    h += "\r\n";
-  }
-  for (const HeaderList* list : {&extra_, &headers}) {
-    for (const auto& [k, v] : *list) h += k + ": " + v + "\r\n";
-  }
-  h += framing;
-  h += keep_alive_ ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n";
-  return h;
+  return SerializeHead(status, content_type, {&extra_, &headers}, framing, keep_alive_);
 }
 
 bool ResponseWriter::WriteAll(std::string_view data) {
