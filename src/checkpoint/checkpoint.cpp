@@ -36,14 +36,17 @@ Result<std::vector<TensorSpec>> StoredTensors(const ModelConfig& config,
   }
   const std::vector<LinearFormat> accepted = AcceptedLinearFormats(config, w.kind);
   DSV4_ASSIGN_OR_RETURN(LinearFormat format, DetectLinearFormat(source, w.name, accepted));
-  // The tensors decide; a config that declares NVFP4 routed experts (spec §11.5: main layers
-  // only, the draft blocks' experts stay MXFP4) must not be contradicted by them.
-  if (w.kind == WeightKind::kExpertLinear && !w.mtp && config.modelopt.nvfp4_experts() &&
-      format != LinearFormat::kNvfp4) {
-    return Status::InvalidArgument(source.label() + ": tensor '" + w.name + ".weight' is " +
-                                   LinearFormatName(format) + " but config.json declares " +
-                                   "moe_quant_algo NVFP4 (expected " +
-                                   LinearFormatName(LinearFormat::kNvfp4) + ")");
+  // The tensors decide; a declaration they contradict (spec §11.5: main-layer routed experts
+  // NVFP4, the draft blocks' experts and the ignored modules in their original formats) is
+  // refused.
+  const DeclaredQuant d =
+      DeclaredFor(config.modelopt, w.name, w.kind == WeightKind::kExpertLinear && !w.mtp);
+  if (!d.by.empty() && d.nvfp4 != (format == LinearFormat::kNvfp4)) {
+    return Status::InvalidArgument(
+        source.label() + ": tensor '" + w.name + ".weight' is " + LinearFormatName(format) +
+        " but the quantisation config declares " + d.by + " (expected " +
+        (d.nvfp4 ? LinearFormatName(LinearFormat::kNvfp4) : std::string("a format other than NVFP4")) +
+        ")");
   }
   return StoredLinear(w, format, index);
 }

@@ -5,79 +5,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "checkpoint/field_reader.h"
 #include "checkpoint/json_file.h"
+#include "checkpoint/quant_config.h"
 #include "core/file_read.h"
 
 namespace dsv4::checkpoint {
 namespace {
 
 using nlohmann::json;
-
-// Reads typed fields from one JSON object; every error names the label and the field.
-class FieldReader {
- public:
-  FieldReader(const json& j, std::string_view label) : j_(j), label_(label) {}
-
-  bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
-
-  Status Int(const char* key, int64_t* out, bool required = true) const {
-    if (!Has(key)) return required ? Missing(key, "an integer") : Status::Ok();
-    const json& v = j_.at(key);
-    if (v.is_number_integer()) {
-      *out = v.get<int64_t>();
-      return Status::Ok();
-    }
-    if (v.is_number_float() && std::floor(v.get<double>()) == v.get<double>()) {
-      *out = static_cast<int64_t>(v.get<double>());
-      return Status::Ok();
-    }
-    return Wrong(key, "an integer", v);
-  }
-  Status Float(const char* key, double* out, bool required = true) const {
-    if (!Has(key)) return required ? Missing(key, "a number") : Status::Ok();
-    const json& v = j_.at(key);
-    if (!v.is_number()) return Wrong(key, "a number", v);
-    *out = v.get<double>();
-    return Status::Ok();
-  }
-  Status Bool(const char* key, bool* out, bool required = true) const {
-    if (!Has(key)) return required ? Missing(key, "a boolean") : Status::Ok();
-    const json& v = j_.at(key);
-    if (!v.is_boolean()) return Wrong(key, "a boolean", v);
-    *out = v.get<bool>();
-    return Status::Ok();
-  }
-  Status String(const char* key, std::string* out, bool required = true) const {
-    if (!Has(key)) return required ? Missing(key, "a string") : Status::Ok();
-    const json& v = j_.at(key);
-    if (!v.is_string()) return Wrong(key, "a string", v);
-    *out = v.get<std::string>();
-    return Status::Ok();
-  }
-  Status IntList(const char* key, std::vector<int64_t>* out) const {
-    const json& v = j_.at(key);
-    if (!v.is_array()) return Wrong(key, "a list of integers", v);
-    out->clear();
-    for (const json& e : v) {
-      if (!e.is_number_integer()) return Wrong(key, "a list of integers", v);
-      out->push_back(e.get<int64_t>());
-    }
-    return Status::Ok();
-  }
-
-  Status Missing(const char* key, const char* what) const {
-    return Status::InvalidArgument(std::string(label_) + ": missing field '" + key +
-                                   "' (expected " + what + ")");
-  }
-  Status Wrong(const char* key, const char* what, const json& v) const {
-    return Status::InvalidArgument(std::string(label_) + ": field '" + key + "' must be " + what +
-                                   ", got " + v.dump());
-  }
-
- private:
-  const json& j_;
-  std::string_view label_;
-};
 
 Status ParseYarn(const json& rs, std::string_view label, YarnConfig* y) {
   if (!rs.is_object()) {
@@ -104,99 +40,6 @@ Status ParseYarn(const json& rs, std::string_view label, YarnConfig* y) {
   DSV4_RETURN_IF_ERROR(r.Float("beta_slow", &y->beta_slow, false));
   DSV4_RETURN_IF_ERROR(r.Float("mscale", &y->mscale, false));
   DSV4_RETURN_IF_ERROR(r.Float("mscale_all_dim", &y->mscale_all_dim, false));
-  return Status::Ok();
-}
-
-// A list of strings (`ignore`, `exclude_modules`).
-Status StringList(const json& q, const char* key, const std::string& where,
-                  std::vector<std::string>* out) {
-  if (!q.contains(key) || q.at(key).is_null()) return Status::Ok();
-  const json& v = q.at(key);
-  bool ok = v.is_array();
-  for (size_t i = 0; ok && i < v.size(); ++i) ok = v[i].is_string();
-  if (!ok) {
-    return Status::InvalidArgument(where + ": field '" + key + "' must be a list of strings, got " +
-                                   v.dump());
-  }
-  out->clear();
-  for (const json& e : v) out->push_back(e.get<std::string>());
-  return Status::Ok();
-}
-
-// The ModelOpt keys of a quantisation object (config.json quantization_config, or
-// hf_quant_config.json "quantization" with `exclude_modules` for `ignore`), validated: the
-// algorithms this engine knows, group_size 16 whenever NVFP4 is named.
-Status ParseModelOpt(const json& q, const std::string& where, const char* ignore_key,
-                     ModelOptQuant* m) {
-  FieldReader r(q, where);
-  DSV4_RETURN_IF_ERROR(r.String("quant_algo", &m->quant_algo, false));
-  DSV4_RETURN_IF_ERROR(r.String("moe_quant_algo", &m->moe_quant_algo, false));
-  DSV4_RETURN_IF_ERROR(r.Int("group_size", &m->group_size, false));
-  for (const std::string* algo : {&m->quant_algo, &m->moe_quant_algo}) {
-    if (!algo->empty() && *algo != "NVFP4" && *algo != "MIXED_PRECISION" && *algo != "FP8") {
-      return Status::Unimplemented(where + ": quantisation algorithm '" + *algo +
-                                   "' (expected NVFP4, MIXED_PRECISION or FP8)");
-    }
-  }
-  if (m->nvfp4_experts() && m->group_size != 0 && m->group_size != 16) {
-    return Status::InvalidArgument(where + ": field 'group_size' must be 16 for NVFP4, got " +
-                                   std::to_string(m->group_size));
-  }
-  if (q.contains("producer")) {
-    const json& p = q.at("producer");
-    if (p.is_string()) {
-      m->producer = p.get<std::string>();
-    } else if (p.is_object() && p.contains("name") && p.at("name").is_string()) {
-      m->producer = p.at("name").get<std::string>();
-    } else if (!p.is_null()) {
-      return Status::InvalidArgument(where + ": field 'producer' must be a string or an object "
-                                     "with a 'name', got " + p.dump());
-    }
-  }
-  DSV4_RETURN_IF_ERROR(StringList(q, ignore_key, where, &m->ignore));
-  if (q.contains("quantized_layers") && !q.at("quantized_layers").is_null()) {
-    if (!q.at("quantized_layers").is_object()) {
-      return Status::InvalidArgument(where + ": field 'quantized_layers' must be an object, got " +
-                                     q.at("quantized_layers").dump());
-    }
-    m->has_quantized_layers = true;
-  }
-  return Status::Ok();
-}
-
-// "fp8" when the checkpoint carries quantisation_config (block-scaled FP8), else BF16.
-Status ParseQuantization(const json& j, std::string_view label, ModelConfig* c) {
-  if (!j.contains("quantization_config") || j.at("quantization_config").is_null()) {
-    c->weight_format = WeightFormat::kBf16;
-    return Status::Ok();
-  }
-  const json& q = j.at("quantization_config");
-  std::string where = std::string(label) + " quantization_config";
-  if (!q.is_object()) {
-    return Status::InvalidArgument(where + ": must be an object, got " + q.dump());
-  }
-  FieldReader r(q, where);
-  std::string method;
-  DSV4_RETURN_IF_ERROR(r.String("quant_method", &method));
-  if (method != "fp8" && method != "modelopt") {
-    return Status::Unimplemented(where + ": quant_method '" + method +
-                                 "' (expected 'fp8' or 'modelopt')");
-  }
-  DSV4_RETURN_IF_ERROR(ParseModelOpt(q, where, "ignore", &c->modelopt));
-  if (r.Has("fmt")) {
-    std::string fmt;
-    DSV4_RETURN_IF_ERROR(r.String("fmt", &fmt));
-    if (fmt != "e4m3") return Status::Unimplemented(where + ": fmt '" + fmt + "' (expected 'e4m3')");
-  }
-  if (r.Has("weight_block_size")) {
-    std::vector<int64_t> block;
-    DSV4_RETURN_IF_ERROR(r.IntList("weight_block_size", &block));
-    if (block != std::vector<int64_t>{128, 128}) {
-      return Status::Unimplemented(where + ": weight_block_size " + q.at("weight_block_size").dump() +
-                                   " (expected [128, 128])");
-    }
-  }
-  c->weight_format = WeightFormat::kFp8;
   return Status::Ok();
 }
 
@@ -441,7 +284,7 @@ Result<ModelConfig> ParseModelConfig(const nlohmann::json& j, std::string_view l
   }
   DSV4_RETURN_IF_ERROR(ParseCommon(r, &c));
   DSV4_RETURN_IF_ERROR(c.arch == Arch::kV4 ? ParseV4(j, label, &c) : ParseV32(j, label, &c));
-  DSV4_RETURN_IF_ERROR(ParseQuantization(j, label, &c));
+  DSV4_RETURN_IF_ERROR(ParseQuantizationConfig(j, label, &c.weight_format, &c.modelopt));
   DSV4_RETURN_IF_ERROR(ValidateModelConfig(c, label));
   return c;
 }
@@ -454,27 +297,7 @@ Result<ModelConfig> LoadModelConfig(const std::filesystem::path& path) {
                         ReadJsonFile(file, kMaxConfigJsonBytes, "config file"));
   DSV4_ASSIGN_OR_RETURN(ModelConfig c, ParseModelConfig(j, file.string()));
   const std::filesystem::path hf = file.parent_path() / "hf_quant_config.json";
-  if (!std::filesystem::exists(hf, ec)) return c;
-  DSV4_ASSIGN_OR_RETURN(const nlohmann::json h,
-                        ReadJsonFile(hf, kMaxConfigJsonBytes, "quantisation config file"));
-  const std::string where = hf.string() + " quantization";
-  if (!h.is_object() || !h.contains("quantization") || !h.at("quantization").is_object()) {
-    return Status::InvalidArgument(hf.string() + ": expected an object with a 'quantization' "
-                                   "object");
-  }
-  ModelOptQuant m;
-  DSV4_RETURN_IF_ERROR(ParseModelOpt(h.at("quantization"), where, "exclude_modules", &m));
-  // config.json's keys win where both are given; the two must not disagree on the experts.
-  if (!c.modelopt.moe_quant_algo.empty() && m.nvfp4_experts() != c.modelopt.nvfp4_experts()) {
-    return Status::InvalidArgument(where + ": quant_algo '" + m.quant_algo +
-                                   "' contradicts config.json moe_quant_algo '" +
-                                   c.modelopt.moe_quant_algo + "'");
-  }
-  if (c.modelopt.quant_algo.empty()) c.modelopt.quant_algo = m.quant_algo;
-  if (c.modelopt.moe_quant_algo.empty() && m.quant_algo == "NVFP4") c.modelopt.moe_quant_algo = "NVFP4";
-  if (c.modelopt.group_size == 0) c.modelopt.group_size = m.group_size;
-  if (c.modelopt.producer.empty()) c.modelopt.producer = m.producer;
-  if (c.modelopt.ignore.empty()) c.modelopt.ignore = m.ignore;
+  if (std::filesystem::exists(hf, ec)) DSV4_RETURN_IF_ERROR(MergeHfQuantConfig(hf, &c.modelopt));
   return c;
 }
 
@@ -701,13 +524,7 @@ nlohmann::json ModelConfigToJson(const ModelConfig& c) {
                                 {"activation_scheme", "dynamic"},
                                 {"scale_fmt", "ue8m0"},
                                 {"weight_block_size", {128, 128}}};
-    const ModelOptQuant& m = c.modelopt;
-    json& q = j["quantization_config"];
-    if (!m.quant_algo.empty()) q["quant_algo"] = m.quant_algo;
-    if (!m.moe_quant_algo.empty()) q["moe_quant_algo"] = m.moe_quant_algo;
-    if (m.group_size != 0) q["group_size"] = m.group_size;
-    if (!m.producer.empty()) q["producer"] = {{"name", m.producer}};
-    if (!m.ignore.empty()) q["ignore"] = m.ignore;
+    j["quantization_config"].update(ModelOptToJson(c.modelopt));
   }
   if (c.arch == Arch::kV4) {
     j["num_key_value_heads"] = 1;

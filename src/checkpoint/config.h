@@ -10,6 +10,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "checkpoint/quant_config.h"
 #include "core/status.h"
 
 namespace dsv4::checkpoint {
@@ -32,12 +33,6 @@ struct YarnConfig {
   double mscale_all_dim = 0.0;  // V3.2 only
 };
 
-// How the dense linears and the routed experts are stored in the checkpoint.
-enum class WeightFormat {
-  kFp8,   // dense: F8_E4M3 + 128x128 block scales; V4 experts packed FP4 + E8M0 per 32
-  kBf16,  // every quantised tensor stored as its exact BF16 dequantisation, no scales
-};
-
 // The speculative-decoding drafter a checkpoint declares (spec §11.3, §11.4).
 enum class DraftFamily {
   kNone,    // no draft module
@@ -55,21 +50,6 @@ struct DsparkConfig {
   int64_t noise_token_id = 0;             // fills the block after the anchor (128799)
   std::vector<int64_t> target_layer_ids;  // main layers feeding main_proj ([40, 41, 42])
   int64_t markov_rank = 0;                // R of the Markov head (256)
-};
-
-// NVIDIA ModelOpt keys of `quantization_config` (NVFP4 checkpoints, spec §11.5), and of
-// hf_quant_config.json's "quantization" object when present. Informative: the tensors decide
-// each linear's format; the loader only refuses a config that contradicts them
-// (moe_quant_algo "NVFP4" with a main-layer routed expert stored otherwise).
-struct ModelOptQuant {
-  std::string quant_algo;              // "MIXED_PRECISION", "NVFP4", "FP8" or ""
-  std::string moe_quant_algo;          // "NVFP4" or "" (absent)
-  int64_t group_size = 0;              // 16 for NVFP4; 0 if absent
-  std::string producer;                // e.g. "modelopt" (the name, when an object)
-  std::vector<std::string> ignore;     // module patterns left unquantised
-  bool has_quantized_layers = false;   // a per-layer `quantized_layers` map was present
-  // Whether the routed experts are declared NVFP4.
-  bool nvfp4_experts() const { return moe_quant_algo == "NVFP4" || quant_algo == "NVFP4"; }
 };
 
 struct ModelConfig {
@@ -149,7 +129,7 @@ struct ModelConfig {
 // error, which names the field, the expected and the actual value.
 Result<ModelConfig> ParseModelConfig(const nlohmann::json& j, std::string_view label);
 // Reads <dir>/config.json (or the file itself if `path` is a file): at most
-// kMaxConfigJsonBytes (1 MiB) and kDefaultMaxJsonDepth levels deep (ReadJsonFile's errors),
+// kMaxConfigJsonBytes (16 MiB) and kDefaultMaxJsonDepth levels deep (ReadJsonFile's errors),
 // then ParseModelConfig's.
 Result<ModelConfig> LoadModelConfig(const std::filesystem::path& path);
 // Checks the cross-field invariants a runnable model needs (also called by ParseModelConfig).

@@ -15,7 +15,9 @@ namespace dsv4 {
 
 // Size limits of the JSON files of a checkpoint folder, far above real ones: DeepSeek's
 // config.json is ~2 KB, tokenizer.json ~8 MB, model.safetensors.index.json ~4 MB for V4-Pro.
-inline constexpr uint64_t kMaxConfigJsonBytes = 1ull << 20;      // 1 MiB
+// config.json and hf_quant_config.json share one limit: ModelOpt's `quantized_layers` map may
+// name every expert matrix (V4-Pro: ~47K modules, ~3 MB).
+inline constexpr uint64_t kMaxConfigJsonBytes = 16ull << 20;     // 16 MiB
 inline constexpr uint64_t kMaxTokenizerJsonBytes = 64ull << 20;  // 64 MiB
 inline constexpr uint64_t kMaxIndexJsonBytes = 100'000'000;
 

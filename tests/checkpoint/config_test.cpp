@@ -278,7 +278,7 @@ TEST(ModelConfig, LoadFromMissingOrBrokenFile) {
   EXPECT_THAT(s.message(), HasSubstr("config.json"));
 }
 
-// config.json is read with a size limit (1 MiB; real ones are ~2 KB) and a nesting limit
+// config.json is read with a size limit (16 MiB; real ones are ~2 KB) and a nesting limit
 // checked before the parser sees it: 100,000 levels would otherwise reach nlohmann's recursion.
 TEST(ModelConfig, DeepOrHugeConfigFilesAreRefusedNamingTheFile) {
   const std::filesystem::path dir = DSV4_TEST_TMPDIR "/config_limits";
@@ -292,11 +292,11 @@ TEST(ModelConfig, DeepOrHugeConfigFilesAreRefusedNamingTheFile) {
   EXPECT_THAT(s.message(), HasSubstr((dir / "config.json").string() +
                                      " (config file): JSON nested deeper than the limit of 64 "
                                      "levels (level 65 opens at byte"));
-  std::filesystem::resize_file(dir / "config.json", (1 << 20) + 1);  // sparse
+  std::filesystem::resize_file(dir / "config.json", (16 << 20) + 1);  // sparse
   s = LoadModelConfig(dir / "config.json").status();
   EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(s.message(), (dir / "config.json").string() +
-                             ": config file is 1048577 bytes, more than the limit of 1048576 "
+                             ": config file is 16777217 bytes, more than the limit of 16777216 "
                              "bytes");
 }
 

@@ -93,8 +93,10 @@ TEST(V4Nvfp4, MainExpertsNvfp4DraftExpertsMxfp4) {
 struct MalformedCase {
   std::string name;
   std::function<void(std::vector<OwnedTensor>&)> edit;
-  bool nvfp4_config;
+  bool nvfp4_tensors;  // else the MXFP4 tensors of the same weights
   std::vector<std::string> message;
+  // Edits the NVFP4 config's quantisation declaration.
+  std::function<void(checkpoint::ModelOptQuant&)> declare = [](checkpoint::ModelOptQuant&) {};
 };
 void PrintTo(const MalformedCase& c, std::ostream* os) { *os << c.name; }
 
@@ -133,7 +135,21 @@ std::vector<MalformedCase> MalformedCases() {
        true,
        {kW1 + ".weight", "has dtype F16", "NVFP4"}},
       {"config_says_nvfp4_tensors_mxfp4", [](std::vector<OwnedTensor>&) {}, false,
-       {"declares moe_quant_algo NVFP4"}},
+       {"'layers.0.ffn.experts.0.w1.weight' is I8 (packed FP4)", "declares moe_quant_algo NVFP4",
+        "expected U8 (packed FP4) + F8_E4M3 'weight_scale'"}},
+      {"ignored_module_stored_nvfp4", [](std::vector<OwnedTensor>&) {}, true,
+       {"'" + kW1 + ".weight' is U8 (packed FP4) + F8_E4M3 'weight_scale'",
+        "declares ignore pattern 'layers.1.ffn.experts.2.*'", "a format other than NVFP4"},
+       [](checkpoint::ModelOptQuant& m) { m.ignore.push_back("layers.1.ffn.experts.2.*"); }},
+      {"quantized_layers_says_nvfp4_shared_expert_fp8", [](std::vector<OwnedTensor>&) {}, true,
+       {"'layers.0.ffn.shared_experts.w1.weight' is F8_E4M3",
+        "declares quantized_layers['layers.0.ffn.shared_experts.w1'] NVFP4"},
+       [](checkpoint::ModelOptQuant& m) {
+         m.quantized_layers["layers.0.ffn.shared_experts.w1"] = "NVFP4";
+       }},
+      {"quantized_layers_says_fp8_routed_expert_nvfp4", [](std::vector<OwnedTensor>&) {}, true,
+       {"declares quantized_layers['" + kW1 + "'] FP8"},
+       [](checkpoint::ModelOptQuant& m) { m.quantized_layers[kW1] = "FP8"; }},
   };
 }
 
@@ -141,14 +157,16 @@ class V4Nvfp4Malformed : public ::testing::TestWithParam<MalformedCase> {};
 
 TEST_P(V4Nvfp4Malformed, RefusedNamingTheTensor) {
   const MalformedCase& mc = GetParam();
-  std::vector<OwnedTensor> ts = mc.nvfp4_config ? Generate(true) : Generate(false);
+  std::vector<OwnedTensor> ts = Generate(mc.nvfp4_tensors);
   mc.edit(ts);
   auto store = checkpoint::TensorStore::Create("bad", std::move(ts)).value();
+  ModelConfig config = Config(true);
+  mc.declare(config.modelopt);
   DraftFamily drafter;
   std::vector<std::string> unexpected;
-  Status s = checkpoint::VerifyTensors(Config(true), *store, &drafter, &unexpected);
+  Status s = checkpoint::VerifyTensors(config, *store, &drafter, &unexpected);
   if (s.ok()) {  // the value checks (finite scales) happen at load
-    s = LoadWeights(Config(true), *store).status();
+    s = LoadWeights(config, *store).status();
   }
   ASSERT_FALSE(s.ok());
   for (const std::string& m : mc.message) EXPECT_THAT(s.message(), HasSubstr(m));
