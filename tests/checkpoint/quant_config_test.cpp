@@ -148,7 +148,9 @@ TEST(QuantConfig, DeclaredForPrecedence) {
 class HfQuantConfig : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(DSV4_TEST_TMPDIR) / "hf_quant_config";
+    // One folder per test: ctest runs the tests of this file in parallel.
+    dir_ = fs::path(DSV4_TEST_TMPDIR) / "hf_quant_config" /
+           ::testing::UnitTest::GetInstance()->current_test_info()->name();
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
