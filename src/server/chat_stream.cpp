@@ -4,13 +4,12 @@
 
 namespace dsv4::server {
 
-std::string ToolCallsMarker() {
-  return "\n\n<" + std::string(tokenizer::kDsmlToken) + "tool_calls";
-}
-
-ChatDeltaSplitter::ChatDeltaSplitter(tokenizer::ThinkingMode thinking, bool tools)
+ChatDeltaSplitter::ChatDeltaSplitter(tokenizer::ThinkingMode thinking, bool tools,
+                                     tokenizer::ChatFormat format)
     : thinking_(thinking),
       tools_(tools),
+      format_(format),
+      marker_(tokenizer::DsmlCallsStart(format)),
       phase_(thinking == tokenizer::ThinkingMode::kThinking ? Phase::kReasoning
                                                              : Phase::kContent) {}
 
@@ -22,7 +21,7 @@ ChatDelta ChatDeltaSplitter::Feed(std::string_view text) {
 
 ChatDelta ChatDeltaSplitter::Drain(bool at_end) {
   static const std::vector<std::string> kThinkEnd = {std::string(tokenizer::kThinkEndToken)};
-  static const std::vector<std::string> kMarker = {ToolCallsMarker()};
+  const std::vector<std::string> marker = {marker_};
   ChatDelta d;
   while (!pending_.empty()) {
     if (phase_ == Phase::kReasoning) {
@@ -43,9 +42,9 @@ ChatDelta ChatDeltaSplitter::Drain(bool at_end) {
         pending_.clear();
         break;
       }
-      const size_t at = pending_.find(kMarker[0]);
+      const size_t at = pending_.find(marker[0]);
       if (at == std::string::npos) {
-        const size_t n = at_end ? pending_.size() : ReleasableLength(pending_, kMarker);
+        const size_t n = at_end ? pending_.size() : ReleasableLength(pending_, marker);
         d.content += pending_.substr(0, n);
         pending_.erase(0, n);
         break;
@@ -65,7 +64,7 @@ ChatTurnEnd ChatDeltaSplitter::Finish() {
   ChatTurnEnd end;
   end.delta = Drain(/*at_end=*/true);
   if (phase_ == Phase::kToolCalls) {
-    tokenizer::LenientParse p = tokenizer::ParseCompletionLenient(all_, thinking_);
+    tokenizer::LenientParse p = tokenizer::ParseCompletionLenient(all_, thinking_, format_);
     if (!p.message.tool_calls.empty()) {
       end.tool_calls = std::move(p.message.tool_calls);
     } else {

@@ -32,7 +32,9 @@ class ChatDeltaSplitter {
  public:
   // `thinking`: the prompt ended with <think>, so the turn starts with reasoning.
   // `tools`: the request offered tools, so a tool-call block may follow the content.
-  ChatDeltaSplitter(tokenizer::ThinkingMode thinking, bool tools);
+  // `format`: the model's chat format, which names the call block (chat_parse.h).
+  ChatDeltaSplitter(tokenizer::ThinkingMode thinking, bool tools,
+                    tokenizer::ChatFormat format = tokenizer::ChatFormat::kV4);
 
   ChatDelta Feed(std::string_view text);
   ChatTurnEnd Finish();
@@ -43,12 +45,11 @@ class ChatDeltaSplitter {
 
   tokenizer::ThinkingMode thinking_;
   bool tools_;
+  tokenizer::ChatFormat format_;
+  std::string marker_;  // where the call block starts (tokenizer::DsmlCallsStart)
   Phase phase_;
   std::string all_;      // the whole turn, for the final parse
   std::string pending_;  // not yet emitted
 };
-
-// The "\n\n<｜DSML｜tool_calls" that starts a tool-call block (chat_parse.h grammar).
-std::string ToolCallsMarker();
 
 }  // namespace dsv4::server

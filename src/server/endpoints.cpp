@@ -75,8 +75,9 @@ std::vector<tokenizer::ToolCall> WithIds(std::vector<tokenizer::ToolCall> calls)
 
 class ChatFormatter : public StreamFormatter {
  public:
-  ChatFormatter(ResponseMeta meta, bool usage, tokenizer::ThinkingMode mode, bool tools)
-      : meta_(std::move(meta)), usage_(usage), splitter_(mode, tools) {}
+  ChatFormatter(ResponseMeta meta, bool usage, tokenizer::ThinkingMode mode, bool tools,
+                tokenizer::ChatFormat format)
+      : meta_(std::move(meta)), usage_(usage), splitter_(mode, tools, format) {}
   std::string Begin() override {
     return SseEvent(ChatChunk(meta_, {{"role", "assistant"}, {"content", ""}}, ""));
   }
@@ -280,7 +281,8 @@ void HandleChatCompletions(const ServingState& s, const http::Request& req,
   if (!body.ok()) return SendError(body.error());
   ApiResult<ChatRequest> parsed = ParseChatRequest(body.value());
   if (!parsed.ok()) return SendError(parsed.error());
-  const ChatRequest& c = parsed.value();
+  ChatRequest& c = parsed.value();
+  c.template_options.format = s.chat_format;
   // Only the template's markers (BOS, roles, DSML) become control tokens; everything the
   // client wrote is plain text, as in DeepSeek's API.
   Result<std::vector<int32_t>> prompt =
@@ -302,11 +304,12 @@ void HandleChatCompletions(const ServingState& s, const http::Request& req,
   const bool tools = !c.tools.is_null();
   if (c.params.stream) {
     return Stream(s, w, std::move(g.value()),
-                  std::make_unique<ChatFormatter>(meta, c.params.include_usage, mode, tools),
+                  std::make_unique<ChatFormatter>(meta, c.params.include_usage, mode, tools,
+                                                  s.chat_format),
                   headers);
   }
   Generation& gen = *g.value();
-  ChatDeltaSplitter splitter(mode, tools);
+  ChatDeltaSplitter splitter(mode, tools, s.chat_format);
   ChatResult result;
   auto add = [&](const ChatDelta& d) {
     result.reasoning_content += d.reasoning;

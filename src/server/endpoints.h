@@ -13,6 +13,7 @@
 #include "http/response_writer.h"
 #include "server/generation.h"
 #include "server/server.h"
+#include "tokenizer/chat_format.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv4::server {
@@ -23,6 +24,9 @@ struct ServingState {
   std::string model_id;  // what "model" must name
   std::unique_ptr<Engine> engine;
   const tokenizer::Tokenizer* tokenizer = nullptr;  // the engine's
+  // The loaded checkpoint's chat format: V3.2 models speak DeepSeek-V3.2's encoding, V4
+  // models V4's (every chat request is rendered and parsed in it).
+  tokenizer::ChatFormat chat_format = tokenizer::ChatFormat::kV4;
   GenerationContext generation;  // points into the above and the server
 };
 

@@ -199,30 +199,44 @@ MaybeError ParsePrompt(const Json& body, CompletionRequest* r) {
   return WrongType("prompt", "a string or an array of token ids", *v);
 }
 
-// "content": a string, or an array of text parts (joined with newlines, as vLLM does).
-MaybeError ParseContent(const Json& m, const std::string& where, bool required,
-                        std::string* out) {
+// "content": a string, or an array of parts. Text parts are joined with newlines into
+// `out->content` (vLLM's flattening) and kept in `out->content_parts`; other parts (an image)
+// are accepted only in a tool result (`any_parts`), where DeepSeek-V4's encoder writes them
+// as "[Unsupported TYPE]".
+MaybeError ParseContent(const Json& m, const std::string& where, bool required, bool any_parts,
+                        tokenizer::ChatMessage* out) {
   const Json* c = Field(m, "content");
   if (c == nullptr) {
     if (required) return BadRequest("'" + where + ".content' is required", where + ".content");
     return std::nullopt;
   }
   if (c->is_string()) {
-    *out = c->get<std::string>();
+    out->content = c->get<std::string>();
     return std::nullopt;
   }
   if (!c->is_array()) return WrongType(where + ".content", "a string or an array of parts", *c);
+  bool first_text = true;
   for (size_t i = 0; i < c->size(); ++i) {
     const Json& part = c->at(i);
     const std::string pw = where + ".content[" + std::to_string(i) + "]";
     const Json* type = part.is_object() ? Field(part, "type") : nullptr;
     const Json* text = part.is_object() ? Field(part, "text") : nullptr;
-    if (type == nullptr || *type != "text" || text == nullptr || !text->is_string()) {
-      return BadRequest("'" + pw + "' must be {\"type\": \"text\", \"text\": string}; only text "
-                        "parts are supported", pw);
+    const bool is_text = type != nullptr && *type == "text";
+    if (is_text && (text == nullptr || !text->is_string())) {
+      return BadRequest("'" + pw + ".text' must be a string", pw + ".text");
     }
-    if (i > 0) *out += "\n";
-    *out += text->get<std::string>();
+    if (!is_text && !(any_parts && type != nullptr && type->is_string())) {
+      return BadRequest("'" + pw + "' must be {\"type\": \"text\", \"text\": string}; only "
+                        "text parts are supported (a tool result may also carry other typed "
+                        "parts)", pw);
+    }
+    tokenizer::ContentPart p{type->get<std::string>(), is_text ? text->get<std::string>() : ""};
+    if (is_text) {
+      if (!first_text) out->content += "\n";
+      first_text = false;
+      out->content += p.text;
+    }
+    out->content_parts.push_back(std::move(p));
   }
   return std::nullopt;
 }
@@ -275,7 +289,13 @@ MaybeError ParseMessage(const Json& m, size_t index, tokenizer::ChatMessage* out
   if (!r.ok()) return BadRequest("'" + where + ".role': " + r.status().message(), where + ".role");
   out->role = *r;
   const bool assistant = out->role == tokenizer::Role::kAssistant;
-  DSV4_RETURN_IF_API_ERROR(ParseContent(m, where, /*required=*/!assistant, &out->content));
+  DSV4_RETURN_IF_API_ERROR(ParseContent(m, where, /*required=*/!assistant,
+                                        /*any_parts=*/out->role == tokenizer::Role::kTool, out));
+  if (const Json* task = Field(m, "task")) {
+    // DeepSeek-V4's internal task tokens; the renderer checks the name.
+    if (!task->is_string()) return WrongType(where + ".task", "a string", *task);
+    out->task = task->get<std::string>();
+  }
   if (assistant) {
     for (const char* name : {"reasoning_content", "reasoning"}) {
       if (const Json* v = Field(m, name)) {
@@ -326,32 +346,66 @@ MaybeError ParseTools(const Json& body, Json* tools) {
   return std::nullopt;
 }
 
+// DeepSeek's API names for the effort (api-docs.deepseek.com, "Thinking Mode"): minimal and
+// low are low, medium, high and xhigh are high, max and ultra are max; "none" (OpenAI's)
+// turns thinking off.
+MaybeError ParseEffort(const Json& obj, const std::string& where, std::optional<bool>* on,
+                       tokenizer::ChatTemplateOptions* o) {
+  const Json* effort = Field(obj, "reasoning_effort");
+  if (effort == nullptr) return std::nullopt;
+  if (!effort->is_string()) return WrongType(where, "a string", *effort);
+  const std::string& e = effort->get_ref<const std::string&>();
+  using tokenizer::ReasoningEffort;
+  if (e == "none") {
+    *on = false;
+    return std::nullopt;
+  }
+  if (e == "minimal" || e == "low") {
+    o->reasoning_effort = ReasoningEffort::kLow;
+  } else if (e == "medium" || e == "high" || e == "xhigh") {
+    o->reasoning_effort = ReasoningEffort::kHigh;
+  } else if (e == "max" || e == "ultra") {
+    o->reasoning_effort = ReasoningEffort::kMax;
+  } else {
+    return BadRequest("'" + where + "' must be none, minimal, low, medium, high, xhigh, max or "
+                      "ultra, got '" + e + "'", where);
+  }
+  if (!on->has_value()) *on = true;  // an effort asks for thinking unless a switch says no
+  return std::nullopt;
+}
+
+// Thinking on or off, its effort and drop_thinking (docs/chat-format.md, "Mapping an OpenAI
+// request"). An explicit switch - DeepSeek's {"thinking": {"type": "enabled"|"disabled"}} or
+// chat_template_kwargs thinking / enable_thinking - wins over the effort's implied "on".
 MaybeError ParseThinking(const Json& body, tokenizer::ChatTemplateOptions* o) {
-  if (const Json* effort = Field(body, "reasoning_effort")) {
-    if (!effort->is_string()) return WrongType("reasoning_effort", "a string", *effort);
-    const std::string& e = effort->get_ref<const std::string&>();
-    if (e == "none") {
-      o->thinking = tokenizer::ThinkingMode::kChat;
-    } else if (e == "low" || e == "medium" || e == "high" || e == "max") {
-      // DeepSeek-V4 knows only "high" and "max" (docs/chat-format.md R6).
-      o->thinking = tokenizer::ThinkingMode::kThinking;
-      o->reasoning_effort =
-          e == "max" ? tokenizer::ReasoningEffort::kMax : tokenizer::ReasoningEffort::kHigh;
+  std::optional<bool> on;          // an explicit switch
+  std::optional<bool> effort_on;   // what the effort implies
+  if (const Json* t = Field(body, "thinking")) {
+    const Json* type = t->is_object() ? Field(*t, "type") : nullptr;
+    if (t->is_boolean()) {
+      on = t->get<bool>();
+    } else if (type != nullptr && (*type == "enabled" || *type == "disabled")) {
+      on = *type == "enabled";
     } else {
-      return BadRequest("'reasoning_effort' must be none, low, medium, high or max, got '" + e +
-                            "'",
-                        "reasoning_effort");
+      return BadRequest("'thinking' must be {\"type\": \"enabled\"} or {\"type\": "
+                        "\"disabled\"}", "thinking");
     }
   }
+  DSV4_RETURN_IF_API_ERROR(ParseEffort(body, "reasoning_effort", &effort_on, o));
   if (const Json* kw = Field(body, "chat_template_kwargs")) {
     if (!kw->is_object()) return WrongType("chat_template_kwargs", "an object", *kw);
     for (const char* name : {"thinking", "enable_thinking"}) {
-      bool on = false;
+      bool value = false;
       if (Field(*kw, name) == nullptr) continue;
-      DSV4_RETURN_IF_API_ERROR(GetBool(*kw, name, &on));
-      o->thinking = on ? tokenizer::ThinkingMode::kThinking : tokenizer::ThinkingMode::kChat;
+      DSV4_RETURN_IF_API_ERROR(GetBool(*kw, name, &value));
+      on = value;
     }
+    DSV4_RETURN_IF_API_ERROR(
+        ParseEffort(*kw, "chat_template_kwargs.reasoning_effort", &effort_on, o));
+    DSV4_RETURN_IF_API_ERROR(GetBool(*kw, "drop_thinking", &o->drop_thinking));
   }
+  const bool thinking = on.value_or(effort_on.value_or(false));
+  o->thinking = thinking ? tokenizer::ThinkingMode::kThinking : tokenizer::ThinkingMode::kChat;
   return std::nullopt;
 }
 

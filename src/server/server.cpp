@@ -296,6 +296,9 @@ Status Server::Impl::LoadModel() {
   state_.tokenizer = *tok;
   state_.options = &options_;
   state_.model_id = state_.engine->model_name();
+  state_.chat_format = state_.engine->config().arch == checkpoint::Arch::kV32
+                           ? tokenizer::ChatFormat::kV32
+                           : tokenizer::ChatFormat::kV4;
   state_.generation = GenerationContext{.engine = state_.engine.get(),
                                         .tokenizer = state_.tokenizer,
                                         .metrics = &metrics_,

@@ -20,7 +20,8 @@ ApiResult<Json> Tokenize(const ServingState& s, const http::Request& req) {
   if (!body.ok()) return body;
   ApiResult<TokenizeRequest> parsed = ParseTokenizeRequest(body.value());
   if (!parsed.ok()) return parsed.error();
-  const TokenizeRequest& t = parsed.value();
+  TokenizeRequest& t = parsed.value();
+  if (t.chat) t.chat->template_options.format = s.chat_format;
   Result<std::vector<int32_t>> ids =
       t.content ? s.tokenizer->Encode(*t.content, {.add_bos = t.add_special,
                                                    .parse_special = t.parse_special})
@@ -57,11 +58,13 @@ ApiResult<Json> ApplyTemplate(const ServingState& s, const http::Request& req) {
   if (!body.ok()) return body;
   ApiResult<ChatRequest> chat = ParseChatRequest(body.value());
   if (!chat.ok()) return chat.error();
-  const ChatRequest& c = chat.value();
+  ChatRequest& c = chat.value();
+  c.template_options.format = s.chat_format;
   Result<std::string> prompt =
       tokenizer::RenderChatPrompt(c.messages, c.tools, c.template_options);
   if (!prompt.ok()) return FromStatus(prompt.status(), "messages");
-  return Json{{"prompt", *prompt}};
+  return Json{{"prompt", *prompt},
+              {"chat_format", std::string(tokenizer::ChatFormatName(s.chat_format))}};
 }
 
 }  // namespace

@@ -8,8 +8,6 @@
 namespace dsv4::tokenizer {
 namespace {
 
-const std::string kCallsStart = "\n\n<" + std::string(kDsmlToken) + "tool_calls";
-const std::string kCallsEnd = "</" + std::string(kDsmlToken) + "tool_calls>";
 const std::string kInvokeStart = "<" + std::string(kDsmlToken) + "invoke";
 const std::string kInvokeEnd = "</" + std::string(kDsmlToken) + "invoke";
 const std::string kParamStart = "<" + std::string(kDsmlToken) + "parameter";
@@ -108,15 +106,22 @@ std::string ArgumentsJson(
   return out + "}";
 }
 
-// parse_tool_calls, from just after "\n\n<｜DSML｜tool_calls" to just after its closing tag.
-Status ParseToolCalls(std::string_view s, size_t* pos, std::vector<ToolCall>* calls) {
+std::string_view BlockName(ChatFormat format) {
+  return format == ChatFormat::kV32 ? "function_calls" : "tool_calls";
+}
+
+// parse_tool_calls, from just after "\n\n<｜DSML｜BLOCK" to just after its closing tag.
+Status ParseToolCalls(std::string_view s, size_t* pos, ChatFormat format,
+                      std::vector<ToolCall>* calls) {
+  const std::string calls_end =
+      "</" + std::string(kDsmlToken) + std::string(BlockName(format)) + ">";
   while (true) {
-    Read r = ReadUntil(s, pos, {&kInvokeStart, &kCallsEnd});
+    Read r = ReadUntil(s, pos, {&kInvokeStart, &calls_end});
     if (r.text != ">\n") {
       return Malformed("expected '>\\n' before a DSML invoke or the end of the tool calls, got " +
                        Quote(r.text));
     }
-    if (r.stop == &kCallsEnd) return Status::Ok();
+    if (r.stop == &calls_end) return Status::Ok();
     if (r.stop == nullptr) return Malformed("the tool-call block is not closed");
 
     r = ReadUntil(s, pos, {&kParamStart, &kInvokeEnd});
@@ -160,14 +165,20 @@ Status CheckNoControlStrings(std::string_view s, const char* field) {
 
 }  // namespace
 
-Result<ParsedCompletion> ParseCompletion(std::string_view text, ThinkingMode thinking) {
+std::string DsmlCallsStart(ChatFormat format) {
+  return "\n\n<" + std::string(kDsmlToken) + std::string(BlockName(format));
+}
+
+Result<ParsedCompletion> ParseCompletion(std::string_view text, ThinkingMode thinking,
+                                         ChatFormat format) {
+  const std::string calls_start = DsmlCallsStart(format);
   const std::string eos(kEosToken);
   const std::string think_end(kThinkEndToken);
   ParsedCompletion out;
   size_t pos = 0;
   if (thinking == ThinkingMode::kThinking) {
-    Read r = ReadUntil(text, &pos, {&think_end, &kCallsStart, &eos});
-    if (r.stop == &kCallsStart) return Malformed("a tool call inside the reasoning (no </think>)");
+    Read r = ReadUntil(text, &pos, {&think_end, &calls_start, &eos});
+    if (r.stop == &calls_start) return Malformed("a tool call inside the reasoning (no </think>)");
     out.reasoning_content = std::string(r.text);
     if (r.stop != &think_end) {  // cut off, or ended, while still thinking
       out.saw_eos = r.stop == &eos;
@@ -176,10 +187,10 @@ Result<ParsedCompletion> ParseCompletion(std::string_view text, ThinkingMode thi
       return out;
     }
   }
-  Read r = ReadUntil(text, &pos, {&eos, &kCallsStart});
+  Read r = ReadUntil(text, &pos, {&eos, &calls_start});
   out.content = std::string(r.text);
-  if (r.stop == &kCallsStart) {
-    DSV4_RETURN_IF_ERROR(ParseToolCalls(text, &pos, &out.tool_calls));
+  if (r.stop == &calls_start) {
+    DSV4_RETURN_IF_ERROR(ParseToolCalls(text, &pos, format, &out.tool_calls));
     r = ReadUntil(text, &pos, {&eos});
     if (!r.text.empty()) return Malformed("text after the tool calls: " + Quote(r.text));
   }
@@ -192,8 +203,9 @@ Result<ParsedCompletion> ParseCompletion(std::string_view text, ThinkingMode thi
   return out;
 }
 
-LenientParse ParseCompletionLenient(std::string_view text, ThinkingMode thinking) {
-  Result<ParsedCompletion> parsed = ParseCompletion(text, thinking);
+LenientParse ParseCompletionLenient(std::string_view text, ThinkingMode thinking,
+                                    ChatFormat format) {
+  Result<ParsedCompletion> parsed = ParseCompletion(text, thinking, format);
   if (parsed.ok()) return {std::move(parsed).value(), Status::Ok()};
   LenientParse out{{}, parsed.status()};
   std::string_view rest = text;

@@ -1,10 +1,12 @@
-// Parses what DeepSeek-V4 generated for one assistant turn back into OpenAI-style fields:
-// reasoning_content, content and tool_calls (name + JSON arguments text). The grammar is the
-// one of encoding_dsv4.py parse_message_from_completion_text / parse_tool_calls:
+// Parses what DeepSeek-V4 or V3.2 generated for one assistant turn back into OpenAI-style
+// fields: reasoning_content, content and tool_calls (name + JSON arguments text). The grammar
+// is the one of parse_message_from_completion_text / parse_tool_calls, the same in
+// encoding_dsv4.py and encoding_dsv32.py except for the name of the call block, BLOCK =
+// "tool_calls" (V4) or "function_calls" (V3.2):
 //
 //   [reasoning "</think>"]  (thinking mode only: the prompt ended with "<think>")
 //   content
-//   ["\n\n<｜DSML｜tool_calls>\n" invoke ("\n" invoke)* "\n</｜DSML｜tool_calls>"]
+//   ["\n\n<｜DSML｜BLOCK>\n" invoke ("\n" invoke)* "\n</｜DSML｜BLOCK>"]
 //   ["<｜end▁of▁sentence｜>"]
 //   invoke = <｜DSML｜invoke name="NAME">\n PARAM ("\n" PARAM)* \n</｜DSML｜invoke>
 //   PARAM  = <｜DSML｜parameter name="KEY" string="true|false">VALUE</｜DSML｜parameter>
@@ -33,10 +35,15 @@ struct ParsedCompletion {
   bool saw_eos = false;              // the text ended with the EOS string
 };
 
+// "\n\n<｜DSML｜tool_calls" (V4) or "\n\n<｜DSML｜function_calls" (V3.2): where content
+// ends and the call block begins.
+std::string DsmlCallsStart(ChatFormat format);
+
 // InvalidArgument "model output: ..." naming what is malformed (a DSML tag out of place, a
 // bad parameter, a duplicate parameter, text after the end, a control string inside the
 // content or reasoning).
-Result<ParsedCompletion> ParseCompletion(std::string_view text, ThinkingMode thinking);
+Result<ParsedCompletion> ParseCompletion(std::string_view text, ThinkingMode thinking,
+                                         ChatFormat format = ChatFormat::kV4);
 
 // Never fails. A malformed completion comes back with no tool calls: in thinking mode the
 // text before the first "</think>" as reasoning, the rest (without a final EOS) as content.
@@ -45,6 +52,7 @@ struct LenientParse {
   ParsedCompletion message;
   Status error;
 };
-LenientParse ParseCompletionLenient(std::string_view text, ThinkingMode thinking);
+LenientParse ParseCompletionLenient(std::string_view text, ThinkingMode thinking,
+                                    ChatFormat format = ChatFormat::kV4);
 
 }  // namespace dsv4::tokenizer

@@ -154,6 +154,66 @@ TEST(ParseChatRequest, MessagesToolsAndThinking) {
   EXPECT_EQ(r.value().template_options.thinking, ThinkingMode::kChat);
 }
 
+// reasoning_effort with DeepSeek's API names (docs/chat-format.md "Mapping an OpenAI request"),
+// DeepSeek's {"thinking": {"type": ...}} switch, chat_template_kwargs, vLLM's "reasoning".
+TEST(ParseChatRequest, ThinkingSwitchesAndEffort) {
+  using tokenizer::ReasoningEffort;
+  auto options = [](const std::string& extra) {
+    ApiResult<ChatRequest> r = ParseChatRequest(
+        Body(R"({"messages": [{"role": "user", "content": "q"}])" + extra + "}"));
+    EXPECT_TRUE(r.ok()) << extra << ": " << (r.ok() ? "" : r.error().message);
+    return r.ok() ? r.value().template_options : tokenizer::ChatTemplateOptions{};
+  };
+  struct Case {
+    std::string extra;
+    ThinkingMode thinking;
+    ReasoningEffort effort;
+  };
+  const ThinkingMode kOn = ThinkingMode::kThinking, kOff = ThinkingMode::kChat;
+  for (const Case& c : std::vector<Case>{
+           {"", kOff, ReasoningEffort::kLow},  // this engine's default: chat
+           {R"(, "thinking": {"type": "enabled"})", kOn, ReasoningEffort::kLow},
+           {R"(, "thinking": {"type": "disabled"}, "reasoning_effort": "max")", kOff,
+            ReasoningEffort::kMax},
+           {R"(, "thinking": true)", kOn, ReasoningEffort::kLow},
+           {R"(, "reasoning_effort": "minimal")", kOn, ReasoningEffort::kLow},
+           {R"(, "reasoning_effort": "low")", kOn, ReasoningEffort::kLow},
+           {R"(, "reasoning_effort": "medium")", kOn, ReasoningEffort::kHigh},
+           {R"(, "reasoning_effort": "high")", kOn, ReasoningEffort::kHigh},
+           {R"(, "reasoning_effort": "xhigh")", kOn, ReasoningEffort::kHigh},
+           {R"(, "reasoning_effort": "max")", kOn, ReasoningEffort::kMax},
+           {R"(, "reasoning_effort": "ultra")", kOn, ReasoningEffort::kMax},
+           {R"(, "reasoning_effort": "none")", kOff, ReasoningEffort::kLow},
+           {R"(, "chat_template_kwargs": {"reasoning_effort": "high"})", kOn,
+            ReasoningEffort::kHigh},
+           {R"(, "chat_template_kwargs": {"enable_thinking": true})", kOn, ReasoningEffort::kLow},
+           {R"(, "reasoning_effort": "max", "chat_template_kwargs": {"thinking": false})", kOff,
+            ReasoningEffort::kMax}}) {
+    const tokenizer::ChatTemplateOptions o = options(c.extra);
+    EXPECT_EQ(o.thinking, c.thinking) << c.extra;
+    EXPECT_EQ(o.reasoning_effort, c.effort) << c.extra;
+  }
+  EXPECT_TRUE(options("").drop_thinking);
+  EXPECT_FALSE(options(R"(, "chat_template_kwargs": {"drop_thinking": false})").drop_thinking);
+}
+
+TEST(ParseChatRequest, ReasoningTaskAndToolResultParts) {
+  ApiResult<ChatRequest> r = ParseChatRequest(Body(R"({"messages": [
+      {"role": "user", "content": "q", "task": "query"},
+      {"role": "assistant", "content": "a", "reasoning": "vllm's name"},
+      {"role": "assistant", "content": "b", "reasoning_content": "R", "reasoning": "other"},
+      {"role": "tool", "tool_call_id": "c1", "content": [{"type": "text", "text": "t"},
+                                                          {"type": "image_url", "image_url": {}}]}]})"));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  const ChatRequest& c = r.value();
+  EXPECT_EQ(c.messages[0].task, "query");
+  EXPECT_EQ(c.messages[1].reasoning_content, "vllm's name");
+  EXPECT_EQ(c.messages[2].reasoning_content, "R");  // reasoning_content wins
+  ASSERT_EQ(c.messages[3].content_parts.size(), 2u);
+  EXPECT_EQ(c.messages[3].content_parts[1].type, "image_url");
+  EXPECT_EQ(c.messages[3].content, "t");
+}
+
 TEST(ParseChatRequest, BadMessagesNameTheirField) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {R"({})", "messages"},
@@ -175,6 +235,14 @@ TEST(ParseChatRequest, BadMessagesNameTheirField) {
        "tool_choice"},
       {R"({"messages": [{"role": "user", "content": "x"}], "reasoning_effort": "extreme"})",
        "reasoning_effort"},
+      {R"({"messages": [{"role": "user", "content": "x"}], "thinking": {"type": "on"}})",
+       "thinking"},
+      {R"({"messages": [{"role": "user", "content": "x"}],
+          "chat_template_kwargs": {"reasoning_effort": 3}})",
+       "chat_template_kwargs.reasoning_effort"},
+      {R"({"messages": [{"role": "user", "content": "x", "task": 1}]})", "messages[0].task"},
+      {R"({"messages": [{"role": "tool", "content": [{"type": "text"}]}]})",
+       "messages[0].content[0].text"},
       {R"({"messages": [{"role": "user", "content": "x"}], "response_format": {"type":
        "json_object"}})", "response_format"},
       {R"({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 0})",
@@ -252,8 +320,9 @@ struct Split {
   std::string reasoning, content;
   std::vector<ToolCall> calls;
 };
-Split SplitInChunks(const std::string& text, ThinkingMode mode, bool tools, size_t chunk) {
-  ChatDeltaSplitter s(mode, tools);
+Split SplitInChunks(const std::string& text, ThinkingMode mode, bool tools, size_t chunk,
+                    tokenizer::ChatFormat format = tokenizer::ChatFormat::kV4) {
+  ChatDeltaSplitter s(mode, tools, format);
   Split out;
   for (size_t i = 0; i < text.size(); i += chunk) {
     ChatDelta d = s.Feed(std::string_view(text).substr(i, chunk));
@@ -271,10 +340,11 @@ std::string Invoke(const std::string& name, const std::string& args) {
   return tokenizer::RenderDsmlInvoke({"", name, args}).value();
 }
 
-std::string CallsBlock(const std::vector<std::string>& invokes) {
-  std::string out = "\n\n<｜DSML｜tool_calls>\n";
+std::string CallsBlock(const std::vector<std::string>& invokes,
+                       const std::string& name = "tool_calls") {
+  std::string out = "\n\n<｜DSML｜" + name + ">\n";
   for (size_t i = 0; i < invokes.size(); ++i) out += (i ? "\n" : "") + invokes[i];
-  return out + "\n</｜DSML｜tool_calls>";
+  return out + "\n</｜DSML｜" + name + ">";
 }
 
 // Streaming (any chunking) and one-shot parsing agree with ParseCompletionLenient.
@@ -304,6 +374,22 @@ TEST(ChatDeltaSplitter, MatchesTheLenientParseForAnyChunking) {
         EXPECT_EQ(got.calls[i].arguments, want.message.tool_calls[i].arguments);
       }
     }
+  }
+}
+
+// A V3.2 model's calls come in a function_calls block; its splitter holds that one back.
+TEST(ChatDeltaSplitter, V32FunctionCallsBlock) {
+  const std::string text = "R</think>Checking." +
+                           CallsBlock({Invoke("get_weather", R"({"city": "Paris"})")},
+                                      "function_calls");
+  for (size_t chunk : {size_t{1}, size_t{5}, text.size()}) {
+    Split got = SplitInChunks(text, ThinkingMode::kThinking, true, chunk,
+                              tokenizer::ChatFormat::kV32);
+    EXPECT_EQ(got.reasoning, "R");
+    EXPECT_EQ(got.content, "Checking.");
+    ASSERT_EQ(got.calls.size(), 1u) << chunk;
+    EXPECT_EQ(got.calls[0].name, "get_weather");
+    EXPECT_EQ(got.calls[0].arguments, R"({"city": "Paris"})");
   }
 }
 

@@ -19,6 +19,8 @@
 #include "kv/page_layout.h"
 #include "checkpoint/config.h"
 #include "checkpoint/presets.h"
+#include "checkpoint/tensor_store.h"
+#include "testing/tokenizer_generator.h"
 #include "testing/weight_generator.h"
 #include "runner/loaded_model.h"
 #include "server/generation.h"
@@ -704,6 +706,89 @@ TEST_F(ServerTest, TokenizeDetokenizeAndApplyTemplate) {
     EXPECT_TRUE(r.json().contains("error")) << r.body;
   }
   EXPECT_EQ(Send(port(), "POST", "/tokenize", R"({"content": "x"})", "").status, 401);
+}
+
+}  // namespace
+}  // namespace dsv4::server
+
+namespace dsv4::server {
+namespace {
+
+// A tiny V3.2 checkpoint in memory (TinyV32Config, generated weights, the tiny tokenizer), as
+// `dsv4 make-tiny --preset v3.2-tiny` writes one.
+ModelFactory TinyV32() {
+  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    checkpoint::Checkpoint ck;
+    ck.name = "tiny-v32";
+    ck.config = checkpoint::TinyV32Config();
+    DSV4_ASSIGN_OR_RETURN(std::vector<checkpoint::OwnedTensor> tensors,
+                          fixtures::GenerateWeights(ck.config, 7));
+    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<checkpoint::TensorStore> store,
+                          checkpoint::TensorStore::Create("tiny v3.2", std::move(tensors)));
+    ck.weights = std::move(store);
+    DSV4_RETURN_IF_ERROR(
+        checkpoint::VerifyTensors(ck.config, *ck.weights, &ck.drafter, &ck.unexpected));
+    DSV4_ASSIGN_OR_RETURN(ck.tokenizer_json,
+                          fixtures::GenerateTinyTokenizerJson(ck.config.vocab_size));
+    return runner::LoadCheckpoint(std::move(ck), "/models/tiny-v32");
+  };
+}
+
+// The chat format follows the checkpoint: the same request renders as DeepSeek-V3.2's
+// encoding on a V3.2 model and as V4's on a V4 model (docs/chat-format.md), in
+// /apply-template, /tokenize and the chat endpoint, whose tool-call block is V3.2's too.
+TEST_F(ServerTest, ChatFormatFollowsTheModel) {
+  const Json request = {
+      {"messages", Json::array({{{"role", "developer"}, {"content", "D"}},
+                                {{"role", "user"}, {"content", "A"}},
+                                {{"role", "user"}, {"content", "B"}}})}};
+  const std::string bos = "<｜begin▁of▁sentence｜>", user = "<｜User｜>",
+                    asst = "<｜Assistant｜>";
+  Reply v4 = Post("/apply-template", request);
+  ASSERT_EQ(v4.status, 200) << v4.body;
+  EXPECT_EQ(v4.json()["chat_format"], "deepseek-v4");
+  // V4: developer and user text merge into turns that hand over once.
+  EXPECT_EQ(v4.json()["prompt"], bos + user + "D" + user + "A\n\nB" + asst + "</think>");
+
+  ServerOptions o;
+  o.model = TinyV32();
+  o.port = 0;
+  o.engine.threads = 2;
+  Result<std::unique_ptr<Server>> started = Server::Start(o);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  std::unique_ptr<Server> v32_server = std::move(started).value();
+  Status loaded = v32_server->LoadModel();
+  ASSERT_TRUE(loaded.ok()) << loaded.ToString();
+  const int v32_port = v32_server->port();
+  Reply v32 = Send(v32_port, "POST", "/apply-template", request.dump(), "");
+  ASSERT_EQ(v32.status, 200) << v32.body;
+  EXPECT_EQ(v32.json()["chat_format"], "deepseek-v3.2");
+  // V3.2: every user turn hands over; the developer message announces the user's message.
+  EXPECT_EQ(v32.json()["prompt"], bos + user + "\n\n# The user's message is: D" + asst +
+                                      "</think>" + user + "A" + asst + "</think>" + user + "B" +
+                                      asst + "</think>");
+  Reply ids = Send(v32_port, "POST", "/tokenize", request.dump(), "");
+  ASSERT_EQ(ids.status, 200) << ids.body;
+  Reply back =
+      Send(v32_port, "POST", "/detokenize", Json{{"tokens", ids.json()["tokens"]}}.dump(), "");
+  EXPECT_EQ(back.json()["content"], v32.json()["prompt"]);
+  // What V3.2 does not have is a 400 naming the message.
+  Reply reminder = Send(v32_port, "POST", "/apply-template",
+                        Json{{"messages", Json::array({{{"role", "user"}, {"content", "A"}},
+                                                       {{"role", "latest_reminder"},
+                                                        {"content", "R"}}})}}
+                            .dump(),
+                        "");
+  EXPECT_EQ(reminder.status, 400) << reminder.body;
+  EXPECT_THAT(reminder.body, HasSubstr("messages[1].role"));
+  // The chat endpoint generates on the V3.2 model (tools offered: the V3.2 splitter runs).
+  Json chat = request;
+  chat["max_tokens"] = 4;
+  chat["temperature"] = 0;
+  chat["tools"] = Json::array({{{"type", "function"}, {"function", {{"name", "f"}}}}});
+  Reply answer = Send(v32_port, "POST", "/v1/chat/completions", chat.dump(), "");
+  ASSERT_EQ(answer.status, 200) << answer.body;
+  EXPECT_EQ(answer.json()["choices"][0]["message"]["role"], "assistant");
 }
 
 }  // namespace

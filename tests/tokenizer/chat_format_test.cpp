@@ -1,5 +1,6 @@
-// Chat rendering goldens. Every expected prompt below was written by hand from the rules in
-// docs/chat-format.md (each rule cites encoding_dsv4.py), not produced by the renderer.
+// DeepSeek-V4 chat rendering goldens (the 0731 encoder). Every expected prompt below was
+// written by hand from the rules in docs/chat-format.md (each rule cites encoding_dsv4.py),
+// not produced by the renderer; the V3.2 format has its own file (chat_format_v32_test.cpp).
 // Every golden also checks EncodeChatPrompt against encoding the rendered string, and the
 // ChatEncode tests check that client text never becomes a control token.
 #include "tokenizer/chat_format.h"
@@ -7,7 +8,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "testing/tokenizer_generator.h"
+#include "chat_test_helpers.h"
 
 namespace dsv4::tokenizer {
 namespace {
@@ -15,10 +16,7 @@ namespace {
 using nlohmann::ordered_json;
 using ::testing::HasSubstr;
 
-const std::string kBos = "<｜begin▁of▁sentence｜>";
-const std::string kEos = "<｜end▁of▁sentence｜>";
-const std::string kUser = "<｜User｜>";
-const std::string kAsst = "<｜Assistant｜>";
+using namespace chat_test;  // NOLINT(build/namespaces): the shared builders and goldens
 
 // TOOLS_TEMPLATE of encoding_dsv4.py written out, around one schema line per tool. Its long
 // lines are continued here with a backslash at the end of the line, which is removed below.
@@ -67,45 +65,14 @@ const std::string kWeatherSchema =
     R"("parameters": {"type": "object", "properties": {"city": {"type": "string"}}, )"
     R"("required": ["city"]}})";
 
-ChatMessage M(Role role, std::string content, std::string reasoning = "") {
-  ChatMessage m;
-  m.role = role;
-  m.content = std::move(content);
-  m.reasoning_content = std::move(reasoning);
-  return m;
-}
 ChatMessage ToolResult(std::string call_id, std::string content) {
   ChatMessage m = M(Role::kTool, std::move(content));
   m.tool_call_id = std::move(call_id);
   return m;
 }
-ChatMessage Calls(std::vector<ToolCall> calls, std::string content = "",
-                  std::string reasoning = "") {
-  ChatMessage m = M(Role::kAssistant, std::move(content), std::move(reasoning));
-  m.tool_calls = std::move(calls);
-  return m;
-}
-
-const Tokenizer& Tiny() {
-  static const std::unique_ptr<Tokenizer> t =
-      Tokenizer::FromJson(fixtures::GenerateTinyTokenizerJson(512).value(), "tiny").value();
-  return *t;
-}
-
-// The rendered prompt. Also checks that the segments join to it and that, as long as no
-// client text spells a control token, EncodeChatPrompt gives the ids of the whole string
-// encoded with special tokens matched (the encoding before client text was kept apart).
 std::string Render(const std::vector<ChatMessage>& messages, ChatTemplateOptions options = {},
                    const ordered_json& tools = nullptr) {
-  Result<std::string> r = RenderChatPrompt(messages, tools, options);
-  EXPECT_TRUE(r.ok()) << r.status().ToString();
-  if (!r.ok()) return std::string();
-  const std::vector<PromptSegment> segments = RenderChatSegments(messages, tools, options).value();
-  std::string joined;
-  for (const PromptSegment& s : segments) joined += s.text;
-  EXPECT_EQ(joined, *r);
-  EXPECT_EQ(EncodeChatPrompt(Tiny(), messages, tools, options).value(), Tiny().Encode(*r).value());
-  return *r;
+  return chat_test::Render(messages, options, tools);
 }
 
 constexpr ChatTemplateOptions kThinking{.thinking = ThinkingMode::kThinking};
@@ -149,24 +116,42 @@ TEST(ChatFormat, MultiTurnThinking) {
             kBos + kUser + "A" + kAsst + "<think>" + "R</think>B" + kEos);
 }
 
-TEST(ChatFormat, ReasoningEffortMax) {
-  const std::string max_prefix =
-      "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
-      "You MUST be very thorough in your thinking and comprehensively decompose the problem to "
-      "resolve the root cause, rigorously stress-testing your logic against all potential "
-      "paths, edge cases, and adversarial scenarios.\n"
-      "Explicitly write out your entire deliberation process, documenting every intermediate "
-      "step, considered alternative, and rejected hypothesis to ensure absolutely no "
-      "assumption is left unchecked.\n\n";
-  ChatTemplateOptions max = kThinking;
-  max.reasoning_effort = ReasoningEffort::kMax;
-  EXPECT_EQ(Render({M(Role::kSystem, "S"), M(Role::kUser, "Q")}, max),
-            kBos + max_prefix + "S" + kUser + "Q" + kAsst + "<think>");
-  max.thinking = ThinkingMode::kChat;  // only thinking mode takes the prefix
-  EXPECT_EQ(Render({M(Role::kUser, "Q")}, max), kBos + kUser + "Q" + kAsst + "</think>");
-  max.thinking = ThinkingMode::kThinking;
-  max.reasoning_effort = ReasoningEffort::kHigh;  // "high" renders like the default
-  EXPECT_EQ(Render({M(Role::kUser, "Q")}, max), kBos + kUser + "Q" + kAsst + "<think>");
+// R6: REASONING_EFFORT_PROMPTS of the 0731 release. "low" (the default) adds nothing, "high"
+// the "Absolute maximum" preamble (the April release's "max" text), "max" the new "Beyond
+// maximum" one; only in thinking mode, before the first message.
+const std::string kHighPreamble =
+    "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+    "You MUST be very thorough in your thinking and comprehensively decompose the problem to "
+    "resolve the root cause, rigorously stress-testing your logic against all potential "
+    "paths, edge cases, and adversarial scenarios.\n"
+    "Explicitly write out your entire deliberation process, documenting every intermediate "
+    "step, considered alternative, and rejected hypothesis to ensure absolutely no "
+    "assumption is left unchecked.\n\n";
+const std::string kMaxPreamble =
+    "Reasoning Effort: Beyond maximum \xe2\x80\x94 exhaustive, relentless, and "
+    "uncompromising.\n"
+    "You MUST reason with the utmost depth and rigor, leaving absolutely nothing to chance: "
+    "exhaustively decompose the problem into its most fundamental components, trace every "
+    "causal chain to its root, and resolve the underlying cause rather than any surface "
+    "symptom.\n"
+    "Do not stop reasoning until you have independently verified the solution from multiple "
+    "angles and are certain that no assumption remains unchecked and no error remains "
+    "undiscovered.\n\n";
+
+TEST(ChatFormat, ReasoningEffortLevels) {
+  ChatTemplateOptions o = kThinking;
+  const std::vector<ChatMessage> sq = {M(Role::kSystem, "S"), M(Role::kUser, "Q")};
+  o.reasoning_effort = ReasoningEffort::kLow;  // the default: no preamble
+  EXPECT_EQ(Render(sq, o), kBos + "S" + kUser + "Q" + kAsst + "<think>");
+  o.reasoning_effort = ReasoningEffort::kHigh;
+  EXPECT_EQ(Render(sq, o), kBos + kHighPreamble + "S" + kUser + "Q" + kAsst + "<think>");
+  o.reasoning_effort = ReasoningEffort::kMax;
+  EXPECT_EQ(Render(sq, o), kBos + kMaxPreamble + "S" + kUser + "Q" + kAsst + "<think>");
+  // Before whatever message comes first, here a user turn.
+  EXPECT_EQ(Render({M(Role::kUser, "Q")}, o), kBos + kMaxPreamble + kUser + "Q" + kAsst + "<think>");
+  o.thinking = ThinkingMode::kChat;  // only thinking mode takes a preamble
+  EXPECT_EQ(Render({M(Role::kUser, "Q")}, o), kBos + kUser + "Q" + kAsst + "</think>");
+  EXPECT_EQ(ChatTemplateOptions{}.reasoning_effort, ReasoningEffort::kLow);
 }
 
 TEST(ChatFormat, ConsecutiveUserMessagesMerge) {
@@ -255,6 +240,74 @@ TEST(ChatFormat, DeveloperAndLatestReminder) {
   // A user turn followed by a reminder still gets the prefix; the reminder follows it.
   EXPECT_EQ(Render({M(Role::kUser, "A"), M(Role::kLatestReminder, "R")}),
             kBos + kUser + "A" + kAsst + "</think>" + "<｜latest_reminder｜>R");
+}
+
+ChatMessage Task(Role role, std::string content, std::string task) {
+  ChatMessage m = M(role, std::move(content));
+  m.task = std::move(task);
+  return m;
+}
+
+// R12: a message with a task ends with its task token instead of the hand-over; "action"
+// hands over first and keeps the thinking token; the answer to a task has no thinking part.
+TEST(ChatFormat, TaskTokens) {
+  EXPECT_EQ(Render({Task(Role::kUser, "Q", "query")}), kBos + kUser + "Q" + "<｜query｜>");
+  EXPECT_EQ(Render({Task(Role::kUser, "Q", "read_url")}, kThinking),
+            kBos + kUser + "Q" + "<｜read_url｜>");
+  EXPECT_EQ(Render({Task(Role::kUser, "Q", "action")}),
+            kBos + kUser + "Q" + kAsst + "</think><｜action｜>");
+  EXPECT_EQ(Render({Task(Role::kUser, "Q", "action")}, kThinking),
+            kBos + kUser + "Q" + kAsst + "<think><｜action｜>");
+  // The task's output follows without reasoning, even in thinking mode after the last user.
+  EXPECT_EQ(Render({Task(Role::kUser, "Q", "title"), M(Role::kAssistant, "T", "R")}, kThinking),
+            kBos + kUser + "Q" + "<｜title｜>" + "T" + kEos);
+  // A task on a system message works the same way.
+  EXPECT_EQ(Render({Task(Role::kSystem, "S", "domain")}), kBos + "S" + "<｜domain｜>");
+  // A user message with a task takes no later user text: the next one is its own turn, and
+  // the first hands over nothing because a user message follows.
+  EXPECT_EQ(Render({Task(Role::kUser, "A", "authority"), M(Role::kUser, "B")}),
+            kBos + kUser + "A" + kUser + "B" + kAsst + "</think>");
+  Result<std::string> bad =
+      RenderChatPrompt(std::vector<ChatMessage>{Task(Role::kUser, "Q", "summarize")}, nullptr, {});
+  EXPECT_EQ(bad.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(bad.status().message(), HasSubstr("messages[0].task"));
+  EXPECT_THAT(bad.status().message(), HasSubstr("'summarize'"));
+}
+
+// R13: a tool result given as a list of parts: texts joined by blank lines, any other part
+// (an image) as "[Unsupported TYPE]". Other messages' lists: text parts joined by "\n".
+TEST(ChatFormat, ContentPartsAndImagePlaceholders) {
+  ChatMessage result = ToolResult("c1", "");
+  result.content_parts = {{"text", "a"}, {"image_url", ""}, {"text", "b"}};
+  EXPECT_EQ(Render({M(Role::kUser, "Q"), Calls({{"c1", "f", "{}"}}), result}),
+            kBos + kUser + "Q" + kAsst + "</think>" +
+                "\n\n<｜DSML｜tool_calls>\n<｜DSML｜invoke name=\"f\">\n\n</｜DSML｜invoke>\n"
+                "</｜DSML｜tool_calls>" +
+                kEos + kUser + "<tool_result>a\n\n[Unsupported image_url]\n\nb</tool_result>" +
+                kAsst + "</think>");
+  ChatMessage user = M(Role::kUser, "ignored");
+  user.content_parts = {{"text", "a"}, {"text", "b"}};
+  EXPECT_EQ(Render({user}), kBos + kUser + "a\nb" + kAsst + "</think>");
+  user.content_parts.push_back({"image_url", ""});
+  Result<std::string> r = RenderChatPrompt(std::vector<ChatMessage>{user}, nullptr, {});
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("messages[0].content[2]"));
+}
+
+// R4 + R8 together, mirroring the reference's multi-turn agent case: tools keep every turn's
+// reasoning; a developer message before the last user turn stays when drop_thinking is off.
+TEST(ChatFormat, DropThinkingRemovesEarlierDeveloperMessages) {
+  const std::vector<ChatMessage> conversation = {M(Role::kDeveloper, "D"), M(Role::kUser, "A"),
+                                                 M(Role::kAssistant, "B", "R"),
+                                                 M(Role::kUser, "C")};
+  EXPECT_EQ(Render(conversation, kThinking),
+            kBos + kUser + "A" + kAsst + "</think>B" + kEos + kUser + "C" + kAsst + "<think>");
+  ChatTemplateOptions keep = kThinking;
+  keep.drop_thinking = false;
+  // The developer message is followed by a user one: no hand-over of its own.
+  EXPECT_EQ(Render(conversation, keep), kBos + kUser + "D" + kUser + "A" + kAsst + "<think>" +
+                                            "R</think>B" + kEos + kUser + "C" + kAsst +
+                                            "<think>");
 }
 
 TEST(ChatFormat, Errors) {

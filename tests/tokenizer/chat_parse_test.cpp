@@ -1,5 +1,6 @@
-// Parsing DeepSeek-V4 completions (content, reasoning, DSML tool calls) back into OpenAI
-// fields; malformed DSML is an error (ParseCompletion) or plain content (the lenient form).
+// Parsing DeepSeek-V4 and V3.2 completions (content, reasoning, DSML tool calls) back into
+// OpenAI fields; malformed DSML is an error (ParseCompletion) or plain content (the lenient
+// form).
 #include "tokenizer/chat_parse.h"
 
 #include <gmock/gmock.h>
@@ -21,10 +22,12 @@ std::string Invoke(const std::string& name, const std::vector<std::string>& para
   for (size_t i = 0; i < params.size(); ++i) out += (i ? "\n" : "") + params[i];
   return out + "\n</｜DSML｜invoke>";
 }
-std::string Block(const std::vector<std::string>& invokes) {
-  std::string out = "\n\n<｜DSML｜tool_calls>\n";
+// The call block; V4 names it tool_calls, V3.2 function_calls.
+std::string Block(const std::vector<std::string>& invokes,
+                  const std::string& name = "tool_calls") {
+  std::string out = "\n\n<｜DSML｜" + name + ">\n";
   for (size_t i = 0; i < invokes.size(); ++i) out += (i ? "\n" : "") + invokes[i];
-  return out + "\n</｜DSML｜tool_calls>";
+  return out + "\n</｜DSML｜" + name + ">";
 }
 
 ParsedCompletion Parse(const std::string& text, ThinkingMode mode = ThinkingMode::kChat) {
@@ -144,6 +147,40 @@ TEST(ChatParse, LenientFallsBackToPlainContent) {
   l = ParseCompletionLenient("fine" + kEos, ThinkingMode::kChat);
   EXPECT_TRUE(l.error.ok());
   EXPECT_EQ(l.message.content, "fine");
+}
+
+// P6: DeepSeek-V3.2 completions have the same grammar with a "function_calls" block.
+TEST(ChatParse, V32FunctionCalls) {
+  const std::string text = "R</think>Let me check." +
+                           Block({Invoke("get_weather", {Param("city", true, "Paris"),
+                                                         Param("days", false, "2")})},
+                                 "function_calls") +
+                           kEos;
+  Result<ParsedCompletion> p = ParseCompletion(text, ThinkingMode::kThinking, ChatFormat::kV32);
+  ASSERT_TRUE(p.ok()) << p.status().ToString();
+  EXPECT_EQ(p->reasoning_content, "R");
+  EXPECT_EQ(p->content, "Let me check.");
+  ASSERT_EQ(p->tool_calls.size(), 1u);
+  EXPECT_EQ(p->tool_calls[0].name, "get_weather");
+  EXPECT_EQ(p->tool_calls[0].arguments, R"({"city": "Paris", "days": 2})");
+  EXPECT_TRUE(p->saw_eos);
+  EXPECT_EQ(DsmlCallsStart(ChatFormat::kV32), "\n\n<｜DSML｜function_calls");
+  EXPECT_EQ(DsmlCallsStart(ChatFormat::kV4), "\n\n<｜DSML｜tool_calls");
+
+  // Each format knows only its own block: V4's block in a V3.2 completion is malformed
+  // content (and the other way round), which the lenient parse returns as text.
+  const std::string v4_block = "ok" + Block({Invoke("f", {})}) + kEos;
+  Result<ParsedCompletion> wrong = ParseCompletion(v4_block, ThinkingMode::kChat, ChatFormat::kV32);
+  EXPECT_EQ(wrong.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(wrong.status().message(), HasSubstr("｜DSML｜"));
+  LenientParse l = ParseCompletionLenient(v4_block, ThinkingMode::kChat, ChatFormat::kV32);
+  EXPECT_TRUE(l.message.tool_calls.empty());
+  EXPECT_EQ(l.message.content, "ok" + Block({Invoke("f", {})}));
+  EXPECT_FALSE(ParseCompletion("ok" + Block({Invoke("f", {})}, "function_calls") + kEos,
+                               ThinkingMode::kChat, ChatFormat::kV4)
+                   .ok());
+  // Plain V3.2 chat output.
+  EXPECT_EQ(ParseCompletion("Hi" + kEos, ThinkingMode::kChat, ChatFormat::kV32)->content, "Hi");
 }
 
 }  // namespace
