@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "core/check.h"
+#include "testing/deepseek_v4_tokens.h"
 #include "tokenizer/byte_level.h"
 #include "tokenizer/pre_tokenizer.h"
 
@@ -108,9 +110,15 @@ She said, "It's a good day to learn something new." They're ready; we'll see wha
 constexpr std::string_view kBos = "<｜begin▁of▁sentence｜>";
 constexpr std::string_view kEos = "<｜end▁of▁sentence｜>";
 constexpr std::string_view kPad = "<｜▁pad▁｜>";
-// The chat-format tokens of DeepSeek-V4's encoding_dsv4.py, given the top ids.
-constexpr std::string_view kChatTokens[] = {
-    "<｜User｜>", "<｜Assistant｜>", "<think>", "</think>", "｜DSML｜", "<｜latest_reminder｜>"};
+// The chat-format tokens of DeepSeek-V4's encoding_dsv4.py, given the top ids in the order
+// of their real ids.
+std::vector<std::string_view> ChatTokens() {
+  std::vector<std::string_view> chat;
+  for (const V4AddedToken& t : DeepSeekV4AddedTokens()) {
+    if (t.chat) chat.push_back(t.content);
+  }
+  return chat;
+}
 constexpr int kNumChatTokens = 6;
 constexpr int kFirstByteId = 3;
 
@@ -218,8 +226,10 @@ Result<std::string> GenerateTinyTokenizerJson(int64_t vocab_size) {
   added.push_back(AddedToken(0, kBos));
   added.push_back(AddedToken(1, kEos));
   added.push_back(AddedToken(2, kPad));
+  const std::vector<std::string_view> chat_tokens = ChatTokens();
+  DSV4_CHECK(chat_tokens.size() == kNumChatTokens);
   for (int i = 0; i < kNumChatTokens; ++i)
-    added.push_back(AddedToken(first_chat_id + i, kChatTokens[i]));
+    added.push_back(AddedToken(first_chat_id + i, chat_tokens[i]));
 
   // Like DeepSeek's file, the vocabulary also lists the three sentence tokens.
   ordered_json vocab = ordered_json::object();

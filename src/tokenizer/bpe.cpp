@@ -1,5 +1,6 @@
 #include "tokenizer/bpe.h"
 
+#include <climits>
 #include <queue>
 
 #include "tokenizer/byte_level.h"
@@ -43,8 +44,37 @@ Status BpeModel::AddMerge(std::string_view left, std::string_view right, size_t 
                                    "', which is not in model.vocab");
   }
   // The first listing of a pair wins, as in tokenizers (later duplicates have no effect).
-  merges_.try_emplace(PairKey(a, b), Merge{static_cast<int32_t>(rank), merged});
+  if (merges_.Insert(PairKey(a, b), Merge{static_cast<int32_t>(rank), merged})) ++num_merges_;
   return Status::Ok();
+}
+
+void BpeModel::MergeTable::Reserve(size_t num_merges) {
+  size_t slots = 2;
+  int shift = 63;
+  while (slots < 2 * num_merges) {
+    slots *= 2;
+    --shift;
+  }
+  if (slots <= slots_.size()) return;
+  std::vector<Entry> old = std::move(slots_);
+  slots_.assign(slots, Entry{});
+  mask_ = slots - 1;
+  shift_ = shift;
+  size_ = 0;
+  for (const Entry& e : old) {
+    if (e.key != kEmptyKey) Insert(e.key, e.merge);
+  }
+}
+
+bool BpeModel::MergeTable::Insert(uint64_t key, Merge merge) {
+  if (2 * (size_ + 1) > slots_.size()) Reserve(size_ + 1);
+  size_t i = Slot(key);
+  for (; slots_[i].key != kEmptyKey; i = (i + 1) & mask_) {
+    if (slots_[i].key == key) return false;
+  }
+  slots_[i] = Entry{key, merge};
+  ++size_;
+  return true;
 }
 
 Result<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model, const std::string& label) {
@@ -77,7 +107,7 @@ Result<std::unique_ptr<BpeModel>> BpeModel::FromJson(const json& model, const st
   if (!merges.is_array()) {
     return Status::InvalidArgument(label + ".merges: expected a list, got " + merges.dump());
   }
-  m->merges_.reserve(merges.size());
+  m->merges_.Reserve(merges.size());
   for (size_t i = 0; i < merges.size(); ++i) {
     const json& e = merges[i];
     const std::string where = label + ".merges[" + std::to_string(i) + "]";
@@ -127,58 +157,94 @@ void BpeModel::EncodePiece(std::string_view bytes, std::vector<TokenId>* out) co
       return;
     }
   }
+  const size_t first = out->size();
+  for (char c : bytes) {
+    TokenId id = byte_token_[static_cast<uint8_t>(c)];
+    if (id < 0) id = unk_;
+    if (id >= 0) out->push_back(id);
+  }
+  const size_t n = out->size() - first;
+  if (n <= 1) return;
+  if (n <= static_cast<size_t>(kShortPiece)) {
+    MergeShort(out, first);
+  } else {
+    MergeLong(out, first);
+  }
+}
+
+void BpeModel::MergeShort(std::vector<TokenId>* ids, size_t first) const {
+  constexpr int32_t kNone = INT32_MAX;  // rank of a pair that has no merge
+  TokenId* sym = ids->data() + first;
+  int m = static_cast<int>(ids->size() - first);
+  // pair[k]: the merge of (sym[k], sym[k + 1]), rank kNone if there is none.
+  Merge pair[kShortPiece];
+  auto lookup = [&](int k) {
+    const Merge* merge = merges_.Find(PairKey(sym[k], sym[k + 1]));
+    pair[k] = merge != nullptr ? *merge : Merge{kNone, -1};
+  };
+  for (int k = 0; k + 1 < m; ++k) lookup(k);
+  while (m > 1) {
+    int best = 0;  // the lowest rank, leftmost among equals
+    for (int k = 1; k + 1 < m; ++k) {
+      if (pair[k].rank < pair[best].rank) best = k;
+    }
+    if (pair[best].rank == kNone) break;
+    sym[best] = pair[best].merged;
+    --m;  // sym[best + 1] is gone; the symbols and pairs after it move left by one
+    for (int k = best + 1; k < m; ++k) sym[k] = sym[k + 1];
+    for (int k = best + 1; k + 1 < m; ++k) pair[k] = pair[k + 1];
+    if (best > 0) lookup(best - 1);
+    if (best + 1 < m) lookup(best);
+  }
+  ids->resize(first + static_cast<size_t>(m));
+}
+
+void BpeModel::MergeLong(std::vector<TokenId>* ids, size_t first) const {
   // A doubly linked list of symbols; merged-away symbols are unlinked.
   struct Symbol {
     TokenId id;
     int prev, next;
   };
-  std::vector<Symbol> syms;
-  syms.reserve(bytes.size());
-  for (char c : bytes) {
-    TokenId id = byte_token_[static_cast<uint8_t>(c)];
-    if (id < 0) id = unk_;
-    if (id < 0) continue;
-    const int n = static_cast<int>(syms.size());
-    syms.push_back({id, n - 1, -1});
-    if (n > 0) syms[n - 1].next = n;
-  }
-  if (syms.size() > 1) {
-    // Candidate merges ordered by (rank, position); stale entries are skipped when popped.
-    struct Candidate {
-      int32_t rank;
-      int left;
-      TokenId left_id, right_id;
-      bool operator>(const Candidate& o) const {
-        return rank != o.rank ? rank > o.rank : left > o.left;
-      }
-    };
-    std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
-    auto push = [&](int left) {
-      if (left < 0 || syms[left].next < 0) return;
-      const Symbol& a = syms[left];
-      const Symbol& b = syms[a.next];
-      auto it = merges_.find(PairKey(a.id, b.id));
-      if (it != merges_.end()) queue.push({it->second.rank, left, a.id, b.id});
-    };
-    for (int i = 0; i + 1 < static_cast<int>(syms.size()); ++i) push(i);
-    std::vector<bool> dead(syms.size(), false);
-    while (!queue.empty()) {
-      const Candidate c = queue.top();
-      queue.pop();
-      Symbol& a = syms[c.left];
-      if (dead[c.left] || a.id != c.left_id || a.next < 0 || syms[a.next].id != c.right_id) {
-        continue;
-      }
-      const int right = a.next;
-      a.id = merges_.at(PairKey(c.left_id, c.right_id)).merged;
-      a.next = syms[right].next;
-      if (a.next >= 0) syms[a.next].prev = c.left;
-      dead[right] = true;
-      push(a.prev);
-      push(c.left);
+  const int n = static_cast<int>(ids->size() - first);
+  std::vector<Symbol> syms(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) syms[i] = {(*ids)[first + i], i - 1, i + 1 < n ? i + 1 : -1};
+  // Candidate merges ordered by (rank, position); stale entries are skipped when popped.
+  struct Candidate {
+    int32_t rank;
+    int left;
+    TokenId left_id, right_id, merged;
+    bool operator>(const Candidate& o) const {
+      return rank != o.rank ? rank > o.rank : left > o.left;
     }
+  };
+  std::priority_queue<Candidate, std::vector<Candidate>, std::greater<>> queue;
+  auto push = [&](int left) {
+    if (left < 0 || syms[left].next < 0) return;
+    const Symbol& a = syms[left];
+    const Symbol& b = syms[a.next];
+    if (const Merge* merge = merges_.Find(PairKey(a.id, b.id)); merge != nullptr) {
+      queue.push({merge->rank, left, a.id, b.id, merge->merged});
+    }
+  };
+  for (int i = 0; i + 1 < n; ++i) push(i);
+  std::vector<bool> dead(syms.size(), false);
+  while (!queue.empty()) {
+    const Candidate c = queue.top();
+    queue.pop();
+    Symbol& a = syms[c.left];
+    if (dead[c.left] || a.id != c.left_id || a.next < 0 || syms[a.next].id != c.right_id) {
+      continue;
+    }
+    const int right = a.next;
+    a.id = c.merged;
+    a.next = syms[right].next;
+    if (a.next >= 0) syms[a.next].prev = c.left;
+    dead[right] = true;
+    push(a.prev);
+    push(c.left);
   }
-  for (int i = syms.empty() ? -1 : 0; i >= 0; i = syms[i].next) out->push_back(syms[i].id);
+  ids->resize(first);
+  for (int i = 0; i >= 0; i = syms[i].next) ids->push_back(syms[i].id);
 }
 
 }  // namespace dsv4::tokenizer

@@ -4,6 +4,11 @@
 // equal ranks), until no listed merge applies - the algorithm of tokenizers'
 // models/bpe/word.rs (Word::merge_all), which gives the same result as GPT-2's encoder.py.
 //
+// Speed: merges sit in an open-addressing table keyed by the pair of ids; a piece of up to
+// kShortPiece symbols merges by scanning an array of pair ranks (no heap, no allocation),
+// longer pieces through a priority queue as word.rs does. Both pick the lowest (rank,
+// position) each step, so they give the same tokens.
+//
 // Thread-safe after construction (EncodePiece is const and keeps no cache).
 #pragma once
 
@@ -37,21 +42,60 @@ class BpeModel {
 
   // The vocabulary in GPT-2's alphabet: token text -> id.
   const std::unordered_map<std::string, TokenId>& vocab() const { return vocab_; }
-  size_t num_merges() const { return merges_.size(); }
+  size_t num_merges() const { return num_merges_; }
+
+  // Pieces of at most this many bytes merge without the priority queue.
+  static constexpr int kShortPiece = 64;
 
  private:
   struct Merge {
-    int32_t rank;
+    int32_t rank;  // position in "merges"; lower merges first
     TokenId merged;
   };
   static uint64_t PairKey(TokenId a, TokenId b) {
     return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
   }
+  // Open addressing with linear probing; a power-of-two number of slots, at most half full.
+  class MergeTable {
+   public:
+    void Reserve(size_t num_merges);
+    // Adds the merge unless the pair is already there (the first listing wins, as in
+    // tokenizers). Returns false if it was there.
+    bool Insert(uint64_t key, Merge merge);
+    // The merge of pair `key`, or nullptr.
+    const Merge* Find(uint64_t key) const {
+      for (size_t i = Slot(key);; i = (i + 1) & mask_) {
+        const Entry& e = slots_[i];
+        if (e.key == key) return &e.merge;
+        if (e.key == kEmptyKey) return nullptr;
+      }
+    }
+
+   private:
+    // No real pair has both ids 0xFFFFFFFF (ids are non-negative int32).
+    static constexpr uint64_t kEmptyKey = ~uint64_t{0};
+    struct Entry {
+      uint64_t key = kEmptyKey;
+      Merge merge{};
+    };
+    size_t Slot(uint64_t key) const {
+      return static_cast<size_t>((key * 0x9E3779B97F4A7C15ull) >> shift_);
+    }
+    std::vector<Entry> slots_ = std::vector<Entry>(1);
+    size_t mask_ = 0;
+    int shift_ = 63;
+    size_t size_ = 0;
+  };
   Status AddMerge(std::string_view left, std::string_view right, size_t rank,
                   const std::string& label);
+  // The merge loops (see the comment at the top). `ids` holds the piece's byte tokens and is
+  // rewritten in place to its merged tokens.
+  void MergeShort(std::vector<TokenId>* ids, size_t first) const;
+  void MergeLong(std::vector<TokenId>* ids, size_t first) const;
 
   std::unordered_map<std::string, TokenId> vocab_;
-  std::unordered_map<uint64_t, Merge> merges_;
+  MergeTable merges_;
+  size_t num_merges_ = 0;
   std::array<TokenId, 256> byte_token_{};  // -1 when the byte's character is not in vocab_
   TokenId unk_ = -1;
   bool ignore_merges_ = false;

@@ -141,18 +141,9 @@ Status Tokenizer::Init(const json& j, const std::string& source) {
     tokens_[t.id] = TokenInfo{t.content, true, t.special};
     added_by_content_[t.content] = t.id;
   }
-  for (const AddedToken& t : added_) {
-    AddedSet& set = t.special ? special_added_ : plain_added_;
-    set.by_first_byte[static_cast<uint8_t>(t.content[0])].push_back(&t);
-    set.empty = false;
-  }
-  auto longest_first = [](const AddedToken* a, const AddedToken* b) {
-    return a->content.size() > b->content.size();
-  };
+  for (const AddedToken& t : added_) (t.special ? special_added_ : plain_added_).Add(&t);
   for (AddedSet* set : {&special_added_, &plain_added_}) {
-    for (auto& list : set->by_first_byte) {
-      std::stable_sort(list.begin(), list.end(), longest_first);
-    }
+    for (auto& [pair, list] : set->lengths) std::sort(list.rbegin(), list.rend());
   }
   bos_ = TokenToId(kBosToken);
   eos_ = TokenToId(kEosToken);
@@ -186,6 +177,37 @@ Result<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::filesystem::pa
   return FromJson(text, file.string());
 }
 
+void Tokenizer::AddedSet::Add(const AddedToken* token) {
+  const std::string& c = token->content;
+  const auto first = static_cast<uint8_t>(c[0]);
+  starts[first] = true;
+  empty = false;
+  if (c.size() == 1) {
+    if (single_byte[first] == nullptr) single_byte[first] = token;  // the first listed wins
+    return;
+  }
+  if (!by_content.emplace(c, token).second) return;  // the first listed wins
+  std::vector<size_t>& list = lengths[static_cast<uint16_t>(first << 8 | static_cast<uint8_t>(c[1]))];
+  if (std::find(list.begin(), list.end(), c.size()) == list.end()) list.push_back(c.size());
+}
+
+const AddedToken* Tokenizer::AddedSet::Match(std::string_view text, size_t i, size_t end) const {
+  const auto first = static_cast<uint8_t>(text[i]);
+  if (!starts[first]) return nullptr;
+  if (i + 1 < end) {
+    auto list = lengths.find(static_cast<uint16_t>(first << 8 | static_cast<uint8_t>(text[i + 1])));
+    if (list != lengths.end()) {
+      // Longest first, so the first hit is the longest match at i that fits before `end`.
+      for (size_t length : list->second) {
+        if (length > end - i) continue;
+        auto hit = by_content.find(text.substr(i, length));
+        if (hit != by_content.end()) return hit->second;
+      }
+    }
+  }
+  return single_byte[first];
+}
+
 template <typename Next>
 void Tokenizer::SplitAtAdded(std::string_view text, ByteRange gap, std::span<const ByteRange> parse,
                              const AddedSet& candidates, Next&& next,
@@ -209,15 +231,7 @@ void Tokenizer::SplitAtAdded(std::string_view text, ByteRange gap, std::span<con
       i = range->begin;
       continue;
     }
-    const AddedToken* hit = nullptr;
-    // Longest first, so the first hit is the longest match at i that fits in its range.
-    for (const AddedToken* t : candidates.by_first_byte[static_cast<uint8_t>(text[i])]) {
-      if (t->content.size() <= range->end - i &&
-          bounded.compare(i, t->content.size(), t->content) == 0) {
-        hit = t;
-        break;
-      }
-    }
+    const AddedToken* hit = candidates.Match(bounded, i, range->end);
     if (hit == nullptr) {
       ++i;
       continue;

@@ -128,10 +128,19 @@ class Tokenizer {
   Result<std::vector<TokenId>> EncodeRanges(std::string_view text,
                                             std::span<const ByteRange> parse,
                                             bool add_bos) const;
-  // Added tokens indexed by their first byte, longest first within each list.
+  // Added tokens indexed for the scan: most bytes of a text start no token (`starts`), and a
+  // position that may start one looks up its text at each length a token with the same first
+  // two bytes has (DeepSeek's ~800 "<｜...｜>" tokens have a dozen lengths).
   struct AddedSet {
-    std::array<std::vector<const AddedToken*>, 256> by_first_byte;
+    std::array<bool, 256> starts{};                    // some token starts with this byte
+    std::array<const AddedToken*, 256> single_byte{};  // the one-byte token of that byte
+    // Tokens of two or more bytes: the distinct lengths by first two bytes, longest first.
+    std::unordered_map<uint16_t, std::vector<size_t>> lengths;
+    std::unordered_map<std::string_view, const AddedToken*> by_content;  // views of added_
     bool empty = true;
+    void Add(const AddedToken* token);  // `token` must outlive the set
+    // The longest token that starts at text[i] and ends by `end`, or nullptr.
+    const AddedToken* Match(std::string_view text, size_t i, size_t end) const;
   };
   // Splits text[gap.begin, gap.end) at the added tokens of `candidates` that lie inside one
   // of `parse` (leftmost, then longest), encoding the ranges between them with `next`.
