@@ -193,16 +193,11 @@ CompressorState& V4SequenceCache::State(int64_t layer, int which) {
 }
 
 KvFootprint V4SequenceCache::Usage() const {
-  KvFootprint fp;
-  fp.num_tokens = num_tokens_;
-  for (const ComponentLayout& cl : manager_->layout().components()) {
-    int64_t pages = 0;
-    for (const Layer& l : layers_) pages += static_cast<int64_t>(l.pages[static_cast<size_t>(cl.component)].size());
-    if (pages > 0) {
-      fp.components.push_back({std::string(ComponentName(cl.component)), 1, cl.page_bytes(), pages, cl.fixed});
-    }
+  std::array<int64_t, kNumComponents> pages{};
+  for (const Layer& l : layers_) {
+    for (int c = 0; c < kNumComponents; ++c) pages[c] += static_cast<int64_t>(l.pages[c].size());
   }
-  return fp;
+  return PagedFootprint(manager_->layout(), num_tokens_, pages);
 }
 
 
