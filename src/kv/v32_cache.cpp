@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "kv/page_reservation.h"
 
 namespace dsv4::kv {
 namespace {
@@ -43,54 +44,12 @@ V32SequenceCache::~V32SequenceCache() { Release(); }
 
 Status V32SequenceCache::Reserve(int64_t n) {
   if (n <= reserved_) return Status::Ok();
-  const PageLayout& pl = manager_->layout();
-  // Plan every page first (growth, plus copy-on-write of a shared page that new records will
-  // be written into), check the bytes, then allocate: nothing can fail half way.
-  struct Need {
-    Layer* layer;
-    int which;
-    int64_t add;  // pages to append
-    bool cow;     // copy the page holding `written` before writing into it
-    int64_t written;
-  };
-  std::vector<Need> needs;
-  int64_t bytes = 0;
+  PageReservation plan(manager_, n);
   for (Layer& l : layers_) {
-    for (int which = 0; which < 2; ++which) {
-      const Component c = kComponents[which];
-      const ComponentLayout* cl = pl.Find(c);
-      const auto& table = l.pages[which];
-      const int64_t written = which == 0 ? l.num_records : l.num_keys;
-      const int64_t add =
-          std::max<int64_t>(0, pl.PagesAt(c, n) - static_cast<int64_t>(table.size()));
-      const int64_t per = cl->entries_per_page;
-      const bool cow = n > written && written % per != 0 &&
-                       manager_->pool(c).refcount(table[written / per]) > 1;
-      if (add > 0 || cow) needs.push_back({&l, which, add, cow, written});
-      bytes += (add + (cow ? 1 : 0)) * cl->page_bytes();
-    }
+    plan.Plan(kComponents[0], &l.pages[0], l.num_records);
+    plan.Plan(kComponents[1], &l.pages[1], l.num_keys);
   }
-  if (bytes > manager_->available_bytes()) {
-    return Status::ResourceExhausted("KV budget of " + std::to_string(manager_->budget_bytes()) +
-                                     " bytes cannot hold " + std::to_string(n) +
-                                     " tokens of this V3.2 sequence (" + std::to_string(bytes) +
-                                     " bytes more needed, " +
-                                     std::to_string(manager_->available_bytes()) + " free)");
-  }
-  for (const Need& need : needs) {
-    BlockPool& pool = manager_->pool(kComponents[need.which]);
-    auto& table = need.layer->pages[need.which];
-    if (need.cow) {
-      const size_t idx = static_cast<size_t>(need.written / pl.Find(pool.component())->entries_per_page);
-      const PageId copy = *pool.Allocate();
-      if (manager_->backing()) {
-        std::memcpy(pool.data(copy), pool.data(table[idx]), static_cast<size_t>(pool.page_bytes()));
-      }
-      pool.Release(table[idx]);
-      table[idx] = copy;
-    }
-    for (int64_t i = 0; i < need.add; ++i) table.push_back(*pool.Allocate());
-  }
+  DSV4_RETURN_IF_ERROR(plan.Commit());
   reserved_ = n;
   return Status::Ok();
 }

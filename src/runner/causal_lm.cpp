@@ -8,17 +8,22 @@
 namespace dsv4::runner {
 namespace {
 
-class V4Sequence final : public SequenceState {
+// A sequence of a paged cache (kv::V4SequenceCache, kv::V32SequenceCache): the scheduler's
+// view of it.
+template <class Cache>
+class PagedSequence final : public SequenceState {
  public:
-  V4Sequence(const checkpoint::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
+  PagedSequence(const checkpoint::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
   int64_t num_tokens() const override { return cache.num_tokens(); }
   kv::KvFootprint Usage() const override { return cache.Usage(); }
   Status Reserve(int64_t n) override { return cache.Reserve(n); }
   void Release() override { cache.Release(); }
   std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
   Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
-  kv::V4SequenceCache cache;
+  Cache cache;
 };
+using V4Sequence = PagedSequence<kv::V4SequenceCache>;
+using V32Sequence = PagedSequence<kv::V32SequenceCache>;
 
 class V4Lm final : public CausalLm {
  public:
@@ -52,18 +57,6 @@ class V4Lm final : public CausalLm {
   // none; its contents never change a result.
   mutable std::mutex ws_mu_;
   mutable v4::ForwardWorkspace ws_;
-};
-
-class V32Sequence final : public SequenceState {
- public:
-  V32Sequence(const checkpoint::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
-  int64_t num_tokens() const override { return cache.num_tokens(); }
-  kv::KvFootprint Usage() const override { return cache.Usage(); }
-  Status Reserve(int64_t n) override { return cache.Reserve(n); }
-  void Release() override { cache.Release(); }
-  std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
-  Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
-  kv::V32SequenceCache cache;
 };
 
 class V32Lm final : public CausalLm {
