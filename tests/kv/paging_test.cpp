@@ -67,11 +67,12 @@ TEST(BlockPool, RefcountsAndBudget) {
   EXPECT_EQ(pool.pages_in_use(), 0);
 }
 
-TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
-  const checkpoint::ModelConfig c = checkpoint::TinyV4Config();
-  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV4));
+// Either paged cache (V4SequenceCache, V32SequenceCache) on the tiny config of its model.
+template <class Cache>
+void ExpectReserveAllOrNothing(const checkpoint::ModelConfig& c) {
+  const PageLayout pl(c, DefaultKvFormats(c.arch));
   KvManager mgr(pl, pl.BytesAt(300) + pl.BytesAt(10));
-  V4SequenceCache a(c, &mgr), b(c, &mgr);
+  Cache a(c, &mgr), b(c, &mgr);
   ASSERT_TRUE(a.Reserve(300).ok());
   EXPECT_EQ(mgr.Stats().used_bytes, pl.BytesAt(300));
   Status s = b.Reserve(300);
@@ -83,6 +84,10 @@ TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
   b.Release();
   EXPECT_EQ(mgr.Stats().used_bytes, 0);
   for (const auto& comp : mgr.Stats().components) EXPECT_EQ(comp.pages_in_use, 0) << comp.name;
+}
+
+TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
+  ExpectReserveAllOrNothing<V4SequenceCache>(checkpoint::TinyV4Config());
 }
 
 // The KV manager charges V3.2 exactly capacity.md §3.1's bytes: 656 B MLA record + 132 B
@@ -112,21 +117,7 @@ TEST(V32SequenceCache, ChargesCapacityMdBytesPerTokenPerLayer) {
 }
 
 TEST(V32SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
-  const checkpoint::ModelConfig c = checkpoint::TinyV32Config();
-  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV32));
-  KvManager mgr(pl, pl.BytesAt(300) + pl.BytesAt(10));
-  V32SequenceCache a(c, &mgr), b(c, &mgr);
-  ASSERT_TRUE(a.Reserve(300).ok());
-  EXPECT_EQ(mgr.Stats().used_bytes, pl.BytesAt(300));
-  Status s = b.Reserve(300);
-  EXPECT_EQ(s.code(), StatusCode::kResourceExhausted);
-  EXPECT_EQ(b.reserved_tokens(), 0);
-  EXPECT_EQ(mgr.Stats().used_bytes, pl.BytesAt(300));  // the failed call took nothing
-  ASSERT_TRUE(b.Reserve(10).ok());
-  a.Release();
-  b.Release();
-  EXPECT_EQ(mgr.Stats().used_bytes, 0);
-  for (const auto& comp : mgr.Stats().components) EXPECT_EQ(comp.pages_in_use, 0) << comp.name;
+  ExpectReserveAllOrNothing<V32SequenceCache>(checkpoint::TinyV32Config());
 }
 
 // Writes tokens [from, to) of every layer of `cache` with bytes derived from (tag, layer, pos).
