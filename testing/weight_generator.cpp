@@ -312,10 +312,14 @@ Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
   return Status::Ok();
 }
 
-Result<Checkpoint> BuiltinDefaultModel() {
+namespace {
+
+// A generated checkpoint of `c` (kDefaultSeed, c's weight format) in memory, with the tiny
+// tokenizer.
+Result<Checkpoint> BuiltinModel(std::string name, const ModelConfig& c) {
   Checkpoint m;
-  m.name = std::string(checkpoint::kDefaultModelName);
-  m.config = TinyV4Config();
+  m.name = std::move(name);
+  m.config = c;
   DSV4_ASSIGN_OR_RETURN(std::vector<OwnedTensor> tensors, GenerateWeights(m.config, kDefaultSeed));
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<TensorStore> store,
                         TensorStore::Create("built-in " + m.name, std::move(tensors)));
@@ -323,6 +327,16 @@ Result<Checkpoint> BuiltinDefaultModel() {
   DSV4_RETURN_IF_ERROR(VerifyTensors(m.config, *m.weights, &m.drafter, &m.unexpected));
   DSV4_ASSIGN_OR_RETURN(m.tokenizer_json, GenerateTinyTokenizerJson(m.config.vocab_size));
   return m;
+}
+
+}  // namespace
+
+Result<Checkpoint> BuiltinDefaultModel() {
+  return BuiltinModel(std::string(checkpoint::kDefaultModelName), TinyV4Config());
+}
+
+Result<Checkpoint> BuiltinTinyV32Model() {
+  return BuiltinModel(std::string(kTinyV32ModelName), checkpoint::TinyV32Config());
 }
 
 }  // namespace dsv4::fixtures

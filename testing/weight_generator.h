@@ -67,4 +67,9 @@ Status WriteCheckpoint(const std::filesystem::path& dir, const ModelConfig& c,
 // with the generated tiny tokenizer (tokenizer_generator.h) in tokenizer_json.
 Result<Checkpoint> BuiltinDefaultModel();
 
+// The built-in DeepSeek-V3.2 counterpart: TinyV32Config() with FP8 weights and kDefaultSeed, in
+// memory, with the same tiny tokenizer (the V4-vs-V3.2 serving comparison, engine tests).
+inline constexpr std::string_view kTinyV32ModelName = "v3.2-tiny";
+Result<Checkpoint> BuiltinTinyV32Model();
+
 }  // namespace dsv4::fixtures

@@ -163,15 +163,16 @@ Status RunV32(ThreadPool& pool, const DecodeOptions& o, const std::vector<int64_
   std::vector<BF16> out(static_cast<size_t>(D));
   kernels::Workspace kernel_ws;  // reused by every timed call, as in a forward
   for (int64_t depth : depths) {
-    if (depth < cache.num_tokens()) cache.Reset();
+    if (depth < cache.num_tokens()) cache.Release();
     const auto t0 = Clock::now();
-    FillV32Cache(c, entries, depth, cache);
+    DSV4_RETURN_IF_ERROR(FillV32Cache(c, entries, depth, cache));
     const double fill = MsSince(t0) / 1e3;
     Timings t;
     t.ms.assign(static_cast<size_t>(L), 0.0);
-    // The warm-up token also absorbs the growth of the cache's arrays past a power of two.
+    // The warm-up token also absorbs the first use of a fresh page.
     for (int64_t i = 0; i <= o.iters; ++i) {
       const int64_t pos = cache.num_tokens();
+      DSV4_RETURN_IF_ERROR(cache.Reserve(pos + 1));
       for (int64_t l = 0; l < L; ++l) {
         const auto t1 = Clock::now();
         v32::AttentionForward(pool, c, weights[l]->w, k, cache, pos, x.data(), 1, out.data(),

@@ -124,7 +124,8 @@ KvPoint ReadV4(const ModelConfig& full, const LayerSubset& s, kv::V4SequenceCach
   return p;
 }
 
-KvPoint ReadV32(const ModelConfig& full, const LayerSubset& s, const kv::V32SequenceCache& cache) {
+KvPoint ReadV32(const ModelConfig& full, const LayerSubset& s, const kv::V32SequenceCache& cache,
+                const kv::KvManager& mgr) {
   Tally rec, key;
   rec.full_layers = key.full_layers = full.num_hidden_layers;
   for (int64_t l = 0; l < s.config.num_hidden_layers; ++l) {
@@ -135,8 +136,7 @@ KvPoint ReadV32(const ModelConfig& full, const LayerSubset& s, const kv::V32Sequ
     rec.exact += cache.NumRecords(l) * cache.record_bytes();
     key.exact += cache.NumIndexerKeys(l) * cache.indexer_key_bytes();
   }
-  // The V3.2 cache keeps contiguous per-layer arrays: what it holds is its Usage(), with no
-  // page rounding.
+  // What the cache's pages hold (its Usage(), page-rounded like V4's).
   const kv::KvFootprint usage = cache.Usage();
   for (const kv::KvComponent& u : usage.components) {
     Tally& t = u.name == "mla_latent" ? rec : key;
@@ -146,6 +146,7 @@ KvPoint ReadV32(const ModelConfig& full, const LayerSubset& s, const kv::V32Sequ
   p.num_tokens = cache.num_tokens();
   p.components = ScaleTallies({{"mla_latent", rec}, {"indexer_keys", key}});
   p.subset_usage_bytes = usage.total_bytes();
+  p.subset_manager_bytes = mgr.Stats().used_bytes;
   return p;
 }
 
@@ -204,10 +205,11 @@ Result<KvReport> MeasureKv(const ModelConfig& c, std::string label, const KvMeas
   }
   std::map<int64_t, KvPoint> at;
   const EntryPool pool(sc, o.seed);
+  // Both caches on a backed manager of their own layout, so page rounding shows.
+  r.paged = true;
+  kv::KvManager mgr(kv::PageLayout(sc, kv::DefaultKvFormats(sc.arch)),
+                    std::numeric_limits<int64_t>::max() / 2, /*backing=*/true);
   if (c.arch == checkpoint::Arch::kV4) {
-    r.paged = true;
-    kv::KvManager mgr(kv::PageLayout(sc, kv::DefaultKvFormats(sc.arch)),
-                      std::numeric_limits<int64_t>::max() / 2, /*backing=*/true);
     kv::V4SequenceCache cache(sc, &mgr);
     for (int64_t n : ascending) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -217,12 +219,12 @@ Result<KvReport> MeasureKv(const ModelConfig& c, std::string label, const KvMeas
       at[n].fill_seconds = secs;
     }
   } else {
-    kv::V32SequenceCache cache(sc);
+    kv::V32SequenceCache cache(sc, &mgr);
     for (int64_t n : ascending) {
       const auto t0 = std::chrono::steady_clock::now();
-      FillV32Cache(sc, pool, n, cache);
+      DSV4_RETURN_IF_ERROR(FillV32Cache(sc, pool, n, cache));
       const double secs = SecondsSince(t0);
-      at[n] = ReadV32(c, r.subset, cache);
+      at[n] = ReadV32(c, r.subset, cache, mgr);
       at[n].fill_seconds = secs;
     }
   }

@@ -1,6 +1,6 @@
 // `dsv4 bench kv`: the KV bytes of one sequence, measured from the engine's real caches. A
 // layer subset (layer_subset.h) of the model gets a real cache (V4SequenceCache on a backed
-// KvManager; V32SequenceCache), which is filled to each length with synthetic entries
+// KvManager; V32SequenceCache on its own backed KvManager), which is filled to each length with synthetic entries
 // (synthetic_kv.h); what the cache then holds is read back through its own accessors, by
 // component, and scaled per layer type to the full stack.
 #pragma once
@@ -42,7 +42,7 @@ struct KvPoint {
   // What the subset's cache reported, before scaling: the sum of its Usage() and, for V4, the
   // bytes its KvManager has charged (the two agree; both are printed as a cross-check).
   int64_t subset_usage_bytes = 0;
-  int64_t subset_manager_bytes = 0;  // V4 only (V3.2's cache is contiguous, not paged)
+  int64_t subset_manager_bytes = 0;  // what the cache's KvManager charged
   double fill_seconds = 0;           // time to grow the cache to this length
 
   int64_t exact_bytes() const;
@@ -56,7 +56,7 @@ struct KvReport {
   std::string label;          // preset name or config path
   checkpoint::ModelConfig config;  // the full model
   LayerSubset subset;
-  bool paged = false;           // V4: pages of 64 entries; V3.2: contiguous per-layer arrays
+  bool paged = false;           // pages of 64 entries (both caches now)
   std::vector<KvPoint> points;  // in the order of KvMeasureOptions::lengths
 };
 

@@ -104,9 +104,10 @@ Status FillV4Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int6
   return Status::Ok();
 }
 
-void FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n,
-                  kv::V32SequenceCache& cache) {
+Status FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n,
+                    kv::V32SequenceCache& cache) {
   DSV4_CHECK(n >= cache.num_tokens());
+  DSV4_RETURN_IF_ERROR(cache.Reserve(n));
   const size_t rb = static_cast<size_t>(cache.record_bytes());
   const size_t kb = static_cast<size_t>(cache.indexer_key_bytes());
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -119,6 +120,7 @@ void FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64
     }
   }
   cache.set_num_tokens(n);
+  return Status::Ok();
 }
 
 }  // namespace dsv4::bench

@@ -48,8 +48,9 @@ Status FillV4Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int6
                    kv::V4SequenceCache& cache);
 
 // Grows a V3.2 cache to n tokens: one MLA record and one indexer key per new position and
-// layer. Leaves num_tokens() == n.
-void FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n,
-                  kv::V32SequenceCache& cache);
+// layer, in pages it reserves first. Leaves num_tokens() == n. ResourceExhausted when the
+// cache's manager cannot hold the pages.
+Status FillV32Cache(const checkpoint::ModelConfig& c, const EntryPool& pool, int64_t n,
+                    kv::V32SequenceCache& cache);
 
 }  // namespace dsv4::bench

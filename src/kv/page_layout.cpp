@@ -1,6 +1,7 @@
 #include "kv/page_layout.h"
 
 #include <algorithm>
+#include <string>
 
 #include "core/check.h"
 
@@ -83,6 +84,20 @@ int64_t PageLayout::BytesAt(int64_t n) const {
   int64_t bytes = 0;
   for (const auto& l : components_) bytes += l.layers * PagesAt(l.component, n) * l.page_bytes();
   return bytes;
+}
+
+KvFootprint PagedFootprint(const PageLayout& layout, int64_t num_tokens,
+                           const std::array<int64_t, kNumComponents>& pages) {
+  KvFootprint fp;
+  fp.num_tokens = num_tokens;
+  for (const ComponentLayout& cl : layout.components()) {
+    const int64_t n = pages[static_cast<size_t>(cl.component)];
+    if (n > 0) {
+      fp.components.push_back({std::string(ComponentName(cl.component)), 1, cl.page_bytes(), n,
+                               cl.fixed});
+    }
+  }
+  return fp;
 }
 
 }  // namespace dsv4::kv

@@ -4,6 +4,7 @@
 // what PagesAt() says; the planner and `bench serve` use the same numbers.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string_view>
 #include <vector>
@@ -58,5 +59,11 @@ class PageLayout {
   int64_t window_ = 0;
   std::vector<ComponentLayout> components_;
 };
+
+// The footprint of a sequence holding pages[c] pages of each component c (summed over its
+// layers), as the paged caches report it (Usage()): one entry per component with pages, in
+// layout order.
+KvFootprint PagedFootprint(const PageLayout& layout, int64_t num_tokens,
+                           const std::array<int64_t, kNumComponents>& pages);
 
 }  // namespace dsv4::kv

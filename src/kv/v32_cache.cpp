@@ -1,69 +1,167 @@
 #include "kv/v32_cache.h"
 
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <string>
+
 #include "core/check.h"
+#include "kv/page_reservation.h"
 
 namespace dsv4::kv {
+namespace {
 
-V32SequenceCache::V32SequenceCache(const checkpoint::ModelConfig& c) {
+// Layer::pages[which] holds pages of kComponents[which].
+constexpr std::array<Component, 2> kComponents = {Component::kMlaLatent,
+                                                  Component::kMlaIndexerKeys};
+
+}  // namespace
+
+V32SequenceCache::V32SequenceCache(const checkpoint::ModelConfig& c)
+    : V32SequenceCache(c, nullptr) {}
+
+V32SequenceCache::V32SequenceCache(const checkpoint::ModelConfig& c, KvManager* manager)
+    : manager_(manager) {
   DSV4_CHECK(c.arch == checkpoint::Arch::kV32);
   const KvFormats f = DefaultKvFormats(c.arch);
+  if (manager_ == nullptr) {
+    own_manager_ = std::make_unique<KvManager>(PageLayout(c, f),
+                                               std::numeric_limits<int64_t>::max() / 2);
+    manager_ = own_manager_.get();
+  }
   record_bytes_ = MlaRecordBytes(c, f.mla);
   key_bytes_ = IndexerKeyBytes(c.index_head_dim, f.indexer);
+  const ComponentLayout* records = manager_->layout().Find(Component::kMlaLatent);
+  const ComponentLayout* keys = manager_->layout().Find(Component::kMlaIndexerKeys);
+  DSV4_CHECK(records != nullptr && keys != nullptr && records->entry_bytes == record_bytes_ &&
+             keys->entry_bytes == key_bytes_);
+  records_per_page_ = records->entries_per_page;
+  keys_per_page_ = keys->entries_per_page;
   layers_.resize(static_cast<size_t>(c.num_hidden_layers));
 }
 
-void V32SequenceCache::Reset() {
-  num_tokens_ = 0;
+V32SequenceCache::~V32SequenceCache() { Release(); }
+
+Status V32SequenceCache::Reserve(int64_t n) {
+  if (n <= reserved_) return Status::Ok();
+  PageReservation plan(manager_, n);
   for (Layer& l : layers_) {
-    std::vector<uint8_t>().swap(l.records);
-    std::vector<uint8_t>().swap(l.keys);
+    plan.Plan(kComponents[0], &l.pages[0], l.num_records);
+    plan.Plan(kComponents[1], &l.pages[1], l.num_keys);
   }
+  DSV4_RETURN_IF_ERROR(plan.Commit());
+  reserved_ = n;
+  return Status::Ok();
 }
 
-int64_t V32SequenceCache::NumRecords(int64_t layer) const {
-  return static_cast<int64_t>(layers_[layer].records.size()) / record_bytes_;
+void V32SequenceCache::Release() {
+  for (Layer& l : layers_) {
+    for (int which = 0; which < 2; ++which) {
+      for (PageId id : l.pages[which]) manager_->pool(kComponents[which]).Release(id);
+      l.pages[which].clear();
+    }
+    l.num_records = l.num_keys = 0;
+  }
+  num_tokens_ = reserved_ = 0;
 }
+
+void V32SequenceCache::set_num_tokens(int64_t n) {
+  DSV4_CHECK(n <= reserved_);
+  num_tokens_ = n;
+}
+
+uint8_t* V32SequenceCache::Slot(int which, const Layer& l, int64_t index) const {
+  const int64_t per = which == 0 ? records_per_page_ : keys_per_page_;
+  const auto& table = l.pages[which];
+  const int64_t page = index / per;
+  DSV4_DCHECK(page < static_cast<int64_t>(table.size()));
+  return manager_->pool(kComponents[which]).data(table[page]) +
+         (index % per) * (which == 0 ? record_bytes_ : key_bytes_);
+}
+
 const uint8_t* V32SequenceCache::MlaRecord(int64_t layer, int64_t pos) const {
   DSV4_DCHECK(pos >= 0 && pos < NumRecords(layer));
-  return layers_[layer].records.data() + pos * record_bytes_;
+  return Slot(0, layers_[layer], pos);
 }
 uint8_t* V32SequenceCache::AppendMlaRecord(int64_t layer) {
-  auto& r = layers_[layer].records;
-  r.resize(r.size() + static_cast<size_t>(record_bytes_));
-  return r.data() + r.size() - record_bytes_;
+  Layer& l = layers_[layer];
+  return Slot(0, l, l.num_records++);
 }
 
-int64_t V32SequenceCache::NumIndexerKeys(int64_t layer) const {
-  return static_cast<int64_t>(layers_[layer].keys.size()) / key_bytes_;
-}
 const uint8_t* V32SequenceCache::IndexerKey(int64_t layer, int64_t pos) const {
   DSV4_DCHECK(pos >= 0 && pos < NumIndexerKeys(layer));
-  return layers_[layer].keys.data() + pos * key_bytes_;
-}
-const uint8_t* V32SequenceCache::IndexerKeys(int64_t layer) const {
-  return layers_[layer].keys.data();
+  return Slot(1, layers_[layer], pos);
 }
 uint8_t* V32SequenceCache::AppendIndexerKey(int64_t layer) {
-  auto& k = layers_[layer].keys;
-  k.resize(k.size() + static_cast<size_t>(key_bytes_));
-  return k.data() + k.size() - key_bytes_;
+  Layer& l = layers_[layer];
+  return Slot(1, l, l.num_keys++);
+}
+
+void V32SequenceCache::IndexerKeyPages(int64_t layer, int64_t n,
+                                       std::vector<const uint8_t*>* pages) const {
+  DSV4_DCHECK(n <= NumIndexerKeys(layer));
+  const auto& table = layers_[layer].pages[1];
+  const BlockPool& pool = manager_->pool(Component::kMlaIndexerKeys);
+  pages->clear();
+  for (int64_t pg = 0; pg * keys_per_page_ < n; ++pg) pages->push_back(pool.data(table[pg]));
 }
 
 KvFootprint V32SequenceCache::Usage() const {
-  KvFootprint fp;
-  fp.num_tokens = num_tokens_;
-  int64_t records = 0, keys = 0;
+  std::array<int64_t, kNumComponents> pages{};
   for (const Layer& l : layers_) {
-    records += static_cast<int64_t>(l.records.size());
-    keys += static_cast<int64_t>(l.keys.size());
+    for (int which = 0; which < 2; ++which) {
+      pages[static_cast<size_t>(kComponents[which])] += static_cast<int64_t>(l.pages[which].size());
+    }
   }
-  // Expressed as one "layer" of summed bytes per component, as V4SequenceCache does.
-  auto add = [&](const char* name, int64_t bytes) {
-    if (bytes > 0) fp.components.push_back({name, 1, bytes, 1, false});
-  };
-  add("mla_latent", records);
-  add("indexer_keys", keys);
-  return fp;
+  return PagedFootprint(manager_->layout(), num_tokens_, pages);
+}
+
+// ---- Prefix snapshots ----------------------------------------------------------------------
+
+V32PrefixSnapshot::~V32PrefixSnapshot() {
+  for (const Layer& l : layers) {
+    for (PageId id : l.records) manager->pool(Component::kMlaLatent).Release(id);
+    for (PageId id : l.keys) manager->pool(Component::kMlaIndexerKeys).Release(id);
+  }
+}
+
+std::unique_ptr<PrefixSnapshot> V32SequenceCache::TakeSnapshot() {
+  const int64_t p = num_tokens_;
+  if (p <= 0 || p % 128 != 0 || !manager_->backing()) return nullptr;
+  auto snap = std::make_unique<V32PrefixSnapshot>();
+  snap->manager = manager_;
+  snap->num_tokens = p;
+  snap->layers.resize(layers_.size());
+  // Only the pages holding positions before p (reserved-ahead pages stay private); forget the
+  // reservation so the next Reserve checks every page it writes (and copies shared ones).
+  reserved_ = num_tokens_;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (int which = 0; which < 2; ++which) {
+      const Component c = kComponents[which];
+      const auto& from = layers_[i].pages[which];
+      auto& to = which == 0 ? snap->layers[i].records : snap->layers[i].keys;
+      to.assign(from.begin(), from.begin() + manager_->layout().PagesAt(c, p));
+      for (PageId id : to) manager_->pool(c).AddRef(id);
+    }
+  }
+  return snap;
+}
+
+Status V32SequenceCache::RestoreSnapshot(const PrefixSnapshot& base) {
+  const auto* snap = dynamic_cast<const V32PrefixSnapshot*>(&base);
+  DSV4_CHECK(snap != nullptr && reserved_ == 0 && snap->manager == manager_ &&
+             snap->layers.size() == layers_.size());
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = layers_[i];
+    l.pages[0] = snap->layers[i].records;
+    l.pages[1] = snap->layers[i].keys;
+    for (int which = 0; which < 2; ++which) {
+      for (PageId id : l.pages[which]) manager_->pool(kComponents[which]).AddRef(id);
+    }
+    l.num_records = l.num_keys = snap->num_tokens;
+  }
+  num_tokens_ = reserved_ = snap->num_tokens;
+  return Status::Ok();
 }
 
 }  // namespace dsv4::kv

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "kv/page_reservation.h"
 
 namespace dsv4::kv {
 
@@ -56,63 +57,20 @@ Component V4SequenceCache::EntryComponent(const Layer& l) const {
 
 Status V4SequenceCache::Reserve(int64_t n) {
   if (n <= reserved_) return Status::Ok();
-  const PageLayout& pl = manager_->layout();
-  // Plan every page first (growth, plus copy-on-write of a shared page that new entries will
-  // be written into), check the bytes, then allocate: nothing can fail half way.
-  struct Need {
-    Layer* layer;
-    Component component;
-    int64_t add;     // pages to append
-    bool cow;        // copy the last page before writing into it
-  };
-  std::vector<Need> needs;
-  int64_t bytes = 0;
-  auto plan = [&](Layer& l, Component c, int64_t written) {
-    const ComponentLayout* cl = pl.Find(c);
-    auto& table = l.pages[static_cast<size_t>(c)];
-    const int64_t add = std::max<int64_t>(0, pl.PagesAt(c, n) - static_cast<int64_t>(table.size()));
-    const int64_t per = cl->entries_per_page;
-    const bool grows = pl.EntriesAt(c, n) > written;
-    const bool cow = grows && written % per != 0 &&
-                     manager_->pool(c).refcount(table[written / per]) > 1;
-    if (add > 0 || cow) needs.push_back({&l, c, add, cow});
-    bytes += (add + (cow ? 1 : 0)) * cl->page_bytes();
-  };
+  PageReservation plan(manager_, n);
   for (Layer& l : layers_) {
-    plan(l, Component::kSwaWindow, 0);
+    auto table = [&](Component c) { return &l.pages[static_cast<size_t>(c)]; };
+    plan.Plan(Component::kSwaWindow, table(Component::kSwaWindow), 0);
     if (l.kind == LayerKind::kCsa) {
-      plan(l, Component::kCsaEntries, l.num_entries);
-      plan(l, Component::kCsaIndexerKeys, l.num_keys);
-      plan(l, Component::kCsaState, 0);
+      plan.Plan(Component::kCsaEntries, table(Component::kCsaEntries), l.num_entries);
+      plan.Plan(Component::kCsaIndexerKeys, table(Component::kCsaIndexerKeys), l.num_keys);
+      plan.Plan(Component::kCsaState, table(Component::kCsaState), 0);
     } else if (l.kind == LayerKind::kHca) {
-      plan(l, Component::kHcaEntries, l.num_entries);
-      plan(l, Component::kHcaState, 0);
+      plan.Plan(Component::kHcaEntries, table(Component::kHcaEntries), l.num_entries);
+      plan.Plan(Component::kHcaState, table(Component::kHcaState), 0);
     }
   }
-  if (bytes > manager_->available_bytes()) {
-    return Status::ResourceExhausted("KV budget of " + std::to_string(manager_->budget_bytes()) +
-                                     " bytes cannot hold " + std::to_string(n) +
-                                     " tokens of this sequence (" + std::to_string(bytes) +
-                                     " bytes more needed, " +
-                                     std::to_string(manager_->available_bytes()) + " free)");
-  }
-  for (const Need& need : needs) {
-    BlockPool& pool = manager_->pool(need.component);
-    auto& table = need.layer->pages[static_cast<size_t>(need.component)];
-    if (need.cow) {
-      const int64_t written = need.component == Component::kCsaIndexerKeys
-                                  ? need.layer->num_keys
-                                  : need.layer->num_entries;
-      const int64_t idx = written / pl.Find(need.component)->entries_per_page;
-      const PageId copy = *pool.Allocate();
-      if (manager_->backing()) {
-        std::memcpy(pool.data(copy), pool.data(table[idx]), static_cast<size_t>(pool.page_bytes()));
-      }
-      pool.Release(table[idx]);
-      table[idx] = copy;
-    }
-    for (int64_t i = 0; i < need.add; ++i) table.push_back(*pool.Allocate());
-  }
+  DSV4_RETURN_IF_ERROR(plan.Commit());
   for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
     if (layers_[i].kind != LayerKind::kSwa && layers_[i].state[0].kv == nullptr) {
       BindState(layers_[i], i, /*reset=*/true);
@@ -193,16 +151,11 @@ CompressorState& V4SequenceCache::State(int64_t layer, int which) {
 }
 
 KvFootprint V4SequenceCache::Usage() const {
-  KvFootprint fp;
-  fp.num_tokens = num_tokens_;
-  for (const ComponentLayout& cl : manager_->layout().components()) {
-    int64_t pages = 0;
-    for (const Layer& l : layers_) pages += static_cast<int64_t>(l.pages[static_cast<size_t>(cl.component)].size());
-    if (pages > 0) {
-      fp.components.push_back({std::string(ComponentName(cl.component)), 1, cl.page_bytes(), pages, cl.fixed});
-    }
+  std::array<int64_t, kNumComponents> pages{};
+  for (const Layer& l : layers_) {
+    for (int c = 0; c < kNumComponents; ++c) pages[c] += static_cast<int64_t>(l.pages[c].size());
   }
-  return fp;
+  return PagedFootprint(manager_->layout(), num_tokens_, pages);
 }
 
 

@@ -17,16 +17,9 @@ class AccountingSequence final : public SequenceState {
   void Advance(int64_t n) { num_tokens_ += n; }
 
   kv::KvFootprint Usage() const override {
-    kv::KvFootprint fp;
-    fp.num_tokens = num_tokens_;
-    for (const kv::ComponentLayout& l : kv_->layout().components()) {
-      const int64_t pages = static_cast<int64_t>(pages_[static_cast<size_t>(l.component)].size());
-      if (pages > 0) {
-        fp.components.push_back({std::string(kv::ComponentName(l.component)), 1, l.page_bytes(),
-                                 pages, l.fixed});
-      }
-    }
-    return fp;
+    std::array<int64_t, kv::kNumComponents> pages{};
+    for (int c = 0; c < kv::kNumComponents; ++c) pages[c] = static_cast<int64_t>(pages_[c].size());
+    return kv::PagedFootprint(kv_->layout(), num_tokens_, pages);
   }
 
   Status Reserve(int64_t n) override {

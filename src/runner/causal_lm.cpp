@@ -8,17 +8,22 @@
 namespace dsv4::runner {
 namespace {
 
-class V4Sequence final : public SequenceState {
+// A sequence of a paged cache (kv::V4SequenceCache, kv::V32SequenceCache): the scheduler's
+// view of it.
+template <class Cache>
+class PagedSequence final : public SequenceState {
  public:
-  V4Sequence(const checkpoint::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
+  PagedSequence(const checkpoint::ModelConfig& c, kv::KvManager* kv) : cache(c, kv) {}
   int64_t num_tokens() const override { return cache.num_tokens(); }
   kv::KvFootprint Usage() const override { return cache.Usage(); }
   Status Reserve(int64_t n) override { return cache.Reserve(n); }
   void Release() override { cache.Release(); }
   std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
   Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
-  kv::V4SequenceCache cache;
+  Cache cache;
 };
+using V4Sequence = PagedSequence<kv::V4SequenceCache>;
+using V32Sequence = PagedSequence<kv::V32SequenceCache>;
 
 class V4Lm final : public CausalLm {
  public:
@@ -54,19 +59,6 @@ class V4Lm final : public CausalLm {
   mutable v4::ForwardWorkspace ws_;
 };
 
-// V3.2 sequences keep their own growing buffers (not pages yet): Reserve always succeeds.
-class V32Sequence final : public SequenceState {
- public:
-  explicit V32Sequence(const checkpoint::ModelConfig& c)
-      : config(&c), cache(std::make_unique<kv::V32SequenceCache>(c)) {}
-  int64_t num_tokens() const override { return cache->num_tokens(); }
-  kv::KvFootprint Usage() const override { return cache->Usage(); }
-  Status Reserve(int64_t) override { return Status::Ok(); }
-  void Release() override { cache = std::make_unique<kv::V32SequenceCache>(*config); }
-  const checkpoint::ModelConfig* config;
-  std::unique_ptr<kv::V32SequenceCache> cache;
-};
-
 class V32Lm final : public CausalLm {
  public:
   explicit V32Lm(std::unique_ptr<v32::Model> m) : model_(std::move(m)) {}
@@ -74,13 +66,20 @@ class V32Lm final : public CausalLm {
   kv::PageLayout page_layout() const override {
     return kv::PageLayout(model_->config(), kv::DefaultKvFormats(checkpoint::Arch::kV32));
   }
-  std::unique_ptr<SequenceState> NewSequence(kv::KvManager*) const override {
-    return std::make_unique<V32Sequence>(model_->config());
+  std::unique_ptr<SequenceState> NewSequence(kv::KvManager* kv) const override {
+    return std::make_unique<V32Sequence>(model_->config(), kv);
   }
+  bool snapshots_prefixes() const override { return true; }
   Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const override {
-    auto& seq = static_cast<V32Sequence&>(state);
-    return model_->Forward(pool, *seq.cache, tokens, mode, logits);
+    return model_->Forward(pool, static_cast<V32Sequence&>(state).cache, tokens, mode, logits);
+  }
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const override {
+    std::vector<v32::Model::BatchItem> items;
+    for (const BatchItem& b : batch) {
+      items.push_back({&static_cast<V32Sequence*>(b.state)->cache, b.tokens, b.mode, b.logits});
+    }
+    return model_->ForwardBatch(pool, items);
   }
 
  private:

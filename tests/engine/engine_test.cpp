@@ -32,6 +32,31 @@ ModelFactory Tiny() {
   };
 }
 
+// The tiny V3.2 model: its sequences live on the same paged KV manager (budget, preemption,
+// prefix snapshots of page references).
+ModelFactory TinyV32() {
+  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
+    return runner::LoadCheckpoint(std::move(ck), "the built-in V3.2 model");
+  };
+}
+
+// A served model for the tests that run on both architectures, and its page layout.
+struct Served {
+  const char* name;
+  ModelFactory factory;
+  checkpoint::ModelConfig config;
+  kv::PageLayout layout() const { return kv::PageLayout(config, kv::DefaultKvFormats(config.arch)); }
+};
+const Served& V4Tiny() {
+  static const Served s{"v4", Tiny(), checkpoint::TinyV4Config()};
+  return s;
+}
+const Served& V32Tiny() {
+  static const Served s{"v3.2", TinyV32(), checkpoint::TinyV32Config()};
+  return s;
+}
+
 // Drops the cached prefixes and waits until every page is back (the engine thread does it).
 int64_t KvBytesAfterClearingCache(Engine& e) {
   e.ClearPrefixCache();
@@ -122,14 +147,15 @@ TEST(Engine, OutputsIndependentOfBatchingChunkingAndPreemption) {
 
 // Two requests admitted side by side whose growth cannot both fit: the newer one is
 // preempted, recomputed later, and still produces exactly its solo output.
-TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
-  const checkpoint::ModelConfig c = checkpoint::TinyV4Config();
-  const kv::PageLayout layout(c, kv::DefaultKvFormats(checkpoint::Arch::kV4));
+void ExpectPreemptionGivesIdenticalOutput(const Served& m) {
+  SCOPED_TRACE(m.name);
+  const ModelFactory& model = m.factory;
+  const kv::PageLayout layout = m.layout();
   GenerationRequest a, b;
   for (int t = 0; t < 250; ++t) a.prompt.push_back((t * 7) % 512), b.prompt.push_back((t * 11) % 512);
   a.stop = b.stop = {.max_new_tokens = 120, .ignore_eos = true};
   auto solo = [&](const GenerationRequest& r) {
-    auto e = Engine::Create(Tiny(), EngineOptions{}).value();
+    auto e = Engine::Create(model, EngineOptions{}).value();
     auto s = e->Submit(r).value();
     std::vector<int32_t> out;
     TokenEvent ev;
@@ -143,7 +169,7 @@ TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
   // Both prompts fit at once; both grown to 370 tokens do not.
   o.kv_budget_bytes = 2 * layout.BytesAt(251) + 1;
   ASSERT_LT(o.kv_budget_bytes, layout.BytesAt(251) + layout.BytesAt(370));
-  auto e = Engine::Create(Tiny(), o).value();
+  auto e = Engine::Create(model, o).value();
   auto sa = e->Submit(a).value(), sb = e->Submit(b).value();
   std::vector<int32_t> got_a, got_b;
   TokenEvent ev;
@@ -158,7 +184,17 @@ TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
   const EngineStats s = e->Stats();
   EXPECT_GT(s.preemptions, 0);
   EXPECT_EQ(s.max_running, 2);
+  EXPECT_LE(s.kv.used_bytes, o.kv_budget_bytes);
   EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
+}
+
+TEST(Engine, PreemptionByRecomputeGivesIdenticalOutput) {
+  ExpectPreemptionGivesIdenticalOutput(V4Tiny());
+}
+// V3.2 under a tight budget: preempted, recomputed, bit-identical (its MLA records and
+// indexer keys are pages of the same budget).
+TEST(EngineV32, PreemptionByRecomputeGivesIdenticalOutput) {
+  ExpectPreemptionGivesIdenticalOutput(V32Tiny());
 }
 
 TEST(Engine, CancelFreesPagesAndOthersContinue) {
@@ -366,7 +402,8 @@ namespace {
 // Prefix caching: a request whose prompt starts with a cached prefix reuses it (at any
 // position the donor passed a snapshot point) and still produces exactly the tokens it
 // produces with caching off; cache entries give way to running requests under pressure.
-TEST(Engine, PrefixHitsAreBitIdenticalToRecomputing) {
+void ExpectPrefixHitsBitIdentical(const Served& m) {
+  SCOPED_TRACE(m.name);
   std::vector<int32_t> shared;
   for (int t = 0; t < 300; ++t) shared.push_back((t * 37 + 5) % 512);
   auto make = [&](int64_t keep, int tail_seed, float temperature) {
@@ -384,12 +421,12 @@ TEST(Engine, PrefixHitsAreBitIdenticalToRecomputing) {
   off.prefix_caching = false;
   std::vector<std::vector<int32_t>> want;
   {
-    auto e = Engine::Create(Tiny(), off).value();
+    auto e = Engine::Create(m.factory, off).value();
     for (const auto& r : reqs) want.push_back(Collect(*e->Submit(r).value()));
   }
   EngineOptions on;
   on.prefix_snapshot_interval = 128;
-  auto e = Engine::Create(Tiny(), on).value();
+  auto e = Engine::Create(m.factory, on).value();
   for (size_t i = 0; i < reqs.size(); ++i) {
     EXPECT_EQ(Collect(*e->Submit(reqs[i]).value()), want[i]) << i;
   }
@@ -400,6 +437,12 @@ TEST(Engine, PrefixHitsAreBitIdenticalToRecomputing) {
   EXPECT_EQ(s.prefix_hit_tokens, 256 + 256 + 128);
   EXPECT_GE(s.prefix_cache_entries, 2);
   EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);  // shared pages balanced
+}
+
+TEST(Engine, PrefixHitsAreBitIdenticalToRecomputing) { ExpectPrefixHitsBitIdentical(V4Tiny()); }
+// V3.2: a hit restores page references only, and the output equals a cold run's.
+TEST(EngineV32, PrefixHitsAreBitIdenticalToRecomputing) {
+  ExpectPrefixHitsBitIdentical(V32Tiny());
 }
 
 TEST(Engine, PrefixCacheGivesWayUnderMemoryPressure) {
@@ -440,7 +483,8 @@ namespace {
 // every request that completes produces exactly
 // its solo output, and once the cache is cleared every page is back (no leak, balanced
 // reference counts on shared pages).
-TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
+void RandomisedMixLeaksNothing(const Served& m) {
+  SCOPED_TRACE(m.name);
   Rng rng(77);
   std::vector<int32_t> base;
   for (int t = 0; t < 400; ++t) base.push_back(static_cast<int32_t>(rng.Below(512)));
@@ -459,16 +503,16 @@ TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
   solo_opts.prefix_caching = false;
   std::vector<std::vector<int32_t>> want;
   {
-    auto e = Engine::Create(Tiny(), solo_opts).value();
+    auto e = Engine::Create(m.factory, solo_opts).value();
     for (const auto& r : reqs) want.push_back(Collect(*e->Submit(r).value()));
   }
-  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
+  const kv::PageLayout layout = m.layout();
   EngineOptions o;
   o.prefix_snapshot_interval = 128;
   o.kv_budget_bytes = 4 * layout.BytesAt(420);
   o.max_num_batched_tokens = 96;
   o.max_num_seqs = 3;
-  auto e = Engine::Create(Tiny(), o).value();
+  auto e = Engine::Create(m.factory, o).value();
   std::vector<std::shared_ptr<RequestStream>> streams;
   std::vector<bool> cancelled(reqs.size(), false);
   for (size_t i = 0; i < reqs.size(); ++i) {
@@ -489,6 +533,8 @@ TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
       } else {
         got.push_back(ev.token);
       }
+      const EngineStats st = e->Stats();
+      EXPECT_LE(st.kv.used_bytes, o.kv_budget_bytes);  // the budget is never exceeded
     }
     if (reason == FinishReason::kLength) {
       EXPECT_EQ(got, want[i]) << i;
@@ -501,6 +547,11 @@ TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
   EXPECT_GE(completed, 4);
   EXPECT_GT(e->Stats().prefix_hits, 0);
   EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
+}
+
+TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) { RandomisedMixLeaksNothing(V4Tiny()); }
+TEST(EngineV32, RandomisedMixWithPrefixSharingLeaksNothing) {
+  RandomisedMixLeaksNothing(V32Tiny());
 }
 
 }  // namespace

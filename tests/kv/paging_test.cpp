@@ -1,7 +1,11 @@
 // Pages: layout math, pool reference counts and budget, all-or-nothing reservation.
 #include <gtest/gtest.h>
 
+#include <cstring>
+#include <memory>
+
 #include "kv/kv_manager.h"
+#include "kv/v32_cache.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/presets.h"
 
@@ -63,11 +67,12 @@ TEST(BlockPool, RefcountsAndBudget) {
   EXPECT_EQ(pool.pages_in_use(), 0);
 }
 
-TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
-  const checkpoint::ModelConfig c = checkpoint::TinyV4Config();
-  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV4));
+// Either paged cache (V4SequenceCache, V32SequenceCache) on the tiny config of its model.
+template <class Cache>
+void ExpectReserveAllOrNothing(const checkpoint::ModelConfig& c) {
+  const PageLayout pl(c, DefaultKvFormats(c.arch));
   KvManager mgr(pl, pl.BytesAt(300) + pl.BytesAt(10));
-  V4SequenceCache a(c, &mgr), b(c, &mgr);
+  Cache a(c, &mgr), b(c, &mgr);
   ASSERT_TRUE(a.Reserve(300).ok());
   EXPECT_EQ(mgr.Stats().used_bytes, pl.BytesAt(300));
   Status s = b.Reserve(300);
@@ -77,6 +82,106 @@ TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
   ASSERT_TRUE(b.Reserve(10).ok());
   a.Release();
   b.Release();
+  EXPECT_EQ(mgr.Stats().used_bytes, 0);
+  for (const auto& comp : mgr.Stats().components) EXPECT_EQ(comp.pages_in_use, 0) << comp.name;
+}
+
+TEST(V4SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
+  ExpectReserveAllOrNothing<V4SequenceCache>(checkpoint::TinyV4Config());
+}
+
+// The KV manager charges V3.2 exactly capacity.md §3.1's bytes: 656 B MLA record + 132 B
+// indexer key per token per layer (layout.h's formulas, the one owner), so 48,068 B per token
+// for 61 layers; pages are full at multiples of 64 tokens.
+TEST(V32SequenceCache, ChargesCapacityMdBytesPerTokenPerLayer) {
+  const checkpoint::ModelConfig c = checkpoint::PresetConfig("v3.2").value();
+  const KvFormats f = DefaultKvFormats(checkpoint::Arch::kV32);
+  const PageLayout pl(c, f);
+  int64_t per_token_per_layer = 0;
+  for (const ComponentLayout& cl : pl.components()) {
+    EXPECT_EQ(cl.layers, 61);
+    per_token_per_layer += cl.entry_bytes;
+  }
+  EXPECT_EQ(per_token_per_layer, 656 + 132);
+  EXPECT_EQ(per_token_per_layer, MlaRecordBytes(c, f.mla) + IndexerKeyBytes(c.index_head_dim, f.indexer));
+  EXPECT_DOUBLE_EQ(61.0 * per_token_per_layer, GrowingBytesPerToken(c, f));
+  KvManager mgr(pl, int64_t{1} << 40, /*backing=*/false);
+  V32SequenceCache cache(c, &mgr);
+  ASSERT_TRUE(cache.Reserve(64 * 3).ok());
+  EXPECT_EQ(mgr.Stats().used_bytes, 64 * 3 * 48068);
+  ASSERT_TRUE(cache.Reserve(64 * 3 + 1).ok());  // one more page per layer and component
+  EXPECT_EQ(mgr.Stats().used_bytes, 64 * 4 * 48068);
+  EXPECT_EQ(cache.Usage().total_bytes(), mgr.Stats().used_bytes);
+  cache.Release();
+  EXPECT_EQ(mgr.Stats().used_bytes, 0);
+}
+
+TEST(V32SequenceCache, ReserveIsAllOrNothingAndReleaseReturnsEverything) {
+  ExpectReserveAllOrNothing<V32SequenceCache>(checkpoint::TinyV32Config());
+}
+
+// Writes tokens [from, to) of every layer of `cache` with bytes derived from (tag, layer, pos).
+void FillV32(V32SequenceCache& cache, int64_t layers, int64_t from, int64_t to, int tag) {
+  ASSERT_TRUE(cache.Reserve(to).ok());
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int64_t p = from; p < to; ++p) {
+      std::memset(cache.AppendMlaRecord(l), (tag * 31 + l * 7 + p) & 0xff,
+                  static_cast<size_t>(cache.record_bytes()));
+      std::memset(cache.AppendIndexerKey(l), (tag * 17 + l * 5 + p) & 0xff,
+                  static_cast<size_t>(cache.indexer_key_bytes()));
+    }
+  }
+  cache.set_num_tokens(to);
+}
+
+bool HoldsV32(const V32SequenceCache& cache, int64_t layers, int64_t from, int64_t to, int tag) {
+  for (int64_t l = 0; l < layers; ++l) {
+    for (int64_t p = from; p < to; ++p) {
+      if (cache.MlaRecord(l, p)[cache.record_bytes() - 1] != ((tag * 31 + l * 7 + p) & 0xff) ||
+          cache.IndexerKey(l, p)[0] != ((tag * 17 + l * 5 + p) & 0xff)) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+// A V3.2 snapshot is page references only (nothing copied); with pages that 128 does not
+// divide, the page holding position 128 is shared and each writer copies it before writing.
+TEST(V32SequenceCache, SnapshotSharesPagesAndCopiesOnWrite) {
+  const checkpoint::ModelConfig c = checkpoint::TinyV32Config();
+  const int64_t L = c.num_hidden_layers;
+  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV32), 48);
+  KvManager mgr(pl, int64_t{1} << 30);
+  auto donor = std::make_unique<V32SequenceCache>(c, &mgr);
+  FillV32(*donor, L, 0, 128, 1);
+  ASSERT_TRUE(donor->Reserve(200).ok());  // reserved ahead: those pages stay private
+  const int64_t before = mgr.Stats().used_bytes;
+  std::unique_ptr<PrefixSnapshot> snap = donor->TakeSnapshot();
+  ASSERT_NE(snap, nullptr);
+  EXPECT_EQ(snap->num_tokens, 128);
+  EXPECT_EQ(snap->copied_bytes, 0);
+  EXPECT_EQ(mgr.Stats().used_bytes, before);  // references only
+  V32SequenceCache hit(c, &mgr);
+  ASSERT_TRUE(hit.RestoreSnapshot(*snap).ok());
+  EXPECT_EQ(mgr.Stats().used_bytes, before);
+  EXPECT_EQ(hit.num_tokens(), 128);
+  EXPECT_TRUE(HoldsV32(hit, L, 0, 128, 1));
+  // Both continue differently: the shared third page (positions 96..143) is copied by each.
+  FillV32(hit, L, 128, 140, 2);
+  FillV32(*donor, L, 128, 140, 3);
+  EXPECT_TRUE(HoldsV32(hit, L, 0, 128, 1) && HoldsV32(hit, L, 128, 140, 2));
+  EXPECT_TRUE(HoldsV32(*donor, L, 0, 128, 1) && HoldsV32(*donor, L, 128, 140, 3));
+  V32SequenceCache again(c, &mgr);
+  ASSERT_TRUE(again.RestoreSnapshot(*snap).ok());
+  EXPECT_TRUE(HoldsV32(again, L, 0, 128, 1));
+  // Not at a multiple of 128: no snapshot.
+  EXPECT_EQ(hit.TakeSnapshot(), nullptr);
+  donor.reset();
+  hit.Release();
+  again.Release();
+  EXPECT_GT(mgr.Stats().used_bytes, 0);  // the snapshot still holds its pages
+  snap.reset();
   EXPECT_EQ(mgr.Stats().used_bytes, 0);
   for (const auto& comp : mgr.Stats().components) EXPECT_EQ(comp.pages_in_use, 0) << comp.name;
 }

@@ -714,22 +714,11 @@ TEST_F(ServerTest, TokenizeDetokenizeAndApplyTemplate) {
 namespace dsv4::server {
 namespace {
 
-// A tiny V3.2 checkpoint in memory (TinyV32Config, generated weights, the tiny tokenizer), as
-// `dsv4 make-tiny --preset v3.2-tiny` writes one.
+// The built-in tiny V3.2 checkpoint in memory (TinyV32Config, generated weights, the tiny
+// tokenizer), as `dsv4 make-tiny --preset v3.2-tiny` writes one.
 ModelFactory TinyV32() {
   return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
-    checkpoint::Checkpoint ck;
-    ck.name = "tiny-v32";
-    ck.config = checkpoint::TinyV32Config();
-    DSV4_ASSIGN_OR_RETURN(std::vector<checkpoint::OwnedTensor> tensors,
-                          fixtures::GenerateWeights(ck.config, 7));
-    DSV4_ASSIGN_OR_RETURN(std::unique_ptr<checkpoint::TensorStore> store,
-                          checkpoint::TensorStore::Create("tiny v3.2", std::move(tensors)));
-    ck.weights = std::move(store);
-    DSV4_RETURN_IF_ERROR(
-        checkpoint::VerifyTensors(ck.config, *ck.weights, &ck.drafter, &ck.unexpected));
-    DSV4_ASSIGN_OR_RETURN(ck.tokenizer_json,
-                          fixtures::GenerateTinyTokenizerJson(ck.config.vocab_size));
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
     return runner::LoadCheckpoint(std::move(ck), "/models/tiny-v32");
   };
 }

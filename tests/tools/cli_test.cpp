@@ -360,6 +360,23 @@ TEST(Cli, BenchServeComputeAndLayoutModes) {
     EXPECT_EQ(run["preemptions"], 0);
   }
   EXPECT_GT(j[2]["max_concurrent"].get<int64_t>(), 9 * j[0]["max_concurrent"].get<int64_t>());
+  // --compare-v32: the same workload and budget in compute mode on the tiny V3.2 model (on
+  // the paged KV manager too), then the V4 model.
+  r = Dsv4("bench serve --compare-v32 --requests 2 --prompt-len 20 --output-len 3 "
+           "--kv-budget 4MiB --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["model"], "v3.2-tiny");
+  EXPECT_EQ(j[1]["model"], "dsv4-tiny");
+  for (const auto& run : j) {
+    EXPECT_EQ(run["kv_budget_bytes"], 4 << 20);
+    EXPECT_EQ(run["requests"], 2);
+    EXPECT_EQ(run["max_concurrent"], 2) << run["model"];
+  }
+  // 20 + 3 tokens: one 64-record page per component and layer, 3 x (260 + 132) B x 64.
+  EXPECT_EQ(j[0]["kv_bytes_per_request"], 3 * (260 + 132) * 64);
+  EXPECT_EQ(Dsv4("bench serve --compare-v32 --layout v3.2").exit_code, 1);
   CmdResult bad = Dsv4("bench serve --kv-budget 12parsecs");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.output, HasSubstr("unknown unit"));

@@ -1,6 +1,8 @@
 // dsv4 bench serve: N synthetic requests through the real engine (continuous batching, paged
 // KV under a budget). Real compute on a model, or --layout: admission at real dimensions with
 // a stand-in that only accounts pages (1M-token prompts cannot be prefilled on 2 cores).
+// --compare-v32: the same workload and KV budget on the V4 model and on the tiny V3.2 model
+// (both on the paged KV manager: admission, preemption, prefix cache), side by side.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -19,6 +21,8 @@
 #include "model_arg.h"
 #include "plan/args.h"
 #include "runner/accounting_lm.h"
+#include "runner/loaded_model.h"
+#include "testing/weight_generator.h"
 #include "table.h"
 
 namespace dsv4::cli {
@@ -27,6 +31,7 @@ namespace {
 struct ServeOptions {
   std::string model;
   std::string layout;  // v3.2 | v4-pro | v4-flash | all: accounting mode
+  bool compare_v32 = false;  // compute mode, also on the built-in tiny V3.2 model
   int64_t requests = 0;  // 0: 16 with a model; capacity + 10% with --layout
   std::string prompt_len = "256";
   std::string output_len = "32";
@@ -43,6 +48,7 @@ struct ServeOptions {
 
 struct ServeResult {
   std::string label;
+  std::string name;  // the layout or the served model's name
   int64_t requests = 0, prompt = 0, output = 0, budget = 0, kv_per_request = 0;
   double seconds = 0;
   int64_t generated = 0, prompt_tokens = 0, preemptions = 0, max_running = 0, finished = 0;
@@ -58,7 +64,9 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
-Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
+// One run: `layout` in accounting mode, else compute mode on `compute`.
+Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
+                             const ModelFactory& compute) {
   ServeResult res;
   DSV4_ASSIGN_OR_RETURN(res.prompt, plan::ParseTokens(o.prompt_len));
   DSV4_ASSIGN_OR_RETURN(res.output, plan::ParseTokens(o.output_len));
@@ -72,15 +80,15 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
   eo.prefix_caching = !o.no_prefix_cache;
   eo.prefix_snapshot_interval = 128;
   // --layout: the stand-in that only accounts pages, at the preset's real dimensions.
-  const ModelFactory model =
-      layout.empty() ? ModelArgFactory(o.model, o.load) : ModelFactory([layout] {
-        return runner::AccountingModel(layout);
-      });
+  const ModelFactory model = layout.empty() ? compute : ModelFactory([layout] {
+    return runner::AccountingModel(layout);
+  });
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, eo));
   res.kv_per_request = engine->KvBytesAt(res.prompt + res.output);
   res.requests = o.requests > 0 ? o.requests
                  : layout.empty() ? 16
                                   : res.budget / std::max<int64_t>(res.kv_per_request, 1) * 11 / 10 + 1;
+  res.name = layout.empty() ? engine->model_name() : layout;
   res.label = (layout.empty() ? "compute: " + engine->model_name() : "layout: " + layout) +
               (layout.empty() ? "" : " (KV accounting only, no tensors)");
   Rng rng(o.seed);
@@ -153,6 +161,7 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout) {
 
 nlohmann::json ToJson(const ServeResult& r) {
   return {{"mode", r.label},
+          {"model", r.name},
           {"requests", r.requests},
           {"prompt_tokens_each", r.prompt},
           {"output_tokens_each", r.output},
@@ -202,16 +211,45 @@ void PrintText(const ServeResult& r) {
               1e3 * Percentile(r.tpot, 0.99));
 }
 
+// The runs side by side: same budget, admitted concurrency, throughput and latency.
+void PrintComparison(const std::vector<ServeResult>& results) {
+  Table t({"model", "KV per request", "admitted", "vs " + results[0].name, "preemptions",
+           "prefix hits", "output tok/s", "TTFT p50 (s)", "TPOT p50 (ms)"});
+  for (const auto& r : results) {
+    char ratio[32], tput[32], ttft[32], tpot[32];
+    std::snprintf(ratio, sizeof(ratio), "%.2fx",
+                  double(r.max_running) / double(std::max<int64_t>(results[0].max_running, 1)));
+    std::snprintf(tput, sizeof(tput), "%.1f", double(r.generated) / r.seconds);
+    std::snprintf(ttft, sizeof(ttft), "%.3f", Percentile(r.ttft, 0.5));
+    std::snprintf(tpot, sizeof(tpot), "%.2f", 1e3 * Percentile(r.tpot, 0.5));
+    t.Row({r.name, HumanBytes(double(r.kv_per_request)), std::to_string(r.max_running), ratio,
+           std::to_string(r.preemptions), std::to_string(r.prefix_hits), tput, ttft, tpot});
+  }
+  std::printf("\nsame budget, side by side:\n%s", t.Render().c_str());
+}
+
+// The built-in tiny V3.2 model (--compare-v32).
+ModelFactory TinyV32Factory(const checkpoint::LoadOptions& load) {
+  return [load]() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
+    return runner::LoadCheckpoint(std::move(ck), "", load);
+  };
+}
+
 Status Serve(const ServeOptions& o) {
   std::vector<std::string> layouts;
   if (o.layout == "all") {
     layouts = {"v3.2", "v4-pro", "v4-flash"};
+  } else if (o.compare_v32) {
+    layouts = {"", ""};  // compute mode twice: V3.2, then the V4 model
   } else {
     layouts = {o.layout};
   }
   std::vector<ServeResult> results;
-  for (const std::string& l : layouts) {
-    DSV4_ASSIGN_OR_RETURN(ServeResult r, RunServe(o, l));
+  for (size_t i = 0; i < layouts.size(); ++i) {
+    const ModelFactory compute = o.compare_v32 && i == 0 ? TinyV32Factory(o.load)
+                                                         : ModelArgFactory(o.model, o.load);
+    DSV4_ASSIGN_OR_RETURN(ServeResult r, RunServe(o, layouts[i], compute));
     results.push_back(std::move(r));
   }
   if (o.json) {
@@ -224,17 +262,7 @@ Status Serve(const ServeOptions& o) {
     if (i) std::printf("\n");
     PrintText(results[i]);
   }
-  if (results.size() > 1) {
-    Table t({"layout", "KV per request", "admitted", "vs " + layouts[0]});
-    for (const auto& r : results) {
-      char ratio[32];
-      std::snprintf(ratio, sizeof(ratio), "%.2fx",
-                    double(r.max_running) / double(std::max<int64_t>(results[0].max_running, 1)));
-      t.Row({r.label.substr(8, r.label.find(' ', 8) - 8), HumanBytes(double(r.kv_per_request)),
-             std::to_string(r.max_running), ratio});
-    }
-    std::printf("\nsame budget, admitted concurrency:\n%s", t.Render().c_str());
-  }
+  if (results.size() > 1) PrintComparison(results);
   return Status::Ok();
 }
 
@@ -248,6 +276,9 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
   cmd->add_option("--layout", o->layout,
                   "Admission run at real dimensions without compute: v3.2, v4-pro, v4-flash, all")
       ->check(CLI::IsMember({"v3.2", "v4-pro", "v4-flash", "all"}));
+  cmd->add_flag("--compare-v32", o->compare_v32,
+                "Compute mode on the built-in tiny V3.2 model too, same workload and KV budget, "
+                "side by side with the V4 model");
   cmd->add_option("--requests", o->requests, "Number of requests (default: 16, or 10% over "
                   "the capacity with --layout)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--prompt-len", o->prompt_len, "Prompt tokens per request (e.g. 256, 1M)")
@@ -271,6 +302,11 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
   cmd->callback([o, exit_code] {
     if (!o->layout.empty() && !o->model.empty()) {
       *exit_code = ReportError(Status::InvalidArgument("--layout and --model exclude each other"));
+      return;
+    }
+    if (!o->layout.empty() && o->compare_v32) {
+      *exit_code = ReportError(Status::InvalidArgument(
+          "--layout and --compare-v32 exclude each other (--layout all already compares)"));
       return;
     }
     Status s = Serve(*o);

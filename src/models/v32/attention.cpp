@@ -112,21 +112,23 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
 
 // The DSA selection of one query (spec §14.3 step 5): causal candidates 0..pos, the top
 // min(index_topk, pos + 1) by index score (ties to the lower position), ascending, scored and
-// filtered in one scan over the cache's packed FP8 keys (kernels::IndexerTopKFp8: no decoded
-// keys, no score array). With no more candidates than index_topk every token is kept and
-// scoring is skipped (the same set). iq: E4M3 codes [nI, dI]; iw: FP32 [nI].
+// filtered in one scan over the cache's packed FP8 keys in their pages
+// (kernels::IndexerTopKFp8: no decoded keys, no score array; each key scored on its own, so
+// the page geometry never changes a result). With no more candidates than index_topk every
+// token is kept and scoring is skipped (the same set). iq: E4M3 codes [nI, dI]; iw: FP32
+// [nI]. key_pages: scratch for the page pointers.
 void SelectTokens(ThreadPool& pool, const ModelConfig& c, const kv::V32SequenceCache& cache,
                   int64_t layer, const uint8_t* iq, const float* iw, int64_t pos,
-                  std::vector<int64_t>* selected, kernels::Workspace* ws) {
+                  std::vector<int64_t>* selected, std::vector<const uint8_t*>* key_pages,
+                  kernels::Workspace* ws) {
   const int64_t visible = pos + 1;
   if (visible <= c.index_topk) {
     selected->resize(static_cast<size_t>(visible));
     for (int64_t j = 0; j < visible; ++j) (*selected)[j] = j;
     return;
   }
-  // The layer's keys are one contiguous run of rows: a single page.
-  const uint8_t* keys = cache.IndexerKeys(layer);
-  const kernels::PagedRows rows{&keys, visible, cache.indexer_key_bytes()};
+  cache.IndexerKeyPages(layer, visible, key_pages);
+  const kernels::PagedRows rows{key_pages->data(), cache.keys_per_page(), cache.indexer_key_bytes()};
   kernels::IndexerTopKFp8(pool, {iq, iw, c.index_n_heads, c.index_head_dim}, rows, visible,
                           c.index_topk, selected, ws);
 }
@@ -167,13 +169,14 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   std::vector<BF16> o_lat(static_cast<size_t>(n * H * lat)), o_full(static_cast<size_t>(H * row));
   std::vector<float> kvset;
   std::vector<int64_t> selected;
+  std::vector<const uint8_t*> key_pages;
   for (int64_t t = 0; t < n; ++t) {
     const int64_t pos = pos0 + t;
     const BF16* kv = p.kv.data() + t * row;
     EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
     EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
     SelectTokens(pool, c, cache, layer, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, pos,
-                 &selected, ws);
+                 &selected, &key_pages, ws);
     if (selections != nullptr) selections->push_back(selected);
     // Attention over the selected tokens' records (ascending positions), all heads sharing
     // them (MQA over [latent ‖ RoPE key], FP32 logits and softmax).

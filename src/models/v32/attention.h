@@ -33,7 +33,8 @@ MlaConstants MakeMlaConstants(const checkpoint::ModelConfig& c);
 
 // x BF16 [n, D]: the attention input (after input_layernorm) of positions pos0..pos0+n-1,
 // where pos0 == cache.NumRecords(w.layer). out BF16 [n, D]. Appends the chunk's MLA records
-// and indexer keys to `cache` (layer `w.layer`). When `selections` is not null, appends each
+// and indexer keys to `cache` (layer `w.layer`), whose pages for positions [0, pos0 + n) must
+// be reserved (V32SequenceCache::Reserve). When `selections` is not null, appends each
 // token's DSA top-k (ascending positions) to it. ws: the kernels' scratch.
 void AttentionForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                       const MlaConstants& k, kv::V32SequenceCache& cache, int64_t pos0,

@@ -28,6 +28,7 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
   const int64_t n = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
   const int64_t pos0 = cache.num_tokens();
   DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, tokens));
+  DSV4_RETURN_IF_ERROR(cache.Reserve(pos0 + n));
   if (trace != nullptr) trace->layers.assign(weights_->layers.size(), {});
   if (n == 0) {
     if (logits) logits->clear();
@@ -73,6 +74,18 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
   }
   logits->resize(static_cast<size_t>(rows * c.vocab_size));
   kernels::LinearBf16InF32(pool, mw.head, hn.data(), rows, logits->data(), &kernel_ws);
+  return Status::Ok();
+}
+
+Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
+  for (const BatchItem& b : batch) {
+    const int64_t pos0 = b.cache->num_tokens();
+    DSV4_RETURN_IF_ERROR(models::CheckSequence(config_, pos0, b.tokens));
+    DSV4_RETURN_IF_ERROR(b.cache->Reserve(pos0 + static_cast<int64_t>(b.tokens.size())));
+  }
+  for (const BatchItem& b : batch) {
+    DSV4_RETURN_IF_ERROR(Forward(pool, *b.cache, b.tokens, b.mode, b.logits));
+  }
   return Status::Ok();
 }
 

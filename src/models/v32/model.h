@@ -52,8 +52,22 @@ class Model {
   // token id outside the vocabulary, OutOfRange for a position past
   // max_position_embeddings; the cache is unchanged then. `trace`, when not null, is
   // replaced by the call's decisions.
+  // The cache's pages for the new positions are reserved first (ResourceExhausted, the cache
+  // unchanged, when its KV budget cannot cover them).
   Status Forward(ThreadPool& pool, kv::V32SequenceCache& cache, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits, ForwardTrace* trace = nullptr) const;
+
+  // One sequence's part of a batched call.
+  struct BatchItem {
+    kv::V32SequenceCache* cache = nullptr;
+    std::span<const int32_t> tokens;
+    LogitsMode mode = LogitsMode::kLast;
+    std::vector<float>* logits = nullptr;
+  };
+  // Several sequences (distinct caches) in one call, each exactly as Forward alone: every
+  // item is validated and its pages reserved before any cache is touched, so on error none
+  // has advanced (a reservation made for an earlier item is kept; it is only pages).
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
 
  private:
   Model() = default;

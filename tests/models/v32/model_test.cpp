@@ -92,7 +92,11 @@ TEST(V32Model, PrefillChunkedAndDecodeAreBitIdentical) {
 TEST(V32Model, CacheGrowsPerTokenAndMatchesTheFootprintFormula) {
   const Fixture& f = Tiny();
   ThreadPool pool(2);
-  kv::V32SequenceCache cache(f.config);
+  // Pages of one entry: what the cache holds is then exactly the footprint formula at every
+  // length (64-entry pages round up to whole pages; the paging tests check those).
+  kv::KvManager one_per_page(
+      kv::PageLayout(f.config, kv::DefaultKvFormats(checkpoint::Arch::kV32), 1), int64_t{1} << 40);
+  kv::V32SequenceCache cache(f.config, &one_per_page);
   EXPECT_EQ(cache.record_bytes(), 128 + 4 + 2 * 64);  // tiny: 128 E4M3 + 1 FP32 + 64 BF16
   EXPECT_EQ(cache.indexer_key_bytes(), 132);
   EXPECT_EQ(cache.Usage().total_bytes(), 0);
@@ -126,9 +130,11 @@ TEST(V32Model, CacheGrowsPerTokenAndMatchesTheFootprintFormula) {
   const kv::KvFootprint one =
       kv::ComputeKvFootprint(real, kv::DefaultKvFormats(checkpoint::Arch::kV32), 1);
   EXPECT_EQ(one.total_bytes(), 61 * (656 + 132));
-  cache.Reset();
+  EXPECT_EQ(one_per_page.Stats().used_bytes, cache.Usage().total_bytes());
+  cache.Release();
   EXPECT_EQ(cache.num_tokens(), 0);
   EXPECT_EQ(cache.Usage().total_bytes(), 0);
+  EXPECT_EQ(one_per_page.Stats().used_bytes, 0);
 }
 
 TEST(V32Model, SparseSelectionReallyDropsTokens) {
@@ -228,9 +234,11 @@ TEST(V32Model, RunsThroughTheArchitectureIndependentInterface) {
   ASSERT_EQ(logits.size(), direct.size());
   EXPECT_EQ(std::memcmp(logits.data(), direct.data(), direct.size() * sizeof(float)), 0);
   EXPECT_EQ(seq->num_tokens(), 30);
-  EXPECT_EQ(
-      seq->Usage().total_bytes(),
-      kv::ComputeKvFootprint(f.config, kv::DefaultKvFormats(checkpoint::Arch::kV32), 30).total_bytes());
+  // The sequence holds whole pages of its model's layout (64 records or keys each).
+  EXPECT_EQ(seq->Usage().total_bytes(), lm->page_layout().BytesAt(30));
+  EXPECT_EQ(lm->page_layout().BytesAt(64),
+            kv::ComputeKvFootprint(f.config, kv::DefaultKvFormats(checkpoint::Arch::kV32), 64)
+                .total_bytes());
 }
 
 // The fast path (absorbed MLA) against the plain reference (MHA form, written separately from
