@@ -17,6 +17,7 @@ class V4Sequence final : public SequenceState {
   void Release() override { cache.Release(); }
   std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
   Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
+  Status RestoreImage(const kv::SnapshotImage& image) override { return cache.RestoreImage(image); }
   kv::V4SequenceCache cache;
 };
 
