@@ -335,6 +335,7 @@ bool V4PrefixSnapshot::ExportImage(SnapshotImage* image) const {
     const int64_t counts[2] = {layers[i].num_entries, layers[i].num_keys};
     std::memcpy(image->state.data() + i * sizeof counts, counts, sizeof counts);
     for (int c = 0; c < kNumComponents; ++c) {
+      if (layers[i].pages[c].empty()) continue;
       const BlockPool& pool = manager->pool(static_cast<Component>(c));
       for (PageId id : layers[i].pages[c]) {
         const uint8_t* data = pool.data(id);
