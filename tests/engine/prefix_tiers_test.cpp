@@ -257,3 +257,99 @@ TEST(PrefixTiers, AnUnusableFolderIsReportedOnceAndServingContinues) {
 
 }  // namespace
 }  // namespace dsv4
+
+namespace dsv4 {
+namespace {
+
+// The randomised mix of engine_test.cpp with both new tiers: a first round of requests
+// sharing prefixes (some cancelled), then a second round whose prompts extend the first
+// round's finished turns (prompt + output + a new message), under a KV budget that keeps few
+// entries in RAM and a disk budget that keeps few files. Every completed request equals its
+// cold output; the KV and disk budgets hold at every check; once cleared, no page and no
+// file is left.
+TEST(PrefixTiers, RandomisedTurnsWithDiskSpillsLeakNothing) {
+  TempDir dir;
+  Rng rng(91);
+  const std::vector<int32_t> base = RandomTokens(rng, 400);
+  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
+  EngineOptions o;
+  o.prefix_snapshot_interval = 128;
+  o.kv_budget_bytes = 3 * layout.BytesAt(450);
+  o.max_num_batched_tokens = 96;
+  o.max_num_seqs = 3;
+  o.kv_cache_dir = dir.str();
+  o.kv_cache_disk_budget_bytes = 400 << 10;  // one or two files of ~0.25 MB: LRU deletes the rest
+  std::vector<std::string> warnings;
+  o.on_warning = [&](const std::string& m) { warnings.push_back(m); };
+  auto e = Engine::Create(Tiny(), o).value();
+  auto check_budgets = [&] {
+    const EngineStats s = e->Stats();
+    EXPECT_LE(s.kv.used_bytes, o.kv_budget_bytes);
+    EXPECT_LE(s.prefix_disk_bytes, o.kv_cache_disk_budget_bytes);
+  };
+  std::vector<GenerationRequest> finished_turns;
+  int completed = 0;
+  for (int round = 0; round < 2; ++round) {
+    std::vector<GenerationRequest> reqs;
+    for (int i = 0; i < 7; ++i) {
+      GenerationRequest r;
+      if (round == 1 && !finished_turns.empty() && rng.Below(4) != 0) {
+        r.prompt = finished_turns[rng.Below(finished_turns.size())].prompt;
+      } else {
+        r.prompt.assign(base.begin(), base.begin() + 100 + static_cast<int64_t>(rng.Below(250)));
+      }
+      const std::vector<int32_t> msg = RandomTokens(rng, 1 + static_cast<int64_t>(rng.Below(30)));
+      r.prompt.insert(r.prompt.end(), msg.begin(), msg.end());
+      r.stop = {.max_new_tokens = 20 + static_cast<int64_t>(rng.Below(120)), .ignore_eos = true};
+      if (rng.Below(3) == 0) {
+        r.sampling.temperature = 0.7f;
+        r.sampling.seed = rng.Below(1000);
+      }
+      reqs.push_back(r);
+    }
+    std::vector<std::shared_ptr<RequestStream>> streams;
+    std::vector<bool> cancelled(reqs.size(), false);
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      streams.push_back(e->Submit(reqs[i]).value());
+      if (rng.Below(5) == 0) {
+        e->Cancel(streams.back()->id());
+        cancelled[i] = true;
+      }
+    }
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      std::vector<int32_t> got;
+      TokenEvent ev;
+      FinishReason reason = FinishReason::kNone;
+      while (streams[i]->Next(&ev)) {
+        if (ev.finished) {
+          reason = ev.reason;
+        } else {
+          got.push_back(ev.token);
+        }
+      }
+      check_budgets();
+      if (reason == FinishReason::kLength) {
+        EXPECT_EQ(got, Cold(reqs[i])) << round << " " << i;
+        ++completed;
+        GenerationRequest turn = reqs[i];
+        turn.prompt.insert(turn.prompt.end(), got.begin(), got.end());
+        finished_turns.push_back(turn);
+      } else {
+        EXPECT_TRUE(cancelled[i]) << round << " " << i;
+      }
+    }
+  }
+  const EngineStats s = e->Stats();
+  EXPECT_GE(completed, 8);
+  EXPECT_GT(s.prefix_turn_snapshots, 0);
+  EXPECT_GT(s.prefix_disk_writes, 0);
+  EXPECT_GT(s.prefix_hits, 0);
+  EXPECT_EQ(static_cast<int64_t>(dir.Files().size()), s.prefix_disk_entries);
+  EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
+  EXPECT_TRUE(dir.Files().empty());
+  EXPECT_TRUE(dir.Files(".tmp").empty());
+  EXPECT_TRUE(warnings.empty());
+}
+
+}  // namespace
+}  // namespace dsv4
