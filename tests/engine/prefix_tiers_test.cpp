@@ -14,6 +14,7 @@
 #include "checkpoint/presets.h"
 #include "core/rng.h"
 #include "dsv4/engine.h"
+#include "engine_fixtures.h"
 #include "kv/page_layout.h"
 #include "runner/loaded_model.h"
 #include "testing/weight_generator.h"
@@ -21,41 +22,18 @@
 namespace dsv4 {
 namespace {
 
+using engine_test::Collect;
+using engine_test::KvBytesAfterClearingCache;
+using engine_test::Tiny;
+
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
-
-ModelFactory Tiny() {
-  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
-    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
-    return runner::LoadCheckpoint(std::move(ck), "the built-in model");
-  };
-}
-
-std::vector<int32_t> Collect(RequestStream& s) {
-  std::vector<int32_t> out;
-  TokenEvent ev;
-  while (s.Next(&ev)) {
-    if (!ev.finished) out.push_back(ev.token);
-  }
-  return out;
-}
 
 std::vector<int32_t> Cold(const GenerationRequest& r) {
   EngineOptions off;
   off.prefix_caching = false;
   auto e = Engine::Create(Tiny(), off).value();
   return Collect(*e->Submit(r).value());
-}
-
-int64_t KvBytesAfterClearingCache(Engine& e) {
-  e.ClearPrefixCache();
-  EngineStats s;
-  for (int i = 0; i < 400; ++i) {
-    s = e.Stats();
-    if (s.kv.used_bytes == 0 && s.prefix_cache_entries == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return s.kv.used_bytes;
 }
 
 class TempDir {
