@@ -120,8 +120,20 @@ struct EngineOptions {
   // prompt starts with a cached prefix continues from it instead of recomputing it, with
   // bit-identical results. Cached prefixes are evicted LRU when the KV budget needs pages.
   // Only for models whose sequences can be snapshotted (V4); off for the others.
+  // A request that ends also leaves its prompt + output cached at the last multiple of 128
+  // whose KV it computed, so the next turn of a conversation re-prefills only its new tail.
   bool prefix_caching = true;
   int64_t prefix_snapshot_interval = 4096;
+  // Disk tier of the prefix cache: with a folder, entries evicted from RAM are written there
+  // (one checked file per prefix, kv/snapshot_file.h) instead of dropped, up to
+  // `kv_cache_disk_budget_bytes` (least recently used files deleted first), restored
+  // bit-identically on a hit, written out at shutdown and found again by the next engine of
+  // the same model. A folder that cannot be written, or a bad file, is warned about once
+  // (through `on_warning`) and never fails a request.
+  std::string kv_cache_dir;
+  int64_t kv_cache_disk_budget_bytes = int64_t{8} << 30;
+  // Receives warnings (one line each); empty: "warning: ..." on stderr.
+  std::function<void(const std::string&)> on_warning;
 };
 
 struct EngineStats {
@@ -135,7 +147,25 @@ struct EngineStats {
   int64_t max_running = 0;       // peak concurrency
   int64_t prefix_hits = 0;       // requests (or recomputations) that reused a cached prefix
   int64_t prefix_hit_tokens = 0; // prompt tokens not recomputed thanks to them
-  int64_t prefix_cache_entries = 0;
+  int64_t prefix_cache_entries = 0;   // RAM tier entries
+  // Per tier: hits (requests restored from it), prompt tokens they restored, the time spent
+  // restoring (summed; disk: read, check and copy into pages).
+  int64_t prefix_ram_hits = 0;
+  int64_t prefix_ram_hit_tokens = 0;
+  double prefix_ram_restore_seconds = 0;
+  int64_t prefix_ram_bytes = 0;       // pages the RAM entries own alone (rings, CSA state)
+  int64_t prefix_turn_snapshots = 0;  // finished turns cached (prompt + output)
+  int64_t prefix_disk_hits = 0;
+  int64_t prefix_disk_hit_tokens = 0;
+  double prefix_disk_restore_seconds = 0;
+  bool prefix_disk_storing = false;   // a disk tier that still writes
+  int64_t prefix_disk_entries = 0;
+  int64_t prefix_disk_bytes = 0;      // file bytes held now
+  int64_t prefix_disk_writes = 0;
+  int64_t prefix_disk_written_bytes = 0;
+  int64_t prefix_disk_read_bytes = 0;
+  int64_t prefix_disk_evicted = 0;    // files deleted to stay within the disk budget
+  int64_t prefix_disk_rejected_files = 0;  // truncated, corrupt, foreign or old files skipped
   KvStats kv;                    // budget_bytes set from the start
 };
 

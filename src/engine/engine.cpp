@@ -11,6 +11,7 @@
 #include "checkpoint/config.h"
 #include "runner/causal_lm.h"
 #include "runner/loaded_model.h"
+#include "runner/model_fingerprint.h"
 #include "sample/sampler.h"
 #include "sched/scheduler.h"
 #include "tokenizer/tokenizer.h"
@@ -120,14 +121,24 @@ Status Engine::Impl::Init(const ModelFactory& make_model, const EngineOptions& o
              .context = config().max_position_embeddings,
              .layout = &kv_->layout(),
              .kv_budget_bytes = kv_->budget_bytes()};
-  DSV4_ASSIGN_OR_RETURN(prefix_, engine::PrefixPolicy::Create(
-                                     o.prefix_caching && lm.snapshots_prefixes(),
-                                     o.prefix_snapshot_interval));
+  const bool caching = o.prefix_caching && lm.snapshots_prefixes();
+  DSV4_ASSIGN_OR_RETURN(
+      prefix_, engine::PrefixPolicy::Create({
+                   .enabled = caching,
+                   .snapshot_interval = o.prefix_snapshot_interval,
+                   .disk_dir = o.kv_cache_dir,
+                   .disk_budget_bytes = o.kv_cache_disk_budget_bytes,
+                   // Only computed when a file may be written or read (it reads samples of
+                   // every tensor).
+                   .model_fingerprint =
+                       caching && !o.kv_cache_dir.empty() ? runner::ModelFingerprint(*model_) : 0,
+                   .warn = o.on_warning}));
   scheduler_ = std::make_unique<sched::Scheduler>(
       sched::SchedulerOptions{o.max_num_batched_tokens, o.max_num_seqs}, kv_.get(),
       [this] { return prefix_->EvictOne(); });
   scheduler_->set_on_admit([this](sched::Sequence* s) { RestorePrefix(s); });
   stats_.kv = kv_->Stats();
+  prefix_->FillStats(&stats_);
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -211,6 +222,7 @@ EngineStats Engine::Impl::Stats() const {
 
 void Engine::Impl::Finish(Active* a, FinishReason reason, const std::string& error) {
   scheduler_->Remove(&a->seq);  // frees its pages
+  prefix_->OnFinish(a->seq, /*keep=*/reason != FinishReason::kError);
   {
     // Stats first, so a client that saw the final event also sees the pages returned.
     std::lock_guard<std::mutex> lock(mu_);
@@ -219,6 +231,7 @@ void Engine::Impl::Finish(Active* a, FinishReason reason, const std::string& err
     stats_.running = static_cast<int64_t>(scheduler_->num_running());
     stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
     stats_.kv = kv_->Stats();
+    prefix_->FillStats(&stats_);
   }
   TokenEvent ev;
   ev.finished = true;
@@ -243,7 +256,7 @@ void Engine::Impl::DrainInbox() {
   if (clear) {
     prefix_->Clear();
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.prefix_cache_entries = 0;
+    prefix_->FillStats(&stats_);
     stats_.kv = kv_->Stats();
   }
   for (auto& a : fresh) {
@@ -263,6 +276,7 @@ void Engine::Impl::RestorePrefix(sched::Sequence* s) {
   std::lock_guard<std::mutex> lock(mu_);
   stats_.prefix_hits += 1;
   stats_.prefix_hit_tokens += restored;
+  prefix_->FillStats(&stats_);
 }
 
 void Engine::Impl::Loop() {
@@ -283,6 +297,8 @@ void Engine::Impl::Loop() {
     if (step && !active_.empty()) Step();
   }
   while (!active_.empty()) Finish(active_.begin()->second.get(), FinishReason::kCancelled);
+  // Cached prefixes outlive the process when there is a disk tier.
+  prefix_->SpillAll();
 }
 
 void Engine::Impl::Step() {
@@ -339,7 +355,7 @@ void Engine::Impl::Step() {
     if (end != FinishReason::kNone) Finish(a, end);
   }
   std::lock_guard<std::mutex> lock(mu_);
-  stats_.prefix_cache_entries = prefix_->num_entries();
+  prefix_->FillStats(&stats_);
   stats_.steps += 1;
   stats_.prompt_tokens += prompt_tokens;
   stats_.generated_tokens += generated;

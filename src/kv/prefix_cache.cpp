@@ -3,16 +3,13 @@
 #include <algorithm>
 #include <set>
 
+#include "kv/snapshot_file.h"
+
 namespace dsv4::kv {
 
-uint64_t PrefixCache::Hash(std::span<const int32_t> tokens) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (int32_t t : tokens) {
-    h ^= static_cast<uint32_t>(t);
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
+namespace {
+uint64_t Hash(std::span<const int32_t> tokens) { return HashTokens(tokens); }
+}  // namespace
 
 bool PrefixCache::Contains(std::span<const int32_t> tokens, int64_t n) const {
   if (n > static_cast<int64_t>(tokens.size())) return false;
@@ -31,6 +28,7 @@ void PrefixCache::Insert(std::span<const int32_t> tokens, std::unique_ptr<Prefix
     return;
   }
   const auto prefix = tokens.first(static_cast<size_t>(n));
+  copied_bytes_ += snapshot->copied_bytes;
   lru_.push_front({std::vector<int32_t>(prefix.begin(), prefix.end()), std::move(snapshot)});
   index_.insert({{n, Hash(prefix)}, lru_.begin()});
 }
@@ -56,9 +54,11 @@ const PrefixSnapshot* PrefixCache::Lookup(std::span<const int32_t> tokens, int64
   return nullptr;
 }
 
-bool PrefixCache::EvictOne() {
+bool PrefixCache::EvictOne(const EvictFn& on_evict) {
   if (lru_.empty()) return false;
   auto victim = std::prev(lru_.end());
+  if (on_evict) on_evict(victim->tokens, *victim->snapshot);
+  copied_bytes_ -= victim->snapshot->copied_bytes;
   const int64_t n = victim->snapshot->num_tokens;
   auto [lo, hi] = index_.equal_range({n, Hash(victim->tokens)});
   for (auto it = lo; it != hi; ++it) {
@@ -69,6 +69,10 @@ bool PrefixCache::EvictOne() {
   }
   lru_.erase(victim);
   return true;
+}
+
+void PrefixCache::Visit(const EvictFn& fn) const {
+  for (auto it = lru_.rbegin(); it != lru_.rend(); ++it) fn(it->tokens, *it->snapshot);
 }
 
 void PrefixCache::Clear() {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -29,18 +30,25 @@ class PrefixCache {
   // The longest cached prefix of `tokens` no longer than `max_len`; nullptr if none. Marks it
   // most recently used.
   const PrefixSnapshot* Lookup(std::span<const int32_t> tokens, int64_t max_len);
-  // Drops the least recently used entry; false when empty.
-  bool EvictOne();
+  // Called with an entry's tokens and snapshot just before eviction drops it (the disk tier
+  // writes it out there).
+  using EvictFn = std::function<void(std::span<const int32_t>, const PrefixSnapshot&)>;
+  // Drops the least recently used entry, after `on_evict` if given; false when empty.
+  bool EvictOne(const EvictFn& on_evict = {});
   void Clear();
+  // Calls `fn` on every entry, least recently used first.
+  void Visit(const EvictFn& fn) const;
 
   int64_t num_entries() const { return static_cast<int64_t>(lru_.size()); }
+  // Bytes of pages the entries own alone (PrefixSnapshot::copied_bytes).
+  int64_t copied_bytes() const { return copied_bytes_; }
 
  private:
   struct Entry {
     std::vector<int32_t> tokens;
     std::unique_ptr<PrefixSnapshot> snapshot;
   };
-  static uint64_t Hash(std::span<const int32_t> tokens);
+  int64_t copied_bytes_ = 0;
   std::list<Entry> lru_;  // front = most recently used
   std::multimap<std::pair<int64_t, uint64_t>, std::list<Entry>::iterator> index_;  // (len, hash)
 };

@@ -8,9 +8,14 @@
 
 namespace dsv4::kv {
 
+struct SnapshotImage;  // snapshot_file.h
+
 class PrefixSnapshot {
  public:
   virtual ~PrefixSnapshot() = default;
+  // Copies the snapshot's state and pages into `image` (its tokens are the caller's) for the
+  // disk tier; false when this kind of snapshot cannot be written out.
+  virtual bool ExportImage(SnapshotImage* /*image*/) const { return false; }
   int64_t num_tokens = 0;
   int64_t copied_bytes = 0;  // bytes of pages the snapshot owns alone (ring, CSA state)
 };

@@ -35,6 +35,12 @@ class SequenceState {
   virtual Status RestoreSnapshot(const PrefixSnapshot&) {
     return Status::Unimplemented("prefix snapshots are not supported by this model");
   }
+  // Continues an empty sequence from a snapshot image read from disk (snapshot_file.h), into
+  // pages of its own: ResourceExhausted (nothing taken) when they do not fit; DataLoss when
+  // the image does not describe a state of this model at its position.
+  virtual Status RestoreImage(const SnapshotImage&) {
+    return Status::Unimplemented("prefix snapshot images are not supported by this model");
+  }
 };
 
 }  // namespace dsv4::kv

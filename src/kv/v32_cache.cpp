@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "kv/page_reservation.h"
+#include "kv/snapshot_file.h"
 
 namespace dsv4::kv {
 namespace {
@@ -161,6 +162,80 @@ Status V32SequenceCache::RestoreSnapshot(const PrefixSnapshot& base) {
     l.num_records = l.num_keys = snap->num_tokens;
   }
   num_tokens_ = reserved_ = snap->num_tokens;
+  return Status::Ok();
+}
+
+bool V32PrefixSnapshot::ExportImage(SnapshotImage* image) const {
+  if (!manager->backing()) return false;
+  image->state.clear();
+  image->pages.clear();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    for (int which = 0; which < 2; ++which) {
+      const Component c = kComponents[which];
+      const BlockPool& pool = manager->pool(c);
+      for (PageId id : which == 0 ? layers[i].records : layers[i].keys) {
+        const uint8_t* data = pool.data(id);
+        image->pages.push_back({static_cast<uint16_t>(c), static_cast<uint32_t>(i),
+                                std::vector<uint8_t>(data, data + pool.page_bytes())});
+      }
+    }
+  }
+  return true;
+}
+
+Status V32SequenceCache::RestoreImage(const SnapshotImage& image) {
+  DSV4_CHECK(reserved_ == 0);
+  const PageLayout& pl = manager_->layout();
+  const int64_t n = static_cast<int64_t>(image.tokens.size());
+  auto bad = [&](const std::string& what) {
+    return Status::DataLoss("prefix snapshot image of " + std::to_string(n) +
+                            " tokens does not fit this model: " + what);
+  };
+  if (!manager_->backing()) return Status::Unimplemented("KV pages without memory");
+  if (n <= 0 || n % 128 != 0) return bad("its length is not a positive multiple of 128");
+  if (!image.state.empty()) {
+    return bad("state of " + std::to_string(image.state.size()) + " bytes, expected none");
+  }
+  // ExportImage's order: per layer, the record pages, then the key pages.
+  int64_t bytes = 0;
+  size_t next = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    for (Component c : kComponents) {
+      const int64_t page_bytes = pl.Find(c)->page_bytes();
+      for (int64_t k = 0; k < pl.PagesAt(c, n); ++k, ++next) {
+        if (next >= image.pages.size()) return bad("it has too few pages");
+        const SnapshotImage::Page& p = image.pages[next];
+        if (p.layer != i || p.component != static_cast<uint16_t>(c) ||
+            static_cast<int64_t>(p.bytes.size()) != page_bytes) {
+          return bad("page " + std::to_string(next) + " is (layer " + std::to_string(p.layer) +
+                     ", component " + std::to_string(p.component) + ", " +
+                     std::to_string(p.bytes.size()) + " bytes), expected (layer " +
+                     std::to_string(i) + ", " + std::string(ComponentName(c)) + ", " +
+                     std::to_string(page_bytes) + " bytes)");
+        }
+        bytes += page_bytes;
+      }
+    }
+  }
+  if (next != image.pages.size()) return bad("it has too many pages");
+  if (bytes > manager_->available_bytes()) {
+    return Status::ResourceExhausted("no KV memory to restore a cached prefix from disk");
+  }
+  next = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = layers_[i];
+    for (int which = 0; which < 2; ++which) {
+      const Component c = kComponents[which];
+      BlockPool& pool = manager_->pool(c);
+      for (int64_t k = 0; k < pl.PagesAt(c, n); ++k, ++next) {
+        const PageId id = *pool.Allocate();
+        std::memcpy(pool.data(id), image.pages[next].bytes.data(), image.pages[next].bytes.size());
+        l.pages[which].push_back(id);
+      }
+    }
+    l.num_records = l.num_keys = n;
+  }
+  num_tokens_ = reserved_ = n;
   return Status::Ok();
 }
 

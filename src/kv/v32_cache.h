@@ -29,6 +29,9 @@ namespace dsv4::kv {
 // A page the donor keeps appending into is copied on its next write (V32SequenceCache::Reserve).
 struct V32PrefixSnapshot final : PrefixSnapshot {
   ~V32PrefixSnapshot() override;
+  // The disk tier's image (snapshot_file.h): no state; per layer its record pages, then its
+  // key pages.
+  bool ExportImage(SnapshotImage* image) const override;
   KvManager* manager = nullptr;
   struct Layer {
     std::vector<PageId> records;  // kMlaLatent pages
@@ -90,6 +93,11 @@ class V32SequenceCache {
   // manager): its contents are then bit for bit the donor's at that position. Takes no
   // pages, so it cannot fail.
   Status RestoreSnapshot(const PrefixSnapshot& snapshot);
+  // Makes this (empty) cache continue from an image of a V32PrefixSnapshot (ExportImage) of
+  // this model read from disk, in pages of its own. DataLoss naming the mismatch when the
+  // image's length, state or pages are not what this model's layout holds at its position;
+  // ResourceExhausted when the budget cannot hold the pages (nothing allocated).
+  Status RestoreImage(const SnapshotImage& image);
 
  private:
   struct Layer {

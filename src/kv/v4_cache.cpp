@@ -275,3 +275,121 @@ Status V4SequenceCache::RestoreSnapshot(const PrefixSnapshot& base) {
 }
 
 }  // namespace dsv4::kv
+
+// ---- Snapshot images (the disk tier) --------------------------------------------------------
+
+namespace dsv4::kv {
+
+bool V4PrefixSnapshot::ExportImage(SnapshotImage* image) const {
+  if (!manager->backing()) return false;
+  image->state.resize(layers.size() * 2 * sizeof(int64_t));
+  image->pages.clear();
+  for (size_t i = 0; i < layers.size(); ++i) {
+    const int64_t counts[2] = {layers[i].num_entries, layers[i].num_keys};
+    std::memcpy(image->state.data() + i * sizeof counts, counts, sizeof counts);
+    for (int c = 0; c < kNumComponents; ++c) {
+      if (layers[i].pages[c].empty()) continue;
+      const BlockPool& pool = manager->pool(static_cast<Component>(c));
+      for (PageId id : layers[i].pages[c]) {
+        const uint8_t* data = pool.data(id);
+        image->pages.push_back({static_cast<uint16_t>(c), static_cast<uint32_t>(i),
+                                std::vector<uint8_t>(data, data + pool.page_bytes())});
+      }
+    }
+  }
+  return true;
+}
+
+Status V4SequenceCache::RestoreImage(const SnapshotImage& image) {
+  DSV4_CHECK(reserved_ == 0);
+  const PageLayout& pl = manager_->layout();
+  const int64_t n = static_cast<int64_t>(image.tokens.size());
+  auto bad = [&](const std::string& what) {
+    return Status::DataLoss("prefix snapshot image of " + std::to_string(n) +
+                            " tokens does not fit this model: " + what);
+  };
+  if (!manager_->backing()) return Status::Unimplemented("KV pages without memory");
+  if (n <= 0 || n % 128 != 0) return bad("its length is not a positive multiple of 128");
+  if (image.state.size() != layers_.size() * 2 * sizeof(int64_t)) {
+    return bad("state of " + std::to_string(image.state.size()) + " bytes, expected " +
+               std::to_string(layers_.size() * 2 * sizeof(int64_t)));
+  }
+  // What a snapshot at n holds, in ExportImage's order: (layer, component, pages).
+  struct Part {
+    size_t layer;
+    Component component;
+    int64_t pages;
+  };
+  std::vector<Part> parts;
+  int64_t bytes = 0;
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    int64_t counts[2];
+    std::memcpy(counts, image.state.data() + i * sizeof counts, sizeof counts);
+    const LayerKind kind = layers_[i].kind;
+    const int64_t want_entries = kind == LayerKind::kSwa ? 0 : pl.EntriesAt(EntryComponent(layers_[i]), n);
+    const int64_t want_keys = kind == LayerKind::kCsa ? pl.EntriesAt(Component::kCsaIndexerKeys, n) : 0;
+    if (counts[0] != want_entries || counts[1] != want_keys) {
+      return bad("layer " + std::to_string(i) + " has " + std::to_string(counts[0]) +
+                 " entries and " + std::to_string(counts[1]) + " keys, expected " +
+                 std::to_string(want_entries) + " and " + std::to_string(want_keys));
+    }
+    std::vector<Component> cs = {Component::kSwaWindow};
+    if (kind == LayerKind::kCsa) {
+      cs = {Component::kSwaWindow, Component::kCsaEntries, Component::kCsaIndexerKeys,
+            Component::kCsaState};
+    } else if (kind == LayerKind::kHca) {
+      cs = {Component::kSwaWindow, Component::kHcaEntries};
+      bytes += pl.Find(Component::kHcaState)->page_bytes();  // rebuilt, not stored
+    }
+    for (Component c : cs) {
+      const int64_t pages = pl.PagesAt(c, n);
+      if (pages > 0) parts.push_back({i, c, pages});
+      bytes += pages * pl.Find(c)->page_bytes();
+    }
+  }
+  size_t next = 0;
+  for (const Part& part : parts) {
+    for (int64_t k = 0; k < part.pages; ++k, ++next) {
+      if (next >= image.pages.size()) return bad("it has too few pages");
+      const SnapshotImage::Page& p = image.pages[next];
+      if (p.layer != part.layer || p.component != static_cast<uint16_t>(part.component) ||
+          static_cast<int64_t>(p.bytes.size()) != pl.Find(part.component)->page_bytes()) {
+        return bad("page " + std::to_string(next) + " is (layer " + std::to_string(p.layer) +
+                   ", component " + std::to_string(p.component) + ", " +
+                   std::to_string(p.bytes.size()) + " bytes), expected (layer " +
+                   std::to_string(part.layer) + ", " + std::string(ComponentName(part.component)) +
+                   ", " + std::to_string(pl.Find(part.component)->page_bytes()) + " bytes)");
+      }
+    }
+  }
+  if (next != image.pages.size()) return bad("it has too many pages");
+  if (bytes > manager_->available_bytes()) {
+    return Status::ResourceExhausted("no KV memory to restore a cached prefix from disk");
+  }
+  next = 0;
+  for (const Part& part : parts) {
+    BlockPool& pool = manager_->pool(part.component);
+    auto& table = layers_[part.layer].pages[static_cast<size_t>(part.component)];
+    for (int64_t k = 0; k < part.pages; ++k, ++next) {
+      const PageId id = *pool.Allocate();
+      std::memcpy(pool.data(id), image.pages[next].bytes.data(), image.pages[next].bytes.size());
+      table.push_back(id);
+    }
+  }
+  for (size_t i = 0; i < layers_.size(); ++i) {
+    Layer& l = layers_[i];
+    int64_t counts[2];
+    std::memcpy(counts, image.state.data() + i * sizeof counts, sizeof counts);
+    l.num_entries = counts[0];
+    l.num_keys = counts[1];
+    if (l.kind == LayerKind::kHca) {
+      l.pages[static_cast<size_t>(Component::kHcaState)].push_back(
+          *manager_->pool(Component::kHcaState).Allocate());
+    }
+    if (l.kind != LayerKind::kSwa) BindState(l, static_cast<int64_t>(i), l.kind == LayerKind::kHca);
+  }
+  num_tokens_ = reserved_ = n;
+  return Status::Ok();
+}
+
+}  // namespace dsv4::kv

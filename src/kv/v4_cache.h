@@ -17,6 +17,7 @@
 #include "core/status.h"
 #include "kv/kv_manager.h"
 #include "kv/prefix_snapshot.h"
+#include "kv/snapshot_file.h"
 #include "checkpoint/config.h"
 
 namespace dsv4::kv {
@@ -54,6 +55,9 @@ struct V4PrefixSnapshot final : PrefixSnapshot {
     int64_t num_keys = 0;
   };
   std::vector<Layer> layers;
+  // State: per layer {i64 num_entries, i64 num_keys}; pages: per layer, per component in
+  // Component order, the snapshot's pages in table order.
+  bool ExportImage(SnapshotImage* image) const override;
 };
 
 class V4SequenceCache {
@@ -109,6 +113,11 @@ class V4SequenceCache {
   // manager): its state is then bit for bit the donor's at that position.
   // ResourceExhausted (nothing taken) when the copies do not fit.
   Status RestoreSnapshot(const PrefixSnapshot& snapshot);
+  // Makes this (empty) cache continue from an image of a V4PrefixSnapshot (ExportImage) of
+  // this model, every page its own: then bit for bit the donor's state. DataLoss naming the
+  // mismatch when the image's position, counts or pages are not what this model's layout
+  // gives at that position; ResourceExhausted (nothing taken) when the pages do not fit.
+  Status RestoreImage(const SnapshotImage& image);
 
  private:
   struct Layer {

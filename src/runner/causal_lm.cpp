@@ -20,6 +20,7 @@ class PagedSequence final : public SequenceState {
   void Release() override { cache.Release(); }
   std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
   Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
+  Status RestoreImage(const kv::SnapshotImage& image) override { return cache.RestoreImage(image); }
   Cache cache;
 };
 using V4Sequence = PagedSequence<kv::V4SequenceCache>;

@@ -196,6 +196,42 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
       static_cast<double>(e->prefix_hit_tokens));
   One(&out, "dsv4_prefix_cache_entries", "gauge", "Cached prompt prefixes.",
       static_cast<double>(e->prefix_cache_entries));
+  // Per tier (RAM: snapshots in KV pages; disk: files under --kv-cache-dir).
+  auto tiers = [&](const char* name, const char* type, const char* help, double ram, double disk) {
+    Header(&out, name, type, help);
+    Sample(&out, name, "tier=\"ram\"", ram);
+    Sample(&out, name, "tier=\"disk\"", disk);
+  };
+  tiers("dsv4_prefix_cache_tier_hits_total", "counter",
+        "Requests that continued from a cached prefix, by the tier it came from.",
+        static_cast<double>(e->prefix_ram_hits), static_cast<double>(e->prefix_disk_hits));
+  tiers("dsv4_prefix_cache_tier_hit_tokens_total", "counter",
+        "Prompt tokens restored from a cached prefix, by tier.",
+        static_cast<double>(e->prefix_ram_hit_tokens),
+        static_cast<double>(e->prefix_disk_hit_tokens));
+  tiers("dsv4_prefix_cache_tier_restore_seconds_total", "counter",
+        "Time spent restoring cached prefixes, by tier (disk: read, check, copy into pages).",
+        e->prefix_ram_restore_seconds, e->prefix_disk_restore_seconds);
+  tiers("dsv4_prefix_cache_tier_bytes", "gauge",
+        "Bytes the cached prefixes hold, by tier (RAM: pages they own alone; disk: files).",
+        static_cast<double>(e->prefix_ram_bytes), static_cast<double>(e->prefix_disk_bytes));
+  One(&out, "dsv4_prefix_cache_disk_entries", "gauge", "Cached prefixes in files.",
+      static_cast<double>(e->prefix_disk_entries));
+  One(&out, "dsv4_prefix_cache_disk_written_bytes_total", "counter",
+      "Bytes of prefix snapshots written to disk.",
+      static_cast<double>(e->prefix_disk_written_bytes));
+  One(&out, "dsv4_prefix_cache_disk_read_bytes_total", "counter",
+      "Bytes of prefix snapshots read back from disk.",
+      static_cast<double>(e->prefix_disk_read_bytes));
+  One(&out, "dsv4_prefix_cache_disk_rejected_files_total", "counter",
+      "Snapshot files skipped as truncated, corrupt, of another model or version.",
+      static_cast<double>(e->prefix_disk_rejected_files));
+  One(&out, "dsv4_prefix_cache_disk_storing", "gauge",
+      "1 while the disk tier writes snapshots; 0 without one or after a write failed.",
+      e->prefix_disk_storing ? 1.0 : 0.0);
+  One(&out, "dsv4_prefix_cache_turn_snapshots_total", "counter",
+      "Finished requests whose prompt + output were cached for the next turn.",
+      static_cast<double>(e->prefix_turn_snapshots));
   One(&out, "dsv4_kv_budget_bytes", "gauge", "KV cache budget.",
       static_cast<double>(e->kv.budget_bytes));
   One(&out, "dsv4_kv_used_bytes", "gauge", "KV cache bytes in pages in use.",

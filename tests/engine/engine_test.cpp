@@ -2,6 +2,7 @@
 // size, chunking, preemption or cancellation of others; bad requests get clear errors; every
 // page is returned.
 #include "dsv4/engine.h"
+#include "engine_fixtures.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -22,15 +23,11 @@
 namespace dsv4 {
 namespace {
 
-using ::testing::HasSubstr;
+using engine_test::Collect;
+using engine_test::KvBytesAfterClearingCache;
+using engine_test::Tiny;
 
-// The built-in tiny model (generated in memory), as the dsv4 tool hands it to the engine.
-ModelFactory Tiny() {
-  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
-    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
-    return runner::LoadCheckpoint(std::move(ck), "the built-in model");
-  };
-}
+using ::testing::HasSubstr;
 
 // The tiny V3.2 model: its sequences live on the same paged KV manager (budget, preemption,
 // prefix snapshots of page references).
@@ -55,27 +52,6 @@ const Served& V4Tiny() {
 const Served& V32Tiny() {
   static const Served s{"v3.2", TinyV32(), checkpoint::TinyV32Config()};
   return s;
-}
-
-// Drops the cached prefixes and waits until every page is back (the engine thread does it).
-int64_t KvBytesAfterClearingCache(Engine& e) {
-  e.ClearPrefixCache();
-  EngineStats s;
-  for (int i = 0; i < 400; ++i) {
-    s = e.Stats();
-    if (s.kv.used_bytes == 0 && s.prefix_cache_entries == 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  return s.kv.used_bytes;
-}
-
-std::vector<int32_t> Collect(RequestStream& s) {
-  std::vector<int32_t> out;
-  TokenEvent ev;
-  while (s.Next(&ev)) {
-    if (!ev.finished) out.push_back(ev.token);
-  }
-  return out;
 }
 
 std::vector<GenerationRequest> Requests() {

@@ -26,15 +26,15 @@ TEST(StopAfter, EosStopIdsAndLength) {
 }
 
 TEST(PrefixPolicy, StopPointsAndOptions) {
-  auto p = PrefixPolicy::Create(true, 256).value();
+  auto p = PrefixPolicy::Create({.enabled = true, .snapshot_interval = 256}).value();
   EXPECT_EQ(p->StopPoints(128), std::vector<int64_t>());  // leaves >= 1 token to compute
   EXPECT_EQ(p->StopPoints(129), std::vector<int64_t>({128}));
   EXPECT_EQ(p->StopPoints(700), std::vector<int64_t>({256, 512, 640}));
   EXPECT_EQ(p->StopPoints(769), std::vector<int64_t>({256, 512, 768}));
-  auto off = PrefixPolicy::Create(false, 0).value();  // the interval matters only when on
+  auto off = PrefixPolicy::Create({.enabled = false, .snapshot_interval = 0}).value();  // the interval matters only when on
   EXPECT_TRUE(off->StopPoints(10000).empty());
-  EXPECT_EQ(PrefixPolicy::Create(true, 100).status().code(), StatusCode::kInvalidArgument);
-  EXPECT_THAT(PrefixPolicy::Create(true, 0).status().message(), ::testing::HasSubstr("got 0"));
+  EXPECT_EQ(PrefixPolicy::Create({.enabled = true, .snapshot_interval = 100}).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_THAT(PrefixPolicy::Create({.enabled = true, .snapshot_interval = 0}).status().message(), ::testing::HasSubstr("got 0"));
 }
 
 TEST(ValidateRequest, FirstProblemInOrder) {

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "kv/kv_manager.h"
+#include "kv/snapshot_file.h"
 #include "kv/v32_cache.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/presets.h"
@@ -184,6 +185,62 @@ TEST(V32SequenceCache, SnapshotSharesPagesAndCopiesOnWrite) {
   snap.reset();
   EXPECT_EQ(mgr.Stats().used_bytes, 0);
   for (const auto& comp : mgr.Stats().components) EXPECT_EQ(comp.pages_in_use, 0) << comp.name;
+}
+
+// The disk tier's image of a V3.2 snapshot (no state; per layer record pages, then key pages)
+// restores into pages of a new cache bit for bit, and an image that does not fit is refused.
+TEST(V32SequenceCache, SnapshotImageRestoresIntoOwnPages) {
+  const checkpoint::ModelConfig c = checkpoint::TinyV32Config();
+  const int64_t L = c.num_hidden_layers;
+  const PageLayout pl(c, DefaultKvFormats(checkpoint::Arch::kV32), 48);
+  KvManager mgr(pl, int64_t{1} << 30);
+  V32SequenceCache donor(c, &mgr);
+  FillV32(donor, L, 0, 256, 4);
+  std::unique_ptr<PrefixSnapshot> snap = donor.TakeSnapshot();
+  ASSERT_NE(snap, nullptr);
+  SnapshotImage image;
+  ASSERT_TRUE(snap->ExportImage(&image));
+  image.tokens.assign(256, 7);
+  EXPECT_TRUE(image.state.empty());
+  EXPECT_EQ(static_cast<int64_t>(image.pages.size()),
+            L * (pl.PagesAt(Component::kMlaLatent, 256) + pl.PagesAt(Component::kMlaIndexerKeys, 256)));
+  snap.reset();
+  donor.Release();
+  V32SequenceCache restored(c, &mgr);
+  ASSERT_TRUE(restored.RestoreImage(image).ok());
+  EXPECT_EQ(restored.num_tokens(), 256);
+  EXPECT_TRUE(HoldsV32(restored, L, 0, 256, 4));
+  FillV32(restored, L, 256, 300, 5);  // continues in its own pages
+  EXPECT_TRUE(HoldsV32(restored, L, 0, 256, 4) && HoldsV32(restored, L, 256, 300, 5));
+  restored.Release();
+  EXPECT_EQ(mgr.Stats().used_bytes, 0);
+
+  struct Bad {
+    const char* what;
+    void (*edit)(SnapshotImage&);
+    const char* message;
+  };
+  const Bad cases[] = {
+      {"length", [](SnapshotImage& i) { i.tokens.resize(200); }, "not a positive multiple of 128"},
+      {"state", [](SnapshotImage& i) { i.state.assign(16, 0); }, "state of 16 bytes, expected none"},
+      {"too few pages", [](SnapshotImage& i) { i.pages.pop_back(); }, "too few pages"},
+      {"too many pages", [](SnapshotImage& i) { i.pages.push_back(i.pages.back()); }, "too many pages"},
+      {"page size", [](SnapshotImage& i) { i.pages[0].bytes.pop_back(); }, "page 0 is (layer 0"},
+      {"component", [](SnapshotImage& i) { i.pages[0].component += 1; }, "page 0 is (layer 0"},
+  };
+  for (const Bad& b : cases) {
+    SnapshotImage bad = image;
+    b.edit(bad);
+    V32SequenceCache fresh(c, &mgr);
+    Status st = fresh.RestoreImage(bad);
+    EXPECT_EQ(st.code(), StatusCode::kDataLoss) << b.what;
+    EXPECT_NE(st.message().find(b.message), std::string::npos) << b.what << ": " << st.message();
+    EXPECT_EQ(mgr.Stats().used_bytes, 0) << b.what;
+  }
+  KvManager small(pl, 4096);
+  V32SequenceCache tight(c, &small);
+  EXPECT_EQ(tight.RestoreImage(image).code(), StatusCode::kResourceExhausted);
+  EXPECT_EQ(small.Stats().used_bytes, 0);
 }
 
 }  // namespace

@@ -481,6 +481,13 @@ TEST_F(ServerTest, MetricsAreValidPrometheusText) {
   EXPECT_GE(MetricValue(text, "dsv4_requests_running"), 0);
   EXPECT_GE(MetricValue(text, "dsv4_preemptions_total"), 0);
   EXPECT_GE(MetricValue(text, "dsv4_prefix_cache_hits_total"), 0);
+  for (const char* tier : {"ram", "disk"}) {
+    for (const char* m : {"hits_total", "hit_tokens_total", "restore_seconds_total", "bytes"}) {
+      EXPECT_GE(MetricValue(text, std::string("dsv4_prefix_cache_tier_") + m + "{tier=\"" +
+                                      tier + "\"}"), 0) << m << " " << tier;
+    }
+  }
+  EXPECT_EQ(MetricValue(text, "dsv4_prefix_cache_disk_storing"), 0);  // no --kv-cache-dir
   EXPECT_EQ(MetricValue(text, "dsv4_kv_budget_bytes"), 1 << 30);
   for (const char* c : {"swa_window", "csa_entries", "csa_indexer_keys", "hca_entries"}) {
     EXPECT_THAT(text, HasSubstr(std::string("dsv4_kv_component_pages{component=\"") + c + "\"}"));

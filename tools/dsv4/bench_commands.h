@@ -15,6 +15,7 @@ namespace dsv4::cli {
 
 void RegisterBenchKv(CLI::App& bench, int* exit_code);
 void RegisterBenchDecode(CLI::App& bench, int* exit_code);
+void RegisterBenchPrefix(CLI::App& bench, int* exit_code);
 
 struct NamedConfig {
   std::string label;  // the preset name or the path as typed

@@ -15,6 +15,7 @@
 
 #include "bench_commands.h"
 #include "byte_size.h"
+#include "kv_cache_flags.h"
 #include "commands.h"
 #include "core/rng.h"
 #include "dsv4/engine.h"
@@ -43,6 +44,7 @@ struct ServeOptions {
   int threads = 0;
   uint64_t seed = 1;
   bool json = false;
+  KvCacheDiskFlags kv_cache;
   checkpoint::LoadOptions load;
 };
 
@@ -53,6 +55,7 @@ struct ServeResult {
   double seconds = 0;
   int64_t generated = 0, prompt_tokens = 0, preemptions = 0, max_running = 0, finished = 0;
   int64_t prefix_hits = 0, prefix_hit_tokens = 0;
+  EngineStats tiers;  // the prefix_ram_* / prefix_disk_* fields
   std::vector<double> ttft, tpot;
   std::vector<std::array<double, 4>> timeline;  // seconds, running, waiting, kv bytes
 };
@@ -79,6 +82,7 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
   eo.max_queued_requests = 1 << 20;
   eo.prefix_caching = !o.no_prefix_cache;
   eo.prefix_snapshot_interval = 128;
+  DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &eo));
   // --layout: the stand-in that only accounts pages, at the preset's real dimensions.
   const ModelFactory model = layout.empty() ? compute : ModelFactory([layout] {
     return runner::AccountingModel(layout);
@@ -156,6 +160,7 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
   res.finished = st.finished;
   res.prefix_hits = st.prefix_hits;
   res.prefix_hit_tokens = st.prefix_hit_tokens;
+  res.tiers = st;
   return res;
 }
 
@@ -172,6 +177,19 @@ nlohmann::json ToJson(const ServeResult& r) {
           {"preemptions", r.preemptions},
           {"prefix_hits", r.prefix_hits},
           {"prefix_hit_tokens", r.prefix_hit_tokens},
+          {"prefix_tiers",
+           {{"ram", {{"hits", r.tiers.prefix_ram_hits},
+                     {"hit_tokens", r.tiers.prefix_ram_hit_tokens},
+                     {"bytes", r.tiers.prefix_ram_bytes},
+                     {"restore_seconds", r.tiers.prefix_ram_restore_seconds}}},
+            {"disk", {{"hits", r.tiers.prefix_disk_hits},
+                      {"hit_tokens", r.tiers.prefix_disk_hit_tokens},
+                      {"bytes", r.tiers.prefix_disk_bytes},
+                      {"entries", r.tiers.prefix_disk_entries},
+                      {"written_bytes", r.tiers.prefix_disk_written_bytes},
+                      {"read_bytes", r.tiers.prefix_disk_read_bytes},
+                      {"rejected_files", r.tiers.prefix_disk_rejected_files},
+                      {"restore_seconds", r.tiers.prefix_disk_restore_seconds}}}}},
           {"seconds", r.seconds},
           {"output_tokens_per_s", double(r.generated) / r.seconds},
           {"total_tokens_per_s", double(r.generated + r.prompt_tokens) / r.seconds},
@@ -202,6 +220,19 @@ void PrintText(const ServeResult& r) {
               static_cast<long long>(r.max_running), static_cast<long long>(r.finished),
               static_cast<long long>(r.preemptions), static_cast<long long>(r.prefix_hits),
               static_cast<long long>(r.prefix_hit_tokens));
+  const EngineStats& pt = r.tiers;
+  std::printf("prefix tiers: RAM %lld hits (%lld tokens, %.3f s restoring, %s held); disk %lld "
+              "hits (%lld tokens, %.3f s restoring), %lld files (%s), %s written, %s read, "
+              "%lld bad files skipped\n",
+              static_cast<long long>(pt.prefix_ram_hits), static_cast<long long>(pt.prefix_ram_hit_tokens),
+              pt.prefix_ram_restore_seconds, HumanBytes(double(pt.prefix_ram_bytes)).c_str(),
+              static_cast<long long>(pt.prefix_disk_hits),
+              static_cast<long long>(pt.prefix_disk_hit_tokens), pt.prefix_disk_restore_seconds,
+              static_cast<long long>(pt.prefix_disk_entries),
+              HumanBytes(double(pt.prefix_disk_bytes)).c_str(),
+              HumanBytes(double(pt.prefix_disk_written_bytes)).c_str(),
+              HumanBytes(double(pt.prefix_disk_read_bytes)).c_str(),
+              static_cast<long long>(pt.prefix_disk_rejected_files));
   std::printf("throughput: %.1f output tokens/s, %.1f total tokens/s over %.2f s\n",
               double(r.generated) / r.seconds, double(r.generated + r.prompt_tokens) / r.seconds,
               r.seconds);
@@ -298,6 +329,7 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)");
   cmd->add_option("--seed", o->seed, "Seed of the synthetic prompts")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
+  AddKvCacheDiskFlags(*cmd, &o->kv_cache);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     if (!o->layout.empty() && !o->model.empty()) {
@@ -320,6 +352,7 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   RegisterBenchServe(*bench, exit_code);
   RegisterBenchKv(*bench, exit_code);
   RegisterBenchDecode(*bench, exit_code);
+  RegisterBenchPrefix(*bench, exit_code);
 }
 
 }  // namespace dsv4::cli

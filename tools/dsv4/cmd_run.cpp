@@ -11,6 +11,7 @@
 #include "core/rng.h"
 #include "dsv4/engine.h"
 #include "checkpoint/config.h"
+#include "kv_cache_flags.h"
 #include "model_arg.h"
 #include "token_list.h"
 #include "tokenizer/tokenizer.h"
@@ -28,6 +29,7 @@ struct RunOptions {
   int64_t chunk = 0;
   bool ignore_eos = false;
   int threads = 0;
+  KvCacheDiskFlags kv_cache;
   checkpoint::LoadOptions load;
 };
 
@@ -49,16 +51,18 @@ std::string Quoted(const std::string& text) {
 }
 
 // The engine for one request at a time: prefill in --chunk pieces (else the whole prompt in
-// one step), no prefix snapshots (nothing to share) and no KV budget beyond the machine's
-// memory (pages are allocated as the sequence grows), as a plain generation loop would run.
-EngineOptions RunEngineOptions(const RunOptions& o) {
+// one step), no prefix snapshots (nothing to share within one run) unless --kv-cache-dir
+// keeps them for the next run, and no KV budget beyond the machine's memory (pages are
+// allocated as the sequence grows), as a plain generation loop would run.
+Result<EngineOptions> RunEngineOptions(const RunOptions& o) {
   EngineOptions eo;
   eo.threads = o.threads;
   eo.kv_budget_bytes = std::numeric_limits<int64_t>::max() / 4;
   eo.max_num_batched_tokens = o.chunk > 0 ? o.chunk : std::numeric_limits<int64_t>::max() / 4;
   eo.max_num_seqs = 1;
   eo.max_queued_requests = 1;
-  eo.prefix_caching = false;
+  eo.prefix_caching = !o.kv_cache.dir.empty();
+  DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &eo));
   return eo;
 }
 
@@ -91,8 +95,9 @@ Status Run(const RunOptions& o) {
     return Status::InvalidArgument(
         "give a prompt: --prompt TEXT, --prompt-tokens IDS or --prompt-random N");
   }
+  DSV4_ASSIGN_OR_RETURN(const EngineOptions eo, RunEngineOptions(o));
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                        Engine::Create(ModelArgFactory(o.model, o.load), RunEngineOptions(o)));
+                        Engine::Create(ModelArgFactory(o.model, o.load), eo));
   const checkpoint::ModelConfig& c = engine->config();
   std::vector<int32_t> prompt;
   const tokenizer::Tokenizer* tok = nullptr;
@@ -162,6 +167,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  AddKvCacheDiskFlags(*cmd, &o->kv_cache);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Run(*o);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "byte_size.h"
+#include "kv_cache_flags.h"
 #include "commands.h"
 #include "model_arg.h"
 #include "server/request_policy.h"
@@ -36,6 +37,7 @@ struct ServeOptions {
   std::string kv_budget = "1GiB";
   int threads = 0;
   bool no_prefix_cache = false;
+  KvCacheDiskFlags kv_cache;
   checkpoint::LoadOptions load;
 };
 
@@ -74,6 +76,7 @@ Status Serve(const ServeOptions& o) {
   so.engine.threads = o.threads;
   so.engine.prefix_caching = !o.no_prefix_cache;
   DSV4_ASSIGN_OR_RETURN(so.engine.kv_budget_bytes, ParseByteSize(o.kv_budget));
+  DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &so.engine));
 
   // Block the stop signals before any thread starts: threads inherit the mask, so the
   // signals stay pending until WaitForSignal takes them, and shutdown runs here, outside a
@@ -178,6 +181,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", o->threads, "Engine worker threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Turn prefix caching off");
+  AddKvCacheDiskFlags(*cmd, &o->kv_cache);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Serve(*o);

@@ -1,0 +1,46 @@
+// What the engine tests share: the built-in tiny model as a factory, collecting a stream's
+// tokens, and waiting for every page to come back after clearing the prefix cache.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "dsv4/engine.h"
+#include "runner/loaded_model.h"
+#include "testing/weight_generator.h"
+
+namespace dsv4::engine_test {
+
+// The built-in tiny model (generated in memory), as the dsv4 tool hands it to the engine.
+inline ModelFactory Tiny() {
+  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
+    return runner::LoadCheckpoint(std::move(ck), "the built-in model");
+  };
+}
+
+// The generated tokens of a stream, until its end.
+inline std::vector<int32_t> Collect(RequestStream& s) {
+  std::vector<int32_t> out;
+  TokenEvent ev;
+  while (s.Next(&ev)) {
+    if (!ev.finished) out.push_back(ev.token);
+  }
+  return out;
+}
+
+// Drops the cached prefixes and waits until every page is back (the engine thread does it).
+inline int64_t KvBytesAfterClearingCache(Engine& e) {
+  e.ClearPrefixCache();
+  EngineStats s;
+  for (int i = 0; i < 400; ++i) {
+    s = e.Stats();
+    if (s.kv.used_bytes == 0 && s.prefix_cache_entries == 0) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return s.kv.used_bytes;
+}
+
+}  // namespace dsv4::engine_test
