@@ -114,8 +114,8 @@ struct GemvWeights {
   int64_t bytes = 0;                          // one copy
 };
 
-// tiles: FP4 codes repacked (kernels/cpu/fp4_tiles.h), as the V4 loader holds them when the
-// AVX-512 BF16 path runs.
+// tiles: FP4 (MXFP4 and NVFP4) codes repacked (kernels/cpu/fp4_tiles.h), as the V4 loader
+// holds them when the AVX-512 BF16 path runs.
 GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool tiles) {
   Rng rng(1);
   GemvWeights g;
@@ -139,7 +139,7 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool til
     w.codes = g.codes[c].data();
     w.scales = g.scales[c].data();
     w.global_scale = 1.0f / 4096;
-    if (kind == kernels::LinearKind::kFp4Row32 && tiles) {
+    if ((kind == kernels::LinearKind::kFp4Row32 || nvfp4) && tiles) {
       g.codes[c].resize(static_cast<size_t>(kernels::Fp4TilesBytes(out, in)));
       kernels::RepackFp4Tiles(codes.data(), out, in, g.codes[c].data());
       w.codes = nullptr;
@@ -199,7 +199,8 @@ void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t
 // w1/w3 2048x4096, w2 4096x2048.
 BENCHMARK(BM_GemvFp8)->Apply([](auto* b) { GemvArgs(b, {{4096, 4096}, {4096, 8192}}); });
 BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
-// NVFP4 routed experts (spec §11.5), same shapes; scalar tiles on every ISA for now.
+// NVFP4 routed experts (spec §11.5), same shapes: 1/16 more bytes than MXFP4 (E4M3 scales
+// per 16 instead of E8M0 per 32). Compare with BM_GemvFp4 in one invocation (README).
 BENCHMARK(BM_GemvNvfp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
 // V4 wo_a (one of Flash's 8 groups): FP8 weights used as BF16, unquantised BF16 input.
 BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); });

@@ -18,10 +18,12 @@ enum class LinearKind {
   kF32,       // f32 [out, in], or bf16 [out, in] (`bf16` set, `f32` null) used as its exact
               // FP32 values (a BF16 checkpoint matrix the reference promotes: half the bytes
               // of promoting it at load): FP32 inputs and outputs
-  kNvfp4Row16,  // NVFP4 (spec §11.5): codes packed e2m1 [out, in/2] as kFp4Row32 + `scales`
-                // e4m3 [out, in/16] (finite) + `global_scale` f32; weight = e2m1 x
-                // fp32(e4m3) x global_scale. Input quantised to FP8 per 128; output BF16.
-                // Canonical order: internal::Nvfp4LaneScaledDot. Scalar tiles only for now.
+  kNvfp4Row16,  // NVFP4 (spec §11.5): codes packed e2m1 [out, in/2] as kFp4Row32 (or
+                // `fp4_tiles`) + `scales` e4m3 [out, in/16] + `global_scale` f32; weight =
+                // e2m1 x fp32(e4m3) x global_scale. Input quantised to FP8 per 128; output
+                // BF16. Canonical order: internal::Nvfp4LaneScaledDot, on every ISA
+                // (VDPBF16PS on the tile layout). Scales must be finite (the loader refuses
+                // NaN codes): the SIMD paths decode a NaN code as ±480, the scalar one as NaN.
   kFp8AsBf16,  // codes e4m3 [out, in] + e8m0 `scales` as kFp8Block, used as their exact BF16
                // dequantisation (code x scale) with the input NOT quantised: the results of
                // kBf16 on the dequantised matrix (V4 wo_a, spec §6.5) at half the bytes. Every
@@ -45,8 +47,8 @@ struct LinearWeight {
   const uint8_t* scales = nullptr;
   const BF16* bf16 = nullptr;
   const float* f32 = nullptr;
-  // kFp4Row32 only: the codes repacked into kernels/cpu/fp4_tiles.h's layout (RepackFp4Tiles),
-  // which every kernel path reads when set (`codes` may then be null).
+  // kFp4Row32 and kNvfp4Row16: the codes repacked into kernels/cpu/fp4_tiles.h's layout
+  // (RepackFp4Tiles), which every kernel path reads when set (`codes` may then be null).
   const uint8_t* fp4_tiles = nullptr;
   // kFp8Block only (not kFp8AsBf16): f32 [ceil(out/128), ceil(in/128)] tile scales, used
   // instead of the E8M0 `scales` when set. V3.2 checkpoints store them as `weight_scale_inv`

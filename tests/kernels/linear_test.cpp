@@ -8,6 +8,7 @@
 #include "core/fp8.h"
 #include "core/rng.h"
 #include "isa_test_util.h"
+#include "kernels/cpu/fp4_tiles.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/ref/linear_ref.h"
 
@@ -141,12 +142,14 @@ TEST(LinearNvfp4, FastEqualsReferenceBitForBit) {
 }
 
 // The lossless MXFP4 -> NVFP4 transcode (spec §11.5) gives the MXFP4 kernel's bits: the
-// canonical NVFP4 order keeps the MXFP4 lanes and chunks.
+// canonical NVFP4 order keeps the MXFP4 lanes and chunks. On every ISA, in the checkpoint
+// layout and over the FP4 tiles (the AVX-512 BF16 kernels of both formats), one input row
+// and several.
 TEST(LinearNvfp4, TranscodedMxfp4GivesTheSameBits) {
   Workspace ws;
   Rng rng(5);
   ThreadPool pool(2);
-  const int64_t in = 384, out = 45, rows = 3;
+  const int64_t in = 384, out = 45;
   RandomLinear mx = MakeLinear(LinearKind::kFp4Row32, out, in, rng);
   int max_e = -127;
   for (uint8_t b : mx.scales) max_e = std::max(max_e, static_cast<int>(b) - 127);
@@ -157,14 +160,31 @@ TEST(LinearNvfp4, TranscodedMxfp4GivesTheSameBits) {
   }
   LinearWeight nv{LinearKind::kNvfp4Row16, out, in, mx.codes.data(), e4m3.data()};
   nv.global_scale = std::ldexp(1.0f, -g);
-  std::vector<BF16> x = RandomInput(rows * in, rng);
-  std::vector<BF16> y_mx(rows * out), y_nv(rows * out), y_ref(rows * out);
-  Linear(pool, mx.w, x.data(), rows, y_mx.data(), &ws);
-  Linear(pool, nv, x.data(), rows, y_nv.data(), &ws);
-  ref::Linear(nv, x.data(), rows, y_ref.data());
-  for (int64_t i = 0; i < rows * out; ++i) {
-    ASSERT_EQ(y_mx[i].bits, y_nv[i].bits) << i;
-    ASSERT_EQ(y_mx[i].bits, y_ref[i].bits) << i;
+  std::vector<uint8_t> tiles(static_cast<size_t>(Fp4TilesBytes(out, in)));
+  RepackFp4Tiles(mx.codes.data(), out, in, tiles.data());
+  for (int64_t rows : {1, 3, 6}) {
+    std::vector<BF16> x = RandomInput(rows * in, rng);
+    std::vector<BF16> y_ref(rows * out);
+    ref::Linear(nv, x.data(), rows, y_ref.data());
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      for (bool tiled : {false, true}) {
+        LinearWeight m = mx.w, n = nv;
+        if (tiled) {
+          m.codes = n.codes = nullptr;
+          m.fp4_tiles = n.fp4_tiles = tiles.data();
+        }
+        std::vector<BF16> y_mx(rows * out), y_nv(rows * out);
+        Linear(pool, m, x.data(), rows, y_mx.data(), &ws);
+        Linear(pool, n, x.data(), rows, y_nv.data(), &ws);
+        for (int64_t i = 0; i < rows * out; ++i) {
+          ASSERT_EQ(y_mx[i].bits, y_nv[i].bits)
+              << IsaName(isa) << (tiled ? " tiles" : "") << " rows " << rows << " element " << i;
+          ASSERT_EQ(y_mx[i].bits, y_ref[i].bits)
+              << IsaName(isa) << (tiled ? " tiles" : "") << " rows " << rows << " element " << i;
+        }
+      }
+    }
   }
 }
 

@@ -344,13 +344,14 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   const LinearWeight& w = *c.w;
   const bool fp4 = w.kind == LinearKind::kFp4Row32;
   const bool plain = w.kind == LinearKind::kFp8AsBf16;
+  if ((fp4 || w.kind == LinearKind::kNvfp4Row16) && w.fp4_tiles != nullptr) {
+    LinearFp4TilesAvx512Bf16(c, n0, n1);
+    return;
+  }
+  // NVFP4 in the checkpoint layout (the loader repacks it for this ISA) runs on the FP32 tiles.
   if ((!fp4 && !plain && w.kind != LinearKind::kFp8Block) ||
       (plain && !PlainBf16Exact(c, n0, n1))) {
     LinearTilesAvx512(c, n0, n1);  // the FP32 loops: the same bits
-    return;
-  }
-  if (fp4 && w.fp4_tiles != nullptr) {
-    LinearFp4TilesAvx512Bf16(c, n0, n1);
     return;
   }
   const bool wide = fp4 || plain;  // input pairs at full width (RowsTileFp4, RowsTilePlain)

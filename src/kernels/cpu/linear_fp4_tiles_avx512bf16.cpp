@@ -1,6 +1,7 @@
-// FP4 linears from the tile layout (kernels/cpu/fp4_tiles.h) through VDPBF16PS: the
-// AVX-512 BF16 path for routed experts repacked at load. Same results as the checkpoint-layout
-// paths (Fp4LaneScaledDot's order); see linear_avx512bf16.cpp for the exactness argument.
+// FP4 (MXFP4) and NVFP4 linears from the tile layout (kernels/cpu/fp4_tiles.h) through
+// VDPBF16PS: the AVX-512 BF16 path for routed experts repacked at load. Same results as the
+// checkpoint-layout paths (Fp4LaneScaledDot's / Nvfp4LaneScaledDot's order); see
+// linear_avx512bf16.cpp for the exactness argument.
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -26,48 +27,80 @@ constexpr std::array<uint16_t, 32> kE2M1Bf16Words = [] {
   return t;
 }();
 
-// FP4 from the tile layout (kernels/cpu/fp4_tiles.h), the same order as RowsTileFp4: per
-// block of 64 columns one 64-byte load and one VPERMW per register of 32 weights; a pair
-// register's lanes alternate between its two rows (even: row p, odd: row p + 8), so a chunk's
-// two scales are one 64-bit broadcast; they are put back in RowsTileFp4's lane order once per
-// tile. tile: the tile's blocks; wsp FP32 [kPairs][in/32][2]: the chunk scales of each pair's
-// rows (a, b); xd[r]: input row r as [in/16][16] word pairs, canonical lane j's pair in lanes
-// 2j and 2j + 1.
 // Software prefetch distance of the tile stream, non-temporal (measured here: none 333 us,
 // 1 KiB 250 us, 2 KiB 240-266 us, 4 KiB 253 us for a 2048 x 4096 GEMV on 2 threads).
 constexpr int64_t kFp4TilePrefetch = 2048;
 
-template <int kRows>
-DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* wsp, int64_t in,
-                                             const uint32_t* const* xd, const float* const* xs,
-                                             __m512* out) {
+// The 4 registers of 32 BF16 weights of one 64-byte block z: register i holds column group
+// 16i .. 16i + 15 of the block's two rows (fp4_tiles.h). Nibble i of each word is register
+// i's index; bit 4 may hold the next nibble's low bit, which the 32-entry table ignores
+// (entries 16-31 repeat 0-15).
+DSV4_TARGET_AVX512BF16 inline void DecodeBlock(const uint8_t* src, __m512i table, __m512i* v) {
+  _mm_prefetch(reinterpret_cast<const char*>(src + kFp4TilePrefetch), _MM_HINT_NTA);
+  const __m512i z = _mm512_loadu_si512(src);
+  v[0] = _mm512_permutexvar_epi16(z, table);
+  v[1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 4), table);
+  v[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 8), table);
+  v[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 12), table);
+}
+
+// FP4 and NVFP4 from the tile layout (kernels/cpu/fp4_tiles.h), the orders of
+// Fp4LaneScaledDot / Nvfp4LaneScaledDot: per block of 64 columns one 64-byte load and one
+// VPERMW per register of 32 weights (DecodeBlock); a pair register's lanes alternate between
+// its two rows (even: row p, odd: row p + 8), so a chunk's two scales are one 64-bit
+// broadcast; the lanes are put back in RowsTileFp4's order once per tile. xd[r]: input row r
+// as [in/16][16] word pairs, canonical lane j's pair in lanes 2j and 2j + 1; xs[r]: its
+// per-128 scales.
+//
+// MXFP4 (kNv false): VDPBF16PS twice from +0 gives a chunk's 4 exact products per lane, then
+// lane += part * (xscale * ws). NVFP4: register 2c of the chunk covers its first 16-block
+// (canonical j = 0, 1: columns l and l + 8) and register 2c + 1 the second (j = 2, 3), so one
+// VDPBF16PS from +0 on each gives p0 and p1 exactly (the products and their sums are exact,
+// linear_avx512bf16.cpp); then part = p0 * b0 + p1 * b1 and lane += part * xscale, separate
+// multiplies and adds.
+//
+// wsp: the tile's weight scales per pair as 64-bit (row a, row b) patterns, FP32
+// [kPairs][in/32][2] chunk scales (TilePairScales) or [kPairs][in/16][2] block scales b
+// (Nvfp4TilePairScales).
+template <int kRows, bool kNv>
+DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* wsp,
+                                             int64_t in, const uint32_t* const* xd,
+                                             const float* const* xs, __m512* out) {
   const int64_t chunks = in / 32, blocks = in / 64;
   const __m512i table = _mm512_loadu_si512(kE2M1Bf16Words.data());
   const __m512i unzip = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   __m512 lanes[kRows][kPairs];
   for (int p = 0; p < kPairs; ++p) {
     const uint8_t* src = tile + p * blocks * 64;
-    const double* ws_pairs = reinterpret_cast<const double*>(wsp + p * chunks * 2);
+    const double* ws_pairs = reinterpret_cast<const double*>(wsp + p * chunks * (kNv ? 4 : 2));
     __m512 sum[kRows];
     for (int r = 0; r < kRows; ++r) sum[r] = _mm512_setzero_ps();
     for (int64_t b = 0; b < blocks; ++b) {
-      _mm_prefetch(reinterpret_cast<const char*>(src + b * 64 + kFp4TilePrefetch), _MM_HINT_NTA);
-      const __m512i z = _mm512_loadu_si512(src + b * 64);
-      // Nibble i of each word is register i's index; bit 4 may hold the next nibble's low
-      // bit, which the 32-entry table ignores (entries 16-31 repeat 0-15).
-      const __m512i v[4] = {_mm512_permutexvar_epi16(z, table),
-                            _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 4), table),
-                            _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 8), table),
-                            _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 12), table)};
+      __m512i v[4];
+      DecodeBlock(src + b * 64, table, v);
       for (int c = 0; c < 2; ++c) {
         const int64_t ch = 2 * b + c, k = 32 * ch;
-        const __m512 ws = _mm512_castpd_ps(_mm512_set1_pd(ws_pairs[ch]));
-        for (int r = 0; r < kRows; ++r) {
-          const __m512i x0 = _mm512_loadu_si512(xd[r] + k), x1 = _mm512_loadu_si512(xd[r] + k + 16);
-          const __m512 part =
-              simd::DotBf16(simd::DotBf16(_mm512_setzero_ps(), x0, v[2 * c]), x1, v[2 * c + 1]);
-          const __m512 s = _mm512_mul_ps(_mm512_set1_ps(xs[r][ch / 4]), ws);
-          sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(part, s));
+        if constexpr (kNv) {
+          const __m512 b0 = _mm512_castpd_ps(_mm512_set1_pd(ws_pairs[2 * ch]));
+          const __m512 b1 = _mm512_castpd_ps(_mm512_set1_pd(ws_pairs[2 * ch + 1]));
+          for (int r = 0; r < kRows; ++r) {
+            const __m512 p0 = simd::DotBf16(_mm512_setzero_ps(), _mm512_loadu_si512(xd[r] + k),
+                                            v[2 * c]);
+            const __m512 p1 = simd::DotBf16(_mm512_setzero_ps(),
+                                            _mm512_loadu_si512(xd[r] + k + 16), v[2 * c + 1]);
+            const __m512 part = _mm512_add_ps(_mm512_mul_ps(p0, b0), _mm512_mul_ps(p1, b1));
+            sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(part, _mm512_set1_ps(xs[r][ch / 4])));
+          }
+        } else {
+          const __m512 ws = _mm512_castpd_ps(_mm512_set1_pd(ws_pairs[ch]));
+          for (int r = 0; r < kRows; ++r) {
+            const __m512i x0 = _mm512_loadu_si512(xd[r] + k);
+            const __m512i x1 = _mm512_loadu_si512(xd[r] + k + 16);
+            const __m512 part =
+                simd::DotBf16(simd::DotBf16(_mm512_setzero_ps(), x0, v[2 * c]), x1, v[2 * c + 1]);
+            const __m512 s = _mm512_mul_ps(_mm512_set1_ps(xs[r][ch / 4]), ws);
+            sum[r] = _mm512_add_ps(sum[r], _mm512_mul_ps(part, s));
+          }
         }
       }
     }
@@ -102,7 +135,36 @@ DSV4_TARGET_AVX512BF16 void TilePairScales(const LinearWeight& w, int64_t t0, fl
   }
 }
 
-// FP4 from the tile layout: all input rows over one tile, up to 4 per pass.
+// The tile's NVFP4 block scales as RowsTileFp4Tiles reads them: wsp [kPairs][in/16][2], each
+// b = fp32(e4m3) * global (Nvfp4LaneScaledDot's rounding), 32 at a time without a table: the
+// two rows' codes interleaved bytewise, then simd::E4M3x16 (values × 2^-8, exact, subnormal
+// codes included), × 256 (exact), × global (the one rounding). NaN codes (refused at load)
+// would decode as ±480. A partial tile's missing rows reuse its last row (their codes are 0).
+// Writes up to 32 floats past the last pair's scales (the caller's padding).
+DSV4_TARGET_AVX512BF16 void Nvfp4TilePairScales(const LinearWeight& w, int64_t t0, int64_t count,
+                                                float* wsp) {
+  const int64_t blocks = w.in / 16;
+  const __m512 unscale = _mm512_set1_ps(simd::kE4M3Fp16Unscale);
+  const __m512 global = _mm512_set1_ps(w.global_scale);
+  for (int p = 0; p < kPairs; ++p) {
+    const uint8_t* row_a = w.scales + (t0 + std::min<int64_t>(p, count - 1)) * blocks;
+    const uint8_t* row_b = w.scales + (t0 + std::min<int64_t>(p + 8, count - 1)) * blocks;
+    float* dst = wsp + p * blocks * 2;
+    for (int64_t b0 = 0; b0 < blocks; b0 += 16) {
+      const int64_t n = std::min<int64_t>(16, blocks - b0);
+      const __mmask16 live = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+      const __m128i a = _mm_maskz_loadu_epi8(live, row_a + b0);
+      const __m128i b = _mm_maskz_loadu_epi8(live, row_b + b0);
+      const __m512 lo = simd::E4M3x16(_mm_unpacklo_epi8(a, b));  // a0 b0 a1 b1 ... a7 b7
+      const __m512 hi = simd::E4M3x16(_mm_unpackhi_epi8(a, b));  // a8 b8 ... a15 b15
+      _mm512_storeu_ps(dst + 2 * b0, _mm512_mul_ps(_mm512_mul_ps(lo, unscale), global));
+      _mm512_storeu_ps(dst + 2 * b0 + 16, _mm512_mul_ps(_mm512_mul_ps(hi, unscale), global));
+    }
+  }
+}
+
+// FP4 / NVFP4 from the tile layout: all input rows over one tile, up to 4 per pass.
+template <bool kNv>
 DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, const float* wsp,
                                          const uint32_t* xd_all, int64_t count) {
   const LinearWeight& w = *call.w;
@@ -118,10 +180,10 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
     }
     __m512 res[4];
     switch (rows) {
-      case 1: RowsTileFp4Tiles<1>(tile, wsp, w.in, xd, xs, res); break;
-      case 2: RowsTileFp4Tiles<2>(tile, wsp, w.in, xd, xs, res); break;
-      case 3: RowsTileFp4Tiles<3>(tile, wsp, w.in, xd, xs, res); break;
-      default: RowsTileFp4Tiles<4>(tile, wsp, w.in, xd, xs, res); break;
+      case 1: RowsTileFp4Tiles<1, kNv>(tile, wsp, w.in, xd, xs, res); break;
+      case 2: RowsTileFp4Tiles<2, kNv>(tile, wsp, w.in, xd, xs, res); break;
+      case 3: RowsTileFp4Tiles<3, kNv>(tile, wsp, w.in, xd, xs, res); break;
+      default: RowsTileFp4Tiles<4, kNv>(tile, wsp, w.in, xd, xs, res); break;
     }
     for (int r = 0; r < rows; ++r) {
       alignas(64) float out[kTile];
@@ -136,6 +198,7 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 
 DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
+  const bool nv = w.kind == LinearKind::kNvfp4Row16;
   // Input rows as [in/16][16] word pairs, each canonical lane's pair twice side by side.
   AlignedVector<uint32_t>& xd = c.scratch->x_pairs;
   xd.resize(static_cast<size_t>(c.rows * w.in));
@@ -147,11 +210,18 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
       for (int j = 0; j < 8; ++j) dst[2 * j] = dst[2 * j + 1] = pairs[j];
     }
   }
-  AlignedVector<float>& wsp = c.scratch->fp4_scales;  // [kPairs][in/32][2]
-  wsp.resize(static_cast<size_t>(kTile * (w.in / 32)));
+  // MXFP4: [kPairs][in/32][2]; NVFP4: [kPairs][in/16][2] (+ the tail of one 16-block store)
+  AlignedVector<float>& wsp = c.scratch->fp4_scales;
+  wsp.resize(static_cast<size_t>(nv ? kTile * (w.in / 16) + 32 : kTile * (w.in / 32)));
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
-    TilePairScales(w, t0, wsp.data());
-    TileFp4Tiles(c, t0, wsp.data(), xd.data(), std::min<int64_t>(kTile, n1 - t0));
+    const int64_t count = std::min<int64_t>(kTile, n1 - t0);
+    if (nv) {
+      Nvfp4TilePairScales(w, t0, count, wsp.data());
+      TileFp4Tiles<true>(c, t0, wsp.data(), xd.data(), count);
+    } else {
+      TilePairScales(w, t0, wsp.data());
+      TileFp4Tiles<false>(c, t0, wsp.data(), xd.data(), count);
+    }
   }
 }
 

@@ -63,10 +63,11 @@ struct LinearCall {
 void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1);
 void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n1);
 void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64_t n1);
-// kFp4Row32 through VDPBF16PS; other kinds are passed on to LinearTilesAvx512.
+// kFp4Row32, kFp8Block, kFp8AsBf16 and tiled kNvfp4Row16 through VDPBF16PS; other cases are
+// passed on to LinearTilesAvx512.
 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
-// kFp4Row32 with w.fp4_tiles set (linear_fp4_tiles_avx512bf16.cpp).
+// kFp4Row32 or kNvfp4Row16 with w.fp4_tiles set (linear_fp4_tiles_avx512bf16.cpp).
 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
 // Whether this CPU's VDPBF16PS computes acc + a1*b1 rounded, then + a0*b0 rounded (RNE), on

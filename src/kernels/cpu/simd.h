@@ -147,13 +147,18 @@ DSV4_TARGET_AVX2 inline __m256 Relu8(__m256 x) { return _mm256_max_ps(_mm256_set
 // ---------------------------------------------------------------------------------------
 // AVX-512: a __m512 is two 8-lane accumulators ("halves"), each its own canonical sum.
 
+// 16 E4M3 codes (bytes of c) -> FP32 values × 2^-8, as E4M3x8.
+DSV4_TARGET_AVX512 inline __m512 E4M3x16(__m128i c) {
+  const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(c), 7),
+                                     _mm256_set1_epi16(static_cast<int16_t>(0xBFFF)));
+  return _mm512_cvtph_ps(h);
+}
+
 // 8 E4M3 codes at p (low half) and 8 at q (high half) -> FP32 values × 2^-8.
 DSV4_TARGET_AVX512 inline __m512 E4M3x8x2(const uint8_t* p, const uint8_t* q) {
   __m128i c = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
   c = _mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(c), reinterpret_cast<const double*>(q)));
-  const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(c), 7),
-                                     _mm256_set1_epi16(static_cast<int16_t>(0xBFFF)));
-  return _mm512_cvtph_ps(h);
+  return E4M3x16(c);
 }
 
 // 16 packed E2M1 bytes at p and 16 at q (32 values each) -> out[s] = [p step s | q step s]

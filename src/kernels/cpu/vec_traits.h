@@ -72,6 +72,10 @@ struct Avx2 {
   // kLanes consecutive values at p, exactly: E4M3 codes (× 2^-8, simd.h) and BF16 words.
   DSV4_TARGET_AVX2 static DSV4_VEC_INLINE F E4M3(const uint8_t* p) { return E4M3x8(p); }
   DSV4_TARGET_AVX2 static DSV4_VEC_INLINE F Bf16(const void* p) { return Bf16x8(p); }
+  // E4M3 with only the first n (<= kLanes) codes read, 0 past them (AVX2: n must be 8).
+  DSV4_TARGET_AVX2 static DSV4_VEC_INLINE F E4M3Prefix(const uint8_t* p, int /*n*/) {
+    return E4M3x8(p);
+  }
 
   // Values [k, k + 8) of the rows of register p (E4M3: × 2^-8).
   DSV4_TARGET_AVX2 static DSV4_VEC_INLINE F RowsE4M3(const uint8_t* const* row, int p, int64_t k) {
@@ -129,6 +133,11 @@ struct Avx512 {
   DSV4_TARGET_AVX512 static DSV4_VEC_INLINE F Bf16(const void* p) {
     const auto* b = static_cast<const uint8_t*>(p);
     return Bf16x8x2(b, b + 16);
+  }
+
+  DSV4_TARGET_AVX512 static DSV4_VEC_INLINE F E4M3Prefix(const uint8_t* p, int n) {
+    const __mmask16 live = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    return E4M3x16(_mm_maskz_loadu_epi8(live, p));
   }
 
   DSV4_TARGET_AVX512 static DSV4_VEC_INLINE F RowsE4M3(const uint8_t* const* row, int p,

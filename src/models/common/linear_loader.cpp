@@ -121,10 +121,10 @@ Result<LinearWeight> LinearLoader::Fp4(const std::string& module, LinearFormat f
                                      std::to_string(w.global_scale) +
                                      ", expected a positive NVFP4 global scale");
     }
-    return w;
   }
-  // Every other kernel path reads the checkpoint layout (they can read tiles too, slowly, if
-  // the ISA changes later).
+  // MXFP4 and NVFP4 share the packed E2M1 codes and so the tile layout (the scales stay in
+  // the checkpoint layout). Every other kernel path reads the checkpoint layout (they can
+  // read tiles too, slowly, if the ISA changes later).
   if (kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16 && kernels::Fp4TilesSupported(out, in)) {
     uint8_t* tiles = arena_.Alloc<uint8_t>(static_cast<size_t>(kernels::Fp4TilesBytes(out, in)));
     kernels::RepackFp4Tiles(w.codes, out, in, tiles);

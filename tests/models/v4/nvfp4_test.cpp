@@ -2,8 +2,8 @@
 // MXFP4 -> NVFP4 transcode gives the MXFP4 checkpoint's logits bit for bit (the NVFP4 kernels'
 // canonical order keeps the MXFP4 lanes and chunks: kernels/cpu/linear_internal.h), in the fast
 // forward (prefill then decode, through run/serve's loader) and in the plain reference; the
-// draft blocks' experts stay MXFP4 beside NVFP4 main experts; malformed NVFP4 tensors get
-// errors naming the tensor.
+// draft blocks' experts stay MXFP4 beside NVFP4 main experts (both repacked into the FP4
+// tiles on AVX-512 BF16); malformed NVFP4 tensors get errors naming the tensor.
 #include <cstring>
 #include <filesystem>
 #include <functional>
@@ -15,6 +15,8 @@
 #include "checkpoint/presets.h"
 #include "checkpoint/tensor_store.h"
 #include "core/rng.h"
+#include "kernels/cpu/fp4_tiles.h"
+#include "kernels/cpu/isa.h"
 #include "models/v4/weights.h"
 #include "runner/loaded_model.h"
 #include "testing/weight_generator.h"
@@ -81,12 +83,19 @@ TEST(V4Nvfp4, MainExpertsNvfp4DraftExpertsMxfp4) {
   checkpoint::WeightArena arena;
   models::LinearLoader l(*store, arena);
   const std::vector<models::LinearFormat> expert = ExpertFormats(c);
-  EXPECT_EQ(l.Linear(kW1, expert, c.moe_intermediate_size, c.hidden_size).value().kind,
-            kernels::LinearKind::kNvfp4Row16);
-  EXPECT_EQ(l.Linear("mtp.0.ffn.experts.0.w1", expert, c.moe_intermediate_size, c.hidden_size)
-                .value()
-                .kind,
-            kernels::LinearKind::kFp4Row32);
+  const kernels::LinearWeight nv =
+      l.Linear(kW1, expert, c.moe_intermediate_size, c.hidden_size).value();
+  const kernels::LinearWeight mx =
+      l.Linear("mtp.0.ffn.experts.0.w1", expert, c.moe_intermediate_size, c.hidden_size).value();
+  EXPECT_EQ(nv.kind, kernels::LinearKind::kNvfp4Row16);
+  EXPECT_EQ(mx.kind, kernels::LinearKind::kFp4Row32);
+  // Both formats' codes are repacked into the FP4 tiles where the AVX-512 BF16 kernels read
+  // them (the scales stay in the checkpoint layout).
+  const bool tiles = kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16 &&
+                     kernels::Fp4TilesSupported(c.moe_intermediate_size, c.hidden_size);
+  EXPECT_EQ(nv.fp4_tiles != nullptr, tiles);
+  EXPECT_EQ(mx.fp4_tiles != nullptr, tiles);
+  EXPECT_EQ(nv.codes == nullptr, tiles);
 }
 
 // Malformed NVFP4 tensors: the inventory check refuses them naming the tensor.
