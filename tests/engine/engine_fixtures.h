@@ -1,4 +1,4 @@
-// What the engine tests share: the built-in tiny model as a factory, collecting a stream's
+// What the engine tests share: the built-in tiny models (V4, V3.2) as factories, collecting a stream's
 // tokens, and waiting for every page to come back after clearing the prefix cache.
 #pragma once
 
@@ -18,6 +18,15 @@ inline ModelFactory Tiny() {
   return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
     DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
     return runner::LoadCheckpoint(std::move(ck), "the built-in model");
+  };
+}
+
+// The tiny V3.2 model: its sequences live on the same paged KV manager (budget, preemption,
+// prefix snapshots of page references, the disk tier).
+inline ModelFactory TinyV32() {
+  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
+    return runner::LoadCheckpoint(std::move(ck), "the built-in V3.2 model");
   };
 }
 

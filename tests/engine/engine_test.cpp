@@ -26,17 +26,9 @@ namespace {
 using engine_test::Collect;
 using engine_test::KvBytesAfterClearingCache;
 using engine_test::Tiny;
+using engine_test::TinyV32;
 
 using ::testing::HasSubstr;
-
-// The tiny V3.2 model: its sequences live on the same paged KV manager (budget, preemption,
-// prefix snapshots of page references).
-ModelFactory TinyV32() {
-  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
-    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
-    return runner::LoadCheckpoint(std::move(ck), "the built-in V3.2 model");
-  };
-}
 
 // A served model for the tests that run on both architectures, and its page layout.
 struct Served {

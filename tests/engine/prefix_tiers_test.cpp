@@ -25,14 +25,15 @@ namespace {
 using engine_test::Collect;
 using engine_test::KvBytesAfterClearingCache;
 using engine_test::Tiny;
+using engine_test::TinyV32;
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 
-std::vector<int32_t> Cold(const GenerationRequest& r) {
+std::vector<int32_t> Cold(const GenerationRequest& r, const ModelFactory& model = Tiny()) {
   EngineOptions off;
   off.prefix_caching = false;
-  auto e = Engine::Create(Tiny(), off).value();
+  auto e = Engine::Create(model, off).value();
   return Collect(*e->Submit(r).value());
 }
 
@@ -110,11 +111,13 @@ TEST(PrefixTiers, FinishedTurnsAreCachedAndTheNextTurnComputesOnlyItsTail) {
 
 // A RAM tier too small to keep anything for long: entries spill to disk, come back from it
 // bit-identically, and a second engine on the same folder (a restart) restores what the
-// first left there; every page returns, the disk budget holds.
-TEST(PrefixTiers, SpilledPrefixesComeBackFromDiskAlsoAfterARestart) {
+// first left there; every page returns, the disk budget holds. On either model: V4 files hold
+// window rings and compressor state besides the compressed pages, V3.2 files MLA records and
+// indexer keys only.
+void SpillAndRestart(const ModelFactory& model, const checkpoint::ModelConfig& config) {
   TempDir dir;
   Rng rng(4);
-  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
+  const kv::PageLayout layout(config, kv::DefaultKvFormats(config.arch));
   std::vector<GenerationRequest> first, second;
   for (int i = 0; i < 4; ++i) {
     GenerationRequest r;
@@ -134,10 +137,10 @@ TEST(PrefixTiers, SpilledPrefixesComeBackFromDiskAlsoAfterARestart) {
   std::vector<std::string> warnings;
   o.on_warning = [&](const std::string& m) { warnings.push_back(m); };
   {
-    auto e = Engine::Create(Tiny(), o).value();
-    for (const auto& r : first) EXPECT_EQ(Collect(*e->Submit(r).value()), Cold(r));
+    auto e = Engine::Create(model, o).value();
+    for (const auto& r : first) EXPECT_EQ(Collect(*e->Submit(r).value()), Cold(r, model));
     // Each prompt evicted the one before: those went to disk, and come back from there.
-    for (const auto& r : second) EXPECT_EQ(Collect(*e->Submit(r).value()), Cold(r));
+    for (const auto& r : second) EXPECT_EQ(Collect(*e->Submit(r).value()), Cold(r, model));
     const EngineStats s = e->Stats();
     EXPECT_GT(s.prefix_disk_writes, 0);
     EXPECT_GT(s.prefix_disk_hits, 0);
@@ -148,9 +151,9 @@ TEST(PrefixTiers, SpilledPrefixesComeBackFromDiskAlsoAfterARestart) {
   const size_t files = dir.Files().size();
   EXPECT_GE(files, 4u);
   {
-    auto e = Engine::Create(Tiny(), o).value();
+    auto e = Engine::Create(model, o).value();
     EXPECT_EQ(e->Stats().prefix_disk_entries, static_cast<int64_t>(files));
-    for (const auto& r : second) EXPECT_EQ(Collect(*e->Submit(r).value()), Cold(r));
+    for (const auto& r : second) EXPECT_EQ(Collect(*e->Submit(r).value()), Cold(r, model));
     const EngineStats s = e->Stats();
     EXPECT_EQ(s.prefix_disk_hits, 4);
     EXPECT_GT(s.prefix_disk_restore_seconds, 0);
@@ -159,6 +162,14 @@ TEST(PrefixTiers, SpilledPrefixesComeBackFromDiskAlsoAfterARestart) {
   }
   EXPECT_TRUE(warnings.empty()) << warnings.front();
   EXPECT_TRUE(dir.Files(".tmp").empty());
+}
+
+TEST(PrefixTiers, SpilledPrefixesComeBackFromDiskAlsoAfterARestart) {
+  SpillAndRestart(Tiny(), checkpoint::TinyV4Config());
+}
+
+TEST(PrefixTiers, SpilledV32PrefixesComeBackFromDiskAlsoAfterARestart) {
+  SpillAndRestart(TinyV32(), checkpoint::TinyV32Config());
 }
 
 // Files that cannot be trusted (corrupted, truncated as by a kill -9, a leftover temporary,

@@ -377,6 +377,20 @@ TEST(Cli, BenchServeComputeAndLayoutModes) {
   // 20 + 3 tokens: one 64-record page per component and layer, 3 x (260 + 132) B x 64.
   EXPECT_EQ(j[0]["kv_bytes_per_request"], 3 * (260 + 132) * 64);
   EXPECT_EQ(Dsv4("bench serve --compare-v32 --layout v3.2").exit_code, 1);
+  // bench prefix --compare-v32: a 256-token prefix written to disk at shutdown and restored by
+  // a restarted engine, on both tiny models, the same first token cold, from disk and from RAM.
+  r = Dsv4("bench prefix --lens 256 --compare-v32 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  j = nlohmann::json::parse(r.output);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["model"], "v3.2-tiny");
+  EXPECT_EQ(j[1]["model"], "dsv4-tiny");
+  for (const auto& row : j) {
+    EXPECT_EQ(row["prefix_tokens"], 256);
+    EXPECT_TRUE(row["identical_tokens"].get<bool>()) << row["model"];
+    EXPECT_GT(row["file_bytes"].get<int64_t>(), 0) << row["model"];
+  }
+  EXPECT_EQ(Dsv4("bench prefix --lens 100").exit_code, 1);
   CmdResult bad = Dsv4("bench serve --kv-budget 12parsecs");
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_THAT(bad.output, HasSubstr("unknown unit"));
