@@ -1,4 +1,5 @@
-// Prefix cache tiers end to end on the built-in tiny model: finished turns are cached (the
+// Prefix cache tiers end to end on the built-in tiny model (and the tiny V3.2 one where
+// marked): finished turns are cached (the
 // next turn re-prefills only its new message and a < 128-token tail), RAM entries spill to
 // disk and come back bit-identically (also after a restart), bad files and unusable folders
 // never change an output.
@@ -256,21 +257,25 @@ namespace {
 // entries in RAM and a disk budget that keeps few files. Every completed request equals its
 // cold output; the KV and disk budgets hold at every check; once cleared, no page and no
 // file is left.
-TEST(PrefixTiers, RandomisedTurnsWithDiskSpillsLeakNothing) {
+// `disk_budget`: room for one or two files (V4 ~0.25 MB, V3.2 ~0.5 MB at these lengths), so
+// LRU deletes the rest; `kv_seqs`: the KV budget in sequences of 450 tokens (V3.2's snapshots
+// share their pages with the sequences, so its RAM tier fills only under a tighter budget).
+void RandomisedTurns(const ModelFactory& model, const checkpoint::ModelConfig& config,
+                     int64_t disk_budget, int64_t kv_seqs) {
   TempDir dir;
   Rng rng(91);
   const std::vector<int32_t> base = RandomTokens(rng, 400);
-  const kv::PageLayout layout(checkpoint::TinyV4Config(), kv::DefaultKvFormats(checkpoint::Arch::kV4));
+  const kv::PageLayout layout(config, kv::DefaultKvFormats(config.arch));
   EngineOptions o;
   o.prefix_snapshot_interval = 128;
-  o.kv_budget_bytes = 3 * layout.BytesAt(450);
+  o.kv_budget_bytes = kv_seqs * layout.BytesAt(450);
   o.max_num_batched_tokens = 96;
   o.max_num_seqs = 3;
   o.kv_cache_dir = dir.str();
-  o.kv_cache_disk_budget_bytes = 400 << 10;  // one or two files of ~0.25 MB: LRU deletes the rest
+  o.kv_cache_disk_budget_bytes = disk_budget;
   std::vector<std::string> warnings;
   o.on_warning = [&](const std::string& m) { warnings.push_back(m); };
-  auto e = Engine::Create(Tiny(), o).value();
+  auto e = Engine::Create(model, o).value();
   auto check_budgets = [&] {
     const EngineStats s = e->Stats();
     EXPECT_LE(s.kv.used_bytes, o.kv_budget_bytes);
@@ -318,7 +323,7 @@ TEST(PrefixTiers, RandomisedTurnsWithDiskSpillsLeakNothing) {
       }
       check_budgets();
       if (reason == FinishReason::kLength) {
-        EXPECT_EQ(got, Cold(reqs[i])) << round << " " << i;
+        EXPECT_EQ(got, Cold(reqs[i], model)) << round << " " << i;
         ++completed;
         GenerationRequest turn = reqs[i];
         turn.prompt.insert(turn.prompt.end(), got.begin(), got.end());
@@ -338,6 +343,14 @@ TEST(PrefixTiers, RandomisedTurnsWithDiskSpillsLeakNothing) {
   EXPECT_TRUE(dir.Files().empty());
   EXPECT_TRUE(dir.Files(".tmp").empty());
   EXPECT_TRUE(warnings.empty());
+}
+
+TEST(PrefixTiers, RandomisedTurnsWithDiskSpillsLeakNothing) {
+  RandomisedTurns(Tiny(), checkpoint::TinyV4Config(), 400 << 10, 3);
+}
+
+TEST(PrefixTiers, RandomisedV32TurnsWithDiskSpillsLeakNothing) {
+  RandomisedTurns(TinyV32(), checkpoint::TinyV32Config(), 1200 << 10, 2);
 }
 
 }  // namespace
