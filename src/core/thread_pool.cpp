@@ -40,13 +40,12 @@ bool SpinFor(int64_t ns, Pred ready) {
 }  // namespace
 
 void ThreadPool::ParallelFor(int64_t n, int64_t grain,
-                             const std::function<void(int64_t, int64_t)>& fn) {
-  // The wrapper holds one reference: std::function keeps it inline (no allocation).
-  ParallelForWithThread(n, grain, [&fn](int64_t begin, int64_t end, int) { fn(begin, end); });
+                             FunctionRef<void(int64_t, int64_t)> fn) {
+  ParallelForWithThread(n, grain, [fn](int64_t begin, int64_t end, int) { fn(begin, end); });
 }
 
 void ThreadPool::ParallelForWithThread(int64_t n, int64_t grain,
-                                       const std::function<void(int64_t, int64_t, int)>& fn) {
+                                       FunctionRef<void(int64_t, int64_t, int)> fn) {
   if (n <= 0) return;
   const int64_t threads = num_threads();
   const int64_t chunk = std::max<int64_t>(std::max<int64_t>(grain, 1), (n + threads - 1) / threads);

@@ -16,10 +16,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <functional>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include "core/function_ref.h"
 
 namespace dsv4 {
 
@@ -35,13 +36,14 @@ class ThreadPool {
 
   // Calls fn(begin, end) on disjoint ranges covering [0, n); returns when all are done.
   // Ranges are at least `grain` long (except the last), so tiny loops stay on one thread.
-  void ParallelFor(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+  // `fn` is referenced, not copied (no allocation per call).
+  void ParallelFor(int64_t n, int64_t grain, FunctionRef<void(int64_t, int64_t)> fn);
 
   // The same, and fn also gets the index in [0, num_threads()) of the thread that runs the
   // range (0: the caller). Concurrent ranges always have distinct indices, so per-thread
   // scratch owned by the caller and indexed by it needs no locking (kernels::Workspace).
   void ParallelForWithThread(int64_t n, int64_t grain,
-                             const std::function<void(int64_t, int64_t, int)>& fn);
+                             FunctionRef<void(int64_t, int64_t, int)> fn);
 
  private:
   void WorkerLoop(int index);
@@ -55,7 +57,7 @@ class ThreadPool {
   std::condition_variable done_cv_;
   // The job: written by the caller before it publishes generation_ (release), read by the
   // workers after they see it change (acquire).
-  const std::function<void(int64_t, int64_t, int)>* job_ = nullptr;
+  const FunctionRef<void(int64_t, int64_t, int)>* job_ = nullptr;
   int64_t job_n_ = 0;
   int64_t job_chunk_ = 0;
   std::atomic<uint64_t> generation_{0};

@@ -68,6 +68,11 @@ class Engine::Impl {
   std::unique_ptr<engine::PrefixPolicy> prefix_;  // before the sequences, after the manager
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::map<RequestId, std::unique_ptr<Active>> active_;  // engine thread only
+  // A step's batch, logits FP32 [vocab] per chunk, and the sampler's buffers, kept across
+  // steps (engine thread only) so that a warm decode step allocates none of them.
+  std::vector<runner::CausalLm::BatchItem> step_batch_;
+  std::vector<std::vector<float>> step_logits_;
+  sample::SampleScratch sample_scratch_;
 
   // The one cross-thread channel: new requests and cancellations.
   mutable std::mutex mu_;
@@ -308,7 +313,7 @@ void Engine::Impl::Step() {
     stats_.running = static_cast<int64_t>(scheduler_->num_running());
     stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
     stats_.max_running = std::max(stats_.max_running, stats_.running);
-    stats_.kv = kv_->Stats();
+    kv_->FillStats(&stats_.kv);  // reuses its capacity
   }
   if (plan.chunks.empty()) {
     // Nothing can run (every waiting request is blocked on KV memory held by nobody running):
@@ -317,8 +322,11 @@ void Engine::Impl::Step() {
     cv_.wait_for(lock, std::chrono::milliseconds(5));
     return;
   }
-  std::vector<runner::CausalLm::BatchItem> batch;
-  std::vector<std::vector<float>> logits(plan.chunks.size());
+  // Kept across steps (engine thread only): a warm step reuses the logits vectors' capacity.
+  std::vector<runner::CausalLm::BatchItem>& batch = step_batch_;
+  std::vector<std::vector<float>>& logits = step_logits_;
+  batch.clear();
+  if (logits.size() < plan.chunks.size()) logits.resize(plan.chunks.size());
   for (size_t i = 0; i < plan.chunks.size(); ++i) {
     const sched::ScheduledChunk& c = plan.chunks[i];
     batch.push_back({c.seq->state.get(),
@@ -343,7 +351,8 @@ void Engine::Impl::Step() {
     prompt_tokens += std::max<int64_t>(0, std::min(c.begin + c.count, c.seq->num_prompt) - c.begin);
     if (!c.sample) continue;
     Active* a = active_.at(c.seq->id).get();
-    const int32_t token = sample::SampleToken(logits[i], a->request.sampling, c.seq->num_tokens());
+    const int32_t token = sample::SampleToken(logits[i], a->request.sampling, c.seq->num_tokens(),
+                                              &sample_scratch_);
     c.seq->tokens.push_back(token);
     ++generated;
     TokenEvent ev;
@@ -362,7 +371,7 @@ void Engine::Impl::Step() {
   stats_.running = static_cast<int64_t>(scheduler_->num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
   stats_.preemptions = scheduler_->num_preemptions();
-  stats_.kv = kv_->Stats();
+  kv_->FillStats(&stats_.kv);  // reuses its capacity
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(const ModelFactory& make_model,

@@ -23,14 +23,23 @@ const BlockPool& KvManager::pool(Component c) const {
 
 KvStats KvManager::Stats() const {
   KvStats s;
-  s.budget_bytes = budget_.capacity();
-  s.used_bytes = budget_.used();
-  for (const ComponentLayout& l : layout_.components()) {
-    const BlockPool& p = pool(l.component);
-    s.components.push_back({std::string(ComponentName(l.component)), p.page_bytes(),
-                            p.pages_in_use(), p.bytes_in_use()});
-  }
+  FillStats(&s);
   return s;
+}
+
+void KvManager::FillStats(KvStats* s) const {
+  s->budget_bytes = budget_.capacity();
+  s->used_bytes = budget_.used();
+  const auto& components = layout_.components();
+  s->components.resize(components.size());
+  for (size_t i = 0; i < components.size(); ++i) {
+    const BlockPool& p = pool(components[i].component);
+    KvComponentStats& out = s->components[i];
+    out.name.assign(ComponentName(components[i].component));
+    out.page_bytes = p.page_bytes();
+    out.pages_in_use = p.pages_in_use();
+    out.bytes_in_use = p.bytes_in_use();
+  }
 }
 
 }  // namespace dsv4::kv

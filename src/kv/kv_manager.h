@@ -32,6 +32,9 @@ class KvManager {
   int64_t budget_bytes() const { return budget_.capacity(); }
   int64_t available_bytes() const { return budget_.available(); }
   KvStats Stats() const;
+  // The same into *s, reusing its vector's and names' capacity: once filled, allocates
+  // nothing (the engine refreshes its stats every step).
+  void FillStats(KvStats* s) const;
 
  private:
   PageLayout layout_;

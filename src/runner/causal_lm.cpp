@@ -43,12 +43,14 @@ class V4Lm final : public CausalLm {
     return ForwardBatch(pool, {&item, 1});
   }
   Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const override {
-    std::vector<v4::Model::BatchItem> items;
+    // The kept scratch serves one call at a time; a concurrent call gets a fresh one.
+    std::unique_lock<std::mutex> lock(ws_mu_, std::try_to_lock);
+    std::vector<v4::Model::BatchItem> fresh_items;
+    std::vector<v4::Model::BatchItem>& items = lock.owns_lock() ? items_ : fresh_items;
+    items.clear();
     for (const BatchItem& b : batch) {
       items.push_back({&static_cast<V4Sequence*>(b.state)->cache, b.tokens, b.mode, b.logits});
     }
-    // The kept scratch serves one call at a time; a concurrent call gets a fresh one.
-    std::unique_lock<std::mutex> lock(ws_mu_, std::try_to_lock);
     return model_->ForwardBatch(pool, items, lock.owns_lock() ? &ws_ : nullptr);
   }
 
@@ -58,6 +60,7 @@ class V4Lm final : public CausalLm {
   // none; its contents never change a result.
   mutable std::mutex ws_mu_;
   mutable v4::ForwardWorkspace ws_;
+  mutable std::vector<v4::Model::BatchItem> items_;  // the step's batch (under ws_mu_)
 };
 
 class V32Lm final : public CausalLm {

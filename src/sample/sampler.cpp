@@ -10,19 +10,27 @@
 namespace dsv4::sample {
 
 int32_t SampleToken(std::span<const float> logits, const SamplingParams& p, int64_t position) {
+  SampleScratch scratch;
+  return SampleToken(logits, p, position, &scratch);
+}
+
+int32_t SampleToken(std::span<const float> logits, const SamplingParams& p, int64_t position,
+                    SampleScratch* scratch) {
   const int64_t vocab = static_cast<int64_t>(logits.size());
   if (p.temperature <= 0.0f) {
     return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
   }
   // Candidates by descending logit (ties to the lower id), cut by top-k.
-  std::vector<int32_t> ids(static_cast<size_t>(vocab));
+  std::vector<int32_t>& ids = scratch->ids;
+  ids.resize(static_cast<size_t>(vocab));
   std::iota(ids.begin(), ids.end(), 0);
   const int64_t k = p.top_k > 0 ? std::min(p.top_k, vocab) : vocab;
   std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) {
     return logits[a] > logits[b] || (logits[a] == logits[b] && a < b);
   });
   ids.resize(static_cast<size_t>(k));
-  std::vector<double> prob(ids.size());
+  std::vector<double>& prob = scratch->prob;
+  prob.resize(ids.size());
   const double mx = logits[ids[0]];
   double sum = 0;
   for (size_t i = 0; i < ids.size(); ++i) {

@@ -115,9 +115,7 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
       for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h - h0]);
     }
   };
-  // std::ref: the pool's std::function holds a pointer instead of a heap copy of the lambda
-  // (this runs once per token and layer).
-  pool.ParallelForWithThread(heads, GrainForWork(2 * n * d), std::ref(attend_heads));
+  pool.ParallelForWithThread(heads, GrainForWork(2 * n * d), attend_heads);
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ void DecodeRow(const LinearWeight& w, int64_t n, std::vector<uint8_t>* fp4_rows,
     case LinearKind::kNvfp4Row16: {
       const uint8_t* c = w.codes + n * (w.in / 2);
       if (w.fp4_tiles != nullptr) {
-        fp4_rows->resize(static_cast<size_t>(w.in / 2));
+        GrowTo(*fp4_rows, w.in / 2);
         Fp4TilesRow(w.fp4_tiles, w.in, n, fp4_rows->data());
         c = fp4_rows->data();
       }
@@ -84,7 +84,7 @@ void Fp4RowPointers(const LinearWeight& w, const int64_t* rows, int count,
     for (int i = 0; i < count; ++i) out[i] = w.codes + rows[i] * row_bytes;
     return;
   }
-  buffer->resize(static_cast<size_t>(count * row_bytes));
+  GrowTo(*buffer, count * row_bytes);
   for (int i = 0; i < count; ++i) {
     Fp4TilesRow(w.fp4_tiles, w.in, rows[i], buffer->data() + i * row_bytes);
     out[i] = buffer->data() + i * row_bytes;
@@ -157,7 +157,7 @@ void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
   const int64_t blocks = w.in / 128;
   std::vector<float>& wrow = c.scratch->weight_row;
-  wrow.resize(static_cast<size_t>(w.in));
+  GrowTo(wrow, w.in);
   for (int64_t n = n0; n < n1; ++n) {
     DecodeRow(w, n, &c.scratch->fp4_rows, wrow.data());
     for (int64_t r = 0; r < c.rows; ++r) {
@@ -185,7 +185,7 @@ using internal::LinearCall;
 // long batch (prefill) quantises on every thread.
 void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows,
                   internal::LinearScratch* p) {
-  p->values.resize(static_cast<size_t>(rows * w.in));
+  GrowTo(p->values, rows * w.in);
   float* values = p->values.data();
   if (internal::IsPlainBf16(w.kind)) {
     for (int64_t i = 0; i < rows * w.in; ++i) values[i] = Bf16ToF32(x[i]);
@@ -193,7 +193,7 @@ void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_
   }
   DSV4_CHECK(w.in % 128 == 0);
   const int64_t blocks = w.in / 128;
-  p->scales.resize(static_cast<size_t>(rows * blocks));
+  GrowTo(p->scales, rows * blocks);
   float* scales = p->scales.data();
   const auto& t = internal::E4M3Table();
   const bool avx512 = ActiveIsaUpToAvx512() == Isa::kAvx512;
@@ -202,14 +202,15 @@ void PrepareInput(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_
   pool.ParallelForWithThread(
       rows, GrainForWork(16 * w.in), [&](int64_t r0, int64_t r1, int thread) {
         std::vector<uint8_t>& codes = p->threads[thread].act_codes;
-        codes.resize(static_cast<size_t>(w.in));
+        GrowTo(codes, w.in);
         for (int64_t r = r0; r < r1; ++r) {
           if (avx512) {
             internal::ActQuantValuesAvx512(x + r * w.in, w.in, values + r * w.in,
                                            scales + r * blocks);
             continue;
           }
-          ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock, codes,
+          ActQuantFp8({x + r * w.in, static_cast<size_t>(w.in)}, kFp8ActBlock,
+                      {codes.data(), static_cast<size_t>(w.in)},
                       {scales + r * blocks, static_cast<size_t>(blocks)});
           for (int64_t k = 0; k < w.in; ++k) values[r * w.in + k] = t[codes[k]];
         }
@@ -299,7 +300,7 @@ void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t 
 void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, float* y,
                      Workspace* ws) {
   std::vector<float>& xf = ws->state().linear.promoted;
-  xf.resize(static_cast<size_t>(rows * w.in));
+  GrowTo(xf, rows * w.in);
   for (int64_t i = 0; i < rows * w.in; ++i) xf[i] = Bf16ToF32(x[i]);
   LinearF32(pool, w, xf.data(), rows, y, ws);
 }

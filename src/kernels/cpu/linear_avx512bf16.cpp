@@ -316,7 +316,7 @@ DSV4_TARGET_AVX512BF16 void Tile(const Source& src, const LinearCall& call, cons
     store(0, out[0]);
     return;
   }
-  panel.resize(static_cast<size_t>(w.in / 16 * kPairs * 32));
+  GrowTo(panel, w.in / 16 * kPairs * 32);
   DecodePanel(src, w.in, panel.data());
   const PanelSource ps{panel.data()};
   int64_t r = 0;
@@ -358,7 +358,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   const int64_t chunks = w.in / 32;
   // Input rows in pair layout (per thread: a few KB, cheap next to the tiles).
   AlignedVector<uint32_t>& xp = c.scratch->x_pairs;
-  xp.resize(static_cast<size_t>(c.rows * w.in / (wide ? 1 : 2)));
+  GrowTo(xp, c.rows * w.in / (wide ? 1 : 2));
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
       if (wide) {
@@ -371,7 +371,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     }
   }
   AlignedVector<float>& ws = c.scratch->fp4_scales;  // FP4: [kTile][chunks]
-  if (fp4) ws.resize(static_cast<size_t>(kTile * chunks));
+  if (fp4) GrowTo(ws, kTile * chunks);
   Fp4Source fp4_src;
   Fp8Source fp8_src;
   Fp8ScaledSource plain_src;

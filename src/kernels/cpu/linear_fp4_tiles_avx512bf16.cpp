@@ -201,7 +201,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   const bool nv = w.kind == LinearKind::kNvfp4Row16;
   // Input rows as [in/16][16] word pairs, each canonical lane's pair twice side by side.
   AlignedVector<uint32_t>& xd = c.scratch->x_pairs;
-  xd.resize(static_cast<size_t>(c.rows * w.in));
+  GrowTo(xd, c.rows * w.in);
   for (int64_t r = 0; r < c.rows; ++r) {
     for (int64_t k = 0; k < w.in; k += 16) {
       uint32_t pairs[8];
@@ -212,7 +212,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   }
   // MXFP4: [kPairs][in/32][2]; NVFP4: [kPairs][in/16][2] (+ the tail of one 16-block store)
   AlignedVector<float>& wsp = c.scratch->fp4_scales;
-  wsp.resize(static_cast<size_t>(nv ? kTile * (w.in / 16) + 32 : kTile * (w.in / 32)));
+  GrowTo(wsp, nv ? kTile * (w.in / 16) + 32 : kTile * (w.in / 32));
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     if (nv) {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/grow.h"
 #include "kernels/cpu/aligned_vector.h"
 #include "kernels/cpu/per_thread.h"
 #include "kernels/linear_weight.h"

@@ -109,9 +109,7 @@ void ScanTopK(ThreadPool& pool, int64_t n, int64_t k, int64_t grain, const Score
     std::lock_guard<std::mutex> lock(mu);
     merged.insert(merged.end(), best.begin(), best.end());
   };
-  // std::ref: the pool's std::function holds a pointer, not a heap copy (once per token and
-  // indexer layer).
-  pool.ParallelForWithThread(n, grain, std::ref(scan));
+  pool.ParallelForWithThread(n, grain, scan);
   // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
   if (static_cast<int64_t>(merged.size()) > k) {
     std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), Better);

@@ -17,7 +17,8 @@ void ExpertGroups::Build(std::span<const int32_t> expert_of, std::span<const flo
   for (int64_t e = 0; e < num_experts; ++e) start[e + 1] += start[e];
   rows.resize(static_cast<size_t>(pairs));
   weights.resize(static_cast<size_t>(pairs));
-  std::vector<int64_t> next(start.begin(), start.end() - 1);
+  next_.assign(start.begin(), start.end() - 1);
+  std::vector<int64_t>& next = next_;
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t i = 0; i < k; ++i) {
       const int64_t at = next[expert_of[t * k + i]]++;

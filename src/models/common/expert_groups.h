@@ -17,11 +17,14 @@ struct ExpertGroups {
 
   // Regroups expert_of and weight_of, both [n, k] (row t chose experts expert_of[t*k ..]
   // with those weights), by a counting sort; every id must be in [0, num_experts). Reuses
-  // the vectors' capacity.
+  // the vectors' capacity: once grown, allocates nothing.
   void Build(std::span<const int32_t> expert_of, std::span<const float> weight_of, int64_t k,
              int64_t num_experts);
 
   int64_t size(int64_t e) const { return start[e + 1] - start[e]; }
+
+ private:
+  std::vector<int64_t> next_;  // Build's insertion cursor per expert (kept: no allocation)
 };
 
 }  // namespace dsv4::models

@@ -6,6 +6,7 @@
 
 #include "core/kv_entry.h"
 #include "core/quant.h"
+#include "core/grow.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/indexer.h"
 #include "kernels/cpu/linear.h"
@@ -26,15 +27,15 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16>& cq = p->cq;
-  cq.resize(static_cast<size_t>(n * c.q_lora_rank));
+  GrowTo(cq, n * c.q_lora_rank);
   kernels::Linear(pool, w.wq_a, x, n, cq.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
     BF16* row = cq.data() + t * c.q_lora_rank;
     models::RmsNorm(row, w.q_norm, c.q_lora_rank, eps, row);
   }
-  p->q.resize(static_cast<size_t>(n * H * d));
+  GrowTo(p->q, n * H * d);
   kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data(), &p->kernels);
-  p->kv.resize(static_cast<size_t>(n * d));
+  GrowTo(p->kv, n * d);
   kernels::Linear(pool, w.wkv, x, n, p->kv.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < H; ++h) {
@@ -48,14 +49,14 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   }
   if (w.kind == LayerKind::kSwa) return;
   const int64_t row = w.compressor.wkv.out;
-  p->cv.resize(static_cast<size_t>(n * row));
-  p->cz.resize(static_cast<size_t>(n * row));
+  GrowTo(p->cv, n * row);
+  GrowTo(p->cz, n * row);
   kernels::LinearBf16InF32(pool, w.compressor.wkv, x, n, p->cv.data(), &p->kernels);
   kernels::LinearBf16InF32(pool, w.compressor.wgate, x, n, p->cz.data(), &p->kernels);
   if (w.kind != LayerKind::kCsa) return;
   const IndexerWeights& iw = w.indexer;
   const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
-  p->iq.resize(static_cast<size_t>(n * nI * dI));
+  GrowTo(p->iq, n * nI * dI);
   kernels::Linear(pool, iw.wq_b, cq.data(), n, p->iq.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < nI; ++h) {
@@ -65,13 +66,13 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
       Fp4SimulateInplace({head, static_cast<size_t>(dI)});
     }
   }
-  p->iw.resize(static_cast<size_t>(n * nI));
+  GrowTo(p->iw, n * nI);
   kernels::Linear(pool, iw.weights_proj, x, n, p->iw.data(), &p->kernels);
   const float wscale = 1.0f / std::sqrt(static_cast<float>(dI)) / std::sqrt(static_cast<float>(nI));
-  for (BF16& v : p->iw) v = F32ToBf16(Bf16ToF32(v) * wscale);
+  for (int64_t i = 0; i < n * nI; ++i) p->iw[i] = F32ToBf16(Bf16ToF32(p->iw[i]) * wscale);
   const int64_t irow = iw.compressor.wkv.out;
-  p->icv.resize(static_cast<size_t>(n * irow));
-  p->icz.resize(static_cast<size_t>(n * irow));
+  GrowTo(p->icv, n * irow);
+  GrowTo(p->icz, n * irow);
   kernels::LinearBf16InF32(pool, iw.compressor.wkv, x, n, p->icv.data(), &p->kernels);
   kernels::LinearBf16InF32(pool, iw.compressor.wgate, x, n, p->icz.data(), &p->kernels);
 }
@@ -84,15 +85,13 @@ void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const Rope
                    bool indexer, kv::V4SequenceCache& cache, int64_t layer,
                    AttentionWorkspace* ws) {
   const int64_t row = state.row_width(), m = cw.ratio, width = cw.width;
-  ws->gate.resize(static_cast<size_t>(row));
-  ws->pooled.resize(static_cast<size_t>(width));
-  ws->entry.resize(static_cast<size_t>(width));
-  float* zb = ws->gate.data();
+  float* zb = GrowTo(ws->gate, row);
+  float* pooled = GrowTo(ws->pooled, width);
+  BF16* e = GrowTo(ws->entry, width);
   const float* ape = cw.ape + (pos % m) * row;
   for (int64_t f = 0; f < row; ++f) zb[f] = z[f] + ape[f];
-  if (!CompressorStep(state, v, zb, pos, ws->pooled.data())) return;
-  BF16* e = ws->entry.data();
-  for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(ws->pooled[f]);
+  if (!CompressorStep(state, v, zb, pos, pooled)) return;
+  for (int64_t f = 0; f < width; ++f) e[f] = F32ToBf16(pooled[f]);
   models::RmsNorm(e, cw.norm, width, static_cast<float>(c.rms_norm_eps), e);
   const int64_t r = c.qk_rope_head_dim;
   rope.Apply(e + width - r, m * (pos / m), false);
@@ -170,19 +169,19 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
                       const RopeTable& rope, std::span<const SeqSlice> seqs, const BF16* x,
                       int64_t n, BF16* out, AttentionWorkspace* ws) {
   const int64_t H = c.num_attention_heads, d = c.head_dim;
-  ws->positions.resize(static_cast<size_t>(n));
+  GrowTo(ws->positions, n);
   for (const SeqSlice& s : seqs) {
     for (int64_t t = 0; t < s.n; ++t) ws->positions[s.row0 + t] = s.pos0 + t;
   }
   Project(pool, c, w, rope, ws->positions.data(), x, n, ws);
-  ws->o.resize(static_cast<size_t>(n * H * d));
+  GrowTo(ws->o, n * H * d);
   for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, ws);
 
   // Grouped low-rank output projection (§6.5): group g = heads [g*H/G, (g+1)*H/G).
   const int64_t G = c.o_groups, R = c.o_lora_rank, gin = H * d / G;
-  ws->group_in.resize(static_cast<size_t>(n * gin));
-  ws->group_out.resize(static_cast<size_t>(n * R));
-  ws->z.resize(static_cast<size_t>(n * G * R));
+  GrowTo(ws->group_in, n * gin);
+  GrowTo(ws->group_out, n * R);
+  GrowTo(ws->z, n * G * R);
   BF16 *gx = ws->group_in.data(), *zg = ws->group_out.data(), *z = ws->z.data();
   for (int64_t g = 0; g < G; ++g) {
     for (int64_t t = 0; t < n; ++t) {

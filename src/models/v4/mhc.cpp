@@ -65,8 +65,7 @@ void ForEachMixedRow(ThreadPool& pool, const MhcParams& p, const LinearWeight& f
         rho[b] = 1.0f / std::sqrt(sq / static_cast<float>(width) + p.norm_eps);
       }
     };
-    // std::ref: the pool's std::function then holds a pointer, not a heap copy of the lambda.
-    pool.ParallelFor(nb, kernels::GrainForWork(2 * width), std::ref(promote));
+    pool.ParallelFor(nb, kernels::GrainForWork(2 * width), promote);
     kernels::LinearF32(pool, fn, xf, nb, mu, &ws->kernels);
     auto scale_and_finish = [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
@@ -77,7 +76,7 @@ void ForEachMixedRow(ThreadPool& pool, const MhcParams& p, const LinearWeight& f
     };
     // Per row: the stream sum (hc*D), Sinkhorn (~100 operations an iteration), the rest.
     const int64_t work = 2 * width + 100 * p.sinkhorn_iters;
-    pool.ParallelFor(nb, kernels::GrainForWork(work), std::ref(scale_and_finish));
+    pool.ParallelFor(nb, kernels::GrainForWork(work), scale_and_finish);
   }
 }
 
@@ -176,7 +175,7 @@ void HcPost(ThreadPool& pool, const MhcParams& p, const MhcMixes& mix, const BF1
       }
     }
   };
-  pool.ParallelFor(rows, kernels::GrainForWork(2 * hc * hc * dim), std::ref(post_rows));
+  pool.ParallelFor(rows, kernels::GrainForWork(2 * hc * hc * dim), post_rows);
 }
 
 void HcHead(ThreadPool& pool, const MhcParams& p, const MhcWeights& w, const BF16* x,

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "kernels/cpu/linear.h"
+#include "core/grow.h"
 #include "models/common/norm.h"
 #include "models/common/sequence_check.h"
 #include "models/v4/attention.h"
@@ -38,8 +39,10 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
   const checkpoint::ModelConfig& c = config_;
   const int64_t D = c.hidden_size, hc = c.hc_mult;
   // Validate everything and reserve every page before touching any cache.
-  std::vector<SeqSlice> seqs;
-  std::vector<int32_t> tokens;
+  std::vector<SeqSlice>& seqs = ws->seqs;
+  std::vector<int32_t>& tokens = ws->tokens;
+  seqs.clear();
+  tokens.clear();
   for (const BatchItem& item : batch) {
     const int64_t pos0 = item.cache->num_tokens(), n = static_cast<int64_t>(item.tokens.size());
     DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, item.tokens));
@@ -53,39 +56,37 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
   const int64_t n = static_cast<int64_t>(tokens.size());
   const ModelWeights& mw = *weights_;
   // Residual streams X: BF16 [n, hc, D], each a copy of the embedding (spec §2 step 2).
-  std::vector<BF16> x(static_cast<size_t>(n * hc * D));
+  BF16* x = GrowTo(ws->x, n * hc * D);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t j = 0; j < hc; ++j) {
-      std::memcpy(x.data() + (t * hc + j) * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
+      std::memcpy(x + (t * hc + j) * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
     }
   }
   const MhcParams mp{hc, D, c.hc_sinkhorn_iters, static_cast<float>(c.hc_eps),
                      static_cast<float>(c.rms_norm_eps)};
   const float eps = static_cast<float>(c.rms_norm_eps);
-  std::vector<BF16> u(static_cast<size_t>(n * D)), f(static_cast<size_t>(n * D));
-  // Scratch grown by the first layer and reused by the rest: no allocation per token.
+  BF16* u = GrowTo(ws->u, n * D);
+  BF16* f = GrowTo(ws->f, n * D);
   MhcWorkspace& mhc_ws = ws->mhc;
   MhcMixes& mix = ws->mix;
   AttentionWorkspace& attn_ws = ws->attention;
   kernels::Workspace& kernel_ws = ws->kernels;
   for (const LayerWeights& lw : mw.layers) {
-    HcPre(pool, mp, lw.hc_attn, x.data(), n, u.data(), &mix, &mhc_ws);
-    for (int64_t t = 0; t < n; ++t) {
-      models::RmsNorm(u.data() + t * D, lw.attn_norm, D, eps, u.data() + t * D);
-    }
-    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u.data(), n, f.data(), &attn_ws);
-    HcPost(pool, mp, mix, f.data(), n, x.data());
-    HcPre(pool, mp, lw.hc_ffn, x.data(), n, u.data(), &mix, &mhc_ws);
-    for (int64_t t = 0; t < n; ++t) {
-      models::RmsNorm(u.data() + t * D, lw.ffn_norm, D, eps, u.data() + t * D);
-    }
-    MoeForward(pool, c, lw, tokens.data(), u.data(), n, f.data(), &kernel_ws);
-    HcPost(pool, mp, mix, f.data(), n, x.data());
+    HcPre(pool, mp, lw.hc_attn, x, n, u, &mix, &mhc_ws);
+    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.attn_norm, D, eps, u + t * D);
+    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u, n, f, &attn_ws);
+    HcPost(pool, mp, mix, f, n, x);
+    HcPre(pool, mp, lw.hc_ffn, x, n, u, &mix, &mhc_ws);
+    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.ffn_norm, D, eps, u + t * D);
+    MoeForward(pool, c, lw, tokens.data(), u, n, f, &ws->moe, &kernel_ws);
+    HcPost(pool, mp, mix, f, n, x);
   }
   for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
 
-  // Final collapse, norm and FP32 head for the rows whose logits are wanted, in one GEMM.
-  std::vector<int64_t> rows;
+  // Final collapse, norm and FP32 head for the rows whose logits are wanted, in one GEMM
+  // (every head tile is read once for all of them).
+  std::vector<int64_t>& rows = ws->rows;
+  rows.clear();
   for (size_t i = 0; i < batch.size(); ++i) {
     const BatchItem& item = batch[i];
     if (item.logits == nullptr || item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
@@ -93,26 +94,26 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
     for (int64_t t = first; t < seqs[i].n; ++t) rows.push_back(seqs[i].row0 + t);
   }
   const int64_t num_rows = static_cast<int64_t>(rows.size());
-  std::vector<BF16> xh(rows.size() * hc * D), h(rows.size() * D);
+  BF16* xh = GrowTo(ws->xh, num_rows * hc * D);
+  BF16* h = GrowTo(ws->h, num_rows * D);
   for (int64_t i = 0; i < num_rows; ++i) {
-    std::memcpy(xh.data() + i * hc * D, x.data() + rows[i] * hc * D, hc * D * sizeof(BF16));
+    std::memcpy(xh + i * hc * D, x + rows[i] * hc * D, hc * D * sizeof(BF16));
   }
-  HcHead(pool, mp, mw.hc_head, xh.data(), num_rows, h.data(), &mhc_ws);
-  for (int64_t i = 0; i < num_rows; ++i) {
-    models::RmsNorm(h.data() + i * D, mw.norm, D, eps, h.data() + i * D);
-  }
-  std::vector<float> all(rows.size() * c.vocab_size);
-  kernels::LinearBf16InF32(pool, mw.head, h.data(), num_rows, all.data(), &kernel_ws);
-  size_t next = 0;
+  HcHead(pool, mp, mw.hc_head, xh, num_rows, h, &mhc_ws);
+  for (int64_t i = 0; i < num_rows; ++i) models::RmsNorm(h + i * D, mw.norm, D, eps, h + i * D);
+  float* all = GrowTo(ws->logits, num_rows * c.vocab_size);
+  kernels::LinearBf16InF32(pool, mw.head, h, num_rows, all, &kernel_ws);
+  // Into the callers' vectors: assign reuses their capacity (a caller that keeps its logits
+  // vectors across steps allocates nothing here).
+  int64_t next = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const BatchItem& item = batch[i];
     if (item.logits == nullptr) continue;
     item.logits->clear();
     if (item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
     const int64_t count = item.mode == LogitsMode::kLast ? 1 : seqs[i].n;
-    item.logits->assign(all.begin() + next * c.vocab_size,
-                        all.begin() + (next + count) * c.vocab_size);
-    next += static_cast<size_t>(count);
+    item.logits->assign(all + next * c.vocab_size, all + (next + count) * c.vocab_size);
+    next += count;
   }
   return Status::Ok();
 }

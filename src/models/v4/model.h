@@ -17,6 +17,7 @@
 #include "kernels/cpu/workspace.h"
 #include "models/v4/attention.h"
 #include "models/v4/mhc.h"
+#include "models/v4/moe.h"
 #include "models/v4/rope.h"
 #include "models/v4/weights.h"
 
@@ -24,14 +25,26 @@ namespace dsv4::v4 {
 
 using models::LogitsMode;
 
-// The scratch of one forward call: grown by the first layer that needs it and reused by every
-// layer and token. A caller that keeps one across calls (the runner, for the engine's steps)
-// makes a warm decode step allocate no scratch. Not thread-safe: one per concurrent call.
+// The scratch of one forward call: grown by the first call or layer that needs it and reused
+// by every layer and token. A caller that keeps one across calls (the runner, for the
+// engine's steps) makes a warm decode step allocate nothing: buffers only grow, to the
+// largest step seen, and are never zero-filled again. Not thread-safe: one per concurrent
+// call. Its contents never change a result.
 struct ForwardWorkspace {
   MhcWorkspace mhc;
   MhcMixes mix;
   AttentionWorkspace attention;
+  MoeScratch moe;
   kernels::Workspace kernels;  // the MoE's and the head's
+  // The step's batch and residual streams.
+  std::vector<SeqSlice> seqs;  // [batch]
+  std::vector<int32_t> tokens; // [n]: every row's token
+  std::vector<BF16> x;         // BF16 [n, hc, D]: residual streams
+  std::vector<BF16> u, f;      // BF16 [n, D]: a sublayer's input and output
+  // The head, over the rows whose logits are wanted.
+  std::vector<int64_t> rows;   // [rows]: their rows in the batch
+  std::vector<BF16> xh, h;     // BF16 [rows, hc, D], [rows, D]
+  std::vector<float> logits;   // FP32 [rows, vocab]
 };
 
 class Model {

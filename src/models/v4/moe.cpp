@@ -7,6 +7,7 @@
 
 #include "kernels/cpu/linear.h"
 #include "models/common/expert_groups.h"
+#include "core/grow.h"
 
 namespace dsv4::v4 {
 namespace {
@@ -18,12 +19,13 @@ float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 // b = clamp(w3 x, -limit, limit), a = min(w1 x, limit), h = weight · SiLU(a) · b, y = w2 h.
 // Returns BF16 [rows, D] in y. `weights` (per row) multiplies h before w2.
 void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
-            const float* weights, float limit, BF16* y, kernels::Workspace* ws) {
+            const float* weights, float limit, BF16* y, MoeScratch* s, kernels::Workspace* ws) {
   const int64_t I = e.w1.out;
-  std::vector<BF16> a(static_cast<size_t>(rows * I)), b(static_cast<size_t>(rows * I));
-  kernels::Linear(pool, e.w1, x, rows, a.data(), ws);
-  kernels::Linear(pool, e.w3, x, rows, b.data(), ws);
-  std::vector<BF16> h(static_cast<size_t>(rows * I));
+  BF16* a = GrowTo(s->a, rows * I);
+  BF16* b = GrowTo(s->b, rows * I);
+  BF16* h = GrowTo(s->h, rows * I);
+  kernels::Linear(pool, e.w1, x, rows, a, ws);
+  kernels::Linear(pool, e.w3, x, rows, b, ws);
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t i = 0; i < I; ++i) {
       const float av = std::min(Bf16ToF32(a[r * I + i]), limit);
@@ -32,7 +34,7 @@ void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t row
       h[r * I + i] = F32ToBf16(weights[r] * (silu * bv));
     }
   }
-  kernels::Linear(pool, e.w2, h.data(), rows, y, ws);
+  kernels::Linear(pool, e.w2, h, rows, y, ws);
 }
 
 }  // namespace
@@ -74,45 +76,42 @@ Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const 
 }
 
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
-                const int32_t* tokens, const BF16* x, int64_t n, BF16* out,
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out, MoeScratch* s,
                 kernels::Workspace* ws) {
   const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
-  std::vector<float> logits(static_cast<size_t>(n * E));
-  kernels::LinearBf16InF32(pool, w.gate, x, n, logits.data(), ws);
-  // Route every row, then group the rows by expert (models/common/expert_groups.h). Flat
-  // arrays sized once per call: no allocation per token.
-  std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
-  std::vector<float> weight_of(static_cast<size_t>(n * k));    // [n, k]
-  Route r;
-  RouteScratch scratch;
+  float* logits = GrowTo(s->logits, n * E);
+  kernels::LinearBf16InF32(pool, w.gate, x, n, logits, ws);
+  // Route every row, then group the rows by expert (models/common/expert_groups.h).
+  s->expert_of.resize(static_cast<size_t>(n * k));  // [n, k]
+  s->weight_of.resize(static_cast<size_t>(n * k));  // [n, k]
   for (int64_t t = 0; t < n; ++t) {
-    RouteToken(c, w, logits.data() + t * E, tokens[t], &r, &scratch);
-    std::copy(r.experts.begin(), r.experts.end(), expert_of.begin() + t * k);
-    std::copy(r.weights.begin(), r.weights.end(), weight_of.begin() + t * k);
+    RouteToken(c, w, logits + t * E, tokens[t], &s->route, &s->route_scratch);
+    std::copy(s->route.experts.begin(), s->route.experts.end(), s->expert_of.begin() + t * k);
+    std::copy(s->route.weights.begin(), s->route.weights.end(), s->weight_of.begin() + t * k);
   }
-  models::ExpertGroups groups;
-  groups.Build(expert_of, weight_of, k, E);
+  models::ExpertGroups& groups = s->groups;
+  groups.Build(s->expert_of, s->weight_of, k, E);
   // FP32 sums per row, experts added in ascending id (a fixed per-token order), shared last.
-  std::vector<float> acc(static_cast<size_t>(n * D), 0.0f);
-  std::vector<BF16> xs, ys;
+  float* acc = GrowTo(s->acc, n * D);
+  std::fill_n(acc, n * D, 0.0f);
   const float limit = static_cast<float>(c.swiglu_limit);
   for (int64_t e = 0; e < E; ++e) {
     const int64_t* rows = groups.rows.data() + groups.start[e];
     const int64_t m = groups.size(e);
     if (m == 0) continue;
-    xs.resize(static_cast<size_t>(m * D));
-    ys.resize(static_cast<size_t>(m * D));
-    for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
-    Expert(pool, w.experts[e], xs.data(), m, groups.weights.data() + groups.start[e], limit,
-           ys.data(), ws);
+    BF16* xs = GrowTo(s->xs, m * D);
+    BF16* ys = GrowTo(s->ys, m * D);
+    for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs + i * D);
+    Expert(pool, w.experts[e], xs, m, groups.weights.data() + groups.start[e], limit, ys, s, ws);
     for (int64_t i = 0; i < m; ++i) {
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
     }
   }
   if (w.has_shared) {  // weight 1, clamped like the routed experts (§10.3 revision note)
-    std::vector<float> ones(static_cast<size_t>(n), 1.0f);
-    ys.resize(static_cast<size_t>(n * D));
-    Expert(pool, w.shared, x, n, ones.data(), limit, ys.data(), ws);
+    float* ones = GrowTo(s->ones, n);
+    std::fill_n(ones, n, 1.0f);
+    BF16* ys = GrowTo(s->ys, n * D);
+    Expert(pool, w.shared, x, n, ones, limit, ys, s, ws);
     for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
   }
   for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);

@@ -12,6 +12,7 @@
 #include "core/thread_pool.h"
 #include "checkpoint/config.h"
 #include "kernels/cpu/workspace.h"
+#include "models/common/expert_groups.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
@@ -36,9 +37,27 @@ void RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const f
 Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const float* logits,
                  int32_t token);
 
+// Grow-only scratch of MoeForward, kept by the caller across layers and steps (one per
+// forward; not shared between threads): once grown to a step's rows, a call allocates
+// nothing. Its contents never change a result.
+struct MoeScratch {
+  std::vector<float> logits;        // FP32 [n, E]: router logits
+  std::vector<int32_t> expert_of;   // [n, k]
+  std::vector<float> weight_of;     // FP32 [n, k]
+  Route route;
+  RouteScratch route_scratch;
+  models::ExpertGroups groups;
+  std::vector<float> acc;           // FP32 [n, D]: the combine
+  std::vector<BF16> xs, ys;         // BF16 [m, D]: one expert's gathered rows and outputs
+  std::vector<BF16> a, b, h;        // BF16 [m, I]: w1 x, w3 x, the gated product
+  std::vector<float> ones;          // FP32 [n]: the shared expert's weights
+};
+
 // x BF16 [n, D] (after HC_pre and ffn_norm) for tokens `tokens` [n]; out BF16 [n, D].
-// ws: the kernels' scratch.
+// Each routed expert runs once per call on all the rows routed to it (its weights are read
+// once per step). scratch: the MoE's buffers; ws: the kernels' scratch.
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
-                const int32_t* tokens, const BF16* x, int64_t n, BF16* out, kernels::Workspace* ws);
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out, MoeScratch* scratch,
+                kernels::Workspace* ws);
 
 }  // namespace dsv4::v4
