@@ -7,7 +7,7 @@
 
 #include "core/check.h"
 #include "kv/page_reservation.h"
-#include "kv/snapshot_file.h"
+#include "kv/snapshot_pages.h"
 
 namespace dsv4::kv {
 namespace {
@@ -172,12 +172,8 @@ bool V32PrefixSnapshot::ExportImage(SnapshotImage* image) const {
   for (size_t i = 0; i < layers.size(); ++i) {
     for (int which = 0; which < 2; ++which) {
       const Component c = kComponents[which];
-      const BlockPool& pool = manager->pool(c);
-      for (PageId id : which == 0 ? layers[i].records : layers[i].keys) {
-        const uint8_t* data = pool.data(id);
-        image->pages.push_back({static_cast<uint16_t>(c), static_cast<uint32_t>(i),
-                                std::vector<uint8_t>(data, data + pool.page_bytes())});
-      }
+      AppendPageImages(manager->pool(c), c, static_cast<uint32_t>(i),
+                       which == 0 ? layers[i].records : layers[i].keys, image);
     }
   }
   return true;
@@ -187,14 +183,10 @@ Status V32SequenceCache::RestoreImage(const SnapshotImage& image) {
   DSV4_CHECK(reserved_ == 0);
   const PageLayout& pl = manager_->layout();
   const int64_t n = static_cast<int64_t>(image.tokens.size());
-  auto bad = [&](const std::string& what) {
-    return Status::DataLoss("prefix snapshot image of " + std::to_string(n) +
-                            " tokens does not fit this model: " + what);
-  };
-  if (!manager_->backing()) return Status::Unimplemented("KV pages without memory");
-  if (n <= 0 || n % 128 != 0) return bad("its length is not a positive multiple of 128");
+  DSV4_RETURN_IF_ERROR(CheckImageLength(image, manager_->backing()));
   if (!image.state.empty()) {
-    return bad("state of " + std::to_string(image.state.size()) + " bytes, expected none");
+    return ImageMismatch(image, "state of " + std::to_string(image.state.size()) +
+                                    " bytes, expected none");
   }
   // ExportImage's order: per layer, the record pages, then the key pages.
   int64_t bytes = 0;
@@ -203,21 +195,12 @@ Status V32SequenceCache::RestoreImage(const SnapshotImage& image) {
     for (Component c : kComponents) {
       const int64_t page_bytes = pl.Find(c)->page_bytes();
       for (int64_t k = 0; k < pl.PagesAt(c, n); ++k, ++next) {
-        if (next >= image.pages.size()) return bad("it has too few pages");
-        const SnapshotImage::Page& p = image.pages[next];
-        if (p.layer != i || p.component != static_cast<uint16_t>(c) ||
-            static_cast<int64_t>(p.bytes.size()) != page_bytes) {
-          return bad("page " + std::to_string(next) + " is (layer " + std::to_string(p.layer) +
-                     ", component " + std::to_string(p.component) + ", " +
-                     std::to_string(p.bytes.size()) + " bytes), expected (layer " +
-                     std::to_string(i) + ", " + std::string(ComponentName(c)) + ", " +
-                     std::to_string(page_bytes) + " bytes)");
-        }
+        DSV4_RETURN_IF_ERROR(CheckImagePage(image, next, i, c, page_bytes));
         bytes += page_bytes;
       }
     }
   }
-  if (next != image.pages.size()) return bad("it has too many pages");
+  if (next != image.pages.size()) return ImageMismatch(image, "it has too many pages");
   if (bytes > manager_->available_bytes()) {
     return Status::ResourceExhausted("no KV memory to restore a cached prefix from disk");
   }

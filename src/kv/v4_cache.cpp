@@ -7,6 +7,7 @@
 
 #include "core/check.h"
 #include "kv/page_reservation.h"
+#include "kv/snapshot_pages.h"
 
 namespace dsv4::kv {
 
@@ -289,12 +290,9 @@ bool V4PrefixSnapshot::ExportImage(SnapshotImage* image) const {
     std::memcpy(image->state.data() + i * sizeof counts, counts, sizeof counts);
     for (int c = 0; c < kNumComponents; ++c) {
       if (layers[i].pages[c].empty()) continue;
-      const BlockPool& pool = manager->pool(static_cast<Component>(c));
-      for (PageId id : layers[i].pages[c]) {
-        const uint8_t* data = pool.data(id);
-        image->pages.push_back({static_cast<uint16_t>(c), static_cast<uint32_t>(i),
-                                std::vector<uint8_t>(data, data + pool.page_bytes())});
-      }
+      const auto component = static_cast<Component>(c);
+      AppendPageImages(manager->pool(component), component, static_cast<uint32_t>(i),
+                       layers[i].pages[c], image);
     }
   }
   return true;
@@ -304,12 +302,8 @@ Status V4SequenceCache::RestoreImage(const SnapshotImage& image) {
   DSV4_CHECK(reserved_ == 0);
   const PageLayout& pl = manager_->layout();
   const int64_t n = static_cast<int64_t>(image.tokens.size());
-  auto bad = [&](const std::string& what) {
-    return Status::DataLoss("prefix snapshot image of " + std::to_string(n) +
-                            " tokens does not fit this model: " + what);
-  };
-  if (!manager_->backing()) return Status::Unimplemented("KV pages without memory");
-  if (n <= 0 || n % 128 != 0) return bad("its length is not a positive multiple of 128");
+  auto bad = [&](const std::string& what) { return ImageMismatch(image, what); };
+  DSV4_RETURN_IF_ERROR(CheckImageLength(image, manager_->backing()));
   if (image.state.size() != layers_.size() * 2 * sizeof(int64_t)) {
     return bad("state of " + std::to_string(image.state.size()) + " bytes, expected " +
                std::to_string(layers_.size() * 2 * sizeof(int64_t)));
@@ -350,16 +344,8 @@ Status V4SequenceCache::RestoreImage(const SnapshotImage& image) {
   size_t next = 0;
   for (const Part& part : parts) {
     for (int64_t k = 0; k < part.pages; ++k, ++next) {
-      if (next >= image.pages.size()) return bad("it has too few pages");
-      const SnapshotImage::Page& p = image.pages[next];
-      if (p.layer != part.layer || p.component != static_cast<uint16_t>(part.component) ||
-          static_cast<int64_t>(p.bytes.size()) != pl.Find(part.component)->page_bytes()) {
-        return bad("page " + std::to_string(next) + " is (layer " + std::to_string(p.layer) +
-                   ", component " + std::to_string(p.component) + ", " +
-                   std::to_string(p.bytes.size()) + " bytes), expected (layer " +
-                   std::to_string(part.layer) + ", " + std::string(ComponentName(part.component)) +
-                   ", " + std::to_string(pl.Find(part.component)->page_bytes()) + " bytes)");
-      }
+      DSV4_RETURN_IF_ERROR(CheckImagePage(image, next, part.layer, part.component,
+                                          pl.Find(part.component)->page_bytes()));
     }
   }
   if (next != image.pages.size()) return bad("it has too many pages");
