@@ -66,7 +66,8 @@ ModelFactory BuiltinWithContext(bool v32, int64_t context) {
 Result<std::pair<int32_t, double>> FirstToken(Engine& e, const std::vector<int32_t>& prompt) {
   GenerationRequest r;
   r.prompt = prompt;
-  r.stop = {.max_new_tokens = 1, .ignore_eos = true};
+  r.stop.max_new_tokens = 1;
+  r.stop.ignore_eos = true;
   DSV4_ASSIGN_OR_RETURN(std::shared_ptr<RequestStream> s, e.Submit(r));
   TokenEvent ev;
   std::pair<int32_t, double> out{-1, 0};

@@ -5,7 +5,9 @@
 #include <string>
 
 #include "commands.h"
+#include "core/process_memory.h"
 #include "model_arg.h"
+#include "prefill_flags.h"
 #include "npy.h"
 #include "token_list.h"
 #include "model_session.h"
@@ -18,7 +20,7 @@ struct LogitsOptions {
   std::string tokens;
   std::string out;
   int64_t decode_from = -1;  // prefill this many tokens, then decode the rest one at a time
-  int64_t chunk = 0;         // prefill chunk size (0: one shot)
+  int64_t chunk = kDefaultPrefillChunk;  // prefill chunk size (0: one shot)
   int threads = 0;
   checkpoint::LoadOptions load;
 };
@@ -54,9 +56,10 @@ Status Logits(const LogitsOptions& o) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   DSV4_RETURN_IF_ERROR(out->Finish());
   std::printf("wrote %s: float32 [%lld, %lld] (prefill %lld tokens in chunks of %lld, decode %lld) "
-              "in %.2f s\n", o.out.c_str(), static_cast<long long>(n), static_cast<long long>(vocab),
+              "in %.2f s, peak memory %.1f MiB resident\n", o.out.c_str(), static_cast<long long>(n), static_cast<long long>(vocab),
               static_cast<long long>(prefill), static_cast<long long>(std::min(chunk, prefill)),
-              static_cast<long long>(n - prefill), secs);
+              static_cast<long long>(n - prefill), secs,
+              static_cast<double>(PeakRssBytes()) / (1 << 20));
   return Status::Ok();
 }
 
@@ -71,7 +74,7 @@ void RegisterLogits(CLI::App& app, int* exit_code) {
   cmd->add_option("--decode-from", o->decode_from,
                   "Prefill the first P tokens, then feed the rest one at a time")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
+  AddPrefillChunkOption(*cmd, &o->chunk);
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {

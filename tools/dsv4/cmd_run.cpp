@@ -8,11 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "core/process_memory.h"
 #include "core/rng.h"
 #include "dsv4/engine.h"
 #include "checkpoint/config.h"
 #include "kv_cache_flags.h"
 #include "model_arg.h"
+#include "prefill_flags.h"
 #include "token_list.h"
 #include "tokenizer/tokenizer.h"
 
@@ -26,7 +28,7 @@ struct RunOptions {
   int64_t prompt_random = 0;  // a random prompt of this many tokens instead (benchmarking)
   uint64_t seed = 1;
   int64_t max_new = 16;
-  int64_t chunk = 0;
+  int64_t chunk = kDefaultPrefillChunk;  // 0: the whole prompt in one step
   bool ignore_eos = false;
   int threads = 0;
   KvCacheDiskFlags kv_cache;
@@ -50,8 +52,8 @@ std::string Quoted(const std::string& text) {
   return nlohmann::json(text).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-// The engine for one request at a time: prefill in --chunk pieces (else the whole prompt in
-// one step), no prefix snapshots (nothing to share within one run) unless --kv-cache-dir
+// The engine for one request at a time: prefill in --chunk pieces (0: the whole prompt in
+// one step, whose activations grow with the prompt), no prefix snapshots (nothing to share within one run) unless --kv-cache-dir
 // keeps them for the next run, and no KV budget beyond the machine's memory (pages are
 // allocated as the sequence grows), as a plain generation loop would run.
 Result<EngineOptions> RunEngineOptions(const RunOptions& o) {
@@ -142,6 +144,9 @@ Status Run(const RunOptions& o) {
               static_cast<long long>(decoded), 1e3 * decode_s / static_cast<double>(steps),
               decode_s > 0 ? static_cast<double>(steps) / decode_s : 0.0,
               static_cast<long long>(n + decoded), engine->num_threads());
+  std::printf("peak memory: %.1f MiB resident (prefill chunks of %s tokens)\n",
+              static_cast<double>(PeakRssBytes()) / (1 << 20),
+              o.chunk > 0 ? std::to_string(o.chunk).c_str() : "all");
   return Status::Ok();
 }
 
@@ -164,7 +169,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_option("-n,--max-new-tokens", o->max_new, "Tokens to generate")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  cmd->add_option("--chunk", o->chunk, "Prefill in chunks of N tokens")->check(CLI::PositiveNumber);
+  AddPrefillChunkOption(*cmd, &o->chunk);
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
