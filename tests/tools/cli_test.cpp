@@ -142,12 +142,17 @@ TEST(Cli, LogitsAreIdenticalForPrefillChunkedAndDecode) {
   ASSERT_EQ(b.exit_code, 0) << b.output;
   CmdResult c = Dsv4(base + (dir / "c.npy").string() + " --decode-from 0 --threads 1");
   ASSERT_EQ(c.exit_code, 0) << c.output;
+  CmdResult d = Dsv4(base + (dir / "d.npy").string() + " --chunk 0");  // one step
+  ASSERT_EQ(d.exit_code, 0) << d.output;
+  EXPECT_THAT(d.output, HasSubstr("in chunks of 70"));
+  EXPECT_THAT(a.output, HasSubstr("peak memory"));
   const std::string na = ReadFile(dir / "a.npy");
   ASSERT_EQ(na.size(), 128 + 70 * 512 * 4u);  // 128-byte header + data
   EXPECT_EQ(na.substr(1, 5), "NUMPY");
   EXPECT_THAT(na.substr(0, 128), HasSubstr("'shape': (70, 512)"));
   EXPECT_EQ(na, ReadFile(dir / "b.npy"));
   EXPECT_EQ(na, ReadFile(dir / "c.npy"));
+  EXPECT_EQ(na, ReadFile(dir / "d.npy"));
 }
 
 // The release layouts of one seed (spec §11.3, §11.4): each names its drafter in inspect and
