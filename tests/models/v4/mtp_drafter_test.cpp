@@ -82,6 +82,32 @@ std::vector<std::vector<int32_t>> Drive(const Drafter& d, DraftState& state, con
   return out;
 }
 
+// The drafter's module run by hand on a ring of its own.
+struct ByHand {
+  explicit ByHand(const Drafter& d)
+      : mtp(static_cast<const MtpDrafter&>(d).module()),
+        ring_config(mtp.RingConfig(0)),
+        ring(ring_config) {}
+  // Positions ring.num_tokens() .. from X rows `rows` and next tokens `next`.
+  void Run(std::span<const BF16> rows, std::span<const int32_t> next, LogitsMode mode) {
+    const v4::Mtp::BatchItem item{&ring, rows, next, mode, &logits, &x};
+    ASSERT_TRUE(mtp.ForwardBatch(pool, {&item, 1}).ok());
+  }
+  // Every position of `tokens` but the last, from the target's rows of one call.
+  void RunSequence(const CausalLm& lm, const std::vector<int32_t>& tokens, LogitsMode mode) {
+    Target target(lm);
+    const size_t n = tokens.size() - 1;
+    hidden = target.Feed(pool, {tokens.data(), n});
+    Run(hidden, {tokens.data() + 1, n}, mode);
+  }
+  ThreadPool pool{2};
+  const v4::Mtp& mtp;
+  checkpoint::ModelConfig ring_config;
+  kv::V4SequenceCache ring;
+  std::vector<BF16> hidden, x;  // the target's rows; the block's output streams
+  std::vector<float> logits;
+};
+
 int32_t ArgMaxRow(const std::vector<float>& logits, int64_t row, int64_t vocab) {
   const float* r = logits.data() + row * vocab;
   return static_cast<int32_t>(std::max_element(r, r + vocab) - r);
@@ -108,21 +134,12 @@ TEST(MtpDrafter, ProposeOverPromptThenDecodeEqualsTheFullForward) {
   std::vector<int64_t> committed;
   const auto drafts = Drive(*d, *state, *m->lm, tokens, 40, 1, &committed);
   // The module over every position at once.
-  ThreadPool pool(2);
-  Target target(*m->lm);
-  const int64_t n = static_cast<int64_t>(tokens.size()) - 1;
-  const std::vector<BF16> hidden = target.Feed(pool, {tokens.data(), static_cast<size_t>(n)});
-  const auto& mtp = static_cast<const MtpDrafter&>(*d).module();
-  const checkpoint::ModelConfig ring_config = mtp.RingConfig(0);
-  kv::V4SequenceCache ring(ring_config);
-  std::vector<float> logits;
-  const v4::Mtp::BatchItem item{&ring, hidden, {tokens.data() + 1, static_cast<size_t>(n)},
-                                LogitsMode::kAll, &logits};
-  ASSERT_TRUE(mtp.ForwardBatch(pool, {&item, 1}).ok());
+  ByHand all(*d);
+  all.RunSequence(*m->lm, tokens, LogitsMode::kAll);
   ASSERT_EQ(drafts.size(), committed.size());
   for (size_t i = 0; i < drafts.size(); ++i) {
     ASSERT_EQ(drafts[i].size(), 1u) << i;
-    EXPECT_EQ(drafts[i][0], ArgMaxRow(logits, committed[i] - 1, 512)) << "step " << i;
+    EXPECT_EQ(drafts[i][0], ArgMaxRow(all.logits, committed[i] - 1, 512)) << "step " << i;
   }
 }
 
@@ -148,24 +165,13 @@ TEST(MtpDrafter, ChainedDraftsMatchTheChainAndLeaveNoTrace) {
 
   // The last step's chain by hand: X and token t+1 at the last committed position, then the
   // block's own streams and the previous draft at the positions after it.
-  ThreadPool pool(2);
-  Target target(*m->lm);
-  const int64_t n = static_cast<int64_t>(tokens.size()) - 1;
-  const std::vector<BF16> hidden = target.Feed(pool, {tokens.data(), static_cast<size_t>(n)});
-  const auto& mtp = static_cast<const MtpDrafter&>(*d3).module();
-  const checkpoint::ModelConfig ring_config = mtp.RingConfig(0);
-  kv::V4SequenceCache ring(ring_config);
-  std::vector<float> logits;
-  std::vector<BF16> x;
-  const v4::Mtp::BatchItem all{&ring, hidden, {tokens.data() + 1, static_cast<size_t>(n)},
-                               LogitsMode::kLast, &logits, &x};
-  ASSERT_TRUE(mtp.ForwardBatch(pool, {&all, 1}).ok());
-  std::vector<int32_t> chain{ArgMaxRow(logits, 0, 512)};
+  ByHand h(*d3);
+  h.RunSequence(*m->lm, tokens, LogitsMode::kLast);
+  std::vector<int32_t> chain{ArgMaxRow(h.logits, 0, 512)};
   for (int i = 1; i < 3; ++i) {
-    const std::vector<BF16> in = x;
-    const v4::Mtp::BatchItem next{&ring, in, {&chain.back(), 1}, LogitsMode::kLast, &logits, &x};
-    ASSERT_TRUE(mtp.ForwardBatch(pool, {&next, 1}).ok());
-    chain.push_back(ArgMaxRow(logits, 0, 512));
+    const std::vector<BF16> in = h.x;
+    h.Run(in, {&chain.back(), 1}, LogitsMode::kLast);
+    chain.push_back(ArgMaxRow(h.logits, 0, 512));
   }
   EXPECT_EQ(three.back(), chain);
 }
