@@ -40,8 +40,8 @@
 namespace dsv4::v4::reference {
 
 // Logits after every position: FP32 [tokens.size(), vocab_size] row-major; row t depends on
-// tokens[0..t] only. Single-threaded, plain loops. MTP is not run. An empty sequence gives an
-// empty vector.
+// tokens[0..t] only. Single-threaded, plain loops. MTP is not run (mtp.h runs it from the
+// last layer's trace streams). An empty sequence gives an empty vector.
 // Errors: InvalidArgument naming the position and id of a token outside [0, vocab_size);
 // Unimplemented / InvalidArgument for a config this reference cannot run (not V4, a scoring
 // function other than sqrtsoftplus, dimensions the block quantisation cannot tile); NotFound /
