@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "kv/kv_manager.h"
@@ -19,6 +20,10 @@
 #include "checkpoint/load_options.h"
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
+
+namespace dsv4::v4 {
+class Model;
+}
 
 namespace dsv4::runner {
 
@@ -42,6 +47,9 @@ class CausalLm {
   virtual bool writes_kv() const { return true; }
   // Whether sequences support TakeSnapshot/RestoreSnapshot (prefix caching).
   virtual bool snapshots_prefixes() const { return false; }
+  // The DeepSeek-V4 forward behind this face, or null for other architectures and stand-ins:
+  // V4's drafters (runner/mtp_drafter.h) share its embedding and head.
+  virtual const v4::Model* v4_model() const { return nullptr; }
   // Feeds `tokens` at positions state.num_tokens().. (any chunk size; bit-identical logits
   // for any chunking). `state` must come from this model's NewSequence. InvalidArgument for
   // a token outside the vocabulary, OutOfRange past max_position_embeddings; the state is
@@ -55,7 +63,12 @@ class CausalLm {
     std::span<const int32_t> tokens;
     LogitsMode mode = LogitsMode::kLast;
     std::vector<float>* logits = nullptr;
+    // When set, receives the final residual streams before HC_head of every fed token:
+    // BF16 [n, hidden_width()] (what MTP's §11.3 X_t is), for drafters that need them.
+    std::vector<BF16>* hidden = nullptr;
   };
+  // Width of BatchItem::hidden rows: hc_mult * hidden_size; 0 when unsupported.
+  virtual int64_t hidden_width() const { return 0; }
   // Several sequences in one step; each token's logits are bit-identical to running its
   // sequence alone. The default runs them one by one; models that batch override it (every
   // weight then read once per step). On error no sequence has advanced.
