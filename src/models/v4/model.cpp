@@ -9,6 +9,7 @@
 #include "models/v4/attention.h"
 #include "models/v4/mhc.h"
 #include "models/v4/moe.h"
+#include "models/v4/moe_parallel.h"
 
 namespace dsv4::v4 {
 
@@ -18,6 +19,11 @@ Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
   DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
   std::unique_ptr<Model> m(new Model());
   m->config_ = c;
+  if (options.expert_parallel && options.expert_parallel->comm() == nullptr) {
+    return Status::InvalidArgument(source.label() + ": expert parallelism without a "
+                                   "communicator can load weights but not run them");
+  }
+  m->ep_ = options.expert_parallel;
   DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source, options));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) m->rope_.push_back(RopeTable::ForLayer(c, i));
   return m;
@@ -28,6 +34,49 @@ Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
                       std::vector<float>* logits, ForwardWorkspace* ws) const {
   const BatchItem item{&cache, tokens, mode, logits};
   return ForwardBatch(pool, {&item, 1}, ws);
+}
+
+void Model::RunLayers(ThreadPool& pool, int64_t n, ForwardWorkspace* ws) const {
+  const checkpoint::ModelConfig& c = config_;
+  const int64_t D = c.hidden_size, hc = c.hc_mult;
+  const MhcParams mp{hc, D, c.hc_sinkhorn_iters, static_cast<float>(c.hc_eps),
+                     static_cast<float>(c.rms_norm_eps)};
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  BF16* x = GrowTo(ws->x, n * hc * D);
+  BF16* u = GrowTo(ws->u, n * D);
+  BF16* f = GrowTo(ws->f, n * D);
+  const int32_t* tokens = ws->tokens.data();
+  MhcWorkspace& mhc_ws = ws->mhc;
+  MhcMixes& mix = ws->mix;
+  AttentionWorkspace& attn_ws = ws->attention;
+  kernels::Workspace& kernel_ws = ws->kernels;
+  for (const LayerWeights& lw : weights_->layers) {
+    HcPre(pool, mp, lw.hc_attn, x, n, u, &mix, &mhc_ws);
+    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.attn_norm, D, eps, u + t * D);
+    AttentionForward(pool, c, lw, rope_[lw.layer], ws->seqs, u, n, f, &attn_ws);
+    HcPost(pool, mp, mix, f, n, x);
+    HcPre(pool, mp, lw.hc_ffn, x, n, u, &mix, &mhc_ws);
+    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.ffn_norm, D, eps, u + t * D);
+    if (ep_) {
+      MoeForwardParallel(pool, c, lw, *ep_, tokens, u, n, f, &ws->moe, &kernel_ws);
+    } else {
+      MoeForward(pool, c, lw, tokens, u, n, f, &ws->moe, &kernel_ws);
+    }
+    HcPost(pool, mp, mix, f, n, x);
+  }
+}
+
+Status Model::FollowSteps(ThreadPool& pool, ForwardWorkspace* ws) const {
+  if (!ep_) {
+    return Status::FailedPrecondition("FollowSteps: the model was not loaded with expert "
+                                      "parallelism");
+  }
+  ForwardWorkspace fresh;
+  if (ws == nullptr) ws = &fresh;
+  ws->seqs.clear();
+  ws->tokens.clear();
+  while (ep_->AwaitStep()) RunLayers(pool, 0, ws);
+  return Status::Ok();
 }
 
 Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
@@ -62,26 +111,14 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
       std::memcpy(x + (t * hc + j) * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
     }
   }
+  if (ep_) ep_->BeginStep();  // past every check: the other ranks now run this step too
+  RunLayers(pool, n, ws);
+  for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
   const MhcParams mp{hc, D, c.hc_sinkhorn_iters, static_cast<float>(c.hc_eps),
                      static_cast<float>(c.rms_norm_eps)};
   const float eps = static_cast<float>(c.rms_norm_eps);
-  BF16* u = GrowTo(ws->u, n * D);
-  BF16* f = GrowTo(ws->f, n * D);
   MhcWorkspace& mhc_ws = ws->mhc;
-  MhcMixes& mix = ws->mix;
-  AttentionWorkspace& attn_ws = ws->attention;
   kernels::Workspace& kernel_ws = ws->kernels;
-  for (const LayerWeights& lw : mw.layers) {
-    HcPre(pool, mp, lw.hc_attn, x, n, u, &mix, &mhc_ws);
-    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.attn_norm, D, eps, u + t * D);
-    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u, n, f, &attn_ws);
-    HcPost(pool, mp, mix, f, n, x);
-    HcPre(pool, mp, lw.hc_ffn, x, n, u, &mix, &mhc_ws);
-    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.ffn_norm, D, eps, u + t * D);
-    MoeForward(pool, c, lw, tokens.data(), u, n, f, &ws->moe, &kernel_ws);
-    HcPost(pool, mp, mix, f, n, x);
-  }
-  for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
 
   // Final collapse, norm and FP32 head for the rows whose logits are wanted, in one GEMM
   // (every head tile is read once for all of them).
