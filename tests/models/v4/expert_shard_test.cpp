@@ -61,7 +61,9 @@ TEST(ExpertShard, EachRankReadsItsExpertsAndTheReplicatedRestOnly) {
       int64_t bytes = 0;
       for (const std::string& name : src.got()) {
         const std::optional<int64_t> e = checkpoint::RoutedExpertOf(name);
-        if (e) EXPECT_EQ(map.owner(*e), r) << name << " belongs to another rank";
+        if (e) {
+          EXPECT_EQ(map.owner(*e), r) << name << " belongs to another rank";
+        }
         bytes += static_cast<int64_t>(ck.weights->Get(name).value().bytes.size());
         union_of_ranks.insert(name);
       }
