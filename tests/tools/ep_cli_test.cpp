@@ -134,6 +134,15 @@ TEST(ExpertParallelCli, FlagErrors) {
                                   " --out " + (dir / "x.npy").string());
   EXPECT_NE(bad_map.exit_code, 0);
   EXPECT_THAT(bad_map.output, HasSubstr("bad_map.txt line 2: expert 3 already held by rank 0"));
+  // Ranks given different maps (as two hosts with different files would be) refuse to start.
+  std::ofstream(dir / "a.txt") << "0: 0-3\n1: 4-7\n";
+  std::ofstream(dir / "b.txt") << "0: 0-2\n1: 3-7\n";
+  const std::string rest = " --tokens " + tokens.string() + " --out " + (dir / "x.npy").string();
+  const CmdResult differ = Shell(Mpirun(1) + " logits --ep 2 --expert-map " + (dir / "a.txt").string() +
+                                 rest + " : -np 1 " + DSV4_BIN + " logits --ep 2 --expert-map " +
+                                 (dir / "b.txt").string() + rest);
+  EXPECT_NE(differ.exit_code, 0);
+  EXPECT_THAT(differ.output, HasSubstr("rank 1 has a different model or expert map than rank 0"));
 }
 
 TEST(ExpertParallelCli, InspectShowsEachRanksShareBesideThePlan) {

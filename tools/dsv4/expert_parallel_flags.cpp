@@ -3,11 +3,31 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <vector>
 
 #include "table.h"
 #include "checkpoint/expert_shard.h"
 
 namespace dsv4::cli {
+
+namespace {
+
+// FNV-1a over what all ranks must agree on: the model's dimensions and the expert map.
+uint64_t Agreement(const checkpoint::ModelConfig& c, const dist::ExpertMap& map) {
+  uint64_t h = 1469598103934665603ull;
+  auto mix = [&h](int64_t v) {
+    for (int i = 0; i < 8; ++i) h = (h ^ static_cast<uint64_t>((v >> (8 * i)) & 0xff)) * 1099511628211ull;
+  };
+  for (int64_t v : {static_cast<int64_t>(c.arch), c.hidden_size, c.num_hidden_layers,
+                    c.vocab_size, c.n_routed_experts, c.num_experts_per_tok,
+                    c.moe_intermediate_size}) {
+    mix(v);
+  }
+  for (int32_t o : map.owners()) mix(o);
+  return h;
+}
+
+}  // namespace
 
 void AddEpFlags(CLI::App& cmd, EpFlags* flags) {
   cmd.add_option("--ep", flags->ep,
@@ -60,6 +80,18 @@ Result<std::unique_ptr<EpSession>> EpSession::Start(const EpFlags& flags,
                                     : dist::ExpertMap::ReadFile(flags.expert_map, E, flags.ep);
   if (!map.ok()) return map.status();
   const int rank = comm->rank();
+  // Every rank must run the same model dimensions with the same expert map (each host reads
+  // its own copy of the checkpoint and of --expert-map): compared once here, so that a
+  // mismatch is an error naming the rank rather than rows sent to the wrong place.
+  std::vector<int64_t> all(static_cast<size_t>(flags.ep));
+  comm->AllGather(static_cast<int64_t>(Agreement(ck.config, *map)), all);
+  for (int q = 0; q < flags.ep; ++q) {
+    if (all[static_cast<size_t>(q)] != all[0]) {
+      return Status::InvalidArgument(
+          "rank " + std::to_string(q) + " has a different model or expert map than rank 0 (" +
+          ck.name + " here): every rank needs the same checkpoint and --expert-map");
+    }
+  }
   s->ep_ = std::make_shared<dist::ExpertParallel>(std::move(*map), rank, std::move(comm));
   load->expert_parallel = s->ep_;
   const checkpoint::ShardBytes bytes = checkpoint::CountShardBytes(
