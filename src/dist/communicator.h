@@ -1,6 +1,6 @@
 // The process group that expert parallelism runs over (one process per rank, ranks 0..size-1):
 // the collectives the MoE exchange (dist/expert_exchange.h) and the lockstep step protocol
-// (dist/expert_parallel.h) need, and nothing else. MpiCommunicator (dist/mpi_communicator.h)
+// (dist/expert_parallel.h) need, and nothing else. MpiCommunicator (dist/mpi/mpi_communicator.h)
 // implements it over MPI.
 //
 // Every call is collective: all ranks make the same calls in the same order. A failed or

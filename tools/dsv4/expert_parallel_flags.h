@@ -14,7 +14,7 @@
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/load_options.h"
 #include "dist/expert_parallel.h"
-#include "dist/mpi_communicator.h"
+#include "dist/mpi/mpi_communicator.h"
 #include "runner/causal_lm.h"
 
 namespace dsv4::cli {

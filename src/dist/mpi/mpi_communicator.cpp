@@ -1,4 +1,4 @@
-#include "dist/mpi_communicator.h"
+#include "dist/mpi/mpi_communicator.h"
 
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
