@@ -2,6 +2,10 @@
 // LoadWeights, runner::CreateCausalLm and the functions that open a model folder).
 #pragma once
 
+#include <memory>
+
+#include "dist/expert_parallel.h"
+
 namespace dsv4::checkpoint {
 
 struct LoadOptions {
@@ -12,6 +16,13 @@ struct LoadOptions {
   // a mapped checkpoint also reads them from disk (packed FP4 expert codes are never read:
   // they cannot be non-finite); `dsv4 ... --no-weight-check` turns it off.
   bool check_finite = true;
+  // Expert parallelism (dist/expert_parallel.h); null: one process holding every expert.
+  // When set, the routed experts of other ranks are never read (not mapped in, scanned,
+  // promoted or repacked) and the forward pass exchanges rows with the other ranks through
+  // its communicator. DeepSeek-V4 only.
+  std::shared_ptr<dist::ExpertParallel> expert_parallel;
+  // Whether routed expert `e` is loaded by this process.
+  bool LoadsExpert(int64_t e) const { return !expert_parallel || expert_parallel->holds(e); }
 };
 
 }  // namespace dsv4::checkpoint

@@ -64,6 +64,10 @@ class V4Lm final : public CausalLm {
     }
     return model_->ForwardBatch(pool, items, lock.owns_lock() ? &ws_ : nullptr);
   }
+  Status FollowExpertParallelSteps(ThreadPool& pool) const override {
+    std::lock_guard<std::mutex> lock(ws_mu_);
+    return model_->FollowSteps(pool, &ws_);
+  }
 
  private:
   std::unique_ptr<v4::Model> model_;
@@ -108,6 +112,10 @@ Status CausalLm::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch
     DSV4_RETURN_IF_ERROR(Forward(pool, *b.state, b.tokens, b.mode, b.logits));
   }
   return Status::Ok();
+}
+
+Status CausalLm::FollowExpertParallelSteps(ThreadPool& pool) const {
+  return Status::FailedPrecondition("this model was not loaded with expert parallelism (--ep)");
 }
 
 Result<std::unique_ptr<CausalLm>> CreateCausalLm(const checkpoint::ModelConfig& c,

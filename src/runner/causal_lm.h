@@ -73,6 +73,12 @@ class CausalLm {
   // sequence alone. The default runs them one by one; models that batch override it (every
   // weight then read once per step). On error no sequence has advanced.
   virtual Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
+
+  // Expert parallelism (LoadOptions::expert_parallel), a rank with no sequences of its own:
+  // joins every forward step the other ranks run, with zero rows, until one of them calls
+  // dist::ExpertParallel::Finish (v4::Model::FollowSteps). FailedPrecondition for a model
+  // not loaded with expert parallelism.
+  virtual Status FollowExpertParallelSteps(ThreadPool& pool) const;
 };
 
 // The model for `c.arch`. `source` must outlive it. Errors of the architecture's

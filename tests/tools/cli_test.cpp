@@ -12,33 +12,16 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "cli_runner.h"
+
 namespace {
 
 using ::testing::HasSubstr;
 namespace fs = std::filesystem;
 
-struct CmdResult {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-CmdResult Dsv4(const std::string& args) {
-  const std::string cmd = std::string(DSV4_BIN) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
-
-fs::path Fresh(const std::string& name) {
-  fs::path d = fs::path(DSV4_TEST_TMPDIR) / name;
-  fs::remove_all(d);
-  fs::create_directories(d.parent_path());
-  return d;
-}
+using dsv4::cli_test::CmdResult;
+using dsv4::cli_test::Dsv4;
+using dsv4::cli_test::Fresh;
 
 TEST(Cli, MakeTinyThenInspectBothArchitectures) {
   for (const char* arch : {"v4", "v3.2"}) {

@@ -10,7 +10,11 @@
 #include "kv/layout.h"
 #include "checkpoint/checkpoint_files.h"
 #include "checkpoint/checkpoint_layout.h"
+#include "checkpoint/expert_shard.h"
 #include "checkpoint/presets.h"
+#include "dist/expert_map.h"
+#include "plan/parallel.h"
+#include "plan/weights.h"
 #include "model_arg.h"
 #include "table.h"
 
@@ -26,6 +30,8 @@ struct InspectOptions {
   std::string dir;
   std::string preset;  // architecture only: no weights
   bool json = false;
+  int ep = 0;              // 0: no expert-parallel section
+  std::string expert_map;  // with ep: the map file (default contiguous ranges)
 };
 
 constexpr int64_t kContexts[] = {4096, 131072, 1048576};
@@ -148,6 +154,8 @@ nlohmann::json DrafterJson(const Checkpoint& ck) {
 }
 
 void StoredSection(const Checkpoint& ck, nlohmann::json& j, std::string& out);
+Status EpSection(const Checkpoint& ck, const InspectOptions& o, nlohmann::json& j,
+                 std::string& out);
 void ParamsSection(const Checkpoint& ck, nlohmann::json& j, std::string& out);
 void KvSection(const ModelConfig& c, nlohmann::json& j, std::string& out);
 
@@ -265,6 +273,54 @@ void KvSection(const ModelConfig& c, nlohmann::json& j, std::string& out) {
          "):\n" + tk.Render() + "growing KV bytes per token: " + buf + "\n";
 }
 
+// What each rank holds under `--ep N` (checkpoint bytes: the stored tensors of a folder, the
+// native formats' for a preset), beside the planner's weights per GPU for layout depN.
+Status EpSection(const Checkpoint& ck, const InspectOptions& o, nlohmann::json& j,
+                 std::string& out) {
+  const ModelConfig& c = ck.config;
+  const int64_t E = c.n_routed_experts;
+  Result<dist::ExpertMap> map = o.expert_map.empty()
+                                    ? dist::ExpertMap::Contiguous(E, o.ep)
+                                    : dist::ExpertMap::ReadFile(o.expert_map, E, o.ep);
+  if (!map.ok()) return map.status();
+  const bool drafter = ck.drafter != DraftFamily::kNone;
+  const checkpoint::ShardBytes bytes = checkpoint::CountShardBytes(
+      ck.weights ? checkpoint::StoredTensors(*ck.weights, drafter)
+                 : checkpoint::NativeTensors(c, drafter),
+      *map);
+  plan::ParallelLayout layout;
+  layout.dp = layout.ep = o.ep;
+  const plan::WeightsPerGpu planned = plan::ComputeWeightsPerGpu(
+      c, plan::CountParams(c), plan::NativeExpertDtype(c), layout, drafter);
+  Table t({"rank", "experts", "replicated", "experts bytes", "total", "vs plan"});
+  nlohmann::json ranks = nlohmann::json::array();
+  for (int r = 0; r < o.ep; ++r) {
+    const int64_t total = bytes.total(r);
+    char diff[32];
+    std::snprintf(diff, sizeof(diff), "%+.2f%%",
+                  100.0 * (static_cast<double>(total) - planned.total()) / planned.total());
+    t.Row({std::to_string(r), map->Describe(r), WithCommas(bytes.replicated),
+           WithCommas(bytes.experts[static_cast<size_t>(r)]), WithCommas(total), diff});
+    ranks.push_back({{"rank", r}, {"experts", map->count(r)}, {"bytes", total}});
+  }
+  j["expert_parallel"] = {{"ranks", o.ep},
+                          {"replicated_bytes", bytes.replicated},
+                          {"per_rank", ranks},
+                          {"plan_layout", layout.Name()},
+                          {"plan_bytes_per_gpu", planned.total()}};
+  char line[200];
+  std::snprintf(line, sizeof(line),
+                "plan --layout %s: %s bytes of weights per GPU (experts %s, replicated %s)%s\n",
+                layout.Name().c_str(), WithCommas(static_cast<int64_t>(planned.total())).c_str(),
+                WithCommas(static_cast<int64_t>(planned.routed_experts)).c_str(),
+                WithCommas(static_cast<int64_t>(planned.replicated())).c_str(),
+                drafter ? ", drafter included" : "");
+  out += "\nexpert parallelism over " + std::to_string(o.ep) + " ranks (" +
+         (ck.weights ? "stored tensors" : "native formats") + (drafter ? ", drafter included" : "") +
+         "):\n" + t.Render() + line;
+  return Status::Ok();
+}
+
 Result<Checkpoint> PresetArg(const std::string& name) {
   DSV4_ASSIGN_OR_RETURN(ModelConfig c, checkpoint::PresetConfig(name));
   Checkpoint ck;
@@ -285,6 +341,11 @@ void RegisterInspect(CLI::App& app, int* exit_code) {
                   "Describe a built-in architecture instead (v4-flash, v4-pro, v3.2, ...)")
       ->excludes(cmd->get_option("dir"));
   cmd->add_flag("--json", opts->json, "Print JSON instead of tables");
+  cmd->add_option("--ep", opts->ep,
+                  "Also show what each of N expert-parallel ranks holds (dsv4 ... --ep N), "
+                  "beside dsv4 plan --layout depN")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--expert-map", opts->expert_map, "With --ep: the expert map file");
   cmd->callback([opts, exit_code] {
     Result<Checkpoint> ck = opts->preset.empty() ? LoadModelArg(opts->dir) : PresetArg(opts->preset);
     if (!ck.ok()) {
@@ -293,6 +354,12 @@ void RegisterInspect(CLI::App& app, int* exit_code) {
     }
     std::string text;
     nlohmann::json j = Inspect(*ck, &text);
+    if (opts->ep > 0) {
+      if (Status s = EpSection(*ck, *opts, j, text); !s.ok()) {
+        *exit_code = ReportError(s);
+        return;
+      }
+    }
     std::fputs(opts->json ? (j.dump(2) + "\n").c_str() : text.c_str(), stdout);
   });
 }

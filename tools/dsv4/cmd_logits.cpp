@@ -5,6 +5,7 @@
 #include <string>
 
 #include "commands.h"
+#include "expert_parallel_flags.h"
 #include "core/process_memory.h"
 #include "model_arg.h"
 #include "prefill_flags.h"
@@ -23,9 +24,15 @@ struct LogitsOptions {
   int64_t chunk = kDefaultPrefillChunk;  // prefill chunk size (0: one shot)
   int threads = 0;
   checkpoint::LoadOptions load;
+  EpFlags ep;
 };
 
 Status Logits(const LogitsOptions& o) {
+  DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
+  checkpoint::LoadOptions load = o.load;
+  // Declared first: destroyed last, after the model (rank 0 then ends the others' steps).
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<EpSession> ep, EpSession::Start(o.ep, ck, false, &load));
+  if (!ep->leads()) return ep->Follow(ck, o.threads, load);
   DSV4_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, ReadTokenFile(o.tokens));
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t prefill = o.decode_from < 0 ? n : o.decode_from;
@@ -33,7 +40,7 @@ Status Logits(const LogitsOptions& o) {
     return Status::InvalidArgument("--decode-from " + std::to_string(prefill) + " is past the " +
                                    std::to_string(n) + " tokens of " + o.tokens);
   }
-  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(o.model, o.threads, o.load));
+  DSV4_ASSIGN_OR_RETURN(ModelSession s, OpenModelSession(std::move(ck), o.threads, load));
   const int64_t vocab = s.checkpoint.config.vocab_size;
   const int64_t context = s.checkpoint.config.max_position_embeddings;
   if (n > context) {
@@ -60,6 +67,7 @@ Status Logits(const LogitsOptions& o) {
               static_cast<long long>(prefill), static_cast<long long>(std::min(chunk, prefill)),
               static_cast<long long>(n - prefill), secs,
               static_cast<double>(PeakRssBytes()) / (1 << 20));
+  ep->PrintCounters();
   return Status::Ok();
 }
 
@@ -77,6 +85,7 @@ void RegisterLogits(CLI::App& app, int* exit_code) {
   AddPrefillChunkOption(*cmd, &o->chunk);
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   AddWeightCheckFlag(*cmd, &o->load);
+  AddEpFlags(*cmd, &o->ep);
   cmd->callback([o, exit_code] {
     Status s = Logits(*o);
     if (!s.ok()) *exit_code = ReportError(s);

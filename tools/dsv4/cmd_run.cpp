@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "expert_parallel_flags.h"
 #include "core/process_memory.h"
 #include "core/rng.h"
 #include "dsv4/engine.h"
@@ -33,6 +34,7 @@ struct RunOptions {
   int threads = 0;
   KvCacheDiskFlags kv_cache;
   checkpoint::LoadOptions load;
+  EpFlags ep;
 };
 
 // The model's tokenizer, or FailedPrecondition naming what is missing (text needs it; the
@@ -98,8 +100,15 @@ Status Run(const RunOptions& o) {
         "give a prompt: --prompt TEXT, --prompt-tokens IDS or --prompt-random N");
   }
   DSV4_ASSIGN_OR_RETURN(const EngineOptions eo, RunEngineOptions(o));
+  DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
+  checkpoint::LoadOptions load = o.load;
+  // Declared before the engine: destroyed after it (rank 0 then ends the others' steps).
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<EpSession> ep,
+                        EpSession::Start(o.ep, ck, ck.drafter != checkpoint::DraftFamily::kNone, &load));
+  if (!ep->leads()) return ep->Follow(ck, o.threads, load);
+  ck = {};  // the engine opens its own
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
-                        Engine::Create(ModelArgFactory(o.model, o.load), eo));
+                        Engine::Create(ModelArgFactory(o.model, load), eo));
   const checkpoint::ModelConfig& c = engine->config();
   std::vector<int32_t> prompt;
   const tokenizer::Tokenizer* tok = nullptr;
@@ -147,6 +156,8 @@ Status Run(const RunOptions& o) {
   std::printf("peak memory: %.1f MiB resident (prefill chunks of %s tokens)\n",
               static_cast<double>(PeakRssBytes()) / (1 << 20),
               o.chunk > 0 ? std::to_string(o.chunk).c_str() : "all");
+  engine.reset();  // its thread makes no more MPI calls past here
+  ep->PrintCounters();
   return Status::Ok();
 }
 
@@ -174,6 +185,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
   AddWeightCheckFlag(*cmd, &o->load);
+  AddEpFlags(*cmd, &o->ep);
   cmd->callback([o, exit_code] {
     Status s = Run(*o);
     if (!s.ok()) *exit_code = ReportError(s);

@@ -6,8 +6,14 @@ namespace dsv4::cli {
 
 Result<ModelSession> OpenModelSession(const std::string& dir, int threads,
                                       const checkpoint::LoadOptions& options) {
+  DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(dir));
+  return OpenModelSession(std::move(ck), threads, options);
+}
+
+Result<ModelSession> OpenModelSession(checkpoint::Checkpoint checkpoint, int threads,
+                                      const checkpoint::LoadOptions& options) {
   ModelSession s;
-  DSV4_ASSIGN_OR_RETURN(s.checkpoint, LoadModelArg(dir));
+  s.checkpoint = std::move(checkpoint);
   DSV4_ASSIGN_OR_RETURN(s.model, runner::CreateCausalLm(s.checkpoint.config,
                                                         *s.checkpoint.weights, options));
   s.pool = std::make_unique<ThreadPool>(threads);

@@ -21,5 +21,8 @@ struct ModelSession {
 // `dir` empty -> the built-in default model. `threads` 0 -> all cores.
 Result<ModelSession> OpenModelSession(const std::string& dir, int threads,
                                       const checkpoint::LoadOptions& options = {});
+// The same over a checkpoint already opened (LoadModelArg).
+Result<ModelSession> OpenModelSession(checkpoint::Checkpoint checkpoint, int threads,
+                                      const checkpoint::LoadOptions& options = {});
 
 }  // namespace dsv4::cli

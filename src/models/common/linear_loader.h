@@ -31,7 +31,7 @@ class LinearLoader {
   // refused with DataLoss when it holds a NaN or an infinity (checkpoint::TensorReader).
   LinearLoader(const checkpoint::TensorSource& source, checkpoint::WeightArena& arena,
                checkpoint::LoadOptions options = {})
-      : src_(source), arena_(arena), reader_(source, arena, options) {}
+      : src_(source), arena_(arena), reader_(source, arena, options), options_(options) {}
 
   // Plain tensors (norms, biases, tables): checkpoint::TensorReader's View and F32.
   template <typename T>
@@ -83,6 +83,7 @@ class LinearLoader {
 
   checkpoint::WeightArena& arena() { return arena_; }
   const checkpoint::TensorSource& source() const { return src_; }
+  const checkpoint::LoadOptions& options() const { return options_; }
 
  private:
   // The stored tensors of a kBf16 / kFp8E8M0 / kFp8F32 linear, no further condition.
@@ -97,6 +98,7 @@ class LinearLoader {
   const checkpoint::TensorSource& src_;
   checkpoint::WeightArena& arena_;
   checkpoint::TensorReader reader_;
+  checkpoint::LoadOptions options_;
 };
 
 }  // namespace dsv4::models

@@ -14,6 +14,10 @@ Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
                                              const checkpoint::TensorSource& source,
                                              const checkpoint::LoadOptions& options) {
   DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
+  if (options.expert_parallel) {
+    return Status::Unimplemented(source.label() + ": expert parallelism (--ep) runs "
+                                 "DeepSeek-V4 checkpoints only, this one is DeepSeek-V3.2");
+  }
   std::unique_ptr<Model> m(new Model());
   m->config_ = c;
   DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source, options));

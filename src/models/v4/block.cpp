@@ -5,6 +5,7 @@
 #include "core/grow.h"
 #include "kernels/cpu/linear.h"
 #include "models/common/norm.h"
+#include "models/v4/moe_parallel.h"
 
 namespace dsv4::v4 {
 
@@ -15,7 +16,7 @@ MhcParams MhcParamsOf(const checkpoint::ModelConfig& c) {
 
 void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                   const RopeTable& rope, std::span<const SeqSlice> seqs, const int32_t* tokens,
-                  BF16* x, int64_t n, ForwardWorkspace* ws) {
+                  BF16* x, int64_t n, ForwardWorkspace* ws, dist::ExpertParallel* ep) {
   const int64_t D = c.hidden_size;
   const MhcParams mp = MhcParamsOf(c);
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -27,7 +28,11 @@ void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const Laye
   HcPost(pool, mp, ws->mix, f, n, x);
   HcPre(pool, mp, w.hc_ffn, x, n, u, &ws->mix, &ws->mhc);
   for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, w.ffn_norm, D, eps, u + t * D);
-  MoeForward(pool, c, w, tokens, u, n, f, &ws->moe, &ws->kernels);
+  if (ep != nullptr) {
+    MoeForwardParallel(pool, c, w, *ep, tokens, u, n, f, &ws->moe, &ws->kernels);
+  } else {
+    MoeForward(pool, c, w, tokens, u, n, f, &ws->moe, &ws->kernels);
+  }
   HcPost(pool, mp, ws->mix, f, n, x);
 }
 

@@ -15,6 +15,7 @@
 #include "checkpoint/config.h"
 #include "kernels/cpu/workspace.h"
 #include "models/common/logits_mode.h"
+#include "dist/expert_parallel.h"
 #include "models/v4/attention.h"
 #include "models/v4/mhc.h"
 #include "models/v4/moe.h"
@@ -48,10 +49,12 @@ struct ForwardWorkspace {
 // One block over the n rows of `seqs` (in row order): x BF16 [n, hc, D], updated in place;
 // tokens [n]: each row's token (hash routing). The attention appends each row's KV to its
 // sequence's cache (layer `w.layer` of it) in position order. Scratch: every field of `ws`
-// but seqs, tokens, x, rows, xh, h and logits.
+// but seqs, tokens, x, rows, xh, h and logits. `ep`: expert parallelism (the MoE exchanges
+// rows with the ranks owning their experts; every rank runs the block in the same step, n = 0
+// included); null: this process holds every expert.
 void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                   const RopeTable& rope, std::span<const SeqSlice> seqs, const int32_t* tokens,
-                  BF16* x, int64_t n, ForwardWorkspace* ws);
+                  BF16* x, int64_t n, ForwardWorkspace* ws, dist::ExpertParallel* ep = nullptr);
 
 // The head over rows `rows` of x BF16 [n, hc, D]: h = RMSNorm(HC_head(X; hc_head); norm),
 // logits = h · headᵀ in FP32, in one GEMM (every head tile read once for all rows). Returns

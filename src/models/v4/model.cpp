@@ -13,6 +13,11 @@ Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
   DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
   std::unique_ptr<Model> m(new Model());
   m->config_ = c;
+  if (options.expert_parallel && options.expert_parallel->comm() == nullptr) {
+    return Status::InvalidArgument(source.label() + ": expert parallelism without a "
+                                   "communicator can load weights but not run them");
+  }
+  m->ep_ = options.expert_parallel;
   DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source, options));
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) m->rope_.push_back(RopeTable::ForLayer(c, i));
   return m;
@@ -23,6 +28,27 @@ Status Model::Forward(ThreadPool& pool, kv::V4SequenceCache& cache,
                       std::vector<float>* logits, ForwardWorkspace* ws) const {
   const BatchItem item{&cache, tokens, mode, logits};
   return ForwardBatch(pool, {&item, 1}, ws);
+}
+
+void Model::RunLayers(ThreadPool& pool, int64_t n, ForwardWorkspace* ws) const {
+  BF16* x = GrowTo(ws->x, n * config_.hc_mult * config_.hidden_size);
+  for (const LayerWeights& lw : weights_->layers) {
+    BlockForward(pool, config_, lw, rope_[lw.layer], ws->seqs, ws->tokens.data(), x, n, ws,
+                 ep_.get());
+  }
+}
+
+Status Model::FollowSteps(ThreadPool& pool, ForwardWorkspace* ws) const {
+  if (!ep_) {
+    return Status::FailedPrecondition("FollowSteps: the model was not loaded with expert "
+                                      "parallelism");
+  }
+  ForwardWorkspace fresh;
+  if (ws == nullptr) ws = &fresh;
+  ws->seqs.clear();
+  ws->tokens.clear();
+  while (ep_->AwaitStep()) RunLayers(pool, 0, ws);
+  return Status::Ok();
 }
 
 Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
@@ -58,9 +84,8 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
       std::memcpy(x + (t * hc + j) * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
     }
   }
-  for (const LayerWeights& lw : mw.layers) {
-    BlockForward(pool, c, lw, rope_[lw.layer], seqs, tokens.data(), x, n, ws);
-  }
+  if (ep_) ep_->BeginStep();  // past every check: the other ranks now run this step too
+  RunLayers(pool, n, ws);
   for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
   for (size_t i = 0; i < batch.size(); ++i) {
     std::vector<BF16>* hidden = batch[i].hidden;

@@ -1,6 +1,8 @@
 // The DeepSeek-V4 forward pass (spec §2): embedding, per layer HC_pre -> norm -> attention ->
 // HC_post and HC_pre -> norm -> MoE -> HC_post, then HC_head, final norm and the FP32 head.
-// Immutable after Create; Forward may run for different caches from different threads.
+// Immutable after Create; Forward may run for different caches from different threads, except
+// under expert parallelism (LoadOptions::expert_parallel), where every step is a collective of
+// all ranks: one forward at a time per process.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +19,7 @@
 #include "kernels/cpu/workspace.h"
 #include "models/v4/block.h"
 #include "models/v4/rope.h"
+#include "dist/expert_parallel.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
@@ -56,6 +59,11 @@ class Model {
   Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
                       ForwardWorkspace* ws = nullptr) const;
 
+  // Expert parallelism, a rank with no sequences: joins every step the other ranks run with
+  // zero rows (computing its experts for their rows) until one of them calls
+  // dist::ExpertParallel::Finish. FailedPrecondition when not loaded with expert parallelism.
+  Status FollowSteps(ThreadPool& pool, ForwardWorkspace* ws = nullptr) const;
+
   // ForwardBatch of one sequence.
   Status Forward(ThreadPool& pool, kv::V4SequenceCache& cache, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits,
@@ -63,7 +71,11 @@ class Model {
 
  private:
   Model() = default;
+  // The layer stack over ws->x for the ws->seqs of a step (n rows, 0 when joining a step).
+  void RunLayers(ThreadPool& pool, int64_t n, ForwardWorkspace* ws) const;
+
   checkpoint::ModelConfig config_;
+  std::shared_ptr<dist::ExpertParallel> ep_;  // null: one process holding every expert
   std::unique_ptr<ModelWeights> weights_;
   std::vector<RopeTable> rope_;  // per layer
 };

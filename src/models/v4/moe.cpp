@@ -15,9 +15,8 @@ namespace {
 // PyTorch softplus (beta 1, threshold 20).
 float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 
-// Clamped SwiGLU expert on rows `rows` of x (spec §10.2; the shared expert too, §10.3):
-// b = clamp(w3 x, -limit, limit), a = min(w1 x, limit), h = weight · SiLU(a) · b, y = w2 h.
-// Returns BF16 [rows, D] in y. `weights` (per row) multiplies h before w2.
+}  // namespace
+
 void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
             const float* weights, float limit, BF16* y, MoeScratch* s, kernels::Workspace* ws) {
   const int64_t I = e.w1.out;
@@ -36,8 +35,6 @@ void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t row
   }
   kernels::Linear(pool, e.w2, h, rows, y, ws);
 }
-
-}  // namespace
 
 void RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const float* logits,
                 int32_t token, Route* r, RouteScratch* scratch) {
@@ -75,13 +72,12 @@ Route RouteToken(const checkpoint::ModelConfig& c, const LayerWeights& w, const 
   return r;
 }
 
-void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
-                const int32_t* tokens, const BF16* x, int64_t n, BF16* out, MoeScratch* s,
-                kernels::Workspace* ws) {
-  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+void RouteRows(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+               const int32_t* tokens, const BF16* x, int64_t n, MoeScratch* s,
+               kernels::Workspace* ws) {
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
   float* logits = GrowTo(s->logits, n * E);
-  kernels::LinearBf16InF32(pool, w.gate, x, n, logits, ws);
-  // Route every row, then group the rows by expert (models/common/expert_groups.h).
+  if (n > 0) kernels::LinearBf16InF32(pool, w.gate, x, n, logits, ws);
   s->expert_of.resize(static_cast<size_t>(n * k));  // [n, k]
   s->weight_of.resize(static_cast<size_t>(n * k));  // [n, k]
   for (int64_t t = 0; t < n; ++t) {
@@ -89,6 +85,28 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
     std::copy(s->route.experts.begin(), s->route.experts.end(), s->expert_of.begin() + t * k);
     std::copy(s->route.weights.begin(), s->route.weights.end(), s->weight_of.begin() + t * k);
   }
+}
+
+void AddSharedAndStore(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                       const BF16* x, int64_t n, float* acc, BF16* out, MoeScratch* s,
+                       kernels::Workspace* ws) {
+  const int64_t D = c.hidden_size;
+  if (w.has_shared && n > 0) {  // weight 1, clamped like the routed experts (§10.3 revision note)
+    float* ones = GrowTo(s->ones, n);
+    std::fill_n(ones, n, 1.0f);
+    BF16* ys = GrowTo(s->ys, n * D);
+    Expert(pool, w.shared, x, n, ones, static_cast<float>(c.swiglu_limit), ys, s, ws);
+    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
+  }
+  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
+}
+
+void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                const int32_t* tokens, const BF16* x, int64_t n, BF16* out, MoeScratch* s,
+                kernels::Workspace* ws) {
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+  // Route every row, then group the rows by expert (models/common/expert_groups.h).
+  RouteRows(pool, c, w, tokens, x, n, s, ws);
   models::ExpertGroups& groups = s->groups;
   groups.Build(s->expert_of, s->weight_of, k, E);
   // FP32 sums per row, experts added in ascending id (a fixed per-token order), shared last.
@@ -107,14 +125,7 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
     }
   }
-  if (w.has_shared) {  // weight 1, clamped like the routed experts (§10.3 revision note)
-    float* ones = GrowTo(s->ones, n);
-    std::fill_n(ones, n, 1.0f);
-    BF16* ys = GrowTo(s->ys, n * D);
-    Expert(pool, w.shared, x, n, ones, limit, ys, s, ws);
-    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
-  }
-  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
+  AddSharedAndStore(pool, c, w, x, n, acc, out, s, ws);
 }
 
 }  // namespace dsv4::v4

@@ -11,6 +11,7 @@
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "checkpoint/config.h"
+#include "dist/expert_exchange.h"
 #include "kernels/cpu/workspace.h"
 #include "models/common/expert_groups.h"
 #include "models/v4/weights.h"
@@ -51,11 +52,33 @@ struct MoeScratch {
   std::vector<BF16> xs, ys;         // BF16 [m, D]: one expert's gathered rows and outputs
   std::vector<BF16> a, b, h;        // BF16 [m, I]: w1 x, w3 x, the gated product
   std::vector<float> ones;          // FP32 [n]: the shared expert's weights
+  // Expert parallelism only (models/v4/moe_parallel.h).
+  dist::ExpertExchange exchange;    // the rows sent and received, the results returned
+  std::vector<BF16> pair_out;       // BF16 [pairs, D]: this rank's outputs per received pair
 };
 
 // x BF16 [n, D] (after HC_pre and ffn_norm) for tokens `tokens` [n]; out BF16 [n, D].
 // Each routed expert runs once per call on all the rows routed to it (its weights are read
 // once per step). scratch: the MoE's buffers; ws: the kernels' scratch.
+// The parts of MoeForward that the expert-parallel MoE (moe_parallel.h) shares:
+// Router logits and RouteToken of rows x BF16 [n, D] into scratch->expert_of and
+// scratch->weight_of [n, k].
+void RouteRows(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+               const int32_t* tokens, const BF16* x, int64_t n, MoeScratch* scratch,
+               kernels::Workspace* ws);
+// Clamped SwiGLU expert on `rows` rows of x (spec §10.2; the shared expert too, §10.3):
+// b = clamp(w3 x, -limit, limit), a = min(w1 x, limit), h = weight · SiLU(a) · b, y = w2 h.
+// y BF16 [rows, D]; `weights` FP32 [rows] multiplies h before w2. Each row's output depends
+// on that row alone (not on the others batched with it).
+void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
+            const float* weights, float limit, BF16* y, MoeScratch* scratch,
+            kernels::Workspace* ws);
+// acc FP32 [n, D] holds the routed experts' sums: adds the shared expert on x BF16 [n, D]
+// (last, as the canonical order says) and stores out = BF16(acc).
+void AddSharedAndStore(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                       const BF16* x, int64_t n, float* acc, BF16* out, MoeScratch* scratch,
+                       kernels::Workspace* ws);
+
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                 const int32_t* tokens, const BF16* x, int64_t n, BF16* out, MoeScratch* scratch,
                 kernels::Workspace* ws);

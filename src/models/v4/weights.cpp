@@ -90,6 +90,8 @@ Status LoadFfn(LinearLoader& l, const ModelConfig& c, const std::string& p, Laye
   }
   w.experts.resize(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) {
+    // Another rank's expert (expert parallelism): left empty, its tensors never read.
+    if (!l.options().LoadsExpert(e)) continue;
     const std::string q = p + "ffn.experts." + std::to_string(e) + ".";
     DSV4_ASSIGN_OR_RETURN(w.experts[e].w1, l.Linear(q + "w1", expert, I, D));
     DSV4_ASSIGN_OR_RETURN(w.experts[e].w3, l.Linear(q + "w3", expert, I, D));

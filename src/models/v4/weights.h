@@ -65,7 +65,7 @@ struct LayerWeights {
   LinearWeight gate;                 // f32 [E, D]
   const float* gate_bias = nullptr;  // f32 [E] (non-hash layers)
   const int32_t* tid2eid = nullptr;  // [vocab, top_k] (hash layers)
-  std::vector<ExpertWeights> experts;
+  std::vector<ExpertWeights> experts;  // [E]; another rank's (expert parallelism): empty
   bool has_shared = false;
   ExpertWeights shared;              // FP8 [I*n_shared, D] ...
 };

@@ -1,0 +1,64 @@
+// Expert parallelism as one process takes part in it (DEP: data-parallel attention, expert-
+// parallel MoE): its rank, which rank holds each routed expert, the communicator, the step
+// protocol that keeps the ranks in lockstep, and counters of what the MoE exchanges cost.
+//
+// Step protocol. Every MoE layer of every forward step is a collective (dist/expert_exchange.h),
+// so all ranks must run the same steps. A rank that runs sequences calls BeginStep() at the
+// start of each forward step; a rank with nothing to run loops on AwaitStep(), and for every
+// step it returns true joins the step's collectives with zero rows (v4::Model::JoinStep);
+// Finish() ends the others' loops. The agreement is a max over the ranks, so several ranks
+// may run sequences (each then calls BeginStep for every step any of them runs; not done
+// yet: each rank's engine would have to step when any other does).
+//
+// Not thread-safe: one thread per process uses it at a time (the engine's, or the CLI's).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "dist/communicator.h"
+#include "dist/expert_map.h"
+
+namespace dsv4::dist {
+
+// What the MoE exchanges of this process sent and how long they took.
+struct ExchangeStats {
+  int64_t steps = 0;           // forward steps begun or joined
+  int64_t exchanges = 0;       // MoE layer exchanges (dispatch + combine)
+  int64_t local_rows = 0;      // rows this rank routed (its tokens, summed over exchanges)
+  int64_t rows_sent = 0;       // token rows dispatched to other ranks (once per rank)
+  int64_t bytes_sent = 0;      // bytes to other ranks: rows + routing + expert outputs
+  int64_t bytes_received = 0;  // bytes from other ranks
+  double exchange_s = 0;       // seconds inside the all-to-alls (waiting for peers included)
+};
+
+class ExpertParallel {
+ public:
+  // `comm` null: loading only (which experts to read; dsv4 inspect, tests); the forward pass
+  // needs it, and then its rank and size must be `rank` and map.num_ranks().
+  ExpertParallel(ExpertMap map, int rank, std::shared_ptr<Communicator> comm = nullptr);
+
+  int rank() const { return rank_; }
+  int num_ranks() const { return map_.num_ranks(); }
+  const ExpertMap& map() const { return map_; }
+  bool holds(int64_t expert) const { return map_.owner(expert) == rank_; }
+  // Null when loading only.
+  Communicator* comm() const { return comm_.get(); }
+
+  // A rank that runs sequences: a forward step begins now.
+  void BeginStep();
+  // A rank with no sequences: waits for the next step (true) or for Finish (false).
+  bool AwaitStep();
+  // A rank that runs sequences: no more steps; every AwaitStep returns false.
+  void Finish();
+
+  ExchangeStats& stats() { return stats_; }
+
+ private:
+  ExpertMap map_;
+  int rank_ = 0;
+  std::shared_ptr<Communicator> comm_;
+  ExchangeStats stats_;
+};
+
+}  // namespace dsv4::dist

@@ -1,0 +1,70 @@
+// The Communicator over MPI (Debian's OpenMPI): a duplicate of MPI_COMM_WORLD with
+// MPI_ERRORS_RETURN, so that every failed call is reported by this code, naming the rank, the
+// call and MPI's error string, before the job is ended with MPI_Abort (the other ranks are
+// then killed by mpirun rather than left waiting). Collectives inside a step are
+// non-blocking calls polled against a deadline, so a rank that stops answering (stuck, or on
+// a host that dropped without its process exiting) ends the job after the timeout instead of
+// hanging it; a rank that exits is noticed by mpirun itself, which kills every other rank.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "core/status.h"
+#include "dist/communicator.h"
+
+namespace dsv4::dist {
+
+// MPI_Init_thread / MPI_Finalize for the life of the object (one per process; the thread
+// that creates it is the one that may call MPI, MPI_THREAD_SERIALIZED: other threads may make
+// calls too as long as no two run at once).
+class MpiRuntime {
+ public:
+  // FailedPrecondition when MPI cannot start or gives less than MPI_THREAD_SERIALIZED.
+  static Result<std::unique_ptr<MpiRuntime>> Start();
+  ~MpiRuntime();  // MPI_Finalize (every MpiCommunicator must be gone by then)
+  MpiRuntime(const MpiRuntime&) = delete;
+  MpiRuntime& operator=(const MpiRuntime&) = delete;
+
+ private:
+  MpiRuntime() = default;
+};
+
+// How many processes mpirun started this one among (OpenMPI's OMPI_COMM_WORLD_SIZE), read
+// without starting MPI; 0 when not started by mpirun.
+int MpirunProcesses();
+
+struct MpiOptions {
+  // How long an all-to-all inside a step may take before the job is ended (seconds).
+  double collective_timeout_s = 300.0;
+};
+
+class MpiCommunicator final : public Communicator {
+ public:
+  // Over MPI_COMM_WORLD; needs a live MpiRuntime (which must outlive the result).
+  static Result<std::unique_ptr<MpiCommunicator>> Create(const MpiOptions& options = {});
+  ~MpiCommunicator() override;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void AllToAll(std::span<const int64_t> send, std::span<int64_t> recv, int64_t count) override;
+  void AllToAllV(const std::byte* send, std::span<const int64_t> send_bytes, std::byte* recv,
+                 std::span<const int64_t> recv_bytes) override;
+  int64_t AgreeMax(int64_t value) override;
+  void AllGather(int64_t value, std::span<int64_t> all) override;
+
+ private:
+  MpiCommunicator() = default;
+  // Prints "error: rank r of n: <what>: <MPI's message>" and ends the job (MPI_Abort).
+  [[noreturn]] void Fail(const std::string& what, int code) const;
+  struct Handle;  // the MPI_Comm (mpi.h stays out of this header)
+  // Waits for the non-blocking call `what` (on `handle_`'s pending request) to complete:
+  // within the collective timeout when `bounded`, else for as long as it takes.
+  void Wait(const char* what, bool bounded);
+
+  std::unique_ptr<Handle> handle_;
+  int rank_ = 0, size_ = 1;
+  MpiOptions options_;
+};
+
+}  // namespace dsv4::dist

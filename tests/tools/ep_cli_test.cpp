@@ -1,0 +1,156 @@
+// Expert parallelism end to end through mpirun (OpenMPI) on one machine: `mpirun -np N dsv4
+// {logits,run} --ep N` gives byte-identical logits files and the same tokens as one process
+// (N = 2 and 4, contiguous and interleaved expert maps), a killed rank ends the whole job,
+// and the flags' errors. Skipped when mpirun is missing.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "cli_runner.h"
+
+namespace {
+
+using ::testing::HasSubstr;
+using dsv4::cli_test::CmdResult;
+using dsv4::cli_test::Dsv4;
+using dsv4::cli_test::Fresh;
+using dsv4::cli_test::Shell;
+namespace fs = std::filesystem;
+
+bool HaveMpirun() { return Shell("command -v mpirun").exit_code == 0; }
+
+// mpirun for `n` ranks on this machine: oversubscribed (more ranks than cores is fine here),
+// as root when the tests run as root (OpenMPI refuses it otherwise), one thread per rank.
+std::string Mpirun(int n) {
+  return "mpirun -np " + std::to_string(n) + " --oversubscribe" +
+         (geteuid() == 0 ? " --allow-run-as-root" : "") + " " + DSV4_BIN;
+}
+
+std::string ReadBytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// 48 tokens: prefill 32 in chunks of 16 (the MoE sees 16-row steps), then 16 decode steps.
+fs::path TokenFile(const fs::path& dir) {
+  fs::create_directories(dir);
+  const fs::path p = dir / "tokens.txt";
+  std::ofstream out(p);
+  for (int i = 0; i < 48; ++i) out << (i * 37 + 11) % 512 << (i + 1 < 48 ? "," : "\n");
+  return p;
+}
+
+const std::string kLogitsArgs = " --decode-from 32 --chunk 16 --threads 1";
+
+TEST(ExpertParallelCli, LogitsAreByteIdenticalToOneProcess) {
+  if (!HaveMpirun()) GTEST_SKIP() << "mpirun not found (apt-get install openmpi-bin)";
+  const fs::path dir = Fresh("ep_logits");
+  const fs::path tokens = TokenFile(dir);
+  const CmdResult one =
+      Dsv4("logits --tokens " + tokens.string() + " --out " + (dir / "one.npy").string() + kLogitsArgs);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::string expected = ReadBytes(dir / "one.npy");
+  ASSERT_GT(expected.size(), 48u * 512u * 4u);
+  std::ofstream(dir / "interleaved.txt") << "# even experts on rank 0, odd on rank 1\n0: 0,2,4,6\n1: 1 3 5 7\n";
+  struct Case {
+    int n;
+    std::string extra;
+  };
+  for (const Case& k : {Case{2, ""}, Case{4, ""}, Case{2, " --expert-map " + (dir / "interleaved.txt").string()}}) {
+    const fs::path out = dir / ("ep" + std::to_string(k.n) + ".npy");
+    fs::remove(out);
+    const CmdResult r = Shell(Mpirun(k.n) + " logits --ep " + std::to_string(k.n) + k.extra +
+                              " --tokens " + tokens.string() + " --out " + out.string() + kLogitsArgs);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("rank 1 of " + std::to_string(k.n)));
+    EXPECT_THAT(r.output, HasSubstr("MoE exchanges"));
+    EXPECT_TRUE(ReadBytes(out) == expected) << "--ep " << k.n << k.extra << " logits differ";
+  }
+}
+
+TEST(ExpertParallelCli, RunGeneratesTheSameTokens) {
+  if (!HaveMpirun()) GTEST_SKIP() << "mpirun not found (apt-get install openmpi-bin)";
+  const std::string args = " --prompt-tokens 5,17,300,42,9,11 -n 12 --ignore-eos --threads 1";
+  const CmdResult one = Dsv4("run" + args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::regex generated("generated:[ 0-9]+");
+  std::smatch m1, m2;
+  ASSERT_TRUE(std::regex_search(one.output, m1, generated)) << one.output;
+  const CmdResult ep = Shell(Mpirun(2) + " run --ep 2" + args);
+  ASSERT_EQ(ep.exit_code, 0) << ep.output;
+  ASSERT_TRUE(std::regex_search(ep.output, m2, generated)) << ep.output;
+  EXPECT_EQ(m1.str(), m2.str());
+}
+
+TEST(ExpertParallelCli, AKilledRankEndsTheJob) {
+  if (!HaveMpirun()) GTEST_SKIP() << "mpirun not found (apt-get install openmpi-bin)";
+  // A generation long enough to be running when rank 1 is killed.
+  const std::string cmd = Mpirun(2) +
+                          " run --ep 2 --prompt-random 64 -n 60000 --ignore-eos --threads 1 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  ASSERT_NE(p, nullptr);
+  std::string out;
+  char line[4096];
+  const std::regex rank1("rank 1 of 2 \\(pid ([0-9]+)\\)");
+  bool killed = false;
+  while (fgets(line, sizeof(line), p) != nullptr) {
+    out += line;
+    std::smatch m;
+    const std::string l(line);
+    if (!killed && std::regex_search(l, m, rank1)) {
+      sleep(2);  // let the ranks get into their steps
+      ASSERT_EQ(kill(std::stoi(m[1].str()), SIGKILL), 0);
+      killed = true;
+    }
+  }
+  const int status = pclose(p);
+  ASSERT_TRUE(killed) << out;
+  EXPECT_FALSE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << out;
+  EXPECT_THAT(out, ::testing::AnyOf(HasSubstr("rank 1"), HasSubstr("signal 9"), HasSubstr("Killed")));
+}
+
+TEST(ExpertParallelCli, FlagErrors) {
+  const fs::path dir = Fresh("ep_errors");
+  const fs::path tokens = TokenFile(dir);
+  const CmdResult no_mpirun =
+      Dsv4("logits --ep 2 --tokens " + tokens.string() + " --out " + (dir / "x.npy").string());
+  EXPECT_EQ(no_mpirun.exit_code, 1);
+  EXPECT_THAT(no_mpirun.output, HasSubstr("--ep 2 needs 2 processes: launch with mpirun -np 2"));
+  if (!HaveMpirun()) return;
+  const CmdResult no_ep = Shell(Mpirun(2) + " logits --tokens " + tokens.string() + " --out " +
+                                (dir / "x.npy").string());
+  EXPECT_NE(no_ep.exit_code, 0);
+  EXPECT_THAT(no_ep.output, HasSubstr("mpirun started 2 processes but --ep is 1: give --ep 2"));
+  std::ofstream(dir / "bad_map.txt") << "0: 0-3\n1: 3-7\n";
+  const CmdResult bad_map = Shell(Mpirun(2) + " logits --ep 2 --expert-map " +
+                                  (dir / "bad_map.txt").string() + " --tokens " + tokens.string() +
+                                  " --out " + (dir / "x.npy").string());
+  EXPECT_NE(bad_map.exit_code, 0);
+  EXPECT_THAT(bad_map.output, HasSubstr("bad_map.txt line 2: expert 3 already held by rank 0"));
+  // Ranks given different maps (as two hosts with different files would be) refuse to start.
+  std::ofstream(dir / "a.txt") << "0: 0-3\n1: 4-7\n";
+  std::ofstream(dir / "b.txt") << "0: 0-2\n1: 3-7\n";
+  const std::string rest = " --tokens " + tokens.string() + " --out " + (dir / "x.npy").string();
+  const CmdResult differ = Shell(Mpirun(1) + " logits --ep 2 --expert-map " + (dir / "a.txt").string() +
+                                 rest + " : -np 1 " + DSV4_BIN + " logits --ep 2 --expert-map " +
+                                 (dir / "b.txt").string() + rest);
+  EXPECT_NE(differ.exit_code, 0);
+  EXPECT_THAT(differ.output, HasSubstr("rank 1 has a different model or expert map than rank 0"));
+}
+
+TEST(ExpertParallelCli, InspectShowsEachRanksShareBesideThePlan) {
+  const CmdResult r = Dsv4("inspect --ep 2");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("expert parallelism over 2 ranks (stored tensors"));
+  EXPECT_THAT(r.output, HasSubstr("experts 4-7 of 8"));
+  EXPECT_THAT(r.output, HasSubstr("plan --layout dep2"));
+}
+
+}  // namespace

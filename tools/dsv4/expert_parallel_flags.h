@@ -1,0 +1,62 @@
+// --ep N / --expert-map FILE / --ep-timeout S: expert parallelism across N processes started
+// by mpirun (src/dist). Rank 0 runs the command; every other rank loads its experts and joins
+// each forward step rank 0 runs (with zero rows of its own) until rank 0 finishes. Without
+// --ep (or --ep 1) outside mpirun nothing starts: one process, as before.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "core/status.h"
+#include "core/thread_pool.h"
+#include "checkpoint/checkpoint.h"
+#include "checkpoint/load_options.h"
+#include "dist/expert_parallel.h"
+#include "dist/mpi/mpi_communicator.h"
+#include "runner/causal_lm.h"
+
+namespace dsv4::cli {
+
+struct EpFlags {
+  int ep = 1;
+  std::string expert_map;  // empty: contiguous ranges
+  double timeout_s = 300;
+};
+
+void AddEpFlags(CLI::App& cmd, EpFlags* flags);
+
+// One command's part in expert parallelism. Declare it before anything that runs the model
+// (it must be destroyed last): its destructor ends the other ranks' steps (rank 0), then MPI.
+class EpSession {
+ public:
+  // --ep N > 1: starts MPI, checks that mpirun started N processes, builds the expert map for
+  // `c` and puts this rank's ExpertParallel into load->expert_parallel; then prints this
+  // rank's line (its experts and the checkpoint bytes it loads of `ck`, the drafter's
+  // included on rank 0 when `leader_loads_drafter`: the other ranks load the main model only).
+  // Inactive otherwise. Errors: InvalidArgument for a process
+  // count that differs from --ep (mpirun without --ep included), a bad --expert-map;
+  // FailedPrecondition when MPI does not start.
+  static Result<std::unique_ptr<EpSession>> Start(const EpFlags& flags,
+                                                  const checkpoint::Checkpoint& ck,
+                                                  bool leader_loads_drafter,
+                                                  checkpoint::LoadOptions* load);
+  ~EpSession();
+
+  bool active() const { return ep_ != nullptr; }
+  // Whether this process runs the command (rank 0, or the only process).
+  bool leads() const { return !ep_ || ep_->rank() == 0; }
+  // A rank other than 0: loads the main model of `ck` with `load` (its experts only), joins
+  // rank 0's steps until it finishes, then prints its counters. `threads` 0: all cores.
+  Status Follow(const checkpoint::Checkpoint& ck, int threads, const checkpoint::LoadOptions& load);
+  // "rank r: S steps, ... bytes sent per local row per MoE layer ..." (nothing when inactive).
+  void PrintCounters() const;
+
+ private:
+  EpSession() = default;
+  std::unique_ptr<dist::MpiRuntime> runtime_;
+  std::shared_ptr<dist::ExpertParallel> ep_;
+};
+
+}  // namespace dsv4::cli
