@@ -8,6 +8,7 @@
 #include <span>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "kv/kv_manager.h"
@@ -55,7 +56,12 @@ class CausalLm {
     std::span<const int32_t> tokens;
     LogitsMode mode = LogitsMode::kLast;
     std::vector<float>* logits = nullptr;
+    // When set, receives the final residual streams before HC_head of every fed token:
+    // BF16 [n, hidden_width()] (what MTP's §11.3 X_t is), for drafters that need them.
+    std::vector<BF16>* hidden = nullptr;
   };
+  // Width of BatchItem::hidden rows: hc_mult * hidden_size; 0 when unsupported.
+  virtual int64_t hidden_width() const { return 0; }
   // Several sequences in one step; each token's logits are bit-identical to running its
   // sequence alone. The default runs them one by one; models that batch override it (every
   // weight then read once per step). On error no sequence has advanced.
