@@ -4,6 +4,8 @@
 #include <cstring>
 #include <string>
 
+#include "core/check.h"
+
 namespace dsv4::kv {
 
 void PageReservation::Plan(Component c, std::vector<PageId>* table, int64_t written) {
@@ -41,6 +43,27 @@ Status PageReservation::Commit() {
   }
   needs_.clear();
   return Status::Ok();
+}
+
+int64_t TruncateTable(KvManager* manager, Component c, std::vector<PageId>* table, int64_t n,
+                      int64_t written) {
+  const PageLayout& pl = manager->layout();
+  const ComponentLayout* cl = pl.Find(c);
+  BlockPool& pool = manager->pool(c);
+  const int64_t keep_pages = pl.PagesAt(c, n), keep = pl.EntriesAt(c, n);
+  while (static_cast<int64_t>(table->size()) > keep_pages) {
+    pool.Release(table->back());
+    table->pop_back();
+  }
+  if (!manager->backing()) return keep;
+  const int64_t per = cl->entries_per_page;
+  for (int64_t i = keep; i < written && i / per < keep_pages; ++i) {
+    const PageId id = (*table)[static_cast<size_t>(i / per)];
+    // Entries past n were written after any prefix snapshot: into pages of this table alone.
+    DSV4_CHECK(pool.refcount(id) == 1);
+    std::memset(pool.data(id) + (i % per) * cl->entry_bytes, 0, static_cast<size_t>(cl->entry_bytes));
+  }
+  return keep;
 }
 
 }  // namespace dsv4::kv

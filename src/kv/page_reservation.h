@@ -2,7 +2,8 @@
 // every table is planned first (pages to append up to n tokens, plus a copy of a shared page
 // that new entries will be written into: copy on write after a prefix snapshot), the bytes
 // checked against the budget, and only then allocated, so a reservation cannot fail half way.
-// Not thread-safe: the engine thread owns the manager.
+// TruncateTable is the way back (a speculative rollback). Not thread-safe: the engine thread
+// owns the manager.
 #pragma once
 
 #include <cstdint>
@@ -40,5 +41,12 @@ class PageReservation {
   int64_t bytes_ = 0;
   std::vector<Need> needs_;
 };
+
+// Takes one layer's table of component `c`, of which `written` entries hold data, back to
+// what n tokens need: releases its pages past PagesAt(c, n) and zeroes entries
+// [EntriesAt(c, n), written) in the pages kept, so that the table reads as one that never held
+// them (pages are allocated zeroed). Returns EntriesAt(c, n), the entries it holds now.
+int64_t TruncateTable(KvManager* manager, Component c, std::vector<PageId>* table, int64_t n,
+                      int64_t written);
 
 }  // namespace dsv4::kv

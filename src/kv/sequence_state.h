@@ -41,6 +41,29 @@ class SequenceState {
   virtual Status RestoreImage(const SnapshotImage&) {
     return Status::Unimplemented("prefix snapshot images are not supported by this model");
   }
+
+  // Speculative decoding. BeginSpeculation: the next forward calls may append up to
+  // `max_tokens` positions that a RollbackTo may take back (the state keeps what that
+  // needs: overwritten window-ring slots, compressor states / rows, entry and key counts).
+  // RollbackTo(n), mark <= n <= num_tokens(): the state becomes bit for bit that of a
+  // sequence that only ever saw the first n tokens (ring slots, compressor state, compressed
+  // entries and indexer keys, pages beyond what n needs released, Usage() equal).
+  // EndSpeculation(): keep everything (drops the undo data). A mark also ends with
+  // RollbackTo, Release, RestoreSnapshot/RestoreImage.
+  // Forward past mark + max_tokens while marked: FailedPrecondition (no advance).
+  // BeginSpeculation: FailedPrecondition while a mark is active; InvalidArgument for
+  // max_tokens < 1 or past what the model can take back (V4: the sliding window).
+  // RollbackTo: FailedPrecondition without a mark, OutOfRange for n outside
+  // [mark, num_tokens()]; the state is unchanged on error. TakeSnapshot returns nullptr while
+  // a mark is active.
+  virtual bool supports_rollback() const { return false; }
+  virtual Status BeginSpeculation(int64_t /*max_tokens*/) {
+    return Status::Unimplemented("speculative rollback is not supported by this model");
+  }
+  virtual Status RollbackTo(int64_t /*n*/) {
+    return Status::Unimplemented("speculative rollback is not supported by this model");
+  }
+  virtual void EndSpeculation() {}
 };
 
 }  // namespace dsv4::kv

@@ -64,6 +64,23 @@ void V32SequenceCache::Release() {
     l.num_records = l.num_keys = 0;
   }
   num_tokens_ = reserved_ = 0;
+  mark_.End();
+}
+
+Status V32SequenceCache::BeginSpeculation(int64_t max_tokens) {
+  return mark_.Begin(num_tokens_, max_tokens, std::numeric_limits<int64_t>::max() / 2,
+                     "any positive count");
+}
+
+Status V32SequenceCache::RollbackTo(int64_t n) {
+  DSV4_RETURN_IF_ERROR(mark_.CheckRollback(num_tokens_, n));
+  mark_.End();
+  for (Layer& l : layers_) {
+    l.num_records = TruncateTable(manager_, kComponents[0], &l.pages[0], n, l.num_records);
+    l.num_keys = TruncateTable(manager_, kComponents[1], &l.pages[1], n, l.num_keys);
+  }
+  num_tokens_ = reserved_ = n;
+  return Status::Ok();
 }
 
 void V32SequenceCache::set_num_tokens(int64_t n) {
@@ -128,7 +145,7 @@ V32PrefixSnapshot::~V32PrefixSnapshot() {
 
 std::unique_ptr<PrefixSnapshot> V32SequenceCache::TakeSnapshot() {
   const int64_t p = num_tokens_;
-  if (p <= 0 || p % 128 != 0 || !manager_->backing()) return nullptr;
+  if (p <= 0 || p % 128 != 0 || !manager_->backing() || mark_.active()) return nullptr;
   auto snap = std::make_unique<V32PrefixSnapshot>();
   snap->manager = manager_;
   snap->num_tokens = p;
@@ -150,6 +167,7 @@ std::unique_ptr<PrefixSnapshot> V32SequenceCache::TakeSnapshot() {
 
 Status V32SequenceCache::RestoreSnapshot(const PrefixSnapshot& base) {
   const auto* snap = dynamic_cast<const V32PrefixSnapshot*>(&base);
+  mark_.End();
   DSV4_CHECK(snap != nullptr && reserved_ == 0 && snap->manager == manager_ &&
              snap->layers.size() == layers_.size());
   for (size_t i = 0; i < layers_.size(); ++i) {
@@ -180,6 +198,7 @@ bool V32PrefixSnapshot::ExportImage(SnapshotImage* image) const {
 }
 
 Status V32SequenceCache::RestoreImage(const SnapshotImage& image) {
+  mark_.End();
   DSV4_CHECK(reserved_ == 0);
   const PageLayout& pl = manager_->layout();
   const int64_t n = static_cast<int64_t>(image.tokens.size());

@@ -20,6 +20,7 @@
 #include "kv/kv_manager.h"
 #include "kv/layout.h"
 #include "kv/prefix_snapshot.h"
+#include "kv/speculation_mark.h"
 #include "checkpoint/config.h"
 
 namespace dsv4::kv {
@@ -86,8 +87,24 @@ class V32SequenceCache {
   // Bytes of the pages held now, by component ("mla_latent", "indexer_keys").
   KvFootprint Usage() const;
 
+  // Speculative decoding (kv::SequenceState): records and keys are final when written, so a
+  // mark keeps no undo data, only its position. BeginSpeculation marks num_tokens() for up to
+  // `max_tokens` appended positions (>= 1, else InvalidArgument; FailedPrecondition when a
+  // mark is active). RollbackTo(n), mark <= n <= num_tokens() (else OutOfRange;
+  // FailedPrecondition without a mark): records and keys truncated to n (their slots past n
+  // zeroed), pages past what n needs released (reserved_tokens() becomes n): bit for bit a
+  // cache that only saw n tokens. EndSpeculation keeps everything. Release, RestoreSnapshot
+  // and RestoreImage also end a mark; TakeSnapshot refuses (nullptr) while one is active.
+  Status BeginSpeculation(int64_t max_tokens);
+  Status RollbackTo(int64_t n);
+  void EndSpeculation() { mark_.End(); }
+  bool speculating() const { return mark_.active(); }
+  // A forward appending `n` positions: FailedPrecondition when that passes the mark.
+  Status CheckAppend(int64_t n) const { return mark_.CheckAppend(num_tokens_, n); }
+
   // A snapshot at num_tokens() (a multiple of 128, > 0): references to the pages holding
-  // positions [0, num_tokens()); nullptr otherwise or when the pool has no backing memory.
+  // positions [0, num_tokens()); nullptr otherwise, when the pool has no backing memory, or
+  // while a speculation mark is active.
   std::unique_ptr<PrefixSnapshot> TakeSnapshot();
   // Makes this (empty) cache continue from `snapshot` (a V32PrefixSnapshot of the same
   // manager): its contents are then bit for bit the donor's at that position. Takes no
@@ -116,6 +133,7 @@ class V32SequenceCache {
   int64_t num_tokens_ = 0;
   int64_t reserved_ = 0;
   std::vector<Layer> layers_;
+  SpeculationMark mark_;
 };
 
 }  // namespace dsv4::kv

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/check.h"
+#include "core/grow.h"
 #include "kv/page_reservation.h"
 #include "kv/snapshot_pages.h"
 
@@ -13,24 +14,15 @@ namespace dsv4::kv {
 
 using checkpoint::LayerKind;
 
-int64_t CompressorState::FloatsFor(int64_t m, int64_t c) {
-  const int64_t kappa = m == 4 ? 2 : 1;
-  return 2 * (kappa * m) * (kappa * c);
+namespace {
+
+// Compressor `which` of a layer: {m, c} (0: the attention compressor, 1: the CSA indexer's).
+std::array<int64_t, 2> CompressorShape(const checkpoint::ModelConfig& c, int64_t layer, int which) {
+  return which == 0 ? std::array<int64_t, 2>{c.ratio(layer), c.head_dim}
+                    : std::array<int64_t, 2>{4, c.index_head_dim};
 }
 
-void CompressorState::Bind(int64_t m, int64_t c, float* storage) {
-  ratio = m;
-  width = c;
-  kappa = m == 4 ? 2 : 1;
-  kv = storage;
-  score = storage + rows() * row_width();
-}
-
-void CompressorState::Reset() {
-  const int64_t n = rows() * row_width();
-  std::fill(kv, kv + n, 0.0f);
-  std::fill(score, score + n, -std::numeric_limits<float>::infinity());
-}
+}  // namespace
 
 V4SequenceCache::V4SequenceCache(const checkpoint::ModelConfig& c)
     : V4SequenceCache(c, nullptr) {}
@@ -81,18 +73,20 @@ Status V4SequenceCache::Reserve(int64_t n) {
   return Status::Ok();
 }
 
+int64_t V4SequenceCache::NumCompressors(const Layer& l) const {
+  return l.kind == LayerKind::kCsa ? 2 : l.kind == LayerKind::kHca ? 1 : 0;
+}
+
 void V4SequenceCache::BindState(Layer& l, int64_t layer, bool reset) {
   const Component c = l.kind == LayerKind::kCsa ? Component::kCsaState : Component::kHcaState;
   auto& table = l.pages[static_cast<size_t>(c)];
   if (table.empty() || !manager_->backing()) return;
   float* storage = reinterpret_cast<float*>(manager_->pool(c).data(table[0]));
-  const int64_t m = config_->ratio(layer);
-  l.state[0].Bind(m, config_->head_dim, storage);
-  if (reset) l.state[0].Reset();
-  if (l.kind == LayerKind::kCsa) {
-    l.state[1].Bind(4, config_->index_head_dim,
-                    storage + CompressorState::FloatsFor(m, config_->head_dim));
-    if (reset) l.state[1].Reset();
+  for (int which = 0; which < NumCompressors(l); ++which) {
+    const auto [m, width] = CompressorShape(*config_, layer, which);
+    l.state[which].Bind(m, width, storage);
+    if (reset) l.state[which].Reset();
+    storage += CompressorState::FloatsFor(m, width);
   }
 }
 
@@ -106,6 +100,7 @@ void V4SequenceCache::Release() {
     l.state[0] = l.state[1] = CompressorState{};
   }
   num_tokens_ = reserved_ = 0;
+  mark_.End();
 }
 
 void V4SequenceCache::set_num_tokens(int64_t n) {
@@ -160,6 +155,95 @@ KvFootprint V4SequenceCache::Usage() const {
 }
 
 
+// ---- Speculative decoding ------------------------------------------------------------------
+
+int64_t V4SequenceCache::max_speculation_tokens() const {
+  int64_t limit = config_->sliding_window;
+  for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
+    for (int which = 0; which < NumCompressors(layers_[i]); ++which) {
+      const int64_t m = CompressorShape(*config_, i, which)[0];
+      if (CompressorState::KappaFor(m) == 1) limit = std::min(limit, m);
+    }
+  }
+  return limit;
+}
+
+Status V4SequenceCache::BeginSpeculation(int64_t max_tokens) {
+  DSV4_RETURN_IF_ERROR(mark_.Begin(num_tokens_, max_tokens, max_speculation_tokens(),
+                                   "the window and the HCA ratio"));
+  if (!manager_->backing()) return Status::Ok();  // pages and counts only
+  const int64_t pos0 = num_tokens_, W = config_->sliding_window;
+  const ComponentLayout* ring = manager_->layout().Find(Component::kSwaWindow);
+  for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
+    Layer& l = layers_[i];
+    // The slots the marked positions overwrite; a slot of a page not allocated yet reads as
+    // the zeros its page will be allocated with.
+    uint8_t* saved = GrowTo(l.saved_ring, max_tokens * entry_bytes_);
+    const auto& table = l.pages[static_cast<size_t>(Component::kSwaWindow)];
+    for (int64_t k = 0; k < max_tokens; ++k) {
+      const int64_t slot = (pos0 + k) % W;
+      if (slot / ring->entries_per_page < static_cast<int64_t>(table.size())) {
+        std::memcpy(saved + k * entry_bytes_, WindowRow(i, pos0 + k),
+                    static_cast<size_t>(entry_bytes_));
+      } else {
+        std::memset(saved + k * entry_bytes_, 0, static_cast<size_t>(entry_bytes_));
+      }
+    }
+    for (int which = 0; which < NumCompressors(l); ++which) {
+      const auto [m, width] = CompressorShape(*config_, i, which);
+      l.undo[which].Begin(l.state[which], m, width, pos0, max_tokens);
+    }
+  }
+  return Status::Ok();
+}
+
+void V4SequenceCache::EndSpeculation() {
+  mark_.End();
+  for (Layer& l : layers_) {
+    for (int which = 0; which < NumCompressors(l); ++which) l.undo[which].End(l.state[which]);
+  }
+}
+
+Status V4SequenceCache::RollbackTo(int64_t n) {
+  DSV4_RETURN_IF_ERROR(mark_.CheckRollback(num_tokens_, n));
+  const int64_t pos0 = mark_.pos(), fed = num_tokens_, W = config_->sliding_window;
+  if (n == 0) {  // a sequence that saw nothing holds nothing
+    Release();
+    return Status::Ok();
+  }
+  EndSpeculation();
+  const ComponentLayout* ring = manager_->layout().Find(Component::kSwaWindow);
+  for (int64_t i = 0; i < static_cast<int64_t>(layers_.size()); ++i) {
+    Layer& l = layers_[i];
+    auto table = [&](Component c) { return &l.pages[static_cast<size_t>(c)]; };
+    TruncateTable(manager_, Component::kSwaWindow, table(Component::kSwaWindow), n, 0);
+    if (l.kind == LayerKind::kCsa) {
+      l.num_entries = TruncateTable(manager_, Component::kCsaEntries,
+                                    table(Component::kCsaEntries), n, l.num_entries);
+      l.num_keys = TruncateTable(manager_, Component::kCsaIndexerKeys,
+                                 table(Component::kCsaIndexerKeys), n, l.num_keys);
+    } else if (l.kind == LayerKind::kHca) {
+      l.num_entries = TruncateTable(manager_, Component::kHcaEntries,
+                                    table(Component::kHcaEntries), n, l.num_entries);
+    }
+    if (!manager_->backing()) continue;
+    // Positions [n, fed) wrote ring slots that no position before n overwrote since the mark
+    // (max_tokens <= window): put back what they held then, in the pages n still needs.
+    const int64_t held = static_cast<int64_t>(table(Component::kSwaWindow)->size());
+    for (int64_t pos = n; pos < fed; ++pos) {
+      if ((pos % W) / ring->entries_per_page >= held) continue;
+      std::memcpy(WindowRow(i, pos), l.saved_ring.data() + (pos - pos0) * entry_bytes_,
+                  static_cast<size_t>(entry_bytes_));
+    }
+    for (int which = 0; which < NumCompressors(l); ++which) {
+      l.undo[which].RollBack(l.state[which], n, fed);
+    }
+  }
+  num_tokens_ = reserved_ = n;
+  return Status::Ok();
+}
+
+
 // ---- Prefix snapshots ----------------------------------------------------------------------
 
 V4PrefixSnapshot::~V4PrefixSnapshot() {
@@ -172,7 +256,7 @@ V4PrefixSnapshot::~V4PrefixSnapshot() {
 
 std::unique_ptr<PrefixSnapshot> V4SequenceCache::TakeSnapshot() {
   const int64_t p = num_tokens_;
-  if (p <= 0 || p % 128 != 0 || !manager_->backing()) return nullptr;
+  if (p <= 0 || p % 128 != 0 || !manager_->backing() || mark_.active()) return nullptr;
   const PageLayout& pl = manager_->layout();
   // Copies: the window ring and the CSA compressor state. Shares: the compressed pages.
   int64_t bytes = 0;
@@ -235,6 +319,7 @@ std::unique_ptr<PrefixSnapshot> V4SequenceCache::TakeSnapshot() {
 
 Status V4SequenceCache::RestoreSnapshot(const PrefixSnapshot& base) {
   const auto& snap = static_cast<const V4PrefixSnapshot&>(base);
+  EndSpeculation();
   DSV4_CHECK(reserved_ == 0 && snap.manager == manager_ && snap.layers.size() == layers_.size());
   const PageLayout& pl = manager_->layout();
   // Private copies of the ring and the compressor state; the compressed pages are shared.
@@ -299,6 +384,7 @@ bool V4PrefixSnapshot::ExportImage(SnapshotImage* image) const {
 }
 
 Status V4SequenceCache::RestoreImage(const SnapshotImage& image) {
+  EndSpeculation();
   DSV4_CHECK(reserved_ == 0);
   const PageLayout& pl = manager_->layout();
   const int64_t n = static_cast<int64_t>(image.tokens.size());

@@ -15,30 +15,14 @@
 #include <vector>
 
 #include "core/status.h"
+#include "kv/compressor_state.h"
 #include "kv/kv_manager.h"
 #include "kv/prefix_snapshot.h"
 #include "kv/snapshot_file.h"
+#include "kv/speculation_mark.h"
 #include "checkpoint/config.h"
 
 namespace dsv4::kv {
-
-// Streaming state of one compressor (spec §7.6), a view into page memory (or any buffer):
-// kv and score rows [kappa*m, kappa*c] FP32, scores with the position bias already added.
-struct CompressorState {
-  int64_t ratio = 0;  // m
-  int64_t width = 0;  // c
-  int64_t kappa = 1;  // 2 for overlapping windows (m == 4)
-  float* kv = nullptr;
-  float* score = nullptr;
-
-  static int64_t FloatsFor(int64_t m, int64_t c);  // kv + score
-  // Points the state at `storage` (FloatsFor(m, c) floats) without touching it.
-  void Bind(int64_t m, int64_t c, float* storage);
-  // kv = 0, score = -inf: a sequence's initial state.
-  void Reset();
-  int64_t row_width() const { return kappa * width; }
-  int64_t rows() const { return kappa * ratio; }
-};
 
 // V4: the compressed entries and indexer keys are shared (reference counted, copy on write);
 // the window ring and the CSA compressor state (previous-window rows) are copies, since the
@@ -105,9 +89,31 @@ class V4SequenceCache {
   // Bytes of the pages held now, by component.
   KvFootprint Usage() const;
 
+  // Speculative decoding (kv::SequenceState). BeginSpeculation marks num_tokens() for up to
+  // `max_tokens` appended positions (1..max_speculation_tokens(), else InvalidArgument;
+  // FailedPrecondition when a mark is active) and keeps what a rollback needs: per layer the
+  // window-ring slots those positions overwrite, and each compressor's CompressorUndo. The
+  // undo data is heap memory of the cache (grown once, reused by later marks), not KV pages.
+  // RollbackTo(n), mark <= n <= num_tokens() (else OutOfRange; FailedPrecondition without a
+  // mark): the state becomes bit for bit that of a cache that only saw the first n tokens:
+  // ring slots restored, compressor states rolled back, entries and indexer keys truncated
+  // (their slots past the count zeroed), pages past what n needs released (reserved_tokens()
+  // becomes n). EndSpeculation keeps everything. Release, RestoreSnapshot and RestoreImage
+  // also end a mark; TakeSnapshot refuses (nullptr) while one is active.
+  Status BeginSpeculation(int64_t max_tokens);
+  Status RollbackTo(int64_t n);
+  void EndSpeculation();
+  bool speculating() const { return mark_.active(); }
+  // The most positions a mark may take back: the window (ring slots must not be written
+  // twice) and every compressor's ratio (its rows neither).
+  int64_t max_speculation_tokens() const;
+  // A forward appending `n` positions: FailedPrecondition when that passes the mark (nothing
+  // may advance then); Ok otherwise.
+  Status CheckAppend(int64_t n) const { return mark_.CheckAppend(num_tokens_, n); }
+
   // A snapshot of this sequence at num_tokens() (a multiple of 128, > 0); nullptr when the
-  // position is not a multiple of 128, the pool has no backing memory, or the budget cannot
-  // hold the copies.
+  // position is not a multiple of 128, the pool has no backing memory, the budget cannot
+  // hold the copies, or a speculation mark is active.
   std::unique_ptr<PrefixSnapshot> TakeSnapshot();
   // Makes this (empty) cache continue from `snapshot` (taken from a cache of the same
   // manager): its state is then bit for bit the donor's at that position.
@@ -126,8 +132,13 @@ class V4SequenceCache {
     int64_t num_entries = 0;
     int64_t num_keys = 0;
     CompressorState state[2];
+    // Undo data of the active mark: ring slots of positions [mark, mark + max_tokens)
+    // before it, packed entries [max_tokens, entry_bytes]; each compressor's undo.
+    std::vector<uint8_t> saved_ring;
+    CompressorUndo undo[2];
   };
   Component EntryComponent(const Layer& l) const;
+  int64_t NumCompressors(const Layer& l) const;
   uint8_t* Slot(Component c, const Layer& l, int64_t index) const;
   void BindState(Layer& l, int64_t layer, bool reset);
 
@@ -139,6 +150,7 @@ class V4SequenceCache {
   int64_t num_tokens_ = 0;
   int64_t reserved_ = 0;
   std::vector<Layer> layers_;
+  SpeculationMark mark_;
 };
 
 }  // namespace dsv4::kv

@@ -21,6 +21,12 @@ class PagedSequence final : public SequenceState {
   std::unique_ptr<kv::PrefixSnapshot> TakeSnapshot() override { return cache.TakeSnapshot(); }
   Status RestoreSnapshot(const kv::PrefixSnapshot& s) override { return cache.RestoreSnapshot(s); }
   Status RestoreImage(const kv::SnapshotImage& image) override { return cache.RestoreImage(image); }
+  bool supports_rollback() const override { return true; }
+  Status BeginSpeculation(int64_t max_tokens) override {
+    return cache.BeginSpeculation(max_tokens);
+  }
+  Status RollbackTo(int64_t n) override { return cache.RollbackTo(n); }
+  void EndSpeculation() override { cache.EndSpeculation(); }
   Cache cache;
 };
 using V4Sequence = PagedSequence<kv::V4SequenceCache>;

@@ -28,6 +28,7 @@ Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
   const int64_t n = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
   const int64_t pos0 = cache.num_tokens();
   DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, tokens));
+  DSV4_RETURN_IF_ERROR(cache.CheckAppend(n));
   DSV4_RETURN_IF_ERROR(cache.Reserve(pos0 + n));
   if (trace != nullptr) trace->layers.assign(weights_->layers.size(), {});
   if (n == 0) {
@@ -81,6 +82,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) c
   for (const BatchItem& b : batch) {
     const int64_t pos0 = b.cache->num_tokens();
     DSV4_RETURN_IF_ERROR(models::CheckSequence(config_, pos0, b.tokens));
+    DSV4_RETURN_IF_ERROR(b.cache->CheckAppend(static_cast<int64_t>(b.tokens.size())));
     DSV4_RETURN_IF_ERROR(b.cache->Reserve(pos0 + static_cast<int64_t>(b.tokens.size())));
   }
   for (const BatchItem& b : batch) {

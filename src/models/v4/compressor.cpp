@@ -1,7 +1,6 @@
 #include "models/v4/compressor.h"
 
 #include <cmath>
-#include <cstring>
 #include <limits>
 
 #include "core/check.h"
@@ -13,10 +12,8 @@ bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int6
   DSV4_CHECK(s.kappa * s.ratio <= 256);
   const int64_t m = s.ratio, c = s.width, row = s.row_width();
   const int64_t offset = s.kappa == 2 ? m : 0;  // overlapping: current window in rows m..2m-1
-  const int64_t slot = offset + pos % m;
-  std::memcpy(s.kv + slot * row, v, static_cast<size_t>(row) * sizeof(float));
-  std::memcpy(s.score + slot * row, z, static_cast<size_t>(row) * sizeof(float));
-  if ((pos + 1) % m != 0) return false;
+  s.Write(pos, v, z);
+  if (!s.ClosesWindow(pos)) return false;
 
   // Candidates per feature f: previous window (rows 0..m-1, features [0, c)) when
   // overlapping, then the current window (rows offset.., features [offset? c : 0, ...)).
@@ -42,11 +39,7 @@ bool CompressorStep(kv::CompressorState& s, const float* v, const float* z, int6
     for (int64_t j = 0; j < k; ++j) acc += s.kv[idx[j]] * (e[j] / den);
     pooled[f] = acc;
   }
-  if (s.kappa == 2) {  // the current window becomes the next entry's previous window
-    std::memcpy(s.kv, s.kv + m * row, static_cast<size_t>(m * row) * sizeof(float));
-    std::memcpy(s.score, s.score + m * row,
-                static_cast<size_t>(m * row) * sizeof(float));
-  }
+  s.CloseWindow();  // overlapping: the current window becomes the next entry's previous
   return true;
 }
 

@@ -46,6 +46,7 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
   for (const BatchItem& item : batch) {
     const int64_t pos0 = item.cache->num_tokens(), n = static_cast<int64_t>(item.tokens.size());
     DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, item.tokens));
+    DSV4_RETURN_IF_ERROR(item.cache->CheckAppend(n));
     seqs.push_back({item.cache, pos0, static_cast<int64_t>(tokens.size()), n});
     tokens.insert(tokens.end(), item.tokens.begin(), item.tokens.end());
   }
