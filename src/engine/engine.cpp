@@ -381,16 +381,28 @@ void Engine::Impl::Step() {
   }
   scheduler_->Commit(plan);
   // Every sampled chunk's tokens first (sequences and their KV settled), then the snapshots
-  // that reads, then the events (a finished request leaves active_).
+  // that reads, the stats (so that a client who saw a request end sees its step counted),
+  // then the events (a finished request leaves active_).
   std::vector<FinishReason>& ends = step_ends_;
   ends.assign(n, FinishReason::kNone);
   int64_t prompt_tokens = 0, generated = 0;
   for (size_t i = 0; i < n; ++i) {
     const sched::ScheduledChunk& c = plan.chunks[i];
     prompt_tokens += std::max<int64_t>(0, std::min(c.begin + c.count, c.seq->num_prompt) - c.begin);
-    if (c.sample) ends[i] = Verify(i, c, step_active_[i]);
+    if (!c.sample) continue;
+    ends[i] = Verify(i, c, step_active_[i]);
+    generated += static_cast<int64_t>(step_emitted_[i].size());
   }
   prefix_->SnapshotAfterStep(plan);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    prefix_->FillStats(&stats_);
+    if (spec_) spec_->FillStats(&stats_);
+    stats_.steps += 1;
+    stats_.prompt_tokens += prompt_tokens;
+    stats_.generated_tokens += generated;
+    stats_.preemptions = scheduler_->num_preemptions();
+  }
   for (size_t i = 0; i < n; ++i) {
     if (!plan.chunks[i].sample) continue;
     Active* a = step_active_[i];
@@ -404,7 +416,6 @@ void Engine::Impl::Step() {
       ev.seconds = seconds;
       a->stream->Push(ev);
     }
-    generated += static_cast<int64_t>(emitted.size());
     if (ends[i] != FinishReason::kNone) {
       Finish(a, ends[i]);
       step_active_[i] = nullptr;
@@ -418,14 +429,8 @@ void Engine::Impl::Step() {
     }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  prefix_->FillStats(&stats_);
-  if (spec_) spec_->FillStats(&stats_);
-  stats_.steps += 1;
-  stats_.prompt_tokens += prompt_tokens;
-  stats_.generated_tokens += generated;
   stats_.running = static_cast<int64_t>(scheduler_->num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
-  stats_.preemptions = scheduler_->num_preemptions();
   kv_->FillStats(&stats_.kv);  // reuses its capacity
 }
 

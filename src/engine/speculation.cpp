@@ -88,7 +88,8 @@ Result<std::unique_ptr<Speculation>> Speculation::Create(
   }
   const std::string name(drafter->name());
   const bool asked = o.drafter || o.speculative != SpeculativeMode::kAuto;
-  if (!model.lm->NewSequence()->supports_rollback()) {
+  const std::unique_ptr<kv::SequenceState> probe = model.lm->NewSequence();
+  if (!probe->supports_rollback()) {
     const std::string why = model.name + "'s sequences cannot roll back rejected drafts";
     if (!asked) {
       *summary = "off (" + why + ")";
@@ -103,12 +104,25 @@ Result<std::unique_ptr<Speculation>> Speculation::Create(
   }
   const int64_t max = drafter->max_draft_tokens();
   DSV4_CHECK_MSG(max >= 1, name);
-  const int64_t k = o.draft_tokens == 0 ? max : o.draft_tokens;
+  int64_t k = o.draft_tokens == 0 ? max : o.draft_tokens;
   if (k > max) {
     return Status::InvalidArgument("draft tokens " + std::to_string(k) + " exceed what the " +
                                    name + " drafter proposes (at most " +
                                    std::to_string(max) + ")");
   }
+  // A step feeds 1 + k positions that a rollback may take back; the model bounds how many
+  // (V4: the window and the HCA ratio). The drafter's maximum gives way to it; an explicit
+  // K does not.
+  Status marked = probe->BeginSpeculation(1 + k);
+  while (!marked.ok() && o.draft_tokens == 0 && k > 1) {
+    marked = probe->BeginSpeculation(1 + --k);
+  }
+  if (!marked.ok()) {
+    return Status::InvalidArgument("draft tokens " + std::to_string(k) + ": " + model.name +
+                                   "'s sequences cannot take back " + std::to_string(1 + k) +
+                                   " positions: " + marked.message());
+  }
+  probe->EndSpeculation();
   *summary = name + ", " + DraftCount(k);
   return std::unique_ptr<Speculation>(new Speculation(
       std::move(drafter), k, model.lm->config().vocab_size, std::move(warn)));
