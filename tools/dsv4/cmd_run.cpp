@@ -13,6 +13,7 @@
 #include "checkpoint/config.h"
 #include "kv_cache_flags.h"
 #include "model_arg.h"
+#include "speculative_flags.h"
 #include "token_list.h"
 #include "tokenizer/tokenizer.h"
 
@@ -30,6 +31,7 @@ struct RunOptions {
   bool ignore_eos = false;
   int threads = 0;
   KvCacheDiskFlags kv_cache;
+  SpeculativeFlags speculative;
   checkpoint::LoadOptions load;
 };
 
@@ -63,6 +65,7 @@ Result<EngineOptions> RunEngineOptions(const RunOptions& o) {
   eo.max_queued_requests = 1;
   eo.prefix_caching = !o.kv_cache.dir.empty();
   DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &eo));
+  ApplySpeculativeFlags(o.speculative, &eo);
   return eo;
 }
 
@@ -142,6 +145,7 @@ Status Run(const RunOptions& o) {
               static_cast<long long>(decoded), 1e3 * decode_s / static_cast<double>(steps),
               decode_s > 0 ? static_cast<double>(steps) / decode_s : 0.0,
               static_cast<long long>(n + decoded), engine->num_threads());
+  std::printf("%s\n", SpeculativeReport(*engine, engine->Stats()).c_str());
   return Status::Ok();
 }
 
@@ -168,6 +172,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
+  AddSpeculativeFlags(*cmd, &o->speculative);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Run(*o);
