@@ -34,20 +34,21 @@ class OracleDrafter final : public runner::Drafter {
   // `references`: whole sequences (prompt + the target's output in a run without
   // speculation). At index p of a sequence that follows a reference, the draft is
   // reference[p] when right(p), else a token that differs from it. A sequence that matches
-  // no reference gets no drafts.
+  // no reference gets no drafts. With `hidden_width` > 0 it reads the target's hidden rows
+  // and checks each is HiddenRow(position, token) of the position it is given for.
   OracleDrafter(std::vector<std::vector<int32_t>> references, std::function<bool(int64_t)> right,
                 int64_t max_draft, int64_t vocab_size, std::shared_ptr<OracleLog> log,
-                bool needs_hidden = false)
+                int64_t hidden_width = 0)
       : references_(std::move(references)),
         right_(std::move(right)),
         max_draft_(max_draft),
         vocab_size_(vocab_size),
         log_(std::move(log)),
-        needs_hidden_(needs_hidden) {}
+        hidden_width_(hidden_width) {}
 
   std::string_view name() const override { return "oracle"; }
   int64_t max_draft_tokens() const override { return max_draft_; }
-  bool needs_hidden() const override { return needs_hidden_; }
+  bool needs_hidden() const override { return hidden_width_ > 0; }
   std::unique_ptr<runner::DraftState> NewState() const override {
     return std::make_unique<State>();
   }
@@ -58,7 +59,7 @@ class OracleDrafter final : public runner::Drafter {
     State& s = static_cast<State&>(state);
     ++log_->proposals;
     const int64_t n = static_cast<int64_t>(tokens.size());
-    if (n < 1 || s.n > n - 1 || k < 0 || (!needs_hidden_ && !hidden.empty())) {
+    if (n < 1 || s.n > n - 1 || k < 0 || !HiddenRowsMatch(s.n, tokens, hidden)) {
       ++log_->contract_breaches;
     }
     s.n = n - 1;
@@ -76,6 +77,16 @@ class OracleDrafter final : public runner::Drafter {
     return Status::Ok();
   }
 
+  // What a test model writes as the hidden row of `token` at `position` (4 values): the
+  // oracle can then tell whether it was given the rows of exactly the right positions.
+  static void HiddenRow(int64_t position, int32_t token, BF16* row) {
+    const uint32_t p = static_cast<uint32_t>(position), t = static_cast<uint32_t>(token);
+    row[0].bits = static_cast<uint16_t>(p & 0xffff);
+    row[1].bits = static_cast<uint16_t>(p >> 16);
+    row[2].bits = static_cast<uint16_t>(t & 0xffff);
+    row[3].bits = static_cast<uint16_t>(t >> 16);
+  }
+
   void Truncate(runner::DraftState& state, int64_t n) const override {
     State& s = static_cast<State&>(state);
     ++log_->truncations;
@@ -84,6 +95,22 @@ class OracleDrafter final : public runner::Drafter {
   }
 
  private:
+  // Rows for exactly positions [from, tokens.size() - 1), each of its position and token.
+  bool HiddenRowsMatch(int64_t from, std::span<const int32_t> tokens,
+                       std::span<const BF16> hidden) const {
+    if (hidden_width_ == 0) return hidden.empty();
+    const int64_t rows = static_cast<int64_t>(tokens.size()) - 1 - from;
+    if (rows < 0 || static_cast<int64_t>(hidden.size()) != rows * hidden_width_) return false;
+    for (int64_t r = 0; r < rows; ++r) {
+      BF16 want[4];
+      HiddenRow(from + r, tokens[static_cast<size_t>(from + r)], want);
+      for (int i = 0; i < 4; ++i) {
+        if (hidden[static_cast<size_t>(r * hidden_width_ + i)].bits != want[i].bits) return false;
+      }
+    }
+    return true;
+  }
+
   struct State final : runner::DraftState {
     int64_t n = 0;
     int64_t num_tokens() const override { return n; }
@@ -93,7 +120,7 @@ class OracleDrafter final : public runner::Drafter {
   int64_t max_draft_;
   int64_t vocab_size_;
   std::shared_ptr<OracleLog> log_;
-  bool needs_hidden_;
+  int64_t hidden_width_;
 };
 
 // Engine options that speculate with an oracle over `references` (K drafts per step).

@@ -17,6 +17,7 @@
 #include "kv/page_layout.h"
 #include "oracle_drafter.h"
 #include "runner/accounting_lm.h"
+#include "runner/causal_lm.h"
 #include "runner/loaded_model.h"
 #include "testing/weight_generator.h"
 
@@ -353,6 +354,104 @@ TEST(SpeculativeV32, PrefixHitsAndTurnSnapshotsAsWithoutSpeculation) {
   ExpectPrefixCachingUnchanged(V32());
 }
 
+// The tiny V4 model as a target that gives hidden rows (BatchItem::hidden): for every fed
+// token OracleDrafter::HiddenRow(position, token), so an oracle can check it was given the
+// rows of exactly the positions the target committed.
+class HiddenRowsLm final : public runner::CausalLm {
+ public:
+  explicit HiddenRowsLm(std::unique_ptr<runner::CausalLm> lm) : lm_(std::move(lm)) {}
+  const checkpoint::ModelConfig& config() const override { return lm_->config(); }
+  kv::PageLayout page_layout() const override { return lm_->page_layout(); }
+  std::unique_ptr<kv::SequenceState> NewSequence(kv::KvManager* kv) const override {
+    return lm_->NewSequence(kv);
+  }
+  bool snapshots_prefixes() const override { return lm_->snapshots_prefixes(); }
+  int64_t hidden_width() const override { return 4; }
+  Status Forward(ThreadPool& pool, kv::SequenceState& state, std::span<const int32_t> tokens,
+                 runner::LogitsMode mode, std::vector<float>* logits) const override {
+    return lm_->Forward(pool, state, tokens, mode, logits);
+  }
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const override {
+    std::vector<int64_t> pos0;
+    for (const BatchItem& b : batch) pos0.push_back(b.state->num_tokens());
+    DSV4_RETURN_IF_ERROR(lm_->ForwardBatch(pool, batch));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].hidden == nullptr) continue;
+      batch[i].hidden->resize(batch[i].tokens.size() * 4);
+      for (size_t t = 0; t < batch[i].tokens.size(); ++t) {
+        engine_test::OracleDrafter::HiddenRow(pos0[i] + static_cast<int64_t>(t),
+                                              batch[i].tokens[t],
+                                              batch[i].hidden->data() + t * 4);
+      }
+    }
+    return Status::Ok();
+  }
+
+ private:
+  std::unique_ptr<runner::CausalLm> lm_;
+};
+
+// Drafters that read the target's hidden rows get those of exactly the positions the target
+// committed (prefill chunk by chunk, accepted drafts, never rejected ones); a sequence that
+// continued from a cached prefix has no rows for it and stops speculating instead.
+TEST(Speculative, HiddenRowsOfEveryCommittedPositionReachTheDrafter) {
+  const Model m{"v4 with hidden rows",
+                []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+                  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<runner::LoadedModel> lm,
+                                        engine_test::Tiny()());
+                  lm->lm = std::make_unique<HiddenRowsLm>(std::move(lm->lm));
+                  return lm;
+                },
+                checkpoint::TinyV4Config()};
+  const std::vector<GenerationRequest> reqs = Mixed(4, 33);
+  EngineStats plain_stats;
+  const auto want = RunAll(m, Plain(), reqs, &plain_stats);
+  auto log = std::make_shared<OracleLog>();
+  const auto right = [](int64_t p) { return p % 3 != 0; };
+  auto with_hidden = [&](EngineOptions o, std::vector<std::vector<int32_t>> refs) {
+    o.speculative = SpeculativeMode::kAuto;
+    o.draft_tokens = 3;
+    o.drafter = [refs, right, log](const runner::LoadedModel& lm)
+        -> Result<std::unique_ptr<runner::Drafter>> {
+      return std::unique_ptr<runner::Drafter>(std::make_unique<engine_test::OracleDrafter>(
+          refs, right, 3, lm.lm->config().vocab_size, log, /*hidden_width=*/4));
+    };
+    return o;
+  };
+  EngineOptions chunked = Plain();
+  chunked.max_num_batched_tokens = 24;  // prefill in chunks, drafts always within budget
+  EngineStats st;
+  EXPECT_EQ(RunAll(m, with_hidden(chunked, References(reqs, want)), reqs, &st), want);
+  ExpectCounters(st, Simulate(reqs, right, 3));
+  EXPECT_EQ(log->contract_breaches, 0);
+  EXPECT_GT(log->proposals, st.spec_verifications);  // prefill chunks are consumed too
+
+  // A prompt continued from a cached prefix: same output, no speculation for it.
+  std::vector<GenerationRequest> two(2);
+  for (int t = 0; t < 200; ++t) two[0].prompt.push_back((t * 29 + 7) % 512);
+  two[1].prompt.assign(two[0].prompt.begin(), two[0].prompt.begin() + 150);
+  two[1].prompt.push_back(9);
+  two[0].stop = two[1].stop = {.max_new_tokens = 12, .ignore_eos = true};
+  std::vector<std::vector<int32_t>> two_want;
+  {
+    auto e = Engine::Create(m.factory, Plain()).value();
+    for (const auto& r : two) two_want.push_back(Collect(*e->Submit(r).value()));
+  }
+  EngineOptions caching = Plain();
+  caching.prefix_caching = true;
+  caching.prefix_snapshot_interval = 128;
+  auto e = Engine::Create(m.factory, with_hidden(caching, References(two, two_want))).value();
+  EXPECT_EQ(Collect(*e->Submit(two[0]).value()), two_want[0]);
+  const EngineStats first = e->Stats();
+  EXPECT_GT(first.spec_verifications, 0);
+  EXPECT_EQ(Collect(*e->Submit(two[1]).value()), two_want[1]);
+  const EngineStats second = e->Stats();
+  EXPECT_EQ(second.prefix_hits, 1);
+  EXPECT_EQ(second.spec_verifications, first.spec_verifications);
+  EXPECT_EQ(log->contract_breaches, 0);
+  EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
+}
+
 // A request may opt out; the others still speculate.
 TEST(Speculative, RequestsMayOptOut) {
   std::vector<GenerationRequest> reqs = Mixed(2, 21);
@@ -425,7 +524,7 @@ TEST(Speculative, OptionsPickTheDrafterOrSayWhyNot) {
   hidden.drafter = [](const runner::LoadedModel& m) -> Result<std::unique_ptr<runner::Drafter>> {
     return std::unique_ptr<runner::Drafter>(std::make_unique<engine_test::OracleDrafter>(
         std::vector<std::vector<int32_t>>{}, Always, 1, m.lm->config().vocab_size,
-        std::make_shared<OracleLog>(), /*needs_hidden=*/true));
+        std::make_shared<OracleLog>(), /*hidden_width=*/4));
   };
   s = Engine::Create(V32().factory, hidden).status();
   EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
