@@ -18,7 +18,7 @@ struct Checkpoint {
   ModelConfig config;
   std::unique_ptr<TensorSource> weights;
   // The drafter whose tensors are present and verified: config.draft_family(), or kNone when
-  // the checkpoint has no draft tensors at all (the runner loads it; nothing runs it yet).
+  // the checkpoint has no draft tensors at all (the runner loads it; April MTP runs as a drafter).
   DraftFamily drafter = DraftFamily::kNone;
   std::vector<std::string> unexpected;  // tensors the layout does not know (ignored)
   // The text of tokenizer.json (parsed by dsv4::tokenizer, which model does not depend on);

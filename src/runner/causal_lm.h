@@ -21,6 +21,10 @@
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
 
+namespace dsv4::v4 {
+class Model;
+}
+
 namespace dsv4::runner {
 
 using models::LogitsMode;
@@ -43,6 +47,9 @@ class CausalLm {
   virtual bool writes_kv() const { return true; }
   // Whether sequences support TakeSnapshot/RestoreSnapshot (prefix caching).
   virtual bool snapshots_prefixes() const { return false; }
+  // The DeepSeek-V4 forward behind this face, or null for other architectures and stand-ins:
+  // V4's drafters (runner/mtp_drafter.h) share its embedding and head.
+  virtual const v4::Model* v4_model() const { return nullptr; }
   // Feeds `tokens` at positions state.num_tokens().. (any chunk size; bit-identical logits
   // for any chunking). `state` must come from this model's NewSequence. InvalidArgument for
   // a token outside the vocabulary, OutOfRange past max_position_embeddings; the state is

@@ -22,7 +22,8 @@ struct LoadedModel {
   std::unique_ptr<checkpoint::TensorSource> weights;  // read by `lm`; null for stand-ins
   std::unique_ptr<CausalLm> lm;  // declared after `weights`, so destroyed before them
   // The checkpoint's drafter (Checkpoint::drafter) and, for V4, its weights loaded and checked
-  // (null for kNone and V3.2); for speculative decoding, which does not run them yet.
+  // (null for kNone and V3.2); for speculative decoding (runner/make_drafter.h: April MTP runs,
+  // DSpark not yet).
   checkpoint::DraftFamily drafter = checkpoint::DraftFamily::kNone;
   std::unique_ptr<v4::DraftWeights> v4_draft;  // views into `weights`, declared after them
 };

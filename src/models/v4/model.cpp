@@ -2,13 +2,8 @@
 
 #include <cstring>
 
-#include "kernels/cpu/linear.h"
 #include "core/grow.h"
-#include "models/common/norm.h"
 #include "models/common/sequence_check.h"
-#include "models/v4/attention.h"
-#include "models/v4/mhc.h"
-#include "models/v4/moe.h"
 
 namespace dsv4::v4 {
 
@@ -63,58 +58,33 @@ Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
       std::memcpy(x + (t * hc + j) * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
     }
   }
-  const MhcParams mp{hc, D, c.hc_sinkhorn_iters, static_cast<float>(c.hc_eps),
-                     static_cast<float>(c.rms_norm_eps)};
-  const float eps = static_cast<float>(c.rms_norm_eps);
-  BF16* u = GrowTo(ws->u, n * D);
-  BF16* f = GrowTo(ws->f, n * D);
-  MhcWorkspace& mhc_ws = ws->mhc;
-  MhcMixes& mix = ws->mix;
-  AttentionWorkspace& attn_ws = ws->attention;
-  kernels::Workspace& kernel_ws = ws->kernels;
   for (const LayerWeights& lw : mw.layers) {
-    HcPre(pool, mp, lw.hc_attn, x, n, u, &mix, &mhc_ws);
-    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.attn_norm, D, eps, u + t * D);
-    AttentionForward(pool, c, lw, rope_[lw.layer], seqs, u, n, f, &attn_ws);
-    HcPost(pool, mp, mix, f, n, x);
-    HcPre(pool, mp, lw.hc_ffn, x, n, u, &mix, &mhc_ws);
-    for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, lw.ffn_norm, D, eps, u + t * D);
-    MoeForward(pool, c, lw, tokens.data(), u, n, f, &ws->moe, &kernel_ws);
-    HcPost(pool, mp, mix, f, n, x);
+    BlockForward(pool, c, lw, rope_[lw.layer], seqs, tokens.data(), x, n, ws);
   }
   for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    std::vector<BF16>* hidden = batch[i].hidden;
+    if (hidden == nullptr) continue;
+    hidden->assign(x + seqs[i].row0 * hc * D, x + (seqs[i].row0 + seqs[i].n) * hc * D);
+  }
 
   // Final collapse, norm and FP32 head for the rows whose logits are wanted, in one GEMM
   // (every head tile is read once for all of them).
   std::vector<int64_t>& rows = ws->rows;
   rows.clear();
   for (size_t i = 0; i < batch.size(); ++i) {
-    const BatchItem& item = batch[i];
-    if (item.logits == nullptr || item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
-    const int64_t first = item.mode == LogitsMode::kLast ? seqs[i].n - 1 : 0;
-    for (int64_t t = first; t < seqs[i].n; ++t) rows.push_back(seqs[i].row0 + t);
+    AppendLogitRows(seqs[i], batch[i].mode, batch[i].logits != nullptr, &rows);
   }
-  const int64_t num_rows = static_cast<int64_t>(rows.size());
-  BF16* xh = GrowTo(ws->xh, num_rows * hc * D);
-  BF16* h = GrowTo(ws->h, num_rows * D);
-  for (int64_t i = 0; i < num_rows; ++i) {
-    std::memcpy(xh + i * hc * D, x + rows[i] * hc * D, hc * D * sizeof(BF16));
-  }
-  HcHead(pool, mp, mw.hc_head, xh, num_rows, h, &mhc_ws);
-  for (int64_t i = 0; i < num_rows; ++i) models::RmsNorm(h + i * D, mw.norm, D, eps, h + i * D);
-  float* all = GrowTo(ws->logits, num_rows * c.vocab_size);
-  kernels::LinearBf16InF32(pool, mw.head, h, num_rows, all, &kernel_ws);
+  const float* all = HeadForward(pool, c, mw.hc_head, mw.norm, mw.head, x, rows, ws);
   // Into the callers' vectors: assign reuses their capacity (a caller that keeps its logits
   // vectors across steps allocates nothing here).
   int64_t next = 0;
   for (size_t i = 0; i < batch.size(); ++i) {
     const BatchItem& item = batch[i];
     if (item.logits == nullptr) continue;
-    item.logits->clear();
-    if (item.mode == LogitsMode::kNone || seqs[i].n == 0) continue;
-    const int64_t count = item.mode == LogitsMode::kLast ? 1 : seqs[i].n;
-    item.logits->assign(all + next * c.vocab_size, all + (next + count) * c.vocab_size);
-    next += count;
+    const int64_t first = next;
+    next += AppendLogitRows(seqs[i], item.mode, true, nullptr);
+    item.logits->assign(all + first * c.vocab_size, all + next * c.vocab_size);
   }
   return Status::Ok();
 }

@@ -15,37 +15,13 @@
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
 #include "kernels/cpu/workspace.h"
-#include "models/v4/attention.h"
-#include "models/v4/mhc.h"
-#include "models/v4/moe.h"
+#include "models/v4/block.h"
 #include "models/v4/rope.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
 
 using models::LogitsMode;
-
-// The scratch of one forward call: grown by the first call or layer that needs it and reused
-// by every layer and token. A caller that keeps one across calls (the runner, for the
-// engine's steps) makes a warm decode step allocate nothing: buffers only grow, to the
-// largest step seen, and are never zero-filled again. Not thread-safe: one per concurrent
-// call. Its contents never change a result.
-struct ForwardWorkspace {
-  MhcWorkspace mhc;
-  MhcMixes mix;
-  AttentionWorkspace attention;
-  MoeScratch moe;
-  kernels::Workspace kernels;  // the MoE's and the head's
-  // The step's batch and residual streams.
-  std::vector<SeqSlice> seqs;  // [batch]
-  std::vector<int32_t> tokens; // [n]: every row's token
-  std::vector<BF16> x;         // BF16 [n, hc, D]: residual streams
-  std::vector<BF16> u, f;      // BF16 [n, D]: a sublayer's input and output
-  // The head, over the rows whose logits are wanted.
-  std::vector<int64_t> rows;   // [rows]: their rows in the batch
-  std::vector<BF16> xh, h;     // BF16 [rows, hc, D], [rows, D]
-  std::vector<float> logits;   // FP32 [rows, vocab]
-};
 
 class Model {
  public:
@@ -55,6 +31,10 @@ class Model {
                                                const checkpoint::LoadOptions& options = {});
 
   const checkpoint::ModelConfig& config() const { return config_; }
+  // The weights (the drafters share the embedding and the head) and the RoPE table of layer
+  // `layer` < num_hidden_layers.
+  const ModelWeights& weights() const { return *weights_; }
+  const RopeTable& rope(int64_t layer) const { return rope_[static_cast<size_t>(layer)]; }
 
   // One sequence's part of a batched step.
   struct BatchItem {
@@ -62,6 +42,9 @@ class Model {
     std::span<const int32_t> tokens;  // fed at positions cache->num_tokens() ..
     LogitsMode mode = LogitsMode::kLast;
     std::vector<float>* logits = nullptr;  // FP32 [1 or n, vocab] per mode (resized)
+    // When set: the final residual streams of every fed token, before HC_head (the X_t the
+    // MTP module drafts from, spec §11.3): BF16 [n, hc*D] (resized). Null costs nothing.
+    std::vector<BF16>* hidden = nullptr;
   };
 
   // Feeds several sequences at once (each a prefill chunk of any size or one decode token):

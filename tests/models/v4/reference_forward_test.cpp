@@ -295,7 +295,7 @@ TEST_F(ReferenceForwardTest, SharedExpertIsClampedLikeTheRoutedExperts) {
   for (int64_t l = 0; l < config().num_hidden_layers; ++l) {
     const LayerTrace& lt = trace_->layers[l];
     ASSERT_EQ(static_cast<int64_t>(lt.ffn_in.size()), kNumTokens * dim);
-    Result<MoeWeights> mw = LoadMoe(config(), *model_->weights, l);
+    Result<MoeWeights> mw = LoadMoe(config(), *model_->weights, LayerPrefix(l), l);
     ASSERT_TRUE(mw.ok()) << mw.status().ToString();
     ASSERT_TRUE(mw->has_shared);
     int64_t hot = 0, changed = 0;

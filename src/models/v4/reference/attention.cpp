@@ -66,8 +66,8 @@ std::vector<float> GroupedWoA(const checkpoint::ModelConfig& c, const Linear& wo
 }  // namespace
 
 Result<AttentionWeights> LoadAttention(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
-                                       int64_t layer) {
-  const std::string p = "layers." + std::to_string(layer) + ".attn.";
+                                       const std::string& prefix, int64_t layer) {
+  const std::string p = prefix + "attn.";
   const int64_t dim = c.hidden_size, heads = c.num_attention_heads, d = c.head_dim;
   const int64_t q_rank = c.q_lora_rank, groups = c.o_groups, o_rank = c.o_lora_rank;
   AttentionWeights aw;
@@ -85,7 +85,7 @@ Result<AttentionWeights> LoadAttention(const checkpoint::ModelConfig& c, const c
     DSV4_ASSIGN_OR_RETURN(aw.compressor, LoadCompressor(c, w, p + "compressor.", aw.ratio, d));
   }
   if (aw.ratio == 4) {
-    DSV4_ASSIGN_OR_RETURN(aw.indexer, LoadIndexer(c, w, layer));
+    DSV4_ASSIGN_OR_RETURN(aw.indexer, LoadIndexer(c, w, prefix));
   }
   return aw;
 }

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -32,9 +33,10 @@ struct AttentionWeights {
   std::optional<IndexerWeights> indexer;        // ratio == 4
 };
 
-// Loads "layers.<layer>.attn.*".
+// Loads "<prefix>attn.*" of the block under `prefix` ("layers.3.", "mtp.0."), layer id `layer`
+// (its compress ratio and RoPE table).
 Result<AttentionWeights> LoadAttention(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
-                                       int64_t layer);
+                                       const std::string& prefix, int64_t layer);
 
 // §6.3 for one head and its KV set, as the reference kernel computes it with the entries in
 // the given order: s_j = fl32(q·kv_j)·scale (FP32 dot in ascending dims); m = max_j s_j;

@@ -35,12 +35,13 @@
 #include "core/status.h"
 #include "checkpoint/config.h"
 #include "checkpoint/tensor.h"
+#include "models/v4/reference/block.h"
 
 namespace dsv4::v4::reference {
 
 // Logits after every position: FP32 [tokens.size(), vocab_size] row-major; row t depends on
-// tokens[0..t] only. Single-threaded, plain loops. MTP is not run. An empty sequence gives an
-// empty vector.
+// tokens[0..t] only. Single-threaded, plain loops. MTP is not run (mtp.h runs it from the
+// last layer's trace streams). An empty sequence gives an empty vector.
 // Errors: InvalidArgument naming the position and id of a token outside [0, vocab_size);
 // Unimplemented / InvalidArgument for a config this reference cannot run (not V4, a scoring
 // function other than sqrtsoftplus, dimensions the block quantisation cannot tile); NotFound /
@@ -48,19 +49,6 @@ namespace dsv4::v4::reference {
 Result<std::vector<float>> Forward(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
                                    std::span<const int32_t> tokens);
 
-// Intermediate results of one layer, for layer-by-layer comparison with the fast path.
-struct LayerTrace {
-  // Per position t: the compressed entries t attended to, ascending (CSA: the indexer's top-k;
-  // HCA: every visible entry; SWA-only: empty).
-  std::vector<std::vector<int64_t>> compressed;
-  // Per position t: the routed experts in selection order and their weights (§10.1).
-  std::vector<std::vector<int64_t>> experts;
-  std::vector<std::vector<float>> expert_weights;
-  std::vector<float> attn_out;  // BF16 values [T, D]: attention sublayer output (wo_b)
-  std::vector<float> ffn_in;    // BF16 values [T, D]: MoE sublayer input (HC_pre, ffn_norm)
-  std::vector<float> ffn_out;   // BF16 values [T, D]: MoE sublayer output
-  std::vector<float> streams;   // BF16 values [T, hc, D]: residual streams after the layer
-};
 struct ForwardTrace {
   std::vector<LayerTrace> layers;  // [num_hidden_layers]
 };
@@ -71,5 +59,7 @@ Result<std::vector<float>> Forward(const checkpoint::ModelConfig& c, const check
 
 // The checks Forward applies to `c` before reading any weight.
 Status CheckReferenceSupports(const checkpoint::ModelConfig& c);
+// InvalidArgument naming the position and id of the first token outside [0, vocab_size).
+Status CheckTokens(const checkpoint::ModelConfig& c, std::span<const int32_t> tokens);
 
 }  // namespace dsv4::v4::reference

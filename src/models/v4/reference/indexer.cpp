@@ -12,8 +12,8 @@
 namespace dsv4::v4::reference {
 
 Result<IndexerWeights> LoadIndexer(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
-                                   int64_t layer) {
-  const std::string p = "layers." + std::to_string(layer) + ".attn.indexer.";
+                                   const std::string& prefix) {
+  const std::string p = prefix + "attn.indexer.";
   IndexerWeights iw;
   DSV4_ASSIGN_OR_RETURN(
       iw.wq_b,

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -20,9 +21,9 @@ struct IndexerWeights {
   CompressorWeights compressor;  // m = 4 (overlapping), c = index_head_dim
 };
 
-// Loads "layers.<layer>.attn.indexer.*".
+// Loads "<prefix>attn.indexer.*" of the block under `prefix` ("layers.1.").
 Result<IndexerWeights> LoadIndexer(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
-                                   int64_t layer);
+                                   const std::string& prefix);
 
 // Number of compressed entries a query at position t may use: ⌊(t+1)/m⌋ (§7.7).
 int64_t NumVisibleEntries(int64_t t, int64_t ratio);

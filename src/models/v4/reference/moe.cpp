@@ -28,8 +28,8 @@ float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
 }  // namespace
 
 Result<MoeWeights> LoadMoe(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
-                           int64_t layer) {
-  const std::string p = "layers." + std::to_string(layer) + ".ffn.";
+                           const std::string& prefix, int64_t layer) {
+  const std::string p = prefix + "ffn.";
   const int64_t dim = c.hidden_size, num_experts = c.n_routed_experts;
   const int64_t k = c.num_experts_per_tok, inter = c.moe_intermediate_size;
   MoeWeights mw;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "core/status.h"
@@ -30,9 +31,10 @@ struct MoeWeights {
   ExpertWeights shared;  // [I·n_shared, D] / [D, I·n_shared]
 };
 
-// Loads "layers.<layer>.ffn.*". InvalidArgument if tid2eid holds an id outside [0, E).
+// Loads "<prefix>ffn.*" of the block under `prefix` ("layers.3.", "mtp.0."), layer id `layer`
+// (hash routing below num_hash_layers). InvalidArgument if tid2eid holds an id outside [0, E).
 Result<MoeWeights> LoadMoe(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
-                           int64_t layer);
+                           const std::string& prefix, int64_t layer);
 
 struct Routing {
   std::vector<int64_t> experts;  // selection order (tid2eid row order / descending biased score)

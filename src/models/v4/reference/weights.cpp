@@ -152,6 +152,8 @@ std::vector<float> Apply(const Linear& l, std::span<const float> x) {
   return {};
 }
 
+std::string LayerPrefix(int64_t layer) { return "layers." + std::to_string(layer) + "."; }
+
 Result<std::vector<float>> LoadFloats(const checkpoint::TensorSource& w, const std::string& name,
                                       DType dtype, std::vector<int64_t> shape) {
   DSV4_CHECK(dtype == DType::kF32 || dtype == DType::kBF16);

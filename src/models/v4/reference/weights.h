@@ -57,6 +57,9 @@ struct Linear {
 // returns [out] (BF16 values, except FP32 values for kF32). Sizes are DSV4_CHECKed.
 std::vector<float> Apply(const Linear& l, std::span<const float> x);
 
+// "layers.<layer>.": the tensor-name prefix of main layer `layer`.
+std::string LayerPrefix(int64_t layer);
+
 // Reads a whole tensor as FP32 values (F32 verbatim, BF16 promoted exactly). Errors: NotFound
 // from the source, InvalidArgument on a dtype or shape mismatch.
 Result<std::vector<float>> LoadFloats(const checkpoint::TensorSource& w, const std::string& name,
