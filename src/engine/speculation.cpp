@@ -5,7 +5,7 @@
 
 #include "checkpoint/config.h"
 #include "core/check.h"
-#include "runner/checkpoint_drafter.h"
+#include "runner/make_drafter.h"
 
 namespace dsv4 {
 
@@ -41,7 +41,7 @@ std::string DraftCount(int64_t k) {
 }
 
 // The drafter `o` asks for on `m`; null (with the reason in *off) when kAuto finds none to run.
-Result<std::unique_ptr<runner::Drafter>> MakeDrafter(const runner::LoadedModel& m,
+Result<std::unique_ptr<runner::Drafter>> PickDrafter(const runner::LoadedModel& m,
                                                      const EngineOptions& o, std::string* off) {
   if (o.drafter) return o.drafter(m);
   if (o.speculative == SpeculativeMode::kAuto) {
@@ -49,8 +49,11 @@ Result<std::unique_ptr<runner::Drafter>> MakeDrafter(const runner::LoadedModel& 
       *off = "the checkpoint has no drafter";
       return std::unique_ptr<runner::Drafter>();
     }
-    Result<std::unique_ptr<runner::Drafter>> d = runner::CreateCheckpointDrafter(m);
-    if (d.status().code() == StatusCode::kUnimplemented) {
+    // A drafter this build cannot run on this model (DSpark; V3.2's MTP layer) leaves
+    // speculation off rather than failing.
+    Result<std::unique_ptr<runner::Drafter>> d = runner::MakeDrafter(m, m.drafter);
+    if (d.status().code() == StatusCode::kUnimplemented ||
+        d.status().code() == StatusCode::kFailedPrecondition) {
       *off = d.status().message();
       return std::unique_ptr<runner::Drafter>();
     }
@@ -66,7 +69,7 @@ Result<std::unique_ptr<runner::Drafter>> MakeDrafter(const runner::LoadedModel& 
         " drafter (its checkpoint's drafter: " +
         std::string(checkpoint::DraftFamilyName(m.drafter)) + ")");
   }
-  return runner::CreateCheckpointDrafter(m);
+  return runner::MakeDrafter(m, want);
 }
 
 }  // namespace
@@ -81,7 +84,7 @@ Result<std::unique_ptr<Speculation>> Speculation::Create(
   *summary = "off";
   if (o.speculative == SpeculativeMode::kOff) return std::unique_ptr<Speculation>();
   std::string off;
-  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<runner::Drafter> drafter, MakeDrafter(model, o, &off));
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<runner::Drafter> drafter, PickDrafter(model, o, &off));
   if (drafter == nullptr) {
     *summary = "off (" + off + ")";
     return std::unique_ptr<Speculation>();

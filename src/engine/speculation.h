@@ -48,9 +48,9 @@ class Speculation {
   // "off (...)"). kAuto is off when the checkpoint has no drafter, when this build has no
   // implementation of it, or when the model's sequences cannot roll back. Errors:
   // InvalidArgument for draft_tokens < 0 or above the drafter's maximum, and for kMtp /
-  // kDspark on a checkpoint without that drafter; the factory's or CreateCheckpointDrafter's
-  // errors (Unimplemented: no implementation); FailedPrecondition when the model cannot roll
-  // back or lacks the hidden rows the drafter needs.
+  // kDspark on a checkpoint without that drafter; the factory's
+  // errors or runner::MakeDrafter's (Unimplemented: no implementation); FailedPrecondition
+  // when the model cannot roll back or lacks the hidden rows the drafter needs.
   static Result<std::unique_ptr<Speculation>> Create(
       const runner::LoadedModel& model, const EngineOptions& options, std::string* summary,
       std::function<void(const std::string&)> warn);

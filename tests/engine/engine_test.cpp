@@ -461,10 +461,14 @@ namespace {
 // every request that completes produces exactly
 // its solo output, and once the cache is cleared every page is back (no leak, balanced
 // reference counts on shared pages).
-// With `speculative`, an oracle drafter right on a random pattern of positions speculates.
-void RandomisedMixLeaksNothing(const Served& m, bool speculative) {
+// Who drafts in the mix: nobody, an oracle right on a random pattern of positions, or the
+// checkpoint's own drafter (the tiny V4's April MTP layer).
+enum class Drafts { kNone, kOracle, kCheckpoint };
+
+void RandomisedMixLeaksNothing(const Served& m, Drafts drafts) {
   SCOPED_TRACE(m.name);
-  SCOPED_TRACE(speculative ? "speculative" : "plain");
+  SCOPED_TRACE(static_cast<int>(drafts));
+  const bool speculative = drafts != Drafts::kNone;
   Rng rng(77);
   std::vector<int32_t> base;
   for (int t = 0; t < 400; ++t) base.push_back(static_cast<int32_t>(rng.Below(512)));
@@ -494,8 +498,8 @@ void RandomisedMixLeaksNothing(const Served& m, bool speculative) {
   o.kv_budget_bytes = 4 * layout.BytesAt(420);
   o.max_num_batched_tokens = 96;
   o.max_num_seqs = 3;
-  o.speculative = SpeculativeMode::kOff;
-  if (speculative) {
+  o.speculative = drafts == Drafts::kCheckpoint ? SpeculativeMode::kMtp : SpeculativeMode::kOff;
+  if (drafts == Drafts::kOracle) {
     const uint64_t salt = rng.NextU64();
     o = engine_test::WithOracle(o, engine_test::References(reqs, want), [salt](int64_t p) {
       return (HashString(std::to_string(p)) ^ salt) % 4 != 0;
@@ -535,25 +539,27 @@ void RandomisedMixLeaksNothing(const Served& m, bool speculative) {
   }
   EXPECT_GE(completed, 4);
   EXPECT_GT(e->Stats().prefix_hits, 0);
-  if (speculative) {
+  if (drafts == Drafts::kOracle) {
     EXPECT_GT(e->Stats().spec_accepted_tokens, 0);
     EXPECT_LT(e->Stats().spec_accepted_tokens, e->Stats().spec_draft_tokens);
   }
+  if (speculative) EXPECT_GT(e->Stats().spec_verifications, 0);
   EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
 }
 
 TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
-  RandomisedMixLeaksNothing(V4Tiny(), false);
+  RandomisedMixLeaksNothing(V4Tiny(), Drafts::kNone);
 }
 TEST(EngineV32, RandomisedMixWithPrefixSharingLeaksNothing) {
-  RandomisedMixLeaksNothing(V32Tiny(), false);
+  RandomisedMixLeaksNothing(V32Tiny(), Drafts::kNone);
 }
 // The same mix speculating: every completed request still produces its solo output.
 TEST(Engine, RandomisedMixWithSpeculationIsBitIdentical) {
-  RandomisedMixLeaksNothing(V4Tiny(), true);
+  RandomisedMixLeaksNothing(V4Tiny(), Drafts::kOracle);
+  RandomisedMixLeaksNothing(V4Tiny(), Drafts::kCheckpoint);
 }
 TEST(EngineV32, RandomisedMixWithSpeculationIsBitIdentical) {
-  RandomisedMixLeaksNothing(V32Tiny(), true);
+  RandomisedMixLeaksNothing(V32Tiny(), Drafts::kOracle);
 }
 
 }  // namespace

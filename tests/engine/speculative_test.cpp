@@ -452,6 +452,29 @@ TEST(Speculative, HiddenRowsOfEveryCommittedPositionReachTheDrafter) {
   EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
 }
 
+// The checkpoint's own drafter (the tiny V4's April MTP layer, which `auto` picks): outputs
+// identical to decoding without it, greedy and sampled, with chunked prefill, K = 1 and 4.
+// (Its random weights draft poorly; only the oracles above reach long accepted runs.)
+TEST(Speculative, CheckpointMtpDrafterGivesIdenticalOutput) {
+  const std::vector<GenerationRequest> reqs = Mixed(4, 71);
+  EngineStats plain_stats;
+  const auto want = RunAll(V4(), Plain(), reqs, &plain_stats);
+  for (int64_t k : {1, 4}) {
+    SCOPED_TRACE(k);
+    EngineOptions o = Plain();
+    o.speculative = SpeculativeMode::kMtp;
+    o.draft_tokens = k;
+    o.max_num_batched_tokens = 32;
+    EngineStats st;
+    EXPECT_EQ(RunAll(V4(), o, reqs, &st), want);
+    EXPECT_GT(st.spec_verifications, 0);
+    EXPECT_EQ(st.spec_drafted_at.size(), static_cast<size_t>(k));
+    EXPECT_EQ(st.kv.used_bytes, 0);
+  }
+  auto e = Engine::Create(V4().factory, EngineOptions{}).value();
+  EXPECT_EQ(e->drafter_name(), "mtp");
+}
+
 // A request may opt out; the others still speculate.
 TEST(Speculative, RequestsMayOptOut) {
   std::vector<GenerationRequest> reqs = Mixed(2, 21);
