@@ -31,21 +31,9 @@ using engine_test::TinyV32;
 
 using ::testing::HasSubstr;
 
-// A served model for the tests that run on both architectures, and its page layout.
-struct Served {
-  const char* name;
-  ModelFactory factory;
-  checkpoint::ModelConfig config;
-  kv::PageLayout layout() const { return kv::PageLayout(config, kv::DefaultKvFormats(config.arch)); }
-};
-const Served& V4Tiny() {
-  static const Served s{"v4", Tiny(), checkpoint::TinyV4Config()};
-  return s;
-}
-const Served& V32Tiny() {
-  static const Served s{"v3.2", TinyV32(), checkpoint::TinyV32Config()};
-  return s;
-}
+using engine_test::Served;
+using engine_test::V32Tiny;
+using engine_test::V4Tiny;
 
 std::vector<GenerationRequest> Requests() {
   std::vector<GenerationRequest> out;

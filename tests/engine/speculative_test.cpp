@@ -33,19 +33,9 @@ using engine_test::References;
 using engine_test::WithOracle;
 using ::testing::HasSubstr;
 
-struct Model {
-  const char* name;
-  ModelFactory factory;
-  checkpoint::ModelConfig config;
-};
-const Model& V4() {
-  static const Model m{"v4", engine_test::Tiny(), checkpoint::TinyV4Config()};
-  return m;
-}
-const Model& V32() {
-  static const Model m{"v3.2", engine_test::TinyV32(), checkpoint::TinyV32Config()};
-  return m;
-}
+using Model = engine_test::Served;
+const Model& V4() { return engine_test::V4Tiny(); }
+const Model& V32() { return engine_test::V32Tiny(); }
 
 EngineOptions Plain() {
   EngineOptions o;
@@ -186,7 +176,7 @@ TEST(SpeculativeV32, FullPartialAndZeroAcceptanceGiveIdenticalOutput) {
 // and drafts that find no free page fall back to plain steps; outputs stay identical.
 void ExpectPreemptionWhileSpeculating(const Model& m) {
   SCOPED_TRACE(m.name);
-  const kv::PageLayout layout(m.config, kv::DefaultKvFormats(m.config.arch));
+  const kv::PageLayout layout = m.layout();
   std::vector<GenerationRequest> reqs(2);
   for (int t = 0; t < 250; ++t) {
     reqs[0].prompt.push_back((t * 7) % 512);

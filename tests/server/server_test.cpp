@@ -125,6 +125,15 @@ Json ChatJson(const std::string& user, int max_tokens, bool stream) {
           {"stream", stream}};
 }
 
+// The UTF-8 character in the middle of `text` (a stop string that starts on a boundary).
+std::string MiddleCharacter(const std::string& text) {
+  size_t p = text.size() / 2;
+  while (p > 0 && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
+  size_t q = p + 1;
+  while (q < text.size() && (static_cast<unsigned char>(text[q]) & 0xC0) == 0x80) ++q;
+  return text.substr(p, q - p);
+}
+
 // Waits (bounded) until `done` holds; false on timeout.
 template <typename F>
 bool WaitFor(F done, std::chrono::milliseconds limit = std::chrono::seconds(10)) {
@@ -409,12 +418,8 @@ TEST_F(ServerTest, StopStringsTruncateBeforeTheMatch) {
   ASSERT_EQ(full.status, 200);
   const std::string text = full.json()["choices"][0]["text"];
   ASSERT_GT(text.size(), 6u) << text;
-  // A stop string from the middle of the greedy text, starting on a character boundary.
-  size_t p = text.size() / 2;
-  while (p > 0 && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
-  size_t q = p + 1;
-  while (q < text.size() && (static_cast<unsigned char>(text[q]) & 0xC0) == 0x80) ++q;
-  const std::string stop = text.substr(p, q - p);
+  // A stop string from the middle of the greedy text.
+  const std::string stop = MiddleCharacter(text);
   const std::string want = text.substr(0, text.find(stop));
   for (bool stream : {false, true}) {
     Json req = CompletionJson("Once upon a time", 16, stream);
@@ -834,11 +839,7 @@ TEST(ServerSpeculative, SameTextStopStringsInsideAcceptedRunsAndMetrics) {
   // A stop string from the middle of the text: the tokens after it arrived in the same
   // accepted run, and none of them shows.
   ASSERT_GT(text.size(), 6u) << text;
-  size_t p = text.size() / 2;
-  while (p > 0 && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
-  size_t q = p + 1;
-  while (q < text.size() && (static_cast<unsigned char>(text[q]) & 0xC0) == 0x80) ++q;
-  const std::string stop = text.substr(p, q - p);
+  const std::string stop = MiddleCharacter(text);
   const std::string want = text.substr(0, text.find(stop));
   for (bool stream : {false, true}) {
     Reply r = complete(stream, {{"stop", Json::array({stop})}});
