@@ -35,6 +35,7 @@ class Tokenizer;
 }
 namespace runner {
 struct LoadedModel;
+class Drafter;
 }
 
 using RequestId = int64_t;
@@ -50,6 +51,9 @@ struct GenerationRequest {
   std::vector<int32_t> prompt;  // token ids, at least one
   SamplingParams sampling;
   StopConditions stop;
+  // false: this request never drafts, even on an engine with speculative decoding (its
+  // output is the same either way; only its speed differs).
+  bool speculative = true;
 };
 
 // Why a request can never run on this engine, whatever the load (Engine::Check; Submit
@@ -109,6 +113,20 @@ class RequestStream {
 // only accounts KV pages for admission studies (runner::AccountingModel).
 using ModelFactory = std::function<Result<std::unique_ptr<runner::LoadedModel>>()>;
 
+// Speculative decoding: which drafter proposes the tokens a step verifies.
+enum class SpeculativeMode {
+  kAuto,    // the checkpoint's drafter when it has one this build can run, else off
+  kOff,
+  kMtp,     // the April MTP module: an error when the checkpoint has none
+  kDspark,  // DSpark's draft blocks (0731 / 0813): an error when the checkpoint has none
+};
+const char* SpeculativeModeName(SpeculativeMode m);  // "auto", "off", "mtp", "dspark"
+
+// Makes the drafter of an engine from its model (called once by Engine::Create, after the
+// model factory). The engine owns what it returns.
+using DrafterFactory =
+    std::function<Result<std::unique_ptr<runner::Drafter>>(const runner::LoadedModel&)>;
+
 struct EngineOptions {
   int threads = 0;                     // 0: all cores
   int64_t kv_budget_bytes = 1ll << 30; // pages of all sequences together
@@ -134,6 +152,16 @@ struct EngineOptions {
   int64_t kv_cache_disk_budget_bytes = int64_t{8} << 30;
   // Receives warnings (one line each); empty: "warning: ..." on stderr.
   std::function<void(const std::string&)> on_warning;
+  // Speculative decoding (README "Speculative decoding"): each decoding sequence's drafter
+  // proposes up to `draft_tokens` tokens (0: as many as the drafter proposes at most), which
+  // the next step verifies together with the sequence's last token. Greedy and sampled
+  // outputs are bit-identical to decoding without it. Needs a model whose sequences can roll
+  // back (V4, V3.2).
+  SpeculativeMode speculative = SpeculativeMode::kAuto;
+  int64_t draft_tokens = 0;
+  // When set (and `speculative` is not kOff), makes the drafter instead of the checkpoint's
+  // (tests: oracle drafters).
+  DrafterFactory drafter;
 };
 
 struct EngineStats {
@@ -166,6 +194,19 @@ struct EngineStats {
   int64_t prefix_disk_read_bytes = 0;
   int64_t prefix_disk_evicted = 0;    // files deleted to stay within the disk budget
   int64_t prefix_disk_rejected_files = 0;  // truncated, corrupt, foreign or old files skipped
+  // Speculative decoding. A verification is one sequence's step that fed >= 1 draft; it
+  // accepts the longest prefix of its drafts the target agrees with (stop conditions may
+  // then emit fewer). Per draft position i (0: the first draft after the last token):
+  // verified and accepted drafts, [draft_tokens] each (empty when off).
+  int64_t spec_verifications = 0;
+  int64_t spec_draft_tokens = 0;     // drafts verified
+  int64_t spec_accepted_tokens = 0;  // drafts accepted
+  std::vector<int64_t> spec_drafted_at;
+  std::vector<int64_t> spec_accepted_at;
+  // Accepted / verified drafts (0 before any).
+  double spec_acceptance_rate() const;
+  // Tokens a verification emits on average: 1 (the target's own) + accepted drafts.
+  double spec_mean_accepted_length() const;
   KvStats kv;                    // budget_bytes set from the start
 };
 
@@ -208,6 +249,12 @@ class Engine {
   int64_t KvBytesAt(int64_t num_tokens) const;
   // Threads of the engine's worker pool.
   int num_threads() const;
+  // Speculative decoding: the drafter's name ("" when off) and the most drafts one step
+  // verifies per sequence (0 when off); and one line saying so, with why it is off when the
+  // checkpoint has a drafter ("mtp, 1 draft token", "off (...)").
+  const std::string& drafter_name() const;
+  int64_t draft_tokens() const;
+  const std::string& speculative_summary() const;
 
  private:
   class Impl;

@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
 #include <map>
 #include <thread>
 
 #include "engine/prefix_policy.h"
 #include "engine/request_check.h"
+#include "engine/speculation.h"
 #include "engine/stop_condition.h"
 #include "checkpoint/config.h"
 #include "runner/causal_lm.h"
@@ -27,6 +29,7 @@ struct Active {
   GenerationRequest request;
   std::shared_ptr<RequestStream> stream;
   Clock::time_point submitted;
+  engine::DraftSlot draft;  // speculative decoding
 };
 
 }  // namespace
@@ -49,12 +52,19 @@ class Engine::Impl {
   Result<const tokenizer::Tokenizer*> tokenizer() const;
   int64_t KvBytesAt(int64_t n) const { return kv_->layout().BytesAt(n); }
   int num_threads() const { return pool_->num_threads(); }
+  const std::string& drafter_name() const { return drafter_name_; }
+  int64_t draft_tokens() const { return spec_ ? spec_->draft_tokens() : 0; }
+  const std::string& speculative_summary() const { return spec_summary_; }
 
  private:
   void Loop();
   void Step();
+  // A step's sampled chunk: the tokens it emits (the target's, accepted drafts first), cut
+  // at a stop condition (returned), with rejected drafts rolled back; the sequence grows.
+  FinishReason Verify(size_t i, const sched::ScheduledChunk& c, Active* a);
   void Finish(Active* a, FinishReason reason, const std::string& error = "");
   void DrainInbox();
+  void Warn(const std::string& m) const;
   // Continues a sequence with no computed tokens from a cached prefix (counted in stats_).
   void RestorePrefix(sched::Sequence* s);
 
@@ -66,12 +76,18 @@ class Engine::Impl {
   std::unique_ptr<kv::KvManager> kv_;
   engine::RequestLimits limits_;  // points into kv_
   std::unique_ptr<engine::PrefixPolicy> prefix_;  // before the sequences, after the manager
+  std::unique_ptr<engine::Speculation> spec_;     // null: speculative decoding is off
+  std::string drafter_name_;
+  std::string spec_summary_;
   std::unique_ptr<sched::Scheduler> scheduler_;
   std::map<RequestId, std::unique_ptr<Active>> active_;  // engine thread only
   // A step's batch, logits FP32 [vocab] per chunk, and the sampler's buffers, kept across
   // steps (engine thread only) so that a warm decode step allocates none of them.
   std::vector<runner::CausalLm::BatchItem> step_batch_;
   std::vector<std::vector<float>> step_logits_;
+  std::vector<std::vector<int32_t>> step_emitted_;  // per chunk: the tokens it emits
+  std::vector<Active*> step_active_;                 // per chunk; null once it finished
+  std::vector<FinishReason> step_ends_;              // per chunk
   sample::SampleScratch sample_scratch_;
 
   // The one cross-thread channel: new requests and cancellations.
@@ -142,8 +158,14 @@ Status Engine::Impl::Init(const ModelFactory& make_model, const EngineOptions& o
       sched::SchedulerOptions{o.max_num_batched_tokens, o.max_num_seqs}, kv_.get(),
       [this] { return prefix_->EvictOne(); });
   scheduler_->set_on_admit([this](sched::Sequence* s) { RestorePrefix(s); });
+  DSV4_ASSIGN_OR_RETURN(spec_, engine::Speculation::Create(*model_, o, &spec_summary_,
+                                                           [this](const std::string& m) {
+                                                             Warn(m);
+                                                           }));
+  if (spec_) drafter_name_ = std::string(spec_->drafter().name());
   stats_.kv = kv_->Stats();
   prefix_->FillStats(&stats_);
+  if (spec_) spec_->FillStats(&stats_);
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -220,6 +242,14 @@ void Engine::Impl::SetPaused(bool paused) {
   cv_.notify_all();
 }
 
+void Engine::Impl::Warn(const std::string& m) const {
+  if (options_.on_warning) {
+    options_.on_warning(m);
+  } else {
+    std::fprintf(stderr, "warning: %s\n", m.c_str());
+  }
+}
+
 EngineStats Engine::Impl::Stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   return stats_;
@@ -266,6 +296,7 @@ void Engine::Impl::DrainInbox() {
   }
   for (auto& a : fresh) {
     Active* p = a.get();
+    if (spec_) spec_->Start(p->request, &p->draft);
     active_[p->seq.id] = std::move(a);
     scheduler_->Add(&p->seq);  // a cached prefix is looked up when it is admitted
   }
@@ -315,6 +346,9 @@ void Engine::Impl::Step() {
     stats_.max_running = std::max(stats_.max_running, stats_.running);
     kv_->FillStats(&stats_.kv);  // reuses its capacity
   }
+  if (spec_) {
+    for (sched::Sequence* s : plan.preempted) spec_->Restart(s, &active_.at(s->id)->draft);
+  }
   if (plan.chunks.empty()) {
     // Nothing can run (every waiting request is blocked on KV memory held by nobody running):
     // cannot happen with Submit's fit check; wait for new input instead of spinning.
@@ -322,56 +356,102 @@ void Engine::Impl::Step() {
     cv_.wait_for(lock, std::chrono::milliseconds(5));
     return;
   }
-  // Kept across steps (engine thread only): a warm step reuses the logits vectors' capacity.
+  // Kept across steps (engine thread only): a warm step reuses the vectors' capacity.
   std::vector<runner::CausalLm::BatchItem>& batch = step_batch_;
   std::vector<std::vector<float>>& logits = step_logits_;
+  const size_t n = plan.chunks.size();
   batch.clear();
-  if (logits.size() < plan.chunks.size()) logits.resize(plan.chunks.size());
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+  step_active_.clear();
+  if (logits.size() < n) logits.resize(n);
+  if (step_emitted_.size() < n) step_emitted_.resize(n);
+  for (size_t i = 0; i < n; ++i) {
     const sched::ScheduledChunk& c = plan.chunks[i];
+    Active* a = active_.at(c.seq->id).get();
+    step_active_.push_back(a);
     batch.push_back({c.seq->state.get(),
                      {c.seq->tokens.data() + c.begin, static_cast<size_t>(c.count)},
                      c.sample ? runner::LogitsMode::kLast : runner::LogitsMode::kNone,
                      &logits[i]});
+    if (spec_) spec_->Prepare(c, &a->draft, &batch.back());  // drafts: [last, d1..dk], kAll
   }
   Status s = model_->lm->ForwardBatch(*pool_, batch);
   if (!s.ok()) {
-    for (const auto& c : plan.chunks) {
-      auto it = active_.find(c.seq->id);
-      if (it != active_.end()) Finish(it->second.get(), FinishReason::kError, s.message());
-    }
+    for (Active* a : step_active_) Finish(a, FinishReason::kError, s.message());
     return;
   }
   scheduler_->Commit(plan);
-  prefix_->SnapshotAfterStep(plan);
+  // Every sampled chunk's tokens first (sequences and their KV settled), then the snapshots
+  // that reads, the stats (so that a client who saw a request end sees its step counted),
+  // then the events (a finished request leaves active_).
+  std::vector<FinishReason>& ends = step_ends_;
+  ends.assign(n, FinishReason::kNone);
   int64_t prompt_tokens = 0, generated = 0;
-  const int64_t eos = config().eos_token_id;
-  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+  for (size_t i = 0; i < n; ++i) {
     const sched::ScheduledChunk& c = plan.chunks[i];
     prompt_tokens += std::max<int64_t>(0, std::min(c.begin + c.count, c.seq->num_prompt) - c.begin);
     if (!c.sample) continue;
-    Active* a = active_.at(c.seq->id).get();
-    const int32_t token = sample::SampleToken(logits[i], a->request.sampling, c.seq->num_tokens(),
-                                              &sample_scratch_);
-    c.seq->tokens.push_back(token);
-    ++generated;
-    TokenEvent ev;
-    ev.token = token;
-    ev.index = c.seq->num_generated() - 1;
-    ev.seconds = std::chrono::duration<double>(Clock::now() - a->submitted).count();
-    a->stream->Push(ev);
-    const FinishReason end = engine::StopAfter(a->request.stop, eos, token, c.seq->num_generated());
-    if (end != FinishReason::kNone) Finish(a, end);
+    ends[i] = Verify(i, c, step_active_[i]);
+    generated += static_cast<int64_t>(step_emitted_[i].size());
+  }
+  prefix_->SnapshotAfterStep(plan);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    prefix_->FillStats(&stats_);
+    if (spec_) spec_->FillStats(&stats_);
+    stats_.steps += 1;
+    stats_.prompt_tokens += prompt_tokens;
+    stats_.generated_tokens += generated;
+    stats_.preemptions = scheduler_->num_preemptions();
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (!plan.chunks[i].sample) continue;
+    Active* a = step_active_[i];
+    const std::vector<int32_t>& emitted = step_emitted_[i];
+    const int64_t first = a->seq.num_generated() - static_cast<int64_t>(emitted.size());
+    const double seconds = std::chrono::duration<double>(Clock::now() - a->submitted).count();
+    for (size_t t = 0; t < emitted.size(); ++t) {
+      TokenEvent ev;
+      ev.token = emitted[t];
+      ev.index = first + static_cast<int64_t>(t);
+      ev.seconds = seconds;
+      a->stream->Push(ev);
+    }
+    if (ends[i] != FinishReason::kNone) {
+      Finish(a, ends[i]);
+      step_active_[i] = nullptr;
+    }
+  }
+  if (spec_) {
+    for (size_t i = 0; i < n; ++i) {
+      if (step_active_[i] == nullptr) continue;
+      spec_->Propose(*pool_, plan.chunks[i], prefix_->MaxStepAdvance(*plan.chunks[i].seq),
+                     &step_active_[i]->draft);
+    }
   }
   std::lock_guard<std::mutex> lock(mu_);
-  prefix_->FillStats(&stats_);
-  stats_.steps += 1;
-  stats_.prompt_tokens += prompt_tokens;
-  stats_.generated_tokens += generated;
   stats_.running = static_cast<int64_t>(scheduler_->num_running());
   stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
-  stats_.preemptions = scheduler_->num_preemptions();
   kv_->FillStats(&stats_.kv);  // reuses its capacity
+}
+
+FinishReason Engine::Impl::Verify(size_t i, const sched::ScheduledChunk& c, Active* a) {
+  sched::Sequence& seq = *c.seq;
+  std::vector<int32_t>& emitted = step_emitted_[i];
+  const std::span<const int32_t> drafts(a->draft.drafts.data(), static_cast<size_t>(c.num_draft));
+  const int64_t accepted = sample::VerifyDrafts(step_logits_[i], drafts, a->request.sampling,
+                                                seq.num_tokens(), &sample_scratch_, &emitted);
+  // Stop conditions apply token by token: nothing after a stop is emitted or kept.
+  FinishReason end = FinishReason::kNone;
+  for (size_t t = 0; t < emitted.size() && end == FinishReason::kNone; ++t) {
+    end = engine::StopAfter(a->request.stop, config().eos_token_id, emitted[t],
+                            seq.num_generated() + static_cast<int64_t>(t) + 1);
+    if (end != FinishReason::kNone) emitted.resize(t + 1);
+  }
+  if (c.num_draft > 0) {
+    spec_->Settle(c, accepted, static_cast<int64_t>(emitted.size()) - 1, &a->draft);
+  }
+  seq.AppendVerified(emitted);
+  return end;
 }
 
 Result<std::unique_ptr<Engine>> Engine::Create(const ModelFactory& make_model,
@@ -399,5 +479,8 @@ int64_t Engine::eos_token_id() const { return impl_->config().eos_token_id; }
 Result<const tokenizer::Tokenizer*> Engine::tokenizer() const { return impl_->tokenizer(); }
 int64_t Engine::KvBytesAt(int64_t num_tokens) const { return impl_->KvBytesAt(num_tokens); }
 int Engine::num_threads() const { return impl_->num_threads(); }
+const std::string& Engine::drafter_name() const { return impl_->drafter_name(); }
+int64_t Engine::draft_tokens() const { return impl_->draft_tokens(); }
+const std::string& Engine::speculative_summary() const { return impl_->speculative_summary(); }
 
 }  // namespace dsv4

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 namespace dsv4::engine {
@@ -107,6 +108,11 @@ int64_t PrefixPolicy::RestoreFromDisk(sched::Sequence* s, int64_t n) {
     }
   }
   return n;
+}
+
+int64_t PrefixPolicy::MaxStepAdvance(const sched::Sequence& s) const {
+  if (!options_.enabled) return std::numeric_limits<int64_t>::max();
+  return kSnapshotGranule - s.num_computed % kSnapshotGranule;
 }
 
 void PrefixPolicy::SnapshotAfterStep(const sched::StepPlan& plan) {

@@ -59,6 +59,11 @@ class PrefixPolicy {
   // 0 when there is none or its pages cannot be had even after evicting the other entries.
   int64_t TryRestore(sched::Sequence* s);
 
+  // The most positions one step may compute for `s` (a speculative step verifying drafts)
+  // without passing a multiple of 128, where SnapshotAfterStep looks for snapshot points: so
+  // it sees the same points as one-token steps. Unlimited when caching is off.
+  int64_t MaxStepAdvance(const sched::Sequence& s) const;
+
   // After a step ran (and was committed): snapshots every sequence of `plan` that just
   // reached one of its stop points, unless that prefix is cached already; a sequence past
   // its prompt at a multiple of 128 gets a pending turn snapshot (replacing its previous one).

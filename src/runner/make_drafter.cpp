@@ -19,6 +19,15 @@ Result<std::unique_ptr<Drafter>> MakeDrafter(const LoadedModel& model,
                                           std::string(checkpoint::DraftFamilyName(model.drafter)) +
                                           "')");
       }
+      for (const v4::ExpertWeights& e : model.v4_draft->mtp->block.experts) {
+        // Expert parallelism loads each rank's share of the MTP block's experts too; the
+        // drafter runs on one rank and does not exchange rows, so it needs all of them.
+        if (e.w1.out == 0) {
+          return Status::FailedPrecondition(
+              model.name + ": the " + name + " module's experts are spread over expert-parallel "
+              "ranks (--ep) and the drafter does not run across ranks: no speculative decoding");
+        }
+      }
       return std::unique_ptr<Drafter>(new MtpDrafter(*target, *model.v4_draft->mtp, mtp));
     case checkpoint::DraftFamily::kDspark:
       break;

@@ -42,8 +42,8 @@ bool Scheduler::Admissible(const Sequence& s) {
 void Scheduler::Preempt(Sequence* victim, StepPlan* plan, int64_t* budget) {
   for (auto it = plan->chunks.begin(); it != plan->chunks.end(); ++it) {
     if (it->seq == victim) {  // un-schedule it from this step
-      *budget += it->count;
-      plan->num_tokens -= it->count;
+      *budget += it->count + it->num_draft;
+      plan->num_tokens -= it->count + it->num_draft;
       plan->chunks.erase(it);
       break;
     }
@@ -76,8 +76,10 @@ StepPlan Scheduler::Plan() {
     plan.num_tokens += count;
     budget -= count;
   };
-  // Running sequences, oldest first: decode tokens first (one each), then prefill chunks.
+  // Running sequences, oldest first: decode tokens first (one each), then their drafts (as
+  // many as the budget holds), then prefill chunks.
   for (int pass = 0; pass < 2; ++pass) {
+    if (pass == 1) AddDrafts(&plan, &budget);
     for (size_t i = 0; i < running_.size() && budget > 0; ++i) {
       Sequence* s = running_[i];
       const bool decode = s->remaining() == 1;
@@ -110,7 +112,25 @@ StepPlan Scheduler::Plan() {
     running_.insert(std::upper_bound(running_.begin(), running_.end(), s, ByArrival), s);
     schedule(s, count);
   }
+  ReserveDrafts(&plan);
   return plan;
+}
+
+void Scheduler::AddDrafts(StepPlan* plan, int64_t* budget) {
+  for (ScheduledChunk& c : plan->chunks) {
+    c.num_draft = std::min(c.seq->num_draft, *budget);
+    plan->num_tokens += c.num_draft;
+    *budget -= c.num_draft;
+  }
+}
+
+void Scheduler::ReserveDrafts(StepPlan* plan) {
+  for (ScheduledChunk& c : plan->chunks) {
+    if (c.num_draft == 0) continue;
+    if (c.seq->state->Reserve(c.begin + c.count + c.num_draft).ok()) continue;
+    plan->num_tokens -= c.num_draft;  // this step verifies no draft of it
+    c.num_draft = 0;
+  }
 }
 
 void Scheduler::Commit(const StepPlan& plan) {

@@ -4,6 +4,10 @@
 // whole prompt fit in KV memory, then the step's token budget), FCFS with no skipping (no
 // starvation), preemption by recompute when pages run out. The scheduler reserves every page
 // a step needs before the step runs; it never touches tensors.
+// Speculative decoding: a decoding sequence with drafts (Sequence::num_draft) gets them
+// scheduled after its token, within the token budget (decode tokens first, then drafts, then
+// prefill) and only in KV pages that are free once everything else is reserved: drafts never
+// preempt a sequence or evict a cached prefix; when their pages do not fit they wait.
 // Not thread-safe: the engine thread owns it.
 #pragma once
 
@@ -27,12 +31,15 @@ struct ScheduledChunk {
   int64_t begin = 0;    // first token index (= seq->num_computed at planning)
   int64_t count = 0;
   bool sample = false;  // the chunk reaches the last known token: sample the next one
+  // Drafted tokens fed after the chunk's `count` known ones (decode chunks only; their
+  // positions' pages are reserved). Commit leaves them to the engine's verification.
+  int64_t num_draft = 0;
 };
 
 struct StepPlan {
   std::vector<ScheduledChunk> chunks;
   std::vector<Sequence*> preempted;  // released and sent back to waiting this step
-  int64_t num_tokens = 0;
+  int64_t num_tokens = 0;  // fed: the chunks' count + num_draft
 };
 
 class Scheduler {
@@ -53,7 +60,7 @@ class Scheduler {
   void Remove(Sequence* s);
 
   StepPlan Plan();
-  // Advances num_computed by each chunk (after the model ran it).
+  // Advances num_computed by each chunk's known tokens (after the model ran it).
   void Commit(const StepPlan& plan);
 
   size_t num_waiting() const { return waiting_.size(); }
@@ -63,6 +70,10 @@ class Scheduler {
  private:
   bool ReserveOrPreempt(Sequence* s, int64_t tokens, StepPlan* plan, int64_t* budget);
   void Preempt(Sequence* victim, StepPlan* plan, int64_t* budget);
+  // Drafts of the decode chunks scheduled so far, oldest first, within the budget.
+  void AddDrafts(StepPlan* plan, int64_t* budget);
+  // Pages for the drafts, from free memory only: drafts that do not fit are not verified.
+  void ReserveDrafts(StepPlan* plan);
   bool Admissible(const Sequence& s);
   bool Reclaim() { return reclaim_ && reclaim_(); }
 

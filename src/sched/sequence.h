@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "kv/sequence_state.h"
@@ -28,11 +29,21 @@ struct Sequence {
   int64_t num_preemptions = 0;
   // Positions where a chunk must end (prefix-cache snapshot points), ascending.
   std::vector<int64_t> stop_points;
+  // Speculative decoding: drafted tokens (the engine holds them) that follow the last token
+  // and that the next decode step may verify along with it; the scheduler schedules up to
+  // this many of them (ScheduledChunk::num_draft).
+  int64_t num_draft = 0;
   std::unique_ptr<kv::SequenceState> state;
 
   int64_t num_tokens() const { return static_cast<int64_t>(tokens.size()); }
   int64_t num_generated() const { return num_tokens() - num_prompt; }
   int64_t remaining() const { return num_tokens() - num_computed; }
+  // After a step that verified drafts: `emitted` (the accepted drafts, then the target's own
+  // token) joins the tokens, and the accepted drafts, whose KV the step kept, are computed.
+  void AppendVerified(std::span<const int32_t> emitted) {
+    tokens.insert(tokens.end(), emitted.begin(), emitted.end());
+    num_computed += static_cast<int64_t>(emitted.size()) - 1;
+  }
   // Tokens the next chunk may cover: up to the next stop point.
   int64_t chunk_limit() const {
     for (int64_t p : stop_points) {

@@ -199,6 +199,7 @@ ApiResult<GenerationRequest> BuildRequest(const ServingState& s, const Generatio
   }
   r.stop.max_new_tokens = p.max_tokens.value_or(std::min(default_max_tokens, context - n));
   r.stop.ignore_eos = p.ignore_eos;
+  r.speculative = p.speculative;
   const RequestCheck check = s.engine->Check(r);
   if (!check.ok()) return Unfit(check, prompt_param, max_tokens_param);
   return r;

@@ -232,6 +232,33 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
   One(&out, "dsv4_prefix_cache_turn_snapshots_total", "counter",
       "Finished requests whose prompt + output were cached for the next turn.",
       static_cast<double>(e->prefix_turn_snapshots));
+  // Speculative decoding: drafts verified and accepted, overall and per draft position.
+  One(&out, "dsv4_spec_verifications_total", "counter",
+      "Sequence steps that verified at least one drafted token.",
+      static_cast<double>(e->spec_verifications));
+  One(&out, "dsv4_spec_draft_tokens_total", "counter", "Drafted tokens verified.",
+      static_cast<double>(e->spec_draft_tokens));
+  One(&out, "dsv4_spec_accepted_tokens_total", "counter",
+      "Drafted tokens the target accepted.", static_cast<double>(e->spec_accepted_tokens));
+  One(&out, "dsv4_spec_acceptance_rate", "gauge",
+      "Accepted / verified drafted tokens since the start (0 before any).",
+      e->spec_acceptance_rate());
+  One(&out, "dsv4_spec_mean_accepted_length", "gauge",
+      "Tokens a verifying step emits per sequence on average: 1 + accepted drafts (0 before "
+      "any).",
+      e->spec_mean_accepted_length());
+  auto positions = [&](const char* name, const char* help, const std::vector<int64_t>& v) {
+    Header(&out, name, "counter", help);
+    for (size_t i = 0; i < v.size(); ++i) {
+      Sample(&out, name, "position=\"" + std::to_string(i + 1) + "\"",
+             static_cast<double>(v[i]));
+    }
+  };
+  positions("dsv4_spec_draft_tokens_by_position_total",
+            "Drafted tokens verified, by position in the draft (1: right after the last token).",
+            e->spec_drafted_at);
+  positions("dsv4_spec_accepted_tokens_by_position_total",
+            "Drafted tokens accepted, by position in the draft.", e->spec_accepted_at);
   One(&out, "dsv4_kv_budget_bytes", "gauge", "KV cache budget.",
       static_cast<double>(e->kv.budget_bytes));
   One(&out, "dsv4_kv_used_bytes", "gauge", "KV cache bytes in pages in use.",

@@ -147,6 +147,7 @@ MaybeError ParseParams(const Json& body, const std::string& max_tokens_field,
   }
   DSV4_RETURN_IF_API_ERROR(ParseStop(body, &p->stop));
   DSV4_RETURN_IF_API_ERROR(GetBool(body, "ignore_eos", &p->ignore_eos));
+  DSV4_RETURN_IF_API_ERROR(GetBool(body, "speculative", &p->speculative));
   DSV4_RETURN_IF_API_ERROR(GetBool(body, "stream", &p->stream));
   if (const Json* v = Field(body, "stream_options")) {
     if (!v->is_object()) return WrongType("stream_options", "an object", *v);

@@ -29,6 +29,7 @@ struct GenerationParams {
   std::optional<int64_t> max_tokens;  // absent: the endpoint's default
   std::vector<std::string> stop;      // non-empty strings
   bool ignore_eos = false;            // vLLM's extension: generate past the EOS token
+  bool speculative = true;            // false: this request does not draft (same output)
   bool stream = false;
   bool include_usage = false;  // stream_options.include_usage
 };

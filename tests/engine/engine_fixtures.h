@@ -1,5 +1,6 @@
-// What the engine tests share: the built-in tiny models (V4, V3.2) as factories, collecting a stream's
-// tokens, and waiting for every page to come back after clearing the prefix cache.
+// What the engine tests share: the built-in tiny models (V4, V3.2) as factories and with their
+// configs, collecting a stream's tokens, and waiting for every page to come back after
+// clearing the prefix cache.
 #pragma once
 
 #include <chrono>
@@ -7,7 +8,9 @@
 #include <thread>
 #include <vector>
 
+#include "checkpoint/presets.h"
 #include "dsv4/engine.h"
+#include "kv/page_layout.h"
 #include "runner/loaded_model.h"
 #include "testing/weight_generator.h"
 
@@ -28,6 +31,22 @@ inline ModelFactory TinyV32() {
     DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
     return runner::LoadCheckpoint(std::move(ck), "the built-in V3.2 model");
   };
+}
+
+// A served model for the tests that run on both architectures, and its page layout.
+struct Served {
+  const char* name;
+  ModelFactory factory;
+  checkpoint::ModelConfig config;
+  kv::PageLayout layout() const { return kv::PageLayout(config, kv::DefaultKvFormats(config.arch)); }
+};
+inline const Served& V4Tiny() {
+  static const Served s{"v4", Tiny(), checkpoint::TinyV4Config()};
+  return s;
+}
+inline const Served& V32Tiny() {
+  static const Served s{"v3.2", TinyV32(), checkpoint::TinyV32Config()};
+  return s;
 }
 
 // The generated tokens of a stream, until its end.

@@ -3,6 +3,7 @@
 // page is returned.
 #include "dsv4/engine.h"
 #include "engine_fixtures.h"
+#include "oracle_drafter.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -30,21 +31,9 @@ using engine_test::TinyV32;
 
 using ::testing::HasSubstr;
 
-// A served model for the tests that run on both architectures, and its page layout.
-struct Served {
-  const char* name;
-  ModelFactory factory;
-  checkpoint::ModelConfig config;
-  kv::PageLayout layout() const { return kv::PageLayout(config, kv::DefaultKvFormats(config.arch)); }
-};
-const Served& V4Tiny() {
-  static const Served s{"v4", Tiny(), checkpoint::TinyV4Config()};
-  return s;
-}
-const Served& V32Tiny() {
-  static const Served s{"v3.2", TinyV32(), checkpoint::TinyV32Config()};
-  return s;
-}
+using engine_test::Served;
+using engine_test::V32Tiny;
+using engine_test::V4Tiny;
 
 std::vector<GenerationRequest> Requests() {
   std::vector<GenerationRequest> out;
@@ -98,12 +87,21 @@ TEST(Engine, OutputsIndependentOfBatchingChunkingAndPreemption) {
   o.max_num_batched_tokens = 64;
   o.kv_budget_bytes = 720 * 1024;
   const auto tight = RunAll(o, &tight_stats);
+  // Speculative decoding (an oracle right on 2 positions in 3) under the same pressure.
+  EngineStats spec_stats;
+  const auto refs = engine_test::References(Requests(), sequential);
+  const auto spec = RunAll(
+      engine_test::WithOracle(o, refs, [](int64_t p) { return p % 3 != 1; }, 3), &spec_stats);
   for (size_t i = 0; i < sequential.size(); ++i) {
     EXPECT_EQ(sequential[i].size(), 6 + i);
     EXPECT_EQ(batched[i], sequential[i]) << i;
     EXPECT_EQ(chunked[i], sequential[i]) << i;
     EXPECT_EQ(tight[i], sequential[i]) << i;
+    EXPECT_EQ(spec[i], sequential[i]) << i;
   }
+  EXPECT_GT(spec_stats.spec_accepted_tokens, 0);
+  EXPECT_EQ(spec_stats.finished, 6);
+  EXPECT_EQ(spec_stats.kv.used_bytes, 0);
   EXPECT_EQ(sequential_stats.max_running, 1);
   EXPECT_GT(batched_stats.max_running, 1);
   EXPECT_LT(tight_stats.max_running, batched_stats.max_running);
@@ -451,8 +449,14 @@ namespace {
 // every request that completes produces exactly
 // its solo output, and once the cache is cleared every page is back (no leak, balanced
 // reference counts on shared pages).
-void RandomisedMixLeaksNothing(const Served& m) {
+// Who drafts in the mix: nobody, an oracle right on a random pattern of positions, or the
+// checkpoint's own drafter (the tiny V4's April MTP layer).
+enum class Drafts { kNone, kOracle, kCheckpoint };
+
+void RandomisedMixLeaksNothing(const Served& m, Drafts drafts) {
   SCOPED_TRACE(m.name);
+  SCOPED_TRACE(static_cast<int>(drafts));
+  const bool speculative = drafts != Drafts::kNone;
   Rng rng(77);
   std::vector<int32_t> base;
   for (int t = 0; t < 400; ++t) base.push_back(static_cast<int32_t>(rng.Below(512)));
@@ -465,10 +469,12 @@ void RandomisedMixLeaksNothing(const Served& m) {
       r.prompt.push_back(static_cast<int32_t>(rng.Below(512)));
     }
     r.stop = {.max_new_tokens = 3 + static_cast<int64_t>(rng.Below(10)), .ignore_eos = true};
+    if (speculative) r.stop.max_new_tokens += 20;
     reqs.push_back(r);
   }
   EngineOptions solo_opts;
   solo_opts.prefix_caching = false;
+  solo_opts.speculative = SpeculativeMode::kOff;
   std::vector<std::vector<int32_t>> want;
   {
     auto e = Engine::Create(m.factory, solo_opts).value();
@@ -480,6 +486,13 @@ void RandomisedMixLeaksNothing(const Served& m) {
   o.kv_budget_bytes = 4 * layout.BytesAt(420);
   o.max_num_batched_tokens = 96;
   o.max_num_seqs = 3;
+  o.speculative = drafts == Drafts::kCheckpoint ? SpeculativeMode::kMtp : SpeculativeMode::kOff;
+  if (drafts == Drafts::kOracle) {
+    const uint64_t salt = rng.NextU64();
+    o = engine_test::WithOracle(o, engine_test::References(reqs, want), [salt](int64_t p) {
+      return (HashString(std::to_string(p)) ^ salt) % 4 != 0;
+    }, 1 + static_cast<int64_t>(rng.Below(4)));
+  }
   auto e = Engine::Create(m.factory, o).value();
   std::vector<std::shared_ptr<RequestStream>> streams;
   std::vector<bool> cancelled(reqs.size(), false);
@@ -514,12 +527,27 @@ void RandomisedMixLeaksNothing(const Served& m) {
   }
   EXPECT_GE(completed, 4);
   EXPECT_GT(e->Stats().prefix_hits, 0);
+  if (drafts == Drafts::kOracle) {
+    EXPECT_GT(e->Stats().spec_accepted_tokens, 0);
+    EXPECT_LT(e->Stats().spec_accepted_tokens, e->Stats().spec_draft_tokens);
+  }
+  if (speculative) EXPECT_GT(e->Stats().spec_verifications, 0);
   EXPECT_EQ(KvBytesAfterClearingCache(*e), 0);
 }
 
-TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) { RandomisedMixLeaksNothing(V4Tiny()); }
+TEST(Engine, RandomisedMixWithPrefixSharingLeaksNothing) {
+  RandomisedMixLeaksNothing(V4Tiny(), Drafts::kNone);
+}
 TEST(EngineV32, RandomisedMixWithPrefixSharingLeaksNothing) {
-  RandomisedMixLeaksNothing(V32Tiny());
+  RandomisedMixLeaksNothing(V32Tiny(), Drafts::kNone);
+}
+// The same mix speculating: every completed request still produces its solo output.
+TEST(Engine, RandomisedMixWithSpeculationIsBitIdentical) {
+  RandomisedMixLeaksNothing(V4Tiny(), Drafts::kOracle);
+  RandomisedMixLeaksNothing(V4Tiny(), Drafts::kCheckpoint);
+}
+TEST(EngineV32, RandomisedMixWithSpeculationIsBitIdentical) {
+  RandomisedMixLeaksNothing(V32Tiny(), Drafts::kOracle);
 }
 
 }  // namespace

@@ -149,5 +149,108 @@ TEST(Scheduler, AdmitsAtMostWhatTheBudgetHolds) {
   EXPECT_EQ(sched.num_preemptions(), 0);
 }
 
+
+// Runs steps (every chunk fed, one token appended after each sampled one) until every
+// sequence decodes: its next chunk is its one new token.
+void StepUntilDecoding(Scheduler& sched, runner::CausalLm& lm, ThreadPool& pool,
+                       const std::vector<std::unique_ptr<Sequence>>& seqs) {
+  auto decoding = [&] {
+    for (const auto& s : seqs) {
+      if (s->status != SeqStatus::kRunning || s->remaining() != 1) return false;
+    }
+    return true;
+  };
+  while (!decoding()) {
+    StepPlan plan = sched.Plan();
+    for (const ScheduledChunk& ch : plan.chunks) {
+      ASSERT_TRUE(lm.Forward(pool, *ch.seq->state,
+                             {ch.seq->tokens.data() + ch.begin, static_cast<size_t>(ch.count)},
+                             runner::LogitsMode::kNone, nullptr).ok());
+    }
+    sched.Commit(plan);
+    for (const ScheduledChunk& ch : plan.chunks) {
+      if (ch.sample) ch.seq->tokens.push_back(0);
+    }
+  }
+}
+
+// Speculative drafts: scheduled after every decode token, within the token budget, oldest
+// first; Commit leaves them to the engine (num_computed advances by the known token only).
+TEST(Scheduler, DraftsComeAfterEveryDecodeTokenWithinTheBudget) {
+  const checkpoint::ModelConfig c = checkpoint::PresetConfig("v4-tiny").value();
+  auto lm = runner::MakeAccountingLm(c);
+  kv::KvManager kv(lm->page_layout(), int64_t{1} << 30, /*backing=*/false);
+  Scheduler sched({.max_num_batched_tokens = 8, .max_num_seqs = 8}, &kv);
+  ThreadPool pool(1);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  for (int i = 0; i < 3; ++i) {
+    auto s = std::make_unique<Sequence>();
+    s->id = s->arrival = i;
+    s->tokens.assign(2, 5);
+    s->num_prompt = 2;
+    s->max_tokens = 100;
+    s->state = lm->NewSequence(&kv);
+    sched.Add(s.get());
+    seqs.push_back(std::move(s));
+  }
+  StepUntilDecoding(sched, *lm, pool, seqs);
+  for (auto& s : seqs) s->num_draft = 3;
+  StepPlan plan = sched.Plan();
+  ASSERT_EQ(plan.chunks.size(), 3u);
+  // 8 tokens: the three decode tokens, then 3 + 2 + 0 drafts.
+  EXPECT_EQ(plan.num_tokens, 8);
+  const std::vector<int64_t> want = {3, 2, 0};
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(plan.chunks[i].count, 1);
+    EXPECT_EQ(plan.chunks[i].num_draft, want[i]);
+    EXPECT_TRUE(plan.chunks[i].sample);
+  }
+  // Their pages are reserved: the model may feed them.
+  EXPECT_TRUE(lm->Forward(pool, *seqs[0]->state, std::vector<int32_t>(4, 1),
+                          runner::LogitsMode::kNone, nullptr).ok());
+  const int64_t before = seqs[1]->num_computed;
+  sched.Commit(plan);
+  EXPECT_EQ(seqs[1]->num_computed, before + 1);
+}
+
+// Drafts use free pages only: when theirs do not fit, the step verifies none of them rather
+// than preempting a sequence or evicting a cached prefix.
+TEST(Scheduler, DraftsThatDoNotFitAreDroppedNotPreempting) {
+  const checkpoint::ModelConfig c = checkpoint::PresetConfig("v3.2").value();
+  auto lm = runner::MakeAccountingLm(c);
+  const kv::PageLayout layout = lm->page_layout();
+  // A length whose next token still fits its pages but whose drafts need another page.
+  int64_t n = 2;
+  while (layout.BytesAt(n + 1) == layout.BytesAt(n + 4)) ++n;
+  kv::KvManager kv(layout, layout.BytesAt(n + 1), /*backing=*/false);
+  int reclaims = 0;
+  Scheduler sched({.max_num_batched_tokens = 1 << 20, .max_num_seqs = 8}, &kv, [&] {
+    ++reclaims;
+    return false;
+  });
+  ThreadPool pool(1);
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  auto s = std::make_unique<Sequence>();
+  s->id = s->arrival = 1;
+  s->tokens.assign(static_cast<size_t>(n), 5);
+  s->num_prompt = n;
+  s->max_tokens = n + 10;
+  s->state = lm->NewSequence(&kv);
+  sched.Add(s.get());
+  seqs.push_back(std::move(s));
+  StepUntilDecoding(sched, *lm, pool, seqs);
+  const int reclaims_before = reclaims;
+  seqs[0]->num_draft = 3;
+  StepPlan plan = sched.Plan();
+  ASSERT_EQ(plan.chunks.size(), 1u);
+  EXPECT_EQ(plan.chunks[0].count, 1);
+  EXPECT_EQ(plan.chunks[0].num_draft, 0);
+  EXPECT_EQ(plan.num_tokens, 1);
+  EXPECT_TRUE(plan.preempted.empty());
+  EXPECT_EQ(sched.num_preemptions(), 0);
+  EXPECT_EQ(reclaims, reclaims_before);
+  EXPECT_EQ(kv.Stats().used_bytes, layout.BytesAt(n + 1));
+}
+
 }  // namespace
 }  // namespace dsv4::sched

@@ -56,11 +56,12 @@ TEST(ParseCompletionRequest, DefaultsAndFields) {
   EXPECT_FALSE(p.max_tokens.has_value());
   EXPECT_FALSE(p.stream);
   EXPECT_FALSE(p.seeded);
+  EXPECT_TRUE(p.speculative);  // unless the request says "speculative": false
 
   r = ParseCompletionRequest(Body(R"({"model": "m", "prompt": [[5, 6, 7]], "max_tokens": 9,
       "temperature": 0, "top_p": 0.5, "top_k": -1, "seed": -1, "stop": "x", "stream": true,
       "stream_options": {"include_usage": true}, "ignore_eos": true, "n": 1, "user": "u",
-      "logprobs": null, "presence_penalty": 0})"));
+      "logprobs": null, "presence_penalty": 0, "speculative": false})"));
   ASSERT_TRUE(r.ok()) << r.error().message;
   const CompletionRequest& c = r.value();
   EXPECT_FALSE(c.prompt_text.has_value());
@@ -72,6 +73,7 @@ TEST(ParseCompletionRequest, DefaultsAndFields) {
   EXPECT_TRUE(c.params.seeded);
   EXPECT_EQ(c.params.stop, std::vector<std::string>{"x"});
   EXPECT_TRUE(c.params.stream && c.params.include_usage && c.params.ignore_eos);
+  EXPECT_FALSE(c.params.speculative);
 }
 
 // Each bad body gets a 400 naming the field at fault.
@@ -111,6 +113,7 @@ TEST(ParseCompletionRequest, BadValuesNameTheirField) {
       {R"({"prompt": "x", "frequency_penalty": 0.5})", "frequency_penalty"},
       {R"({"prompt": "x", "echo": true})", "echo"},
       {R"({"prompt": "x", "ignore_eos": 1})", "ignore_eos"},
+      {R"({"prompt": "x", "speculative": "no"})", "speculative"},
   };
   for (const auto& [body, param] : cases) {
     ApiResult<CompletionRequest> r = ParseCompletionRequest(Body(body));

@@ -25,6 +25,7 @@
 #include "runner/loaded_model.h"
 #include "server/generation.h"
 #include "raw_client.h"
+#include "../engine/oracle_drafter.h"
 
 namespace dsv4::server {
 namespace {
@@ -122,6 +123,15 @@ Json ChatJson(const std::string& user, int max_tokens, bool stream) {
           {"max_tokens", max_tokens},
           {"temperature", 0},
           {"stream", stream}};
+}
+
+// The UTF-8 character in the middle of `text` (a stop string that starts on a boundary).
+std::string MiddleCharacter(const std::string& text) {
+  size_t p = text.size() / 2;
+  while (p > 0 && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
+  size_t q = p + 1;
+  while (q < text.size() && (static_cast<unsigned char>(text[q]) & 0xC0) == 0x80) ++q;
+  return text.substr(p, q - p);
 }
 
 // Waits (bounded) until `done` holds; false on timeout.
@@ -408,12 +418,8 @@ TEST_F(ServerTest, StopStringsTruncateBeforeTheMatch) {
   ASSERT_EQ(full.status, 200);
   const std::string text = full.json()["choices"][0]["text"];
   ASSERT_GT(text.size(), 6u) << text;
-  // A stop string from the middle of the greedy text, starting on a character boundary.
-  size_t p = text.size() / 2;
-  while (p > 0 && (static_cast<unsigned char>(text[p]) & 0xC0) == 0x80) --p;
-  size_t q = p + 1;
-  while (q < text.size() && (static_cast<unsigned char>(text[q]) & 0xC0) == 0x80) ++q;
-  const std::string stop = text.substr(p, q - p);
+  // A stop string from the middle of the greedy text.
+  const std::string stop = MiddleCharacter(text);
   const std::string want = text.substr(0, text.find(stop));
   for (bool stream : {false, true}) {
     Json req = CompletionJson("Once upon a time", 16, stream);
@@ -785,6 +791,79 @@ TEST_F(ServerTest, ChatFormatFollowsTheModel) {
   Reply answer = Send(v32_port, "POST", "/v1/chat/completions", chat.dump(), "");
   ASSERT_EQ(answer.status, 200) << answer.body;
   EXPECT_EQ(answer.json()["choices"][0]["message"]["role"], "assistant");
+}
+
+
+// Speculative decoding behind the API: with an oracle drafter that replays the greedy
+// continuation (every draft accepted), the text is the same as without speculation (and
+// with "speculative": false), a stop string inside an accepted run cuts the text exactly
+// there, streamed or not, and /metrics reports the acceptance.
+TEST(ServerSpeculative, SameTextStopStringsInsideAcceptedRunsAndMetrics) {
+  // The reference: a token-id prompt and its greedy continuation, from a plain engine.
+  EngineOptions plain;
+  plain.speculative = SpeculativeMode::kOff;
+  auto e = Engine::Create(Tiny(), plain).value();
+  std::vector<int32_t> prompt =
+      (*e->tokenizer())->Encode("Once upon a time", {.add_bos = false}).value();
+  GenerationRequest g;
+  g.prompt = prompt;
+  g.stop = {.max_new_tokens = 16, .ignore_eos = true};
+  std::vector<int32_t> ref = prompt;
+  std::shared_ptr<RequestStream> stream = e->Submit(g).value();
+  for (TokenEvent ev; stream->Next(&ev);) {
+    if (!ev.finished) ref.push_back(ev.token);
+  }
+  e.reset();
+
+  ServerOptions o;
+  o.model = Tiny();
+  o.port = 0;
+  o.engine.threads = 2;
+  o.engine.prefix_caching = false;
+  o.engine = engine_test::WithOracle(o.engine, {ref}, engine_test::Always, 4);
+  std::unique_ptr<Server> srv = Server::Start(o).value();
+  ASSERT_TRUE(srv->LoadModel().ok());
+  auto complete = [&](bool stream, const Json& extra) {
+    Json req = {{"prompt", prompt}, {"max_tokens", 16}, {"temperature", 0},
+                {"ignore_eos", true}, {"stream", stream}};
+    req.update(extra);
+    return Send(srv->port(), "POST", "/v1/completions", req.dump(), "");
+  };
+  Reply off = complete(false, {{"speculative", false}});
+  ASSERT_EQ(off.status, 200) << off.body;
+  const std::string text = off.json()["choices"][0]["text"];
+  EXPECT_EQ(srv->engine()->Stats().spec_verifications, 0);
+  Reply on = complete(false, Json::object());
+  EXPECT_EQ(on.json()["choices"][0]["text"], text);
+  EXPECT_GT(srv->engine()->Stats().spec_accepted_tokens, 0);
+  // A stop string from the middle of the text: the tokens after it arrived in the same
+  // accepted run, and none of them shows.
+  ASSERT_GT(text.size(), 6u) << text;
+  const std::string stop = MiddleCharacter(text);
+  const std::string want = text.substr(0, text.find(stop));
+  for (bool stream : {false, true}) {
+    Reply r = complete(stream, {{"stop", Json::array({stop})}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    if (stream) {
+      Streamed st = ParseStream(r.body, false);
+      EXPECT_EQ(st.text, want) << "stop " << Json(stop).dump();
+      EXPECT_EQ(st.finish_reason, "stop");
+    } else {
+      EXPECT_EQ(r.json()["choices"][0]["text"], want) << "stop " << Json(stop).dump();
+      EXPECT_EQ(r.json()["choices"][0]["finish_reason"], "stop");
+    }
+  }
+  const std::string metrics = Send(srv->port(), "GET", "/metrics").body;
+  EXPECT_EQ(CheckPrometheus(metrics), "") << metrics;
+  const EngineStats st = srv->engine()->Stats();
+  EXPECT_EQ(MetricValue(metrics, "dsv4_spec_draft_tokens_total"), st.spec_draft_tokens);
+  EXPECT_EQ(MetricValue(metrics, "dsv4_spec_accepted_tokens_total"), st.spec_accepted_tokens);
+  EXPECT_EQ(MetricValue(metrics, "dsv4_spec_acceptance_rate"), 1.0);
+  EXPECT_GT(MetricValue(metrics, "dsv4_spec_mean_accepted_length"), 2.0);
+  EXPECT_EQ(MetricValue(metrics, "dsv4_spec_accepted_tokens_by_position_total{position=\"1\"}"),
+            st.spec_accepted_at[0]);
+  EXPECT_EQ(MetricValue(metrics, "dsv4_spec_draft_tokens_by_position_total{position=\"4\"}"),
+            st.spec_drafted_at[3]);
 }
 
 }  // namespace

@@ -263,6 +263,29 @@ TEST(Cli, RunRefusesAPromptPastTheContextAtOnce) {
   EXPECT_THAT(r.output, HasSubstr("give a prompt"));
 }
 
+// --speculative / --draft-tokens on run and bench serve (serve shares them): the report line,
+// the JSON fields, and clear refusals.
+TEST(Cli, SpeculativeFlags) {
+  CmdResult r = Dsv4("run --prompt-tokens 5,6,7,8 -n 3 --ignore-eos --speculative off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("\nspeculative: off\n"));
+  r = Dsv4("run --prompt-tokens 5,6,7,8 -n 3 --speculative dspark");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("dsv4-tiny has no DSpark drafter (its checkpoint's drafter: "
+                                  "April MTP)"));
+  EXPECT_NE(Dsv4("run --prompt-tokens 5 --speculative sometimes").exit_code, 0);
+  EXPECT_NE(Dsv4("run --prompt-tokens 5 --draft-tokens -1").exit_code, 0);
+  r = Dsv4("bench serve --requests 2 --prompt-len 10 --output-len 3 --speculative off --json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output);
+  EXPECT_EQ(j[0]["speculative"]["drafter"], "off");
+  EXPECT_EQ(j[0]["speculative"]["verifications"], 0);
+  EXPECT_EQ(j[0]["speculative"]["acceptance_rate"], 0.0);
+  r = Dsv4("bench serve --requests 2 --prompt-len 10 --output-len 3 --speculative off");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("speculative: off\n"));
+}
+
 TEST(Cli, RunGeneratesGreedyTokensDeterministically) {
   CmdResult a = Dsv4("run --prompt-tokens 5,6,7,8 -n 6 --ignore-eos");
   ASSERT_EQ(a.exit_code, 0) << a.output;

@@ -87,6 +87,14 @@ TEST(ExpertParallelCli, RunGeneratesTheSameTokens) {
   ASSERT_EQ(ep.exit_code, 0) << ep.output;
   ASSERT_TRUE(std::regex_search(ep.output, m2, generated)) << ep.output;
   EXPECT_EQ(m1.str(), m2.str());
+  // The built-in model's MTP drafter runs on one process only: off under --ep, with the
+  // reason; asking for it is an error.
+  EXPECT_THAT(one.output, HasSubstr("speculative: mtp"));
+  EXPECT_THAT(ep.output, HasSubstr("speculative: off ("));
+  EXPECT_THAT(ep.output, HasSubstr("spread over expert-parallel ranks"));
+  const CmdResult asked = Shell(Mpirun(2) + " run --ep 2 --speculative mtp" + args);
+  EXPECT_NE(asked.exit_code, 0);
+  EXPECT_THAT(asked.output, HasSubstr("drafter does not run across ranks"));
 }
 
 TEST(ExpertParallelCli, AKilledRankEndsTheJob) {

@@ -20,6 +20,7 @@
 #include "core/rng.h"
 #include "dsv4/engine.h"
 #include "model_arg.h"
+#include "speculative_flags.h"
 #include "plan/args.h"
 #include "runner/accounting_lm.h"
 #include "runner/loaded_model.h"
@@ -45,6 +46,7 @@ struct ServeOptions {
   uint64_t seed = 1;
   bool json = false;
   KvCacheDiskFlags kv_cache;
+  SpeculativeFlags speculative;
   checkpoint::LoadOptions load;
 };
 
@@ -55,7 +57,9 @@ struct ServeResult {
   double seconds = 0;
   int64_t generated = 0, prompt_tokens = 0, preemptions = 0, max_running = 0, finished = 0;
   int64_t prefix_hits = 0, prefix_hit_tokens = 0;
-  EngineStats tiers;  // the prefix_ram_* / prefix_disk_* fields
+  EngineStats tiers;  // the prefix_ram_* / prefix_disk_* and spec_* fields
+  std::string speculative;  // Engine::speculative_summary
+  std::string speculative_report;  // SpeculativeReport
   std::vector<double> ttft, tpot;
   std::vector<std::array<double, 4>> timeline;  // seconds, running, waiting, kv bytes
 };
@@ -83,6 +87,7 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
   eo.prefix_caching = !o.no_prefix_cache;
   eo.prefix_snapshot_interval = 128;
   DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &eo));
+  ApplySpeculativeFlags(o.speculative, &eo);
   // --layout: the stand-in that only accounts pages, at the preset's real dimensions.
   const ModelFactory model = layout.empty() ? compute : ModelFactory([layout] {
     return runner::AccountingModel(layout);
@@ -161,6 +166,8 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
   res.prefix_hits = st.prefix_hits;
   res.prefix_hit_tokens = st.prefix_hit_tokens;
   res.tiers = st;
+  res.speculative = engine->speculative_summary();
+  res.speculative_report = SpeculativeReport(*engine, st);
   return res;
 }
 
@@ -190,6 +197,15 @@ nlohmann::json ToJson(const ServeResult& r) {
                       {"read_bytes", r.tiers.prefix_disk_read_bytes},
                       {"rejected_files", r.tiers.prefix_disk_rejected_files},
                       {"restore_seconds", r.tiers.prefix_disk_restore_seconds}}}}},
+          {"speculative",
+           {{"drafter", r.speculative},
+            {"verifications", r.tiers.spec_verifications},
+            {"draft_tokens", r.tiers.spec_draft_tokens},
+            {"accepted_tokens", r.tiers.spec_accepted_tokens},
+            {"acceptance_rate", r.tiers.spec_acceptance_rate()},
+            {"mean_accepted_length", r.tiers.spec_mean_accepted_length()},
+            {"drafted_by_position", r.tiers.spec_drafted_at},
+            {"accepted_by_position", r.tiers.spec_accepted_at}}},
           {"seconds", r.seconds},
           {"output_tokens_per_s", double(r.generated) / r.seconds},
           {"total_tokens_per_s", double(r.generated + r.prompt_tokens) / r.seconds},
@@ -233,6 +249,7 @@ void PrintText(const ServeResult& r) {
               HumanBytes(double(pt.prefix_disk_written_bytes)).c_str(),
               HumanBytes(double(pt.prefix_disk_read_bytes)).c_str(),
               static_cast<long long>(pt.prefix_disk_rejected_files));
+  std::printf("%s\n", r.speculative_report.c_str());
   std::printf("throughput: %.1f output tokens/s, %.1f total tokens/s over %.2f s\n",
               double(r.generated) / r.seconds, double(r.generated + r.prompt_tokens) / r.seconds,
               r.seconds);
@@ -330,6 +347,7 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
   cmd->add_option("--seed", o->seed, "Seed of the synthetic prompts")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print JSON");
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
+  AddSpeculativeFlags(*cmd, &o->speculative);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     if (!o->layout.empty() && !o->model.empty()) {

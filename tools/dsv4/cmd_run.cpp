@@ -16,6 +16,7 @@
 #include "kv_cache_flags.h"
 #include "model_arg.h"
 #include "prefill_flags.h"
+#include "speculative_flags.h"
 #include "token_list.h"
 #include "tokenizer/tokenizer.h"
 
@@ -33,6 +34,7 @@ struct RunOptions {
   bool ignore_eos = false;
   int threads = 0;
   KvCacheDiskFlags kv_cache;
+  SpeculativeFlags speculative;
   checkpoint::LoadOptions load;
   EpFlags ep;
 };
@@ -67,6 +69,7 @@ Result<EngineOptions> RunEngineOptions(const RunOptions& o) {
   eo.max_queued_requests = 1;
   eo.prefix_caching = !o.kv_cache.dir.empty();
   DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &eo));
+  ApplySpeculativeFlags(o.speculative, &eo);
   return eo;
 }
 
@@ -153,6 +156,7 @@ Status Run(const RunOptions& o) {
               static_cast<long long>(decoded), 1e3 * decode_s / static_cast<double>(steps),
               decode_s > 0 ? static_cast<double>(steps) / decode_s : 0.0,
               static_cast<long long>(n + decoded), engine->num_threads());
+  std::printf("%s\n", SpeculativeReport(*engine, engine->Stats()).c_str());
   std::printf("peak memory: %.1f MiB resident (prefill chunks of %s tokens)\n",
               static_cast<double>(PeakRssBytes()) / (1 << 20),
               o.chunk > 0 ? std::to_string(o.chunk).c_str() : "all");
@@ -184,6 +188,7 @@ void RegisterRun(CLI::App& app, int* exit_code) {
   cmd->add_flag("--ignore-eos", o->ignore_eos, "Keep generating after the end-of-sequence token");
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")->check(CLI::NonNegativeNumber);
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
+  AddSpeculativeFlags(*cmd, &o->speculative);
   AddWeightCheckFlag(*cmd, &o->load);
   AddEpFlags(*cmd, &o->ep);
   cmd->callback([o, exit_code] {

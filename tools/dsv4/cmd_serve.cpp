@@ -12,6 +12,7 @@
 #include "kv_cache_flags.h"
 #include "commands.h"
 #include "model_arg.h"
+#include "speculative_flags.h"
 #include "server/request_policy.h"
 #include "server/server.h"
 
@@ -38,6 +39,7 @@ struct ServeOptions {
   int threads = 0;
   bool no_prefix_cache = false;
   KvCacheDiskFlags kv_cache;
+  SpeculativeFlags speculative;
   checkpoint::LoadOptions load;
 };
 
@@ -77,6 +79,7 @@ Status Serve(const ServeOptions& o) {
   so.engine.prefix_caching = !o.no_prefix_cache;
   DSV4_ASSIGN_OR_RETURN(so.engine.kv_budget_bytes, ParseByteSize(o.kv_budget));
   DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &so.engine));
+  ApplySpeculativeFlags(o.speculative, &so.engine);
 
   // Block the stop signals before any thread starts: threads inherit the mask, so the
   // signals stay pending until WaitForSignal takes them, and shutdown runs here, outside a
@@ -111,8 +114,9 @@ Status Serve(const ServeOptions& o) {
   loader.join();
   if (sig == 0 && !load_status.ok()) return load_status;
   if (sig == 0) {
-    std::printf("dsv4 serve: model %s ready; POST %s/v1/chat/completions\n",
-                srv->engine()->model_name().c_str(), srv->url().c_str());
+    std::printf("dsv4 serve: model %s ready (speculative: %s); POST %s/v1/chat/completions\n",
+                srv->engine()->model_name().c_str(),
+                srv->engine()->speculative_summary().c_str(), srv->url().c_str());
     std::fflush(stdout);
     sig = WaitForSignal(stop_signals, nullptr);
   }
@@ -182,6 +186,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--no-prefix-cache", o->no_prefix_cache, "Turn prefix caching off");
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
+  AddSpeculativeFlags(*cmd, &o->speculative);
   AddWeightCheckFlag(*cmd, &o->load);
   cmd->callback([o, exit_code] {
     Status s = Serve(*o);

@@ -1,0 +1,250 @@
+#include "engine/speculation.h"
+
+#include <algorithm>
+#include <span>
+
+#include "checkpoint/config.h"
+#include "core/check.h"
+#include "runner/make_drafter.h"
+
+namespace dsv4 {
+
+const char* SpeculativeModeName(SpeculativeMode m) {
+  switch (m) {
+    case SpeculativeMode::kAuto: return "auto";
+    case SpeculativeMode::kOff: return "off";
+    case SpeculativeMode::kMtp: return "mtp";
+    case SpeculativeMode::kDspark: return "dspark";
+  }
+  return "?";
+}
+
+double EngineStats::spec_acceptance_rate() const {
+  return spec_draft_tokens > 0
+             ? static_cast<double>(spec_accepted_tokens) / static_cast<double>(spec_draft_tokens)
+             : 0.0;
+}
+
+double EngineStats::spec_mean_accepted_length() const {
+  return spec_verifications > 0 ? 1.0 + static_cast<double>(spec_accepted_tokens) /
+                                            static_cast<double>(spec_verifications)
+                                : 0.0;
+}
+
+}  // namespace dsv4
+
+namespace dsv4::engine {
+namespace {
+
+std::string DraftCount(int64_t k) {
+  return std::to_string(k) + (k == 1 ? " draft token" : " draft tokens");
+}
+
+// The drafter `o` asks for on `m`; null (with the reason in *off) when kAuto finds none to run.
+Result<std::unique_ptr<runner::Drafter>> PickDrafter(const runner::LoadedModel& m,
+                                                     const EngineOptions& o, std::string* off) {
+  if (o.drafter) return o.drafter(m);
+  if (o.speculative == SpeculativeMode::kAuto) {
+    if (m.drafter == checkpoint::DraftFamily::kNone) {
+      *off = "the checkpoint has no drafter";
+      return std::unique_ptr<runner::Drafter>();
+    }
+    // A drafter this build cannot run on this model (DSpark; V3.2's MTP layer) leaves
+    // speculation off rather than failing.
+    Result<std::unique_ptr<runner::Drafter>> d = runner::MakeDrafter(m, m.drafter);
+    if (d.status().code() == StatusCode::kUnimplemented ||
+        d.status().code() == StatusCode::kFailedPrecondition) {
+      *off = d.status().message();
+      return std::unique_ptr<runner::Drafter>();
+    }
+    return d;
+  }
+  const checkpoint::DraftFamily want = o.speculative == SpeculativeMode::kMtp
+                                           ? checkpoint::DraftFamily::kMtp
+                                           : checkpoint::DraftFamily::kDspark;
+  if (m.drafter != want) {
+    return Status::InvalidArgument(
+        std::string("speculative decoding '") + SpeculativeModeName(o.speculative) + "': " +
+        m.name + " has no " + std::string(checkpoint::DraftFamilyName(want)) +
+        " drafter (its checkpoint's drafter: " +
+        std::string(checkpoint::DraftFamilyName(m.drafter)) + ")");
+  }
+  return runner::MakeDrafter(m, want);
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Speculation>> Speculation::Create(
+    const runner::LoadedModel& model, const EngineOptions& o, std::string* summary,
+    std::function<void(const std::string&)> warn) {
+  if (o.draft_tokens < 0) {
+    return Status::InvalidArgument("draft tokens must be >= 0 (0: the drafter's maximum), got " +
+                                   std::to_string(o.draft_tokens));
+  }
+  *summary = "off";
+  if (o.speculative == SpeculativeMode::kOff) return std::unique_ptr<Speculation>();
+  std::string off;
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<runner::Drafter> drafter, PickDrafter(model, o, &off));
+  if (drafter == nullptr) {
+    *summary = "off (" + off + ")";
+    return std::unique_ptr<Speculation>();
+  }
+  const std::string name(drafter->name());
+  const bool asked = o.drafter || o.speculative != SpeculativeMode::kAuto;
+  const std::unique_ptr<kv::SequenceState> probe = model.lm->NewSequence();
+  if (!probe->supports_rollback()) {
+    const std::string why = model.name + "'s sequences cannot roll back rejected drafts";
+    if (!asked) {
+      *summary = "off (" + why + ")";
+      return std::unique_ptr<Speculation>();
+    }
+    return Status::FailedPrecondition("speculative decoding with the " + name +
+                                      " drafter: " + why);
+  }
+  if (drafter->needs_hidden() && model.lm->hidden_width() == 0) {
+    return Status::FailedPrecondition("the " + name + " drafter reads the target's hidden "
+                                      "states, which " + model.name + " does not provide");
+  }
+  const int64_t max = drafter->max_draft_tokens();
+  DSV4_CHECK_MSG(max >= 1, name);
+  int64_t k = o.draft_tokens == 0 ? max : o.draft_tokens;
+  if (k > max) {
+    return Status::InvalidArgument("draft tokens " + std::to_string(k) + " exceed what the " +
+                                   name + " drafter proposes (at most " +
+                                   std::to_string(max) + ")");
+  }
+  // A step feeds 1 + k positions that a rollback may take back; the model bounds how many
+  // (V4: the window and the HCA ratio). The drafter's maximum gives way to it; an explicit
+  // K does not.
+  Status marked = probe->BeginSpeculation(1 + k);
+  while (!marked.ok() && o.draft_tokens == 0 && k > 1) {
+    marked = probe->BeginSpeculation(1 + --k);
+  }
+  if (!marked.ok()) {
+    return Status::InvalidArgument("draft tokens " + std::to_string(k) + ": " + model.name +
+                                   "'s sequences cannot take back " + std::to_string(1 + k) +
+                                   " positions: " + marked.message());
+  }
+  probe->EndSpeculation();
+  *summary = name + ", " + DraftCount(k);
+  return std::unique_ptr<Speculation>(new Speculation(
+      std::move(drafter), k, model.lm->config().vocab_size, std::move(warn)));
+}
+
+Speculation::Speculation(std::unique_ptr<runner::Drafter> drafter, int64_t k, int64_t vocab_size,
+                         std::function<void(const std::string&)> warn)
+    : drafter_(std::move(drafter)),
+      k_(k),
+      vocab_size_(vocab_size),
+      warn_(std::move(warn)),
+      drafted_at_(static_cast<size_t>(k), 0),
+      accepted_at_(static_cast<size_t>(k), 0) {}
+
+void Speculation::Start(const GenerationRequest& request, DraftSlot* slot) const {
+  if (request.speculative) slot->state = drafter_->NewState();
+}
+
+void Speculation::Stop(sched::Sequence* s, DraftSlot* slot) const {
+  slot->state.reset();
+  slot->drafts.clear();
+  s->num_draft = 0;
+}
+
+void Speculation::Restart(sched::Sequence* s, DraftSlot* slot) const {
+  slot->drafts.clear();
+  s->num_draft = 0;
+  if (slot->state) drafter_->Truncate(*slot->state, 0);
+}
+
+void Speculation::Prepare(const sched::ScheduledChunk& c, DraftSlot* slot,
+                          runner::CausalLm::BatchItem* item) {
+  if (slot->state == nullptr) return;
+  sched::Sequence* s = c.seq;
+  if (drafter_->needs_hidden()) {
+    // Its rows start where the drafter stopped consuming; a sequence that skipped positions
+    // (a cached prefix) cannot give them.
+    if (slot->state->num_tokens() != c.begin) {
+      Stop(s, slot);
+      return;
+    }
+    item->hidden = &slot->hidden;
+  }
+  if (c.num_draft == 0) return;
+  DSV4_CHECK(c.count == 1 && c.num_draft <= static_cast<int64_t>(slot->drafts.size()));
+  slot->feed.assign(1, s->tokens[static_cast<size_t>(c.begin)]);
+  slot->feed.insert(slot->feed.end(), slot->drafts.begin(), slot->drafts.begin() + c.num_draft);
+  const Status marked = s->state->BeginSpeculation(1 + c.num_draft);
+  DSV4_CHECK_MSG(marked.ok(), marked.message());
+  item->tokens = slot->feed;
+  item->mode = runner::LogitsMode::kAll;
+}
+
+void Speculation::Settle(const sched::ScheduledChunk& c, int64_t accepted, int64_t kept,
+                         DraftSlot* slot) {
+  DSV4_CHECK(c.num_draft > 0 && kept <= accepted && accepted <= c.num_draft);
+  sched::Sequence* s = c.seq;
+  if (kept == c.num_draft) {
+    s->state->EndSpeculation();
+  } else {
+    const Status rolled = s->state->RollbackTo(c.begin + c.count + kept);
+    DSV4_CHECK_MSG(rolled.ok(), rolled.message());
+    if (slot->state) drafter_->Truncate(*slot->state, c.begin + c.count + kept);
+  }
+  ++verifications_;
+  drafted_ += c.num_draft;
+  accepted_ += accepted;
+  for (int64_t i = 0; i < c.num_draft; ++i) ++drafted_at_[static_cast<size_t>(i)];
+  for (int64_t i = 0; i < accepted; ++i) ++accepted_at_[static_cast<size_t>(i)];
+}
+
+void Speculation::Propose(ThreadPool& pool, const sched::ScheduledChunk& c, int64_t max_advance,
+                          DraftSlot* slot) {
+  sched::Sequence* s = c.seq;
+  slot->drafts.clear();
+  s->num_draft = 0;
+  if (slot->state == nullptr) return;
+  // The next step emits up to 1 + k tokens: no more than the request may still have.
+  const int64_t k = c.sample ? std::min({k_, s->max_tokens - s->num_tokens() - 1, max_advance - 1})
+                             : 0;
+  const bool hidden = drafter_->needs_hidden();
+  if (k <= 0 && !hidden) return;  // nothing to draft, nothing to consume now
+  std::span<const BF16> rows;
+  if (hidden) {
+    // The committed positions of this step, [c.begin, num_computed): the first rows fed.
+    const size_t width = slot->hidden.size() / static_cast<size_t>(c.count + c.num_draft);
+    rows = std::span<const BF16>(slot->hidden).first(
+        static_cast<size_t>(s->num_computed - c.begin) * width);
+  }
+  const std::span<const int32_t> tokens(s->tokens.data(),
+                                        static_cast<size_t>(s->num_computed + 1));
+  const Status st = drafter_->Propose(pool, *slot->state, tokens, rows, std::max<int64_t>(k, 0),
+                                      &slot->drafts);
+  if (!st.ok()) {
+    // A drafter only changes speed: the request goes on without it.
+    if (!warned_) {
+      warn_("speculative decoding stopped for a request: the " + std::string(drafter_->name()) +
+            " drafter failed: " + st.message());
+      warned_ = true;
+    }
+    Stop(s, slot);
+    return;
+  }
+  DSV4_CHECK(slot->state->num_tokens() == s->num_computed);
+  DSV4_CHECK(static_cast<int64_t>(slot->drafts.size()) <= std::max<int64_t>(k, 0));
+  for (int32_t d : slot->drafts) {
+    DSV4_CHECK_MSG(d >= 0 && d < vocab_size_, "the " + std::string(drafter_->name()) +
+                                                  " drafter proposed token " +
+                                                  std::to_string(d) + " outside the vocabulary");
+  }
+  s->num_draft = static_cast<int64_t>(slot->drafts.size());
+}
+
+void Speculation::FillStats(EngineStats* st) const {
+  st->spec_verifications = verifications_;
+  st->spec_draft_tokens = drafted_;
+  st->spec_accepted_tokens = accepted_;
+  st->spec_drafted_at.assign(drafted_at_.begin(), drafted_at_.end());
+  st->spec_accepted_at.assign(accepted_at_.begin(), accepted_at_.end());
+}
+
+}  // namespace dsv4::engine
