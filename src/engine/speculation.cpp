@@ -141,7 +141,9 @@ Speculation::Speculation(std::unique_ptr<runner::Drafter> drafter, int64_t k, in
       accepted_at_(static_cast<size_t>(k), 0) {}
 
 void Speculation::Start(const GenerationRequest& request, DraftSlot* slot) const {
-  if (request.speculative) slot->state = drafter_->NewState();
+  // A request of one new token can never verify a draft: its drafter would only consume
+  // the prompt (for MTP, one more block over every prompt position) for nothing.
+  if (request.speculative && request.stop.max_new_tokens > 1) slot->state = drafter_->NewState();
 }
 
 void Speculation::Stop(sched::Sequence* s, DraftSlot* slot) const {

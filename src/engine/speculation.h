@@ -58,7 +58,7 @@ class Speculation {
   const runner::Drafter& drafter() const { return *drafter_; }
   int64_t draft_tokens() const { return k_; }
 
-  // A new request: it speculates unless it asked not to.
+  // A new request: it speculates unless it asked not to or may emit only one token.
   void Start(const GenerationRequest& request, DraftSlot* slot) const;
   // The sequence's KV is gone (preemption): its drafts are dropped and its drafter restarts.
   void Restart(sched::Sequence* s, DraftSlot* slot) const;
