@@ -95,44 +95,53 @@ DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint
 
 }  // namespace
 
-DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(const IndexerPrepared& q, const PagedRows& keys,
-                                                    int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepared> qs,
+                                                    const PagedRows& keys, int64_t begin,
+                                                    int64_t end, float* scores, int64_t stride,
                                                     IndexerThreadScratch* scratch) {
-  std::vector<float>& kb = scratch->kb;
-  std::vector<uint16_t>& kb16 = scratch->kb16;
-  kb.resize(static_cast<size_t>(q.dim * kKeys));
-  kb16.resize(static_cast<size_t>(q.dim * kKeys));
+  const int64_t dim = qs[0].dim;
+  float* kb = GrowTo(scratch->kb, dim * kKeys);
+  uint16_t* kb16 = GrowTo(scratch->kb16, dim * kKeys);
   const simd::E2M1PairConsts consts = simd::MakeE2M1PairConsts();
-  const int64_t blocks = q.dim / 32;
-  const int64_t scales = IndexerKeyFp4Layout{q.dim}.scales_offset();
+  const int64_t blocks = dim / 32;
+  const int64_t scales = IndexerKeyFp4Layout{dim}.scales_offset();
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
-    const int64_t count = std::min<int64_t>(kKeys, end - t0);
-    const uint8_t* rows[kKeys];  // a partial tile repeats its last key
+    const uint8_t* rows[kKeys];
+    const int64_t count = TileKeys<V>(keys, t0, end, rows);
     int e_min = 1000, e_max = -1000;
     for (int i = 0; i < kKeys; ++i) {
-      rows[i] = keys.Row(t0 + std::min<int64_t>(i, count - 1));
       for (int64_t b = 0; b < blocks; ++b) {
         const int e = rows[i][scales + b] - 127;
         e_min = std::min(e_min, e);
         e_max = std::max(e_max, e);
       }
     }
-    float out[kKeys];
-    if (TileIsSafe(q, e_min, e_max)) {
-      DecodeTileBf16(rows, q.dim, consts, kb16.data());
-      _mm512_storeu_ps(out, ScoreTileBf16(q, kb16.data()));
-    } else {
-      DecodeTileFp4<V>(rows, q.dim, kb.data());
-      _mm512_storeu_ps(out, ScoreTileFp4<V>(q, kb.data()));
+    // Each form decoded once, when the first query that takes it comes.
+    bool have_bf16 = false, have_fp32 = false;
+    for (size_t j = 0; j < qs.size(); ++j) {
+      const IndexerPrepared& q = qs[j];
+      const int64_t seen = TileKeysSeen(q.visible, t0, count);
+      if (seen == 0) continue;
+      float out[kKeys];
+      if (TileIsSafe(q, e_min, e_max)) {
+        if (!have_bf16) DecodeTileBf16(rows, dim, consts, kb16);
+        have_bf16 = true;
+        _mm512_storeu_ps(out, ScoreTileBf16(q, kb16));
+      } else {
+        if (!have_fp32) DecodeTileFp4<V>(rows, dim, kb);
+        have_fp32 = true;
+        _mm512_storeu_ps(out, ScoreTileFp4<V>(q, kb));
+      }
+      std::copy_n(out, seen, scores + static_cast<int64_t>(j) * stride + (t0 - begin));
     }
-    std::copy_n(out, count, scores + (t0 - begin));
   }
 }
 
-DSV4_TARGET_AVX512 void IndexerScoresAvx512(const IndexerPrepared& q, const PagedRows& keys,
-                                            int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX512 void IndexerScoresAvx512(std::span<const IndexerPrepared> qs,
+                                            const PagedRows& keys, int64_t begin, int64_t end,
+                                            float* scores, int64_t stride,
                                             IndexerThreadScratch* scratch) {
-  IndexerScoresFp4Tiles<V>(q, keys, begin, end, scores, scratch);
+  IndexerScoresFp4Tiles<V>(qs, keys, begin, end, scores, stride, scratch);
 }
 
 }  // namespace dsv4::kernels::internal
