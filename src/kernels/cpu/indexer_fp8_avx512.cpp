@@ -86,15 +86,15 @@ DSV4_TARGET_AVX512BF16 void IndexerFp8ScoresAvx512Bf16(std::span<const IndexerFp
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
     const uint8_t* rows[kKeys];
     const int64_t count = TileKeys<V>(keys, t0, end, rows);
+    PrefetchTile<V>(keys, t0 + kKeys, end);
     float scales[kKeys];
     TileScalesFp8<V>(rows, dim, scales);
     DecodeTileBf16(rows, dim, consts, kb);
     for (size_t j = 0; j < qs.size(); ++j) {
       const int64_t seen = TileKeysSeen(qs[j].visible, t0, count);
       if (seen == 0) continue;
-      float out[kKeys];
-      _mm512_storeu_ps(out, _mm512_mul_ps(ScoreTileBf16(qs[j], kb), _mm512_loadu_ps(scales)));
-      std::copy_n(out, seen, scores + static_cast<int64_t>(j) * stride + (t0 - begin));
+      StoreScores<V>(scores + static_cast<int64_t>(j) * stride + (t0 - begin),
+                     _mm512_mul_ps(ScoreTileBf16(qs[j], kb), _mm512_loadu_ps(scales)), seen);
     }
   }
 }
