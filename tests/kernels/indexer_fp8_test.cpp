@@ -241,11 +241,7 @@ TEST(IndexerFp8, GroupTopKMatchesEachQueryAloneOnEveryIsa) {
       w.push_back(RandomWeights(heads, rng));
     }
     for (int64_t j = 0; j < count; ++j) queries.push_back({q[j].data(), w[j].data(), heads, dim});
-    std::vector<int64_t> visible(static_cast<size_t>(count));
-    const int64_t pos0 = rng.Below(n + 1);
-    for (int64_t j = 0; j < count; ++j) {  // a V3.2 chunk's (pos + 1), or arbitrary
-      visible[j] = trial % 2 == 0 ? std::min(n, pos0 + j) : rng.Below(n + 1);
-    }
+    const std::vector<int64_t> visible = GroupVisible(n, count, 1, trial, rng);
     const int64_t k = rng.Below(n + 5);
     std::vector<std::vector<int64_t>> expected(static_cast<size_t>(count));
     for (int64_t j = 0; j < count; ++j) {
@@ -254,21 +250,15 @@ TEST(IndexerFp8, GroupTopKMatchesEachQueryAloneOnEveryIsa) {
                             dim, scores.data());
       if (visible[j] > 0) expected[j] = ref::TopK(scores.data(), visible[j], k);
     }
-    for (Isa isa : SupportedIsas()) {
-      ScopedIsa scoped(isa);
-      for (ThreadPool* pool : pools) {
-        std::vector<std::vector<int64_t>> top(static_cast<size_t>(count), {-1});
-        IndexerTopKFp8Group(*pool, queries, visible, keys.rows, k, top.data(), &ws);
-        for (int64_t j = 0; j < count; ++j) {
-          ASSERT_EQ(top[j], expected[j]) << IsaName(isa) << " trial " << trial << " threads "
-                                         << pool->num_threads() << " query " << j << " of "
-                                         << count << " visible " << visible[j] << " k " << k;
-          std::vector<int64_t> alone;
-          IndexerTopKFp8(*pool, queries[j], keys.rows, visible[j], k, &alone, &single_ws);
-          ASSERT_EQ(alone, top[j]) << IsaName(isa) << " trial " << trial << " query " << j;
-        }
-      }
-    }
+    ExpectGroupTopKOnEveryIsa(
+        pools, expected,
+        [&](ThreadPool& pool, std::vector<int64_t>* top) {
+          IndexerTopKFp8Group(pool, queries, visible, keys.rows, k, top, &ws);
+        },
+        [&](ThreadPool& pool, int64_t j, std::vector<int64_t>* top) {
+          IndexerTopKFp8(pool, queries[j], keys.rows, visible[j], k, top, &single_ws);
+        },
+        "trial " + std::to_string(trial) + " k " + std::to_string(k));
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/fp4.h"
@@ -158,19 +159,6 @@ TEST(IndexerFp4, TopKIsThreadCountInvariantWithTies) {
   EXPECT_EQ(a.size(), 300u);
 }
 
-// Visible counts of a group of `count` queries over n keys: alternately a prefill chunk's
-// (consecutive tokens, one more key every 4) and arbitrary ones (0, n, repeats).
-std::vector<int64_t> GroupVisible(int64_t n, int64_t count, int trial, Rng& rng) {
-  std::vector<int64_t> visible(static_cast<size_t>(count));
-  const int64_t pos0 = rng.Below(4 * n + 1);
-  for (int64_t j = 0; j < count; ++j) {
-    visible[j] = trial % 2 == 0 ? std::min(n, (pos0 + j + 1) / 4)
-                 : rng.Below(4) == 0 ? (rng.Below(2) == 0 ? 0 : n)
-                                     : rng.Below(n + 1);
-  }
-  return visible;
-}
-
 // Each query of a group selects exactly what it selects alone and what the plain kernels
 // select, with visible counts that differ within the group (ending mid-tile, 0, all keys),
 // k above and below them, heavy ties, tiny queries (their tiles take the FP32 fallback beside
@@ -195,7 +183,7 @@ TEST(IndexerFp4, GroupTopKMatchesEachQueryAloneOnEveryIsa) {
       w.push_back(RandomBf16(heads, rng, 0.3));
     }
     for (int64_t j = 0; j < count; ++j) queries.push_back({q[j].data(), w[j].data(), heads, dim});
-    const std::vector<int64_t> visible = GroupVisible(n, count, trial, rng);
+    const std::vector<int64_t> visible = GroupVisible(n, count, 4, trial, rng);
     const int64_t k = rng.Below(n + 5);
     std::vector<std::vector<int64_t>> expected(static_cast<size_t>(count));
     for (int64_t j = 0; j < count; ++j) {
@@ -205,21 +193,15 @@ TEST(IndexerFp4, GroupTopKMatchesEachQueryAloneOnEveryIsa) {
                     scores.data());
       expected[j] = ref::TopK(scores.data(), visible[j], k);
     }
-    for (Isa isa : SupportedIsas()) {
-      ScopedIsa scoped(isa);
-      for (ThreadPool* pool : pools) {
-        std::vector<std::vector<int64_t>> top(static_cast<size_t>(count), {-1});
-        IndexerTopKFp4Group(*pool, queries, visible, keys.rows, k, top.data(), &ws);
-        for (int64_t j = 0; j < count; ++j) {
-          ASSERT_EQ(top[j], expected[j]) << IsaName(isa) << " trial " << trial << " threads "
-                                         << pool->num_threads() << " query " << j << " of "
-                                         << count << " visible " << visible[j] << " k " << k;
-          std::vector<int64_t> alone;
-          IndexerTopKFp4(*pool, queries[j], keys.rows, visible[j], k, &alone, &single_ws);
-          ASSERT_EQ(alone, top[j]) << IsaName(isa) << " trial " << trial << " query " << j;
-        }
-      }
-    }
+    ExpectGroupTopKOnEveryIsa(
+        pools, expected,
+        [&](ThreadPool& pool, std::vector<int64_t>* top) {
+          IndexerTopKFp4Group(pool, queries, visible, keys.rows, k, top, &ws);
+        },
+        [&](ThreadPool& pool, int64_t j, std::vector<int64_t>* top) {
+          IndexerTopKFp4(pool, queries[j], keys.rows, visible[j], k, top, &single_ws);
+        },
+        "trial " + std::to_string(trial) + " k " + std::to_string(k));
   }
 }
 

@@ -41,8 +41,7 @@ void IndexerScoresScalar(std::span<const IndexerPrepared> qs, const PagedRows& k
 
 namespace {
 
-using ScoreFn = void (*)(std::span<const internal::IndexerPrepared>, const PagedRows&, int64_t,
-                         int64_t, float*, int64_t, internal::IndexerThreadScratch*);
+using ScoreFn = internal::ScoreLoop<internal::IndexerPrepared>;
 
 ScoreFn PickScores() {
   return ForActiveIsa<ScoreFn>(internal::IndexerScoresScalar, internal::IndexerScoresAvx2,
@@ -58,9 +57,9 @@ std::span<const internal::IndexerPrepared> Prepare(std::span<const IndexerQuery>
   const int64_t heads = queries[0].heads, dim = queries[0].dim, n = heads * dim;
   DSV4_CHECK(dim % 32 == 0 && heads > 0);
   const int64_t count = static_cast<int64_t>(queries.size());
-  float* qf = GrowTo(b->q, count * n);
-  float* wf = GrowTo(b->w, count * heads);
-  uint32_t* pairs = GrowTo(b->q_pairs, count * n / 2);
+  const internal::QueryBuffers buf = internal::GrowQueryBuffers(b, count, heads, dim);
+  float *qf = buf.q, *wf = buf.w;
+  uint32_t* pairs = buf.pairs;
   internal::IndexerPrepared* prepared = GrowTo(b->prepared, count);
   for (int64_t j = 0; j < count; ++j) {
     const IndexerQuery& query = queries[j];
@@ -97,15 +96,7 @@ void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRo
                       float* scores, Workspace* ws) {
   internal::IndexerScratch& buffers = ws->state().indexer;
   const auto q = Prepare({&query, 1}, {&n, 1}, &buffers);
-  const ScoreFn fn = PickScores();
-  buffers.threads.Reserve(pool);
-  pool.ParallelForWithThread(
-      n, GrainForWork(query.heads * query.dim), [&](int64_t begin, int64_t end, int t) {
-        for (int64_t b = begin; b < end; b += internal::kScanChunk) {
-          fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b, 0,
-             &buffers.threads[t]);
-        }
-      });
+  internal::ScanScores(pool, q[0], PickScores(), keys, n, scores, &buffers);
 }
 
 void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
@@ -118,15 +109,8 @@ void IndexerTopKFp4Group(ThreadPool& pool, std::span<const IndexerQuery> queries
                          std::vector<int64_t>* selected, Workspace* ws) {
   internal::IndexerScratch& buffers = ws->state().indexer;
   const auto q = Prepare(queries, visible, &buffers);
-  const ScoreFn fn = PickScores();
-  buffers.threads.Reserve(pool);
-  const int64_t work = static_cast<int64_t>(queries.size()) * queries[0].heads * queries[0].dim;
-  internal::ScanTopK(
-      pool, visible, k, GrainForWork(work),
-      [&](int64_t begin, int64_t end, float* scores, int t) {
-        fn(q, keys, begin, end, scores, internal::kScanChunk, &buffers.threads[t]);
-      },
-      &ws->state().scan, selected);
+  internal::ScanGroupTopK(pool, q, visible, PickScores(), keys, k, &buffers, &ws->state().scan,
+                          selected);
 }
 
 }  // namespace dsv4::kernels

@@ -39,8 +39,7 @@ void IndexerFp8ScoresScalar(std::span<const IndexerFp8Prepared> qs, const PagedR
 
 namespace {
 
-using ScoreFn = void (*)(std::span<const internal::IndexerFp8Prepared>, const PagedRows&, int64_t,
-                         int64_t, float*, int64_t, internal::IndexerThreadScratch*);
+using ScoreFn = internal::ScoreLoop<internal::IndexerFp8Prepared>;
 
 ScoreFn PickScores() {
   return ForActiveIsa<ScoreFn>(internal::IndexerFp8ScoresScalar, internal::IndexerFp8ScoresAvx2,
@@ -57,9 +56,9 @@ std::span<const internal::IndexerFp8Prepared> Prepare(std::span<const IndexerQue
   const int64_t heads = queries[0].heads, dim = queries[0].dim, n = heads * dim;
   DSV4_CHECK(heads > 0 && dim > 0 && dim % 16 == 0);
   const int64_t count = static_cast<int64_t>(queries.size());
-  float* qf = GrowTo(b->q, count * n);
-  float* wf = GrowTo(b->w, count * heads);
-  uint32_t* pairs = GrowTo(b->q_pairs, count * n / 2);
+  const internal::QueryBuffers buf = internal::GrowQueryBuffers(b, count, heads, dim);
+  float *qf = buf.q, *wf = buf.w;
+  uint32_t* pairs = buf.pairs;
   internal::IndexerFp8Prepared* prepared = GrowTo(b->prepared_fp8, count);
   for (int64_t j = 0; j < count; ++j) {
     const IndexerQueryFp8& query = queries[j];
@@ -86,15 +85,7 @@ void IndexerScoresFp8(ThreadPool& pool, const IndexerQueryFp8& query, const Page
   DSV4_CHECK(keys.row_bytes == IndexerKeyFp8Bytes(query.dim));
   internal::IndexerScratch& buffers = ws->state().indexer;
   const auto q = Prepare({&query, 1}, {&n, 1}, &buffers);
-  const ScoreFn fn = PickScores();
-  buffers.threads.Reserve(pool);
-  pool.ParallelForWithThread(
-      n, GrainForWork(query.heads * query.dim), [&](int64_t begin, int64_t end, int t) {
-        for (int64_t b = begin; b < end; b += internal::kScanChunk) {
-          fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b, 0,
-             &buffers.threads[t]);
-        }
-      });
+  internal::ScanScores(pool, q[0], PickScores(), keys, n, scores, &buffers);
 }
 
 void IndexerTopKFp8(ThreadPool& pool, const IndexerQueryFp8& query, const PagedRows& keys,
@@ -108,15 +99,8 @@ void IndexerTopKFp8Group(ThreadPool& pool, std::span<const IndexerQueryFp8> quer
   DSV4_CHECK(!queries.empty() && keys.row_bytes == IndexerKeyFp8Bytes(queries[0].dim));
   internal::IndexerScratch& buffers = ws->state().indexer;
   const auto q = Prepare(queries, visible, &buffers);
-  const ScoreFn fn = PickScores();
-  buffers.threads.Reserve(pool);
-  const int64_t work = static_cast<int64_t>(queries.size()) * queries[0].heads * queries[0].dim;
-  internal::ScanTopK(
-      pool, visible, k, GrainForWork(work),
-      [&](int64_t begin, int64_t end, float* scores, int t) {
-        fn(q, keys, begin, end, scores, internal::kScanChunk, &buffers.threads[t]);
-      },
-      &ws->state().scan, selected);
+  internal::ScanGroupTopK(pool, q, visible, PickScores(), keys, k, &buffers, &ws->state().scan,
+                          selected);
 }
 
 }  // namespace dsv4::kernels

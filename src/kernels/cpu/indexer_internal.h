@@ -8,8 +8,11 @@
 #include <span>
 #include <vector>
 
+#include "core/grow.h"
 #include "kernels/cpu/indexer.h"
+#include "kernels/cpu/parallel.h"
 #include "kernels/cpu/per_thread.h"
+#include "kernels/cpu/streaming_topk.h"
 
 namespace dsv4::kernels::internal {
 
@@ -56,6 +59,53 @@ struct IndexerScratch {
   std::vector<IndexerFp8Prepared> prepared_fp8;  // [queries] (the FP8 scan)
   PerThread<IndexerThreadScratch> threads;
 };
+
+// The buffers of `count` prepared queries of heads x dim (grown only).
+struct QueryBuffers {
+  float* q;         // [count, heads, dim]
+  float* w;         // [count, heads]
+  uint32_t* pairs;  // [count, heads, dim/16, 8]
+};
+inline QueryBuffers GrowQueryBuffers(IndexerScratch* b, int64_t count, int64_t heads,
+                                     int64_t dim) {
+  return {GrowTo(b->q, count * heads * dim), GrowTo(b->w, count * heads),
+          GrowTo(b->q_pairs, count * heads * dim / 2)};
+}
+
+// A group scan's score loop over prepared queries (IndexerScoresScalar and the like below).
+template <class Prepared>
+using ScoreLoop = void (*)(std::span<const Prepared>, const PagedRows&, int64_t, int64_t, float*,
+                           int64_t, IndexerThreadScratch*);
+
+// The front ends' two scans, shared by the FP4 and FP8 keys. scores[i] for keys [0, n) of
+// one query:
+template <class Prepared>
+void ScanScores(ThreadPool& pool, const Prepared& q, ScoreLoop<Prepared> fn,
+                const PagedRows& keys, int64_t n, float* scores, IndexerScratch* buffers) {
+  buffers->threads.Reserve(pool);
+  pool.ParallelForWithThread(n, GrainForWork(q.heads * q.dim),
+                             [&](int64_t begin, int64_t end, int t) {
+                               for (int64_t b = begin; b < end; b += kScanChunk) {
+                                 fn({&q, 1}, keys, b, std::min(end, b + kScanChunk), scores + b,
+                                    0, &buffers->threads[t]);
+                               }
+                             });
+}
+// and each query's top-k of its visible keys (ScanTopK), the key range split once.
+template <class Prepared>
+void ScanGroupTopK(ThreadPool& pool, std::span<const Prepared> qs,
+                   std::span<const int64_t> visible, ScoreLoop<Prepared> fn,
+                   const PagedRows& keys, int64_t k, IndexerScratch* buffers, ScanScratch* scan,
+                   std::vector<int64_t>* selected) {
+  buffers->threads.Reserve(pool);
+  const int64_t work = static_cast<int64_t>(qs.size()) * qs[0].heads * qs[0].dim;
+  ScanTopK(
+      pool, visible, k, GrainForWork(work),
+      [&](int64_t begin, int64_t end, float* scores, int t) {
+        fn(qs, keys, begin, end, scores, kScanChunk, &buffers->threads[t]);
+      },
+      scan, selected);
+}
 
 // The keys of [t0, t0 + count) (a tile) that a query seeing [0, visible) scores: 0 when it
 // sees none of them.
