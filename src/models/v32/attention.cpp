@@ -112,7 +112,7 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
 
 // Tokens per indexer scan in prefill: the keys are read and decoded once per group
 // (kernels::IndexerTopKFp8Group). Any size gives the same bits.
-constexpr int64_t kIndexerGroup = 16;
+constexpr int64_t kIndexerGroup = 32;
 
 // Scratch of SelectTokens.
 struct SelectScratch {

@@ -105,7 +105,7 @@ void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const Rope
 
 // Tokens per indexer scan in prefill: the keys are read and decoded once per group
 // (kernels::IndexerTopKFp4Group). Any size gives the same bits.
-constexpr int64_t kIndexerGroup = 16;
+constexpr int64_t kIndexerGroup = 32;
 
 // CSA (spec §8) for rows [t0, t0 + count) of slice s: the indexer compressor over those tokens
 // (appending a key every 4; it reads and writes only its own state, State(layer, 1), so running
