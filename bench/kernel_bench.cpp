@@ -208,30 +208,42 @@ BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); })
 // ---------------------------------------------------------------------------------------
 // Indexer scan + top-k: args keys, ISA. V4-Flash: 64 heads x 128, top 512, FP4 keys (68 B).
 
+// FP4 keys (68 B at dim 128) with plausible scales (2^-5 .. 2^-2), `per_page` to a page.
+struct Fp4Keys {
+  std::vector<uint8_t> bytes;
+  std::vector<const uint8_t*> pages;
+  kernels::PagedRows rows;
+};
+Fp4Keys MakeFp4Keys(int64_t n, int64_t dim, int64_t per_page, Rng& rng) {
+  Fp4Keys k;
+  const int64_t key_bytes = dim / 2 + dim / 32;
+  k.bytes = RandomBytes(n * key_bytes, rng, 0, 255);
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t b = 0; b < dim / 32; ++b) k.bytes[i * key_bytes + dim / 2 + b] = 122 + rng.Below(4);
+  }
+  for (int64_t i = 0; i < n; i += per_page) k.pages.push_back(k.bytes.data() + i * key_bytes);
+  k.rows = {k.pages.data(), per_page, key_bytes};
+  return k;
+}
+
 void BM_IndexerTopK(benchmark::State& state) {
   kernels::Workspace ws;
-  const int64_t n = state.range(0), heads = 64, dim = 128, k = 512, per_page = 64;
+  const int64_t n = state.range(0), heads = 64, dim = 128, k = 512;
   if (!UseIsa(state, 1)) return;
   Rng rng(3);
-  const int64_t key_bytes = dim / 2 + dim / 32;
-  std::vector<uint8_t> keys = RandomBytes(n * key_bytes, rng, 0, 255);
-  for (int64_t i = 0; i < n; ++i) {  // plausible scales: 2^-5 .. 2^-2
-    for (int64_t b = 0; b < dim / 32; ++b) keys[i * key_bytes + dim / 2 + b] = 122 + rng.Below(4);
-  }
-  std::vector<const uint8_t*> pages;
-  for (int64_t i = 0; i < n; i += per_page) pages.push_back(keys.data() + i * key_bytes);
+  const Fp4Keys keys = MakeFp4Keys(n, dim, 64, rng);
   std::vector<BF16> q(static_cast<size_t>(heads * dim)), w(static_cast<size_t>(heads));
   for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal()));
   for (auto& v : w) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.1));
   const kernels::IndexerQuery query{q.data(), w.data(), heads, dim};
-  const kernels::PagedRows rows{pages.data(), per_page, key_bytes};
   std::vector<int64_t> selected;
   for (auto _ : state) {
-    kernels::IndexerTopKFp4(Pool(), query, rows, n, k, &selected, &ws);
+    kernels::IndexerTopKFp4(Pool(), query, keys.rows, n, k, &selected, &ws);
     benchmark::DoNotOptimize(selected.data());
   }
   SetRoofline(
-      state, static_cast<double>(n * key_bytes), 2.0 * static_cast<double>(n * heads * dim),
+      state, static_cast<double>(n * keys.rows.row_bytes),
+      2.0 * static_cast<double>(n * heads * dim),
       static_cast<Isa>(state.range(1)) == Isa::kAvx512Bf16 ? Peak::kBf16Dot : Peak::kMulAdd);
   kernels::SetIsaForTesting(kernels::DetectIsa());
 }
@@ -241,6 +253,48 @@ BENCHMARK(BM_IndexerTopK)
     ->Args({1 << 20, 2})
     ->Args({1 << 20, 3})
     ->ArgNames({"keys", "isa"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The grouped scan of prefill (IndexerTopKFp4Group): `group` consecutive tokens' queries over
+// the keys of their context, each seeing (pos + 1) / 4 of them, as a prefill chunk's tokens
+// do. Args keys, heads, group, ISA; group 1 is the single-query scan (decode). "qkeys/s":
+// query-key scores per second (group x keys per iteration). Heads 4: the built-in tiny
+// model's indexer (decoding a tile costs about as much as scoring it); 64: V4-Flash's.
+void BM_IndexerTopKGroup(benchmark::State& state) {
+  kernels::Workspace ws;
+  const int64_t n = state.range(0), heads = state.range(1), group = state.range(2);
+  const int64_t dim = 128, k = 512;
+  if (!UseIsa(state, 3)) return;
+  Rng rng(3);
+  const Fp4Keys keys = MakeFp4Keys(n, dim, 64, rng);
+  std::vector<BF16> q(static_cast<size_t>(group * heads * dim));
+  std::vector<BF16> w(static_cast<size_t>(group * heads));
+  for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal()));
+  for (auto& v : w) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.1));
+  std::vector<kernels::IndexerQuery> queries;
+  std::vector<int64_t> visible;
+  for (int64_t j = 0; j < group; ++j) {
+    queries.push_back({q.data() + j * heads * dim, w.data() + j * heads, heads, dim});
+    visible.push_back(n - (group - 1 - j) / 4);  // positions 4n - group .. 4n - 1
+  }
+  std::vector<std::vector<int64_t>> selected(static_cast<size_t>(group));
+  for (auto _ : state) {
+    kernels::IndexerTopKFp4Group(Pool(), queries, visible, keys.rows, k, selected.data(), &ws);
+    benchmark::DoNotOptimize(selected.data());
+  }
+  state.counters["qkeys"] = benchmark::Counter(static_cast<double>(group * n),
+                                               benchmark::Counter::kIsIterationInvariantRate);
+  SetRoofline(
+      state, static_cast<double>(n * keys.rows.row_bytes),
+      2.0 * static_cast<double>(group * n * heads * dim),
+      static_cast<Isa>(state.range(3)) == Isa::kAvx512Bf16 ? Peak::kBf16Dot : Peak::kMulAdd);
+  kernels::SetIsaForTesting(kernels::DetectIsa());
+}
+BENCHMARK(BM_IndexerTopKGroup)
+    ->ArgsProduct({{1 << 18}, {4}, {1, 4, 8, 16, 32}, {2, 3}})
+    ->ArgsProduct({{1 << 16}, {64}, {1, 8, 16}, {3}})
+    ->ArgNames({"keys", "heads", "group", "isa"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

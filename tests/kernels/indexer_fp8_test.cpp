@@ -1,7 +1,8 @@
 // The V3.2 FP8-key indexer scan vs its scalar reference (ref::IndexerScoresFp8) and the full-
 // score top-k (ref::TopK), on random shapes and page sizes, every ISA and fine thread splits:
 // scores bit for bit, the streaming top-k index for index, with heavy ties, extreme codes,
-// n < k and n == 0.
+// n < k and n == 0; the grouped scan (several queries, each with its own visible range) vs
+// each query scanned alone and the reference.
 #include "kernels/cpu/indexer_fp8.h"
 
 #include <gtest/gtest.h>
@@ -214,6 +215,51 @@ TEST(IndexerFp8, TopKIsThreadCountInvariantWithTies) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(a, c);
   EXPECT_EQ(a.size(), 300u);
+}
+
+// Each query of a group selects exactly what it selects alone and what the reference's full
+// top-k selects, with visible counts that differ within the group (ending mid-tile, 0, all
+// keys), k above and below them, heavy ties, 1-3 threads split finely, and every ISA.
+TEST(IndexerFp8, GroupTopKMatchesEachQueryAloneOnEveryIsa) {
+  Workspace ws, single_ws;
+  ScopedFineSplit split;
+  Rng rng(34);
+  ThreadPool one(1), two(2), three(3);
+  ThreadPool* pools[] = {&one, &two, &three};
+  for (int trial = 0; trial < 30; ++trial) {
+    const int64_t heads = 1 + rng.Below(6), dim = 16 * (1 + rng.Below(8));
+    const int64_t n = 1 + rng.Below(trial % 5 == 0 ? 3000 : 300);
+    const int64_t per_page = 1 + rng.Below(100);
+    const int64_t distinct = trial % 3 == 0 ? 1 + rng.Below(6) : n;
+    const Fp8Keys keys = RandomKeys(n, dim, per_page, distinct, rng);
+    const int64_t count = 1 + rng.Below(10);
+    std::vector<std::vector<uint8_t>> q;
+    std::vector<std::vector<float>> w;
+    std::vector<IndexerQueryFp8> queries;
+    for (int64_t j = 0; j < count; ++j) {
+      q.push_back(RandomCodes(heads * dim, rng));
+      w.push_back(RandomWeights(heads, rng));
+    }
+    for (int64_t j = 0; j < count; ++j) queries.push_back({q[j].data(), w[j].data(), heads, dim});
+    const std::vector<int64_t> visible = GroupVisible(n, count, 1, trial, rng);
+    const int64_t k = rng.Below(n + 5);
+    std::vector<std::vector<int64_t>> expected(static_cast<size_t>(count));
+    for (int64_t j = 0; j < count; ++j) {
+      std::vector<float> scores(static_cast<size_t>(visible[j]));
+      ref::IndexerScoresFp8(q[j].data(), w[j].data(), keys.contiguous.data(), visible[j], heads,
+                            dim, scores.data());
+      if (visible[j] > 0) expected[j] = ref::TopK(scores.data(), visible[j], k);
+    }
+    ExpectGroupTopKOnEveryIsa(
+        pools, expected,
+        [&](ThreadPool& pool, std::vector<int64_t>* top) {
+          IndexerTopKFp8Group(pool, queries, visible, keys.rows, k, top, &ws);
+        },
+        [&](ThreadPool& pool, int64_t j, std::vector<int64_t>* top) {
+          IndexerTopKFp8(pool, queries[j], keys.rows, visible[j], k, top, &single_ws);
+        },
+        "trial " + std::to_string(trial) + " k " + std::to_string(k));
+  }
 }
 
 }  // namespace

@@ -1,11 +1,13 @@
 // The FP4-key indexer scan vs the plain kernels (IndexerScores on decoded keys, TopK) on
-// random shapes, page sizes, heavy score ties, and every ISA.
+// random shapes, page sizes, heavy score ties, and every ISA; the grouped scan (several
+// queries, each with its own visible range) vs each query scanned alone and the plain kernels.
 #include "kernels/cpu/indexer.h"
 
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #include "core/fp4.h"
@@ -155,6 +157,52 @@ TEST(IndexerFp4, TopKIsThreadCountInvariantWithTies) {
   EXPECT_EQ(a, b);
   EXPECT_EQ(a, c);
   EXPECT_EQ(a.size(), 300u);
+}
+
+// Each query of a group selects exactly what it selects alone and what the plain kernels
+// select, with visible counts that differ within the group (ending mid-tile, 0, all keys),
+// k above and below them, heavy ties, tiny queries (their tiles take the FP32 fallback beside
+// the BF16 path of the others), 1-3 threads split as finely as possible, and every ISA.
+TEST(IndexerFp4, GroupTopKMatchesEachQueryAloneOnEveryIsa) {
+  Workspace ws, single_ws;
+  ScopedFineSplit split;
+  Rng rng(33);
+  ThreadPool one(1), two(2), three(3);
+  ThreadPool* pools[] = {&one, &two, &three};
+  for (int trial = 0; trial < 40; ++trial) {
+    const int64_t heads = 1 + rng.Below(6), dim = 32 * (1 + rng.Below(4));
+    const int64_t n = 1 + rng.Below(trial % 5 == 0 ? 3000 : 300);
+    const int64_t per_page = 1 + rng.Below(100);
+    const int64_t distinct = trial % 3 == 0 ? 1 + rng.Below(6) : n;
+    const PackedKeys keys = MakeKeys(n, dim, per_page, distinct, 1 + trial % 8, rng);
+    const int64_t count = 1 + rng.Below(10);
+    std::vector<std::vector<BF16>> q, w;
+    std::vector<IndexerQuery> queries;
+    for (int64_t j = 0; j < count; ++j) {
+      q.push_back(RandomBf16(heads * dim, rng, trial % 4 == 1 && j % 2 == 0 ? 1e-30 : 0.5));
+      w.push_back(RandomBf16(heads, rng, 0.3));
+    }
+    for (int64_t j = 0; j < count; ++j) queries.push_back({q[j].data(), w[j].data(), heads, dim});
+    const std::vector<int64_t> visible = GroupVisible(n, count, 4, trial, rng);
+    const int64_t k = rng.Below(n + 5);
+    std::vector<std::vector<int64_t>> expected(static_cast<size_t>(count));
+    for (int64_t j = 0; j < count; ++j) {
+      if (visible[j] == 0) continue;
+      std::vector<float> scores(static_cast<size_t>(visible[j]));
+      IndexerScores(one, q[j].data(), w[j].data(), keys.decoded.data(), visible[j], heads, dim,
+                    scores.data());
+      expected[j] = ref::TopK(scores.data(), visible[j], k);
+    }
+    ExpectGroupTopKOnEveryIsa(
+        pools, expected,
+        [&](ThreadPool& pool, std::vector<int64_t>* top) {
+          IndexerTopKFp4Group(pool, queries, visible, keys.rows, k, top, &ws);
+        },
+        [&](ThreadPool& pool, int64_t j, std::vector<int64_t>* top) {
+          IndexerTopKFp4(pool, queries[j], keys.rows, visible[j], k, top, &single_ws);
+        },
+        "trial " + std::to_string(trial) + " k " + std::to_string(k));
+  }
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/check.h"
+#include "core/grow.h"
 #include "core/kv_entry.h"
 #include "kernels/cpu/indexer_internal.h"
 #include "kernels/cpu/isa.h"
@@ -16,19 +17,23 @@
 namespace dsv4::kernels {
 namespace internal {
 
-void IndexerScoresScalar(const IndexerPrepared& q, const PagedRows& keys, int64_t begin,
-                         int64_t end, float* scores, IndexerThreadScratch* scratch) {
-  const int64_t dim = q.dim;
-  std::vector<float>& key = scratch->key;
-  key.resize(static_cast<size_t>(dim));
+void IndexerScoresScalar(std::span<const IndexerPrepared> qs, const PagedRows& keys,
+                         int64_t begin, int64_t end, float* scores, int64_t stride,
+                         IndexerThreadScratch* scratch) {
+  const int64_t dim = qs[0].dim;
+  float* key = GrowTo(scratch->key, dim);
   for (int64_t i = begin; i < end; ++i) {
-    DecodeIndexerKeyFp4(keys.Row(i), dim, key.data());
-    float total = 0.0f;
-    for (int64_t h = 0; h < q.heads; ++h) {
-      const float relu = std::max(RoundBf16(Dot8(q.q + h * dim, key.data(), dim)), 0.0f);
-      total += RoundBf16(q.w[h] * relu);
+    DecodeIndexerKeyFp4(keys.Row(i), dim, key);
+    for (size_t j = 0; j < qs.size(); ++j) {
+      const IndexerPrepared& q = qs[j];
+      if (i >= q.visible) continue;
+      float total = 0.0f;
+      for (int64_t h = 0; h < q.heads; ++h) {
+        const float relu = std::max(RoundBf16(Dot8(q.q + h * dim, key, dim)), 0.0f);
+        total += RoundBf16(q.w[h] * relu);
+      }
+      scores[static_cast<int64_t>(j) * stride + i - begin] = RoundBf16(total);
     }
-    scores[i - begin] = RoundBf16(total);
   }
 }
 
@@ -36,40 +41,53 @@ void IndexerScoresScalar(const IndexerPrepared& q, const PagedRows& keys, int64_
 
 namespace {
 
-using ScoreFn = void (*)(const internal::IndexerPrepared&, const PagedRows&, int64_t, int64_t,
-                         float*, internal::IndexerThreadScratch*);
+using ScoreFn = internal::ScoreLoop<internal::IndexerPrepared>;
 
 ScoreFn PickScores() {
   return ForActiveIsa<ScoreFn>(internal::IndexerScoresScalar, internal::IndexerScoresAvx2,
                                internal::IndexerScoresAvx512, internal::IndexerScoresAvx512Bf16);
 }
 
-internal::IndexerPrepared Prepare(const IndexerQuery& query, internal::IndexerScratch* b) {
-  DSV4_CHECK(query.dim % 32 == 0 && query.heads > 0);
-  const int64_t n = query.heads * query.dim;
-  b->q.resize(static_cast<size_t>(n));
-  b->w.resize(static_cast<size_t>(query.heads));
-  b->q_pairs.resize(static_cast<size_t>(n / 2));
-  internal::IndexerPrepared p{b->q.data(), b->w.data(), query.heads, query.dim};
-  p.q_exp_min = 1000;
-  p.q_exp_max = -1000;
-  for (int64_t i = 0; i < n; ++i) {
-    b->q[i] = Bf16ToF32(query.q[i]);
-    const int field = (query.q[i].bits >> 7) & 0xFF;
-    if ((query.q[i].bits & 0x7FFF) == 0) continue;
-    const int e = field == 0 ? -1000 : field == 255 ? 1000 : field - 127;
-    p.q_exp_min = std::min(p.q_exp_min, e);
-    p.q_exp_max = std::max(p.q_exp_max, e);
-  }
-  for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + j | value j]
-    for (int64_t j = 0; j < 8; ++j) {
-      b->q_pairs[g * 8 + j] = static_cast<uint32_t>(query.q[g * 16 + 8 + j].bits) |
-                              static_cast<uint32_t>(query.q[g * 16 + j].bits) << 16;
+// The queries in the score loops' form (buffers in *b, grown only), query j seeing
+// [0, visible[j]).
+std::span<const internal::IndexerPrepared> Prepare(std::span<const IndexerQuery> queries,
+                                                   std::span<const int64_t> visible,
+                                                   internal::IndexerScratch* b) {
+  DSV4_CHECK(!queries.empty() && queries.size() == visible.size());
+  const int64_t heads = queries[0].heads, dim = queries[0].dim, n = heads * dim;
+  DSV4_CHECK(dim % 32 == 0 && heads > 0);
+  const int64_t count = static_cast<int64_t>(queries.size());
+  const internal::QueryBuffers buf = internal::GrowQueryBuffers(b, count, heads, dim);
+  float *qf = buf.q, *wf = buf.w;
+  uint32_t* pairs = buf.pairs;
+  internal::IndexerPrepared* prepared = GrowTo(b->prepared, count);
+  for (int64_t j = 0; j < count; ++j) {
+    const IndexerQuery& query = queries[j];
+    DSV4_CHECK(query.heads == heads && query.dim == dim);
+    internal::IndexerPrepared& p = prepared[j];
+    p = {qf + j * n, wf + j * heads, heads, dim, pairs + j * n / 2};
+    p.visible = visible[j];
+    p.q_exp_min = 1000;
+    p.q_exp_max = -1000;
+    float* q = qf + j * n;
+    for (int64_t i = 0; i < n; ++i) {
+      q[i] = Bf16ToF32(query.q[i]);
+      const int field = (query.q[i].bits >> 7) & 0xFF;
+      if ((query.q[i].bits & 0x7FFF) == 0) continue;
+      const int e = field == 0 ? -1000 : field == 255 ? 1000 : field - 127;
+      p.q_exp_min = std::min(p.q_exp_min, e);
+      p.q_exp_max = std::max(p.q_exp_max, e);
     }
+    uint32_t* qp = pairs + j * n / 2;
+    for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + j | value j]
+      for (int64_t l = 0; l < 8; ++l) {
+        qp[g * 8 + l] = static_cast<uint32_t>(query.q[g * 16 + 8 + l].bits) |
+                        static_cast<uint32_t>(query.q[g * 16 + l].bits) << 16;
+      }
+    }
+    for (int64_t h = 0; h < heads; ++h) wf[j * heads + h] = Bf16ToF32(query.w[h]);
   }
-  for (size_t h = 0; h < b->w.size(); ++h) b->w[h] = Bf16ToF32(query.w[h]);
-  p.q_pairs = b->q_pairs.data();
-  return p;
+  return {prepared, static_cast<size_t>(count)};
 }
 
 }  // namespace
@@ -77,33 +95,22 @@ internal::IndexerPrepared Prepare(const IndexerQuery& query, internal::IndexerSc
 void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
                       float* scores, Workspace* ws) {
   internal::IndexerScratch& buffers = ws->state().indexer;
-  const internal::IndexerPrepared q = Prepare(query, &buffers);
-  const ScoreFn fn = PickScores();
-  buffers.threads.Reserve(pool);
-  pool.ParallelForWithThread(
-      n, GrainForWork(q.heads * q.dim), [&](int64_t begin, int64_t end, int t) {
-        for (int64_t b = begin; b < end; b += internal::kScanChunk) {
-          fn(q, keys, b, std::min(end, b + internal::kScanChunk), scores + b, &buffers.threads[t]);
-        }
-      });
+  const auto q = Prepare({&query, 1}, {&n, 1}, &buffers);
+  internal::ScanScores(pool, q[0], PickScores(), keys, n, scores, &buffers);
 }
 
 void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& query, const PagedRows& keys, int64_t n,
                     int64_t k, std::vector<int64_t>* selected, Workspace* ws) {
-  if (std::min(k, n) <= 0) {
-    selected->clear();
-    return;
-  }
+  IndexerTopKFp4Group(pool, {&query, 1}, {&n, 1}, keys, k, selected, ws);
+}
+
+void IndexerTopKFp4Group(ThreadPool& pool, std::span<const IndexerQuery> queries,
+                         std::span<const int64_t> visible, const PagedRows& keys, int64_t k,
+                         std::vector<int64_t>* selected, Workspace* ws) {
   internal::IndexerScratch& buffers = ws->state().indexer;
-  const internal::IndexerPrepared q = Prepare(query, &buffers);
-  const ScoreFn fn = PickScores();
-  buffers.threads.Reserve(pool);
-  internal::ScanTopK(
-      pool, n, k, GrainForWork(q.heads * q.dim),
-      [&](int64_t begin, int64_t end, float* scores, int t) {
-        fn(q, keys, begin, end, scores, &buffers.threads[t]);
-      },
-      &ws->state().scan, selected);
+  const auto q = Prepare(queries, visible, &buffers);
+  internal::ScanGroupTopK(pool, q, visible, PickScores(), keys, k, &buffers, &ws->state().scan,
+                          selected);
 }
 
 }  // namespace dsv4::kernels

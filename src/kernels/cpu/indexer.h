@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "core/bf16.h"
@@ -47,5 +48,15 @@ void IndexerScoresFp4(ThreadPool& pool, const IndexerQuery& q, const PagedRows& 
 // capacity is reused). Scores are computed and filtered tile by tile.
 void IndexerTopKFp4(ThreadPool& pool, const IndexerQuery& q, const PagedRows& keys, int64_t n,
                     int64_t k, std::vector<int64_t>* selected, Workspace* ws);
+
+// The same for a group of queries over one key sequence (the tokens of a prefill chunk), query
+// j seeing keys [0, visible[j]): selected[j] (queries.size() vectors) is exactly
+// IndexerTopKFp4(pool, queries[j], keys, visible[j], k, &selected[j], ws). Each key tile is
+// read and decoded once for the whole group and the key range split over the pool once, so a
+// group of G costs far less than G single scans (memory traffic, decoding, thread wake-ups).
+// All queries have the same heads and dim.
+void IndexerTopKFp4Group(ThreadPool& pool, std::span<const IndexerQuery> queries,
+                         std::span<const int64_t> visible, const PagedRows& keys, int64_t k,
+                         std::vector<int64_t>* selected, Workspace* ws);
 
 }  // namespace dsv4::kernels

@@ -5,16 +5,18 @@
 
 namespace dsv4::kernels::internal {
 
-DSV4_TARGET_AVX2 void IndexerScoresAvx2(const IndexerPrepared& q, const PagedRows& keys,
-                                        int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX2 void IndexerScoresAvx2(std::span<const IndexerPrepared> qs,
+                                        const PagedRows& keys, int64_t begin, int64_t end,
+                                        float* scores, int64_t stride,
                                         IndexerThreadScratch* scratch) {
-  IndexerScoresFp4Tiles<simd::Avx2>(q, keys, begin, end, scores, scratch);
+  IndexerScoresFp4Tiles<simd::Avx2>(qs, keys, begin, end, scores, stride, scratch);
 }
 
-DSV4_TARGET_AVX2 void IndexerFp8ScoresAvx2(const IndexerFp8Prepared& q, const PagedRows& keys,
-                                           int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX2 void IndexerFp8ScoresAvx2(std::span<const IndexerFp8Prepared> qs,
+                                           const PagedRows& keys, int64_t begin, int64_t end,
+                                           float* scores, int64_t stride,
                                            IndexerThreadScratch* scratch) {
-  IndexerScoresFp8Tiles<simd::Avx2>(q, keys, begin, end, scores, scratch);
+  IndexerScoresFp8Tiles<simd::Avx2>(qs, keys, begin, end, scores, stride, scratch);
 }
 
 }  // namespace dsv4::kernels::internal

@@ -28,6 +28,53 @@ bool TileIsSafe(const IndexerPrepared& q, int e_min, int e_max) {
   return q.q_exp_min - 7 + e_min - 1 >= -126 && q.q_exp_max + e_max + 11 <= 127;
 }
 
+// The smallest (kMax false) or largest byte of v.
+template <bool kMax>
+DSV4_TARGET_AVX512BF16 __m512i MinMaxU8(__m512i x, __m512i y) {
+  return kMax ? _mm512_max_epu8(x, y) : _mm512_min_epu8(x, y);
+}
+template <bool kMax>
+DSV4_TARGET_AVX512BF16 int ReduceU8(__m512i v) {
+  v = MinMaxU8<kMax>(v, _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
+  v = MinMaxU8<kMax>(v, _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
+  v = MinMaxU8<kMax>(v, _mm512_shuffle_epi32(v, _MM_PERM_BADC));
+  v = MinMaxU8<kMax>(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));
+  v = MinMaxU8<kMax>(v, _mm512_srli_epi32(v, 16));  // byte 0 is right after each step
+  v = MinMaxU8<kMax>(v, _mm512_srli_epi16(v, 8));
+  return _mm_cvtsi128_si32(_mm512_castsi512_si128(v)) & 0xFF;
+}
+
+// The smallest and largest unbiased exponents (code - 127) of the tile's E8M0 key scales.
+DSV4_TARGET_AVX512BF16 void TileScaleRange(const uint8_t* const* rows, int64_t dim, int* e_min,
+                                           int* e_max) {
+  const int64_t blocks = dim / 32, scales = IndexerKeyFp4Layout{dim}.scales_offset();
+  if (blocks % 4 != 0) {
+    int lo = 255, hi = 0;
+    for (int i = 0; i < kKeys; ++i) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        lo = std::min<int>(lo, rows[i][scales + b]);
+        hi = std::max<int>(hi, rows[i][scales + b]);
+      }
+    }
+    *e_min = lo - 127;
+    *e_max = hi - 127;
+    return;
+  }
+  // Four scale codes per row and gather lane, then the 64 bytes reduced to one.
+  const __m512i first = _mm512_loadu_si512(rows), second = _mm512_loadu_si512(rows + 8);
+  __m512i lo = _mm512_set1_epi8(-1), hi = _mm512_setzero_si512();
+  for (int64_t b = 0; b < blocks; b += 4) {
+    const __m512i offset = _mm512_set1_epi64(scales + b);
+    const __m256i a = _mm512_i64gather_epi32(_mm512_add_epi64(first, offset), nullptr, 1);
+    const __m256i c = _mm512_i64gather_epi32(_mm512_add_epi64(second, offset), nullptr, 1);
+    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
+    lo = _mm512_min_epu8(lo, v);
+    hi = _mm512_max_epu8(hi, v);
+  }
+  *e_min = ReduceU8<false>(lo) - 127;
+  *e_max = ReduceU8<true>(hi) - 127;
+}
+
 // kb BF16 words [dim/16][kPairs][32]: group g of keys p (lanes 0-7) and p + 8 (lanes 8-15)
 // in pair layout.
 DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t dim,
@@ -50,10 +97,23 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
   }
 }
 
+// Fp4HeadTerm for a tile that TileIsSafe passed: every dot is zero or an FP32 normal, so
+// VCVTNEPS2BF16 (round to nearest even; it flushes subnormal inputs and quiets NaNs, neither
+// of which occurs here) rounds it to BF16 exactly as RoundBf16 does, in fewer instructions.
+struct SafeFp4HeadTerm {
+  const float* w;  // [heads]
+  DSV4_TARGET_AVX512BF16 __m512 operator()(__m512 total, int64_t h, const __m512* acc) const {
+    const __m256i words = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(simd::ReduceLanes16(acc)));
+    const __m512 dot = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(words), 16));
+    return _mm512_add_ps(total,
+                         simd::RoundBf16x16(_mm512_mul_ps(_mm512_set1_ps(w[h]), simd::Relu16(dot))));
+  }
+};
+
 DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint16_t* kb) {
   const int64_t groups = q.dim / 16;
   __m512 total = _mm512_setzero_ps();
-  const Fp4HeadTerm<V> term{q.w};
+  const SafeFp4HeadTerm term{q.w};
   auto q_group = [&](int64_t h, int64_t g) { return q.q_pairs + (h * groups + g) * 8; };
   int64_t h = 0;
   for (; h + 2 <= q.heads; h += 2) {
@@ -95,44 +155,46 @@ DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint
 
 }  // namespace
 
-DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(const IndexerPrepared& q, const PagedRows& keys,
-                                                    int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepared> qs,
+                                                    const PagedRows& keys, int64_t begin,
+                                                    int64_t end, float* scores, int64_t stride,
                                                     IndexerThreadScratch* scratch) {
-  std::vector<float>& kb = scratch->kb;
-  std::vector<uint16_t>& kb16 = scratch->kb16;
-  kb.resize(static_cast<size_t>(q.dim * kKeys));
-  kb16.resize(static_cast<size_t>(q.dim * kKeys));
+  const int64_t dim = qs[0].dim;
+  float* kb = GrowTo(scratch->kb, dim * kKeys);
+  uint16_t* kb16 = GrowTo(scratch->kb16, dim * kKeys);
   const simd::E2M1PairConsts consts = simd::MakeE2M1PairConsts();
-  const int64_t blocks = q.dim / 32;
-  const int64_t scales = IndexerKeyFp4Layout{q.dim}.scales_offset();
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
-    const int64_t count = std::min<int64_t>(kKeys, end - t0);
-    const uint8_t* rows[kKeys];  // a partial tile repeats its last key
-    int e_min = 1000, e_max = -1000;
-    for (int i = 0; i < kKeys; ++i) {
-      rows[i] = keys.Row(t0 + std::min<int64_t>(i, count - 1));
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int e = rows[i][scales + b] - 127;
-        e_min = std::min(e_min, e);
-        e_max = std::max(e_max, e);
+    const uint8_t* rows[kKeys];
+    const int64_t count = TileKeys<V>(keys, t0, end, rows);
+    PrefetchTile<V>(keys, t0 + kKeys, end);
+    int e_min, e_max;
+    TileScaleRange(rows, dim, &e_min, &e_max);
+    // Each form decoded once, when the first query that takes it comes.
+    bool have_bf16 = false, have_fp32 = false;
+    for (size_t j = 0; j < qs.size(); ++j) {
+      const IndexerPrepared& q = qs[j];
+      const int64_t seen = TileKeysSeen(q.visible, t0, count);
+      if (seen == 0) continue;
+      __m512 out;
+      if (TileIsSafe(q, e_min, e_max)) {
+        if (!have_bf16) DecodeTileBf16(rows, dim, consts, kb16);
+        have_bf16 = true;
+        out = ScoreTileBf16(q, kb16);
+      } else {
+        if (!have_fp32) DecodeTileFp4<V>(rows, dim, kb);
+        have_fp32 = true;
+        out = ScoreTileFp4<V>(q, kb);
       }
+      StoreScores<V>(scores + static_cast<int64_t>(j) * stride + (t0 - begin), out, seen);
     }
-    float out[kKeys];
-    if (TileIsSafe(q, e_min, e_max)) {
-      DecodeTileBf16(rows, q.dim, consts, kb16.data());
-      _mm512_storeu_ps(out, ScoreTileBf16(q, kb16.data()));
-    } else {
-      DecodeTileFp4<V>(rows, q.dim, kb.data());
-      _mm512_storeu_ps(out, ScoreTileFp4<V>(q, kb.data()));
-    }
-    std::copy_n(out, count, scores + (t0 - begin));
   }
 }
 
-DSV4_TARGET_AVX512 void IndexerScoresAvx512(const IndexerPrepared& q, const PagedRows& keys,
-                                            int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX512 void IndexerScoresAvx512(std::span<const IndexerPrepared> qs,
+                                            const PagedRows& keys, int64_t begin, int64_t end,
+                                            float* scores, int64_t stride,
                                             IndexerThreadScratch* scratch) {
-  IndexerScoresFp4Tiles<V>(q, keys, begin, end, scores, scratch);
+  IndexerScoresFp4Tiles<V>(qs, keys, begin, end, scores, stride, scratch);
 }
 
 }  // namespace dsv4::kernels::internal

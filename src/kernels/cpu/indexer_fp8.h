@@ -16,6 +16,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "core/kv_entry.h"  // IndexerKeyFp8Bytes
@@ -42,5 +43,13 @@ void IndexerScoresFp8(ThreadPool& pool, const IndexerQueryFp8& q, const PagedRow
 // capacity is reused). Scores are computed and filtered a chunk at a time.
 void IndexerTopKFp8(ThreadPool& pool, const IndexerQueryFp8& q, const PagedRows& keys, int64_t n,
                     int64_t k, std::vector<int64_t>* selected, Workspace* ws);
+
+// The same for a group of queries over one key sequence, query j seeing keys [0, visible[j]):
+// selected[j] (queries.size() vectors) is exactly IndexerTopKFp8(pool, queries[j], keys,
+// visible[j], k, &selected[j], ws), each key tile read and decoded once for the whole group
+// (kernels::IndexerTopKFp4Group). All queries have the same heads and dim.
+void IndexerTopKFp8Group(ThreadPool& pool, std::span<const IndexerQueryFp8> queries,
+                         std::span<const int64_t> visible, const PagedRows& keys, int64_t k,
+                         std::vector<int64_t>* selected, Workspace* ws);
 
 }  // namespace dsv4::kernels

@@ -69,28 +69,33 @@ DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const u
 
 }  // namespace
 
-DSV4_TARGET_AVX512 void IndexerFp8ScoresAvx512(const IndexerFp8Prepared& q, const PagedRows& keys,
-                                               int64_t begin, int64_t end, float* scores,
+DSV4_TARGET_AVX512 void IndexerFp8ScoresAvx512(std::span<const IndexerFp8Prepared> qs,
+                                               const PagedRows& keys, int64_t begin, int64_t end,
+                                               float* scores, int64_t stride,
                                                IndexerThreadScratch* scratch) {
-  IndexerScoresFp8Tiles<V>(q, keys, begin, end, scores, scratch);
+  IndexerScoresFp8Tiles<V>(qs, keys, begin, end, scores, stride, scratch);
 }
 
-DSV4_TARGET_AVX512BF16 void IndexerFp8ScoresAvx512Bf16(const IndexerFp8Prepared& q,
+DSV4_TARGET_AVX512BF16 void IndexerFp8ScoresAvx512Bf16(std::span<const IndexerFp8Prepared> qs,
                                                        const PagedRows& keys, int64_t begin,
-                                                       int64_t end, float* scores,
+                                                       int64_t end, float* scores, int64_t stride,
                                                        IndexerThreadScratch* scratch) {
-  std::vector<uint16_t>& kb = scratch->kb16;
-  kb.resize(static_cast<size_t>(q.dim * kKeys));
+  const int64_t dim = qs[0].dim;
+  uint16_t* kb = GrowTo(scratch->kb16, dim * kKeys);
   const simd::E4M3PairConsts consts = simd::MakeE4M3PairConsts();
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
     const uint8_t* rows[kKeys];
     const int64_t count = TileKeys<V>(keys, t0, end, rows);
+    PrefetchTile<V>(keys, t0 + kKeys, end);
     float scales[kKeys];
-    TileScalesFp8<V>(rows, q.dim, scales);
-    DecodeTileBf16(rows, q.dim, consts, kb.data());
-    float out[kKeys];
-    _mm512_storeu_ps(out, _mm512_mul_ps(ScoreTileBf16(q, kb.data()), _mm512_loadu_ps(scales)));
-    std::copy_n(out, count, scores + (t0 - begin));
+    TileScalesFp8<V>(rows, dim, scales);
+    DecodeTileBf16(rows, dim, consts, kb);
+    for (size_t j = 0; j < qs.size(); ++j) {
+      const int64_t seen = TileKeysSeen(qs[j].visible, t0, count);
+      if (seen == 0) continue;
+      StoreScores<V>(scores + static_cast<int64_t>(j) * stride + (t0 - begin),
+                     _mm512_mul_ps(ScoreTileBf16(qs[j], kb), _mm512_loadu_ps(scales)), seen);
+    }
   }
 }
 

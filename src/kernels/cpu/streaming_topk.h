@@ -3,7 +3,9 @@
 // merged. Same contract as kernels::TopK (higher score first, ties to the lower index; the
 // min(k, n) indices returned in ascending order), and the same result for any thread count:
 // "better" is a strict total order on (score, index) (NaN scores excepted), so neither the
-// split nor the merge order matters. Shared by the FP4 (V4) and FP8 (V3.2) indexer scans.
+// split nor the merge order matters. A scan serves a group of queries at once (each with its
+// own streaming top-k over its own visible range), so the keys are read and split over the
+// pool once per group. Shared by the FP4 (V4) and FP8 (V3.2) indexer scans.
 // Internal to the kernels.
 #pragma once
 
@@ -11,8 +13,10 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <span>
 #include <vector>
 
+#include "core/grow.h"
 #include "core/thread_pool.h"
 #include "kernels/cpu/per_thread.h"
 
@@ -70,53 +74,69 @@ class StreamingTopK {
   std::vector<ScoredKey> kept_;
 };
 
-// ScanTopK's scratch (part of kernels::Workspace): the ranges' candidates, merged on the
-// calling thread, and per pool thread its running top-k and a chunk of scores.
+// ScanTopK's scratch (part of kernels::Workspace): per query the ranges' candidates, merged
+// on the calling thread, and per pool thread a running top-k per query and a chunk of scores.
+// Grow-only (core/grow.h): a warm scratch serves any group size up to its largest.
 struct ScanThreadScratch {
-  StreamingTopK top;
-  std::vector<float> chunk = std::vector<float>(kScanChunk);  // FP32 [kScanChunk]
+  std::vector<StreamingTopK> tops;  // [queries]
+  std::vector<float> chunk;         // FP32 [queries, kScanChunk]
 };
 struct ScanScratch {
-  std::vector<ScoredKey> merged;
+  std::vector<std::vector<ScoredKey>> merged;  // [queries]
   PerThread<ScanThreadScratch> threads;
 };
 
-// The indices of the min(k, n) best keys of [0, n), ascending, into *selected (its capacity
-// is reused). score_chunk(begin, end, out, thread) writes out[i - begin] for keys
-// [begin, end), at most kScanChunk of them; it is called from the pool's threads on disjoint
-// ranges of at least `grain` keys, with the thread's index (ParallelForWithThread). No
-// allocation once `scratch` is warm.
+// A group of queries over one key sequence, query j seeing keys [0, visible[j]) (the tokens of
+// a prefill chunk): into selected[j] the indices of the min(k, visible[j]) best keys of its
+// range, ascending (its capacity is reused); for each query the same as a scan of it alone.
+// The key range [0, max visible) is split over the pool once for the whole group.
+// score_chunk(begin, end, out, thread) writes out[j * kScanChunk + i - begin] for the keys i
+// in [begin, min(end, visible[j])) of every query j (at most kScanChunk keys); it is called
+// from the pool's threads on disjoint ranges of at least `grain` keys, with the thread's
+// index (ParallelForWithThread). No allocation once `scratch` is warm.
 template <typename ScoreChunk>
-void ScanTopK(ThreadPool& pool, int64_t n, int64_t k, int64_t grain, const ScoreChunk& score_chunk,
-              ScanScratch* scratch, std::vector<int64_t>* selected) {
-  selected->clear();
-  k = std::min(k, n);
-  if (k <= 0) return;
-  std::vector<ScoredKey>& merged = scratch->merged;
-  merged.clear();
+void ScanTopK(ThreadPool& pool, std::span<const int64_t> visible, int64_t k, int64_t grain,
+              const ScoreChunk& score_chunk, ScanScratch* scratch, std::vector<int64_t>* selected) {
+  const int64_t queries = static_cast<int64_t>(visible.size());
+  int64_t n = 0;
+  for (int64_t v : visible) n = std::max(n, v);
+  auto k_of = [&](int64_t j) { return std::max<int64_t>(0, std::min(k, visible[j])); };
+  GrowTo(scratch->merged, queries);
+  for (int64_t j = 0; j < queries; ++j) scratch->merged[j].clear();
   scratch->threads.Reserve(pool);
   std::mutex mu;
   auto scan = [&](int64_t begin, int64_t end, int thread) {
-    StreamingTopK& top = scratch->threads[thread].top;
-    std::vector<float>& chunk = scratch->threads[thread].chunk;
-    top.Reset(k);
+    ScanThreadScratch& own = scratch->threads[thread];
+    StreamingTopK* tops = GrowTo(own.tops, queries);
+    float* chunk = GrowTo(own.chunk, queries * kScanChunk);
+    for (int64_t j = 0; j < queries; ++j) tops[j].Reset(k_of(j));
     for (int64_t b = begin; b < end; b += kScanChunk) {
       const int64_t e = std::min(end, b + kScanChunk);
-      score_chunk(b, e, chunk.data(), thread);
-      top.Push(chunk.data(), b, e - b);
+      score_chunk(b, e, chunk, thread);
+      for (int64_t j = 0; j < queries; ++j) {
+        const int64_t seen = std::min(e, visible[j]) - b;
+        if (seen > 0 && k_of(j) > 0) tops[j].Push(chunk + j * kScanChunk, b, seen);
+      }
     }
-    const std::vector<ScoredKey>& best = top.Finish();
     std::lock_guard<std::mutex> lock(mu);
-    merged.insert(merged.end(), best.begin(), best.end());
+    for (int64_t j = 0; j < queries; ++j) {
+      const std::vector<ScoredKey>& best = tops[j].Finish();
+      scratch->merged[j].insert(scratch->merged[j].end(), best.begin(), best.end());
+    }
   };
-  pool.ParallelForWithThread(n, grain, scan);
-  // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
-  if (static_cast<int64_t>(merged.size()) > k) {
-    std::nth_element(merged.begin(), merged.begin() + (k - 1), merged.end(), Better);
-    merged.resize(static_cast<size_t>(k));
+  if (n > 0 && k > 0) pool.ParallelForWithThread(n, grain, scan);
+  for (int64_t j = 0; j < queries; ++j) {
+    // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
+    std::vector<ScoredKey>& merged = scratch->merged[j];
+    const int64_t kj = k_of(j);
+    if (static_cast<int64_t>(merged.size()) > kj && kj > 0) {
+      std::nth_element(merged.begin(), merged.begin() + (kj - 1), merged.end(), Better);
+    }
+    merged.resize(static_cast<size_t>(std::min<int64_t>(kj, static_cast<int64_t>(merged.size()))));
+    selected[j].clear();
+    for (const ScoredKey& c : merged) selected[j].push_back(c.index);
+    std::sort(selected[j].begin(), selected[j].end());
   }
-  for (const ScoredKey& c : merged) selected->push_back(c.index);
-  std::sort(selected->begin(), selected->end());
 }
 
 }  // namespace dsv4::kernels::internal

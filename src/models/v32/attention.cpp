@@ -110,27 +110,50 @@ void ProjectIndexer(ThreadPool& pool, const ModelConfig& c, const IndexerWeights
   }
 }
 
-// The DSA selection of one query (spec §14.3 step 5): causal candidates 0..pos, the top
-// min(index_topk, pos + 1) by index score (ties to the lower position), ascending, scored and
-// filtered in one scan over the cache's packed FP8 keys in their pages
-// (kernels::IndexerTopKFp8: no decoded keys, no score array; each key scored on its own, so
-// the page geometry never changes a result). With no more candidates than index_topk every
-// token is kept and scoring is skipped (the same set). iq: E4M3 codes [nI, dI]; iw: FP32
-// [nI]. key_pages: scratch for the page pointers.
+// Tokens per indexer scan in prefill: the keys are read and decoded once per group
+// (kernels::IndexerTopKFp8Group). Any size gives the same bits.
+constexpr int64_t kIndexerGroup = 32;
+
+// Scratch of SelectTokens.
+struct SelectScratch {
+  std::vector<kernels::IndexerQueryFp8> queries;  // the scanned tokens' queries
+  std::vector<int64_t> visible;                   // their candidate counts
+  std::vector<const uint8_t*> key_pages;          // the page pointers of the keys
+};
+
+// The DSA selections of chunk rows [t0, t0 + count) (positions pos0 + t0 ...; spec §14.3 step
+// 5): for each, causal candidates 0..pos, the top min(index_topk, pos + 1) by index score (ties
+// to the lower position), ascending, into selected[0, count). Scored and filtered in one
+// scan over the cache's packed FP8 keys in their pages for the whole group
+// (kernels::IndexerTopKFp8Group: no decoded keys, no score array; each key scored on its own,
+// so neither the page geometry nor the grouping changes a result). A token with no more
+// candidates than index_topk keeps every one and is not scored (the same set). The tokens'
+// keys must be in the cache.
 void SelectTokens(ThreadPool& pool, const ModelConfig& c, const kv::V32SequenceCache& cache,
-                  int64_t layer, const uint8_t* iq, const float* iw, int64_t pos,
-                  std::vector<int64_t>* selected, std::vector<const uint8_t*>* key_pages,
+                  int64_t layer, const Projections& p, int64_t pos0, int64_t t0, int64_t count,
+                  std::vector<int64_t>* selected, SelectScratch* scratch,
                   kernels::Workspace* ws) {
-  const int64_t visible = pos + 1;
-  if (visible <= c.index_topk) {
-    selected->resize(static_cast<size_t>(visible));
-    for (int64_t j = 0; j < visible; ++j) (*selected)[j] = j;
-    return;
+  const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
+  scratch->queries.clear();
+  scratch->visible.clear();
+  int64_t first_scanned = count;  // candidates grow with the position: the scanned are a suffix
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t t = t0 + j, visible = pos0 + t + 1;
+    if (visible <= c.index_topk) {
+      selected[j].resize(static_cast<size_t>(visible));
+      for (int64_t i = 0; i < visible; ++i) selected[j][i] = i;
+      continue;
+    }
+    first_scanned = std::min(first_scanned, j);
+    scratch->queries.push_back({p.iq.data() + t * nI * dI, p.iw.data() + t * nI, nI, dI});
+    scratch->visible.push_back(visible);
   }
-  cache.IndexerKeyPages(layer, visible, key_pages);
-  const kernels::PagedRows rows{key_pages->data(), cache.keys_per_page(), cache.indexer_key_bytes()};
-  kernels::IndexerTopKFp8(pool, {iq, iw, c.index_n_heads, c.index_head_dim}, rows, visible,
-                          c.index_topk, selected, ws);
+  if (scratch->queries.empty()) return;
+  cache.IndexerKeyPages(layer, scratch->visible.back(), &scratch->key_pages);
+  const kernels::PagedRows rows{scratch->key_pages.data(), cache.keys_per_page(),
+                                cache.indexer_key_bytes()};
+  kernels::IndexerTopKFp8Group(pool, scratch->queries, scratch->visible, rows, c.index_topk,
+                               selected + first_scanned, ws);
 }
 
 }  // namespace
@@ -151,7 +174,7 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
                       std::vector<std::vector<int64_t>>* selections) {
   const AttentionWeights& w = lw.attn;
   const int64_t H = c.num_attention_heads, r = c.qk_rope_head_dim, lat = c.kv_lora_rank;
-  const int64_t row = lat + r, nI = c.index_n_heads, dI = c.index_head_dim, v = c.v_head_dim;
+  const int64_t row = lat + r, dI = c.index_head_dim, v = c.v_head_dim;
   const int64_t layer = lw.layer;
   DSV4_CHECK(cache.NumRecords(layer) == pos0);
   std::vector<BF16> cq(static_cast<size_t>(n * c.q_lora_rank));
@@ -168,27 +191,33 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   const std::vector<float> no_sink(static_cast<size_t>(H), -std::numeric_limits<float>::infinity());
   std::vector<BF16> o_lat(static_cast<size_t>(n * H * lat)), o_full(static_cast<size_t>(H * row));
   std::vector<float> kvset;
-  std::vector<int64_t> selected;
-  std::vector<const uint8_t*> key_pages;
-  for (int64_t t = 0; t < n; ++t) {
-    const int64_t pos = pos0 + t;
-    const BF16* kv = p.kv.data() + t * row;
-    EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
-    EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
-    SelectTokens(pool, c, cache, layer, p.iq.data() + t * nI * dI, p.iw.data() + t * nI, pos,
-                 &selected, &key_pages, ws);
-    if (selections != nullptr) selections->push_back(selected);
-    // Attention over the selected tokens' records (ascending positions), all heads sharing
-    // them (MQA over [latent ‖ RoPE key], FP32 logits and softmax).
-    const int64_t count = static_cast<int64_t>(selected.size());
-    kvset.resize(static_cast<size_t>(count * row));
-    for (int64_t j = 0; j < count; ++j) {
-      DecodeMlaRecord(cache.MlaRecord(layer, selected[j]), lat, r, kvset.data() + j * row);
+  std::vector<std::vector<int64_t>> selected(static_cast<size_t>(std::min(n, kIndexerGroup)));
+  SelectScratch select_scratch;
+  for (int64_t t0 = 0; t0 < n; t0 += kIndexerGroup) {
+    // The group's records and keys first (token t reads only positions <= pos0 + t), then its
+    // selections, then each token's attention.
+    const int64_t count = std::min(kIndexerGroup, n - t0);
+    for (int64_t t = t0; t < t0 + count; ++t) {
+      const BF16* kv = p.kv.data() + t * row;
+      EncodeMlaRecord(kv, lat, kv + lat, r, cache.AppendMlaRecord(layer));
+      EncodeIndexerKeyFp8(p.ik.data() + t * dI, dI, cache.AppendIndexerKey(layer));
     }
-    kernels::SparseAttention(pool, p.q.data() + t * H * row, kvset.data(), count, no_sink.data(), H,
-                             row, k.softmax_scale, o_full.data(), ws);
-    for (int64_t h = 0; h < H; ++h) {
-      std::copy_n(o_full.data() + h * row, lat, o_lat.data() + (t * H + h) * lat);
+    SelectTokens(pool, c, cache, layer, p, pos0, t0, count, selected.data(), &select_scratch, ws);
+    for (int64_t t = t0; t < t0 + count; ++t) {
+      const std::vector<int64_t>& sel = selected[t - t0];
+      if (selections != nullptr) selections->push_back(sel);
+      // Attention over the selected tokens' records (ascending positions), all heads sharing
+      // them (MQA over [latent ‖ RoPE key], FP32 logits and softmax).
+      const int64_t count_sel = static_cast<int64_t>(sel.size());
+      kvset.resize(static_cast<size_t>(count_sel * row));
+      for (int64_t j = 0; j < count_sel; ++j) {
+        DecodeMlaRecord(cache.MlaRecord(layer, sel[j]), lat, r, kvset.data() + j * row);
+      }
+      kernels::SparseAttention(pool, p.q.data() + t * H * row, kvset.data(), count_sel,
+                               no_sink.data(), H, row, k.softmax_scale, o_full.data(), ws);
+      for (int64_t h = 0; h < H; ++h) {
+        std::copy_n(o_full.data() + h * row, lat, o_lat.data() + (t * H + h) * lat);
+      }
     }
   }
 

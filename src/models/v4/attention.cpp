@@ -103,9 +103,51 @@ void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const Rope
   }
 }
 
+// Tokens per indexer scan in prefill: the keys are read and decoded once per group
+// (kernels::IndexerTopKFp4Group). Any size gives the same bits.
+constexpr int64_t kIndexerGroup = 32;
+
+// CSA (spec §8) for rows [t0, t0 + count) of slice s: the indexer compressor over those tokens
+// (appending a key every 4; it reads and writes only its own state, State(layer, 1), so running
+// it ahead of the attention compressor and the window writes changes nothing), then every
+// token's top-k of the keys it sees ((pos + 1) / 4) in one grouped scan. Writes
+// ws->selections[0, count).
+void SelectCsaEntries(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                      const RopeTable& rope, const SeqSlice& s, int64_t t0, int64_t count,
+                      AttentionWorkspace* ws) {
+  const IndexerWeights& iw = w.indexer;
+  const int64_t layer = w.layer, irow = iw.compressor.wkv.out;
+  const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
+  kv::V4SequenceCache& cache = *s.cache;
+  kernels::IndexerQuery* queries = GrowTo(ws->queries, count);
+  int64_t* visible = GrowTo(ws->visible, count);
+  for (int64_t j = 0; j < count; ++j) {
+    const int64_t t = t0 + j, pos = s.pos0 + (t - s.row0);
+    CompressToken(c, iw.compressor, rope, cache.State(layer, 1), ws->icv.data() + t * irow,
+                  ws->icz.data() + t * irow, pos, true, cache, layer, ws);
+    queries[j] = {ws->iq.data() + t * nI * dI, ws->iw.data() + t * nI, nI, dI};
+    visible[j] = (pos + 1) / 4;
+  }
+  // One pointer per page of indexer keys: the scan reads the packed keys in place. (Without
+  // the component, one "page" per key is still right, just slower.)
+  const kv::ComponentLayout* key_layout = cache.layout().Find(kv::Component::kCsaIndexerKeys);
+  const int64_t keys_per_page = key_layout != nullptr ? key_layout->entries_per_page : 1;
+  std::vector<const uint8_t*>& key_pages = ws->key_pages;
+  const int64_t pages = (visible[count - 1] + keys_per_page - 1) / keys_per_page;
+  for (int64_t pg = static_cast<int64_t>(key_pages.size()); pg < pages; ++pg) {
+    key_pages.push_back(cache.IndexerKey(layer, pg * keys_per_page));
+  }
+  const kernels::PagedRows keys{key_pages.data(), keys_per_page, cache.indexer_key_bytes()};
+  kernels::IndexerTopKFp4Group(pool, {queries, static_cast<size_t>(count)},
+                               {visible, static_cast<size_t>(count)}, keys, c.index_topk,
+                               GrowTo(ws->selections, count), &ws->kernels);
+}
+
 // Runs the tokens of one sequence (rows [s.row0, s.row0 + s.n)) in position order: cache
 // writes, compressors, indexer, sparse attention, from the projections in *ws; writes
-// ws->o BF16 [rows, H*d].
+// ws->o BF16 [rows, H*d]. CSA layers run kIndexerGroup tokens at a time: the group's indexer
+// selections first (SelectCsaEntries), then each token's window write, attention compressor
+// step and attention, as one token at a time would.
 void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
                     const RopeTable& rope, const SeqSlice& s, AttentionWorkspace* ws) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
@@ -113,53 +155,39 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
   const AttentionWorkspace& p = *ws;
   kv::V4SequenceCache& cache = *s.cache;
   std::vector<const uint8_t*>& entries = ws->entries;  // the token's KV set
-  // One pointer per page of indexer keys: the scan reads the packed keys in place. (Without
-  // the component, one "page" per key is still right, just slower.)
-  std::vector<const uint8_t*>& key_pages = ws->key_pages;
-  key_pages.clear();
-  std::vector<int64_t>& selected = ws->selected;
-  const kv::ComponentLayout* key_layout = cache.layout().Find(kv::Component::kCsaIndexerKeys);
-  const int64_t keys_per_page = key_layout != nullptr ? key_layout->entries_per_page : 1;
+  ws->key_pages.clear();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
-    const int64_t pos = s.pos0 + (t - s.row0);
-    EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
-    selected.clear();
-    if (w.kind != LayerKind::kSwa) {
-      const int64_t row = w.compressor.wkv.out;
-      if (w.kind == LayerKind::kCsa) {
-        const IndexerWeights& iw = w.indexer;
-        const int64_t irow = iw.compressor.wkv.out, nI = c.index_n_heads, dI = c.index_head_dim;
-        CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
-                      p.icz.data() + t * irow, pos, true, cache, layer, ws);
-        const int64_t visible = (pos + 1) / 4;
-        const int64_t pages = (visible + keys_per_page - 1) / keys_per_page;
-        for (int64_t pg = static_cast<int64_t>(key_pages.size()); pg < pages; ++pg) {
-          key_pages.push_back(cache.IndexerKey(layer, pg * keys_per_page));
+  for (int64_t t0 = s.row0; t0 < s.row0 + s.n; t0 += kIndexerGroup) {
+    const int64_t count = std::min(kIndexerGroup, s.row0 + s.n - t0);
+    if (w.kind == LayerKind::kCsa) SelectCsaEntries(pool, c, w, rope, s, t0, count, ws);
+    for (int64_t t = t0; t < t0 + count; ++t) {
+      const int64_t pos = s.pos0 + (t - s.row0);
+      EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
+      const std::vector<int64_t>* selected = &ws->selected;  // compressed entries, ascending
+      ws->selected.clear();
+      if (w.kind != LayerKind::kSwa) {
+        const int64_t row = w.compressor.wkv.out;
+        CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
+                      p.cz.data() + t * row, pos, false, cache, layer, ws);
+        if (w.kind == LayerKind::kCsa) selected = &ws->selections[t - t0];
+        if (w.kind == LayerKind::kHca) {
+          ws->selected.resize(static_cast<size_t>((pos + 1) / c.ratio(layer)));
+          for (size_t i = 0; i < ws->selected.size(); ++i) ws->selected[i] = static_cast<int64_t>(i);
         }
-        const kernels::PagedRows keys{key_pages.data(), keys_per_page, cache.indexer_key_bytes()};
-        const kernels::IndexerQuery query{p.iq.data() + t * nI * dI, p.iw.data() + t * nI, nI, dI};
-        kernels::IndexerTopKFp4(pool, query, keys, visible, c.index_topk, &selected, &ws->kernels);
       }
-      CompressToken(c, w.compressor, rope, cache.State(layer, 0), p.cv.data() + t * row,
-                    p.cz.data() + t * row, pos, false, cache, layer, ws);
-      if (w.kind == LayerKind::kHca) {
-        selected.resize(static_cast<size_t>((pos + 1) / c.ratio(layer)));
-        for (size_t i = 0; i < selected.size(); ++i) selected[i] = static_cast<int64_t>(i);
-      }
+      // KV set in a canonical order: window positions ascending, then compressed entries
+      // ascending (spec §9: one softmax over both, with the sink). The kernel reads the packed
+      // entries in place.
+      const int64_t first = std::max<int64_t>(0, pos - W + 1);
+      entries.clear();
+      for (int64_t q = first; q <= pos; ++q) entries.push_back(cache.WindowRow(layer, q));
+      for (int64_t i : *selected) entries.push_back(cache.Entry(layer, i));
+      BF16* oh = ws->o.data() + t * H * d;
+      kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
+                                     static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r,
+                                     r, scale, oh, &ws->kernels);
+      for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
     }
-    // KV set in a canonical order: window positions ascending, then compressed entries
-    // ascending (spec §9: one softmax over both, with the sink). The kernel reads the packed
-    // entries in place.
-    const int64_t first = std::max<int64_t>(0, pos - W + 1);
-    entries.clear();
-    for (int64_t q = first; q <= pos; ++q) entries.push_back(cache.WindowRow(layer, q));
-    for (int64_t i : selected) entries.push_back(cache.Entry(layer, i));
-    BF16* oh = ws->o.data() + t * H * d;
-    kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
-                                   static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r, r,
-                                   scale, oh, &ws->kernels);
-    for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
   }
 }
 

@@ -1,7 +1,9 @@
 // One V4 attention sublayer over a chunk of consecutive tokens of one sequence (spec §6-§9,
-// Appendix C). Projections run batched over the chunk; then, token by token in position
-// order, the window key, the compressors, the indexer and the sparse attention run exactly
-// as in single-token decode, so every chunking gives bit-identical results.
+// Appendix C). Projections run batched over the chunk; the CSA indexer (its own compressor
+// and the top-k scan) runs for a group of consecutive tokens at a time, each token's
+// selection exactly its own scan's; then, token by token in position order, the window key,
+// the attention compressor and the sparse attention run exactly as in single-token decode, so
+// every chunking gives bit-identical results.
 #pragma once
 
 #include <cstdint>
@@ -10,6 +12,7 @@
 
 #include "core/bf16.h"
 #include "core/thread_pool.h"
+#include "kernels/cpu/indexer.h"
 #include "kernels/cpu/workspace.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/config.h"
@@ -41,10 +44,14 @@ struct AttentionWorkspace {
   std::vector<BF16> iq;          // [rows, nI*dI]: indexer queries (RoPE, Hadamard, FP4-simulated)
   std::vector<BF16> iw;          // [rows, nI]: indexer head weights (BF16, scaled)
   std::vector<float> icv, icz;   // [rows, 2*dI]: indexer compressor values / gate logits
+  // Per group of tokens (CSA indexer).
+  std::vector<kernels::IndexerQuery> queries;     // [group]: the tokens' indexer queries
+  std::vector<int64_t> visible;                   // [group]: the keys each token sees
+  std::vector<std::vector<int64_t>> selections;   // [group]: each token's entries, ascending
+  std::vector<const uint8_t*> key_pages;          // one pointer per page of indexer keys
   // Per token.
   std::vector<const uint8_t*> entries;    // the token's KV set: packed entry pointers
-  std::vector<const uint8_t*> key_pages;  // one pointer per page of indexer keys
-  std::vector<int64_t> selected;          // compressed entries attended to, ascending
+  std::vector<int64_t> selected;          // HCA: compressed entries attended to, ascending
   std::vector<float> gate;                // FP32 [kappa*c]: z + ape of one compressor step
   std::vector<float> pooled;              // FP32 [c]: an emitted entry before post-processing
   std::vector<BF16> entry;                // BF16 [c]: the entry being post-processed
