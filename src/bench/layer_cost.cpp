@@ -343,7 +343,7 @@ double DraftMs(const LayerBenchReport& r) {
   const LayerKind mtp = r.config.layer_kind(r.config.num_hidden_layers);
   const HeadCost* h = r.Head(1);
   for (const LayerTypeCost& t : r.types) {
-    const StepCost* s = t.Find(StepMode::kDecode, 1);
+    const StepCost* s = t.Find(StepMode::kVerify, 1);  // one token of one sequence
     if (t.kind == mtp && s != nullptr && h != nullptr) return s->ms + h->ms;
   }
   return 0;

@@ -136,7 +136,7 @@ double ExpectedTokensPerStep(double alpha, int64_t k);
 
 // Decode tokens/s of one sequence with an MTP-like drafter: expected tokens per step / (verify
 // step of k + 1 rows + k x draft_ms) with draft_ms one more block of the MTP layer's type at
-// one row plus the head at one row. 0 when something is missing.
+// one row (its verify k = 0 step) plus the head at one row. 0 when something is missing.
 double DraftMs(const LayerBenchReport& r);
 double SpeculativeTokensPerS(const LayerBenchReport& r, int64_t k, double alpha);
 
