@@ -90,38 +90,47 @@ LinearWeight WeightBuffers::F32(int64_t out, int64_t in) {
   return w;
 }
 
-LinearWeight WeightBuffers::Fp4(int64_t out, int64_t in) {
+std::vector<LinearWeight> WeightBuffers::Fp4(int64_t n, int64_t out, int64_t in,
+                                             ThreadPool* pool) {
   DSV4_CHECK(in % 32 == 0);
-  Rng rng(seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull);
-  LinearWeight w{LinearKind::kFp4Row32, out, in};
-  const int64_t code_bytes = out * in / 2;
-  // Any byte is two valid E2M1 codes (no NaN or infinity in E2M1).
-  auto fill = [&](uint8_t* p) {
-    for (int64_t i = 0; i < code_bytes; i += 8) {
-      const uint64_t r = rng.NextU64();
-      std::memcpy(p + i, &r, static_cast<size_t>(std::min<int64_t>(8, code_bytes - i)));
+  const int64_t code_bytes = out * in / 2, scale_bytes = out * in / 32;
+  const bool tiled =
+      kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16 && kernels::Fp4TilesSupported(out, in);
+  const int64_t stored = tiled ? kernels::Fp4TilesBytes(out, in) : code_bytes;
+  // Allocated (and seeded) in order here, filled in any order below.
+  std::vector<LinearWeight> ws(static_cast<size_t>(n));
+  std::vector<uint64_t> seeds(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    LinearWeight& w = ws[static_cast<size_t>(i)];
+    w = LinearWeight{LinearKind::kFp4Row32, out, in};
+    seeds[static_cast<size_t>(i)] = seed_ + buffers_.size() * 0x9E3779B97F4A7C15ull;
+    (tiled ? w.fp4_tiles : w.codes) = Alloc(stored);
+    w.scales = Alloc(scale_bytes);
+    linear_bytes_ += stored + scale_bytes;
+    linear_macs_ += out * in;
+  }
+  auto fill = [&](int64_t lo, int64_t hi) {
+    std::unique_ptr<uint8_t[]> codes;
+    if (tiled) codes.reset(new uint8_t[static_cast<size_t>(code_bytes)]);
+    for (int64_t i = lo; i < hi; ++i) {
+      LinearWeight& w = ws[static_cast<size_t>(i)];
+      Rng rng(seeds[static_cast<size_t>(i)]);
+      // Any byte is two valid E2M1 codes (E2M1 has no NaN or infinity).
+      uint8_t* p = tiled ? codes.get() : const_cast<uint8_t*>(w.codes);
+      for (int64_t j = 0; j < code_bytes; j += 8) {
+        const uint64_t r = rng.NextU64();
+        std::memcpy(p + j, &r, static_cast<size_t>(std::min<int64_t>(8, code_bytes - j)));
+      }
+      if (tiled) kernels::RepackFp4Tiles(p, out, in, const_cast<uint8_t*>(w.fp4_tiles));
+      std::memset(const_cast<uint8_t*>(w.scales), 127 - 8, static_cast<size_t>(scale_bytes));
     }
   };
-  if (kernels::ActiveIsa() == kernels::Isa::kAvx512Bf16 && kernels::Fp4TilesSupported(out, in)) {
-    std::unique_ptr<uint8_t[]> codes(new uint8_t[static_cast<size_t>(code_bytes)]);
-    fill(codes.get());
-    const int64_t tile_bytes = kernels::Fp4TilesBytes(out, in);
-    uint8_t* tiles = Alloc(tile_bytes);
-    kernels::RepackFp4Tiles(codes.get(), out, in, tiles);
-    w.fp4_tiles = tiles;
-    linear_bytes_ += tile_bytes;
+  if (pool != nullptr) {
+    pool->ParallelFor(n, 1, fill);
   } else {
-    uint8_t* codes = Alloc(code_bytes);
-    fill(codes);
-    w.codes = codes;
-    linear_bytes_ += code_bytes;
+    fill(0, n);
   }
-  uint8_t* s = Alloc(out * in / 32);
-  std::memset(s, 127 - 8, static_cast<size_t>(out * in / 32));  // 2^-8
-  w.scales = s;
-  linear_bytes_ += out * in / 32;
-  linear_macs_ += out * in;
-  return w;
+  return ws;
 }
 
 LinearWeight WeightBuffers::F32Values(int64_t out, int64_t in, float bound) {
@@ -188,7 +197,7 @@ std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const ModelConfig& c,
 }
 
 std::unique_ptr<V4BlockWeights> MakeV4BlockWeights(const ModelConfig& c, int64_t layer,
-                                                   uint64_t seed) {
+                                                   uint64_t seed, ThreadPool* pool) {
   auto a = std::make_unique<V4BlockWeights>(seed ^ (static_cast<uint64_t>(layer) << 32));
   WeightBuffers& b = a->buffers;
   v4::LayerWeights& w = a->w;
@@ -221,7 +230,12 @@ std::unique_ptr<V4BlockWeights> MakeV4BlockWeights(const ModelConfig& c, int64_t
   a->dense_bytes = b.linear_bytes();
   a->dense_macs = b.linear_macs();
   w.experts.resize(static_cast<size_t>(E));
-  for (v4::ExpertWeights& e : w.experts) e = {b.Fp4(I, D), b.Fp4(I, D), b.Fp4(D, I)};
+  const std::vector<LinearWeight> up = b.Fp4(2 * E, I, D, pool), down = b.Fp4(E, D, I, pool);
+  for (int64_t e = 0; e < E; ++e) {
+    w.experts[static_cast<size_t>(e)] = {up[static_cast<size_t>(2 * e)],
+                                         up[static_cast<size_t>(2 * e + 1)],
+                                         down[static_cast<size_t>(e)]};
+  }
   a->expert_bytes = (b.linear_bytes() - a->dense_bytes) / std::max<int64_t>(E, 1);
   a->expert_macs = (b.linear_macs() - a->dense_macs) / std::max<int64_t>(E, 1);
   return a;

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "checkpoint/config.h"
+#include "core/thread_pool.h"
 #include "models/v32/weights.h"
 #include "models/v4/weights.h"
 
@@ -30,10 +31,11 @@ class WeightBuffers {
   kernels::LinearWeight Bf16(int64_t out, int64_t in);  // BF16 [out, in]
   // kF32 over BF16 [out, in] (a BF16 checkpoint matrix used in FP32, as the loaders hold it)
   kernels::LinearWeight F32(int64_t out, int64_t in);
-  // kFp4Row32: MXFP4 E2M1 codes [out, in/2] (every nibble random, magnitudes <= 6) with E8M0
-  // 2^-8 scales [out, in/32]; the codes repacked into the FP4 tiles when the active kernels
-  // are the AVX-512 BF16 ones and the shape allows it, as LinearLoader::Linear does.
-  kernels::LinearWeight Fp4(int64_t out, int64_t in);
+  // n kFp4Row32 matrices: MXFP4 E2M1 codes [out, in/2] (every nibble random, magnitudes <= 6)
+  // with E8M0 2^-8 scales [out, in/32]; the codes repacked into the FP4 tiles when the active
+  // kernels are the AVX-512 BF16 ones and the shape allows it, as LinearLoader::Linear does.
+  // Filled on `pool` when given (each matrix from its own seed: the same bytes either way).
+  std::vector<kernels::LinearWeight> Fp4(int64_t n, int64_t out, int64_t in, ThreadPool* pool);
   // kF32 over FP32 values [out, in] in [-bound, bound] (mHC's FP32 `fn`).
   kernels::LinearWeight F32Values(int64_t out, int64_t in, float bound);
   const float* Vector(int64_t n, float lo, float hi);   // FP32 [n], uniform (not counted)
@@ -79,8 +81,9 @@ struct V4BlockWeights {
 // Layer `layer` of `c` (its type from c.ratio(layer)).
 std::unique_ptr<V4AttentionWeights> MakeV4AttentionWeights(const checkpoint::ModelConfig& c,
                                                            int64_t layer, uint64_t seed);
+// The routed experts are filled on `pool` when given.
 std::unique_ptr<V4BlockWeights> MakeV4BlockWeights(const checkpoint::ModelConfig& c, int64_t layer,
-                                                   uint64_t seed);
+                                                   uint64_t seed, ThreadPool* pool = nullptr);
 std::unique_ptr<V32AttentionWeights> MakeV32AttentionWeights(const checkpoint::ModelConfig& c,
                                                              int64_t layer, uint64_t seed);
 

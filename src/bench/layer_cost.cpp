@@ -62,7 +62,7 @@ StepCost MakeStep(StepMode mode, int64_t sequences, int64_t rows) {
 Status RunType(ThreadPool& pool, const ModelConfig& full, LayerKind kind,
                const LayerBenchOptions& o, Progress& progress, LayerTypeCost& out) {
   DSV4_ASSIGN_OR_RETURN(const ModelConfig c, SingleLayerConfig(full, kind));
-  const std::unique_ptr<V4BlockWeights> bw = MakeV4BlockWeights(c, 0, o.seed);
+  const std::unique_ptr<V4BlockWeights> bw = MakeV4BlockWeights(c, 0, o.seed, &pool);
   out.dense_bytes = bw->dense_bytes;
   out.expert_bytes = bw->expert_bytes;
   const v4::RopeTable rope = v4::RopeTable::ForLayer(c, 0);

@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "bench/attention_weights.h"
 #include "bench/decode_bound.h"
@@ -177,6 +178,25 @@ TEST(BenchLayer, BlockWeightsCountTheLoadedFormats) {
   EXPECT_EQ(w->attention_bytes, MakeV4AttentionWeights(c, 0, 3)->buffers.linear_bytes());
   EXPECT_EQ(SingleLayerConfig(Tiny(), LayerKind::kCsa)->layer_kind(0), LayerKind::kCsa);
   EXPECT_EQ(SingleLayerConfig(Tiny(), LayerKind::kCsa)->num_hash_layers, 0);
+}
+
+TEST(BenchLayer, Fp4FillIsTheSameOnAPool) {
+  ThreadPool pool(2);
+  WeightBuffers serial(5), pooled(5);
+  const std::vector<kernels::LinearWeight> a = serial.Fp4(3, 32, 128, nullptr);
+  const std::vector<kernels::LinearWeight> b = pooled.Fp4(3, 32, 128, &pool);
+  EXPECT_EQ(serial.linear_bytes(), pooled.linear_bytes());
+  ASSERT_EQ(a.size(), 3u);
+  for (size_t i = 0; i < a.size(); ++i) {
+    const bool tiled = a[i].fp4_tiles != nullptr;
+    const uint8_t* pa = tiled ? a[i].fp4_tiles : a[i].codes;
+    const uint8_t* pb = tiled ? b[i].fp4_tiles : b[i].codes;
+    EXPECT_EQ(std::memcmp(pa, pb, 32 * 128 / 2), 0) << i;
+    EXPECT_EQ(std::memcmp(a[i].scales, b[i].scales, 32 * 128 / 32), 0) << i;
+    if (i > 0) {
+      EXPECT_NE(std::memcmp(pa, tiled ? a[0].fp4_tiles : a[0].codes, 64), 0);
+    }
+  }
 }
 
 }  // namespace
