@@ -272,7 +272,7 @@ Result<LayerBenchReport> MeasureLayers(ThreadPool& pool, const ModelConfig& c, s
   std::vector<LayerKind> kinds = o.kinds;
   if (kinds.empty()) {
     for (LayerKind k : {LayerKind::kSwa, LayerKind::kCsa, LayerKind::kHca}) {
-      if (c.CountLayers(k) > 0) kinds.push_back(k);
+      if (c.CountLayers(k) > 0 || c.layer_kind(c.num_hidden_layers) == k) kinds.push_back(k);
     }
   }
   std::sort(kinds.begin(), kinds.end());

@@ -30,7 +30,9 @@ enum class StepMode { kDecode, kVerify, kPrefill };
 std::string_view StepModeName(StepMode m);  // "decode", "verify", "prefill"
 
 struct LayerBenchOptions {
-  std::vector<checkpoint::LayerKind> kinds;  // the types to run; empty: every type present
+  // The types to run; empty: every type of the main layers and the MTP layer's (the drafter's
+  // cost; a type only the MTP layer has gets full_count 0).
+  std::vector<checkpoint::LayerKind> kinds;
   std::vector<int64_t> batches = {1, 2, 4, 8, 16, 32, 64};  // decode, each >= 1
   std::vector<int64_t> drafts = {1, 2, 4, 6, 8};            // verify k (k + 1 rows), each >= 1
   int64_t prefill = 512;                                    // chunk rows; 0: no prefill

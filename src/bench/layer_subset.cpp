@@ -115,7 +115,8 @@ Result<LayerSubset> SelectLayers(const ModelConfig& full, int64_t num_layers) {
 
 Result<ModelConfig> SingleLayerConfig(const ModelConfig& full, LayerKind kind) {
   DSV4_CHECK(full.arch == Arch::kV4);
-  for (int64_t i = 0; i < full.num_hidden_layers; ++i) {
+  // The main layers, then the MTP layer's entry (V4-Pro's MTP block is SWA, its stack not).
+  for (int64_t i = 0; i <= full.num_hidden_layers; ++i) {
     if (full.layer_kind(i) != kind) continue;
     ModelConfig c = full;
     c.num_hidden_layers = 1;

@@ -41,7 +41,8 @@ Result<LayerSubset> SelectLayers(const checkpoint::ModelConfig& full, int64_t nu
 
 // A one-layer V4 config of `full`'s dimensions whose layer 0 is of type `kind` (its compress
 // ratio; not a hash-routed layer: the bench measures the routed MoE most layers run; the MTP
-// entry and no DSpark blocks). NotFound when `full` has no layer of that type.
+// entry and no DSpark blocks). The MTP layer counts: a type only it has is still built.
+// NotFound when neither a main layer nor the MTP layer is of that type.
 Result<checkpoint::ModelConfig> SingleLayerConfig(const checkpoint::ModelConfig& full,
                                                   checkpoint::LayerKind kind);
 

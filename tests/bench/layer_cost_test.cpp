@@ -178,6 +178,11 @@ TEST(BenchLayer, BlockWeightsCountTheLoadedFormats) {
   EXPECT_EQ(w->attention_bytes, MakeV4AttentionWeights(c, 0, 3)->buffers.linear_bytes());
   EXPECT_EQ(SingleLayerConfig(Tiny(), LayerKind::kCsa)->layer_kind(0), LayerKind::kCsa);
   EXPECT_EQ(SingleLayerConfig(Tiny(), LayerKind::kCsa)->num_hash_layers, 0);
+  // V4-Pro has no SWA main layer; its MTP layer is one, and the drafter's cost needs it.
+  const checkpoint::ModelConfig pro = checkpoint::PresetConfig("v4-pro").value();
+  ASSERT_EQ(pro.CountLayers(LayerKind::kSwa), 0);
+  ASSERT_EQ(pro.layer_kind(pro.num_hidden_layers), LayerKind::kSwa);
+  EXPECT_EQ(SingleLayerConfig(pro, LayerKind::kSwa)->layer_kind(0), LayerKind::kSwa);
 }
 
 TEST(BenchLayer, Fp4FillIsTheSameOnAPool) {
