@@ -113,4 +113,20 @@ Result<LayerSubset> SelectLayers(const ModelConfig& full, int64_t num_layers) {
   return s;
 }
 
+Result<ModelConfig> SingleLayerConfig(const ModelConfig& full, LayerKind kind) {
+  DSV4_CHECK(full.arch == Arch::kV4);
+  // The main layers, then the MTP layer's entry (V4-Pro's MTP block is SWA, its stack not).
+  for (int64_t i = 0; i <= full.num_hidden_layers; ++i) {
+    if (full.layer_kind(i) != kind) continue;
+    ModelConfig c = full;
+    c.num_hidden_layers = 1;
+    c.compress_ratios = {full.ratio(i), full.ratio(full.num_hidden_layers)};
+    c.num_hash_layers = 0;
+    c.dspark = checkpoint::DsparkConfig{};
+    return c;
+  }
+  return Status::NotFound("the model has no " + std::string(checkpoint::LayerKindName(kind)) +
+                          " layer");
+}
+
 }  // namespace dsv4::bench

@@ -39,4 +39,11 @@ struct LayerSubset {
 // InvalidArgument when num_layers is smaller than the number of types present.
 Result<LayerSubset> SelectLayers(const checkpoint::ModelConfig& full, int64_t num_layers);
 
+// A one-layer V4 config of `full`'s dimensions whose layer 0 is of type `kind` (its compress
+// ratio; not a hash-routed layer: the bench measures the routed MoE most layers run; the MTP
+// entry and no DSpark blocks). The MTP layer counts: a type only it has is still built.
+// NotFound when neither a main layer nor the MTP layer is of that type.
+Result<checkpoint::ModelConfig> SingleLayerConfig(const checkpoint::ModelConfig& full,
+                                                  checkpoint::LayerKind kind);
+
 }  // namespace dsv4::bench

@@ -481,6 +481,37 @@ TEST(Cli, BenchKvAndDecodeRejectBadInput) {
   EXPECT_THAT(r.output, HasSubstr("/nonexistent"));
 }
 
+TEST(Cli, BenchLayerPrintsEveryColumnOnTheTinyPreset) {
+  CmdResult r = Dsv4(
+      "bench layer --preset v4-tiny --batch 1,2 --verify 1,2 --prefill 8 --depth 40 --iters 1 "
+      "--threads 1 --bandwidth 100 --cores 8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* col :
+       {"ms/step", "tokens/s", "experts touched", "weights read", "KV read", "GFLOP", "bound ms",
+        "bound/measured", "decode B=2", "verify k=2", "prefill 8", "head rows", "whole model",
+        "bound ms there", "bound tokens/s there", "per token vs 1", "SWA step vs 1",
+        "k=2 tokens/s", "computed from the measured step costs", "threads: 1"}) {
+    EXPECT_THAT(r.output, HasSubstr(col));
+  }
+  r = Dsv4("bench layer --preset v4-tiny --batch 2 --verify 1 --prefill 0 --depth 16 --iters 1 "
+           "--json");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const nlohmann::json j = nlohmann::json::parse(r.output.substr(r.output.find('{')));
+  ASSERT_EQ(j["types"].size(), 3u);
+  EXPECT_EQ(j["types"][0]["steps"].size(), 3u);  // decode B=2, verify k=0 and k=1
+  EXPECT_GT(j["whole_model"][0]["ms"].get<double>(), 0);
+  EXPECT_GT(j["speculative"][0]["tokens_per_s"].get<double>(), 0);
+  r = Dsv4("bench layer --preset v4-tiny --layers hca --batch 1 --verify 1 --prefill 0 --iters 1");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("not extrapolated"));
+  r = Dsv4("bench layer --preset v4-tiny --layers mla");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("'mla' is not a layer type"));
+  r = Dsv4("bench layer --preset v3.2-tiny");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.output, HasSubstr("V4 models only"));
+}
+
 }  // namespace
 
 namespace {

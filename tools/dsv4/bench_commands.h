@@ -1,5 +1,5 @@
-// `dsv4 bench kv` and `dsv4 bench decode` (registered under the `bench` group by
-// RegisterBench in bench_serve.cpp), and what they share: which models to run and how token
+// `dsv4 bench kv`, `dsv4 bench decode`, `dsv4 bench prefix` and `dsv4 bench layer`
+// (registered under the `bench` group by RegisterBench in bench_serve.cpp), and what they share: which models to run and how token
 // lists are typed.
 #pragma once
 
@@ -16,6 +16,7 @@ namespace dsv4::cli {
 void RegisterBenchKv(CLI::App& bench, int* exit_code);
 void RegisterBenchDecode(CLI::App& bench, int* exit_code);
 void RegisterBenchPrefix(CLI::App& bench, int* exit_code);
+void RegisterBenchLayer(CLI::App& bench, int* exit_code);
 
 struct NamedConfig {
   std::string label;  // the preset name or the path as typed

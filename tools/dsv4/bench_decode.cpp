@@ -34,22 +34,6 @@ struct DecodeCliOptions {
   bool json = false;
 };
 
-std::string Fixed(double v, int digits) {
-  char buf[32];
-  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
-  return buf;
-}
-
-// Decimal units, as bandwidth is quoted: "13.375 GB", "2.31 MB".
-std::string Gb(double bytes) {
-  if (bytes >= 1e9) return Fixed(bytes / 1e9, 3) + " GB";
-  if (bytes >= 1e6) return Fixed(bytes / 1e6, 2) + " MB";
-  return Fixed(bytes / 1e3, 2) + " kB";
-}
-
-// Milliseconds with about three significant digits.
-std::string Ms(double ms) { return Fixed(ms, ms < 10 ? 2 : ms < 100 ? 1 : 0); }
-
 void PrintText(const std::vector<bench::DecodeReport>& reports, const bench::DecodeRunInfo& run) {
   const int base = run.baseline;
   const bench::Bandwidth& bw = run.bandwidth;

@@ -58,4 +58,18 @@ std::string HumanBytes(double bytes) {
   return buf;
 }
 
+std::string Fixed(double v, int digits) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.*f", digits, v);
+  return buf;
+}
+
+std::string Gb(double bytes) {
+  if (bytes >= 1e9) return Fixed(bytes / 1e9, 3) + " GB";
+  if (bytes >= 1e6) return Fixed(bytes / 1e6, 2) + " MB";
+  return Fixed(bytes / 1e3, 2) + " kB";
+}
+
+std::string Ms(double ms) { return Fixed(ms, ms < 10 ? 2 : ms < 100 ? 1 : 0); }
+
 }  // namespace dsv4::cli

@@ -24,4 +24,11 @@ std::string WithCommas(int64_t v);
 // Bytes as "3.43 GiB" / "584 B" (binary units).
 std::string HumanBytes(double bytes);
 
+// v with `digits` decimals: Fixed(2.345, 1) -> "2.3".
+std::string Fixed(double v, int digits);
+// Decimal units, as bandwidth is quoted: "13.375 GB", "2.31 MB", "4.10 kB".
+std::string Gb(double bytes);
+// Milliseconds with about three significant digits: "2.35", "23.5", "235".
+std::string Ms(double ms);
+
 }  // namespace dsv4::cli
