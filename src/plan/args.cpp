@@ -5,6 +5,7 @@
 #include <cstdlib>
 
 #include "checkpoint/presets.h"
+#include "plan/units.h"
 
 namespace dsv4::plan {
 namespace {
@@ -127,6 +128,19 @@ std::string_view MlaFormatName(kv::MlaFormat f) {
   return "?";
 }
 
+std::string_view DispatchDtypeName(DispatchDtype d) {
+  return d == DispatchDtype::kFp8 ? "fp8" : "bf16";
+}
+
+Result<DispatchDtype> ParseDispatchDtype(std::string_view s) {
+  for (auto d : {DispatchDtype::kBf16, DispatchDtype::kFp8}) {
+    if (s == DispatchDtypeName(d)) return d;
+  }
+  return Status::InvalidArgument("unknown --a2a-dispatch '" + std::string(s) +
+                                 "': expected bf16 (the engine's rows) or fp8 (DeepEP-style, "
+                                 "an FP32 scale per 128)");
+}
+
 Result<kv::EntryFormat> ParseEntryFormat(std::string_view s) {
   for (auto f : {kv::EntryFormat::kFp8, kv::EntryFormat::kBf16}) {
     if (s == EntryFormatName(f)) return f;
@@ -185,6 +199,15 @@ Result<std::vector<PlanOptions>> ResolvePlanRequest(const PlanRequest& r,
   base.include_mtp_weights = !r.no_mtp_weights;
   base.bw_efficiency = r.bw_efficiency;
   base.rack_gpus = r.rack_gpus;
+  if (r.a2a_dispatch) {
+    DSV4_ASSIGN_OR_RETURN(base.a2a_dispatch, ParseDispatchDtype(*r.a2a_dispatch));
+  }
+  for (const auto& [flag, v] : {std::pair{"--link-bw", r.link_gbs}, {"--nic-bw", r.nic_gbs}}) {
+    if (v && !(*v > 0)) {
+      return Status::InvalidArgument(std::string(flag) + " must be a positive number of GB/s, got " +
+                                     FixedDigits(*v, 3));
+    }
+  }
   base.lengths.clear();
   for (const std::string& c : r.contexts) {
     DSV4_ASSIGN_OR_RETURN(int64_t t, ParseTokens(c));
@@ -222,6 +245,8 @@ Result<std::vector<PlanOptions>> ResolvePlanRequest(const PlanRequest& r,
   std::vector<GpuSpec> gpus;
   for (const std::string& h : hardware) {
     DSV4_ASSIGN_OR_RETURN(GpuSpec g, ResolveGpu(h, r.nominal, r.hbm_gb, r.bw_tbs));
+    if (r.link_gbs) g.link_bytes_per_s = *r.link_gbs * 1e9;
+    if (r.nic_gbs) g.nic_bytes_per_s = *r.nic_gbs * 1e9;
     gpus.push_back(g);
   }
   bool any_v4 = false, any_v32 = false;

@@ -22,6 +22,10 @@ Result<int64_t> ParseTokens(std::string_view s);
 // "8K:0.6,128K:0.3,1M:0.1": lengths with relative weights (a missing weight counts 1).
 Result<std::vector<LengthShare>> ParseMix(std::string_view s);
 
+// The expert all-to-all's dispatch row format: bf16 | fp8.
+Result<DispatchDtype> ParseDispatchDtype(std::string_view s);
+std::string_view DispatchDtypeName(DispatchDtype d);
+
 // KV format names, as flags take them and reports print them.
 Result<kv::EntryFormat> ParseEntryFormat(std::string_view s);      // fp8 | bf16
 Result<kv::IndexerFormat> ParseIndexerFormat(std::string_view s);  // fp4 | fp8 | bf16 | none
@@ -55,6 +59,8 @@ struct PlanRequest {
   std::vector<int64_t> concurrency;  // default 1
   double bw_efficiency = 1.0;
   int64_t rack_gpus = 0;
+  std::optional<double> link_gbs, nic_gbs;  // all-to-all link bandwidths, GB/s per direction
+  std::optional<std::string> a2a_dispatch;  // bf16 (default) | fp8
 };
 
 // One PlanOptions per (model, hardware) pair, models outer. Errors name the flag and value:

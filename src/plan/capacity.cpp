@@ -127,6 +127,17 @@ DecodeInputs DecodeFor(const CapacityPlan& p) {
   return {&o.model, &p.params, o.expert_dtype, o.layout, o.gpu.bw_bytes_per_s, o.bw_efficiency};
 }
 
+AllToAll AllToAllFor(const PlanOptions& o, int64_t batch) {
+  AllToAllInputs in;
+  in.model = &o.model;
+  in.layout = o.layout;
+  in.dispatch = o.a2a_dispatch;
+  in.link_bytes_per_s = o.gpu.link_bytes_per_s;
+  in.nic_bytes_per_s = o.gpu.nic_bytes_per_s;
+  in.domain_gpus = o.gpu.domain_gpus;
+  return ComputeAllToAll(in, batch);
+}
+
 // A mix is planned by its mean KV per request (capacity.md §6.5: admit while the sum fits):
 // exact in expectation for many requests, optimistic for a handful.
 void AddMix(CapacityPlan& p) {
@@ -144,6 +155,7 @@ void AddMix(CapacityPlan& p) {
   }
   mix.n = ConcurrencyFor(p, mix.mean_kv_bytes);
   mix.decode = ComputeDecodeFloor(DecodeFor(p), mix.n.per_rank, kv_read);
+  mix.a2a = AllToAllFor(o, mix.n.per_rank);
   mix.binding = "KV memory: " + Commas(mix.n.per_rank) + " requests x " +
                 DecimalBytes(mix.mean_kv_bytes) + " (mean of the mix) fill the " +
                 GbString(p.kv_budget_bytes) + " KV budget";
@@ -308,6 +320,7 @@ Result<CapacityPlan> PlanCapacity(const PlanOptions& o) {
     l.n = ConcurrencyFor(p, static_cast<double>(l.kv_bytes));
     l.decode =
         ComputeDecodeFloor(decode, l.n.per_rank, KvReadBytesPerStep(o.model, o.kv_formats, t));
+    l.a2a = AllToAllFor(o, l.n.per_rank);
     l.binding = LengthBinding(p, t, static_cast<double>(l.kv_bytes), l.n.per_rank);
     l.beyond_model_context =
         o.model.max_position_embeddings > 0 && t > o.model.max_position_embeddings;

@@ -15,6 +15,7 @@
 #include "core/status.h"
 #include "kv/layout.h"
 #include "checkpoint/config.h"
+#include "plan/all_to_all.h"
 #include "plan/bandwidth.h"
 #include "plan/hardware.h"
 #include "plan/parallel.h"
@@ -58,6 +59,7 @@ struct PlanOptions {
   std::vector<int64_t> concurrency = {1};             // for the max context at N requests
   double bw_efficiency = 1.0;  // fraction of peak HBM bandwidth in the decode floor
   int64_t rack_gpus = 0;       // GPUs per rack for the per-rack count; 0: the GPU's domain
+  DispatchDtype a2a_dispatch = DispatchDtype::kBf16;  // row format of the expert all-to-all
 };
 
 // Concurrent requests when every request needs the same KV bytes.
@@ -74,6 +76,7 @@ struct LengthPlan {
   kv::KvFootprint footprint;  // the same by component
   Concurrency n;
   DecodeFloor decode;                 // at n.per_rank requests of this length
+  AllToAll a2a;                       // the expert all-to-all of that decode step
   std::string binding;                // the limiting constraint, in words
   bool beyond_model_context = false;  // tokens > max_position_embeddings
 };
@@ -83,6 +86,7 @@ struct MixPlan {
   double mean_kv_bytes = 0;
   Concurrency n;  // floor(budget / mean KV per request)
   DecodeFloor decode;
+  AllToAll a2a;
   std::string binding;
 };
 

@@ -7,16 +7,17 @@ namespace dsv4::plan {
 const std::vector<Hardware>& HardwareTable() {
   // capacity.md §7. Usable HBM: GB200 186 GB (13.4 TB per rack / 72), GB300 ~279 GB, B200
   // ~179 GB, B300 268 GB (the low end of the 268-270 GB listings; it reproduces §5.1). The
-  // others list one figure, used for both.
+  // others list one figure, used for both. Links: half the vendors' bidirectional figures
+  // (NVLink 4 900 GB/s, NVLink 5 1.8 TB/s, MI300X 896 GB/s, MI355X 1,075 GB/s).
   static const std::vector<Hardware> kTable = {
-      {"h100", "NVIDIA H100 SXM", 80, 80, 3.35, 1979, 0, 8, "8-GPU node"},
-      {"h200", "NVIDIA H200 SXM", 141, 141, 4.8, 1979, 0, 8, "8-GPU node"},
-      {"b200", "NVIDIA B200 (HGX)", 180, 179, 8.0, 4500, 9000, 8, "8-GPU node"},
-      {"b300", "NVIDIA B300 (HGX)", 288, 268, 8.0, 4500, 13500, 8, "8-GPU node"},
-      {"gb200", "NVIDIA GB200 (NVL72)", 192, 186, 8.0, 5000, 10000, 72, "NVL72 rack"},
-      {"gb300", "NVIDIA GB300 (NVL72)", 288, 279, 8.0, 5000, 15000, 72, "NVL72 rack"},
-      {"mi300x", "AMD Instinct MI300X", 192, 192, 5.3, 2615, 0, 8, "8-GPU node"},
-      {"mi355x", "AMD Instinct MI355X", 288, 288, 8.0, 5033, 10066, 8, "8-GPU node"},
+      {"h100", "NVIDIA H100 SXM", 80, 80, 3.35, 1979, 0, 8, "8-GPU node", 450},
+      {"h200", "NVIDIA H200 SXM", 141, 141, 4.8, 1979, 0, 8, "8-GPU node", 450},
+      {"b200", "NVIDIA B200 (HGX)", 180, 179, 8.0, 4500, 9000, 8, "8-GPU node", 900},
+      {"b300", "NVIDIA B300 (HGX)", 288, 268, 8.0, 4500, 13500, 8, "8-GPU node", 900},
+      {"gb200", "NVIDIA GB200 (NVL72)", 192, 186, 8.0, 5000, 10000, 72, "NVL72 rack", 900},
+      {"gb300", "NVIDIA GB300 (NVL72)", 288, 279, 8.0, 5000, 15000, 72, "NVL72 rack", 900},
+      {"mi300x", "AMD Instinct MI300X", 192, 192, 5.3, 2615, 0, 8, "8-GPU node", 448},
+      {"mi355x", "AMD Instinct MI355X", 288, 288, 8.0, 5033, 10066, 8, "8-GPU node", 537.6},
   };
   return kTable;
 }
@@ -84,6 +85,7 @@ Result<GpuSpec> ResolveGpu(std::string_view name, bool nominal, std::optional<do
   g.native_fp4 = h.fp4_tflops > 0;
   g.domain_gpus = h.domain_gpus;
   g.domain_name = h.domain_name;
+  g.link_bytes_per_s = h.link_gbs * 1e9;
   if (hbm_gb) {
     g.hbm_bytes = *hbm_gb * 1e9;
     g.label = h.name + " (" + Gb(*hbm_gb) + " GB set by --hbm)";

@@ -23,7 +23,13 @@ struct Hardware {
   double fp4_tflops = 0;      // dense; 0 when the GPU has no native FP4
   int64_t domain_gpus = 8;    // GPUs in one NVLink domain (72 for an NVL72 rack)
   std::string domain_name;    // "NVL72 rack", "8-GPU node"
+  // Scale-up link bandwidth per GPU and direction, GB/s (half the vendor's bidirectional
+  // aggregate: NVLink 4 900 -> 450, NVLink 5 1,800 -> 900, MI300X Infinity Fabric 896 -> 448).
+  double link_gbs = 0;
 };
+
+// Default scale-out bandwidth per GPU and direction across domains: one 400 Gb/s NIC per GPU.
+inline constexpr double kDefaultNicGbs = 50;
 
 // Every preset, in the order of capacity.md §7.
 const std::vector<Hardware>& HardwareTable();
@@ -41,6 +47,8 @@ struct GpuSpec {
   bool native_fp4 = false;
   int64_t domain_gpus = 8;
   std::string domain_name;
+  double link_bytes_per_s = 0;  // scale-up, per direction; 0: unknown
+  double nic_bytes_per_s = kDefaultNicGbs * 1e9;  // scale-out, per direction
 };
 
 // `name` empty means "custom" and needs `hbm_gb`. `nominal` picks the datasheet capacity

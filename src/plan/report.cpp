@@ -16,6 +16,20 @@ json DecodeJson(const DecodeFloor& d) {
           {"tokens_per_second_per_gpu", d.tokens_per_second_per_gpu}};
 }
 
+json AllToAllJson(const AllToAll& a) {
+  return {{"moe_layers", a.moe_layers},
+          {"dest_ranks_per_token", a.dest_ranks_per_token},
+          {"remote_experts_per_token", a.remote_experts_per_token},
+          {"dispatch_bytes_per_token_layer", a.dispatch_bytes_per_token_layer},
+          {"combine_bytes_per_token_layer", a.combine_bytes_per_token_layer},
+          {"bytes_per_token", a.bytes_per_token},
+          {"tokens_per_gpu", a.tokens_per_gpu},
+          {"bytes_per_step_per_gpu", a.bytes_per_step},
+          {"offdomain_fraction", a.offdomain_fraction},
+          {"collectives_per_step", a.collectives_per_step},
+          {"transfer_ms", a.step_seconds * 1e3}};
+}
+
 void ConcurrencyJson(const Concurrency& n, json& j) {
   j["requests_per_gpu"] = n.per_gpu;
   j["requests_per_dp_rank"] = n.per_rank;
@@ -76,12 +90,15 @@ json PlanJson(const CapacityPlan& p) {
                    {"hbm_gb", o.gpu.hbm_bytes / 1e9},
                    {"hbm_nominal_gb", o.gpu.hbm_nominal_bytes / 1e9},
                    {"bw_tbs", o.gpu.bw_bytes_per_s / 1e12},
+                   {"link_gbs", o.gpu.link_bytes_per_s / 1e9},
+                   {"nic_gbs", o.gpu.nic_bytes_per_s / 1e9},
                    {"rack_gpus", p.rack_gpus},
                    {"groups_per_rack", p.groups_per_rack}};
   j["layout"] = {{"name", o.layout.Name()}, {"tp", o.layout.tp},
                  {"dp", o.layout.dp},       {"ep", o.layout.ep},
                  {"gpus", o.layout.gpus()}, {"redundant_experts", o.layout.redundant_experts}};
   j["expert_dtype"] = ExpertDtypeName(o.expert_dtype);
+  j["a2a_dispatch"] = DispatchDtypeName(o.a2a_dispatch);
   j["kv_formats"] = {{"label", KvFormatLabel(o)},
                      {"entry", EntryFormatName(o.kv_formats.entry)},
                      {"indexer", IndexerFormatName(o.kv_formats.indexer)},
@@ -121,7 +138,8 @@ json PlanJson(const CapacityPlan& p) {
               {"kv_gb_per_request", static_cast<double>(l.kv_bytes) / 1e9},
               {"beyond_model_context", l.beyond_model_context},
               {"binding", l.binding},
-              {"decode", DecodeJson(l.decode)}};
+              {"decode", DecodeJson(l.decode)},
+              {"all_to_all", AllToAllJson(l.a2a)}};
     for (const kv::KvComponent& c : l.footprint.components) e["components"][c.name] = c.bytes();
     ConcurrencyJson(l.n, e);
     lengths.push_back(e);
@@ -135,7 +153,8 @@ json PlanJson(const CapacityPlan& p) {
     j["mix"] = {{"shares", shares},
                 {"mean_kv_bytes_per_request", p.mix->mean_kv_bytes},
                 {"binding", p.mix->binding},
-                {"decode", DecodeJson(p.mix->decode)}};
+                {"decode", DecodeJson(p.mix->decode)},
+                {"all_to_all", AllToAllJson(p.mix->a2a)}};
     ConcurrencyJson(p.mix->n, j["mix"]);
   }
   json maxc = json::array();
@@ -170,7 +189,8 @@ std::string PlansCsv(const std::vector<PlanCase>& cases) {
   std::string out =
       "model,hardware,hbm_gb,layout,gpus_per_group,expert_dtype,kv_formats,tokens,"
       "kv_bytes_per_request,weights_gb_per_gpu,kv_budget_gb_per_gpu,requests_per_gpu,"
-      "requests_per_group,requests_per_rack,decode_step_ms,binding\n";
+      "requests_per_group,requests_per_rack,decode_step_ms,a2a_bytes_per_step_per_gpu,"
+      "a2a_transfer_ms,binding\n";
   for (const PlanCase& c : cases) {
     const PlanOptions& o = c.options;
     const std::string head =
@@ -178,7 +198,7 @@ std::string PlansCsv(const std::vector<PlanCase>& cases) {
         "," + o.layout.Name() + "," + std::to_string(o.layout.gpus()) + "," +
         std::string(ExpertDtypeName(o.expert_dtype)) + "," + CsvField(KvFormatLabel(o)) + ",";
     if (!c.plan) {
-      out += head + ",,,,,,,," + CsvField(c.status.message()) + "\n";
+      out += head + ",,,,,,,,,," + CsvField(c.status.message()) + "\n";
       continue;
     }
     const CapacityPlan& p = *c.plan;
@@ -189,13 +209,18 @@ std::string PlansCsv(const std::vector<PlanCase>& cases) {
              std::to_string(n.per_group) + "," +
              (n.per_rack ? std::to_string(*n.per_rack) : std::string()) + ",";
     };
+    auto a2a = [](const AllToAll& a) {
+      return Num(a.bytes_per_step, 0) + "," + Num(a.step_seconds * 1e3, 3) + ",";
+    };
     for (const LengthPlan& l : p.lengths) {
       out += head + std::to_string(l.tokens) + "," + std::to_string(l.kv_bytes) + "," + budget +
-             counts(l.n) + Num(l.decode.step_seconds * 1e3, 3) + "," + CsvField(l.binding) + "\n";
+             counts(l.n) + Num(l.decode.step_seconds * 1e3, 3) + "," + a2a(l.a2a) +
+             CsvField(l.binding) + "\n";
     }
     if (p.mix) {
       out += head + "mix," + Num(p.mix->mean_kv_bytes, 0) + "," + budget + counts(p.mix->n) +
-             Num(p.mix->decode.step_seconds * 1e3, 3) + "," + CsvField(p.mix->binding) + "\n";
+             Num(p.mix->decode.step_seconds * 1e3, 3) + "," + a2a(p.mix->a2a) +
+             CsvField(p.mix->binding) + "\n";
     }
   }
   return out;

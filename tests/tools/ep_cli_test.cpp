@@ -18,6 +18,7 @@
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using dsv4::cli_test::CmdResult;
 using dsv4::cli_test::Dsv4;
 using dsv4::cli_test::Fresh;
@@ -159,6 +160,19 @@ TEST(ExpertParallelCli, InspectShowsEachRanksShareBesideThePlan) {
   EXPECT_THAT(r.output, HasSubstr("expert parallelism over 2 ranks (stored tensors"));
   EXPECT_THAT(r.output, HasSubstr("experts 4-7 of 8"));
   EXPECT_THAT(r.output, HasSubstr("plan --layout dep2"));
+}
+
+TEST(ExpertParallelCli, PlanReportsTheAllToAllPerDecodeStep) {
+  const CmdResult r = Dsv4("plan -m v4-flash --hw h100 --layout dep16 --ctx 128K --a2a-dispatch fp8");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_THAT(r.output, HasSubstr("expert all-to-all per decode step (ep 16, fp8 dispatch rows"));
+  EXPECT_THAT(r.output, HasSubstr("53.3%"));  // 8 of the 15 peers are in the other node
+  EXPECT_THAT(r.output, HasSubstr("links 450 GB/s in the 8-GPU node, 50 GB/s across"));
+  const CmdResult tp = Dsv4("plan -m v4-flash --hw b200 --layout tp8 --ep 1");
+  EXPECT_THAT(tp.output, Not(HasSubstr("expert all-to-all")));
+  const CmdResult bad = Dsv4("plan -m v4-flash --nic-bw 0");
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_THAT(bad.output, HasSubstr("--nic-bw must be a positive number of GB/s"));
 }
 
 }  // namespace

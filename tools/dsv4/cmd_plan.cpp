@@ -35,7 +35,8 @@ struct PlanCliOptions {
   bool nominal = false, json = false, csv = false, detail = false, list_hardware = false;
   bool no_compressor_state = false, no_mtp_weights = false;
   double hbm = 0, bw = 0, util = 0, workspace = 0, kv_budget = 0, bw_efficiency = 1.0;
-  std::string layout, expert_dtype, entry, indexer, mla, mix, svg;
+  double link_bw = 0, nic_bw = 0;
+  std::string layout, expert_dtype, entry, indexer, mla, mix, svg, a2a_dispatch;
   int64_t tp = 0, dp = 0, ep = 0, redundant = 0, rack_gpus = 0;
   // The options CLI11 filled, to tell "given" from "default".
   CLI::App* cmd = nullptr;
@@ -68,6 +69,9 @@ plan::PlanRequest ToRequest(const PlanCliOptions& o) {
   r.concurrency = o.concurrency;
   r.bw_efficiency = o.bw_efficiency;
   r.rack_gpus = o.rack_gpus;
+  if (o.Given("--link-bw")) r.link_gbs = o.link_bw;
+  if (o.Given("--nic-bw")) r.nic_gbs = o.nic_bw;
+  if (o.Given("--a2a-dispatch")) r.a2a_dispatch = o.a2a_dispatch;
   return r;
 }
 
@@ -166,6 +170,39 @@ std::string LengthSection(const CapacityPlan& p) {
   return out;
 }
 
+// The expert all-to-all of the decode step of each length (ep > 1 only).
+std::string AllToAllSection(const CapacityPlan& p) {
+  const plan::PlanOptions& o = p.options;
+  if (o.layout.ep <= 1) return "";
+  Table t({"tokens", "rows/GPU", "dispatch/token/layer", "combine/token/layer", "per step/GPU",
+           "off-domain", "transfer", "of step floor"});
+  auto row = [&](const std::string& label, const plan::AllToAll& a, const plan::DecodeFloor& d) {
+    const bool timed = a.step_seconds > 0;
+    t.Row({label, FixedDigits(a.tokens_per_gpu, a.tokens_per_gpu == std::floor(a.tokens_per_gpu) ? 0 : 2),
+           plan::DecimalBytes(a.dispatch_bytes_per_token_layer),
+           plan::DecimalBytes(a.combine_bytes_per_token_layer), plan::DecimalBytes(a.bytes_per_step),
+           FixedDigits(a.offdomain_fraction * 100, 1) + "%",
+           timed ? FixedDigits(a.step_seconds * 1e3, 2) + " ms" : "-",
+           timed && d.step_seconds > 0 ? FixedDigits(a.step_seconds / d.step_seconds, 2) + "x" : "-"});
+  };
+  for (const plan::LengthPlan& l : p.lengths) row(Commas(l.tokens), l.a2a, l.decode);
+  if (p.mix) row("mix", p.mix->a2a, p.mix->decode);
+  const plan::AllToAll& a = p.lengths.empty() ? p.mix->a2a : p.lengths.front().a2a;
+  std::string out =
+      "expert all-to-all per decode step (ep " + std::to_string(o.layout.ep) + ", " +
+      std::string(plan::DispatchDtypeName(o.a2a_dispatch)) + " dispatch rows, BF16 outputs back, " +
+      "uniform routing; each direction, sent = received):\n" + t.Render() + "  a token's row goes to " +
+      FixedDigits(a.dest_ranks_per_token, 2) + " other ranks and " +
+      FixedDigits(a.remote_experts_per_token, 2) + " expert outputs come back per MoE layer (" +
+      std::to_string(a.moe_layers) + " layers, " + std::to_string(a.collectives_per_step) +
+      " collectives per step); links " +
+      (o.gpu.link_bytes_per_s > 0 ? FixedDigits(o.gpu.link_bytes_per_s / 1e9, 0) + " GB/s"
+                                  : std::string("unknown (--link-bw)")) +
+      " in the " + o.gpu.domain_name + ", " + FixedDigits(o.gpu.nic_bytes_per_s / 1e9, 0) +
+      " GB/s across\n";
+  return out;
+}
+
 std::string DetailReport(const CapacityPlan& p) {
   const plan::PlanOptions& o = p.options;
   std::string out = o.model_label + " on " + o.gpu.label + ", " + o.layout.Name() + " (tp " +
@@ -174,6 +211,8 @@ std::string DetailReport(const CapacityPlan& p) {
                     std::string(plan::ExpertDtypeName(o.expert_dtype)) + " experts\n";
   out += "KV formats: " + plan::KvFormatLabel(o) + "\n\n";
   out += MemorySection(p) + "\n" + KvSection(p) + "\n" + LengthSection(p) + "\n";
+  const std::string a2a = AllToAllSection(p);
+  if (!a2a.empty()) out += a2a + "\n";
   Table m({"concurrency", "max tokens", "binding"});
   for (const plan::MaxContext& c : p.max_context) {
     m.Row({Commas(c.concurrency), Commas(c.max_tokens), c.binding});
@@ -217,12 +256,13 @@ std::string SummaryReport(const std::vector<PlanCase>& cases) {
 
 std::string HardwareList() {
   Table t({"preset", "GPU", "HBM nominal GB", "HBM usable GB", "BW TB/s", "FP8 TFLOPS",
-           "FP4 TFLOPS", "NVLink domain"});
+           "FP4 TFLOPS", "NVLink domain", "link GB/s"});
   for (const plan::Hardware& h : plan::HardwareTable()) {
     t.Row({h.name, h.description, FixedDigits(h.hbm_nominal_gb, 0), FixedDigits(h.hbm_usable_gb, 0),
            FixedDigits(h.hbm_bw_tbs, 2), Commas(static_cast<int64_t>(h.fp8_tflops)),
            h.fp4_tflops > 0 ? Commas(static_cast<int64_t>(h.fp4_tflops)) : "-",
-           h.domain_name + " (" + std::to_string(h.domain_gpus) + " GPUs)"});
+           h.domain_name + " (" + std::to_string(h.domain_gpus) + " GPUs)",
+           FixedDigits(h.link_gbs, h.link_gbs == std::floor(h.link_gbs) ? 0 : 1)});
   }
   return t.Render();
 }
@@ -337,6 +377,15 @@ void RegisterPlan(CLI::App& app, int* exit_code) {
   cmd->add_option("--rack-gpus", o->rack_gpus,
                   "GPUs per rack for the per-rack count "
                   "(default: NVL72 = 72, HGX node = 8)");
+  cmd->add_option("--link-bw", o->link_bw,
+                  "Scale-up link bandwidth per GPU and direction in GB/s for the expert "
+                  "all-to-all (default: the preset's NVLink / Infinity Fabric)");
+  cmd->add_option("--nic-bw", o->nic_bw,
+                  "Scale-out bandwidth per GPU and direction in GB/s, for a group larger than "
+                  "the NVLink domain (default 50 = one 400 Gb/s NIC per GPU)");
+  cmd->add_option("--a2a-dispatch", o->a2a_dispatch,
+                  "Row format of the expert all-to-all dispatch: bf16 (the engine's, default) "
+                  "or fp8 (DeepEP-style)");
   auto* json = cmd->add_flag("--json", o->json, "Print JSON");
   cmd->add_flag("--csv", o->csv, "Print CSV")->excludes(json);
   cmd->add_flag("--detail", o->detail, "Full report for every case (default when one case)");
