@@ -196,6 +196,24 @@ TEST(LinearNvfp4Isa, EveryIsaMatchesScalarOnExtremeScales) {
   }
 }
 
+// The quantised kinds at decode row counts past the random trials' 1-6 (FP8's block-by-block
+// multi-row schedule with its odd-row tail; FP4 passes of 4 rows): every ISA, scalar bits.
+TEST(LinearIsaRows, QuantisedKindsAtDecodeRowCounts) {
+  ScopedFineSplit split;
+  Rng rng(4711);
+  for (LinearKind kind : {LinearKind::kFp8Block, LinearKind::kFp4Row32}) {
+    for (int64_t rows : {2, 5, 17, 64}) {
+      const int64_t in = 128 * (1 + rng.Below(5)), out = 1 + rng.Below(150);
+      const Weights lin = MakeWeights(kind, out, in, kind == LinearKind::kFp8Block && rows == 5,
+                                      rows == 17, rng);
+      ExpectAllEqual(RunAll(lin, rows, rng), "kind " + std::to_string(static_cast<int>(kind)) +
+                                                 " rows " + std::to_string(rows) + " in " +
+                                                 std::to_string(in) + " out " +
+                                                 std::to_string(out));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
                                            LinearKind::kNvfp4Row16, LinearKind::kBf16,
