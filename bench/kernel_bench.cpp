@@ -186,7 +186,7 @@ void BM_GemvFp8AsBf16(benchmark::State& state) {
 
 void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t>> shapes) {
   for (const auto& s : shapes) {
-    for (int64_t rows : {1, 4, 16}) {
+    for (int64_t rows : {1, 2, 4, 16, 64}) {
       for (int64_t isa : {0, 1, 2, 3}) {
         if (rows > 1 && isa < 2) continue;  // batching shown on the AVX-512 paths only
         b->Args({s[0], s[1], rows, isa});
@@ -204,6 +204,36 @@ BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 204
 BENCHMARK(BM_GemvNvfp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
 // V4 wo_a (one of Flash's 8 groups): FP8 weights used as BF16, unquantised BF16 input.
 BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); });
+
+// The head's form (kF32 stored as BF16, BF16 activations promoted: LinearBf16InF32), an
+// 8192-token slice of the 129,280 x 4096 vocabulary (64 MB; the whole head is 16x this).
+// Args out, in, rows, ISA: the AVX-512 FP32 tiles (isa 2) against VDPBF16PS (isa 3) from
+// 2 rows on. Bound: the BF16 weights once, 2 x rows x out x in flops at the VDPBF16PS peak.
+void BM_HeadBf16(benchmark::State& state) {
+  kernels::Workspace ws;
+  const int64_t out = state.range(0), in = state.range(1), rows = state.range(2);
+  if (!UseIsa(state, 3)) return;
+  Rng rng(3);
+  std::vector<BF16> w(static_cast<size_t>(out * in)), x(static_cast<size_t>(rows * in));
+  for (auto& v : w) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.02));
+  for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal()));
+  kernels::LinearWeight lw{kernels::LinearKind::kF32, out, in};
+  lw.bf16 = w.data();
+  std::vector<float> y(static_cast<size_t>(rows * out));
+  for (auto _ : state) {
+    kernels::LinearBf16InF32(Pool(), lw, x.data(), rows, y.data(), &ws);
+    benchmark::DoNotOptimize(y.data());
+  }
+  SetRoofline(state, static_cast<double>(out * in * 2 + rows * (in * 2 + out * 4)),
+              2.0 * static_cast<double>(out * in * rows), Peak::kBf16Dot);
+  kernels::SetIsaForTesting(kernels::DetectIsa());
+}
+BENCHMARK(BM_HeadBf16)->Apply([](auto* b) {
+  for (int64_t rows : {1, 2, 4, 8, 16, 64}) {
+    for (int64_t isa : {2, 3}) b->Args({8192, 4096, rows, isa});
+  }
+  b->ArgNames({"out", "in", "rows", "isa"})->Unit(benchmark::kMicrosecond)->UseRealTime();
+});
 
 // ---------------------------------------------------------------------------------------
 // Indexer scan + top-k: args keys, ISA. V4-Flash: 64 heads x 128, top 512, FP4 keys (68 B).

@@ -196,6 +196,24 @@ TEST(LinearNvfp4Isa, EveryIsaMatchesScalarOnExtremeScales) {
   }
 }
 
+// The quantised kinds at decode row counts past the random trials' 1-6 (FP8's block-by-block
+// multi-row schedule with its odd-row tail; FP4 passes of 4 rows): every ISA, scalar bits.
+TEST(LinearIsaRows, QuantisedKindsAtDecodeRowCounts) {
+  ScopedFineSplit split;
+  Rng rng(4711);
+  for (LinearKind kind : {LinearKind::kFp8Block, LinearKind::kFp4Row32}) {
+    for (int64_t rows : {2, 5, 17, 64}) {
+      const int64_t in = 128 * (1 + rng.Below(5)), out = 1 + rng.Below(150);
+      const Weights lin = MakeWeights(kind, out, in, kind == LinearKind::kFp8Block && rows == 5,
+                                      rows == 17, rng);
+      ExpectAllEqual(RunAll(lin, rows, rng), "kind " + std::to_string(static_cast<int>(kind)) +
+                                                 " rows " + std::to_string(rows) + " in " +
+                                                 std::to_string(in) + " out " +
+                                                 std::to_string(out));
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
                                            LinearKind::kNvfp4Row16, LinearKind::kBf16,
@@ -345,6 +363,53 @@ TEST(LinearF32OverBf16, EqualsThePromotedCopy) {
             << IsaName(isa) << " trial " << trial << " element " << i;
       }
     }
+  }
+}
+
+// The VDPBF16PS path of BF16-valued weights (linear_bf16_rows_avx512bf16.cpp) at decode row
+// counts (odd ones, row-group tails, 64 and past it), inputs with slice tails and partial
+// output tiles, through LinearBf16InF32 over kF32 stored as BF16 (the head's form) and Linear
+// over kBf16: every ISA gives the scalar bits, also where a weight or an input leaves
+// VDPBF16PS's exact range (a subnormal or huge weight: that tile goes to the FP32 tiles; a
+// tiny input: the whole call does).
+TEST(LinearBf16Rows, EveryIsaMatchesScalarAtDecodeRowCounts) {
+  ScopedFineSplit split;
+  Rng rng(777);
+  Workspace ws;
+  ThreadPool pool(2);
+  const int64_t row_counts[] = {2, 3, 7, 8, 9, 16, 17, 64, 65};
+  for (int trial = 0; trial < 18; ++trial) {
+    const int64_t rows = row_counts[trial % 9];
+    const int64_t in = trial % 3 == 0 ? 544 : 32 * (1 + rng.Below(40));
+    const int64_t out = 1 + rng.Below(70);
+    std::vector<BF16> wb(static_cast<size_t>(out * in));
+    for (auto& v : wb) v = F32ToBf16(static_cast<float>(rng.Normal() / std::sqrt(in)));
+    std::vector<BF16> x = RandomInput(rows * in, rng);
+    const int mode = trial % 6;  // 3: a subnormal weight, 4: a huge weight, 5: a tiny input
+    if (mode == 3) wb[rng.Below(out * in)] = BF16{0x0003};
+    if (mode == 4) wb[rng.Below(out * in)] = F32ToBf16(3e35f);
+    if (mode == 5) x[rng.Below(rows * in)] = F32ToBf16(1e-37f);
+    LinearWeight head{LinearKind::kF32, out, in};
+    head.bf16 = wb.data();
+    LinearWeight plain{LinearKind::kBf16, out, in};
+    plain.bf16 = wb.data();
+    std::vector<std::vector<uint32_t>> f32_bits, bf16_bits;
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<float> y(static_cast<size_t>(rows * out));
+      LinearBf16InF32(pool, head, x.data(), rows, y.data(), &ws);
+      f32_bits.emplace_back(y.size());
+      for (size_t i = 0; i < y.size(); ++i) f32_bits.back()[i] = std::bit_cast<uint32_t>(y[i]);
+      std::vector<BF16> yb(static_cast<size_t>(rows * out));
+      Linear(pool, plain, x.data(), rows, yb.data(), &ws);
+      bf16_bits.emplace_back(yb.size());
+      for (size_t i = 0; i < yb.size(); ++i) bf16_bits.back()[i] = yb[i].bits;
+    }
+    const std::string what = "trial " + std::to_string(trial) + " rows " +
+                             std::to_string(rows) + " in " + std::to_string(in) + " out " +
+                             std::to_string(out);
+    ExpectAllEqual(f32_bits, "kF32 over BF16, " + what);
+    ExpectAllEqual(bf16_bits, "kBf16, " + what);
   }
 }
 

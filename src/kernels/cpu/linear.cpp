@@ -242,8 +242,13 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   // Rows in blocks whose inputs (~4 B per value in the SIMD layouts) stay in L2 while every
   // tile of the thread's range passes over them: a long prefill batch would otherwise stream
   // all of its inputs from memory once per tile of 8-16 outputs.
-  const int64_t row_block =
+  int64_t row_block =
       std::max<int64_t>(4, (int64_t{1} << 16) / std::max<int64_t>(w.in, 1) / 4 * 4);
+  // The VDPBF16PS path of BF16-valued weights cuts the input into L1-sized slices, so it
+  // takes 64 rows per pass: each weight tile is read once for a whole decode batch.
+  if (isa == Isa::kAvx512Bf16 && internal::Bf16RowsKind(w)) {
+    row_block = std::max<int64_t>(row_block, 64);
+  }
   scratch->threads.Reserve(pool);
   pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {
     for (int64_t r0 = 0; r0 < call.rows; r0 += row_block) {

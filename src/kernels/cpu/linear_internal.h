@@ -71,6 +71,14 @@ void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 // kFp4Row32 or kNvfp4Row16 with w.fp4_tiles set (linear_fp4_tiles_avx512bf16.cpp).
 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
+// Weights whose values are BF16 (kBf16; kF32 stored as BF16): what LinearBf16RowsAvx512Bf16
+// takes.
+bool Bf16RowsKind(const LinearWeight& w);
+// Bf16RowsKind weights over 2+ input rows through VDPBF16PS (linear_bf16_rows_avx512bf16.cpp):
+// false, computing nothing, when an input is not a BF16 value; tiles outside VDPBF16PS's
+// exact range go to LinearTilesAvx512. The FP32 tiles' bits either way.
+bool LinearBf16RowsAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
+
 // Whether this CPU's VDPBF16PS computes acc + a1*b1 rounded, then + a0*b0 rounded (RNE), on
 // random operands with exact products: the property the BF16 kernels rely on. Requires
 // AVX512_BF16 support.

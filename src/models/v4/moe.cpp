@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 #include <vector>
 
@@ -14,6 +15,45 @@ namespace {
 
 // PyTorch softplus (beta 1, threshold 20).
 float Softplus(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+// MoeForward spreads whole experts over the pool once at least this many per thread are
+// active (a decode batch of a few rows or more); below that each expert's linears are split.
+constexpr int64_t kExpertsPerThread = 4;
+
+// Every active routed expert of s->groups on one pool thread each (its linears inline on a
+// one-thread pool: no hand-off per linear, which with 1-2 rows per expert cost as much as the
+// weight reads), outputs into s->pair_ys [pairs, D] in group order. Each expert computes
+// exactly what it computes alone (the linears' results do not depend on the thread count).
+void RoutedExpertsSpread(ThreadPool& pool, const LayerWeights& w, const BF16* x, int64_t pairs,
+                         int64_t D, float limit, MoeScratch* s) {
+  const models::ExpertGroups& groups = s->groups;
+  const int threads = pool.num_threads();
+  while (static_cast<int>(s->thread_pools.size()) < threads) {
+    s->thread_pools.push_back(std::make_unique<ThreadPool>(1));
+    s->thread_scratch.push_back(std::make_unique<MoeScratch>());
+    s->thread_ws.push_back(std::make_unique<kernels::Workspace>());
+  }
+  BF16* pair_ys = GrowTo(s->pair_ys, pairs * D);
+  std::vector<int32_t>& active = s->active_experts;
+  active.clear();
+  for (int64_t e = 0; e < static_cast<int64_t>(groups.start.size()) - 1; ++e) {
+    if (groups.size(e) > 0) active.push_back(static_cast<int32_t>(e));
+  }
+  pool.ParallelForWithThread(
+      static_cast<int64_t>(active.size()), 1, [&](int64_t i0, int64_t i1, int t) {
+        MoeScratch& ts = *s->thread_scratch[t];
+        for (int64_t i = i0; i < i1; ++i) {
+          const int64_t e = active[i];
+          const int64_t* rows = groups.rows.data() + groups.start[e];
+          const int64_t m = groups.size(e);
+          BF16* xs = GrowTo(ts.xs, m * D);
+          for (int64_t j = 0; j < m; ++j) std::copy_n(x + rows[j] * D, D, xs + j * D);
+          Expert(*s->thread_pools[t], w.experts[e], xs, m,
+                 groups.weights.data() + groups.start[e], limit, pair_ys + groups.start[e] * D,
+                 &ts, s->thread_ws[t].get());
+        }
+      });
+}
 
 }  // namespace
 
@@ -113,6 +153,20 @@ void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerW
   float* acc = GrowTo(s->acc, n * D);
   std::fill_n(acc, n * D, 0.0f);
   const float limit = static_cast<float>(c.swiglu_limit);
+  int64_t active = 0;
+  for (int64_t e = 0; e < E; ++e) active += groups.size(e) > 0 ? 1 : 0;
+  if (active >= kExpertsPerThread * pool.num_threads()) {
+    RoutedExpertsSpread(pool, w, x, n * k, D, limit, s);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t* rows = groups.rows.data() + groups.start[e];
+      const BF16* ys = s->pair_ys.data() + groups.start[e] * D;
+      for (int64_t i = 0; i < groups.size(e); ++i) {
+        for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]);
+      }
+    }
+    AddSharedAndStore(pool, c, w, x, n, acc, out, s, ws);
+    return;
+  }
   for (int64_t e = 0; e < E; ++e) {
     const int64_t* rows = groups.rows.data() + groups.start[e];
     const int64_t m = groups.size(e);

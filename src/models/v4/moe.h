@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "core/bf16.h"
@@ -52,6 +53,14 @@ struct MoeScratch {
   std::vector<BF16> xs, ys;         // BF16 [m, D]: one expert's gathered rows and outputs
   std::vector<BF16> a, b, h;        // BF16 [m, I]: w1 x, w3 x, the gated product
   std::vector<float> ones;          // FP32 [n]: the shared expert's weights
+  // Experts spread over the pool (MoeForward with many active experts): per pool thread a
+  // one-thread pool that runs its linears inline, its own expert and kernel scratch; and the
+  // outputs of every routed (row, expert) pair, BF16 [n * k, D] in group order.
+  std::vector<std::unique_ptr<ThreadPool>> thread_pools;
+  std::vector<std::unique_ptr<MoeScratch>> thread_scratch;
+  std::vector<std::unique_ptr<kernels::Workspace>> thread_ws;
+  std::vector<BF16> pair_ys;
+  std::vector<int32_t> active_experts;  // the experts with rows, ascending
   // Expert parallelism only (models/v4/moe_parallel.h).
   dist::ExpertExchange exchange;    // the rows sent and received, the results returned
   std::vector<BF16> pair_out;       // BF16 [pairs, D]: this rank's outputs per received pair
