@@ -268,6 +268,7 @@ void Engine::Impl::Finish(Active* a, FinishReason reason, const std::string& err
     stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
     stats_.kv = kv_->Stats();
     prefix_->FillStats(&stats_);
+    if (spec_) spec_->FillStats(&stats_);
   }
   TokenEvent ev;
   ev.finished = true;
