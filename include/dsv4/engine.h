@@ -115,7 +115,8 @@ using ModelFactory = std::function<Result<std::unique_ptr<runner::LoadedModel>>(
 
 // Speculative decoding: which drafter proposes the tokens a step verifies.
 enum class SpeculativeMode {
-  kAuto,    // the checkpoint's drafter when it has one this build can run, else off
+  kAuto,    // the checkpoint's drafter when it has one this build can run, else off; paused
+            // per request while it does not pay (EngineOptions::speculative_step_cost)
   kOff,
   kMtp,     // the April MTP module: an error when the checkpoint has none
   kDspark,  // DSpark's draft blocks (0731 / 0813): an error when the checkpoint has none

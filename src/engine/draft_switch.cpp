@@ -40,20 +40,29 @@ bool DraftSwitch::Observe(int64_t drafted, int64_t accepted,
   const double a = static_cast<double>(accepted), d = static_cast<double>(drafted);
   accepted_ = samples_ == 0 ? a : accepted_ + kAcceptWeight * (a - accepted_);
   drafted_ = samples_ == 0 ? d : drafted_ + kAcceptWeight * (d - drafted_);
-  if (++samples_ < kMinVerifications) return false;
   const int64_t k = std::max<int64_t>(1, static_cast<int64_t>(drafted_ + 0.5));
+  ++samples_;
+  if (samples_ == 1 && cost(k) <= 0) {
+    // No cost known yet: the next step goes without drafts, so that the cost meter sees a
+    // one-token step before this request decides.
+    paused_left_ = 1;
+    return false;
+  }
+  if (samples_ < kMinVerifications) return false;
   const double c = cost(k);
   if (c <= 0) {
-    // Measure a one-token step; decide after the next kMinVerifications verifications.
+    // Still unknown (no pure decode step seen): measure again, decide after as many more.
     paused_left_ = 1;
     samples_ = 0;
     return false;
   }
   if (1.0 + accepted_ >= c) {
     backoff_ = kFirstBackoff;  // it pays (again): a later pause starts short
+    probing_ = false;
     return false;
   }
   paused_left_ = backoff_;
+  probing_ = true;
   backoff_ = std::min(2 * backoff_, kMaxBackoff);
   samples_ = 0;
   ++pauses_;

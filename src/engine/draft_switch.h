@@ -5,18 +5,21 @@
 // (1 + accepted) / cost(k), against 1 / 1 without (cost: what a decode step verifying k
 // drafts costs, drafting included, in one-token decode steps). When drafting loses, the
 // request pauses for `backoff` of its steps (8, doubling at each further pause, up to 512),
-// then probes again from a fresh EWMA; a decision that drafting pays resets the back-off. Counted in verifications and steps, never in time: with an injected
+// then probes again from a fresh EWMA, with one draft per step; a decision that drafting
+// pays resets the back-off and lets it draft k again. Counted in verifications and steps, never in time: with an injected
 // cost the decisions are deterministic.
 //
 // StepCostMeter is the measured cost: EWMAs over the engine's pure decode steps (every
 // chunk one decode token, its drafts after it) of the seconds per sequence, for steps
 // without drafts (a one-token step) and with them (the extra seconds per extra row), so
 // cost(k) = 1 + k * extra_per_row / plain. Unknown until both kinds of step were seen:
-// a request that must decide then pauses for one step (a measurement, not counted as a pause).
+// a request whose first verification finds it unknown, or that must decide while it is,
+// skips drafting for one step (a measurement, not counted as a pause).
 //
 // Not thread-safe: the engine thread owns them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 
@@ -43,6 +46,9 @@ class DraftSwitch {
 
   // Drafts for this step (false while paused).
   bool drafting() const { return paused_left_ == 0; }
+  // The most drafts a step may verify: 1 while probing (after a pause, until drafting is
+  // found to pay again: a probe costs a 2-token step, not a (1 + k)-token one), else k.
+  int64_t MaxDrafts(int64_t k) const { return probing_ ? std::min<int64_t>(k, 1) : k; }
   // A step of the request went by while paused: counts down to the next probe (which starts
   // from a fresh EWMA). Returns true when drafting resumes with the next step.
   bool Tick();
@@ -60,6 +66,7 @@ class DraftSwitch {
   int64_t paused_left_ = 0;
   int64_t backoff_ = kFirstBackoff;
   int64_t pauses_ = 0;
+  bool probing_ = false;
 };
 
 }  // namespace dsv4::engine

@@ -347,6 +347,7 @@ void Speculation::Propose(ThreadPool& pool, const sched::ScheduledChunk& c, int6
   // The next step emits up to 1 + k tokens: no more than the request may still have.
   int64_t k = c.sample ? std::min({k_, s->max_tokens - s->num_tokens() - 1, max_advance - 1})
                        : 0;
+  if (adaptive_) k = slot->drafting.MaxDrafts(k);
   if (adaptive_ && !slot->drafting.drafting()) {
     // Paused: the next step goes without drafts (the last one of the pause when the
     // countdown ends: the step after it drafts again).

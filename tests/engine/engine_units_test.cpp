@@ -33,6 +33,7 @@ TEST(StopAfter, EosStopIdsAndLength) {
 TEST(DraftSwitch, PausesWithBackOffAndResumes) {
   const auto cost = [](int64_t k) { return 1.0 + 0.5 * static_cast<double>(k); };  // k=2: 2
   DraftSwitch sw;
+  EXPECT_EQ(sw.MaxDrafts(4), 4);
   int64_t expected_pause = DraftSwitch::kFirstBackoff;
   for (int round = 0; round < 9; ++round) {
     for (int64_t i = 1; i < DraftSwitch::kMinVerifications; ++i) {
@@ -46,10 +47,12 @@ TEST(DraftSwitch, PausesWithBackOffAndResumes) {
     while (!sw.Tick()) ++steps;
     EXPECT_EQ(steps, expected_pause) << round;
     EXPECT_TRUE(sw.drafting());
+    EXPECT_EQ(sw.MaxDrafts(4), 1);  // probing with one draft
     expected_pause = std::min(2 * expected_pause, DraftSwitch::kMaxBackoff);
   }
   // Paying verifications (1 + 1.5 accepted >= 2) keep drafting and reset the back-off.
   for (int i = 0; i < 20; ++i) EXPECT_FALSE(sw.Observe(2, i % 4 == 0 ? 1 : 2, cost));
+  EXPECT_EQ(sw.MaxDrafts(4), 4);  // it pays: k drafts again
   int64_t misses = 1;
   while (!sw.Observe(2, 0, cost)) ++misses;
   EXPECT_LE(misses, DraftSwitch::kMinVerifications);  // the EWMA falls below within a few
@@ -60,8 +63,14 @@ TEST(DraftSwitch, PausesWithBackOffAndResumes) {
   // An unknown cost: one step without drafts to measure one, not counted as a pause.
   DraftSwitch unknown;
   const auto none = [](int64_t) { return -1.0; };
-  for (int64_t i = 1; i < DraftSwitch::kMinVerifications; ++i) unknown.Observe(1, 0, none);
-  EXPECT_FALSE(unknown.Observe(1, 0, none));
+  EXPECT_FALSE(unknown.Observe(1, 0, none));  // the first verification: measure at once
+  EXPECT_FALSE(unknown.drafting());
+  EXPECT_TRUE(unknown.Tick());
+  for (int64_t i = 2; i < DraftSwitch::kMinVerifications; ++i) {
+    EXPECT_FALSE(unknown.Observe(1, 0, none));
+    EXPECT_TRUE(unknown.drafting());
+  }
+  EXPECT_FALSE(unknown.Observe(1, 0, none));  // must decide, still unknown: measure again
   EXPECT_FALSE(unknown.drafting());
   EXPECT_TRUE(unknown.Tick());
   EXPECT_EQ(unknown.pauses(), 0);
