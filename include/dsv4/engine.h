@@ -115,7 +115,8 @@ using ModelFactory = std::function<Result<std::unique_ptr<runner::LoadedModel>>(
 
 // Speculative decoding: which drafter proposes the tokens a step verifies.
 enum class SpeculativeMode {
-  kAuto,    // the checkpoint's drafter when it has one this build can run, else off
+  kAuto,    // the checkpoint's drafter when it has one this build can run, else off; paused
+            // per request while it does not pay (EngineOptions::speculative_step_cost)
   kOff,
   kMtp,     // the April MTP module: an error when the checkpoint has none
   kDspark,  // DSpark's draft blocks (0731 / 0813): an error when the checkpoint has none
@@ -162,6 +163,14 @@ struct EngineOptions {
   // When set (and `speculative` is not kOff), makes the drafter instead of the checkpoint's
   // (tests: oracle drafters).
   DrafterFactory drafter;
+  // kAuto switches drafting off per request while it does not pay (README "Speculative
+  // decoding": acceptance per verification against what a verify step costs) and probes
+  // again with exponential back-off; kMtp / kDspark always draft, and so does a `drafter`
+  // factory unless `speculative_step_cost` is set too. The cost model: what a decode step
+  // that verifies k drafts costs, drafting included, in one-token decode steps (> 0; tests
+  // inject one so that no decision depends on the clock). Empty: measured by the engine
+  // (the wall time of its pure decode steps).
+  std::function<double(int64_t k)> speculative_step_cost;
 };
 
 struct EngineStats {
@@ -182,6 +191,9 @@ struct EngineStats {
   int64_t prefix_ram_hit_tokens = 0;
   double prefix_ram_restore_seconds = 0;
   int64_t prefix_ram_bytes = 0;       // pages the RAM entries own alone (rings, CSA state)
+  // Heap bytes the RAM entries keep of their drafter's state (speculative decoding; the disk
+  // tier's files hold it too, counted in prefix_disk_bytes).
+  int64_t prefix_ram_draft_bytes = 0;
   int64_t prefix_turn_snapshots = 0;  // finished turns cached (prompt + output)
   int64_t prefix_disk_hits = 0;
   int64_t prefix_disk_hit_tokens = 0;
@@ -203,6 +215,16 @@ struct EngineStats {
   int64_t spec_accepted_tokens = 0;  // drafts accepted
   std::vector<int64_t> spec_drafted_at;
   std::vector<int64_t> spec_accepted_at;
+  // Requests that continued from a cached prefix with their drafter's state restored from it
+  // (drafting from their first step), and those whose entry had none or a state that did not
+  // restore (a drafter that needs the target's hidden rows then does not draft for them).
+  int64_t spec_restored_states = 0;
+  int64_t spec_unrestored_states = 0;
+  // Auto mode's switch-off: times a request's drafting was paused because it did not pay,
+  // requests paused at least once, requests paused now.
+  int64_t spec_paused = 0;
+  int64_t spec_paused_requests = 0;
+  int64_t spec_paused_now = 0;
   // Accepted / verified drafts (0 before any).
   double spec_acceptance_rate() const;
   // Tokens a verification emits on average: 1 (the target's own) + accepted drafts.

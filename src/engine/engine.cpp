@@ -257,6 +257,7 @@ EngineStats Engine::Impl::Stats() const {
 
 void Engine::Impl::Finish(Active* a, FinishReason reason, const std::string& error) {
   scheduler_->Remove(&a->seq);  // frees its pages
+  if (spec_) spec_->Finish(&a->draft);
   prefix_->OnFinish(a->seq, /*keep=*/reason != FinishReason::kError);
   {
     // Stats first, so a client that saw the final event also sees the pages returned.
@@ -267,6 +268,7 @@ void Engine::Impl::Finish(Active* a, FinishReason reason, const std::string& err
     stats_.waiting = static_cast<int64_t>(scheduler_->num_waiting());
     stats_.kv = kv_->Stats();
     prefix_->FillStats(&stats_);
+    if (spec_) spec_->FillStats(&stats_);
   }
   TokenEvent ev;
   ev.finished = true;
@@ -307,8 +309,10 @@ void Engine::Impl::DrainInbox() {
 }
 
 void Engine::Impl::RestorePrefix(sched::Sequence* s) {
-  const int64_t restored = prefix_->TryRestore(s);
+  std::vector<uint8_t> draft;
+  const int64_t restored = prefix_->TryRestore(s, &draft);
   if (restored == 0) return;
+  if (spec_) spec_->Resume(s, &active_.at(s->id)->draft, draft);
   std::lock_guard<std::mutex> lock(mu_);
   stats_.prefix_hits += 1;
   stats_.prefix_hit_tokens += restored;
@@ -374,7 +378,9 @@ void Engine::Impl::Step() {
                      &logits[i]});
     if (spec_) spec_->Prepare(c, &a->draft, &batch.back());  // drafts: [last, d1..dk], kAll
   }
+  const Clock::time_point t0 = Clock::now();
   Status s = model_->lm->ForwardBatch(*pool_, batch);
+  const double step_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   if (!s.ok()) {
     for (Active* a : step_active_) Finish(a, FinishReason::kError, s.message());
     return;
@@ -393,7 +399,14 @@ void Engine::Impl::Step() {
     ends[i] = Verify(i, c, step_active_[i]);
     generated += static_cast<int64_t>(step_emitted_[i].size());
   }
-  prefix_->SnapshotAfterStep(plan);
+  if (spec_) {
+    // A snapshot keeps the drafter's state there (engine/draft_snapshot.h).
+    prefix_->SnapshotAfterStep(plan, [this](const sched::ScheduledChunk& c) {
+      return spec_->Capture(*pool_, c, &active_.at(c.seq->id)->draft);
+    });
+  } else {
+    prefix_->SnapshotAfterStep(plan);
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     prefix_->FillStats(&stats_);
@@ -427,6 +440,7 @@ void Engine::Impl::Step() {
       spec_->Propose(*pool_, plan.chunks[i], prefix_->MaxStepAdvance(*plan.chunks[i].seq),
                      &step_active_[i]->draft);
     }
+    spec_->RecordStep(plan, step_seconds);  // auto mode's cost meter (adds drafting time)
   }
   std::lock_guard<std::mutex> lock(mu_);
   stats_.running = static_cast<int64_t>(scheduler_->num_running());

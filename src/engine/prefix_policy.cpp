@@ -59,14 +59,15 @@ std::vector<int64_t> PrefixPolicy::StopPoints(int64_t num_prompt) const {
   return points;
 }
 
-int64_t PrefixPolicy::TryRestore(sched::Sequence* s) {
+int64_t PrefixPolicy::TryRestore(sched::Sequence* s, std::vector<uint8_t>* draft) {
+  if (draft != nullptr) draft->clear();
   if (!options_.enabled || s->num_computed != 0) return 0;
   const int64_t max_len = s->num_tokens() - 1;
   const kv::PrefixSnapshot* snap = cache_.Lookup(s->tokens, max_len);
   if (disk_ != nullptr) {
     const int64_t on_disk = disk_->Find(s->tokens, max_len);
     if (on_disk > (snap ? snap->num_tokens : 0)) {
-      if (const int64_t n = RestoreFromDisk(s, on_disk); n > 0) return n;
+      if (const int64_t n = RestoreFromDisk(s, on_disk, draft); n > 0) return n;
       snap = cache_.Lookup(s->tokens, max_len);  // restoring may have evicted entries
     }
   }
@@ -79,13 +80,15 @@ int64_t PrefixPolicy::TryRestore(sched::Sequence* s) {
   }
   if (!restored.ok()) return 0;
   s->num_computed = snap->num_tokens;
+  if (draft != nullptr) *draft = snap->draft;
   ++ram_hits_;
   ram_hit_tokens_ += snap->num_tokens;
   ram_restore_seconds_ += SecondsSince(t0);
   return snap->num_tokens;
 }
 
-int64_t PrefixPolicy::RestoreFromDisk(sched::Sequence* s, int64_t n) {
+int64_t PrefixPolicy::RestoreFromDisk(sched::Sequence* s, int64_t n,
+                                      std::vector<uint8_t>* draft) {
   const Clock::time_point t0 = Clock::now();
   Result<kv::SnapshotImage> image = disk_->Load(s->tokens, n);  // warns when untrusted
   if (!image.ok()) return 0;
@@ -101,9 +104,11 @@ int64_t PrefixPolicy::RestoreFromDisk(sched::Sequence* s, int64_t n) {
   ++disk_hits_;
   disk_hit_tokens_ += n;
   disk_restore_seconds_ += SecondsSince(t0);
+  if (draft != nullptr) *draft = image->draft;
   // Back in RAM as the most recently used entry (sharing the sequence's compressed pages).
   if (!cache_.Contains(s->tokens, n)) {
     if (std::unique_ptr<kv::PrefixSnapshot> snap = s->state->TakeSnapshot()) {
+      snap->draft = std::move(image->draft);
       cache_.Insert(s->tokens, std::move(snap));
     }
   }
@@ -115,7 +120,7 @@ int64_t PrefixPolicy::MaxStepAdvance(const sched::Sequence& s) const {
   return kSnapshotGranule - s.num_computed % kSnapshotGranule;
 }
 
-void PrefixPolicy::SnapshotAfterStep(const sched::StepPlan& plan) {
+void PrefixPolicy::SnapshotAfterStep(const sched::StepPlan& plan, const DraftFn& draft_of) {
   if (!options_.enabled) return;
   for (const sched::ScheduledChunk& c : plan.chunks) {
     sched::Sequence* s = c.seq;
@@ -129,6 +134,7 @@ void PrefixPolicy::SnapshotAfterStep(const sched::StepPlan& plan) {
     if (cache_.Contains(s->tokens, p)) continue;
     std::unique_ptr<kv::PrefixSnapshot> snap = s->state->TakeSnapshot();
     if (!snap) continue;
+    if (draft_of) snap->draft = draft_of(c);
     if (stop_point) {
       cache_.Insert(s->tokens, std::move(snap));
     } else {
@@ -155,7 +161,9 @@ void PrefixPolicy::Spill(std::span<const int32_t> tokens, const kv::PrefixSnapsh
   if (disk_->Contains(tokens, snap.num_tokens)) return;
   kv::SnapshotImage image;
   image.tokens.assign(tokens.begin(), tokens.begin() + snap.num_tokens);
-  if (snap.ExportImage(&image)) disk_->Store(image);
+  if (!snap.ExportImage(&image)) return;
+  image.draft = snap.draft;
+  disk_->Store(image);
 }
 
 bool PrefixPolicy::EvictOne() {
@@ -188,6 +196,7 @@ void PrefixPolicy::FillStats(EngineStats* st) const {
   st->prefix_ram_hits = ram_hits_;
   st->prefix_ram_hit_tokens = ram_hit_tokens_;
   st->prefix_ram_bytes = cache_.copied_bytes();
+  st->prefix_ram_draft_bytes = cache_.draft_bytes();
   st->prefix_ram_restore_seconds = ram_restore_seconds_;
   st->prefix_turn_snapshots = turn_snapshots_;
   st->prefix_disk_hits = disk_hits_;

@@ -57,7 +57,9 @@ class PrefixPolicy {
   // For a sequence with nothing computed: continues it from the longest cached prefix of its
   // tokens in either tier (leaving at least one to compute) and returns the tokens restored;
   // 0 when there is none or its pages cannot be had even after evicting the other entries.
-  int64_t TryRestore(sched::Sequence* s);
+  // *draft (when given) receives the entry's draft bytes (PrefixSnapshot::draft; empty when
+  // it has none).
+  int64_t TryRestore(sched::Sequence* s, std::vector<uint8_t>* draft = nullptr);
 
   // The most positions one step may compute for `s` (a speculative step verifying drafts)
   // without passing a multiple of 128, where SnapshotAfterStep looks for snapshot points: so
@@ -67,7 +69,10 @@ class PrefixPolicy {
   // After a step ran (and was committed): snapshots every sequence of `plan` that just
   // reached one of its stop points, unless that prefix is cached already; a sequence past
   // its prompt at a multiple of 128 gets a pending turn snapshot (replacing its previous one).
-  void SnapshotAfterStep(const sched::StepPlan& plan);
+  // `draft_of` (optional) gives the draft bytes kept with a snapshot taken of a chunk's
+  // sequence (the engine: its drafter's state there).
+  using DraftFn = std::function<std::vector<uint8_t>(const sched::ScheduledChunk&)>;
+  void SnapshotAfterStep(const sched::StepPlan& plan, const DraftFn& draft_of = {});
   // A request ended: its pending turn snapshot (if any) becomes a cache entry, or is dropped
   // when `keep` is false (a failed step).
   void OnFinish(const sched::Sequence& s, bool keep);
@@ -81,12 +86,12 @@ class PrefixPolicy {
   void SpillAll();
 
   int64_t num_entries() const { return cache_.num_entries(); }
-  // Fills the prefix_ram_* and prefix_disk_* fields of `stats`.
+  // Fills the prefix_ram_* and prefix_disk_* fields of `stats` (prefix_ram_draft_bytes too).
   void FillStats(EngineStats* stats) const;
 
  private:
   explicit PrefixPolicy(PrefixPolicyOptions options);
-  int64_t RestoreFromDisk(sched::Sequence* s, int64_t n);
+  int64_t RestoreFromDisk(sched::Sequence* s, int64_t n, std::vector<uint8_t>* draft);
   void Spill(std::span<const int32_t> tokens, const kv::PrefixSnapshot& snap);
   void Warn(const std::string& m) const { options_.warn(m); }
 

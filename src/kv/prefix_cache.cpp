@@ -24,11 +24,17 @@ bool PrefixCache::Contains(std::span<const int32_t> tokens, int64_t n) const {
 void PrefixCache::Insert(std::span<const int32_t> tokens, std::unique_ptr<PrefixSnapshot> snapshot) {
   const int64_t n = snapshot->num_tokens;
   if (Contains(tokens, n)) {
-    Lookup(tokens, n);
+    // The longest cached prefix of at most n tokens is this one.
+    auto* cached = const_cast<PrefixSnapshot*>(Lookup(tokens, n));
+    if (cached->draft.empty() && !snapshot->draft.empty()) {
+      draft_bytes_ += static_cast<int64_t>(snapshot->draft.size());
+      cached->draft = std::move(snapshot->draft);
+    }
     return;
   }
   const auto prefix = tokens.first(static_cast<size_t>(n));
   copied_bytes_ += snapshot->copied_bytes;
+  draft_bytes_ += static_cast<int64_t>(snapshot->draft.size());
   lru_.push_front({std::vector<int32_t>(prefix.begin(), prefix.end()), std::move(snapshot)});
   index_.insert({{n, Hash(prefix)}, lru_.begin()});
 }
@@ -59,6 +65,7 @@ bool PrefixCache::EvictOne(const EvictFn& on_evict) {
   auto victim = std::prev(lru_.end());
   if (on_evict) on_evict(victim->tokens, *victim->snapshot);
   copied_bytes_ -= victim->snapshot->copied_bytes;
+  draft_bytes_ -= static_cast<int64_t>(victim->snapshot->draft.size());
   const int64_t n = victim->snapshot->num_tokens;
   auto [lo, hi] = index_.equal_range({n, Hash(victim->tokens)});
   for (auto it = lo; it != hi; ++it) {

@@ -23,7 +23,8 @@ class PrefixCache {
   PrefixCache& operator=(const PrefixCache&) = delete;
 
   // Keeps `snapshot` for tokens[0, snapshot->num_tokens). An equal prefix already cached is
-  // kept (and marked used) and the new snapshot dropped.
+  // kept (and marked used) and the new snapshot dropped, except its draft bytes when the
+  // cached one has none.
   void Insert(std::span<const int32_t> tokens, std::unique_ptr<PrefixSnapshot> snapshot);
   // True when tokens[0, n) is cached.
   bool Contains(std::span<const int32_t> tokens, int64_t n) const;
@@ -42,6 +43,8 @@ class PrefixCache {
   int64_t num_entries() const { return static_cast<int64_t>(lru_.size()); }
   // Bytes of pages the entries own alone (PrefixSnapshot::copied_bytes).
   int64_t copied_bytes() const { return copied_bytes_; }
+  // Bytes of the entries' PrefixSnapshot::draft (heap).
+  int64_t draft_bytes() const { return draft_bytes_; }
 
  private:
   struct Entry {
@@ -49,6 +52,7 @@ class PrefixCache {
     std::unique_ptr<PrefixSnapshot> snapshot;
   };
   int64_t copied_bytes_ = 0;
+  int64_t draft_bytes_ = 0;
   std::list<Entry> lru_;  // front = most recently used
   std::multimap<std::pair<int64_t, uint64_t>, std::list<Entry>::iterator> index_;  // (len, hash)
 };

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace dsv4::kv {
 
@@ -18,6 +19,9 @@ class PrefixSnapshot {
   virtual bool ExportImage(SnapshotImage* /*image*/) const { return false; }
   int64_t num_tokens = 0;
   int64_t copied_bytes = 0;  // bytes of pages the snapshot owns alone (ring, CSA state)
+  // Opaque bytes of the layer above, kept and written out with the snapshot (the engine: its
+  // drafter's state at this prefix, engine/draft_snapshot.h); heap memory, not KV pages.
+  std::vector<uint8_t> draft;
 };
 
 }  // namespace dsv4::kv

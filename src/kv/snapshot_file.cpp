@@ -116,6 +116,11 @@ class Fd {
   int fd_;
 };
 
+// Bytes of the draft section (version 2 on) holding `draft` bytes.
+uint64_t DraftSectionBytes(uint32_t version, uint64_t draft) {
+  return version >= 2 ? 8 + draft + 8 : 0;
+}
+
 // Opens `path` and checks its header. Leaves the offset after the header.
 Result<Header> OpenAndReadHeader(const std::string& path, uint64_t expected_fingerprint, Fd* fd,
                                  int64_t* file_bytes) {
@@ -136,9 +141,11 @@ Result<Header> OpenAndReadHeader(const std::string& path, uint64_t expected_fing
   if (h.checksum != HeaderChecksum(h)) {
     return Status::DataLoss("prefix snapshot " + path + ": header checksum mismatch");
   }
-  if (h.version != kSnapshotFileVersion || h.header_bytes != kHeaderBytes) {
+  if (h.version < kOldestSnapshotFileVersion || h.version > kSnapshotFileVersion ||
+      h.header_bytes != kHeaderBytes) {
     return Status::FailedPrecondition("prefix snapshot " + path + " has format version " +
                                       std::to_string(h.version) + ", this build reads " +
+                                      std::to_string(kOldestSnapshotFileVersion) + " to " +
                                       std::to_string(kSnapshotFileVersion));
   }
   if (h.fingerprint != expected_fingerprint) {
@@ -151,7 +158,8 @@ Result<Header> OpenAndReadHeader(const std::string& path, uint64_t expected_fing
   }
   // Sizes a corrupt header could make absurd are checked against the file before use.
   const uint64_t min_bytes = kHeaderBytes + h.num_tokens * 4 + 8 + h.state_bytes + 8 +
-                             h.num_pages * kPageRecordBytes + 8 + kTrailerBytes;
+                             DraftSectionBytes(h.version, 0) + h.num_pages * kPageRecordBytes +
+                             8 + kTrailerBytes;
   if (h.num_tokens > (uint64_t{1} << 40) || h.state_bytes > (uint64_t{1} << 40) ||
       h.num_pages > (uint64_t{1} << 32) || min_bytes > static_cast<uint64_t>(*file_bytes)) {
     return Status::DataLoss("prefix snapshot " + path + " is truncated: " +
@@ -164,7 +172,7 @@ Result<Header> OpenAndReadHeader(const std::string& path, uint64_t expected_fing
 }  // namespace
 
 int64_t SnapshotImage::total_bytes() const {
-  int64_t n = static_cast<int64_t>(state.size());
+  int64_t n = static_cast<int64_t>(state.size() + draft.size());
   for (const Page& p : pages) n += static_cast<int64_t>(p.bytes.size());
   return n;
 }
@@ -231,6 +239,7 @@ Status WriteSnapshotFile(const std::string& path, uint64_t model_fingerprint,
   table.reserve(image.pages.size());
   int64_t total = kHeaderBytes + static_cast<int64_t>(image.tokens.size()) * 4 + 8 +
                   static_cast<int64_t>(image.state.size()) + 8 +
+                  static_cast<int64_t>(DraftSectionBytes(h.version, image.draft.size())) +
                   static_cast<int64_t>(image.pages.size()) * kPageRecordBytes + 8 + kTrailerBytes;
   for (const SnapshotImage::Page& p : image.pages) {
     table.push_back({p.component, 0, p.layer, p.bytes.size(), Checksum64(p.bytes)});
@@ -243,6 +252,9 @@ Status WriteSnapshotFile(const std::string& path, uint64_t model_fingerprint,
   w.WriteU64(Checksum64(tokens));
   w.Write(image.state);
   w.WriteU64(Checksum64(image.state));
+  w.WriteU64(image.draft.size());
+  w.Write(image.draft);
+  w.WriteU64(Checksum64(image.draft));
   const auto table_bytes = Bytes(table.data(), table.size());
   w.Write(table_bytes);
   w.WriteU64(Checksum64(table_bytes));
@@ -306,6 +318,14 @@ Result<SnapshotImage> ReadSnapshotFile(const std::string& path, uint64_t expecte
   image.state.resize(h.state_bytes);
   if (!ReadExact(fd.get(), image.state) || !read_sum(&sum)) return truncated();
   if (sum != Checksum64(image.state)) return mismatch("the state");
+  uint64_t draft_bytes = 0;
+  if (h.version >= 2) {
+    if (!read_sum(&draft_bytes)) return truncated();
+    if (draft_bytes > static_cast<uint64_t>(file_bytes)) return truncated();
+    image.draft.resize(draft_bytes);
+    if (!ReadExact(fd.get(), image.draft) || !read_sum(&sum)) return truncated();
+    if (sum != Checksum64(image.draft)) return mismatch("the draft state");
+  }
   std::vector<PageRecord> table(h.num_pages);
   if (!ReadExact(fd.get(), {reinterpret_cast<uint8_t*>(table.data()), table.size() * kPageRecordBytes}) ||
       !read_sum(&sum)) {
@@ -313,6 +333,7 @@ Result<SnapshotImage> ReadSnapshotFile(const std::string& path, uint64_t expecte
   }
   if (sum != Checksum64(Bytes(table.data(), table.size()))) return mismatch("the page table");
   uint64_t expected = kHeaderBytes + h.num_tokens * 4 + 8 + h.state_bytes + 8 +
+                      DraftSectionBytes(h.version, draft_bytes) +
                       h.num_pages * kPageRecordBytes + 8 + kTrailerBytes;
   for (const PageRecord& r : table) expected += r.bytes;
   if (expected != static_cast<uint64_t>(file_bytes)) {

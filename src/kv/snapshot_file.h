@@ -10,10 +10,13 @@
 //                  u64 num_pages, u64 Checksum64 of the 56 bytes before it
 //   tokens   num_tokens x i32, then u64 Checksum64 of them
 //   state    state bytes, then u64 Checksum64 of them
+//   draft    (version 2) u64 draft bytes, the bytes, then u64 Checksum64 of them
 //   pages    num_pages x {u16 component, u16 0, u32 layer, u64 bytes, u64 Checksum64 of the
 //            page}, then u64 Checksum64 of this table
 //   data     the pages' bytes, in table order
 //   trailer  "DSV4KEND", u64 total file bytes
+// Version 1 files (no draft section) still load, with an empty draft: the KV is exact, only
+// the drafter's state is missing (the engine then does not draft for that request).
 // A file is trusted only if its size is exactly what the header and table say and every
 // checksum matches; anything else (truncated, corrupt, another model, another version) is
 // refused with a Status naming the file.
@@ -30,7 +33,8 @@
 
 namespace dsv4::kv {
 
-inline constexpr uint32_t kSnapshotFileVersion = 1;
+inline constexpr uint32_t kSnapshotFileVersion = 2;     // what WriteSnapshotFile writes
+inline constexpr uint32_t kOldestSnapshotFileVersion = 1;  // the oldest it reads
 inline constexpr const char* kSnapshotFileSuffix = ".dsv4kv";
 
 struct SnapshotImage {
@@ -42,7 +46,10 @@ struct SnapshotImage {
   std::vector<int32_t> tokens;  // the prefix; its length is the snapshot's position
   std::vector<uint8_t> state;   // opaque per-sequence state (may be empty)
   std::vector<Page> pages;      // in the order the cache kind defines
-  int64_t total_bytes() const;  // state + page bytes
+  // Opaque bytes of the layer above, kept with the prefix (the engine: its drafter's state
+  // there, engine/draft_snapshot.h); may be empty.
+  std::vector<uint8_t> draft;
+  int64_t total_bytes() const;  // state + page + draft bytes
 };
 
 // What a file's header says, read without its body (indexing a folder at start).

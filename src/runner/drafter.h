@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,27 @@ class Drafter {
   // The target rolled back / restarted: forget everything past position n (n may be 0;
   // a drafter whose state cannot go back restarts from 0 and may draft worse, never wrong).
   virtual void Truncate(DraftState& state, int64_t n) const = 0;
+
+  // Serialisation of a state, so that a request continuing from a cached prefix (the
+  // engine's prefix cache, finished-turn snapshots, the disk tier) drafts from its first
+  // step exactly as if it had consumed the prefix itself. SaveState appends the bytes of
+  // `state` (all it has consumed: num_tokens() positions) to *out in a layout of the
+  // drafter's own, versioned and self-checking; RestoreState makes a state from them that
+  // proposes exactly what `state` would. Defaults: not supported (Unimplemented); the engine
+  // then saves nothing, and a request that hits a cached prefix does not draft when the
+  // drafter needs_hidden() (it cannot consume the prefix's rows); others consume the prefix's
+  // tokens as before. RestoreState errors (DataLoss, FailedPrecondition) name what does not
+  // match: another drafter, layout version or geometry. The bytes may come from a file:
+  // they are checked, never trusted.
+  virtual bool saves_state() const { return false; }
+  virtual Status SaveState(const DraftState& /*state*/, std::vector<uint8_t>* /*out*/) const {
+    return Status::Unimplemented("the " + std::string(name()) + " drafter cannot save its state");
+  }
+  virtual Result<std::unique_ptr<DraftState>> RestoreState(
+      std::span<const uint8_t> /*bytes*/) const {
+    return Status::Unimplemented("the " + std::string(name()) +
+                                 " drafter cannot restore a saved state");
+  }
 };
 
 }  // namespace dsv4::runner

@@ -215,6 +215,10 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
   tiers("dsv4_prefix_cache_tier_bytes", "gauge",
         "Bytes the cached prefixes hold, by tier (RAM: pages they own alone; disk: files).",
         static_cast<double>(e->prefix_ram_bytes), static_cast<double>(e->prefix_disk_bytes));
+  One(&out, "dsv4_prefix_cache_draft_state_bytes", "gauge",
+      "Heap bytes the RAM tier's cached prefixes keep of the drafter's state (speculative "
+      "decoding; the disk tier's files hold it too, in their bytes).",
+      static_cast<double>(e->prefix_ram_draft_bytes));
   One(&out, "dsv4_prefix_cache_disk_entries", "gauge", "Cached prefixes in files.",
       static_cast<double>(e->prefix_disk_entries));
   One(&out, "dsv4_prefix_cache_disk_written_bytes_total", "counter",
@@ -259,6 +263,22 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
             e->spec_drafted_at);
   positions("dsv4_spec_accepted_tokens_by_position_total",
             "Drafted tokens accepted, by position in the draft.", e->spec_accepted_at);
+  One(&out, "dsv4_spec_restored_states_total", "counter",
+      "Requests that continued from a cached prefix with their drafter's state restored "
+      "from it.", static_cast<double>(e->spec_restored_states));
+  One(&out, "dsv4_spec_unrestored_states_total", "counter",
+      "Requests that continued from a cached prefix whose drafter's state could not be "
+      "restored (a drafter that needs hidden rows then does not draft for them).",
+      static_cast<double>(e->spec_unrestored_states));
+  One(&out, "dsv4_spec_drafting_paused_total", "counter",
+      "Times auto mode paused a request's drafting because it did not pay.",
+      static_cast<double>(e->spec_paused));
+  One(&out, "dsv4_spec_paused_requests_total", "counter",
+      "Requests whose drafting auto mode paused at least once.",
+      static_cast<double>(e->spec_paused_requests));
+  One(&out, "dsv4_spec_paused_requests", "gauge",
+      "Requests whose drafting is paused now (auto mode).",
+      static_cast<double>(e->spec_paused_now));
   One(&out, "dsv4_kv_budget_bytes", "gauge", "KV cache budget.",
       static_cast<double>(e->kv.budget_bytes));
   One(&out, "dsv4_kv_used_bytes", "gauge", "KV cache bytes in pages in use.",

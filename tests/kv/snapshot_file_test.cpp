@@ -43,6 +43,7 @@ SnapshotImage MakeImage(int64_t num_tokens, uint64_t seed) {
 void ExpectSame(const SnapshotImage& a, const SnapshotImage& b) {
   EXPECT_EQ(a.tokens, b.tokens);
   EXPECT_EQ(a.state, b.state);
+  EXPECT_EQ(a.draft, b.draft);
   ASSERT_EQ(a.pages.size(), b.pages.size());
   for (size_t i = 0; i < a.pages.size(); ++i) {
     EXPECT_EQ(a.pages[i].component, b.pages[i].component);
@@ -164,6 +165,53 @@ TEST(SnapshotFile, RefusesAnotherModelAndAnotherVersion) {
   Result<SnapshotImage> old = ReadSnapshotFile(path, kModel);
   EXPECT_EQ(old.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(old.status().message(), HasSubstr("version 0"));
+}
+
+// Version 2 keeps the drafter's bytes (checked like the rest); a version 1 file (no draft
+// section) still loads, with no draft bytes; a later version is refused as such.
+TEST(SnapshotFile, KeepsDraftBytesAndReadsVersionOne) {
+  TempDir dir;
+  const std::string path = dir / "a.dsv4kv";
+  SnapshotImage im = MakeImage(128, 5);
+  im.draft.assign(300, 0);
+  for (size_t i = 0; i < im.draft.size(); ++i) im.draft[i] = static_cast<uint8_t>(i * 7);
+  ASSERT_TRUE(WriteSnapshotFile(path, kModel, im).ok());
+  Result<SnapshotImage> back = ReadSnapshotFile(path, kModel);
+  ASSERT_TRUE(back.ok()) << back.status().message();
+  ExpectSame(im, *back);
+  EXPECT_EQ(back->total_bytes(), im.total_bytes());
+  // A flipped draft byte: refused naming the section.
+  std::vector<char> bytes = ReadAll(path);
+  const size_t draft_at = 64 + 128 * 4 + 8 + im.state.size() + 8 + 8;
+  bytes[draft_at + 10] ^= 1;
+  WriteAll(path, bytes);
+  Result<SnapshotImage> bad = ReadSnapshotFile(path, kModel);
+  EXPECT_EQ(bad.status().code(), StatusCode::kDataLoss);
+  EXPECT_THAT(bad.status().message(), HasSubstr("draft state"));
+  // Version 1: the same file without the draft section, as the previous build wrote it.
+  im.draft.clear();
+  ASSERT_TRUE(WriteSnapshotFile(path, kModel, im).ok());
+  bytes = ReadAll(path);
+  const size_t section = 64 + 128 * 4 + 8 + im.state.size() + 8;
+  bytes.erase(bytes.begin() + static_cast<std::ptrdiff_t>(section),
+              bytes.begin() + static_cast<std::ptrdiff_t>(section + 16));
+  auto set_version = [&](uint32_t v) {
+    std::memcpy(bytes.data() + 8, &v, 4);
+    const uint64_t sum = Checksum64({reinterpret_cast<const uint8_t*>(bytes.data()), 56});
+    std::memcpy(bytes.data() + 56, &sum, 8);
+  };
+  set_version(1);
+  const uint64_t total = bytes.size();
+  std::memcpy(bytes.data() + bytes.size() - 8, &total, 8);
+  WriteAll(path, bytes);
+  Result<SnapshotImage> v1 = ReadSnapshotFile(path, kModel);
+  ASSERT_TRUE(v1.ok()) << v1.status().message();
+  ExpectSame(im, *v1);
+  set_version(3);
+  WriteAll(path, bytes);
+  Result<SnapshotImage> v3 = ReadSnapshotFile(path, kModel);
+  EXPECT_EQ(v3.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_THAT(v3.status().message(), HasSubstr("version 3, this build reads 1 to 2"));
 }
 
 struct Warnings {

@@ -7,7 +7,8 @@ namespace dsv4::cli {
 void AddSpeculativeFlags(CLI::App& cmd, SpeculativeFlags* flags) {
   cmd.add_option("--speculative", flags->mode,
                  "Speculative decoding: mtp (April MTP), dspark (0731 / 0813 draft blocks), "
-                 "off, or auto (the checkpoint's drafter when this build runs it)")
+                 "off, or auto (the checkpoint's drafter when this build runs it, paused per "
+                 "request while it does not pay)")
       ->check(CLI::IsMember({"auto", "mtp", "dspark", "off"}))
       ->capture_default_str();
   cmd.add_option("--draft-tokens", flags->draft_tokens,
@@ -39,6 +40,11 @@ std::string SpeculativeReport(const Engine& engine, const EngineStats& s) {
   for (size_t i = 0; i < s.spec_drafted_at.size(); ++i) {
     std::snprintf(buf, sizeof(buf), " %lld/%lld", static_cast<long long>(s.spec_accepted_at[i]),
                   static_cast<long long>(s.spec_drafted_at[i]));
+    out += buf;
+  }
+  if (s.spec_paused > 0) {
+    std::snprintf(buf, sizeof(buf), "; drafting paused %lld times (it did not pay)",
+                  static_cast<long long>(s.spec_paused));
     out += buf;
   }
   return out;

@@ -226,6 +226,72 @@ TEST(MtpDrafter, TruncateThenContinueEqualsNeverHavingSeen) {
   }
 }
 
+// SaveState / RestoreState: a restored state proposes exactly what the saved one does,
+// whatever follows (short states and states past the window, after chained drafts), and its
+// ring holds the same window; bad bytes are refused naming what is wrong.
+TEST(MtpDrafter, RestoredStateProposesExactlyWhatTheSavedOneDoes) {
+  std::unique_ptr<LoadedModel> m = LoadTiny(DraftFamily::kMtp);
+  auto d = MakeDrafter(*m, DraftFamily::kMtp, {.max_draft_tokens = 3}).value();
+  ASSERT_TRUE(d->saves_state());
+  const int64_t W = m->lm->config().sliding_window;
+  const std::vector<int32_t> tokens = RandomTokens(120, 31);
+  for (int64_t prompt : {0, 5, 31, 32, 70}) {
+    SCOPED_TRACE(prompt);
+    ThreadPool pool(2);
+    Target target(*m->lm);
+    auto a = d->NewState();
+    std::vector<int32_t> da, db;
+    if (prompt > 0) {
+      // The prompt, then three decode steps with chained drafts.
+      const std::vector<BF16> rows = target.Feed(pool, {tokens.data(), static_cast<size_t>(prompt)});
+      ASSERT_TRUE(d->Propose(pool, *a, {tokens.data(), static_cast<size_t>(prompt + 1)}, rows,
+                             3, &da).ok());
+      for (int64_t p = prompt; p < prompt + 3; ++p) {
+        const std::vector<BF16> row = target.Feed(pool, {tokens.data() + p, 1});
+        ASSERT_TRUE(d->Propose(pool, *a, {tokens.data(), static_cast<size_t>(p + 2)}, row, 3,
+                               &da).ok());
+      }
+    }
+    std::vector<uint8_t> bytes = {7};  // SaveState appends
+    ASSERT_TRUE(d->SaveState(*a, &bytes).ok());
+    Result<std::unique_ptr<DraftState>> b =
+        d->RestoreState(std::span<const uint8_t>(bytes).subspan(1));
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    EXPECT_EQ((*b)->num_tokens(), a->num_tokens());
+    EXPECT_EQ(Window(static_cast<MtpDraftState&>(*a), W),
+              Window(static_cast<MtpDraftState&>(**b), W));
+    for (int64_t p = a->num_tokens(); p + 1 < prompt + 3 + 20; ++p) {
+      const std::vector<BF16> row = target.Feed(pool, {tokens.data() + p, 1});
+      const std::span<const int32_t> seen(tokens.data(), static_cast<size_t>(p + 2));
+      ASSERT_TRUE(d->Propose(pool, *a, seen, row, 3, &da).ok());
+      ASSERT_TRUE(d->Propose(pool, **b, seen, row, 3, &db).ok());
+      EXPECT_EQ(da, db) << p;
+    }
+  }
+  // Bad bytes.
+  auto s = d->NewState();
+  std::vector<uint8_t> good;
+  ASSERT_TRUE(d->SaveState(*s, &good).ok());
+  auto refused = [&](std::vector<uint8_t> bytes, StatusCode code, const std::string& what) {
+    Result<std::unique_ptr<DraftState>> r = d->RestoreState(bytes);
+    EXPECT_EQ(r.status().code(), code) << what;
+    EXPECT_THAT(r.status().message(), ::testing::HasSubstr(what));
+  };
+  refused({good.begin(), good.begin() + 10}, StatusCode::kDataLoss, "shorter than");
+  std::vector<uint8_t> bad = good;
+  bad[0] = 'X';
+  refused(bad, StatusCode::kDataLoss, "DSV4MTPS");
+  bad = good;
+  bad[8] = 9;  // version
+  refused(bad, StatusCode::kFailedPrecondition, "layout version 9");
+  bad = good;
+  bad[24] ^= 1;  // the window
+  refused(bad, StatusCode::kFailedPrecondition, "window");
+  bad = good;
+  bad.back() ^= 1;
+  refused(bad, StatusCode::kDataLoss, "checksum");
+}
+
 TEST(MtpDrafter, ProposeChecksItsInput) {
   std::unique_ptr<LoadedModel> m = LoadTiny(DraftFamily::kMtp);
   auto d = MakeDrafter(*m, DraftFamily::kMtp).value();
