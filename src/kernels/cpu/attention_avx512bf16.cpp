@@ -84,6 +84,32 @@ void AddWord(uint16_t w, WordRange* r) {
   r->max = std::max(r->max, field - 127);
 }
 
+// AddWord over the high words of p FP32 [count] (the BF16 softmax weights), 16 at a time.
+DSV4_TARGET_AVX512BF16 WordRange WeightRange(const float* p, int64_t count) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFF0000), field_mask = _mm512_set1_epi32(0xFF);
+  __m512i lo = _mm512_set1_epi32(INT_MAX), hi = _mm512_set1_epi32(INT_MIN);
+  __mmask16 bad = 0;
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 tail =
+        count - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (count - i)) - 1);
+    const __m512i u = _mm512_maskz_loadu_epi32(tail, p + i);
+    const __mmask16 nonzero = _mm512_mask_test_epi32_mask(tail, u, magnitude);
+    const __m512i field = _mm512_and_si512(_mm512_srli_epi32(u, 23), field_mask);
+    bad |= _mm512_mask_cmpeq_epi32_mask(nonzero, field, _mm512_setzero_si512()) |
+           _mm512_mask_cmpeq_epi32_mask(nonzero, field, field_mask);
+    lo = _mm512_mask_min_epi32(lo, nonzero, lo, field);
+    hi = _mm512_mask_max_epi32(hi, nonzero, hi, field);
+  }
+  WordRange r;
+  const int min_field = _mm512_reduce_min_epi32(lo), max_field = _mm512_reduce_max_epi32(hi);
+  if (min_field <= max_field) {  // some nonzero word
+    r.min = min_field - 127;
+    r.max = max_field - 127;
+  }
+  r.ok = bad == 0;
+  return r;
+}
+
 // Whether a factor with nonzero exponents in [a.min, a.max] (8 significant bits) times entry
 // values of `range`, summed over `terms` products, stays exact and FP32-normal.
 bool ProductsSafe(const WordRange& a, const Range& range, int64_t terms) {
@@ -92,6 +118,14 @@ bool ProductsSafe(const WordRange& a, const Range& range, int64_t terms) {
   int log_terms = 0;
   while ((int64_t{1} << log_terms) < terms) ++log_terms;
   return a.min - 7 + range.grain >= -126 && a.max + 1 + range.max + log_terms <= 127;
+}
+
+// Every cache line of `count` entries of `bytes` each.
+inline void PrefetchEntries(const uint8_t* const* entries, int64_t count, int64_t bytes) {
+  for (int64_t i = 0; i < count; ++i) {
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(entries[i] + b);
+    __builtin_prefetch(entries[i] + bytes - 1);
+  }
 }
 
 struct Consts {
@@ -227,8 +261,15 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   kb.resize(static_cast<size_t>(d * kTile));
   out.resize(static_cast<size_t>(heads * 16));
   Range all;  // every entry, for pass 2
+  // Gathered entries sit anywhere in the cache: the hardware prefetchers cannot follow the
+  // pointers, so the next tile's entries are requested while this one is scored.
+  const int64_t entry_bytes = r.entry().bytes();
+  PrefetchEntries(r.packed, std::min<int64_t>(kTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n - j0);
+    if (j0 + kTile < n) {
+      PrefetchEntries(r.packed + j0 + kTile, std::min<int64_t>(kTile, n - j0 - kTile), entry_bytes);
+    }
     const uint8_t* rows[kTile];  // a partial tile repeats its last entry
     Range tile;
     for (int i = 0; i < kTile; ++i) {
@@ -258,12 +299,7 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   const AttnRows& r = c.rows;
   const int64_t n = r.n, d = r.d, heads = h1 - h0, chunks = d / 32;
   // The weights: BF16 values in [0, 1] (or NaN) whose products with the rows must be safe.
-  WordRange pr;
-  for (int64_t i = 0; i < heads * n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, p + i, 4);
-    AddWord(static_cast<uint16_t>(u >> 16), &pr);
-  }
+  const WordRange pr = WeightRange(p, heads * n);
   Range rows_range;
   rows_range.grain = st.grain_exp;
   rows_range.max = st.max_exp;
@@ -333,14 +369,17 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
     }
   }
   // Back to column order: register (m, half) lane 4L + i holds column 32m + 8L + 4half + i.
+  // Columns 32m + [0, 16) are lanes 0-3 of (m, 0), 0-3 of (m, 1), 4-7 of (m, 0), 4-7 of (m, 1);
+  // columns 32m + [16, 32) the same from lanes 8-15.
+  const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const __m512i second =
+      _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t m = 0; m < chunks; ++m) {
-      for (int half = 0; half < 2; ++half) {
-        for (int lane = 0; lane < 16; ++lane) {
-          const int64_t column = 32 * m + 8 * (lane / 4) + 4 * half + lane % 4;
-          acc[h * d + column] = accp[h * d + (2 * m + half) * 16 + lane];
-        }
-      }
+      const __m512 r0 = _mm512_loadu_ps(accp.data() + h * d + (2 * m) * 16);
+      const __m512 r1 = _mm512_loadu_ps(accp.data() + h * d + (2 * m + 1) * 16);
+      _mm512_storeu_ps(acc + h * d + 32 * m, _mm512_permutex2var_ps(r0, first, r1));
+      _mm512_storeu_ps(acc + h * d + 32 * m + 16, _mm512_permutex2var_ps(r0, second, r1));
     }
   }
 }
