@@ -23,7 +23,9 @@
 namespace dsv4::kernels::internal {
 namespace {
 
-constexpr int kTile = 16;  // entries per tile
+constexpr int kTile = 16;       // entries per score tile
+constexpr int kValueTile = 32;  // entries per value tile (each accumulator load / store
+                                // serves 16 entry pairs)
 constexpr int kPairs = 8;
 
 // Exponent range of entry values: nonzero values are multiples of 2^grain and below 2^max.
@@ -47,27 +49,56 @@ DSV4_TARGET_AVX512BF16 inline int MaskedMaxU16(__mmask32 m, __m512i v) {
   return 0xFFFF - MaskedMinU16(m, inverted);
 }
 
-DSV4_TARGET_AVX512BF16 void AddEntry(const AttnRows& r, const uint8_t* e, Range* range) {
-  for (int64_t b = 0; b < r.d_nope / 64; ++b) {
-    const int s = e[r.entry().scales_offset() + b] - 127;  // codes are multiples of 2^-9 below 2^9
-    if (s == 128) range->ok = false;
-    range->grain = std::min(range->grain, s - 9);
-    range->max = std::max(range->max, s + 9);
-  }
-  // RoPE words, 32 at a time: exponent fields of the nonzero ones.
-  const uint8_t* rope = e + r.entry().rope_offset();
+// The exponent range of `count` entries: min / max of their scale bytes and of the exponent
+// fields of their nonzero RoPE words, lane-wise over the entries, reduced once.
+DSV4_TARGET_AVX512BF16 Range TileRange(const AttnRows& r, const uint8_t* const* rows,
+                                       int64_t count) {
+  const KvEntryLayout layout = r.entry();
+  const int64_t blocks = r.d_nope / 64;
+  __m128i scale_lo = _mm_set1_epi8(-1), scale_hi = _mm_setzero_si128();
+  __m512i rope_lo = _mm512_set1_epi16(-1), rope_hi = _mm512_setzero_si512();
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF), field_mask = _mm512_set1_epi16(0xFF);
-  for (int64_t k = 0; k < r.rope_dim; k += 32) {
-    const __m512i w = _mm512_loadu_si512(rope + 2 * k);
-    const __mmask32 nonzero = _mm512_test_epi16_mask(w, magnitude);
-    if (nonzero == 0) continue;
-    const __m512i field = _mm512_and_si512(_mm512_srli_epi16(w, 7), field_mask);
-    const int lo = MaskedMinU16(nonzero, field);
-    const int hi = MaskedMaxU16(nonzero, field);
-    if (lo == 0 || hi == 255) range->ok = false;
-    range->grain = std::min(range->grain, lo - 127 - 7);
-    range->max = std::max(range->max, hi - 127 + 1);
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* e = rows[i];
+    for (int64_t b = 0; b < blocks; b += 16) {
+      const __mmask16 m = blocks - b >= 16 ? __mmask16{0xFFFF}
+                                           : static_cast<__mmask16>((1u << (blocks - b)) - 1);
+      const __m128i v = _mm_maskz_loadu_epi8(m, e + layout.scales_offset() + b);
+      scale_lo = _mm_mask_min_epu8(scale_lo, m, scale_lo, v);
+      scale_hi = _mm_mask_max_epu8(scale_hi, m, scale_hi, v);
+    }
+    const uint8_t* rope = e + layout.rope_offset();
+    for (int64_t k = 0; k < r.rope_dim; k += 32) {
+      const __m512i w = _mm512_loadu_si512(rope + 2 * k);
+      const __mmask32 nonzero = _mm512_test_epi16_mask(w, magnitude);
+      const __m512i field = _mm512_and_si512(_mm512_srli_epi16(w, 7), field_mask);
+      rope_lo = _mm512_mask_min_epu16(rope_lo, nonzero, rope_lo, field);
+      rope_hi = _mm512_mask_max_epu16(rope_hi, nonzero, rope_hi, field);
+    }
   }
+  Range range;
+  alignas(16) uint8_t lo_bytes[16], hi_bytes[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lo_bytes), scale_lo);
+  _mm_store_si128(reinterpret_cast<__m128i*>(hi_bytes), scale_hi);
+  int scale_min = 255, scale_max = 0;
+  for (int64_t b = 0; b < std::min<int64_t>(blocks, 16); ++b) {
+    scale_min = std::min<int>(scale_min, lo_bytes[b]);
+    scale_max = std::max<int>(scale_max, hi_bytes[b]);
+  }
+  if (blocks > 0) {
+    // Codes are multiples of 2^-9 below 2^9; scale byte 255 is NaN.
+    if (scale_max == 255) range.ok = false;
+    range.grain = scale_min - 127 - 9;
+    range.max = scale_max - 127 + 9;
+  }
+  const int lo = MaskedMinU16(~__mmask32{0}, rope_lo);
+  const int hi = MaskedMaxU16(~__mmask32{0}, rope_hi);
+  if (lo <= hi) {  // some nonzero RoPE word (rope_lo starts at 0xFFFF, rope_hi at 0)
+    if (lo == 0 || hi == 255) range.ok = false;
+    range.grain = std::min(range.grain, lo - 127 - 7);
+    range.max = std::max(range.max, hi - 127 + 1);
+  }
+  return range;
 }
 
 // Exponent range of nonzero BF16 words (min > max if all zero); ok false for subnormal / inf.
@@ -76,15 +107,9 @@ struct WordRange {
   int max = INT_MIN;
   bool ok = true;
 };
-void AddWord(uint16_t w, WordRange* r) {
-  if ((w & 0x7FFF) == 0) return;
-  const int field = (w >> 7) & 0xFF;
-  if (field == 0 || field == 255) r->ok = false;
-  r->min = std::min(r->min, field - 127);
-  r->max = std::max(r->max, field - 127);
-}
-
-// AddWord over the high words of p FP32 [count] (the BF16 softmax weights), 16 at a time.
+// The WordRange of the high words of x FP32 [count] (BF16 values: the query, the softmax
+// weights), 16 at a time: exponent fields of the nonzero words; subnormal / inf / NaN words
+// clear ok.
 DSV4_TARGET_AVX512BF16 WordRange WeightRange(const float* p, int64_t count) {
   const __m512i magnitude = _mm512_set1_epi32(0x7FFF0000), field_mask = _mm512_set1_epi32(0xFF);
   __m512i lo = _mm512_set1_epi32(INT_MAX), hi = _mm512_set1_epi32(INT_MIN);
@@ -193,10 +218,10 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
 
 // One tile's interleaved rows and two heads' weight pairs.
 struct ValuePass {
-  const uint16_t* vb;  // [kTile/2][chunks][2][32]
+  const uint16_t* vb;  // [kValueTile/2][chunks][2][32]
   int64_t chunks;
   int64_t used_pairs;
-  const uint32_t* w0;  // [kTile/2] weight pairs of head 0 and head 1
+  const uint32_t* w0;  // [kValueTile/2] weight pairs of head 0 and head 1
   const uint32_t* w1;
 };
 
@@ -244,7 +269,7 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   std::vector<uint16_t>& kb = scratch->kb;
   std::vector<float>& out = scratch->out;
   q_pairs.resize(static_cast<size_t>(heads * d / 2));
-  WordRange qr;
+  const WordRange qr = WeightRange(c.q + h0 * d, heads * d);
   for (int64_t h = 0; h < heads; ++h) {
     const float* qh = c.q + (h0 + h) * d;
     for (int64_t g = 0; g < groups; ++g) {
@@ -253,8 +278,6 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
         std::memcpy(&lo, qh + 16 * g + 8 + j, 4);
         std::memcpy(&hi, qh + 16 * g + j, 4);
         q_pairs[(h * groups + g) * 8 + j] = (lo >> 16) | (hi & 0xFFFF0000u);
-        AddWord(static_cast<uint16_t>(lo >> 16), &qr);
-        AddWord(static_cast<uint16_t>(hi >> 16), &qr);
       }
     }
   }
@@ -271,11 +294,8 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
       PrefetchEntries(r.packed + j0 + kTile, std::min<int64_t>(kTile, n - j0 - kTile), entry_bytes);
     }
     const uint8_t* rows[kTile];  // a partial tile repeats its last entry
-    Range tile;
-    for (int i = 0; i < kTile; ++i) {
-      rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
-      if (i < count) AddEntry(r, rows[i], &tile);
-    }
+    for (int i = 0; i < kTile; ++i) rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
+    const Range tile = TileRange(r, rows, count);
     all.grain = std::min(all.grain, tile.grain);
     all.max = std::max(all.max, tile.max);
     all.ok = all.ok && tile.ok;
@@ -311,31 +331,27 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
-  // vb BF16 [kTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per column,
-  // for the 32 columns of chunk m as unpacklo / unpackhi registers. accp FP32 [heads][chunks]
-  // [2][16]: columns in that register order.
-  std::vector<uint16_t>& natural = scratch->natural;
+  // vb BF16 [kValueTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
+  // column, for the 32 columns of chunk m as unpacklo / unpackhi registers, decoded straight
+  // into that order. accp FP32 [heads][chunks][2][16]: columns in that register order.
   std::vector<uint16_t>& vb = scratch->vb;
   std::vector<float>& accp = scratch->accp;
-  std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kTile/2] weight pairs of a tile
-  pp_all.assign(static_cast<size_t>(heads * (kTile / 2)), 0u);
-  natural.resize(static_cast<size_t>(kTile * d));
-  vb.resize(static_cast<size_t>(kTile * d));
+  std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kValueTile/2] a tile's weight pairs
+  pp_all.assign(static_cast<size_t>(heads * (kValueTile / 2)), 0u);
+  vb.resize(static_cast<size_t>(kValueTile * d));
   accp.assign(static_cast<size_t>(heads * d), 0.0f);
-  for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-    const int64_t count = std::min<int64_t>(kTile, n - j0);
-    for (int i = 0; i < kTile; ++i) {
-      for (int64_t k0 = 0; k0 < d; k0 += 32) {
-        const __m512i v = i < count ? EntryWords(r, r.packed[j0 + i], k0, false, consts)
-                                    : _mm512_setzero_si512();  // padding: weight 0, value 0
-        _mm512_storeu_si512(natural.data() + i * d + k0, v);
-      }
-    }
+  for (int64_t j0 = 0; j0 < n; j0 += kValueTile) {
+    const int64_t count = std::min<int64_t>(kValueTile, n - j0);
     const int64_t used_pairs = (count + 1) / 2;
     for (int64_t jp = 0; jp < used_pairs; ++jp) {
+      const uint8_t* first_entry = r.packed[j0 + 2 * jp];
+      const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
       for (int64_t m = 0; m < chunks; ++m) {
-        const __m512i later = _mm512_loadu_si512(natural.data() + (2 * jp + 1) * d + 32 * m);
-        const __m512i first = _mm512_loadu_si512(natural.data() + (2 * jp) * d + 32 * m);
+        // Past the tile's end: value 0 (its weight is 0 too).
+        const __m512i later = later_entry != nullptr
+                                  ? EntryWords(r, later_entry, 32 * m, false, consts)
+                                  : _mm512_setzero_si512();
+        const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
         uint16_t* dst = vb.data() + (jp * chunks + m) * 64;
         _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
         _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
@@ -343,20 +359,19 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
     }
     for (int64_t h = 0; h < heads; ++h) {
       // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0).
-      uint32_t pp[kTile / 2] = {};
+      uint32_t* pp = pp_all.data() + h * (kValueTile / 2);
       for (int64_t jp = 0; jp < used_pairs; ++jp) {
         uint32_t a = 0, b;
         if (2 * jp + 1 < count) std::memcpy(&a, p + h * n + j0 + 2 * jp + 1, 4);
         std::memcpy(&b, p + h * n + j0 + 2 * jp, 4);
         pp[jp] = (a >> 16) | (b & 0xFFFF0000u);
       }
-      std::copy_n(pp, kTile / 2, pp_all.data() + h * (kTile / 2));
     }
     // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
     for (int64_t h = 0; h < heads; h += 2) {
       const int64_t h1 = std::min(h + 1, heads - 1);
-      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kTile / 2),
-                           pp_all.data() + h1 * (kTile / 2)};
+      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kValueTile / 2),
+                           pp_all.data() + h1 * (kValueTile / 2)};
       float* a0 = accp.data() + h * d;
       float* a1 = accp.data() + h1 * d;
       int64_t m0 = 0;  // register index (2 per 32 columns; 2 * chunks is even)
