@@ -61,8 +61,7 @@ DSV4_TARGET_AVX512BF16 Range TileRange(const AttnRows& r, const uint8_t* const* 
   for (int64_t i = 0; i < count; ++i) {
     const uint8_t* e = rows[i];
     for (int64_t b = 0; b < blocks; b += 16) {
-      const __mmask16 m = blocks - b >= 16 ? __mmask16{0xFFFF}
-                                           : static_cast<__mmask16>((1u << (blocks - b)) - 1);
+      const __mmask16 m = simd::FirstLanes16(blocks - b);
       const __m128i v = _mm_maskz_loadu_epi8(m, e + layout.scales_offset() + b);
       scale_lo = _mm_mask_min_epu8(scale_lo, m, scale_lo, v);
       scale_hi = _mm_mask_max_epu8(scale_hi, m, scale_hi, v);
@@ -115,8 +114,7 @@ DSV4_TARGET_AVX512BF16 WordRange WeightRange(const float* p, int64_t count) {
   __m512i lo = _mm512_set1_epi32(INT_MAX), hi = _mm512_set1_epi32(INT_MIN);
   __mmask16 bad = 0;
   for (int64_t i = 0; i < count; i += 16) {
-    const __mmask16 tail =
-        count - i >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << (count - i)) - 1);
+    const __mmask16 tail = simd::FirstLanes16(count - i);
     const __m512i u = _mm512_maskz_loadu_epi32(tail, p + i);
     const __mmask16 nonzero = _mm512_mask_test_epi32_mask(tail, u, magnitude);
     const __m512i field = _mm512_and_si512(_mm512_srli_epi32(u, 23), field_mask);

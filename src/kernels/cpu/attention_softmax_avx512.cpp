@@ -74,29 +74,12 @@ DSV4_TARGET_AVX512 inline __m512 Exp16(__m512 x, const ExpTable& table) {
   return y;
 }
 
-// RoundBf16 of 16 floats (F32ToBf16's rounding and NaN quieting, widened back).
-DSV4_TARGET_AVX512 inline __m512 RoundBf16x16(__m512 v) {
-  const __m512i u = _mm512_castps_si512(v);
-  const __m512i high = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
-  const __m512i bias = _mm512_add_epi32(
-      _mm512_set1_epi32(0x7FFF), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)));
-  const __m512i rounded = _mm512_and_si512(_mm512_add_epi32(u, bias), high);
-  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
-      _mm512_and_si512(u, _mm512_set1_epi32(0x7FFFFFFF)), _mm512_set1_epi32(0x7F800000));
-  const __m512i quiet = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x00400000)), high);
-  return _mm512_castsi512_ps(_mm512_mask_mov_epi32(rounded, nan, quiet));
-}
-
-DSV4_TARGET_AVX512 inline __mmask16 TailMask(int64_t count) {
-  return count >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << count) - 1);
-}
-
 }  // namespace
 
 DSV4_TARGET_AVX512 void ExpFAvx512(const float* x, int64_t n, float* out) {
   const ExpTable table = LoadExpTable();
   for (int64_t j = 0; j < n; j += 16) {
-    const __mmask16 m = TailMask(n - j);
+    const __mmask16 m = simd::FirstLanes16(n - j);
     _mm512_mask_storeu_ps(out + j, m, Exp16(_mm512_maskz_loadu_ps(m, x + j), table));
   }
 }
@@ -113,7 +96,7 @@ DSV4_TARGET_AVX512 void AttnSoftmaxAvx512(const float* sink, int64_t heads, int6
       float* sh = s + (hb + i) * n;
       __m512 m = _mm512_set1_ps(-INFINITY);
       for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 tail = TailMask(n - j);
+        const __mmask16 tail = simd::FirstLanes16(n - j);
         // max(x, m) keeps m when x is NaN (std::max(m, x) does the same).
         m = _mm512_max_ps(_mm512_mask_loadu_ps(_mm512_set1_ps(-INFINITY), tail, sh + j), m);
       }
@@ -121,10 +104,10 @@ DSV4_TARGET_AVX512 void AttnSoftmaxAvx512(const float* sink, int64_t heads, int6
       const __m512 mv = _mm512_set1_ps(mx[i]);
       float* ei = e.data() + i * n;
       for (int64_t j = 0; j < n; j += 16) {
-        const __mmask16 tail = TailMask(n - j);
+        const __mmask16 tail = simd::FirstLanes16(n - j);
         const __m512 ev = Exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, sh + j), mv), table);
         _mm512_mask_storeu_ps(ei + j, tail, ev);
-        _mm512_mask_storeu_ps(sh + j, tail, RoundBf16x16(ev));
+        _mm512_mask_storeu_ps(sh + j, tail, simd::RoundBf16x16(ev));
       }
     }
     // Σ_j e in ascending j per head: independent chains, one per head of the block.
