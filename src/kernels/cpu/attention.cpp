@@ -13,7 +13,6 @@
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/parallel.h"
 #include "kernels/cpu/workspace_internal.h"
-#include "kernels/ref/attention_exp_ref.h"
 
 namespace dsv4::kernels {
 
@@ -38,18 +37,7 @@ void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnP
 
 void AttnSoftmaxScalar(const float* sink, int64_t heads, int64_t n, float* s, float* den,
                        AttnThreadScratch* /*scratch*/) {
-  for (int64_t h = 0; h < heads; ++h) {
-    float* sh = s + h * n;  // becomes p = bf16(e^{s-m}) in place
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sh[j]);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n; ++j) {
-      const float e = ExpF(sh[j] - mx);
-      sum += e;
-      sh[j] = RoundBf16(e);
-    }
-    den[h] = sum + ExpF(sink[h] - mx);
-  }
+  AttnSoftmaxRows(sink, heads, n, s, den);
 }
 
 void AttnValuesScalar(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
@@ -93,6 +81,7 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
   const bool bf16_ok = simd_ok && rows.packed != nullptr && rows.rope_dim % 32 == 0;
   const Isa isa = ActiveIsa();
   if (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16) softmax = internal::AttnSoftmaxAvx512;
+  if (isa == Isa::kAvx2) softmax = internal::AttnSoftmaxAvx2;
   if (bf16_ok && isa == Isa::kAvx512Bf16) {
     scores = internal::AttnScoresAvx512Bf16;
     values = internal::AttnValuesAvx512Bf16;
