@@ -11,6 +11,8 @@
 #include "core/rng.h"
 #include "isa_test_util.h"
 #include "kernels/cpu/attention.h"
+#include "kernels/cpu/attention_internal.h"
+#include "kernels/ref/attention_exp_ref.h"
 
 namespace dsv4::kernels {
 namespace {
@@ -64,7 +66,8 @@ TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
   const int64_t ropes[] = {16, 64};
   for (int trial = 0; trial < 24; ++trial) {
     const int64_t d_nope = nopes[rng.Below(3)], rope = ropes[rng.Below(2)], d = d_nope + rope;
-    const int64_t heads = 1 + rng.Below(9), n = 1 + rng.Below(trial % 4 == 0 ? 700 : 60);
+    // Up to 20 heads: the AVX-512 softmax's blocks of 8 and a partial one.
+    const int64_t heads = 1 + rng.Below(20), n = 1 + rng.Below(trial % 4 == 0 ? 700 : 60);
     const Entries e = MakeEntries(n, d_nope, rope, rng);
     std::vector<BF16> q(static_cast<size_t>(heads * d));
     for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.2));
@@ -136,6 +139,36 @@ TEST(SparseAttentionIsa, ExtremeRangesMatchScalar) {
                             0.05f, packed.data(), &ws);
       ASSERT_EQ(Bits(packed), Bits(expected)) << IsaName(isa) << " variant " << variant;
     }
+  }
+}
+
+// The softmax exponential 16 lanes at a time equals the scalar ExpF on every input class:
+// a sweep over every FP32 exponent (both signs, random mantissas), the special-path
+// boundaries (±88, overflow, underflow, may-underflow), ±0, ±inf, NaN; odd counts for the tail.
+TEST(SparseAttentionIsa, ExpFAvx512MatchesScalar) {
+  if (!IsaSupported(Isa::kAvx512)) GTEST_SKIP() << "no AVX-512";
+  Rng rng(21);
+  std::vector<float> x;
+  for (uint32_t sign = 0; sign < 2; ++sign) {
+    for (uint32_t field = 0; field < 256; ++field) {
+      for (int i = 0; i < 64; ++i) {
+        const uint32_t mantissa = static_cast<uint32_t>(rng.Below(1u << 23));
+        x.push_back(std::bit_cast<float>((sign << 31) | (field << 23) | mantissa));
+      }
+    }
+  }
+  for (uint32_t bits : {exp_constants::kOverflow, exp_constants::kUnderflow,
+                        exp_constants::kMayUnderflow, 0x42b00000u, 0xc2b00000u}) {
+    for (int delta = -3; delta <= 3; ++delta) x.push_back(std::bit_cast<float>(bits + delta));
+  }
+  for (float v : {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN}) x.push_back(v);
+  for (int i = 0; i < 100000; ++i) x.push_back(static_cast<float>(-rng.Uniform() * 110.0));
+  x.resize(x.size() / 16 * 16 + 7);
+  std::vector<float> fast(x.size());
+  internal::ExpFAvx512(x.data(), static_cast<int64_t>(x.size()), fast.data());
+  for (size_t i = 0; i < x.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(fast[i]), std::bit_cast<uint32_t>(ExpF(x[i])))
+        << "x bits " << std::hex << std::bit_cast<uint32_t>(x[i]);
   }
 }
 

@@ -35,6 +35,11 @@ void AttnScoresScalar(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnP
   }
 }
 
+void AttnSoftmaxScalar(const float* sink, int64_t heads, int64_t n, float* s, float* den,
+                       AttnThreadScratch* /*scratch*/) {
+  AttnSoftmaxRows(sink, heads, n, s, den);
+}
+
 void AttnValuesScalar(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
                       const AttnPassState& /*st*/, AttnThreadScratch* scratch) {
   const int64_t n = c.rows.n, d = c.rows.d;
@@ -62,17 +67,21 @@ using ScoresFn = void (*)(const AttnCall&, int64_t, int64_t, float*, AttnPassSta
                           AttnThreadScratch*);
 using ValuesFn = void (*)(const AttnCall&, int64_t, int64_t, const float*, float*,
                           const AttnPassState&, AttnThreadScratch*);
+using SoftmaxFn = void (*)(const float*, int64_t, int64_t, float*, float*, AttnThreadScratch*);
 
 // Scores over all rows, then the softmax weights in the scalar order of the reference
-// (max, e^{s-m} with std::exp, the denominator, p = bf16(e)), then the weighted value sum.
+// (max, e^{s-m} with ExpF, the denominator, p = bf16(e)), then the weighted value sum.
 void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, const float* sink,
             int64_t heads, float scale, BF16* out, internal::AttnScratch* ws) {
   const int64_t n = rows.n, d = rows.d;
   ScoresFn scores = internal::AttnScoresScalar;
   ValuesFn values = internal::AttnValuesScalar;
+  SoftmaxFn softmax = internal::AttnSoftmaxScalar;
   const bool simd_ok = d % 16 == 0 && (rows.packed == nullptr || rows.d_nope % 64 == 0);
   const bool bf16_ok = simd_ok && rows.packed != nullptr && rows.rope_dim % 32 == 0;
   const Isa isa = ActiveIsa();
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16) softmax = internal::AttnSoftmaxAvx512;
+  if (isa == Isa::kAvx2) softmax = internal::AttnSoftmaxAvx2;
   if (bf16_ok && isa == Isa::kAvx512Bf16) {
     scores = internal::AttnScoresAvx512Bf16;
     values = internal::AttnValuesAvx512Bf16;
@@ -98,18 +107,7 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
     scores(call, h0, h1, s.data() + h0 * n, &state, scratch);
     std::vector<float>& den = scratch->den;
     den.resize(static_cast<size_t>(h1 - h0));
-    for (int64_t h = h0; h < h1; ++h) {
-      float* sh = s.data() + h * n;  // becomes p = bf16(e^{s-m}) in place
-      float mx = -INFINITY;
-      for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sh[j]);
-      float sum = 0.0f;
-      for (int64_t j = 0; j < n; ++j) {
-        const float e = std::exp(sh[j] - mx);
-        sum += e;
-        sh[j] = RoundBf16(e);
-      }
-      den[h - h0] = sum + std::exp(sink[h] - mx);
-    }
+    softmax(sink + h0, h1 - h0, n, s.data() + h0 * n, den.data(), scratch);
     values(call, h0, h1, s.data() + h0 * n, acc.data() + h0 * d, state, scratch);
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h - h0]);

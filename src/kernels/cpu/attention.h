@@ -14,8 +14,9 @@ namespace dsv4::kernels {
 
 // Sink-augmented softmax attention of `heads` query heads over n shared K=V rows (spec §6.3):
 // s_j = Dot8(q_h, kv_j) * scale, m = max_j s_j, o_h = Σ_j bf16(e^{s_j−m}) kv_j /
-// (Σ_j e^{s_j−m} + e^{sink_h−m}), sums in ascending j. q BF16 [heads, d]; kv FP32 [n, d]
-// (n >= 1); sink FP32 [heads]; out BF16 [heads, d]. ws: the caller's kernel scratch.
+// (Σ_j e^{s_j−m} + e^{sink_h−m}), sums in ascending j, e^x = ExpF
+// (kernels/ref/attention_exp_ref.h). q BF16 [heads, d]; kv FP32 [n, d] (n >= 1); sink FP32
+// [heads]; out BF16 [heads, d]. ws: the caller's kernel scratch.
 void SparseAttention(ThreadPool& pool, const BF16* q, const float* kv, int64_t n, const float* sink,
                      int64_t heads, int64_t d, float scale, BF16* out, Workspace* ws);
 

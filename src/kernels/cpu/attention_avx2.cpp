@@ -34,6 +34,11 @@ DSV4_TARGET_AVX2 void AttnScoresAvx2(const AttnCall& c, int64_t h0, int64_t h1, 
   }
 }
 
+DSV4_TARGET_AVX2 void AttnSoftmaxAvx2(const float* sink, int64_t heads, int64_t n, float* s,
+                                      float* den, AttnThreadScratch* /*scratch*/) {
+  AttnSoftmaxRows(sink, heads, n, s, den);
+}
+
 DSV4_TARGET_AVX2 void AttnValuesAvx2(const AttnCall& c, int64_t h0, int64_t h1, const float* p,
                                      float* acc, const AttnPassState& /*st*/,
                                      AttnThreadScratch* scratch) {

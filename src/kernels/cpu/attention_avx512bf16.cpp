@@ -23,7 +23,9 @@
 namespace dsv4::kernels::internal {
 namespace {
 
-constexpr int kTile = 16;  // entries per tile
+constexpr int kTile = 16;       // entries per score tile
+constexpr int kValueTile = 32;  // entries per value tile (each accumulator load / store
+                                // serves 16 entry pairs)
 constexpr int kPairs = 8;
 
 // Exponent range of entry values: nonzero values are multiples of 2^grain and below 2^max.
@@ -47,27 +49,55 @@ DSV4_TARGET_AVX512BF16 inline int MaskedMaxU16(__mmask32 m, __m512i v) {
   return 0xFFFF - MaskedMinU16(m, inverted);
 }
 
-DSV4_TARGET_AVX512BF16 void AddEntry(const AttnRows& r, const uint8_t* e, Range* range) {
-  for (int64_t b = 0; b < r.d_nope / 64; ++b) {
-    const int s = e[r.entry().scales_offset() + b] - 127;  // codes are multiples of 2^-9 below 2^9
-    if (s == 128) range->ok = false;
-    range->grain = std::min(range->grain, s - 9);
-    range->max = std::max(range->max, s + 9);
-  }
-  // RoPE words, 32 at a time: exponent fields of the nonzero ones.
-  const uint8_t* rope = e + r.entry().rope_offset();
+// The exponent range of `count` entries: min / max of their scale bytes and of the exponent
+// fields of their nonzero RoPE words, lane-wise over the entries, reduced once.
+DSV4_TARGET_AVX512BF16 Range TileRange(const AttnRows& r, const uint8_t* const* rows,
+                                       int64_t count) {
+  const KvEntryLayout layout = r.entry();
+  const int64_t blocks = r.d_nope / 64;
+  __m128i scale_lo = _mm_set1_epi8(-1), scale_hi = _mm_setzero_si128();
+  __m512i rope_lo = _mm512_set1_epi16(-1), rope_hi = _mm512_setzero_si512();
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF), field_mask = _mm512_set1_epi16(0xFF);
-  for (int64_t k = 0; k < r.rope_dim; k += 32) {
-    const __m512i w = _mm512_loadu_si512(rope + 2 * k);
-    const __mmask32 nonzero = _mm512_test_epi16_mask(w, magnitude);
-    if (nonzero == 0) continue;
-    const __m512i field = _mm512_and_si512(_mm512_srli_epi16(w, 7), field_mask);
-    const int lo = MaskedMinU16(nonzero, field);
-    const int hi = MaskedMaxU16(nonzero, field);
-    if (lo == 0 || hi == 255) range->ok = false;
-    range->grain = std::min(range->grain, lo - 127 - 7);
-    range->max = std::max(range->max, hi - 127 + 1);
+  for (int64_t i = 0; i < count; ++i) {
+    const uint8_t* e = rows[i];
+    for (int64_t b = 0; b < blocks; b += 16) {
+      const __mmask16 m = simd::FirstLanes16(blocks - b);
+      const __m128i v = _mm_maskz_loadu_epi8(m, e + layout.scales_offset() + b);
+      scale_lo = _mm_mask_min_epu8(scale_lo, m, scale_lo, v);
+      scale_hi = _mm_mask_max_epu8(scale_hi, m, scale_hi, v);
+    }
+    const uint8_t* rope = e + layout.rope_offset();
+    for (int64_t k = 0; k < r.rope_dim; k += 32) {
+      const __m512i w = _mm512_loadu_si512(rope + 2 * k);
+      const __mmask32 nonzero = _mm512_test_epi16_mask(w, magnitude);
+      const __m512i field = _mm512_and_si512(_mm512_srli_epi16(w, 7), field_mask);
+      rope_lo = _mm512_mask_min_epu16(rope_lo, nonzero, rope_lo, field);
+      rope_hi = _mm512_mask_max_epu16(rope_hi, nonzero, rope_hi, field);
+    }
   }
+  Range range;
+  alignas(16) uint8_t lo_bytes[16], hi_bytes[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lo_bytes), scale_lo);
+  _mm_store_si128(reinterpret_cast<__m128i*>(hi_bytes), scale_hi);
+  int scale_min = 255, scale_max = 0;
+  for (int64_t b = 0; b < std::min<int64_t>(blocks, 16); ++b) {
+    scale_min = std::min<int>(scale_min, lo_bytes[b]);
+    scale_max = std::max<int>(scale_max, hi_bytes[b]);
+  }
+  if (blocks > 0) {
+    // Codes are multiples of 2^-9 below 2^9; scale byte 255 is NaN.
+    if (scale_max == 255) range.ok = false;
+    range.grain = scale_min - 127 - 9;
+    range.max = scale_max - 127 + 9;
+  }
+  const int lo = MaskedMinU16(~__mmask32{0}, rope_lo);
+  const int hi = MaskedMaxU16(~__mmask32{0}, rope_hi);
+  if (lo <= hi) {  // some nonzero RoPE word (rope_lo starts at 0xFFFF, rope_hi at 0)
+    if (lo == 0 || hi == 255) range.ok = false;
+    range.grain = std::min(range.grain, lo - 127 - 7);
+    range.max = std::max(range.max, hi - 127 + 1);
+  }
+  return range;
 }
 
 // Exponent range of nonzero BF16 words (min > max if all zero); ok false for subnormal / inf.
@@ -76,12 +106,31 @@ struct WordRange {
   int max = INT_MIN;
   bool ok = true;
 };
-void AddWord(uint16_t w, WordRange* r) {
-  if ((w & 0x7FFF) == 0) return;
-  const int field = (w >> 7) & 0xFF;
-  if (field == 0 || field == 255) r->ok = false;
-  r->min = std::min(r->min, field - 127);
-  r->max = std::max(r->max, field - 127);
+// The WordRange of the high words of x FP32 [count] (BF16 values: the query, the softmax
+// weights), 16 at a time: exponent fields of the nonzero words; subnormal / inf / NaN words
+// clear ok.
+DSV4_TARGET_AVX512BF16 WordRange WeightRange(const float* p, int64_t count) {
+  const __m512i magnitude = _mm512_set1_epi32(0x7FFF0000), field_mask = _mm512_set1_epi32(0xFF);
+  __m512i lo = _mm512_set1_epi32(INT_MAX), hi = _mm512_set1_epi32(INT_MIN);
+  __mmask16 bad = 0;
+  for (int64_t i = 0; i < count; i += 16) {
+    const __mmask16 tail = simd::FirstLanes16(count - i);
+    const __m512i u = _mm512_maskz_loadu_epi32(tail, p + i);
+    const __mmask16 nonzero = _mm512_mask_test_epi32_mask(tail, u, magnitude);
+    const __m512i field = _mm512_and_si512(_mm512_srli_epi32(u, 23), field_mask);
+    bad |= _mm512_mask_cmpeq_epi32_mask(nonzero, field, _mm512_setzero_si512()) |
+           _mm512_mask_cmpeq_epi32_mask(nonzero, field, field_mask);
+    lo = _mm512_mask_min_epi32(lo, nonzero, lo, field);
+    hi = _mm512_mask_max_epi32(hi, nonzero, hi, field);
+  }
+  WordRange r;
+  const int min_field = _mm512_reduce_min_epi32(lo), max_field = _mm512_reduce_max_epi32(hi);
+  if (min_field <= max_field) {  // some nonzero word
+    r.min = min_field - 127;
+    r.max = max_field - 127;
+  }
+  r.ok = bad == 0;
+  return r;
 }
 
 // Whether a factor with nonzero exponents in [a.min, a.max] (8 significant bits) times entry
@@ -92,6 +141,14 @@ bool ProductsSafe(const WordRange& a, const Range& range, int64_t terms) {
   int log_terms = 0;
   while ((int64_t{1} << log_terms) < terms) ++log_terms;
   return a.min - 7 + range.grain >= -126 && a.max + 1 + range.max + log_terms <= 127;
+}
+
+// Every cache line of `count` entries of `bytes` each.
+inline void PrefetchEntries(const uint8_t* const* entries, int64_t count, int64_t bytes) {
+  for (int64_t i = 0; i < count; ++i) {
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(entries[i] + b);
+    __builtin_prefetch(entries[i] + bytes - 1);
+  }
 }
 
 struct Consts {
@@ -159,10 +216,10 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
 
 // One tile's interleaved rows and two heads' weight pairs.
 struct ValuePass {
-  const uint16_t* vb;  // [kTile/2][chunks][2][32]
+  const uint16_t* vb;  // [kValueTile/2][chunks][2][32]
   int64_t chunks;
   int64_t used_pairs;
-  const uint32_t* w0;  // [kTile/2] weight pairs of head 0 and head 1
+  const uint32_t* w0;  // [kValueTile/2] weight pairs of head 0 and head 1
   const uint32_t* w1;
 };
 
@@ -210,7 +267,7 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   std::vector<uint16_t>& kb = scratch->kb;
   std::vector<float>& out = scratch->out;
   q_pairs.resize(static_cast<size_t>(heads * d / 2));
-  WordRange qr;
+  const WordRange qr = WeightRange(c.q + h0 * d, heads * d);
   for (int64_t h = 0; h < heads; ++h) {
     const float* qh = c.q + (h0 + h) * d;
     for (int64_t g = 0; g < groups; ++g) {
@@ -219,22 +276,24 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
         std::memcpy(&lo, qh + 16 * g + 8 + j, 4);
         std::memcpy(&hi, qh + 16 * g + j, 4);
         q_pairs[(h * groups + g) * 8 + j] = (lo >> 16) | (hi & 0xFFFF0000u);
-        AddWord(static_cast<uint16_t>(lo >> 16), &qr);
-        AddWord(static_cast<uint16_t>(hi >> 16), &qr);
       }
     }
   }
   kb.resize(static_cast<size_t>(d * kTile));
   out.resize(static_cast<size_t>(heads * 16));
   Range all;  // every entry, for pass 2
+  // Gathered entries sit anywhere in the cache: the hardware prefetchers cannot follow the
+  // pointers, so the next tile's entries are requested while this one is scored.
+  const int64_t entry_bytes = r.entry().bytes();
+  PrefetchEntries(r.packed, std::min<int64_t>(kTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n - j0);
-    const uint8_t* rows[kTile];  // a partial tile repeats its last entry
-    Range tile;
-    for (int i = 0; i < kTile; ++i) {
-      rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
-      if (i < count) AddEntry(r, rows[i], &tile);
+    if (j0 + kTile < n) {
+      PrefetchEntries(r.packed + j0 + kTile, std::min<int64_t>(kTile, n - j0 - kTile), entry_bytes);
     }
+    const uint8_t* rows[kTile];  // a partial tile repeats its last entry
+    for (int i = 0; i < kTile; ++i) rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
+    const Range tile = TileRange(r, rows, count);
     all.grain = std::min(all.grain, tile.grain);
     all.max = std::max(all.max, tile.max);
     all.ok = all.ok && tile.ok;
@@ -258,12 +317,7 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   const AttnRows& r = c.rows;
   const int64_t n = r.n, d = r.d, heads = h1 - h0, chunks = d / 32;
   // The weights: BF16 values in [0, 1] (or NaN) whose products with the rows must be safe.
-  WordRange pr;
-  for (int64_t i = 0; i < heads * n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, p + i, 4);
-    AddWord(static_cast<uint16_t>(u >> 16), &pr);
-  }
+  const WordRange pr = WeightRange(p, heads * n);
   Range rows_range;
   rows_range.grain = st.grain_exp;
   rows_range.max = st.max_exp;
@@ -275,31 +329,27 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
-  // vb BF16 [kTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per column,
-  // for the 32 columns of chunk m as unpacklo / unpackhi registers. accp FP32 [heads][chunks]
-  // [2][16]: columns in that register order.
-  std::vector<uint16_t>& natural = scratch->natural;
+  // vb BF16 [kValueTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
+  // column, for the 32 columns of chunk m as unpacklo / unpackhi registers, decoded straight
+  // into that order. accp FP32 [heads][chunks][2][16]: columns in that register order.
   std::vector<uint16_t>& vb = scratch->vb;
   std::vector<float>& accp = scratch->accp;
-  std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kTile/2] weight pairs of a tile
-  pp_all.assign(static_cast<size_t>(heads * (kTile / 2)), 0u);
-  natural.resize(static_cast<size_t>(kTile * d));
-  vb.resize(static_cast<size_t>(kTile * d));
+  std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kValueTile/2] a tile's weight pairs
+  pp_all.assign(static_cast<size_t>(heads * (kValueTile / 2)), 0u);
+  vb.resize(static_cast<size_t>(kValueTile * d));
   accp.assign(static_cast<size_t>(heads * d), 0.0f);
-  for (int64_t j0 = 0; j0 < n; j0 += kTile) {
-    const int64_t count = std::min<int64_t>(kTile, n - j0);
-    for (int i = 0; i < kTile; ++i) {
-      for (int64_t k0 = 0; k0 < d; k0 += 32) {
-        const __m512i v = i < count ? EntryWords(r, r.packed[j0 + i], k0, false, consts)
-                                    : _mm512_setzero_si512();  // padding: weight 0, value 0
-        _mm512_storeu_si512(natural.data() + i * d + k0, v);
-      }
-    }
+  for (int64_t j0 = 0; j0 < n; j0 += kValueTile) {
+    const int64_t count = std::min<int64_t>(kValueTile, n - j0);
     const int64_t used_pairs = (count + 1) / 2;
     for (int64_t jp = 0; jp < used_pairs; ++jp) {
+      const uint8_t* first_entry = r.packed[j0 + 2 * jp];
+      const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
       for (int64_t m = 0; m < chunks; ++m) {
-        const __m512i later = _mm512_loadu_si512(natural.data() + (2 * jp + 1) * d + 32 * m);
-        const __m512i first = _mm512_loadu_si512(natural.data() + (2 * jp) * d + 32 * m);
+        // Past the tile's end: value 0 (its weight is 0 too).
+        const __m512i later = later_entry != nullptr
+                                  ? EntryWords(r, later_entry, 32 * m, false, consts)
+                                  : _mm512_setzero_si512();
+        const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
         uint16_t* dst = vb.data() + (jp * chunks + m) * 64;
         _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
         _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
@@ -307,20 +357,19 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
     }
     for (int64_t h = 0; h < heads; ++h) {
       // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0).
-      uint32_t pp[kTile / 2] = {};
+      uint32_t* pp = pp_all.data() + h * (kValueTile / 2);
       for (int64_t jp = 0; jp < used_pairs; ++jp) {
         uint32_t a = 0, b;
         if (2 * jp + 1 < count) std::memcpy(&a, p + h * n + j0 + 2 * jp + 1, 4);
         std::memcpy(&b, p + h * n + j0 + 2 * jp, 4);
         pp[jp] = (a >> 16) | (b & 0xFFFF0000u);
       }
-      std::copy_n(pp, kTile / 2, pp_all.data() + h * (kTile / 2));
     }
     // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
     for (int64_t h = 0; h < heads; h += 2) {
       const int64_t h1 = std::min(h + 1, heads - 1);
-      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kTile / 2),
-                           pp_all.data() + h1 * (kTile / 2)};
+      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kValueTile / 2),
+                           pp_all.data() + h1 * (kValueTile / 2)};
       float* a0 = accp.data() + h * d;
       float* a1 = accp.data() + h1 * d;
       int64_t m0 = 0;  // register index (2 per 32 columns; 2 * chunks is even)
@@ -333,14 +382,17 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
     }
   }
   // Back to column order: register (m, half) lane 4L + i holds column 32m + 8L + 4half + i.
+  // Columns 32m + [0, 16) are lanes 0-3 of (m, 0), 0-3 of (m, 1), 4-7 of (m, 0), 4-7 of (m, 1);
+  // columns 32m + [16, 32) the same from lanes 8-15.
+  const __m512i first = _mm512_setr_epi32(0, 1, 2, 3, 16, 17, 18, 19, 4, 5, 6, 7, 20, 21, 22, 23);
+  const __m512i second =
+      _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t m = 0; m < chunks; ++m) {
-      for (int half = 0; half < 2; ++half) {
-        for (int lane = 0; lane < 16; ++lane) {
-          const int64_t column = 32 * m + 8 * (lane / 4) + 4 * half + lane % 4;
-          acc[h * d + column] = accp[h * d + (2 * m + half) * 16 + lane];
-        }
-      }
+      const __m512 r0 = _mm512_loadu_ps(accp.data() + h * d + (2 * m) * 16);
+      const __m512 r1 = _mm512_loadu_ps(accp.data() + h * d + (2 * m + 1) * 16);
+      _mm512_storeu_ps(acc + h * d + 32 * m, _mm512_permutex2var_ps(r0, first, r1));
+      _mm512_storeu_ps(acc + h * d + 32 * m + 16, _mm512_permutex2var_ps(r0, second, r1));
     }
   }
 }

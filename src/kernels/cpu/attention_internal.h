@@ -2,11 +2,15 @@
 // ISA dispatch) and its per-ISA passes. Not part of the kernels API.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <vector>
 
+#include "core/bf16.h"
 #include "core/kv_entry.h"
 #include "kernels/cpu/per_thread.h"
+#include "kernels/ref/attention_exp_ref.h"
 
 namespace dsv4::kernels::internal {
 
@@ -42,11 +46,12 @@ struct AttnThreadScratch {
   std::vector<float> rows;        // decoded entries of a tile FP32 [tile, d] (scalar: [d])
   std::vector<float> head_pairs;  // AVX-512 scores: q of head pairs FP32 [pairs, d/8, 16]
   std::vector<float> den;         // softmax denominators of the thread's heads
+  std::vector<float> exps;        // AVX-512 softmax: e^{s-m} of a block of heads [8, n]
   // VDPBF16PS passes (attention_avx512bf16.cpp).
   std::vector<uint32_t> q_pairs;      // q in pair layout [heads, d/2]
   std::vector<uint16_t> kb;           // a score tile's entries, BF16 words [d, 16]
   std::vector<float> out;             // a score tile's results [heads, 16]
-  std::vector<uint16_t> natural, vb;  // a value tile's entries, BF16 words [16, d]
+  std::vector<uint16_t> vb;           // a value tile's entries, BF16 words [32, d]
   std::vector<float> accp;            // the value sums in register order [heads, d]
   std::vector<uint32_t> pp_all;       // a tile's weight pairs [heads, 8]
 };
@@ -85,6 +90,35 @@ void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, float* s, A
                           AttnThreadScratch* scratch);
 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
                           const AttnPassState& st, AttnThreadScratch* scratch);
+
+// The softmax of `heads` heads in place (scalar order of kernels/ref/attention_ref.cpp):
+// s [heads, n] becomes p = bf16(e^{s-m}) with m the head's max score and e = ExpF
+// (kernels/ref/attention_exp_ref.h); den[h] = Σ_j e_j (ascending j, from +0) + ExpF(sink[h] - m).
+void AttnSoftmaxScalar(const float* sink, int64_t heads, int64_t n, float* s, float* den,
+                       AttnThreadScratch* scratch);
+// The scalar loop compiled with FMA (std::fma inline instead of a libm call).
+void AttnSoftmaxAvx2(const float* sink, int64_t heads, int64_t n, float* s, float* den,
+                     AttnThreadScratch* scratch);
+void AttnSoftmaxAvx512(const float* sink, int64_t heads, int64_t n, float* s, float* den,
+                       AttnThreadScratch* scratch);
+// out[i] = ExpF(x[i]), 16 lanes at a time (AVX-512; exposed for the tests).
+void ExpFAvx512(const float* x, int64_t n, float* out);
+
+// The body of AttnSoftmaxScalar / AttnSoftmaxAvx2 (inlined into each, with its target).
+inline void AttnSoftmaxRows(const float* sink, int64_t heads, int64_t n, float* s, float* den) {
+  for (int64_t h = 0; h < heads; ++h) {
+    float* sh = s + h * n;  // becomes p = bf16(e^{s-m}) in place
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) mx = std::max(mx, sh[j]);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      const float e = ExpF(sh[j] - mx);
+      sum += e;
+      sh[j] = RoundBf16(e);
+    }
+    den[h] = sum + ExpF(sink[h] - mx);
+  }
+}
 
 // Row j of the call as FP32 [d]: a pointer into the dense rows, or `buffer` after decoding
 // the packed entry into it (DecodeKvEntry).

@@ -244,6 +244,11 @@ DSV4_TARGET_AVX512 inline __m512 RoundBf16x16(__m512 v) {
 // Relu8 for 16 floats.
 DSV4_TARGET_AVX512 inline __m512 Relu16(__m512 x) { return _mm512_max_ps(_mm512_setzero_ps(), x); }
 
+// The mask of the first min(n, 16) lanes (n >= 0): a tail's loads and stores.
+inline __mmask16 FirstLanes16(int64_t n) {
+  return n >= 16 ? __mmask16{0xFFFF} : static_cast<__mmask16>((1u << n) - 1);
+}
+
 // E8M0 codes (one per 32-bit lane) -> FP32, like E8M0ToF32.
 DSV4_TARGET_AVX512 inline __m512 E8M0x16(__m512i e) {
   __m512i bits = _mm512_slli_epi32(e, 23);

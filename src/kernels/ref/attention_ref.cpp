@@ -4,6 +4,8 @@
 #include <cmath>
 #include <numeric>
 
+#include "kernels/ref/attention_exp_ref.h"
+
 namespace dsv4::kernels::ref {
 
 void SparseAttention(const BF16* q, const float* kv, int64_t n, const float* sink, int64_t heads,
@@ -21,12 +23,12 @@ void SparseAttention(const BF16* q, const float* kv, int64_t n, const float* sin
     float den = 0.0f;
     std::fill(acc.begin(), acc.end(), 0.0f);
     for (int64_t j = 0; j < n; ++j) {
-      const float e = std::exp(s[j] - mx);
+      const float e = ExpF(s[j] - mx);
       den += e;
       const float p = RoundBf16(e);
       for (int64_t k = 0; k < d; ++k) acc[k] += p * kv[j * d + k];
     }
-    den += std::exp(sink[h] - mx);
+    den += ExpF(sink[h] - mx);
     for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[k] / den);
   }
 }

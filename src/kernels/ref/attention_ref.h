@@ -10,7 +10,8 @@ namespace dsv4::kernels::ref {
 
 // Sink-augmented softmax attention of H query heads over n shared K=V rows (spec §6.3):
 // s_j = (q_h·kv_j)·scale (FP32), m = max_j s_j,
-// o_h = Σ_j bf16(e^{s_j−m})·kv_j / (Σ_j e^{s_j−m} + e^{sink_h−m}) -> BF16.
+// o_h = Σ_j bf16(e^{s_j−m})·kv_j / (Σ_j e^{s_j−m} + e^{sink_h−m}) -> BF16, e^x = ExpF
+// (kernels/ref/attention_exp_ref.h).
 // q BF16 [H, d]; kv FP32 [n, d] (n >= 1); sink FP32 [H]; out BF16 [H, d].
 void SparseAttention(const BF16* q, const float* kv, int64_t n, const float* sink, int64_t heads,
                      int64_t d, float scale, BF16* out);
