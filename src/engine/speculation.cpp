@@ -101,7 +101,7 @@ Result<std::unique_ptr<Speculation>> Speculation::Create(
     return Status::FailedPrecondition("speculative decoding with the " + name +
                                       " drafter: " + why);
   }
-  if (drafter->needs_hidden() && model.lm->hidden_width() == 0) {
+  if (drafter->needs_hidden() && model.lm->hidden_width(drafter->hidden_rows()) == 0) {
     return Status::FailedPrecondition("the " + name + " drafter reads the target's hidden "
                                       "states, which " + model.name + " does not provide");
   }
@@ -170,6 +170,7 @@ void Speculation::Prepare(const sched::ScheduledChunk& c, DraftSlot* slot,
       return;
     }
     item->hidden = &slot->hidden;
+    item->hidden_rows = drafter_->hidden_rows();
   }
   if (c.num_draft == 0) return;
   DSV4_CHECK(c.count == 1 && c.num_draft <= static_cast<int64_t>(slot->drafts.size()));

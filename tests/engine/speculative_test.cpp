@@ -356,7 +356,7 @@ class HiddenRowsLm final : public runner::CausalLm {
     return lm_->NewSequence(kv);
   }
   bool snapshots_prefixes() const override { return lm_->snapshots_prefixes(); }
-  int64_t hidden_width() const override { return 4; }
+  int64_t hidden_width(runner::HiddenRows) const override { return 4; }
   Status Forward(ThreadPool& pool, kv::SequenceState& state, std::span<const int32_t> tokens,
                  runner::LogitsMode mode, std::vector<float>* logits) const override {
     return lm_->Forward(pool, state, tokens, mode, logits);

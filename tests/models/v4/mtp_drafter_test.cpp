@@ -256,12 +256,15 @@ TEST(MakeDrafter, PerFamily) {
   std::unique_ptr<LoadedModel> april = LoadTiny(DraftFamily::kMtp);
   EXPECT_TRUE(MakeDrafter(*april, DraftFamily::kMtp).ok());
   Status s = MakeDrafter(*april, DraftFamily::kDspark).status();
-  EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), ::testing::HasSubstr("DSpark"));
   std::unique_ptr<LoadedModel> dspark = LoadTiny(DraftFamily::kDspark);
   EXPECT_EQ(MakeDrafter(*dspark, DraftFamily::kMtp).status().code(),
             StatusCode::kFailedPrecondition);
-  EXPECT_EQ(MakeDrafter(*dspark, dspark->drafter).status().code(), StatusCode::kUnimplemented);
+  Result<std::unique_ptr<Drafter>> d = MakeDrafter(*dspark, dspark->drafter);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->name(), "dspark");
+  EXPECT_EQ((*d)->hidden_rows(), models::HiddenRows::kTargetLayerMeans);
   std::unique_ptr<LoadedModel> none = LoadTiny(DraftFamily::kNone);
   EXPECT_EQ(MakeDrafter(*none, DraftFamily::kNone).status().code(),
             StatusCode::kFailedPrecondition);
