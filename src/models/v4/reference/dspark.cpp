@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/bf16.h"
 #include "core/dtype.h"
 #include "models/v4/reference/attention.h"
 #include "models/v4/reference/block.h"
