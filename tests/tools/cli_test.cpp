@@ -320,6 +320,15 @@ TEST(Cli, DsparkCheckpointSpeculatesWithIdenticalOutput) {
   const nlohmann::json j = nlohmann::json::parse(b.output);
   EXPECT_EQ(j[0]["speculative"]["drafter"], "dspark, 5 draft tokens");
   EXPECT_GT(j[0]["speculative"]["verifications"], 0);
+  CmdResult cost = Dsv4("bench draft --model " + ck.string() + " --context 8 --iters 2 --json");
+  ASSERT_EQ(cost.exit_code, 0) << cost.output;
+  const nlohmann::json c = nlohmann::json::parse(cost.output);
+  EXPECT_EQ(c["drafter"], "dspark");
+  EXPECT_EQ(c["draft_tokens"], 5);
+  EXPECT_GT(c["draft_step_ms"], 0.0);
+  CmdResult text = Dsv4("bench draft --context 8 --iters 2");  // the built-in model's MTP
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_THAT(text.output, HasSubstr("drafter mtp (4 draft tokens per step)"));
 }
 
 TEST(Cli, RunGeneratesGreedyTokensDeterministically) {
