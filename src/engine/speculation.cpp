@@ -104,7 +104,7 @@ Result<std::unique_ptr<Speculation>> Speculation::Create(
     return Status::FailedPrecondition("speculative decoding with the " + name +
                                       " drafter: " + why);
   }
-  if (drafter->needs_hidden() && model.lm->hidden_width() == 0) {
+  if (drafter->needs_hidden() && model.lm->hidden_width(drafter->hidden_rows()) == 0) {
     return Status::FailedPrecondition("the " + name + " drafter reads the target's hidden "
                                       "states, which " + model.name + " does not provide");
   }
@@ -134,7 +134,8 @@ Result<std::unique_ptr<Speculation>> Speculation::Create(
   const bool adaptive = o.speculative == SpeculativeMode::kAuto &&
                         (!o.drafter || o.speculative_step_cost);
   if (adaptive) *summary += ", paused while it does not pay";
-  const int64_t width = drafter->needs_hidden() ? model.lm->hidden_width() : 0;
+  const int64_t width =
+      drafter->needs_hidden() ? model.lm->hidden_width(drafter->hidden_rows()) : 0;
   return std::unique_ptr<Speculation>(new Speculation(
       std::move(drafter), k, model.lm->config().vocab_size, width, adaptive,
       o.speculative_step_cost, std::move(warn)));
@@ -302,6 +303,7 @@ void Speculation::Prepare(const sched::ScheduledChunk& c, DraftSlot* slot,
       return;
     }
     item->hidden = &slot->hidden;
+    item->hidden_rows = drafter_->hidden_rows();
   }
   if (c.num_draft == 0) return;
   DSV4_CHECK(c.count == 1 && c.num_draft <= static_cast<int64_t>(slot->drafts.size()));

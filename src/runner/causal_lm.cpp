@@ -43,9 +43,7 @@ class V4Lm final : public CausalLm {
     return std::make_unique<V4Sequence>(model_->config(), kv);
   }
   bool snapshots_prefixes() const override { return true; }
-  int64_t hidden_width() const override {
-    return model_->config().hc_mult * model_->config().hidden_size;
-  }
+  int64_t hidden_width(HiddenRows kind) const override { return model_->hidden_width(kind); }
   const v4::Model* v4_model() const override { return model_.get(); }
   Status Forward(ThreadPool& pool, SequenceState& state, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits) const override {
@@ -60,7 +58,8 @@ class V4Lm final : public CausalLm {
     items.clear();
     for (const BatchItem& b : batch) {
       items.push_back(
-          {&static_cast<V4Sequence*>(b.state)->cache, b.tokens, b.mode, b.logits, b.hidden});
+          {&static_cast<V4Sequence*>(b.state)->cache, b.tokens, b.mode, b.logits, b.hidden,
+           b.hidden_rows});
     }
     return model_->ForwardBatch(pool, items, lock.owns_lock() ? &ws_ : nullptr);
   }

@@ -18,6 +18,7 @@
 #include "kv/v4_cache.h"
 #include "checkpoint/config.h"
 #include "checkpoint/load_options.h"
+#include "models/common/hidden_rows.h"
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
 
@@ -27,6 +28,7 @@ class Model;
 
 namespace dsv4::runner {
 
+using models::HiddenRows;
 using models::LogitsMode;
 
 // The per-sequence state each model creates (the scheduler sees it through kv).
@@ -63,12 +65,18 @@ class CausalLm {
     std::span<const int32_t> tokens;
     LogitsMode mode = LogitsMode::kLast;
     std::vector<float>* logits = nullptr;
-    // When set, receives the final residual streams before HC_head of every fed token:
-    // BF16 [n, hidden_width()] (what MTP's §11.3 X_t is), for drafters that need them.
+    // When set, receives the `hidden_rows` of every fed token, BF16 [n,
+    // hidden_width(hidden_rows)]: the final residual streams before HC_head (what MTP's §11.3
+    // X_t is) or DSpark's target-layer means (§11.4), for drafters that need them.
     std::vector<BF16>* hidden = nullptr;
+    HiddenRows hidden_rows = HiddenRows::kFinalStreams;
   };
-  // Width of BatchItem::hidden rows: hc_mult * hidden_size; 0 when unsupported.
-  virtual int64_t hidden_width() const { return 0; }
+  // Width of BatchItem::hidden rows of `kind`: hc_mult * hidden_size for the final streams,
+  // T * hidden_size for DSpark's T target layers; 0 when unsupported.
+  virtual int64_t hidden_width(HiddenRows kind = HiddenRows::kFinalStreams) const {
+    (void)kind;
+    return 0;
+  }
   // Several sequences in one step; each token's logits are bit-identical to running its
   // sequence alone. The default runs them one by one; models that batch override it (every
   // weight then read once per step). On error no sequence has advanced.

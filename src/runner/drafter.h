@@ -18,6 +18,7 @@
 #include "core/bf16.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
+#include "models/common/hidden_rows.h"
 
 namespace dsv4::runner {
 
@@ -34,6 +35,8 @@ class Drafter {
   virtual std::string_view name() const = 0;   // "mtp", "dspark", test oracles
   virtual int64_t max_draft_tokens() const = 0;
   virtual bool needs_hidden() const = 0;       // wants BatchItem::hidden of the target
+  // Which hidden rows it reads when needs_hidden() (the engine sets BatchItem::hidden_rows).
+  virtual models::HiddenRows hidden_rows() const { return models::HiddenRows::kFinalStreams; }
   virtual std::unique_ptr<DraftState> NewState() const = 0;
   // The target has committed positions [state.num_tokens(), tokens.size() - 1): `hidden`
   // holds its rows for exactly those positions (BF16 [n, hidden_width], empty when

@@ -8,17 +8,20 @@
 #include "checkpoint/config.h"
 #include "runner/drafter.h"
 #include "runner/loaded_model.h"
+#include "runner/dspark_drafter.h"
 #include "runner/mtp_drafter.h"
 
 namespace dsv4::runner {
 
 // The `family` drafter of `model` (usually model.drafter), reading its weights
 // (model.v4_draft) and sharing the target's embedding and head; `model` must outlive it.
-// kMtp: an MtpDrafter with `mtp` options. FailedPrecondition when the checkpoint has no such
-// drafter (kNone, another family's weights, a V3.2 or stand-in model); Unimplemented for
-// DSpark (V4-Flash-0731, V4-Pro-0813), which this build does not run yet.
+// kMtp: an MtpDrafter with `mtp` options; kDspark (V4-Flash-0731, V4-Pro-0813): a
+// DsparkDrafter with `dspark` options. FailedPrecondition when the checkpoint has no such
+// drafter (kNone, another family's weights, a V3.2 or stand-in model) or when expert
+// parallelism spread the drafter's experts over ranks.
 Result<std::unique_ptr<Drafter>> MakeDrafter(const LoadedModel& model,
                                              checkpoint::DraftFamily family,
-                                             const MtpDrafterOptions& mtp = {});
+                                             const MtpDrafterOptions& mtp = {},
+                                             const DsparkDrafterOptions& dspark = {});
 
 }  // namespace dsv4::runner

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "checkpoint/presets.h"
+#include "checkpoint/tensor_store.h"
 #include "dsv4/engine.h"
 #include "kv/page_layout.h"
 #include "runner/loaded_model.h"
@@ -30,6 +31,21 @@ inline ModelFactory TinyV32() {
   return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
     DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinTinyV32Model());
     return runner::LoadCheckpoint(std::move(ck), "the built-in V3.2 model");
+  };
+}
+
+// The built-in tiny model in the 0731 layout: its drafter is DSpark (spec §11.4).
+inline ModelFactory TinyDspark() {
+  return []() -> Result<std::unique_ptr<runner::LoadedModel>> {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, fixtures::BuiltinDefaultModel());
+    ck.config = checkpoint::WithDrafter(checkpoint::TinyV4Config(), checkpoint::DraftFamily::kDspark);
+    DSV4_ASSIGN_OR_RETURN(std::vector<checkpoint::OwnedTensor> tensors,
+                          fixtures::GenerateWeights(ck.config, fixtures::kDefaultSeed));
+    DSV4_ASSIGN_OR_RETURN(ck.weights, checkpoint::TensorStore::Create("tiny 0731", std::move(tensors)));
+    ck.unexpected.clear();
+    DSV4_RETURN_IF_ERROR(
+        checkpoint::VerifyTensors(ck.config, *ck.weights, &ck.drafter, &ck.unexpected));
+    return runner::LoadCheckpoint(std::move(ck), "the tiny 0731-layout model");
   };
 }
 

@@ -356,7 +356,7 @@ class HiddenRowsLm final : public runner::CausalLm {
     return lm_->NewSequence(kv);
   }
   bool snapshots_prefixes() const override { return lm_->snapshots_prefixes(); }
-  int64_t hidden_width() const override { return 4; }
+  int64_t hidden_width(runner::HiddenRows) const override { return 4; }
   Status Forward(ThreadPool& pool, kv::SequenceState& state, std::span<const int32_t> tokens,
                  runner::LogitsMode mode, std::vector<float>* logits) const override {
     return lm_->Forward(pool, state, tokens, mode, logits);
@@ -463,6 +463,32 @@ TEST(Speculative, CheckpointMtpDrafterGivesIdenticalOutput) {
   }
   auto e = Engine::Create(V4().factory, EngineOptions{}).value();
   EXPECT_EQ(e->drafter_name(), "mtp");
+}
+
+// The 0731 layout's DSpark drafter (which `auto` picks there): outputs identical to decoding
+// without it, greedy and sampled, with chunked prefill, K = 2 and the block size 5.
+TEST(Speculative, CheckpointDsparkDrafterGivesIdenticalOutput) {
+  const Model dspark{"v4-0731", engine_test::TinyDspark(),
+                     checkpoint::WithDrafter(checkpoint::TinyV4Config(),
+                                             checkpoint::DraftFamily::kDspark)};
+  const std::vector<GenerationRequest> reqs = Mixed(4, 73);
+  EngineStats plain_stats;
+  const auto want = RunAll(dspark, Plain(), reqs, &plain_stats);
+  for (int64_t k : {2, 5}) {
+    SCOPED_TRACE(k);
+    EngineOptions o = Plain();
+    o.speculative = SpeculativeMode::kDspark;
+    o.draft_tokens = k;
+    o.max_num_batched_tokens = 32;
+    EngineStats st;
+    EXPECT_EQ(RunAll(dspark, o, reqs, &st), want);
+    EXPECT_GT(st.spec_verifications, 0);
+    EXPECT_EQ(st.spec_drafted_at.size(), static_cast<size_t>(k));
+    EXPECT_EQ(st.kv.used_bytes, 0);
+  }
+  auto e = Engine::Create(dspark.factory, EngineOptions{}).value();
+  EXPECT_EQ(e->drafter_name(), "dspark");
+  EXPECT_EQ(e->draft_tokens(), 5);
 }
 
 // A request may opt out; the others still speculate.

@@ -286,6 +286,51 @@ TEST(Cli, SpeculativeFlags) {
   EXPECT_THAT(r.output, HasSubstr("speculative: off\n"));
 }
 
+// A make-tiny 0731 checkpoint speculates with its DSpark drafter (auto picks it): the same
+// tokens as without speculation, at the block size and at --draft-tokens 2; bench serve
+// reports it; the April MTP drafter is refused with the reason.
+TEST(Cli, DsparkCheckpointSpeculatesWithIdenticalOutput) {
+  const fs::path ck = Fresh("dspark") / "ck";
+  CmdResult m = Dsv4("make-tiny --seed 77 --layout 0731 --out " + ck.string());
+  ASSERT_EQ(m.exit_code, 0) << m.output;
+  const std::string run = "run --model " + ck.string() + " --prompt-tokens 5,6,7,8,9,10 -n 24 "
+                          "--ignore-eos";
+  auto generated = [](const std::string& s) {
+    const size_t p = s.find("generated:");
+    return p == std::string::npos ? std::string() : s.substr(p, s.find('\n', p) - p);
+  };
+  CmdResult off = Dsv4(run + " --speculative off");
+  ASSERT_EQ(off.exit_code, 0) << off.output;
+  EXPECT_THAT(off.output, HasSubstr("\nspeculative: off\n"));
+  for (const std::string flags : {"", " --speculative dspark", " --speculative dspark --draft-tokens 2"}) {
+    CmdResult r = Dsv4(run + flags);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(generated(r.output), generated(off.output)) << flags;
+    EXPECT_THAT(r.output, HasSubstr(flags.find("--draft-tokens 2") != std::string::npos
+                                        ? "speculative: dspark, 2 draft tokens; "
+                                        : "speculative: dspark, 5 draft tokens; "))
+        << r.output;
+  }
+  CmdResult mtp = Dsv4(run + " --speculative mtp");
+  EXPECT_EQ(mtp.exit_code, 1);
+  EXPECT_THAT(mtp.output, HasSubstr("has no April MTP drafter (its checkpoint's drafter: DSpark)"));
+  CmdResult b = Dsv4("bench serve --model " + ck.string() +
+                     " --requests 2 --prompt-len 10 --output-len 4 --json");
+  ASSERT_EQ(b.exit_code, 0) << b.output;
+  const nlohmann::json j = nlohmann::json::parse(b.output);
+  EXPECT_EQ(j[0]["speculative"]["drafter"], "dspark, 5 draft tokens");
+  EXPECT_GT(j[0]["speculative"]["verifications"], 0);
+  CmdResult cost = Dsv4("bench draft --model " + ck.string() + " --context 8 --iters 2 --json");
+  ASSERT_EQ(cost.exit_code, 0) << cost.output;
+  const nlohmann::json c = nlohmann::json::parse(cost.output);
+  EXPECT_EQ(c["drafter"], "dspark");
+  EXPECT_EQ(c["draft_tokens"], 5);
+  EXPECT_GT(c["draft_step_ms"], 0.0);
+  CmdResult text = Dsv4("bench draft --context 8 --iters 2");  // the built-in model's MTP
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  EXPECT_THAT(text.output, HasSubstr("drafter mtp (4 draft tokens per step)"));
+}
+
 TEST(Cli, RunGeneratesGreedyTokensDeterministically) {
   CmdResult a = Dsv4("run --prompt-tokens 5,6,7,8 -n 6 --ignore-eos");
   ASSERT_EQ(a.exit_code, 0) << a.output;

@@ -17,6 +17,7 @@ void RegisterBenchKv(CLI::App& bench, int* exit_code);
 void RegisterBenchDecode(CLI::App& bench, int* exit_code);
 void RegisterBenchPrefix(CLI::App& bench, int* exit_code);
 void RegisterBenchLayer(CLI::App& bench, int* exit_code);
+void RegisterBenchDraft(CLI::App& bench, int* exit_code);
 
 struct NamedConfig {
   std::string label;  // the preset name or the path as typed

@@ -371,6 +371,7 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   RegisterBenchKv(*bench, exit_code);
   RegisterBenchDecode(*bench, exit_code);
   RegisterBenchLayer(*bench, exit_code);
+  RegisterBenchDraft(*bench, exit_code);
   RegisterBenchPrefix(*bench, exit_code);
 }
 

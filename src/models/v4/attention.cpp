@@ -21,9 +21,25 @@ namespace {
 using checkpoint::LayerKind;
 using checkpoint::ModelConfig;
 
-// Batched projections of a chunk into p->cq, q, kv, cv, cz, iq, iw, icv, icz.
-void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, const RopeTable& rope,
-             const int64_t* positions, const BF16* x, int64_t n, AttentionWorkspace* p) {
+}  // namespace
+
+void ProjectWindowKeys(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                       const RopeTable& rope, const int64_t* positions, const BF16* x, int64_t n,
+                       AttentionWorkspace* p) {
+  const int64_t d = c.head_dim, r = c.qk_rope_head_dim;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  GrowTo(p->kv, n * d);
+  kernels::Linear(pool, w.wkv, x, n, p->kv.data(), &p->kernels);
+  for (int64_t t = 0; t < n; ++t) {
+    BF16* k = p->kv.data() + t * d;
+    models::RmsNorm(k, w.kv_norm, d, eps, k);
+    rope.Apply(k + d - r, positions[t], false);
+  }
+}
+
+void ProjectAttention(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                      const RopeTable& rope, const int64_t* positions, const BF16* x, int64_t n,
+                      AttentionWorkspace* p) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   std::vector<BF16>& cq = p->cq;
@@ -35,17 +51,13 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   }
   GrowTo(p->q, n * H * d);
   kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data(), &p->kernels);
-  GrowTo(p->kv, n * d);
-  kernels::Linear(pool, w.wkv, x, n, p->kv.data(), &p->kernels);
+  ProjectWindowKeys(pool, c, w, rope, positions, x, n, p);
   for (int64_t t = 0; t < n; ++t) {
     for (int64_t h = 0; h < H; ++h) {
       BF16* head = p->q.data() + (t * H + h) * d;
       HeadRmsNormBf16(head, d, eps);
       rope.Apply(head + d - r, positions[t], false);
     }
-    BF16* k = p->kv.data() + t * d;
-    models::RmsNorm(k, w.kv_norm, d, eps, k);
-    rope.Apply(k + d - r, positions[t], false);
   }
   if (w.kind == LayerKind::kSwa) return;
   const int64_t row = w.compressor.wkv.out;
@@ -76,6 +88,8 @@ void Project(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, cons
   kernels::LinearBf16InF32(pool, iw.compressor.wkv, x, n, p->icv.data(), &p->kernels);
   kernels::LinearBf16InF32(pool, iw.compressor.wgate, x, n, p->icz.data(), &p->kernels);
 }
+
+namespace {
 
 // Runs one compressor step for token `pos`; on emission post-processes the pooled entry
 // (spec §7.5: BF16, norm, RoPE at m·i, then FP8 or Hadamard+FP4) and appends it to the cache.
@@ -201,10 +215,15 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   for (const SeqSlice& s : seqs) {
     for (int64_t t = 0; t < s.n; ++t) ws->positions[s.row0 + t] = s.pos0 + t;
   }
-  Project(pool, c, w, rope, ws->positions.data(), x, n, ws);
+  ProjectAttention(pool, c, w, rope, ws->positions.data(), x, n, ws);
   GrowTo(ws->o, n * H * d);
   for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, ws);
+  AttentionOutput(pool, c, w, n, out, ws);
+}
 
+void AttentionOutput(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w, int64_t n,
+                     BF16* out, AttentionWorkspace* ws) {
+  const int64_t H = c.num_attention_heads, d = c.head_dim;
   // Grouped low-rank output projection (§6.5): group g = heads [g*H/G, (g+1)*H/G).
   const int64_t G = c.o_groups, R = c.o_lora_rank, gin = H * d / G;
   GrowTo(ws->group_in, n * gin);

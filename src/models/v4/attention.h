@@ -70,4 +70,19 @@ void AttentionForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const 
                       const RopeTable& rope, std::span<const SeqSlice> seqs, const BF16* x,
                       int64_t rows, BF16* out, AttentionWorkspace* ws);
 
+// The parts of AttentionForward another attention reuses (DSpark's draft blocks, dspark.h):
+// ProjectWindowKeys writes ws->kv BF16 [n, d]: kv_norm(wkv x), RoPE at positions[t] (before
+// FP8 packing: EncodeKvEntry); ProjectAttention writes everything AttentionForward projects
+// (ws->cq, q: normed per head, RoPE'd; kv; the compressor's and indexer's rows);
+// AttentionOutput maps ws->o BF16 [n, H*d] (de-rotated attention output) through the grouped
+// wo_a and wo_b into out BF16 [n, D].
+void ProjectWindowKeys(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                       const RopeTable& rope, const int64_t* positions, const BF16* x, int64_t n,
+                       AttentionWorkspace* ws);
+void ProjectAttention(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                      const RopeTable& rope, const int64_t* positions, const BF16* x, int64_t n,
+                      AttentionWorkspace* ws);
+void AttentionOutput(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                     int64_t n, BF16* out, AttentionWorkspace* ws);
+
 }  // namespace dsv4::v4

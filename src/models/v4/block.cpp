@@ -14,17 +14,25 @@ MhcParams MhcParamsOf(const checkpoint::ModelConfig& c) {
           static_cast<float>(c.rms_norm_eps)};
 }
 
-void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
-                  const RopeTable& rope, std::span<const SeqSlice> seqs, const int32_t* tokens,
-                  BF16* x, int64_t n, ForwardWorkspace* ws, dist::ExpertParallel* ep) {
+BF16* BlockAttentionInput(ThreadPool& pool, const checkpoint::ModelConfig& c,
+                          const LayerWeights& w, const BF16* x, int64_t n, ForwardWorkspace* ws) {
+  const int64_t D = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  BF16* u = GrowTo(ws->u, n * D);
+  GrowTo(ws->f, n * D);
+  HcPre(pool, MhcParamsOf(c), w.hc_attn, x, n, u, &ws->mix, &ws->mhc);
+  for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, w.attn_norm, D, eps, u + t * D);
+  return u;
+}
+
+void BlockFinish(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                 const int32_t* tokens, BF16* x, int64_t n, ForwardWorkspace* ws,
+                 dist::ExpertParallel* ep) {
   const int64_t D = c.hidden_size;
   const MhcParams mp = MhcParamsOf(c);
   const float eps = static_cast<float>(c.rms_norm_eps);
-  BF16* u = GrowTo(ws->u, n * D);
-  BF16* f = GrowTo(ws->f, n * D);
-  HcPre(pool, mp, w.hc_attn, x, n, u, &ws->mix, &ws->mhc);
-  for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, w.attn_norm, D, eps, u + t * D);
-  AttentionForward(pool, c, w, rope, seqs, u, n, f, &ws->attention);
+  BF16* u = ws->u.data();
+  BF16* f = ws->f.data();
   HcPost(pool, mp, ws->mix, f, n, x);
   HcPre(pool, mp, w.hc_ffn, x, n, u, &ws->mix, &ws->mhc);
   for (int64_t t = 0; t < n; ++t) models::RmsNorm(u + t * D, w.ffn_norm, D, eps, u + t * D);
@@ -34,6 +42,14 @@ void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const Laye
     MoeForward(pool, c, w, tokens, u, n, f, &ws->moe, &ws->kernels);
   }
   HcPost(pool, mp, ws->mix, f, n, x);
+}
+
+void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                  const RopeTable& rope, std::span<const SeqSlice> seqs, const int32_t* tokens,
+                  BF16* x, int64_t n, ForwardWorkspace* ws, dist::ExpertParallel* ep) {
+  const BF16* u = BlockAttentionInput(pool, c, w, x, n, ws);
+  AttentionForward(pool, c, w, rope, seqs, u, n, ws->f.data(), &ws->attention);
+  BlockFinish(pool, c, w, tokens, x, n, ws, ep);
 }
 
 const float* HeadForward(ThreadPool& pool, const checkpoint::ModelConfig& c,

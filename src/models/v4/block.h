@@ -2,7 +2,8 @@
 // (spec §2 step 3: HC_pre -> norm -> attention -> HC_post, HC_pre -> norm -> MoE -> HC_post)
 // and the head (§2 steps 4-5: HC_head -> norm -> FP32 head). The main model runs the block once
 // per layer; the MTP module (mtp.h, spec §11.3) runs it once on its own input and uses its
-// own HC_head and norm with the shared head. Each row's bits do not depend on the batch, the
+// own HC_head and norm with the shared head; DSpark's draft blocks (dspark.h) run it with
+// their own attention (BlockAttentionInput / BlockFinish). Each row's bits do not depend on the batch, the
 // chunking or the thread count.
 #pragma once
 
@@ -55,6 +56,17 @@ struct ForwardWorkspace {
 void BlockForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                   const RopeTable& rope, std::span<const SeqSlice> seqs, const int32_t* tokens,
                   BF16* x, int64_t n, ForwardWorkspace* ws, dist::ExpertParallel* ep = nullptr);
+
+// BlockForward in its parts, for a block whose attention is not AttentionForward (DSpark's
+// draft blocks, dspark.h): BlockAttentionInput computes the attention input HC_pre ->
+// attn_norm into ws->u (BF16 [n, D], ws->mix kept); the caller writes the attention output
+// into ws->f (BF16 [n, D]); BlockFinish adds it (HC_post) and runs the MoE half.
+// BlockForward is exactly BlockAttentionInput, AttentionForward(ws->u -> ws->f), BlockFinish.
+BF16* BlockAttentionInput(ThreadPool& pool, const checkpoint::ModelConfig& c,
+                          const LayerWeights& w, const BF16* x, int64_t n, ForwardWorkspace* ws);
+void BlockFinish(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                 const int32_t* tokens, BF16* x, int64_t n, ForwardWorkspace* ws,
+                 dist::ExpertParallel* ep = nullptr);
 
 // The head over rows `rows` of x BF16 [n, hc, D]: h = RMSNorm(HC_head(X; hc_head); norm),
 // logits = h · headᵀ in FP32, in one GEMM (every head tile read once for all rows). Returns

@@ -1,8 +1,8 @@
 // The weights of a DeepSeek-V4 checkpoint's drafter, for speculative decoding: the April MTP
 // module (spec §11.3) or the DSpark draft blocks of V4-Flash-0731 / V4-Pro-0813 (§11.4).
 // Loaded and shape-checked like the main model's (weights.h: the same block loader, the same
-// kernel views). The MTP module runs in mtp.h (runner::MtpDrafter); DSpark's blocks are not
-// run yet. The embedding and the head are the main model's (ModelWeights::embed, ::head):
+// kernel views). The MTP module runs in mtp.h (runner::MtpDrafter), DSpark's blocks in
+// dspark.h (runner::DsparkDrafter). The embedding and the head are the main model's (ModelWeights::embed, ::head):
 // neither layout stores its own.
 #pragma once
 

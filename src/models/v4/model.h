@@ -14,6 +14,7 @@
 #include "core/thread_pool.h"
 #include "kv/v4_cache.h"
 #include "checkpoint/config.h"
+#include "models/common/hidden_rows.h"
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
 #include "kernels/cpu/workspace.h"
@@ -45,10 +46,17 @@ class Model {
     std::span<const int32_t> tokens;  // fed at positions cache->num_tokens() ..
     LogitsMode mode = LogitsMode::kLast;
     std::vector<float>* logits = nullptr;  // FP32 [1 or n, vocab] per mode (resized)
-    // When set: the final residual streams of every fed token, before HC_head (the X_t the
-    // MTP module drafts from, spec §11.3): BF16 [n, hc*D] (resized). Null costs nothing.
+    // When set: the hidden rows `hidden_rows` of every fed token (resized): the final
+    // residual streams before HC_head (the X_t the MTP module drafts from, spec §11.3),
+    // BF16 [n, hc*D], or the target-layer means DSpark drafts from (§11.4), BF16 [n, T*D].
+    // Null costs nothing.
     std::vector<BF16>* hidden = nullptr;
+    models::HiddenRows hidden_rows = models::HiddenRows::kFinalStreams;
   };
+
+  // The width of a row of `kind` hidden rows: hc*D, or T*D (T = dspark.target_layer_ids;
+  // 0 when the config has none).
+  int64_t hidden_width(models::HiddenRows kind) const;
 
   // Feeds several sequences at once (each a prefill chunk of any size or one decode token):
   // every weight is read once for the whole batch, and each token's logits are bit-identical
@@ -72,12 +80,16 @@ class Model {
  private:
   Model() = default;
   // The layer stack over ws->x for the ws->seqs of a step (n rows, 0 when joining a step).
-  void RunLayers(ThreadPool& pool, int64_t n, ForwardWorkspace* ws) const;
+  // `means`: the items of `batch` (in ws->seqs order) whose target-layer means are recorded
+  // after each target layer (empty: none).
+  void RunLayers(ThreadPool& pool, int64_t n, std::span<const BatchItem> batch, bool means,
+                 ForwardWorkspace* ws) const;
 
   checkpoint::ModelConfig config_;
   std::shared_ptr<dist::ExpertParallel> ep_;  // null: one process holding every expert
   std::unique_ptr<ModelWeights> weights_;
   std::vector<RopeTable> rope_;  // per layer
+  std::vector<int64_t> target_slot_;  // per layer: its slot in dspark.target_layer_ids, or -1
 };
 
 }  // namespace dsv4::v4

@@ -11,13 +11,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "checkpoint/checkpoint.h"
-#include "checkpoint/presets.h"
-#include "checkpoint/tensor_store.h"
-#include "core/rng.h"
-#include "runner/loaded_model.h"
 #include "runner/make_drafter.h"
-#include "testing/weight_generator.h"
+#include "drafter_fixtures.h"
 
 namespace dsv4::runner {
 namespace {
@@ -25,62 +20,10 @@ namespace {
 using checkpoint::DraftFamily;
 using models::LogitsMode;
 
-// The tiny model (window 32) in the layout of `f`, in memory, loaded by the runner.
-std::unique_ptr<LoadedModel> LoadTiny(DraftFamily f) {
-  checkpoint::Checkpoint ck;
-  ck.name = "tiny";
-  ck.config = checkpoint::WithDrafter(checkpoint::TinyV4Config(), f);
-  ck.weights = checkpoint::TensorStore::Create(
-                   "w", fixtures::GenerateWeights(ck.config, fixtures::kDefaultSeed).value())
-                   .value();
-  EXPECT_TRUE(checkpoint::VerifyTensors(ck.config, *ck.weights, &ck.drafter, &ck.unexpected).ok());
-  return LoadCheckpoint(std::move(ck), "tiny").value();
-}
-
-std::vector<int32_t> RandomTokens(int64_t n, uint64_t seed) {
-  Rng rng(seed);
-  std::vector<int32_t> t;
-  for (int64_t i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(rng.Below(512)));
-  return t;
-}
-
-// The target's side of a sequence: feeds tokens and hands back their hidden rows.
-struct Target {
-  explicit Target(const CausalLm& lm) : lm(lm), seq(lm.NewSequence()) {}
-  std::vector<BF16> Feed(ThreadPool& pool, std::span<const int32_t> tokens) {
-    std::vector<BF16> hidden;
-    const CausalLm::BatchItem item{seq.get(), tokens, LogitsMode::kNone, nullptr, &hidden};
-    EXPECT_TRUE(lm.ForwardBatch(pool, {&item, 1}).ok());
-    return hidden;
-  }
-  const CausalLm& lm;
-  std::unique_ptr<SequenceState> seq;
-};
-
-// Runs a drafter the way the engine does over `tokens`: a prompt of `prompt` tokens, then
-// steps that commit 1, 2, 3, 1, 2, 3, ... positions; each step the drafter consumes the
-// committed positions and drafts k tokens to follow the next one. Returns every step's
-// drafts; *committed_at gets the committed count of each step.
-std::vector<std::vector<int32_t>> Drive(const Drafter& d, DraftState& state, const CausalLm& lm,
-                                        const std::vector<int32_t>& tokens, int64_t prompt,
-                                        int64_t k, std::vector<int64_t>* committed_at) {
-  ThreadPool pool(2);
-  Target target(lm);
-  std::vector<std::vector<int32_t>> out;
-  const int64_t end = static_cast<int64_t>(tokens.size()) - 1;
-  for (int64_t p = 0, step = 0; p < end; ++step) {
-    const int64_t len = p == 0 ? prompt : std::min<int64_t>(1 + step % 3, end - p);
-    const std::vector<BF16> rows = target.Feed(pool, {tokens.data() + p, static_cast<size_t>(len)});
-    p += len;
-    std::vector<int32_t> drafts;
-    EXPECT_TRUE(d.Propose(pool, state, {tokens.data(), static_cast<size_t>(p + 1)}, rows, k,
-                          &drafts).ok());
-    EXPECT_EQ(state.num_tokens(), p);
-    out.push_back(drafts);
-    if (committed_at != nullptr) committed_at->push_back(p);
-  }
-  return out;
-}
+using testing::Drive;
+using testing::LoadTiny;
+using testing::RandomTokens;
+using testing::Target;
 
 // The drafter's module run by hand on a ring of its own.
 struct ByHand {
@@ -322,12 +265,15 @@ TEST(MakeDrafter, PerFamily) {
   std::unique_ptr<LoadedModel> april = LoadTiny(DraftFamily::kMtp);
   EXPECT_TRUE(MakeDrafter(*april, DraftFamily::kMtp).ok());
   Status s = MakeDrafter(*april, DraftFamily::kDspark).status();
-  EXPECT_EQ(s.code(), StatusCode::kUnimplemented);
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
   EXPECT_THAT(s.message(), ::testing::HasSubstr("DSpark"));
   std::unique_ptr<LoadedModel> dspark = LoadTiny(DraftFamily::kDspark);
   EXPECT_EQ(MakeDrafter(*dspark, DraftFamily::kMtp).status().code(),
             StatusCode::kFailedPrecondition);
-  EXPECT_EQ(MakeDrafter(*dspark, dspark->drafter).status().code(), StatusCode::kUnimplemented);
+  Result<std::unique_ptr<Drafter>> d = MakeDrafter(*dspark, dspark->drafter);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ((*d)->name(), "dspark");
+  EXPECT_EQ((*d)->hidden_rows(), models::HiddenRows::kTargetLayerMeans);
   std::unique_ptr<LoadedModel> none = LoadTiny(DraftFamily::kNone);
   EXPECT_EQ(MakeDrafter(*none, DraftFamily::kNone).status().code(),
             StatusCode::kFailedPrecondition);

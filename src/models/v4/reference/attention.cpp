@@ -19,8 +19,10 @@ struct Projections {
   std::vector<float> kv;  // BF16 [T, d]: kv_norm, RoPE at t, FP8 grid on dims [0, d_nope)
 };
 
+// Rows t of x at positions pos0 + t.
 Projections Project(const checkpoint::ModelConfig& c, const AttentionWeights& aw,
-                    std::span<const float> inv_freq, std::span<const float> x, int64_t num_tokens) {
+                    std::span<const float> inv_freq, std::span<const float> x, int64_t num_tokens,
+                    int64_t pos0 = 0) {
   const int64_t dim = c.hidden_size, heads = c.num_attention_heads, d = c.head_dim;
   const int64_t d_nope = c.d_nope();
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -35,10 +37,10 @@ Projections Project(const checkpoint::ModelConfig& c, const AttentionWeights& aw
     for (int64_t h = 0; h < heads; ++h) {
       std::span<float> qh = std::span<float>(q).subspan(h * d, d);
       HeadRmsNormBf16(qh, eps);
-      ApplyRope(qh.subspan(d_nope), inv_freq, t, /*inverse=*/false);
+      ApplyRope(qh.subspan(d_nope), inv_freq, pos0 + t, /*inverse=*/false);
     }
     std::vector<float> kv = RmsNorm(Apply(aw.wkv, xt), aw.kv_norm, eps);
-    ApplyRope(std::span<float>(kv).subspan(d_nope), inv_freq, t, /*inverse=*/false);
+    ApplyRope(std::span<float>(kv).subspan(d_nope), inv_freq, pos0 + t, /*inverse=*/false);
     Fp8SimulateBf16(std::span<float>(kv).first(d_nope), kFp8KvBlock);
     p.qr.insert(p.qr.end(), qr.begin(), qr.end());
     p.q.insert(p.q.end(), q.begin(), q.end());
@@ -61,6 +63,23 @@ std::vector<float> GroupedWoA(const checkpoint::ModelConfig& c, const Linear& wo
     }
   }
   return z;
+}
+
+// One query position's output: per head, the sink softmax over `rows` and the de-rotation at
+// `pos` (§6.4), then the grouped wo_a and wo_b (§6.5). q: BF16 [H, d]. Returns BF16 [D].
+std::vector<float> AttendAndProject(const checkpoint::ModelConfig& c, const AttentionWeights& aw,
+                                    std::span<const float> inv_freq, std::span<const float> q,
+                                    std::span<const float* const> rows, int64_t pos) {
+  const int64_t heads = c.num_attention_heads, d = c.head_dim, d_nope = c.d_nope();
+  // Python's head_dim ** -0.5 in double, handed to the kernel as FP32.
+  const float scale = static_cast<float>(std::pow(static_cast<double>(d), -0.5));
+  std::vector<float> o(static_cast<size_t>(heads * d));
+  for (int64_t h = 0; h < heads; ++h) {
+    std::vector<float> oh = SinkAttention(q.subspan(h * d, d), rows, aw.attn_sink[h], scale);
+    ApplyRope(std::span<float>(oh).subspan(d_nope), inv_freq, pos, /*inverse=*/true);
+    std::copy(oh.begin(), oh.end(), o.begin() + h * d);
+  }
+  return Apply(aw.wo_b, GroupedWoA(c, aw.wo_a, o));
 }
 
 }  // namespace
@@ -117,7 +136,7 @@ std::vector<float> SinkAttention(std::span<const float> q, std::span<const float
 std::vector<float> AttentionForward(const checkpoint::ModelConfig& c, const AttentionWeights& aw,
                                     std::span<const float> x, int64_t num_tokens,
                                     std::vector<std::vector<int64_t>>* selected_out) {
-  const int64_t heads = c.num_attention_heads, d = c.head_dim, d_nope = c.d_nope();
+  const int64_t heads = c.num_attention_heads, d = c.head_dim;
   const int64_t window = c.sliding_window, ratio = aw.ratio;
   const std::vector<float> inv_freq = LayerRopeInvFreq(c, aw.layer);
   const Projections p = Project(c, aw, inv_freq, x, num_tokens);
@@ -137,12 +156,9 @@ std::vector<float> AttentionForward(const checkpoint::ModelConfig& c, const Atte
     }
   }
 
-  // Python's head_dim ** -0.5 in double, handed to the kernel as FP32.
-  const float scale = static_cast<float>(std::pow(static_cast<double>(d), -0.5));
   std::vector<float> out;
   out.reserve(static_cast<size_t>(num_tokens * c.hidden_size));
   std::vector<const float*> rows;
-  std::vector<float> o(static_cast<size_t>(heads * d));
   for (int64_t t = 0; t < num_tokens; ++t) {
     // KV set S_t (§9): window positions max(0, t−W+1)..t ascending, then the chosen compressed
     // entries ascending; one softmax over all of them.
@@ -154,17 +170,44 @@ std::vector<float> AttentionForward(const checkpoint::ModelConfig& c, const Atte
       DSV4_CHECK(i < NumVisibleEntries(t, ratio));
       rows.push_back(entries.data() + i * d);
     }
-    for (int64_t h = 0; h < heads; ++h) {
-      std::span<const float> qh = std::span<const float>(p.q).subspan((t * heads + h) * d, d);
-      std::vector<float> oh = SinkAttention(qh, rows, aw.attn_sink[h], scale);
-      // §6.4: de-rotate the output's RoPE dims at the query position.
-      ApplyRope(std::span<float>(oh).subspan(d_nope), inv_freq, t, /*inverse=*/true);
-      std::copy(oh.begin(), oh.end(), o.begin() + h * d);
-    }
-    const std::vector<float> y = Apply(aw.wo_b, GroupedWoA(c, aw.wo_a, o));
+    const std::vector<float> y = AttendAndProject(
+        c, aw, inv_freq, std::span<const float>(p.q).subspan(t * heads * d, heads * d), rows, t);
     out.insert(out.end(), y.begin(), y.end());
   }
   if (selected_out != nullptr) *selected_out = std::move(selected);
+  return out;
+}
+
+}  // namespace dsv4::v4::reference
+
+namespace dsv4::v4::reference {
+
+std::vector<float> WindowKeys(const checkpoint::ModelConfig& c, const AttentionWeights& aw,
+                              std::span<const float> x, int64_t num_tokens, int64_t pos0) {
+  return Project(c, aw, LayerRopeInvFreq(c, aw.layer), x, num_tokens, pos0).kv;
+}
+
+std::vector<float> DsparkAttentionForward(const checkpoint::ModelConfig& c,
+                                          const AttentionWeights& aw, std::span<const float> x,
+                                          int64_t num_tokens, int64_t pos0,
+                                          std::span<const float> context) {
+  const int64_t heads = c.num_attention_heads, d = c.head_dim;
+  const std::vector<float> inv_freq = LayerRopeInvFreq(c, aw.layer);
+  const Projections p = Project(c, aw, inv_freq, x, num_tokens, pos0);
+  // One KV set for every row: the context keys, then all the block's own keys.
+  std::vector<const float*> rows;
+  for (size_t i = 0; i < context.size() / static_cast<size_t>(d); ++i) {
+    rows.push_back(context.data() + i * d);
+  }
+  for (int64_t t = 0; t < num_tokens; ++t) rows.push_back(p.kv.data() + t * d);
+  std::vector<float> out;
+  out.reserve(static_cast<size_t>(num_tokens * c.hidden_size));
+  for (int64_t t = 0; t < num_tokens; ++t) {
+    const std::vector<float> y = AttendAndProject(
+        c, aw, inv_freq, std::span<const float>(p.q).subspan(t * heads * d, heads * d), rows,
+        pos0 + t);
+    out.insert(out.end(), y.begin(), y.end());
+  }
   return out;
 }
 

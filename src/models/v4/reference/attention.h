@@ -54,4 +54,19 @@ std::vector<float> AttentionForward(const checkpoint::ModelConfig& c, const Atte
                                     std::span<const float> x, int64_t num_tokens,
                                     std::vector<std::vector<int64_t>>* selected = nullptr);
 
+// The window keys (§6.2: kv_norm(wkv x), RoPE, FP8 grid on dims [0, d_nope)) of rows x
+// BF16 values [T, D] at positions pos0 .. pos0 + T - 1. Returns BF16 values [T, d].
+std::vector<float> WindowKeys(const checkpoint::ModelConfig& c, const AttentionWeights& aw,
+                              std::span<const float> x, int64_t num_tokens, int64_t pos0);
+
+// A DSpark draft block's attention (spec §11.4 step 5): the rows x BF16 values [T, D] sit at
+// positions pos0 .. pos0 + T - 1; every row's query attends to the `context` keys (BF16
+// values [m, d], WindowKeys of the block's context, ascending) followed by all T rows' own
+// window keys (no causal mask), in one sink softmax; de-rotation at the row's position,
+// wo_a / wo_b. Returns BF16 values [T, D].
+std::vector<float> DsparkAttentionForward(const checkpoint::ModelConfig& c,
+                                          const AttentionWeights& aw, std::span<const float> x,
+                                          int64_t num_tokens, int64_t pos0,
+                                          std::span<const float> context);
+
 }  // namespace dsv4::v4::reference

@@ -57,6 +57,18 @@ Status RunBlock(const checkpoint::ModelConfig& c, const checkpoint::TensorSource
                 const std::string& prefix, int64_t layer, std::span<const int32_t> tokens,
                 const HcOptions& o, std::vector<float>* streams, LayerTrace* trace) {
   const int64_t num_tokens = static_cast<int64_t>(tokens.size());
+  std::vector<std::vector<int64_t>>* compressed = trace ? &trace->compressed : nullptr;
+  const AttentionFn attention = [&](const AttentionWeights& aw, std::span<const float> u) {
+    return AttentionForward(c, aw, u, num_tokens, compressed);
+  };
+  return RunBlockWith(c, w, prefix, layer, tokens, o, attention, streams, trace);
+}
+
+Status RunBlockWith(const checkpoint::ModelConfig& c, const checkpoint::TensorSource& w,
+                    const std::string& prefix, int64_t layer, std::span<const int32_t> tokens,
+                    const HcOptions& o, const AttentionFn& attention, std::vector<float>* streams,
+                    LayerTrace* trace) {
+  const int64_t num_tokens = static_cast<int64_t>(tokens.size());
   const int64_t dim = c.hidden_size, width = o.hc * dim;
   const float eps = static_cast<float>(c.rms_norm_eps);
   DSV4_ASSIGN_OR_RETURN(const BlockWeights b, LoadBlock(c, w, prefix));
@@ -65,8 +77,7 @@ Status RunBlock(const checkpoint::ModelConfig& c, const checkpoint::TensorSource
     DSV4_ASSIGN_OR_RETURN(const AttentionWeights aw, LoadAttention(c, w, prefix, layer));
     const std::vector<float> u =
         PreAll(*streams, b.hc_attn, b.attn_norm, o, eps, num_tokens, &mixes);
-    const std::vector<float> a =
-        AttentionForward(c, aw, u, num_tokens, trace ? &trace->compressed : nullptr);
+    const std::vector<float> a = attention(aw, u);
     for (int64_t t = 0; t < num_tokens; ++t) {
       HcPost(std::span<const float>(a).subspan(t * dim, dim),
              std::span<float>(*streams).subspan(t * width, width), mixes[t], o.hc);
@@ -93,7 +104,8 @@ Status RunBlock(const checkpoint::ModelConfig& c, const checkpoint::TensorSource
 
 Result<std::vector<float>> HeadLogits(const checkpoint::ModelConfig& c,
                                       const checkpoint::TensorSource& w, const std::string& prefix,
-                                      std::span<const float> streams, const HcOptions& o) {
+                                      std::span<const float> streams, const HcOptions& o,
+                                      std::vector<float>* normed) {
   const int64_t dim = c.hidden_size, hc = c.hc_mult, vocab = c.vocab_size;
   const int64_t num_tokens = static_cast<int64_t>(streams.size()) / (hc * dim);
   DSV4_ASSIGN_OR_RETURN(const HcParams head_hc, LoadHcParams(w, prefix + "hc_head", hc, dim, true));
@@ -103,9 +115,12 @@ Result<std::vector<float>> HeadLogits(const checkpoint::ModelConfig& c,
                         LoadF32Linear(w, "head.weight", DType::kBF16, vocab, dim));
   std::vector<float> logits;
   logits.reserve(static_cast<size_t>(num_tokens * vocab));
+  if (normed != nullptr) normed->clear();
   for (int64_t t = 0; t < num_tokens; ++t) {
     const std::vector<float> h = HcHead(streams.subspan(t * hc * dim, hc * dim), head_hc, o);
-    const std::vector<float> y = Apply(head, RmsNorm(h, norm, o.norm_eps));
+    const std::vector<float> hn = RmsNorm(h, norm, o.norm_eps);
+    if (normed != nullptr) normed->insert(normed->end(), hn.begin(), hn.end());
+    const std::vector<float> y = Apply(head, hn);
     logits.insert(logits.end(), y.begin(), y.end());
   }
   return logits;
