@@ -9,6 +9,22 @@
 namespace dsv4::engine {
 namespace {
 
+TokenEvent Token(int32_t token, int64_t index) {
+  TokenEvent ev;
+  ev.token = token;
+  ev.index = index;
+  return ev;
+}
+
+TokenEvent End(int64_t index, FinishReason reason, std::string error = "") {
+  TokenEvent ev;
+  ev.index = index;
+  ev.finished = true;
+  ev.reason = reason;
+  ev.error = std::move(error);
+  return ev;
+}
+
 TEST(DataParallelProtocol, ControlSurvivesEncoding) {
   DpControl c;
   c.step = true;
@@ -52,9 +68,9 @@ TEST(DataParallelProtocol, ReportSurvivesEncoding) {
   r.has_work = true;
   r.stats.kv_used_bytes = 12345;
   r.stats.exchange_seconds = 0.25;
-  r.events.push_back({4, {.token = 17, .index = 0}});
-  r.events.push_back({4, {.token = -1, .index = 1, .finished = true,
-                          .reason = FinishReason::kError, .error = "boom", .seconds = 1.5}});
+  r.events.push_back({4, Token(17, 0)});
+  r.events.push_back({4, End(1, FinishReason::kError, "boom")});
+  r.events.back().event.seconds = 1.5;
   std::vector<std::byte> bytes;
   EncodeReport(r, &bytes);
   DpReport d;
@@ -99,9 +115,9 @@ TEST(DataParallelLeader, DeliversReportedEventsToTheirStreams) {
   EXPECT_TRUE(l.others_busy());
   std::vector<DpReport> reps(2);
   reps[1].has_work = false;
-  reps[1].events.push_back({9, {.token = 5, .index = 0}});
-  reps[1].events.push_back({9, {.index = 1, .finished = true, .reason = FinishReason::kLength}});
-  reps[1].events.push_back({123, {.token = 1}});  // unknown: ignored
+  reps[1].events.push_back({9, Token(5, 0)});
+  reps[1].events.push_back({9, End(1, FinishReason::kLength)});
+  reps[1].events.push_back({123, Token(1, 0)});  // unknown: ignored
   EXPECT_EQ(l.Update(reps), 1);
   EXPECT_FALSE(l.others_busy());
   EXPECT_TRUE(l.IsRemote(9));  // until delivered
