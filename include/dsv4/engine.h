@@ -37,6 +37,9 @@ namespace runner {
 struct LoadedModel;
 class Drafter;
 }
+namespace dist {
+class ExpertParallel;
+}
 
 using RequestId = int64_t;
 
@@ -171,6 +174,29 @@ struct EngineOptions {
   // inject one so that no decision depends on the clock). Empty: measured by the engine
   // (the wall time of its pure decode steps).
   std::function<double(int64_t k)> speculative_step_cost;
+  // Data-parallel serving across expert-parallel ranks (engine/data_parallel.h): the model's
+  // own dist::ExpertParallel (LoadOptions::expert_parallel). On rank 0 the engine takes every
+  // request and places it on a rank; on the other ranks it runs what rank 0 places there and
+  // takes no Submit (WaitUntilReleased). Null: one process.
+  std::shared_ptr<dist::ExpertParallel> data_parallel;
+};
+
+// One rank's part in data-parallel serving (EngineStats::ranks), as of its last step.
+struct EngineRankStats {
+  int rank = 0;
+  int64_t placed = 0;          // requests rank 0 placed on it
+  int64_t running = 0;
+  int64_t waiting = 0;
+  int64_t finished = 0;
+  int64_t steps = 0;           // engine steps with rows of its own
+  int64_t joined_steps = 0;    // steps it joined with zero rows
+  int64_t prompt_tokens = 0;
+  int64_t generated_tokens = 0;
+  int64_t kv_used_bytes = 0;
+  int64_t kv_sequence_bytes = 0;  // what its sequences hold at their lengths (its load)
+  int64_t exchange_bytes_sent = 0;      // MoE rows to other ranks
+  int64_t exchange_bytes_received = 0;
+  double exchange_seconds = 0;          // inside the all-to-alls
 };
 
 struct EngineStats {
@@ -230,6 +256,9 @@ struct EngineStats {
   // Tokens a verification emits on average: 1 (the target's own) + accepted drafts.
   double spec_mean_accepted_length() const;
   KvStats kv;                    // budget_bytes set from the start
+  // Data-parallel serving, on rank 0: every rank's (empty otherwise). The fields above are
+  // rank 0's own engine's, except finished, which counts every rank's requests.
+  std::vector<EngineRankStats> ranks;
 };
 
 class Engine {
@@ -257,6 +286,14 @@ class Engine {
   void SetPaused(bool paused);
 
   EngineStats Stats() const;
+
+  // Non-empty once the engine can serve nothing more: why (data-parallel serving: a rank
+  // stopped answering; the message names it). Submit then refuses with FailedPrecondition.
+  std::string unavailable() const;
+  // Data-parallel serving, a rank other than 0: blocks until rank 0's engine stops (its
+  // requests arrive from rank 0; Submit is refused). Returns at once on rank 0 or without
+  // data parallelism.
+  void WaitUntilReleased();
 
   // The served model. Its config and tokenizer are the engine's own (no need to open the
   // checkpoint again); they live as long as the engine.

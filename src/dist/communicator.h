@@ -11,7 +11,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
+#include <string>
+#include <vector>
 
 namespace dsv4::dist {
 
@@ -36,6 +39,20 @@ class Communicator {
   virtual int64_t AgreeMax(int64_t value) = 0;
   // Every rank's `value`: [size].
   virtual void AllGather(int64_t value, std::span<int64_t> all) = 0;
+
+  // Data-parallel serving (dist/serving_protocol.h). Rank 0's `bytes` to every rank (the
+  // others' *bytes are replaced). The other ranks wait without a timeout and without spinning:
+  // an idle server waits here for its next request.
+  virtual void Broadcast(std::vector<std::byte>* bytes) = 0;
+  // Every rank's `mine` to rank 0, which gets all [size] (its own included; others' `all` is
+  // untouched). Rank 0 waits for each rank within the collective timeout: a rank that does
+  // not send in time ends the job, named.
+  virtual void GatherToRoot(std::span<const std::byte> mine,
+                            std::vector<std::vector<std::byte>>* all) = 0;
+  // Called once, on the failing thread, with the error line (naming the rank that stopped
+  // answering when it can be found) before the job is ended; it may block for a while (rank 0
+  // answers its clients) and then returns. Unset: the job ends at once.
+  virtual void SetFailureHandler(std::function<void(const std::string&)> handler) = 0;
 };
 
 }  // namespace dsv4::dist

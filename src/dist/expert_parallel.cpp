@@ -23,11 +23,12 @@ ExpertParallel::ExpertParallel(ExpertMap map, int rank, std::shared_ptr<Communic
 void ExpertParallel::BeginStep() {
   DSV4_CHECK(comm_ != nullptr);
   ++stats_.steps;
+  if (steps_agreed_) return;
   DSV4_CHECK_MSG(comm_->AgreeMax(kStep) == kStep, "a rank finished while another stepped");
 }
 
 bool ExpertParallel::AwaitStep() {
-  DSV4_CHECK(comm_ != nullptr);
+  DSV4_CHECK(comm_ != nullptr && !steps_agreed_);
   if (comm_->AgreeMax(kIdle) != kStep) return false;
   ++stats_.steps;
   return true;
@@ -35,6 +36,7 @@ bool ExpertParallel::AwaitStep() {
 
 void ExpertParallel::Finish() {
   DSV4_CHECK(comm_ != nullptr);
+  if (steps_agreed_) return;
   comm_->AgreeMax(kFinish);
 }
 

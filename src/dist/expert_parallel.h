@@ -6,9 +6,10 @@
 // so all ranks must run the same steps. A rank that runs sequences calls BeginStep() at the
 // start of each forward step; a rank with nothing to run loops on AwaitStep(), and for every
 // step it returns true joins the step's collectives with zero rows (v4::Model::JoinStep);
-// Finish() ends the others' loops. The agreement is a max over the ranks, so several ranks
-// may run sequences (each then calls BeginStep for every step any of them runs; not done
-// yet: each rank's engine would have to step when any other does).
+// Finish() ends the others' loops. Data-parallel serving (dist/serving_protocol.h) agrees on
+// its steps itself (rank 0's control message says whether a step runs): there
+// set_steps_agreed(true) makes BeginStep and Finish count only, and a rank with no rows in an
+// agreed step joins it through v4::Model::JoinStep.
 //
 // Not thread-safe: one thread per process uses it at a time (the engine's, or the CLI's).
 #pragma once
@@ -51,14 +52,22 @@ class ExpertParallel {
   bool AwaitStep();
   // A rank that runs sequences: no more steps; every AwaitStep returns false.
   void Finish();
+  // Steps are agreed outside (data-parallel serving): BeginStep only counts, Finish does
+  // nothing, AwaitStep must not be called.
+  void set_steps_agreed(bool agreed) { steps_agreed_ = agreed; }
+  bool steps_agreed() const { return steps_agreed_; }
+  // A rank with no rows in an agreed step (counted).
+  void JoinAgreedStep() { ++stats_.steps; }
 
   ExchangeStats& stats() { return stats_; }
+  const ExchangeStats& stats() const { return stats_; }
 
  private:
   ExpertMap map_;
   int rank_ = 0;
   std::shared_ptr<Communicator> comm_;
   ExchangeStats stats_;
+  bool steps_agreed_ = false;
 };
 
 }  // namespace dsv4::dist

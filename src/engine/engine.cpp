@@ -6,11 +6,13 @@
 #include <map>
 #include <thread>
 
+#include "engine/data_parallel.h"
 #include "engine/prefix_policy.h"
 #include "engine/request_check.h"
 #include "engine/speculation.h"
 #include "engine/stop_condition.h"
 #include "checkpoint/config.h"
+#include "dist/communicator.h"
 #include "runner/causal_lm.h"
 #include "runner/loaded_model.h"
 #include "runner/model_fingerprint.h"
@@ -45,6 +47,15 @@ class Engine::Impl {
   void SetPaused(bool paused);
   void ClearPrefixCache();
   EngineStats Stats() const;
+  std::string unavailable() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return unavailable_;
+  }
+  void WaitUntilReleased() {
+    if (options_.data_parallel == nullptr || options_.data_parallel->rank() == 0) return;
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return released_; });
+  }
 
   // Immutable after Init: read by any thread.
   const runner::LoadedModel& model() const { return *model_; }
@@ -58,6 +69,20 @@ class Engine::Impl {
 
  private:
   void Loop();
+  // Data-parallel serving (engine/data_parallel.h): rank 0's ticks and the other ranks'.
+  void LoopLeader();
+  void LoopFollower();
+  // Step 2 of a tick: the engine step when there are sequences; joins with zero rows when
+  // the tick runs a step this rank had no forward in.
+  void AgreedStep(bool step);
+  void FillReport(engine::DpReport* r);
+  // KV bytes the running and waiting sequences hold at their lengths (cached prefixes not
+  // counted): a rank's load (engine thread).
+  int64_t SequenceKvBytes() const;
+  // Rank 0: a rank failed; ends every stream with `error` and refuses new requests.
+  void FailDataParallel(const std::string& error);
+  // A new request's state (Submit's, and a follower's for what rank 0 placed on it).
+  std::unique_ptr<Active> MakeActive(GenerationRequest r, RequestId id);
   void Step();
   // A step's sampled chunk: the tokens it emits (the target's, accepted drafts first), cut
   // at a stop condition (returned), with rejected drafts rolled back; the sequence grows.
@@ -101,6 +126,14 @@ class Engine::Impl {
   RequestId next_id_ = 1;
   int64_t queued_ = 0;  // submitted, not finished
   EngineStats stats_;   // guarded by mu_
+  std::string unavailable_;  // guarded by mu_
+  bool released_ = false;    // guarded by mu_: a follower's loop ended
+  // Data-parallel serving: rank 0's placement and remote streams; a follower's streams of
+  // the requests it runs, keyed by rank 0's ids (engine thread only).
+  std::unique_ptr<engine::DpLeader> dp_;
+  std::vector<std::shared_ptr<RequestStream>> dp_streams_;
+  std::vector<std::byte> dp_buffer_;
+  engine::DpControl* dp_control_ = nullptr;  // rank 0: the tick's control being filled
   std::thread thread_;
 };
 
@@ -163,6 +196,16 @@ Status Engine::Impl::Init(const ModelFactory& make_model, const EngineOptions& o
                                                              Warn(m);
                                                            }));
   if (spec_) drafter_name_ = std::string(spec_->drafter().name());
+  if (o.data_parallel) {
+    if (o.data_parallel->comm() == nullptr) {
+      return Status::InvalidArgument("data-parallel serving needs a communicator");
+    }
+    o.data_parallel->set_steps_agreed(true);
+    if (o.data_parallel->rank() == 0) {
+      dp_ = std::make_unique<engine::DpLeader>(o.data_parallel->num_ranks());
+      stats_.ranks = dp_->ranks();
+    }
+  }
   stats_.kv = kv_->Stats();
   prefix_->FillStats(&stats_);
   if (spec_) spec_->FillStats(&stats_);
@@ -188,29 +231,40 @@ RequestCheck Engine::Impl::Check(const GenerationRequest& r) const {
   return engine::ValidateRequest(r, limits_);
 }
 
-Result<std::shared_ptr<RequestStream>> Engine::Impl::Submit(GenerationRequest r) {
-  RequestCheck check = Check(r);
-  if (!check.ok()) return check.status;
+std::unique_ptr<Active> Engine::Impl::MakeActive(GenerationRequest r, RequestId id) {
   const int64_t total = static_cast<int64_t>(r.prompt.size()) + r.stop.max_new_tokens;
   auto a = std::make_unique<Active>();
   a->request = std::move(r);
   a->submitted = Clock::now();
+  a->seq.id = id;
+  a->seq.arrival = id;
+  a->seq.tokens = a->request.prompt;
+  a->seq.num_prompt = static_cast<int64_t>(a->request.prompt.size());
+  a->seq.max_tokens = total;
+  a->seq.stop_points = prefix_->StopPoints(a->seq.num_prompt);
+  a->seq.state = model_->lm->NewSequence(kv_.get());
+  a->stream = std::make_shared<RequestStream>(id);
+  return a;
+}
+
+Result<std::shared_ptr<RequestStream>> Engine::Impl::Submit(GenerationRequest r) {
+  if (options_.data_parallel && options_.data_parallel->rank() != 0) {
+    return Status::FailedPrecondition("data-parallel serving: rank " +
+                                      std::to_string(options_.data_parallel->rank()) +
+                                      " runs what rank 0 places on it, it takes no requests");
+  }
+  RequestCheck check = Check(r);
+  if (!check.ok()) return check.status;
   std::shared_ptr<RequestStream> stream;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!unavailable_.empty()) return Status::FailedPrecondition(unavailable_);
     if (queued_ >= options_.max_queued_requests) {
       return Status::ResourceExhausted("request queue is full (" +
                                        std::to_string(options_.max_queued_requests) + ")");
     }
-    const RequestId id = next_id_++;
-    a->seq.id = id;
-    a->seq.arrival = id;
-    a->seq.tokens = a->request.prompt;
-    a->seq.num_prompt = static_cast<int64_t>(a->request.prompt.size());
-    a->seq.max_tokens = total;
-    a->seq.stop_points = prefix_->StopPoints(a->seq.num_prompt);
-    a->seq.state = model_->lm->NewSequence(kv_.get());
-    a->stream = stream = std::make_shared<RequestStream>(id);
+    std::unique_ptr<Active> a = MakeActive(std::move(r), next_id_++);
+    stream = a->stream;
     inbox_.push_back(std::move(a));
     ++queued_;
   }
@@ -296,6 +350,22 @@ void Engine::Impl::DrainInbox() {
     prefix_->FillStats(&stats_);
     stats_.kv = kv_->Stats();
   }
+  if (dp_) {  // data-parallel rank 0: requests placed elsewhere and their cancels go out
+    DSV4_CHECK(dp_control_ != nullptr);
+    const int64_t local = SequenceKvBytes();
+    std::erase_if(fresh, [&](std::unique_ptr<Active>& a) {
+      const int rank = dp_->Place(local, KvBytesAt(a->seq.max_tokens));
+      if (rank == 0) return false;
+      dp_->Forward(a->seq.id, rank, a->stream);
+      dp_control_->placed.push_back({a->seq.id, rank, std::move(a->request)});
+      return true;
+    });
+    std::erase_if(cancels, [&](RequestId id) {
+      if (!dp_->IsRemote(id)) return false;
+      dp_control_->cancelled.push_back(id);
+      return true;
+    });
+  }
   for (auto& a : fresh) {
     Active* p = a.get();
     if (spec_) spec_->Start(p->request, &p->draft);
@@ -320,7 +390,14 @@ void Engine::Impl::RestorePrefix(sched::Sequence* s) {
 }
 
 void Engine::Impl::Loop() {
-  while (true) {
+  if (options_.data_parallel) {
+    if (dp_) {
+      LoopLeader();
+    } else {
+      LoopFollower();
+    }
+  }
+  while (!options_.data_parallel) {
     bool step = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
@@ -337,8 +414,12 @@ void Engine::Impl::Loop() {
     if (step && !active_.empty()) Step();
   }
   while (!active_.empty()) Finish(active_.begin()->second.get(), FinishReason::kCancelled);
+  if (dp_) dp_->EndAll(FinishReason::kCancelled);
   // Cached prefixes outlive the process when there is a disk tier.
   prefix_->SpillAll();
+  std::lock_guard<std::mutex> lock(mu_);
+  released_ = true;
+  cv_.notify_all();
 }
 
 void Engine::Impl::Step() {
@@ -448,6 +529,162 @@ void Engine::Impl::Step() {
   kv_->FillStats(&stats_.kv);  // reuses its capacity
 }
 
+void Engine::Impl::LoopLeader() {
+  dist::ExpertParallel& ep = *options_.data_parallel;
+  dist::Communicator& comm = *ep.comm();
+  comm.SetFailureHandler([this](const std::string& error) { FailDataParallel(error); });
+  std::vector<engine::DpReport> reports(static_cast<size_t>(ep.num_ranks()));
+  std::vector<std::vector<std::byte>> gathered;
+  engine::DpControl control;
+  while (true) {
+    bool stop = false, paused = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      // No rank has work: wait here; the other ranks wait for the control message.
+      cv_.wait(lock, [&] {
+        return stop_ || !cancels_.empty() || clear_cache_ ||
+               (!paused_ && (!inbox_.empty() || !active_.empty() || dp_->others_busy()));
+      });
+      stop = stop_;
+      paused = paused_;
+    }
+    control = {};
+    control.stop = stop;
+    if (!stop) {
+      dp_control_ = &control;
+      DrainInbox();  // places the new requests, routes the cancels
+      dp_control_ = nullptr;
+      control.step = !paused && (!active_.empty() || dp_->others_busy());
+    }
+    engine::EncodeControl(control, &dp_buffer_);
+    comm.Broadcast(&dp_buffer_);
+    if (stop) break;
+    AgreedStep(control.step);
+    FillReport(&reports[0]);
+    comm.GatherToRoot({}, &gathered);
+    for (size_t q = 1; q < reports.size(); ++q) {
+      const Status s = engine::DecodeReport(gathered[q], &reports[q]);
+      DSV4_CHECK_MSG(s.ok(), s.message().c_str());
+    }
+    const int64_t ended = dp_->Update(reports);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queued_ -= ended;
+      stats_.finished += ended;
+      stats_.ranks = dp_->ranks();
+    }
+    dp_->Deliver(reports);
+  }
+}
+
+void Engine::Impl::LoopFollower() {
+  dist::ExpertParallel& ep = *options_.data_parallel;
+  dist::Communicator& comm = *ep.comm();
+  // A rank that times out leaves the ending of the job to rank 0, which answers its clients
+  // first (engine/data_parallel.h); it ends the job itself only if rank 0 never does.
+  comm.SetFailureHandler(
+      [](const std::string&) { std::this_thread::sleep_for(std::chrono::seconds(30)); });
+  engine::DpControl control;
+  engine::DpReport report;
+  std::vector<bool> ended;
+  while (true) {
+    comm.Broadcast(&dp_buffer_);
+    const Status s = engine::DecodeControl(dp_buffer_, &control);
+    DSV4_CHECK_MSG(s.ok(), s.message().c_str());
+    if (control.stop) break;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (engine::DpControl::Placed& p : control.placed) {
+        if (p.rank != ep.rank()) continue;
+        std::unique_ptr<Active> a = MakeActive(std::move(p.request), p.id);
+        dp_streams_.push_back(a->stream);
+        inbox_.push_back(std::move(a));
+        ++queued_;
+      }
+      // Ids this rank does not run are ignored (DrainInbox).
+      cancels_.insert(cancels_.end(), control.cancelled.begin(), control.cancelled.end());
+    }
+    DrainInbox();
+    AgreedStep(control.step);
+    // The events of this tick, in order, with rank 0's ids; ended streams are dropped.
+    report.events.clear();
+    ended.assign(dp_streams_.size(), false);
+    for (size_t i = 0; i < dp_streams_.size(); ++i) {
+      TokenEvent ev;
+      bool timed_out = false;
+      while (dp_streams_[i]->NextFor(&ev, std::chrono::milliseconds(0), &timed_out)) {
+        ended[i] = ended[i] || ev.finished;
+        report.events.push_back({dp_streams_[i]->id(), std::move(ev)});
+      }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < dp_streams_.size(); ++i) {
+      if (!ended[i]) dp_streams_[kept++] = std::move(dp_streams_[i]);
+    }
+    dp_streams_.resize(kept);
+    FillReport(&report);
+    engine::EncodeReport(report, &dp_buffer_);
+    comm.GatherToRoot(dp_buffer_, nullptr);
+  }
+}
+
+void Engine::Impl::AgreedStep(bool step) {
+  const dist::ExpertParallel& ep = *options_.data_parallel;
+  const int64_t before = ep.stats().steps;
+  if (step && !active_.empty()) Step();
+  if (step && ep.stats().steps == before) {  // no forward of its own: zero rows
+    const Status s = model_->lm->JoinExpertParallelStep(*pool_);
+    DSV4_CHECK_MSG(s.ok(), s.message().c_str());
+  }
+}
+
+int64_t Engine::Impl::SequenceKvBytes() const {
+  int64_t bytes = 0;
+  for (const auto& [id, a] : active_) bytes += KvBytesAt(a->seq.num_tokens());
+  return bytes;
+}
+
+void Engine::Impl::FillReport(engine::DpReport* r) {
+  const dist::ExchangeStats& x = options_.data_parallel->stats();
+  r->has_work = !active_.empty();
+  EngineRankStats& st = r->stats;
+  st = {};
+  st.rank = options_.data_parallel->rank();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    st.running = static_cast<int64_t>(scheduler_->num_running());
+    st.waiting = static_cast<int64_t>(scheduler_->num_waiting());
+    st.finished = stats_.finished;
+    st.steps = stats_.steps;
+    st.prompt_tokens = stats_.prompt_tokens;
+    st.generated_tokens = stats_.generated_tokens;
+  }
+  st.joined_steps = x.steps - st.steps;
+  st.kv_used_bytes = kv_->Stats().used_bytes;
+  st.kv_sequence_bytes = SequenceKvBytes();
+  st.exchange_bytes_sent = x.bytes_sent;
+  st.exchange_bytes_received = x.bytes_received;
+  st.exchange_seconds = x.exchange_s;
+}
+
+void Engine::Impl::FailDataParallel(const std::string& error) {
+  const std::string message = "data-parallel serving stopped: " + error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    unavailable_ = message;
+  }
+  dp_->EndAll(FinishReason::kError, message);
+  for (auto& [id, a] : active_) {
+    TokenEvent ev;
+    ev.finished = true;
+    ev.reason = FinishReason::kError;
+    ev.error = message;
+    a->stream->Push(std::move(ev));
+  }
+  // Clients in flight get their 503 and new requests are refused with it before the job ends.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+}
+
 FinishReason Engine::Impl::Verify(size_t i, const sched::ScheduledChunk& c, Active* a) {
   sched::Sequence& seq = *c.seq;
   std::vector<int32_t>& emitted = step_emitted_[i];
@@ -486,6 +723,8 @@ void Engine::Cancel(RequestId id) { impl_->Cancel(id); }
 void Engine::SetPaused(bool paused) { impl_->SetPaused(paused); }
 void Engine::ClearPrefixCache() { impl_->ClearPrefixCache(); }
 EngineStats Engine::Stats() const { return impl_->Stats(); }
+std::string Engine::unavailable() const { return impl_->unavailable(); }
+void Engine::WaitUntilReleased() { impl_->WaitUntilReleased(); }
 const std::string& Engine::model_name() const { return impl_->model().name; }
 const checkpoint::ModelConfig& Engine::config() const { return impl_->config(); }
 int64_t Engine::vocab_size() const { return impl_->config().vocab_size; }

@@ -67,6 +67,10 @@ class V4Lm final : public CausalLm {
     std::lock_guard<std::mutex> lock(ws_mu_);
     return model_->FollowSteps(pool, &ws_);
   }
+  Status JoinExpertParallelStep(ThreadPool& pool) const override {
+    std::lock_guard<std::mutex> lock(ws_mu_);
+    return model_->JoinStep(pool, &ws_);
+  }
 
  private:
   std::unique_ptr<v4::Model> model_;
@@ -114,6 +118,10 @@ Status CausalLm::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch
 }
 
 Status CausalLm::FollowExpertParallelSteps(ThreadPool& pool) const {
+  return Status::FailedPrecondition("this model was not loaded with expert parallelism (--ep)");
+}
+
+Status CausalLm::JoinExpertParallelStep(ThreadPool& pool) const {
   return Status::FailedPrecondition("this model was not loaded with expert parallelism (--ep)");
 }
 

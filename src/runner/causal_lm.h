@@ -87,6 +87,8 @@ class CausalLm {
   // dist::ExpertParallel::Finish (v4::Model::FollowSteps). FailedPrecondition for a model
   // not loaded with expert parallelism.
   virtual Status FollowExpertParallelSteps(ThreadPool& pool) const;
+  // Data-parallel serving: joins one agreed step with zero rows (v4::Model::JoinStep).
+  virtual Status JoinExpertParallelStep(ThreadPool& pool) const;
 };
 
 // The model for `c.arch`. `source` must outlive it. Errors of the architecture's

@@ -33,4 +33,8 @@ ApiError FromStatus(const Status& s, std::string param) {
   }
 }
 
+ApiError Unavailable(std::string why) {
+  return ApiError{503, std::move(why), "service_unavailable", "", "engine_unavailable"};
+}
+
 }  // namespace dsv4::server

@@ -31,6 +31,10 @@ std::string ErrorBody(const ApiError& e);
 // can never fit is OutOfRange), NotFound -> 404, anything else -> 500.
 ApiError FromStatus(const Status& s, std::string param = "");
 
+// 503 service_unavailable for an engine that can serve nothing more (Engine::unavailable():
+// a data-parallel rank failed), with its reason.
+ApiError Unavailable(std::string why);
+
 // A parsed value or the ApiError to answer with. Accessing value() of an error is a bug.
 template <typename T>
 class [[nodiscard]] ApiResult {

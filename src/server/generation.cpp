@@ -15,6 +15,10 @@ ApiResult<std::unique_ptr<Generation>> Generation::Start(const GenerationContext
                         " concurrent requests (--max-concurrent-requests); retry later",
                     "rate_limit_exceeded", "", "too_many_requests"};
   }
+  if (std::string why = ctx.engine->unavailable(); !why.empty()) {
+    ctx.in_flight->fetch_sub(1);
+    return Unavailable(why);
+  }
   const int64_t prompt_tokens = static_cast<int64_t>(request.prompt.size());
   Result<std::shared_ptr<RequestStream>> stream = ctx.engine->Submit(std::move(request));
   if (!stream.ok()) {
@@ -79,6 +83,11 @@ void Generation::Handle(const TokenEvent& ev, std::string* out) {
                       "cancelled"});
         return;
       default:
+        // A data-parallel rank that failed makes the whole engine unavailable: 503.
+        if (std::string why = ctx_.engine->unavailable(); !why.empty()) {
+          Fail(Unavailable(why));
+          return;
+        }
         Fail(ApiError{500, "engine error: " + ev.error, "server_error", "", ""});
         return;
     }

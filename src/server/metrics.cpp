@@ -38,6 +38,9 @@ void Sample(std::string* out, std::string_view name, std::string_view labels, do
   *out += '\n';
 }
 
+// Data-parallel serving: one sample per rank of each per-rank series (nothing without it).
+void RenderRanks(const std::vector<EngineRankStats>& ranks, std::string* out);
+
 void One(std::string* out, std::string_view name, std::string_view type, std::string_view help,
          double v) {
   Header(out, name, type, help);
@@ -298,7 +301,51 @@ std::string ServerMetrics::Render(const EngineStats* e, std::string_view model, 
     Sample(&out, "dsv4_kv_component_page_bytes",
            "component=\"" + EscapeLabelValue(c.name) + "\"", static_cast<double>(c.page_bytes));
   }
+  RenderRanks(e->ranks, &out);
   return out;
 }
+
+namespace {
+
+void RenderRanks(const std::vector<EngineRankStats>& ranks, std::string* out) {
+  if (ranks.empty()) return;
+  auto series = [&](const char* name, const char* type, const char* help, auto value) {
+    Header(out, name, type, help);
+    for (const EngineRankStats& r : ranks) {
+      Sample(out, name, "rank=\"" + std::to_string(r.rank) + "\"", static_cast<double>(value(r)));
+    }
+  };
+  series("dsv4_dp_requests_placed_total", "counter",
+         "Requests rank 0 placed on each rank (least KV-loaded first, ties to the lowest rank).",
+         [](const EngineRankStats& r) { return r.placed; });
+  series("dsv4_dp_requests_running", "gauge", "Sequences each rank runs.",
+         [](const EngineRankStats& r) { return r.running; });
+  series("dsv4_dp_requests_waiting", "gauge", "Requests queued on each rank, not yet admitted.",
+         [](const EngineRankStats& r) { return r.waiting; });
+  series("dsv4_dp_requests_finished_total", "counter", "Requests each rank finished.",
+         [](const EngineRankStats& r) { return r.finished; });
+  series("dsv4_dp_kv_used_bytes", "gauge", "KV cache bytes in use on each rank.",
+         [](const EngineRankStats& r) { return r.kv_used_bytes; });
+  series("dsv4_dp_steps_total", "counter", "Engine steps each rank ran with rows of its own.",
+         [](const EngineRankStats& r) { return r.steps; });
+  series("dsv4_dp_joined_steps_total", "counter",
+         "Steps each rank joined with zero rows (computing its experts for the others).",
+         [](const EngineRankStats& r) { return r.joined_steps; });
+  series("dsv4_dp_prompt_tokens_computed_total", "counter", "Prompt tokens each rank computed.",
+         [](const EngineRankStats& r) { return r.prompt_tokens; });
+  series("dsv4_dp_generated_tokens_total", "counter", "Tokens each rank generated.",
+         [](const EngineRankStats& r) { return r.generated_tokens; });
+  series("dsv4_dp_exchange_sent_bytes_total", "counter",
+         "MoE bytes each rank sent to other ranks (rows, routing, expert outputs).",
+         [](const EngineRankStats& r) { return r.exchange_bytes_sent; });
+  series("dsv4_dp_exchange_received_bytes_total", "counter",
+         "MoE bytes each rank received from other ranks.",
+         [](const EngineRankStats& r) { return r.exchange_bytes_received; });
+  series("dsv4_dp_exchange_seconds_total", "counter",
+         "Seconds each rank spent in the MoE all-to-alls (waiting for peers included).",
+         [](const EngineRankStats& r) { return r.exchange_seconds; });
+}
+
+}  // namespace
 
 }  // namespace dsv4::server

@@ -213,6 +213,9 @@ std::optional<http::Response> Server::Impl::Admit(const http::RequestHead& head)
   if (route == Route::kHealth) {
     if (stopping_.load()) return answer(ErrorResponse(ShuttingDown()));
     if (!ready_.load()) return answer(ErrorResponse(Loading()));
+    if (std::string why = state_.engine->unavailable(); !why.empty()) {
+      return answer(ErrorResponse(Unavailable(why)));
+    }
     return answer(http::Response{
         200, "application/json",
         JsonText(Json{{"status", "ok"}, {"model", state_.model_id}}), {}});

@@ -17,6 +17,7 @@
 #include "byte_size.h"
 #include "kv_cache_flags.h"
 #include "commands.h"
+#include "expert_parallel_flags.h"
 #include "core/rng.h"
 #include "dsv4/engine.h"
 #include "model_arg.h"
@@ -48,6 +49,7 @@ struct ServeOptions {
   KvCacheDiskFlags kv_cache;
   SpeculativeFlags speculative;
   checkpoint::LoadOptions load;
+  EpFlags ep;
 };
 
 struct ServeResult {
@@ -62,6 +64,7 @@ struct ServeResult {
   std::string speculative_report;  // SpeculativeReport
   std::vector<double> ttft, tpot;
   std::vector<std::array<double, 4>> timeline;  // seconds, running, waiting, kv bytes
+  std::vector<EngineRankStats> ranks;  // data-parallel serving (--ep): every rank's
 };
 
 double Percentile(std::vector<double> v, double p) {
@@ -71,16 +74,11 @@ double Percentile(std::vector<double> v, double p) {
   return v[i];
 }
 
-// One run: `layout` in accounting mode, else compute mode on `compute`.
-Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
-                             const ModelFactory& compute) {
-  ServeResult res;
-  DSV4_ASSIGN_OR_RETURN(res.prompt, plan::ParseTokens(o.prompt_len));
-  DSV4_ASSIGN_OR_RETURN(res.output, plan::ParseTokens(o.output_len));
-  DSV4_ASSIGN_OR_RETURN(res.budget, ParseByteSize(o.kv_budget));
+// The engine options of every run (and of every rank's engine under --ep).
+Result<EngineOptions> BenchEngineOptions(const ServeOptions& o) {
   EngineOptions eo;
   eo.threads = o.threads;
-  eo.kv_budget_bytes = res.budget;
+  DSV4_ASSIGN_OR_RETURN(eo.kv_budget_bytes, ParseByteSize(o.kv_budget));
   eo.max_num_batched_tokens = o.max_batched_tokens;
   eo.max_num_seqs = o.max_seqs;
   eo.max_queued_requests = 1 << 20;
@@ -88,6 +86,20 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
   eo.prefix_snapshot_interval = 128;
   DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &eo));
   ApplySpeculativeFlags(o.speculative, &eo);
+  return eo;
+}
+
+// One run: `layout` in accounting mode, else compute mode on `compute` (data-parallel over
+// the ranks of `dp` when set).
+Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
+                             const ModelFactory& compute,
+                             const std::shared_ptr<dist::ExpertParallel>& dp = nullptr) {
+  ServeResult res;
+  DSV4_ASSIGN_OR_RETURN(res.prompt, plan::ParseTokens(o.prompt_len));
+  DSV4_ASSIGN_OR_RETURN(res.output, plan::ParseTokens(o.output_len));
+  DSV4_ASSIGN_OR_RETURN(res.budget, ParseByteSize(o.kv_budget));
+  DSV4_ASSIGN_OR_RETURN(EngineOptions eo, BenchEngineOptions(o));
+  eo.data_parallel = dp;
   // --layout: the stand-in that only accounts pages, at the preset's real dimensions.
   const ModelFactory model = layout.empty() ? compute : ModelFactory([layout] {
     return runner::AccountingModel(layout);
@@ -168,10 +180,18 @@ Result<ServeResult> RunServe(const ServeOptions& o, const std::string& layout,
   res.tiers = st;
   res.speculative = engine->speculative_summary();
   res.speculative_report = SpeculativeReport(*engine, st);
+  res.ranks = st.ranks;
+  if (!st.ranks.empty()) {  // every rank's tokens (the fields above are rank 0's engine's)
+    res.generated = res.prompt_tokens = 0;
+    for (const EngineRankStats& r : st.ranks) {
+      res.generated += r.generated_tokens;
+      res.prompt_tokens += r.prompt_tokens;
+    }
+  }
   return res;
 }
 
-nlohmann::json ToJson(const ServeResult& r) {
+nlohmann::json ToJsonCommon(const ServeResult& r) {
   return {{"mode", r.label},
           {"model", r.name},
           {"requests", r.requests},
@@ -212,6 +232,22 @@ nlohmann::json ToJson(const ServeResult& r) {
           {"ttft_p50_s", Percentile(r.ttft, 0.5)}, {"ttft_p90_s", Percentile(r.ttft, 0.9)},
           {"ttft_p99_s", Percentile(r.ttft, 0.99)}, {"tpot_p50_s", Percentile(r.tpot, 0.5)},
           {"tpot_p90_s", Percentile(r.tpot, 0.9)}, {"tpot_p99_s", Percentile(r.tpot, 0.99)}};
+}
+
+nlohmann::json ToJson(const ServeResult& r) {
+  nlohmann::json j = ToJsonCommon(r);
+  if (r.ranks.empty()) return j;
+  nlohmann::json ranks = nlohmann::json::array();
+  for (const EngineRankStats& k : r.ranks) {
+    ranks.push_back({{"rank", k.rank}, {"placed", k.placed}, {"finished", k.finished},
+                     {"steps", k.steps}, {"joined_steps", k.joined_steps},
+                     {"prompt_tokens", k.prompt_tokens}, {"generated_tokens", k.generated_tokens},
+                     {"exchange_bytes_sent", k.exchange_bytes_sent},
+                     {"exchange_bytes_received", k.exchange_bytes_received},
+                     {"exchange_seconds", k.exchange_seconds}});
+  }
+  j["ranks"] = std::move(ranks);
+  return j;
 }
 
 void PrintText(const ServeResult& r) {
@@ -257,6 +293,19 @@ void PrintText(const ServeResult& r) {
               Percentile(r.ttft, 0.5), Percentile(r.ttft, 0.9), Percentile(r.ttft, 0.99),
               1e3 * Percentile(r.tpot, 0.5), 1e3 * Percentile(r.tpot, 0.9),
               1e3 * Percentile(r.tpot, 0.99));
+  if (r.ranks.empty()) return;
+  Table rt({"rank", "placed", "finished", "steps", "joined", "prompt tok", "generated",
+            "MoE sent", "MoE received", "all-to-all s"});
+  for (const EngineRankStats& k : r.ranks) {
+    char secs[32];
+    std::snprintf(secs, sizeof(secs), "%.3f", k.exchange_seconds);
+    rt.Row({std::to_string(k.rank), std::to_string(k.placed), std::to_string(k.finished),
+            std::to_string(k.steps), std::to_string(k.joined_steps), std::to_string(k.prompt_tokens),
+            std::to_string(k.generated_tokens), HumanBytes(double(k.exchange_bytes_sent)),
+            HumanBytes(double(k.exchange_bytes_received)), secs});
+  }
+  std::printf("data-parallel ranks (each its own engine; MoE rows exchanged every step):\n%s",
+              rt.Render().c_str());
 }
 
 // The runs side by side: same budget, admitted concurrency, throughput and latency.
@@ -285,6 +334,37 @@ ModelFactory TinyV32Factory(const checkpoint::LoadOptions& load) {
 }
 
 Status Serve(const ServeOptions& o) {
+  // --ep N under mpirun: data-parallel serving (engine/data_parallel.h); rank 0 runs the
+  // workload, the other ranks run what it places on them.
+  std::unique_ptr<EpSession> ep;
+  if (o.ep.ep > 1 || dist::MpirunProcesses() > 1) {
+    if (!o.layout.empty() || o.compare_v32) {
+      return Status::InvalidArgument("--ep runs compute mode on one model: without --layout "
+                                     "and --compare-v32");
+    }
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
+    checkpoint::LoadOptions load = o.load;
+    DSV4_ASSIGN_OR_RETURN(ep, EpSession::Start(o.ep, ck, false, &load));
+    ep->ServeDataParallel();
+    if (ep->active()) {
+      const ModelFactory model = ModelArgFactory(o.model, load);
+      if (!ep->leads()) {
+        DSV4_ASSIGN_OR_RETURN(EngineOptions eo, BenchEngineOptions(o));
+        return ep->ServeFollower(model, eo);
+      }
+      Result<ServeResult> run = RunServe(o, "", model, ep->expert_parallel());
+      if (!run.ok()) ep->AbortJob(run.status());
+      const ServeResult& r = *run;
+      if (o.json) {
+        nlohmann::json j = nlohmann::json::array({ToJson(r)});
+        std::printf("%s\n", j.dump(2).c_str());
+      } else {
+        PrintText(r);
+      }
+      ep->PrintCounters();
+      return Status::Ok();
+    }
+  }
   std::vector<std::string> layouts;
   if (o.layout == "all") {
     layouts = {"v3.2", "v4-pro", "v4-flash"};
@@ -349,6 +429,7 @@ void RegisterBenchServe(CLI::App& bench, int* exit_code) {
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
   AddSpeculativeFlags(*cmd, &o->speculative);
   AddWeightCheckFlag(*cmd, &o->load);
+  AddEpFlags(*cmd, &o->ep);
   cmd->callback([o, exit_code] {
     if (!o->layout.empty() && !o->model.empty()) {
       *exit_code = ReportError(Status::InvalidArgument("--layout and --model exclude each other"));

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "byte_size.h"
+#include "expert_parallel_flags.h"
 #include "kv_cache_flags.h"
 #include "commands.h"
 #include "model_arg.h"
@@ -41,6 +42,7 @@ struct ServeOptions {
   KvCacheDiskFlags kv_cache;
   SpeculativeFlags speculative;
   checkpoint::LoadOptions load;
+  EpFlags ep;
 };
 
 // Waits for SIGINT, SIGTERM or SIGHUP (blocked in every thread, so only this wait sees them) while
@@ -54,33 +56,8 @@ int WaitForSignal(const sigset_t& set, const std::atomic<bool>* busy) {
   return 0;
 }
 
-Status Serve(const ServeOptions& o) {
-  if (o.api_key_given && o.api_key.empty()) {
-    // An empty key would silently mean "no key": refuse rather than start an open server.
-    return Status::InvalidArgument(
-        "--api-key is empty; pass a key, or leave the option out to serve without one");
-  }
-  server::ServerOptions so;
-  so.host = o.host;
-  so.port = o.port;
-  so.api_key = o.api_key;
-  so.allowed_hosts = o.allowed_hosts;
-  so.cors_origins = o.cors_origins;
-  DSV4_ASSIGN_OR_RETURN(so.max_body_bytes, ParseByteSize(o.max_body));
-  so.max_json_depth = o.max_json_depth;
-  so.max_concurrent_requests = o.max_concurrent;
-  so.max_connections = o.max_connections;
-  so.header_timeout_s = o.header_timeout_s;
-  so.body_timeout_s = o.body_timeout_s;
-  so.idle_timeout_s = o.idle_timeout_s;
-  so.request_timeout_s = o.request_timeout_s;
-  so.model = ModelArgFactory(o.model, o.load);
-  so.engine.threads = o.threads;
-  so.engine.prefix_caching = !o.no_prefix_cache;
-  DSV4_ASSIGN_OR_RETURN(so.engine.kv_budget_bytes, ParseByteSize(o.kv_budget));
-  DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &so.engine));
-  ApplySpeculativeFlags(o.speculative, &so.engine);
-
+// The HTTP server on `so` until a stop signal (rank 0's part under --ep).
+Status ServeHttp(const ServeOptions& o, const server::ServerOptions& so) {
   // Block the stop signals before any thread starts: threads inherit the mask, so the
   // signals stay pending until WaitForSignal takes them, and shutdown runs here, outside a
   // signal handler.
@@ -126,6 +103,50 @@ Status Serve(const ServeOptions& o) {
   srv->Stop();
   pthread_sigmask(SIG_UNBLOCK, &stop_signals, nullptr);
   return Status::Ok();
+}
+
+Status Serve(const ServeOptions& o) {
+  if (o.api_key_given && o.api_key.empty()) {
+    // An empty key would silently mean "no key": refuse rather than start an open server.
+    return Status::InvalidArgument(
+        "--api-key is empty; pass a key, or leave the option out to serve without one");
+  }
+  server::ServerOptions so;
+  so.host = o.host;
+  so.port = o.port;
+  so.api_key = o.api_key;
+  so.allowed_hosts = o.allowed_hosts;
+  so.cors_origins = o.cors_origins;
+  DSV4_ASSIGN_OR_RETURN(so.max_body_bytes, ParseByteSize(o.max_body));
+  so.max_json_depth = o.max_json_depth;
+  so.max_concurrent_requests = o.max_concurrent;
+  so.max_connections = o.max_connections;
+  so.header_timeout_s = o.header_timeout_s;
+  so.body_timeout_s = o.body_timeout_s;
+  so.idle_timeout_s = o.idle_timeout_s;
+  so.request_timeout_s = o.request_timeout_s;
+  // Data-parallel serving (--ep N under mpirun): every rank runs an engine, rank 0 serves
+  // HTTP (engine/data_parallel.h). Declared before the server: destroyed after it.
+  checkpoint::LoadOptions load = o.load;
+  std::unique_ptr<EpSession> ep;
+  if (o.ep.ep > 1 || dist::MpirunProcesses() > 1) {
+    DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
+    DSV4_ASSIGN_OR_RETURN(ep, EpSession::Start(o.ep, ck, false, &load));
+    ep->ServeDataParallel();
+  }
+  so.model = ModelArgFactory(o.model, load);
+  so.engine.threads = o.threads;
+  so.engine.prefix_caching = !o.no_prefix_cache;
+  DSV4_ASSIGN_OR_RETURN(so.engine.kv_budget_bytes, ParseByteSize(o.kv_budget));
+  DSV4_RETURN_IF_ERROR(ApplyKvCacheDiskFlags(o.kv_cache, &so.engine));
+  ApplySpeculativeFlags(o.speculative, &so.engine);
+  if (ep) so.engine.data_parallel = ep->expert_parallel();
+  if (ep && !ep->leads()) return ep->ServeFollower(so.model, so.engine);
+  Status s = ServeHttp(o, so);
+  // Rank 0 failed (port in use, model refused): the other ranks wait for its messages.
+  if (!s.ok() && ep && ep->active()) ep->AbortJob(s);
+  if (ep) ep->PrintCounters();
+  return s;
 }
 
 }  // namespace
@@ -188,6 +209,7 @@ void RegisterServe(CLI::App& app, int* exit_code) {
   AddKvCacheDiskFlags(*cmd, &o->kv_cache);
   AddSpeculativeFlags(*cmd, &o->speculative);
   AddWeightCheckFlag(*cmd, &o->load);
+  AddEpFlags(*cmd, &o->ep);
   cmd->callback([o, exit_code] {
     Status s = Serve(*o);
     if (!s.ok()) *exit_code = ReportError(s);

@@ -1,10 +1,14 @@
 #include "expert_parallel_flags.h"
 
+#include <pthread.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <cstdio>
 #include <vector>
 
+#include "model_arg.h"
 #include "table.h"
 #include "checkpoint/expert_shard.h"
 
@@ -118,6 +122,35 @@ Status EpSession::Follow(const checkpoint::Checkpoint& ck, int threads,
   DSV4_RETURN_IF_ERROR(lm->FollowExpertParallelSteps(pool));
   PrintCounters();
   return Status::Ok();
+}
+
+Status EpSession::ServeFollower(const ModelFactory& model, EngineOptions eo) {
+  DSV4_CHECK(ep_ != nullptr && ep_->rank() != 0);
+  // A terminal's Ctrl-C or hang-up reaches every rank: rank 0 shuts down and releases this
+  // one, which must keep joining its steps until then.
+  sigset_t interactive;
+  sigemptyset(&interactive);
+  sigaddset(&interactive, SIGINT);
+  sigaddset(&interactive, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &interactive, nullptr);
+  eo.data_parallel = ep_;
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine, Engine::Create(model, eo));
+  std::printf("rank %d: serving the requests rank 0 places here\n", ep_->rank());
+  std::fflush(stdout);
+  engine->WaitUntilReleased();
+  const EngineStats st = engine->Stats();
+  engine.reset();  // its thread makes no more MPI calls past here
+  std::printf("rank %d: %lld requests finished, %lld prompt tokens computed, %lld generated\n",
+              ep_->rank(), static_cast<long long>(st.finished),
+              static_cast<long long>(st.prompt_tokens),
+              static_cast<long long>(st.generated_tokens));
+  PrintCounters();
+  return Status::Ok();
+}
+
+void EpSession::AbortJob(const Status& s) {
+  ReportError(s);
+  dist::AbortJob(1);
 }
 
 void EpSession::PrintCounters() const {

@@ -13,6 +13,7 @@
 #include "core/thread_pool.h"
 #include "checkpoint/checkpoint.h"
 #include "checkpoint/load_options.h"
+#include "dsv4/engine.h"
 #include "dist/expert_parallel.h"
 #include "dist/mpi/mpi_communicator.h"
 #include "runner/causal_lm.h"
@@ -47,9 +48,23 @@ class EpSession {
   bool active() const { return ep_ != nullptr; }
   // Whether this process runs the command (rank 0, or the only process).
   bool leads() const { return !ep_ || ep_->rank() == 0; }
+  // This rank's expert parallelism (EngineOptions::data_parallel); null when inactive.
+  const std::shared_ptr<dist::ExpertParallel>& expert_parallel() const { return ep_; }
+  // Data-parallel serving (serve, bench serve), a rank other than 0: runs an engine with
+  // `eo` (data_parallel set here) on the main model of `model` until rank 0's engine stops,
+  // then prints its counters.
+  Status ServeFollower(const ModelFactory& model, EngineOptions eo);
   // A rank other than 0: loads the main model of `ck` with `load` (its experts only), joins
   // rank 0's steps until it finishes, then prints its counters. `threads` 0: all cores.
   Status Follow(const checkpoint::Checkpoint& ck, int threads, const checkpoint::LoadOptions& load);
+  // Data-parallel serving (serve, bench serve): every rank runs an engine that steps with
+  // the others (engine/data_parallel.h). Call right after Start, before anything can fail.
+  void ServeDataParallel() {
+    if (ep_) ep_->set_steps_agreed(true);
+  }
+  // Rank 0 of data-parallel serving failed: reports `s` and ends the whole job with status 1
+  // (the other ranks wait for rank 0's messages and would never learn of it otherwise).
+  [[noreturn]] void AbortJob(const Status& s);
   // "rank r: S steps, ... bytes sent per local row per MoE layer ..." (nothing when inactive).
   void PrintCounters() const;
 

@@ -3,10 +3,15 @@
 #define OMPI_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 #include <vector>
 
@@ -41,8 +46,15 @@ std::vector<int> IntCounts(std::span<const int64_t> bytes, std::vector<int>* dis
 
 struct MpiCommunicator::Handle {
   MPI_Comm comm = MPI_COMM_NULL;
+  MPI_Comm roll = MPI_COMM_NULL;  // the roll call after a timeout (dist/communicator.h)
   MPI_Request request = MPI_REQUEST_NULL;
 };
+
+namespace {
+// Point-to-point tags of the serving protocol on the communicator.
+constexpr int kTagBroadcastSize = 11, kTagBroadcast = 12, kTagGatherSize = 13, kTagGather = 14;
+constexpr int kTagAlive = 21;
+}  // namespace
 
 Result<std::unique_ptr<MpiRuntime>> MpiRuntime::Start() {
   int provided = 0;
@@ -61,6 +73,13 @@ Result<std::unique_ptr<MpiRuntime>> MpiRuntime::Start() {
 
 MpiRuntime::~MpiRuntime() { MPI_Finalize(); }
 
+void AbortJob(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+  MPI_Abort(MPI_COMM_WORLD, code);
+  std::abort();
+}
+
 int MpirunProcesses() {
   const char* size = std::getenv("OMPI_COMM_WORLD_SIZE");  // set by OpenMPI's mpirun
   return size == nullptr ? 0 : std::atoi(size);
@@ -76,6 +95,9 @@ Result<std::unique_ptr<MpiCommunicator>> MpiCommunicator::Create(const MpiOption
   int rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->handle_->comm);
   if (rc != MPI_SUCCESS) return Status::FailedPrecondition("MPI_Comm_dup: " + ErrorString(rc));
   MPI_Comm_set_errhandler(c->handle_->comm, MPI_ERRORS_RETURN);
+  rc = MPI_Comm_dup(MPI_COMM_WORLD, &c->handle_->roll);
+  if (rc != MPI_SUCCESS) return Status::FailedPrecondition("MPI_Comm_dup: " + ErrorString(rc));
+  MPI_Comm_set_errhandler(c->handle_->roll, MPI_ERRORS_RETURN);
   MPI_Comm_rank(c->handle_->comm, &c->rank_);
   MPI_Comm_size(c->handle_->comm, &c->size_);
   return c;
@@ -85,36 +107,124 @@ MpiCommunicator::~MpiCommunicator() {
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && handle_ && handle_->comm != MPI_COMM_NULL) MPI_Comm_free(&handle_->comm);
+  if (!finalized && handle_ && handle_->roll != MPI_COMM_NULL) MPI_Comm_free(&handle_->roll);
 }
 
-void MpiCommunicator::Fail(const std::string& what, int code) const {
-  std::fprintf(stderr, "error: rank %d of %d: %s%s%s; ending the job\n", rank_, size_,
-               what.c_str(), code == MPI_SUCCESS ? "" : ": ", code == MPI_SUCCESS ? "" : ErrorString(code).c_str());
-  std::fflush(stderr);
+void MpiCommunicator::Fail(const std::string& what, int code, bool timed_out) {
+  std::string line = "rank " + std::to_string(rank_) + " of " + std::to_string(size_) + ": " +
+                     what + (code == MPI_SUCCESS ? "" : ": " + ErrorString(code));
+  if (on_failure_) {
+    std::function<void(const std::string&)> handler = std::move(on_failure_);
+    on_failure_ = nullptr;  // once: a failure inside the handler ends the job at once
+    if (timed_out) {
+      const std::string silent = RollCall();
+      if (!silent.empty()) line += " (not answering:" + silent.substr(1) + ")";
+    }
+    std::fprintf(stderr, "error: %s; ending the job\n", line.c_str());
+    std::fflush(stderr);
+    handler(line);
+    SignalLauncher();
+  } else {
+    std::fprintf(stderr, "error: %s; ending the job\n", line.c_str());
+    std::fflush(stderr);
+  }
   MPI_Abort(handle_->comm, 1);
   std::abort();  // MPI_Abort does not return; should it, never go on out of step
 }
 
-void MpiCommunicator::Wait(const char* what, bool bounded) {
+void MpiCommunicator::SignalLauncher() {
+  // Under `mpirun --enable-recovery` (which keeps rank 0 alive when another rank dies, so that
+  // it can answer its clients) OpenMPI 4.1 exits 0 whatever its ranks' status, MPI_Abort
+  // included; a SIGTERM to the launcher (mpirun, or the host's orted) makes it end the job
+  // with a non-zero status.
+  const pid_t parent = getppid();
+  std::ifstream comm("/proc/" + std::to_string(parent) + "/comm");
+  std::string name;
+  std::getline(comm, name);
+  if (name == "mpirun" || name == "mpiexec" || name == "orterun" || name == "orted") {
+    kill(parent, SIGTERM);
+  }
+}
+
+std::string MpiCommunicator::RollCall() {
   using Clock = std::chrono::steady_clock;
+  int32_t alive = 1;
+  if (rank_ != 0) {
+    MPI_Request req = MPI_REQUEST_NULL;
+    if (MPI_Isend(&alive, 1, MPI_INT32_T, 0, kTagAlive, handle_->roll, &req) != MPI_SUCCESS) return "";
+    const auto start = Clock::now();
+    for (int done = 0; !done && Clock::now() - start < std::chrono::seconds(2);) {
+      if (MPI_Test(&req, &done, MPI_STATUS_IGNORE) != MPI_SUCCESS) break;
+      if (!done) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return "";
+  }
+  std::vector<int32_t> got(static_cast<size_t>(size_), 0);
+  std::vector<MPI_Request> reqs(static_cast<size_t>(size_), MPI_REQUEST_NULL);
+  for (int q = 1; q < size_; ++q) {
+    MPI_Irecv(&got[static_cast<size_t>(q)], 1, MPI_INT32_T, q, kTagAlive, handle_->roll, &reqs[static_cast<size_t>(q)]);
+  }
+  std::vector<bool> heard(static_cast<size_t>(size_), false);
+  heard[0] = true;
+  const auto start = Clock::now();
+  const auto limit = std::chrono::duration<double>(options_.collective_timeout_s);
+  for (int left = size_ - 1; left > 0 && Clock::now() - start < limit;) {
+    for (int q = 1; q < size_; ++q) {
+      int done = 0;
+      if (heard[static_cast<size_t>(q)]) continue;
+      if (MPI_Test(&reqs[static_cast<size_t>(q)], &done, MPI_STATUS_IGNORE) == MPI_SUCCESS && done) {
+        heard[static_cast<size_t>(q)] = true;
+        --left;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  std::string silent;
+  for (int q = 1; q < size_; ++q) {
+    if (!heard[static_cast<size_t>(q)]) silent += ", rank " + std::to_string(q);
+  }
+  return silent;
+}
+
+void MpiCommunicator::Wait(const char* what, bool bounded) {
+  WaitOn(&handle_->request, what, bounded, -1);
+}
+
+void MpiCommunicator::WaitOn(void* request, const std::string& what, bool bounded, int peer) {
+  using Clock = std::chrono::steady_clock;
+  MPI_Request* req = static_cast<MPI_Request*>(request);
   const auto start = Clock::now();
   // Spin briefly (an exchange between busy ranks completes in microseconds), then poll with
-  // short sleeps so that a waiting rank leaves its cores to the others (oversubscribed runs,
-  // an idle rank between steps).
+  // short sleeps so that a waiting rank leaves its cores to the others (oversubscribed runs);
+  // an unbounded wait (an idle rank) backs off to sleeps of 5 ms, so idle ranks cost no CPU.
   const auto spin = std::chrono::microseconds(50);
+  auto nap = std::chrono::microseconds(bounded ? 20 : 200);
   for (;;) {
     int done = 0;
-    const int rc = MPI_Test(&handle_->request, &done, MPI_STATUS_IGNORE);
-    if (rc != MPI_SUCCESS) Fail(what, rc);
+    const int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) {
+      Fail(what + (peer >= 0 ? " (rank " + std::to_string(peer) + ")" : std::string()), rc);
+    }
     if (done) return;
     const auto waited = Clock::now() - start;
     if (bounded && std::chrono::duration<double>(waited).count() > options_.collective_timeout_s) {
-      Fail(std::string(what) + " did not complete within " +
+      if (peer >= 0) {
+        Fail("rank " + std::to_string(peer) + " stopped answering: " + what +
+                 " did not complete within " +
+                 std::to_string(static_cast<int64_t>(options_.collective_timeout_s)) + " s",
+             MPI_SUCCESS);
+      }
+      Fail(what + " did not complete within " +
                std::to_string(static_cast<int64_t>(options_.collective_timeout_s)) +
                " s (a rank stopped answering)",
-           MPI_SUCCESS);
+           MPI_SUCCESS, /*timed_out=*/true);
     }
-    if (waited > spin) std::this_thread::sleep_for(std::chrono::microseconds(bounded ? 20 : 200));
+    if (waited > spin) {
+      std::this_thread::sleep_for(nap);
+      if (!bounded && waited > std::chrono::milliseconds(20)) {
+        nap = std::min<std::chrono::microseconds>(nap * 2, std::chrono::milliseconds(5));
+      }
+    }
   }
 }
 
@@ -158,6 +268,70 @@ void MpiCommunicator::AllGather(int64_t value, std::span<int64_t> all) {
                                 handle_->comm, &handle_->request);
   if (rc != MPI_SUCCESS) Fail("MPI_Iallgather", rc);
   Wait("the all-gather", true);
+}
+
+void MpiCommunicator::Broadcast(std::vector<std::byte>* bytes) {
+  // Point to point from rank 0 (size, then the bytes): the others wait for rank 0 alone.
+  int64_t size = static_cast<int64_t>(bytes->size());
+  if (rank_ == 0) {
+    std::vector<MPI_Request> reqs;
+    reqs.reserve(static_cast<size_t>(2 * size_));
+    for (int q = 1; q < size_; ++q) {
+      reqs.emplace_back();
+      int rc = MPI_Isend(&size, 1, MPI_INT64_T, q, kTagBroadcastSize, handle_->comm, &reqs.back());
+      if (rc != MPI_SUCCESS) Fail("sending the step's control to rank " + std::to_string(q), rc);
+      reqs.emplace_back();
+      DSV4_CHECK(size <= INT_MAX);
+      rc = MPI_Isend(bytes->data(), static_cast<int>(size), MPI_BYTE, q, kTagBroadcast,
+                     handle_->comm, &reqs.back());
+      if (rc != MPI_SUCCESS) Fail("sending the step's control to rank " + std::to_string(q), rc);
+    }
+    for (size_t i = 0; i < reqs.size(); ++i) {
+      WaitOn(&reqs[i], "sending the step's control", true, static_cast<int>(i / 2) + 1);
+    }
+    return;
+  }
+  MPI_Request req = MPI_REQUEST_NULL;
+  int rc = MPI_Irecv(&size, 1, MPI_INT64_T, 0, kTagBroadcastSize, handle_->comm, &req);
+  if (rc != MPI_SUCCESS) Fail("receiving the step's control", rc);
+  WaitOn(&req, "receiving the step's control", false, 0);
+  bytes->resize(static_cast<size_t>(size));
+  rc = MPI_Irecv(bytes->data(), static_cast<int>(size), MPI_BYTE, 0, kTagBroadcast,
+                 handle_->comm, &req);
+  if (rc != MPI_SUCCESS) Fail("receiving the step's control", rc);
+  WaitOn(&req, "receiving the step's control", true, 0);
+}
+
+void MpiCommunicator::GatherToRoot(std::span<const std::byte> mine,
+                                   std::vector<std::vector<std::byte>>* all) {
+  DSV4_CHECK(mine.size() <= INT_MAX);
+  int64_t size = static_cast<int64_t>(mine.size());
+  if (rank_ != 0) {
+    MPI_Request reqs[2];
+    int rc = MPI_Isend(&size, 1, MPI_INT64_T, 0, kTagGatherSize, handle_->comm, &reqs[0]);
+    if (rc != MPI_SUCCESS) Fail("sending the step's report to rank 0", rc);
+    rc = MPI_Isend(mine.data(), static_cast<int>(size), MPI_BYTE, 0, kTagGather, handle_->comm,
+                   &reqs[1]);
+    if (rc != MPI_SUCCESS) Fail("sending the step's report to rank 0", rc);
+    WaitOn(&reqs[0], "sending the step's report", true, 0);
+    WaitOn(&reqs[1], "sending the step's report", true, 0);
+    return;
+  }
+  all->resize(static_cast<size_t>(size_));
+  (*all)[0].assign(mine.begin(), mine.end());
+  for (int q = 1; q < size_; ++q) {
+    std::vector<std::byte>& out = (*all)[static_cast<size_t>(q)];
+    MPI_Request req = MPI_REQUEST_NULL;
+    int64_t n = 0;
+    int rc = MPI_Irecv(&n, 1, MPI_INT64_T, q, kTagGatherSize, handle_->comm, &req);
+    if (rc != MPI_SUCCESS) Fail("receiving the step's report of rank " + std::to_string(q), rc);
+    WaitOn(&req, "its step's report", true, q);
+    DSV4_CHECK(n >= 0 && n <= INT_MAX);
+    out.resize(static_cast<size_t>(n));
+    rc = MPI_Irecv(out.data(), static_cast<int>(n), MPI_BYTE, q, kTagGather, handle_->comm, &req);
+    if (rc != MPI_SUCCESS) Fail("receiving the step's report of rank " + std::to_string(q), rc);
+    WaitOn(&req, "its step's report", true, q);
+  }
 }
 
 }  // namespace dsv4::dist

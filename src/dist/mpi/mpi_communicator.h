@@ -7,6 +7,7 @@
 // hanging it; a rank that exits is noticed by mpirun itself, which kills every other rank.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -34,6 +35,10 @@ class MpiRuntime {
 // without starting MPI; 0 when not started by mpirun.
 int MpirunProcesses();
 
+// Ends every process of the job now with exit status `code` (MPI_Abort on MPI_COMM_WORLD):
+// for a rank 0 that fails while the other ranks wait for it to send them work.
+[[noreturn]] void AbortJob(int code);
+
 struct MpiOptions {
   // How long an all-to-all inside a step may take before the job is ended (seconds).
   double collective_timeout_s = 300.0;
@@ -52,11 +57,26 @@ class MpiCommunicator final : public Communicator {
                  std::span<const int64_t> recv_bytes) override;
   int64_t AgreeMax(int64_t value) override;
   void AllGather(int64_t value, std::span<int64_t> all) override;
+  void Broadcast(std::vector<std::byte>* bytes) override;
+  void GatherToRoot(std::span<const std::byte> mine,
+                    std::vector<std::vector<std::byte>>* all) override;
+  void SetFailureHandler(std::function<void(const std::string&)> handler) override {
+    on_failure_ = std::move(handler);
+  }
 
  private:
   MpiCommunicator() = default;
   // Prints "error: rank r of n: <what>: <MPI's message>" and ends the job (MPI_Abort).
-  [[noreturn]] void Fail(const std::string& what, int code) const;
+  // With a failure handler, a timeout first runs the roll call (RollCall) and then the handler.
+  [[noreturn]] void Fail(const std::string& what, int code, bool timed_out = false);
+  // After a timeout: every rank but 0 tells rank 0 it is alive; rank 0 waits for them (up to
+  // the collective timeout) and returns the ranks not heard from, as ", rank q, ..." ("" on
+  // the other ranks or when every rank answered).
+  std::string RollCall();
+  // Data-parallel serving: makes mpirun end the job with a non-zero status (see the .cpp).
+  static void SignalLauncher();
+  // Waits for `request` like Wait; `peer` >= 0 is named when it times out.
+  void WaitOn(void* request, const std::string& what, bool bounded, int peer);
   struct Handle;  // the MPI_Comm (mpi.h stays out of this header)
   // Waits for the non-blocking call `what` (on `handle_`'s pending request) to complete:
   // within the collective timeout when `bounded`, else for as long as it takes.
@@ -65,6 +85,7 @@ class MpiCommunicator final : public Communicator {
   std::unique_ptr<Handle> handle_;
   int rank_ = 0, size_ = 1;
   MpiOptions options_;
+  std::function<void(const std::string&)> on_failure_;
 };
 
 }  // namespace dsv4::dist

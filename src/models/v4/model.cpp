@@ -85,6 +85,20 @@ Status Model::FollowSteps(ThreadPool& pool, ForwardWorkspace* ws) const {
   return Status::Ok();
 }
 
+Status Model::JoinStep(ThreadPool& pool, ForwardWorkspace* ws) const {
+  if (!ep_) {
+    return Status::FailedPrecondition("JoinStep: the model was not loaded with expert "
+                                      "parallelism");
+  }
+  ForwardWorkspace fresh;
+  if (ws == nullptr) ws = &fresh;
+  ws->seqs.clear();
+  ws->tokens.clear();
+  ep_->JoinAgreedStep();
+  RunLayers(pool, 0, ws);
+  return Status::Ok();
+}
+
 Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
                            ForwardWorkspace* ws) const {
   if (ws == nullptr) {

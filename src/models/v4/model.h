@@ -72,6 +72,11 @@ class Model {
   // dist::ExpertParallel::Finish. FailedPrecondition when not loaded with expert parallelism.
   Status FollowSteps(ThreadPool& pool, ForwardWorkspace* ws = nullptr) const;
 
+  // Data-parallel serving, a rank with no rows in a step the ranks agreed to run
+  // (dist::ExpertParallel::steps_agreed): joins its collectives with zero rows.
+  // FailedPrecondition when not loaded with expert parallelism.
+  Status JoinStep(ThreadPool& pool, ForwardWorkspace* ws = nullptr) const;
+
   // ForwardBatch of one sequence.
   Status Forward(ThreadPool& pool, kv::V4SequenceCache& cache, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits,

@@ -1,0 +1,295 @@
+// Data-parallel serving end to end through mpirun (OpenMPI) on one machine: `mpirun -np N
+// dsv4 serve --ep N` on an ephemeral port answers completions and chat completions (streamed
+// and not) with the same text as one process, whichever rank serves them and whatever runs
+// beside them; a client that disconnects cancels its request on the rank that runs it; a
+// killed rank makes rank 0 answer 503 naming it and the job end non-zero. Skipped when
+// mpirun or curl is missing.
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+
+namespace {
+
+using ::testing::HasSubstr;
+using dsv4::cli_test::Shell;
+using Clock = std::chrono::steady_clock;
+using Json = nlohmann::json;
+
+bool HaveTools() {
+  return Shell("command -v mpirun").exit_code == 0 && Shell("command -v curl").exit_code == 0;
+}
+
+// A shell command in its own process group, stdout and stderr on a pipe.
+class Job {
+ public:
+  explicit Job(const std::string& cmd) {
+    int fds[2];
+    if (pipe(fds) != 0) return;
+    pid_ = fork();
+    if (pid_ == 0) {
+      setpgid(0, 0);
+      dup2(fds[1], 1);
+      dup2(fds[1], 2);
+      close(fds[0]);
+      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    setpgid(pid_, pid_);
+    close(fds[1]);
+    out_ = fds[0];
+  }
+  ~Job() {
+    if (pid_ > 0 && !exited_) {
+      kill(-pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_ >= 0) close(out_);
+  }
+  // Reads output until `re` matches or `limit` passes; the match's first group ("" if none).
+  std::string WaitFor(const std::regex& re, std::chrono::seconds limit) {
+    const auto until = Clock::now() + limit;
+    std::smatch m;
+    while (!std::regex_search(output_, m, re) && Clock::now() < until) {
+      pollfd p{out_, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = read(out_, buf, sizeof(buf));
+      if (n <= 0) break;
+      output_.append(buf, static_cast<size_t>(n));
+    }
+    if (!std::regex_search(output_, m, re)) return "";
+    return m.size() > 1 ? m[1].str() : m[0].str();
+  }
+  // The exit status once the job ends within `limit`; -1 otherwise.
+  int Wait(std::chrono::seconds limit) {
+    const auto until = Clock::now() + limit;
+    while (Clock::now() < until) {
+      int status = 0;
+      if (waitpid(pid_, &status, WNOHANG) == pid_) {
+        exited_ = true;
+        WaitFor(std::regex("\x01never"), std::chrono::seconds(2));  // the rest, to EOF
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+  void Signal(int sig) { kill(-pid_, sig); }
+  const std::string& output() const { return output_; }
+
+ private:
+  pid_t pid_ = -1;
+  int out_ = -1;
+  bool exited_ = false;
+  std::string output_;
+};
+
+std::string Launcher(int n) {
+  if (n == 1) return DSV4_BIN;
+  return "mpirun -np " + std::to_string(n) + " --oversubscribe --enable-recovery" +
+         (geteuid() == 0 ? " --allow-run-as-root" : "") + " " + DSV4_BIN;
+}
+
+// `dsv4 serve` on an ephemeral port, one process (n = 1) or n ranks; url() once ready.
+class Server {
+ public:
+  Server(int n, const std::string& extra = "")
+      : job_(Launcher(n) + " serve --port 0 --threads 1 --kv-budget 64MiB" +
+             (n > 1 ? " --ep " + std::to_string(n) : "") + extra) {
+    url_ = job_.WaitFor(std::regex("listening on (http://[0-9.]+:[0-9]+)"), std::chrono::seconds(120));
+    if (job_.WaitFor(std::regex("model [^ ]+ ready"), std::chrono::seconds(120)).empty()) url_.clear();
+  }
+  const std::string& url() const { return url_; }
+  Job& job() { return job_; }
+
+ private:
+  Job job_;
+  std::string url_;
+};
+
+// curl's answer: the body, then "\nHTTP <status>".
+std::string Post(const std::string& url, const std::string& path, const Json& body) {
+  const std::string cmd = "curl -s -N -m 120 -w '\\nHTTP %{http_code}' -H 'Content-Type: application/json' -d '" +
+                          body.dump() + "' " + url + path;
+  return Shell(cmd).output;
+}
+
+int StatusOf(const std::string& answer) {
+  const size_t at = answer.rfind("\nHTTP ");
+  return at == std::string::npos ? -1 : std::stoi(answer.substr(at + 6));
+}
+
+// The generated text of a completion or chat answer, streamed (SSE) or not.
+std::string TextOf(const std::string& answer) {
+  const std::string body = answer.substr(0, answer.rfind("\nHTTP "));
+  auto piece = [](const Json& choice) -> std::string {
+    for (const char* k : {"text"}) {
+      if (choice.contains(k) && choice[k].is_string()) return choice[k].get<std::string>();
+    }
+    for (const char* k : {"message", "delta"}) {
+      if (choice.contains(k) && choice[k].contains("content") && choice[k]["content"].is_string()) {
+        return choice[k]["content"].get<std::string>();
+      }
+    }
+    return "";
+  };
+  std::string text;
+  if (body.rfind("data: ", 0) == 0) {
+    std::regex line("data: (\\{.*\\})");
+    for (std::sregex_iterator it(body.begin(), body.end(), line), end; it != end; ++it) {
+      const Json j = Json::parse((*it)[1].str());
+      for (const Json& c : j["choices"]) text += piece(c);
+    }
+    return text;
+  }
+  const Json j = Json::parse(body, nullptr, false);
+  if (j.is_discarded() || !j.contains("choices")) return "<no choices: " + body + ">";
+  for (const Json& c : j["choices"]) text += piece(c);
+  return text;
+}
+
+// The requests every run serves: greedy and seeded sampling, completions and chat, streamed
+// and not.
+struct Case {
+  std::string path;
+  Json body;
+};
+std::vector<Case> Cases() {
+  return {
+      {"/v1/completions",
+       {{"prompt", {5, 17, 300, 42, 9, 11}}, {"max_tokens", 12}, {"temperature", 0}, {"ignore_eos", true}}},
+      {"/v1/chat/completions",
+       {{"messages", {{{"role", "user"}, {"content", "Hello there"}}}},
+        {"max_tokens", 10}, {"temperature", 0.9}, {"seed", 7}, {"ignore_eos", true}}},
+      {"/v1/completions",
+       {{"prompt", "Once upon a time"}, {"max_tokens", 10}, {"temperature", 1.0}, {"seed", 3},
+        {"stream", true}, {"ignore_eos", true}}},
+  };
+}
+
+std::vector<std::string> ServeAll(const std::string& url) {
+  std::vector<std::string> texts;
+  for (const Case& c : Cases()) {
+    const std::string a = Post(url, c.path, c.body);
+    EXPECT_EQ(StatusOf(a), 200) << a;
+    texts.push_back(TextOf(a));
+  }
+  return texts;
+}
+
+// One sample of a metric series, e.g. Metric(url, "dsv4_dp_requests_placed_total{rank=\"1\"}").
+double Metric(const std::string& url, const std::string& series) {
+  const std::string m = Shell("curl -s -m 10 " + url + "/metrics").output;
+  const size_t at = m.find("\n" + series + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(m.substr(at + series.size() + 2));
+}
+
+// A long streamed generation in the background (a client that stays until killed).
+std::unique_ptr<Job> Blocker(const std::string& url) {
+  const Json body = {{"prompt", {1, 2, 3}}, {"max_tokens", 60000}, {"ignore_eos", true},
+                     {"stream", true}};
+  return std::make_unique<Job>("curl -s -N -m 300 -H 'Content-Type: application/json' -d '" +
+                               body.dump() + "' " + url + "/v1/completions");
+}
+
+// `n` ranks serve `one` (one process's texts) alone and beside a long generation; a client's
+// disconnect cancels its request on rank 1; SIGTERM to rank 0 ends the job cleanly.
+void ServeOnRanks(int n, const std::vector<std::string>& one) {
+  SCOPED_TRACE("--ep " + std::to_string(n));
+  Server s(n);
+  ASSERT_FALSE(s.url().empty()) << s.job().output();
+  EXPECT_THAT(s.job().output(), HasSubstr("rank 1 of " + std::to_string(n)));
+  // Alone: every request goes to rank 0 (ties to the lowest rank).
+  EXPECT_EQ(ServeAll(s.url()), one);
+  EXPECT_EQ(Metric(s.url(), "dsv4_dp_requests_placed_total{rank=\"1\"}"), 0);
+  // Beside a long generation on rank 0, the next requests go to rank 1 (least KV-loaded),
+  // and their MoE rows share every step with the other rank's: still the same text.
+  std::unique_ptr<Job> a = Blocker(s.url());
+  const auto until = Clock::now() + std::chrono::seconds(60);
+  while (Metric(s.url(), "dsv4_dp_requests_running{rank=\"0\"}") < 1 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(Metric(s.url(), "dsv4_dp_requests_running{rank=\"0\"}"), 1);
+  EXPECT_EQ(ServeAll(s.url()), one);
+  EXPECT_EQ(Metric(s.url(), "dsv4_dp_requests_placed_total{rank=\"1\"}"), 3);
+  EXPECT_GT(Metric(s.url(), "dsv4_dp_generated_tokens_total{rank=\"1\"}"), 0);
+  EXPECT_GT(Metric(s.url(), "dsv4_dp_joined_steps_total{rank=\"1\"}"), 0);
+  // A client that goes away: its request is cancelled on the rank that runs it.
+  std::unique_ptr<Job> b = Blocker(s.url());
+  while (Metric(s.url(), "dsv4_dp_requests_running{rank=\"1\"}") < 1 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(Metric(s.url(), "dsv4_dp_requests_running{rank=\"1\"}"), 1);
+  b->Signal(SIGKILL);
+  while (Metric(s.url(), "dsv4_dp_requests_running{rank=\"1\"}") != 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_EQ(Metric(s.url(), "dsv4_dp_requests_running{rank=\"1\"}"), 0);
+  EXPECT_EQ(Metric(s.url(), "dsv4_dp_requests_running{rank=\"0\"}"), 1);  // a still runs
+  a->Signal(SIGKILL);
+  // SIGTERM to rank 0 shuts the server down and releases the other ranks: exit status 0.
+  const std::string pid0 = s.job().WaitFor(
+      std::regex("rank 0 of " + std::to_string(n) + " \\(pid ([0-9]+)\\)"), std::chrono::seconds(5));
+  ASSERT_FALSE(pid0.empty()) << s.job().output();
+  kill(std::stoi(pid0), SIGTERM);
+  EXPECT_EQ(s.job().Wait(std::chrono::seconds(60)), 0) << s.job().output();
+  EXPECT_THAT(s.job().output(), HasSubstr("rank 1: serving the requests rank 0 places here"));
+}
+
+TEST(EpServeCli, ServesTheSameTextAsOneProcessOnEveryRank) {
+  if (!HaveTools()) GTEST_SKIP() << "mpirun or curl not found";
+  std::vector<std::string> one;
+  {
+    Server s(1);
+    ASSERT_FALSE(s.url().empty()) << s.job().output();
+    one = ServeAll(s.url());
+  }
+  for (const std::string& t : one) EXPECT_FALSE(t.empty());
+  ServeOnRanks(2, one);
+  ServeOnRanks(4, one);
+}
+
+TEST(EpServeCli, AKilledRankMakesRankZeroAnswer503NamingIt) {
+  if (!HaveTools()) GTEST_SKIP() << "mpirun or curl not found";
+  Server s(2, " --ep-timeout 3");
+  ASSERT_FALSE(s.url().empty()) << s.job().output();
+  const std::string pid1 = s.job().WaitFor(std::regex("rank 1 of 2 \\(pid ([0-9]+)\\)"),
+                                           std::chrono::seconds(5));
+  ASSERT_FALSE(pid1.empty()) << s.job().output();
+  // A request in flight on rank 0 when rank 1 dies.
+  std::unique_ptr<Job> a = Blocker(s.url());
+  const auto until = Clock::now() + std::chrono::seconds(60);
+  while (Metric(s.url(), "dsv4_dp_requests_running{rank=\"0\"}") < 1 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(kill(std::stoi(pid1), SIGKILL), 0);
+  const std::string in_flight = a->WaitFor(std::regex("(rank 1[^\"]*)"), std::chrono::seconds(60));
+  EXPECT_FALSE(in_flight.empty()) << a->output();
+  // New requests: 503 naming the rank, until the job ends.
+  const std::string late = Post(s.url(), "/v1/completions", Cases()[0].body);
+  if (StatusOf(late) > 0) {
+    EXPECT_EQ(StatusOf(late), 503) << late;
+    EXPECT_THAT(late, HasSubstr("rank 1"));
+  }
+  const int status = s.job().Wait(std::chrono::seconds(60));
+  EXPECT_NE(status, 0) << s.job().output();
+  EXPECT_NE(status, -1) << "the job did not end\n" << s.job().output();
+  EXPECT_THAT(s.job().output(), HasSubstr("rank 1"));
+}
+
+}  // namespace
