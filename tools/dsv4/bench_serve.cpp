@@ -372,6 +372,7 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   RegisterBenchDecode(*bench, exit_code);
   RegisterBenchLayer(*bench, exit_code);
   RegisterBenchPrefix(*bench, exit_code);
+  RegisterBenchDepth(*bench, exit_code);
 }
 
 }  // namespace dsv4::cli
