@@ -146,6 +146,10 @@ struct EngineOptions {
   // whose KV it computed, so the next turn of a conversation re-prefills only its new tail.
   bool prefix_caching = true;
   int64_t prefix_snapshot_interval = 4096;
+  // false: only the multiples of the interval (no stop at the prompt's last multiple of 128,
+  // so a prompt's tail after a cached prefix is prefilled in max_num_batched_tokens pieces
+  // alone: `dsv4 bench depth` times ppN after a cached depth this way).
+  bool prefix_snapshot_prompt_end = true;
   // Disk tier of the prefix cache: with a folder, entries evicted from RAM are written there
   // (one checked file per prefix, kv/snapshot_file.h) instead of dropped, up to
   // `kv_cache_disk_budget_bytes` (least recently used files deleted first), restored

@@ -180,6 +180,7 @@ Status Engine::Impl::Init(const ModelFactory& make_model, const EngineOptions& o
       prefix_, engine::PrefixPolicy::Create({
                    .enabled = caching,
                    .snapshot_interval = o.prefix_snapshot_interval,
+                   .snapshot_prompt_end = o.prefix_snapshot_prompt_end,
                    .disk_dir = o.kv_cache_dir,
                    .disk_budget_bytes = o.kv_cache_disk_budget_bytes,
                    // Only computed when a file may be written or read (it reads samples of

@@ -52,10 +52,12 @@ std::vector<int64_t> PrefixPolicy::StopPoints(int64_t num_prompt) const {
   if (!options_.enabled) return points;
   // Leave at least one token to compute: its logits give the first new token.
   const int64_t last = (num_prompt - 1) / kSnapshotGranule * kSnapshotGranule;
-  for (int64_t p = options_.snapshot_interval; p < last; p += options_.snapshot_interval) {
+  // The multiples of the interval before `last` (up to it when `last` is not added itself).
+  const int64_t end = options_.snapshot_prompt_end ? last : last + 1;
+  for (int64_t p = options_.snapshot_interval; p < end; p += options_.snapshot_interval) {
     points.push_back(p);
   }
-  if (last >= kSnapshotGranule) points.push_back(last);
+  if (options_.snapshot_prompt_end && last >= kSnapshotGranule) points.push_back(last);
   return points;
 }
 

@@ -35,6 +35,7 @@ namespace dsv4::engine {
 struct PrefixPolicyOptions {
   bool enabled = false;  // false: no stop points, no lookups, no snapshots
   int64_t snapshot_interval = 4096;
+  bool snapshot_prompt_end = true;  // also at the prompt's last multiple of 128
   std::string disk_dir;  // empty: RAM only
   int64_t disk_budget_bytes = 0;
   uint64_t model_fingerprint = 0;  // names the model in every file (runner/model_fingerprint.h)

@@ -116,6 +116,13 @@ TEST(PrefixPolicy, StopPointsAndOptions) {
   EXPECT_EQ(p->StopPoints(129), std::vector<int64_t>({128}));
   EXPECT_EQ(p->StopPoints(700), std::vector<int64_t>({256, 512, 640}));
   EXPECT_EQ(p->StopPoints(769), std::vector<int64_t>({256, 512, 768}));
+  // Without the prompt-end stop only the interval's multiples remain (bench depth).
+  auto interval_only = PrefixPolicy::Create({.enabled = true, .snapshot_interval = 256,
+                                             .snapshot_prompt_end = false}).value();
+  EXPECT_EQ(interval_only->StopPoints(700), std::vector<int64_t>({256, 512}));
+  EXPECT_TRUE(interval_only->StopPoints(200).empty());
+  EXPECT_EQ(interval_only->StopPoints(257), std::vector<int64_t>({256}));
+  EXPECT_EQ(interval_only->StopPoints(769), std::vector<int64_t>({256, 512, 768}));
   auto off = PrefixPolicy::Create({.enabled = false, .snapshot_interval = 0}).value();  // the interval matters only when on
   EXPECT_TRUE(off->StopPoints(10000).empty());
   EXPECT_EQ(PrefixPolicy::Create({.enabled = true, .snapshot_interval = 100}).status().code(), StatusCode::kInvalidArgument);

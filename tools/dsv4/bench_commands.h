@@ -1,4 +1,4 @@
-// `dsv4 bench kv`, `dsv4 bench decode`, `dsv4 bench prefix` and `dsv4 bench layer`
+// `dsv4 bench kv`, `dsv4 bench decode`, `dsv4 bench prefix`, `dsv4 bench layer` and `dsv4 bench depth`
 // (registered under the `bench` group by RegisterBench in bench_serve.cpp), and what they share: which models to run and how token
 // lists are typed.
 #pragma once
@@ -18,6 +18,7 @@ void RegisterBenchDecode(CLI::App& bench, int* exit_code);
 void RegisterBenchPrefix(CLI::App& bench, int* exit_code);
 void RegisterBenchLayer(CLI::App& bench, int* exit_code);
 void RegisterBenchDraft(CLI::App& bench, int* exit_code);
+void RegisterBenchDepth(CLI::App& bench, int* exit_code);  // bench_depth.cpp
 
 struct NamedConfig {
   std::string label;  // the preset name or the path as typed

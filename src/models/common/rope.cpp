@@ -57,10 +57,20 @@ void ApplyRopeInterleaved(std::span<const float> inv, BF16* x, int64_t pos, bool
   for (size_t k = 0; k < inv.size(); ++k) {
     float c, s;
     CosSin(inv[k], pos, &c, &s);
-    if (inverse) s = -s;
+    ApplyRopeInterleavedCs(&c, &s, 1, x + 2 * k, inverse);
+  }
+}
+
+void RopeCosSin(std::span<const float> inv, int64_t pos, float* c, float* s) {
+  for (size_t k = 0; k < inv.size(); ++k) CosSin(inv[k], pos, &c[k], &s[k]);
+}
+
+void ApplyRopeInterleavedCs(const float* c, const float* s, size_t pairs, BF16* x, bool inverse) {
+  for (size_t k = 0; k < pairs; ++k) {
+    const float sk = inverse ? -s[k] : s[k];
     const float re = Bf16ToF32(x[2 * k]), im = Bf16ToF32(x[2 * k + 1]);
-    x[2 * k] = F32ToBf16(re * c - im * s);
-    x[2 * k + 1] = F32ToBf16(re * s + im * c);
+    x[2 * k] = F32ToBf16(re * c[k] - im * sk);
+    x[2 * k + 1] = F32ToBf16(re * sk + im * c[k]);
   }
 }
 

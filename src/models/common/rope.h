@@ -33,6 +33,12 @@ double YarnMscale(const checkpoint::YarnConfig& yarn);
 // x: BF16 [2 · inv.size()].
 void ApplyRopeInterleaved(std::span<const float> inv, BF16* x, int64_t pos, bool inverse);
 
+// The cos and sin ApplyRopeInterleaved rotates by at `pos`: c, s FP32 [inv.size()]. With
+// them, ApplyRopeInterleavedCs rotates any number of heads at one position with the bits of
+// ApplyRopeInterleaved (the same values, the same FP32 math) without recomputing them.
+void RopeCosSin(std::span<const float> inv, int64_t pos, float* c, float* s);
+void ApplyRopeInterleavedCs(const float* c, const float* s, size_t pairs, BF16* x, bool inverse);
+
 // The same rotation with the half-split pairing (x[k], x[k + n/2]), n = 2 · inv.size()
 // (the corrected V3.2 indexer, spec §14.3 step 2). x: BF16 [n].
 void ApplyRopeHalfSplit(std::span<const float> inv, BF16* x, int64_t pos);

@@ -53,11 +53,9 @@ void ProjectAttention(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   kernels::Linear(pool, w.wq_b, cq.data(), n, p->q.data(), &p->kernels);
   ProjectWindowKeys(pool, c, w, rope, positions, x, n, p);
   for (int64_t t = 0; t < n; ++t) {
-    for (int64_t h = 0; h < H; ++h) {
-      BF16* head = p->q.data() + (t * H + h) * d;
-      HeadRmsNormBf16(head, d, eps);
-      rope.Apply(head + d - r, positions[t], false);
-    }
+    // Per head: norm, then rotation (heads are independent; cos/sin formed once per token).
+    for (int64_t h = 0; h < H; ++h) HeadRmsNormBf16(p->q.data() + (t * H + h) * d, d, eps);
+    rope.ApplyHeads(p->q.data() + t * H * d + d - r, H, d, positions[t], false);
   }
   if (w.kind == LayerKind::kSwa) return;
   const int64_t row = w.compressor.wkv.out;
@@ -71,9 +69,9 @@ void ProjectAttention(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   GrowTo(p->iq, n * nI * dI);
   kernels::Linear(pool, iw.wq_b, cq.data(), n, p->iq.data(), &p->kernels);
   for (int64_t t = 0; t < n; ++t) {
+    rope.ApplyHeads(p->iq.data() + t * nI * dI + dI - r, nI, dI, positions[t], false);
     for (int64_t h = 0; h < nI; ++h) {
       BF16* head = p->iq.data() + (t * nI + h) * dI;
-      rope.Apply(head + dI - r, positions[t], false);
       models::Hadamard(head, dI);
       Fp4SimulateInplace({head, static_cast<size_t>(dI)});
     }
@@ -200,7 +198,7 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
       kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
                                      static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r,
                                      r, scale, oh, &ws->kernels);
-      for (int64_t h = 0; h < H; ++h) rope.Apply(oh + h * d + d - r, pos, true);
+      rope.ApplyHeads(oh + d - r, H, d, pos, true);
     }
   }
 }

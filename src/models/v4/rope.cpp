@@ -1,5 +1,6 @@
 #include "models/v4/rope.h"
 
+#include "core/check.h"
 #include "models/common/rope.h"
 
 namespace dsv4::v4 {
@@ -20,6 +21,16 @@ RopeTable RopeTable::ForLayer(const checkpoint::ModelConfig& c, int64_t layer) {
 
 void RopeTable::Apply(BF16* x, int64_t pos, bool inverse) const {
   models::ApplyRopeInterleaved(inv_freq_, x, pos, inverse);
+}
+
+void RopeTable::ApplyHeads(BF16* x, int64_t heads, int64_t stride, int64_t pos, bool inverse) const {
+  constexpr size_t kMaxPairs = 256;
+  DSV4_CHECK(inv_freq_.size() <= kMaxPairs);
+  float c[kMaxPairs], s[kMaxPairs];
+  models::RopeCosSin(inv_freq_, pos, c, s);
+  for (int64_t h = 0; h < heads; ++h) {
+    models::ApplyRopeInterleavedCs(c, s, inv_freq_.size(), x + h * stride, inverse);
+  }
 }
 
 }  // namespace dsv4::v4

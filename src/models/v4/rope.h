@@ -22,6 +22,9 @@ class RopeTable {
   // the angle rounded to FP32 as the reference does; inverse rotates by the negated angle.
   // FP32 math, BF16 result in place.
   void Apply(BF16* x, int64_t pos, bool inverse) const;
+  // Apply to `heads` vectors at x, x + stride, ... at one position, cos/sin formed once (the
+  // same bits as Apply on each).
+  void ApplyHeads(BF16* x, int64_t heads, int64_t stride, int64_t pos, bool inverse) const;
 
   const std::vector<float>& inv_freq() const { return inv_freq_; }
 

@@ -55,6 +55,24 @@ TEST(V4Rope, AngleIsAnFp32ProductAndInverseUndoes) {
   for (int i = 0; i < 64; ++i) EXPECT_NEAR(Bf16ToF32(y[i]), Bf16ToF32(x[i]), 0.02 + 0.02 * std::abs(Bf16ToF32(x[i])));
 }
 
+// ApplyHeads (cos/sin formed once for all heads at a position) gives the bits of Apply on
+// each head, forward and inverse.
+TEST(V4Rope, ApplyHeadsMatchesApplyPerHead) {
+  const RopeTable t(64, 160000, checkpoint::PresetConfig("v4-flash").value().yarn);
+  const int64_t heads = 5, stride = 96;  // rotated part at offset 32 of each 96-wide head
+  Rng rng(7);
+  std::vector<BF16> x(heads * stride);
+  for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal()));
+  for (bool inverse : {false, true}) {
+    for (int64_t pos : {0, 7, 4097, 1000000}) {
+      std::vector<BF16> a = x, b = x;
+      for (int64_t h = 0; h < heads; ++h) t.Apply(a.data() + h * stride + 32, pos, inverse);
+      t.ApplyHeads(b.data() + 32, heads, stride, pos, inverse);
+      for (size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i].bits, b[i].bits) << pos << " " << i;
+    }
+  }
+}
+
 TEST(V4Mhc, SinkhornOperationOrderAndSums) {
   Rng rng(6);
   for (int trial = 0; trial < 20; ++trial) {
