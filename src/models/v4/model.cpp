@@ -95,7 +95,7 @@ Status Model::JoinStep(ThreadPool& pool, ForwardWorkspace* ws) const {
   ws->seqs.clear();
   ws->tokens.clear();
   ep_->JoinAgreedStep();
-  RunLayers(pool, 0, ws);
+  RunLayers(pool, 0, {}, false, ws);
   return Status::Ok();
 }
 
