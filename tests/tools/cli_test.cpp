@@ -306,7 +306,10 @@ TEST(Cli, DsparkCheckpointSpeculatesWithIdenticalOutput) {
     CmdResult r = Dsv4(run + flags);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(generated(r.output), generated(off.output)) << flags;
-    EXPECT_THAT(r.output, HasSubstr(flags.find("--draft-tokens 2") != std::string::npos
+    // The default (auto) pauses drafting where it does not pay; an explicit drafter does not.
+    EXPECT_THAT(r.output, HasSubstr(flags.empty() ? "speculative: dspark, 5 draft tokens, paused "
+                                                    "while it does not pay; "
+                                    : flags.find("--draft-tokens 2") != std::string::npos
                                         ? "speculative: dspark, 2 draft tokens; "
                                         : "speculative: dspark, 5 draft tokens; "))
         << r.output;
@@ -318,7 +321,7 @@ TEST(Cli, DsparkCheckpointSpeculatesWithIdenticalOutput) {
                      " --requests 2 --prompt-len 10 --output-len 4 --json");
   ASSERT_EQ(b.exit_code, 0) << b.output;
   const nlohmann::json j = nlohmann::json::parse(b.output);
-  EXPECT_EQ(j[0]["speculative"]["drafter"], "dspark, 5 draft tokens");
+  EXPECT_EQ(j[0]["speculative"]["drafter"], "dspark, 5 draft tokens, paused while it does not pay");
   EXPECT_GT(j[0]["speculative"]["verifications"], 0);
   CmdResult cost = Dsv4("bench draft --model " + ck.string() + " --context 8 --iters 2 --json");
   ASSERT_EQ(cost.exit_code, 0) << cost.output;
