@@ -82,4 +82,23 @@ void DsparkDrafter::Truncate(DraftState& state, int64_t n) const {
   st.intact_from_ = 0;
 }
 
+RingWindowFormat DsparkDrafter::StateFormat() const {
+  return {"DSpark", {'D', 'S', 'V', '4', 'D', 'S', 'P', 'S'}, dspark_.num_blocks(),
+          dspark_.config().sliding_window};
+}
+
+Status DsparkDrafter::SaveState(const DraftState& state, std::vector<uint8_t>* out) const {
+  const auto& st = static_cast<const DsparkDraftState&>(state);
+  return SaveRingWindow(StateFormat(), st.ring_, st.intact_from_, out);
+}
+
+Result<std::unique_ptr<DraftState>> DsparkDrafter::RestoreState(
+    std::span<const uint8_t> bytes) const {
+  auto state = std::make_unique<DsparkDraftState>(ring_config_);
+  DSV4_ASSIGN_OR_RETURN(state->intact_from_,
+                        RestoreRingWindow(StateFormat(), bytes,
+                                          dspark_.config().max_position_embeddings, &state->ring_));
+  return std::unique_ptr<DraftState>(std::move(state));
+}
+
 }  // namespace dsv4::runner

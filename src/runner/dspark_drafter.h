@@ -38,6 +38,7 @@
 #include "models/v4/dspark.h"
 #include "models/v4/model.h"
 #include "runner/drafter.h"
+#include "runner/ring_window_state.h"
 
 namespace dsv4::runner {
 
@@ -91,10 +92,18 @@ class DsparkDrafter final : public Drafter {
                  std::span<const BF16> hidden, int64_t k,
                  std::vector<int32_t>* drafts) const override;
   void Truncate(DraftState& state, int64_t n) const override;
+  // The state's bytes: every block's ring rows of positions [n - W, n) (all the next draft
+  // reads) and n, in runner/ring_window_state.h's layout with magic "DSV4DSPS" and one layer
+  // per draft block. RestoreState's state proposes exactly what the saved one would
+  // (Truncate goes back only to n - W); errors name what is wrong, as for MTP.
+  bool saves_state() const override { return true; }
+  Status SaveState(const DraftState& state, std::vector<uint8_t>* out) const override;
+  Result<std::unique_ptr<DraftState>> RestoreState(std::span<const uint8_t> bytes) const override;
 
   const v4::Dspark& module() const { return dspark_; }
 
  private:
+  RingWindowFormat StateFormat() const;
   v4::Dspark dspark_;
   checkpoint::ModelConfig ring_config_;  // the states' rings point at it
   float min_confidence_ = 0.0f;

@@ -5,26 +5,9 @@
 #include <string>
 
 #include "core/check.h"
-#include "kv/snapshot_file.h"
 
 namespace dsv4::runner {
 namespace {
-
-constexpr char kStateMagic[8] = {'D', 'S', 'V', '4', 'M', 'T', 'P', 'S'};
-constexpr uint32_t kStateVersion = 1;
-
-#pragma pack(push, 1)
-struct StateHeader {
-  char magic[8];
-  uint32_t version;
-  uint32_t reserved;
-  int64_t num_tokens;
-  int64_t window;
-  int64_t entry_bytes;
-  int64_t first;
-  int64_t rows;
-};
-#pragma pack(pop)
 
 int32_t ArgMax(const std::vector<float>& logits) {
   return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
@@ -116,93 +99,21 @@ void MtpDrafter::Truncate(DraftState& state, int64_t n) const {
   st.intact_from_ = 0;
 }
 
-}  // namespace dsv4::runner
 
-namespace dsv4::runner {
+RingWindowFormat MtpDrafter::StateFormat() const {
+  return {"MTP", {'D', 'S', 'V', '4', 'M', 'T', 'P', 'S'}, 1, mtp_.config().sliding_window};
+}
 
 Status MtpDrafter::SaveState(const DraftState& state, std::vector<uint8_t>* out) const {
   const auto& st = static_cast<const MtpDraftState&>(state);
-  const int64_t n = st.num_tokens();
-  const int64_t window = mtp_.config().sliding_window;
-  const int64_t first = std::max<int64_t>(0, n - window);
-  if (first < st.intact_from_) {
-    // Cannot happen after Propose (the window's rows are always intact at num_tokens()).
-    return Status::FailedPrecondition("MTP drafter: the ring no longer holds the rows of "
-                                      "positions [" + std::to_string(first) + ", " +
-                                      std::to_string(n) + ")");
-  }
-  const int64_t entry = st.ring_.entry_bytes();
-  StateHeader h{};
-  std::memcpy(h.magic, kStateMagic, sizeof kStateMagic);
-  h.version = kStateVersion;
-  h.num_tokens = n;
-  h.window = window;
-  h.entry_bytes = entry;
-  h.first = first;
-  h.rows = n - first;
-  const size_t at = out->size();
-  out->resize(at + sizeof h + static_cast<size_t>(h.rows * entry) + 8);
-  uint8_t* p = out->data() + at;
-  std::memcpy(p, &h, sizeof h);
-  p += sizeof h;
-  for (int64_t pos = first; pos < n; ++pos, p += entry) {
-    std::memcpy(p, st.ring_.WindowRow(0, pos), static_cast<size_t>(entry));
-  }
-  const uint64_t sum = kv::Checksum64({out->data() + at, static_cast<size_t>(p - (out->data() + at))});
-  std::memcpy(p, &sum, 8);
-  return Status::Ok();
+  return SaveRingWindow(StateFormat(), st.ring_, st.intact_from_, out);
 }
 
 Result<std::unique_ptr<DraftState>> MtpDrafter::RestoreState(std::span<const uint8_t> bytes) const {
-  auto bad = [](const std::string& what) {
-    return Status::DataLoss("MTP drafter state: " + what);
-  };
-  StateHeader h{};
-  if (bytes.size() < sizeof h + 8) {
-    return bad(std::to_string(bytes.size()) + " bytes, shorter than its " +
-               std::to_string(sizeof h + 8) + "-byte header and checksum");
-  }
-  std::memcpy(&h, bytes.data(), sizeof h);
-  if (std::memcmp(h.magic, kStateMagic, sizeof kStateMagic) != 0) {
-    return bad("does not start with DSV4MTPS");
-  }
-  if (h.version != kStateVersion) {
-    return Status::FailedPrecondition("MTP drafter state has layout version " +
-                                      std::to_string(h.version) + ", this build reads " +
-                                      std::to_string(kStateVersion));
-  }
   auto state = std::make_unique<MtpDraftState>(ring_config_);
-  const int64_t window = mtp_.config().sliding_window;
-  const int64_t entry = state->ring_.entry_bytes();
-  if (h.window != window || h.entry_bytes != entry) {
-    return Status::FailedPrecondition(
-        "MTP drafter state of a window of " + std::to_string(h.window) + " rows of " +
-        std::to_string(h.entry_bytes) + " bytes, this drafter's is " + std::to_string(window) +
-        " rows of " + std::to_string(entry) + " bytes");
-  }
-  const int64_t n = h.num_tokens;
-  if (n < 0 || n > mtp_.config().max_position_embeddings ||
-      h.first != std::max<int64_t>(0, n - window) || h.rows != n - h.first) {
-    return bad("rows [" + std::to_string(h.first) + ", +" + std::to_string(h.rows) +
-               ") for " + std::to_string(n) + " positions, expected [" +
-               std::to_string(std::max<int64_t>(0, n - window)) + ", " + std::to_string(n) + ")");
-  }
-  const size_t want = sizeof h + static_cast<size_t>(h.rows * entry) + 8;
-  if (bytes.size() != want) {
-    return bad(std::to_string(bytes.size()) + " bytes, expected " + std::to_string(want));
-  }
-  uint64_t sum = 0;
-  std::memcpy(&sum, bytes.data() + want - 8, 8);
-  if (sum != kv::Checksum64(bytes.first(want - 8))) return bad("checksum mismatch");
-  if (n > 0) {
-    DSV4_RETURN_IF_ERROR(state->ring_.Reserve(n));
-    const uint8_t* p = bytes.data() + sizeof h;
-    for (int64_t pos = h.first; pos < n; ++pos, p += entry) {
-      std::memcpy(state->ring_.WindowRow(0, pos), p, static_cast<size_t>(entry));
-    }
-    state->ring_.set_num_tokens(n);
-  }
-  state->intact_from_ = h.first;
+  DSV4_ASSIGN_OR_RETURN(state->intact_from_,
+                        RestoreRingWindow(StateFormat(), bytes,
+                                          mtp_.config().max_position_embeddings, &state->ring_));
   return std::unique_ptr<DraftState>(std::move(state));
 }
 

@@ -36,6 +36,7 @@
 #include "models/v4/model.h"
 #include "models/v4/mtp.h"
 #include "runner/drafter.h"
+#include "runner/ring_window_state.h"
 
 namespace dsv4::runner {
 
@@ -84,12 +85,11 @@ class MtpDrafter final : public Drafter {
                  std::span<const BF16> hidden, int64_t k,
                  std::vector<int32_t>* drafts) const override;
   void Truncate(DraftState& state, int64_t n) const override;
-  // The state's bytes: the ring rows of positions [n - W, n) (all it reads next) and n.
-  // Layout (little-endian): "DSV4MTPS", u32 version (1), u32 0, i64 n, i64 W, i64 entry
-  // bytes, i64 first position, i64 rows, the rows [rows, entry bytes], u64 Checksum64 of all
-  // before it. RestoreState's state proposes exactly what the saved one would (Truncate goes
-  // back only to n - W); DataLoss / FailedPrecondition name a wrong size, magic, version,
-  // window, entry size, row range or checksum.
+  // The state's bytes: the ring rows of positions [n - W, n) (all it reads next) and n, in
+  // runner/ring_window_state.h's layout with magic "DSV4MTPS" and one layer. RestoreState's
+  // state proposes exactly what the saved one would (Truncate goes back only to n - W);
+  // DataLoss / FailedPrecondition name a wrong size, magic, version, window, entry size, row
+  // range or checksum.
   bool saves_state() const override { return true; }
   Status SaveState(const DraftState& state, std::vector<uint8_t>* out) const override;
   Result<std::unique_ptr<DraftState>> RestoreState(std::span<const uint8_t> bytes) const override;
@@ -97,6 +97,7 @@ class MtpDrafter final : public Drafter {
   const v4::Mtp& module() const { return mtp_; }
 
  private:
+  RingWindowFormat StateFormat() const;
   // Runs one module call on `item` (with the kept scratch when free) and records the ring
   // slots it overwrote in `st`.
   Status Run(ThreadPool& pool, MtpDraftState& st, const v4::Mtp::BatchItem& item) const;

@@ -225,6 +225,46 @@ TEST(DraftState, ProposalsAfterAPrefixHitEqualThoseAfterAColdPrefill) {
   }
 }
 
+// DSpark keeps its state across a prefix hit too (one ring per draft block): the request that
+// continues from the cached 256 tokens verifies exactly the drafts (count, per position and
+// accepted) of the same request prefilled cold, and its output is unchanged.
+TEST(DraftState, DsparkDraftsAfterAPrefixHitAsAfterAColdPrefill) {
+  Rng rng(8);
+  const GenerationRequest first = Request(RandomTokens(rng, 300), 8);
+  std::vector<int32_t> shared(first.prompt);
+  const std::vector<int32_t> more = RandomTokens(rng, 20);
+  shared.insert(shared.end(), more.begin(), more.end());
+  const GenerationRequest hit = Request(shared, 24);
+  EngineOptions o = Caching();
+  o.speculative = SpeculativeMode::kDspark;
+  EngineOptions cold = o;
+  cold.prefix_caching = false;
+  const auto ce = Engine::Create(engine_test::TinyDspark(), cold).value();
+  const std::vector<int32_t> want = Collect(*ce->Submit(hit).value());
+  const EngineStats c = ce->Stats();
+  ASSERT_GT(c.spec_draft_tokens, 0);
+  EngineOptions off = cold;
+  off.speculative = SpeculativeMode::kOff;
+  EXPECT_EQ(Collect(*Engine::Create(engine_test::TinyDspark(), off).value()->Submit(hit).value()),
+            want);
+
+  const auto e = Engine::Create(engine_test::TinyDspark(), o).value();
+  Collect(*e->Submit(first).value());
+  const EngineStats before = e->Stats();
+  EXPECT_EQ(Collect(*e->Submit(hit).value()), want);
+  const EngineStats s = e->Stats();
+  EXPECT_EQ(s.prefix_ram_hits, 1);
+  EXPECT_EQ(s.prefix_ram_hit_tokens, 256);
+  EXPECT_EQ(s.spec_restored_states, 1);
+  EXPECT_EQ(s.spec_unrestored_states, 0);
+  EXPECT_EQ(s.spec_verifications - before.spec_verifications, c.spec_verifications);
+  EXPECT_EQ(s.spec_draft_tokens - before.spec_draft_tokens, c.spec_draft_tokens);
+  EXPECT_EQ(s.spec_accepted_tokens - before.spec_accepted_tokens, c.spec_accepted_tokens);
+  for (size_t i = 0; i < c.spec_drafted_at.size(); ++i) {
+    EXPECT_EQ(s.spec_drafted_at[i] - before.spec_drafted_at[i], c.spec_drafted_at[i]) << i;
+  }
+}
+
 // The disk tier: a restarted engine finds the drafter's state in the files and drafts from
 // the first step exactly as after a cold prefill; files of the previous format (version 1,
 // no drafter state) still restore the KV, the request then decodes without drafts, and its

@@ -147,6 +147,65 @@ TEST(DsparkDrafter, TruncateThenContinueEqualsNeverHavingSeen) {
   }
 }
 
+// SaveState / RestoreState (a cached prefix keeps the drafter's state): a restored state
+// proposes exactly what the saved one does from there on and holds the same window of every
+// block, for states before and past the window; bad bytes are refused naming what is wrong.
+TEST(DsparkDrafter, RestoredStateProposesExactlyWhatTheSavedOneDoes) {
+  std::unique_ptr<LoadedModel> m = LoadTiny(DraftFamily::kDspark);
+  auto d = MakeDrafter(*m, DraftFamily::kDspark).value();
+  ASSERT_TRUE(d->saves_state());
+  const int64_t W = m->lm->config().sliding_window;
+  const int64_t blocks = m->lm->config().dspark.num_blocks;
+  for (int64_t len : {1, 6, 40, 90}) {
+    SCOPED_TRACE(len);
+    const std::vector<int32_t> tokens = RandomTokens(len + 1, 40 + len);
+    auto a = d->NewState();
+    Drive(*d, *a, *m->lm, tokens, std::min<int64_t>(len, 5), 3, nullptr);
+    ASSERT_EQ(a->num_tokens(), len);
+    std::vector<uint8_t> bytes = {7};  // SaveState appends
+    ASSERT_TRUE(d->SaveState(*a, &bytes).ok());
+    Result<std::unique_ptr<DraftState>> b =
+        d->RestoreState(std::span<const uint8_t>(bytes).subspan(1));
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    EXPECT_EQ((*b)->num_tokens(), len);
+    EXPECT_EQ(Window(static_cast<DsparkDraftState&>(*a), blocks, W),
+              Window(static_cast<DsparkDraftState&>(**b), blocks, W));
+    // Both continue over the same target rows (the target re-fed to the same point).
+    std::vector<int32_t> more = tokens;
+    const std::vector<int32_t> tail = RandomTokens(8, 90 + len);
+    more.insert(more.end(), tail.begin(), tail.end());
+    ThreadPool pool(2);
+    Target target(*m->lm, HiddenRows::kTargetLayerMeans);
+    target.Feed(pool, {more.data(), static_cast<size_t>(len)});
+    std::vector<int32_t> da, db;
+    for (int64_t p = len; p + 1 < static_cast<int64_t>(more.size()); ++p) {
+      const std::vector<BF16> row = target.Feed(pool, {more.data() + p, 1});
+      const std::span<const int32_t> seen(more.data(), static_cast<size_t>(p + 2));
+      ASSERT_TRUE(d->Propose(pool, *a, seen, row, 5, &da).ok());
+      ASSERT_TRUE(d->Propose(pool, **b, seen, row, 5, &db).ok());
+      EXPECT_EQ(da, db) << p;
+    }
+  }
+  auto s = d->NewState();
+  std::vector<uint8_t> good;
+  ASSERT_TRUE(d->SaveState(*s, &good).ok());
+  auto refused = [&](std::vector<uint8_t> bytes, StatusCode code, const std::string& what) {
+    Result<std::unique_ptr<DraftState>> r = d->RestoreState(bytes);
+    EXPECT_EQ(r.status().code(), code) << what;
+    EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().message();
+  };
+  refused({good.begin(), good.begin() + 10}, StatusCode::kDataLoss, "shorter than");
+  std::vector<uint8_t> bad = good;
+  bad[4] = 'M';
+  refused(bad, StatusCode::kDataLoss, "DSV4DSPS");
+  bad = good;
+  bad[12] = 1;  // one layer: an MTP-shaped state
+  refused(bad, StatusCode::kFailedPrecondition, "1 layers");
+  bad = good;
+  bad.back() ^= 1;
+  refused(bad, StatusCode::kDataLoss, "checksum");
+}
+
 TEST(DsparkDrafter, ProposeChecksItsInput) {
   std::unique_ptr<LoadedModel> m = LoadTiny(DraftFamily::kDspark);
   auto d = MakeDrafter(*m, DraftFamily::kDspark).value();
