@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -80,6 +81,26 @@ inline std::vector<std::vector<int32_t>> Drive(const Drafter& d, DraftState& sta
     if (committed_at != nullptr) committed_at->push_back(p);
   }
   return out;
+}
+
+// RestoreState refuses `bytes` with `code`, its message naming `what`.
+inline void ExpectRestoreRefused(const Drafter& d, std::span<const uint8_t> bytes,
+                                 StatusCode code, const std::string& what) {
+  Result<std::unique_ptr<DraftState>> r = d.RestoreState(bytes);
+  EXPECT_EQ(r.status().code(), code) << what;
+  EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().message();
+}
+
+// A saved empty state, cut short and with a flipped checksum bit, is refused.
+inline std::vector<uint8_t> ExpectTruncatedAndCorruptStatesRefused(const Drafter& d) {
+  std::vector<uint8_t> good;
+  EXPECT_TRUE(d.SaveState(*d.NewState(), &good).ok());
+  ExpectRestoreRefused(d, std::span<const uint8_t>(good).first(10), StatusCode::kDataLoss,
+                       "shorter than");
+  std::vector<uint8_t> bad = good;
+  bad.back() ^= 1;
+  ExpectRestoreRefused(d, bad, StatusCode::kDataLoss, "checksum");
+  return good;
 }
 
 }  // namespace dsv4::runner::testing

@@ -186,24 +186,13 @@ TEST(DsparkDrafter, RestoredStateProposesExactlyWhatTheSavedOneDoes) {
       EXPECT_EQ(da, db) << p;
     }
   }
-  auto s = d->NewState();
-  std::vector<uint8_t> good;
-  ASSERT_TRUE(d->SaveState(*s, &good).ok());
-  auto refused = [&](std::vector<uint8_t> bytes, StatusCode code, const std::string& what) {
-    Result<std::unique_ptr<DraftState>> r = d->RestoreState(bytes);
-    EXPECT_EQ(r.status().code(), code) << what;
-    EXPECT_NE(r.status().message().find(what), std::string::npos) << r.status().message();
-  };
-  refused({good.begin(), good.begin() + 10}, StatusCode::kDataLoss, "shorter than");
+  const std::vector<uint8_t> good = testing::ExpectTruncatedAndCorruptStatesRefused(*d);
   std::vector<uint8_t> bad = good;
   bad[4] = 'M';
-  refused(bad, StatusCode::kDataLoss, "DSV4DSPS");
+  testing::ExpectRestoreRefused(*d, bad, StatusCode::kDataLoss, "DSV4DSPS");
   bad = good;
   bad[12] = 1;  // one layer: an MTP-shaped state
-  refused(bad, StatusCode::kFailedPrecondition, "1 layers");
-  bad = good;
-  bad.back() ^= 1;
-  refused(bad, StatusCode::kDataLoss, "checksum");
+  testing::ExpectRestoreRefused(*d, bad, StatusCode::kFailedPrecondition, "1 layers");
 }
 
 TEST(DsparkDrafter, ProposeChecksItsInput) {

@@ -212,27 +212,16 @@ TEST(MtpDrafter, RestoredStateProposesExactlyWhatTheSavedOneDoes) {
     }
   }
   // Bad bytes.
-  auto s = d->NewState();
-  std::vector<uint8_t> good;
-  ASSERT_TRUE(d->SaveState(*s, &good).ok());
-  auto refused = [&](std::vector<uint8_t> bytes, StatusCode code, const std::string& what) {
-    Result<std::unique_ptr<DraftState>> r = d->RestoreState(bytes);
-    EXPECT_EQ(r.status().code(), code) << what;
-    EXPECT_THAT(r.status().message(), ::testing::HasSubstr(what));
-  };
-  refused({good.begin(), good.begin() + 10}, StatusCode::kDataLoss, "shorter than");
+  const std::vector<uint8_t> good = testing::ExpectTruncatedAndCorruptStatesRefused(*d);
   std::vector<uint8_t> bad = good;
   bad[0] = 'X';
-  refused(bad, StatusCode::kDataLoss, "DSV4MTPS");
+  testing::ExpectRestoreRefused(*d, bad, StatusCode::kDataLoss, "DSV4MTPS");
   bad = good;
   bad[8] = 9;  // version
-  refused(bad, StatusCode::kFailedPrecondition, "layout version 9");
+  testing::ExpectRestoreRefused(*d, bad, StatusCode::kFailedPrecondition, "layout version 9");
   bad = good;
   bad[24] ^= 1;  // the window
-  refused(bad, StatusCode::kFailedPrecondition, "window");
-  bad = good;
-  bad.back() ^= 1;
-  refused(bad, StatusCode::kDataLoss, "checksum");
+  testing::ExpectRestoreRefused(*d, bad, StatusCode::kFailedPrecondition, "window");
 }
 
 TEST(MtpDrafter, ProposeChecksItsInput) {
