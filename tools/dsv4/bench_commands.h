@@ -1,4 +1,4 @@
-// `dsv4 bench kv`, `dsv4 bench decode`, `dsv4 bench prefix`, `dsv4 bench layer` and `dsv4 bench depth`
+// `dsv4 bench kv`, `dsv4 bench decode`, `dsv4 bench prefix`, `dsv4 bench layer`, `dsv4 bench depth` and `dsv4 bench spec`
 // (registered under the `bench` group by RegisterBench in bench_serve.cpp), and what they share: which models to run and how token
 // lists are typed.
 #pragma once
@@ -19,6 +19,7 @@ void RegisterBenchPrefix(CLI::App& bench, int* exit_code);
 void RegisterBenchLayer(CLI::App& bench, int* exit_code);
 void RegisterBenchDraft(CLI::App& bench, int* exit_code);
 void RegisterBenchDepth(CLI::App& bench, int* exit_code);  // bench_depth.cpp
+void RegisterBenchSpec(CLI::App& bench, int* exit_code);   // bench_spec.cpp
 
 struct NamedConfig {
   std::string label;  // the preset name or the path as typed

@@ -455,6 +455,7 @@ void RegisterBench(CLI::App& app, int* exit_code) {
   RegisterBenchDraft(*bench, exit_code);
   RegisterBenchPrefix(*bench, exit_code);
   RegisterBenchDepth(*bench, exit_code);
+  RegisterBenchSpec(*bench, exit_code);
 }
 
 }  // namespace dsv4::cli
