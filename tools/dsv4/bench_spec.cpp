@@ -7,6 +7,7 @@
 // costs and gains; a real drafter's own cost comes on top (`dsv4 bench draft`). Every run's
 // outputs must equal the run without speculation, bit for bit (an error otherwise).
 //
+// Each configuration runs --repeats rounds, alternating with the others; the median counts.
 // Decode tokens/s: the tokens generated after each request's first, summed over requests,
 // divided by the time from the first request's first token to the last token of all.
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -41,6 +43,7 @@ struct SpecCliOptions {
   std::string output_len = "32";
   std::vector<int64_t> draft_tokens = {1, 2, 4};
   std::vector<double> acceptance = {0, 0.2, 0.4, 0.6, 0.8, 1};
+  int64_t repeats = 3;  // rounds over every configuration; the median tokens/s
   int threads = 0;
   uint64_t seed = 1;
   bool json = false;
@@ -140,53 +143,71 @@ Status RunSpec(const SpecCliOptions& o) {
     p.resize(static_cast<size_t>(prompt_len));
     for (auto& t : p) t = static_cast<int32_t>(rng.Below(static_cast<uint64_t>(vocab)));
   }
-  const size_t total = 1 + o.draft_tokens.size() * o.acceptance.size();
-  const bool tty = isatty(STDERR_FILENO) != 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  auto progress = [&](size_t done) {
-    if (!tty) return;
-    std::fprintf(stderr, "\rbench spec: %zu/%zu runs, %.0f s   ", done, total,
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    if (done == total) std::fprintf(stderr, "\n");
-  };
-  std::vector<SpecRun> runs;
-  DSV4_ASSIGN_OR_RETURN(SpecRun off, RunWorkload(model, base, prompts, output_len));
-  progress(1);
+  // Round 0 runs without speculation first (its outputs are the references); then every
+  // round runs every configuration in turn (alternating, so the load's drift hits them alike),
+  // and each reports the median decode tokens/s over the rounds.
+  DSV4_ASSIGN_OR_RETURN(SpecRun first_off, RunWorkload(model, base, prompts, output_len));
   std::vector<std::vector<int32_t>> references = prompts;
   for (size_t i = 0; i < references.size(); ++i) {
-    references[i].insert(references[i].end(), off.outputs[i].begin(), off.outputs[i].end());
+    references[i].insert(references[i].end(), first_off.outputs[i].begin(),
+                         first_off.outputs[i].end());
   }
-  runs.push_back(off);
+  std::vector<std::pair<int64_t, double>> configs = {{0, 0.0}};
   for (int64_t k : o.draft_tokens) {
-    for (double alpha : o.acceptance) {
+    for (double alpha : o.acceptance) configs.push_back({k, alpha});
+  }
+  const size_t total = configs.size() * static_cast<size_t>(o.repeats);
+  const bool tty = isatty(STDERR_FILENO) != 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  size_t done = 0;
+  std::vector<SpecRun> runs(configs.size());
+  std::vector<std::vector<double>> tps(configs.size());
+  for (int64_t round = 0; round < o.repeats; ++round) {
+    for (size_t c = 0; c < configs.size(); ++c) {
+      const auto [k, alpha] = configs[c];
       EngineOptions eo = base;
-      eo.speculative = SpeculativeMode::kAuto;
-      eo.draft_tokens = k;
-      eo.drafter = [references, alpha, seed = o.seed, k](const runner::LoadedModel& m)
-          -> Result<std::unique_ptr<runner::Drafter>> {
-        return std::unique_ptr<runner::Drafter>(std::make_unique<runner::ReplayDrafter>(
-            references, alpha, seed, k, m.lm->config().vocab_size));
-      };
+      if (k > 0) {
+        eo.speculative = SpeculativeMode::kAuto;
+        eo.draft_tokens = k;
+        eo.drafter = [references, alpha, seed = o.seed, k](const runner::LoadedModel& m)
+            -> Result<std::unique_ptr<runner::Drafter>> {
+          return std::unique_ptr<runner::Drafter>(std::make_unique<runner::ReplayDrafter>(
+              references, alpha, seed, k, m.lm->config().vocab_size));
+        };
+      }
       DSV4_ASSIGN_OR_RETURN(SpecRun r, RunWorkload(model, eo, prompts, output_len));
-      r.k = k;
-      r.alpha = alpha;
       for (size_t i = 0; i < prompts.size(); ++i) {
-        if (r.outputs[i] != off.outputs[i]) {
-          return Status::Internal("bench spec: request " + std::to_string(i) + "'s output with k=" +
-                                  std::to_string(k) + ", alpha=" + Fmt(alpha, "%.2f") +
-                                  " differs from the run without speculation (speculative "
-                                  "decoding must not change output)");
+        if (r.outputs[i] != first_off.outputs[i]) {
+          return Status::Internal(
+              "bench spec: request " + std::to_string(i) + "'s output with k=" +
+              std::to_string(k) + ", alpha=" + Fmt(alpha, "%.2f") +
+              " differs from the run without speculation (speculative decoding must not "
+              "change output)");
         }
       }
-      runs.push_back(std::move(r));
-      progress(runs.size());
+      r.k = k;
+      r.alpha = alpha;
+      tps[c].push_back(r.decode_tps);
+      runs[c] = std::move(r);
+      ++done;
+      if (tty) {
+        std::fprintf(stderr, "\rbench spec: %zu/%zu runs, %.0f s   ", done, total,
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+        if (done == total) std::fprintf(stderr, "\n");
+      }
     }
   }
+  for (size_t c = 0; c < configs.size(); ++c) {
+    std::sort(tps[c].begin(), tps[c].end());
+    runs[c].decode_tps = tps[c][tps[c].size() / 2];
+  }
+  const SpecRun& off = runs[0];
   const double elapsed =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (!tty) {
-    std::fprintf(stderr, "bench spec: %zu runs in %.1f s, outputs identical to the run without "
-                 "speculation\n", runs.size(), elapsed);
+    std::fprintf(stderr, "bench spec: %zu runs (%zu configurations x %lld rounds) in %.1f s, "
+                 "outputs identical to the run without speculation\n", total + 1, configs.size(),
+                 static_cast<long long>(o.repeats), elapsed);
   }
   if (o.json) {
     nlohmann::json j = nlohmann::json::array();
@@ -207,9 +228,11 @@ Status RunSpec(const SpecCliOptions& o) {
     return Status::Ok();
   }
   std::printf("measured through the engine on %s: %lld requests, %lld prompt + %lld output "
-              "tokens each; replay drafter (free to draft: verification cost only)\n",
+              "tokens each, median of %lld rounds; replay drafter (free to draft: verification "
+              "cost only)\n",
               model_name.c_str(), static_cast<long long>(o.requests),
-              static_cast<long long>(prompt_len), static_cast<long long>(output_len));
+              static_cast<long long>(prompt_len), static_cast<long long>(output_len),
+              static_cast<long long>(o.repeats));
   Table t({"k", "alpha", "accept rate", "mean accepted len", "decode tok/s", "speedup"});
   for (const SpecRun& r : runs) {
     t.Row({r.k == 0 ? "off" : std::to_string(r.k), r.k == 0 ? "-" : Fmt(r.alpha, "%.2f"),
@@ -238,6 +261,9 @@ void RegisterBenchSpec(CLI::App& bench, int* exit_code) {
   cmd->add_option("--acceptance", o->acceptance,
                   "Probabilities that a draft is right (comma-separated, in [0, 1])")
       ->delimiter(',')->capture_default_str();
+  cmd->add_option("--repeats", o->repeats,
+                  "Rounds over every configuration, alternating (median tokens/s reported)")
+      ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", o->seed, "Seed of the prompts and of the drafter's coin")
