@@ -29,7 +29,10 @@ TEST(BenchSpecCli, JsonHasOneRecordPerRun) {
   CmdResult r = Dsv4("bench spec --requests 2 --prompt-len 16 --output-len 6 "
                      "--draft-tokens 2 --acceptance 0,0.5,1 --threads 1 --repeats 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  const std::string js = r.output.substr(0, r.output.rfind(']') + 1);
+  // stderr's summary line comes with the output: parse from the first bracket to the last.
+  const size_t from = r.output.find('[');
+  ASSERT_NE(from, std::string::npos) << r.output;
+  const std::string js = r.output.substr(from, r.output.rfind(']') + 1 - from);
   const nlohmann::json j = nlohmann::json::parse(js);
   ASSERT_EQ(j.size(), 4u);
   EXPECT_EQ(j[0]["draft_tokens"], 0);
