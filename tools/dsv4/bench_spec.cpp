@@ -262,7 +262,8 @@ void RegisterBenchSpec(CLI::App& bench, int* exit_code) {
                   "Probabilities that a draft is right (comma-separated, in [0, 1])")
       ->delimiter(',')->capture_default_str();
   cmd->add_option("--repeats", o->repeats,
-                  "Rounds over every configuration, alternating (median tokens/s reported)")
+                  "Rounds over every configuration, alternating (the median tokens/s is "
+                  "reported; the upper middle one for an even count)")
       ->check(CLI::PositiveNumber)->capture_default_str();
   cmd->add_option("--threads", o->threads, "Worker threads (0: all cores)")
       ->check(CLI::NonNegativeNumber);
