@@ -34,6 +34,13 @@ class Communicator {
   // implementation's collective timeout (a rank that stops answering ends the job).
   virtual void AllToAllV(const std::byte* send, std::span<const int64_t> send_bytes,
                          std::byte* recv, std::span<const int64_t> recv_bytes) = 0;
+  // The same in two halves, so a rank can compute while its peers catch up: StartAllToAllV
+  // posts it (send, recv and the counts' values must stay untouched until the finish),
+  // FinishAllToAllV waits for it within the collective timeout. At most one outstanding, and
+  // no other collective in between.
+  virtual void StartAllToAllV(const std::byte* send, std::span<const int64_t> send_bytes,
+                              std::byte* recv, std::span<const int64_t> recv_bytes) = 0;
+  virtual void FinishAllToAllV() = 0;
   // The largest `value` over the ranks. Waits without a timeout and without spinning: a rank
   // may wait here between steps for as long as the others take (an idle server).
   virtual int64_t AgreeMax(int64_t value) = 0;

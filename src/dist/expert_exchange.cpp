@@ -134,8 +134,13 @@ void ExpertExchange::Dispatch(ExpertParallel& ep, const BF16* x, int64_t n, int6
 }
 
 void ExpertExchange::Combine(ExpertParallel& ep, const BF16* out) {
+  StartCombine(ep, out);
+  FinishCombine(ep);
+}
+
+void ExpertExchange::StartCombine(ExpertParallel& ep, const BF16* out) {
   Communicator& comm = *ep.comm();
-  const int N = ep.num_ranks(), me = ep.rank();
+  const int N = ep.num_ranks();
   const int64_t row_bytes = D_ * static_cast<int64_t>(sizeof(BF16));
   // Back along the reverse path: what this rank computed for source q goes to q; what q
   // computed for this rank's pairs comes back in the order they were sent.
@@ -149,8 +154,15 @@ void ExpertExchange::Combine(ExpertParallel& ep, const BF16* out) {
   }
   BF16* results = GrowTo(results_, total * D_);
   const auto t0 = std::chrono::steady_clock::now();
-  comm.AllToAllV(reinterpret_cast<const std::byte*>(out), send_bytes_,
-                 reinterpret_cast<std::byte*>(results), recv_bytes_);
+  comm.StartAllToAllV(reinterpret_cast<const std::byte*>(out), send_bytes_,
+                      reinterpret_cast<std::byte*>(results), recv_bytes_);
+  ep.stats().exchange_s += Since(t0);
+}
+
+void ExpertExchange::FinishCombine(ExpertParallel& ep) {
+  const int N = ep.num_ranks(), me = ep.rank();
+  const auto t0 = std::chrono::steady_clock::now();
+  ep.comm()->FinishAllToAllV();
   ExchangeStats& st = ep.stats();
   st.exchange_s += Since(t0);
   for (int q = 0; q < N; ++q) {
@@ -158,6 +170,7 @@ void ExpertExchange::Combine(ExpertParallel& ep, const BF16* out) {
     st.bytes_sent += send_bytes_[q];
     st.bytes_received += recv_bytes_[q];
   }
+  const std::vector<int64_t>& base = block_;
   int64_t* index = GrowTo(result_index_, n_ * k_);
   for (int64_t i = 0; i < n_ * k_; ++i) index[i] = base[pair_dest_[i]] + pair_slot_[i];
 }

@@ -43,6 +43,10 @@ class ExpertExchange {
   // out BF16 [num_pairs, D]: the expert output of every received pair, in pair order. Sends
   // them back; afterwards result(t, j) is the output for local row t's j-th choice.
   void Combine(ExpertParallel& ep, const BF16* out);
+  // Combine in two halves (the caller computes in between, e.g. the shared expert, while the
+  // other ranks finish their experts): `out` must stay untouched until FinishCombine.
+  void StartCombine(ExpertParallel& ep, const BF16* out);
+  void FinishCombine(ExpertParallel& ep);
   const BF16* result(int64_t t, int64_t j) const {
     return results_.data() + result_index_[static_cast<size_t>(t * k_ + j)] * D_;
   }

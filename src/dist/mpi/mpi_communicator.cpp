@@ -241,15 +241,27 @@ void MpiCommunicator::AllToAll(std::span<const int64_t> send, std::span<int64_t>
 
 void MpiCommunicator::AllToAllV(const std::byte* send, std::span<const int64_t> send_bytes,
                                 std::byte* recv, std::span<const int64_t> recv_bytes) {
+  StartAllToAllV(send, send_bytes, recv, recv_bytes);
+  FinishAllToAllV();
+}
+
+void MpiCommunicator::StartAllToAllV(const std::byte* send, std::span<const int64_t> send_bytes,
+                                     std::byte* recv, std::span<const int64_t> recv_bytes) {
+  DSV4_CHECK(!v_pending_);
   DSV4_CHECK(static_cast<int>(send_bytes.size()) == size_ &&
              static_cast<int>(recv_bytes.size()) == size_);
-  std::vector<int> send_displs, recv_displs;
-  const std::vector<int> send_counts = IntCounts(send_bytes, &send_displs);
-  const std::vector<int> recv_counts = IntCounts(recv_bytes, &recv_displs);
-  const int rc = MPI_Ialltoallv(send, send_counts.data(), send_displs.data(), MPI_BYTE, recv,
-                                recv_counts.data(), recv_displs.data(), MPI_BYTE, handle_->comm,
-                                &handle_->request);
+  v_send_counts_ = IntCounts(send_bytes, &v_send_displs_);
+  v_recv_counts_ = IntCounts(recv_bytes, &v_recv_displs_);
+  const int rc = MPI_Ialltoallv(send, v_send_counts_.data(), v_send_displs_.data(), MPI_BYTE,
+                                recv, v_recv_counts_.data(), v_recv_displs_.data(), MPI_BYTE,
+                                handle_->comm, &handle_->request);
   if (rc != MPI_SUCCESS) Fail("MPI_Ialltoallv", rc);
+  v_pending_ = true;
+}
+
+void MpiCommunicator::FinishAllToAllV() {
+  DSV4_CHECK(v_pending_);
+  v_pending_ = false;
   Wait("the all-to-all of rows", true);
 }
 

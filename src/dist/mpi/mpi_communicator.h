@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/status.h"
 #include "dist/communicator.h"
@@ -55,6 +56,9 @@ class MpiCommunicator final : public Communicator {
   void AllToAll(std::span<const int64_t> send, std::span<int64_t> recv, int64_t count) override;
   void AllToAllV(const std::byte* send, std::span<const int64_t> send_bytes, std::byte* recv,
                  std::span<const int64_t> recv_bytes) override;
+  void StartAllToAllV(const std::byte* send, std::span<const int64_t> send_bytes,
+                      std::byte* recv, std::span<const int64_t> recv_bytes) override;
+  void FinishAllToAllV() override;
   int64_t AgreeMax(int64_t value) override;
   void AllGather(int64_t value, std::span<int64_t> all) override;
   void Broadcast(std::vector<std::byte>* bytes) override;
@@ -83,6 +87,9 @@ class MpiCommunicator final : public Communicator {
   void Wait(const char* what, bool bounded);
 
   std::unique_ptr<Handle> handle_;
+  // An outstanding StartAllToAllV's counts and displacements (MPI reads them until it ends).
+  std::vector<int> v_send_counts_, v_send_displs_, v_recv_counts_, v_recv_displs_;
+  bool v_pending_ = false;
   int rank_ = 0, size_ = 1;
   MpiOptions options_;
   std::function<void(const std::string&)> on_failure_;

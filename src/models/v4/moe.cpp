@@ -127,18 +127,28 @@ void RouteRows(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWe
   }
 }
 
+const BF16* SharedExpert(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                         const BF16* x, int64_t n, MoeScratch* s, kernels::Workspace* ws) {
+  if (!w.has_shared || n == 0) return nullptr;
+  // Weight 1, clamped like the routed experts (§10.3 revision note).
+  float* ones = GrowTo(s->ones, n);
+  std::fill_n(ones, n, 1.0f);
+  BF16* ys = GrowTo(s->ys, n * c.hidden_size);
+  Expert(pool, w.shared, x, n, ones, static_cast<float>(c.swiglu_limit), ys, s, ws);
+  return ys;
+}
+
+void AddAndStore(int64_t n, int64_t D, float* acc, const BF16* shared, BF16* out) {
+  if (shared != nullptr) {
+    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(shared[i]);
+  }
+  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
+}
+
 void AddSharedAndStore(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                        const BF16* x, int64_t n, float* acc, BF16* out, MoeScratch* s,
                        kernels::Workspace* ws) {
-  const int64_t D = c.hidden_size;
-  if (w.has_shared && n > 0) {  // weight 1, clamped like the routed experts (§10.3 revision note)
-    float* ones = GrowTo(s->ones, n);
-    std::fill_n(ones, n, 1.0f);
-    BF16* ys = GrowTo(s->ys, n * D);
-    Expert(pool, w.shared, x, n, ones, static_cast<float>(c.swiglu_limit), ys, s, ws);
-    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
-  }
-  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
+  AddAndStore(n, c.hidden_size, acc, SharedExpert(pool, c, w, x, n, s, ws), out);
 }
 
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,

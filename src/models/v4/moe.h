@@ -82,8 +82,14 @@ void RouteRows(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWe
 void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t rows,
             const float* weights, float limit, BF16* y, MoeScratch* scratch,
             kernels::Workspace* ws);
-// acc FP32 [n, D] holds the routed experts' sums: adds the shared expert on x BF16 [n, D]
-// (last, as the canonical order says) and stores out = BF16(acc).
+// The shared expert on x BF16 [n, D] (weight 1, clamped like the routed experts): its output
+// BF16 [n, D] in scratch->ys, or nullptr when the layer has none or n == 0.
+const BF16* SharedExpert(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                         const BF16* x, int64_t n, MoeScratch* scratch, kernels::Workspace* ws);
+// acc FP32 [n, D] holds the routed experts' sums: adds `shared` (SharedExpert's output, or
+// nullptr; last, as the canonical order says) and stores out = BF16(acc).
+void AddAndStore(int64_t n, int64_t D, float* acc, const BF16* shared, BF16* out);
+// SharedExpert, then AddAndStore.
 void AddSharedAndStore(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                        const BF16* x, int64_t n, float* acc, BF16* out, MoeScratch* scratch,
                        kernels::Workspace* ws);

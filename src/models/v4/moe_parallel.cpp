@@ -32,7 +32,11 @@ void MoeForwardParallel(ThreadPool& pool, const checkpoint::ModelConfig& c, cons
     Expert(pool, w.experts[e], xs, m, groups.weights.data() + groups.start[e], limit, ys, s, ws);
     for (int64_t i = 0; i < m; ++i) std::copy_n(ys + i * D, D, pair_out + pair[i] * D);
   }
-  ex.Combine(ep, pair_out);
+  // While the other ranks finish their experts and the outputs travel, this rank runs its
+  // shared expert (its rows only; s->ys is free again, pair_out stays untouched).
+  ex.StartCombine(ep, pair_out);
+  const BF16* shared = SharedExpert(pool, c, w, x, n, s, ws);
+  ex.FinishCombine(ep);
 
   // The canonical sum per row: FP32 from zero, experts in ascending id (MoeForward's order:
   // it visits experts ascending and adds to each of their rows), shared expert last.
@@ -52,7 +56,7 @@ void MoeForwardParallel(ThreadPool& pool, const checkpoint::ModelConfig& c, cons
       for (int64_t d = 0; d < D; ++d) a[d] += Bf16ToF32(y[d]);
     }
   }
-  AddSharedAndStore(pool, c, w, x, n, acc, out, s, ws);
+  AddAndStore(n, D, acc, shared, out);
 }
 
 }  // namespace dsv4::v4
