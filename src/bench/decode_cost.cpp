@@ -11,6 +11,7 @@
 #include "bench/decode_bound.h"
 #include "bench/synthetic_kv.h"
 #include "core/check.h"
+#include "core/elapsed.h"
 #include "core/rng.h"
 #include "kv/kv_manager.h"
 #include "kv/layout.h"
@@ -27,10 +28,6 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using checkpoint::LayerKind;
 using checkpoint::ModelConfig;
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 // One depth's timings: ms[l] summed over the timed tokens, positions the timed tokens had.
 struct Timings {

@@ -7,6 +7,7 @@
 
 #include "bench/synthetic_kv.h"
 #include "core/check.h"
+#include "core/elapsed.h"
 #include "kv/kv_manager.h"
 #include "kv/layout.h"
 #include "kv/page_layout.h"
@@ -18,10 +19,6 @@ namespace {
 
 using checkpoint::LayerKind;
 using checkpoint::ModelConfig;
-
-double SecondsSince(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // What the subset's cache holds of one component, and how many layers of the subset and of
 // the full stack hold it. Every layer of one type holds the same bytes, so scaling by

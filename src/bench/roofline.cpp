@@ -5,14 +5,11 @@
 #include <chrono>
 #include <vector>
 
+#include "core/elapsed.h"
 #include "kernels/cpu/simd.h"
 
 namespace dsv4::bench {
 namespace {
-
-double Seconds(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 // Sums a range with 8 independent vector accumulators (loads are the only work).
 DSV4_TARGET_AVX512 float ReadAvx512(const uint8_t* p, int64_t bytes) {
@@ -128,7 +125,7 @@ double OnAllThreads(ThreadPool& pool, Fn fn) {
   pool.ParallelFor(pool.num_threads(), 1, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) g_sink.store(static_cast<float>(fn()));
   });
-  return Seconds(t0);
+  return SecondsSince(t0);
 }
 
 }  // namespace
@@ -149,7 +146,7 @@ double MeasureReadBandwidth(ThreadPool& pool, const uint8_t* data, int64_t bytes
       g_sink.store(v);
     }
   });
-  return static_cast<double>(part * parts) / Seconds(t0);
+  return static_cast<double>(part * parts) / SecondsSince(t0);
 }
 
 double MeasureMulAddPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa) {

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "core/check.h"
+#include "core/elapsed.h"
 #include "core/grow.h"
 
 namespace dsv4::dist {
@@ -16,10 +17,6 @@ struct PairRecord {
   float weight;
 };
 static_assert(sizeof(PairRecord) == 12);
-
-double Since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
 
 }  // namespace
 
@@ -96,7 +93,7 @@ void ExpertExchange::Dispatch(ExpertParallel& ep, const BF16* x, int64_t n, int6
   std::byte* recv = GrowTo(recv_, recv_total);
   comm.AllToAllV(send, send_bytes_, recv, recv_bytes_);
   ExchangeStats& st = ep.stats();
-  st.exchange_s += Since(t0);
+  st.exchange_s += SecondsSince(t0);
   ++st.exchanges;
   st.local_rows += n;
   for (int q = 0; q < N; ++q) {
@@ -156,7 +153,7 @@ void ExpertExchange::StartCombine(ExpertParallel& ep, const BF16* out) {
   const auto t0 = std::chrono::steady_clock::now();
   comm.StartAllToAllV(reinterpret_cast<const std::byte*>(out), send_bytes_,
                       reinterpret_cast<std::byte*>(results), recv_bytes_);
-  ep.stats().exchange_s += Since(t0);
+  ep.stats().exchange_s += SecondsSince(t0);
 }
 
 void ExpertExchange::FinishCombine(ExpertParallel& ep) {
@@ -164,7 +161,7 @@ void ExpertExchange::FinishCombine(ExpertParallel& ep) {
   const auto t0 = std::chrono::steady_clock::now();
   ep.comm()->FinishAllToAllV();
   ExchangeStats& st = ep.stats();
-  st.exchange_s += Since(t0);
+  st.exchange_s += SecondsSince(t0);
   for (int q = 0; q < N; ++q) {
     if (q == me) continue;
     st.bytes_sent += send_bytes_[q];

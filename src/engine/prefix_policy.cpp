@@ -6,6 +6,8 @@
 #include <limits>
 #include <string>
 
+#include "core/elapsed.h"
+
 namespace dsv4::engine {
 namespace {
 
@@ -14,10 +16,6 @@ namespace {
 constexpr int64_t kSnapshotGranule = 128;
 
 using Clock = std::chrono::steady_clock;
-
-double SecondsSince(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
 
 }  // namespace
 

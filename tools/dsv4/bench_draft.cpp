@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "bench_commands.h"
+#include "core/elapsed.h"
 #include "core/rng.h"
 #include "core/thread_pool.h"
 #include "model_arg.h"
@@ -32,10 +33,6 @@ struct DraftCliOptions {
   uint64_t seed = 1;
   bool json = false;
 };
-
-double MsSince(Clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-}
 
 Status RunDraft(const DraftCliOptions& o) {
   DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
