@@ -20,83 +20,20 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "child_job.h"
 #include "cli_runner.h"
 
 namespace {
 
 using ::testing::HasSubstr;
 using dsv4::cli_test::Shell;
+using Job = dsv4::cli_test::ChildJob;
 using Clock = std::chrono::steady_clock;
 using Json = nlohmann::json;
 
 bool HaveTools() {
   return Shell("command -v mpirun").exit_code == 0 && Shell("command -v curl").exit_code == 0;
 }
-
-// A shell command in its own process group, stdout and stderr on a pipe.
-class Job {
- public:
-  explicit Job(const std::string& cmd) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      setpgid(0, 0);
-      dup2(fds[1], 1);
-      dup2(fds[1], 2);
-      close(fds[0]);
-      execl("/bin/sh", "sh", "-c", cmd.c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
-    setpgid(pid_, pid_);
-    close(fds[1]);
-    out_ = fds[0];
-  }
-  ~Job() {
-    if (pid_ > 0 && !exited_) {
-      kill(-pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_ >= 0) close(out_);
-  }
-  // Reads output until `re` matches or `limit` passes; the match's first group ("" if none).
-  std::string WaitFor(const std::regex& re, std::chrono::seconds limit) {
-    const auto until = Clock::now() + limit;
-    std::smatch m;
-    while (!std::regex_search(output_, m, re) && Clock::now() < until) {
-      pollfd p{out_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = read(out_, buf, sizeof(buf));
-      if (n <= 0) break;
-      output_.append(buf, static_cast<size_t>(n));
-    }
-    if (!std::regex_search(output_, m, re)) return "";
-    return m.size() > 1 ? m[1].str() : m[0].str();
-  }
-  // The exit status once the job ends within `limit`; -1 otherwise.
-  int Wait(std::chrono::seconds limit) {
-    const auto until = Clock::now() + limit;
-    while (Clock::now() < until) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        WaitFor(std::regex("\x01never"), std::chrono::seconds(2));  // the rest, to EOF
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return -1;
-  }
-  void Signal(int sig) { kill(-pid_, sig); }
-  const std::string& output() const { return output_; }
-
- private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-  bool exited_ = false;
-  std::string output_;
-};
 
 std::string Launcher(int n) {
   if (n == 1) return DSV4_BIN;

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "../server/raw_client.h"
+#include "child_job.h"
 #include "cli_runner.h"
 
 namespace {
@@ -24,70 +25,18 @@ namespace {
 using ::testing::HasSubstr;
 using dsv4::cli_test::Dsv4;
 using dsv4::cli_test::Fresh;
-using Clock = std::chrono::steady_clock;
 
 // A `dsv4 serve` child with stdout and stderr on a pipe.
-class ServeProcess {
+class ServeProcess : public dsv4::cli_test::ChildJob {
  public:
-  explicit ServeProcess(const std::vector<std::string>& args) {
-    int fds[2];
-    if (pipe(fds) != 0) return;
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], 1);
-      dup2(fds[1], 2);
-      close(fds[0]);
-      std::vector<char*> argv = {const_cast<char*>(DSV4_BIN), const_cast<char*>("serve")};
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(DSV4_BIN, argv.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    out_ = fds[0];
-  }
-  ~ServeProcess() {
-    if (pid_ > 0 && !exited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_ >= 0) close(out_);
-  }
-  // Reads output until it holds `needle` or `limit` passes.
-  bool WaitForOutput(const std::string& needle, std::chrono::seconds limit) {
-    const auto until = Clock::now() + limit;
-    while (Clock::now() < until && output_.find(needle) == std::string::npos) {
-      pollfd p{out_, POLLIN, 0};
-      if (poll(&p, 1, 100) <= 0) continue;
-      char buf[4096];
-      const ssize_t n = read(out_, buf, sizeof(buf));
-      if (n <= 0) break;
-      output_.append(buf, static_cast<size_t>(n));
-    }
-    return output_.find(needle) != std::string::npos;
-  }
-  // The exit status once the process ends within `limit`; -1 otherwise.
-  int Wait(std::chrono::seconds limit) {
-    const auto until = Clock::now() + limit;
-    while (Clock::now() < until) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        exited_ = true;
-        WaitForOutput("\x01never", std::chrono::seconds(2));  // the rest, to EOF
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    }
-    return -1;
-  }
-  pid_t pid() const { return pid_; }
-  const std::string& output() const { return output_; }
+  explicit ServeProcess(std::vector<std::string> args)
+      : ChildJob(Dsv4Command(WithServe(std::move(args)))) {}
 
  private:
-  pid_t pid_ = -1;
-  int out_ = -1;
-  bool exited_ = false;
-  std::string output_;
+  static std::vector<std::string> WithServe(std::vector<std::string> args) {
+    args.insert(args.begin(), "serve");
+    return args;
+  }
 };
 
 TEST(ServeCli, AnEmptyApiKeyIsRefusedNotAnOpenServer) {
@@ -104,8 +53,8 @@ TEST(ServeCli, AKvBudgetThatFitsNothingIsRefusedAtStart) {
 
 TEST(ServeCli, SighupShutsDownCleanly) {
   ServeProcess p({"--port", "0", "--threads", "1"});
-  ASSERT_TRUE(p.WaitForOutput("ready", std::chrono::seconds(60))) << p.output();
-  kill(p.pid(), SIGHUP);
+  ASSERT_TRUE(p.WaitForText("ready", std::chrono::seconds(60))) << p.output();
+  p.Signal(SIGHUP);
   EXPECT_EQ(p.Wait(std::chrono::seconds(10)), 0) << p.output();
   EXPECT_THAT(p.output(), HasSubstr("SIGHUP received, shutting down"));
 }
@@ -118,7 +67,7 @@ TEST(ServeCli, DsparkCheckpointServesIdenticalCompletions) {
   std::vector<std::string> texts;
   for (const char* mode : {"off", "dspark"}) {
     ServeProcess p({"--model", ck.string(), "--port", "0", "--threads", "1", "--speculative", mode});
-    ASSERT_TRUE(p.WaitForOutput("/v1/chat/completions", std::chrono::seconds(60))) << p.output();
+    ASSERT_TRUE(p.WaitForText("/v1/chat/completions", std::chrono::seconds(60))) << p.output();
     EXPECT_THAT(p.output(), HasSubstr(std::string("speculative: ") +
                                       (mode == std::string("off") ? "off" : "dspark, 5 draft tokens")));
     const std::string& out = p.output();
@@ -137,7 +86,7 @@ TEST(ServeCli, DsparkCheckpointServesIdenticalCompletions) {
     const nlohmann::json j = nlohmann::json::parse(response.substr(response.find("\r\n\r\n") + 4));
     texts.push_back(j["choices"][0]["text"].get<std::string>());
     EXPECT_EQ(j["usage"]["completion_tokens"], 20) << response;
-    kill(p.pid(), SIGTERM);
+    p.Signal(SIGTERM);
     EXPECT_EQ(p.Wait(std::chrono::seconds(10)), 0) << p.output();
   }
   EXPECT_EQ(texts[0], texts[1]);
