@@ -50,7 +50,7 @@ TEST(ExpertShard, EachRankReadsItsExpertsAndTheReplicatedRestOnly) {
   for (int N : {2, 4}) {
     const dist::ExpertMap map = dist::ExpertMap::Contiguous(c.n_routed_experts, N).value();
     const checkpoint::ShardBytes shares =
-        checkpoint::CountShardBytes(checkpoint::StoredTensors(*ck.weights, false), map);
+        checkpoint::CountShardBytes(checkpoint::StoredTensors(*ck.weights, c, false), map);
     std::set<std::string> union_of_ranks;
     for (int r = 0; r < N; ++r) {
       SCOPED_TRACE("rank " + std::to_string(r) + " of " + std::to_string(N));
