@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <barrier>
 #include <cstring>
+#include <thread>
 
 #include "core/check.h"
 
@@ -136,6 +137,16 @@ std::vector<std::shared_ptr<dist::Communicator>> ThreadCommunicators(int n) {
   std::vector<std::shared_ptr<dist::Communicator>> out;
   for (int r = 0; r < n; ++r) out.push_back(std::make_shared<ThreadCommunicator>(board, r));
   return out;
+}
+
+void OnEveryRank(const dist::ExpertMap& map,
+                 FunctionRef<void(int rank, std::shared_ptr<dist::ExpertParallel> ep)> fn) {
+  const std::vector<std::shared_ptr<dist::Communicator>> comms = ThreadCommunicators(map.num_ranks());
+  std::vector<std::thread> threads;
+  for (int r = 0; r < map.num_ranks(); ++r) {
+    threads.emplace_back([&, r] { fn(r, std::make_shared<dist::ExpertParallel>(map, r, comms[r])); });
+  }
+  for (std::thread& t : threads) t.join();
 }
 
 }  // namespace dsv4::fixtures

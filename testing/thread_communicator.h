@@ -10,11 +10,18 @@
 #include <memory>
 #include <vector>
 
+#include "core/function_ref.h"
 #include "dist/communicator.h"
+#include "dist/expert_parallel.h"
 
 namespace dsv4::fixtures {
 
 // `n` communicators of one group: element r is rank r's, for the thread that runs rank r.
 std::vector<std::shared_ptr<dist::Communicator>> ThreadCommunicators(int n);
+
+// Runs fn(r, rank r's ExpertParallel over `map` and a group of ThreadCommunicators) for every
+// rank r of `map` on its own thread, and returns when all have returned.
+void OnEveryRank(const dist::ExpertMap& map,
+                 FunctionRef<void(int rank, std::shared_ptr<dist::ExpertParallel> ep)> fn);
 
 }  // namespace dsv4::fixtures

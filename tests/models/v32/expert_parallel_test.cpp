@@ -9,7 +9,6 @@
 
 #include <cstring>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "core/rng.h"
@@ -28,18 +27,6 @@ const checkpoint::Checkpoint& Tiny() {
   static const checkpoint::Checkpoint* ck =
       new checkpoint::Checkpoint(fixtures::BuiltinTinyV32Model().value());
   return *ck;
-}
-
-// Every rank of `map` on its own thread: fn(rank, its ExpertParallel over a shared group).
-template <class Fn>
-void OnEveryRank(const dist::ExpertMap& map, Fn fn) {
-  const std::vector<std::shared_ptr<dist::Communicator>> comms =
-      fixtures::ThreadCommunicators(map.num_ranks());
-  std::vector<std::thread> threads;
-  for (int r = 0; r < map.num_ranks(); ++r) {
-    threads.emplace_back([&, r] { fn(r, std::make_shared<dist::ExpertParallel>(map, r, comms[r])); });
-  }
-  for (std::thread& t : threads) t.join();
 }
 
 std::vector<dist::ExpertMap> Maps(int64_t E) {
@@ -85,7 +72,7 @@ TEST(V32ExpertParallel, MoeAcrossRanksIsBitIdenticalToOneProcess) {
     SCOPED_TRACE(std::to_string(map.num_ranks()) + " ranks, rank 0 " + map.Describe(0));
     std::vector<std::vector<std::vector<BF16>>> got(2);
     for (auto& g : got) g.resize(static_cast<size_t>(map.num_ranks()));
-    OnEveryRank(map, [&](int r, std::shared_ptr<dist::ExpertParallel> ep) {
+    fixtures::OnEveryRank(map, [&](int r, std::shared_ptr<dist::ExpertParallel> ep) {
       checkpoint::LoadOptions o;
       o.expert_parallel = ep;
       const std::unique_ptr<ModelWeights> mine = LoadWeights(c, *ck.weights, o).value();
@@ -140,7 +127,7 @@ TEST(V32ExpertParallel, StepsAreBitIdenticalToOneProcess) {
     SCOPED_TRACE(std::to_string(map.num_ranks()) + " ranks, rank 0 " + map.Describe(0));
     // Rank 0 runs both sequences, batched; the others follow with zero rows.
     std::vector<float> got_a, got_b;
-    OnEveryRank(map, [&](int r, std::shared_ptr<dist::ExpertParallel> ep) {
+    fixtures::OnEveryRank(map, [&](int r, std::shared_ptr<dist::ExpertParallel> ep) {
       checkpoint::LoadOptions o;
       o.expert_parallel = ep;
       const std::unique_ptr<Model> m = Model::Create(c, *ck.weights, o).value();
@@ -170,7 +157,7 @@ TEST(V32ExpertParallel, StepsAreBitIdenticalToOneProcess) {
     // Data-parallel steps: rank 0 runs a, rank 1 runs b, in the same agreed steps; a rank
     // with nothing in a step joins it with zero rows.
     std::vector<float> dp_a, dp_b;
-    OnEveryRank(map, [&](int r, std::shared_ptr<dist::ExpertParallel> ep) {
+    fixtures::OnEveryRank(map, [&](int r, std::shared_ptr<dist::ExpertParallel> ep) {
       ep->set_steps_agreed(true);
       checkpoint::LoadOptions o;
       o.expert_parallel = ep;
