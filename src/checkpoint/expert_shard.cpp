@@ -7,10 +7,16 @@
 namespace dsv4::checkpoint {
 
 std::optional<int64_t> RoutedExpertOf(std::string_view name) {
-  constexpr std::string_view kMarker = ".ffn.experts.";
-  const size_t at = name.find(kMarker);
-  if (at == std::string_view::npos) return std::nullopt;
-  const std::string_view rest = name.substr(at + kMarker.size());
+  // V4's "layers.3.ffn.experts.17.", V3.2's "model.layers.3.mlp.experts.17.".
+  std::string_view rest;
+  for (std::string_view marker : {std::string_view(".ffn.experts."), std::string_view(".mlp.experts.")}) {
+    const size_t at = name.find(marker);
+    if (at != std::string_view::npos) {
+      rest = name.substr(at + marker.size());
+      break;
+    }
+  }
+  if (rest.empty()) return std::nullopt;
   int64_t e = -1;
   const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), e);
   if (ec != std::errc() || end == rest.data() || end == rest.data() + rest.size() || *end != '.') {
@@ -19,10 +25,21 @@ std::optional<int64_t> RoutedExpertOf(std::string_view name) {
   return e;
 }
 
-std::vector<StoredTensor> StoredTensors(const TensorSource& source, bool include_drafter) {
+bool IsDrafterTensor(const ModelConfig& c, std::string_view name) {
+  if (c.arch == Arch::kV4) return name.rfind("mtp.", 0) == 0;
+  constexpr std::string_view kLayers = "model.layers.";
+  if (name.rfind(kLayers, 0) != 0) return false;
+  const std::string_view rest = name.substr(kLayers.size());
+  int64_t layer = -1;
+  const auto [end, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), layer);
+  return ec == std::errc() && end != rest.data() && layer >= c.num_hidden_layers;
+}
+
+std::vector<StoredTensor> StoredTensors(const TensorSource& source, const ModelConfig& c,
+                                        bool include_drafter) {
   std::vector<StoredTensor> out;
   for (const std::string& n : source.names()) {
-    if (!include_drafter && n.rfind("mtp.", 0) == 0) continue;
+    if (!include_drafter && IsDrafterTensor(c, n)) continue;
     Result<TensorView> v = source.Get(n);
     if (v.ok()) out.push_back({n, static_cast<int64_t>(v->bytes.size())});
   }

@@ -1,7 +1,7 @@
 // What each rank holds under expert parallelism, in checkpoint bytes: every tensor but the
 // routed experts' is replicated; a routed expert's tensors are held by the rank the
 // dist::ExpertMap names. `dsv4 inspect --ep N` reports it, each rank prints its own share at
-// startup, and the loader reads exactly these tensors (tests/models/v4 checks it).
+// startup, and the loader reads exactly these tensors (tests/models/v4 and v32 check it).
 #pragma once
 
 #include <cstdint>
@@ -16,9 +16,9 @@
 
 namespace dsv4::checkpoint {
 
-// The routed expert a tensor belongs to ("layers.3.ffn.experts.17.w1.scale" and
-// "mtp.0.ffn.experts.17.w2.weight" -> 17), nullopt for every other tensor (shared experts,
-// the router's gate included).
+// The routed expert a tensor belongs to ("layers.3.ffn.experts.17.w1.scale",
+// "mtp.0.ffn.experts.17.w2.weight" and V3.2's "model.layers.3.mlp.experts.17.up_proj.weight"
+// -> 17), nullopt for every other tensor (shared experts, the router's gate included).
 std::optional<int64_t> RoutedExpertOf(std::string_view tensor_name);
 
 // One stored tensor: its name and size.
@@ -26,8 +26,12 @@ struct StoredTensor {
   std::string name;
   int64_t bytes = 0;
 };
-// The tensors of `source`, optionally without the drafter's (`mtp.*`).
-std::vector<StoredTensor> StoredTensors(const TensorSource& source, bool include_drafter);
+// Whether a tensor belongs to the drafter of a checkpoint of `c`: V4's `mtp.*`, V3.2's MTP
+// layer (`model.layers.L.*` for L >= num_hidden_layers).
+bool IsDrafterTensor(const ModelConfig& c, std::string_view tensor_name);
+// The tensors of `source` (a checkpoint of `c`), optionally without the drafter's.
+std::vector<StoredTensor> StoredTensors(const TensorSource& source, const ModelConfig& c,
+                                        bool include_drafter);
 // The tensors a checkpoint of `c` stores in its native formats (ListTensors), e.g. for a
 // preset without weights; without the drafter's unless include_drafter.
 std::vector<StoredTensor> NativeTensors(const ModelConfig& c, bool include_drafter);

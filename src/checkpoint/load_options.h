@@ -19,7 +19,7 @@ struct LoadOptions {
   // Expert parallelism (dist/expert_parallel.h); null: one process holding every expert.
   // When set, the routed experts of other ranks are never read (not mapped in, scanned,
   // promoted or repacked) and the forward pass exchanges rows with the other ranks through
-  // its communicator. DeepSeek-V4 only.
+  // its communicator. DeepSeek-V4 and V3.2.
   std::shared_ptr<dist::ExpertParallel> expert_parallel;
   // Whether routed expert `e` is loaded by this process.
   bool LoadsExpert(int64_t e) const { return !expert_parallel || expert_parallel->holds(e); }

@@ -103,6 +103,12 @@ class V32Lm final : public CausalLm {
     }
     return model_->ForwardBatch(pool, items);
   }
+  Status FollowExpertParallelSteps(ThreadPool& pool) const override {
+    return model_->FollowSteps(pool);
+  }
+  Status JoinExpertParallelStep(ThreadPool& pool) const override {
+    return model_->JoinStep(pool);
+  }
 
  private:
   std::unique_ptr<v32::Model> model_;

@@ -84,10 +84,10 @@ class CausalLm {
 
   // Expert parallelism (LoadOptions::expert_parallel), a rank with no sequences of its own:
   // joins every forward step the other ranks run, with zero rows, until one of them calls
-  // dist::ExpertParallel::Finish (v4::Model::FollowSteps). FailedPrecondition for a model
+  // dist::ExpertParallel::Finish (the models' FollowSteps). FailedPrecondition for a model
   // not loaded with expert parallelism.
   virtual Status FollowExpertParallelSteps(ThreadPool& pool) const;
-  // Data-parallel serving: joins one agreed step with zero rows (v4::Model::JoinStep).
+  // Data-parallel serving: joins one agreed step with zero rows (the models' JoinStep).
   virtual Status JoinExpertParallelStep(ThreadPool& pool) const;
 };
 

@@ -16,6 +16,22 @@ TEST(ExpertShard, RoutedExpertOfTensorNames) {
   EXPECT_EQ(RoutedExpertOf("layers.3.ffn.gate.weight"), std::nullopt);
   EXPECT_EQ(RoutedExpertOf("layers.3.ffn.experts.x.w1"), std::nullopt);
   EXPECT_EQ(RoutedExpertOf("layers.3.ffn.experts.4"), std::nullopt);
+  // V3.2's names.
+  EXPECT_EQ(RoutedExpertOf("model.layers.3.mlp.experts.200.up_proj.weight_scale_inv"), 200);
+  EXPECT_EQ(RoutedExpertOf("model.layers.3.mlp.shared_experts.up_proj.weight"), std::nullopt);
+  EXPECT_EQ(RoutedExpertOf("model.layers.3.mlp.gate.weight"), std::nullopt);
+}
+
+TEST(ExpertShard, DrafterTensorsOfEitherArchitecture) {
+  const ModelConfig v4 = PresetConfig("v4-flash").value();
+  EXPECT_TRUE(IsDrafterTensor(v4, "mtp.0.ffn.experts.3.w1.weight"));
+  EXPECT_FALSE(IsDrafterTensor(v4, "layers.42.ffn.experts.3.w1.weight"));
+  const ModelConfig v32 = PresetConfig("v3.2").value();  // 61 layers, the MTP layer is 61
+  EXPECT_TRUE(IsDrafterTensor(v32, "model.layers.61.mlp.experts.3.up_proj.weight"));
+  EXPECT_TRUE(IsDrafterTensor(v32, "model.layers.61.eh_proj.weight"));
+  EXPECT_FALSE(IsDrafterTensor(v32, "model.layers.60.mlp.experts.3.up_proj.weight"));
+  EXPECT_FALSE(IsDrafterTensor(v32, "model.embed_tokens.weight"));
+  EXPECT_FALSE(IsDrafterTensor(v32, "lm_head.weight"));
 }
 
 TEST(ExpertShard, CountsReplicatedOnceAndExpertsByOwner) {

@@ -1,7 +1,7 @@
 // Expert parallelism end to end through mpirun (OpenMPI) on one machine: `mpirun -np N dsv4
 // {logits,run} --ep N` gives byte-identical logits files and the same tokens as one process
-// (N = 2 and 4, contiguous and interleaved expert maps), a killed rank ends the whole job,
-// and the flags' errors. Skipped when mpirun is missing.
+// (N = 2 and 4, contiguous and interleaved expert maps; V4 and V3.2), a killed rank ends the
+// whole job, and the flags' errors. Skipped when mpirun is missing.
 #include <signal.h>
 #include <unistd.h>
 
@@ -72,6 +72,45 @@ TEST(ExpertParallelCli, LogitsAreByteIdenticalToOneProcess) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_THAT(r.output, HasSubstr("rank 1 of " + std::to_string(k.n)));
     EXPECT_THAT(r.output, HasSubstr("MoE exchanges"));
+    EXPECT_TRUE(ReadBytes(out) == expected) << "--ep " << k.n << k.extra << " logits differ";
+  }
+}
+
+// DeepSeek-V3.2 (make-tiny --arch v3.2: 8 experts top-2, a dense first layer, MLA + DSA):
+// the same byte identity for N = 2 and N = 4 with a map that interleaves and unbalances the
+// experts, and inspect's per-rank share equals the one each rank prints at startup.
+TEST(ExpertParallelCli, V32LogitsAreByteIdenticalToOneProcess) {
+  const fs::path dir = Fresh("ep_v32");
+  const fs::path tokens = TokenFile(dir);
+  const fs::path model = dir / "v32";
+  ASSERT_EQ(Dsv4("make-tiny --arch v3.2 --out " + model.string()).exit_code, 0);
+  const CmdResult inspect = Dsv4("inspect " + model.string() + " --ep 2");
+  ASSERT_EQ(inspect.exit_code, 0) << inspect.output;
+  EXPECT_THAT(inspect.output, HasSubstr("experts 4-7 of 8"));
+  const std::regex share("experts 4-7 of 8 +[0-9,]+ +[0-9,]+ +([0-9,]+)");
+  std::smatch total;
+  ASSERT_TRUE(std::regex_search(inspect.output, total, share)) << inspect.output;
+  if (!HaveMpirun()) GTEST_SKIP() << "mpirun not found (apt-get install openmpi-bin)";
+  const std::string args = " --model " + model.string() + " --tokens " + tokens.string() + kLogitsArgs;
+  const CmdResult one = Dsv4("logits --out " + (dir / "one.npy").string() + args);
+  ASSERT_EQ(one.exit_code, 0) << one.output;
+  const std::string expected = ReadBytes(dir / "one.npy");
+  ASSERT_GT(expected.size(), 48u * 512u * 4u);
+  std::ofstream(dir / "map4.txt") << "0: 7\n1: 0 2 4\n2: 1 3\n3: 5 6\n";
+  struct Case {
+    int n;
+    std::string extra;
+  };
+  for (const Case& k : {Case{2, ""}, Case{4, " --expert-map " + (dir / "map4.txt").string()}}) {
+    const fs::path out = dir / ("ep" + std::to_string(k.n) + ".npy");
+    const CmdResult r = Shell(Mpirun(k.n) + " logits --ep " + std::to_string(k.n) + k.extra +
+                              " --out " + out.string() + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_THAT(r.output, HasSubstr("MoE exchanges"));
+    if (k.n == 2) {
+      EXPECT_THAT(r.output, HasSubstr("rank 1 of 2 (pid"));
+      EXPECT_THAT(r.output, HasSubstr("experts 4-7 of 8, weights " + total[1].str()));
+    }
     EXPECT_TRUE(ReadBytes(out) == expected) << "--ep " << k.n << k.extra << " logits differ";
   }
 }

@@ -283,9 +283,10 @@ Status EpSection(const Checkpoint& ck, const InspectOptions& o, nlohmann::json& 
                                     ? dist::ExpertMap::Contiguous(E, o.ep)
                                     : dist::ExpertMap::ReadFile(o.expert_map, E, o.ep);
   if (!map.ok()) return map.status();
-  const bool drafter = ck.drafter != DraftFamily::kNone;
+  // V3.2's MTP layer is loaded by no command (runner::LoadedModel loads V4's drafters only).
+  const bool drafter = ck.drafter != DraftFamily::kNone && c.arch == Arch::kV4;
   const checkpoint::ShardBytes bytes = checkpoint::CountShardBytes(
-      ck.weights ? checkpoint::StoredTensors(*ck.weights, drafter)
+      ck.weights ? checkpoint::StoredTensors(*ck.weights, c, drafter)
                  : checkpoint::NativeTensors(c, drafter),
       *map);
   plan::ParallelLayout layout;

@@ -71,10 +71,6 @@ Result<std::unique_ptr<EpSession>> EpSession::Start(const EpFlags& flags,
         (launched == 0 ? std::string("one process, not started by mpirun")
                        : std::to_string(launched) + " processes") + ")");
   }
-  if (ck.config.arch != checkpoint::Arch::kV4) {
-    return Status::Unimplemented(ck.name + ": expert parallelism (--ep) runs DeepSeek-V4 "
-                                 "checkpoints only, this one is DeepSeek-V3.2");
-  }
   DSV4_ASSIGN_OR_RETURN(s->runtime_, dist::MpiRuntime::Start());
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<dist::MpiCommunicator> comm,
                         dist::MpiCommunicator::Create({.collective_timeout_s = flags.timeout_s}));
@@ -98,8 +94,11 @@ Result<std::unique_ptr<EpSession>> EpSession::Start(const EpFlags& flags,
   }
   s->ep_ = std::make_shared<dist::ExpertParallel>(std::move(*map), rank, std::move(comm));
   load->expert_parallel = s->ep_;
+  // V3.2's MTP layer is loaded by no command (runner::LoadedModel loads V4's drafters only).
+  const bool drafter =
+      leader_loads_drafter && rank == 0 && ck.config.arch == checkpoint::Arch::kV4;
   const checkpoint::ShardBytes bytes = checkpoint::CountShardBytes(
-      checkpoint::StoredTensors(*ck.weights, leader_loads_drafter && rank == 0), s->ep_->map());
+      checkpoint::StoredTensors(*ck.weights, ck.config, drafter), s->ep_->map());
   std::printf("rank %d of %d (pid %d): %s, weights %s (replicated %s + experts %s)\n", rank,
               flags.ep, static_cast<int>(getpid()), s->ep_->map().Describe(rank).c_str(),
               WithCommas(bytes.total(rank)).c_str(), WithCommas(bytes.replicated).c_str(),

@@ -1,5 +1,6 @@
 #include "models/v32/model.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/cpu/linear.h"
@@ -10,16 +11,35 @@
 
 namespace dsv4::v32 {
 
+// One forward step: its sequences' rows back to back and the buffers every layer reuses.
+struct Model::Step {
+  struct Seq {
+    kv::V32SequenceCache* cache = nullptr;
+    int64_t pos0 = 0;  // the cache's tokens before the step
+    int64_t row0 = 0;  // its first row in the step
+    int64_t n = 0;     // its rows
+    ForwardTrace* trace = nullptr;
+  };
+  std::vector<Seq> seqs;
+  int64_t n = 0;  // rows of all sequences
+  // Residual stream h: BF16 [n, D], starting as the embedding rows. u: the normed sublayer
+  // input; f: the sublayer output, added to h by the next AddRmsNorm.
+  std::vector<BF16> h, u, f;
+  kernels::Workspace kernel_ws;  // the kernels' scratch, reused by every layer
+  MoeScratch moe;
+};
+
 Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
                                              const checkpoint::TensorSource& source,
                                              const checkpoint::LoadOptions& options) {
   DSV4_RETURN_IF_ERROR(checkpoint::ValidateModelConfig(c, source.label()));
-  if (options.expert_parallel) {
-    return Status::Unimplemented(source.label() + ": expert parallelism (--ep) runs "
-                                 "DeepSeek-V4 checkpoints only, this one is DeepSeek-V3.2");
+  if (options.expert_parallel && options.expert_parallel->comm() == nullptr) {
+    return Status::InvalidArgument(source.label() + ": expert parallelism without a "
+                                   "communicator can load weights but not run them");
   }
   std::unique_ptr<Model> m(new Model());
   m->config_ = c;
+  m->ep_ = options.expert_parallel;
   DSV4_ASSIGN_OR_RETURN(m->weights_, LoadWeights(m->config_, source, options));
   m->constants_ = MakeMlaConstants(c);
   return m;
@@ -28,70 +48,150 @@ Result<std::unique_ptr<Model>> Model::Create(const checkpoint::ModelConfig& c,
 Status Model::Forward(ThreadPool& pool, kv::V32SequenceCache& cache,
                       std::span<const int32_t> tokens, LogitsMode mode, std::vector<float>* logits,
                       ForwardTrace* trace) const {
+  const BatchItem item{&cache, tokens, mode, logits, trace};
+  return ForwardBatch(pool, {&item, 1});
+}
+
+void Model::RunLayers(ThreadPool& pool, Step& step) const {
   const checkpoint::ModelConfig& c = config_;
-  const int64_t n = static_cast<int64_t>(tokens.size()), D = c.hidden_size;
-  const int64_t pos0 = cache.num_tokens();
-  DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, tokens));
-  DSV4_RETURN_IF_ERROR(cache.CheckAppend(n));
-  DSV4_RETURN_IF_ERROR(cache.Reserve(pos0 + n));
-  if (trace != nullptr) trace->layers.assign(weights_->layers.size(), {});
-  if (n == 0) {
-    if (logits) logits->clear();
+  const int64_t n = step.n, D = c.hidden_size, k = c.num_experts_per_tok;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  BF16* h = step.h.data();
+  BF16* u = step.u.data();
+  BF16* f = step.f.data();
+  kernels::Workspace* ws = &step.kernel_ws;
+  for (const LayerWeights& lw : weights_->layers) {
+    if (lw.layer > 0) {
+      for (int64_t t = 0; t < n; ++t) {
+        AddRmsNorm(f + t * D, h + t * D, lw.input_norm, D, eps, u + t * D);
+      }
+    }
+    // Attention per sequence (its own cache); everything else over the step's rows at once.
+    for (const Step::Seq& s : step.seqs) {
+      if (s.n == 0) continue;
+      ForwardTrace::Layer* lt = s.trace != nullptr ? &s.trace->layers[lw.layer] : nullptr;
+      AttentionForward(pool, c, lw, constants_, *s.cache, s.pos0, u + s.row0 * D, s.n,
+                       f + s.row0 * D, ws, lt != nullptr ? &lt->selected : nullptr);
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      AddRmsNorm(f + t * D, h + t * D, lw.post_attn_norm, D, eps, u + t * D);
+    }
+    if (lw.dense) {
+      if (n > 0) DenseFfnForward(pool, lw.ffn, u, n, f, ws);
+      continue;
+    }
+    if (ep_) {
+      MoeForwardParallel(pool, c, lw, *ep_, u, n, f, &step.moe, ws);
+    } else {
+      MoeForward(pool, c, lw, u, n, f, &step.moe, ws);
+    }
+    for (const Step::Seq& s : step.seqs) {
+      if (s.trace == nullptr) continue;
+      std::vector<std::vector<int32_t>>& experts = s.trace->layers[lw.layer].experts;
+      for (int64_t t = s.row0; t < s.row0 + s.n; ++t) {
+        const int32_t* chosen = step.moe.expert_of.data() + t * k;
+        experts.emplace_back(chosen, chosen + k);
+        std::sort(experts.back().begin(), experts.back().end());
+      }
+    }
+  }
+}
+
+Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
+  const checkpoint::ModelConfig& c = config_;
+  const int64_t D = c.hidden_size;
+  // Validate everything and reserve every page before touching any cache.
+  Step step;
+  for (const BatchItem& item : batch) {
+    const int64_t pos0 = item.cache->num_tokens(), n = static_cast<int64_t>(item.tokens.size());
+    DSV4_RETURN_IF_ERROR(models::CheckSequence(c, pos0, item.tokens));
+    DSV4_RETURN_IF_ERROR(item.cache->CheckAppend(n));
+    step.seqs.push_back({item.cache, pos0, step.n, n, item.trace});
+    step.n += n;
+  }
+  for (const BatchItem& item : batch) {
+    DSV4_RETURN_IF_ERROR(item.cache->Reserve(item.cache->num_tokens() +
+                                             static_cast<int64_t>(item.tokens.size())));
+  }
+  for (const BatchItem& item : batch) {
+    if (item.trace != nullptr) item.trace->layers.assign(weights_->layers.size(), {});
+  }
+  const int64_t n = step.n;
+  if (n == 0 && !ep_) {
+    for (const BatchItem& item : batch) {
+      if (item.logits != nullptr) item.logits->clear();
+    }
     return Status::Ok();
   }
   const ModelWeights& mw = *weights_;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  // Residual stream h: BF16 [n, D], starting as the embedding rows. u: the normed sublayer
-  // input; f: the sublayer output, added to h by the next AddRmsNorm.
-  std::vector<BF16> h(static_cast<size_t>(n * D)), u(h.size()), f(h.size());
-  kernels::Workspace kernel_ws;  // the kernels' scratch, reused by every layer
-  for (int64_t t = 0; t < n; ++t) {
-    std::memcpy(h.data() + t * D, mw.embed + tokens[t] * D, D * sizeof(BF16));
-    models::RmsNorm(h.data() + t * D, mw.layers[0].input_norm, D, eps, u.data() + t * D);
-  }
-  for (const LayerWeights& lw : mw.layers) {
-    if (lw.layer > 0) {
-      for (int64_t t = 0; t < n; ++t) {
-        AddRmsNorm(f.data() + t * D, h.data() + t * D, lw.input_norm, D, eps, u.data() + t * D);
-      }
-    }
-    ForwardTrace::Layer* lt = trace != nullptr ? &trace->layers[lw.layer] : nullptr;
-    AttentionForward(pool, c, lw, constants_, cache, pos0, u.data(), n, f.data(), &kernel_ws,
-                     lt != nullptr ? &lt->selected : nullptr);
-    for (int64_t t = 0; t < n; ++t) {
-      AddRmsNorm(f.data() + t * D, h.data() + t * D, lw.post_attn_norm, D, eps, u.data() + t * D);
-    }
-    if (lw.dense) {
-      DenseFfnForward(pool, lw.ffn, u.data(), n, f.data(), &kernel_ws);
-    } else {
-      MoeForward(pool, c, lw, u.data(), n, f.data(), &kernel_ws,
-                 lt != nullptr ? &lt->experts : nullptr);
+  step.h.resize(static_cast<size_t>(n * D));
+  step.u.resize(step.h.size());
+  step.f.resize(step.h.size());
+  for (const Step::Seq& s : step.seqs) {
+    const std::span<const int32_t> tokens = batch[&s - step.seqs.data()].tokens;
+    for (int64_t i = 0; i < s.n; ++i) {
+      const int64_t t = s.row0 + i;
+      std::memcpy(step.h.data() + t * D, mw.embed + tokens[i] * D, D * sizeof(BF16));
+      models::RmsNorm(step.h.data() + t * D, mw.layers[0].input_norm, D, eps,
+                      step.u.data() + t * D);
     }
   }
-  cache.set_num_tokens(pos0 + n);
-  if (mode == LogitsMode::kNone || logits == nullptr) return Status::Ok();
+  if (ep_) ep_->BeginStep();  // past every check: the other ranks now run this step too
+  RunLayers(pool, step);
+  for (const Step::Seq& s : step.seqs) s.cache->set_num_tokens(s.pos0 + s.n);
 
-  const int64_t first = mode == LogitsMode::kLast ? n - 1 : 0;
-  const int64_t rows = n - first;
-  std::vector<BF16> hn(static_cast<size_t>(rows * D));
-  for (int64_t t = first; t < n; ++t) {
-    AddRmsNorm(f.data() + t * D, h.data() + t * D, mw.norm, D, eps, hn.data() + (t - first) * D);
+  // Final norm and FP32 head for the rows whose logits are wanted, in one GEMM (every head
+  // tile is read once for all of them).
+  std::vector<int64_t> rows;  // [wanted]: their rows in the step
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& item = batch[i];
+    const Step::Seq& s = step.seqs[i];
+    if (item.mode == LogitsMode::kNone || item.logits == nullptr || s.n == 0) continue;
+    for (int64_t t = item.mode == LogitsMode::kLast ? s.n - 1 : 0; t < s.n; ++t) {
+      rows.push_back(s.row0 + t);
+    }
   }
-  logits->resize(static_cast<size_t>(rows * c.vocab_size));
-  kernels::LinearBf16InF32(pool, mw.head, hn.data(), rows, logits->data(), &kernel_ws);
+  const int64_t wanted = static_cast<int64_t>(rows.size()), V = c.vocab_size;
+  std::vector<BF16> hn(static_cast<size_t>(wanted * D));
+  for (int64_t r = 0; r < wanted; ++r) {
+    const int64_t t = rows[r];
+    AddRmsNorm(step.f.data() + t * D, step.h.data() + t * D, mw.norm, D, eps, hn.data() + r * D);
+  }
+  std::vector<float> all(static_cast<size_t>(wanted * V));
+  if (wanted > 0) {
+    kernels::LinearBf16InF32(pool, mw.head, hn.data(), wanted, all.data(), &step.kernel_ws);
+  }
+  int64_t next = 0;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const BatchItem& item = batch[i];
+    const Step::Seq& s = step.seqs[i];
+    if (item.logits == nullptr || (item.mode == LogitsMode::kNone && s.n > 0)) continue;
+    const int64_t count = s.n == 0 ? 0 : item.mode == LogitsMode::kLast ? 1 : s.n;
+    item.logits->assign(all.begin() + next * V, all.begin() + (next + count) * V);
+    next += count;
+  }
   return Status::Ok();
 }
 
-Status Model::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const {
-  for (const BatchItem& b : batch) {
-    const int64_t pos0 = b.cache->num_tokens();
-    DSV4_RETURN_IF_ERROR(models::CheckSequence(config_, pos0, b.tokens));
-    DSV4_RETURN_IF_ERROR(b.cache->CheckAppend(static_cast<int64_t>(b.tokens.size())));
-    DSV4_RETURN_IF_ERROR(b.cache->Reserve(pos0 + static_cast<int64_t>(b.tokens.size())));
+Status Model::FollowSteps(ThreadPool& pool) const {
+  if (!ep_) {
+    return Status::FailedPrecondition("FollowSteps: the model was not loaded with expert "
+                                      "parallelism");
   }
-  for (const BatchItem& b : batch) {
-    DSV4_RETURN_IF_ERROR(Forward(pool, *b.cache, b.tokens, b.mode, b.logits));
+  Step step;  // no rows, kept across steps
+  while (ep_->AwaitStep()) RunLayers(pool, step);
+  return Status::Ok();
+}
+
+Status Model::JoinStep(ThreadPool& pool) const {
+  if (!ep_) {
+    return Status::FailedPrecondition("JoinStep: the model was not loaded with expert "
+                                      "parallelism");
   }
+  Step step;
+  ep_->JoinAgreedStep();
+  RunLayers(pool, step);
   return Status::Ok();
 }
 

@@ -2,7 +2,9 @@
 // residual add -> RMSNorm -> dense SwiGLU FFN (first first_k_dense_replace layers) or MoE ->
 // residual add (pre-norm, one BF16 residual stream, the add fused into the next norm as in
 // the reference); final norm; FP32 head.
-// Immutable after Create; Forward may run for different caches from different threads.
+// Immutable after Create; Forward may run for different caches from different threads, except
+// under expert parallelism (LoadOptions::expert_parallel), where every step is a collective of
+// all ranks: one forward at a time per process.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +18,7 @@
 #include "checkpoint/config.h"
 #include "models/common/logits_mode.h"
 #include "checkpoint/tensor.h"
+#include "dist/expert_parallel.h"
 #include "models/v32/attention.h"
 #include "models/v32/weights.h"
 
@@ -37,7 +40,8 @@ struct ForwardTrace {
 class Model {
  public:
   // `source` must outlive the model (weights are views into it where possible). Errors: the
-  // config's (ValidateModelConfig) and LoadWeights'.
+  // config's (ValidateModelConfig), LoadWeights', InvalidArgument for expert parallelism
+  // without a communicator.
   static Result<std::unique_ptr<Model>> Create(const checkpoint::ModelConfig& c,
                                                const checkpoint::TensorSource& source,
                                                const checkpoint::LoadOptions& options = {});
@@ -46,32 +50,46 @@ class Model {
   // λ, the attention softmax scale (YaRN mscale² included when rope_scaling is present).
   float softmax_scale() const { return constants_.softmax_scale; }
 
-  // Feeds `tokens` at positions cache.num_tokens() .. + n - 1 (a prefill chunk of any size,
-  // or one decode token), appends their MLA records and indexer keys to `cache`, and writes
-  // logits per `mode` into `logits` (FP32 [rows, vocab], resized). InvalidArgument for a
-  // token id outside the vocabulary, OutOfRange for a position past
-  // max_position_embeddings; the cache is unchanged then. `trace`, when not null, is
-  // replaced by the call's decisions.
-  // The cache's pages for the new positions are reserved first (ResourceExhausted, the cache
-  // unchanged, when its KV budget cannot cover them).
+  // One sequence's part of a batched step.
+  struct BatchItem {
+    kv::V32SequenceCache* cache = nullptr;
+    std::span<const int32_t> tokens;  // fed at positions cache->num_tokens() ..
+    LogitsMode mode = LogitsMode::kLast;
+    std::vector<float>* logits = nullptr;  // FP32 [1 or n, vocab] per mode (resized)
+    ForwardTrace* trace = nullptr;         // when set: replaced by the item's decisions
+  };
+  // Feeds several sequences at once (each a prefill chunk of any size or one decode token),
+  // appends their MLA records and indexer keys to their caches and writes logits per item's
+  // mode: every weight but attention's is read once for the whole batch (the attention runs
+  // per sequence), and each token's logits are bit-identical to feeding it alone, in any
+  // chunking. InvalidArgument for a token id outside the vocabulary, OutOfRange for a
+  // position past max_position_embeddings, ResourceExhausted when a cache cannot reserve its
+  // pages: every item is validated and its pages reserved before any cache is touched, so on
+  // error none has advanced (a reservation made for an earlier item is kept; it is only
+  // pages).
+  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
+
+  // ForwardBatch of one sequence.
   Status Forward(ThreadPool& pool, kv::V32SequenceCache& cache, std::span<const int32_t> tokens,
                  LogitsMode mode, std::vector<float>* logits, ForwardTrace* trace = nullptr) const;
 
-  // One sequence's part of a batched call.
-  struct BatchItem {
-    kv::V32SequenceCache* cache = nullptr;
-    std::span<const int32_t> tokens;
-    LogitsMode mode = LogitsMode::kLast;
-    std::vector<float>* logits = nullptr;
-  };
-  // Several sequences (distinct caches) in one call, each exactly as Forward alone: every
-  // item is validated and its pages reserved before any cache is touched, so on error none
-  // has advanced (a reservation made for an earlier item is kept; it is only pages).
-  Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
+  // Expert parallelism, a rank with no sequences: joins every step the other ranks run with
+  // zero rows (computing its experts for their rows) until one of them calls
+  // dist::ExpertParallel::Finish. FailedPrecondition when not loaded with expert parallelism.
+  Status FollowSteps(ThreadPool& pool) const;
+  // Data-parallel serving, a rank with no rows in a step the ranks agreed to run
+  // (dist::ExpertParallel::steps_agreed): joins its collectives with zero rows.
+  // FailedPrecondition when not loaded with expert parallelism.
+  Status JoinStep(ThreadPool& pool) const;
 
  private:
+  struct Step;
   Model() = default;
+  // The layer stack over `step`'s rows (none when joining a step).
+  void RunLayers(ThreadPool& pool, Step& step) const;
+
   checkpoint::ModelConfig config_;
+  std::shared_ptr<dist::ExpertParallel> ep_;  // null: one process holding every expert
   std::unique_ptr<ModelWeights> weights_;
   MlaConstants constants_;
 };

@@ -6,7 +6,7 @@
 #include <numeric>
 
 #include "kernels/cpu/linear.h"
-#include "models/common/expert_groups.h"
+#include "core/grow.h"
 
 namespace dsv4::v32 {
 
@@ -68,50 +68,74 @@ Route RouteToken(const checkpoint::ModelConfig& c, const float* logits, const fl
   return r;
 }
 
-void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w, const BF16* x,
-                int64_t n, BF16* out, kernels::Workspace* ws,
-                std::vector<std::vector<int32_t>>* routes) {
-  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
-  std::vector<float> logits(static_cast<size_t>(n * E));
-  kernels::LinearBf16InF32(pool, w.router, x, n, logits.data(), ws);
-  // Route every row, then group the rows by expert (models/common/expert_groups.h) so each
-  // expert's weights are read once per chunk.
-  std::vector<int32_t> expert_of(static_cast<size_t>(n * k));  // [n, k]
-  std::vector<float> weight_of(static_cast<size_t>(n * k));    // [n, k]
+void RouteRows(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+               const BF16* x, int64_t n, MoeScratch* s, kernels::Workspace* ws) {
+  const int64_t E = c.n_routed_experts, k = c.num_experts_per_tok;
+  float* logits = GrowTo(s->logits, n * E);
+  if (n > 0) kernels::LinearBf16InF32(pool, w.router, x, n, logits, ws);
+  s->expert_of.resize(static_cast<size_t>(n * k));  // [n, k]
+  s->weight_of.resize(static_cast<size_t>(n * k));  // [n, k]
   for (int64_t t = 0; t < n; ++t) {
-    const Route r = RouteToken(c, logits.data() + t * E, w.router_bias);
-    if (routes != nullptr) {
-      routes->push_back(r.experts);
-      std::sort(routes->back().begin(), routes->back().end());
-    }
-    std::copy(r.experts.begin(), r.experts.end(), expert_of.begin() + t * k);
-    std::copy(r.weights.begin(), r.weights.end(), weight_of.begin() + t * k);
+    const Route r = RouteToken(c, logits + t * E, w.router_bias);
+    std::copy(r.experts.begin(), r.experts.end(), s->expert_of.begin() + t * k);
+    std::copy(r.weights.begin(), r.weights.end(), s->weight_of.begin() + t * k);
   }
-  models::ExpertGroups groups;
-  groups.Build(expert_of, weight_of, k, E);
+}
+
+namespace {
+
+// The shared expert on x BF16 [n, D] into scratch->ys: its output, or nullptr when the layer
+// has none or n == 0.
+const BF16* SharedExpert(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                         const BF16* x, int64_t n, MoeScratch* s, kernels::Workspace* ws) {
+  if (!w.has_shared || n == 0) return nullptr;
+  BF16* ys = GrowTo(s->ys, n * c.hidden_size);
+  DenseFfnForward(pool, w.shared, x, n, ys, ws);
+  return ys;
+}
+
+}  // namespace
+
+void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                const BF16* x, int64_t n, BF16* out, MoeScratch* s, kernels::Workspace* ws) {
+  const int64_t D = c.hidden_size, E = c.n_routed_experts, k = c.num_experts_per_tok;
+  // Route every row, then group the rows by expert (models/common/expert_groups.h) so each
+  // expert's weights are read once per step.
+  RouteRows(pool, c, w, x, n, s, ws);
+  models::ExpertGroups& groups = s->groups;
+  groups.Build(s->expert_of, s->weight_of, k, E);
   // FP32 sums per row: routed experts in ascending id (a fixed per-token order, as the
   // reference's loop over experts), each BF16 output × its routing weight; shared last.
-  std::vector<float> acc(static_cast<size_t>(n * D), 0.0f);
-  std::vector<BF16> xs, ys;
+  float* acc = GrowTo(s->acc, n * D);
+  std::fill_n(acc, n * D, 0.0f);
   for (int64_t e = 0; e < E; ++e) {
     const int64_t* rows = groups.rows.data() + groups.start[e];
     const int64_t m = groups.size(e);
     if (m == 0) continue;
-    xs.resize(static_cast<size_t>(m * D));
-    ys.resize(static_cast<size_t>(m * D));
-    for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs.data() + i * D);
-    DenseFfnForward(pool, w.experts[e], xs.data(), m, ys.data(), ws);
+    BF16* xs = GrowTo(s->xs, m * D);
+    BF16* ys = GrowTo(s->ys, m * D);
+    for (int64_t i = 0; i < m; ++i) std::copy_n(x + rows[i] * D, D, xs + i * D);
+    DenseFfnForward(pool, w.experts[e], xs, m, ys, ws);
     for (int64_t i = 0; i < m; ++i) {
       const float g = groups.weights[groups.start[e] + i];
       for (int64_t d = 0; d < D; ++d) acc[rows[i] * D + d] += Bf16ToF32(ys[i * D + d]) * g;
     }
   }
-  if (w.has_shared) {
-    ys.resize(static_cast<size_t>(n * D));
-    DenseFfnForward(pool, w.shared, x, n, ys.data(), ws);
-    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(ys[i]);
-  }
-  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
+  models::AddAndStore(n, D, acc, SharedExpert(pool, c, w, x, n, s, ws), out);
+}
+
+void MoeForwardParallel(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
+                        dist::ExpertParallel& ep, const BF16* x, int64_t n, BF16* out,
+                        MoeScratch* s, kernels::Workspace* ws) {
+  RouteRows(pool, c, w, x, n, s, ws);
+  // The experts are unweighted (their routing weights apply at the combine, after down_proj).
+  models::MoeAcrossRanks(
+      ep, x, n, c.hidden_size, c.n_routed_experts, c.num_experts_per_tok, s->expert_of,
+      s->weight_of, models::RoutingWeightAt::kCombine,
+      [&](int64_t e, const BF16* xs, int64_t m, const float*, BF16* ys) {
+        DenseFfnForward(pool, w.experts[e], xs, m, ys, ws);
+      },
+      [&] { return SharedExpert(pool, c, w, x, n, s, ws); }, out, &s->parallel);
 }
 
 }  // namespace dsv4::v32

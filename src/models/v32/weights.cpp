@@ -80,10 +80,12 @@ Status LoadMlp(LinearLoader& l, const ModelConfig& c, const std::string& p, Laye
   }
   DSV4_ASSIGN_OR_RETURN(w.router, l.PromotedF32(p + "gate.weight", E, D));
   DSV4_ASSIGN_OR_RETURN(w.router_bias, l.F32(p + "gate.e_score_correction_bias", DType::kF32, {E}));
+  w.experts.resize(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) {
-    DSV4_ASSIGN_OR_RETURN(FfnWeights f,
+    // Another rank's expert (expert parallelism): left empty, its tensors never read.
+    if (!l.options().LoadsExpert(e)) continue;
+    DSV4_ASSIGN_OR_RETURN(w.experts[e],
                           LoadFfn(l, p + "experts." + std::to_string(e) + ".", dense, I, D));
-    w.experts.push_back(f);
   }
   w.has_shared = c.n_shared_experts > 0;
   if (w.has_shared) {

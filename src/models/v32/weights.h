@@ -60,7 +60,7 @@ struct LayerWeights {
   FfnWeights ffn;                      // dense layers
   LinearWeight router;                 // f32 [E, D] (MoE layers)
   const float* router_bias = nullptr;  // f32 [E]: e_score_correction_bias
-  std::vector<FfnWeights> experts;     // [E]
+  std::vector<FfnWeights> experts;     // [E]; another rank's (expert parallelism): empty
   bool has_shared = false;
   FfnWeights shared;  // [I*n_shared, D] ...
 };
@@ -74,10 +74,12 @@ struct ModelWeights {
 };
 
 // Loads and checks every main-stack tensor of a V3.2 checkpoint (the MTP layer is not
-// loaded). Errors name the tensor: NotFound when missing, InvalidArgument for a wrong
-// dtype/shape (a linear's dtype: naming the formats accepted) or an FP8 linear whose
-// in-features are not a multiple of 128, DataLoss for a NaN or infinite value in a tensor it
-// reads (options.check_finite). The source must outlive the result (views point into it).
+// loaded; under expert parallelism, options.expert_parallel, only this rank's routed experts:
+// the others' tensors are never looked up). Errors name the tensor: NotFound when missing,
+// InvalidArgument for a wrong dtype/shape (a linear's dtype: naming the formats accepted) or
+// an FP8 linear whose in-features are not a multiple of 128, DataLoss for a NaN or infinite
+// value in a tensor it reads (options.check_finite). The source must outlive the result
+// (views point into it).
 Result<std::unique_ptr<ModelWeights>> LoadWeights(const checkpoint::ModelConfig& c,
                                                   const checkpoint::TensorSource& source,
                                                   const checkpoint::LoadOptions& options = {});

@@ -138,17 +138,10 @@ const BF16* SharedExpert(ThreadPool& pool, const checkpoint::ModelConfig& c, con
   return ys;
 }
 
-void AddAndStore(int64_t n, int64_t D, float* acc, const BF16* shared, BF16* out) {
-  if (shared != nullptr) {
-    for (int64_t i = 0; i < n * D; ++i) acc[i] += Bf16ToF32(shared[i]);
-  }
-  for (int64_t i = 0; i < n * D; ++i) out[i] = F32ToBf16(acc[i]);
-}
-
 void AddSharedAndStore(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                        const BF16* x, int64_t n, float* acc, BF16* out, MoeScratch* s,
                        kernels::Workspace* ws) {
-  AddAndStore(n, c.hidden_size, acc, SharedExpert(pool, c, w, x, n, s, ws), out);
+  models::AddAndStore(n, c.hidden_size, acc, SharedExpert(pool, c, w, x, n, s, ws), out);
 }
 
 void MoeForward(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,

@@ -12,9 +12,9 @@
 #include "core/bf16.h"
 #include "core/thread_pool.h"
 #include "checkpoint/config.h"
-#include "dist/expert_exchange.h"
 #include "kernels/cpu/workspace.h"
 #include "models/common/expert_groups.h"
+#include "models/common/moe_combine.h"
 #include "models/v4/weights.h"
 
 namespace dsv4::v4 {
@@ -61,9 +61,8 @@ struct MoeScratch {
   std::vector<std::unique_ptr<kernels::Workspace>> thread_ws;
   std::vector<BF16> pair_ys;
   std::vector<int32_t> active_experts;  // the experts with rows, ascending
-  // Expert parallelism only (models/v4/moe_parallel.h).
-  dist::ExpertExchange exchange;    // the rows sent and received, the results returned
-  std::vector<BF16> pair_out;       // BF16 [pairs, D]: this rank's outputs per received pair
+  // Expert parallelism only (models/v4/moe_parallel.h): the exchange and its combine.
+  models::ParallelMoeScratch parallel;
 };
 
 // x BF16 [n, D] (after HC_pre and ffn_norm) for tokens `tokens` [n]; out BF16 [n, D].
@@ -86,10 +85,7 @@ void Expert(ThreadPool& pool, const ExpertWeights& e, const BF16* x, int64_t row
 // BF16 [n, D] in scratch->ys, or nullptr when the layer has none or n == 0.
 const BF16* SharedExpert(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                          const BF16* x, int64_t n, MoeScratch* scratch, kernels::Workspace* ws);
-// acc FP32 [n, D] holds the routed experts' sums: adds `shared` (SharedExpert's output, or
-// nullptr; last, as the canonical order says) and stores out = BF16(acc).
-void AddAndStore(int64_t n, int64_t D, float* acc, const BF16* shared, BF16* out);
-// SharedExpert, then AddAndStore.
+// SharedExpert, then models::AddAndStore (models/common/moe_combine.h).
 void AddSharedAndStore(ThreadPool& pool, const checkpoint::ModelConfig& c, const LayerWeights& w,
                        const BF16* x, int64_t n, float* acc, BF16* out, MoeScratch* scratch,
                        kernels::Workspace* ws);

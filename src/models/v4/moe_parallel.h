@@ -1,11 +1,11 @@
 // The V4 MoE under expert parallelism (DEP): this rank holds only some routed experts
 // (dist::ExpertMap), so each row goes to the ranks holding its experts and their outputs come
-// back (dist::ExpertExchange). The router and the shared expert run where the row lives
-// (their weights are replicated); the shared expert runs while the other ranks finish their
-// experts and the outputs come back (ExpertExchange::StartCombine / FinishCombine). The owner of a row adds its experts' outputs exactly as
-// MoeForward does (FP32, ascending expert id, shared expert last) and every expert's output
-// for a row depends on that row alone, so the result is bit-identical to one process for any
-// number of ranks and any expert map.
+// back (models::MoeAcrossRanks, models/common/moe_combine.h). The router and the shared expert
+// run where the row lives (their weights are replicated); the shared expert runs while the
+// other ranks finish their experts and the outputs come back. The owner of a row adds its
+// experts' outputs exactly as MoeForward does (FP32, ascending expert id, shared expert last)
+// and every expert's output for a row depends on that row alone, so the result is
+// bit-identical to one process for any number of ranks and any expert map.
 #pragma once
 
 #include <cstdint>

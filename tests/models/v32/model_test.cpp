@@ -89,6 +89,50 @@ TEST(V32Model, PrefillChunkedAndDecodeAreBitIdentical) {
   }
 }
 
+// One step of several sequences (a prefill chunk, a decode token, an empty item, a chunk that
+// continues a prefix) runs the MoE and the dense layers over all their rows at once: each
+// sequence's logits equal feeding it alone, and the traces are its own.
+TEST(V32Model, ABatchedStepEqualsEachSequenceAlone) {
+  const Fixture& f = Tiny();
+  const Model& m = *f.model;
+  ThreadPool pool(2);
+  const std::span<const int32_t> t(f.tokens);
+  kv::V32SequenceCache a(f.config), b(f.config), c(f.config), d(f.config);
+  std::vector<float> la, lb, lc, ld;
+  ASSERT_TRUE(m.Forward(pool, b, t.subspan(0, 20), LogitsMode::kNone, nullptr).ok());
+  ASSERT_TRUE(m.Forward(pool, d, t.subspan(0, 10), LogitsMode::kNone, nullptr).ok());
+  ForwardTrace trace_a, trace_b;
+  const std::vector<Model::BatchItem> batch = {
+      {&a, t.subspan(50, 12), LogitsMode::kAll, &la, &trace_a},
+      {&b, t.subspan(20, 1), LogitsMode::kLast, &lb, &trace_b},
+      {&c, {}, LogitsMode::kAll, &lc},
+      {&d, t.subspan(10, 6), LogitsMode::kLast, &ld}};
+  ASSERT_TRUE(m.ForwardBatch(pool, batch).ok());
+  EXPECT_EQ(a.num_tokens(), 12);
+  EXPECT_EQ(b.num_tokens(), 21);
+  EXPECT_EQ(c.num_tokens(), 0);
+  EXPECT_EQ(d.num_tokens(), 16);
+  EXPECT_TRUE(lc.empty());
+
+  kv::V32SequenceCache a1(f.config), b1(f.config), d1(f.config);
+  std::vector<float> la1, lb1, ld1;
+  ForwardTrace trace_a1, trace_b1;
+  ASSERT_TRUE(m.Forward(pool, a1, t.subspan(50, 12), LogitsMode::kAll, &la1, &trace_a1).ok());
+  ASSERT_TRUE(m.Forward(pool, b1, t.subspan(0, 20), LogitsMode::kNone, nullptr).ok());
+  ASSERT_TRUE(m.Forward(pool, b1, t.subspan(20, 1), LogitsMode::kLast, &lb1, &trace_b1).ok());
+  ASSERT_TRUE(m.Forward(pool, d1, t.subspan(0, 16), LogitsMode::kLast, &ld1).ok());
+  EXPECT_TRUE(la == la1);
+  EXPECT_TRUE(lb == lb1);
+  EXPECT_TRUE(ld == ld1);
+  ASSERT_EQ(la.size(), 12u * f.config.vocab_size);
+  for (size_t l = 0; l < trace_a.layers.size(); ++l) {
+    EXPECT_EQ(trace_a.layers[l].experts, trace_a1.layers[l].experts) << "layer " << l;
+    EXPECT_EQ(trace_a.layers[l].selected, trace_a1.layers[l].selected) << "layer " << l;
+    EXPECT_EQ(trace_b.layers[l].experts, trace_b1.layers[l].experts) << "layer " << l;
+  }
+  EXPECT_EQ(trace_b.layers[1].experts.size(), 1u);
+}
+
 TEST(V32Model, CacheGrowsPerTokenAndMatchesTheFootprintFormula) {
   const Fixture& f = Tiny();
   ThreadPool pool(2);
