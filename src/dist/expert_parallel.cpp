@@ -11,6 +11,7 @@ namespace {
 constexpr int64_t kIdle = 0;    // nothing to run
 constexpr int64_t kStep = 1;    // a forward step begins
 constexpr int64_t kFinish = 2;  // the run is over
+constexpr int64_t kDraft = 3;   // a drafter forward begins (its MoE layers exchange rows)
 
 }  // namespace
 
@@ -27,10 +28,31 @@ void ExpertParallel::BeginStep() {
   DSV4_CHECK_MSG(comm_->AgreeMax(kStep) == kStep, "a rank finished while another stepped");
 }
 
-bool ExpertParallel::AwaitStep() {
+ExpertParallel::Next ExpertParallel::AwaitNext() {
   DSV4_CHECK(comm_ != nullptr && !steps_agreed_);
-  if (comm_->AgreeMax(kIdle) != kStep) return false;
-  ++stats_.steps;
+  const int64_t v = comm_->AgreeMax(kIdle);
+  DSV4_CHECK_MSG(v != kIdle, "AwaitNext: no rank runs anything");
+  if (v == kStep) {
+    ++stats_.steps;
+    return Next::kStep;
+  }
+  if (v == kDraft) {
+    ++stats_.draft_calls;
+    return Next::kDraftCall;
+  }
+  return Next::kFinish;
+}
+
+void ExpertParallel::BeginDraftCall() {
+  DSV4_CHECK(comm_ != nullptr);
+  ++stats_.draft_calls;
+  DSV4_CHECK_MSG(comm_->AgreeMax(kDraft) == kDraft, "a rank finished while another drafted");
+}
+
+bool ExpertParallel::AwaitDraftCall() {
+  DSV4_CHECK(comm_ != nullptr && steps_agreed_);
+  if (comm_->AgreeMax(kIdle) != kDraft) return false;
+  ++stats_.draft_calls;
   return true;
 }
 
