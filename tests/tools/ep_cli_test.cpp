@@ -105,6 +105,27 @@ TEST(ExpertParallelCli, RunGeneratesTheSameTokensWithTheDrafterAcrossRanks) {
                                 std::regex("rank 1: [0-9]+ steps, ([0-9]+) drafter calls")))
       << ep.output;
   EXPECT_GT(std::stoi(calls[1].str()), 0) << ep.output;
+  // DSpark (three draft blocks with MoE), on a model whose drafts are sometimes right: the
+  // same acceptance per position shows the same drafts.
+  const fs::path ck = Fresh("ep_dspark") / "tiny0731";
+  ASSERT_EQ(Dsv4("make-tiny --seed 77 --layout 0731 --out " + ck.string()).exit_code, 0);
+  const std::string dargs = " --model " + ck.string() +
+                            " --prompt-tokens 5,6,7,8,9,10 -n 24 --ignore-eos --threads 1";
+  const CmdResult done = Dsv4("run --speculative dspark" + dargs);
+  ASSERT_EQ(done.exit_code, 0) << done.output;
+  const CmdResult dep = Shell(Mpirun(2) + " run --ep 2 --speculative dspark" + dargs);
+  ASSERT_EQ(dep.exit_code, 0) << dep.output;
+  const std::regex dspec("generated:[ 0-9]+|speculative: dspark[^\n]*");
+  std::string want, got;
+  for (std::sregex_iterator it(done.output.begin(), done.output.end(), dspec), end; it != end; ++it) {
+    want += it->str() + "\n";
+  }
+  for (std::sregex_iterator it(dep.output.begin(), dep.output.end(), dspec), end; it != end; ++it) {
+    got += it->str() + "\n";
+  }
+  EXPECT_THAT(want, HasSubstr(" drafts accepted"));
+  EXPECT_THAT(want, Not(HasSubstr(" 0 of ")));  // some drafts accepted
+  EXPECT_EQ(want, got);
 }
 
 TEST(ExpertParallelCli, AKilledRankEndsTheJob) {

@@ -186,6 +186,11 @@ void ServeOnRanks(int n, const std::vector<std::string>& one, const std::string&
   kill(std::stoi(pid0), SIGTERM);
   EXPECT_EQ(s.job().Wait(std::chrono::seconds(60)), 0) << s.job().output();
   EXPECT_THAT(s.job().output(), HasSubstr("rank 1: serving the requests rank 0 places here"));
+  // Rank 1 drafted for its own requests and joined rank 0's drafter calls (or none at all).
+  const std::string calls = s.job().WaitFor(std::regex("rank 1: [0-9]+ steps, ([0-9]+) drafter calls"),
+                                            std::chrono::seconds(5));
+  ASSERT_FALSE(calls.empty()) << s.job().output();
+  EXPECT_EQ(std::stoll(calls) > 0, extra.find("off") == std::string::npos) << s.job().output();
 }
 
 TEST(EpServeCli, ServesTheSameTextAsOneProcessOnEveryRank) {
