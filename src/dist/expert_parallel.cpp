@@ -1,6 +1,8 @@
 #include "dist/expert_parallel.h"
 
+#include <algorithm>
 #include <utility>
+#include <vector>
 
 #include "core/check.h"
 
@@ -11,6 +13,18 @@ namespace {
 constexpr int64_t kIdle = 0;    // nothing to run
 constexpr int64_t kStep = 1;    // a forward step begins
 constexpr int64_t kFinish = 2;  // the run is over
+constexpr int64_t kDraft = 3;   // a drafter forward begins (its MoE layers exchange rows)
+
+// The largest `value` over the ranks for a drafter call. Commands run by rank 0: AgreeMax (the
+// followers wait in AwaitNext, which matches it). Agreed steps: an all-gather, because it is
+// bounded by the collective timeout (every rank is inside the same step), so a rank that dies
+// while the others draft ends the job instead of hanging it.
+int64_t AgreeInStep(Communicator& comm, bool steps_agreed, int64_t value) {
+  if (!steps_agreed) return comm.AgreeMax(value);
+  std::vector<int64_t> all(static_cast<size_t>(comm.size()));
+  comm.AllGather(value, all);
+  return *std::max_element(all.begin(), all.end());
+}
 
 }  // namespace
 
@@ -27,10 +41,32 @@ void ExpertParallel::BeginStep() {
   DSV4_CHECK_MSG(comm_->AgreeMax(kStep) == kStep, "a rank finished while another stepped");
 }
 
-bool ExpertParallel::AwaitStep() {
+ExpertParallel::Next ExpertParallel::AwaitNext() {
   DSV4_CHECK(comm_ != nullptr && !steps_agreed_);
-  if (comm_->AgreeMax(kIdle) != kStep) return false;
-  ++stats_.steps;
+  const int64_t v = comm_->AgreeMax(kIdle);
+  DSV4_CHECK_MSG(v != kIdle, "AwaitNext: no rank runs anything");
+  if (v == kStep) {
+    ++stats_.steps;
+    return Next::kStep;
+  }
+  if (v == kDraft) {
+    ++stats_.draft_calls;
+    return Next::kDraftCall;
+  }
+  return Next::kFinish;
+}
+
+void ExpertParallel::BeginDraftCall() {
+  DSV4_CHECK(comm_ != nullptr);
+  ++stats_.draft_calls;
+  DSV4_CHECK_MSG(AgreeInStep(*comm_, steps_agreed_, kDraft) == kDraft,
+                 "a rank finished while another drafted");
+}
+
+bool ExpertParallel::AwaitDraftCall() {
+  DSV4_CHECK(comm_ != nullptr && steps_agreed_);
+  if (AgreeInStep(*comm_, steps_agreed_, kIdle) != kDraft) return false;
+  ++stats_.draft_calls;
   return true;
 }
 

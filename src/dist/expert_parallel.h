@@ -4,12 +4,22 @@
 //
 // Step protocol. Every MoE layer of every forward step is a collective (dist/expert_exchange.h),
 // so all ranks must run the same steps. A rank that runs sequences calls BeginStep() at the
-// start of each forward step; a rank with nothing to run loops on AwaitStep(), and for every
-// step it returns true joins the step's collectives with zero rows (v4::Model::JoinStep);
+// start of each forward step; a rank with nothing to run loops on AwaitNext(), and for every
+// step it returns kStep joins the step's collectives with zero rows (v4::Model::JoinStep);
 // Finish() ends the others' loops. Data-parallel serving (dist/serving_protocol.h) agrees on
 // its steps itself (rank 0's control message says whether a step runs): there
 // set_steps_agreed(true) makes BeginStep and Finish count only, and a rank with no rows in an
 // agreed step joins it through v4::Model::JoinStep.
+//
+// Drafter calls. A speculative drafter's forward (v4::Mtp, v4::Dspark) has MoE layers too,
+// run between the target's steps, a different number of times on each rank (one or more per
+// drafting sequence). A rank announces each such call with BeginDraftCall() just before its
+// MoE layers; the others join it with zero rows (runner::Drafter::JoinExpertParallelCall):
+//   - commands run by rank 0 alone (logits, run): a follower's AwaitNext() returns
+//     kDraftCall for it, as it returns kStep for a target step;
+//   - agreed steps (serving): after every agreed step each rank joins the others' calls,
+//     `while (AwaitDraftCall()) join`, once its own calls are done; every rank leaves that
+//     loop on the same round (all announced calls joined), before the next control message.
 //
 // Not thread-safe: one thread per process uses it at a time (the engine's, or the CLI's).
 #pragma once
@@ -25,6 +35,7 @@ namespace dsv4::dist {
 // What the MoE exchanges of this process sent and how long they took.
 struct ExchangeStats {
   int64_t steps = 0;           // forward steps begun or joined
+  int64_t draft_calls = 0;     // drafter forward passes begun or joined
   int64_t exchanges = 0;       // MoE layer exchanges (dispatch + combine)
   int64_t local_rows = 0;      // rows this rank routed (its tokens, summed over exchanges)
   int64_t rows_sent = 0;       // token rows dispatched to other ranks (once per rank)
@@ -48,12 +59,21 @@ class ExpertParallel {
 
   // A rank that runs sequences: a forward step begins now.
   void BeginStep();
-  // A rank with no sequences: waits for the next step (true) or for Finish (false).
-  bool AwaitStep();
-  // A rank that runs sequences: no more steps; every AwaitStep returns false.
+  // What a rank with no sequences of its own joins next (AwaitNext).
+  enum class Next { kStep, kDraftCall, kFinish };
+  // A rank with no sequences: waits for the next target step, drafter call, or Finish.
+  Next AwaitNext();
+  // A rank that runs sequences: no more steps; every AwaitNext returns kFinish.
   void Finish();
+  // A rank whose drafter is about to run its MoE layers on rows of its own (every check
+  // passed): the other ranks join them.
+  void BeginDraftCall();
+  // Agreed steps, a rank whose own drafter calls of this step are done: whether another rank
+  // announces one more (join it, then ask again) or every rank is done (false).
+  bool AwaitDraftCall();
+
   // Steps are agreed outside (data-parallel serving): BeginStep only counts, Finish does
-  // nothing, AwaitStep must not be called.
+  // nothing, AwaitNext must not be called.
   void set_steps_agreed(bool agreed) { steps_agreed_ = agreed; }
   bool steps_agreed() const { return steps_agreed_; }
   // A rank with no rows in an agreed step (counted).

@@ -630,12 +630,17 @@ void Engine::Impl::LoopFollower() {
 }
 
 void Engine::Impl::AgreedStep(bool step) {
-  const dist::ExpertParallel& ep = *options_.data_parallel;
+  dist::ExpertParallel& ep = *options_.data_parallel;
   const int64_t before = ep.stats().steps;
   if (step && !active_.empty()) Step();
   if (step && ep.stats().steps == before) {  // no forward of its own: zero rows
     const Status s = model_->lm->JoinExpertParallelStep(*pool_);
     DSV4_CHECK_MSG(s.ok(), s.message().c_str());
+  }
+  // The drafters' MoE layers exchange rows too: with this rank's own drafter calls done
+  // (in Step), it joins the others' with zero rows until no rank has one left.
+  if (step && spec_) {
+    while (ep.AwaitDraftCall()) spec_->drafter().JoinExpertParallelCall(*pool_);
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include "models/v32/model.h"
 #include "models/v4/model.h"
+#include "runner/drafter.h"
 
 namespace dsv4::runner {
 namespace {
@@ -63,9 +64,12 @@ class V4Lm final : public CausalLm {
     }
     return model_->ForwardBatch(pool, items, lock.owns_lock() ? &ws_ : nullptr);
   }
-  Status FollowExpertParallelSteps(ThreadPool& pool) const override {
+  Status FollowExpertParallelSteps(ThreadPool& pool, const Drafter* drafter) const override {
     std::lock_guard<std::mutex> lock(ws_mu_);
-    return model_->FollowSteps(pool, &ws_);
+    return model_->FollowSteps(pool, &ws_, [&] {
+      DSV4_CHECK_MSG(drafter != nullptr, "rank 0 runs a drafter that this rank did not load");
+      drafter->JoinExpertParallelCall(pool);
+    });
   }
   Status JoinExpertParallelStep(ThreadPool& pool) const override {
     std::lock_guard<std::mutex> lock(ws_mu_);
@@ -103,8 +107,8 @@ class V32Lm final : public CausalLm {
     }
     return model_->ForwardBatch(pool, items);
   }
-  Status FollowExpertParallelSteps(ThreadPool& pool) const override {
-    return model_->FollowSteps(pool);
+  Status FollowExpertParallelSteps(ThreadPool& pool, const Drafter* /*drafter*/) const override {
+    return model_->FollowSteps(pool);  // no V3.2 drafter is loaded
   }
   Status JoinExpertParallelStep(ThreadPool& pool) const override {
     return model_->JoinStep(pool);
@@ -123,7 +127,7 @@ Status CausalLm::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch
   return Status::Ok();
 }
 
-Status CausalLm::FollowExpertParallelSteps(ThreadPool& pool) const {
+Status CausalLm::FollowExpertParallelSteps(ThreadPool& pool, const Drafter* drafter) const {
   return Status::FailedPrecondition("this model was not loaded with expert parallelism (--ep)");
 }
 

@@ -28,6 +28,8 @@ class Model;
 
 namespace dsv4::runner {
 
+class Drafter;
+
 using models::HiddenRows;
 using models::LogitsMode;
 
@@ -83,10 +85,13 @@ class CausalLm {
   virtual Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch) const;
 
   // Expert parallelism (LoadOptions::expert_parallel), a rank with no sequences of its own:
-  // joins every forward step the other ranks run, with zero rows, until one of them calls
-  // dist::ExpertParallel::Finish (the models' FollowSteps). FailedPrecondition for a model
-  // not loaded with expert parallelism.
-  virtual Status FollowExpertParallelSteps(ThreadPool& pool) const;
+  // joins every forward step the other ranks run, with zero rows, and every call of their
+  // drafter through `drafter` (this rank's copy of it, Drafter::JoinExpertParallelCall; null:
+  // rank 0 must not draft), until one of them calls dist::ExpertParallel::Finish
+  // (the models' FollowSteps). FailedPrecondition for a model not loaded with expert
+  // parallelism.
+  virtual Status FollowExpertParallelSteps(ThreadPool& pool,
+                                           const Drafter* drafter = nullptr) const;
   // Data-parallel serving: joins one agreed step with zero rows (the models' JoinStep).
   virtual Status JoinExpertParallelStep(ThreadPool& pool) const;
 };

@@ -50,6 +50,13 @@ class Drafter {
   // a drafter whose state cannot go back restarts from 0 and may draft worse, never wrong).
   virtual void Truncate(DraftState& state, int64_t n) const = 0;
 
+  // Expert parallelism (the target loaded with LoadOptions::expert_parallel): a drafter whose
+  // forward has MoE layers announces each forward to the other ranks
+  // (dist::ExpertParallel::BeginDraftCall), and a rank that did not run it joins its MoE
+  // layers with zero rows here. Default: nothing (a drafter without such layers never
+  // announces one).
+  virtual void JoinExpertParallelCall(ThreadPool& /*pool*/) const {}
+
   // Serialisation of a state, so that a request continuing from a cached prefix (the
   // engine's prefix cache, finished-turn snapshots, the disk tier) drafts from its first
   // step exactly as if it had consumed the prefix itself. SaveState appends the bytes of

@@ -69,6 +69,12 @@ Status DsparkDrafter::Propose(ThreadPool& pool, DraftState& state,
   return Status::Ok();
 }
 
+void DsparkDrafter::JoinExpertParallelCall(ThreadPool& pool) const {
+  std::unique_lock<std::mutex> lock(ws_mu_, std::try_to_lock);
+  v4::DsparkWorkspace fresh;
+  dspark_.JoinExpertParallelCall(pool, lock.owns_lock() ? &ws_ : &fresh);
+}
+
 void DsparkDrafter::Truncate(DraftState& state, int64_t n) const {
   auto& st = static_cast<DsparkDraftState&>(state);
   if (n >= st.num_tokens()) return;

@@ -92,6 +92,7 @@ class DsparkDrafter final : public Drafter {
                  std::span<const BF16> hidden, int64_t k,
                  std::vector<int32_t>* drafts) const override;
   void Truncate(DraftState& state, int64_t n) const override;
+  void JoinExpertParallelCall(ThreadPool& pool) const override;
   // The state's bytes: every block's ring rows of positions [n - W, n) (all the next draft
   // reads) and n, in runner/ring_window_state.h's layout with magic "DSV4DSPS" and one layer
   // per draft block. RestoreState's state proposes exactly what the saved one would

@@ -17,8 +17,9 @@ namespace dsv4::runner {
 // (model.v4_draft) and sharing the target's embedding and head; `model` must outlive it.
 // kMtp: an MtpDrafter with `mtp` options; kDspark (V4-Flash-0731, V4-Pro-0813): a
 // DsparkDrafter with `dspark` options. FailedPrecondition when the checkpoint has no such
-// drafter (kNone, another family's weights, a V3.2 or stand-in model) or when expert
-// parallelism spread the drafter's experts over ranks.
+// drafter (kNone, another family's weights, a V3.2 or stand-in model). Under expert
+// parallelism each rank holds its share of the drafter's experts and the drafter's MoE
+// exchanges rows like the target's (Drafter::JoinExpertParallelCall).
 Result<std::unique_ptr<Drafter>> MakeDrafter(const LoadedModel& model,
                                              checkpoint::DraftFamily family,
                                              const MtpDrafterOptions& mtp = {},

@@ -86,6 +86,12 @@ Status MtpDrafter::Propose(ThreadPool& pool, DraftState& state, std::span<const 
   return Status::Ok();
 }
 
+void MtpDrafter::JoinExpertParallelCall(ThreadPool& pool) const {
+  std::unique_lock<std::mutex> lock(ws_mu_, std::try_to_lock);
+  v4::MtpWorkspace fresh;
+  mtp_.JoinExpertParallelCall(pool, lock.owns_lock() ? &ws_ : &fresh);
+}
+
 void MtpDrafter::Truncate(DraftState& state, int64_t n) const {
   auto& st = static_cast<MtpDraftState&>(state);
   if (n >= st.num_tokens()) return;

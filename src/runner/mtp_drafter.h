@@ -85,6 +85,7 @@ class MtpDrafter final : public Drafter {
                  std::span<const BF16> hidden, int64_t k,
                  std::vector<int32_t>* drafts) const override;
   void Truncate(DraftState& state, int64_t n) const override;
+  void JoinExpertParallelCall(ThreadPool& pool) const override;
   // The state's bytes: the ring rows of positions [n - W, n) (all it reads next) and n, in
   // runner/ring_window_state.h's layout with magic "DSV4MTPS" and one layer. RestoreState's
   // state proposes exactly what the saved one would (Truncate goes back only to n - W);

@@ -1,7 +1,8 @@
 // Expert parallelism end to end through mpirun (OpenMPI) on one machine: `mpirun -np N dsv4
 // {logits,run} --ep N` gives byte-identical logits files and the same tokens as one process
-// (N = 2 and 4, contiguous and interleaved expert maps; V4 and V3.2), a killed rank ends the
-// whole job, and the flags' errors. Skipped when mpirun is missing.
+// (N = 2 and 4, contiguous and interleaved expert maps; V4 and V3.2; `run` with the MTP and
+// DSpark drafters across the ranks equal to one process with and without them), a killed
+// rank ends the whole job, and the flags' errors. Skipped when mpirun is missing.
 #include <signal.h>
 #include <unistd.h>
 
@@ -115,26 +116,55 @@ TEST(ExpertParallelCli, V32LogitsAreByteIdenticalToOneProcess) {
   }
 }
 
-TEST(ExpertParallelCli, RunGeneratesTheSameTokens) {
+TEST(ExpertParallelCli, RunGeneratesTheSameTokensWithTheDrafterAcrossRanks) {
   if (!HaveMpirun()) GTEST_SKIP() << "mpirun not found (apt-get install openmpi-bin)";
   const std::string args = " --prompt-tokens 5,17,300,42,9,11 -n 12 --ignore-eos --threads 1";
-  const CmdResult one = Dsv4("run" + args);
+  const CmdResult off = Dsv4("run --speculative off" + args);
+  ASSERT_EQ(off.exit_code, 0) << off.output;
+  const CmdResult one = Dsv4("run --speculative mtp" + args);
   ASSERT_EQ(one.exit_code, 0) << one.output;
-  const std::regex generated("generated:[ 0-9]+");
-  std::smatch m1, m2;
-  ASSERT_TRUE(std::regex_search(one.output, m1, generated)) << one.output;
-  const CmdResult ep = Shell(Mpirun(2) + " run --ep 2" + args);
+  // The MTP drafter's MoE exchanges rows like the target's: rank 1 joins every drafter call.
+  const CmdResult ep = Shell(Mpirun(2) + " run --ep 2 --speculative mtp" + args);
   ASSERT_EQ(ep.exit_code, 0) << ep.output;
-  ASSERT_TRUE(std::regex_search(ep.output, m2, generated)) << ep.output;
-  EXPECT_EQ(m1.str(), m2.str());
-  // The built-in model's MTP drafter runs on one process only: off under --ep, with the
-  // reason; asking for it is an error.
-  EXPECT_THAT(one.output, HasSubstr("speculative: mtp"));
-  EXPECT_THAT(ep.output, HasSubstr("speculative: off ("));
-  EXPECT_THAT(ep.output, HasSubstr("spread over expert-parallel ranks"));
-  const CmdResult asked = Shell(Mpirun(2) + " run --ep 2 --speculative mtp" + args);
-  EXPECT_NE(asked.exit_code, 0);
-  EXPECT_THAT(asked.output, HasSubstr("drafter does not run across ranks"));
+  const std::regex generated("generated:[ 0-9]+");
+  // From the verification count to the per-position acceptance: the same drafts, verified
+  // the same way.
+  const std::regex spec("speculative: mtp[^\n]*");
+  std::smatch g_off, g_one, g_ep, s_one, s_ep, calls;
+  ASSERT_TRUE(std::regex_search(off.output, g_off, generated)) << off.output;
+  ASSERT_TRUE(std::regex_search(one.output, g_one, generated)) << one.output;
+  ASSERT_TRUE(std::regex_search(ep.output, g_ep, generated)) << ep.output;
+  EXPECT_EQ(g_off.str(), g_one.str());
+  EXPECT_EQ(g_off.str(), g_ep.str());
+  ASSERT_TRUE(std::regex_search(one.output, s_one, spec)) << one.output;
+  ASSERT_TRUE(std::regex_search(ep.output, s_ep, spec)) << ep.output;
+  EXPECT_THAT(s_one.str(), HasSubstr("verifications"));
+  EXPECT_EQ(s_one.str(), s_ep.str());
+  ASSERT_TRUE(std::regex_search(ep.output, calls,
+                                std::regex("rank 1: [0-9]+ steps, ([0-9]+) drafter calls")))
+      << ep.output;
+  EXPECT_GT(std::stoi(calls[1].str()), 0) << ep.output;
+  // DSpark (three draft blocks with MoE), on a model whose drafts are sometimes right: the
+  // same acceptance per position shows the same drafts.
+  const fs::path ck = Fresh("ep_dspark") / "tiny0731";
+  ASSERT_EQ(Dsv4("make-tiny --seed 77 --layout 0731 --out " + ck.string()).exit_code, 0);
+  const std::string dargs = " --model " + ck.string() +
+                            " --prompt-tokens 5,6,7,8,9,10 -n 24 --ignore-eos --threads 1";
+  const CmdResult done = Dsv4("run --speculative dspark" + dargs);
+  ASSERT_EQ(done.exit_code, 0) << done.output;
+  const CmdResult dep = Shell(Mpirun(2) + " run --ep 2 --speculative dspark" + dargs);
+  ASSERT_EQ(dep.exit_code, 0) << dep.output;
+  const std::regex dspec("generated:[ 0-9]+|speculative: dspark[^\n]*");
+  std::string want, got;
+  for (std::sregex_iterator it(done.output.begin(), done.output.end(), dspec), end; it != end; ++it) {
+    want += it->str() + "\n";
+  }
+  for (std::sregex_iterator it(dep.output.begin(), dep.output.end(), dspec), end; it != end; ++it) {
+    got += it->str() + "\n";
+  }
+  EXPECT_THAT(want, HasSubstr(" drafts accepted"));
+  EXPECT_THAT(want, Not(HasSubstr(" 0 of ")));  // some drafts accepted
+  EXPECT_EQ(want, got);
 }
 
 TEST(ExpertParallelCli, AKilledRankEndsTheJob) {

@@ -1,7 +1,7 @@
 // Data-parallel serving end to end through mpirun (OpenMPI) on one machine: `mpirun -np N
 // dsv4 serve --ep N` on an ephemeral port answers completions and chat completions (streamed
-// and not) with the same text as one process, whichever rank serves them and whatever runs
-// beside them; a client that disconnects cancels its request on the rank that runs it; a
+// and not) with the same text as one process without speculative decoding, whichever rank
+// serves them and whatever runs beside them, drafting (MTP across the ranks) or not; a client that disconnects cancels its request on the rank that runs it; a
 // killed rank makes rank 0 answer 503 naming it and the job end non-zero. Skipped when
 // mpirun or curl is missing.
 #include <fcntl.h>
@@ -146,9 +146,9 @@ std::unique_ptr<Job> Blocker(const std::string& url) {
 
 // `n` ranks serve `one` (one process's texts) alone and beside a long generation; a client's
 // disconnect cancels its request on rank 1; SIGTERM to rank 0 ends the job cleanly.
-void ServeOnRanks(int n, const std::vector<std::string>& one) {
-  SCOPED_TRACE("--ep " + std::to_string(n));
-  Server s(n);
+void ServeOnRanks(int n, const std::vector<std::string>& one, const std::string& extra) {
+  SCOPED_TRACE("--ep " + std::to_string(n) + extra);
+  Server s(n, extra);
   ASSERT_FALSE(s.url().empty()) << s.job().output();
   EXPECT_THAT(s.job().output(), HasSubstr("rank 1 of " + std::to_string(n)));
   // Alone: every request goes to rank 0 (ties to the lowest rank).
@@ -186,19 +186,26 @@ void ServeOnRanks(int n, const std::vector<std::string>& one) {
   kill(std::stoi(pid0), SIGTERM);
   EXPECT_EQ(s.job().Wait(std::chrono::seconds(60)), 0) << s.job().output();
   EXPECT_THAT(s.job().output(), HasSubstr("rank 1: serving the requests rank 0 places here"));
+  // Rank 1 drafted for its own requests and joined rank 0's drafter calls (or none at all).
+  const std::string calls = s.job().WaitFor(std::regex("rank 1: [0-9]+ steps, ([0-9]+) drafter calls"),
+                                            std::chrono::seconds(5));
+  ASSERT_FALSE(calls.empty()) << s.job().output();
+  EXPECT_EQ(std::stoll(calls) > 0, extra.find("off") == std::string::npos) << s.job().output();
 }
 
 TEST(EpServeCli, ServesTheSameTextAsOneProcessOnEveryRank) {
   if (!HaveTools()) GTEST_SKIP() << "mpirun or curl not found";
   std::vector<std::string> one;
   {
-    Server s(1);
+    Server s(1, " --speculative off");
     ASSERT_FALSE(s.url().empty()) << s.job().output();
     one = ServeAll(s.url());
   }
   for (const std::string& t : one) EXPECT_FALSE(t.empty());
-  ServeOnRanks(2, one);
-  ServeOnRanks(4, one);
+  // Drafting on every rank (the MTP drafter's MoE exchanges rows like the target's; beside
+  // the long generation both ranks draft in the same steps), and without drafts.
+  ServeOnRanks(2, one, " --speculative mtp");
+  ServeOnRanks(4, one, " --speculative off");
 }
 
 TEST(EpServeCli, AKilledRankMakesRankZeroAnswer503NamingIt) {

@@ -344,7 +344,8 @@ Status Serve(const ServeOptions& o) {
     }
     DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
     checkpoint::LoadOptions load = o.load;
-    DSV4_ASSIGN_OR_RETURN(ep, EpSession::Start(o.ep, ck, false, &load));
+    const bool drafter = ck.drafter != checkpoint::DraftFamily::kNone;
+    DSV4_ASSIGN_OR_RETURN(ep, EpSession::Start(o.ep, ck, drafter, &load));
     ep->ServeDataParallel();
     if (ep->active()) {
       const ModelFactory model = ModelArgFactory(o.model, load);

@@ -32,7 +32,7 @@ Status Logits(const LogitsOptions& o) {
   checkpoint::LoadOptions load = o.load;
   // Declared first: destroyed last, after the model (rank 0 then ends the others' steps).
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<EpSession> ep, EpSession::Start(o.ep, ck, false, &load));
-  if (!ep->leads()) return ep->Follow(ck, o.threads, load);
+  if (!ep->leads()) return ep->Follow(std::move(ck), o.threads, load, false);
   DSV4_ASSIGN_OR_RETURN(std::vector<int32_t> tokens, ReadTokenFile(o.tokens));
   const int64_t n = static_cast<int64_t>(tokens.size());
   const int64_t prefill = o.decode_from < 0 ? n : o.decode_from;

@@ -107,8 +107,9 @@ Status Run(const RunOptions& o) {
   checkpoint::LoadOptions load = o.load;
   // Declared before the engine: destroyed after it (rank 0 then ends the others' steps).
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<EpSession> ep,
-                        EpSession::Start(o.ep, ck, ck.drafter != checkpoint::DraftFamily::kNone, &load));
-  if (!ep->leads()) return ep->Follow(ck, o.threads, load);
+                        EpSession::Start(o.ep, ck, ck.drafter != checkpoint::DraftFamily::kNone,
+                                         &load));
+  if (!ep->leads()) return ep->Follow(std::move(ck), o.threads, load, true);
   ck = {};  // the engine opens its own
   DSV4_ASSIGN_OR_RETURN(std::unique_ptr<Engine> engine,
                         Engine::Create(ModelArgFactory(o.model, load), eo));

@@ -131,7 +131,8 @@ Status Serve(const ServeOptions& o) {
   std::unique_ptr<EpSession> ep;
   if (o.ep.ep > 1 || dist::MpirunProcesses() > 1) {
     DSV4_ASSIGN_OR_RETURN(checkpoint::Checkpoint ck, LoadModelArg(o.model));
-    DSV4_ASSIGN_OR_RETURN(ep, EpSession::Start(o.ep, ck, false, &load));
+    const bool drafter = ck.drafter != checkpoint::DraftFamily::kNone;
+    DSV4_ASSIGN_OR_RETURN(ep, EpSession::Start(o.ep, ck, drafter, &load));
     ep->ServeDataParallel();
   }
   so.model = ModelArgFactory(o.model, load);

@@ -11,6 +11,8 @@
 #include "model_arg.h"
 #include "table.h"
 #include "checkpoint/expert_shard.h"
+#include "runner/loaded_model.h"
+#include "runner/make_drafter.h"
 
 namespace dsv4::cli {
 
@@ -51,7 +53,7 @@ void AddEpFlags(CLI::App& cmd, EpFlags* flags) {
 
 Result<std::unique_ptr<EpSession>> EpSession::Start(const EpFlags& flags,
                                                     const checkpoint::Checkpoint& ck,
-                                                    bool leader_loads_drafter,
+                                                    bool loads_drafter,
                                                     checkpoint::LoadOptions* load) {
   std::unique_ptr<EpSession> s(new EpSession());
   const int launched = dist::MpirunProcesses();
@@ -95,8 +97,7 @@ Result<std::unique_ptr<EpSession>> EpSession::Start(const EpFlags& flags,
   s->ep_ = std::make_shared<dist::ExpertParallel>(std::move(*map), rank, std::move(comm));
   load->expert_parallel = s->ep_;
   // V3.2's MTP layer is loaded by no command (runner::LoadedModel loads V4's drafters only).
-  const bool drafter =
-      leader_loads_drafter && rank == 0 && ck.config.arch == checkpoint::Arch::kV4;
+  const bool drafter = loads_drafter && ck.config.arch == checkpoint::Arch::kV4;
   const checkpoint::ShardBytes bytes = checkpoint::CountShardBytes(
       checkpoint::StoredTensors(*ck.weights, ck.config, drafter), s->ep_->map());
   std::printf("rank %d of %d (pid %d): %s, weights %s (replicated %s + experts %s)\n", rank,
@@ -113,12 +114,18 @@ EpSession::~EpSession() {
   runtime_.reset();
 }
 
-Status EpSession::Follow(const checkpoint::Checkpoint& ck, int threads,
-                         const checkpoint::LoadOptions& load) {
-  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<runner::CausalLm> lm,
-                        runner::CreateCausalLm(ck.config, *ck.weights, load));
+Status EpSession::Follow(checkpoint::Checkpoint ck, int threads,
+                         const checkpoint::LoadOptions& load, bool drafter) {
+  if (!drafter) ck.drafter = checkpoint::DraftFamily::kNone;  // not loaded
+  DSV4_ASSIGN_OR_RETURN(std::unique_ptr<runner::LoadedModel> model,
+                        runner::LoadCheckpoint(std::move(ck), "", load));
+  // Rank 0 runs this drafter (when it drafts); this rank joins its MoE layers.
+  std::unique_ptr<runner::Drafter> draft;
+  if (model->drafter != checkpoint::DraftFamily::kNone) {
+    DSV4_ASSIGN_OR_RETURN(draft, runner::MakeDrafter(*model, model->drafter));
+  }
   ThreadPool pool(threads);
-  DSV4_RETURN_IF_ERROR(lm->FollowExpertParallelSteps(pool));
+  DSV4_RETURN_IF_ERROR(model->lm->FollowExpertParallelSteps(pool, draft.get()));
   PrintCounters();
   return Status::Ok();
 }
@@ -161,9 +168,11 @@ void EpSession::PrintCounters() const {
                   static_cast<double>(st.bytes_sent + st.bytes_received) /
                       static_cast<double>(st.local_rows));
   }
-  std::printf("rank %d: %lld steps, %lld MoE exchanges, %lld local rows; to other ranks %s "
-              "bytes sent, %s received%s; all-to-all %.3f s (%.3f ms per step)\n",
-              ep_->rank(), static_cast<long long>(st.steps), static_cast<long long>(st.exchanges),
+  std::printf("rank %d: %lld steps, %lld drafter calls, %lld MoE exchanges, %lld local rows; "
+              "to other ranks %s bytes sent, %s received%s; all-to-all %.3f s (%.3f ms per "
+              "step)\n",
+              ep_->rank(), static_cast<long long>(st.steps),
+              static_cast<long long>(st.draft_calls), static_cast<long long>(st.exchanges),
               static_cast<long long>(st.local_rows), WithCommas(st.bytes_sent).c_str(),
               WithCommas(st.bytes_received).c_str(), per_row, st.exchange_s,
               st.steps > 0 ? 1e3 * st.exchange_s / static_cast<double>(st.steps) : 0.0);

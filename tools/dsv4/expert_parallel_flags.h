@@ -35,13 +35,13 @@ class EpSession {
   // --ep N > 1: starts MPI, checks that mpirun started N processes, builds the expert map for
   // `c` and puts this rank's ExpertParallel into load->expert_parallel; then prints this
   // rank's line (its experts and the checkpoint bytes it loads of `ck`, the drafter's
-  // included on rank 0 when `leader_loads_drafter`: the other ranks load the main model only).
-  // Inactive otherwise. Errors: InvalidArgument for a process
+  // included when `loads_drafter`: every rank then holds its share of the drafter's experts
+  // and a copy of its other tensors). Inactive otherwise. Errors: InvalidArgument for a process
   // count that differs from --ep (mpirun without --ep included), a bad --expert-map;
   // FailedPrecondition when MPI does not start.
   static Result<std::unique_ptr<EpSession>> Start(const EpFlags& flags,
                                                   const checkpoint::Checkpoint& ck,
-                                                  bool leader_loads_drafter,
+                                                  bool loads_drafter,
                                                   checkpoint::LoadOptions* load);
   ~EpSession();
 
@@ -54,9 +54,12 @@ class EpSession {
   // `eo` (data_parallel set here) on the main model of `model` until rank 0's engine stops,
   // then prints its counters.
   Status ServeFollower(const ModelFactory& model, EngineOptions eo);
-  // A rank other than 0: loads the main model of `ck` with `load` (its experts only), joins
-  // rank 0's steps until it finishes, then prints its counters. `threads` 0: all cores.
-  Status Follow(const checkpoint::Checkpoint& ck, int threads, const checkpoint::LoadOptions& load);
+  // A rank other than 0: loads the main model of `ck` with `load` (its experts only) and,
+  // when `drafter` and the checkpoint has one, its drafter (its share of the drafter's
+  // experts), joins rank 0's steps and drafter calls until it finishes, then prints its
+  // counters. `threads` 0: all cores.
+  Status Follow(checkpoint::Checkpoint ck, int threads, const checkpoint::LoadOptions& load,
+                bool drafter);
   // Data-parallel serving (serve, bench serve): every rank runs an engine that steps with
   // the others (engine/data_parallel.h). Call right after Start, before anything can fail.
   void ServeDataParallel() {

@@ -180,7 +180,14 @@ Status Model::FollowSteps(ThreadPool& pool) const {
                                       "parallelism");
   }
   Step step;  // no rows, kept across steps
-  while (ep_->AwaitStep()) RunLayers(pool, step);
+  while (true) {
+    const dist::ExpertParallel::Next next = ep_->AwaitNext();
+    if (next == dist::ExpertParallel::Next::kFinish) break;
+    // No command loads V3.2's MTP layer, so rank 0 never announces a drafter call.
+    DSV4_CHECK_MSG(next == dist::ExpertParallel::Next::kStep,
+                   "a V3.2 follower was asked to join a drafter call");
+    RunLayers(pool, step);
+  }
   return Status::Ok();
 }
 

@@ -12,6 +12,7 @@
 #include "models/common/norm.h"
 #include "models/common/sequence_check.h"
 #include "models/v4/attention.h"
+#include "models/v4/moe_parallel.h"
 
 namespace dsv4::v4 {
 
@@ -194,6 +195,15 @@ void Dspark::Markov(ThreadPool& pool, std::span<const DraftItem> batch, DsparkWo
   }
 }
 
+void Dspark::JoinExpertParallelCall(ThreadPool& pool, DsparkWorkspace* ws) const {
+  dist::ExpertParallel* ep = target_.expert_parallel();
+  DSV4_CHECK(ep != nullptr);
+  for (const LayerWeights& block : blocks_) {
+    MoeForwardParallel(pool, config(), block, *ep, nullptr, nullptr, 0, nullptr,
+                       &ws->block.moe, &ws->block.kernels);
+  }
+}
+
 Status Dspark::Draft(ThreadPool& pool, std::span<const DraftItem> batch,
                      DsparkWorkspace* ws) const {
   if (ws == nullptr) {
@@ -225,10 +235,12 @@ Status Dspark::Draft(ThreadPool& pool, std::span<const DraftItem> batch,
       std::memcpy(x + (t * hc + j) * D, embed + tokens[t] * D, D * sizeof(BF16));
     }
   }
+  dist::ExpertParallel* ep = target_.expert_parallel();
+  if (ep != nullptr) ep->BeginDraftCall();  // past every check: the other ranks join its MoE
   for (int64_t b = 0; b < num_blocks(); ++b) {
     BlockAttentionInput(pool, c, blocks_[b], x, n, &fw);
     BlockAttention(pool, b, batch, n, ws);
-    BlockFinish(pool, c, blocks_[b], tokens.data(), x, n, &fw);
+    BlockFinish(pool, c, blocks_[b], tokens.data(), x, n, &fw, ep);
   }
   std::vector<int64_t>& rows = fw.rows;
   rows.resize(static_cast<size_t>(n));

@@ -23,7 +23,11 @@
 //   confidence_i = sigmoid(bf16(proj([x_i ; e_i])))  (FP32 sigmoid)
 // Row i drafts the token of position P+i+1: one block gives S drafts.
 // Every row's bits depend only on its own sequence: any batching and any split of the
-// context into Extend calls give the same bits. Immutable after construction.
+// context into Extend calls give the same bits. Under expert parallelism (the target's
+// Model::expert_parallel) the blocks' MoE exchanges rows with the other ranks like the
+// target's: each Draft announces itself (dist::ExpertParallel::BeginDraftCall) and the other
+// ranks join its MoE layers with zero rows (JoinExpertParallelCall); Extend has no MoE.
+// Immutable after construction.
 #pragma once
 
 #include <cstdint>
@@ -98,6 +102,8 @@ class Dspark {
   // max_position_embeddings.
   Status Draft(ThreadPool& pool, std::span<const DraftItem> batch,
                DsparkWorkspace* ws = nullptr) const;
+  // Expert parallelism: joins with zero rows the blocks' MoE of a Draft another rank runs.
+  void JoinExpertParallelCall(ThreadPool& pool, DsparkWorkspace* ws) const;
 
  private:
   // The attention of draft block b over the block rows of `batch` (S each, row order):

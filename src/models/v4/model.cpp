@@ -72,7 +72,8 @@ void Model::RunLayers(ThreadPool& pool, int64_t n, std::span<const BatchItem> ba
   }
 }
 
-Status Model::FollowSteps(ThreadPool& pool, ForwardWorkspace* ws) const {
+Status Model::FollowSteps(ThreadPool& pool, ForwardWorkspace* ws,
+                          FunctionRef<void()> join_draft_call) const {
   if (!ep_) {
     return Status::FailedPrecondition("FollowSteps: the model was not loaded with expert "
                                       "parallelism");
@@ -81,7 +82,15 @@ Status Model::FollowSteps(ThreadPool& pool, ForwardWorkspace* ws) const {
   if (ws == nullptr) ws = &fresh;
   ws->seqs.clear();
   ws->tokens.clear();
-  while (ep_->AwaitStep()) RunLayers(pool, 0, {}, false, ws);
+  while (true) {
+    const dist::ExpertParallel::Next next = ep_->AwaitNext();
+    if (next == dist::ExpertParallel::Next::kFinish) break;
+    if (next == dist::ExpertParallel::Next::kStep) {
+      RunLayers(pool, 0, {}, false, ws);
+    } else {
+      join_draft_call();
+    }
+  }
   return Status::Ok();
 }
 

@@ -10,6 +10,7 @@
 #include <span>
 #include <vector>
 
+#include "core/function_ref.h"
 #include "core/status.h"
 #include "core/thread_pool.h"
 #include "kv/v4_cache.h"
@@ -39,6 +40,9 @@ class Model {
   // `layer` < num_hidden_layers.
   const ModelWeights& weights() const { return *weights_; }
   const RopeTable& rope(int64_t layer) const { return rope_[static_cast<size_t>(layer)]; }
+  // The expert parallelism it was loaded with (its drafters' MoE layers exchange over it
+  // too); null: one process holding every expert.
+  dist::ExpertParallel* expert_parallel() const { return ep_.get(); }
 
   // One sequence's part of a batched step.
   struct BatchItem {
@@ -68,9 +72,11 @@ class Model {
                       ForwardWorkspace* ws = nullptr) const;
 
   // Expert parallelism, a rank with no sequences: joins every step the other ranks run with
-  // zero rows (computing its experts for their rows) until one of them calls
+  // zero rows (computing its experts for their rows), and every drafter call they announce
+  // through `join_draft_call` (dist::ExpertParallel::AwaitNext), until one of them calls
   // dist::ExpertParallel::Finish. FailedPrecondition when not loaded with expert parallelism.
-  Status FollowSteps(ThreadPool& pool, ForwardWorkspace* ws = nullptr) const;
+  Status FollowSteps(ThreadPool& pool, ForwardWorkspace* ws,
+                     FunctionRef<void()> join_draft_call) const;
 
   // Data-parallel serving, a rank with no rows in a step the ranks agreed to run
   // (dist::ExpertParallel::steps_agreed): joins its collectives with zero rows.

@@ -7,6 +7,7 @@
 #include "kernels/cpu/linear.h"
 #include "models/common/norm.h"
 #include "models/common/sequence_check.h"
+#include "models/v4/moe_parallel.h"
 
 namespace dsv4::v4 {
 
@@ -70,6 +71,13 @@ void Mtp::Input(ThreadPool& pool, std::span<const BatchItem> batch, int64_t n,
   }
 }
 
+void Mtp::JoinExpertParallelCall(ThreadPool& pool, MtpWorkspace* ws) const {
+  dist::ExpertParallel* ep = target_.expert_parallel();
+  DSV4_CHECK(ep != nullptr);
+  MoeForwardParallel(pool, config(), block_, *ep, nullptr, nullptr, 0, nullptr,
+                     &ws->block.moe, &ws->block.kernels);
+}
+
 Status Mtp::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
                          MtpWorkspace* ws) const {
   if (ws == nullptr) {
@@ -102,7 +110,9 @@ Status Mtp::ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
   const int64_t n = static_cast<int64_t>(tokens.size());
   Input(pool, batch, n, ws);
   BF16* x = fw.x.data();
-  BlockForward(pool, c, block_, rope_, seqs, tokens.data(), x, n, &fw);
+  dist::ExpertParallel* ep = target_.expert_parallel();
+  if (ep != nullptr) ep->BeginDraftCall();  // past every check: the other ranks join its MoE
+  BlockForward(pool, c, block_, rope_, seqs, tokens.data(), x, n, &fw, ep);
   for (const SeqSlice& s : seqs) s.cache->set_num_tokens(s.pos0 + s.n);
 
   // The rows whose logits (and streams) are wanted, the items' in batch order.

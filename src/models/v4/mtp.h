@@ -9,8 +9,12 @@
 // the same bits. The block's attention sees the module's own window of the last
 // sliding_window positions, kept in a ring: a kv::V4SequenceCache over RingConfig (one
 // SWA-only layer), one per sequence.
+// Under expert parallelism (the target's Model::expert_parallel) the block's MoE exchanges
+// rows with the other ranks like the target's: each ForwardBatch announces itself
+// (dist::ExpertParallel::BeginDraftCall) and the other ranks join it with zero rows
+// (JoinExpertParallelCall); one call at a time per process then.
 // Immutable after construction; ForwardBatch may run for different rings from different
-// threads.
+// threads (one process holding every expert).
 #pragma once
 
 #include <cstdint>
@@ -77,6 +81,8 @@ class Mtp {
   // null: a fresh one.
   Status ForwardBatch(ThreadPool& pool, std::span<const BatchItem> batch,
                       MtpWorkspace* ws = nullptr) const;
+  // Expert parallelism: joins with zero rows the MoE of a ForwardBatch another rank runs.
+  void JoinExpertParallelCall(ThreadPool& pool, MtpWorkspace* ws) const;
 
  private:
   // X0 BF16 [n, hc, D] of the rows into ws->block.x from ws->block.tokens and the items'
