@@ -24,12 +24,16 @@ void ExpertParallel::BeginStep() {
   DSV4_CHECK(comm_ != nullptr);
   ++stats_.steps;
   if (steps_agreed_) return;
-  DSV4_CHECK_MSG(comm_->AgreeMax(kStep) == kStep, "a rank finished while another stepped");
+  // The first step waits for every rank to have loaded (as long as that takes); later ones
+  // for ranks that are between steps, within the timeout.
+  DSV4_CHECK_MSG(comm_->AgreeMax(kStep, /*bounded=*/stats_.steps > 1) == kStep,
+                 "a rank finished while another stepped");
 }
 
 bool ExpertParallel::AwaitStep() {
   DSV4_CHECK(comm_ != nullptr && !steps_agreed_);
-  if (comm_->AgreeMax(kIdle) != kStep) return false;
+  // Once rank 0 has begun stepping, it begins a step (or finishes) within the timeout.
+  if (comm_->AgreeMax(kIdle, /*bounded=*/stats_.steps > 0) != kStep) return false;
   ++stats_.steps;
   return true;
 }
@@ -37,7 +41,7 @@ bool ExpertParallel::AwaitStep() {
 void ExpertParallel::Finish() {
   DSV4_CHECK(comm_ != nullptr);
   if (steps_agreed_) return;
-  comm_->AgreeMax(kFinish);
+  comm_->AgreeMax(kFinish, /*bounded=*/stats_.steps > 0);
 }
 
 }  // namespace dsv4::dist

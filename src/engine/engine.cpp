@@ -537,12 +537,16 @@ void Engine::Impl::LoopLeader() {
   std::vector<engine::DpReport> reports(static_cast<size_t>(ep.num_ranks()));
   std::vector<std::vector<std::byte>> gathered;
   engine::DpControl control;
+  // With nothing to do, a tick that runs no step at least this often tells the other ranks
+  // that rank 0 lives (and rank 0 that they do).
+  const auto keep_alive = std::chrono::duration<double>(comm.KeepAliveInterval());
+  int64_t ticks = 0;
   while (true) {
     bool stop = false, paused = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
       // No rank has work: wait here; the other ranks wait for the control message.
-      cv_.wait(lock, [&] {
+      cv_.wait_for(lock, keep_alive, [&] {
         return stop_ || !cancels_.empty() || clear_cache_ ||
                (!paused_ && (!inbox_.empty() || !active_.empty() || dp_->others_busy()));
       });
@@ -558,11 +562,13 @@ void Engine::Impl::LoopLeader() {
       control.step = !paused && (!active_.empty() || dp_->others_busy());
     }
     engine::EncodeControl(control, &dp_buffer_);
-    comm.Broadcast(&dp_buffer_);
+    comm.Broadcast(&dp_buffer_, /*bounded=*/ticks > 0);
     if (stop) break;
     AgreedStep(control.step);
     FillReport(&reports[0]);
-    comm.GatherToRoot({}, &gathered);
+    // The first report comes once a rank has loaded and started its engine (as long as that
+    // takes); later ones within the timeout.
+    comm.GatherToRoot({}, &gathered, /*bounded=*/ticks++ > 0);
     for (size_t q = 1; q < reports.size(); ++q) {
       const Status s = engine::DecodeReport(gathered[q], &reports[q]);
       DSV4_CHECK_MSG(s.ok(), s.message().c_str());
@@ -588,8 +594,10 @@ void Engine::Impl::LoopFollower() {
   engine::DpControl control;
   engine::DpReport report;
   std::vector<bool> ended;
-  while (true) {
-    comm.Broadcast(&dp_buffer_);
+  // Until rank 0's first message (it may still be loading) the wait is unbounded; after it,
+  // a rank 0 silent past Communicator::RootSilenceLimit ends the job.
+  for (bool heard = false;; heard = true) {
+    comm.Broadcast(&dp_buffer_, /*bounded=*/heard);
     const Status s = engine::DecodeControl(dp_buffer_, &control);
     DSV4_CHECK_MSG(s.ok(), s.message().c_str());
     if (control.stop) break;
@@ -625,7 +633,7 @@ void Engine::Impl::LoopFollower() {
     dp_streams_.resize(kept);
     FillReport(&report);
     engine::EncodeReport(report, &dp_buffer_);
-    comm.GatherToRoot(dp_buffer_, nullptr);
+    comm.GatherToRoot(dp_buffer_, nullptr, /*bounded=*/true);
   }
 }
 
