@@ -207,6 +207,16 @@ TEST(PlanWeights, StoredBasisIsWhatEachExpertParallelRankHolds) {
     EXPECT_GT(w.total() / fp8.total(), 1.01) << model;
     EXPECT_LT(w.total() / fp8.total(), 1.02) << model;
   }
+  // V3.2 (one rank): every stored byte but the MTP module's own BF16 copies of the embedding
+  // and head, which the planner leaves out (shared with the main model, not loaded twice).
+  const checkpoint::ModelConfig v32 = Preset("v3.2");
+  const ParamBreakdown p32 = CountParams(v32);
+  const checkpoint::ShardBytes all32 = checkpoint::CountShardBytes(
+      checkpoint::NativeTensors(v32, /*include_drafter=*/true),
+      dist::ExpertMap::Contiguous(v32.n_routed_experts, 1).value());
+  EXPECT_EQ(ComputeWeightsPerGpu(v32, p32, NativeExpertDtype(v32), {}, true, DenseBasis::kStored)
+                .total(),
+            static_cast<double>(all32.total(0) - 2 * p32.mtp_tied));
   EXPECT_EQ(ParseDenseBasis("fp8").value(), DenseBasis::kFp8);
   EXPECT_EQ(ParseDenseBasis("stored").value(), DenseBasis::kStored);
   EXPECT_FALSE(ParseDenseBasis("fp4").ok());
