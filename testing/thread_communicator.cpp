@@ -31,6 +31,7 @@ class ThreadCommunicator final : public dist::Communicator {
       : board_(std::move(board)), rank_(rank) {}
   int rank() const override { return rank_; }
   int size() const override { return static_cast<int>(board_->posts.size()); }
+  double timeout_s() const override { return 300.0; }  // the --ep-timeout default; unused
 
   void AllToAll(std::span<const int64_t> send, std::span<int64_t> recv, int64_t count) override {
     DSV4_CHECK(static_cast<int64_t>(send.size()) == size() * count &&
@@ -78,7 +79,8 @@ class ThreadCommunicator final : public dist::Communicator {
     AllToAllV(pending_send_, pending_send_bytes_, pending_recv_, pending_recv_bytes_);
   }
 
-  int64_t AgreeMax(int64_t value) override {
+  // Threads of one process never wait on a dead rank: `bounded` changes nothing here.
+  int64_t AgreeMax(int64_t value, bool /*bounded*/) override {
     int64_t m = value;
     Posted([&](Post& p) { p.value = value; }, [&] {
       for (const Post& p : board_->posts) m = std::max(m, p.value);
@@ -92,14 +94,14 @@ class ThreadCommunicator final : public dist::Communicator {
     });
   }
 
-  void Broadcast(std::vector<std::byte>* bytes) override {
+  void Broadcast(std::vector<std::byte>* bytes, bool /*bounded*/) override {
     Posted([&](Post& p) { p.bytes = bytes; }, [&] {
       if (rank_ != 0) *bytes = *board_->posts[0].bytes;
     });
   }
 
   void GatherToRoot(std::span<const std::byte> mine,
-                    std::vector<std::vector<std::byte>>* all) override {
+                    std::vector<std::vector<std::byte>>* all, bool /*bounded*/) override {
     Posted([&](Post& p) { p.mine = mine; }, [&] {
       if (rank_ != 0) return;
       all->resize(static_cast<size_t>(size()));

@@ -20,7 +20,8 @@ constexpr int64_t kDraft = 3;   // a drafter forward begins (its MoE layers exch
 // bounded by the collective timeout (every rank is inside the same step), so a rank that dies
 // while the others draft ends the job instead of hanging it.
 int64_t AgreeInStep(Communicator& comm, bool steps_agreed, int64_t value) {
-  if (!steps_agreed) return comm.AgreeMax(value);
+  // A drafter call follows a step, so the followers already wait within the timeout.
+  if (!steps_agreed) return comm.AgreeMax(value, /*bounded=*/true);
   std::vector<int64_t> all(static_cast<size_t>(comm.size()));
   comm.AllGather(value, all);
   return *std::max_element(all.begin(), all.end());
@@ -38,12 +39,18 @@ void ExpertParallel::BeginStep() {
   DSV4_CHECK(comm_ != nullptr);
   ++stats_.steps;
   if (steps_agreed_) return;
-  DSV4_CHECK_MSG(comm_->AgreeMax(kStep) == kStep, "a rank finished while another stepped");
+  // The first step waits for every rank to have loaded (as long as that takes); later ones
+  // for ranks that are between steps, within the timeout.
+  DSV4_CHECK_MSG(comm_->AgreeMax(kStep, /*bounded=*/stats_.steps > 1) == kStep,
+                 "a rank finished while another stepped");
 }
 
 ExpertParallel::Next ExpertParallel::AwaitNext() {
   DSV4_CHECK(comm_ != nullptr && !steps_agreed_);
-  const int64_t v = comm_->AgreeMax(kIdle);
+  // Once rank 0 has begun stepping, it begins a step or a drafter call (or finishes) within
+  // the timeout.
+  const int64_t v =
+      comm_->AgreeMax(kIdle, /*bounded=*/stats_.steps + stats_.draft_calls > 0);
   DSV4_CHECK_MSG(v != kIdle, "AwaitNext: no rank runs anything");
   if (v == kStep) {
     ++stats_.steps;
@@ -73,7 +80,7 @@ bool ExpertParallel::AwaitDraftCall() {
 void ExpertParallel::Finish() {
   DSV4_CHECK(comm_ != nullptr);
   if (steps_agreed_) return;
-  comm_->AgreeMax(kFinish);
+  comm_->AgreeMax(kFinish, /*bounded=*/stats_.steps > 0);
 }
 
 }  // namespace dsv4::dist

@@ -1,12 +1,15 @@
 // Expert parallelism as one process takes part in it (DEP: data-parallel attention, expert-
 // parallel MoE): its rank, which rank holds each routed expert, the communicator, the step
 // protocol that keeps the ranks in lockstep, and counters of what the MoE exchanges cost.
+// The agreement before the first step waits for as long as loading takes; once steps have
+// begun, a rank waiting for the next one ends the job when rank 0 stays silent
+// (Communicator::RootSilenceLimit), so a rank 0 that dies never leaves the others waiting.
 //
 // Step protocol. Every MoE layer of every forward step is a collective (dist/expert_exchange.h),
 // so all ranks must run the same steps. A rank that runs sequences calls BeginStep() at the
 // start of each forward step; a rank with nothing to run loops on AwaitNext(), and for every
 // step it returns kStep joins the step's collectives with zero rows (v4::Model::JoinStep);
-// Finish() ends the others' loops. Data-parallel serving (dist/serving_protocol.h) agrees on
+// Finish() ends the others' loops. Data-parallel serving (engine/data_parallel.h) agrees on
 // its steps itself (rank 0's control message says whether a step runs): there
 // set_steps_agreed(true) makes BeginStep and Finish count only, and a rank with no rows in an
 // agreed step joins it through v4::Model::JoinStep.

@@ -13,8 +13,11 @@
 //   1. Control, rank 0 -> all (Communicator::Broadcast): the requests placed since the last
 //      tick (rank 0's id, the rank, the request), the cancellations of requests other ranks
 //      run, whether a forward step runs (some rank has sequences) and whether to stop.
-//      A follower waits here without a timeout and without spinning; rank 0 sends nothing
-//      while no rank has work, so an idle server costs no CPU anywhere.
+//      A follower waits here without spinning. While no rank has work rank 0 sends a tick
+//      that runs no step every Communicator::KeepAliveInterval (at most 1 s), so an idle
+//      server costs no CPU anywhere and a follower that hears nothing from rank 0 for
+//      Communicator::RootSilenceLimit ends the job (rank 0 died); until rank 0's first tick
+//      (ranks load at different speeds) the first control and report wait without a timeout.
 //   2. Step: every rank with sequences runs its engine step (one ForwardBatch); when the
 //      control says a step runs, a rank without rows joins it with zero rows
 //      (runner::CausalLm::JoinExpertParallelStep), so every MoE layer's all-to-all is joined
@@ -30,6 +33,9 @@
 // ranks still answer (a roll call), marks the engine unavailable (Engine::unavailable(): the
 // server answers 503 naming the rank), ends every stream with that error, waits a moment for
 // clients to get it, and ends the job with a non-zero status.
+//
+// The ticks themselves are Engine::Impl's LoopLeader and LoopFollower
+// (engine/data_parallel_loop.cpp).
 //
 // Not thread-safe: the engine thread alone uses these.
 #pragma once

@@ -197,6 +197,9 @@ Result<std::vector<PlanOptions>> ResolvePlanRequest(const PlanRequest& r,
   base.memory.kv_budget_gb = r.kv_budget_gb;
   base.include_compressor_state = !r.no_compressor_state;
   base.include_mtp_weights = !r.no_mtp_weights;
+  if (r.dense_weights) {
+    DSV4_ASSIGN_OR_RETURN(base.dense_basis, ParseDenseBasis(*r.dense_weights));
+  }
   base.bw_efficiency = r.bw_efficiency;
   base.rack_gpus = r.rack_gpus;
   if (r.a2a_dispatch) {

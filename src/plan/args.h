@@ -50,6 +50,7 @@ struct PlanRequest {
   std::optional<int64_t> tp, dp, ep;
   int64_t redundant_experts = 0;
   std::optional<std::string> expert_dtype;  // default: the checkpoint's own
+  std::optional<std::string> dense_weights;  // stored (default) | fp8
   std::optional<std::string> entry, indexer, mla;
   bool no_compressor_state = false;
   bool no_mtp_weights = false;

@@ -287,7 +287,8 @@ Result<CapacityPlan> PlanCapacity(const PlanOptions& o) {
   p.options = o;
   p.params = CountParams(o.model);
   p.weights =
-      ComputeWeightsPerGpu(o.model, p.params, o.expert_dtype, o.layout, o.include_mtp_weights);
+      ComputeWeightsPerGpu(o.model, p.params, o.expert_dtype, o.layout, o.include_mtp_weights,
+                           o.dense_basis);
   p.usable_bytes = o.memory.util * o.gpu.hbm_bytes;
   p.workspace_bytes = o.memory.workspace_gb * 1e9;
   p.fixed_budget = o.memory.kv_budget_gb.has_value();

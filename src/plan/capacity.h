@@ -51,6 +51,8 @@ struct PlanOptions {
   bool include_compressor_state = true;
   ExpertDtype expert_dtype = ExpertDtype::kMxfp4;
   bool include_mtp_weights = true;  // the checkpoint's MTP module is resident
+  // Non-expert weights at their stored bytes (what a rank holds), or capacity.md §4's FP8.
+  DenseBasis dense_basis = DenseBasis::kStored;
   GpuSpec gpu;
   ParallelLayout layout;
   MemoryOptions memory;

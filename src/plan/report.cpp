@@ -118,7 +118,8 @@ json PlanJson(const CapacityPlan& p) {
                           {"routed_experts_gb", p.weights.routed_experts / 1e9},
                           {"replicated_gb", p.weights.replicated() / 1e9},
                           {"experts_per_gpu", p.weights.experts_per_gpu},
-                          {"include_mtp", o.include_mtp_weights}};
+                          {"include_mtp", o.include_mtp_weights},
+                          {"dense_basis", DenseBasisName(o.dense_basis)}};
   json rates = json::array();
   for (const KvRate& r : p.kv_rates) {
     rates.push_back({{"name", r.name},

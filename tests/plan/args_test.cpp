@@ -261,7 +261,7 @@ TEST(PlanArgs, WeightsThatDoNotFit) {
   EXPECT_EQ(p.status().code(), StatusCode::kResourceExhausted);
   EXPECT_THAT(p.status().message(),
               AllOf(HasSubstr("weights do not fit: v4-pro under dep8 with mxfp4 experts needs "
-                              "132.3"),
+                              "133.62 GB"),
                     HasSubstr("8.00 GB workspace"), HasSubstr("offers 72.00 GB"),
                     HasSubstr("h100 (80 GB)")));
 }

@@ -64,12 +64,14 @@ const Row51 kTable51[] = {
 };
 
 TEST(PlanCapacity, Section51TableExactOnTheSpecsBasis) {
-  // The spec's KV per request leaves the V4 compressor state out; so does this run.
+  // The spec's KV per request leaves the V4 compressor state out, and its weights price every
+  // non-expert parameter at FP8 (§4); so does this run.
   for (const Row51& row : kTable51) {
     PlanRequest r = Request(row.model, row.hw);
     r.expert_dtype = row.expert_dtype;
     r.nominal = row.nominal;
     r.no_compressor_state = true;
+    r.dense_weights = "fp8";
     const CapacityPlan p = Plan(r);
     const std::string what = std::string(row.model) + " " + row.expert_dtype + " " + row.hw +
                              (row.nominal ? " nominal" : " usable");

@@ -2,7 +2,9 @@
 // through the src/kv formulas) and parameters / weights per GPU (capacity.md §4).
 #include <gtest/gtest.h>
 
+#include "checkpoint/expert_shard.h"
 #include "checkpoint/presets.h"
+#include "dist/expert_map.h"
 #include "plan/capacity.h"
 #include "plan/weights.h"
 
@@ -134,7 +136,8 @@ TEST(PlanWeights, PerGpuUnderDep16MatchesSection4) {
                        Row{"v4-pro", ExpertDtype::kMxfp4, 52.2, 27.9, 80.1},
                        Row{"v4-flash", ExpertDtype::kMxfp4, 9.4, 8.5, 17.9}}) {
     const checkpoint::ModelConfig c = Preset(r.model);
-    const WeightsPerGpu w = ComputeWeightsPerGpu(c, CountParams(c), r.dtype, dep16, true);
+    const WeightsPerGpu w =
+        ComputeWeightsPerGpu(c, CountParams(c), r.dtype, dep16, true, DenseBasis::kFp8);
     EXPECT_NEAR(w.routed_experts / 1e9, r.experts, 0.05) << r.model;
     EXPECT_NEAR(w.replicated() / 1e9, r.replicated, 0.05) << r.model;
     EXPECT_NEAR(w.total() / 1e9, r.total, 0.06) << r.model;
@@ -143,11 +146,13 @@ TEST(PlanWeights, PerGpuUnderDep16MatchesSection4) {
   const ParallelLayout dep8{.tp = 1, .dp = 8, .ep = 8};
   const checkpoint::ModelConfig pro = Preset("v4-pro"), flash = Preset("v4-flash");
   EXPECT_NEAR(
-      ComputeWeightsPerGpu(pro, CountParams(pro), ExpertDtype::kMxfp4, dep8, true).total() / 1e9,
+      ComputeWeightsPerGpu(pro, CountParams(pro), ExpertDtype::kMxfp4, dep8, true, DenseBasis::kFp8)
+              .total() / 1e9,
       132, 0.5);
   EXPECT_NEAR(
-      ComputeWeightsPerGpu(flash, CountParams(flash), ExpertDtype::kMxfp4, dep8, true).total() /
-          1e9,
+      ComputeWeightsPerGpu(flash, CountParams(flash), ExpertDtype::kMxfp4, dep8, true,
+                           DenseBasis::kFp8)
+              .total() / 1e9,
       27, 0.5);
 }
 
@@ -155,26 +160,66 @@ TEST(PlanWeights, LayoutSplitsAndOptions) {
   const checkpoint::ModelConfig c = Preset("v4-pro");
   const ParamBreakdown p = CountParams(c);
   const WeightsPerGpu dep16 =
-      ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16}, true);
+      ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16}, true, DenseBasis::kStored);
   // TP splits the non-expert weights; experts are spread over all 16 GPUs either way.
   const WeightsPerGpu tp2 =
-      ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 2, .dp = 8, .ep = 16}, true);
+      ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 2, .dp = 8, .ep = 16}, true, DenseBasis::kStored);
   EXPECT_DOUBLE_EQ(tp2.routed_experts, dep16.routed_experts);
   EXPECT_DOUBLE_EQ(tp2.replicated(), dep16.replicated() / 2);
   EXPECT_DOUBLE_EQ(dep16.experts_per_gpu, 24);
   // 32 redundant experts over 384 add 1/12 of the expert share.
   const WeightsPerGpu red = ComputeWeightsPerGpu(
-      c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16, .redundant_experts = 32}, true);
+      c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16, .redundant_experts = 32}, true,
+      DenseBasis::kStored);
   EXPECT_NEAR(red.routed_experts / dep16.routed_experts, 416.0 / 384.0, 1e-12);
   EXPECT_DOUBLE_EQ(red.experts_per_gpu, 26);
   const WeightsPerGpu no_mtp =
-      ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16}, false);
+      ComputeWeightsPerGpu(c, p, ExpertDtype::kMxfp4, {.tp = 1, .dp = 16, .ep = 16}, false, DenseBasis::kStored);
   EXPECT_LT(no_mtp.total(), dep16.total());
   EXPECT_DOUBLE_EQ(BytesPerParam(ExpertDtype::kMxfp4), 0.53125);
   EXPECT_DOUBLE_EQ(BytesPerParam(ExpertDtype::kNvfp4), 0.5625);
   EXPECT_NEAR(BytesPerParam(ExpertDtype::kFp8), 1.00024, 1e-5);
   EXPECT_EQ(NativeExpertDtype(Preset("v3.2")), ExpertDtype::kFp8);
   EXPECT_EQ(NativeExpertDtype(c), ExpertDtype::kMxfp4);
+}
+
+TEST(PlanWeights, StoredBasisIsWhatEachExpertParallelRankHolds) {
+  // `dsv4 plan --layout depN` against `dsv4 inspect --preset X --ep N` (the stored tensors of
+  // the official layout, drafter included, contiguous expert ranges): to the byte.
+  for (auto [model, n] : {std::pair{"v4-flash", 8}, {"v4-pro", 16}}) {
+    const checkpoint::ModelConfig c = Preset(model);
+    const checkpoint::ShardBytes held = checkpoint::CountShardBytes(
+        checkpoint::NativeTensors(c, /*include_drafter=*/true),
+        dist::ExpertMap::Contiguous(c.n_routed_experts, n).value());
+    const ParallelLayout dep{.tp = 1, .dp = n, .ep = n};
+    const WeightsPerGpu w = ComputeWeightsPerGpu(c, CountParams(c), NativeExpertDtype(c), dep,
+                                                 true, DenseBasis::kStored);
+    EXPECT_EQ(w.replicated(), static_cast<double>(held.replicated)) << model;
+    for (int r = 0; r < n; ++r) {
+      EXPECT_EQ(w.routed_experts, static_cast<double>(held.experts[static_cast<size_t>(r)])) << model;
+      EXPECT_EQ(w.total(), static_cast<double>(held.total(r))) << model;
+    }
+    // capacity.md §4's FP8 simplification prices the BF16/F32/I64 small tensors at FP8:
+    // 1.5-1.8% under.
+    const WeightsPerGpu fp8 = ComputeWeightsPerGpu(c, CountParams(c), NativeExpertDtype(c), dep,
+                                                   true, DenseBasis::kFp8);
+    EXPECT_EQ(fp8.routed_experts, w.routed_experts) << model;
+    EXPECT_GT(w.total() / fp8.total(), 1.01) << model;
+    EXPECT_LT(w.total() / fp8.total(), 1.02) << model;
+  }
+  // V3.2 (one rank): every stored byte but the MTP module's own BF16 copies of the embedding
+  // and head, which the planner leaves out (shared with the main model, not loaded twice).
+  const checkpoint::ModelConfig v32 = Preset("v3.2");
+  const ParamBreakdown p32 = CountParams(v32);
+  const checkpoint::ShardBytes all32 = checkpoint::CountShardBytes(
+      checkpoint::NativeTensors(v32, /*include_drafter=*/true),
+      dist::ExpertMap::Contiguous(v32.n_routed_experts, 1).value());
+  EXPECT_EQ(ComputeWeightsPerGpu(v32, p32, NativeExpertDtype(v32), {}, true, DenseBasis::kStored)
+                .total(),
+            static_cast<double>(all32.total(0) - 2 * p32.mtp_tied));
+  EXPECT_EQ(ParseDenseBasis("fp8").value(), DenseBasis::kFp8);
+  EXPECT_EQ(ParseDenseBasis("stored").value(), DenseBasis::kStored);
+  EXPECT_FALSE(ParseDenseBasis("fp4").ok());
 }
 
 }  // namespace

@@ -43,7 +43,9 @@ TEST(PlanReport, JsonHasEveryOutput) {
   EXPECT_EQ(p["layout"]["ep"], 8);
   EXPECT_EQ(p["expert_dtype"], "mxfp4");
   EXPECT_EQ(p["kv_formats"]["indexer"], "fp4");
-  EXPECT_NEAR(p["weights_per_gpu"]["total_gb"].get<double>(), 132.3, 0.1);
+  // The non-expert tensors at their stored bytes (capacity.md §4's all-FP8 basis: 132.3).
+  EXPECT_NEAR(p["weights_per_gpu"]["total_gb"].get<double>(), 133.62, 0.005);
+  EXPECT_EQ(p["weights_per_gpu"]["dense_basis"], "stored");
   EXPECT_NEAR(p["kv"]["bytes_per_token"].get<double>(), 5031.4375, 1e-9);
   EXPECT_EQ(p["kv"]["components"].size(), 6u);
   ASSERT_EQ(p["lengths"].size(), 2u);

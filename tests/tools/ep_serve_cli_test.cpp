@@ -1,9 +1,10 @@
 // Data-parallel serving end to end through mpirun (OpenMPI) on one machine: `mpirun -np N
 // dsv4 serve --ep N` on an ephemeral port answers completions and chat completions (streamed
 // and not) with the same text as one process without speculative decoding, whichever rank
-// serves them and whatever runs beside them, drafting (MTP across the ranks) or not; a client that disconnects cancels its request on the rank that runs it; a
-// killed rank makes rank 0 answer 503 naming it and the job end non-zero. Skipped when
-// mpirun or curl is missing.
+// serves them and whatever runs beside them, drafting (MTP across the ranks) or not; a client
+// that disconnects cancels its request on the rank that runs it; a killed rank makes rank 0
+// answer 503 naming it and the job end non-zero; a killed rank 0 makes the other ranks end
+// the job, naming rank 0. Skipped when mpirun or curl is missing.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -234,6 +235,27 @@ TEST(EpServeCli, AKilledRankMakesRankZeroAnswer503NamingIt) {
   EXPECT_NE(status, 0) << s.job().output();
   EXPECT_NE(status, -1) << "the job did not end\n" << s.job().output();
   EXPECT_THAT(s.job().output(), HasSubstr("rank 1"));
+}
+
+TEST(EpServeCli, AKilledRankZeroMakesTheOtherRanksEndTheJob) {
+  // Under --enable-recovery nothing else ends the job when rank 0 dies: rank 1, idle, hears
+  // rank 0's keep-alive ticks; once they stop it ends the job naming rank 0 (after
+  // RootSilenceLimit: 2 x 2 + 5 s).
+  if (!HaveTools()) GTEST_SKIP() << "mpirun or curl not found";
+  Server s(2, " --ep-timeout 2");
+  ASSERT_FALSE(s.url().empty()) << s.job().output();
+  const std::string pid0 = s.job().WaitFor(std::regex("rank 0 of 2 \\(pid ([0-9]+)\\)"),
+                                           std::chrono::seconds(5));
+  ASSERT_FALSE(pid0.empty()) << s.job().output();
+  ASSERT_TRUE(s.job().WaitForText("rank 1: serving the requests rank 0 places here",
+                                  std::chrono::seconds(60)))
+      << s.job().output();
+  std::this_thread::sleep_for(std::chrono::seconds(2));  // a few keep-alive ticks (0.5 s)
+  ASSERT_EQ(kill(std::stoi(pid0), SIGKILL), 0);
+  const int status = s.job().Wait(std::chrono::seconds(60));
+  EXPECT_NE(status, -1) << "the job did not end\n" << s.job().output();
+  EXPECT_NE(status, 0) << s.job().output();
+  EXPECT_THAT(s.job().output(), HasSubstr("error: rank 1 of 2: no message from rank 0 for"));
 }
 
 }  // namespace

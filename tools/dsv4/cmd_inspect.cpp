@@ -292,7 +292,8 @@ Status EpSection(const Checkpoint& ck, const InspectOptions& o, nlohmann::json& 
   plan::ParallelLayout layout;
   layout.dp = layout.ep = o.ep;
   const plan::WeightsPerGpu planned = plan::ComputeWeightsPerGpu(
-      c, plan::CountParams(c), plan::NativeExpertDtype(c), layout, drafter);
+      c, plan::CountParams(c), plan::NativeExpertDtype(c), layout, drafter,
+      plan::DenseBasis::kStored);
   Table t({"rank", "experts", "replicated", "experts bytes", "total", "vs plan"});
   nlohmann::json ranks = nlohmann::json::array();
   for (int r = 0; r < o.ep; ++r) {

@@ -36,7 +36,7 @@ struct PlanCliOptions {
   bool no_compressor_state = false, no_mtp_weights = false;
   double hbm = 0, bw = 0, util = 0, workspace = 0, kv_budget = 0, bw_efficiency = 1.0;
   double link_bw = 0, nic_bw = 0;
-  std::string layout, expert_dtype, entry, indexer, mla, mix, svg, a2a_dispatch;
+  std::string layout, expert_dtype, dense_weights, entry, indexer, mla, mix, svg, a2a_dispatch;
   int64_t tp = 0, dp = 0, ep = 0, redundant = 0, rack_gpus = 0;
   // The options CLI11 filled, to tell "given" from "default".
   CLI::App* cmd = nullptr;
@@ -56,6 +56,7 @@ plan::PlanRequest ToRequest(const PlanCliOptions& o) {
   if (o.Given("--ep")) r.ep = o.ep;
   r.redundant_experts = o.redundant;
   if (o.Given("--expert-dtype")) r.expert_dtype = o.expert_dtype;
+  if (o.Given("--dense-weights")) r.dense_weights = o.dense_weights;
   if (o.Given("--entry")) r.entry = o.entry;
   if (o.Given("--indexer")) r.indexer = o.indexer;
   if (o.Given("--mla")) r.mla = o.mla;
@@ -114,6 +115,7 @@ std::string MemorySection(const CapacityPlan& p) {
       " of " + std::to_string(o.model.n_routed_experts + o.layout.redundant_experts) +
       " experts per EP rank, " + std::string(plan::ExpertDtypeName(o.expert_dtype)) +
       "), replicated " + Gb(p.weights.replicated()) +
+      (o.dense_basis == plan::DenseBasis::kStored ? " (as stored)" : " (all FP8, capacity.md §4)") +
       (o.include_mtp_weights ? ", MTP included" : ", MTP left out");
   if (p.fixed_budget) {
     t.Row({"weights", Gb(p.weights.total()), weights_detail + " (not subtracted)"});
@@ -353,6 +355,10 @@ void RegisterPlan(CLI::App& app, int* exit_code) {
   cmd->add_option("--redundant-experts", o->redundant, "EPLB redundant experts per group");
   cmd->add_option("--expert-dtype", o->expert_dtype,
                   "Routed expert storage: fp8, mxfp4, nvfp4, bf16 (default: the checkpoint's)");
+  cmd->add_option("--dense-weights", o->dense_weights,
+                  "Non-expert weights: stored (default: each tensor at the bytes the checkpoint "
+                  "stores it in, what a rank holds) or fp8 (every parameter at FP8, capacity.md "
+                  "§4's simplification)");
   cmd->add_option("--entry", o->entry, "V4 KV entry format: fp8 (584 B, default) or bf16");
   cmd->add_option("--indexer", o->indexer,
                   "Indexer key cache: fp4 (V4 default), fp8 (V3.2 default), bf16, none");

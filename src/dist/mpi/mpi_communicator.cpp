@@ -132,6 +132,15 @@ void MpiCommunicator::Fail(const std::string& what, int code, bool timed_out) {
   std::abort();  // MPI_Abort does not return; should it, never go on out of step
 }
 
+void MpiCommunicator::FailRootSilent(const std::string& what, double waited_s) {
+  std::fprintf(stderr, "error: rank %d of %d: no message from rank 0 for %.0f s (%s); ending the job\n",
+               rank_, size_, waited_s, what.c_str());
+  std::fflush(stderr);
+  SignalLauncher();
+  MPI_Abort(handle_->comm, 1);
+  std::abort();
+}
+
 void MpiCommunicator::SignalLauncher() {
   // Under `mpirun --enable-recovery` (which keeps rank 0 alive when another rank dies, so that
   // it can answer its clients) OpenMPI 4.1 exits 0 whatever its ranks' status, MPI_Abort
@@ -196,9 +205,12 @@ void MpiCommunicator::WaitOn(void* request, const std::string& what, bool bounde
   const auto start = Clock::now();
   // Spin briefly (an exchange between busy ranks completes in microseconds), then poll with
   // short sleeps so that a waiting rank leaves its cores to the others (oversubscribed runs);
-  // an unbounded wait (an idle rank) backs off to sleeps of 5 ms, so idle ranks cost no CPU.
+  // an unbounded wait and a wait for rank 0 (an idle rank) back off to sleeps of 5 ms, so
+  // idle ranks cost no CPU.
   const auto spin = std::chrono::microseconds(50);
   auto nap = std::chrono::microseconds(bounded ? 20 : 200);
+  const bool on_root = rank_ != 0 && peer == 0;
+  const double limit_s = on_root ? RootSilenceLimit() : options_.collective_timeout_s;
   for (;;) {
     int done = 0;
     const int rc = MPI_Test(req, &done, MPI_STATUS_IGNORE);
@@ -207,7 +219,8 @@ void MpiCommunicator::WaitOn(void* request, const std::string& what, bool bounde
     }
     if (done) return;
     const auto waited = Clock::now() - start;
-    if (bounded && std::chrono::duration<double>(waited).count() > options_.collective_timeout_s) {
+    if (bounded && std::chrono::duration<double>(waited).count() > limit_s) {
+      if (on_root) FailRootSilent(what, std::chrono::duration<double>(waited).count());
       if (peer >= 0) {
         Fail("rank " + std::to_string(peer) + " stopped answering: " + what +
                  " did not complete within " +
@@ -221,7 +234,7 @@ void MpiCommunicator::WaitOn(void* request, const std::string& what, bool bounde
     }
     if (waited > spin) {
       std::this_thread::sleep_for(nap);
-      if (!bounded && waited > std::chrono::milliseconds(20)) {
+      if ((!bounded || on_root) && waited > std::chrono::milliseconds(20)) {
         nap = std::min<std::chrono::microseconds>(nap * 2, std::chrono::milliseconds(5));
       }
     }
@@ -265,12 +278,17 @@ void MpiCommunicator::FinishAllToAllV() {
   Wait("the all-to-all of rows", true);
 }
 
-int64_t MpiCommunicator::AgreeMax(int64_t value) {
+int64_t MpiCommunicator::AgreeMax(int64_t value, bool bounded) {
   int64_t result = 0;
   const int rc = MPI_Iallreduce(&value, &result, 1, MPI_INT64_T, MPI_MAX, handle_->comm,
                                 &handle_->request);
   if (rc != MPI_SUCCESS) Fail("MPI_Iallreduce", rc);
-  Wait("the step agreement", false);
+  // Between steps the other ranks wait for rank 0 (the one that leads the steps).
+  if (rank_ == 0) {
+    WaitOn(&handle_->request, "the step agreement", bounded, -1);
+  } else {
+    WaitOn(&handle_->request, "waiting for its next step", bounded, 0);
+  }
   return result;
 }
 
@@ -282,7 +300,7 @@ void MpiCommunicator::AllGather(int64_t value, std::span<int64_t> all) {
   Wait("the all-gather", true);
 }
 
-void MpiCommunicator::Broadcast(std::vector<std::byte>* bytes) {
+void MpiCommunicator::Broadcast(std::vector<std::byte>* bytes, bool bounded) {
   // Point to point from rank 0 (size, then the bytes): the others wait for rank 0 alone.
   int64_t size = static_cast<int64_t>(bytes->size());
   if (rank_ == 0) {
@@ -299,14 +317,14 @@ void MpiCommunicator::Broadcast(std::vector<std::byte>* bytes) {
       if (rc != MPI_SUCCESS) Fail("sending the step's control to rank " + std::to_string(q), rc);
     }
     for (size_t i = 0; i < reqs.size(); ++i) {
-      WaitOn(&reqs[i], "sending the step's control", true, static_cast<int>(i / 2) + 1);
+      WaitOn(&reqs[i], "sending the step's control", bounded, static_cast<int>(i / 2) + 1);
     }
     return;
   }
   MPI_Request req = MPI_REQUEST_NULL;
   int rc = MPI_Irecv(&size, 1, MPI_INT64_T, 0, kTagBroadcastSize, handle_->comm, &req);
   if (rc != MPI_SUCCESS) Fail("receiving the step's control", rc);
-  WaitOn(&req, "receiving the step's control", false, 0);
+  WaitOn(&req, "waiting for the step's control", bounded, 0);
   bytes->resize(static_cast<size_t>(size));
   rc = MPI_Irecv(bytes->data(), static_cast<int>(size), MPI_BYTE, 0, kTagBroadcast,
                  handle_->comm, &req);
@@ -315,7 +333,7 @@ void MpiCommunicator::Broadcast(std::vector<std::byte>* bytes) {
 }
 
 void MpiCommunicator::GatherToRoot(std::span<const std::byte> mine,
-                                   std::vector<std::vector<std::byte>>* all) {
+                                   std::vector<std::vector<std::byte>>* all, bool bounded) {
   DSV4_CHECK(mine.size() <= INT_MAX);
   int64_t size = static_cast<int64_t>(mine.size());
   if (rank_ != 0) {
@@ -337,7 +355,7 @@ void MpiCommunicator::GatherToRoot(std::span<const std::byte> mine,
     int64_t n = 0;
     int rc = MPI_Irecv(&n, 1, MPI_INT64_T, q, kTagGatherSize, handle_->comm, &req);
     if (rc != MPI_SUCCESS) Fail("receiving the step's report of rank " + std::to_string(q), rc);
-    WaitOn(&req, "its step's report", true, q);
+    WaitOn(&req, "its step's report", bounded, q);
     DSV4_CHECK(n >= 0 && n <= INT_MAX);
     out.resize(static_cast<size_t>(n));
     rc = MPI_Irecv(out.data(), static_cast<int>(n), MPI_BYTE, q, kTagGather, handle_->comm, &req);

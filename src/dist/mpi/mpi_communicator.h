@@ -5,6 +5,9 @@
 // non-blocking calls polled against a deadline, so a rank that stops answering (stuck, or on
 // a host that dropped without its process exiting) ends the job after the timeout instead of
 // hanging it; a rank that exits is noticed by mpirun itself, which kills every other rank.
+// A rank other than 0 that hears nothing from rank 0 within RootSilenceLimit (bounded waits,
+// dist/communicator.h) ends the job itself, naming rank 0: under `mpirun --enable-recovery`
+// nothing else would end it when rank 0 dies.
 #pragma once
 
 #include <functional>
@@ -53,17 +56,18 @@ class MpiCommunicator final : public Communicator {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  double timeout_s() const override { return options_.collective_timeout_s; }
   void AllToAll(std::span<const int64_t> send, std::span<int64_t> recv, int64_t count) override;
   void AllToAllV(const std::byte* send, std::span<const int64_t> send_bytes, std::byte* recv,
                  std::span<const int64_t> recv_bytes) override;
   void StartAllToAllV(const std::byte* send, std::span<const int64_t> send_bytes,
                       std::byte* recv, std::span<const int64_t> recv_bytes) override;
   void FinishAllToAllV() override;
-  int64_t AgreeMax(int64_t value) override;
+  int64_t AgreeMax(int64_t value, bool bounded) override;
   void AllGather(int64_t value, std::span<int64_t> all) override;
-  void Broadcast(std::vector<std::byte>* bytes) override;
+  void Broadcast(std::vector<std::byte>* bytes, bool bounded) override;
   void GatherToRoot(std::span<const std::byte> mine,
-                    std::vector<std::vector<std::byte>>* all) override;
+                    std::vector<std::vector<std::byte>>* all, bool bounded) override;
   void SetFailureHandler(std::function<void(const std::string&)> handler) override {
     on_failure_ = std::move(handler);
   }
@@ -73,13 +77,18 @@ class MpiCommunicator final : public Communicator {
   // Prints "error: rank r of n: <what>: <MPI's message>" and ends the job (MPI_Abort).
   // With a failure handler, a timeout first runs the roll call (RollCall) and then the handler.
   [[noreturn]] void Fail(const std::string& what, int code, bool timed_out = false);
+  // A rank other than 0 heard nothing from rank 0 for `waited_s` while `what`: prints
+  // "error: rank r of n: no message from rank 0 for S s (<what>); ending the job" and ends
+  // the job (the failure handler, which leaves the ending to rank 0, is not run).
+  [[noreturn]] void FailRootSilent(const std::string& what, double waited_s);
   // After a timeout: every rank but 0 tells rank 0 it is alive; rank 0 waits for them (up to
   // the collective timeout) and returns the ranks not heard from, as ", rank q, ..." ("" on
   // the other ranks or when every rank answered).
   std::string RollCall();
   // Data-parallel serving: makes mpirun end the job with a non-zero status (see the .cpp).
   static void SignalLauncher();
-  // Waits for `request` like Wait; `peer` >= 0 is named when it times out.
+  // Waits for `request` like Wait; `peer` >= 0 is named when it times out. A rank other than
+  // 0 waiting on rank 0 (`peer` 0) waits up to RootSilenceLimit, then FailRootSilent.
   void WaitOn(void* request, const std::string& what, bool bounded, int peer);
   struct Handle;  // the MPI_Comm (mpi.h stays out of this header)
   // Waits for the non-blocking call `what` (on `handle_`'s pending request) to complete:
