@@ -78,13 +78,7 @@ std::span<const internal::IndexerPrepared> Prepare(std::span<const IndexerQuery>
       p.q_exp_min = std::min(p.q_exp_min, e);
       p.q_exp_max = std::max(p.q_exp_max, e);
     }
-    uint32_t* qp = pairs + j * n / 2;
-    for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + j | value j]
-      for (int64_t l = 0; l < 8; ++l) {
-        qp[g * 8 + l] = static_cast<uint32_t>(query.q[g * 16 + 8 + l].bits) |
-                        static_cast<uint32_t>(query.q[g * 16 + l].bits) << 16;
-      }
-    }
+    internal::StoreQueryPairs(n, [&](int64_t i) { return query.q[i].bits; }, pairs + j * n / 2);
     for (int64_t h = 0; h < heads; ++h) wf[j * heads + h] = Bf16ToF32(query.w[h]);
   }
   return {prepared, static_cast<size_t>(count)};
