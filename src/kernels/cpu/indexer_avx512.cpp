@@ -99,22 +99,35 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
   }
 }
 
+// Whether, in a tile that TileIsSafe passed, every nonzero product w_h * relu(bf16(dot)) is an
+// FP32 normal and none is NaN: w finite, and w_min * 2^(q_min - 7) * 2^(e_min - 1) (the
+// smallest nonzero dot is one product's granularity) at least 2^-126.
+bool ProductIsNormal(const IndexerPrepared& q, int e_min) {
+  return q.w_exp_max < 128 && q.w_exp_min + q.q_exp_min - 8 + e_min >= -126;
+}
+
 // Fp4HeadTerm for a tile that TileIsSafe passed: every dot is zero or an FP32 normal, so
 // VCVTNEPS2BF16 (round to nearest even; it flushes subnormal inputs and quiets NaNs, neither
 // of which occurs here) rounds it to BF16 exactly as RoundBf16 does, in fewer instructions.
+// kNormalProduct (ProductIsNormal): the weighted term is rounded the same way. ReLU before
+// the rounding: rounding is monotone and keeps 0, and no dot is NaN.
+template <bool kNormalProduct>
 struct SafeFp4HeadTerm {
   const float* w;  // [heads]
+  DSV4_TARGET_AVX512BF16 static __m512 Bf16(__m512 x) {
+    const __m256i words = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(words), 16));
+  }
   DSV4_TARGET_AVX512BF16 __m512 operator()(__m512 total, int64_t h, __m512 dot) const {
-    const __m256i words = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(dot));
-    const __m512 rounded = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(words), 16));
-    return _mm512_add_ps(
-        total, simd::RoundBf16x16(_mm512_mul_ps(_mm512_set1_ps(w[h]), simd::Relu16(rounded))));
+    const __m512 weighted = _mm512_mul_ps(_mm512_set1_ps(w[h]), Bf16(simd::Relu16(dot)));
+    return _mm512_add_ps(total, kNormalProduct ? Bf16(weighted) : simd::RoundBf16x16(weighted));
   }
 };
 
+template <bool kNormalProduct>
 DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint32_t* kb) {
-  return simd::RoundBf16x16(
-      bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb, SafeFp4HeadTerm{q.w}));
+  return simd::RoundBf16x16(bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb,
+                                                SafeFp4HeadTerm<kNormalProduct>{q.w}));
 }
 
 }  // namespace
@@ -144,7 +157,8 @@ DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepa
       if (TileIsSafe(q, e_min, e_max)) {
         if (!have_bf16) DecodeTileBf16(rows, dim, consts, kb16);
         have_bf16 = true;
-        out = ScoreTileBf16(q, kb16);
+        out = ProductIsNormal(q, e_min) ? ScoreTileBf16<true>(q, kb16)
+                                        : ScoreTileBf16<false>(q, kb16);
       } else {
         if (!have_fp32) DecodeTileFp4<V>(rows, dim, kb);
         have_fp32 = true;

@@ -28,6 +28,8 @@ struct IndexerPrepared {
   // which rules the BF16 path out (VDPBF16PS flushes subnormal inputs).
   int q_exp_min = 0;
   int q_exp_max = 0;
+  int w_exp_min = 0;  // the same for the head weights
+  int w_exp_max = 0;
   int64_t visible = 0;  // the query sees keys [0, visible): no key past it is scored for it
 };
 
