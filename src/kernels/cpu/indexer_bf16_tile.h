@@ -85,18 +85,21 @@ DSV4_TARGET_AVX512BF16 inline __m512 HeadsPass(const uint32_t* q_pairs, int64_t 
   return total;
 }
 
-// Σ_h term(total, h, dot_h) over all heads in ascending order (kHeads per pass over the tile,
-// the rest one at a time). Term: a functor whose operator() carries DSV4_TARGET_AVX512BF16.
+// Σ_h term(total, h, dot_h) over all heads in ascending order: 3 per pass over the tile, the
+// last 4 or 2 two at a time (a pass of one reloads the tile for each head).
+// Term: a functor whose operator() carries DSV4_TARGET_AVX512BF16.
 template <class Term>
 DSV4_TARGET_AVX512BF16 inline __m512 SumHeads(const uint32_t* q_pairs, int64_t heads, int64_t dim,
                                               const uint32_t* kb, const Term& term) {
+  static_assert(kHeads == 3);
   const int64_t groups = dim / 16;
   __m512 total = _mm512_setzero_ps();
   int64_t h = 0;
-  for (; h + kHeads <= heads; h += kHeads) {
-    total = HeadsPass<kHeads>(q_pairs, h, groups, kb, term, total);
+  for (; heads - h >= 3 && heads - h != 4; h += 3) {
+    total = HeadsPass<3>(q_pairs, h, groups, kb, term, total);
   }
-  for (; h < heads; ++h) total = HeadsPass<1>(q_pairs, h, groups, kb, term, total);
+  for (; h + 2 <= heads; h += 2) total = HeadsPass<2>(q_pairs, h, groups, kb, term, total);
+  if (h < heads) total = HeadsPass<1>(q_pairs, h, groups, kb, term, total);
   return total;
 }
 
