@@ -82,20 +82,25 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
                                            const simd::E2M1PairConsts& c, uint32_t* kb) {
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
   const int64_t scales = IndexerKeyFp4Layout{dim}.scales_offset();
-  for (int64_t g = 0; g < dim / 16; ++g) {
-    __m512i v[kPairs];  // [key p | key p + 8] in pair layout
+  for (int64_t block = 0; block < dim / 32; ++block) {  // the two value groups of a scale
+    __m512i v[2][kPairs];  // [key p | key p + 8] in pair layout
     for (int p = 0; p < kPairs; ++p) {
       const uint8_t* a = rows[p];
       const uint8_t* b = rows[p + 8];
-      v[p] = simd::E2M1PairsBf16(a + 8 * g, b + 8 * g, c);
       // Scale 2^(s-127): add s - 127 to the exponent field of the nonzero words.
-      const int16_t da = static_cast<int16_t>((a[scales + g / 2] - 127) * 128);
-      const int16_t db = static_cast<int16_t>((b[scales + g / 2] - 127) * 128);
+      const int16_t da = static_cast<int16_t>((a[scales + block] - 127) * 128);
+      const int16_t db = static_cast<int16_t>((b[scales + block] - 127) * 128);
       const __m512i shift =
           _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(da), _mm512_set1_epi16(db));
-      v[p] = _mm512_mask_add_epi16(v[p], _mm512_test_epi16_mask(v[p], magnitude), v[p], shift);
+      for (int half = 0; half < 2; ++half) {
+        const int64_t g = 2 * block + half;
+        const __m512i x = simd::E2M1PairsBf16(a + 8 * g, b + 8 * g, c);
+        v[half][p] = _mm512_mask_add_epi16(x, _mm512_test_epi16_mask(x, magnitude), x, shift);
+      }
     }
-    bf16_tile::StoreGroup(v, kb + g * bf16_tile::kGroupDwords);
+    for (int half = 0; half < 2; ++half) {
+      bf16_tile::StoreGroup(v[half], kb + (2 * block + half) * bf16_tile::kGroupDwords);
+    }
   }
 }
 
