@@ -1,8 +1,9 @@
 // AVX-512 indexer scan of V3.2 FP8 keys: the FP32 loop is indexer_tiles.inc over
 // simd::Avx512 (16 keys per tile, register p holding keys p and p + 8 as its two 8-lane
 // halves, scored against two query heads at a time); the VDPBF16PS loop below (see
-// indexer_fp8_internal.h: every tile qualifies) has the same structure. E4M3 x E4M3 products
-// are exact, so FMA and VDPBF16PS round exactly as the canonical multiply-then-add.
+// indexer_fp8_internal.h: every tile qualifies) is the tile of indexer_bf16_tile.h, shared
+// with the V4 scan. E4M3 x E4M3 products are exact, so FMA and VDPBF16PS round exactly as
+// the canonical multiply-then-add.
 #define DSV4_VEC_TARGET DSV4_TARGET_AVX512
 #include "kernels/cpu/indexer_tiles.inc"
 
