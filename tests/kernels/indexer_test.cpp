@@ -103,16 +103,19 @@ TEST(IndexerFp4, ScoresAndTopKMatchThePlainKernelsOnEveryIsa) {
 }
 
 // Tiles whose values would leave the FP32 normal range (tiny or huge key scales, subnormal or
-// tiny q) must still give the canonical bits (the BF16 path falls back to FP32 for them).
+// tiny q) must still give the canonical bits (the BF16 path falls back to FP32 for them); so
+// must head weights whose products leave it (tiny or subnormal w: subnormal products; an
+// infinite w: NaN and inf terms), which the BF16 path rounds the slow way.
 TEST(IndexerFp4, ExtremeScalesAndTinyQueriesMatchOnEveryIsa) {
   Workspace ws;
   Rng rng(21);
   ThreadPool pool(2);
   const int64_t heads = 3, dim = 64, n = 200;
-  for (int variant = 0; variant < 4; ++variant) {
+  for (int variant = 0; variant < 6; ++variant) {
     PackedKeys keys = MakeKeys(n, dim, 50, n, 4, rng);
-    // Some keys get extreme scale codes (re-decoded below).
-    for (int64_t i = 0; i < n; i += 7) {
+    // Some keys get extreme scale codes (re-decoded below); not with the extreme weights,
+    // whose tiles must take the BF16 path.
+    for (int64_t i = 0; i < n && variant < 4; i += 7) {
       uint8_t* r = const_cast<uint8_t*>(keys.rows.Row(i));
       r[dim / 2 + rng.Below(dim / 32)] = variant % 2 == 0
                                              ? static_cast<uint8_t>(rng.Below(4))
@@ -125,7 +128,8 @@ TEST(IndexerFp4, ExtremeScalesAndTinyQueriesMatchOnEveryIsa) {
     }
     std::vector<BF16> q = RandomBf16(heads * dim, rng, variant < 2 ? 1e-30 : 0.5);
     if (variant == 3) q[5] = BF16{0x0003};  // a subnormal
-    const std::vector<BF16> w = RandomBf16(heads, rng, 0.3);
+    std::vector<BF16> w = RandomBf16(heads, rng, variant == 4 ? 3e-38 : 0.3);
+    if (variant == 5) w[1] = BF16{0x7F80};  // +inf
     std::vector<float> expected(static_cast<size_t>(n));
     IndexerScores(pool, q.data(), w.data(), keys.decoded.data(), n, heads, dim, expected.data());
     for (Isa isa : SupportedIsas()) {

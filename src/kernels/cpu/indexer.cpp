@@ -48,6 +48,20 @@ ScoreFn PickScores() {
                                internal::IndexerScoresAvx512, internal::IndexerScoresAvx512Bf16);
 }
 
+// The unbiased exponent range of the nonzero values of v[0, n) (IndexerPrepared::q_exp_min):
+// min > max when all are zero, subnormals set min to -1000, NaN / inf set max to 1000.
+void ExponentRange(const BF16* v, int64_t n, int* min, int* max) {
+  *min = 1000;
+  *max = -1000;
+  for (int64_t i = 0; i < n; ++i) {
+    if ((v[i].bits & 0x7FFF) == 0) continue;
+    const int field = (v[i].bits >> 7) & 0xFF;
+    const int e = field == 0 ? -1000 : field == 255 ? 1000 : field - 127;
+    *min = std::min(*min, e);
+    *max = std::max(*max, e);
+  }
+}
+
 // The queries in the score loops' form (buffers in *b, grown only), query j seeing
 // [0, visible[j]).
 std::span<const internal::IndexerPrepared> Prepare(std::span<const IndexerQuery> queries,
@@ -67,24 +81,11 @@ std::span<const internal::IndexerPrepared> Prepare(std::span<const IndexerQuery>
     internal::IndexerPrepared& p = prepared[j];
     p = {qf + j * n, wf + j * heads, heads, dim, pairs + j * n / 2};
     p.visible = visible[j];
-    p.q_exp_min = 1000;
-    p.q_exp_max = -1000;
+    ExponentRange(query.q, n, &p.q_exp_min, &p.q_exp_max);
+    ExponentRange(query.w, heads, &p.w_exp_min, &p.w_exp_max);
     float* q = qf + j * n;
-    for (int64_t i = 0; i < n; ++i) {
-      q[i] = Bf16ToF32(query.q[i]);
-      const int field = (query.q[i].bits >> 7) & 0xFF;
-      if ((query.q[i].bits & 0x7FFF) == 0) continue;
-      const int e = field == 0 ? -1000 : field == 255 ? 1000 : field - 127;
-      p.q_exp_min = std::min(p.q_exp_min, e);
-      p.q_exp_max = std::max(p.q_exp_max, e);
-    }
-    uint32_t* qp = pairs + j * n / 2;
-    for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + j | value j]
-      for (int64_t l = 0; l < 8; ++l) {
-        qp[g * 8 + l] = static_cast<uint32_t>(query.q[g * 16 + 8 + l].bits) |
-                        static_cast<uint32_t>(query.q[g * 16 + l].bits) << 16;
-      }
-    }
+    for (int64_t i = 0; i < n; ++i) q[i] = Bf16ToF32(query.q[i]);
+    internal::StoreQueryPairs(n, [&](int64_t i) { return query.q[i].bits; }, pairs + j * n / 2);
     for (int64_t h = 0; h < heads; ++h) wf[j * heads + h] = Bf16ToF32(query.w[h]);
   }
   return {prepared, static_cast<size_t>(count)};

@@ -1,8 +1,11 @@
 // AVX-512 indexer scan of V4 FP4 keys: the FP32 loop is indexer_tiles.inc over simd::Avx512
 // (16 keys per tile, register p holding keys p and p + 8 as its two 8-lane halves, scored
-// against two query heads at a time); the VDPBF16PS loop below takes every tile it can.
+// against two query heads at a time); the VDPBF16PS loop below (the tile of
+// indexer_bf16_tile.h, shared with the V3.2 scan) takes every tile it can.
 #define DSV4_VEC_TARGET DSV4_TARGET_AVX512
 #include "kernels/cpu/indexer_tiles.inc"
+
+#include "kernels/cpu/indexer_bf16_tile.h"
 
 namespace dsv4::kernels::internal {
 namespace {
@@ -75,82 +78,62 @@ DSV4_TARGET_AVX512BF16 void TileScaleRange(const uint8_t* const* rows, int64_t d
   *e_max = ReduceU8<true>(hi) - 127;
 }
 
-// kb BF16 words [dim/16][kPairs][32]: group g of keys p (lanes 0-7) and p + 8 (lanes 8-15)
-// in pair layout.
+// kb: the tile in the layout of indexer_bf16_tile.h.
 DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t dim,
-                                           const simd::E2M1PairConsts& c, uint16_t* kb) {
+                                           const simd::E2M1PairConsts& c, uint32_t* kb) {
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
   const int64_t scales = IndexerKeyFp4Layout{dim}.scales_offset();
-  for (int p = 0; p < kPairs; ++p) {
-    const uint8_t* a = rows[p];
-    const uint8_t* b = rows[p + 8];
-    for (int64_t g = 0; g < dim / 16; ++g) {
-      __m512i v = simd::E2M1PairsBf16(a + 8 * g, b + 8 * g, c);
+  for (int64_t block = 0; block < dim / 32; ++block) {  // the two value groups of a scale
+    __m512i v[2][kPairs];  // [key p | key p + 8] in pair layout
+    for (int p = 0; p < kPairs; ++p) {
+      const uint8_t* a = rows[p];
+      const uint8_t* b = rows[p + 8];
       // Scale 2^(s-127): add s - 127 to the exponent field of the nonzero words.
-      const int16_t da = static_cast<int16_t>((a[scales + g / 2] - 127) * 128);
-      const int16_t db = static_cast<int16_t>((b[scales + g / 2] - 127) * 128);
+      const int16_t da = static_cast<int16_t>((a[scales + block] - 127) * 128);
+      const int16_t db = static_cast<int16_t>((b[scales + block] - 127) * 128);
       const __m512i shift =
           _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(da), _mm512_set1_epi16(db));
-      v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, magnitude), v, shift);
-      _mm512_storeu_si512(kb + (g * kPairs + p) * 32, v);
+      for (int half = 0; half < 2; ++half) {
+        const int64_t g = 2 * block + half;
+        const __m512i x = simd::E2M1PairsBf16(a + 8 * g, b + 8 * g, c);
+        v[half][p] = _mm512_mask_add_epi16(x, _mm512_test_epi16_mask(x, magnitude), x, shift);
+      }
+    }
+    for (int half = 0; half < 2; ++half) {
+      bf16_tile::StoreGroup(v[half], kb + (2 * block + half) * bf16_tile::kGroupDwords);
     }
   }
+}
+
+// Whether, in a tile that TileIsSafe passed, every nonzero product w_h * relu(bf16(dot)) is an
+// FP32 normal and none is NaN: w finite, and w_min * 2^(q_min - 7) * 2^(e_min - 1) (the
+// smallest nonzero dot is one product's granularity) at least 2^-126.
+bool ProductIsNormal(const IndexerPrepared& q, int e_min) {
+  return q.w_exp_max < 128 && q.w_exp_min + q.q_exp_min - 8 + e_min >= -126;
 }
 
 // Fp4HeadTerm for a tile that TileIsSafe passed: every dot is zero or an FP32 normal, so
 // VCVTNEPS2BF16 (round to nearest even; it flushes subnormal inputs and quiets NaNs, neither
 // of which occurs here) rounds it to BF16 exactly as RoundBf16 does, in fewer instructions.
+// kNormalProduct (ProductIsNormal): the weighted term is rounded the same way. ReLU before
+// the rounding: rounding is monotone and keeps 0, and no dot is NaN.
+template <bool kNormalProduct>
 struct SafeFp4HeadTerm {
   const float* w;  // [heads]
-  DSV4_TARGET_AVX512BF16 __m512 operator()(__m512 total, int64_t h, const __m512* acc) const {
-    const __m256i words = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(simd::ReduceLanes16(acc)));
-    const __m512 dot = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(words), 16));
-    return _mm512_add_ps(total,
-                         simd::RoundBf16x16(_mm512_mul_ps(_mm512_set1_ps(w[h]), simd::Relu16(dot))));
+  DSV4_TARGET_AVX512BF16 static __m512 Bf16(__m512 x) {
+    const __m256i words = reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(words), 16));
+  }
+  DSV4_TARGET_AVX512BF16 __m512 operator()(__m512 total, int64_t h, __m512 dot) const {
+    const __m512 weighted = _mm512_mul_ps(_mm512_set1_ps(w[h]), Bf16(simd::Relu16(dot)));
+    return _mm512_add_ps(total, kNormalProduct ? Bf16(weighted) : simd::RoundBf16x16(weighted));
   }
 };
 
-DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint16_t* kb) {
-  const int64_t groups = q.dim / 16;
-  __m512 total = _mm512_setzero_ps();
-  const SafeFp4HeadTerm term{q.w};
-  auto q_group = [&](int64_t h, int64_t g) { return q.q_pairs + (h * groups + g) * 8; };
-  int64_t h = 0;
-  for (; h + 2 <= q.heads; h += 2) {
-    __m512 a0[kPairs], a1[kPairs];
-#pragma GCC unroll 8
-    for (int p = 0; p < kPairs; ++p) a0[p] = a1[p] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const __m512i qa = _mm512_broadcast_i64x4(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_group(h, g))));
-      const __m512i qb = _mm512_broadcast_i64x4(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_group(h + 1, g))));
-      const uint16_t* k = kb + g * kPairs * 32;
-#pragma GCC unroll 8
-      for (int p = 0; p < kPairs; ++p) {
-        const __m512i kv = _mm512_loadu_si512(k + 32 * p);
-        a0[p] = simd::DotBf16(a0[p], qa, kv);
-        a1[p] = simd::DotBf16(a1[p], qb, kv);
-      }
-    }
-    total = term(total, h, a0);
-    total = term(total, h + 1, a1);
-  }
-  for (; h < q.heads; ++h) {
-    __m512 a0[kPairs];
-#pragma GCC unroll 8
-    for (int p = 0; p < kPairs; ++p) a0[p] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const __m512i qa = _mm512_broadcast_i64x4(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_group(h, g))));
-#pragma GCC unroll 8
-      for (int p = 0; p < kPairs; ++p) {
-        a0[p] = simd::DotBf16(a0[p], qa, _mm512_loadu_si512(kb + (g * kPairs + p) * 32));
-      }
-    }
-    total = term(total, h, a0);
-  }
-  return simd::RoundBf16x16(total);
+template <bool kNormalProduct>
+DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint32_t* kb) {
+  return simd::RoundBf16x16(bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb,
+                                                SafeFp4HeadTerm<kNormalProduct>{q.w}));
 }
 
 }  // namespace
@@ -161,7 +144,8 @@ DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepa
                                                     IndexerThreadScratch* scratch) {
   const int64_t dim = qs[0].dim;
   float* kb = GrowTo(scratch->kb, dim * kKeys);
-  uint16_t* kb16 = GrowTo(scratch->kb16, dim * kKeys);
+  // Accessed through intrinsics only (they may alias any type).
+  uint32_t* kb16 = reinterpret_cast<uint32_t*>(GrowTo(scratch->kb16, dim * kKeys));
   const simd::E2M1PairConsts consts = simd::MakeE2M1PairConsts();
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
     const uint8_t* rows[kKeys];
@@ -179,7 +163,8 @@ DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepa
       if (TileIsSafe(q, e_min, e_max)) {
         if (!have_bf16) DecodeTileBf16(rows, dim, consts, kb16);
         have_bf16 = true;
-        out = ScoreTileBf16(q, kb16);
+        out = ProductIsNormal(q, e_min) ? ScoreTileBf16<true>(q, kb16)
+                                        : ScoreTileBf16<false>(q, kb16);
       } else {
         if (!have_fp32) DecodeTileFp4<V>(rows, dim, kb);
         have_fp32 = true;

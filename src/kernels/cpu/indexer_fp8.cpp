@@ -69,9 +69,7 @@ std::span<const internal::IndexerFp8Prepared> Prepare(std::span<const IndexerQue
     // BF16 of an E4M3 value is its FP32 word's high half, exactly (at most 4 significant bits).
     auto bf16 = [&](int64_t i) { return std::bit_cast<uint32_t>(q[i]) >> 16; };
     uint32_t* qp = pairs + j * n / 2;
-    for (int64_t g = 0; g < n / 16; ++g) {  // pair layout: [value 8 + l | value l]
-      for (int64_t l = 0; l < 8; ++l) qp[g * 8 + l] = bf16(g * 16 + 8 + l) | bf16(g * 16 + l) << 16;
-    }
+    internal::StoreQueryPairs(n, bf16, qp);
     prepared[j] = {q, wf + j * heads, heads, dim, qp, visible[j]};
   }
   return {prepared, static_cast<size_t>(count)};

@@ -1,10 +1,13 @@
 // AVX-512 indexer scan of V3.2 FP8 keys: the FP32 loop is indexer_tiles.inc over
 // simd::Avx512 (16 keys per tile, register p holding keys p and p + 8 as its two 8-lane
 // halves, scored against two query heads at a time); the VDPBF16PS loop below (see
-// indexer_fp8_internal.h: every tile qualifies) has the same structure. E4M3 x E4M3 products
-// are exact, so FMA and VDPBF16PS round exactly as the canonical multiply-then-add.
+// indexer_fp8_internal.h: every tile qualifies) is the tile of indexer_bf16_tile.h, shared
+// with the V4 scan. E4M3 x E4M3 products are exact, so FMA and VDPBF16PS round exactly as
+// the canonical multiply-then-add.
 #define DSV4_VEC_TARGET DSV4_TARGET_AVX512
 #include "kernels/cpu/indexer_tiles.inc"
+
+#include "kernels/cpu/indexer_bf16_tile.h"
 
 namespace dsv4::kernels::internal {
 namespace {
@@ -13,58 +16,28 @@ using V = simd::Avx512;
 constexpr int kKeys = V::kTile;
 constexpr int kPairs = kKeys / 2;
 
-// kb BF16 words [dim/16][kPairs][32]: group g of keys p (dword lanes 0-7) and p + 8 (lanes
-// 8-15) in pair layout, the exact code values.
+// kb: the tile in the layout of indexer_bf16_tile.h, the exact code values.
 DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t dim,
-                                           const simd::E4M3PairConsts& c, uint16_t* kb) {
-  for (int p = 0; p < kPairs; ++p) {
-    for (int64_t g = 0; g < dim / 16; ++g) {
-      _mm512_storeu_si512(kb + (g * kPairs + p) * 32,
-                          simd::E4M3PairsBf16(rows[p] + 16 * g, rows[p + 8] + 16 * g, c));
+                                           const simd::E4M3PairConsts& c, uint32_t* kb) {
+  for (int64_t g = 0; g < dim / 16; ++g) {
+    __m512i v[kPairs];  // [key p | key p + 8] in pair layout
+    for (int p = 0; p < kPairs; ++p) {
+      v[p] = simd::E4M3PairsBf16(rows[p] + 16 * g, rows[p + 8] + 16 * g, c);
     }
+    bf16_tile::StoreGroup(v, kb + g * bf16_tile::kGroupDwords);
   }
 }
 
-DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const uint16_t* kb) {
-  const int64_t groups = q.dim / 16;
-  __m512 total = _mm512_setzero_ps();
-  const Fp8HeadTerm<V, /*kUnscale=*/false> term{q.w};  // exact code values
-  auto q_group = [&](int64_t h, int64_t g) {
-    return _mm512_broadcast_i64x4(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q.q_pairs + (h * groups + g) * 8)));
-  };
-  int64_t h = 0;
-  for (; h + 2 <= q.heads; h += 2) {
-    __m512 a0[kPairs], a1[kPairs];
-#pragma GCC unroll 8
-    for (int p = 0; p < kPairs; ++p) a0[p] = a1[p] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const __m512i qa = q_group(h, g), qb = q_group(h + 1, g);
-      const uint16_t* k = kb + g * kPairs * 32;
-#pragma GCC unroll 8
-      for (int p = 0; p < kPairs; ++p) {
-        const __m512i kv = _mm512_loadu_si512(k + 32 * p);
-        a0[p] = simd::DotBf16(a0[p], qa, kv);
-        a1[p] = simd::DotBf16(a1[p], qb, kv);
-      }
-    }
-    total = term(total, h, a0);
-    total = term(total, h + 1, a1);
+// Fp8HeadTerm on the dots of exact code values: total + max(dot, 0) * w_h.
+struct Fp8DotTerm {
+  const float* w;  // [heads]
+  DSV4_TARGET_AVX512BF16 __m512 operator()(__m512 total, int64_t h, __m512 dot) const {
+    return _mm512_add_ps(total, _mm512_mul_ps(simd::Relu16(dot), _mm512_set1_ps(w[h])));
   }
-  for (; h < q.heads; ++h) {
-    __m512 a0[kPairs];
-#pragma GCC unroll 8
-    for (int p = 0; p < kPairs; ++p) a0[p] = _mm512_setzero_ps();
-    for (int64_t g = 0; g < groups; ++g) {
-      const __m512i qa = q_group(h, g);
-#pragma GCC unroll 8
-      for (int p = 0; p < kPairs; ++p) {
-        a0[p] = simd::DotBf16(a0[p], qa, _mm512_loadu_si512(kb + (g * kPairs + p) * 32));
-      }
-    }
-    total = term(total, h, a0);
-  }
-  return total;
+};
+
+DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerFp8Prepared& q, const uint32_t* kb) {
+  return bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb, Fp8DotTerm{q.w});
 }
 
 }  // namespace
@@ -81,7 +54,8 @@ DSV4_TARGET_AVX512BF16 void IndexerFp8ScoresAvx512Bf16(std::span<const IndexerFp
                                                        int64_t end, float* scores, int64_t stride,
                                                        IndexerThreadScratch* scratch) {
   const int64_t dim = qs[0].dim;
-  uint16_t* kb = GrowTo(scratch->kb16, dim * kKeys);
+  // Accessed through intrinsics only (they may alias any type).
+  uint32_t* kb = reinterpret_cast<uint32_t*>(GrowTo(scratch->kb16, dim * kKeys));
   const simd::E4M3PairConsts consts = simd::MakeE4M3PairConsts();
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
     const uint8_t* rows[kKeys];

@@ -16,20 +16,36 @@
 
 namespace dsv4::kernels::internal {
 
-// The query in FP32, and in BF16 pair layout (kernels/cpu/simd.h) for the BF16 dot path.
+// The query in FP32, and in BF16 pairs (StoreQueryPairs) for the BF16 dot path.
 struct IndexerPrepared {
   const float* q = nullptr;  // [heads, dim]
   const float* w = nullptr;  // [heads]
   int64_t heads = 0;
   int64_t dim = 0;
-  const uint32_t* q_pairs = nullptr;  // [heads, dim/16, 8]
+  const uint32_t* q_pairs = nullptr;  // [heads, dim/16, 8] (StoreQueryPairs)
   // Unbiased exponent range of the nonzero q values (the exponent field minus 127); min >
   // max when q is all zero. Subnormal values set min to -1000 and NaN / inf set max to 1000,
   // which rules the BF16 path out (VDPBF16PS flushes subnormal inputs).
   int q_exp_min = 0;
   int q_exp_max = 0;
+  int w_exp_min = 0;  // the same for the head weights
+  int w_exp_max = 0;
   int64_t visible = 0;  // the query sees keys [0, visible): no key past it is scored for it
 };
+
+// A prepared query's pairs (IndexerPrepared::q_pairs, IndexerFp8Prepared::q_pairs): per
+// head and group of 16 values, pair l = [value 8 + l | value l] (BF16 words, kernels/cpu/simd.h
+// pair layout) at slot 4 * (l % 2) + l / 2, even l first (the VDPBF16PS tile's query chunks,
+// indexer_bf16_tile.h). bits(i): the BF16 word of value i of n.
+template <class Bits>
+void StoreQueryPairs(int64_t n, const Bits& bits, uint32_t* pairs) {
+  for (int64_t g = 0; g < n / 16; ++g) {
+    for (int64_t l = 0; l < 8; ++l) {
+      pairs[g * 8 + 4 * (l % 2) + l / 2] =
+          static_cast<uint32_t>(bits(g * 16 + 8 + l)) | static_cast<uint32_t>(bits(g * 16 + l)) << 16;
+    }
+  }
+}
 
 // The V3.2 scan's query (indexer_fp8.h) decoded once per call: FP32 code values, and BF16
 // pair layout (kernels/cpu/simd.h) for the VDPBF16PS path (E4M3 values are exact in BF16).
@@ -38,7 +54,7 @@ struct IndexerFp8Prepared {
   const float* w = nullptr;  // [heads]
   int64_t heads = 0;
   int64_t dim = 0;
-  const uint32_t* q_pairs = nullptr;  // [heads, dim/16, 8]
+  const uint32_t* q_pairs = nullptr;  // [heads, dim/16, 8] (StoreQueryPairs)
   int64_t visible = 0;  // the query sees keys [0, visible): no key past it is scored for it
 };
 
