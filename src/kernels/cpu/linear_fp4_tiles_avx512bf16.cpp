@@ -36,13 +36,18 @@ constexpr int64_t kFp4TilePrefetch = 2048;
 // 16i .. 16i + 15 of the block's two rows (fp4_tiles.h). Nibble i of each word is register
 // i's index; bit 4 may hold the next nibble's low bit, which the 32-entry table ignores
 // (entries 16-31 repeat 0-15).
-DSV4_TARGET_AVX512BF16 inline void DecodeBlock(const uint8_t* src, __m512i table, __m512i* v) {
-  _mm_prefetch(reinterpret_cast<const char*>(src + kFp4TilePrefetch), _MM_HINT_NTA);
+DSV4_TARGET_AVX512BF16 inline void DecodeBlockWords(const uint8_t* src, __m512i table,
+                                                    __m512i* v) {
   const __m512i z = _mm512_loadu_si512(src);
   v[0] = _mm512_permutexvar_epi16(z, table);
   v[1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 4), table);
   v[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 8), table);
   v[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(z, 12), table);
+}
+// The same, prefetching the stream kFp4TilePrefetch bytes ahead (one pass over the tile).
+DSV4_TARGET_AVX512BF16 inline void DecodeBlock(const uint8_t* src, __m512i table, __m512i* v) {
+  _mm_prefetch(reinterpret_cast<const char*>(src + kFp4TilePrefetch), _MM_HINT_NTA);
+  DecodeBlockWords(src, table, v);
 }
 
 // FP4 and NVFP4 from the tile layout (kernels/cpu/fp4_tiles.h), the orders of
@@ -293,9 +298,16 @@ DSV4_TARGET_AVX512BF16 void ScaledPanel(const uint8_t* tile, const uint32_t* wex
   for (int p = 0; p < kPairs; ++p) {
     const uint8_t* src = tile + p * blocks * 64;
     const uint32_t* e = wexp + p * chunks * 2;
+    // Into L2: this pair's next k-block, after the last one the next tile's first.
+    const bool last = b1 == blocks;
+    const uint8_t* next = last ? src + kPairs * blocks * 64 : src + b1 * 64;
+    const int64_t lines = std::min(kScaledKBlock / 64, last ? blocks : blocks - b1);
+    for (int64_t i = 0; i < lines; ++i) {
+      _mm_prefetch(reinterpret_cast<const char*>(next + i * 64), _MM_HINT_T1);
+    }
     for (int64_t b = b0; b < b1; ++b) {
       __m512i v[4];
-      DecodeBlock(src + b * 64, table, v);
+      DecodeBlockWords(src + b * 64, table, v);
       for (int c = 0; c < 2; ++c) {
         const int64_t ch = 2 * b + c;
         const __m512i delta =
@@ -375,6 +387,11 @@ DSV4_TARGET_AVX512BF16 void ScaledTile(const LinearCall& call, int64_t t0, const
         case 3: ScaledPanelRowGroup<3>(panel.data(), chunks, k0, xd, a); break;
         default: ScaledPanelRowGroup<kMaxScaledRows>(panel.data(), chunks, k0, xd, a); break;
       }
+    }
+  }
+  for (int64_t n = t0 + kTile; n < std::min(w.out, t0 + 2 * kTile); ++n) {  // the next scales
+    for (int64_t i = 0; i < w.in / 32; i += 64) {
+      _mm_prefetch(reinterpret_cast<const char*>(w.scales + n * (w.in / 32) + i), _MM_HINT_T1);
     }
   }
   const __m512i unzip = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
