@@ -127,11 +127,11 @@ TEST(Fp4Tiles, LinearOverTilesMatchesTheCheckpointLayoutOnEveryIsa) {
   }
 }
 
-// MXFP4 over the tiles at decode row counts (2, 3, 16, 17, 64: the AVX-512 BF16 passes of
-// 4 rows with scales folded into the operands, and their row tails) on odd shapes (partial
-// tiles, k-block tails): every ISA gives the scalar bits of the checkpoint layout, also where
-// one weight scale of a tile leaves the folded range (that tile runs unfolded) and where an
-// input scale does (a huge input value: the whole call runs unfolded).
+// MXFP4 over the tiles at decode row counts (2, 3: the AVX-512 BF16 register passes; 16, 17,
+// 64: the passes of 4 rows with both scales folded into the operands, and a 1-row tail) on
+// odd shapes (partial tiles, k-block tails): every ISA gives the scalar bits of the
+// checkpoint layout, also where one weight scale of a tile leaves the folded range (that tile
+// runs unfolded) and where an input scale does (a huge input value: the call runs unfolded).
 TEST(Fp4Tiles, ManyRowsMatchTheCheckpointLayoutOnEveryIsa) {
   Workspace ws;
   Rng rng(16);
