@@ -127,5 +127,52 @@ TEST(Fp4Tiles, LinearOverTilesMatchesTheCheckpointLayoutOnEveryIsa) {
   }
 }
 
+// MXFP4 over the tiles at decode row counts (2, 3: the AVX-512 BF16 register passes; 16, 17,
+// 64: the passes of 4 rows with both scales folded into the operands, and a 1-row tail) on
+// odd shapes (partial tiles, k-block tails): every ISA gives the scalar bits of the
+// checkpoint layout, also where one weight scale of a tile leaves the folded range (that tile
+// runs unfolded) and where an input scale does (a huge input value: the call runs unfolded).
+TEST(Fp4Tiles, ManyRowsMatchTheCheckpointLayoutOnEveryIsa) {
+  Workspace ws;
+  Rng rng(16);
+  ThreadPool pool(2);
+  ScopedFineSplit split;
+  const int64_t row_counts[] = {2, 3, 16, 17, 64};
+  for (int trial = 0; trial < 15; ++trial) {
+    const int64_t rows = row_counts[trial % 5];
+    const int mode = trial / 5;  // 0: in range, 1: one scale out of range, 2: a huge input
+    const int64_t out = 1 + rng.Below(40), in = 128 * (1 + rng.Below(5));
+    std::vector<uint8_t> codes(static_cast<size_t>(out * in / 2));
+    for (auto& c : codes) c = static_cast<uint8_t>(rng.Below(256));
+    std::vector<uint8_t> scales = RandomScales(LinearKind::kFp4Row32, out, in, false, rng);
+    if (mode == 1) scales[rng.Below(scales.size())] = rng.Below(2) == 0 ? 2 : 250;
+    std::vector<uint8_t> tiles(static_cast<size_t>(Fp4TilesBytes(out, in)));
+    RepackFp4Tiles(codes.data(), out, in, tiles.data());
+    LinearWeight plain{LinearKind::kFp4Row32, out, in, codes.data(), scales.data()};
+    LinearWeight tiled = plain;
+    tiled.codes = nullptr;
+    tiled.fp4_tiles = tiles.data();
+    std::vector<BF16> x(static_cast<size_t>(rows * in));
+    for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal() * std::exp(rng.Uniform(-3, 3))));
+    for (size_t i = 0; i < x.size(); i += 41) x[i] = F32ToBf16(i % 2 == 0 ? 0.0f : -0.0f);
+    if (mode == 2) x[rng.Below(x.size())] = F32ToBf16(3e30f);
+    std::vector<BF16> expected(static_cast<size_t>(rows * out));
+    {
+      ScopedIsa scalar(Isa::kScalar);
+      Linear(pool, plain, x.data(), rows, expected.data(), &ws);
+    }
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<BF16> y(expected.size());
+      Linear(pool, tiled, x.data(), rows, y.data(), &ws);
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_EQ(y[i].bits, expected[i].bits)
+            << IsaName(isa) << " trial " << trial << " rows " << rows << " out " << out
+            << " in " << in << " element " << i;
+      }
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dsv4::kernels

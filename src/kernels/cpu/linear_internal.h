@@ -27,10 +27,13 @@ struct LinearThreadScratch {
   std::vector<float> weight_row;     // scalar: one decoded weight row FP32 [in]
   std::vector<uint8_t> fp4_rows;     // FP4 rows recovered from w.fp4_tiles [tile, in/2]
   std::vector<uint8_t> act_codes;    // scalar input quantiser: E4M3 codes [in]
-  AlignedVector<float> panel;          // a decoded weight tile FP32 [in, tile]
+  AlignedVector<float> panel;          // a decoded weight tile FP32 [in, tile] (MXFP4
+                                       // tiles, 2+ rows: the lane sums [rows, 8, 16])
   AlignedVector<float> fp4_scales;     // the tile's FP4 weight scales FP32 [in/32, tile]
   AlignedVector<uint16_t> panel_bf16;  // VDPBF16PS: a decoded weight tile, BF16 words
   AlignedVector<uint32_t> x_pairs;     // VDPBF16PS: the input rows in pair layout
+  AlignedVector<uint32_t> x_pairs_scaled;  // MXFP4 tiles, 2+ rows: the input x its scales
+  AlignedVector<uint32_t> fp4_exponents;   // MXFP4 tiles, 2+ rows: a tile's scale exponents
 };
 
 // The linears' part of kernels::Workspace.
