@@ -76,44 +76,107 @@ DSV4_TARGET_AVX512BF16 inline void Step(const uint32_t* panel_step, const uint32
   }
 }
 
-// kFp8Block: kR rows over one slice of `blocks` 128-blocks. x[r]: row r's pairs at the slice
-// start; xs[r]: its scales of the slice's blocks; ws: the tile's weight scales of the slice's
-// blocks; sum[r]: row r's running block sums (16 outputs).
+// 16 results (FP32) of one row -> its outputs: FP32 (tests) or BF16 (RNE, F32ToBf16's bits),
+// the first `count`. The words are packed with a permute and stored plainly (a masked
+// VPMOVDW to memory is slow on AMD).
+DSV4_TARGET_AVX512BF16 inline void StoreRow(__m512 v, int64_t count, BF16* y, float* y_f32) {
+  if (y_f32 != nullptr) {
+    _mm512_mask_storeu_ps(y_f32, simd::FirstLanes16(count), v);
+    return;
+  }
+  const __m512i odd_words = _mm512_setr_epi32(0x00030001, 0x00070005, 0x000B0009, 0x000F000D,
+                                              0x00130011, 0x00170015, 0x001B0019, 0x001F001D,
+                                              0, 0, 0, 0, 0, 0, 0, 0);
+  const __m256i words = _mm512_castsi512_si256(
+      _mm512_permutexvar_epi16(odd_words, _mm512_castps_si512(simd::RoundBf16x16(v))));
+  if (count == kTile) {
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), words);
+  } else {
+    _mm256_mask_storeu_epi16(y, static_cast<__mmask16>(simd::FirstLanes16(count)), words);
+  }
+}
+
+// kR rows over one slice: the operands of BlockedRows / PlainRows.
 template <int kR>
-DSV4_TARGET_AVX512BF16 void BlockedRows(const uint32_t* panel, int64_t blocks,
-                                        const uint32_t* const* x, const float* const* xs,
-                                        const float* ws, float* const* sum) {
+struct Pass {
+  const uint32_t* panel;
+  const uint32_t* x[kR];  // row r's input pairs at the slice start
+  const float* xs[kR];    // kFp8Block: row r's input scales of the slice's blocks
+  const float* ws;        // kFp8Block: the tile's weight scales of the slice's blocks
+  float* state[kR];       // row r's state between slices (scratch)
+  bool first, last;       // the slice is the row's first / last: state from zero / to outputs
+  int64_t count;          // outputs of the tile
+  BF16* y[kR];            // row r's outputs of the tile (or y_f32)
+  float* y_f32[kR];
+};
+
+// kFp8Block: kR rows over one slice of `blocks` 128-blocks; the state is the rows' running
+// block sums (16 outputs).
+template <int kR>
+DSV4_TARGET_AVX512BF16 void BlockedRows(const Pass<kR>& q, int64_t blocks) {
   __m512 s[kR];
-  for (int r = 0; r < kR; ++r) s[r] = _mm512_load_ps(sum[r]);
+  for (int r = 0; r < kR; ++r) s[r] = q.first ? _mm512_setzero_ps() : _mm512_load_ps(q.state[r]);
   for (int64_t b = 0; b < blocks; ++b) {
     __m512 a[kR][kPairs];
     for (int r = 0; r < kR; ++r) {
       for (int p = 0; p < kPairs; ++p) a[r][p] = _mm512_setzero_ps();
     }
     for (int64_t st = b * 8; st < b * 8 + 8; ++st) {
-      Step<kR>(panel + st * kPairs * kTile, x, st * 8, a);
+      Step<kR>(q.panel + st * kPairs * kTile, q.x, st * 8, a);
     }
-    const __m512 w = _mm512_set1_ps(ws[b]);
+    const __m512 w = _mm512_set1_ps(q.ws[b]);
     for (int r = 0; r < kR; ++r) {
       const __m512 part = simd::ReduceLanes16(a[r]);
-      s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xs[r][b])), w));
+      s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(q.xs[r][b])), w));
     }
   }
-  for (int r = 0; r < kR; ++r) _mm512_store_ps(sum[r], s[r]);
+  for (int r = 0; r < kR; ++r) {
+    if (q.last) {
+      StoreRow(s[r], q.count, q.y[r], q.y_f32[r]);
+    } else {
+      _mm512_store_ps(q.state[r], s[r]);
+    }
+  }
 }
 
-// kFp8AsBf16: kR rows over one slice of `steps` 16-value steps; lanes[r]: row r's 8 pair
-// registers ([8][16] floats), carried across slices.
+// kFp8AsBf16: kR rows over one slice of `steps` 16-value steps; the state is the rows' 8 pair
+// registers of lane sums ([8][16] floats).
 template <int kR>
-DSV4_TARGET_AVX512BF16 void PlainRows(const uint32_t* panel, int64_t steps,
-                                      const uint32_t* const* x, float* const* lanes) {
+DSV4_TARGET_AVX512BF16 void PlainRows(const Pass<kR>& q, int64_t steps) {
   __m512 a[kR][kPairs];
   for (int r = 0; r < kR; ++r) {
-    for (int p = 0; p < kPairs; ++p) a[r][p] = _mm512_load_ps(lanes[r] + p * kTile);
+    for (int p = 0; p < kPairs; ++p) {
+      a[r][p] = q.first ? _mm512_setzero_ps() : _mm512_load_ps(q.state[r] + p * kTile);
+    }
   }
-  for (int64_t st = 0; st < steps; ++st) Step<kR>(panel + st * kPairs * kTile, x, st * 8, a);
+  for (int64_t st = 0; st < steps; ++st) Step<kR>(q.panel + st * kPairs * kTile, q.x, st * 8, a);
   for (int r = 0; r < kR; ++r) {
-    for (int p = 0; p < kPairs; ++p) _mm512_store_ps(lanes[r] + p * kTile, a[r][p]);
+    if (q.last) {
+      StoreRow(simd::ReduceLanes16(a[r]), q.count, q.y[r], q.y_f32[r]);
+      continue;
+    }
+    for (int p = 0; p < kPairs; ++p) _mm512_store_ps(q.state[r] + p * kTile, a[r][p]);
+  }
+}
+
+// The slice pass of kR rows starting at row r0.
+template <bool kPlain, int kR>
+DSV4_TARGET_AVX512BF16 void RunPass(const LinearCall& c, Pass<kR> q, int64_t r0, int64_t k0,
+                                    int64_t k1, int64_t t0, const uint32_t* xp, float* acc) {
+  const LinearWeight& w = *c.w;
+  const int64_t blocks = w.in / 128;
+  for (int r = 0; r < kR; ++r) {
+    const int64_t row = r0 + r;
+    q.x[r] = xp + row * (w.in / 2) + k0 / 2;
+    q.xs[r] = kPlain ? nullptr : c.xscale + row * blocks + k0 / 128;
+    q.state[r] = acc + row * (kPlain ? kPairs * kTile : kTile);
+    q.y[r] = c.y_f32 != nullptr ? nullptr : c.y + row * w.out + t0;
+    q.y_f32[r] = c.y_f32 != nullptr ? c.y_f32 + row * w.out + t0 : nullptr;
+  }
+  if constexpr (kPlain) {
+    PlainRows<kR>(q, (k1 - k0) / 16);
+  } else {
+    BlockedRows<kR>(q, (k1 - k0) / 128);
   }
 }
 
@@ -141,17 +204,10 @@ bool PlainExact(const LinearCall& c, int64_t n0, int64_t n1) {
   return x.min > 0 && x.max < 255 && grain >= -126 && top <= 120;
 }
 
-// Row r's 16 results (FP32) -> BF16 outputs [t0, t0 + count) of row r.
-DSV4_TARGET_AVX512BF16 inline void StoreBf16(__m512 v, int64_t count, BF16* y) {
-  const __m512i bits = _mm512_srli_epi32(_mm512_castps_si512(simd::RoundBf16x16(v)), 16);
-  _mm256_mask_storeu_epi16(y, static_cast<__mmask16>(simd::FirstLanes16(count)),
-                           _mm512_cvtepi32_epi16(bits));
-}
-
 template <bool kPlain>
 DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
-  const int64_t blocks = w.in / 128, scale_cols = (w.in + 127) / 128;
+  const int64_t scale_cols = (w.in + 127) / 128;
   // Inputs in pair layout [rows][in/16][8] dwords.
   AlignedVector<uint32_t>& xp = c.scratch->x_pairs;
   GrowTo(xp, c.rows * w.in / 2);
@@ -159,10 +215,10 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   AlignedVector<uint16_t>& panel_words = c.scratch->panel_bf16;
   GrowTo(panel_words, kSlice * kTile);
   uint32_t* panel = reinterpret_cast<uint32_t*>(panel_words.data());
-  // Per row: kFp8Block its 16 running sums, kFp8AsBf16 its 8 pair registers of lane sums.
-  const int64_t state = kPlain ? kPairs * kTile : kTile;
+  // Per row: kFp8Block its 16 running sums, kFp8AsBf16 its 8 pair registers of lane sums
+  // (touched only when the input spans several slices).
   AlignedVector<float>& acc = c.scratch->panel;
-  GrowTo(acc, c.rows * state);
+  GrowTo(acc, c.rows * (kPlain ? kPairs * kTile : kTile));
   const simd::E4M3PairConsts consts = simd::MakeE4M3PairConsts();
   float ws[kSlice / 128];
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
@@ -172,51 +228,31 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
       row[i] = w.codes + (t0 + std::min<int64_t>(i, count - 1)) * w.in;
     }
     const int64_t scale_row = (t0 / 128) * scale_cols;  // a tile never straddles 128 rows
-    std::fill_n(acc.data(), c.rows * state, 0.0f);
     for (int64_t k0 = 0; k0 < w.in; k0 += kSlice) {
       const int64_t k1 = std::min(w.in, k0 + kSlice);
       DecodeSlice(row, kPlain ? w.scales + scale_row : nullptr, k0, k1, consts, panel);
-      const int64_t b0 = k0 / 128, nb = (k1 - k0) / 128;
       if (!kPlain) {
-        for (int64_t b = 0; b < nb; ++b) {
-          const int64_t tile = scale_row + b0 + b;
+        for (int64_t b = 0; b < (k1 - k0) / 128; ++b) {
+          const int64_t tile = scale_row + k0 / 128 + b;
           ws[b] = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0Table()[w.scales[tile]];
         }
       }
-      for (int64_t r0 = 0; r0 < c.rows; r0 += kRows) {
-        const int rows = static_cast<int>(std::min<int64_t>(kRows, c.rows - r0));
-        const uint32_t* x[kRows];
-        const float* xs[kRows];
-        float* st[kRows];
-        for (int r = 0; r < rows; ++r) {
-          x[r] = xp.data() + (r0 + r) * (w.in / 2) + k0 / 2;
-          xs[r] = kPlain ? nullptr : c.xscale + (r0 + r) * blocks + b0;
-          st[r] = acc.data() + (r0 + r) * state;
-        }
-        if constexpr (kPlain) {
-          const int64_t steps = (k1 - k0) / 16;
-          switch (rows) {
-            case 1: PlainRows<1>(panel, steps, x, st); break;
-            case 2: PlainRows<2>(panel, steps, x, st); break;
-            default: PlainRows<3>(panel, steps, x, st); break;
-          }
-        } else {
-          switch (rows) {
-            case 1: BlockedRows<1>(panel, nb, x, xs, ws, st); break;
-            case 2: BlockedRows<2>(panel, nb, x, xs, ws, st); break;
-            default: BlockedRows<3>(panel, nb, x, xs, ws, st); break;
-          }
-        }
+      Pass<kRows> q3{};
+      q3.panel = panel;
+      q3.ws = ws;
+      q3.first = k0 == 0;
+      q3.last = k1 == w.in;
+      q3.count = count;
+      int64_t r0 = 0;
+      for (; r0 + kRows <= c.rows; r0 += kRows) {
+        RunPass<kPlain, kRows>(c, q3, r0, k0, k1, t0, xp.data(), acc.data());
       }
-    }
-    for (int64_t r = 0; r < c.rows; ++r) {
-      const float* s = acc.data() + r * state;
-      const __m512 v = kPlain ? simd::ReduceLanes16(reinterpret_cast<const __m512*>(s))
-                              : _mm512_load_ps(s);
-      if (c.y_f32 != nullptr) {  // the FP32 results (tests)
-        _mm512_mask_storeu_ps(c.y_f32 + r * w.out + t0, simd::FirstLanes16(count), v);
-      } else {
-        StoreBf16(v, count, c.y + r * w.out + t0);
+      if (c.rows - r0 == 2) {
+        Pass<2> q{panel, {}, {}, ws, {}, q3.first, q3.last, count, {}, {}};
+        RunPass<kPlain, 2>(c, q, r0, k0, k1, t0, xp.data(), acc.data());
+      } else if (c.rows - r0 == 1) {
+        Pass<1> q{panel, {}, {}, ws, {}, q3.first, q3.last, count, {}, {}};
+        RunPass<kPlain, 1>(c, q, r0, k0, k1, t0, xp.data(), acc.data());
       }
     }
   }
