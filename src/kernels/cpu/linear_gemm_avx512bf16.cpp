@@ -10,7 +10,8 @@
 // as the small-row paths do: pair register p holds outputs p and p + 8, 8 canonical lanes
 // each) and read by every row of the block, kRows rows at a time: 3 x 8 accumulators, 8
 // panel loads and 3 input broadcasts per 24 VDPBF16PS. Between slices a row keeps its state
-// in scratch: kFp8Block its running block sum (16 floats), kFp8AsBf16 its 8 lane registers.
+// in scratch (kFp8Block its running block sums, 16 floats; kFp8AsBf16 its 8 pair registers
+// of lane sums); after its last slice its 16 outputs are stored from registers.
 // (Spreading the 8 canonical lanes over 8 registers instead, for a vertical lane combine,
 // needs a 32-bit broadcast per VDPBF16PS and measured ~15% slower here.)
 //
