@@ -214,6 +214,37 @@ TEST(LinearIsaRows, QuantisedKindsAtDecodeRowCounts) {
   }
 }
 
+// The FP8 GEMM of prefill row counts (linear_gemm_avx512bf16.cpp, from kGemmMinRows rows):
+// ragged row groups of 3, a row count past the row block (its tail on the small-row paths),
+// partial output tiles and tiles across a 128-row scale boundary, inputs across several
+// 512-value slices with a partial last one, FP32 and extreme block scales; kFp8AsBf16 with
+// an input width the GEMM does not take (not a multiple of 128).
+TEST(LinearIsaRows, Fp8GemmAtPrefillRowCounts) {
+  ScopedFineSplit split;
+  Rng rng(9001);
+  struct Case {
+    LinearKind kind;
+    int64_t rows, in, out;
+    bool f32_scales, extreme;
+  };
+  const Case cases[] = {
+      {LinearKind::kFp8Block, 16, 640, 40, false, false},
+      {LinearKind::kFp8Block, 19, 1152, 136, true, false},
+      {LinearKind::kFp8Block, 50, 128, 17, false, true},
+      {LinearKind::kFp8Block, 259, 256, 33, false, false},
+      {LinearKind::kFp8AsBf16, 16, 640, 150, false, false},
+      {LinearKind::kFp8AsBf16, 37, 1152, 24, false, true},
+      {LinearKind::kFp8AsBf16, 20, 96, 20, false, false},
+  };
+  for (const Case& c : cases) {
+    const Weights lin = MakeWeights(c.kind, c.out, c.in, c.f32_scales, c.extreme, rng);
+    ExpectAllEqual(RunAll(lin, c.rows, rng), "kind " + std::to_string(static_cast<int>(c.kind)) +
+                                                 " rows " + std::to_string(c.rows) + " in " +
+                                                 std::to_string(c.in) + " out " +
+                                                 std::to_string(c.out));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
                                            LinearKind::kNvfp4Row16, LinearKind::kBf16,

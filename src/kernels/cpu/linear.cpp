@@ -126,8 +126,6 @@ float Nvfp4LaneScaledDot(const float* wrow, const float* xrow, const float* xsca
   return ((lane[0] + lane[1]) + (lane[2] + lane[3])) + ((lane[4] + lane[5]) + (lane[6] + lane[7]));
 }
 
-namespace {
-
 // One output element from a decoded weight row (`wrow`, code values) and a prepared input row.
 // FP8: each block's partial dot is scaled as (partial * xscale) * wscale and accumulated in
 // block order; FP4: Fp4LaneScaledDot. The canonical orders every ISA reproduces.
@@ -150,8 +148,6 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
   }
   return Fp4LaneScaledDot(wrow, xrow, xscale, w.scales + n * (w.in / 32), w.in);
 }
-
-}  // namespace
 
 void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
@@ -248,6 +244,10 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   // takes 64 rows per pass: each weight tile is read once for a whole decode batch.
   if (isa == Isa::kAvx512Bf16 && internal::Bf16RowsKind(w)) {
     row_block = std::max<int64_t>(row_block, 64);
+  }
+  // So does the FP8 GEMM of many rows (prefill chunks), kGemmRowBlock rows per pass.
+  if (isa == Isa::kAvx512Bf16 && internal::GemmKind(w) && call.rows >= internal::kGemmMinRows) {
+    row_block = std::max(row_block, internal::kGemmRowBlock);
   }
   scratch->threads.Reserve(pool);
   pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {

@@ -345,6 +345,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   const bool fp4 = w.kind == LinearKind::kFp4Row32;
   const bool plain = w.kind == LinearKind::kFp8AsBf16;
   if (c.rows >= 2 && Bf16RowsKind(w) && LinearBf16RowsAvx512Bf16(c, n0, n1)) return;
+  if (c.rows >= kGemmMinRows && LinearGemmAvx512Bf16(c, n0, n1)) return;
   if ((fp4 || w.kind == LinearKind::kNvfp4Row16) && w.fp4_tiles != nullptr) {
     LinearFp4TilesAvx512Bf16(c, n0, n1);
     return;

@@ -43,14 +43,8 @@ constexpr int kRowGroup = 8;     // input rows per pass over a slice
 // Software prefetch distance of the weight rows (one slice ahead).
 constexpr int64_t kRowPrefetch = kSlice * 2;
 
-// Biased exponent range of the nonzero values seen (INT_MAX / INT_MIN when none), and
-// whether every value qualified (inputs: a BF16 value).
-struct ExpRange {
-  int min = INT_MAX, max = INT_MIN;
-  bool ok = true;
-};
+}  // namespace
 
-// The FP32 inputs [n]: each must have zero low 16 bits (a BF16 value); their exponent range.
 DSV4_TARGET_AVX512BF16 ExpRange ScanInputs(const float* x, int64_t n) {
   const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
   const __m512i low_mask = _mm512_set1_epi32(0xFFFF);
@@ -75,6 +69,8 @@ DSV4_TARGET_AVX512BF16 ExpRange ScanInputs(const float* x, int64_t n) {
   }
   return r;
 }
+
+namespace {
 
 // Whether BF16 products of inputs and weights with these biased exponent ranges, summed
 // over `in` terms, stay exact in VDPBF16PS (see the file comment).

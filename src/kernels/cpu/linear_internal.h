@@ -5,6 +5,7 @@
 
 #include <array>
 #include <bit>
+#include <climits>
 #include <cstdint>
 #include <vector>
 
@@ -82,6 +83,31 @@ bool Bf16RowsKind(const LinearWeight& w);
 // exact range go to LinearTilesAvx512. The FP32 tiles' bits either way.
 bool LinearBf16RowsAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
+// Biased exponent range of the nonzero values seen (INT_MAX / INT_MIN when none), and
+// whether every value qualified (inputs: a BF16 value).
+struct ExpRange {
+  int min = INT_MAX, max = INT_MIN;
+  bool ok = true;
+};
+
+// The FP32 inputs [n]: each must have zero low 16 bits (a BF16 value); their exponent range
+// (AVX-512, linear_bf16_rows_avx512bf16.cpp).
+ExpRange ScanInputs(const float* x, int64_t n);
+
+// FP8 weights (kFp8Block, kFp8AsBf16): what LinearGemmAvx512Bf16 takes.
+bool GemmKind(const LinearWeight& w);
+// Row counts from which LinearGemmAvx512Bf16 runs, and the rows per call it is given (the
+// linear front end's row block for these calls: its inputs are sliced, so many rows share
+// each decoded weight slice).
+inline constexpr int64_t kGemmMinRows = 16;
+inline constexpr int64_t kGemmRowBlock = 256;
+// GemmKind weights over kGemmMinRows+ input rows through register-blocked VDPBF16PS tiles
+// (linear_gemm_avx512bf16.cpp): false, computing nothing, when it does not take the call
+// (fewer rows, in not a multiple of 128, kFp8AsBf16 inputs outside the exact range). The
+// canonical bits either way; with c.y_f32 set instead of c.y, the FP32 results before the
+// BF16 rounding (what the tests compare with QuantOutput / Dot8).
+bool LinearGemmAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
+
 // Whether this CPU's VDPBF16PS computes acc + a1*b1 rounded, then + a0*b0 rounded (RNE), on
 // random operands with exact products: the property the BF16 kernels rely on. Requires
 // AVX512_BF16 support.
@@ -108,6 +134,12 @@ float Fp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale
 // the lane add is exact, so the result has the bits of Fp4LaneScaledDot on the MXFP4 weight.
 float Nvfp4LaneScaledDot(const float* wrow, const float* xrow, const float* xscale,
                          const uint8_t* wscale, float global, int64_t in);
+
+// One quantised (kFp8Block, kFp4Row32, kNvfp4Row16) output before BF16 rounding, scalar:
+// the canonical order every ISA reproduces. wrow: weight row n decoded to code values [in];
+// xrow, xscale: the prepared input row (E4M3 code values, per-128 scales).
+float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const float* xrow,
+                  const float* xscale);
 
 // E4M3ToF32 of all 256 codes (NaN for the two NaN codes).
 const std::array<float, 256>& E4M3Table();
