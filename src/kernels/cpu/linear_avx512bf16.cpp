@@ -18,6 +18,24 @@
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
 
 namespace dsv4::kernels::internal {
+
+bool Fp8AsBf16RangeExact(const ExpRange& x, const LinearWeight& w, int64_t n0, int64_t n1) {
+  if (x.max == INT_MIN) return true;  // all zero
+  const int64_t scale_cols = (w.in + 127) / 128;
+  int s_min = INT_MAX, s_max = INT_MIN;
+  for (int64_t rb = n0 / 128; rb <= (n1 - 1) / 128; ++rb) {
+    for (int64_t b = 0; b < scale_cols; ++b) {
+      const int e = w.scales[rb * scale_cols + b];
+      s_min = std::min(s_min, e);
+      s_max = std::max(s_max, e);
+    }
+  }
+  const int grain = (x.min - 127 - 7) + (s_min - 127 - 9);
+  const int top = (x.max - 127 + 1) + (s_max - 127 + 9) +
+                  static_cast<int>(std::bit_width(static_cast<uint64_t>(w.in)));
+  return x.min > 0 && x.max < 255 && grain >= -126 && top <= 120;
+}
+
 namespace {
 
 constexpr int kTile = static_cast<int>(kAvx512Tile);
@@ -199,35 +217,18 @@ DSV4_TARGET_AVX512BF16 void RowsTilePlain(const Fp8ScaledSource& src, int64_t in
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
-// Whether VDPBF16PS computes kFp8AsBf16 outputs [n0, n1) of every input row exactly as the
-// canonical FP32 order: every product is exact (BF16 x BF16), and when all nonzero inputs and
-// products are multiples of at least 2^-126 (grains: x's smallest exponent - 7, the weights'
-// smallest scale exponent - 9) with sums far below FP32 overflow, no value VDPBF16PS touches
-// is subnormal (which it would flush) and every rounding is the canonical one.
+// Fp8AsBf16RangeExact over every input row (any FP32 inputs: the tiles convert them).
 bool PlainBf16Exact(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
-  int x_min = INT_MAX, x_max = INT_MIN;
+  ExpRange x;
   for (int64_t i = 0; i < c.rows * w.in; ++i) {
     const uint32_t bits = std::bit_cast<uint32_t>(c.x[i]) & 0x7FFFFFFFu;
     if (bits == 0) continue;
     const int e = static_cast<int>(bits >> 23);  // biased; 0 = subnormal, 255 = inf/NaN
-    x_min = std::min(x_min, e);
-    x_max = std::max(x_max, e);
+    x.min = std::min(x.min, e);
+    x.max = std::max(x.max, e);
   }
-  if (x_min == INT_MAX) return true;  // all zero
-  const int64_t scale_cols = (w.in + 127) / 128;
-  int s_min = INT_MAX, s_max = INT_MIN;
-  for (int64_t rb = n0 / 128; rb <= (n1 - 1) / 128; ++rb) {
-    for (int64_t b = 0; b < scale_cols; ++b) {
-      const int e = w.scales[rb * scale_cols + b];
-      s_min = std::min(s_min, e);
-      s_max = std::max(s_max, e);
-    }
-  }
-  const int grain = (x_min - 127 - 7) + (s_min - 127 - 9);
-  const int top = (x_max - 127 + 1) + (s_max - 127 + 9) +
-                  static_cast<int>(std::bit_width(static_cast<uint64_t>(w.in)));
-  return x_min > 0 && x_max < 255 && grain >= -126 && top <= 120;
+  return Fp8AsBf16RangeExact(x, w, n0, n1);
 }
 
 // kFp8AsBf16: all input rows over one tile, 4 at a time.

@@ -186,23 +186,8 @@ DSV4_TARGET_AVX512BF16 void RunPass(const LinearCall& c, Pass<kR> q, int64_t r0,
 // weights' smallest scale exponent - 9 at least 2^-126, sums far below overflow), with the
 // inputs' exponent range from the vectorised scan.
 bool PlainExact(const LinearCall& c, int64_t n0, int64_t n1) {
-  const LinearWeight& w = *c.w;
-  const ExpRange x = ScanInputs(c.x, c.rows * w.in);
-  if (!x.ok) return false;
-  if (x.max == INT_MIN) return true;  // all zero
-  const int64_t scale_cols = (w.in + 127) / 128;
-  int s_min = INT_MAX, s_max = INT_MIN;
-  for (int64_t rb = n0 / 128; rb <= (n1 - 1) / 128; ++rb) {
-    for (int64_t b = 0; b < scale_cols; ++b) {
-      const int e = w.scales[rb * scale_cols + b];
-      s_min = std::min(s_min, e);
-      s_max = std::max(s_max, e);
-    }
-  }
-  const int grain = (x.min - 127 - 7) + (s_min - 127 - 9);
-  const int top = (x.max - 127 + 1) + (s_max - 127 + 9) +
-                  static_cast<int>(std::bit_width(static_cast<uint64_t>(w.in)));
-  return x.min > 0 && x.max < 255 && grain >= -126 && top <= 120;
+  const ExpRange x = ScanInputs(c.x, c.rows * c.w->in);
+  return x.ok && Fp8AsBf16RangeExact(x, *c.w, n0, n1);
 }
 
 template <bool kPlain>

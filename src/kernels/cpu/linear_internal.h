@@ -94,6 +94,14 @@ struct ExpRange {
 // (AVX-512, linear_bf16_rows_avx512bf16.cpp).
 ExpRange ScanInputs(const float* x, int64_t n);
 
+// Whether VDPBF16PS computes kFp8AsBf16 outputs [n0, n1) of inputs with exponent range `x`
+// exactly as the canonical FP32 order: every product is exact (BF16 x BF16), and when all
+// nonzero inputs and products are multiples of at least 2^-126 (grains: x's smallest exponent
+// - 7, the weights' smallest scale exponent - 9) with sums far below FP32 overflow, no value
+// VDPBF16PS touches is subnormal (which it would flush) and every rounding is the canonical
+// one (linear_avx512bf16.cpp; the GEMM's and the 1-4-row tiles' test).
+bool Fp8AsBf16RangeExact(const ExpRange& x, const LinearWeight& w, int64_t n0, int64_t n1);
+
 // FP8 weights (kFp8Block, kFp8AsBf16): what LinearGemmAvx512Bf16 takes.
 bool GemmKind(const LinearWeight& w);
 // Row counts from which LinearGemmAvx512Bf16 runs, and the rows per call it is given (the
