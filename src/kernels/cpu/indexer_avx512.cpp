@@ -31,58 +31,34 @@ bool TileIsSafe(const IndexerPrepared& q, int e_min, int e_max) {
   return q.q_exp_min - 7 + e_min - 1 >= -126 && q.q_exp_max + e_max + 11 <= 127;
 }
 
-// The smallest (kMax false) or largest byte of v.
-template <bool kMax>
-DSV4_TARGET_AVX512BF16 __m512i MinMaxU8(__m512i x, __m512i y) {
-  return kMax ? _mm512_max_epu8(x, y) : _mm512_min_epu8(x, y);
-}
-template <bool kMax>
-DSV4_TARGET_AVX512BF16 int ReduceU8(__m512i v) {
-  v = MinMaxU8<kMax>(v, _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(1, 0, 3, 2)));
-  v = MinMaxU8<kMax>(v, _mm512_shuffle_i64x2(v, v, _MM_SHUFFLE(2, 3, 0, 1)));
-  v = MinMaxU8<kMax>(v, _mm512_shuffle_epi32(v, _MM_PERM_BADC));
-  v = MinMaxU8<kMax>(v, _mm512_shuffle_epi32(v, _MM_PERM_CDAB));
-  v = MinMaxU8<kMax>(v, _mm512_srli_epi32(v, 16));  // byte 0 is right after each step
-  v = MinMaxU8<kMax>(v, _mm512_srli_epi16(v, 8));
-  return _mm_cvtsi128_si32(_mm512_castsi512_si128(v)) & 0xFF;
+// The smallest and largest of 32 int16 words.
+DSV4_TARGET_AVX512BF16 void ReduceMinMaxI16(__m512i lo, __m512i hi, int* min, int* max) {
+  // Halved together (lo's minima in the low 256 bits, hi's maxima above), then words.
+  __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_min_epi16(
+                                     _mm512_castsi512_si256(lo), _mm512_extracti64x4_epi64(lo, 1))),
+                                 _mm256_max_epi16(_mm512_castsi512_si256(hi),
+                                                  _mm512_extracti64x4_epi64(hi, 1)),
+                                 1);
+  alignas(64) int16_t words[32];
+  _mm512_store_si512(words, v);
+  int a = words[0], b = words[16];
+  for (int i = 1; i < 16; ++i) {
+    a = std::min<int>(a, words[i]);
+    b = std::max<int>(b, words[16 + i]);
+  }
+  *min = a;
+  *max = b;
 }
 
-// The smallest and largest unbiased exponents (code - 127) of the tile's E8M0 key scales.
-DSV4_TARGET_AVX512BF16 void TileScaleRange(const uint8_t* const* rows, int64_t dim, int* e_min,
-                                           int* e_max) {
-  const int64_t blocks = dim / 32, scales = IndexerKeyFp4Layout{dim}.scales_offset();
-  if (blocks % 4 != 0) {
-    int lo = 255, hi = 0;
-    for (int i = 0; i < kKeys; ++i) {
-      for (int64_t b = 0; b < blocks; ++b) {
-        lo = std::min<int>(lo, rows[i][scales + b]);
-        hi = std::max<int>(hi, rows[i][scales + b]);
-      }
-    }
-    *e_min = lo - 127;
-    *e_max = hi - 127;
-    return;
-  }
-  // Four scale codes per row and gather lane, then the 64 bytes reduced to one.
-  const __m512i first = _mm512_loadu_si512(rows), second = _mm512_loadu_si512(rows + 8);
-  __m512i lo = _mm512_set1_epi8(-1), hi = _mm512_setzero_si512();
-  for (int64_t b = 0; b < blocks; b += 4) {
-    const __m512i offset = _mm512_set1_epi64(scales + b);
-    const __m256i a = _mm512_i64gather_epi32(_mm512_add_epi64(first, offset), nullptr, 1);
-    const __m256i c = _mm512_i64gather_epi32(_mm512_add_epi64(second, offset), nullptr, 1);
-    const __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(a), c, 1);
-    lo = _mm512_min_epu8(lo, v);
-    hi = _mm512_max_epu8(hi, v);
-  }
-  *e_min = ReduceU8<false>(lo) - 127;
-  *e_max = ReduceU8<true>(hi) - 127;
-}
-
-// kb: the tile in the layout of indexer_bf16_tile.h.
+// kb: the tile in the layout of indexer_bf16_tile.h; *e_min, *e_max: the smallest and largest
+// unbiased exponents (code - 127) of the tile's E8M0 key scales, found from the scale shifts
+// the decoding builds anyway (no gather).
 DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t dim,
-                                           const simd::E2M1PairConsts& c, uint32_t* kb) {
+                                           const simd::E2M1PairConsts& c, uint32_t* kb,
+                                           int* e_min, int* e_max) {
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
   const int64_t scales = IndexerKeyFp4Layout{dim}.scales_offset();
+  __m512i lo = _mm512_set1_epi16(32767), hi = _mm512_set1_epi16(-32768);
   for (int64_t block = 0; block < dim / 32; ++block) {  // the two value groups of a scale
     __m512i v[2][kPairs];  // [key p | key p + 8] in pair layout
     for (int p = 0; p < kPairs; ++p) {
@@ -93,6 +69,8 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
       const int16_t db = static_cast<int16_t>((b[scales + block] - 127) * 128);
       const __m512i shift =
           _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(da), _mm512_set1_epi16(db));
+      lo = _mm512_min_epi16(lo, shift);
+      hi = _mm512_max_epi16(hi, shift);
       for (int half = 0; half < 2; ++half) {
         const int64_t g = 2 * block + half;
         const __m512i x = simd::E2M1PairsBf16(a + 8 * g, b + 8 * g, c);
@@ -103,6 +81,9 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
       bf16_tile::StoreGroup(v[half], kb + (2 * block + half) * bf16_tile::kGroupDwords);
     }
   }
+  ReduceMinMaxI16(lo, hi, e_min, e_max);
+  *e_min /= 128;  // exact: multiples of 128
+  *e_max /= 128;
 }
 
 // Whether, in a tile that TileIsSafe passed, every nonzero product w_h * relu(bf16(dot)) is an
@@ -130,10 +111,64 @@ struct SafeFp4HeadTerm {
   }
 };
 
+// SafeFp4HeadTerm<true> two heads at a time (the pending head's dot kept until the next
+// comes), in fewer instructions: one VCVTNE2PS2BF16 rounds both heads' dots, a word permute
+// puts key j's two BF16 dots in dword j ([head h - 1 | head h] as [low | high] word) and
+// VPMAXSW applies ReLU to both words (a negative BF16 word is a negative int16; -0 becomes
+// +0, which changes no sum: the running total starts at +0 and is never -0). VDPBF16PS
+// against [w_h-1 | 0] and [0 | w_h] gives the two products exactly (BF16 x BF16 fits FP32,
+// and ProductIsNormal keeps them normal or zero, so its input and output flushing never
+// applies; the other word's product is a zero added first, which keeps the value, a -0
+// product becoming +0 as above); a second VCVTNE2PS2BF16 and permute round them, and they
+// are added in head order: every lane computes what SafeFp4HeadTerm<true> computes.
+struct PairedFp4HeadTerm {
+  const float* w;  // [heads]
+  bool pending;
+  __m512 held;  // the dot of head h - 1 when pending
+  // BF16 of lo and hi, key j's in dword j as [lo's | hi's] (low | high word).
+  DSV4_TARGET_AVX512BF16 static __m512i Interleave(__m512 lo, __m512 hi) {
+    // word 2j: word j (lo's key j), word 2j + 1: word 16 + j (hi's key j)
+    const __m512i index =
+        _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8, 23, 7, 22,
+                         6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    return _mm512_permutexvar_epi16(index, reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(hi, lo)));
+  }
+  DSV4_TARGET_AVX512BF16 __m512 operator()(__m512 total, int64_t h, __m512 dot) {
+    if (!pending) {
+      held = dot;
+      pending = true;
+      return total;
+    }
+    pending = false;
+    const __m512i relu = _mm512_max_epi16(Interleave(held, dot), _mm512_setzero_si512());
+    // The FP32 bits of a BF16-valued w are [0 | w] as words; shifted, [w | 0].
+    const __m512i w_hi = _mm512_castps_si512(_mm512_set1_ps(w[h]));
+    const __m512i w_lo = _mm512_srli_epi32(_mm512_castps_si512(_mm512_set1_ps(w[h - 1])), 16);
+    const __m512 p_lo = _mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(relu),
+                                         reinterpret_cast<__m512bh>(w_lo));
+    const __m512 p_hi = _mm512_dpbf16_ps(_mm512_setzero_ps(), reinterpret_cast<__m512bh>(relu),
+                                         reinterpret_cast<__m512bh>(w_hi));
+    const __m512i terms = Interleave(p_lo, p_hi);
+    const __m512i high = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+    total = _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_slli_epi32(terms, 16)));
+    return _mm512_add_ps(total, _mm512_castsi512_ps(_mm512_and_si512(terms, high)));
+  }
+  // The last head's term when the head count is odd.
+  DSV4_TARGET_AVX512BF16 __m512 Finish(__m512 total, int64_t heads) const {
+    return pending ? SafeFp4HeadTerm<true>{w}(total, heads - 1, held) : total;
+  }
+};
+
 template <bool kNormalProduct>
 DSV4_TARGET_AVX512BF16 __m512 ScoreTileBf16(const IndexerPrepared& q, const uint32_t* kb) {
-  return simd::RoundBf16x16(bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb,
-                                                SafeFp4HeadTerm<kNormalProduct>{q.w}));
+  if constexpr (kNormalProduct) {
+    PairedFp4HeadTerm term{q.w, false, _mm512_setzero_ps()};
+    const __m512 total = bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb, term);
+    return simd::RoundBf16x16(term.Finish(total, q.heads));
+  } else {
+    return simd::RoundBf16x16(bf16_tile::SumHeads(q.q_pairs, q.heads, q.dim, kb,
+                                                  SafeFp4HeadTerm<false>{q.w}));
+  }
 }
 
 }  // namespace
@@ -151,18 +186,18 @@ DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepa
     const uint8_t* rows[kKeys];
     const int64_t count = TileKeys<V>(keys, t0, end, rows);
     PrefetchTile<V>(keys, t0 + kKeys, end);
-    int e_min, e_max;
-    TileScaleRange(rows, dim, &e_min, &e_max);
-    // Each form decoded once, when the first query that takes it comes.
+    // The BF16 form decoded (with the scale range) when the first query that sees the tile
+    // comes, the FP32 form when the first query that needs it comes.
+    int e_min = 0, e_max = 0;
     bool have_bf16 = false, have_fp32 = false;
     for (size_t j = 0; j < qs.size(); ++j) {
       const IndexerPrepared& q = qs[j];
       const int64_t seen = TileKeysSeen(q.visible, t0, count);
       if (seen == 0) continue;
+      if (!have_bf16) DecodeTileBf16(rows, dim, consts, kb16, &e_min, &e_max);
+      have_bf16 = true;
       __m512 out;
       if (TileIsSafe(q, e_min, e_max)) {
-        if (!have_bf16) DecodeTileBf16(rows, dim, consts, kb16);
-        have_bf16 = true;
         out = ProductIsNormal(q, e_min) ? ScoreTileBf16<true>(q, kb16)
                                         : ScoreTileBf16<false>(q, kb16);
       } else {

@@ -51,7 +51,7 @@ DSV4_TARGET_AVX512BF16 inline __m512 PairSums(__m512 a, __m512 b) {
 // slot order.
 template <int kPass, class Term>
 DSV4_TARGET_AVX512BF16 inline __m512 HeadsPass(const uint32_t* q_pairs, int64_t h, int64_t groups,
-                                               const uint32_t* kb, const Term& term,
+                                               const uint32_t* kb, Term& term,
                                                __m512 total) {
   __m512 acc[kPass][2][4];
   for (int i = 0; i < kPass; ++i) {
@@ -87,10 +87,11 @@ DSV4_TARGET_AVX512BF16 inline __m512 HeadsPass(const uint32_t* q_pairs, int64_t 
 
 // Σ_h term(total, h, dot_h) over all heads in ascending order: 3 per pass over the tile, the
 // last 4 or 2 two at a time (a pass of one reloads the tile for each head).
-// Term: a functor whose operator() carries DSV4_TARGET_AVX512BF16.
+// Term: a functor whose operator() carries DSV4_TARGET_AVX512BF16; it may keep state from
+// head to head (called in ascending head order).
 template <class Term>
 DSV4_TARGET_AVX512BF16 inline __m512 SumHeads(const uint32_t* q_pairs, int64_t heads, int64_t dim,
-                                              const uint32_t* kb, const Term& term) {
+                                              const uint32_t* kb, Term&& term) {
   static_assert(kHeads == 3);
   const int64_t groups = dim / 16;
   __m512 total = _mm512_setzero_ps();
