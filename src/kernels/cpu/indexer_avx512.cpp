@@ -31,59 +31,97 @@ bool TileIsSafe(const IndexerPrepared& q, int e_min, int e_max) {
   return q.q_exp_min - 7 + e_min - 1 >= -126 && q.q_exp_max + e_max + 11 <= 127;
 }
 
-// The smallest and largest of 32 int16 words.
-DSV4_TARGET_AVX512BF16 void ReduceMinMaxI16(__m512i lo, __m512i hi, int* min, int* max) {
-  // Halved together (lo's minima in the low 256 bits, hi's maxima above), then words.
-  __m512i v = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_min_epi16(
-                                     _mm512_castsi512_si256(lo), _mm512_extracti64x4_epi64(lo, 1))),
-                                 _mm256_max_epi16(_mm512_castsi512_si256(hi),
-                                                  _mm512_extracti64x4_epi64(hi, 1)),
-                                 1);
-  alignas(64) int16_t words[32];
-  _mm512_store_si512(words, v);
-  int a = words[0], b = words[16];
-  for (int i = 1; i < 16; ++i) {
-    a = std::min<int>(a, words[i]);
-    b = std::max<int>(b, words[16 + i]);
+// Constants of DecodeTileBf16.
+struct TileDecodeConsts {
+  __m512i ctrl[2];   // vpmultishiftqb bit offsets of register slot s (low byte of each word)
+  __m512i table;     // BF16 words of the 16 E2M1 codes, twice (vpermw reads 5 index bits)
+  __m512i spread[4]; // vpermw: word 8j + w of register m <- word m + 4j (key m + 4j's shift)
+};
+
+DSV4_TARGET_AVX512BF16 TileDecodeConsts MakeTileDecodeConsts() {
+  TileDecodeConsts c;
+  alignas(64) uint8_t ctrl[2][64];
+  alignas(64) uint16_t table[32], spread[4][32];
+  for (int s = 0; s < 2; ++s) {
+    for (int t = 0; t < 64; ++t) {
+      // Chunk dword d holds pair l = s + 2d: [value 8 + l | value l] as [low | high] word;
+      // value v's nibble is bits 4v .. 4v+3 of the group's 8 bytes. The high byte of a word
+      // is not read (vpermw takes index bits 0-4; bit 4, the next nibble's, picks the
+      // table's copy).
+      const int tt = t % 16, l = s + 2 * (tt / 4), word = (tt % 4) / 2;
+      const int value = word == 0 ? 8 + l : l;
+      ctrl[s][t] = static_cast<uint8_t>(4 * value);
+    }
   }
-  *min = a;
-  *max = b;
+  for (int i = 0; i < 32; ++i) {
+    table[i] = static_cast<uint16_t>(simd::kE2M1Bf16Bytes[i % 16] |
+                                     simd::kE2M1Bf16Bytes[16 + i % 16] << 8);
+  }
+  for (int m = 0; m < 4; ++m) {
+    for (int i = 0; i < 32; ++i) spread[m][i] = static_cast<uint16_t>(m + 4 * (i / 8));
+  }
+  c.ctrl[0] = _mm512_load_si512(ctrl[0]);
+  c.ctrl[1] = _mm512_load_si512(ctrl[1]);
+  c.table = _mm512_load_si512(table);
+  for (int m = 0; m < 4; ++m) c.spread[m] = _mm512_load_si512(spread[m]);
+  return c;
 }
 
-// kb: the tile in the layout of indexer_bf16_tile.h; *e_min, *e_max: the smallest and largest
-// unbiased exponents (code - 127) of the tile's E8M0 key scales, found from the scale shifts
-// the decoding builds anyway (no gather).
+// kb: the tile in the layout of indexer_bf16_tile.h, each register (g, s, m) decoded in
+// place: its four chunks are keys m, m + 4, m + 8, m + 12, so one register holds the 16
+// bytes of a scale block of those four keys, each group's 8 bytes copied to both qwords of
+// its chunk, and each output word picks its nibble (vpmultishiftqb) and looks its BF16 word
+// up (vpermw). *e_min, *e_max: the smallest and largest unbiased exponents (code - 127) of
+// the tile's E8M0 key scales.
 DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t dim,
-                                           const simd::E2M1PairConsts& c, uint32_t* kb,
-                                           int* e_min, int* e_max) {
+                                           const TileDecodeConsts& c, uint32_t* kb, int* e_min,
+                                           int* e_max) {
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
   const int64_t scales = IndexerKeyFp4Layout{dim}.scales_offset();
-  __m512i lo = _mm512_set1_epi16(32767), hi = _mm512_set1_epi16(-32768);
+  __m256i lo = _mm256_set1_epi16(32767), hi = _mm256_set1_epi16(-32768);
   for (int64_t block = 0; block < dim / 32; ++block) {  // the two value groups of a scale
-    __m512i v[2][kPairs];  // [key p | key p + 8] in pair layout
-    for (int p = 0; p < kPairs; ++p) {
-      const uint8_t* a = rows[p];
-      const uint8_t* b = rows[p + 8];
-      // Scale 2^(s-127): add s - 127 to the exponent field of the nonzero words.
-      const int16_t da = static_cast<int16_t>((a[scales + block] - 127) * 128);
-      const int16_t db = static_cast<int16_t>((b[scales + block] - 127) * 128);
-      const __m512i shift =
-          _mm512_mask_blend_epi16(0xFFFF0000u, _mm512_set1_epi16(da), _mm512_set1_epi16(db));
-      lo = _mm512_min_epi16(lo, shift);
-      hi = _mm512_max_epi16(hi, shift);
+    alignas(16) uint8_t codes[kKeys];
+    for (int i = 0; i < kKeys; ++i) codes[i] = rows[i][scales + block];
+    // Scale 2^(s-127): s - 127 added to the exponent field of the nonzero words; word i: key i.
+    const __m256i shifts = _mm256_slli_epi16(
+        _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(codes))),
+                         _mm256_set1_epi16(127)),
+        7);
+    lo = _mm256_min_epi16(lo, shifts);
+    hi = _mm256_max_epi16(hi, shifts);
+    for (int m = 0; m < 4; ++m) {
+      const auto bytes = [&](int i) {
+        return _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + 16 * block));
+      };
+      __m512i src = _mm512_castsi128_si512(bytes(m));
+      src = _mm512_inserti32x4(src, bytes(m + 4), 1);
+      src = _mm512_inserti32x4(src, bytes(m + 8), 2);
+      src = _mm512_inserti32x4(src, bytes(m + 12), 3);
+      const __m512i shift = _mm512_permutexvar_epi16(c.spread[m], _mm512_castsi256_si512(shifts));
       for (int half = 0; half < 2; ++half) {
-        const int64_t g = 2 * block + half;
-        const __m512i x = simd::E2M1PairsBf16(a + 8 * g, b + 8 * g, c);
-        v[half][p] = _mm512_mask_add_epi16(x, _mm512_test_epi16_mask(x, magnitude), x, shift);
+        const __m512i group =
+            half == 0 ? _mm512_unpacklo_epi64(src, src) : _mm512_unpackhi_epi64(src, src);
+        uint32_t* out = kb + (2 * block + half) * bf16_tile::kGroupDwords + m * kKeys;
+        for (int s = 0; s < 2; ++s) {
+          const __m512i x =
+              _mm512_permutexvar_epi16(_mm512_multishift_epi64_epi8(c.ctrl[s], group), c.table);
+          _mm512_storeu_si512(out + 4 * s * kKeys,
+                              _mm512_mask_add_epi16(x, _mm512_test_epi16_mask(x, magnitude), x,
+                                                    shift));
+        }
       }
     }
-    for (int half = 0; half < 2; ++half) {
-      bf16_tile::StoreGroup(v[half], kb + (2 * block + half) * bf16_tile::kGroupDwords);
-    }
   }
-  ReduceMinMaxI16(lo, hi, e_min, e_max);
-  *e_min /= 128;  // exact: multiples of 128
-  *e_max /= 128;
+  alignas(32) int16_t words[2][16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words[0]), lo);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(words[1]), hi);
+  int a = words[0][0], b = words[1][0];
+  for (int i = 1; i < 16; ++i) {
+    a = std::min<int>(a, words[0][i]);
+    b = std::max<int>(b, words[1][i]);
+  }
+  *e_min = a / 128;  // exact: multiples of 128
+  *e_max = b / 128;
 }
 
 // Whether, in a tile that TileIsSafe passed, every nonzero product w_h * relu(bf16(dot)) is an
@@ -181,7 +219,7 @@ DSV4_TARGET_AVX512BF16 void IndexerScoresAvx512Bf16(std::span<const IndexerPrepa
   float* kb = GrowTo(scratch->kb, dim * kKeys);
   // Accessed through intrinsics only (they may alias any type).
   uint32_t* kb16 = reinterpret_cast<uint32_t*>(GrowTo(scratch->kb16, dim * kKeys));
-  const simd::E2M1PairConsts consts = simd::MakeE2M1PairConsts();
+  const TileDecodeConsts consts = MakeTileDecodeConsts();
   for (int64_t t0 = begin; t0 < end; t0 += kKeys) {
     const uint8_t* rows[kKeys];
     const int64_t count = TileKeys<V>(keys, t0, end, rows);
