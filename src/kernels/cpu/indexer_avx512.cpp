@@ -36,6 +36,7 @@ struct TileDecodeConsts {
   __m512i ctrl[2];   // vpmultishiftqb bit offsets of register slot s (low byte of each word)
   __m512i table;     // BF16 words of the 16 E2M1 codes, twice (vpermw reads 5 index bits)
   __m512i spread[4]; // vpermw: word 8j + w of register m <- word m + 4j (key m + 4j's shift)
+  __m512i code_bytes; // vpermb: low byte of word i <- byte 4i (key i's first code of four)
 };
 
 DSV4_TARGET_AVX512BF16 TileDecodeConsts MakeTileDecodeConsts() {
@@ -64,6 +65,9 @@ DSV4_TARGET_AVX512BF16 TileDecodeConsts MakeTileDecodeConsts() {
   c.ctrl[1] = _mm512_load_si512(ctrl[1]);
   c.table = _mm512_load_si512(table);
   for (int m = 0; m < 4; ++m) c.spread[m] = _mm512_load_si512(spread[m]);
+  alignas(64) uint8_t code_bytes[64];
+  for (int t = 0; t < 64; ++t) code_bytes[t] = static_cast<uint8_t>(t < 32 ? 4 * (t / 2) : 0);
+  c.code_bytes = _mm512_load_si512(code_bytes);
   return c;
 }
 
@@ -79,12 +83,26 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
   const __m512i magnitude = _mm512_set1_epi16(0x7FFF);
   const int64_t scales = IndexerKeyFp4Layout{dim}.scales_offset();
   __m256i lo = _mm256_set1_epi16(32767), hi = _mm256_set1_epi16(-32768);
+  __m512i codes = _mm512_setzero_si512();  // dword i: key i's scale codes of blocks 4c .. 4c+3
   for (int64_t block = 0; block < dim / 32; ++block) {  // the two value groups of a scale
-    alignas(16) uint8_t codes[kKeys];
-    for (int i = 0; i < kKeys; ++i) codes[i] = rows[i][scales + block];
+    if (block % 4 == 0) {
+      const int64_t count = std::min<int64_t>(4, dim / 32 - block);
+      alignas(64) uint32_t four[kKeys];
+      for (int i = 0; i < kKeys; ++i) {
+        const uint8_t* src = rows[i] + scales + block;
+        if (count == 4) {
+          __builtin_memcpy(&four[i], src, 4);
+        } else {
+          four[i] = 0;
+          for (int64_t b = 0; b < count; ++b) four[i] |= static_cast<uint32_t>(src[b]) << (8 * b);
+        }
+      }
+      codes = _mm512_load_si512(four);
+    }
     // Scale 2^(s-127): s - 127 added to the exponent field of the nonzero words; word i: key i.
     const __m256i shifts = _mm256_slli_epi16(
-        _mm256_sub_epi16(_mm256_cvtepu8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(codes))),
+        _mm256_sub_epi16(_mm512_castsi512_si256(_mm512_maskz_permutexvar_epi8(
+                             0x55555555, _mm512_add_epi8(c.code_bytes, _mm512_set1_epi8(static_cast<char>(block % 4))), codes)),
                          _mm256_set1_epi16(127)),
         7);
     lo = _mm256_min_epi16(lo, shifts);
