@@ -100,11 +100,12 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
       codes = _mm512_load_si512(four);
     }
     // Scale 2^(s-127): s - 127 added to the exponent field of the nonzero words; word i: key i.
-    const __m256i shifts = _mm256_slli_epi16(
-        _mm256_sub_epi16(_mm512_castsi512_si256(_mm512_maskz_permutexvar_epi8(
-                             0x55555555, _mm512_add_epi8(c.code_bytes, _mm512_set1_epi8(static_cast<char>(block % 4))), codes)),
-                         _mm256_set1_epi16(127)),
-        7);
+    const __m512i pick =
+        _mm512_add_epi8(c.code_bytes, _mm512_set1_epi8(static_cast<char>(block % 4)));
+    const __m256i code_words =
+        _mm512_castsi512_si256(_mm512_maskz_permutexvar_epi8(0x55555555, pick, codes));
+    const __m256i shifts =
+        _mm256_slli_epi16(_mm256_sub_epi16(code_words, _mm256_set1_epi16(127)), 7);
     lo = _mm256_min_epi16(lo, shifts);
     hi = _mm256_max_epi16(hi, shifts);
     for (int m = 0; m < 4; ++m) {
