@@ -1,7 +1,9 @@
 // AVX-512 indexer scan of V4 FP4 keys: the FP32 loop is indexer_tiles.inc over simd::Avx512
 // (16 keys per tile, register p holding keys p and p + 8 as its two 8-lane halves, scored
 // against two query heads at a time); the VDPBF16PS loop below (the tile of
-// indexer_bf16_tile.h, shared with the V3.2 scan) takes every tile it can.
+// indexer_bf16_tile.h, shared with the V3.2 scan) takes every tile it can: the tile decoded
+// register by register (no gathers, no layout permutes), the ReLU-weighted head term two
+// heads at a time.
 #define DSV4_VEC_TARGET DSV4_TARGET_AVX512
 #include "kernels/cpu/indexer_tiles.inc"
 

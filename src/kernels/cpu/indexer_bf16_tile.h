@@ -27,7 +27,8 @@ constexpr int kHeads = 3;  // query heads per pass over the tile: 24 accumulator
 constexpr int64_t kGroupDwords = 8 * kKeys;  // one value group of a tile: registers (s, m)
 
 // Stores one value group of a tile at kb (registers (s, m) at kb + (4s + m) * 16 dwords) from
-// its pair-layout registers v[p] = [key p's pairs 0-7 | key p + 8's pairs 0-7], p = 0..7.
+// its pair-layout registers v[p] = [key p's pairs 0-7 | key p + 8's pairs 0-7], p = 0..7 (the
+// V3.2 decoder; the V4 decoder, indexer_avx512.cpp, builds each register (s, m) directly).
 DSV4_TARGET_AVX512BF16 inline void StoreGroup(const __m512i* v, uint32_t* kb) {
   // Register (s, m) from a = v[m] (keys m, m + 8) and b = v[m + 4] (keys m + 4, m + 12):
   // chunks [a's key m, b's key m + 4, a's key m + 8, b's key m + 12], pairs s, s+2, s+4, s+6.
