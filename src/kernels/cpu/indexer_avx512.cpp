@@ -73,6 +73,15 @@ DSV4_TARGET_AVX512BF16 TileDecodeConsts MakeTileDecodeConsts() {
   return c;
 }
 
+// Dword i: codes(rows[i] + offset), the key's scale codes of up to four blocks.
+template <class Codes>
+DSV4_TARGET_AVX512BF16 __m512i CodesOfKeys(const uint8_t* const* rows, int64_t offset,
+                                           const Codes& codes) {
+  const auto c = [&](int i) { return static_cast<int>(codes(rows[i] + offset)); };
+  return _mm512_set_epi32(c(15), c(14), c(13), c(12), c(11), c(10), c(9), c(8), c(7), c(6), c(5),
+                          c(4), c(3), c(2), c(1), c(0));
+}
+
 // kb: the tile in the layout of indexer_bf16_tile.h, each register (g, s, m) decoded in
 // place: its four chunks are keys m, m + 4, m + 8, m + 12, so one register holds the 16
 // bytes of a scale block of those four keys, each group's 8 bytes copied to both qwords of
@@ -88,18 +97,22 @@ DSV4_TARGET_AVX512BF16 void DecodeTileBf16(const uint8_t* const* rows, int64_t d
   __m512i codes = _mm512_setzero_si512();  // dword i: key i's scale codes of blocks 4c .. 4c+3
   for (int64_t block = 0; block < dim / 32; ++block) {  // the two value groups of a scale
     if (block % 4 == 0) {
+      // Built from scalar loads: a vector load of the codes stored to memory would wait for
+      // the 16 stores (no store forwarding).
       const int64_t count = std::min<int64_t>(4, dim / 32 - block);
-      alignas(64) uint32_t four[kKeys];
-      for (int i = 0; i < kKeys; ++i) {
-        const uint8_t* src = rows[i] + scales + block;
-        if (count == 4) {
-          __builtin_memcpy(&four[i], src, 4);
-        } else {
-          four[i] = 0;
-          for (int64_t b = 0; b < count; ++b) four[i] |= static_cast<uint32_t>(src[b]) << (8 * b);
-        }
+      if (count == 4) {
+        codes = CodesOfKeys(rows, scales + block, [](const uint8_t* src) {
+          uint32_t v;
+          __builtin_memcpy(&v, src, 4);
+          return v;
+        });
+      } else {
+        codes = CodesOfKeys(rows, scales + block, [count](const uint8_t* src) {
+          uint32_t v = 0;
+          for (int64_t b = 0; b < count; ++b) v |= uint32_t{src[b]} << (8 * b);
+          return v;
+        });
       }
-      codes = _mm512_load_si512(four);
     }
     // Scale 2^(s-127): s - 127 added to the exponent field of the nonzero words; word i: key i.
     const __m512i pick =
