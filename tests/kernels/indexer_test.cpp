@@ -80,7 +80,10 @@ TEST(IndexerFp4, ScoresAndTopKMatchThePlainKernelsOnEveryIsa) {
     const int64_t distinct = trial % 3 == 0 ? 1 + rng.Below(6) : n;
     const PackedKeys keys = MakeKeys(n, dim, per_page, distinct, 1 + trial % 8, rng);
     const std::vector<BF16> q = RandomBf16(heads * dim, rng, 0.5);
-    const std::vector<BF16> w = RandomBf16(heads, rng, 0.3);
+    std::vector<BF16> w = RandomBf16(heads, rng, 0.3);
+    // Zero weights of either sign (the BF16 path's paired term turns -0 products into +0).
+    if (trial % 4 == 2) w[rng.Below(heads)] = BF16{0x8000};
+    if (trial % 4 == 3) w[rng.Below(heads)] = BF16{0x0000};
     std::vector<float> expected(static_cast<size_t>(n));
     IndexerScores(pool, q.data(), w.data(), keys.decoded.data(), n, heads, dim, expected.data());
     const int64_t k = rng.Below(n + 5);

@@ -27,7 +27,8 @@ constexpr int kHeads = 3;  // query heads per pass over the tile: 24 accumulator
 constexpr int64_t kGroupDwords = 8 * kKeys;  // one value group of a tile: registers (s, m)
 
 // Stores one value group of a tile at kb (registers (s, m) at kb + (4s + m) * 16 dwords) from
-// its pair-layout registers v[p] = [key p's pairs 0-7 | key p + 8's pairs 0-7], p = 0..7.
+// its pair-layout registers v[p] = [key p's pairs 0-7 | key p + 8's pairs 0-7], p = 0..7 (the
+// V3.2 decoder; the V4 decoder, indexer_avx512.cpp, builds each register (s, m) directly).
 DSV4_TARGET_AVX512BF16 inline void StoreGroup(const __m512i* v, uint32_t* kb) {
   // Register (s, m) from a = v[m] (keys m, m + 8) and b = v[m + 4] (keys m + 4, m + 12):
   // chunks [a's key m, b's key m + 4, a's key m + 8, b's key m + 12], pairs s, s+2, s+4, s+6.
@@ -51,7 +52,7 @@ DSV4_TARGET_AVX512BF16 inline __m512 PairSums(__m512 a, __m512 b) {
 // slot order.
 template <int kPass, class Term>
 DSV4_TARGET_AVX512BF16 inline __m512 HeadsPass(const uint32_t* q_pairs, int64_t h, int64_t groups,
-                                               const uint32_t* kb, const Term& term,
+                                               const uint32_t* kb, Term& term,
                                                __m512 total) {
   __m512 acc[kPass][2][4];
   for (int i = 0; i < kPass; ++i) {
@@ -87,10 +88,11 @@ DSV4_TARGET_AVX512BF16 inline __m512 HeadsPass(const uint32_t* q_pairs, int64_t 
 
 // Σ_h term(total, h, dot_h) over all heads in ascending order: 3 per pass over the tile, the
 // last 4 or 2 two at a time (a pass of one reloads the tile for each head).
-// Term: a functor whose operator() carries DSV4_TARGET_AVX512BF16.
+// Term: a functor whose operator() carries DSV4_TARGET_AVX512BF16; it may keep state from
+// head to head (called in ascending head order).
 template <class Term>
 DSV4_TARGET_AVX512BF16 inline __m512 SumHeads(const uint32_t* q_pairs, int64_t heads, int64_t dim,
-                                              const uint32_t* kb, const Term& term) {
+                                              const uint32_t* kb, Term&& term) {
   static_assert(kHeads == 3);
   const int64_t groups = dim / 16;
   __m512 total = _mm512_setzero_ps();
