@@ -151,6 +151,28 @@ inline void PrefetchEntries(const uint8_t* const* entries, int64_t count, int64_
   }
 }
 
+// Part `part` of `parts` of PrefetchEntries' requests (in its order). Gathered entries are
+// apart in memory, so their lines miss every cache and the hardware prefetchers cannot follow
+// the pointers; requesting a whole tile at once fills the miss buffers and stalls the
+// prefetch instructions themselves, so the requests for the next tile are spread over the
+// current tile's head pairs.
+inline void PrefetchEntriesPart(const uint8_t* const* entries, int64_t count, int64_t bytes,
+                                int64_t part, int64_t parts) {
+  const int64_t slots = (bytes + 63) / 64 + 1;  // the lines from each 64 B step, the last byte
+  const int64_t begin = count * slots * part / parts, end = count * slots * (part + 1) / parts;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t slot = t % slots;
+    __builtin_prefetch(entries[t / slots] + (slot + 1 < slots ? 64 * slot : bytes - 1));
+  }
+}
+
+// The next tile's entries: what the current tile's head pairs prefetch.
+struct NextTile {
+  const uint8_t* const* rows;
+  int64_t count;  // 0 for the last tile
+  int64_t bytes;  // per entry
+};
+
 struct Consts {
   simd::E4M3PairConsts e4m3;
   simd::RowSpreads spreads;
@@ -188,10 +210,12 @@ DSV4_TARGET_AVX512BF16 void DecodeScoreTile(const AttnRows& r, const uint8_t* co
 
 // The scores of 16 decoded entries for heads [h0, h1): acc pairs as in the indexer.
 DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
-                                      const uint16_t* kb, float* out /* [heads][16] */) {
+                                      const uint16_t* kb, const NextTile& next,
+                                      float* out /* [heads][16] */) {
   const int64_t groups = c.rows.d / 16;
   const __m512 scale = _mm512_set1_ps(c.scale);
   for (int64_t h = 0; h < heads; h += 2) {
+    PrefetchEntriesPart(next.rows, next.count, next.bytes, h / 2, (heads + 1) / 2);
     const int64_t h1 = std::min(h + 1, heads - 1);  // an odd last head pairs with itself
     __m512 a0[kPairs], a1[kPairs];
 #pragma GCC unroll 8
@@ -268,16 +292,14 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   std::vector<float>& out = scratch->out;
   q_pairs.resize(static_cast<size_t>(heads * d / 2));
   const WordRange qr = WeightRange(c.q + h0 * d, heads * d);
-  for (int64_t h = 0; h < heads; ++h) {
-    const float* qh = c.q + (h0 + h) * d;
-    for (int64_t g = 0; g < groups; ++g) {
-      for (int j = 0; j < 8; ++j) {
-        uint32_t lo, hi;
-        std::memcpy(&lo, qh + 16 * g + 8 + j, 4);
-        std::memcpy(&hi, qh + 16 * g + j, 4);
-        q_pairs[(h * groups + g) * 8 + j] = (lo >> 16) | (hi & 0xFFFF0000u);
-      }
-    }
+  // Pair j of group g: [q[16g + j] | q[16g + 8 + j]] as BF16 words (high | low).
+  const __m512i high_words = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int64_t i = 0; i < heads * groups; ++i) {
+    const __m512i v = _mm512_loadu_si512(c.q + h0 * d + 16 * i);
+    const __m256i lo = _mm512_extracti64x4_epi64(_mm512_srli_epi32(v, 16), 1);
+    const __m256i hi = _mm512_castsi512_si256(_mm512_and_si512(v, high_words));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q_pairs.data() + 8 * i),
+                        _mm256_or_si256(lo, hi));
   }
   kb.resize(static_cast<size_t>(d * kTile));
   out.resize(static_cast<size_t>(heads * 16));
@@ -288,9 +310,9 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   PrefetchEntries(r.packed, std::min<int64_t>(kTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n - j0);
-    if (j0 + kTile < n) {
-      PrefetchEntries(r.packed + j0 + kTile, std::min<int64_t>(kTile, n - j0 - kTile), entry_bytes);
-    }
+    const NextTile next{r.packed + j0 + kTile,
+                        std::min<int64_t>(kTile, std::max<int64_t>(n - j0 - kTile, 0)),
+                        entry_bytes};
     const uint8_t* rows[kTile];  // a partial tile repeats its last entry
     for (int i = 0; i < kTile; ++i) rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
     const Range tile = TileRange(r, rows, count);
@@ -298,11 +320,12 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
     all.max = std::max(all.max, tile.max);
     all.ok = all.ok && tile.ok;
     if (!ProductsSafe(qr, tile, d)) {
+      PrefetchEntries(next.rows, next.count, entry_bytes);
       AttnScoresRangeAvx512(c, h0, h1, j0, j0 + count, s, scratch);
       continue;
     }
     DecodeScoreTile(r, rows, consts, kb.data());
-    ScoreTile(c, q_pairs.data(), heads, kb.data(), out.data());
+    ScoreTile(c, q_pairs.data(), heads, kb.data(), next, out.data());
     for (int64_t h = 0; h < heads; ++h) std::copy_n(out.data() + h * 16, count, s + h * n + j0);
   }
   st->bf16_rows = all.ok;
@@ -335,12 +358,24 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   std::vector<uint16_t>& vb = scratch->vb;
   std::vector<float>& accp = scratch->accp;
   std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kValueTile/2] a tile's weight pairs
-  pp_all.assign(static_cast<size_t>(heads * (kValueTile / 2)), 0u);
+  pp_all.resize(static_cast<size_t>(heads * (kValueTile / 2)));
+  static_assert(kValueTile == 32, "one permute per head makes a tile's weight pairs");
+  uint16_t pair_index[kValueTile];
+  for (int i = 0; i < kValueTile; ++i) pair_index[i] = static_cast<uint16_t>(i % 2 == 0 ? 2 * i + 3 : 2 * i - 1);
+  const __m512i pair_words = _mm512_loadu_si512(pair_index);
   vb.resize(static_cast<size_t>(kValueTile * d));
   accp.assign(static_cast<size_t>(heads * d), 0.0f);
+  // The entries have left the caches since pass 1 (on this thread's heads, pass 1 touched
+  // more than the L2 holds): the first tile's are requested now, each later tile's over the
+  // previous tile's head pairs.
+  const int64_t entry_bytes = r.entry().bytes();
+  PrefetchEntries(r.packed, std::min<int64_t>(kValueTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kValueTile) {
     const int64_t count = std::min<int64_t>(kValueTile, n - j0);
     const int64_t used_pairs = (count + 1) / 2;
+    const NextTile next{r.packed + j0 + kValueTile,
+                        std::min<int64_t>(kValueTile, std::max<int64_t>(n - j0 - kValueTile, 0)),
+                        entry_bytes};
     for (int64_t jp = 0; jp < used_pairs; ++jp) {
       const uint8_t* first_entry = r.packed[j0 + 2 * jp];
       const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
@@ -355,18 +390,21 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
         _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
       }
     }
+    // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0): word
+    // 2jp is the high word of p_{2jp+1} (word 4jp + 3 of the 32 weights), word 2jp + 1 that
+    // of p_{2jp} (word 4jp + 1).
+    const __mmask16 first_half = simd::FirstLanes16(count);
+    const __mmask16 second_half = simd::FirstLanes16(std::max<int64_t>(count - 16, 0));
     for (int64_t h = 0; h < heads; ++h) {
-      // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0).
-      uint32_t* pp = pp_all.data() + h * (kValueTile / 2);
-      for (int64_t jp = 0; jp < used_pairs; ++jp) {
-        uint32_t a = 0, b;
-        if (2 * jp + 1 < count) std::memcpy(&a, p + h * n + j0 + 2 * jp + 1, 4);
-        std::memcpy(&b, p + h * n + j0 + 2 * jp, 4);
-        pp[jp] = (a >> 16) | (b & 0xFFFF0000u);
-      }
+      const float* ph = p + h * n + j0;
+      const __m512i a = _mm512_castps_si512(_mm512_maskz_loadu_ps(first_half, ph));
+      const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(second_half, ph + 16));
+      _mm512_storeu_si512(pp_all.data() + h * (kValueTile / 2),
+                          _mm512_permutex2var_epi16(a, pair_words, b));
     }
     // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
     for (int64_t h = 0; h < heads; h += 2) {
+      PrefetchEntriesPart(next.rows, next.count, next.bytes, h / 2, (heads + 1) / 2);
       const int64_t h1 = std::min(h + 1, heads - 1);
       const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kValueTile / 2),
                            pp_all.data() + h1 * (kValueTile / 2)};

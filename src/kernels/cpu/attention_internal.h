@@ -101,6 +101,10 @@ void AttnSoftmaxAvx2(const float* sink, int64_t heads, int64_t n, float* s, floa
                      AttnThreadScratch* scratch);
 void AttnSoftmaxAvx512(const float* sink, int64_t heads, int64_t n, float* s, float* den,
                        AttnThreadScratch* scratch);
+// out[h * d + k] = bf16(acc[h * d + k] / den[h]) for heads [0, heads) (IEEE division, round
+// to nearest even; NaN stays a quiet NaN, as F32ToBf16).
+void AttnNormalizeScalar(const float* acc, const float* den, int64_t heads, int64_t d, BF16* out);
+void AttnNormalizeAvx512(const float* acc, const float* den, int64_t heads, int64_t d, BF16* out);
 // out[i] = ExpF(x[i]), 16 lanes at a time (AVX-512; exposed for the tests).
 void ExpFAvx512(const float* x, int64_t n, float* out);
 
