@@ -24,8 +24,10 @@ namespace dsv4::kernels::internal {
 namespace {
 
 constexpr int kTile = 16;       // entries per score tile
-constexpr int kValueTile = 32;  // entries per value tile (each accumulator load / store
-                                // serves 16 entry pairs)
+constexpr int kValueTile = 64;  // entries per value tile (each accumulator load / store
+                                // serves 32 entry pairs)
+constexpr int kBlockChunks = 4;  // 32-column chunks per value block: a tile's block of
+                                 // interleaved rows is 16 KB and stays in the L1
 constexpr int kPairs = 8;
 
 // Exponent range of entry values: nonzero values are multiples of 2^grain and below 2^max.
@@ -225,6 +227,14 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_pairs + (h * groups + g) * 8)));
       const __m512i qb = _mm512_broadcast_i64x4(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_pairs + (h1 * groups + g) * 8)));
+      // The next head pair's query (1 KB per head, each line used once per tile: the L1
+      // does not keep all heads' queries next to the tile).
+      if (h + 3 < heads) {
+        _mm_prefetch(reinterpret_cast<const char*>(q_pairs + ((h + 2) * groups + g) * 8),
+                     _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(q_pairs + ((h + 3) * groups + g) * 8),
+                     _MM_HINT_T0);
+      }
       const uint16_t* k = kb + g * kPairs * 32;
 #pragma GCC unroll 8
       for (int p = 0; p < kPairs; ++p) {
@@ -240,7 +250,7 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
 
 // One tile's interleaved rows and two heads' weight pairs.
 struct ValuePass {
-  const uint16_t* vb;  // [kValueTile/2][chunks][2][32]
+  const uint16_t* vb;  // [kValueTile/2][chunks][2][32] (chunks of the block)
   int64_t chunks;
   int64_t used_pairs;
   const uint32_t* w0;  // [kValueTile/2] weight pairs of head 0 and head 1
@@ -352,22 +362,24 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
-  // vb BF16 [kValueTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
+  // A tile's rows go block by block of kBlockChunks chunks (128 columns): vb BF16
+  // [kValueTile/2][block chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
   // column, for the 32 columns of chunk m as unpacklo / unpackhi registers, decoded straight
   // into that order. accp FP32 [heads][chunks][2][16]: columns in that register order.
   std::vector<uint16_t>& vb = scratch->vb;
   std::vector<float>& accp = scratch->accp;
   std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kValueTile/2] a tile's weight pairs
   pp_all.resize(static_cast<size_t>(heads * (kValueTile / 2)));
-  static_assert(kValueTile == 32, "one permute per head makes a tile's weight pairs");
-  uint16_t pair_index[kValueTile];
-  for (int i = 0; i < kValueTile; ++i) pair_index[i] = static_cast<uint16_t>(i % 2 == 0 ? 2 * i + 3 : 2 * i - 1);
+  static_assert(kValueTile == 64, "two permutes per head make a tile's weight pairs");
+  uint16_t pair_index[32];
+  for (int i = 0; i < 32; ++i) pair_index[i] = static_cast<uint16_t>(i % 2 == 0 ? 2 * i + 3 : 2 * i - 1);
   const __m512i pair_words = _mm512_loadu_si512(pair_index);
-  vb.resize(static_cast<size_t>(kValueTile * d));
+  vb.resize(static_cast<size_t>(kValueTile * 32 * kBlockChunks));
   accp.assign(static_cast<size_t>(heads * d), 0.0f);
+  const int64_t blocks = (chunks + kBlockChunks - 1) / kBlockChunks;
   // The entries have left the caches since pass 1 (on this thread's heads, pass 1 touched
   // more than the L2 holds): the first tile's are requested now, each later tile's over the
-  // previous tile's head pairs.
+  // previous tile's (block, head pair) passes.
   const int64_t entry_bytes = r.entry().bytes();
   PrefetchEntries(r.packed, std::min<int64_t>(kValueTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kValueTile) {
@@ -376,47 +388,61 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
     const NextTile next{r.packed + j0 + kValueTile,
                         std::min<int64_t>(kValueTile, std::max<int64_t>(n - j0 - kValueTile, 0)),
                         entry_bytes};
-    for (int64_t jp = 0; jp < used_pairs; ++jp) {
-      const uint8_t* first_entry = r.packed[j0 + 2 * jp];
-      const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
-      for (int64_t m = 0; m < chunks; ++m) {
-        // Past the tile's end: value 0 (its weight is 0 too).
-        const __m512i later = later_entry != nullptr
-                                  ? EntryWords(r, later_entry, 32 * m, false, consts)
-                                  : _mm512_setzero_si512();
-        const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
-        uint16_t* dst = vb.data() + (jp * chunks + m) * 64;
-        _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
-        _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
-      }
-    }
     // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0): word
-    // 2jp is the high word of p_{2jp+1} (word 4jp + 3 of the 32 weights), word 2jp + 1 that
-    // of p_{2jp} (word 4jp + 1).
-    const __mmask16 first_half = simd::FirstLanes16(count);
-    const __mmask16 second_half = simd::FirstLanes16(std::max<int64_t>(count - 16, 0));
+    // 2i is the high word of p_{2i+1} (word 4i + 3 of 32 weights), word 2i + 1 that of p_{2i}
+    // (word 4i + 1); one permute per 32 weights.
     for (int64_t h = 0; h < heads; ++h) {
-      const float* ph = p + h * n + j0;
-      const __m512i a = _mm512_castps_si512(_mm512_maskz_loadu_ps(first_half, ph));
-      const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(second_half, ph + 16));
-      _mm512_storeu_si512(pp_all.data() + h * (kValueTile / 2),
-                          _mm512_permutex2var_epi16(a, pair_words, b));
-    }
-    // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
-    for (int64_t h = 0; h < heads; h += 2) {
-      PrefetchEntriesPart(next.rows, next.count, next.bytes, h / 2, (heads + 1) / 2);
-      const int64_t h1 = std::min(h + 1, heads - 1);
-      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kValueTile / 2),
-                           pp_all.data() + h1 * (kValueTile / 2)};
-      float* a0 = accp.data() + h * d;
-      float* a1 = accp.data() + h1 * d;
-      int64_t m0 = 0;  // register index (2 per 32 columns; 2 * chunks is even)
-      for (; m0 + 8 <= 2 * chunks; m0 += 8) ValueRegs<8>(pass, m0, a0, a1);
-      if (m0 + 4 <= 2 * chunks) {
-        ValueRegs<4>(pass, m0, a0, a1);
-        m0 += 4;
+      for (int64_t half = 0; half < 2; ++half) {
+        const int64_t left = count - 32 * half;
+        const __mmask16 lo = simd::FirstLanes16(std::max<int64_t>(left, 0));
+        const __mmask16 hi = simd::FirstLanes16(std::max<int64_t>(left - 16, 0));
+        const float* ph = p + h * n + j0 + 32 * half;
+        const __m512i a = _mm512_castps_si512(_mm512_maskz_loadu_ps(lo, ph));
+        const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(hi, ph + 16));
+        _mm512_storeu_si512(pp_all.data() + h * (kValueTile / 2) + 16 * half,
+                            _mm512_permutex2var_epi16(a, pair_words, b));
       }
-      if (m0 < 2 * chunks) ValueRegs<2>(pass, m0, a0, a1);
+    }
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t m_begin = blk * kBlockChunks;
+      const int64_t block_chunks = std::min<int64_t>(kBlockChunks, chunks - m_begin);
+      for (int64_t jp = 0; jp < used_pairs; ++jp) {
+        const uint8_t* first_entry = r.packed[j0 + 2 * jp];
+        const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
+        for (int64_t mm = 0; mm < block_chunks; ++mm) {
+          const int64_t m = m_begin + mm;
+          // Past the tile's end: value 0 (its weight is 0 too).
+          const __m512i later = later_entry != nullptr
+                                    ? EntryWords(r, later_entry, 32 * m, false, consts)
+                                    : _mm512_setzero_si512();
+          const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
+          uint16_t* dst = vb.data() + (jp * block_chunks + mm) * 64;
+          _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
+          _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
+        }
+      }
+      // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
+      const int64_t head_pairs = (heads + 1) / 2;
+      for (int64_t h = 0; h < heads; h += 2) {
+        PrefetchEntriesPart(next.rows, next.count, next.bytes, blk * head_pairs + h / 2,
+                            blocks * head_pairs);
+        const int64_t h1 = std::min(h + 1, heads - 1);
+        const ValuePass pass{vb.data(), block_chunks, used_pairs,
+                             pp_all.data() + h * (kValueTile / 2),
+                             pp_all.data() + h1 * (kValueTile / 2)};
+        float* a0 = accp.data() + h * d + 32 * m_begin;
+        float* a1 = accp.data() + h1 * d + 32 * m_begin;
+        int64_t m0 = 0;  // register index in the block (2 per 32 columns)
+        if (block_chunks == 4) {
+          ValueRegs<8>(pass, m0, a0, a1);
+          continue;
+        }
+        if (m0 + 4 <= 2 * block_chunks) {
+          ValueRegs<4>(pass, m0, a0, a1);
+          m0 += 4;
+        }
+        if (m0 < 2 * block_chunks) ValueRegs<2>(pass, m0, a0, a1);
+      }
     }
   }
   // Back to column order: register (m, half) lane 4L + i holds column 32m + 8L + 4half + i.
