@@ -213,7 +213,9 @@ DSV4_TARGET_AVX512BF16 void DecodeScoreTile(const AttnRows& r, const uint8_t* co
 // The scores of 16 decoded entries for heads [h0, h1): acc pairs as in the indexer.
 DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
                                       const uint16_t* kb, const NextTile& next,
-                                      float* out /* [heads][16] */) {
+                                      int64_t count, int64_t n,
+                                      float* s /* [heads][n] at the tile's first entry */) {
+  const __mmask16 tail = simd::FirstLanes16(count);
   const int64_t groups = c.rows.d / 16;
   const __m512 scale = _mm512_set1_ps(c.scale);
   for (int64_t h = 0; h < heads; h += 2) {
@@ -243,8 +245,9 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
         a1[p] = simd::DotBf16(a1[p], qb, kv);
       }
     }
-    _mm512_storeu_ps(out + h * 16, _mm512_mul_ps(simd::ReduceLanes16(a0), scale));
-    _mm512_storeu_ps(out + h1 * 16, _mm512_mul_ps(simd::ReduceLanes16(a1), scale));
+    // For an odd last head h1 == h: both stores write the same scores.
+    _mm512_mask_storeu_ps(s + h * n, tail, _mm512_mul_ps(simd::ReduceLanes16(a0), scale));
+    _mm512_mask_storeu_ps(s + h1 * n, tail, _mm512_mul_ps(simd::ReduceLanes16(a1), scale));
   }
 }
 
@@ -299,7 +302,6 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   // q in pair layout (exact: q holds BF16 values) and its exponent range.
   std::vector<uint32_t>& q_pairs = scratch->q_pairs;
   std::vector<uint16_t>& kb = scratch->kb;
-  std::vector<float>& out = scratch->out;
   q_pairs.resize(static_cast<size_t>(heads * d / 2));
   const WordRange qr = WeightRange(c.q + h0 * d, heads * d);
   // Pair j of group g: [q[16g + j] | q[16g + 8 + j]] as BF16 words (high | low).
@@ -312,7 +314,6 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
                         _mm256_or_si256(lo, hi));
   }
   kb.resize(static_cast<size_t>(d * kTile));
-  out.resize(static_cast<size_t>(heads * 16));
   Range all;  // every entry, for pass 2
   // Gathered entries sit anywhere in the cache: the hardware prefetchers cannot follow the
   // pointers, so the next tile's entries are requested while this one is scored.
@@ -335,8 +336,7 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
       continue;
     }
     DecodeScoreTile(r, rows, consts, kb.data());
-    ScoreTile(c, q_pairs.data(), heads, kb.data(), next, out.data());
-    for (int64_t h = 0; h < heads; ++h) std::copy_n(out.data() + h * 16, count, s + h * n + j0);
+    ScoreTile(c, q_pairs.data(), heads, kb.data(), next, count, n, s + j0);
   }
   st->bf16_rows = all.ok;
   st->grain_exp = all.grain;

@@ -50,7 +50,6 @@ struct AttnThreadScratch {
   // VDPBF16PS passes (attention_avx512bf16.cpp).
   std::vector<uint32_t> q_pairs;      // q in pair layout [heads, d/2]
   std::vector<uint16_t> kb;           // a score tile's entries, BF16 words [d, 16]
-  std::vector<float> out;             // a score tile's results [heads, 16]
   std::vector<uint16_t> vb;           // a value tile's entries, BF16 words [32, d]
   std::vector<float> accp;            // the value sums in register order [heads, d]
   std::vector<uint32_t> pp_all;       // a tile's weight pairs [heads, 8]
