@@ -289,6 +289,30 @@ DSV4_TARGET_AVX512BF16 void ValueRegs(const ValuePass& v, int64_t m0, float* a0,
   }
 }
 
+// Chunks [m_begin, m_begin + block_chunks) of `count` entries into vb BF16
+// [(count + 1) / 2][block_chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per column
+// as unpacklo / unpackhi registers. Out of line: its constants keep their registers apart from
+// the value loops' accumulators.
+DSV4_TARGET_AVX512BF16 __attribute__((noinline)) void DecodeValueBlock(
+    const AttnRows& r, const uint8_t* const* entries, int64_t count, int64_t m_begin,
+    int64_t block_chunks, const Consts& consts, uint16_t* vb) {
+  for (int64_t jp = 0; 2 * jp < count; ++jp) {
+    const uint8_t* first_entry = entries[2 * jp];
+    const uint8_t* later_entry = 2 * jp + 1 < count ? entries[2 * jp + 1] : nullptr;
+    for (int64_t mm = 0; mm < block_chunks; ++mm) {
+      const int64_t m = m_begin + mm;
+      // Past the tile's end: value 0 (its weight is 0 too).
+      const __m512i later = later_entry != nullptr
+                                ? EntryWords(r, later_entry, 32 * m, false, consts)
+                                : _mm512_setzero_si512();
+      const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
+      uint16_t* dst = vb + (jp * block_chunks + mm) * 64;
+      _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
+      _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
+    }
+  }
+}
+
 }  // namespace
 
 DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
@@ -406,21 +430,7 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t m_begin = blk * kBlockChunks;
       const int64_t block_chunks = std::min<int64_t>(kBlockChunks, chunks - m_begin);
-      for (int64_t jp = 0; jp < used_pairs; ++jp) {
-        const uint8_t* first_entry = r.packed[j0 + 2 * jp];
-        const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
-        for (int64_t mm = 0; mm < block_chunks; ++mm) {
-          const int64_t m = m_begin + mm;
-          // Past the tile's end: value 0 (its weight is 0 too).
-          const __m512i later = later_entry != nullptr
-                                    ? EntryWords(r, later_entry, 32 * m, false, consts)
-                                    : _mm512_setzero_si512();
-          const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
-          uint16_t* dst = vb.data() + (jp * block_chunks + mm) * 64;
-          _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
-          _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
-        }
-      }
+      DecodeValueBlock(r, r.packed + j0, count, m_begin, block_chunks, consts, vb.data());
       // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
       const int64_t head_pairs = (heads + 1) / 2;
       for (int64_t h = 0; h < heads; h += 2) {
