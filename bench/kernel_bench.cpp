@@ -375,7 +375,9 @@ BENCHMARK(BM_IndexerTopKFp8)
 // Sparse gather attention: args ISA. V4-Flash CSA at 1M context: 64 heads, d = 448 FP8 +
 // 64 BF16 RoPE (584-B entries), 128 window rows + 512 entries picked from 256K.
 
-void BM_GatherAttention(benchmark::State& state) {
+// On `pool`; the bound takes the pool's share of the machine's peak (a one-thread pool: one
+// thread's).
+void GatherAttention(benchmark::State& state, ThreadPool& pool) {
   kernels::Workspace ws;
   const int64_t heads = 64, d_nope = 448, rope = 64, d = d_nope + rope;
   const int64_t window = 128, selected = 512, pool_entries = 1 << 18, entry_bytes = 584;
@@ -402,16 +404,25 @@ void BM_GatherAttention(benchmark::State& state) {
   std::vector<float> sink(static_cast<size_t>(heads), 0.0f);
   const int64_t n = static_cast<int64_t>(rows.size());
   for (auto _ : state) {
-    kernels::SparseAttentionPacked(Pool(), q.data(), rows.data(), n, sink.data(), heads, d_nope,
+    kernels::SparseAttentionPacked(pool, q.data(), rows.data(), n, sink.data(), heads, d_nope,
                                    rope, 1.0f / 22.6f, out.data(), &ws);
     benchmark::DoNotOptimize(out.data());
   }
+  const double share = static_cast<double>(Pool().num_threads()) / pool.num_threads();
   SetRoofline(
-      state, static_cast<double>(n * entry_bytes + heads * d * 2),
-      2.0 * 2.0 * static_cast<double>(heads * n * d),
+      state, static_cast<double>(n * entry_bytes + heads * d * 2) * share,
+      2.0 * 2.0 * static_cast<double>(heads * n * d) * share,
       static_cast<Isa>(state.range(0)) == Isa::kAvx512Bf16 ? Peak::kBf16Dot : Peak::kMulAdd);
   kernels::SetIsaForTesting(kernels::DetectIsa());
 }
+void BM_GatherAttention(benchmark::State& state) { GatherAttention(state, Pool()); }
+// The same on one thread, timed by its CPU time (the rates too): the work without the other
+// thread's scheduling, for busy machines.
+void BM_GatherAttentionOneThread(benchmark::State& state) {
+  static ThreadPool one(1);
+  GatherAttention(state, one);
+}
+BENCHMARK(BM_GatherAttentionOneThread)->Arg(3)->ArgName("isa")->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GatherAttention)
     ->Arg(0)
     ->Arg(1)

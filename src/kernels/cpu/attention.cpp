@@ -40,6 +40,13 @@ void AttnSoftmaxScalar(const float* sink, int64_t heads, int64_t n, float* s, fl
   AttnSoftmaxRows(sink, heads, n, s, den);
 }
 
+void AttnNormalizeScalar(const float* acc, const float* den, int64_t heads, int64_t d,
+                         BF16* out) {
+  for (int64_t h = 0; h < heads; ++h) {
+    for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h]);
+  }
+}
+
 void AttnValuesScalar(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
                       const AttnPassState& /*st*/, AttnThreadScratch* scratch) {
   const int64_t n = c.rows.n, d = c.rows.d;
@@ -68,6 +75,7 @@ using ScoresFn = void (*)(const AttnCall&, int64_t, int64_t, float*, AttnPassSta
 using ValuesFn = void (*)(const AttnCall&, int64_t, int64_t, const float*, float*,
                           const AttnPassState&, AttnThreadScratch*);
 using SoftmaxFn = void (*)(const float*, int64_t, int64_t, float*, float*, AttnThreadScratch*);
+using NormalizeFn = void (*)(const float*, const float*, int64_t, int64_t, BF16*);
 
 // Scores over all rows, then the softmax weights in the scalar order of the reference
 // (max, e^{s-m} with ExpF, the denominator, p = bf16(e)), then the weighted value sum.
@@ -77,10 +85,14 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
   ScoresFn scores = internal::AttnScoresScalar;
   ValuesFn values = internal::AttnValuesScalar;
   SoftmaxFn softmax = internal::AttnSoftmaxScalar;
+  NormalizeFn normalize = internal::AttnNormalizeScalar;
   const bool simd_ok = d % 16 == 0 && (rows.packed == nullptr || rows.d_nope % 64 == 0);
   const bool bf16_ok = simd_ok && rows.packed != nullptr && rows.rope_dim % 32 == 0;
   const Isa isa = ActiveIsa();
-  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16) softmax = internal::AttnSoftmaxAvx512;
+  if (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16) {
+    softmax = internal::AttnSoftmaxAvx512;
+    normalize = internal::AttnNormalizeAvx512;
+  }
   if (isa == Isa::kAvx2) softmax = internal::AttnSoftmaxAvx2;
   if (bf16_ok && isa == Isa::kAvx512Bf16) {
     scores = internal::AttnScoresAvx512Bf16;
@@ -109,9 +121,7 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
     den.resize(static_cast<size_t>(h1 - h0));
     softmax(sink + h0, h1 - h0, n, s.data() + h0 * n, den.data(), scratch);
     values(call, h0, h1, s.data() + h0 * n, acc.data() + h0 * d, state, scratch);
-    for (int64_t h = h0; h < h1; ++h) {
-      for (int64_t k = 0; k < d; ++k) out[h * d + k] = F32ToBf16(acc[h * d + k] / den[h - h0]);
-    }
+    normalize(acc.data() + h0 * d, den.data(), h1 - h0, d, out + h0 * d);
   };
   pool.ParallelForWithThread(heads, GrainForWork(2 * n * d), attend_heads);
 }

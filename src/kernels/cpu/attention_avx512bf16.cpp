@@ -24,8 +24,10 @@ namespace dsv4::kernels::internal {
 namespace {
 
 constexpr int kTile = 16;       // entries per score tile
-constexpr int kValueTile = 32;  // entries per value tile (each accumulator load / store
-                                // serves 16 entry pairs)
+constexpr int kValueTile = 64;  // entries per value tile (each accumulator load / store
+                                // serves 32 entry pairs)
+constexpr int kBlockChunks = 4;  // 32-column chunks per value block: a tile's block of
+                                 // interleaved rows is 16 KB and stays in the L1
 constexpr int kPairs = 8;
 
 // Exponent range of entry values: nonzero values are multiples of 2^grain and below 2^max.
@@ -151,6 +153,28 @@ inline void PrefetchEntries(const uint8_t* const* entries, int64_t count, int64_
   }
 }
 
+// Part `part` of `parts` of PrefetchEntries' requests (in its order). Gathered entries are
+// apart in memory, so their lines miss every cache and the hardware prefetchers cannot follow
+// the pointers; requesting a whole tile at once fills the miss buffers and stalls the
+// prefetch instructions themselves, so the requests for the next tile are spread over the
+// current tile's head pairs.
+inline void PrefetchEntriesPart(const uint8_t* const* entries, int64_t count, int64_t bytes,
+                                int64_t part, int64_t parts) {
+  const int64_t slots = (bytes + 63) / 64 + 1;  // the lines from each 64 B step, the last byte
+  const int64_t begin = count * slots * part / parts, end = count * slots * (part + 1) / parts;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t slot = t % slots;
+    __builtin_prefetch(entries[t / slots] + (slot + 1 < slots ? 64 * slot : bytes - 1));
+  }
+}
+
+// The next tile's entries: what the current tile's head pairs prefetch.
+struct NextTile {
+  const uint8_t* const* rows;
+  int64_t count;  // 0 for the last tile
+  int64_t bytes;  // per entry
+};
+
 struct Consts {
   simd::E4M3PairConsts e4m3;
   simd::RowSpreads spreads;
@@ -188,10 +212,14 @@ DSV4_TARGET_AVX512BF16 void DecodeScoreTile(const AttnRows& r, const uint8_t* co
 
 // The scores of 16 decoded entries for heads [h0, h1): acc pairs as in the indexer.
 DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
-                                      const uint16_t* kb, float* out /* [heads][16] */) {
+                                      const uint16_t* kb, const NextTile& next,
+                                      int64_t count, int64_t n,
+                                      float* s /* [heads][n] at the tile's first entry */) {
+  const __mmask16 tail = simd::FirstLanes16(count);
   const int64_t groups = c.rows.d / 16;
   const __m512 scale = _mm512_set1_ps(c.scale);
   for (int64_t h = 0; h < heads; h += 2) {
+    PrefetchEntriesPart(next.rows, next.count, next.bytes, h / 2, (heads + 1) / 2);
     const int64_t h1 = std::min(h + 1, heads - 1);  // an odd last head pairs with itself
     __m512 a0[kPairs], a1[kPairs];
 #pragma GCC unroll 8
@@ -201,6 +229,14 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_pairs + (h * groups + g) * 8)));
       const __m512i qb = _mm512_broadcast_i64x4(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q_pairs + (h1 * groups + g) * 8)));
+      // The next head pair's query (1 KB per head, each line used once per tile: the L1
+      // does not keep all heads' queries next to the tile).
+      if (h + 3 < heads) {
+        _mm_prefetch(reinterpret_cast<const char*>(q_pairs + ((h + 2) * groups + g) * 8),
+                     _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(q_pairs + ((h + 3) * groups + g) * 8),
+                     _MM_HINT_T0);
+      }
       const uint16_t* k = kb + g * kPairs * 32;
 #pragma GCC unroll 8
       for (int p = 0; p < kPairs; ++p) {
@@ -209,14 +245,15 @@ DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs
         a1[p] = simd::DotBf16(a1[p], qb, kv);
       }
     }
-    _mm512_storeu_ps(out + h * 16, _mm512_mul_ps(simd::ReduceLanes16(a0), scale));
-    _mm512_storeu_ps(out + h1 * 16, _mm512_mul_ps(simd::ReduceLanes16(a1), scale));
+    // For an odd last head h1 == h: both stores write the same scores.
+    _mm512_mask_storeu_ps(s + h * n, tail, _mm512_mul_ps(simd::ReduceLanes16(a0), scale));
+    _mm512_mask_storeu_ps(s + h1 * n, tail, _mm512_mul_ps(simd::ReduceLanes16(a1), scale));
   }
 }
 
 // One tile's interleaved rows and two heads' weight pairs.
 struct ValuePass {
-  const uint16_t* vb;  // [kValueTile/2][chunks][2][32]
+  const uint16_t* vb;  // [kValueTile/2][chunks][2][32] (chunks of the block)
   int64_t chunks;
   int64_t used_pairs;
   const uint32_t* w0;  // [kValueTile/2] weight pairs of head 0 and head 1
@@ -252,6 +289,30 @@ DSV4_TARGET_AVX512BF16 void ValueRegs(const ValuePass& v, int64_t m0, float* a0,
   }
 }
 
+// Chunks [m_begin, m_begin + block_chunks) of `count` entries into vb BF16
+// [(count + 1) / 2][block_chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per column
+// as unpacklo / unpackhi registers. Out of line: its constants keep their registers apart from
+// the value loops' accumulators.
+DSV4_TARGET_AVX512BF16 __attribute__((noinline)) void DecodeValueBlock(
+    const AttnRows& r, const uint8_t* const* entries, int64_t count, int64_t m_begin,
+    int64_t block_chunks, const Consts& consts, uint16_t* vb) {
+  for (int64_t jp = 0; 2 * jp < count; ++jp) {
+    const uint8_t* first_entry = entries[2 * jp];
+    const uint8_t* later_entry = 2 * jp + 1 < count ? entries[2 * jp + 1] : nullptr;
+    for (int64_t mm = 0; mm < block_chunks; ++mm) {
+      const int64_t m = m_begin + mm;
+      // Past the tile's end: value 0 (its weight is 0 too).
+      const __m512i later = later_entry != nullptr
+                                ? EntryWords(r, later_entry, 32 * m, false, consts)
+                                : _mm512_setzero_si512();
+      const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
+      uint16_t* dst = vb + (jp * block_chunks + mm) * 64;
+      _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
+      _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
+    }
+  }
+}
+
 }  // namespace
 
 DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
@@ -265,22 +326,18 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   // q in pair layout (exact: q holds BF16 values) and its exponent range.
   std::vector<uint32_t>& q_pairs = scratch->q_pairs;
   std::vector<uint16_t>& kb = scratch->kb;
-  std::vector<float>& out = scratch->out;
   q_pairs.resize(static_cast<size_t>(heads * d / 2));
   const WordRange qr = WeightRange(c.q + h0 * d, heads * d);
-  for (int64_t h = 0; h < heads; ++h) {
-    const float* qh = c.q + (h0 + h) * d;
-    for (int64_t g = 0; g < groups; ++g) {
-      for (int j = 0; j < 8; ++j) {
-        uint32_t lo, hi;
-        std::memcpy(&lo, qh + 16 * g + 8 + j, 4);
-        std::memcpy(&hi, qh + 16 * g + j, 4);
-        q_pairs[(h * groups + g) * 8 + j] = (lo >> 16) | (hi & 0xFFFF0000u);
-      }
-    }
+  // Pair j of group g: [q[16g + j] | q[16g + 8 + j]] as BF16 words (high | low).
+  const __m512i high_words = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int64_t i = 0; i < heads * groups; ++i) {
+    const __m512i v = _mm512_loadu_si512(c.q + h0 * d + 16 * i);
+    const __m256i lo = _mm512_extracti64x4_epi64(_mm512_srli_epi32(v, 16), 1);
+    const __m256i hi = _mm512_castsi512_si256(_mm512_and_si512(v, high_words));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q_pairs.data() + 8 * i),
+                        _mm256_or_si256(lo, hi));
   }
   kb.resize(static_cast<size_t>(d * kTile));
-  out.resize(static_cast<size_t>(heads * 16));
   Range all;  // every entry, for pass 2
   // Gathered entries sit anywhere in the cache: the hardware prefetchers cannot follow the
   // pointers, so the next tile's entries are requested while this one is scored.
@@ -288,9 +345,9 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
   PrefetchEntries(r.packed, std::min<int64_t>(kTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n - j0);
-    if (j0 + kTile < n) {
-      PrefetchEntries(r.packed + j0 + kTile, std::min<int64_t>(kTile, n - j0 - kTile), entry_bytes);
-    }
+    const NextTile next{r.packed + j0 + kTile,
+                        std::min<int64_t>(kTile, std::max<int64_t>(n - j0 - kTile, 0)),
+                        entry_bytes};
     const uint8_t* rows[kTile];  // a partial tile repeats its last entry
     for (int i = 0; i < kTile; ++i) rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
     const Range tile = TileRange(r, rows, count);
@@ -298,12 +355,12 @@ DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, 
     all.max = std::max(all.max, tile.max);
     all.ok = all.ok && tile.ok;
     if (!ProductsSafe(qr, tile, d)) {
+      PrefetchEntries(next.rows, next.count, entry_bytes);
       AttnScoresRangeAvx512(c, h0, h1, j0, j0 + count, s, scratch);
       continue;
     }
     DecodeScoreTile(r, rows, consts, kb.data());
-    ScoreTile(c, q_pairs.data(), heads, kb.data(), out.data());
-    for (int64_t h = 0; h < heads; ++h) std::copy_n(out.data() + h * 16, count, s + h * n + j0);
+    ScoreTile(c, q_pairs.data(), heads, kb.data(), next, count, n, s + j0);
   }
   st->bf16_rows = all.ok;
   st->grain_exp = all.grain;
@@ -329,56 +386,73 @@ DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, 
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
-  // vb BF16 [kValueTile/2][chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
+  // A tile's rows go block by block of kBlockChunks chunks (128 columns): vb BF16
+  // [kValueTile/2][block chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
   // column, for the 32 columns of chunk m as unpacklo / unpackhi registers, decoded straight
   // into that order. accp FP32 [heads][chunks][2][16]: columns in that register order.
   std::vector<uint16_t>& vb = scratch->vb;
   std::vector<float>& accp = scratch->accp;
   std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kValueTile/2] a tile's weight pairs
-  pp_all.assign(static_cast<size_t>(heads * (kValueTile / 2)), 0u);
-  vb.resize(static_cast<size_t>(kValueTile * d));
+  pp_all.resize(static_cast<size_t>(heads * (kValueTile / 2)));
+  static_assert(kValueTile == 64, "two permutes per head make a tile's weight pairs");
+  uint16_t pair_index[32];
+  for (int i = 0; i < 32; ++i) pair_index[i] = static_cast<uint16_t>(i % 2 == 0 ? 2 * i + 3 : 2 * i - 1);
+  const __m512i pair_words = _mm512_loadu_si512(pair_index);
+  vb.resize(static_cast<size_t>(kValueTile * 32 * kBlockChunks));
   accp.assign(static_cast<size_t>(heads * d), 0.0f);
+  const int64_t blocks = (chunks + kBlockChunks - 1) / kBlockChunks;
+  // The entries have left the caches since pass 1 (on this thread's heads, pass 1 touched
+  // more than the L2 holds): the first tile's are requested now, each later tile's over the
+  // previous tile's (block, head pair) passes.
+  const int64_t entry_bytes = r.entry().bytes();
+  PrefetchEntries(r.packed, std::min<int64_t>(kValueTile, n), entry_bytes);
   for (int64_t j0 = 0; j0 < n; j0 += kValueTile) {
     const int64_t count = std::min<int64_t>(kValueTile, n - j0);
     const int64_t used_pairs = (count + 1) / 2;
-    for (int64_t jp = 0; jp < used_pairs; ++jp) {
-      const uint8_t* first_entry = r.packed[j0 + 2 * jp];
-      const uint8_t* later_entry = 2 * jp + 1 < count ? r.packed[j0 + 2 * jp + 1] : nullptr;
-      for (int64_t m = 0; m < chunks; ++m) {
-        // Past the tile's end: value 0 (its weight is 0 too).
-        const __m512i later = later_entry != nullptr
-                                  ? EntryWords(r, later_entry, 32 * m, false, consts)
-                                  : _mm512_setzero_si512();
-        const __m512i first = EntryWords(r, first_entry, 32 * m, false, consts);
-        uint16_t* dst = vb.data() + (jp * chunks + m) * 64;
-        _mm512_storeu_si512(dst, _mm512_unpacklo_epi16(later, first));
-        _mm512_storeu_si512(dst + 32, _mm512_unpackhi_epi16(later, first));
-      }
-    }
+    const NextTile next{r.packed + j0 + kValueTile,
+                        std::min<int64_t>(kValueTile, std::max<int64_t>(n - j0 - kValueTile, 0)),
+                        entry_bytes};
+    // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0): word
+    // 2i is the high word of p_{2i+1} (word 4i + 3 of 32 weights), word 2i + 1 that of p_{2i}
+    // (word 4i + 1); one permute per 32 weights.
     for (int64_t h = 0; h < heads; ++h) {
-      // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0).
-      uint32_t* pp = pp_all.data() + h * (kValueTile / 2);
-      for (int64_t jp = 0; jp < used_pairs; ++jp) {
-        uint32_t a = 0, b;
-        if (2 * jp + 1 < count) std::memcpy(&a, p + h * n + j0 + 2 * jp + 1, 4);
-        std::memcpy(&b, p + h * n + j0 + 2 * jp, 4);
-        pp[jp] = (a >> 16) | (b & 0xFFFF0000u);
+      for (int64_t half = 0; half < 2; ++half) {
+        const int64_t left = count - 32 * half;
+        const __mmask16 lo = simd::FirstLanes16(std::max<int64_t>(left, 0));
+        const __mmask16 hi = simd::FirstLanes16(std::max<int64_t>(left - 16, 0));
+        const float* ph = p + h * n + j0 + 32 * half;
+        const __m512i a = _mm512_castps_si512(_mm512_maskz_loadu_ps(lo, ph));
+        const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(hi, ph + 16));
+        _mm512_storeu_si512(pp_all.data() + h * (kValueTile / 2) + 16 * half,
+                            _mm512_permutex2var_epi16(a, pair_words, b));
       }
     }
-    // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
-    for (int64_t h = 0; h < heads; h += 2) {
-      const int64_t h1 = std::min(h + 1, heads - 1);
-      const ValuePass pass{vb.data(), chunks, used_pairs, pp_all.data() + h * (kValueTile / 2),
-                           pp_all.data() + h1 * (kValueTile / 2)};
-      float* a0 = accp.data() + h * d;
-      float* a1 = accp.data() + h1 * d;
-      int64_t m0 = 0;  // register index (2 per 32 columns; 2 * chunks is even)
-      for (; m0 + 8 <= 2 * chunks; m0 += 8) ValueRegs<8>(pass, m0, a0, a1);
-      if (m0 + 4 <= 2 * chunks) {
-        ValueRegs<4>(pass, m0, a0, a1);
-        m0 += 4;
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+      const int64_t m_begin = blk * kBlockChunks;
+      const int64_t block_chunks = std::min<int64_t>(kBlockChunks, chunks - m_begin);
+      DecodeValueBlock(r, r.packed + j0, count, m_begin, block_chunks, consts, vb.data());
+      // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
+      const int64_t head_pairs = (heads + 1) / 2;
+      for (int64_t h = 0; h < heads; h += 2) {
+        PrefetchEntriesPart(next.rows, next.count, next.bytes, blk * head_pairs + h / 2,
+                            blocks * head_pairs);
+        const int64_t h1 = std::min(h + 1, heads - 1);
+        const ValuePass pass{vb.data(), block_chunks, used_pairs,
+                             pp_all.data() + h * (kValueTile / 2),
+                             pp_all.data() + h1 * (kValueTile / 2)};
+        float* a0 = accp.data() + h * d + 32 * m_begin;
+        float* a1 = accp.data() + h1 * d + 32 * m_begin;
+        int64_t m0 = 0;  // register index in the block (2 per 32 columns)
+        if (block_chunks == 4) {
+          ValueRegs<8>(pass, m0, a0, a1);
+          continue;
+        }
+        if (m0 + 4 <= 2 * block_chunks) {
+          ValueRegs<4>(pass, m0, a0, a1);
+          m0 += 4;
+        }
+        if (m0 < 2 * block_chunks) ValueRegs<2>(pass, m0, a0, a1);
       }
-      if (m0 < 2 * chunks) ValueRegs<2>(pass, m0, a0, a1);
     }
   }
   // Back to column order: register (m, half) lane 4L + i holds column 32m + 8L + 4half + i.

@@ -50,7 +50,6 @@ struct AttnThreadScratch {
   // VDPBF16PS passes (attention_avx512bf16.cpp).
   std::vector<uint32_t> q_pairs;      // q in pair layout [heads, d/2]
   std::vector<uint16_t> kb;           // a score tile's entries, BF16 words [d, 16]
-  std::vector<float> out;             // a score tile's results [heads, 16]
   std::vector<uint16_t> vb;           // a value tile's entries, BF16 words [32, d]
   std::vector<float> accp;            // the value sums in register order [heads, d]
   std::vector<uint32_t> pp_all;       // a tile's weight pairs [heads, 8]
@@ -101,6 +100,10 @@ void AttnSoftmaxAvx2(const float* sink, int64_t heads, int64_t n, float* s, floa
                      AttnThreadScratch* scratch);
 void AttnSoftmaxAvx512(const float* sink, int64_t heads, int64_t n, float* s, float* den,
                        AttnThreadScratch* scratch);
+// out[h * d + k] = bf16(acc[h * d + k] / den[h]) for heads [0, heads) (IEEE division, round
+// to nearest even; NaN stays a quiet NaN, as F32ToBf16).
+void AttnNormalizeScalar(const float* acc, const float* den, int64_t heads, int64_t d, BF16* out);
+void AttnNormalizeAvx512(const float* acc, const float* den, int64_t heads, int64_t d, BF16* out);
 // out[i] = ExpF(x[i]), 16 lanes at a time (AVX-512; exposed for the tests).
 void ExpFAvx512(const float* x, int64_t n, float* out);
 

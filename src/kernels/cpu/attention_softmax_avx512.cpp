@@ -2,7 +2,8 @@
 // (order-free: NaN scores are skipped as std::max skips them, and the sign of a zero max does
 // not change any e^{s-m}), e = ExpF(s - m) 16 lanes at a time (kernels/ref/attention_exp_ref.h
 // in double lanes, the same fused operations), p = bf16(e) in place, and the denominators'
-// sums in ascending j as the scalar loop adds them, eight heads' chains side by side.
+// sums in ascending j as the scalar loop adds them, eight heads' chains side by side. Then the
+// outputs bf16(acc / den), 16 columns at a time.
 #include <algorithm>
 #include <cmath>
 #include <vector>
@@ -123,6 +124,19 @@ DSV4_TARGET_AVX512 void AttnSoftmaxAvx512(const float* sink, int64_t heads, int6
       }
     }
     for (int64_t i = 0; i < count; ++i) den[hb + i] = sum[i] + ExpF(sink[hb + i] - mx[i]);
+  }
+}
+
+DSV4_TARGET_AVX512 void AttnNormalizeAvx512(const float* acc, const float* den, int64_t heads,
+                                            int64_t d, BF16* out) {
+  for (int64_t h = 0; h < heads; ++h) {
+    const __m512 dv = _mm512_set1_ps(den[h]);
+    for (int64_t k = 0; k < d; k += 16) {
+      const __mmask16 tail = simd::FirstLanes16(d - k);
+      const __m512 r = simd::RoundBf16x16(_mm512_div_ps(_mm512_maskz_loadu_ps(tail, acc + h * d + k), dv));
+      _mm256_mask_storeu_epi16(out + h * d + k, tail,
+                               _mm512_cvtepi32_epi16(_mm512_srli_epi32(_mm512_castps_si512(r), 16)));
+    }
   }
 }
 
