@@ -249,6 +249,11 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   if (isa == Isa::kAvx512Bf16 && internal::GemmKind(w) && call.rows >= internal::kGemmMinRows) {
     row_block = std::max(row_block, internal::kGemmRowBlock);
   }
+  // And the MXFP4 expert tiles: their folded-scale passes decode each k-block of a tile once
+  // per row block, so kFp4RowBlock rows share it (at in = 4096 the default gives 16).
+  if (isa == Isa::kAvx512Bf16 && w.kind == LinearKind::kFp4Row32 && w.fp4_tiles != nullptr) {
+    row_block = std::max(row_block, internal::kFp4RowBlock);
+  }
   scratch->threads.Reserve(pool);
   pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {
     for (int64_t r0 = 0; r0 < call.rows; r0 += row_block) {

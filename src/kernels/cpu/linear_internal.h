@@ -74,6 +74,11 @@ void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
 // kFp4Row32 or kNvfp4Row16 with w.fp4_tiles set (linear_fp4_tiles_avx512bf16.cpp).
 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
+// The linear front end's row block for tiled kFp4Row32 on AVX-512 BF16 (at least): the
+// folded-scale passes decode each 256-column k-block of a tile into an L1 panel once per
+// block of rows. Measured (README "Benchmarks"): 64 rows against 16 at in = 4096 saves ~10%
+// at 64-512 rows; 128 no better than 64 (128 rows' inputs, 16 KiB each, exceed L2).
+inline constexpr int64_t kFp4RowBlock = 64;
 
 // Weights whose values are BF16 (kBf16; kF32 stored as BF16): what LinearBf16RowsAvx512Bf16
 // takes.
