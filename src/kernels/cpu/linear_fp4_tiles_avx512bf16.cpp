@@ -320,6 +320,70 @@ DSV4_TARGET_AVX512BF16 void ScaledPanel(const uint8_t* tile, const uint32_t* wex
   }
 }
 
+// MXFP4 over 1-3 scaled input rows with folded scales, decoded in registers (no panel): per
+// block DecodeBlock's 4 registers get their chunks' exponent deltas (simd::ScaleBf16Words),
+// then per (row, chunk) two VDPBF16PS from +0 and one add: the lane sums of ScaledPanelRows
+// in the same order. One pair at a time, like RowsTileFp4Tiles (measured here, one row,
+// 2048 x 4096: 179-184 us; 2 / 4 / 8 pairs interleaved 268-321 / 218-342 / 332-491 us, the
+// extra tile streams cost more than the overlapped lane-sum chains gain).
+// wexp: ScaledTileExponents'; xd: ScaledInputPairs'.
+template <int kRows>
+DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const uint32_t* wexp,
+                                               int64_t in, const uint32_t* const* xd,
+                                               __m512* out) {
+  const int64_t chunks = in / 32, blocks = in / 64;
+  const __m512i table = _mm512_loadu_si512(kE2M1Bf16Words.data());
+  const __m512i unzip = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  __m512 lanes[kRows][kPairs];
+  for (int p = 0; p < kPairs; ++p) {
+    const uint8_t* src = tile + p * blocks * 64;
+    const uint32_t* e = wexp + p * chunks * 2;
+    __m512 sum[kRows];
+    for (int r = 0; r < kRows; ++r) sum[r] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < blocks; ++b) {
+      __m512i v[4];
+      DecodeBlock(src + b * 64, table, v);
+      for (int c = 0; c < 2; ++c) {
+        const int64_t ch = 2 * b + c, k = 32 * ch;
+        const __m512i delta =
+            _mm512_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + 2 * ch)));
+        const __m512i w0 = simd::ScaleBf16Words(v[2 * c], delta);
+        const __m512i w1 = simd::ScaleBf16Words(v[2 * c + 1], delta);
+        for (int r = 0; r < kRows; ++r) {
+          const __m512 part = simd::DotBf16(
+              simd::DotBf16(_mm512_setzero_ps(), _mm512_loadu_si512(xd[r] + k), w0),
+              _mm512_loadu_si512(xd[r] + k + 16), w1);
+          sum[r] = _mm512_add_ps(sum[r], part);
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) lanes[r][p] = _mm512_permutexvar_ps(unzip, sum[r]);
+  }
+  for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
+}
+
+// All 1-3 input rows over one tile with folded scales (ScaledRowsTileRegs).
+DSV4_TARGET_AVX512BF16 void ScaledTileRegs(const LinearCall& call, int64_t t0,
+                                           const uint32_t* wexp, const uint32_t* xd_all,
+                                           int64_t count) {
+  const LinearWeight& w = *call.w;
+  const uint8_t* tile = w.fp4_tiles + (t0 / 16) * kPairs * w.in;
+  const uint32_t* xd[3];
+  for (int64_t r = 0; r < call.rows; ++r) xd[r] = xd_all + r * w.in;
+  __m512 res[3];
+  switch (call.rows) {
+    case 1: ScaledRowsTileRegs<1>(tile, wexp, w.in, xd, res); break;
+    case 2: ScaledRowsTileRegs<2>(tile, wexp, w.in, xd, res); break;
+    default: ScaledRowsTileRegs<3>(tile, wexp, w.in, xd, res); break;
+  }
+  for (int64_t r = 0; r < call.rows; ++r) {
+    alignas(64) float o[kTile];
+    _mm512_store_ps(o, res[r]);
+    BF16* y = call.y + r * w.out + t0;
+    for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(o[i]);
+  }
+}
+
 // kRows scaled input rows over pairs [p0, p0 + P) of a decoded k-block (`chunks` chunks from
 // column k0): lane sums acc [kRows][kPairs] registers, carried across k-blocks in order.
 template <int kRows, int P>
@@ -410,10 +474,10 @@ DSV4_TARGET_AVX512BF16 void ScaledTile(const LinearCall& call, int64_t t0, const
 DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
   const bool nv = w.kind == LinearKind::kNvfp4Row16;
-  // MXFP4 over 4+ rows: the folded-scale passes where every input scale is in range (at 2-3
-  // rows the register passes below cost less: one thread, 2048 x 4096, 264 / 365 us against
-  // 324 / 398 us; at 4 rows 537 against 433, at 8 rows 1,038-1,120 against 620-641).
-  bool scaled = !nv && c.rows >= 4;
+  // MXFP4: the folded-scale passes where every input scale is in range, at 4+ rows over an L1
+  // panel (ScaledTile), at 1-3 rows in registers (ScaledTileRegs; the panel costs more there:
+  // one thread, 2048 x 4096, 2-3 rows 324 / 398 us against 264 / 365 us unfolded).
+  bool scaled = !nv;
   for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) scaled = XScaleInRange(c.xscale[i]);
   AlignedVector<float>& wsp = c.scratch->fp4_scales;
   AlignedVector<uint32_t>& xd = c.scratch->x_pairs;  // the input as RowsTileFp4Tiles reads it
@@ -428,7 +492,11 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
     if (scaled) {
       uint32_t* wexp = c.scratch->fp4_exponents.data();
       if (ScaledTileExponents(w, t0, wexp)) {
-        ScaledTile(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
+        if (c.rows >= 4) {
+          ScaledTile(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
+        } else {
+          ScaledTileRegs(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
+        }
         continue;
       }
     }
