@@ -150,7 +150,7 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool til
   return g;
 }
 
-void Gemv(benchmark::State& state, kernels::LinearKind kind) {
+void Gemv(benchmark::State& state, kernels::LinearKind kind, ThreadPool& pool = Pool()) {
   kernels::Workspace ws;
   const int64_t out = state.range(0), in = state.range(1), rows = state.range(2);
   if (!UseIsa(state, 3)) return;
@@ -161,7 +161,7 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
   for (auto& v : x) v = F32ToBf16(static_cast<float>(rng.Normal()));
   size_t c = 0;
   for (auto _ : state) {
-    kernels::Linear(Pool(), g.copies[c], x.data(), rows, y.data(), &ws);
+    kernels::Linear(pool, g.copies[c], x.data(), rows, y.data(), &ws);
     c = (c + 1) % g.copies.size();
     benchmark::DoNotOptimize(y.data());
   }
@@ -179,6 +179,12 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind) {
 }
 void BM_GemvFp8(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp8Block); }
 void BM_GemvFp4(benchmark::State& state) { Gemv(state, kernels::LinearKind::kFp4Row32); }
+// The MXFP4 expert GEMV at decode row counts on one thread, timed by its CPU time: the work
+// without the other thread's scheduling, for busy machines (its bound: one thread's share).
+void BM_GemvFp4OneThread(benchmark::State& state) {
+  static ThreadPool one(1);
+  Gemv(state, kernels::LinearKind::kFp4Row32, one);
+}
 void BM_GemvNvfp4(benchmark::State& state) { Gemv(state, kernels::LinearKind::kNvfp4Row16); }
 void BM_GemvFp8AsBf16(benchmark::State& state) {
   Gemv(state, kernels::LinearKind::kFp8AsBf16);
@@ -199,6 +205,11 @@ void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t
 // w1/w3 2048x4096, w2 4096x2048.
 BENCHMARK(BM_GemvFp8)->Apply([](auto* b) { GemvArgs(b, {{4096, 4096}, {4096, 8192}}); });
 BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
+BENCHMARK(BM_GemvFp4OneThread)
+    ->ArgsProduct({{2048}, {4096}, {1, 2, 3}, {3}})
+    ->ArgsProduct({{4096}, {2048}, {1, 2, 3}, {3}})
+    ->ArgNames({"out", "in", "rows", "isa"})
+    ->Unit(benchmark::kMicrosecond);
 // NVFP4 routed experts (spec §11.5), same shapes: 1/16 more bytes than MXFP4 (E4M3 scales
 // per 16 instead of E8M0 per 32). Compare with BM_GemvFp4 in one invocation (README).
 BENCHMARK(BM_GemvNvfp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });

@@ -320,61 +320,114 @@ DSV4_TARGET_AVX512BF16 void ScaledPanel(const uint8_t* tile, const uint32_t* wex
   }
 }
 
-// MXFP4 over 1-3 scaled input rows with folded scales, decoded in registers (no panel): per
-// block DecodeBlock's 4 registers get their chunks' exponent deltas (simd::ScaleBf16Words),
-// then per (row, chunk) two VDPBF16PS from +0 and one add: the lane sums of ScaledPanelRows
-// in the same order. One pair at a time, like RowsTileFp4Tiles (measured here, one row,
-// 2048 x 4096: 179-184 us; 2 / 4 / 8 pairs interleaved 268-321 / 218-342 / 332-491 us, the
-// extra tile streams cost more than the overlapped lane-sum chains gain).
-// wexp: ScaledTileExponents'; xd: ScaledInputPairs'.
-template <int kRows>
-DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const uint32_t* wexp,
-                                               int64_t in, const uint32_t* const* xd,
-                                               __m512* out) {
+// The tile's weight scales as FP32 powers of two for ScaledRowsTileRegs: wsp [kPairs][in/32][2]
+// (chunk c of pair p = row p's scale, row p + 8's scale: the 64-bit pattern a pair register's
+// lanes alternate over), from the E8M0 codes by a shift (no special codes in range). False
+// (wsp unfinished) when a scale of a real row is outside +-kScaleSpan; padding rows get 1.
+DSV4_TARGET_AVX512BF16 bool ScaledTilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
+  const int64_t chunks = w.in / 32;
+  const __m128i one = _mm_set1_epi8(127);
+  __m128i low_code = one, high_code = one;
+  for (int p = 0; p < kPairs; ++p) {
+    const int64_t row_a = t0 + p, row_b = t0 + p + 8;
+    for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
+      const int64_t n = std::min<int64_t>(16, chunks - c0);
+      const __mmask16 live = simd::FirstLanes16(n);
+      auto load = [&](int64_t row) {
+        if (row >= w.out) return one;
+        return _mm_mask_loadu_epi8(one, live, w.scales + row * chunks + c0);
+      };
+      const __m128i a = load(row_a), b = load(row_b);
+      low_code = _mm_min_epu8(low_code, _mm_min_epu8(a, b));
+      high_code = _mm_max_epu8(high_code, _mm_max_epu8(a, b));
+      // a0 b0 a1 b1 ... as dwords, each code << 23: the FP32 bits of 2^(code - 127)
+      const __m512i lo = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(a, b)), 23);
+      const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(a, b)), 23);
+      float* dst = wsp + (p * chunks + c0) * 2;
+      _mm512_mask_storeu_epi32(dst, simd::FirstLanes16(2 * n), lo);
+      _mm512_mask_storeu_epi32(dst + 16, simd::FirstLanes16(std::max<int64_t>(0, 2 * n - 16)), hi);
+    }
+  }
+  alignas(16) uint8_t lows[16], highs[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lows), low_code);
+  _mm_store_si128(reinterpret_cast<__m128i*>(highs), high_code);
+  return *std::min_element(lows, lows + 16) >= 127 - kScaleSpan &&
+         *std::max_element(highs, highs + 16) <= 127 + kScaleSpan;
+}
+
+// MXFP4 over 1-3 scaled input rows, decoded in registers (no panel): per (row, chunk) two
+// VDPBF16PS from +0 on the unscaled weights give part * xscale exactly (x' = x * xscale is
+// normal BF16, every product a multiple of 2^-10 * xscale >= 2^-66 in the checked range), and
+// one FMA adds part * xscale * wscale to the lane: the product by the power of two wscale is
+// exact (>= 2^-122, < 2^126), so the fused add rounds once, as Fp4LaneScaledDot's add does.
+// Per 64-byte block one load, three shifts and four VPERMW shared by the rows, then per row
+// four VDPBF16PS and two FMAs (folding the weight scale into the decoded words instead costs
+// four more operations per block: ScaledPanel's exponent adds pay off only over a panel of 4+
+// rows). P pairs side by side: P independent FMA chains per row (one thread, 256 x 4096 in
+// L2, one row: P = 1 / 2 / 4 21.5-22.0 / 16.2 / 14.5-15.4 us; three rows 34.5-36.6 / 31.4-33.0 /
+// 29.7-30.9 us; the folded-word version this replaced: 22.0 and 39.6-41.3 us).
+// wsp: ScaledTilePairScales'; xd: ScaledInputPairs'.
+constexpr int kRegsPairs = 4;
+template <int kRows, int P>
+DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const float* wsp, int64_t in,
+                                               const uint32_t* const* xd, __m512* out) {
   const int64_t chunks = in / 32, blocks = in / 64;
   const __m512i table = _mm512_loadu_si512(kE2M1Bf16Words.data());
   const __m512i unzip = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
   __m512 lanes[kRows][kPairs];
-  for (int p = 0; p < kPairs; ++p) {
-    const uint8_t* src = tile + p * blocks * 64;
-    const uint32_t* e = wexp + p * chunks * 2;
-    __m512 sum[kRows];
-    for (int r = 0; r < kRows; ++r) sum[r] = _mm512_setzero_ps();
+  for (int p0 = 0; p0 < kPairs; p0 += P) {
+    const uint8_t* src[P];
+    const double* ws[P];
+    __m512 sum[kRows][P];
+    for (int q = 0; q < P; ++q) {
+      src[q] = tile + (p0 + q) * blocks * 64;
+      ws[q] = reinterpret_cast<const double*>(wsp + (p0 + q) * chunks * 2);
+      for (int r = 0; r < kRows; ++r) sum[r][q] = _mm512_setzero_ps();
+    }
     for (int64_t b = 0; b < blocks; ++b) {
-      __m512i v[4];
-      DecodeBlock(src + b * 64, table, v);
+      __m512i v[P][4];
+      for (int q = 0; q < P; ++q) {
+        // The same block of the next group of P pairs (after the last group, the next tile's):
+        // a fixed distance ahead (kFp4TilePrefetch) lands in a stream of this group, already
+        // read, at P x 2 KiB streams (measured one thread, 2048 x 4096 streamed from memory:
+        // 232-242 us against 300-364 us at 2-8 KiB).
+        _mm_prefetch(reinterpret_cast<const char*>(src[q] + b * 64 + P * in), _MM_HINT_NTA);
+        DecodeBlockWords(src[q] + b * 64, table, v[q]);
+      }
       for (int c = 0; c < 2; ++c) {
         const int64_t ch = 2 * b + c, k = 32 * ch;
-        const __m512i delta =
-            _mm512_broadcastq_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(e + 2 * ch)));
-        const __m512i w0 = simd::ScaleBf16Words(v[2 * c], delta);
-        const __m512i w1 = simd::ScaleBf16Words(v[2 * c + 1], delta);
         for (int r = 0; r < kRows; ++r) {
-          const __m512 part = simd::DotBf16(
-              simd::DotBf16(_mm512_setzero_ps(), _mm512_loadu_si512(xd[r] + k), w0),
-              _mm512_loadu_si512(xd[r] + k + 16), w1);
-          sum[r] = _mm512_add_ps(sum[r], part);
+          const __m512i x0 = _mm512_loadu_si512(xd[r] + k);
+          const __m512i x1 = _mm512_loadu_si512(xd[r] + k + 16);
+          for (int q = 0; q < P; ++q) {
+            const __m512 part = simd::DotBf16(simd::DotBf16(_mm512_setzero_ps(), x0, v[q][2 * c]),
+                                              x1, v[q][2 * c + 1]);
+            sum[r][q] = _mm512_fmadd_ps(part, _mm512_castpd_ps(_mm512_set1_pd(ws[q][ch])),
+                                        sum[r][q]);
+          }
         }
       }
     }
-    for (int r = 0; r < kRows; ++r) lanes[r][p] = _mm512_permutexvar_ps(unzip, sum[r]);
+    for (int r = 0; r < kRows; ++r) {
+      for (int q = 0; q < P; ++q) lanes[r][p0 + q] = _mm512_permutexvar_ps(unzip, sum[r][q]);
+    }
   }
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
-// All 1-3 input rows over one tile with folded scales (ScaledRowsTileRegs).
-DSV4_TARGET_AVX512BF16 void ScaledTileRegs(const LinearCall& call, int64_t t0,
-                                           const uint32_t* wexp, const uint32_t* xd_all,
-                                           int64_t count) {
+// All 1-3 input rows over one tile (ScaledRowsTileRegs).
+DSV4_TARGET_AVX512BF16 void ScaledTileRegs(const LinearCall& call, int64_t t0, const float* wsp,
+                                           const uint32_t* xd_all, int64_t count) {
   const LinearWeight& w = *call.w;
   const uint8_t* tile = w.fp4_tiles + (t0 / 16) * kPairs * w.in;
   const uint32_t* xd[3];
   for (int64_t r = 0; r < call.rows; ++r) xd[r] = xd_all + r * w.in;
   __m512 res[3];
+  constexpr int P = kRegsPairs;
   switch (call.rows) {
-    case 1: ScaledRowsTileRegs<1>(tile, wexp, w.in, xd, res); break;
-    case 2: ScaledRowsTileRegs<2>(tile, wexp, w.in, xd, res); break;
-    default: ScaledRowsTileRegs<3>(tile, wexp, w.in, xd, res); break;
+    case 1: ScaledRowsTileRegs<1, P>(tile, wsp, w.in, xd, res); break;
+    case 2: ScaledRowsTileRegs<2, P>(tile, wsp, w.in, xd, res); break;
+    default: ScaledRowsTileRegs<3, P>(tile, wsp, w.in, xd, res); break;
   }
   for (int64_t r = 0; r < call.rows; ++r) {
     alignas(64) float o[kTile];
@@ -485,18 +538,23 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   if (scaled) {
     GrowTo(c.scratch->x_pairs_scaled, c.rows * w.in);
     ScaledInputPairs(c, c.scratch->x_pairs_scaled.data());
-    GrowTo(c.scratch->fp4_exponents, kTile * (w.in / 32));
+    if (c.rows >= 4) {
+      GrowTo(c.scratch->fp4_exponents, kTile * (w.in / 32));
+    } else {
+      GrowTo(wsp, kTile * (w.in / 32));
+    }
   }
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     if (scaled) {
-      uint32_t* wexp = c.scratch->fp4_exponents.data();
-      if (ScaledTileExponents(w, t0, wexp)) {
-        if (c.rows >= 4) {
+      if (c.rows >= 4) {
+        uint32_t* wexp = c.scratch->fp4_exponents.data();
+        if (ScaledTileExponents(w, t0, wexp)) {
           ScaledTile(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
-        } else {
-          ScaledTileRegs(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
+          continue;
         }
+      } else if (ScaledTilePairScales(w, t0, wsp.data())) {
+        ScaledTileRegs(c, t0, wsp.data(), c.scratch->x_pairs_scaled.data(), count);
         continue;
       }
     }
