@@ -139,13 +139,14 @@ TEST(Fp4Tiles, ManyRowsMatchTheCheckpointLayoutOnEveryIsa) {
   ScopedFineSplit split;
   // 65, 130, 259: over several of the front end's row blocks (kFp4RowBlock = 64 rows at the
   // widths given them; at in <= 640 the default block is 64-128 rows).
-  const int64_t row_counts[] = {1, 2, 3, 16, 17, 64, 65, 130, 259};
+  // 1-8: in registers; 9+: over the L1 panel.
+  const int64_t row_counts[] = {1, 2, 3, 5, 8, 9, 16, 17, 64, 65, 130, 259};
   const int64_t wide_in[] = {4096, 2048, 256};
-  for (int trial = 0; trial < 27; ++trial) {
-    const int64_t rows = row_counts[trial % 9];
-    const int mode = trial / 9;  // 0: in range, 1: one scale out of range, 2: a huge input
+  for (int trial = 0; trial < 36; ++trial) {
+    const int64_t rows = row_counts[trial % 12];
+    const int mode = trial / 12;  // 0: in range, 1: one scale out of range, 2: a huge input
     const int64_t out = 1 + rng.Below(rows > 64 ? 24 : 40);
-    const int64_t in = rows > 64 ? wide_in[trial % 9 - 6] : 128 * (1 + rng.Below(5));
+    const int64_t in = rows > 64 ? wide_in[trial % 12 - 9] : 128 * (1 + rng.Below(5));
     std::vector<uint8_t> codes(static_cast<size_t>(out * in / 2));
     for (auto& c : codes) c = static_cast<uint8_t>(rng.Below(256));
     std::vector<uint8_t> scales = RandomScales(LinearKind::kFp4Row32, out, in, false, rng);

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/check.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
 
@@ -201,7 +202,7 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 }
 
 // ---------------------------------------------------------------------------------------
-// MXFP4 over 2+ input rows with both scales folded into the VDPBF16PS operands. Each chunk's
+// MXFP4 over 9+ input rows (ScaledTile) with both scales folded into the VDPBF16PS operands. Each chunk's
 // scale s_c = xscale * wscale is a power of two; when every input scale and every weight
 // scale of a tile lies in [2^-kScaleSpan, 2^kScaleSpan] (kScaleSpan = 56, ScaledTileExponents
 // checks), x' = x * xscale and w' = w * wscale are normal BF16 values (|x| in [2^-9, 448],
@@ -355,7 +356,7 @@ DSV4_TARGET_AVX512BF16 bool ScaledTilePairScales(const LinearWeight& w, int64_t 
          *std::max_element(highs, highs + 16) <= 127 + kScaleSpan;
 }
 
-// MXFP4 over 1-3 scaled input rows, decoded in registers (no panel): per (row, chunk) two
+// MXFP4 over 1-8 scaled input rows, decoded in registers (no panel): per (row, chunk) two
 // VDPBF16PS from +0 on the unscaled weights give part * xscale exactly (x' = x * xscale is
 // normal BF16, every product a multiple of 2^-10 * xscale >= 2^-66 in the checked range), and
 // one FMA adds part * xscale * wscale to the lane: the product by the power of two wscale is
@@ -367,7 +368,6 @@ DSV4_TARGET_AVX512BF16 bool ScaledTilePairScales(const LinearWeight& w, int64_t 
 // L2, one row: P = 1 / 2 / 4 21.5-22.0 / 16.2 / 14.5-15.4 us; three rows 34.5-36.6 / 31.4-33.0 /
 // 29.7-30.9 us; the folded-word version this replaced: 22.0 and 39.6-41.3 us).
 // wsp: ScaledTilePairScales'; xd: ScaledInputPairs'.
-constexpr int kRegsPairs = 4;
 template <int kRows, int P>
 DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const float* wsp, int64_t in,
                                                const uint32_t* const* xd, __m512* out) {
@@ -415,19 +415,35 @@ DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const float*
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
-// All 1-3 input rows over one tile (ScaledRowsTileRegs).
+// Rows in registers at most (ScaledRowsTileRegs; the L1 panel, ScaledTile, from kMaxRegsRows + 1
+// rows). One thread, thread CPU time, best of 100-1,000 calls, 256 x 4096 in L2 / 2048 x 4096
+// streamed from memory, registers against the panel: 4 rows 44-48 / 496-504 us against 54-56 /
+// 536-542; 5 rows 54-59 / 569-589 against 62 / 576-590; 8 rows 73-74 / 708-716 against 78-81 /
+// 729-751; 16 rows (two passes) 137-140 / 1,221-1,227 against 140-142 / 1,137-1,193; 64 rows
+// 600-607 / 4,511-4,547 against 525-530 / 3,935-3,956. Per row and block the registers cost 4
+// VDPBF16PS and 2 FMAs on the FMA pipes, the panel 4 VDPBF16PS and 2 adds (the adder pipes)
+// after its exponent adds: the panel wins once enough rows share its decode.
+constexpr int kMaxRegsRows = 8;
+
+// All 1-kMaxRegsRows input rows over one tile in one pass (ScaledRowsTileRegs): P = 4 pairs
+// side by side up to 3 rows, 2 pairs from 4 rows (kRows x P lane sums, 4P decoded registers).
 DSV4_TARGET_AVX512BF16 void ScaledTileRegs(const LinearCall& call, int64_t t0, const float* wsp,
                                            const uint32_t* xd_all, int64_t count) {
   const LinearWeight& w = *call.w;
   const uint8_t* tile = w.fp4_tiles + (t0 / 16) * kPairs * w.in;
-  const uint32_t* xd[3];
+  DSV4_CHECK(call.rows >= 1 && call.rows <= kMaxRegsRows);
+  const uint32_t* xd[kMaxRegsRows];
   for (int64_t r = 0; r < call.rows; ++r) xd[r] = xd_all + r * w.in;
-  __m512 res[3];
-  constexpr int P = kRegsPairs;
+  __m512 res[kMaxRegsRows];
   switch (call.rows) {
-    case 1: ScaledRowsTileRegs<1, P>(tile, wsp, w.in, xd, res); break;
-    case 2: ScaledRowsTileRegs<2, P>(tile, wsp, w.in, xd, res); break;
-    default: ScaledRowsTileRegs<3, P>(tile, wsp, w.in, xd, res); break;
+    case 1: ScaledRowsTileRegs<1, 4>(tile, wsp, w.in, xd, res); break;
+    case 2: ScaledRowsTileRegs<2, 4>(tile, wsp, w.in, xd, res); break;
+    case 3: ScaledRowsTileRegs<3, 4>(tile, wsp, w.in, xd, res); break;
+    case 4: ScaledRowsTileRegs<4, 2>(tile, wsp, w.in, xd, res); break;
+    case 5: ScaledRowsTileRegs<5, 2>(tile, wsp, w.in, xd, res); break;
+    case 6: ScaledRowsTileRegs<6, 2>(tile, wsp, w.in, xd, res); break;
+    case 7: ScaledRowsTileRegs<7, 2>(tile, wsp, w.in, xd, res); break;
+    default: ScaledRowsTileRegs<8, 2>(tile, wsp, w.in, xd, res); break;
   }
   for (int64_t r = 0; r < call.rows; ++r) {
     alignas(64) float o[kTile];
@@ -527,9 +543,9 @@ DSV4_TARGET_AVX512BF16 void ScaledTile(const LinearCall& call, int64_t t0, const
 DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
   const bool nv = w.kind == LinearKind::kNvfp4Row16;
-  // MXFP4: the folded-scale passes where every input scale is in range, at 4+ rows over an L1
-  // panel (ScaledTile), at 1-3 rows in registers (ScaledTileRegs; the panel costs more there:
-  // one thread, 2048 x 4096, 2-3 rows 324 / 398 us against 264 / 365 us unfolded).
+  // MXFP4: the scaled passes where every input scale is in range, at 1-kMaxRegsRows rows in
+  // registers (ScaledTileRegs: the weight scale by an FMA per chunk), above over an L1 panel
+  // with the weight scales folded into the decoded words (ScaledTile).
   bool scaled = !nv;
   for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) scaled = XScaleInRange(c.xscale[i]);
   AlignedVector<float>& wsp = c.scratch->fp4_scales;
@@ -538,7 +554,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   if (scaled) {
     GrowTo(c.scratch->x_pairs_scaled, c.rows * w.in);
     ScaledInputPairs(c, c.scratch->x_pairs_scaled.data());
-    if (c.rows >= 4) {
+    if (c.rows > kMaxRegsRows) {
       GrowTo(c.scratch->fp4_exponents, kTile * (w.in / 32));
     } else {
       GrowTo(wsp, kTile * (w.in / 32));
@@ -547,7 +563,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     if (scaled) {
-      if (c.rows >= 4) {
+      if (c.rows > kMaxRegsRows) {
         uint32_t* wexp = c.scratch->fp4_exponents.data();
         if (ScaledTileExponents(w, t0, wexp)) {
           ScaledTile(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
