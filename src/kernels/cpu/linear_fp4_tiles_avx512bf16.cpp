@@ -202,7 +202,7 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 }
 
 // ---------------------------------------------------------------------------------------
-// MXFP4 over 9+ input rows (ScaledTile) with both scales folded into the VDPBF16PS operands. Each chunk's
+// MXFP4 over 5+ input rows (ScaledTile) with both scales folded into the VDPBF16PS operands. Each chunk's
 // scale s_c = xscale * wscale is a power of two; when every input scale and every weight
 // scale of a tile lies in [2^-kScaleSpan, 2^kScaleSpan] (kScaleSpan = 56, ScaledTileExponents
 // checks), x' = x * xscale and w' = w * wscale are normal BF16 values (|x| in [2^-9, 448],
@@ -356,7 +356,7 @@ DSV4_TARGET_AVX512BF16 bool ScaledTilePairScales(const LinearWeight& w, int64_t 
          *std::max_element(highs, highs + 16) <= 127 + kScaleSpan;
 }
 
-// MXFP4 over 1-8 scaled input rows, decoded in registers (no panel): per (row, chunk) two
+// MXFP4 over 1-4 scaled input rows, decoded in registers (no panel): per (row, chunk) two
 // VDPBF16PS from +0 on the unscaled weights give part * xscale exactly (x' = x * xscale is
 // normal BF16, every product a multiple of 2^-10 * xscale >= 2^-66 in the checked range), and
 // one FMA adds part * xscale * wscale to the lane: the product by the power of two wscale is
@@ -416,17 +416,16 @@ DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const float*
 }
 
 // Rows in registers at most (ScaledRowsTileRegs; the L1 panel, ScaledTile, from kMaxRegsRows + 1
-// rows). One thread, thread CPU time, best of 100-1,000 calls, 256 x 4096 in L2 / 2048 x 4096
-// streamed from memory, registers against the panel: 4 rows 44-48 / 496-504 us against 54-56 /
-// 536-542; 5 rows 54-59 / 569-589 against 62 / 576-590; 8 rows 73-74 / 708-716 against 78-81 /
-// 729-751; 16 rows (two passes) 137-140 / 1,221-1,227 against 140-142 / 1,137-1,193; 64 rows
-// 600-607 / 4,511-4,547 against 525-530 / 3,935-3,956. Per row and block the registers cost 4
-// VDPBF16PS and 2 FMAs on the FMA pipes, the panel 4 VDPBF16PS and 2 adds (the adder pipes)
-// after its exponent adds: the panel wins once enough rows share its decode.
-constexpr int kMaxRegsRows = 8;
+// rows). Per row and block the registers cost 4 VDPBF16PS and 2 FMAs on the FMA pipes, the
+// panel 4 VDPBF16PS and 2 adds (the adder pipes) after its exponent adds: the panel wins once
+// enough rows share its decode. `dsv4_kernel_bench --benchmark_filter=BM_GemvFp4OneThread`
+// (one thread, CPU time, load 3-4), registers against the panel: 2048 x 4096 4 rows 512-564
+// against 516-518 us, 8 rows 813-844 against 702-732; 4096 x 2048 4 rows 459-475 against
+// 494-505, 8 rows 792-840 against 691-815.
+constexpr int kMaxRegsRows = 4;
 
 // All 1-kMaxRegsRows input rows over one tile in one pass (ScaledRowsTileRegs): P = 4 pairs
-// side by side up to 3 rows, 2 pairs from 4 rows (kRows x P lane sums, 4P decoded registers).
+// side by side up to 3 rows, 2 pairs at 4 rows (kRows x P lane sums, 4P decoded registers).
 DSV4_TARGET_AVX512BF16 void ScaledTileRegs(const LinearCall& call, int64_t t0, const float* wsp,
                                            const uint32_t* xd_all, int64_t count) {
   const LinearWeight& w = *call.w;
@@ -439,11 +438,7 @@ DSV4_TARGET_AVX512BF16 void ScaledTileRegs(const LinearCall& call, int64_t t0, c
     case 1: ScaledRowsTileRegs<1, 4>(tile, wsp, w.in, xd, res); break;
     case 2: ScaledRowsTileRegs<2, 4>(tile, wsp, w.in, xd, res); break;
     case 3: ScaledRowsTileRegs<3, 4>(tile, wsp, w.in, xd, res); break;
-    case 4: ScaledRowsTileRegs<4, 2>(tile, wsp, w.in, xd, res); break;
-    case 5: ScaledRowsTileRegs<5, 2>(tile, wsp, w.in, xd, res); break;
-    case 6: ScaledRowsTileRegs<6, 2>(tile, wsp, w.in, xd, res); break;
-    case 7: ScaledRowsTileRegs<7, 2>(tile, wsp, w.in, xd, res); break;
-    default: ScaledRowsTileRegs<8, 2>(tile, wsp, w.in, xd, res); break;
+    default: ScaledRowsTileRegs<4, 2>(tile, wsp, w.in, xd, res); break;
   }
   for (int64_t r = 0; r < call.rows; ++r) {
     alignas(64) float o[kTile];
