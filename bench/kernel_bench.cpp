@@ -192,7 +192,7 @@ void BM_GemvFp8AsBf16(benchmark::State& state) {
 
 void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t>> shapes) {
   for (const auto& s : shapes) {
-    for (int64_t rows : {1, 2, 4, 16, 64, 128, 512}) {
+    for (int64_t rows : {1, 2, 4, 8, 16, 32, 64, 128, 512}) {
       for (int64_t isa : {0, 1, 2, 3}) {
         if (rows > 1 && isa < 2) continue;  // batching shown on the AVX-512 paths only
         b->Args({s[0], s[1], rows, isa});

@@ -34,9 +34,11 @@ TEST(LinearGemm, Fp32ResultsFollowTheCanonicalOrder) {
     bool f32_scales;
   };
   const Case cases[] = {
+      {LinearKind::kFp8Block, 8, 640, 40, 0, false},  // from kGemmMinRows: 3 + 3 + 2
       {LinearKind::kFp8Block, 16, 128, 16, 0, false},
       {LinearKind::kFp8Block, 17, 640, 40, 16, false},
       {LinearKind::kFp8Block, 50, 1152, 150, 112, true},
+      {LinearKind::kFp8AsBf16, 10, 640, 33, 16, false},  // 3 x 3 + 1
       {LinearKind::kFp8AsBf16, 16, 640, 150, 0, false},
       {LinearKind::kFp8AsBf16, 23, 1152, 33, 16, false},
   };

@@ -228,10 +228,13 @@ TEST(LinearIsaRows, Fp8GemmAtPrefillRowCounts) {
     bool f32_scales, extreme;
   };
   const Case cases[] = {
+      {LinearKind::kFp8Block, 8, 640, 40, false, false},
+      {LinearKind::kFp8Block, 13, 256, 20, true, false},
       {LinearKind::kFp8Block, 16, 640, 40, false, false},
       {LinearKind::kFp8Block, 19, 1152, 136, true, false},
       {LinearKind::kFp8Block, 50, 128, 17, false, true},
       {LinearKind::kFp8Block, 259, 256, 33, false, false},
+      {LinearKind::kFp8AsBf16, 8, 640, 24, false, true},
       {LinearKind::kFp8AsBf16, 16, 640, 150, false, false},
       {LinearKind::kFp8AsBf16, 37, 1152, 24, false, true},
       {LinearKind::kFp8AsBf16, 20, 96, 20, false, false},

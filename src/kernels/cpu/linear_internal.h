@@ -112,7 +112,7 @@ bool GemmKind(const LinearWeight& w);
 // Row counts from which LinearGemmAvx512Bf16 runs, and the rows per call it is given (the
 // linear front end's row block for these calls: its inputs are sliced, so many rows share
 // each decoded weight slice).
-inline constexpr int64_t kGemmMinRows = 16;
+inline constexpr int64_t kGemmMinRows = 8;
 inline constexpr int64_t kGemmRowBlock = 256;
 // GemmKind weights over kGemmMinRows+ input rows through register-blocked VDPBF16PS tiles
 // (linear_gemm_avx512bf16.cpp): false, computing nothing, when it does not take the call
