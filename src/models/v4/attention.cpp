@@ -1,6 +1,7 @@
 #include "models/v4/attention.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -94,8 +95,7 @@ namespace {
 // Scratch: ws->gate, pooled, entry.
 void CompressToken(const ModelConfig& c, const CompressorWeights& cw, const RopeTable& rope,
                    kv::CompressorState& state, const float* v, const float* z, int64_t pos,
-                   bool indexer, kv::V4SequenceCache& cache, int64_t layer,
-                   AttentionWorkspace* ws) {
+                   bool indexer, kv::V4SequenceCache& cache, int64_t layer, AttendScratch* ws) {
   const int64_t row = state.row_width(), m = cw.ratio, width = cw.width;
   float* zb = GrowTo(ws->gate, row);
   float* pooled = GrowTo(ws->pooled, width);
@@ -123,10 +123,10 @@ constexpr int64_t kIndexerGroup = 32;
 // (appending a key every 4; it reads and writes only its own state, State(layer, 1), so running
 // it ahead of the attention compressor and the window writes changes nothing), then every
 // token's top-k of the keys it sees ((pos + 1) / 4) in one grouped scan. Writes
-// ws->selections[0, count).
+// ws->selections[0, count); reads the projections in p.
 void SelectCsaEntries(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
                       const RopeTable& rope, const SeqSlice& s, int64_t t0, int64_t count,
-                      AttentionWorkspace* ws) {
+                      const AttentionWorkspace& p, AttendScratch* ws) {
   const IndexerWeights& iw = w.indexer;
   const int64_t layer = w.layer, irow = iw.compressor.wkv.out;
   const int64_t nI = c.index_n_heads, dI = c.index_head_dim;
@@ -135,9 +135,9 @@ void SelectCsaEntries(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   int64_t* visible = GrowTo(ws->visible, count);
   for (int64_t j = 0; j < count; ++j) {
     const int64_t t = t0 + j, pos = s.pos0 + (t - s.row0);
-    CompressToken(c, iw.compressor, rope, cache.State(layer, 1), ws->icv.data() + t * irow,
-                  ws->icz.data() + t * irow, pos, true, cache, layer, ws);
-    queries[j] = {ws->iq.data() + t * nI * dI, ws->iw.data() + t * nI, nI, dI};
+    CompressToken(c, iw.compressor, rope, cache.State(layer, 1), p.icv.data() + t * irow,
+                  p.icz.data() + t * irow, pos, true, cache, layer, ws);
+    queries[j] = {p.iq.data() + t * nI * dI, p.iw.data() + t * nI, nI, dI};
     visible[j] = (pos + 1) / 4;
   }
   // One pointer per page of indexer keys: the scan reads the packed keys in place. (Without
@@ -156,22 +156,23 @@ void SelectCsaEntries(ThreadPool& pool, const ModelConfig& c, const LayerWeights
 }
 
 // Runs the tokens of one sequence (rows [s.row0, s.row0 + s.n)) in position order: cache
-// writes, compressors, indexer, sparse attention, from the projections in *ws; writes
-// ws->o BF16 [rows, H*d]. CSA layers run kIndexerGroup tokens at a time: the group's indexer
-// selections first (SelectCsaEntries), then each token's window write, attention compressor
-// step and attention, as one token at a time would.
+// writes, compressors, indexer, sparse attention, from the projections in p; writes rows
+// [s.row0, s.row0 + s.n) of o BF16 [rows, H*d]. CSA layers run kIndexerGroup tokens at a time:
+// the group's indexer selections first (SelectCsaEntries), then each token's window write,
+// attention compressor step and attention, as one token at a time would. Touches only s's
+// cache and *ws, so several sequences may run at once, each on its own pool and scratch.
 void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
-                    const RopeTable& rope, const SeqSlice& s, AttentionWorkspace* ws) {
+                    const RopeTable& rope, const SeqSlice& s, const AttentionWorkspace& p,
+                    AttendScratch* ws, BF16* o) {
   const int64_t H = c.num_attention_heads, d = c.head_dim, r = c.qk_rope_head_dim;
   const int64_t layer = w.layer, W = c.sliding_window;
-  const AttentionWorkspace& p = *ws;
   kv::V4SequenceCache& cache = *s.cache;
   std::vector<const uint8_t*>& entries = ws->entries;  // the token's KV set
   ws->key_pages.clear();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
   for (int64_t t0 = s.row0; t0 < s.row0 + s.n; t0 += kIndexerGroup) {
     const int64_t count = std::min(kIndexerGroup, s.row0 + s.n - t0);
-    if (w.kind == LayerKind::kCsa) SelectCsaEntries(pool, c, w, rope, s, t0, count, ws);
+    if (w.kind == LayerKind::kCsa) SelectCsaEntries(pool, c, w, rope, s, t0, count, p, ws);
     for (int64_t t = t0; t < t0 + count; ++t) {
       const int64_t pos = s.pos0 + (t - s.row0);
       EncodeKvEntry(p.kv.data() + t * d, d - r, r, cache.WindowRow(layer, pos));
@@ -194,13 +195,69 @@ void AttendSequence(ThreadPool& pool, const ModelConfig& c, const LayerWeights& 
       entries.clear();
       for (int64_t q = first; q <= pos; ++q) entries.push_back(cache.WindowRow(layer, q));
       for (int64_t i : *selected) entries.push_back(cache.Entry(layer, i));
-      BF16* oh = ws->o.data() + t * H * d;
+      BF16* oh = o + t * H * d;
       kernels::SparseAttentionPacked(pool, p.q.data() + t * H * d, entries.data(),
                                      static_cast<int64_t>(entries.size()), w.attn_sink, H, d - r,
                                      r, scale, oh, &ws->kernels);
       rope.ApplyHeads(oh + d - r, H, d, pos, true);
     }
   }
+}
+
+// Work of attending slice s, in entry reads x heads (for scheduling only): per token the
+// window, and the compressed entries it attends to (CSA: the top-k, plus the indexer's keys at
+// about an eighth of an entry's cost each; HCA: every compressed entry).
+double AttendCost(const ModelConfig& c, const LayerWeights& w, const SeqSlice& s) {
+  const double pos = static_cast<double>(s.pos0 + s.n);  // the last token's, for every token
+  double per_token = std::min<double>(pos, static_cast<double>(c.sliding_window));
+  if (w.kind == LayerKind::kCsa) {
+    const double keys = pos / static_cast<double>(c.ratio(w.layer));
+    per_token += std::min<double>(keys, static_cast<double>(c.index_topk)) + keys / 8;
+  } else if (w.kind == LayerKind::kHca) {
+    per_token += pos / static_cast<double>(c.ratio(w.layer));
+  }
+  return per_token * static_cast<double>(s.n);
+}
+
+// Attends every sequence of the batch. With one pool thread or one sequence, in order on the
+// whole pool. Else, when the sequences' work splits evenly enough over the threads (the
+// greedy costliest-first schedule ends within 15% of the even share), each pool thread takes
+// whole sequences, costliest first, on a one-thread pool of its own: no hand-off per kernel
+// and no entry decoded by two threads. Every kernel's result does not depend on its pool's
+// thread count, so both give the same bits.
+void AttendSequences(ThreadPool& pool, const ModelConfig& c, const LayerWeights& w,
+                     const RopeTable& rope, std::span<const SeqSlice> seqs, AttentionWorkspace* ws) {
+  const int threads = pool.num_threads();
+  const int64_t m = static_cast<int64_t>(seqs.size());
+  bool parallel = threads > 1 && m > 1;
+  std::vector<int64_t>& order = ws->seq_order;
+  if (parallel) {
+    order.resize(static_cast<size_t>(m));
+    std::vector<double> cost(static_cast<size_t>(m));
+    double total = 0;
+    for (int64_t i = 0; i < m; ++i) total += cost[i] = AttendCost(c, w, seqs[i]);
+    for (int64_t i = 0; i < m; ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(),
+                     [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
+    std::vector<double> load(static_cast<size_t>(threads), 0.0);
+    for (int64_t i : order) *std::min_element(load.begin(), load.end()) += cost[i];
+    parallel = *std::max_element(load.begin(), load.end()) <= 1.15 * total / threads;
+  }
+  if (!parallel) {
+    for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, *ws, &ws->attend, ws->o.data());
+    return;
+  }
+  while (static_cast<int>(ws->seq_pools.size()) < threads) {
+    ws->seq_pools.push_back(std::make_unique<ThreadPool>(1));
+    ws->seq_scratch.push_back(std::make_unique<AttendScratch>());
+  }
+  std::atomic<int64_t> next{0};
+  pool.ParallelForWithThread(threads, 1, [&](int64_t, int64_t, int t) {
+    for (int64_t i = next++; i < m; i = next++) {
+      AttendSequence(*ws->seq_pools[t], c, w, rope, seqs[order[i]], *ws, ws->seq_scratch[t].get(),
+                     ws->o.data());
+    }
+  });
 }
 
 }  // namespace
@@ -215,7 +272,7 @@ void AttentionForward(ThreadPool& pool, const ModelConfig& c, const LayerWeights
   }
   ProjectAttention(pool, c, w, rope, ws->positions.data(), x, n, ws);
   GrowTo(ws->o, n * H * d);
-  for (const SeqSlice& s : seqs) AttendSequence(pool, c, w, rope, s, ws);
+  AttendSequences(pool, c, w, rope, seqs, ws);
   AttentionOutput(pool, c, w, n, out, ws);
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -30,20 +31,11 @@ struct SeqSlice {
   int64_t n = 0;
 };
 
-// Grow-only scratch of AttentionForward, owned by the caller (one per forward; not shared
-// between threads) and reused by every layer: once grown to the chunk, a call allocates
-// nothing per token.
-struct AttentionWorkspace {
-  kernels::Workspace kernels;      // the kernels' scratch (linears, indexer scan, attention)
-  std::vector<int64_t> positions;  // [rows]
-  // Batched projections of the rows (everything that does not depend on other tokens' KV).
-  std::vector<BF16> cq;          // [rows, Q]: q_norm(wq_a x), shared with the indexer
-  std::vector<BF16> q;           // [rows, H*d]: normed per head, RoPE'd
-  std::vector<BF16> kv;          // [rows, d]: normed, RoPE'd window keys (before FP8 packing)
-  std::vector<float> cv, cz;     // [rows, kappa*d]: attention compressor values / gate logits
-  std::vector<BF16> iq;          // [rows, nI*dI]: indexer queries (RoPE, Hadamard, FP4-simulated)
-  std::vector<BF16> iw;          // [rows, nI]: indexer head weights (BF16, scaled)
-  std::vector<float> icv, icz;   // [rows, 2*dI]: indexer compressor values / gate logits
+// Grow-only scratch of one sequence's attention (AttendSequence: the indexer scan, the
+// compressor steps and the sparse attention of its tokens). A decode batch attends several
+// sequences at once, one per pool thread, each with a scratch of its own.
+struct AttendScratch {
+  kernels::Workspace kernels;  // the indexer scan's and the attention kernel's scratch
   // Per group of tokens (CSA indexer).
   std::vector<kernels::IndexerQuery> queries;     // [group]: the tokens' indexer queries
   std::vector<int64_t> visible;                   // [group]: the keys each token sees
@@ -55,6 +47,28 @@ struct AttentionWorkspace {
   std::vector<float> gate;                // FP32 [kappa*c]: z + ape of one compressor step
   std::vector<float> pooled;              // FP32 [c]: an emitted entry before post-processing
   std::vector<BF16> entry;                // BF16 [c]: the entry being post-processed
+};
+
+// Grow-only scratch of AttentionForward, owned by the caller (one per forward; not shared
+// between threads) and reused by every layer: once grown to the chunk, a call allocates
+// nothing per token.
+struct AttentionWorkspace {
+  kernels::Workspace kernels;      // the linears' scratch
+  std::vector<int64_t> positions;  // [rows]
+  // Batched projections of the rows (everything that does not depend on other tokens' KV).
+  std::vector<BF16> cq;          // [rows, Q]: q_norm(wq_a x), shared with the indexer
+  std::vector<BF16> q;           // [rows, H*d]: normed per head, RoPE'd
+  std::vector<BF16> kv;          // [rows, d]: normed, RoPE'd window keys (before FP8 packing)
+  std::vector<float> cv, cz;     // [rows, kappa*d]: attention compressor values / gate logits
+  std::vector<BF16> iq;          // [rows, nI*dI]: indexer queries (RoPE, Hadamard, FP4-simulated)
+  std::vector<BF16> iw;          // [rows, nI]: indexer head weights (BF16, scaled)
+  std::vector<float> icv, icz;   // [rows, 2*dI]: indexer compressor values / gate logits
+  // The sequences' attention: `attend` when they run one after another on the whole pool;
+  // with several sequences, per pool thread a one-thread pool and a scratch (grown once).
+  AttendScratch attend;
+  std::vector<std::unique_ptr<ThreadPool>> seq_pools;
+  std::vector<std::unique_ptr<AttendScratch>> seq_scratch;
+  std::vector<int64_t> seq_order;  // [sequences]: the ones attended in parallel, costliest first
   // Output projection.
   std::vector<BF16> o;             // [rows, H*d]: attention output per head
   std::vector<BF16> group_in;      // [rows, H*d/G]: one group's heads

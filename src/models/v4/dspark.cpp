@@ -129,7 +129,7 @@ void Dspark::BlockAttention(ThreadPool& pool, int64_t b, std::span<const DraftIt
   for (int64_t t = 0; t < n; ++t) EncodeKvEntry(aw.kv.data() + t * d, d - r, r, keys + t * eb);
   BF16* o = GrowTo(aw.o, n * H * d);
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
-  std::vector<const uint8_t*>& entries = aw.entries;
+  std::vector<const uint8_t*>& entries = aw.attend.entries;
   for (size_t i = 0; i < batch.size(); ++i) {
     // One KV set for the whole block: the window positions ascending, then the S block keys.
     const kv::V4SequenceCache& ring = *batch[i].ring;
