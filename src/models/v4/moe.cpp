@@ -1,6 +1,7 @@
 #include "models/v4/moe.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <memory>
 #include <numeric>
@@ -39,10 +40,16 @@ void RoutedExpertsSpread(ThreadPool& pool, const LayerWeights& w, const BF16* x,
   for (int64_t e = 0; e < static_cast<int64_t>(groups.start.size()) - 1; ++e) {
     if (groups.size(e) > 0) active.push_back(static_cast<int32_t>(e));
   }
+  // Dynamic: each thread takes the next expert, those with the most rows first (an expert's
+  // time grows with its rows), so the threads end together.
+  std::stable_sort(active.begin(), active.end(),
+                   [&](int32_t a, int32_t b) { return groups.size(a) > groups.size(b); });
+  std::atomic<int64_t> next{0};
+  const int64_t num_active = static_cast<int64_t>(active.size());
   pool.ParallelForWithThread(
-      static_cast<int64_t>(active.size()), 1, [&](int64_t i0, int64_t i1, int t) {
+      std::min<int64_t>(threads, num_active), 1, [&](int64_t, int64_t, int t) {
         MoeScratch& ts = *s->thread_scratch[t];
-        for (int64_t i = i0; i < i1; ++i) {
+        for (int64_t i = next++; i < num_active; i = next++) {
           const int64_t e = active[i];
           const int64_t* rows = groups.rows.data() + groups.start[e];
           const int64_t m = groups.size(e);

@@ -60,7 +60,7 @@ struct MoeScratch {
   std::vector<std::unique_ptr<MoeScratch>> thread_scratch;
   std::vector<std::unique_ptr<kernels::Workspace>> thread_ws;
   std::vector<BF16> pair_ys;
-  std::vector<int32_t> active_experts;  // the experts with rows, ascending
+  std::vector<int32_t> active_experts;  // the experts with rows, most rows first
   // Expert parallelism only (models/v4/moe_parallel.h): the exchange and its combine.
   models::ParallelMoeScratch parallel;
 };
