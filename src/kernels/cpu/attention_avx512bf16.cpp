@@ -183,25 +183,34 @@ inline void PrefetchEntries(const uint8_t* const* entries, int64_t count,
   }
 }
 
-// Part `part` of `parts` of PrefetchEntries' requests (in its order). Gathered entries are
-// apart in memory, so their lines miss every cache and the hardware prefetchers cannot follow
-// the pointers; requesting a whole tile at once fills the miss buffers and stalls the
-// prefetch instructions themselves, so the requests for the next tile are spread over the
-// current tile's head pairs.
-inline void PrefetchEntriesPart(const uint8_t* const* entries, int64_t count,
-                                const EntryLines& lines, int64_t part, int64_t parts) {
-  const int64_t slots = lines.count;
-  const int64_t begin = count * slots * part / parts, end = count * slots * (part + 1) / parts;
-  for (int64_t t = begin; t < end; ++t) {
-    __builtin_prefetch(entries[t / slots] + lines.offset[t % slots]);
+// PrefetchEntries' requests (in its order) a few at a time. Gathered entries are apart in
+// memory, so their lines miss every cache and the hardware prefetchers cannot follow the
+// pointers; requesting a whole tile at once fills the miss buffers and stalls the prefetch
+// instructions themselves, so the requests for the next tile are spread over the current
+// tile's passes: `parts` calls of Next() issue them all (no division per request).
+class PrefetchCursor {
+ public:
+  PrefetchCursor(const uint8_t* const* entries, int64_t count, const EntryLines& lines,
+                 int64_t parts)
+      : entries_(entries),
+        lines_(&lines),
+        left_(count * lines.count),
+        per_part_((count * lines.count + parts - 1) / parts) {}
+  void Next() {
+    for (int64_t k = 0; k < per_part_ && left_ > 0; ++k, --left_) {
+      __builtin_prefetch(entries_[entry_] + lines_->offset[slot_]);
+      if (++slot_ == lines_->count) {
+        slot_ = 0;
+        ++entry_;
+      }
+    }
   }
-}
 
-// The next tile's entries: what the current tile's head pairs prefetch.
-struct NextTile {
-  const uint8_t* const* rows;
-  int64_t count;  // 0 for the last tile
-  const EntryLines* lines;
+ private:
+  const uint8_t* const* entries_;
+  const EntryLines* lines_;
+  int64_t left_, per_part_;
+  int64_t entry_ = 0, slot_ = 0;
 };
 
 struct Consts {
@@ -242,14 +251,14 @@ DSV4_TARGET_AVX512BF16 void DecodeScoreTile(const AttnRows& r, const uint8_t* co
 // The scores of 16 decoded entries for heads [0, heads): acc pairs as in the indexer. Out of
 // line: inlined next to the decoding, its accumulators spill.
 DSV4_TARGET_AVX512BF16 __attribute__((noinline)) void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
-                                      const uint16_t* kb, const NextTile& next,
+                                      const uint16_t* kb, PrefetchCursor* next,
                                       int64_t count, int64_t n,
                                       float* s /* [heads][n] at the tile's first entry */) {
   const __mmask16 tail = simd::FirstLanes16(count);
   const int64_t groups = c.rows.d / 16;
   const __m512 scale = _mm512_set1_ps(c.scale);
   for (int64_t h = 0; h < heads; h += 2) {
-    PrefetchEntriesPart(next.rows, next.count, *next.lines, h / 2, (heads + 1) / 2);
+    next->Next();  // the next tile's entries, over the head pairs
     const int64_t h1 = std::min(h + 1, heads - 1);  // an odd last head pairs with itself
     __m512 a0[kPairs], a1[kPairs];
 #pragma GCC unroll 8
@@ -378,19 +387,19 @@ DSV4_TARGET_AVX512BF16 void AttnScoresEntriesAvx512Bf16(const AttnCall& c, int64
   PrefetchEntries(r.packed + j0, std::min<int64_t>(kTile, j1 - j0), lines);
   for (int64_t jt = j0; jt < j1; jt += kTile) {
     const int64_t count = std::min<int64_t>(kTile, j1 - jt);
-    const NextTile next{r.packed + jt + kTile,
-                        std::min<int64_t>(kTile, std::max<int64_t>(j1 - jt - kTile, 0)), &lines};
+    const int64_t next_count = std::min<int64_t>(kTile, std::max<int64_t>(j1 - jt - kTile, 0));
     const uint8_t* rows[kTile];  // a partial tile repeats its last entry
     for (int i = 0; i < kTile; ++i) rows[i] = r.packed[jt + std::min<int64_t>(i, count - 1)];
     const Range tile = TileRange(r, rows, count);
     range->Merge(tile);
     if (!ProductsSafe(qr, tile, d)) {
-      PrefetchEntries(next.rows, next.count, lines);
+      PrefetchEntries(r.packed + jt + kTile, next_count, lines);
       AttnScoresRangeAvx512(c, 0, heads, jt, jt + count, s, scratch);
       continue;
     }
     DecodeScoreTile(r, rows, consts, kb.data());
-    ScoreTile(c, q_pairs, heads, kb.data(), next, count, n, s + jt);
+    PrefetchCursor next(r.packed + jt + kTile, next_count, lines, (heads + 1) / 2);
+    ScoreTile(c, q_pairs, heads, kb.data(), &next, count, n, s + jt);
   }
 }
 
@@ -451,17 +460,16 @@ DSV4_TARGET_AVX512BF16 void AttnValuesColumnsAvx512Bf16(const AttnCall& c, int64
   for (int64_t tile = 0; tile < tiles; ++tile) {
     const int64_t j0 = tile * kValueTile, count = std::min<int64_t>(kValueTile, n - j0);
     const int64_t used_pairs = (count + 1) / 2;
-    const NextTile next{r.packed + j0 + kValueTile,
+    PrefetchCursor next(r.packed + j0 + kValueTile,
                         std::min<int64_t>(kValueTile, std::max<int64_t>(n - j0 - kValueTile, 0)),
-                        &lines};
+                        lines, blocks * head_pairs);
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t m_begin = blk * kBlockChunks;
       const int64_t block_chunks = std::min<int64_t>(kBlockChunks, chunks - m_begin);
       DecodeValueBlock(r, r.packed + j0, count, m0 + m_begin, block_chunks, consts, vb.data());
       // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
       for (int64_t h = 0; h < heads; h += 2) {
-        PrefetchEntriesPart(next.rows, next.count, lines, blk * head_pairs + h / 2,
-                            blocks * head_pairs);
+        next.Next();  // the next tile's entries, over the (block, head pair) passes
         const int64_t h1 = std::min(h + 1, heads - 1);
         const ValuePass pass{vb.data(), block_chunks, used_pairs,
                              w + (h * tiles + tile) * (kValueTile / 2),
