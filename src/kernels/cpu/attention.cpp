@@ -77,69 +77,6 @@ using ValuesFn = void (*)(const AttnCall&, int64_t, int64_t, const float*, float
 using SoftmaxFn = void (*)(const float*, int64_t, int64_t, float*, float*, AttnThreadScratch*);
 using NormalizeFn = void (*)(const float*, const float*, int64_t, int64_t, BF16*);
 
-// The VDPBF16PS passes (attention_internal.h): scores split by entry tiles, the softmax and
-// its weight pairs by heads, values by 32-column chunks (or by heads on the FP32 fallback),
-// so that each entry is decoded once per pass whatever the thread count.
-void AttendPackedBf16(ThreadPool& pool, const AttnCall& call, const float* sink, int64_t heads,
-                      SoftmaxFn softmax, NormalizeFn normalize, BF16* out,
-                      internal::AttnScratch* ws) {
-  constexpr int64_t kScoreTile = 16, kValueTile = 64, kChunk = 32;
-  const int64_t n = call.rows.n, d = call.rows.d, threads = pool.num_threads();
-  const int64_t tiles = (n + kValueTile - 1) / kValueTile;
-  std::vector<float>& s = ws->s;
-  std::vector<float>& acc = ws->acc;
-  std::vector<float>& den = ws->den;
-  std::vector<uint32_t>& q_pairs = ws->q_pairs;
-  std::vector<uint32_t>& w_pairs = ws->w_pairs;
-  den.resize(static_cast<size_t>(heads));
-  q_pairs.resize(static_cast<size_t>(heads * d / 2));
-  w_pairs.resize(static_cast<size_t>(heads * tiles * kValueTile / 2));
-  const internal::AttnWordRange qr =
-      internal::AttnQueryPairsAvx512Bf16(call.q, heads, d, q_pairs.data());
-  for (int64_t t = 0; t < threads; ++t) {
-    ws->threads[static_cast<int>(t)].rows_range = {};
-    ws->threads[static_cast<int>(t)].weights_range = {};
-  }
-  pool.ParallelForWithThread(
-      (n + kScoreTile - 1) / kScoreTile, GrainForWork(2 * heads * kScoreTile * d),
-      [&](int64_t t0, int64_t t1, int t) {
-        AttnThreadScratch* scratch = &ws->threads[t];
-        internal::AttnScoresEntriesAvx512Bf16(call, heads, q_pairs.data(), qr, t0 * kScoreTile,
-                                              std::min(t1 * kScoreTile, n), s.data(),
-                                              &scratch->rows_range, scratch);
-      });
-  pool.ParallelForWithThread(heads, GrainForWork(n * 16), [&](int64_t h0, int64_t h1, int t) {
-    AttnThreadScratch* scratch = &ws->threads[t];
-    softmax(sink + h0, h1 - h0, n, s.data() + h0 * n, den.data() + h0, scratch);
-    scratch->weights_range = internal::AttnWeightPairsAvx512Bf16(
-        s.data() + h0 * n, h1 - h0, n, w_pairs.data() + h0 * tiles * kValueTile / 2);
-  });
-  internal::AttnRowsRange rows_range;
-  internal::AttnWordRange weights_range;
-  for (int64_t t = 0; t < threads; ++t) {
-    rows_range.Merge(ws->threads[static_cast<int>(t)].rows_range);
-    weights_range.Merge(ws->threads[static_cast<int>(t)].weights_range);
-  }
-  if (!internal::AttnValuesExactBf16(weights_range, rows_range, n)) {
-    const AttnPassState state;  // unused by the FP32 pass
-    pool.ParallelForWithThread(heads, GrainForWork(n * d), [&](int64_t h0, int64_t h1, int t) {
-      internal::AttnValuesAvx512(call, h0, h1, s.data() + h0 * n, acc.data() + h0 * d, state,
-                                 &ws->threads[t]);
-      normalize(acc.data() + h0 * d, den.data() + h0, h1 - h0, d, out + h0 * d);
-    });
-    return;
-  }
-  pool.ParallelForWithThread(d / kChunk, GrainForWork(2 * heads * n * kChunk),
-                             [&](int64_t m0, int64_t m1, int t) {
-    internal::AttnValuesColumnsAvx512Bf16(call, heads, w_pairs.data(), m0, m1, acc.data(),
-                                          &ws->threads[t]);
-    for (int64_t h = 0; h < heads; ++h) {
-      normalize(acc.data() + h * d + kChunk * m0, den.data() + h, 1, kChunk * (m1 - m0),
-                out + h * d + kChunk * m0);
-    }
-  });
-}
-
 // Scores over all rows, then the softmax weights in the scalar order of the reference
 // (max, e^{s-m} with ExpF, the denominator, p = bf16(e)), then the weighted value sum.
 void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, const float* sink,
@@ -157,7 +94,10 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
     normalize = internal::AttnNormalizeAvx512;
   }
   if (isa == Isa::kAvx2) softmax = internal::AttnSoftmaxAvx2;
-  if (simd_ok && (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16)) {
+  if (bf16_ok && isa == Isa::kAvx512Bf16) {
+    scores = internal::AttnScoresAvx512Bf16;
+    values = internal::AttnValuesAvx512Bf16;
+  } else if (simd_ok && (isa == Isa::kAvx512 || isa == Isa::kAvx512Bf16)) {
     scores = internal::AttnScoresAvx512;
     values = internal::AttnValuesAvx512;
   } else if (simd_ok && isa == Isa::kAvx2) {
@@ -173,10 +113,6 @@ void Attend(ThreadPool& pool, const BF16* q, const internal::AttnRows& rows, con
   for (int64_t i = 0; i < heads * d; ++i) qf[i] = Bf16ToF32(q[i]);
   const AttnCall call{qf.data(), rows, scale};
   ws->threads.Reserve(pool);
-  if (bf16_ok && isa == Isa::kAvx512Bf16) {
-    AttendPackedBf16(pool, call, sink, heads, softmax, normalize, out, ws);
-    return;
-  }
   auto attend_heads = [&](int64_t h0, int64_t h1, int t) {
     AttnThreadScratch* scratch = &ws->threads[t];
     AttnPassState state;

@@ -16,7 +16,6 @@
 #include <cstring>
 #include <vector>
 
-#include "core/check.h"
 #include "kernels/cpu/attention_internal.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
@@ -31,8 +30,12 @@ constexpr int kBlockChunks = 4;  // 32-column chunks per value block: a tile's b
                                  // interleaved rows is 16 KB and stays in the L1
 constexpr int kPairs = 8;
 
-using Range = AttnRowsRange;
-using WordRange = AttnWordRange;
+// Exponent range of entry values: nonzero values are multiples of 2^grain and below 2^max.
+struct Range {
+  int grain = INT_MAX;
+  int max = INT_MIN;
+  bool ok = true;  // no subnormal, inf or NaN (scale code 255) anywhere
+};
 
 // Masked min / max of 16-bit lanes (no such reduce intrinsic for words): the masked-off
 // lanes become the neutral element, then a word-wise tree.
@@ -99,6 +102,12 @@ DSV4_TARGET_AVX512BF16 Range TileRange(const AttnRows& r, const uint8_t* const* 
   return range;
 }
 
+// Exponent range of nonzero BF16 words (min > max if all zero); ok false for subnormal / inf.
+struct WordRange {
+  int min = INT_MAX;
+  int max = INT_MIN;
+  bool ok = true;
+};
 // The WordRange of the high words of x FP32 [count] (BF16 values: the query, the softmax
 // weights), 16 at a time: exponent fields of the nonzero words; subnormal / inf / NaN words
 // clear ok.
@@ -136,81 +145,34 @@ bool ProductsSafe(const WordRange& a, const Range& range, int64_t terms) {
   return a.min - 7 + range.grain >= -126 && a.max + 1 + range.max + log_terms <= 127;
 }
 
-// The bytes of an entry that a pass reads, as the offsets of one request per cache line: every
-// 64th byte of each span and its last byte (entries need not start on a line).
-struct EntryLines {
-  static constexpr int kMax = 24;
-  int64_t offset[kMax];
-  int64_t count = 0;
-  void Add(int64_t begin, int64_t end) {  // bytes [begin, end), if any
-    if (begin >= end) return;
-    DSV4_CHECK(count + (end - begin + 63) / 64 + 1 <= kMax);
-    for (int64_t o = begin; o < end; o += 64) offset[count++] = o;
-    offset[count++] = end - 1;
-  }
-};
-
-// The whole entry (the score pass).
-EntryLines WholeEntry(const AttnRows& r) {
-  EntryLines lines;
-  lines.Add(0, r.entry().bytes());
-  return lines;
-}
-
-// The bytes of columns [k0, k1) (the value pass over a column range): E4M3 codes, their block
-// scales, RoPE words.
-EntryLines EntryColumns(const AttnRows& r, int64_t k0, int64_t k1) {
-  const KvEntryLayout layout = r.entry();
-  EntryLines lines;
-  const int64_t nope_end = std::min(k1, r.d_nope);
-  if (k0 < nope_end) {
-    lines.Add(k0, nope_end);
-    lines.Add(layout.scales_offset() + k0 / 64, layout.scales_offset() + (nope_end + 63) / 64);
-  }
-  const int64_t rope_begin = std::max(k0, r.d_nope);
-  if (rope_begin < k1) {
-    lines.Add(layout.rope_offset() + 2 * (rope_begin - r.d_nope),
-              layout.rope_offset() + 2 * (k1 - r.d_nope));
-  }
-  return lines;
-}
-
-// Every line of `count` entries.
-inline void PrefetchEntries(const uint8_t* const* entries, int64_t count,
-                            const EntryLines& lines) {
+// Every cache line of `count` entries of `bytes` each.
+inline void PrefetchEntries(const uint8_t* const* entries, int64_t count, int64_t bytes) {
   for (int64_t i = 0; i < count; ++i) {
-    for (int64_t l = 0; l < lines.count; ++l) __builtin_prefetch(entries[i] + lines.offset[l]);
+    for (int64_t b = 0; b < bytes; b += 64) __builtin_prefetch(entries[i] + b);
+    __builtin_prefetch(entries[i] + bytes - 1);
   }
 }
 
-// PrefetchEntries' requests (in its order) a few at a time. Gathered entries are apart in
-// memory, so their lines miss every cache and the hardware prefetchers cannot follow the
-// pointers; requesting a whole tile at once fills the miss buffers and stalls the prefetch
-// instructions themselves, so the requests for the next tile are spread over the current
-// tile's passes: `parts` calls of Next() issue them all (no division per request).
-class PrefetchCursor {
- public:
-  PrefetchCursor(const uint8_t* const* entries, int64_t count, const EntryLines& lines,
-                 int64_t parts)
-      : entries_(entries),
-        lines_(&lines),
-        left_(count * lines.count),
-        per_part_((count * lines.count + parts - 1) / parts) {}
-  void Next() {
-    for (int64_t k = 0; k < per_part_ && left_ > 0; ++k, --left_) {
-      __builtin_prefetch(entries_[entry_] + lines_->offset[slot_]);
-      if (++slot_ == lines_->count) {
-        slot_ = 0;
-        ++entry_;
-      }
-    }
+// Part `part` of `parts` of PrefetchEntries' requests (in its order). Gathered entries are
+// apart in memory, so their lines miss every cache and the hardware prefetchers cannot follow
+// the pointers; requesting a whole tile at once fills the miss buffers and stalls the
+// prefetch instructions themselves, so the requests for the next tile are spread over the
+// current tile's head pairs.
+inline void PrefetchEntriesPart(const uint8_t* const* entries, int64_t count, int64_t bytes,
+                                int64_t part, int64_t parts) {
+  const int64_t slots = (bytes + 63) / 64 + 1;  // the lines from each 64 B step, the last byte
+  const int64_t begin = count * slots * part / parts, end = count * slots * (part + 1) / parts;
+  for (int64_t t = begin; t < end; ++t) {
+    const int64_t slot = t % slots;
+    __builtin_prefetch(entries[t / slots] + (slot + 1 < slots ? 64 * slot : bytes - 1));
   }
+}
 
- private:
-  const uint8_t* const* entries_;
-  const EntryLines* lines_;
-  int64_t left_, per_part_;
-  int64_t entry_ = 0, slot_ = 0;
+// The next tile's entries: what the current tile's head pairs prefetch.
+struct NextTile {
+  const uint8_t* const* rows;
+  int64_t count;  // 0 for the last tile
+  int64_t bytes;  // per entry
 };
 
 struct Consts {
@@ -248,17 +210,16 @@ DSV4_TARGET_AVX512BF16 void DecodeScoreTile(const AttnRows& r, const uint8_t* co
   }
 }
 
-// The scores of 16 decoded entries for heads [0, heads): acc pairs as in the indexer. Out of
-// line: inlined next to the decoding, its accumulators spill.
-DSV4_TARGET_AVX512BF16 __attribute__((noinline)) void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
-                                      const uint16_t* kb, PrefetchCursor* next,
+// The scores of 16 decoded entries for heads [h0, h1): acc pairs as in the indexer.
+DSV4_TARGET_AVX512BF16 void ScoreTile(const AttnCall& c, const uint32_t* q_pairs, int64_t heads,
+                                      const uint16_t* kb, const NextTile& next,
                                       int64_t count, int64_t n,
                                       float* s /* [heads][n] at the tile's first entry */) {
   const __mmask16 tail = simd::FirstLanes16(count);
   const int64_t groups = c.rows.d / 16;
   const __m512 scale = _mm512_set1_ps(c.scale);
   for (int64_t h = 0; h < heads; h += 2) {
-    next->Next();  // the next tile's entries, over the head pairs
+    PrefetchEntriesPart(next.rows, next.count, next.bytes, h / 2, (heads + 1) / 2);
     const int64_t h1 = std::min(h + 1, heads - 1);  // an odd last head pairs with itself
     __m512 a0[kPairs], a1[kPairs];
 #pragma GCC unroll 8
@@ -354,138 +315,143 @@ DSV4_TARGET_AVX512BF16 __attribute__((noinline)) void DecodeValueBlock(
 
 }  // namespace
 
-DSV4_TARGET_AVX512BF16 AttnWordRange AttnQueryPairsAvx512Bf16(const float* q, int64_t heads,
-                                                              int64_t d, uint32_t* q_pairs) {
-  // Pair j of group g: [q[16g + j] | q[16g + 8 + j]] as BF16 words (high | low); exact, q
-  // holds BF16 values.
-  const __m512i high_words = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
-  for (int64_t i = 0; i < heads * d / 16; ++i) {
-    const __m512i v = _mm512_loadu_si512(q + 16 * i);
-    const __m256i lo = _mm512_extracti64x4_epi64(_mm512_srli_epi32(v, 16), 1);
-    const __m256i hi = _mm512_castsi512_si256(_mm512_and_si512(v, high_words));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q_pairs + 8 * i), _mm256_or_si256(lo, hi));
-  }
-  return WeightRange(q, heads * d);
-}
-
-DSV4_TARGET_AVX512BF16 void AttnScoresEntriesAvx512Bf16(const AttnCall& c, int64_t heads,
-                                                        const uint32_t* q_pairs,
-                                                        const AttnWordRange& qr, int64_t j0,
-                                                        int64_t j1, float* s,
-                                                        AttnRowsRange* range,
-                                                        AttnThreadScratch* scratch) {
+DSV4_TARGET_AVX512BF16 void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
+                                                 float* s, AttnPassState* st,
+                                                 AttnThreadScratch* scratch) {
   const AttnRows& r = c.rows;
-  const int64_t n = r.n, d = r.d;
+  const int64_t n = r.n, d = r.d, heads = h1 - h0, groups = d / 16;
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
+  // q in pair layout (exact: q holds BF16 values) and its exponent range.
+  std::vector<uint32_t>& q_pairs = scratch->q_pairs;
   std::vector<uint16_t>& kb = scratch->kb;
+  q_pairs.resize(static_cast<size_t>(heads * d / 2));
+  const WordRange qr = WeightRange(c.q + h0 * d, heads * d);
+  // Pair j of group g: [q[16g + j] | q[16g + 8 + j]] as BF16 words (high | low).
+  const __m512i high_words = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
+  for (int64_t i = 0; i < heads * groups; ++i) {
+    const __m512i v = _mm512_loadu_si512(c.q + h0 * d + 16 * i);
+    const __m256i lo = _mm512_extracti64x4_epi64(_mm512_srli_epi32(v, 16), 1);
+    const __m256i hi = _mm512_castsi512_si256(_mm512_and_si512(v, high_words));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(q_pairs.data() + 8 * i),
+                        _mm256_or_si256(lo, hi));
+  }
   kb.resize(static_cast<size_t>(d * kTile));
+  Range all;  // every entry, for pass 2
   // Gathered entries sit anywhere in the cache: the hardware prefetchers cannot follow the
   // pointers, so the next tile's entries are requested while this one is scored.
-  const EntryLines lines = WholeEntry(r);
-  PrefetchEntries(r.packed + j0, std::min<int64_t>(kTile, j1 - j0), lines);
-  for (int64_t jt = j0; jt < j1; jt += kTile) {
-    const int64_t count = std::min<int64_t>(kTile, j1 - jt);
-    const int64_t next_count = std::min<int64_t>(kTile, std::max<int64_t>(j1 - jt - kTile, 0));
+  const int64_t entry_bytes = r.entry().bytes();
+  PrefetchEntries(r.packed, std::min<int64_t>(kTile, n), entry_bytes);
+  for (int64_t j0 = 0; j0 < n; j0 += kTile) {
+    const int64_t count = std::min<int64_t>(kTile, n - j0);
+    const NextTile next{r.packed + j0 + kTile,
+                        std::min<int64_t>(kTile, std::max<int64_t>(n - j0 - kTile, 0)),
+                        entry_bytes};
     const uint8_t* rows[kTile];  // a partial tile repeats its last entry
-    for (int i = 0; i < kTile; ++i) rows[i] = r.packed[jt + std::min<int64_t>(i, count - 1)];
+    for (int i = 0; i < kTile; ++i) rows[i] = r.packed[j0 + std::min<int64_t>(i, count - 1)];
     const Range tile = TileRange(r, rows, count);
-    range->Merge(tile);
+    all.grain = std::min(all.grain, tile.grain);
+    all.max = std::max(all.max, tile.max);
+    all.ok = all.ok && tile.ok;
     if (!ProductsSafe(qr, tile, d)) {
-      PrefetchEntries(r.packed + jt + kTile, next_count, lines);
-      AttnScoresRangeAvx512(c, 0, heads, jt, jt + count, s, scratch);
+      PrefetchEntries(next.rows, next.count, entry_bytes);
+      AttnScoresRangeAvx512(c, h0, h1, j0, j0 + count, s, scratch);
       continue;
     }
     DecodeScoreTile(r, rows, consts, kb.data());
-    PrefetchCursor next(r.packed + jt + kTile, next_count, lines, (heads + 1) / 2);
-    ScoreTile(c, q_pairs, heads, kb.data(), &next, count, n, s + jt);
+    ScoreTile(c, q_pairs.data(), heads, kb.data(), next, count, n, s + j0);
   }
+  st->bf16_rows = all.ok;
+  st->grain_exp = all.grain;
+  st->max_exp = all.max;
 }
 
-DSV4_TARGET_AVX512BF16 AttnWordRange AttnWeightPairsAvx512Bf16(const float* p, int64_t heads,
-                                                               int64_t n, uint32_t* w) {
-  static_assert(kValueTile == 64, "two permutes per head make a tile's weight pairs");
-  // Pair i: [p_{2i+1} | p_{2i}] as BF16 words: word 2i is the high word of p_{2i+1} (word
-  // 4i + 3 of 32 weights), word 2i + 1 that of p_{2i} (word 4i + 1); one permute per 32
-  // weights.
-  uint16_t pair_index[32];
-  for (int i = 0; i < 32; ++i) pair_index[i] = static_cast<uint16_t>(i % 2 == 0 ? 2 * i + 3 : 2 * i - 1);
-  const __m512i pair_words = _mm512_loadu_si512(pair_index);
-  const int64_t tiles = (n + kValueTile - 1) / kValueTile;
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t half = 0; half < 2 * tiles; ++half) {
-      const int64_t left = n - 32 * half;  // past n: weight 0
-      const __mmask16 lo = simd::FirstLanes16(std::max<int64_t>(left, 0));
-      const __mmask16 hi = simd::FirstLanes16(std::max<int64_t>(left - 16, 0));
-      const float* ph = p + h * n + 32 * half;
-      const __m512i a = _mm512_castps_si512(_mm512_maskz_loadu_ps(lo, ph));
-      const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(hi, ph + 16));
-      _mm512_storeu_si512(w + h * tiles * (kValueTile / 2) + 16 * half,
-                          _mm512_permutex2var_epi16(a, pair_words, b));
-    }
-  }
-  return WeightRange(p, heads * n);
-}
-
-bool AttnValuesExactBf16(const AttnWordRange& pr, const AttnRowsRange& rows, int64_t n) {
-  return ProductsSafe(pr, rows, n);
-}
-
-DSV4_TARGET_AVX512BF16 void AttnValuesColumnsAvx512Bf16(const AttnCall& c, int64_t heads,
-                                                        const uint32_t* w, int64_t m0,
-                                                        int64_t m1, float* acc,
-                                                        AttnThreadScratch* scratch) {
+DSV4_TARGET_AVX512BF16 void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1,
+                                                 const float* p, float* acc,
+                                                 const AttnPassState& st,
+                                                 AttnThreadScratch* scratch) {
   const AttnRows& r = c.rows;
-  const int64_t n = r.n, d = r.d, chunks = m1 - m0, width = 32 * chunks;
-  const int64_t tiles = (n + kValueTile - 1) / kValueTile;
+  const int64_t n = r.n, d = r.d, heads = h1 - h0, chunks = d / 32;
+  // The weights: BF16 values in [0, 1] (or NaN) whose products with the rows must be safe.
+  const WordRange pr = WeightRange(p, heads * n);
+  Range rows_range;
+  rows_range.grain = st.grain_exp;
+  rows_range.max = st.max_exp;
+  rows_range.ok = st.bf16_rows;
+  if (!ProductsSafe(pr, rows_range, n)) {
+    AttnValuesAvx512(c, h0, h1, p, acc, st, scratch);
+    return;
+  }
   Consts consts;
   consts.e4m3 = simd::MakeE4M3PairConsts();
   consts.spreads = simd::MakeRowSpreads();
   // A tile's rows go block by block of kBlockChunks chunks (128 columns): vb BF16
   // [kValueTile/2][block chunks][2][32]: entries 2jp + 1 (low words) and 2jp (high) per
   // column, for the 32 columns of chunk m as unpacklo / unpackhi registers, decoded straight
-  // into that order. accp FP32 [heads][chunks][2][16]: the range's columns in that register
-  // order.
+  // into that order. accp FP32 [heads][chunks][2][16]: columns in that register order.
   std::vector<uint16_t>& vb = scratch->vb;
   std::vector<float>& accp = scratch->accp;
+  std::vector<uint32_t>& pp_all = scratch->pp_all;  // [heads][kValueTile/2] a tile's weight pairs
+  pp_all.resize(static_cast<size_t>(heads * (kValueTile / 2)));
+  static_assert(kValueTile == 64, "two permutes per head make a tile's weight pairs");
+  uint16_t pair_index[32];
+  for (int i = 0; i < 32; ++i) pair_index[i] = static_cast<uint16_t>(i % 2 == 0 ? 2 * i + 3 : 2 * i - 1);
+  const __m512i pair_words = _mm512_loadu_si512(pair_index);
   vb.resize(static_cast<size_t>(kValueTile * 32 * kBlockChunks));
-  accp.assign(static_cast<size_t>(heads * width), 0.0f);
+  accp.assign(static_cast<size_t>(heads * d), 0.0f);
   const int64_t blocks = (chunks + kBlockChunks - 1) / kBlockChunks;
-  const int64_t head_pairs = (heads + 1) / 2;
-  // Only the range's bytes of each entry; the first tile's are requested now, each later
-  // tile's over the previous tile's (block, head pair) passes.
-  const EntryLines lines = EntryColumns(r, 32 * m0, 32 * m1);
-  PrefetchEntries(r.packed, std::min<int64_t>(kValueTile, n), lines);
-  for (int64_t tile = 0; tile < tiles; ++tile) {
-    const int64_t j0 = tile * kValueTile, count = std::min<int64_t>(kValueTile, n - j0);
+  // The entries have left the caches since pass 1 (on this thread's heads, pass 1 touched
+  // more than the L2 holds): the first tile's are requested now, each later tile's over the
+  // previous tile's (block, head pair) passes.
+  const int64_t entry_bytes = r.entry().bytes();
+  PrefetchEntries(r.packed, std::min<int64_t>(kValueTile, n), entry_bytes);
+  for (int64_t j0 = 0; j0 < n; j0 += kValueTile) {
+    const int64_t count = std::min<int64_t>(kValueTile, n - j0);
     const int64_t used_pairs = (count + 1) / 2;
-    PrefetchCursor next(r.packed + j0 + kValueTile,
+    const NextTile next{r.packed + j0 + kValueTile,
                         std::min<int64_t>(kValueTile, std::max<int64_t>(n - j0 - kValueTile, 0)),
-                        lines, blocks * head_pairs);
+                        entry_bytes};
+    // Weight pairs: [p_{j+1} | p_j] as BF16 words (the value past the tile's end is 0): word
+    // 2i is the high word of p_{2i+1} (word 4i + 3 of 32 weights), word 2i + 1 that of p_{2i}
+    // (word 4i + 1); one permute per 32 weights.
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t half = 0; half < 2; ++half) {
+        const int64_t left = count - 32 * half;
+        const __mmask16 lo = simd::FirstLanes16(std::max<int64_t>(left, 0));
+        const __mmask16 hi = simd::FirstLanes16(std::max<int64_t>(left - 16, 0));
+        const float* ph = p + h * n + j0 + 32 * half;
+        const __m512i a = _mm512_castps_si512(_mm512_maskz_loadu_ps(lo, ph));
+        const __m512i b = _mm512_castps_si512(_mm512_maskz_loadu_ps(hi, ph + 16));
+        _mm512_storeu_si512(pp_all.data() + h * (kValueTile / 2) + 16 * half,
+                            _mm512_permutex2var_epi16(a, pair_words, b));
+      }
+    }
     for (int64_t blk = 0; blk < blocks; ++blk) {
       const int64_t m_begin = blk * kBlockChunks;
       const int64_t block_chunks = std::min<int64_t>(kBlockChunks, chunks - m_begin);
-      DecodeValueBlock(r, r.packed + j0, count, m0 + m_begin, block_chunks, consts, vb.data());
+      DecodeValueBlock(r, r.packed + j0, count, m_begin, block_chunks, consts, vb.data());
       // Two heads per pass over the interleaved rows (an odd last head pairs with itself).
+      const int64_t head_pairs = (heads + 1) / 2;
       for (int64_t h = 0; h < heads; h += 2) {
-        next.Next();  // the next tile's entries, over the (block, head pair) passes
+        PrefetchEntriesPart(next.rows, next.count, next.bytes, blk * head_pairs + h / 2,
+                            blocks * head_pairs);
         const int64_t h1 = std::min(h + 1, heads - 1);
         const ValuePass pass{vb.data(), block_chunks, used_pairs,
-                             w + (h * tiles + tile) * (kValueTile / 2),
-                             w + (h1 * tiles + tile) * (kValueTile / 2)};
-        float* a0 = accp.data() + h * width + 32 * m_begin;
-        float* a1 = accp.data() + h1 * width + 32 * m_begin;
-        int64_t reg = 0;  // register index in the block (2 per 32 columns)
+                             pp_all.data() + h * (kValueTile / 2),
+                             pp_all.data() + h1 * (kValueTile / 2)};
+        float* a0 = accp.data() + h * d + 32 * m_begin;
+        float* a1 = accp.data() + h1 * d + 32 * m_begin;
+        int64_t m0 = 0;  // register index in the block (2 per 32 columns)
         if (block_chunks == 4) {
-          ValueRegs<8>(pass, reg, a0, a1);
+          ValueRegs<8>(pass, m0, a0, a1);
           continue;
         }
-        if (reg + 4 <= 2 * block_chunks) {
-          ValueRegs<4>(pass, reg, a0, a1);
-          reg += 4;
+        if (m0 + 4 <= 2 * block_chunks) {
+          ValueRegs<4>(pass, m0, a0, a1);
+          m0 += 4;
         }
-        if (reg < 2 * block_chunks) ValueRegs<2>(pass, reg, a0, a1);
+        if (m0 < 2 * block_chunks) ValueRegs<2>(pass, m0, a0, a1);
       }
     }
   }
@@ -497,11 +463,10 @@ DSV4_TARGET_AVX512BF16 void AttnValuesColumnsAvx512Bf16(const AttnCall& c, int64
       _mm512_setr_epi32(8, 9, 10, 11, 24, 25, 26, 27, 12, 13, 14, 15, 28, 29, 30, 31);
   for (int64_t h = 0; h < heads; ++h) {
     for (int64_t m = 0; m < chunks; ++m) {
-      const __m512 r0 = _mm512_loadu_ps(accp.data() + h * width + (2 * m) * 16);
-      const __m512 r1 = _mm512_loadu_ps(accp.data() + h * width + (2 * m + 1) * 16);
-      float* dst = acc + h * d + 32 * (m0 + m);
-      _mm512_storeu_ps(dst, _mm512_permutex2var_ps(r0, first, r1));
-      _mm512_storeu_ps(dst + 16, _mm512_permutex2var_ps(r0, second, r1));
+      const __m512 r0 = _mm512_loadu_ps(accp.data() + h * d + (2 * m) * 16);
+      const __m512 r1 = _mm512_loadu_ps(accp.data() + h * d + (2 * m + 1) * 16);
+      _mm512_storeu_ps(acc + h * d + 32 * m, _mm512_permutex2var_ps(r0, first, r1));
+      _mm512_storeu_ps(acc + h * d + 32 * m + 16, _mm512_permutex2var_ps(r0, second, r1));
     }
   }
 }

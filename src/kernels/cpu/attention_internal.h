@@ -3,7 +3,6 @@
 #pragma once
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <vector>
@@ -42,33 +41,6 @@ struct AttnPassState {
   int max_exp = 0;         // |row value| < 2^max_exp
 };
 
-// Exponent range of packed entry values (BF16 path): nonzero values are multiples of 2^grain
-// and below 2^max; ok false if any is subnormal, inf or NaN. The empty range: grain INT_MAX,
-// max INT_MIN.
-struct AttnRowsRange {
-  int grain = INT_MAX;
-  int max = INT_MIN;
-  bool ok = true;
-  void Merge(const AttnRowsRange& o) {
-    grain = std::min(grain, o.grain);
-    max = std::max(max, o.max);
-    ok = ok && o.ok;
-  }
-};
-
-// Exponent range of BF16 values (the query, the softmax weights): nonzero exponents in
-// [min, max] (min > max: all zero); ok false for a subnormal, inf or NaN.
-struct AttnWordRange {
-  int min = INT_MAX;
-  int max = INT_MIN;
-  bool ok = true;
-  void Merge(const AttnWordRange& o) {
-    min = std::min(min, o.min);
-    max = std::max(max, o.max);
-    ok = ok && o.ok;
-  }
-};
-
 // One pool thread's scratch of the attention passes (part of kernels::Workspace).
 struct AttnThreadScratch {
   std::vector<float> rows;        // decoded entries of a tile FP32 [tile, d] (scalar: [d])
@@ -76,11 +48,11 @@ struct AttnThreadScratch {
   std::vector<float> den;         // softmax denominators of the thread's heads
   std::vector<float> exps;        // AVX-512 softmax: e^{s-m} of a block of heads [8, n]
   // VDPBF16PS passes (attention_avx512bf16.cpp).
-  std::vector<uint16_t> kb;      // a score tile's entries, BF16 words [d, 16]
-  std::vector<uint16_t> vb;      // a value block's entries, BF16 words [32, 128]
-  std::vector<float> accp;       // the value sums in register order [heads, the range's columns]
-  AttnRowsRange rows_range;      // the range of the entries this thread scored
-  AttnWordRange weights_range;   // the range of this thread's heads' softmax weights
+  std::vector<uint32_t> q_pairs;      // q in pair layout [heads, d/2]
+  std::vector<uint16_t> kb;           // a score tile's entries, BF16 words [d, 16]
+  std::vector<uint16_t> vb;           // a value tile's entries, BF16 words [32, d]
+  std::vector<float> accp;            // the value sums in register order [heads, d]
+  std::vector<uint32_t> pp_all;       // a tile's weight pairs [heads, 8]
 };
 
 // The attention's part of kernels::Workspace.
@@ -88,10 +60,6 @@ struct AttnScratch {
   std::vector<float> q;    // the query FP32 [heads, d]
   std::vector<float> s;    // scores, then softmax weights FP32 [heads, n]
   std::vector<float> acc;  // the weighted value sums FP32 [heads, d]
-  // The VDPBF16PS passes split by entries / columns (AttendPackedBf16 in attention.cpp).
-  std::vector<float> den;             // softmax denominators [heads]
-  std::vector<uint32_t> q_pairs;      // q in pair layout [heads, d/2]
-  std::vector<uint32_t> w_pairs;      // softmax weights in pair layout [heads, tiles of 64, 32]
   PerThread<AttnThreadScratch> threads;
 };
 
@@ -115,30 +83,12 @@ void AttnValuesAvx512(const AttnCall& c, int64_t h0, int64_t h1, const float* p,
 // Pass 1 over rows [j0, j1) only (writing s[(h - h0) * n + j]).
 void AttnScoresRangeAvx512(const AttnCall& c, int64_t h0, int64_t h1, int64_t j0, int64_t j1,
                            float* s, AttnThreadScratch* scratch);
-// VDPBF16PS passes over packed entries (attention_avx512bf16.cpp), split so that every entry
-// is decoded once per pass for any thread count: scores by entry tiles (all heads), values by
-// 32-column chunks (all heads). Each (head, entry) score and each (head, column) sum has one
-// fixed order, so the bits do not depend on the split. Tiles (scores) or calls (values) whose
-// products and sums could leave the FP32 normal range take the AVX-512 FP32 loops instead.
-// q FP32 [heads, d] into q_pairs [heads, d/2] (pair j of 16-column group g: q[16g + 8 + j] in
-// the low word, q[16g + j] in the high one); returns q's range.
-AttnWordRange AttnQueryPairsAvx512Bf16(const float* q, int64_t heads, int64_t d,
-                                       uint32_t* q_pairs);
-// s[h * n + j] for heads [0, heads) and entries [j0, j1) (j0 % 16 == 0; q_pairs, qr from
-// AttnQueryPairsAvx512Bf16); merges the entries' range into *range.
-void AttnScoresEntriesAvx512Bf16(const AttnCall& c, int64_t heads, const uint32_t* q_pairs,
-                                 const AttnWordRange& qr, int64_t j0, int64_t j1, float* s,
-                                 AttnRowsRange* range, AttnThreadScratch* scratch);
-// The softmax weights p FP32 [heads, n] (BF16 values) as pairs w [heads, ceil(n/64), 32]
-// (pair i of a 64-entry tile: p_{2i+1} low word, p_{2i} high; 0 past n); returns p's range.
-AttnWordRange AttnWeightPairsAvx512Bf16(const float* p, int64_t heads, int64_t n, uint32_t* w);
-// Whether the column-split value pass is exact for weights of range pr over n entries of
-// range rows (else the FP32 value pass, split by heads).
-bool AttnValuesExactBf16(const AttnWordRange& pr, const AttnRowsRange& rows, int64_t n);
-// acc[h * d + k] for heads [0, heads) and columns k in [32 m0, 32 m1) (w from
-// AttnWeightPairsAvx512Bf16).
-void AttnValuesColumnsAvx512Bf16(const AttnCall& c, int64_t heads, const uint32_t* w,
-                                 int64_t m0, int64_t m1, float* acc, AttnThreadScratch* scratch);
+// VDPBF16PS passes: tiles (pass 1) or calls (pass 2) whose products and sums could leave the
+// FP32 normal range take the AVX-512 FP32 loops instead.
+void AttnScoresAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, float* s, AttnPassState* st,
+                          AttnThreadScratch* scratch);
+void AttnValuesAvx512Bf16(const AttnCall& c, int64_t h0, int64_t h1, const float* p, float* acc,
+                          const AttnPassState& st, AttnThreadScratch* scratch);
 
 // The softmax of `heads` heads in place (scalar order of kernels/ref/attention_ref.cpp):
 // s [heads, n] becomes p = bf16(e^{s-m}) with m the head's max score and e = ExpF
