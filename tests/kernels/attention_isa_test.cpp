@@ -93,6 +93,39 @@ TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
   }
 }
 
+// The passes split over entries, columns or heads: 1, 2 and 3 threads give the same bits on
+// every ISA (odd head counts, partial entry tiles, a column range that is not a whole block).
+TEST(SparseAttentionIsa, ThreadCountsGiveTheSameBits) {
+  Workspace ws;
+  ScopedFineSplit split;
+  Rng rng(17);
+  ThreadPool one(1), two(2), three(3);
+  struct Shape {
+    int64_t d_nope, rope, heads, n;
+  };
+  for (const Shape& sh : {Shape{448, 64, 7, 203}, Shape{128, 64, 3, 37}, Shape{64, 32, 2, 1}}) {
+    const int64_t d = sh.d_nope + sh.rope;
+    const Entries e = MakeEntries(sh.n, sh.d_nope, sh.rope, rng);
+    std::vector<BF16> q(static_cast<size_t>(sh.heads * d));
+    for (auto& v : q) v = F32ToBf16(static_cast<float>(rng.Normal() * 0.2));
+    std::vector<float> sink(static_cast<size_t>(sh.heads));
+    for (auto& s : sink) s = static_cast<float>(rng.Normal());
+    for (Isa isa : SupportedIsas()) {
+      ScopedIsa scoped(isa);
+      std::vector<BF16> expected(q.size());
+      SparseAttentionPacked(one, q.data(), e.ptrs.data(), sh.n, sink.data(), sh.heads, sh.d_nope,
+                            sh.rope, 0.05f, expected.data(), &ws);
+      for (ThreadPool* pool : {&two, &three}) {
+        std::vector<BF16> got(q.size());
+        SparseAttentionPacked(*pool, q.data(), e.ptrs.data(), sh.n, sink.data(), sh.heads,
+                              sh.d_nope, sh.rope, 0.05f, got.data(), &ws);
+        ASSERT_EQ(Bits(got), Bits(expected))
+            << IsaName(isa) << " threads " << pool->num_threads() << " n " << sh.n;
+      }
+    }
+  }
+}
+
 // Inputs whose products or sums would leave the FP32 normal range (tiny or huge queries,
 // softmax weights that underflow, tiny entry scales, subnormal RoPE values) must still give
 // the scalar bits: the BF16 passes fall back to FP32 for them.
