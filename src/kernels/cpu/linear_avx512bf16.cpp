@@ -310,7 +310,12 @@ constexpr int64_t kShiftMaxRows = 4;
 #ifndef DSV4_SHIFT_Q
 #define DSV4_SHIFT_Q 4
 #endif
-constexpr int kShiftQ = DSV4_SHIFT_Q;  // pair registers interleaved
+#ifndef DSV4_SHIFT_Q4
+#define DSV4_SHIFT_Q4 2
+#endif
+// Pair registers interleaved for kRows input rows.
+template <int kRows>
+constexpr int kShiftQ = kRows <= 2 ? DSV4_SHIFT_Q : DSV4_SHIFT_Q4;
 // Software prefetch of each tile row, kShiftPrefetch bytes ahead (past the row's end: the
 // same row of the next tile, which is contiguous with this one).
 constexpr int64_t kShiftPrefetch = 1024;
@@ -444,10 +449,10 @@ DSV4_TARGET_AVX512BF16 void ShiftRowsTile(const ShiftConsts& c, const Combine& c
     const uint32_t* x[kRows];
     for (int r = 0; r < kRows; ++r) x[r] = xw[r] + k0;
     __m512 lanes[kRows][kPairs];
-    for (int p0 = 0; p0 < kPairs; p0 += kShiftQ) {
-      const uint8_t* a[kShiftQ];
-      const uint8_t* bb[kShiftQ];
-      for (int q = 0; q < kShiftQ; ++q) {
+    for (int p0 = 0; p0 < kPairs; p0 += kShiftQ<kRows>) {
+      const uint8_t* a[kShiftQ<kRows>];
+      const uint8_t* bb[kShiftQ<kRows>];
+      for (int q = 0; q < kShiftQ<kRows>; ++q) {
         a[q] = row[p0 + q] + k0;
         bb[q] = row[p0 + q + 8] + k0;
         for (const uint8_t* pf : {row[p0 + q] + ahead, row[p0 + q + 8] + ahead}) {
@@ -455,9 +460,9 @@ DSV4_TARGET_AVX512BF16 void ShiftRowsTile(const ShiftConsts& c, const Combine& c
           _mm_prefetch(reinterpret_cast<const char*>(pf + 64), _MM_HINT_T0);
         }
       }
-      __m512 acc[kShiftQ][kRows];
-      ShiftPairs<kRows, kShiftQ>(c, a, bb, x, acc);
-      for (int q = 0; q < kShiftQ; ++q) {
+      __m512 acc[kShiftQ<kRows>][kRows];
+      ShiftPairs<kRows, kShiftQ<kRows>>(c, a, bb, x, acc);
+      for (int q = 0; q < kShiftQ<kRows>; ++q) {
         for (int r = 0; r < kRows; ++r) lanes[r][p0 + q] = acc[q][r];
       }
     }
@@ -598,10 +603,10 @@ DSV4_TARGET_AVX512BF16 void PlainShiftRowsTile(const ShiftConsts& c, const uint8
     // As ShiftRowsTile: past a row's end, the same row of the next tile.
     const int64_t ahead = k0 + kShiftPrefetch < in ? k0 + kShiftPrefetch
                                                    : k0 + kShiftPrefetch + (kTile - 1) * in;
-    for (int p0 = 0; p0 < kPairs; p0 += kShiftQ) {
-      const uint8_t* a[kShiftQ];
-      const uint8_t* bb[kShiftQ];
-      for (int q = 0; q < kShiftQ; ++q) {
+    for (int p0 = 0; p0 < kPairs; p0 += kShiftQ<kRows>) {
+      const uint8_t* a[kShiftQ<kRows>];
+      const uint8_t* bb[kShiftQ<kRows>];
+      for (int q = 0; q < kShiftQ<kRows>; ++q) {
         a[q] = row[p0 + q];
         bb[q] = row[p0 + q + 8];
         for (const uint8_t* pf : {a[q] + ahead, bb[q] + ahead}) {
@@ -609,7 +614,7 @@ DSV4_TARGET_AVX512BF16 void PlainShiftRowsTile(const ShiftConsts& c, const uint8
           _mm_prefetch(reinterpret_cast<const char*>(pf + 64), _MM_HINT_T0);
         }
       }
-      PlainShiftPairs<kRows, kShiftQ>(c, a, bb, k0, scales, xw, lanes + p0);
+      PlainShiftPairs<kRows, kShiftQ<kRows>>(c, a, bb, k0, scales, xw, lanes + p0);
     }
   }
   for (int r = 0; r < kRows; ++r) {
