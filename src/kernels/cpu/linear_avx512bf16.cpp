@@ -298,24 +298,20 @@ DSV4_TARGET_AVX512BF16 void TileFp4(const Fp4Source& src, const LinearCall& call
 // the 128 magnitudes flags them per two weight rows and 128 columns (one pair register's
 // part of a block), and that pair is decoded again through the exact tables
 // (E4M3WordsBf16's lookups, true values) and its lanes scaled by 2^-120 (exact: canonical
-// sums of E4M3 products are multiples of 2^-18) - a few percent of the pairs in a quantised
-// Gaussian block (measured on the kernel bench's weights). Against Tile's decode (two
+// sums of E4M3 products are multiples of 2^-18) - about 3% of the pairs of a Gaussian block
+// quantised with its amax at 4.5 sigma (the kernel bench's weights). Against Tile's decode (two
 // 16-byte loads, an insert, vpermb, two vpermi2b, a blend and a ternlog per 32 weights) this
 // is one vpermt2b, a shift and an and, with one lookup per 64 weights; the tile rows sit in
-// 64-byte registers and each pair's four lines are consumed together. Several input rows
-// share each decoded register (kShiftMaxRows: measured against the panel schedule).
+// 64-byte registers and each pair's four lines are consumed together. Up to kShiftMaxRows
+// input rows share each decoded register (measured at 1024 x 4096 on one thread: 3 rows
+// 264 us against 362 through Tile's panel; 4 rows no faster than the panel).
 constexpr int kShiftX = 64;
 constexpr float kShiftFactor = 0x1p56f;  // 2^(120 - kShiftX)
-constexpr int64_t kShiftMaxRows = 4;
-#ifndef DSV4_SHIFT_Q
-#define DSV4_SHIFT_Q 4
-#endif
-#ifndef DSV4_SHIFT_Q4
-#define DSV4_SHIFT_Q4 2
-#endif
-// Pair registers interleaved for kRows input rows.
+constexpr int64_t kShiftMaxRows = 3;
+// Pair registers interleaved (independent VDPBF16PS chains) for kRows input rows: 4 for 1-2
+// rows, 2 for 3-4 (measured 1024 x 4096, 3 rows, one thread: 264 us against 335 with 4).
 template <int kRows>
-constexpr int kShiftQ = kRows <= 2 ? DSV4_SHIFT_Q : DSV4_SHIFT_Q4;
+constexpr int kShiftQ = kRows <= 2 ? 4 : 2;
 // Software prefetch of each tile row, kShiftPrefetch bytes ahead (past the row's end: the
 // same row of the next tile, which is contiguous with this one).
 constexpr int64_t kShiftPrefetch = 1024;
@@ -515,8 +511,7 @@ DSV4_TARGET_AVX512BF16 void ShiftTiles(const LinearCall& call, int64_t n0, int64
     switch (call.rows) {
       case 1: ShiftRowsTile<1>(consts, cb, row, xw, xs, res); break;
       case 2: ShiftRowsTile<2>(consts, cb, row, xw, xs, res); break;
-      case 3: ShiftRowsTile<3>(consts, cb, row, xw, xs, res); break;
-      default: ShiftRowsTile<4>(consts, cb, row, xw, xs, res); break;
+      default: ShiftRowsTile<3>(consts, cb, row, xw, xs, res); break;
     }
     for (int64_t r = 0; r < call.rows; ++r) {
       alignas(64) float o[kTile];
