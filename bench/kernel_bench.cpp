@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -33,8 +34,12 @@ namespace {
 
 using kernels::Isa;
 
+// DSV4_BENCH_THREADS=N runs the kernels on N threads (default: every core); 1 gives a
+// kernel's per-thread cost, which a loaded machine distorts less than a split's wall time.
 ThreadPool& Pool() {
-  static ThreadPool pool(0);
+  static ThreadPool pool(std::getenv("DSV4_BENCH_THREADS") != nullptr
+                             ? std::max(1, std::atoi(std::getenv("DSV4_BENCH_THREADS")))
+                             : 0);
   return pool;
 }
 MachineLimits g_limits;
