@@ -325,7 +325,7 @@ struct ShiftConsts {
   simd::E4M3PairConsts exact;
 };
 
-DSV4_TARGET_AVX512BF16 ShiftConsts MakeShiftConsts() {
+DSV4_TARGET_AVX512BF16 ShiftConsts ComputeShiftConsts() {
   ShiftConsts c;
   for (int j = 0; j < 4; ++j) {
     alignas(64) uint8_t idx[64];
@@ -345,6 +345,12 @@ DSV4_TARGET_AVX512BF16 ShiftConsts MakeShiftConsts() {
   c.word_mask = _mm512_set1_epi16(static_cast<int16_t>(0x87F0));
   c.exact = simd::MakeE4M3PairConsts();
   return c;
+}
+
+// Computed once (a few hundred scalar steps: measurable next to a small GEMV).
+DSV4_TARGET_AVX512BF16 const ShiftConsts& MakeShiftConsts() {
+  static const ShiftConsts consts = ComputeShiftConsts();
+  return consts;
 }
 
 // E4M3WordsBf16 of codes already spread (each word's both bytes its code).
@@ -493,7 +499,7 @@ DSV4_TARGET_AVX512BF16 void ShiftTiles(const LinearCall& call, int64_t n0, int64
                          _mm512_inserti64x4(_mm512_castsi256_si512(pairs), pairs, 1));
     }
   }
-  const ShiftConsts consts = MakeShiftConsts();
+  const ShiftConsts& consts = MakeShiftConsts();
   const uint32_t* xw[kShiftMaxRows];
   const float* xs[kShiftMaxRows];
   for (int64_t r = 0; r < call.rows; ++r) {
@@ -743,8 +749,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   Fp8ScaledSource plain_src;
   if (fp4) fp4_src.consts = simd::MakeE2M1PairConsts();
   if (!fp4) fp8_src.consts = plain_src.consts = simd::MakeE4M3PairConsts();
-  ShiftConsts shift_consts;
-  if (plain) shift_consts = MakeShiftConsts();
+  const ShiftConsts& shift_consts = MakeShiftConsts();
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const Combine combine{&w, t0, ws.data()};
