@@ -248,6 +248,36 @@ TEST(LinearIsaRows, Fp8GemmAtPrefillRowCounts) {
   }
 }
 
+// FP8 weights as quantisation leaves them (linear_avx512bf16.cpp's shifted decode): normal
+// codes, with a few zero and subnormal codes in some 128-column blocks of a few pairs of
+// rows, which those pairs' blocks redo through the exact tables (kFp8AsBf16: zeros too), and
+// tiles across a 128-row scale boundary. Both FP8 kinds at 1-5 rows, every ISA, scalar bits.
+TEST(LinearIsaRows, Fp8MostlyNormalCodesWithRareOddOnes) {
+  ScopedFineSplit split;
+  Rng rng(2718);
+  for (int trial = 0; trial < 8; ++trial) {
+    const LinearKind kind = trial % 2 == 0 ? LinearKind::kFp8Block : LinearKind::kFp8AsBf16;
+    const int64_t in = 128 * (1 + rng.Below(4)), out = 100 + rng.Below(100);
+    const int64_t rows = 1 + trial % 5;
+    Weights lin = MakeWeights(kind, out, in, kind == LinearKind::kFp8Block && trial % 4 == 2,
+                              trial % 4 == 3, rng);
+    for (auto& c : lin.codes) {  // exponent field 1-15, never the NaN code
+      do c = static_cast<uint8_t>(rng.Below(256));
+      while ((c & 0x78) == 0 || (c & 0x7F) == 0x7F);
+    }
+    auto odd_code = [&] { return static_cast<uint8_t>(rng.Below(8) | (rng.Below(2) << 7)); };
+    for (int i = 0; i < 6; ++i) lin.codes[rng.Below(out * in)] = odd_code();
+    // Rows of only zero and subnormal codes, whose outputs they alone decide.
+    for (int i = 0; i < 3; ++i) {
+      const int64_t n = rng.Below(out);
+      for (int64_t k = 0; k < in; ++k) lin.codes[n * in + k] = odd_code();
+    }
+    ExpectAllEqual(RunAll(lin, rows, rng), "trial " + std::to_string(trial) + " out " +
+                                               std::to_string(out) + " in " + std::to_string(in) +
+                                               " rows " + std::to_string(rows));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Kinds, LinearIsa,
                          ::testing::Values(LinearKind::kFp8Block, LinearKind::kFp4Row32,
                                            LinearKind::kNvfp4Row16, LinearKind::kBf16,
