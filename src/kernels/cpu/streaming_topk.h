@@ -124,13 +124,15 @@ void ScanTopK(ThreadPool& pool, std::span<const int64_t> visible, int64_t k, int
   std::mutex mu;
   const int64_t block = ScanBlockKeys(n, pool.num_threads(), grain);
   const int64_t blocks = (n + block - 1) / block;
-  std::atomic<int64_t> next{0};  // the next block to claim
+  struct alignas(64) Counter {  // a cache line of its own: claims don't evict the shared locals
+    std::atomic<int64_t> next{0};  // the next block to claim
+  } claims;
   auto scan = [&](int64_t, int64_t, int thread) {
     ScanThreadScratch& own = scratch->threads[thread];
     StreamingTopK* tops = GrowTo(own.tops, queries);
     float* chunk = GrowTo(own.chunk, queries * kScanChunk);
     for (int64_t j = 0; j < queries; ++j) tops[j].Reset(k_of(j));
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
+    for (int64_t i; (i = claims.next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
       const int64_t end = std::min(n, (i + 1) * block);
       for (int64_t b = i * block; b < end; b += kScanChunk) {
         const int64_t e = std::min(end, b + kScanChunk);
