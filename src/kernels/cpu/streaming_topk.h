@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -24,6 +25,19 @@ namespace dsv4::kernels::internal {
 
 // Keys scored per step of a scan (a few KB of scores, reused).
 inline constexpr int64_t kScanChunk = 512;
+// The most keys a pool thread claims at a time in a split scan (ScanTopK): ~0.2 ms of a V4
+// scan on one thread, so a thread that starts late (a worker's wake-up on a VM) or runs slower
+// (a busy or slower core) leaves at most about that much to the others.
+inline constexpr int64_t kScanBlock = 8 * kScanChunk;
+
+// ScanTopK's claim size for n keys on `threads` threads, grain as ScanTopK's: n when the scan
+// stays on one thread, else at least 4 blocks per thread (of whole 16-key tiles) up to
+// kScanBlock keys.
+inline int64_t ScanBlockKeys(int64_t n, int64_t threads, int64_t grain) {
+  if (threads <= 1 || n < 2 * grain) return std::max<int64_t>(n, 1);
+  const int64_t block = std::max(grain, std::min(kScanBlock, (n + 4 * threads - 1) / (4 * threads)));
+  return (block + 15) / 16 * 16;
+}
 
 struct ScoredKey {
   float score;
@@ -92,8 +106,11 @@ struct ScanScratch {
 // The key range [0, max visible) is split over the pool once for the whole group.
 // score_chunk(begin, end, out, thread) writes out[j * kScanChunk + i - begin] for the keys i
 // in [begin, min(end, visible[j])) of every query j (at most kScanChunk keys); it is called
-// from the pool's threads on disjoint ranges of at least `grain` keys, with the thread's
-// index (ParallelForWithThread). No allocation once `scratch` is warm.
+// from the pool's threads on disjoint ranges, with the thread's index (ParallelForWithThread).
+// The pool's threads claim blocks of ScanBlockKeys keys (at least `grain`) in ascending order
+// from a shared counter as they come free (each thread's own stream stays ascending, as
+// StreamingTopK needs), so which thread scores a key varies from call to call but never the
+// result. No allocation once `scratch` is warm.
 template <typename ScoreChunk>
 void ScanTopK(ThreadPool& pool, std::span<const int64_t> visible, int64_t k, int64_t grain,
               const ScoreChunk& score_chunk, ScanScratch* scratch, std::vector<int64_t>* selected) {
@@ -105,17 +122,25 @@ void ScanTopK(ThreadPool& pool, std::span<const int64_t> visible, int64_t k, int
   for (int64_t j = 0; j < queries; ++j) scratch->merged[j].clear();
   scratch->threads.Reserve(pool);
   std::mutex mu;
-  auto scan = [&](int64_t begin, int64_t end, int thread) {
+  const int64_t block = ScanBlockKeys(n, pool.num_threads(), grain);
+  const int64_t blocks = (n + block - 1) / block;
+  struct alignas(64) Counter {  // a cache line of its own: claims don't evict the shared locals
+    std::atomic<int64_t> next{0};  // the next block to claim
+  } claims;
+  auto scan = [&](int64_t, int64_t, int thread) {
     ScanThreadScratch& own = scratch->threads[thread];
     StreamingTopK* tops = GrowTo(own.tops, queries);
     float* chunk = GrowTo(own.chunk, queries * kScanChunk);
     for (int64_t j = 0; j < queries; ++j) tops[j].Reset(k_of(j));
-    for (int64_t b = begin; b < end; b += kScanChunk) {
-      const int64_t e = std::min(end, b + kScanChunk);
-      score_chunk(b, e, chunk, thread);
-      for (int64_t j = 0; j < queries; ++j) {
-        const int64_t seen = std::min(e, visible[j]) - b;
-        if (seen > 0 && k_of(j) > 0) tops[j].Push(chunk + j * kScanChunk, b, seen);
+    for (int64_t i; (i = claims.next.fetch_add(1, std::memory_order_relaxed)) < blocks;) {
+      const int64_t end = std::min(n, (i + 1) * block);
+      for (int64_t b = i * block; b < end; b += kScanChunk) {
+        const int64_t e = std::min(end, b + kScanChunk);
+        score_chunk(b, e, chunk, thread);
+        for (int64_t j = 0; j < queries; ++j) {
+          const int64_t seen = std::min(e, visible[j]) - b;
+          if (seen > 0 && k_of(j) > 0) tops[j].Push(chunk + j * kScanChunk, b, seen);
+        }
       }
     }
     std::lock_guard<std::mutex> lock(mu);
@@ -124,7 +149,10 @@ void ScanTopK(ThreadPool& pool, std::span<const int64_t> visible, int64_t k, int
       scratch->merged[j].insert(scratch->merged[j].end(), best.begin(), best.end());
     }
   };
-  if (n > 0 && k > 0) pool.ParallelForWithThread(n, grain, scan);
+  // One range per thread (the caller's first): each claims blocks until none is left.
+  if (n > 0 && k > 0) {
+    pool.ParallelForWithThread(std::min<int64_t>(pool.num_threads(), blocks), 1, scan);
+  }
   for (int64_t j = 0; j < queries; ++j) {
     // The best k of the ranges' best k; a strict total order, so the merge order is irrelevant.
     std::vector<ScoredKey>& merged = scratch->merged[j];
