@@ -390,6 +390,41 @@ DSV4_TARGET_AVX512BF16 void ExactPair(const ShiftConsts& c, const uint8_t* a, co
   }
 }
 
+// One 128-column block of kQ pair registers (rows a[q], b[q] from column k0) through the
+// shifted decode, added to acc[q][r] (kQ VDPBF16PS chains overlap); kAdd: each word also gets
+// `add` (kFp8AsBf16's block scale exponent). Returns the codes without a shifted word
+// (nonzero where any, per odd_lo: ShiftConsts) for the caller's exact redo.
+template <int kRows, int kQ, bool kAdd>
+DSV4_TARGET_AVX512BF16 __m512i ShiftedBlock(const ShiftConsts& c, __m512i odd_lo,
+                                            const uint8_t* const* a, const uint8_t* const* b,
+                                            int64_t k0, __m512i add, const uint32_t* const* xw,
+                                            __m512 (*acc)[kRows]) {
+  __m512i odd = _mm512_setzero_si512();
+  for (int h = 0; h < 2; ++h) {
+    __m512i ra[kQ], rb[kQ];
+    for (int q = 0; q < kQ; ++q) {
+      ra[q] = _mm512_loadu_si512(a[q] + k0 + 64 * h);
+      rb[q] = _mm512_loadu_si512(b[q] + k0 + 64 * h);
+      odd = _mm512_ternarylogic_epi32(odd, _mm512_permutex2var_epi8(odd_lo, ra[q], c.odd_hi),
+                                      _mm512_permutex2var_epi8(odd_lo, rb[q], c.odd_hi), 0xFE);
+    }
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      for (int q = 0; q < kQ; ++q) {
+        const __m512i codes =
+            _mm512_maskz_permutex2var_epi8(0xAAAAAAAAAAAAAAAAull, ra[q], c.spread[j], rb[q]);
+        __m512i v = _mm512_and_si512(_mm512_srai_epi16(codes, 4), c.word_mask);
+        if constexpr (kAdd) v = _mm512_add_epi16(v, add);
+        for (int r = 0; r < kRows; ++r) {
+          acc[q][r] =
+              simd::DotBf16(acc[q][r], _mm512_loadu_si512(xw[r] + k0 + 64 * h + 16 * j), v);
+        }
+      }
+    }
+  }
+  return odd;
+}
+
 // kQ pair registers' parts of a 128-block (a[q], b[q]: their rows' 128 codes), interleaved
 // so that kQ VDPBF16PS chains overlap: acc[q][r] = the canonical lane sums times
 // 2^(kShiftX - 120). A pair with a code without shifted word is redone by ExactPair and
@@ -401,27 +436,8 @@ DSV4_TARGET_AVX512BF16 void ShiftPairs(const ShiftConsts& c, const uint8_t* cons
   for (int q = 0; q < kQ; ++q) {
     for (int r = 0; r < kRows; ++r) acc[q][r] = _mm512_setzero_ps();
   }
-  __m512i odd = _mm512_setzero_si512();
-  for (int h = 0; h < 2; ++h) {
-    __m512i ra[kQ], rb[kQ];
-    for (int q = 0; q < kQ; ++q) {
-      ra[q] = _mm512_loadu_si512(a[q] + 64 * h);
-      rb[q] = _mm512_loadu_si512(b[q] + 64 * h);
-      odd = _mm512_ternarylogic_epi32(odd, _mm512_permutex2var_epi8(c.odd_lo, ra[q], c.odd_hi),
-                                      _mm512_permutex2var_epi8(c.odd_lo, rb[q], c.odd_hi), 0xFE);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      for (int q = 0; q < kQ; ++q) {
-        const __m512i codes =
-            _mm512_maskz_permutex2var_epi8(0xAAAAAAAAAAAAAAAAull, ra[q], c.spread[j], rb[q]);
-        const __m512i v = _mm512_and_si512(_mm512_srai_epi16(codes, 4), c.word_mask);
-        for (int r = 0; r < kRows; ++r) {
-          acc[q][r] = simd::DotBf16(acc[q][r], _mm512_loadu_si512(xw[r] + 64 * h + 16 * j), v);
-        }
-      }
-    }
-  }
+  const __m512i odd =
+      ShiftedBlock<kRows, kQ, false>(c, c.odd_lo, a, b, 0, _mm512_setzero_si512(), xw, acc);
   if (__builtin_expect(_mm512_test_epi8_mask(odd, odd) == 0, 1)) return;
   const __m512 unshift = _mm512_set1_ps(0x1p-120f);
   for (int q = 0; q < kQ; ++q) {
@@ -543,30 +559,7 @@ DSV4_TARGET_AVX512BF16 void PlainShiftPairs(const ShiftConsts& c, const uint8_t*
   for (int q = 0; q < kQ; ++q) {
     for (int r = 0; r < kRows; ++r) before[q][r] = acc[q][r];
   }
-  __m512i odd = _mm512_setzero_si512();
-  for (int h = 0; h < 2; ++h) {
-    __m512i ra[kQ], rb[kQ];
-    for (int q = 0; q < kQ; ++q) {
-      ra[q] = _mm512_loadu_si512(a[q] + k0 + 64 * h);
-      rb[q] = _mm512_loadu_si512(b[q] + k0 + 64 * h);
-      odd = _mm512_ternarylogic_epi32(
-          odd, _mm512_permutex2var_epi8(c.odd0_lo, ra[q], c.odd_hi),
-          _mm512_permutex2var_epi8(c.odd0_lo, rb[q], c.odd_hi), 0xFE);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      for (int q = 0; q < kQ; ++q) {
-        const __m512i codes =
-            _mm512_maskz_permutex2var_epi8(0xAAAAAAAAAAAAAAAAull, ra[q], c.spread[j], rb[q]);
-        const __m512i v = _mm512_add_epi16(
-            _mm512_and_si512(_mm512_srai_epi16(codes, 4), c.word_mask), add);
-        for (int r = 0; r < kRows; ++r) {
-          acc[q][r] =
-              simd::DotBf16(acc[q][r], _mm512_loadu_si512(xw[r] + k0 + 64 * h + 16 * j), v);
-        }
-      }
-    }
-  }
+  const __m512i odd = ShiftedBlock<kRows, kQ, true>(c, c.odd0_lo, a, b, k0, add, xw, acc);
   if (__builtin_expect(_mm512_test_epi8_mask(odd, odd) == 0, 1)) return;
   const __m512i exponent =
       _mm512_set1_epi16(static_cast<int16_t>((scales[k0 / 128] - 127) * 128));
