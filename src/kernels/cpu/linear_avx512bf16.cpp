@@ -11,6 +11,7 @@
 #include <bit>
 #include <climits>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "core/rng.h"
@@ -231,9 +232,13 @@ bool PlainBf16Exact(const LinearCall& c, int64_t n0, int64_t n1) {
   return Fp8AsBf16RangeExact(x, w, n0, n1);
 }
 
-// kFp8AsBf16: all input rows over one tile, 4 at a time.
-DSV4_TARGET_AVX512BF16 void TilePlain(const Fp8ScaledSource& src, const LinearCall& call,
-                                      int64_t n0, const uint32_t* xw_all, int64_t count) {
+// All input rows over one tile n0 (`count` outputs), 4 at a time: rows_tile(R, xw, res) with
+// R a std::integral_constant of the rows (1-4) computes res[R] from xw[R] (row r's
+// full-width pairs: xw_all + r * in); the outputs are rounded to BF16 in call.y.
+template <class RowsTile>
+DSV4_TARGET_AVX512BF16 void TileRowsBy4(const LinearCall& call, int64_t n0,
+                                        const uint32_t* xw_all, int64_t count,
+                                        RowsTile&& rows_tile) {
   const LinearWeight& w = *call.w;
   for (int64_t r0 = 0; r0 < call.rows; r0 += 4) {
     const int rows = static_cast<int>(std::min<int64_t>(4, call.rows - r0));
@@ -241,10 +246,10 @@ DSV4_TARGET_AVX512BF16 void TilePlain(const Fp8ScaledSource& src, const LinearCa
     for (int r = 0; r < rows; ++r) xw[r] = xw_all + (r0 + r) * w.in;
     __m512 res[4];
     switch (rows) {
-      case 1: RowsTilePlain<1>(src, w.in, xw, res); break;
-      case 2: RowsTilePlain<2>(src, w.in, xw, res); break;
-      case 3: RowsTilePlain<3>(src, w.in, xw, res); break;
-      default: RowsTilePlain<4>(src, w.in, xw, res); break;
+      case 1: rows_tile(std::integral_constant<int, 1>{}, xw, res); break;
+      case 2: rows_tile(std::integral_constant<int, 2>{}, xw, res); break;
+      case 3: rows_tile(std::integral_constant<int, 3>{}, xw, res); break;
+      default: rows_tile(std::integral_constant<int, 4>{}, xw, res); break;
     }
     for (int r = 0; r < rows; ++r) {
       alignas(64) float out[kTile];
@@ -253,6 +258,15 @@ DSV4_TARGET_AVX512BF16 void TilePlain(const Fp8ScaledSource& src, const LinearCa
       for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
     }
   }
+}
+
+// kFp8AsBf16: all input rows over one tile, 4 at a time.
+DSV4_TARGET_AVX512BF16 void TilePlain(const Fp8ScaledSource& src, const LinearCall& call,
+                                      int64_t n0, const uint32_t* xw_all, int64_t count) {
+  const int64_t in = call.w->in;
+  TileRowsBy4(call, n0, xw_all, count, [&](auto rows, const uint32_t* const* xw, __m512* res) {
+    RowsTilePlain<decltype(rows)::value>(src, in, xw, res);
+  });
 }
 
 // FP4: all input rows over one tile, up to 4 rows per pass, decoding in registers (each
@@ -622,25 +636,10 @@ DSV4_TARGET_AVX512BF16 void PlainShiftRowsTile(const ShiftConsts& c, const uint8
 DSV4_TARGET_AVX512BF16 void TilePlainShift(const ShiftConsts& c, const Fp8ScaledSource& src,
                                            const LinearCall& call, int64_t n0,
                                            const uint32_t* xw_all, int64_t count) {
-  const LinearWeight& w = *call.w;
-  for (int64_t r0 = 0; r0 < call.rows; r0 += 4) {
-    const int rows = static_cast<int>(std::min<int64_t>(4, call.rows - r0));
-    const uint32_t* xw[4];
-    for (int r = 0; r < rows; ++r) xw[r] = xw_all + (r0 + r) * w.in;
-    __m512 res[4];
-    switch (rows) {
-      case 1: PlainShiftRowsTile<1>(c, src.row, w.in, src.scales, xw, res); break;
-      case 2: PlainShiftRowsTile<2>(c, src.row, w.in, src.scales, xw, res); break;
-      case 3: PlainShiftRowsTile<3>(c, src.row, w.in, src.scales, xw, res); break;
-      default: PlainShiftRowsTile<4>(c, src.row, w.in, src.scales, xw, res); break;
-    }
-    for (int r = 0; r < rows; ++r) {
-      alignas(64) float out[kTile];
-      _mm512_store_ps(out, res[r]);
-      BF16* y = call.y + (r0 + r) * w.out + n0;
-      for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
-    }
-  }
+  const int64_t in = call.w->in;
+  TileRowsBy4(call, n0, xw_all, count, [&](auto rows, const uint32_t* const* xw, __m512* res) {
+    PlainShiftRowsTile<decltype(rows)::value>(c, src.row, in, src.scales, xw, res);
+  });
 }
 
 template <class Source>
