@@ -409,10 +409,13 @@ BENCHMARK(BM_IndexerTopKFp8)
 
 // On `pool`; the bound takes the pool's share of the machine's peak (a one-thread pool: one
 // thread's).
-void GatherAttention(benchmark::State& state, ThreadPool& pool) {
+// selected: the compressed entries after the window's 128 rows (CSA's top-512 picked at
+// random from 2^18; HCA's every entry, consecutive).
+void GatherAttention(benchmark::State& state, ThreadPool& pool, int64_t selected = 512) {
   kernels::Workspace ws;
   const int64_t heads = 64, d_nope = 448, rope = 64, d = d_nope + rope;
-  const int64_t window = 128, selected = 512, pool_entries = 1 << 18, entry_bytes = 584;
+  const int64_t window = 128, pool_entries = 1 << 18, entry_bytes = 584;
+  const bool all = selected > 512;
   if (!UseIsa(state, 0)) return;
   Rng rng(4);
   std::vector<uint8_t> entries(static_cast<size_t>(pool_entries * entry_bytes));
@@ -428,7 +431,9 @@ void GatherAttention(benchmark::State& state, ThreadPool& pool) {
   std::vector<const uint8_t*> rows;
   for (int64_t i = 0; i < window; ++i) rows.push_back(entries.data() + i * entry_bytes);
   std::vector<int64_t> picks;
-  for (int64_t i = 0; i < selected; ++i) picks.push_back(window + rng.Below(pool_entries - window));
+  for (int64_t i = 0; i < selected; ++i) {
+    picks.push_back(window + (all ? i : static_cast<int64_t>(rng.Below(pool_entries - window))));
+  }
   std::sort(picks.begin(), picks.end());
   for (int64_t i : picks) rows.push_back(entries.data() + i * entry_bytes);
   std::vector<BF16> q(static_cast<size_t>(heads * d)), out(q.size());
@@ -455,6 +460,13 @@ void BM_GatherAttentionOneThread(benchmark::State& state) {
   GatherAttention(state, one);
 }
 BENCHMARK(BM_GatherAttentionOneThread)->Arg(3)->ArgName("isa")->Unit(benchmark::kMicrosecond);
+// V4-Flash HCA at 1M context: the window and all 8,192 compressed entries (1M / 128).
+void BM_GatherAttentionHca(benchmark::State& state) { GatherAttention(state, Pool(), 8192); }
+BENCHMARK(BM_GatherAttentionHca)
+    ->Arg(3)
+    ->ArgName("isa")
+    ->Unit(benchmark::kMicrosecond)
+    ->UseRealTime();
 BENCHMARK(BM_GatherAttention)
     ->Arg(0)
     ->Arg(1)
