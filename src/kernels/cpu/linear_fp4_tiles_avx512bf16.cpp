@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <bit>
-#include <cstring>
 #include <vector>
 
 #include "core/check.h"
@@ -116,30 +115,64 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* w
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
-// The tile's chunk scales as RowsTileFp4Tiles reads them: wsp [kPairs][chunks][2].
-DSV4_TARGET_AVX512BF16 void TilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
+// Input and weight scales within 2^+-kScaleSpan make the scaled passes exact (the argument
+// above ScaledTileExponents, below).
+constexpr int kScaleSpan = 56;
+
+// The tile's chunk scales as RowsTileFp4Tiles and ScaledRowsTileRegs read them: wsp
+// [kPairs][chunks][2] FP32 (chunk c of pair p = row p's scale, row p + 8's scale: the 64-bit
+// pattern a pair register's lanes alternate over); padding rows (codes 0) get 1. Returns
+// whether every real row's scale lies within 2^+-kScaleSpan: then each is code << 23 (no
+// special code in range); else the tile goes through simd::E8M0x16 (code 0: 2^-127, 255: NaN).
+DSV4_TARGET_AVX512BF16 bool TilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
   const int64_t chunks = w.in / 32;
+  const __m128i one = _mm_set1_epi8(127);
+  __m128i low_code = one, high_code = one;
+  for (int p = 0; p < kPairs; ++p) {
+    const int64_t row_a = t0 + p, row_b = t0 + p + 8;
+    for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
+      const int64_t n = std::min<int64_t>(16, chunks - c0);
+      auto load = [&](int64_t row) {
+        if (row >= w.out) return one;
+        return _mm_mask_loadu_epi8(one, simd::FirstLanes16(n), w.scales + row * chunks + c0);
+      };
+      const __m128i a = load(row_a), b = load(row_b);
+      low_code = _mm_min_epu8(low_code, _mm_min_epu8(a, b));
+      high_code = _mm_max_epu8(high_code, _mm_max_epu8(a, b));
+      // a0 b0 a1 b1 ... as dwords, each code << 23: the FP32 bits of 2^(code - 127)
+      const __m512i lo = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(a, b)), 23);
+      const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(a, b)), 23);
+      float* dst = wsp + (p * chunks + c0) * 2;
+      _mm512_mask_storeu_epi32(dst, simd::FirstLanes16(2 * n), lo);
+      _mm512_mask_storeu_epi32(dst + 16, simd::FirstLanes16(std::max<int64_t>(0, 2 * n - 16)), hi);
+    }
+  }
+  alignas(16) uint8_t lows[16], highs[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(lows), low_code);
+  _mm_store_si128(reinterpret_cast<__m128i*>(highs), high_code);
+  if (*std::min_element(lows, lows + 16) >= 127 - kScaleSpan &&
+      *std::max_element(highs, highs + 16) <= 127 + kScaleSpan) {
+    return true;
+  }
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   for (int p = 0; p < kPairs; ++p) {
     const int64_t row_a = t0 + p, row_b = t0 + p + 8;
     for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
-      const __mmask16 live =
-          static_cast<__mmask16>(chunks - c0 >= 16 ? 0xFFFF : (1u << (chunks - c0)) - 1);
-      auto load = [&](int64_t row) {  // padding rows: scale 1 (their codes are 0)
+      const int64_t n = std::min<int64_t>(16, chunks - c0);
+      auto load = [&](int64_t row) {
         if (row >= w.out) return _mm512_set1_ps(1.0f);
-        return simd::E8M0x16(
-            _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(live, w.scales + row * chunks + c0)));
+        return simd::E8M0x16(_mm512_cvtepu8_epi32(
+            _mm_maskz_loadu_epi8(simd::FirstLanes16(n), w.scales + row * chunks + c0)));
       };
       const __m512 a = load(row_a), b = load(row_b);
       float* dst = wsp + (p * chunks + c0) * 2;
-      const int64_t n = std::min<int64_t>(16, chunks - c0);
-      alignas(64) float both[32];
-      _mm512_store_ps(both, _mm512_permutex2var_ps(a, lo, b));
-      _mm512_store_ps(both + 16, _mm512_permutex2var_ps(a, hi, b));
-      std::memcpy(dst, both, static_cast<size_t>(2 * n) * sizeof(float));
+      _mm512_mask_storeu_ps(dst, simd::FirstLanes16(2 * n), _mm512_permutex2var_ps(a, lo, b));
+      _mm512_mask_storeu_ps(dst + 16, simd::FirstLanes16(std::max<int64_t>(0, 2 * n - 16)),
+                            _mm512_permutex2var_ps(a, hi, b));
     }
   }
+  return false;
 }
 
 // The tile's NVFP4 block scales as RowsTileFp4Tiles reads them: wsp [kPairs][in/16][2], each
@@ -213,7 +246,6 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 // decoded weight register (an exponent add, shared by every row of a pass) instead of two
 // multiplies per row, and the adds run beside the dot products. Tiles outside the range go
 // to RowsTileFp4Tiles with the unscaled input; the lane sums and their order are the same.
-constexpr int kScaleSpan = 56;
 // Columns per k-block: the tile's decoded k-block (kScaledKBlock x 32 bytes) and the input
 // rows' slices of it (4 bytes per column and row) stay in L1 while every row passes over it.
 // Rows per pass: kMaxScaledRows x kPairs / 2 lane sums, 8 weight registers and 2 input
@@ -321,41 +353,6 @@ DSV4_TARGET_AVX512BF16 void ScaledPanel(const uint8_t* tile, const uint32_t* wex
   }
 }
 
-// The tile's weight scales as FP32 powers of two for ScaledRowsTileRegs: wsp [kPairs][in/32][2]
-// (chunk c of pair p = row p's scale, row p + 8's scale: the 64-bit pattern a pair register's
-// lanes alternate over), from the E8M0 codes by a shift (no special codes in range). False
-// (wsp unfinished) when a scale of a real row is outside +-kScaleSpan; padding rows get 1.
-DSV4_TARGET_AVX512BF16 bool ScaledTilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
-  const int64_t chunks = w.in / 32;
-  const __m128i one = _mm_set1_epi8(127);
-  __m128i low_code = one, high_code = one;
-  for (int p = 0; p < kPairs; ++p) {
-    const int64_t row_a = t0 + p, row_b = t0 + p + 8;
-    for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
-      const int64_t n = std::min<int64_t>(16, chunks - c0);
-      const __mmask16 live = simd::FirstLanes16(n);
-      auto load = [&](int64_t row) {
-        if (row >= w.out) return one;
-        return _mm_mask_loadu_epi8(one, live, w.scales + row * chunks + c0);
-      };
-      const __m128i a = load(row_a), b = load(row_b);
-      low_code = _mm_min_epu8(low_code, _mm_min_epu8(a, b));
-      high_code = _mm_max_epu8(high_code, _mm_max_epu8(a, b));
-      // a0 b0 a1 b1 ... as dwords, each code << 23: the FP32 bits of 2^(code - 127)
-      const __m512i lo = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(a, b)), 23);
-      const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(a, b)), 23);
-      float* dst = wsp + (p * chunks + c0) * 2;
-      _mm512_mask_storeu_epi32(dst, simd::FirstLanes16(2 * n), lo);
-      _mm512_mask_storeu_epi32(dst + 16, simd::FirstLanes16(std::max<int64_t>(0, 2 * n - 16)), hi);
-    }
-  }
-  alignas(16) uint8_t lows[16], highs[16];
-  _mm_store_si128(reinterpret_cast<__m128i*>(lows), low_code);
-  _mm_store_si128(reinterpret_cast<__m128i*>(highs), high_code);
-  return *std::min_element(lows, lows + 16) >= 127 - kScaleSpan &&
-         *std::max_element(highs, highs + 16) <= 127 + kScaleSpan;
-}
-
 // MXFP4 over 1-4 scaled input rows, decoded in registers (no panel): per (row, chunk) two
 // VDPBF16PS from +0 on the unscaled weights give part * xscale exactly (x' = x * xscale is
 // normal BF16, every product a multiple of 2^-10 * xscale >= 2^-66 in the checked range), and
@@ -367,7 +364,7 @@ DSV4_TARGET_AVX512BF16 bool ScaledTilePairScales(const LinearWeight& w, int64_t 
 // rows). P pairs side by side: P independent FMA chains per row (one thread, 256 x 4096 in
 // L2, one row: P = 1 / 2 / 4 21.5-22.0 / 16.2 / 14.5-15.4 us; three rows 34.5-36.6 / 31.4-33.0 /
 // 29.7-30.9 us; the folded-word version this replaced: 22.0 and 39.6-41.3 us).
-// wsp: ScaledTilePairScales'; xd: ScaledInputPairs'.
+// wsp: TilePairScales' (in range); xd: ScaledInputPairs'.
 template <int kRows, int P>
 DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const float* wsp, int64_t in,
                                                const uint32_t* const* xd, __m512* out) {
@@ -543,31 +540,31 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   // with the weight scales folded into the decoded words (ScaledTile).
   bool scaled = !nv;
   for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) scaled = XScaleInRange(c.xscale[i]);
+  const bool panel = scaled && c.rows > kMaxRegsRows;
+  // MXFP4: [kPairs][in/32][2]; NVFP4: [kPairs][in/16][2] (+ the tail of one 16-block store)
   AlignedVector<float>& wsp = c.scratch->fp4_scales;
+  GrowTo(wsp, nv ? kTile * (w.in / 16) + 32 : kTile * (w.in / 32));
   AlignedVector<uint32_t>& xd = c.scratch->x_pairs;  // the input as RowsTileFp4Tiles reads it
   bool xd_ready = false;
   if (scaled) {
     GrowTo(c.scratch->x_pairs_scaled, c.rows * w.in);
     ScaledInputPairs(c, c.scratch->x_pairs_scaled.data());
-    if (c.rows > kMaxRegsRows) {
-      GrowTo(c.scratch->fp4_exponents, kTile * (w.in / 32));
-    } else {
-      GrowTo(wsp, kTile * (w.in / 32));
-    }
+    if (panel) GrowTo(c.scratch->fp4_exponents, kTile * (w.in / 32));
   }
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
-    if (scaled) {
-      if (c.rows > kMaxRegsRows) {
-        uint32_t* wexp = c.scratch->fp4_exponents.data();
-        if (ScaledTileExponents(w, t0, wexp)) {
-          ScaledTile(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
-          continue;
-        }
-      } else if (ScaledTilePairScales(w, t0, wsp.data())) {
-        ScaledTileRegs(c, t0, wsp.data(), c.scratch->x_pairs_scaled.data(), count);
+    if (panel) {
+      uint32_t* wexp = c.scratch->fp4_exponents.data();
+      if (ScaledTileExponents(w, t0, wexp)) {
+        ScaledTile(c, t0, wexp, c.scratch->x_pairs_scaled.data(), count);
         continue;
       }
+    }
+    // MXFP4 outside the panel: the pair scales serve the register pass and the unscaled one.
+    const bool pair_scales = !nv && !panel;
+    if (pair_scales && TilePairScales(w, t0, wsp.data()) && scaled) {
+      ScaledTileRegs(c, t0, wsp.data(), c.scratch->x_pairs_scaled.data(), count);
+      continue;
     }
     if (!xd_ready) {
       // Input rows as [in/16][16] word pairs, each canonical lane's pair twice side by side.
@@ -580,15 +577,13 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
           for (int j = 0; j < 8; ++j) dst[2 * j] = dst[2 * j + 1] = pairs[j];
         }
       }
-      // MXFP4: [kPairs][in/32][2]; NVFP4: [kPairs][in/16][2] (+ the tail of one 16-block store)
-      GrowTo(wsp, nv ? kTile * (w.in / 16) + 32 : kTile * (w.in / 32));
       xd_ready = true;
     }
     if (nv) {
       Nvfp4TilePairScales(w, t0, count, wsp.data());
       TileFp4Tiles<true>(c, t0, wsp.data(), xd.data(), count);
     } else {
-      TilePairScales(w, t0, wsp.data());
+      if (!pair_scales) TilePairScales(w, t0, wsp.data());
       TileFp4Tiles<false>(c, t0, wsp.data(), xd.data(), count);
     }
   }
