@@ -11,11 +11,11 @@
 #include <bit>
 #include <climits>
 #include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "core/rng.h"
 #include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/linear_rows_avx512bf16.h"
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
 
 namespace dsv4::kernels::internal {
@@ -232,34 +232,6 @@ bool PlainBf16Exact(const LinearCall& c, int64_t n0, int64_t n1) {
   return Fp8AsBf16RangeExact(x, w, n0, n1);
 }
 
-// All input rows over one tile n0 (`count` outputs), 4 at a time: rows_tile(R, xw, res) with
-// R a std::integral_constant of the rows (1-4) computes res[R] from xw[R] (row r's
-// full-width pairs: xw_all + r * in); the outputs are rounded to BF16 in call.y.
-template <class RowsTile>
-DSV4_TARGET_AVX512BF16 void TileRowsBy4(const LinearCall& call, int64_t n0,
-                                        const uint32_t* xw_all, int64_t count,
-                                        RowsTile&& rows_tile) {
-  const LinearWeight& w = *call.w;
-  for (int64_t r0 = 0; r0 < call.rows; r0 += 4) {
-    const int rows = static_cast<int>(std::min<int64_t>(4, call.rows - r0));
-    const uint32_t* xw[4];
-    for (int r = 0; r < rows; ++r) xw[r] = xw_all + (r0 + r) * w.in;
-    __m512 res[4];
-    switch (rows) {
-      case 1: rows_tile(std::integral_constant<int, 1>{}, xw, res); break;
-      case 2: rows_tile(std::integral_constant<int, 2>{}, xw, res); break;
-      case 3: rows_tile(std::integral_constant<int, 3>{}, xw, res); break;
-      default: rows_tile(std::integral_constant<int, 4>{}, xw, res); break;
-    }
-    for (int r = 0; r < rows; ++r) {
-      alignas(64) float out[kTile];
-      _mm512_store_ps(out, res[r]);
-      BF16* y = call.y + (r0 + r) * w.out + n0;
-      for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
-    }
-  }
-}
-
 // kFp8AsBf16: all input rows over one tile, 4 at a time.
 DSV4_TARGET_AVX512BF16 void TilePlain(const Fp8ScaledSource& src, const LinearCall& call,
                                       int64_t n0, const uint32_t* xw_all, int64_t count) {
@@ -297,349 +269,6 @@ DSV4_TARGET_AVX512BF16 void TileFp4(const Fp4Source& src, const LinearCall& call
       for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
     }
   }
-}
-
-// ---------------------------------------------------------------------------------------
-// kFp8Block at 1 to kShiftMaxRows input rows: the weights decoded by shifts. A normal E4M3
-// code s.eeee.mmm read as the BF16 word s.0000eeee.mmm0000 (the code in a word's high byte
-// by the spreading vpermt2b, an arithmetic shift right by 4, an and) is its value times
-// 2^-120, and the input pairs carry x 2^kShiftX (kShiftX in [12, 119]): every input value
-// (2^-9 .. 448 times 2^kShiftX), product (at least 2^-18 times 2^(kShiftX-120)) and partial
-// sum is then the canonical one times an exact power of two, far from FP32's subnormals and
-// overflow, so VDPBF16PS rounds each lane as the canonical order does and one exact multiply
-// per block (kShiftFactor) restores the canonical partial. Zero codes give +-0 as they
-// should. Subnormal codes (magnitudes 1-7) and the NaN code have no such word: a lookup of
-// the 128 magnitudes flags them per two weight rows and 128 columns (one pair register's
-// part of a block), and that pair is decoded again through the exact tables
-// (E4M3WordsBf16's lookups, true values) and its lanes scaled by 2^-120 (exact: canonical
-// sums of E4M3 products are multiples of 2^-18) - about 3% of the pairs of a Gaussian block
-// quantised with its amax at 4.5 sigma (the kernel bench's weights). Against Tile's decode (two
-// 16-byte loads, an insert, vpermb, two vpermi2b, a blend and a ternlog per 32 weights) this
-// is one vpermt2b, a shift and an and, with one lookup per 64 weights; the tile rows sit in
-// 64-byte registers and each pair's four lines are consumed together. Up to kShiftMaxRows
-// input rows share each decoded register (measured at 1024 x 4096 on one thread: 3 rows
-// 264 us against 362 through Tile's panel; 4 rows no faster than the panel).
-constexpr int kShiftX = 64;
-constexpr float kShiftFactor = 0x1p56f;  // 2^(120 - kShiftX)
-constexpr int64_t kShiftMaxRows = 3;
-// Pair registers interleaved (independent VDPBF16PS chains) for kRows input rows: 4 for 1-2
-// rows, 2 for 3-4 (measured 1024 x 4096, 3 rows, one thread: 264 us against 335 with 4).
-template <int kRows>
-constexpr int kShiftQ = kRows <= 2 ? 4 : 2;
-// Software prefetch of each tile row, kShiftPrefetch bytes ahead (past the row's end: the
-// same row of the next tile, which is contiguous with this one).
-constexpr int64_t kShiftPrefetch = 1024;
-
-struct ShiftConsts {
-  __m512i spread[4];   // vpermt2b: register j of 64 columns, row a's codes in bytes 0-63 and
-                       // row b's in 64-127; both bytes of each word get the code
-  __m512i odd_lo, odd_hi;  // 0xFF at the magnitudes without a shifted word (1-7, 127)
-  __m512i odd0_lo;         // odd_lo with magnitude 0 too (kFp8AsBf16)
-  __m512i word_mask;   // 0x87F0: sign and the shifted magnitude
-  simd::E4M3PairConsts exact;
-};
-
-DSV4_TARGET_AVX512BF16 ShiftConsts ComputeShiftConsts() {
-  ShiftConsts c;
-  for (int j = 0; j < 4; ++j) {
-    alignas(64) uint8_t idx[64];
-    for (int t = 0; t < 64; ++t) {
-      const int word = t / 2, lane = word / 2, half = lane / 8, jj = lane % 8;
-      const int value = word % 2 == 0 ? 8 + jj : jj;  // pair layout
-      idx[t] = static_cast<uint8_t>(64 * half + 16 * j + value);
-    }
-    c.spread[j] = _mm512_load_si512(idx);
-  }
-  alignas(64) uint8_t odd[128];
-  for (int m = 0; m < 128; ++m) odd[m] = (m >= 1 && m <= 7) || m == 127 ? 0xFF : 0;
-  c.odd_lo = _mm512_load_si512(odd);
-  c.odd_hi = _mm512_load_si512(odd + 64);
-  odd[0] = 0xFF;
-  c.odd0_lo = _mm512_load_si512(odd);
-  c.word_mask = _mm512_set1_epi16(static_cast<int16_t>(0x87F0));
-  c.exact = simd::MakeE4M3PairConsts();
-  return c;
-}
-
-// Computed once (a few hundred scalar steps: measurable next to a small GEMV).
-DSV4_TARGET_AVX512BF16 const ShiftConsts& MakeShiftConsts() {
-  static const ShiftConsts consts = ComputeShiftConsts();
-  return consts;
-}
-
-// E4M3WordsBf16 of codes already spread (each word's both bytes its code).
-DSV4_TARGET_AVX512BF16 inline __m512i ExactWords(const ShiftConsts& c, __m512i codes) {
-  const __m512i lo = _mm512_permutex2var_epi8(c.exact.lo_a, codes, c.exact.lo_b);
-  const __m512i hi = _mm512_permutex2var_epi8(c.exact.hi_a, codes, c.exact.hi_b);
-  return _mm512_ternarylogic_epi32(_mm512_mask_blend_epi8(0xAAAAAAAAAAAAAAAAull, lo, hi), codes,
-                                   c.exact.sign, 0xF8);
-}
-
-// Nonzero bytes where the 128 codes of a pair register's rows at a and b (one block) have
-// no shifted word: odd_lo is c.odd_lo or c.odd0_lo.
-DSV4_TARGET_AVX512BF16 inline __m512i OddCodes(const ShiftConsts& c, __m512i odd_lo,
-                                               const uint8_t* a, const uint8_t* b) {
-  auto look = [&](const uint8_t* p) {
-    return _mm512_permutex2var_epi8(odd_lo, _mm512_loadu_si512(p), c.odd_hi);
-  };
-  return _mm512_or_si512(_mm512_or_si512(look(a), look(a + 64)),
-                         _mm512_or_si512(look(b), look(b + 64)));
-}
-
-// One pair register's part of a 128-block (rows a, b: 128 codes each) for kRows input rows,
-// through the exact tables: acc[r] = the canonical lane sums from +0 times 2^kShiftX. xw[r]:
-// row r's scaled input pairs at full width from the block's first column.
-template <int kRows>
-DSV4_TARGET_AVX512BF16 void ExactPair(const ShiftConsts& c, const uint8_t* a, const uint8_t* b,
-                                      const uint32_t* const* xw, __m512* acc) {
-  for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
-  for (int h = 0; h < 2; ++h) {
-    const __m512i ra = _mm512_loadu_si512(a + 64 * h), rb = _mm512_loadu_si512(b + 64 * h);
-    for (int j = 0; j < 4; ++j) {
-      const __m512i v = ExactWords(c, _mm512_permutex2var_epi8(ra, c.spread[j], rb));
-      for (int r = 0; r < kRows; ++r) {
-        acc[r] = simd::DotBf16(acc[r], _mm512_loadu_si512(xw[r] + 64 * h + 16 * j), v);
-      }
-    }
-  }
-}
-
-// One 128-column block of kQ pair registers (rows a[q], b[q] from column k0) through the
-// shifted decode, added to acc[q][r] (kQ VDPBF16PS chains overlap); kAdd: each word also gets
-// `add` (kFp8AsBf16's block scale exponent). Returns the codes without a shifted word
-// (nonzero where any, per odd_lo: ShiftConsts) for the caller's exact redo.
-template <int kRows, int kQ, bool kAdd>
-DSV4_TARGET_AVX512BF16 __m512i ShiftedBlock(const ShiftConsts& c, __m512i odd_lo,
-                                            const uint8_t* const* a, const uint8_t* const* b,
-                                            int64_t k0, __m512i add, const uint32_t* const* xw,
-                                            __m512 (*acc)[kRows]) {
-  __m512i odd = _mm512_setzero_si512();
-  for (int h = 0; h < 2; ++h) {
-    __m512i ra[kQ], rb[kQ];
-    for (int q = 0; q < kQ; ++q) {
-      ra[q] = _mm512_loadu_si512(a[q] + k0 + 64 * h);
-      rb[q] = _mm512_loadu_si512(b[q] + k0 + 64 * h);
-      odd = _mm512_ternarylogic_epi32(odd, _mm512_permutex2var_epi8(odd_lo, ra[q], c.odd_hi),
-                                      _mm512_permutex2var_epi8(odd_lo, rb[q], c.odd_hi), 0xFE);
-    }
-#pragma GCC unroll 4
-    for (int j = 0; j < 4; ++j) {
-      for (int q = 0; q < kQ; ++q) {
-        const __m512i codes =
-            _mm512_maskz_permutex2var_epi8(0xAAAAAAAAAAAAAAAAull, ra[q], c.spread[j], rb[q]);
-        __m512i v = _mm512_and_si512(_mm512_srai_epi16(codes, 4), c.word_mask);
-        if constexpr (kAdd) v = _mm512_add_epi16(v, add);
-        for (int r = 0; r < kRows; ++r) {
-          acc[q][r] =
-              simd::DotBf16(acc[q][r], _mm512_loadu_si512(xw[r] + k0 + 64 * h + 16 * j), v);
-        }
-      }
-    }
-  }
-  return odd;
-}
-
-// kQ pair registers' parts of a 128-block (a[q], b[q]: their rows' 128 codes), interleaved
-// so that kQ VDPBF16PS chains overlap: acc[q][r] = the canonical lane sums times
-// 2^(kShiftX - 120). A pair with a code without shifted word is redone by ExactPair and
-// scaled by 2^-120 (exact).
-template <int kRows, int kQ>
-DSV4_TARGET_AVX512BF16 void ShiftPairs(const ShiftConsts& c, const uint8_t* const* a,
-                                       const uint8_t* const* b, const uint32_t* const* xw,
-                                       __m512 (*acc)[kRows]) {
-  for (int q = 0; q < kQ; ++q) {
-    for (int r = 0; r < kRows; ++r) acc[q][r] = _mm512_setzero_ps();
-  }
-  const __m512i odd =
-      ShiftedBlock<kRows, kQ, false>(c, c.odd_lo, a, b, 0, _mm512_setzero_si512(), xw, acc);
-  if (__builtin_expect(_mm512_test_epi8_mask(odd, odd) == 0, 1)) return;
-  const __m512 unshift = _mm512_set1_ps(0x1p-120f);
-  for (int q = 0; q < kQ; ++q) {
-    const __m512i o = OddCodes(c, c.odd_lo, a[q], b[q]);
-    if (_mm512_test_epi8_mask(o, o) == 0) continue;
-    ExactPair<kRows>(c, a[q], b[q], xw, acc[q]);
-    for (int r = 0; r < kRows; ++r) acc[q][r] = _mm512_mul_ps(acc[q][r], unshift);
-  }
-}
-
-// The 16 outputs of a tile (row[i]: weight row i's codes) for kRows input rows (xw[r]: row
-// r's scaled pairs at full width, xs[r]: its per-128 scales): per block the pair registers'
-// lanes, reduced, times kShiftFactor, then (partial * xs) * ws added in block order.
-template <int kRows>
-DSV4_TARGET_AVX512BF16 void ShiftRowsTile(const ShiftConsts& c, const Combine& cb,
-                                          const uint8_t* const* row, const uint32_t* const* xw,
-                                          const float* const* xs, __m512* out) {
-  const LinearWeight& w = *cb.w;
-  const int64_t scale_cols = (w.in + 127) / 128;
-  const __m512 factor = _mm512_set1_ps(kShiftFactor);
-  for (int r = 0; r < kRows; ++r) out[r] = _mm512_setzero_ps();
-  for (int64_t b = 0; b < w.in / 128; ++b) {
-    const int64_t k0 = b * 128;
-    // Past a row's end, the same row of the next tile (16 rows on).
-    const int64_t ahead = k0 + kShiftPrefetch < w.in ? k0 + kShiftPrefetch
-                                                     : k0 + kShiftPrefetch + (kTile - 1) * w.in;
-    const uint32_t* x[kRows];
-    for (int r = 0; r < kRows; ++r) x[r] = xw[r] + k0;
-    __m512 lanes[kRows][kPairs];
-    for (int p0 = 0; p0 < kPairs; p0 += kShiftQ<kRows>) {
-      const uint8_t* a[kShiftQ<kRows>];
-      const uint8_t* bb[kShiftQ<kRows>];
-      for (int q = 0; q < kShiftQ<kRows>; ++q) {
-        a[q] = row[p0 + q] + k0;
-        bb[q] = row[p0 + q + 8] + k0;
-        for (const uint8_t* pf : {row[p0 + q] + ahead, row[p0 + q + 8] + ahead}) {
-          _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(pf + 64), _MM_HINT_T0);
-        }
-      }
-      __m512 acc[kShiftQ<kRows>][kRows];
-      ShiftPairs<kRows, kShiftQ<kRows>>(c, a, bb, x, acc);
-      for (int q = 0; q < kShiftQ<kRows>; ++q) {
-        for (int r = 0; r < kRows; ++r) lanes[r][p0 + q] = acc[q][r];
-      }
-    }
-    const int64_t tile = (cb.n0 / 128) * scale_cols + b;
-    const __m512 ws = _mm512_set1_ps(w.scales_f32 != nullptr ? w.scales_f32[tile]
-                                                             : E8M0Table()[w.scales[tile]]);
-    for (int r = 0; r < kRows; ++r) {
-      const __m512 part = _mm512_mul_ps(simd::ReduceLanes16(lanes[r]), factor);
-      out[r] = _mm512_add_ps(out[r],
-                             _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xs[r][b])), ws));
-    }
-  }
-}
-
-// kFp8Block over outputs [n0, n1) for 1 to kShiftMaxRows input rows.
-DSV4_TARGET_AVX512BF16 void ShiftTiles(const LinearCall& call, int64_t n0, int64_t n1) {
-  const LinearWeight& w = *call.w;
-  const int64_t xs_stride = w.in / 128;
-  // The input rows' pairs at full width ([in/16][16] words), x 2^kShiftX (exact).
-  AlignedVector<uint32_t>& xp = call.scratch->x_pairs;
-  GrowTo(xp, call.rows * w.in);
-  const __m256 shift = _mm256_set1_ps(0x1p64f);
-  static_assert(kShiftX == 64);
-  const __m256i high = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
-  for (int64_t r = 0; r < call.rows; ++r) {
-    for (int64_t k = 0; k < w.in; k += 16) {  // simd::PairsFromF32 of the scaled values
-      const float* v = call.x + r * w.in + k;
-      const __m256i v0 = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(v), shift));
-      const __m256i v1 = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(v + 8), shift));
-      const __m256i pairs = _mm256_or_si256(_mm256_srli_epi32(v1, 16), _mm256_and_si256(v0, high));
-      _mm512_store_si512(xp.data() + r * w.in + k,
-                         _mm512_inserti64x4(_mm512_castsi256_si512(pairs), pairs, 1));
-    }
-  }
-  const ShiftConsts& consts = MakeShiftConsts();
-  const uint32_t* xw[kShiftMaxRows];
-  const float* xs[kShiftMaxRows];
-  for (int64_t r = 0; r < call.rows; ++r) {
-    xw[r] = xp.data() + r * w.in;
-    xs[r] = call.xscale + r * xs_stride;
-  }
-  for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
-    const int64_t count = std::min<int64_t>(kTile, n1 - t0);
-    const uint8_t* row[kTile];
-    for (int i = 0; i < kTile; ++i) {  // a partial tile repeats its last row
-      row[i] = w.codes + (t0 + std::min<int64_t>(i, count - 1)) * w.in;
-    }
-    const Combine cb{&w, t0, nullptr};
-    __m512 res[kShiftMaxRows];
-    switch (call.rows) {
-      case 1: ShiftRowsTile<1>(consts, cb, row, xw, xs, res); break;
-      case 2: ShiftRowsTile<2>(consts, cb, row, xw, xs, res); break;
-      default: ShiftRowsTile<3>(consts, cb, row, xw, xs, res); break;
-    }
-    for (int64_t r = 0; r < call.rows; ++r) {
-      alignas(64) float o[kTile];
-      _mm512_store_ps(o, res[r]);
-      for (int64_t i = 0; i < count; ++i) call.y[r * w.out + t0 + i] = F32ToBf16(o[i]);
-    }
-  }
-}
-
-// kFp8AsBf16 (in a multiple of 128) with the shifted decode: a nonzero normal code's word
-// plus the 128-block scale's exponent (scale - 7, the 2^-120 included) in the exponent field
-// is the dequantised BF16 value (Fp8AsBf16ScalesOk keeps it normal), the word the tables
-// give. Zero codes join the subnormal and NaN ones (a zero word must stay zero): a 128-column
-// chunk of a pair with any of them is redone through the tables from the lane sums before
-// it. kQ pair registers interleaved, kRows input rows (xw: full-width pairs, unscaled).
-template <int kRows, int kQ>
-DSV4_TARGET_AVX512BF16 void PlainShiftPairs(const ShiftConsts& c, const uint8_t* const* a,
-                                            const uint8_t* const* b, int64_t k0,
-                                            const uint8_t* scales, const uint32_t* const* xw,
-                                            __m512 (*acc)[kRows]) {
-  const __m512i add = _mm512_set1_epi16(static_cast<int16_t>((scales[k0 / 128] - 7) * 128));
-  __m512 before[kQ][kRows];
-  for (int q = 0; q < kQ; ++q) {
-    for (int r = 0; r < kRows; ++r) before[q][r] = acc[q][r];
-  }
-  const __m512i odd = ShiftedBlock<kRows, kQ, true>(c, c.odd0_lo, a, b, k0, add, xw, acc);
-  if (__builtin_expect(_mm512_test_epi8_mask(odd, odd) == 0, 1)) return;
-  const __m512i exponent =
-      _mm512_set1_epi16(static_cast<int16_t>((scales[k0 / 128] - 127) * 128));
-  for (int q = 0; q < kQ; ++q) {
-    const uint8_t* qa = a[q] + k0;
-    const uint8_t* qb = b[q] + k0;
-    const __m512i o = OddCodes(c, c.odd0_lo, qa, qb);
-    if (_mm512_test_epi8_mask(o, o) == 0) continue;
-    for (int r = 0; r < kRows; ++r) acc[q][r] = before[q][r];
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ra = _mm512_loadu_si512(qa + 64 * h), rb = _mm512_loadu_si512(qb + 64 * h);
-      for (int j = 0; j < 4; ++j) {
-        __m512i v = ExactWords(c, _mm512_permutex2var_epi8(ra, c.spread[j], rb));
-        v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7FFF)), v,
-                                  exponent);
-        for (int r = 0; r < kRows; ++r) {
-          acc[q][r] =
-              simd::DotBf16(acc[q][r], _mm512_loadu_si512(xw[r] + k0 + 64 * h + 16 * j), v);
-        }
-      }
-    }
-  }
-}
-
-// kFp8AsBf16, in a multiple of 128: RowsTilePlain's outputs through PlainShiftPairs.
-template <int kRows>
-DSV4_TARGET_AVX512BF16 void PlainShiftRowsTile(const ShiftConsts& c, const uint8_t* const* row,
-                                               int64_t in, const uint8_t* scales,
-                                               const uint32_t* const* xw, __m512* out) {
-  __m512 lanes[kPairs][kRows];
-  for (int p = 0; p < kPairs; ++p) {
-    for (int r = 0; r < kRows; ++r) lanes[p][r] = _mm512_setzero_ps();
-  }
-  for (int64_t k0 = 0; k0 < in; k0 += 128) {
-    // As ShiftRowsTile: past a row's end, the same row of the next tile.
-    const int64_t ahead = k0 + kShiftPrefetch < in ? k0 + kShiftPrefetch
-                                                   : k0 + kShiftPrefetch + (kTile - 1) * in;
-    for (int p0 = 0; p0 < kPairs; p0 += kShiftQ<kRows>) {
-      const uint8_t* a[kShiftQ<kRows>];
-      const uint8_t* bb[kShiftQ<kRows>];
-      for (int q = 0; q < kShiftQ<kRows>; ++q) {
-        a[q] = row[p0 + q];
-        bb[q] = row[p0 + q + 8];
-        for (const uint8_t* pf : {a[q] + ahead, bb[q] + ahead}) {
-          _mm_prefetch(reinterpret_cast<const char*>(pf), _MM_HINT_T0);
-          _mm_prefetch(reinterpret_cast<const char*>(pf + 64), _MM_HINT_T0);
-        }
-      }
-      PlainShiftPairs<kRows, kShiftQ<kRows>>(c, a, bb, k0, scales, xw, lanes + p0);
-    }
-  }
-  for (int r = 0; r < kRows; ++r) {
-    __m512 l[kPairs];
-    for (int p = 0; p < kPairs; ++p) l[p] = lanes[p][r];
-    out[r] = simd::ReduceLanes16(l);
-  }
-}
-
-// kFp8AsBf16 (in a multiple of 128): all input rows over one tile, 4 at a time.
-DSV4_TARGET_AVX512BF16 void TilePlainShift(const ShiftConsts& c, const Fp8ScaledSource& src,
-                                           const LinearCall& call, int64_t n0,
-                                           const uint32_t* xw_all, int64_t count) {
-  const int64_t in = call.w->in;
-  TileRowsBy4(call, n0, xw_all, count, [&](auto rows, const uint32_t* const* xw, __m512* res) {
-    PlainShiftRowsTile<decltype(rows)::value>(c, src.row, in, src.scales, xw, res);
-  });
 }
 
 template <class Source>
@@ -715,7 +344,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     return;
   }
   if (w.kind == LinearKind::kFp8Block && c.rows <= kShiftMaxRows) {
-    ShiftTiles(c, n0, n1);
+    LinearFp8ShiftAvx512Bf16(c, n0, n1);
     return;
   }
   const bool wide = fp4 || plain;  // input pairs at full width (RowsTileFp4, RowsTilePlain)
@@ -741,7 +370,6 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   Fp8ScaledSource plain_src;
   if (fp4) fp4_src.consts = simd::MakeE2M1PairConsts();
   if (!fp4) fp8_src.consts = plain_src.consts = simd::MakeE4M3PairConsts();
-  const ShiftConsts& shift_consts = MakeShiftConsts();
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const Combine combine{&w, t0, ws.data()};
@@ -765,7 +393,7 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     if (fp4) {
       TileFp4(fp4_src, c, combine, xp.data(), count);
     } else if (plain && w.in % 128 == 0) {
-      TilePlainShift(shift_consts, plain_src, c, t0, xp.data(), count);
+      Fp8AsBf16ShiftTileAvx512Bf16(c, plain_src.row, plain_src.scales, t0, xp.data(), count);
     } else if (plain) {
       TilePlain(plain_src, c, t0, xp.data(), count);
     } else {

@@ -72,6 +72,17 @@ void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64_t n1);
 // passed on to LinearTilesAvx512.
 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
+// FP8 through the shifted decode (linear_fp8_shift_avx512bf16.cpp): kFp8Block outputs
+// [n0, n1) for 1 to kShiftMaxRows input rows; one tile n0 of kFp8AsBf16 (in a multiple of 128,
+// inputs in the exact range: Fp8AsBf16RangeExact), row[16] its weight rows (a partial tile
+// repeats its last), scales its E8M0 row, xw_all the input rows' full-width BF16 pairs, all
+// rows, `count` outputs.
+inline constexpr int64_t kShiftMaxRows = 3;
+void LinearFp8ShiftAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
+void Fp8AsBf16ShiftTileAvx512Bf16(const LinearCall& call, const uint8_t* const* row,
+                                  const uint8_t* scales, int64_t n0, const uint32_t* xw_all,
+                                  int64_t count);
+
 // kFp4Row32 or kNvfp4Row16 with w.fp4_tiles set (linear_fp4_tiles_avx512bf16.cpp).
 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 // The linear front end's row block for tiled kFp4Row32 on AVX-512 BF16 (at least): the
