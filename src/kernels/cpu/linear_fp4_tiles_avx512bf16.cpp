@@ -28,8 +28,12 @@ constexpr std::array<uint16_t, 32> kE2M1Bf16Words = [] {
   return t;
 }();
 
-// Software prefetch distance of the tile stream, non-temporal (measured here: none 333 us,
-// 1 KiB 250 us, 2 KiB 240-266 us, 4 KiB 253 us for a 2048 x 4096 GEMV on 2 threads).
+// Software prefetch distance of the tile stream (measured on Zen 5: none 333 us, 1 KiB 250
+// us, 2 KiB 240-266 us, 4 KiB 253 us for a 2048 x 4096 GEMV on 2 threads). The tile streams
+// are prefetched into every level (T0), not non-temporally: on an Intel Xeon with AMX
+// (Sapphire Rapids class, 2 vCPUs) PREFETCHNTA of these streams left the one-row MXFP4 GEMV
+// at 466-489 us against 185-196 us with T0 (2048 x 4096, 2 threads), NVFP4 399-418 against
+// 293-295 us; T1 measured as T0.
 constexpr int64_t kFp4TilePrefetch = 2048;
 
 // The 4 registers of 32 BF16 weights of one 64-byte block z: register i holds column group
@@ -46,7 +50,7 @@ DSV4_TARGET_AVX512BF16 inline void DecodeBlockWords(const uint8_t* src, __m512i 
 }
 // The same, prefetching the stream kFp4TilePrefetch bytes ahead (one pass over the tile).
 DSV4_TARGET_AVX512BF16 inline void DecodeBlock(const uint8_t* src, __m512i table, __m512i* v) {
-  _mm_prefetch(reinterpret_cast<const char*>(src + kFp4TilePrefetch), _MM_HINT_NTA);
+  _mm_prefetch(reinterpret_cast<const char*>(src + kFp4TilePrefetch), _MM_HINT_T0);
   DecodeBlockWords(src, table, v);
 }
 
@@ -387,8 +391,8 @@ DSV4_TARGET_AVX512BF16 void ScaledRowsTileRegs(const uint8_t* tile, const float*
         // The same block of the next group of P pairs (after the last group, the next tile's):
         // a fixed distance ahead (kFp4TilePrefetch) lands in a stream of this group, already
         // read, at P x 2 KiB streams (measured one thread, 2048 x 4096 streamed from memory:
-        // 232-242 us against 300-364 us at 2-8 KiB).
-        _mm_prefetch(reinterpret_cast<const char*>(src[q] + b * 64 + P * in), _MM_HINT_NTA);
+        // 232-242 us against 300-364 us at 2-8 KiB). T0, see kFp4TilePrefetch.
+        _mm_prefetch(reinterpret_cast<const char*>(src[q] + b * 64 + P * in), _MM_HINT_T0);
         DecodeBlockWords(src[q] + b * 64, table, v[q]);
       }
       for (int c = 0; c < 2; ++c) {
