@@ -251,14 +251,15 @@ TEST(LinearIsaRows, Fp8GemmAtPrefillRowCounts) {
 // FP8 weights as quantisation leaves them (linear_avx512bf16.cpp's shifted decode): normal
 // codes, with a few zero and subnormal codes in some 128-column blocks of a few pairs of
 // rows, which those pairs' blocks redo through the exact tables (kFp8AsBf16: zeros too), and
-// tiles across a 128-row scale boundary. Both FP8 kinds at 1-5 rows, every ISA, scalar bits.
+// tiles across a 128-row scale boundary. Both FP8 kinds at 1-8 rows (the shifted decode's
+// 1-kShiftMaxRows and the GEMM's first), every ISA, scalar bits.
 TEST(LinearIsaRows, Fp8MostlyNormalCodesWithRareOddOnes) {
   ScopedFineSplit split;
   Rng rng(2718);
-  for (int trial = 0; trial < 8; ++trial) {
+  for (int trial = 0; trial < 16; ++trial) {
     const LinearKind kind = trial % 2 == 0 ? LinearKind::kFp8Block : LinearKind::kFp8AsBf16;
     const int64_t in = 128 * (1 + rng.Below(4)), out = 100 + rng.Below(100);
-    const int64_t rows = 1 + trial % 5;
+    const int64_t rows = 1 + (trial / 2 + trial % 2 * 3) % 8;
     Weights lin = MakeWeights(kind, out, in, kind == LinearKind::kFp8Block && trial % 4 == 2,
                               trial % 4 == 3, rng);
     for (auto& c : lin.codes) {  // exponent field 1-15, never the NaN code

@@ -31,14 +31,19 @@ constexpr int kPairs = kTile / 2;
 // 16-byte loads, an insert, vpermb, two vpermi2b, a blend and a ternlog per 32 weights) this
 // is one vpermt2b, a shift and an and, with one lookup per 64 weights; the tile rows sit in
 // 64-byte registers and each pair's four lines are consumed together. Up to kShiftMaxRows
-// input rows share each decoded register (measured at 1024 x 4096 on one thread: 3 rows
-// 264 us against 362 through Tile's panel; 4 rows no faster than the panel).
+// input rows share each decoded register (measured at 1024 x 4096 on one thread, Zen 5: 3 rows
+// 264 us against 362 through Tile's panel; 4 rows no faster than the panel). On an Intel Xeon
+// whose VDPBF16PS issues once per 2 cycles (Sapphire Rapids class), the decode runs beside the
+// dot products and 4-7 rows gain too (2 threads, 4 rows: 4096 x 4096 1,396-1,501 -> 1,149 us,
+// 32768 x 1024 4,163 -> 2,461 us; 8 rows 1,942 against the GEMM's 2,080-2,144, kept on the
+// GEMM, which measured faster on Zen 5).
 constexpr int kShiftX = 64;
 constexpr float kShiftFactor = 0x1p56f;  // 2^(120 - kShiftX)
 // Pair registers interleaved (independent VDPBF16PS chains) for kRows input rows: 4 for 1-2
-// rows, 2 for 3-4 (measured 1024 x 4096, 3 rows, one thread: 264 us against 335 with 4).
+// rows, 2 for 3-4 (measured 1024 x 4096, 3 rows, one thread: 264 us against 335 with 4), 1
+// for 5-7 (kRows chains already; 2 x 7 accumulators would leave too few registers).
 template <int kRows>
-constexpr int kShiftQ = kRows <= 2 ? 4 : 2;
+constexpr int kShiftQ = kRows <= 2 ? 4 : kRows <= 4 ? 2 : 1;
 // Software prefetch of each tile row, kShiftPrefetch bytes ahead (past the row's end: the
 // same row of the next tile, which is contiguous with this one).
 constexpr int64_t kShiftPrefetch = 1024;
@@ -336,7 +341,11 @@ DSV4_TARGET_AVX512BF16 void LinearFp8ShiftAvx512Bf16(const LinearCall& call, int
     switch (call.rows) {
       case 1: ShiftRowsTile<1>(consts, w, t0, row, xw, xs, res); break;
       case 2: ShiftRowsTile<2>(consts, w, t0, row, xw, xs, res); break;
-      default: ShiftRowsTile<3>(consts, w, t0, row, xw, xs, res); break;
+      case 3: ShiftRowsTile<3>(consts, w, t0, row, xw, xs, res); break;
+      case 4: ShiftRowsTile<4>(consts, w, t0, row, xw, xs, res); break;
+      case 5: ShiftRowsTile<5>(consts, w, t0, row, xw, xs, res); break;
+      case 6: ShiftRowsTile<6>(consts, w, t0, row, xw, xs, res); break;
+      default: ShiftRowsTile<7>(consts, w, t0, row, xw, xs, res); break;
     }
     for (int64_t r = 0; r < call.rows; ++r) {
       alignas(64) float o[kTile];

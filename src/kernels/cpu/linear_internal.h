@@ -77,7 +77,7 @@ void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 // inputs in the exact range: Fp8AsBf16RangeExact), row[16] its weight rows (a partial tile
 // repeats its last), scales its E8M0 row, xw_all the input rows' full-width BF16 pairs, all
 // rows, `count` outputs.
-inline constexpr int64_t kShiftMaxRows = 3;
+inline constexpr int64_t kShiftMaxRows = 7;
 void LinearFp8ShiftAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 void Fp8AsBf16ShiftTileAvx512Bf16(const LinearCall& call, const uint8_t* const* row,
                                   const uint8_t* scales, int64_t n0, const uint32_t* xw_all,
