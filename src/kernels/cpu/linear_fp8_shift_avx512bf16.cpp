@@ -35,8 +35,9 @@ constexpr int kPairs = kTile / 2;
 // 264 us against 362 through Tile's panel; 4 rows no faster than the panel). On an Intel Xeon
 // whose VDPBF16PS issues once per 2 cycles (Sapphire Rapids class), the decode runs beside the
 // dot products and 4-7 rows gain too (2 threads, 4 rows: 4096 x 4096 1,396-1,501 -> 1,149 us,
-// 32768 x 1024 4,163 -> 2,461 us; 8 rows 1,942 against the GEMM's 2,080-2,144, kept on the
-// GEMM, which measured faster on Zen 5).
+// 32768 x 1024 4,163 -> 2,461 us). 8 rows measured 1,942 against the GEMM's 2,080-2,144
+// there; they stay on the GEMM (kGemmMinRows), whose start at 8 was chosen on Zen 5 against
+// the older panel path, until the shifted rows at 8 are measured on Zen 5 too).
 constexpr int kShiftX = 64;
 constexpr float kShiftFactor = 0x1p56f;  // 2^(120 - kShiftX)
 // Pair registers interleaved (independent VDPBF16PS chains) for kRows input rows: 4 for 1-2
