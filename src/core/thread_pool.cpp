@@ -44,6 +44,13 @@ void ThreadPool::ParallelFor(int64_t n, int64_t grain,
   ParallelForWithThread(n, grain, [fn](int64_t begin, int64_t end, int) { fn(begin, end); });
 }
 
+void ThreadPool::ParallelForClaimed(int64_t n, FunctionRef<void(int64_t, int)> fn) {
+  std::atomic<int64_t> next{0};
+  ParallelForWithThread(std::min<int64_t>(num_threads(), n), 1, [&](int64_t, int64_t, int t) {
+    for (int64_t i = next++; i < n; i = next++) fn(i, t);
+  });
+}
+
 void ThreadPool::ParallelForWithThread(int64_t n, int64_t grain,
                                        FunctionRef<void(int64_t, int64_t, int)> fn) {
   if (n <= 0) return;

@@ -45,6 +45,12 @@ class ThreadPool {
   void ParallelForWithThread(int64_t n, int64_t grain,
                              FunctionRef<void(int64_t, int64_t, int)> fn);
 
+  // Calls fn(i, thread) for every i in [0, n), the items claimed one at a time in ascending
+  // order from a shared counter by up to num_threads() threads as they come free (uneven
+  // items, late threads). Which thread runs an item varies from call to call: fn's result
+  // must not depend on it (per-thread scratch by index, as above).
+  void ParallelForClaimed(int64_t n, FunctionRef<void(int64_t, int)> fn);
+
  private:
   void WorkerLoop(int index);
 

@@ -1,5 +1,5 @@
 // ThreadPool: every index is visited exactly once, ranges are contiguous and respect the
-// grain, and hand-offs work both while the workers poll (back-to-back jobs) and after they
+// grain, claimed items run once each, and hand-offs work both while the workers poll (back-to-back jobs) and after they
 // have blocked (a pause longer than the polling window).
 #include "core/thread_pool.h"
 
@@ -84,6 +84,28 @@ TEST(ThreadPool, EachRangeRunsOnItsOwnThreadIndex) {
         for (int64_t i = begin; i < end; ++i) hits[i].fetch_add(1);
       });
       for (int t = 0; t < threads; ++t) EXPECT_LE(uses[t].load(), 1) << "thread " << t;
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n " << n << " i " << i;
+    }
+  }
+}
+
+// ParallelForClaimed: every item once, on a valid thread index, each thread's items in
+// ascending order (claimed from one counter), for item counts below and above the threads.
+TEST(ThreadPool, ClaimedItemsRunOnceInAscendingOrderPerThread) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 2, 7, 1000}) {
+      std::vector<std::atomic<int>> hits(static_cast<size_t>(n));
+      std::vector<int64_t> last(static_cast<size_t>(threads), -1);  // written by its thread only
+      std::atomic<bool> ordered{true};
+      pool.ParallelForClaimed(n, [&](int64_t i, int thread) {
+        ASSERT_GE(thread, 0);
+        ASSERT_LT(thread, threads);
+        if (i <= last[thread]) ordered = false;
+        last[thread] = i;
+        hits[i].fetch_add(1);
+      });
+      EXPECT_TRUE(ordered.load()) << "threads " << threads << " n " << n;
       for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n " << n << " i " << i;
     }
   }

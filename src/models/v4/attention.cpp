@@ -1,7 +1,6 @@
 #include "models/v4/attention.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <vector>
 
@@ -233,13 +232,15 @@ void AttendSequences(ThreadPool& pool, const ModelConfig& c, const LayerWeights&
   std::vector<int64_t>& order = ws->seq_order;
   if (parallel) {
     order.resize(static_cast<size_t>(m));
-    std::vector<double> cost(static_cast<size_t>(m));
+    std::vector<double>& cost = ws->seq_cost;
+    cost.resize(static_cast<size_t>(m));
     double total = 0;
     for (int64_t i = 0; i < m; ++i) total += cost[i] = AttendCost(c, w, seqs[i]);
     for (int64_t i = 0; i < m; ++i) order[i] = i;
     std::stable_sort(order.begin(), order.end(),
                      [&](int64_t a, int64_t b) { return cost[a] > cost[b]; });
-    std::vector<double> load(static_cast<size_t>(threads), 0.0);
+    std::vector<double>& load = ws->seq_load;
+    load.assign(static_cast<size_t>(threads), 0.0);
     for (int64_t i : order) *std::min_element(load.begin(), load.end()) += cost[i];
     parallel = *std::max_element(load.begin(), load.end()) <= 1.15 * total / threads;
   }
@@ -251,12 +252,9 @@ void AttendSequences(ThreadPool& pool, const ModelConfig& c, const LayerWeights&
     ws->seq_pools.push_back(std::make_unique<ThreadPool>(1));
     ws->seq_scratch.push_back(std::make_unique<AttendScratch>());
   }
-  std::atomic<int64_t> next{0};
-  pool.ParallelForWithThread(threads, 1, [&](int64_t, int64_t, int t) {
-    for (int64_t i = next++; i < m; i = next++) {
-      AttendSequence(*ws->seq_pools[t], c, w, rope, seqs[order[i]], *ws, ws->seq_scratch[t].get(),
-                     ws->o.data());
-    }
+  pool.ParallelForClaimed(m, [&](int64_t i, int t) {
+    AttendSequence(*ws->seq_pools[t], c, w, rope, seqs[order[i]], *ws, ws->seq_scratch[t].get(),
+                   ws->o.data());
   });
 }
 

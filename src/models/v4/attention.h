@@ -69,6 +69,8 @@ struct AttentionWorkspace {
   std::vector<std::unique_ptr<ThreadPool>> seq_pools;
   std::vector<std::unique_ptr<AttendScratch>> seq_scratch;
   std::vector<int64_t> seq_order;  // [sequences]: the ones attended in parallel, costliest first
+  std::vector<double> seq_cost;    // [sequences]: their estimated work (the schedule's input)
+  std::vector<double> seq_load;    // [threads]: the greedy schedule's work per thread
   // Output projection.
   std::vector<BF16> o;             // [rows, H*d]: attention output per head
   std::vector<BF16> group_in;      // [rows, H*d/G]: one group's heads

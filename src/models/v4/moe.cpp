@@ -1,7 +1,6 @@
 #include "models/v4/moe.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <memory>
 #include <numeric>
@@ -44,22 +43,16 @@ void RoutedExpertsSpread(ThreadPool& pool, const LayerWeights& w, const BF16* x,
   // time grows with its rows), so the threads end together.
   std::stable_sort(active.begin(), active.end(),
                    [&](int32_t a, int32_t b) { return groups.size(a) > groups.size(b); });
-  std::atomic<int64_t> next{0};
-  const int64_t num_active = static_cast<int64_t>(active.size());
-  pool.ParallelForWithThread(
-      std::min<int64_t>(threads, num_active), 1, [&](int64_t, int64_t, int t) {
-        MoeScratch& ts = *s->thread_scratch[t];
-        for (int64_t i = next++; i < num_active; i = next++) {
-          const int64_t e = active[i];
-          const int64_t* rows = groups.rows.data() + groups.start[e];
-          const int64_t m = groups.size(e);
-          BF16* xs = GrowTo(ts.xs, m * D);
-          for (int64_t j = 0; j < m; ++j) std::copy_n(x + rows[j] * D, D, xs + j * D);
-          Expert(*s->thread_pools[t], w.experts[e], xs, m,
-                 groups.weights.data() + groups.start[e], limit, pair_ys + groups.start[e] * D,
-                 &ts, s->thread_ws[t].get());
-        }
-      });
+  pool.ParallelForClaimed(static_cast<int64_t>(active.size()), [&](int64_t i, int t) {
+    MoeScratch& ts = *s->thread_scratch[t];
+    const int64_t e = active[i];
+    const int64_t* rows = groups.rows.data() + groups.start[e];
+    const int64_t m = groups.size(e);
+    BF16* xs = GrowTo(ts.xs, m * D);
+    for (int64_t j = 0; j < m; ++j) std::copy_n(x + rows[j] * D, D, xs + j * D);
+    Expert(*s->thread_pools[t], w.experts[e], xs, m, groups.weights.data() + groups.start[e],
+           limit, pair_ys + groups.start[e] * D, &ts, s->thread_ws[t].get());
+  });
 }
 
 }  // namespace
