@@ -106,16 +106,20 @@ DSV4_TARGET_AVX512BF16 inline __m512i OddCodes(const ShiftConsts& c, __m512i odd
 }
 
 // One pair register's part of a 128-block (rows a, b: 128 codes each) for kRows input rows,
-// through the exact tables: acc[r] = the canonical lane sums from +0 times 2^kShiftX. xw[r]:
-// row r's scaled input pairs at full width from the block's first column.
-template <int kRows>
+// through the exact tables, added to acc[r] in the canonical lane order. xw[r]: row r's input
+// pairs at full width from the block's first column. kAdd: each nonzero word also gets
+// `exponent` (kFp8AsBf16's block scale; zero words stay zero).
+template <int kRows, bool kAdd>
 DSV4_TARGET_AVX512BF16 void ExactPair(const ShiftConsts& c, const uint8_t* a, const uint8_t* b,
-                                      const uint32_t* const* xw, __m512* acc) {
-  for (int r = 0; r < kRows; ++r) acc[r] = _mm512_setzero_ps();
+                                      const uint32_t* const* xw, __m512i exponent, __m512* acc) {
   for (int h = 0; h < 2; ++h) {
     const __m512i ra = _mm512_loadu_si512(a + 64 * h), rb = _mm512_loadu_si512(b + 64 * h);
     for (int j = 0; j < 4; ++j) {
-      const __m512i v = ExactWords(c, _mm512_permutex2var_epi8(ra, c.spread[j], rb));
+      __m512i v = ExactWords(c, _mm512_permutex2var_epi8(ra, c.spread[j], rb));
+      if constexpr (kAdd) {
+        v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7FFF)), v,
+                                  exponent);
+      }
       for (int r = 0; r < kRows; ++r) {
         acc[r] = simd::DotBf16(acc[r], _mm512_loadu_si512(xw[r] + 64 * h + 16 * j), v);
       }
@@ -176,7 +180,8 @@ DSV4_TARGET_AVX512BF16 void ShiftPairs(const ShiftConsts& c, const uint8_t* cons
   for (int q = 0; q < kQ; ++q) {
     const __m512i o = OddCodes(c, c.odd_lo, a[q], b[q]);
     if (_mm512_test_epi8_mask(o, o) == 0) continue;
-    ExactPair<kRows>(c, a[q], b[q], xw, acc[q]);
+    for (int r = 0; r < kRows; ++r) acc[q][r] = _mm512_setzero_ps();  // lanes from +0, x 2^kShiftX
+    ExactPair<kRows, false>(c, a[q], b[q], xw, _mm512_setzero_si512(), acc[q]);
     for (int r = 0; r < kRows; ++r) acc[q][r] = _mm512_mul_ps(acc[q][r], unshift);
   }
 }
@@ -253,18 +258,9 @@ DSV4_TARGET_AVX512BF16 void PlainShiftPairs(const ShiftConsts& c, const uint8_t*
     const __m512i o = OddCodes(c, c.odd0_lo, qa, qb);
     if (_mm512_test_epi8_mask(o, o) == 0) continue;
     for (int r = 0; r < kRows; ++r) acc[q][r] = before[q][r];
-    for (int h = 0; h < 2; ++h) {
-      const __m512i ra = _mm512_loadu_si512(qa + 64 * h), rb = _mm512_loadu_si512(qb + 64 * h);
-      for (int j = 0; j < 4; ++j) {
-        __m512i v = ExactWords(c, _mm512_permutex2var_epi8(ra, c.spread[j], rb));
-        v = _mm512_mask_add_epi16(v, _mm512_test_epi16_mask(v, _mm512_set1_epi16(0x7FFF)), v,
-                                  exponent);
-        for (int r = 0; r < kRows; ++r) {
-          acc[q][r] =
-              simd::DotBf16(acc[q][r], _mm512_loadu_si512(xw[r] + k0 + 64 * h + 16 * j), v);
-        }
-      }
-    }
+    const uint32_t* x[kRows];
+    for (int r = 0; r < kRows; ++r) x[r] = xw[r] + k0;
+    ExactPair<kRows, true>(c, qa, qb, x, exponent, acc[q]);
   }
 }
 
