@@ -135,7 +135,8 @@ GemvWeights MakeGemv(kernels::LinearKind kind, int64_t out, int64_t in, bool til
   g.bytes = code_bytes + scale_bytes;
   std::vector<uint8_t> codes = RandomBytes(code_bytes, rng, 0, 255);
   // FP8: a quantised Gaussian block (amax 4.5 sigma -> 448), as checkpoints hold: mostly
-  // normal codes, a few zeros and subnormals (linear_avx512bf16.cpp redoes their pairs).
+  // normal codes, a few zeros and subnormals (linear_fp8_shift_avx512bf16.cpp redoes their
+  // pairs).
   if (fp8) {
     for (auto& c : codes) {
       c = F32ToE4M3(static_cast<float>(std::clamp(rng.Normal() * 448 / 4.5, -448.0, 448.0)));

@@ -93,8 +93,8 @@ TEST(SparseAttentionIsa, PackedAndDenseMatchScalarBitForBit) {
   }
 }
 
-// The passes split over entries, columns or heads: 1, 2 and 3 threads give the same bits on
-// every ISA (odd head counts, partial entry tiles, a column range that is not a whole block).
+// The passes split their heads over the pool's threads: 1, 2 and 3 threads give the same bits
+// on every ISA (odd head counts, partial entry tiles).
 TEST(SparseAttentionIsa, ThreadCountsGiveTheSameBits) {
   Workspace ws;
   ScopedFineSplit split;
