@@ -180,13 +180,15 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind, ThreadPool& pool = 
     benchmark::DoNotOptimize(y.data());
   }
   // Quantised linears multiply-add with FMA (exact products), on the BF16 ISA with
-  // VDPBF16PS; the scalar path, and kFp8AsBf16 off the BF16 ISA, with mul then add.
+  // VDPBF16PS (the FP8 GEMM with FMA where kernels::LinearRunsOnFmaGemm); the scalar path, and
+  // kFp8AsBf16 off the BF16 ISA, with mul then add.
   const Isa isa = static_cast<Isa>(state.range(3));
   const bool mul_add =
       isa == Isa::kScalar || (kind == kernels::LinearKind::kFp8AsBf16 && isa != Isa::kAvx512Bf16);
-  const Peak peak = mul_add                   ? Peak::kMulAdd
-                    : isa == Isa::kAvx512Bf16 ? Peak::kBf16Dot
-                                              : Peak::kFma;
+  const Peak peak = mul_add ? Peak::kMulAdd
+                    : isa == Isa::kAvx512Bf16 && !kernels::LinearRunsOnFmaGemm(g.copies[0], rows)
+                        ? Peak::kBf16Dot
+                        : Peak::kFma;
   SetRoofline(state, static_cast<double>(g.bytes + rows * (in + out) * 2),
               2.0 * static_cast<double>(out * in * rows), peak);
   kernels::SetIsaForTesting(kernels::DetectIsa());

@@ -199,6 +199,11 @@ double PeakFlops(const MachineLimits& m, Peak peak) {
                                                     : m.muladd_flops;
 }
 
+Peak BestExactPeak(const MachineLimits& m, kernels::Isa isa) {
+  return isa == kernels::Isa::kAvx512Bf16 && m.bf16_flops >= m.fma_flops ? Peak::kBf16Dot
+                                                                         : Peak::kFma;
+}
+
 std::string_view PeakName(Peak peak) {
   switch (peak) {
     case Peak::kMulAdd:

@@ -44,6 +44,12 @@ MachineLimits MeasureLimits(ThreadPool& pool, kernels::Isa isa);
 // the machine has no VDPBF16PS (bf16_flops == 0).
 double PeakFlops(const MachineLimits& m, Peak peak);
 
+// The faster of the exact-product multiply-adds `m` measured under `isa`: VDPBF16PS or FMA on
+// kAvx512Bf16 (FMA where it outruns VDPBF16PS, as on Intel's Sapphire Rapids class, where the
+// FP8 GEMM runs on it), FMA otherwise. A whole model's bound (`dsv4 bench layer`) uses it, so
+// the bound stays below what any of its kernels could reach.
+Peak BestExactPeak(const MachineLimits& m, kernels::Isa isa);
+
 // "mul+add", "FMA", "VDPBF16PS".
 std::string_view PeakName(Peak peak);
 

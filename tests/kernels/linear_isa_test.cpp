@@ -5,6 +5,7 @@
 #include <bit>
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -102,7 +103,44 @@ std::vector<BF16> RandomInput(int64_t n, Rng& rng) {
   return x;
 }
 
-// Runs the linear once per ISA and returns the outputs as raw bits.
+// The paths a linear runs on: every ISA, and on AVX-512 BF16 its FP8 GEMM both ways
+// (VDPBF16PS and FMAs: internal::FmaGemmPreferred picks one per CPU).
+struct LinearPath {
+  Isa isa;
+  std::optional<bool> fma_gemm;
+  std::string Name() const {
+    return std::string(IsaName(isa)) + (fma_gemm ? (*fma_gemm ? "/fma-gemm" : "/bf16-gemm") : "");
+  }
+};
+
+std::vector<LinearPath> LinearPaths() {
+  std::vector<LinearPath> out;
+  for (Isa isa : SupportedIsas()) {
+    if (isa == Isa::kAvx512Bf16) {
+      out.push_back({isa, false});
+      out.push_back({isa, true});
+    } else {
+      out.push_back({isa, std::nullopt});
+    }
+  }
+  return out;
+}
+
+// Forces a path for a scope.
+class ScopedPath {
+ public:
+  explicit ScopedPath(const LinearPath& p) : isa_(p.isa) {
+    internal::SetFmaGemmPreferredForTesting(p.fma_gemm);
+  }
+  ~ScopedPath() { internal::SetFmaGemmPreferredForTesting(std::nullopt); }
+  ScopedPath(const ScopedPath&) = delete;
+  ScopedPath& operator=(const ScopedPath&) = delete;
+
+ private:
+  ScopedIsa isa_;
+};
+
+// Runs the linear once per path and returns the outputs as raw bits.
 std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng& rng) {
   Workspace ws;
   ThreadPool pool(2);
@@ -111,8 +149,8 @@ std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng&
   if (lin.w.kind == LinearKind::kF32) {
     std::vector<float> x(rows * in);
     for (auto& v : x) v = static_cast<float>(rng.Normal());
-    for (Isa isa : SupportedIsas()) {
-      ScopedIsa scoped(isa);
+    for (const LinearPath& path : LinearPaths()) {
+      ScopedPath scoped(path);
       std::vector<float> y(rows * out);
       LinearF32(pool, lin.w, x.data(), rows, y.data(), &ws);
       std::vector<uint32_t> bits(y.size());
@@ -122,8 +160,8 @@ std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng&
     return results;
   }
   std::vector<BF16> x = RandomInput(rows * in, rng);
-  for (Isa isa : SupportedIsas()) {
-    ScopedIsa scoped(isa);
+  for (const LinearPath& path : LinearPaths()) {
+    ScopedPath scoped(path);
     std::vector<BF16> y(rows * out);
     Linear(pool, lin.w, x.data(), rows, y.data(), &ws);
     std::vector<uint32_t> bits(y.size());
@@ -134,12 +172,12 @@ std::vector<std::vector<uint32_t>> RunAll(const Weights& lin, int64_t rows, Rng&
 }
 
 void ExpectAllEqual(const std::vector<std::vector<uint32_t>>& results, const std::string& what) {
-  const std::vector<Isa> isas = SupportedIsas();
+  const std::vector<LinearPath> paths = LinearPaths();
   for (size_t p = 1; p < results.size(); ++p) {
     ASSERT_EQ(results[p].size(), results[0].size());
     for (size_t i = 0; i < results[0].size(); ++i) {
       ASSERT_EQ(results[p][i], results[0][i])
-          << what << ": " << IsaName(isas[p]) << " differs from scalar at element " << i;
+          << what << ": " << paths[p].Name() << " differs from scalar at element " << i;
     }
   }
 }
@@ -252,14 +290,16 @@ TEST(LinearIsaRows, Fp8GemmAtPrefillRowCounts) {
 // codes, with a few zero and subnormal codes in some 128-column blocks of a few pairs of
 // rows, which those pairs' blocks redo through the exact tables (kFp8AsBf16: zeros too), and
 // tiles across a 128-row scale boundary. Both FP8 kinds at 1-8 rows (the shifted decode's
-// 1-kShiftMaxRows and the GEMM's first), every ISA, scalar bits.
+// 1-kShiftMaxRows and the GEMM's first) and at 9-17 (the GEMM's passes of 3, 2 and 1 rows
+// over its shifted panel), every ISA, scalar bits.
 TEST(LinearIsaRows, Fp8MostlyNormalCodesWithRareOddOnes) {
   ScopedFineSplit split;
   Rng rng(2718);
-  for (int trial = 0; trial < 16; ++trial) {
+  const int64_t kRowCounts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 17};
+  for (int trial = 0; trial < 24; ++trial) {
     const LinearKind kind = trial % 2 == 0 ? LinearKind::kFp8Block : LinearKind::kFp8AsBf16;
-    const int64_t in = 128 * (1 + rng.Below(4)), out = 100 + rng.Below(100);
-    const int64_t rows = 1 + (trial / 2 + trial % 2 * 3) % 8;
+    const int64_t in = 128 * (1 + rng.Below(8)), out = 100 + rng.Below(100);  // 1-2 slices
+    const int64_t rows = kRowCounts[(trial / 2 + trial % 2 * 3) % 12];
     Weights lin = MakeWeights(kind, out, in, kind == LinearKind::kFp8Block && trial % 4 == 2,
                               trial % 4 == 3, rng);
     for (auto& c : lin.codes) {  // exponent field 1-15, never the NaN code

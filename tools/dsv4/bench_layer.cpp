@@ -310,7 +310,7 @@ Status RunLayer(const LayerCliOptions& o) {
   run.iters = o.iters;
   run.isa = kernels::ActiveIsa();
   run.limits = bench::MeasureLimits(pool, run.isa);
-  run.peak = bench::DecodePeak(run.isa);
+  run.peak = bench::BestExactPeak(run.limits, run.isa);
   run.other = {o.bandwidth_gb * 1e9, o.cores};
   b.limits = run.limits;
   b.peak = run.peak;

@@ -133,12 +133,9 @@ float QuantOutput(const LinearWeight& w, int64_t n, const float* wrow, const flo
                   const float* xscale) {
   float acc = 0.0f;
   if (w.kind == LinearKind::kFp8Block) {
-    const int64_t scale_cols = (w.in + 127) / 128;
     for (int64_t b = 0; b < w.in / 128; ++b) {
       const float partial = Dot8(xrow + b * 128, wrow + b * 128, 128);
-      const int64_t tile = (n / 128) * scale_cols + b;
-      const float ws = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0Table()[w.scales[tile]];
-      acc += partial * xscale[b] * ws;
+      acc += partial * xscale[b] * internal::Fp8BlockScale(w, n, b);
     }
     return acc;
   }
@@ -245,8 +242,12 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   if (isa == Isa::kAvx512Bf16 && internal::Bf16RowsKind(w)) {
     row_block = std::max<int64_t>(row_block, 64);
   }
-  // So does the FP8 GEMM of many rows (prefill chunks), kGemmRowBlock rows per pass.
-  if (isa == Isa::kAvx512Bf16 && internal::GemmKind(w) && call.rows >= internal::kGemmMinRows) {
+  // So does the FP8 GEMM of many rows (prefill chunks), kGemmRowBlock rows per pass; on FMAs
+  // (FP32 inputs, twice the bytes) FmaGemmRowBlock.
+  if (LinearRunsOnFmaGemm(w, call.rows)) {
+    row_block = internal::FmaGemmRowBlock(w.in);
+  } else if (isa == Isa::kAvx512Bf16 && internal::GemmKind(w) &&
+             call.rows >= internal::kGemmMinRows) {
     row_block = std::max(row_block, internal::kGemmRowBlock);
   }
   // And the MXFP4 expert tiles: their folded-scale passes decode each k-block of a tile once
@@ -270,6 +271,12 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
 }
 
 }  // namespace
+
+bool LinearRunsOnFmaGemm(const LinearWeight& w, int64_t rows) {
+  const Isa isa = ActiveIsa();
+  return rows >= internal::kGemmMinRows && w.kind == LinearKind::kFp8Block && w.in % 128 == 0 &&
+         (isa == Isa::kAvx512 || (isa == Isa::kAvx512Bf16 && internal::FmaGemmPreferred()));
+}
 
 float Dot8(const float* a, const float* b, int64_t n) {
   float lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};

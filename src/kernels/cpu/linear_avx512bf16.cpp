@@ -97,7 +97,6 @@ template <int kRows, class Source>
 DSV4_TARGET_AVX512BF16 void RowsTile(const Source& src, const Combine& c, const uint32_t* const* xp,
                                      const float* const* xs, __m512* out) {
   const LinearWeight& w = *c.w;
-  const int64_t scale_cols = (w.in + 127) / 128;
   for (int r = 0; r < kRows; ++r) out[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.in / 128; ++b) {
     __m512 a[kRows][kPairs];
@@ -117,9 +116,7 @@ DSV4_TARGET_AVX512BF16 void RowsTile(const Source& src, const Combine& c, const 
         for (int r = 0; r < kRows; ++r) a[r][p] = simd::DotBf16(a[r][p], x[r], v);
       }
     }
-    const int64_t tile = (c.n0 / 128) * scale_cols + b;
-    const __m512 ws = _mm512_set1_ps(w.scales_f32 != nullptr ? w.scales_f32[tile]
-                                                             : E8M0Table()[w.scales[tile]]);
+    const __m512 ws = _mm512_set1_ps(Fp8BlockScale(w, c.n0, b));
     for (int r = 0; r < kRows; ++r) {
       const __m512 part = simd::ReduceLanes16(a[r]);
       const float xscale = xs[r][b];
@@ -332,7 +329,10 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   const bool fp4 = w.kind == LinearKind::kFp4Row32;
   const bool plain = w.kind == LinearKind::kFp8AsBf16;
   if (c.rows >= 2 && Bf16RowsKind(w) && LinearBf16RowsAvx512Bf16(c, n0, n1)) return;
-  if (c.rows >= kGemmMinRows && LinearGemmAvx512Bf16(c, n0, n1)) return;
+  if (c.rows >= kGemmMinRows) {
+    if (FmaGemmPreferred() && LinearGemmAvx512(c, n0, n1)) return;
+    if (LinearGemmAvx512Bf16(c, n0, n1)) return;
+  }
   if ((fp4 || w.kind == LinearKind::kNvfp4Row16) && w.fp4_tiles != nullptr) {
     LinearFp4TilesAvx512Bf16(c, n0, n1);
     return;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/cpu/linear_fp8_shift.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/linear_rows_avx512bf16.h"
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
@@ -38,8 +39,6 @@ constexpr int kPairs = kTile / 2;
 // 32768 x 1024 4,163 -> 2,461 us). 8 rows measured 1,942 against the GEMM's 2,080-2,144
 // there; they stay on the GEMM (kGemmMinRows), whose start at 8 was chosen on Zen 5 against
 // the older panel path, until the shifted rows at 8 are measured on Zen 5 too).
-constexpr int kShiftX = 64;
-constexpr float kShiftFactor = 0x1p56f;  // 2^(120 - kShiftX)
 // Pair registers interleaved (independent VDPBF16PS chains) for kRows input rows: 4 for 1-2
 // rows, 2 for 3-4 (measured 1024 x 4096, 3 rows, one thread: 264 us against 335 with 4), 1
 // for 5-7 (kRows chains already; 2 x 7 accumulators would leave too few registers).
@@ -48,15 +47,6 @@ constexpr int kShiftQ = kRows <= 2 ? 4 : kRows <= 4 ? 2 : 1;
 // Software prefetch of each tile row, kShiftPrefetch bytes ahead (past the row's end: the
 // same row of the next tile, which is contiguous with this one).
 constexpr int64_t kShiftPrefetch = 1024;
-
-struct ShiftConsts {
-  __m512i spread[4];   // vpermt2b: register j of 64 columns, row a's codes in bytes 0-63 and
-                       // row b's in 64-127; both bytes of each word get the code
-  __m512i odd_lo, odd_hi;  // 0xFF at the magnitudes without a shifted word (1-7, 127)
-  __m512i odd0_lo;         // odd_lo with magnitude 0 too (kFp8AsBf16)
-  __m512i word_mask;   // 0x87F0: sign and the shifted magnitude
-  simd::E4M3PairConsts exact;
-};
 
 DSV4_TARGET_AVX512BF16 ShiftConsts ComputeShiftConsts() {
   ShiftConsts c;
@@ -69,6 +59,14 @@ DSV4_TARGET_AVX512BF16 ShiftConsts ComputeShiftConsts() {
     }
     c.spread[j] = _mm512_load_si512(idx);
   }
+  {
+    alignas(64) uint8_t idx[64];
+    for (int t = 0; t < 64; ++t) {
+      const int word = t / 2, lane = word / 2, jj = lane % 8;
+      idx[t] = static_cast<uint8_t>(word % 2 == 0 ? 8 + jj : jj);  // pair layout, in-lane
+    }
+    c.spread16 = _mm512_load_si512(idx);
+  }
   alignas(64) uint8_t odd[128];
   for (int m = 0; m < 128; ++m) odd[m] = (m >= 1 && m <= 7) || m == 127 ? 0xFF : 0;
   c.odd_lo = _mm512_load_si512(odd);
@@ -80,30 +78,14 @@ DSV4_TARGET_AVX512BF16 ShiftConsts ComputeShiftConsts() {
   return c;
 }
 
-// Computed once (a few hundred scalar steps: measurable next to a small GEMV).
-DSV4_TARGET_AVX512BF16 const ShiftConsts& MakeShiftConsts() {
+}  // namespace
+
+const ShiftConsts& MakeShiftConsts() {
   static const ShiftConsts consts = ComputeShiftConsts();
   return consts;
 }
 
-// E4M3WordsBf16 of codes already spread (each word's both bytes its code).
-DSV4_TARGET_AVX512BF16 inline __m512i ExactWords(const ShiftConsts& c, __m512i codes) {
-  const __m512i lo = _mm512_permutex2var_epi8(c.exact.lo_a, codes, c.exact.lo_b);
-  const __m512i hi = _mm512_permutex2var_epi8(c.exact.hi_a, codes, c.exact.hi_b);
-  return _mm512_ternarylogic_epi32(_mm512_mask_blend_epi8(0xAAAAAAAAAAAAAAAAull, lo, hi), codes,
-                                   c.exact.sign, 0xF8);
-}
-
-// Nonzero bytes where the 128 codes of a pair register's rows at a and b (one block) have
-// no shifted word: odd_lo is c.odd_lo or c.odd0_lo.
-DSV4_TARGET_AVX512BF16 inline __m512i OddCodes(const ShiftConsts& c, __m512i odd_lo,
-                                               const uint8_t* a, const uint8_t* b) {
-  auto look = [&](const uint8_t* p) {
-    return _mm512_permutex2var_epi8(odd_lo, _mm512_loadu_si512(p), c.odd_hi);
-  };
-  return _mm512_or_si512(_mm512_or_si512(look(a), look(a + 64)),
-                         _mm512_or_si512(look(b), look(b + 64)));
-}
+namespace {
 
 // One pair register's part of a 128-block (rows a, b: 128 codes each) for kRows input rows,
 // through the exact tables, added to acc[r] in the canonical lane order. xw[r]: row r's input
@@ -193,7 +175,6 @@ template <int kRows>
 DSV4_TARGET_AVX512BF16 void ShiftRowsTile(const ShiftConsts& c, const LinearWeight& w, int64_t n0,
                                           const uint8_t* const* row, const uint32_t* const* xw,
                                           const float* const* xs, __m512* out) {
-  const int64_t scale_cols = (w.in + 127) / 128;
   const __m512 factor = _mm512_set1_ps(kShiftFactor);
   for (int r = 0; r < kRows; ++r) out[r] = _mm512_setzero_ps();
   for (int64_t b = 0; b < w.in / 128; ++b) {
@@ -221,9 +202,7 @@ DSV4_TARGET_AVX512BF16 void ShiftRowsTile(const ShiftConsts& c, const LinearWeig
         for (int r = 0; r < kRows; ++r) lanes[r][p0 + q] = acc[q][r];
       }
     }
-    const int64_t tile = (n0 / 128) * scale_cols + b;
-    const __m512 ws = _mm512_set1_ps(w.scales_f32 != nullptr ? w.scales_f32[tile]
-                                                             : E8M0Table()[w.scales[tile]]);
+    const __m512 ws = _mm512_set1_ps(Fp8BlockScale(w, n0, b));
     for (int r = 0; r < kRows; ++r) {
       const __m512 part = _mm512_mul_ps(simd::ReduceLanes16(lanes[r]), factor);
       out[r] = _mm512_add_ps(out[r],
@@ -308,15 +287,9 @@ DSV4_TARGET_AVX512BF16 void LinearFp8ShiftAvx512Bf16(const LinearCall& call, int
   // The input rows' pairs at full width ([in/16][16] words), x 2^kShiftX (exact).
   AlignedVector<uint32_t>& xp = call.scratch->x_pairs;
   GrowTo(xp, call.rows * w.in);
-  const __m256 shift = _mm256_set1_ps(0x1p64f);
-  static_assert(kShiftX == 64);
-  const __m256i high = _mm256_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
   for (int64_t r = 0; r < call.rows; ++r) {
-    for (int64_t k = 0; k < w.in; k += 16) {  // simd::PairsFromF32 of the scaled values
-      const float* v = call.x + r * w.in + k;
-      const __m256i v0 = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(v), shift));
-      const __m256i v1 = _mm256_castps_si256(_mm256_mul_ps(_mm256_loadu_ps(v + 8), shift));
-      const __m256i pairs = _mm256_or_si256(_mm256_srli_epi32(v1, 16), _mm256_and_si256(v0, high));
+    for (int64_t k = 0; k < w.in; k += 16) {
+      const __m256i pairs = ShiftedPairs16(call.x + r * w.in + k);
       _mm512_store_si512(xp.data() + r * w.in + k,
                          _mm512_inserti64x4(_mm512_castsi256_si512(pairs), pairs, 1));
     }
@@ -331,9 +304,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp8ShiftAvx512Bf16(const LinearCall& call, int
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const uint8_t* row[kTile];
-    for (int i = 0; i < kTile; ++i) {  // a partial tile repeats its last row
-      row[i] = w.codes + (t0 + std::min<int64_t>(i, count - 1)) * w.in;
-    }
+    Fp8TileRows(w, t0, count, row);
     __m512 res[kShiftMaxRows];
     switch (call.rows) {
       case 1: ShiftRowsTile<1>(consts, w, t0, row, xw, xs, res); break;

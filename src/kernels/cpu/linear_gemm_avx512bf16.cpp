@@ -28,6 +28,7 @@
 #include <climits>
 
 #include "core/grow.h"
+#include "kernels/cpu/linear_fp8_shift.h"
 #include "kernels/cpu/linear_internal.h"
 #include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
 
@@ -57,6 +58,38 @@ DSV4_TARGET_AVX512BF16 void DecodeSlice(const uint8_t* const* row, const uint8_t
       if (scales != nullptr) v = simd::ScaleBf16Words(v, exponent);
       _mm512_store_si512(dst + p * kTile, v);
     }
+  }
+}
+
+// kFp8Block: slice [k0, k1) of the tile's 16 weight rows -> panel as DecodeSlice, in shifted
+// words (linear_fp8_shift.h: value x 2^-120), except a pair register's part of a 128-block
+// holding a code without a shifted word: true-value words through the tables, and bit p of
+// odd[block] set (the block's lane sums of pair p are then scaled by 2^-120 after the block).
+DSV4_TARGET_AVX512BF16 void DecodeSliceShifted(const uint8_t* const* row, int64_t k0, int64_t k1,
+                                               const ShiftConsts& c, uint32_t* panel,
+                                               uint8_t* odd) {
+  for (int64_t kb = k0; kb < k1; kb += 128) {
+    uint32_t* block = panel + ((kb - k0) / 16) * kPairs * kTile;
+    unsigned mask = 0;
+#pragma GCC unroll 2
+    for (int p = 0; p < kPairs; ++p) {
+      const uint8_t* a = row[p] + kb;
+      const uint8_t* b = row[p + 8] + kb;
+#pragma GCC unroll 8
+      for (int st = 0; st < 8; ++st) {
+        _mm512_store_si512(block + (st * kPairs + p) * kTile,
+                           ShiftedPairWords(c, a + 16 * st, b + 16 * st));
+      }
+      const __m512i o = OddCodes(c, c.odd_lo, a, b);
+      if (__builtin_expect(_mm512_test_epi8_mask(o, o) != 0, 0)) {
+        mask |= 1u << p;
+        for (int st = 0; st < 8; ++st) {
+          _mm512_store_si512(block + (st * kPairs + p) * kTile,
+                             simd::E4M3PairsBf16(a + 16 * st, b + 16 * st, c.exact));
+        }
+      }
+    }
+    odd[(kb - k0) / 128] = static_cast<uint8_t>(mask);
   }
 }
 
@@ -104,6 +137,7 @@ struct Pass {
   const uint32_t* x[kR];  // row r's input pairs at the slice start
   const float* xs[kR];    // kFp8Block: row r's input scales of the slice's blocks
   const float* ws;        // kFp8Block: the tile's weight scales of the slice's blocks
+  const uint8_t* odd;     // kFp8Block: per block of the slice, its pairs in true values
   float* state[kR];       // row r's state between slices (scratch)
   bool first, last;       // the slice is the row's first / last: state from zero / to outputs
   int64_t count;          // outputs of the tile
@@ -125,9 +159,17 @@ DSV4_TARGET_AVX512BF16 void BlockedRows(const Pass<kR>& q, int64_t blocks) {
     for (int64_t st = b * 8; st < b * 8 + 8; ++st) {
       Step<kR>(q.panel + st * kPairs * kTile, q.x, st * 8, a);
     }
+    if (__builtin_expect(q.odd[b] != 0, 0)) {
+      const __m512 unshift = _mm512_set1_ps(0x1p-120f);  // exact (linear_fp8_shift.h)
+      for (int p = 0; p < kPairs; ++p) {
+        if ((q.odd[b] >> p & 1) == 0) continue;
+        for (int r = 0; r < kR; ++r) a[r][p] = _mm512_mul_ps(a[r][p], unshift);
+      }
+    }
     const __m512 w = _mm512_set1_ps(q.ws[b]);
+    const __m512 factor = _mm512_set1_ps(kShiftFactor);
     for (int r = 0; r < kR; ++r) {
-      const __m512 part = simd::ReduceLanes16(a[r]);
+      const __m512 part = _mm512_mul_ps(simd::ReduceLanes16(a[r]), factor);
       s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(q.xs[r][b])), w));
     }
   }
@@ -197,35 +239,41 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   // Inputs in pair layout [rows][in/16][8] dwords.
   AlignedVector<uint32_t>& xp = c.scratch->x_pairs;
   GrowTo(xp, c.rows * w.in / 2);
-  for (int64_t i = 0; i < c.rows * w.in; i += 16) simd::PairsFromF32(c.x + i, xp.data() + i / 2);
+  if constexpr (kPlain) {
+    for (int64_t i = 0; i < c.rows * w.in; i += 16) simd::PairsFromF32(c.x + i, xp.data() + i / 2);
+  } else {
+    for (int64_t i = 0; i < c.rows * w.in; i += 16) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(xp.data() + i / 2), ShiftedPairs16(c.x + i));
+    }
+  }
   AlignedVector<uint16_t>& panel_words = c.scratch->panel_bf16;
   GrowTo(panel_words, kSlice * kTile);
   uint32_t* panel = reinterpret_cast<uint32_t*>(panel_words.data());
   // Per row: kFp8Block its 16 running sums, kFp8AsBf16 its 8 pair registers of lane sums
   // (touched only when the input spans several slices).
-  AlignedVector<float>& acc = c.scratch->panel;
+  AlignedVector<float>& acc = c.scratch->row_sums;
   GrowTo(acc, c.rows * (kPlain ? kPairs * kTile : kTile));
   const simd::E4M3PairConsts consts = simd::MakeE4M3PairConsts();
+  const ShiftConsts& shift = MakeShiftConsts();
   float ws[kSlice / 128];
+  uint8_t odd[kSlice / 128];
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const uint8_t* row[kTile];
-    for (int i = 0; i < kTile; ++i) {  // a partial tile repeats its last row
-      row[i] = w.codes + (t0 + std::min<int64_t>(i, count - 1)) * w.in;
-    }
+    Fp8TileRows(w, t0, count, row);
     const int64_t scale_row = (t0 / 128) * scale_cols;  // a tile never straddles 128 rows
     for (int64_t k0 = 0; k0 < w.in; k0 += kSlice) {
       const int64_t k1 = std::min(w.in, k0 + kSlice);
-      DecodeSlice(row, kPlain ? w.scales + scale_row : nullptr, k0, k1, consts, panel);
-      if (!kPlain) {
-        for (int64_t b = 0; b < (k1 - k0) / 128; ++b) {
-          const int64_t tile = scale_row + k0 / 128 + b;
-          ws[b] = w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0Table()[w.scales[tile]];
-        }
+      if (kPlain) {
+        DecodeSlice(row, w.scales + scale_row, k0, k1, consts, panel);
+      } else {
+        DecodeSliceShifted(row, k0, k1, shift, panel, odd);
+        for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);
       }
       Pass<kRows> q3{};
       q3.panel = panel;
       q3.ws = ws;
+      q3.odd = odd;
       q3.first = k0 == 0;
       q3.last = k1 == w.in;
       q3.count = count;
@@ -234,10 +282,10 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
         RunPass<kPlain, kRows>(c, q3, r0, k0, k1, t0, xp.data(), acc.data());
       }
       if (c.rows - r0 == 2) {
-        Pass<2> q{panel, {}, {}, ws, {}, q3.first, q3.last, count, {}, {}};
+        Pass<2> q{panel, {}, {}, ws, odd, {}, q3.first, q3.last, count, {}, {}};
         RunPass<kPlain, 2>(c, q, r0, k0, k1, t0, xp.data(), acc.data());
       } else if (c.rows - r0 == 1) {
-        Pass<1> q{panel, {}, {}, ws, {}, q3.first, q3.last, count, {}, {}};
+        Pass<1> q{panel, {}, {}, ws, odd, {}, q3.first, q3.last, count, {}, {}};
         RunPass<kPlain, 1>(c, q, r0, k0, k1, t0, xp.data(), acc.data());
       }
     }

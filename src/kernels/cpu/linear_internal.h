@@ -3,10 +3,12 @@
 // linear_avx512.cpp). Not part of the kernels API.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <climits>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "core/bf16.h"
@@ -29,12 +31,15 @@ struct LinearThreadScratch {
   std::vector<uint8_t> fp4_rows;     // FP4 rows recovered from w.fp4_tiles [tile, in/2]
   std::vector<uint8_t> act_codes;    // scalar input quantiser: E4M3 codes [in]
   AlignedVector<float> panel;          // a decoded weight tile FP32 [in, tile] (MXFP4
-                                       // tiles, 2+ rows: the lane sums [rows, 8, 16])
+                                       // tiles, 2+ rows: the lane sums [rows, 8, 16]; the
+                                       // FMA GEMM: a slice [256/8][8][16])
   AlignedVector<float> fp4_scales;     // the tile's FP4 weight scales FP32 [in/32, tile]
   AlignedVector<uint16_t> panel_bf16;  // VDPBF16PS: a decoded weight tile, BF16 words
   AlignedVector<uint32_t> x_pairs;     // VDPBF16PS: the input rows in pair layout
   AlignedVector<uint32_t> x_pairs_scaled;  // MXFP4 tiles, 2+ rows: the input x its scales
   AlignedVector<uint32_t> fp4_exponents;   // MXFP4 tiles, 2+ rows: a tile's scale exponents
+  AlignedVector<float> row_sums;  // the FP8 GEMMs: per input row its running sums between
+                                  // slices
 };
 
 // The linears' part of kernels::Workspace.
@@ -132,6 +137,22 @@ inline constexpr int64_t kGemmRowBlock = 256;
 // BF16 rounding (what the tests compare with QuantOutput / Dot8).
 bool LinearGemmAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
+// kFp8Block over kGemmMinRows+ input rows through FP32 FMAs on an FP32 weight panel
+// (linear_gemm_avx512.cpp, AVX-512): false, computing nothing, when it does not take the call
+// (fewer rows, another kind, in not a multiple of 128). The canonical bits; with c.y_f32
+// set instead of c.y, the FP32 results before the BF16 rounding.
+bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1);
+// Rows per call the front end gives LinearGemmAvx512: the rows' FP32 inputs (4 B per value,
+// read as they are) stay within about 256 KiB of L2 per slice sweep.
+int64_t FmaGemmRowBlock(int64_t in);
+// Whether an AVX-512 BF16 CPU runs the FP8 GEMM on FMAs (LinearGemmAvx512) rather than
+// VDPBF16PS (LinearGemmAvx512Bf16): measured once, the first time it is asked, by timing
+// both instructions' multiply-add rates (FMAs when they are at least 1.25x VDPBF16PS's).
+// Both give the same bits; the choice changes speed only.
+bool FmaGemmPreferred();
+// Forces the choice (tests cover both paths on any CPU); std::nullopt restores the probe's.
+void SetFmaGemmPreferredForTesting(std::optional<bool> fma);
+
 // Whether this CPU's VDPBF16PS computes acc + a1*b1 rounded, then + a0*b0 rounded (RNE), on
 // random operands with exact products: the property the BF16 kernels rely on. Requires
 // AVX512_BF16 support.
@@ -187,5 +208,17 @@ inline constexpr std::array<float, 256> kE8M0Values = [] {
   return t;
 }();
 inline const float* E8M0Table() { return kE8M0Values.data(); }
+
+// kFp8Block and kFp8AsBf16: the code rows of the kAvx512Tile-output tile at t0 with `count`
+// outputs, a partial tile repeating its last row.
+inline void Fp8TileRows(const LinearWeight& w, int64_t t0, int64_t count, const uint8_t** row) {
+  for (int64_t i = 0; i < kAvx512Tile; ++i) row[i] = w.codes + (t0 + std::min(i, count - 1)) * w.in;
+}
+
+// kFp8Block: the weight scale of output n's 128-block b (its FP32 scale, or the E8M0 one).
+inline float Fp8BlockScale(const LinearWeight& w, int64_t n, int64_t b) {
+  const int64_t tile = (n / 128) * ((w.in + 127) / 128) + b;
+  return w.scales_f32 != nullptr ? w.scales_f32[tile] : E8M0Table()[w.scales[tile]];
+}
 
 }  // namespace dsv4::kernels::internal

@@ -1,0 +1,230 @@
+// kFp8Block linears over many input rows through FP32 FMAs (AVX-512): the weights decoded
+// once per slice into an FP32 panel for a whole row block, every row's input read as is.
+// Used by the AVX-512 ISA, and by AVX-512 BF16 CPUs whose FMAs outrun VDPBF16PS
+// (FmaGemmPreferred: on an Intel Xeon of the Sapphire Rapids class VDPBF16PS issues once per
+// 2 cycles, 32 multiply-adds, against two FMAs of 16 per cycle).
+//
+// Schedule per call (outputs [n0, n1) of one thread, up to kGemmRowBlock rows): per tile of
+// 16 outputs, the weights in slices of kFmaSlice values, each decoded once (E4M3 -> FP16
+// pattern -> FP32, value x 2^-8, exact: simd::E4M3x8x2) into a 16 KiB L1 panel: step s, pair
+// register p holds outputs p (lanes 0-7) and p + 8 (lanes 8-15) at inputs 8s .. 8s + 7. Rows
+// run kRows at a time over the slice: 3 x 8 accumulators, 8 panel loads and 3 broadcasts of
+// 8 input values per 24 FMAs. Between slices a row keeps its 16 running block sums in
+// scratch; after its last slice they are rounded and stored.
+//
+// Exactness (LinearTilesScalar's canonical order): lane l of an output adds the products of
+// inputs k = l mod 8 in ascending k, from +0 per 128-block. E4M3 x E4M3 products (x 2^-8)
+// are exact in FP32 and at least 2^-26, so each FMA rounds as the multiply-then-add does.
+// Per block the lanes combine in the canonical tree (simd::ReduceLanes16), then
+// acc += ((partial x 256) * xscale) * wscale in block order, from +0: the same operations as
+// linear_tiles.inc's RowTile.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+
+#include "core/grow.h"
+#include "kernels/cpu/isa.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
+
+namespace dsv4::kernels::internal {
+namespace {
+
+constexpr int kTile = static_cast<int>(kAvx512Tile);  // outputs per tile
+constexpr int kPairs = kTile / 2;
+constexpr int kRows = 3;            // input rows per pass over a slice: 24 accumulators
+constexpr int64_t kFmaSlice = 256;  // inputs per panel slice: 16 outputs x 256 FP32 = 16 KiB
+
+// Slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel [(k1-k0)/8][8][16] FP32
+// (values x 2^-8).
+DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, int64_t k0, int64_t k1,
+                                    float* panel) {
+  for (int64_t k = k0; k < k1; k += 8) {
+    float* dst = panel + ((k - k0) / 8) * kPairs * kTile;
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      _mm512_store_ps(dst + p * kTile, simd::E4M3x8x2(row[p] + k, row[p + 8] + k));
+    }
+  }
+}
+
+// kR rows over one slice of `blocks` 128-blocks: s[r] += the blocks' scaled partials.
+// x[r]: row r's input values at the slice start; xs[r]: its scales of the slice's blocks;
+// ws: the tile's weight scales of those blocks.
+template <int kR>
+DSV4_TARGET_AVX512 void BlockedRows(const float* panel, const float* const* x,
+                                    const float* const* xs, const float* ws, int64_t blocks,
+                                    __m512* s) {
+  const __m512 unscale = _mm512_set1_ps(simd::kE4M3Fp16Unscale);
+  for (int64_t b = 0; b < blocks; ++b) {
+    __m512 a[kR][kPairs];
+#pragma GCC unroll 3
+    for (int r = 0; r < kR; ++r) {
+#pragma GCC unroll 8
+      for (int p = 0; p < kPairs; ++p) a[r][p] = _mm512_setzero_ps();
+    }
+    for (int64_t st = b * 16; st < b * 16 + 16; ++st) {
+      const float* step = panel + st * kPairs * kTile;
+      __m512 xb[kR];
+#pragma GCC unroll 3
+      for (int r = 0; r < kR; ++r) xb[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(x[r] + st * 8));
+#pragma GCC unroll 8
+      for (int p = 0; p < kPairs; ++p) {
+        __m512 w = _mm512_load_ps(step + p * kTile);
+        // One load per panel register: GCC would fold it into each of the kR FMAs, and
+        // 27 loads per 24 FMAs then bound the loop (two 64-byte loads per cycle).
+        __asm__("" : "+v"(w));
+#pragma GCC unroll 3
+        for (int r = 0; r < kR; ++r) a[r][p] = _mm512_fmadd_ps(w, xb[r], a[r][p]);
+      }
+    }
+    const __m512 w = _mm512_set1_ps(ws[b]);
+#pragma GCC unroll 3
+    for (int r = 0; r < kR; ++r) {
+      const __m512 part = _mm512_mul_ps(simd::ReduceLanes16(a[r]), unscale);
+      s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xs[r][b])), w));
+    }
+  }
+}
+
+// 16 results of one row -> its outputs, the first `count`: BF16 (RNE, F32ToBf16's bits) at
+// y, or FP32 at y_f32 (tests).
+DSV4_TARGET_AVX512 inline void StoreRow(__m512 v, int64_t count, BF16* y, float* y_f32) {
+  if (y_f32 != nullptr) {
+    _mm512_mask_storeu_ps(y_f32, simd::FirstLanes16(count), v);
+    return;
+  }
+  alignas(64) float out[kTile];
+  _mm512_store_ps(out, v);
+  for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
+}
+
+// The pass of kR rows from row r0 over slice [k0, k1) of tile t0.
+template <int kR>
+DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const float* ws,
+                                int64_t r0, int64_t k0, int64_t k1, int64_t t0, int64_t count,
+                                float* acc) {
+  const LinearWeight& w = *c.w;
+  const int64_t blocks = w.in / 128;
+  const float* x[kR];
+  const float* xs[kR];
+  __m512 s[kR];
+  for (int r = 0; r < kR; ++r) {
+    x[r] = c.x + (r0 + r) * w.in + k0;
+    xs[r] = c.xscale + (r0 + r) * blocks + k0 / 128;
+    s[r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + (r0 + r) * kTile);
+  }
+  BlockedRows<kR>(panel, x, xs, ws, (k1 - k0) / 128, s);
+  for (int r = 0; r < kR; ++r) {
+    if (k1 == w.in) {
+      const int64_t at = (r0 + r) * w.out + t0;
+      StoreRow(s[r], count, c.y_f32 != nullptr ? nullptr : c.y + at,
+               c.y_f32 != nullptr ? c.y_f32 + at : nullptr);
+    } else {
+      _mm512_store_ps(acc + (r0 + r) * kTile, s[r]);
+    }
+  }
+}
+
+}  // namespace
+
+DSV4_TARGET_AVX512 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
+  const LinearWeight& w = *c.w;
+  if (c.rows < kGemmMinRows || w.kind != LinearKind::kFp8Block || w.in % 128 != 0) {
+    return false;
+  }
+  AlignedVector<float>& panel = c.scratch->panel;
+  GrowTo(panel, kFmaSlice * kTile);
+  // Per row its 16 running block sums (touched only when the input spans several slices).
+  AlignedVector<float>& acc = c.scratch->row_sums;
+  GrowTo(acc, c.rows * kTile);
+  float ws[kFmaSlice / 128];
+  for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
+    const int64_t count = std::min<int64_t>(kTile, n1 - t0);
+    const uint8_t* row[kTile];
+    Fp8TileRows(w, t0, count, row);
+    for (int64_t k0 = 0; k0 < w.in; k0 += kFmaSlice) {
+      const int64_t k1 = std::min(w.in, k0 + kFmaSlice);
+      DecodeSlice(row, k0, k1, panel.data());
+      for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);
+      int64_t r0 = 0;
+      for (; r0 + kRows <= c.rows; r0 += kRows) {
+        RunPass<kRows>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+      }
+      if (c.rows - r0 == 2) {
+        RunPass<2>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+      } else if (c.rows - r0 == 1) {
+        RunPass<1>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+      }
+    }
+  }
+  return true;
+}
+
+int64_t FmaGemmRowBlock(int64_t in) {
+  return std::clamp<int64_t>((int64_t{1} << 16) / std::max<int64_t>(in / 4, 1) / kRows * kRows,
+                             8 * kRows, 32 * kRows);
+}
+
+namespace {
+
+// Multiply-adds per nanosecond of 12 independent chains of each instruction (the best of 3
+// runs of 2,048 steps: about 10-50 us each), then FMAs if they are 1.25x VDPBF16PS or more.
+template <bool kFma>
+DSV4_TARGET_AVX512BF16 double MacsPerNs() {
+  constexpr int kChains = 12, kSteps = 2048;
+  double best = 0;
+  for (int run = 0; run < 3; ++run) {
+    __m512 a[kChains];
+    for (int i = 0; i < kChains; ++i) a[i] = _mm512_set1_ps(static_cast<float>(i));
+    __m512 x = _mm512_set1_ps(1.0f / 1024), y = _mm512_set1_ps(1.0f / 1024);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int s = 0; s < kSteps; ++s) {
+#pragma GCC unroll 12
+      for (int i = 0; i < kChains; ++i) {
+        if constexpr (kFma) {
+          a[i] = _mm512_fmadd_ps(x, y, a[i]);
+        } else {
+          a[i] = _mm512_dpbf16_ps(a[i], reinterpret_cast<__m512bh>(_mm512_castps_si512(x)),
+                                  reinterpret_cast<__m512bh>(_mm512_castps_si512(y)));
+        }
+      }
+      __asm__ volatile("" : "+v"(x), "+v"(y));
+    }
+    const double ns = std::chrono::duration<double, std::nano>(
+                          std::chrono::steady_clock::now() - t0).count();
+    __m512 sum = a[0];
+    for (int i = 1; i < kChains; ++i) sum = _mm512_add_ps(sum, a[i]);
+    volatile float sink = _mm512_reduce_add_ps(sum);
+    (void)sink;
+    const double macs = double(kChains) * kSteps * (kFma ? 16 : 32);
+    if (ns > 0) best = std::max(best, macs / ns);
+  }
+  return best;
+}
+
+bool ProbeFmaGemm() {
+  if (!IsaSupported(Isa::kAvx512Bf16)) return false;
+  MacsPerNs<true>();  // warm-up: the vector units' power-up
+  return MacsPerNs<true>() >= 1.25 * MacsPerNs<false>();
+}
+
+std::atomic<int>& FmaGemmOverride() {  // -1: the probe's choice; 0 / 1: forced
+  static std::atomic<int> slot{-1};
+  return slot;
+}
+
+}  // namespace
+
+bool FmaGemmPreferred() {
+  const int forced = FmaGemmOverride().load(std::memory_order_relaxed);
+  if (forced >= 0) return forced == 1;
+  static const bool fma = ProbeFmaGemm();
+  return fma;
+}
+
+void SetFmaGemmPreferredForTesting(std::optional<bool> fma) {
+  FmaGemmOverride().store(fma.has_value() ? (*fma ? 1 : 0) : -1, std::memory_order_relaxed);
+}
+
+}  // namespace dsv4::kernels::internal
