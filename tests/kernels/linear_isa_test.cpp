@@ -13,6 +13,7 @@
 #include "core/quant.h"
 #include "core/rng.h"
 #include "isa_test_util.h"
+#include "kernels/cpu/fp4_tiles.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cpu/linear_internal.h"
 
@@ -281,6 +282,32 @@ TEST(LinearIsaRows, Fp8GemmAtPrefillRowCounts) {
     const Weights lin = MakeWeights(c.kind, c.out, c.in, c.f32_scales, c.extreme, rng);
     ExpectAllEqual(RunAll(lin, c.rows, rng), "kind " + std::to_string(static_cast<int>(c.kind)) +
                                                  " rows " + std::to_string(c.rows) + " in " +
+                                                 std::to_string(c.in) + " out " +
+                                                 std::to_string(c.out));
+  }
+}
+
+// MXFP4 in the tile layout (the routed experts as the loader repacks them) at the row counts
+// of the expert GEMM (the FMA panel from kFp4FmaMinRows rows, linear_fp4_fma_avx512.cpp, and
+// the VDPBF16PS paths): partial output tiles, a partial last k-block, and weight scales
+// outside the folded range (extreme: E8M0 codes 0 and 254) that send a call back to the
+// VDPBF16PS paths. Every path against scalar.
+TEST(LinearIsaRows, Fp4TilesAtExpertGemmRowCounts) {
+  ScopedFineSplit split;
+  Rng rng(4242);
+  struct Case {
+    int64_t rows, in, out;
+    bool extreme;
+  };
+  const Case cases[] = {{16, 384, 45, false}, {17, 256, 16, false}, {19, 512, 33, false},
+                        {13, 640, 40, false}, {67, 256, 24, false}, {24, 384, 45, true}};
+  for (const Case& c : cases) {
+    Weights lin = MakeWeights(LinearKind::kFp4Row32, c.out, c.in, false, c.extreme, rng);
+    std::vector<uint8_t> tiles(static_cast<size_t>(Fp4TilesBytes(c.out, c.in)));
+    RepackFp4Tiles(lin.codes.data(), c.out, c.in, tiles.data());
+    lin.w.codes = nullptr;
+    lin.w.fp4_tiles = tiles.data();
+    ExpectAllEqual(RunAll(lin, c.rows, rng), "rows " + std::to_string(c.rows) + " in " +
                                                  std::to_string(c.in) + " out " +
                                                  std::to_string(c.out));
   }

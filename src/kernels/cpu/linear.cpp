@@ -252,8 +252,11 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   }
   // And the MXFP4 expert tiles: their folded-scale passes decode each k-block of a tile once
   // per row block, so kFp4RowBlock rows share it (at in = 4096 the default gives 16).
+  // On FMAs (FmaGemmPreferred) fewer: Fp4FmaRowBlock keeps their duplicated FP32 inputs in L2.
   if (isa == Isa::kAvx512Bf16 && w.kind == LinearKind::kFp4Row32 && w.fp4_tiles != nullptr) {
-    row_block = std::max(row_block, internal::kFp4RowBlock);
+    row_block = call.rows >= internal::kFp4FmaMinRows && internal::FmaGemmPreferred()
+                    ? internal::Fp4FmaRowBlock(w.in)
+                    : std::max(row_block, internal::kFp4RowBlock);
   }
   scratch->threads.Reserve(pool);
   pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {
@@ -274,6 +277,10 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
 
 bool LinearRunsOnFmaGemm(const LinearWeight& w, int64_t rows) {
   const Isa isa = ActiveIsa();
+  if (w.kind == LinearKind::kFp4Row32) {
+    return isa == Isa::kAvx512Bf16 && rows >= internal::kFp4FmaMinRows && w.fp4_tiles != nullptr &&
+           internal::FmaGemmPreferred();
+  }
   return rows >= internal::kGemmMinRows && w.kind == LinearKind::kFp8Block && w.in % 128 == 0 &&
          (isa == Isa::kAvx512 || (isa == Isa::kAvx512Bf16 && internal::FmaGemmPreferred()));
 }

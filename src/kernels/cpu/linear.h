@@ -31,9 +31,10 @@ void LinearF32(ThreadPool& pool, const LinearWeight& w, const float* x, int64_t 
 void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int64_t rows, float* y,
                      Workspace* ws);
 
-// Whether Linear runs `w` at `rows` input rows on FP32 FMAs (the FP8 GEMM of
-// linear_gemm_avx512.cpp) under the active ISA: on AVX-512, and on AVX-512 BF16 CPUs whose
-// FMAs outrun VDPBF16PS. For benchmarks, which bound a kernel by its instructions' peak.
+// Whether Linear runs `w` at `rows` input rows on FP32 FMAs under the active ISA: the FP8 GEMM
+// (linear_gemm_avx512.cpp) on AVX-512, and on AVX-512 BF16 CPUs whose FMAs outrun VDPBF16PS
+// that GEMM and the tiled MXFP4 one (linear_fp4_fma_avx512.cpp; when its scales are in its
+// range). For benchmarks, which bound a kernel by its instructions' peak.
 bool LinearRunsOnFmaGemm(const LinearWeight& w, int64_t rows);
 
 // The canonical FP32 dot product of every kernel here (exposed for tests and reuse): element k

@@ -333,6 +333,9 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
     if (FmaGemmPreferred() && LinearGemmAvx512(c, n0, n1)) return;
     if (LinearGemmAvx512Bf16(c, n0, n1)) return;
   }
+  if (fp4 && c.rows >= kFp4FmaMinRows && FmaGemmPreferred() && LinearFp4FmaAvx512(c, n0, n1)) {
+    return;
+  }
   if ((fp4 || w.kind == LinearKind::kNvfp4Row16) && w.fp4_tiles != nullptr) {
     LinearFp4TilesAvx512Bf16(c, n0, n1);
     return;

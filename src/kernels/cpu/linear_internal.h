@@ -142,6 +142,15 @@ bool LinearGemmAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 // (fewer rows, another kind, in not a multiple of 128). The canonical bits; with c.y_f32
 // set instead of c.y, the FP32 results before the BF16 rounding.
 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1);
+// kFp4Row32 in the tile layout over kFp4FmaMinRows+ input rows through FP32 FMAs on an FP32
+// weight panel (linear_fp4_fma_avx512.cpp, AVX-512): false, computing nothing, when it does
+// not take the call (fewer rows, no tiles, an input or weight scale outside its folded range).
+// The canonical bits; with c.y_f32 set instead of c.y, the FP32 results before the rounding.
+bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int64_t n1);
+inline constexpr int64_t kFp4FmaMinRows = 16;
+// Rows per call the front end gives LinearFp4FmaAvx512: their inputs, 8 B per value (each
+// FP32 value twice), within 1 MiB.
+int64_t Fp4FmaRowBlock(int64_t in);
 // Rows per call the front end gives LinearGemmAvx512: the rows' FP32 inputs (4 B per value,
 // read as they are) stay within about 256 KiB of L2 per slice sweep.
 int64_t FmaGemmRowBlock(int64_t in);

@@ -1,0 +1,217 @@
+// MXFP4 (kFp4Row32, tile layout) over many input rows through FP32 FMAs: the routed experts'
+// GEMM at prefill and large decode batches on AVX-512 BF16 CPUs whose FMAs outrun VDPBF16PS
+// (FmaGemmPreferred), in place of linear_fp4_tiles_avx512bf16.cpp's folded-scale panel.
+//
+// Order: Fp4LaneScaledDot's. Per 32-column chunk c and canonical lane l, part = the exact sum
+// of its 4 products (E4M3 x E2M1 code values), then lane += part * s_c with s_c = xscale *
+// wscale. As in the VDPBF16PS panel (ScaledTile), both scales are folded into the operands:
+// when every input and weight scale lies in [2^-kScaleSpan, 2^kScaleSpan], x' = x * xscale
+// and w' = w * wscale are exact normal FP32 values, every nonzero product x'w' is a multiple
+// of 2^-10 * s_c >= 2^-126 and a chunk's 4-product sum has at most 24 significant bits, so a
+// multiply and three FMAs give part * s_c exactly (in any order; a -0 part cannot change a
+// lane, which is never -0), and one add per chunk is the canonical rounding. Calls outside
+// the range go back to the VDPBF16PS paths (the same bits).
+//
+// Layout. A tile's 8 pairs (rows p and p + 8, fp4_tiles.h) decode into FP32 registers whose
+// lanes alternate the pair's rows (lane 2j: row p, 2j + 1: row p + 8, both canonical lane j):
+// the tile layout's 32-bit lanes, so one shift and one VPERMPS of a 16-entry table per 16
+// weights, times the alternating weight scales. A pair's chunk is 4 registers (columns 8jj ..
+// 8jj + 7, jj = 0..3); the inputs are kept as [in/8][16] with each value twice. Per k-block
+// of kKBlock columns the tile is decoded once into a 16 KiB L1 panel, then kRows rows at a
+// time pass over it (2 x 8 lane registers, 4 x 2 input registers, 4 weight registers); the
+// lanes persist across k-blocks in scratch and are put in ReduceLanes16's order per tile.
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "core/grow.h"
+#include "kernels/cpu/linear_internal.h"
+#include "kernels/cpu/simd.h"  // its pragmas cover every SIMD function defined below
+
+namespace dsv4::kernels::internal {
+namespace {
+
+constexpr int kTile = static_cast<int>(kAvx512Tile);
+constexpr int kPairs = kTile / 2;
+constexpr int kRows = 2;            // input rows per pass: 16 lane registers
+constexpr int64_t kKBlock = 256;    // columns per panel: 8 chunks x 8 pairs x 4 x 64 B = 16 KiB
+constexpr int kScaleSpan = 56;      // the folded range of both scales' exponents
+constexpr int64_t kChunkFloats = kPairs * 4 * 16;  // one chunk of the panel
+
+alignas(64) constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,
+                                               4.0f,  6.0f,  -0.0f, -0.5f, -1.0f, -1.5f,
+                                               -2.0f, -3.0f, -4.0f, -6.0f};
+
+bool ExponentInRange(int e) { return e >= -kScaleSpan && e <= kScaleSpan; }
+
+// Whether every weight scale of the real rows [n0, n1) is in the folded range.
+bool WeightScalesInRange(const LinearWeight& w, int64_t n0, int64_t n1) {
+  const uint8_t* s = w.scales + n0 * (w.in / 32);
+  const int64_t count = (std::min(n1, w.out) - n0) * (w.in / 32);
+  for (int64_t i = 0; i < count; ++i) {
+    if (!ExponentInRange(static_cast<int>(s[i]) - 127)) return false;
+  }
+  return true;
+}
+
+// Input rows (E4M3 code values) times their per-128 scales, each value twice: [rows][in/8][16].
+DSV4_TARGET_AVX512 void DuplicatedInputs(const LinearCall& c, float* xd) {
+  const int64_t in = c.w->in;
+  const __m512i twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  for (int64_t r = 0; r < c.rows; ++r) {
+    for (int64_t k = 0; k < in; k += 8) {
+      const __m512 s = _mm512_set1_ps(c.xscale[r * (in / 128) + k / 128]);
+      const __m512 v = _mm512_castps256_ps512(_mm256_loadu_ps(c.x + r * in + k));
+      _mm512_store_ps(xd + (r * in + k) * 2, _mm512_mul_ps(_mm512_permutexvar_ps(twice, v), s));
+    }
+  }
+}
+
+// Columns [k0, k1) of tile t0 -> panel [chunk][pair][jj][16] of w' = w * wscale (FP32, lanes
+// alternating the pair's rows).
+DSV4_TARGET_AVX512 void DecodePanel(const LinearWeight& w, int64_t t0, int64_t k0, int64_t k1,
+                                    float* panel) {
+  const int64_t chunks = w.in / 32, blocks = w.in / 64;
+  const __m512 table = _mm512_load_ps(kE2M1Values);
+  const uint8_t* tile = w.fp4_tiles + (t0 / kTile) * kPairs * blocks * 64;
+  for (int p = 0; p < kPairs; ++p) {
+    const int64_t row_a = t0 + p, row_b = t0 + p + 8;
+    for (int64_t b = k0 / 64; b < k1 / 64; ++b) {
+      const __m512i z = _mm512_loadu_si512(tile + (p * blocks + b) * 64);
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {  // chunk 2b + h: registers i = 2h, 2h + 1
+        const int64_t ch = 2 * b + h;
+        const float sa = row_a < w.out ? E8M0Table()[w.scales[row_a * chunks + ch]] : 1.0f;
+        const float sb = row_b < w.out ? E8M0Table()[w.scales[row_b * chunks + ch]] : 1.0f;
+        const __m512 s = _mm512_setr_ps(sa, sb, sa, sb, sa, sb, sa, sb, sa, sb, sa, sb, sa, sb,
+                                        sa, sb);
+        float* dst = panel + ((ch - k0 / 32) * kPairs + p) * 4 * 16;
+#pragma GCC unroll 2
+        for (int q = 0; q < 2; ++q) {
+          const int i = 2 * h + q;
+          // The high words hold columns 16i + j (jj = 2q), the low words 16i + 8 + j.
+          const __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(z, 16 + 4 * i), table);
+          const __m512 lo = _mm512_permutexvar_ps(_mm512_srli_epi32(z, 4 * i), table);
+          _mm512_store_ps(dst + (2 * q) * 16, _mm512_mul_ps(hi, s));
+          _mm512_store_ps(dst + (2 * q + 1) * 16, _mm512_mul_ps(lo, s));
+        }
+      }
+    }
+  }
+}
+
+// kR rows (x[r]: row r's duplicated inputs at the panel's first column) over `chunks` chunks
+// of the panel: lanes[r][p] += each chunk's part * s_c.
+template <int kR>
+DSV4_TARGET_AVX512 void PassRows(const float* panel, const float* const* x, int64_t chunks,
+                                 __m512 (*lanes)[kPairs]) {
+  for (int64_t ch = 0; ch < chunks; ++ch) {
+    __m512 xv[kR][4];
+#pragma GCC unroll 2
+    for (int r = 0; r < kR; ++r) {
+#pragma GCC unroll 4
+      for (int jj = 0; jj < 4; ++jj) xv[r][jj] = _mm512_load_ps(x[r] + (ch * 4 + jj) * 16);
+    }
+    const float* pc = panel + ch * kChunkFloats;
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      __m512 wv[4];
+#pragma GCC unroll 4
+      for (int jj = 0; jj < 4; ++jj) {
+        wv[jj] = _mm512_load_ps(pc + (p * 4 + jj) * 16);
+        __asm__("" : "+v"(wv[jj]));  // one load, not one per row (linear_gemm_avx512.cpp)
+      }
+#pragma GCC unroll 2
+      for (int r = 0; r < kR; ++r) {
+        __m512 part = _mm512_mul_ps(xv[r][0], wv[0]);
+        part = _mm512_fmadd_ps(xv[r][1], wv[1], part);
+        part = _mm512_fmadd_ps(xv[r][2], wv[2], part);
+        part = _mm512_fmadd_ps(xv[r][3], wv[3], part);
+        lanes[r][p] = _mm512_add_ps(lanes[r][p], part);
+      }
+    }
+  }
+}
+
+// The pass of kR rows from r0 over k-block [k0, k1) of tile t0: lanes from +0 (first block)
+// or scratch, back to scratch or (last block) reduced to the outputs.
+template <int kR>
+DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const float* xd,
+                                int64_t r0, int64_t k0, int64_t k1, int64_t t0, int64_t count,
+                                float* state) {
+  const LinearWeight& w = *c.w;
+  __m512 lanes[kR][kPairs];
+  const float* x[kR];
+  for (int r = 0; r < kR; ++r) {
+    x[r] = xd + ((r0 + r) * w.in + k0) * 2;
+    float* st = state + (r0 + r) * kPairs * 16;
+    for (int p = 0; p < kPairs; ++p) {
+      lanes[r][p] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(st + p * 16);
+    }
+  }
+  PassRows<kR>(panel, x, (k1 - k0) / 32, lanes);
+  // Alternating rows -> ReduceLanes16's halves (row p in lanes 0-7, row p + 8 in 8-15).
+  const __m512i halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+  for (int r = 0; r < kR; ++r) {
+    if (k1 < w.in) {
+      float* st = state + (r0 + r) * kPairs * 16;
+      for (int p = 0; p < kPairs; ++p) _mm512_store_ps(st + p * 16, lanes[r][p]);
+      continue;
+    }
+    __m512 h[kPairs];
+    for (int p = 0; p < kPairs; ++p) h[p] = _mm512_permutexvar_ps(halves, lanes[r][p]);
+    const __m512 v = simd::ReduceLanes16(h);
+    const int64_t at = (r0 + r) * w.out + t0;
+    if (c.y_f32 != nullptr) {
+      _mm512_mask_storeu_ps(c.y_f32 + at, simd::FirstLanes16(count), v);
+      continue;
+    }
+    alignas(64) float out[kTile];
+    _mm512_store_ps(out, v);
+    for (int64_t i = 0; i < count; ++i) c.y[at + i] = F32ToBf16(out[i]);
+  }
+}
+
+}  // namespace
+
+int64_t Fp4FmaRowBlock(int64_t in) {
+  return std::clamp<int64_t>((int64_t{1} << 17) / std::max<int64_t>(in, 1), 8, 64);
+}
+
+DSV4_TARGET_AVX512 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
+  const LinearWeight& w = *c.w;
+  if (c.rows < kFp4FmaMinRows || w.kind != LinearKind::kFp4Row32 || w.fp4_tiles == nullptr ||
+      w.in % 64 != 0) {
+    return false;
+  }
+  for (int64_t i = 0; i < c.rows * (w.in / 128); ++i) {
+    const uint32_t bits = std::bit_cast<uint32_t>(c.xscale[i]);
+    if ((bits & 0x807FFFFFu) != 0 || !ExponentInRange(static_cast<int>(bits >> 23) - 127)) {
+      return false;
+    }
+  }
+  if (!WeightScalesInRange(w, n0, n1)) return false;
+  AlignedVector<uint32_t>& xd_words = c.scratch->x_pairs_scaled;
+  GrowTo(xd_words, c.rows * w.in * 2);
+  float* xd = reinterpret_cast<float*>(xd_words.data());
+  DuplicatedInputs(c, xd);
+  AlignedVector<float>& panel = c.scratch->panel;
+  GrowTo(panel, (kKBlock / 32) * kChunkFloats);
+  AlignedVector<float>& state = c.scratch->row_sums;
+  GrowTo(state, c.rows * kPairs * 16);
+  for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
+    const int64_t count = std::min<int64_t>(kTile, n1 - t0);
+    for (int64_t k0 = 0; k0 < w.in; k0 += kKBlock) {
+      const int64_t k1 = std::min(w.in, k0 + kKBlock);
+      DecodePanel(w, t0, k0, k1, panel.data());
+      int64_t r0 = 0;
+      for (; r0 + kRows <= c.rows; r0 += kRows) {
+        RunPass<kRows>(c, panel.data(), xd, r0, k0, k1, t0, count, state.data());
+      }
+      if (r0 < c.rows) RunPass<1>(c, panel.data(), xd, r0, k0, k1, t0, count, state.data());
+    }
+  }
+  return true;
+}
+
+}  // namespace dsv4::kernels::internal
