@@ -185,10 +185,10 @@ void Gemv(benchmark::State& state, kernels::LinearKind kind, ThreadPool& pool = 
   const Isa isa = static_cast<Isa>(state.range(3));
   const bool mul_add =
       isa == Isa::kScalar || (kind == kernels::LinearKind::kFp8AsBf16 && isa != Isa::kAvx512Bf16);
-  const Peak peak = mul_add ? Peak::kMulAdd
-                    : isa == Isa::kAvx512Bf16 && !kernels::LinearRunsOnFmaGemm(g.copies[0], rows)
-                        ? Peak::kBf16Dot
-                        : Peak::kFma;
+  const Peak peak = kernels::LinearRunsOnFmaGemm(g.copies[0], rows) ? Peak::kFma
+                    : mul_add                                       ? Peak::kMulAdd
+                    : isa == Isa::kAvx512Bf16                       ? Peak::kBf16Dot
+                                                                    : Peak::kFma;
   SetRoofline(state, static_cast<double>(g.bytes + rows * (in + out) * 2),
               2.0 * static_cast<double>(out * in * rows), peak);
   kernels::SetIsaForTesting(kernels::DetectIsa());

@@ -1,5 +1,5 @@
-// The FP8 GEMMs of prefill row counts (VDPBF16PS: linear_gemm_avx512bf16.cpp; FMAs, kFp8Block
-// only: linear_gemm_avx512.cpp) against the canonical
+// The FP8 GEMMs of prefill row counts (VDPBF16PS: linear_gemm_avx512bf16.cpp; FMAs:
+// linear_gemm_avx512.cpp) against the canonical
 // order at FP32, before the BF16 rounding that hides most order changes in the end-to-end
 // comparisons of linear_isa_test.cpp: kFp8Block against QuantOutput, kFp8AsBf16 against Dot8
 // of the dequantised row, bit for bit, on ragged row groups, partial output tiles, output
@@ -75,8 +75,7 @@ TEST(LinearGemm, Fp32ResultsFollowTheCanonicalOrder) {
     call.scratch = &scratch;
     ASSERT_TRUE(LinearGemmAvx512Bf16(call, c.n0, c.out));
     std::vector<float> y_fma(c.rows * c.out, -1.0f);
-    const bool fma = c.kind == LinearKind::kFp8Block;
-    if (fma) {
+    {  // both kinds (kFp8AsBf16: the active ISA is AVX-512 BF16 here)
       LinearCall fma_call = call;
       fma_call.y_f32 = y_fma.data();
       ASSERT_TRUE(LinearGemmAvx512(fma_call, c.n0, c.out));
@@ -98,10 +97,9 @@ TEST(LinearGemm, Fp32ResultsFollowTheCanonicalOrder) {
         ASSERT_EQ(std::bit_cast<uint32_t>(y[r * c.out + n]), std::bit_cast<uint32_t>(expected))
             << "kind " << static_cast<int>(c.kind) << " rows " << c.rows << " in " << c.in
             << " output " << n << " row " << r;
-        if (fma) {
-          ASSERT_EQ(std::bit_cast<uint32_t>(y_fma[r * c.out + n]), std::bit_cast<uint32_t>(expected))
-              << "FMA GEMM rows " << c.rows << " in " << c.in << " output " << n << " row " << r;
-        }
+        ASSERT_EQ(std::bit_cast<uint32_t>(y_fma[r * c.out + n]), std::bit_cast<uint32_t>(expected))
+            << "FMA GEMM kind " << static_cast<int>(c.kind) << " rows " << c.rows << " in "
+            << c.in << " output " << n << " row " << r;
       }
     }
   }

@@ -281,7 +281,11 @@ bool LinearRunsOnFmaGemm(const LinearWeight& w, int64_t rows) {
     return isa == Isa::kAvx512Bf16 && rows >= internal::kFp4FmaMinRows && w.fp4_tiles != nullptr &&
            internal::FmaGemmPreferred();
   }
-  return rows >= internal::kGemmMinRows && w.kind == LinearKind::kFp8Block && w.in % 128 == 0 &&
+  if (rows < internal::kGemmMinRows || w.in % 128 != 0) return false;
+  if (w.kind == LinearKind::kFp8AsBf16) {  // when its inputs are in the exact range
+    return isa == Isa::kAvx512Bf16 && internal::FmaGemmPreferred();
+  }
+  return w.kind == LinearKind::kFp8Block &&
          (isa == Isa::kAvx512 || (isa == Isa::kAvx512Bf16 && internal::FmaGemmPreferred()));
 }
 

@@ -35,15 +35,43 @@ constexpr int kPairs = kTile / 2;
 constexpr int kRows = 3;            // input rows per pass over a slice: 24 accumulators
 constexpr int64_t kFmaSlice = 256;  // inputs per panel slice: 16 outputs x 256 FP32 = 16 KiB
 
-// Slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel [(k1-k0)/8][8][16] FP32
-// (values x 2^-8).
-DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, int64_t k0, int64_t k1,
-                                    float* panel) {
+// Slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel [(k1-k0)/8][8][16] FP32:
+// kFp8Block the values x 2^-8; kFp8AsBf16 (scales: the tile's row of E8M0 codes) the
+// dequantised values code x scale (exact: BF16 normals, Fp8AsBf16ScalesOk).
+DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, const uint8_t* scales,
+                                    int64_t k0, int64_t k1, float* panel) {
   for (int64_t k = k0; k < k1; k += 8) {
     float* dst = panel + ((k - k0) / 8) * kPairs * kTile;
+    const __m512 f = _mm512_set1_ps(scales != nullptr
+                                        ? E8M0Table()[scales[k / 128]] * simd::kE4M3Fp16Unscale
+                                        : 1.0f);
 #pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) {
-      _mm512_store_ps(dst + p * kTile, simd::E4M3x8x2(row[p] + k, row[p + 8] + k));
+      const __m512 v = simd::E4M3x8x2(row[p] + k, row[p + 8] + k);
+      _mm512_store_ps(dst + p * kTile, scales != nullptr ? _mm512_mul_ps(v, f) : v);
+    }
+  }
+}
+
+// kR rows over `steps` 8-value steps of the panel (x[r]: row r's inputs at its first step):
+// a[r][p] += the products of pair register p (kFp8AsBf16 over the whole input, Dot8's order;
+// kFp8Block per 128-block, BlockedRows).
+template <int kR>
+DSV4_TARGET_AVX512 void PlainRows(const float* panel, const float* const* x, int64_t steps,
+                                  __m512 (*a)[kPairs]) {
+  for (int64_t st = 0; st < steps; ++st) {
+    const float* step = panel + st * kPairs * kTile;
+    __m512 xb[kR];
+#pragma GCC unroll 3
+    for (int r = 0; r < kR; ++r) xb[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(x[r] + st * 8));
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      __m512 w = _mm512_load_ps(step + p * kTile);
+      // One load per panel register: GCC would fold it into each of the kR FMAs, and
+      // 27 loads per 24 FMAs then bound the loop (two 64-byte loads per cycle).
+      __asm__("" : "+v"(w));
+#pragma GCC unroll 3
+      for (int r = 0; r < kR; ++r) a[r][p] = _mm512_fmadd_ps(w, xb[r], a[r][p]);
     }
   }
 }
@@ -63,21 +91,9 @@ DSV4_TARGET_AVX512 void BlockedRows(const float* panel, const float* const* x,
 #pragma GCC unroll 8
       for (int p = 0; p < kPairs; ++p) a[r][p] = _mm512_setzero_ps();
     }
-    for (int64_t st = b * 16; st < b * 16 + 16; ++st) {
-      const float* step = panel + st * kPairs * kTile;
-      __m512 xb[kR];
-#pragma GCC unroll 3
-      for (int r = 0; r < kR; ++r) xb[r] = _mm512_broadcast_f32x8(_mm256_loadu_ps(x[r] + st * 8));
-#pragma GCC unroll 8
-      for (int p = 0; p < kPairs; ++p) {
-        __m512 w = _mm512_load_ps(step + p * kTile);
-        // One load per panel register: GCC would fold it into each of the kR FMAs, and
-        // 27 loads per 24 FMAs then bound the loop (two 64-byte loads per cycle).
-        __asm__("" : "+v"(w));
-#pragma GCC unroll 3
-        for (int r = 0; r < kR; ++r) a[r][p] = _mm512_fmadd_ps(w, xb[r], a[r][p]);
-      }
-    }
+    const float* xb[kR];
+    for (int r = 0; r < kR; ++r) xb[r] = x[r] + b * 128;
+    PlainRows<kR>(panel + b * 16 * kPairs * kTile, xb, 16, a);
     const __m512 w = _mm512_set1_ps(ws[b]);
 #pragma GCC unroll 3
     for (int r = 0; r < kR; ++r) {
@@ -99,12 +115,36 @@ DSV4_TARGET_AVX512 inline void StoreRow(__m512 v, int64_t count, BF16* y, float*
   for (int64_t i = 0; i < count; ++i) y[i] = F32ToBf16(out[i]);
 }
 
-// The pass of kR rows from row r0 over slice [k0, k1) of tile t0.
-template <int kR>
+// The pass of kR rows from row r0 over slice [k0, k1) of tile t0. Between slices a row's
+// state is in acc: kFp8Block its 16 running block sums, kFp8AsBf16 its 8 pair registers.
+template <bool kPlain, int kR>
 DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const float* ws,
                                 int64_t r0, int64_t k0, int64_t k1, int64_t t0, int64_t count,
                                 float* acc) {
   const LinearWeight& w = *c.w;
+  if constexpr (kPlain) {
+    __m512 a[kR][kPairs];
+    const float* x[kR];
+    for (int r = 0; r < kR; ++r) {
+      x[r] = c.x + (r0 + r) * w.in + k0;
+      const float* st = acc + (r0 + r) * kPairs * kTile;
+      for (int p = 0; p < kPairs; ++p) {
+        a[r][p] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(st + p * kTile);
+      }
+    }
+    PlainRows<kR>(panel, x, (k1 - k0) / 8, a);
+    for (int r = 0; r < kR; ++r) {
+      if (k1 == w.in) {
+        const int64_t at = (r0 + r) * w.out + t0;
+        StoreRow(simd::ReduceLanes16(a[r]), count, c.y_f32 != nullptr ? nullptr : c.y + at,
+                 c.y_f32 != nullptr ? c.y_f32 + at : nullptr);
+      } else {
+        float* st = acc + (r0 + r) * kPairs * kTile;
+        for (int p = 0; p < kPairs; ++p) _mm512_store_ps(st + p * kTile, a[r][p]);
+      }
+    }
+    return;
+  }
   const int64_t blocks = w.in / 128;
   const float* x[kR];
   const float* xs[kR];
@@ -128,16 +168,16 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
 
 }  // namespace
 
-DSV4_TARGET_AVX512 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
+namespace {
+
+template <bool kPlain>
+DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
-  if (c.rows < kGemmMinRows || w.kind != LinearKind::kFp8Block || w.in % 128 != 0) {
-    return false;
-  }
   AlignedVector<float>& panel = c.scratch->panel;
   GrowTo(panel, kFmaSlice * kTile);
-  // Per row its 16 running block sums (touched only when the input spans several slices).
+  // Per row its state between slices (touched only when the input spans several slices).
   AlignedVector<float>& acc = c.scratch->row_sums;
-  GrowTo(acc, c.rows * kTile);
+  GrowTo(acc, c.rows * (kPlain ? kPairs * kTile : kTile));
   float ws[kFmaSlice / 128];
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
@@ -145,20 +185,41 @@ DSV4_TARGET_AVX512 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_
     Fp8TileRows(w, t0, count, row);
     for (int64_t k0 = 0; k0 < w.in; k0 += kFmaSlice) {
       const int64_t k1 = std::min(w.in, k0 + kFmaSlice);
-      DecodeSlice(row, k0, k1, panel.data());
-      for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);
+      DecodeSlice(row, kPlain ? w.scales + (t0 / 128) * ((w.in + 127) / 128) : nullptr, k0, k1,
+                  panel.data());
+      if (!kPlain) {
+        for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);
+      }
       int64_t r0 = 0;
       for (; r0 + kRows <= c.rows; r0 += kRows) {
-        RunPass<kRows>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+        RunPass<kPlain, kRows>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
       }
       if (c.rows - r0 == 2) {
-        RunPass<2>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+        RunPass<kPlain, 2>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
       } else if (c.rows - r0 == 1) {
-        RunPass<1>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+        RunPass<kPlain, 1>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
       }
     }
   }
-  return true;
+}
+
+}  // namespace
+
+DSV4_TARGET_AVX512 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
+  const LinearWeight& w = *c.w;
+  if (c.rows < kGemmMinRows || w.in % 128 != 0) return false;
+  if (w.kind == LinearKind::kFp8Block) {
+    Gemm<false>(c, n0, n1);
+    return true;
+  }
+  // kFp8AsBf16 on AVX-512 BF16 CPUs (the range scan is compiled for them), where its
+  // products are exact (Fp8AsBf16CallExact): FMA then rounds as the multiply-then-add.
+  if (w.kind == LinearKind::kFp8AsBf16 && ActiveIsa() == Isa::kAvx512Bf16 &&
+      Fp8AsBf16CallExact(c, n0, n1)) {
+    Gemm<true>(c, n0, n1);
+    return true;
+  }
+  return false;
 }
 
 int64_t FmaGemmRowBlock(int64_t in) {

@@ -223,15 +223,6 @@ DSV4_TARGET_AVX512BF16 void RunPass(const LinearCall& c, Pass<kR> q, int64_t r0,
   }
 }
 
-// Whether kFp8AsBf16 outputs [n0, n1) of these rows are exact through VDPBF16PS: the test of
-// linear_avx512bf16.cpp's PlainBf16Exact (grains of the inputs' smallest exponent - 7 and the
-// weights' smallest scale exponent - 9 at least 2^-126, sums far below overflow), with the
-// inputs' exponent range from the vectorised scan.
-bool PlainExact(const LinearCall& c, int64_t n0, int64_t n1) {
-  const ExpRange x = ScanInputs(c.x, c.rows * c.w->in);
-  return x.ok && Fp8AsBf16RangeExact(x, *c.w, n0, n1);
-}
-
 template <bool kPlain>
 DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
@@ -294,6 +285,11 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
 
 }  // namespace
 
+bool Fp8AsBf16CallExact(const LinearCall& c, int64_t n0, int64_t n1) {
+  const ExpRange x = ScanInputs(c.x, c.rows * c.w->in);
+  return x.ok && Fp8AsBf16RangeExact(x, *c.w, n0, n1);
+}
+
 bool GemmKind(const LinearWeight& w) {
   return w.kind == LinearKind::kFp8Block || w.kind == LinearKind::kFp8AsBf16;
 }
@@ -302,7 +298,7 @@ DSV4_TARGET_AVX512BF16 bool LinearGemmAvx512Bf16(const LinearCall& c, int64_t n0
   const LinearWeight& w = *c.w;
   if (c.rows < kGemmMinRows || !GemmKind(w) || w.in % 128 != 0) return false;
   if (w.kind == LinearKind::kFp8AsBf16) {
-    if (!PlainExact(c, n0, n1)) return false;
+    if (!Fp8AsBf16CallExact(c, n0, n1)) return false;
     Gemm<true>(c, n0, n1);
   } else {
     Gemm<false>(c, n0, n1);

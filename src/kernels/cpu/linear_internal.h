@@ -123,6 +123,11 @@ ExpRange ScanInputs(const float* x, int64_t n);
 // one (linear_avx512bf16.cpp; the GEMM's and the 1-4-row tiles' test).
 bool Fp8AsBf16RangeExact(const ExpRange& x, const LinearWeight& w, int64_t n0, int64_t n1);
 
+// Whether kFp8AsBf16 outputs [n0, n1) of the call's rows have only exact products and normal
+// partial sums (Fp8AsBf16RangeExact over ScanInputs of all its inputs): then VDPBF16PS and FMA
+// round as the canonical multiply-then-add. Needs AVX-512 BF16 (linear_gemm_avx512bf16.cpp).
+bool Fp8AsBf16CallExact(const LinearCall& c, int64_t n0, int64_t n1);
+
 // FP8 weights (kFp8Block, kFp8AsBf16): what LinearGemmAvx512Bf16 takes.
 bool GemmKind(const LinearWeight& w);
 // Row counts from which LinearGemmAvx512Bf16 runs, and the rows per call it is given (the
@@ -137,9 +142,10 @@ inline constexpr int64_t kGemmRowBlock = 256;
 // BF16 rounding (what the tests compare with QuantOutput / Dot8).
 bool LinearGemmAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
-// kFp8Block over kGemmMinRows+ input rows through FP32 FMAs on an FP32 weight panel
-// (linear_gemm_avx512.cpp, AVX-512): false, computing nothing, when it does not take the call
-// (fewer rows, another kind, in not a multiple of 128). The canonical bits; with c.y_f32
+// kFp8Block (and on AVX-512 BF16 CPUs kFp8AsBf16) over kGemmMinRows+ input rows through FP32
+// FMAs on an FP32 weight panel (linear_gemm_avx512.cpp, AVX-512): false, computing nothing,
+// when it does not take the call (fewer rows, another kind, in not a multiple of 128,
+// kFp8AsBf16 inputs outside the exact range). The canonical bits; with c.y_f32
 // set instead of c.y, the FP32 results before the BF16 rounding.
 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1);
 // kFp4Row32 in the tile layout over kFp4FmaMinRows+ input rows through FP32 FMAs on an FP32
