@@ -242,21 +242,19 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   if (isa == Isa::kAvx512Bf16 && internal::Bf16RowsKind(w)) {
     row_block = std::max<int64_t>(row_block, 64);
   }
-  // So does the FP8 GEMM of many rows (prefill chunks), kGemmRowBlock rows per pass; on FMAs
-  // (FP32 inputs, twice the bytes) FmaGemmRowBlock.
+  // So does the FP8 GEMM of many rows (prefill chunks), kGemmRowBlock rows per pass, and the
+  // MXFP4 expert tiles: their folded-scale passes decode each k-block of a tile once per row
+  // block, so kFp4RowBlock rows share it (at in = 4096 the default gives 16). The GEMMs on
+  // FMAs read FP32 inputs (MXFP4: each value twice), so fewer rows keep them in L2.
   if (LinearRunsOnFmaGemm(w, call.rows)) {
-    row_block = internal::FmaGemmRowBlock(w.in);
+    row_block = w.kind == LinearKind::kFp4Row32 ? internal::Fp4FmaRowBlock(w.in)
+                                                : internal::FmaGemmRowBlock(w.in);
   } else if (isa == Isa::kAvx512Bf16 && internal::GemmKind(w) &&
              call.rows >= internal::kGemmMinRows) {
     row_block = std::max(row_block, internal::kGemmRowBlock);
-  }
-  // And the MXFP4 expert tiles: their folded-scale passes decode each k-block of a tile once
-  // per row block, so kFp4RowBlock rows share it (at in = 4096 the default gives 16).
-  // On FMAs (FmaGemmPreferred) fewer: Fp4FmaRowBlock keeps their duplicated FP32 inputs in L2.
-  if (isa == Isa::kAvx512Bf16 && w.kind == LinearKind::kFp4Row32 && w.fp4_tiles != nullptr) {
-    row_block = call.rows >= internal::kFp4FmaMinRows && internal::FmaGemmPreferred()
-                    ? internal::Fp4FmaRowBlock(w.in)
-                    : std::max(row_block, internal::kFp4RowBlock);
+  } else if (isa == Isa::kAvx512Bf16 && w.kind == LinearKind::kFp4Row32 &&
+             w.fp4_tiles != nullptr) {
+    row_block = std::max(row_block, internal::kFp4RowBlock);
   }
   scratch->threads.Reserve(pool);
   pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {

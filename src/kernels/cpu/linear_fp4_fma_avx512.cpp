@@ -5,7 +5,7 @@
 // Order: Fp4LaneScaledDot's. Per 32-column chunk c and canonical lane l, part = the exact sum
 // of its 4 products (E4M3 x E2M1 code values), then lane += part * s_c with s_c = xscale *
 // wscale. As in the VDPBF16PS panel (ScaledTile), both scales are folded into the operands:
-// when every input and weight scale lies in [2^-kScaleSpan, 2^kScaleSpan], x' = x * xscale
+// when every input and weight scale lies in [2^-kFp4ScaleSpan, 2^kFp4ScaleSpan], x' = x * xscale
 // and w' = w * wscale are exact normal FP32 values, every nonzero product x'w' is a multiple
 // of 2^-10 * s_c >= 2^-126 and a chunk's 4-product sum has at most 24 significant bits, so a
 // multiply and three FMAs give part * s_c exactly (in any order; a -0 part cannot change a
@@ -21,8 +21,6 @@
 // time pass over it (2 x 8 lane registers, 4 x 2 input registers, 4 weight registers); the
 // lanes persist across k-blocks in scratch and are put in ReduceLanes16's order per tile.
 #include <algorithm>
-#include <bit>
-#include <cstring>
 
 #include "core/grow.h"
 #include "kernels/cpu/linear_internal.h"
@@ -35,21 +33,18 @@ constexpr int kTile = static_cast<int>(kAvx512Tile);
 constexpr int kPairs = kTile / 2;
 constexpr int kRows = 2;            // input rows per pass: 16 lane registers
 constexpr int64_t kKBlock = 256;    // columns per panel: 8 chunks x 8 pairs x 4 x 64 B = 16 KiB
-constexpr int kScaleSpan = 56;      // the folded range of both scales' exponents
 constexpr int64_t kChunkFloats = kPairs * 4 * 16;  // one chunk of the panel
 
 alignas(64) constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,
                                                4.0f,  6.0f,  -0.0f, -0.5f, -1.0f, -1.5f,
                                                -2.0f, -3.0f, -4.0f, -6.0f};
 
-bool ExponentInRange(int e) { return e >= -kScaleSpan && e <= kScaleSpan; }
-
 // Whether every weight scale of the real rows [n0, n1) is in the folded range.
 bool WeightScalesInRange(const LinearWeight& w, int64_t n0, int64_t n1) {
   const uint8_t* s = w.scales + n0 * (w.in / 32);
   const int64_t count = (std::min(n1, w.out) - n0) * (w.in / 32);
   for (int64_t i = 0; i < count; ++i) {
-    if (!ExponentInRange(static_cast<int>(s[i]) - 127)) return false;
+    if (s[i] < 127 - kFp4ScaleSpan || s[i] > 127 + kFp4ScaleSpan) return false;
   }
   return true;
 }
@@ -185,10 +180,7 @@ DSV4_TARGET_AVX512 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int6
     return false;
   }
   for (int64_t i = 0; i < c.rows * (w.in / 128); ++i) {
-    const uint32_t bits = std::bit_cast<uint32_t>(c.xscale[i]);
-    if ((bits & 0x807FFFFFu) != 0 || !ExponentInRange(static_cast<int>(bits >> 23) - 127)) {
-      return false;
-    }
+    if (!Fp4XScaleInRange(c.xscale[i])) return false;
   }
   if (!WeightScalesInRange(w, n0, n1)) return false;
   AlignedVector<uint32_t>& xd_words = c.scratch->x_pairs_scaled;

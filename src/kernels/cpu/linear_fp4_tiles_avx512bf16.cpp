@@ -119,14 +119,13 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* w
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
-// Input and weight scales within 2^+-kScaleSpan make the scaled passes exact (the argument
+// Input and weight scales within 2^+-kFp4ScaleSpan make the scaled passes exact (the argument
 // above ScaledTileExponents, below).
-constexpr int kScaleSpan = 56;
 
 // The tile's chunk scales as RowsTileFp4Tiles and ScaledRowsTileRegs read them: wsp
 // [kPairs][chunks][2] FP32 (chunk c of pair p = row p's scale, row p + 8's scale: the 64-bit
 // pattern a pair register's lanes alternate over); padding rows (codes 0) get 1. Returns
-// whether every real row's scale lies within 2^+-kScaleSpan: then each is code << 23 (no
+// whether every real row's scale lies within 2^+-kFp4ScaleSpan: then each is code << 23 (no
 // special code in range); else the tile goes through simd::E8M0x16 (code 0: 2^-127, 255: NaN).
 DSV4_TARGET_AVX512BF16 bool TilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
   const int64_t chunks = w.in / 32;
@@ -154,8 +153,8 @@ DSV4_TARGET_AVX512BF16 bool TilePairScales(const LinearWeight& w, int64_t t0, fl
   alignas(16) uint8_t lows[16], highs[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(lows), low_code);
   _mm_store_si128(reinterpret_cast<__m128i*>(highs), high_code);
-  if (*std::min_element(lows, lows + 16) >= 127 - kScaleSpan &&
-      *std::max_element(highs, highs + 16) <= 127 + kScaleSpan) {
+  if (*std::min_element(lows, lows + 16) >= 127 - kFp4ScaleSpan &&
+      *std::max_element(highs, highs + 16) <= 127 + kFp4ScaleSpan) {
     return true;
   }
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -241,7 +240,7 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 // ---------------------------------------------------------------------------------------
 // MXFP4 over 5+ input rows (ScaledTile) with both scales folded into the VDPBF16PS operands. Each chunk's
 // scale s_c = xscale * wscale is a power of two; when every input scale and every weight
-// scale of a tile lies in [2^-kScaleSpan, 2^kScaleSpan] (kScaleSpan = 56, ScaledTileExponents
+// scale of a tile lies in [2^-kFp4ScaleSpan, 2^kFp4ScaleSpan] (kFp4ScaleSpan = 56, ScaledTileExponents
 // checks), x' = x * xscale and w' = w * wscale are normal BF16 values (|x| in [2^-9, 448],
 // |w| in [0.5, 6]), every nonzero product x'w' is a multiple of 2^-10 * s_c >= 2^-126, and a
 // chunk's 4-product sums stay below 2^126: VDPBF16PS from +0 gives part * s_c exactly, which
@@ -259,12 +258,6 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 // (no panel) 0.38-0.46.
 constexpr int64_t kScaledKBlock = 256;
 constexpr int kMaxScaledRows = 4;
-
-// Whether xscale is in the folded range (exponent within +-kScaleSpan).
-inline bool XScaleInRange(float s) {
-  const int e = static_cast<int>((std::bit_cast<uint32_t>(s) >> 23) & 0xFF) - 127;
-  return (std::bit_cast<uint32_t>(s) & 0x807FFFFFu) == 0 && e >= -kScaleSpan && e <= kScaleSpan;
-}
 
 // Input rows [rows, in] (E4M3 code values) times their per-128 scales, as word pairs at full
 // width ([in/16][16], canonical lane j's pair in dword lanes 2j and 2j + 1, like xd above).
@@ -289,7 +282,7 @@ DSV4_TARGET_AVX512BF16 void ScaledInputPairs(const LinearCall& c, uint32_t* xd) 
 // The tile's weight scales as exponent deltas of BF16 words: wexp [kPairs][in/32][2] dwords,
 // chunk c of pair p = (row p's delta in both words, row p + 8's delta in both words), the
 // 64-bit pattern a pair register's lanes alternate over. False (wexp unfinished) when a scale
-// of a real row is outside +-kScaleSpan; padding rows (codes 0) get delta 0.
+// of a real row is outside +-kFp4ScaleSpan; padding rows (codes 0) get delta 0.
 DSV4_TARGET_AVX512BF16 bool ScaledTileExponents(const LinearWeight& w, int64_t t0, uint32_t* wexp) {
   const int64_t chunks = w.in / 32;
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
@@ -321,8 +314,8 @@ DSV4_TARGET_AVX512BF16 bool ScaledTileExponents(const LinearWeight& w, int64_t t
                                _mm512_permutex2var_epi32(da, hi, db));
     }
   }
-  return _mm512_reduce_min_epi32(low_code) >= 127 - kScaleSpan &&
-         _mm512_reduce_max_epi32(high_code) <= 127 + kScaleSpan;
+  return _mm512_reduce_min_epi32(low_code) >= 127 - kFp4ScaleSpan &&
+         _mm512_reduce_max_epi32(high_code) <= 127 + kFp4ScaleSpan;
 }
 
 // A k-block of a tile decoded with its weight scales folded in: panel [chunk][kPairs][2][32]
@@ -543,7 +536,7 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   // registers (ScaledTileRegs: the weight scale by an FMA per chunk), above over an L1 panel
   // with the weight scales folded into the decoded words (ScaledTile).
   bool scaled = !nv;
-  for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) scaled = XScaleInRange(c.xscale[i]);
+  for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) scaled = Fp4XScaleInRange(c.xscale[i]);
   const bool panel = scaled && c.rows > kMaxRegsRows;
   // MXFP4: [kPairs][in/32][2]; NVFP4: [kPairs][in/16][2] (+ the tail of one 16-block store)
   AlignedVector<float>& wsp = c.scratch->fp4_scales;

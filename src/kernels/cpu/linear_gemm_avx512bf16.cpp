@@ -6,9 +6,10 @@
 //
 // Schedule per call (up to kGemmRowBlock rows; outputs [n0, n1) of one thread): the inputs
 // in pair layout (simd.h) once; per tile of 16 outputs, the weights in slices of kSlice
-// values, each slice decoded once into a 16 KiB L1 panel in pair layout (E4M3 -> BF16 words
-// as the small-row paths do: pair register p holds outputs p and p + 8, 8 canonical lanes
-// each) and read by every row of the block, kRows rows at a time: 3 x 8 accumulators, 8
+// values, each slice decoded once into a 16 KiB L1 panel in pair layout (pair register p
+// holds outputs p and p + 8, 8 canonical lanes each; kFp8Block in the shifted words of
+// linear_fp8_shift.h with the inputs x 2^kShiftX, kFp8AsBf16 through the exact tables) and
+// read by every row of the block, kRows rows at a time: 3 x 8 accumulators, 8
 // panel loads and 3 input broadcasts per 24 VDPBF16PS. Between slices a row keeps its state
 // in scratch (kFp8Block its running block sums, 16 floats; kFp8AsBf16 its 8 pair registers
 // of lane sums); after its last slice its 16 outputs are stored from registers.
@@ -20,6 +21,9 @@
 // multiple of 2^-18, so VDPBF16PS's two rounded adds per lane are the canonical
 // multiply-then-add; per 128-block the lanes start from +0 and combine in the canonical tree
 // (simd::ReduceLanes16), then acc += (partial * xscale) * wscale in block order, from +0.
+// With the shifted words every lane sum is the canonical one times 2^(kShiftX - 120) (pairs
+// of a block decoded in true values: times 2^kShiftX, scaled by 2^-120 after the block), an
+// exact power of two that kShiftFactor undoes per block.
 // kFp8AsBf16: BF16 x BF16 products over the whole row, exact when linear_avx512bf16.cpp's
 // range test holds (checked here the same way, on a vectorised scan of the inputs; a call
 // that fails it goes back to the small-row paths, which fall back to the FP32 tiles).
@@ -40,28 +44,26 @@ constexpr int kPairs = kTile / 2;
 constexpr int kRows = 3;         // input rows per pass over a slice: 24 accumulators
 constexpr int64_t kSlice = 512;  // inputs per panel slice: 16 outputs x 512 BF16 = 16 KiB
 
-// Slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel [(k1-k0)/16][8][32
-// words] in pair layout: pair register p holds row p in dword lanes 0-7, row p + 8 in 8-15.
-// scales: kFp8AsBf16's row of E8M0 block scales for the tile (every word gets its block's
-// exponent added; exact by the range test), nullptr for kFp8Block (code values).
+// kFp8AsBf16: slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel
+// [(k1-k0)/16][8][32 words] in pair layout (pair register p holds row p in dword lanes 0-7,
+// row p + 8 in 8-15), each word with its block's exponent added from `scales`, the tile's row
+// of E8M0 block scales (exact by the range test).
 DSV4_TARGET_AVX512BF16 void DecodeSlice(const uint8_t* const* row, const uint8_t* scales,
                                         int64_t k0, int64_t k1,
                                         const simd::E4M3PairConsts& consts, uint32_t* panel) {
   for (int64_t k = k0; k < k1; k += 16) {
     const __m512i exponent =
-        scales != nullptr ? _mm512_set1_epi16(static_cast<int16_t>((scales[k / 128] - 127) * 128))
-                          : _mm512_setzero_si512();
+        _mm512_set1_epi16(static_cast<int16_t>((scales[k / 128] - 127) * 128));
     uint32_t* dst = panel + ((k - k0) / 16) * kPairs * kTile;
 #pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) {
-      __m512i v = simd::E4M3PairsBf16(row[p] + k, row[p + 8] + k, consts);
-      if (scales != nullptr) v = simd::ScaleBf16Words(v, exponent);
-      _mm512_store_si512(dst + p * kTile, v);
+      const __m512i v = simd::E4M3PairsBf16(row[p] + k, row[p + 8] + k, consts);
+      _mm512_store_si512(dst + p * kTile, simd::ScaleBf16Words(v, exponent));
     }
   }
 }
 
-// kFp8Block: slice [k0, k1) of the tile's 16 weight rows -> panel as DecodeSlice, in shifted
+// kFp8Block: slice [k0, k1) of the tile's 16 weight rows -> panel in DecodeSlice's layout, in shifted
 // words (linear_fp8_shift.h: value x 2^-120), except a pair register's part of a 128-block
 // holding a code without a shifted word: true-value words through the tables, and bit p of
 // odd[block] set (the block's lane sums of pair p are then scaled by 2^-120 after the block).
@@ -244,8 +246,7 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   // (touched only when the input spans several slices).
   AlignedVector<float>& acc = c.scratch->row_sums;
   GrowTo(acc, c.rows * (kPlain ? kPairs * kTile : kTile));
-  const simd::E4M3PairConsts consts = simd::MakeE4M3PairConsts();
-  const ShiftConsts& shift = MakeShiftConsts();
+  const ShiftConsts& shift = MakeShiftConsts();  // with the exact tables (computed once)
   float ws[kSlice / 128];
   uint8_t odd[kSlice / 128];
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
@@ -256,7 +257,7 @@ DSV4_TARGET_AVX512BF16 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
     for (int64_t k0 = 0; k0 < w.in; k0 += kSlice) {
       const int64_t k1 = std::min(w.in, k0 + kSlice);
       if (kPlain) {
-        DecodeSlice(row, w.scales + scale_row, k0, k1, consts, panel);
+        DecodeSlice(row, w.scales + scale_row, k0, k1, shift.exact, panel);
       } else {
         DecodeSliceShifted(row, k0, k1, shift, panel, odd);
         for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);

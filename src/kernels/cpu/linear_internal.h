@@ -95,6 +95,15 @@ void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 // block of rows. Measured (README "Benchmarks"): 64 rows against 16 at in = 4096 saves ~10%
 // at 64-512 rows; 128 no better than 64 (128 rows' inputs, 16 KiB each, exceed L2).
 inline constexpr int64_t kFp4RowBlock = 64;
+// MXFP4 passes with the scales folded into the operands (ScaledTile, LinearFp4FmaAvx512) are
+// exact while every input and weight scale lies in [2^-kFp4ScaleSpan, 2^kFp4ScaleSpan].
+inline constexpr int kFp4ScaleSpan = 56;
+// Whether an input scale (a float) is a power of two in that range.
+inline bool Fp4XScaleInRange(float s) {
+  const uint32_t bits = std::bit_cast<uint32_t>(s);
+  const int e = static_cast<int>((bits >> 23) & 0xFF) - 127;
+  return (bits & 0x807FFFFFu) == 0 && e >= -kFp4ScaleSpan && e <= kFp4ScaleSpan;
+}
 
 // Weights whose values are BF16 (kBf16; kF32 stored as BF16): what LinearBf16RowsAvx512Bf16
 // takes.
