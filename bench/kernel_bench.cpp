@@ -222,8 +222,8 @@ void GemvArgs(benchmark::internal::Benchmark* b, std::vector<std::vector<int64_t
 BENCHMARK(BM_GemvFp8)->Apply([](auto* b) { GemvArgs(b, {{4096, 4096}, {4096, 8192}}); });
 BENCHMARK(BM_GemvFp4)->Apply([](auto* b) { GemvArgs(b, {{2048, 4096}, {4096, 2048}}); });
 BENCHMARK(BM_GemvFp4OneThread)
-    ->ArgsProduct({{2048}, {4096}, {1, 2, 3, 4, 8, 16}, {3}})
-    ->ArgsProduct({{4096}, {2048}, {1, 2, 3, 4, 8, 16}, {3}})
+    ->ArgsProduct({{2048}, {4096}, {1, 2, 3, 4, 5, 6, 8, 12, 16}, {3}})
+    ->ArgsProduct({{4096}, {2048}, {1, 2, 3, 4, 5, 6, 8, 12, 16}, {3}})
     ->ArgNames({"out", "in", "rows", "isa"})
     ->Unit(benchmark::kMicrosecond);
 // NVFP4 routed experts (spec §11.5), same shapes: 1/16 more bytes than MXFP4 (E4M3 scales

@@ -300,7 +300,9 @@ TEST(LinearIsaRows, Fp4TilesAtExpertGemmRowCounts) {
     bool extreme;
   };
   const Case cases[] = {{16, 384, 45, false}, {17, 256, 16, false}, {19, 512, 33, false},
-                        {13, 640, 40, false}, {67, 256, 24, false}, {24, 384, 45, true}};
+                        {13, 640, 40, false}, {67, 256, 24, false}, {24, 384, 45, true},
+                        {4, 384, 45, false},  {5, 256, 33, false},  {6, 640, 16, false},
+                        {7, 384, 40, false},  {8, 512, 24, false},  {9, 256, 45, true}};
   for (const Case& c : cases) {
     Weights lin = MakeWeights(LinearKind::kFp4Row32, c.out, c.in, false, c.extreme, rng);
     std::vector<uint8_t> tiles(static_cast<size_t>(Fp4TilesBytes(c.out, c.in)));

@@ -128,35 +128,8 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* w
 // whether every real row's scale lies within 2^+-kFp4ScaleSpan: then each is code << 23 (no
 // special code in range); else the tile goes through simd::E8M0x16 (code 0: 2^-127, 255: NaN).
 DSV4_TARGET_AVX512BF16 bool TilePairScales(const LinearWeight& w, int64_t t0, float* wsp) {
+  if (Fp4PairScalesInRange(w, t0, wsp)) return true;
   const int64_t chunks = w.in / 32;
-  const __m128i one = _mm_set1_epi8(127);
-  __m128i low_code = one, high_code = one;
-  for (int p = 0; p < kPairs; ++p) {
-    const int64_t row_a = t0 + p, row_b = t0 + p + 8;
-    for (int64_t c0 = 0; c0 < chunks; c0 += 16) {
-      const int64_t n = std::min<int64_t>(16, chunks - c0);
-      auto load = [&](int64_t row) {
-        if (row >= w.out) return one;
-        return _mm_mask_loadu_epi8(one, simd::FirstLanes16(n), w.scales + row * chunks + c0);
-      };
-      const __m128i a = load(row_a), b = load(row_b);
-      low_code = _mm_min_epu8(low_code, _mm_min_epu8(a, b));
-      high_code = _mm_max_epu8(high_code, _mm_max_epu8(a, b));
-      // a0 b0 a1 b1 ... as dwords, each code << 23: the FP32 bits of 2^(code - 127)
-      const __m512i lo = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpacklo_epi8(a, b)), 23);
-      const __m512i hi = _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(a, b)), 23);
-      float* dst = wsp + (p * chunks + c0) * 2;
-      _mm512_mask_storeu_epi32(dst, simd::FirstLanes16(2 * n), lo);
-      _mm512_mask_storeu_epi32(dst + 16, simd::FirstLanes16(std::max<int64_t>(0, 2 * n - 16)), hi);
-    }
-  }
-  alignas(16) uint8_t lows[16], highs[16];
-  _mm_store_si128(reinterpret_cast<__m128i*>(lows), low_code);
-  _mm_store_si128(reinterpret_cast<__m128i*>(highs), high_code);
-  if (*std::min_element(lows, lows + 16) >= 127 - kFp4ScaleSpan &&
-      *std::max_element(highs, highs + 16) <= 127 + kFp4ScaleSpan) {
-    return true;
-  }
   const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i hi = _mm512_add_epi32(lo, _mm512_set1_epi32(8));
   for (int p = 0; p < kPairs; ++p) {

@@ -162,7 +162,13 @@ bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1);
 // not take the call (fewer rows, no tiles, an input or weight scale outside its folded range).
 // The canonical bits; with c.y_f32 set instead of c.y, the FP32 results before the rounding.
 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int64_t n1);
-inline constexpr int64_t kFp4FmaMinRows = 16;
+inline constexpr int64_t kFp4FmaMinRows = 5;
+// The chunk scales of tile t0 (kFp4Row32) as the tile passes read them: wsp [8 pairs][in/32]
+// [2] FP32 (chunk c of pair p = row p's scale, row p + 8's: the 64-bit pattern a pair
+// register's lanes alternate over), each E8M0 code << 23, padding rows 1. True when every
+// code lies within 127 +- kFp4ScaleSpan, where that pattern is the scale's value (no special
+// code); else the caller decodes the codes (linear_fp4_tiles_avx512bf16.cpp's TilePairScales).
+bool Fp4PairScalesInRange(const LinearWeight& w, int64_t t0, float* wsp);
 // Rows per call the front end gives LinearFp4FmaAvx512: their inputs, 8 B per value (each
 // FP32 value twice), within 1 MiB.
 int64_t Fp4FmaRowBlock(int64_t in);
