@@ -6,10 +6,10 @@
 //
 // Schedule per call (outputs [n0, n1) of one thread, up to FmaGemmRowBlock rows): per tile of
 // 16 outputs, the weights in slices of kFmaSlice values, each decoded once (E4M3 -> FP16
-// pattern -> FP32, value x 2^-8, exact: simd::E4M3x8x2) into a 16 KiB L1 panel: step s, pair
-// register p holds outputs p (lanes 0-7) and p + 8 (lanes 8-15) at inputs 8s .. 8s + 7. Rows
-// run kRows at a time over the slice: 3 x 8 accumulators, 8 panel loads and 3 broadcasts of
-// 8 input values per 24 FMAs. Between slices a row keeps its state in scratch (kFp8Block its
+// pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's, 64 columns of a pair at a time) into
+// a 16 KiB L1 panel: step s, pair register p holds outputs p (lanes 0-7) and p + 8 (lanes
+// 8-15) at inputs 8s .. 8s + 7. Rows run kRows at a time over the slice: 3 x 8 accumulators,
+// 8 panel loads and 3 broadcasts of 8 input values per 24 FMAs. Between slices a row keeps its state in scratch (kFp8Block its
 // 16 running block sums, kFp8AsBf16 its 8 pair registers); after its last slice the outputs
 // are rounded and stored.
 //
@@ -40,18 +40,43 @@ constexpr int64_t kFmaSlice = 256;  // inputs per panel slice: 16 outputs x 256 
 
 // Slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel [(k1-k0)/8][8][16] FP32:
 // kFp8Block the values x 2^-8; kFp8AsBf16 (scales: the tile's row of E8M0 codes) the
-// dequantised values code x scale (exact: BF16 normals, Fp8AsBf16ScalesOk).
+// dequantised values code x scale (exact: BF16 normals, Fp8AsBf16ScalesOk). 64 columns of a
+// pair (rows p, p + 8) at a time: two 64-byte loads, their 8-byte steps interleaved (128-bit
+// lane i of lo: steps 2i, of hi: steps 2i + 1), then simd::E4M3x16's FP16 pattern 32 codes
+// per widening and one conversion per step: 4.5 operations per 16 weights against 8 for
+// simd::E4M3x8x2 per step (its two 8-byte loads merged, its row pointers spilled).
 DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, const uint8_t* scales,
                                     int64_t k0, int64_t k1, float* panel) {
-  for (int64_t k = k0; k < k1; k += 8) {
+  const __m512i fp16_mask = _mm512_set1_epi16(static_cast<int16_t>(0xBFFF));
+  for (int64_t k = k0; k < k1; k += 64) {
     float* dst = panel + ((k - k0) / 8) * kPairs * kTile;
     const __m512 f = _mm512_set1_ps(scales != nullptr
                                         ? E8M0Table()[scales[k / 128]] * simd::kE4M3Fp16Unscale
                                         : 1.0f);
 #pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) {
-      const __m512 v = simd::E4M3x8x2(row[p] + k, row[p + 8] + k);
-      _mm512_store_ps(dst + p * kTile, scales != nullptr ? _mm512_mul_ps(v, f) : v);
+      const __m512i a = _mm512_loadu_si512(row[p] + k);
+      const __m512i b = _mm512_loadu_si512(row[p + 8] + k);
+      const __m512i steps[2] = {_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b)};
+#pragma GCC unroll 2
+      for (int odd = 0; odd < 2; ++odd) {
+#pragma GCC unroll 2
+        for (int half = 0; half < 2; ++half) {  // 128-bit lanes 2 half, 2 half + 1
+          // 32 codes -> FP16 patterns (simd::E4M3x16): steps 4 half + odd, 4 half + 2 + odd
+          const __m256i c = half == 0 ? _mm512_castsi512_si256(steps[odd])
+                                      : _mm512_extracti64x4_epi64(steps[odd], 1);
+          const __m512i h =
+              _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(c), 7), fp16_mask);
+#pragma GCC unroll 2
+          for (int j = 0; j < 2; ++j) {
+            const int step = 4 * half + 2 * j + odd;
+            const __m512 v = _mm512_cvtph_ps(j == 0 ? _mm512_castsi512_si256(h)
+                                                    : _mm512_extracti64x4_epi64(h, 1));
+            _mm512_store_ps(dst + (step * kPairs + p) * kTile,
+                            scales != nullptr ? _mm512_mul_ps(v, f) : v);
+          }
+        }
+      }
     }
   }
 }
