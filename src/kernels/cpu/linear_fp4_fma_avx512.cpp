@@ -24,7 +24,7 @@
 // scratch and are put in ReduceLanes16's order per tile.
 //
 // From kFp4FmaMinRows = 5 rows (one thread, 2048 x 4096 and 4096 x 2048, against the
-// VDPBF16PS panel: 5 rows 1,072-1,137 against 1,242-1,332 us, 12 rows 1,858-2,108 against
+// VDPBF16PS panel: 5 rows 1,102-1,196 against 1,242-1,332 us, 12 rows 1,954-2,136 against
 // 2,491-2,555 us; at 4 rows the register pass is faster: 451-478 against 484-546 us on two
 // threads). A 3-row pass over 4 pairs at a time measured the same as 2 rows over 8.
 #include <algorithm>
