@@ -500,36 +500,48 @@ TEST(LinearF32OverBf16, EqualsThePromotedCopy) {
   }
 }
 
-// The VDPBF16PS path of BF16-valued weights (linear_bf16_rows_avx512bf16.cpp) at decode row
-// counts (odd ones, row-group tails, 64 and past it), inputs with slice tails and partial
-// output tiles, through LinearBf16InF32 over kF32 stored as BF16 (the head's form) and Linear
-// over kBf16: every ISA gives the scalar bits, also where a weight or an input leaves
-// VDPBF16PS's exact range (a subnormal or huge weight: that tile goes to the FP32 tiles; a
-// tiny input: the whole call does).
+// The VDPBF16PS path of BF16-valued weights (linear_bf16_rows_avx512bf16.cpp) and, from
+// kGemmMinRows rows, the FMA GEMM (linear_gemm_avx512.cpp) at decode row counts (odd ones,
+// row-group tails, 64 and past it), inputs with slice tails and partial output tiles, through
+// LinearBf16InF32 over kF32 stored as BF16 (the head's form) and Linear over kBf16: every ISA
+// and GEMM choice gives the scalar bits, also where a weight or an input leaves the exact
+// range (a subnormal or huge weight: that tile goes to the FP32 tiles; a tiny input: the
+// whole call does).
 TEST(LinearBf16Rows, EveryIsaMatchesScalarAtDecodeRowCounts) {
   ScopedFineSplit split;
   Rng rng(777);
   Workspace ws;
   ThreadPool pool(2);
   const int64_t row_counts[] = {2, 3, 7, 8, 9, 16, 17, 64, 65};
-  for (int trial = 0; trial < 18; ++trial) {
+  for (int trial = 0; trial < 21; ++trial) {
     const int64_t rows = row_counts[trial % 9];
     const int64_t in = trial % 3 == 0 ? 544 : 32 * (1 + rng.Below(40));
     const int64_t out = 1 + rng.Below(70);
     std::vector<BF16> wb(static_cast<size_t>(out * in));
     for (auto& v : wb) v = F32ToBf16(static_cast<float>(rng.Normal() / std::sqrt(in)));
     std::vector<BF16> x = RandomInput(rows * in, rng);
-    const int mode = trial % 6;  // 3: a subnormal weight, 4: a huge weight, 5: a tiny input
+    // 3: a subnormal weight, 4: a huge weight, 5: a tiny input, 6: one output's weights near
+    // 2^-125 and every input x 2^-12, so its products fall below the normal range with more
+    // bits than a subnormal keeps (an FMA would round them differently from the canonical
+    // multiply-then-add: that tile must go to the FP32 tiles).
+    const int mode = trial % 7;
     if (mode == 3) wb[rng.Below(out * in)] = BF16{0x0003};
     if (mode == 4) wb[rng.Below(out * in)] = F32ToBf16(3e35f);
     if (mode == 5) x[rng.Below(rows * in)] = F32ToBf16(1e-37f);
+    if (mode == 6) {
+      const int64_t o = rng.Below(out);
+      for (int64_t k = 0; k < in; ++k) {
+        wb[o * in + k] = F32ToBf16(std::ldexp(1.0f + rng.Below(128) / 128.0f, -125));
+      }
+      for (auto& v : x) v = F32ToBf16(std::ldexp(Bf16ToF32(v), -12));
+    }
     LinearWeight head{LinearKind::kF32, out, in};
     head.bf16 = wb.data();
     LinearWeight plain{LinearKind::kBf16, out, in};
     plain.bf16 = wb.data();
     std::vector<std::vector<uint32_t>> f32_bits, bf16_bits;
-    for (Isa isa : SupportedIsas()) {
-      ScopedIsa scoped(isa);
+    for (const LinearPath& path : LinearPaths()) {  // 8+ rows: the FMA GEMM or VDPBF16PS rows
+      ScopedPath scoped(path);
       std::vector<float> y(static_cast<size_t>(rows * out));
       LinearBf16InF32(pool, head, x.data(), rows, y.data(), &ws);
       f32_bits.emplace_back(y.size());

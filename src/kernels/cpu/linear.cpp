@@ -249,6 +249,8 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
   if (LinearRunsOnFmaGemm(w, call.rows)) {
     row_block = w.kind == LinearKind::kFp4Row32 ? internal::Fp4FmaRowBlock(w.in)
                                                 : internal::FmaGemmRowBlock(w.in);
+    // BF16-valued weights (the head: 1 GiB) are read once for a decode batch of 64.
+    if (internal::Bf16RowsKind(w)) row_block = std::max<int64_t>(row_block, 64);
   } else if (isa == Isa::kAvx512Bf16 && internal::GemmKind(w) &&
              call.rows >= internal::kGemmMinRows) {
     row_block = std::max(row_block, internal::kGemmRowBlock);
@@ -279,7 +281,11 @@ bool LinearRunsOnFmaGemm(const LinearWeight& w, int64_t rows) {
     return isa == Isa::kAvx512Bf16 && rows >= internal::kFp4FmaMinRows && w.fp4_tiles != nullptr &&
            internal::FmaGemmPreferred();
   }
-  if (rows < internal::kGemmMinRows || w.in % 128 != 0) return false;
+  if (rows < internal::kGemmMinRows) return false;
+  if (internal::Bf16RowsKind(w)) {  // when its inputs are BF16 values
+    return isa == Isa::kAvx512Bf16 && w.in % 8 == 0 && internal::FmaGemmPreferred();
+  }
+  if (w.in % 128 != 0) return false;
   if (w.kind == LinearKind::kFp8AsBf16) {  // when its inputs are in the exact range
     return isa == Isa::kAvx512Bf16 && internal::FmaGemmPreferred();
   }

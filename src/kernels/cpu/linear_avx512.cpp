@@ -64,4 +64,8 @@ DSV4_TARGET_AVX512 void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64
   LinearTiles<simd::Avx512>(c, n0, n1);
 }
 
+DSV4_TARGET_AVX512 void LinearFp32TilesAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
+  LinearTiles<simd::Avx512>(c, n0, n1);
+}
+
 }  // namespace dsv4::kernels::internal

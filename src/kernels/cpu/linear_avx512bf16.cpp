@@ -328,11 +328,11 @@ DSV4_TARGET_AVX512BF16 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n
   const LinearWeight& w = *c.w;
   const bool fp4 = w.kind == LinearKind::kFp4Row32;
   const bool plain = w.kind == LinearKind::kFp8AsBf16;
-  if (c.rows >= 2 && Bf16RowsKind(w) && LinearBf16RowsAvx512Bf16(c, n0, n1)) return;
   if (c.rows >= kGemmMinRows) {
     if (FmaGemmPreferred() && LinearGemmAvx512(c, n0, n1)) return;
     if (LinearGemmAvx512Bf16(c, n0, n1)) return;
   }
+  if (c.rows >= 2 && Bf16RowsKind(w) && LinearBf16RowsAvx512Bf16(c, n0, n1)) return;
   if (fp4 && c.rows >= kFp4FmaMinRows && FmaGemmPreferred() && LinearFp4FmaAvx512(c, n0, n1)) {
     return;
   }

@@ -70,10 +70,6 @@ DSV4_TARGET_AVX512BF16 ExpRange ScanInputs(const float* x, int64_t n) {
   return r;
 }
 
-namespace {
-
-// Whether BF16 products of inputs and weights with these biased exponent ranges, summed
-// over `in` terms, stay exact in VDPBF16PS (see the file comment).
 bool RangesExact(const ExpRange& x, const ExpRange& w, int64_t in) {
   if (x.max == INT_MIN || w.max == INT_MIN) return true;  // every product is a zero
   const int grain = (x.min - 127 - 7) + (w.min - 127 - 7);
@@ -81,6 +77,8 @@ bool RangesExact(const ExpRange& x, const ExpRange& w, int64_t in) {
                   static_cast<int>(std::bit_width(static_cast<uint64_t>(in)));
   return x.min > 0 && w.min > 0 && x.max < 255 && w.max < 255 && grain >= -126 && top <= 120;
 }
+
+namespace {
 
 // Weight rows of one tile as BF16 words, and the running magnitude range of its nonzero
 // values.
@@ -228,7 +226,7 @@ DSV4_TARGET_AVX512BF16 bool LinearBf16RowsAvx512Bf16(const LinearCall& c, int64_
       }
     }
     if (!RangesExact(xr, WeightRange(t), w.in)) {
-      LinearTilesAvx512(c, t0, t0 + count);  // the FP32 tiles: the same bits
+      LinearFp32TilesAvx512(c, t0, t0 + count);  // the FP32 tiles: the same bits
       continue;
     }
     for (int64_t r = 0; r < c.rows; ++r) {

@@ -81,6 +81,52 @@ DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, const uint8_t* sc
   }
 }
 
+// The nonzero magnitudes of a tile's BF16 weights seen so far (words, sign cleared).
+struct Bf16Magnitudes {
+  __m256i min, max;
+  __mmask16 any = 0;
+};
+
+// BF16-valued weights (Bf16RowsKind): slice [k0, k1) of the tile's 16 rows -> panel
+// [(k1-k0)/8][8][16] FP32 (each word << 16, exact), the magnitudes folded into *mags. The
+// rows one slice ahead are prefetched (as LinearBf16RowsAvx512Bf16's).
+DSV4_TARGET_AVX512 void DecodeSliceBf16(const uint16_t* const* row, int64_t k0, int64_t k1,
+                                        float* panel, Bf16Magnitudes* mags) {
+  const __m256i abs_mask = _mm256_set1_epi16(0x7FFF);
+  for (int64_t k = k0; k < k1; k += 8) {
+    float* dst = panel + ((k - k0) / 8) * kPairs * kTile;
+#pragma GCC unroll 8
+    for (int p = 0; p < kPairs; ++p) {
+      if (k % 32 == 0) {
+        _mm_prefetch(reinterpret_cast<const char*>(row[p] + k + kFmaSlice), _MM_HINT_T0);
+        _mm_prefetch(reinterpret_cast<const char*>(row[p + 8] + k + kFmaSlice), _MM_HINT_T0);
+      }
+      const __m256i both = _mm256_inserti128_si256(
+          _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row[p] + k))),
+          _mm_loadu_si128(reinterpret_cast<const __m128i*>(row[p + 8] + k)), 1);
+      const __m256i mag = _mm256_and_si256(both, abs_mask);
+      const __mmask16 nz = _mm256_test_epi16_mask(both, abs_mask);
+      mags->any |= nz;
+      mags->min = _mm256_mask_min_epu16(mags->min, nz, mags->min, mag);
+      mags->max = _mm256_max_epu16(mags->max, mag);
+      _mm512_store_ps(dst + p * kTile,
+                      _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(both), 16)));
+    }
+  }
+}
+
+// The tile's weight exponent range (RangesExact's input) from its magnitudes.
+DSV4_TARGET_AVX512 ExpRange MagnitudeRange(const Bf16Magnitudes& m) {
+  ExpRange r;
+  if (m.any == 0) return r;
+  alignas(32) uint16_t lo[16], hi[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lo), m.min);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(hi), m.max);
+  r.min = *std::min_element(lo, lo + 16) >> 7;
+  r.max = *std::max_element(hi, hi + 16) >> 7;
+  return r;
+}
+
 // kR rows over `steps` 8-value steps of the panel (x[r]: row r's inputs at its first step):
 // a[r][p] += the products of pair register p (kFp8AsBf16 over the whole input, Dot8's order;
 // kFp8Block per 128-block, BlockedRows).
@@ -198,8 +244,13 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
 
 namespace {
 
-template <bool kPlain>
-DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
+// The weights a GEMM reads: kFp8Block, kFp8AsBf16 (kPlain passes) or BF16 values (kPlain
+// passes, each tile kept only where RangesExact holds; else the FP32 tiles redo it).
+enum class Src { kFp8Block, kFp8AsBf16, kBf16 };
+
+template <Src kSrc>
+DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1, const ExpRange& xr) {
+  constexpr bool kPlain = kSrc != Src::kFp8Block;
   const LinearWeight& w = *c.w;
   AlignedVector<float>& panel = c.scratch->panel;
   GrowTo(panel, kFmaSlice * kTile);
@@ -210,11 +261,24 @@ DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const uint8_t* row[kTile];
-    Fp8TileRows(w, t0, count, row);
+    const uint16_t* row_bf16[kTile];
+    Bf16Magnitudes mags{_mm256_set1_epi16(0x7FFF), _mm256_setzero_si256()};
+    if constexpr (kSrc == Src::kBf16) {
+      const uint16_t* weights = reinterpret_cast<const uint16_t*>(w.bf16);
+      for (int i = 0; i < kTile; ++i) {  // a partial tile repeats its last row
+        row_bf16[i] = weights + (t0 + std::min<int64_t>(i, count - 1)) * w.in;
+      }
+    } else {
+      Fp8TileRows(w, t0, count, row);
+    }
     for (int64_t k0 = 0; k0 < w.in; k0 += kFmaSlice) {
       const int64_t k1 = std::min(w.in, k0 + kFmaSlice);
-      DecodeSlice(row, kPlain ? w.scales + (t0 / 128) * ((w.in + 127) / 128) : nullptr, k0, k1,
-                  panel.data());
+      if constexpr (kSrc == Src::kBf16) {
+        DecodeSliceBf16(row_bf16, k0, k1, panel.data(), &mags);
+      } else {
+        DecodeSlice(row, kPlain ? w.scales + (t0 / 128) * ((w.in + 127) / 128) : nullptr, k0,
+                    k1, panel.data());
+      }
       if (!kPlain) {
         for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);
       }
@@ -228,6 +292,9 @@ DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
         RunPass<kPlain, 1>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
       }
     }
+    if (kSrc == Src::kBf16 && !RangesExact(xr, MagnitudeRange(mags), w.in)) {
+      LinearFp32TilesAvx512(c, t0, t0 + count);  // the FP32 tiles: the same bits
+    }
   }
 }
 
@@ -235,16 +302,24 @@ DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1) {
 
 DSV4_TARGET_AVX512 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1) {
   const LinearWeight& w = *c.w;
-  if (c.rows < kGemmMinRows || w.in % 128 != 0) return false;
-  if (w.kind == LinearKind::kFp8Block) {
-    Gemm<false>(c, n0, n1);
+  if (c.rows < kGemmMinRows) return false;
+  if (w.kind == LinearKind::kFp8Block && w.in % 128 == 0) {
+    Gemm<Src::kFp8Block>(c, n0, n1, ExpRange{});
     return true;
   }
-  // kFp8AsBf16 on AVX-512 BF16 CPUs (the range scan is compiled for them), where its
-  // products are exact (Fp8AsBf16CallExact): FMA then rounds as the multiply-then-add.
-  if (w.kind == LinearKind::kFp8AsBf16 && ActiveIsa() == Isa::kAvx512Bf16 &&
-      Fp8AsBf16CallExact(c, n0, n1)) {
-    Gemm<true>(c, n0, n1);
+  // The rest on AVX-512 BF16 CPUs (the range scans are compiled for them), where the products
+  // are exact: FMA then rounds as the multiply-then-add. kFp8AsBf16 where Fp8AsBf16CallExact
+  // shows it; BF16-valued weights where every input is a BF16 value (ScanInputs), each tile
+  // checked by RangesExact after it ran.
+  if (ActiveIsa() != Isa::kAvx512Bf16) return false;
+  if (w.kind == LinearKind::kFp8AsBf16 && w.in % 128 == 0 && Fp8AsBf16CallExact(c, n0, n1)) {
+    Gemm<Src::kFp8AsBf16>(c, n0, n1, ExpRange{});
+    return true;
+  }
+  if (Bf16RowsKind(w) && w.in % 8 == 0) {
+    const ExpRange xr = ScanInputs(c.x, c.rows * w.in);
+    if (!xr.ok) return false;
+    Gemm<Src::kBf16>(c, n0, n1, xr);
     return true;
   }
   return false;

@@ -73,6 +73,9 @@ struct LinearCall {
 void LinearTilesScalar(const LinearCall& c, int64_t n0, int64_t n1);
 void LinearTilesAvx2(const LinearCall& c, int64_t n0, int64_t n1);
 void LinearTilesAvx512(const LinearCall& c, int64_t n0, int64_t n1);
+// The AVX-512 FP32 tiles alone (no GEMM): what a BF16-valued tile outside RangesExact is
+// recomputed by.
+void LinearFp32TilesAvx512(const LinearCall& c, int64_t n0, int64_t n1);
 // kFp4Row32, kFp8Block, kFp8AsBf16 and tiled kNvfp4Row16 through VDPBF16PS; other cases are
 // passed on to LinearTilesAvx512.
 void LinearTilesAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
@@ -123,6 +126,10 @@ struct ExpRange {
 // The FP32 inputs [n]: each must have zero low 16 bits (a BF16 value); their exponent range
 // (AVX-512, linear_bf16_rows_avx512bf16.cpp).
 ExpRange ScanInputs(const float* x, int64_t n);
+// Whether BF16 products of inputs and weights with these biased exponent ranges, summed over
+// `in` terms, stay exact and normal (no subnormal, far below overflow): VDPBF16PS then gives
+// the canonical bits, and so do FMAs (linear_bf16_rows_avx512bf16.cpp's file comment).
+bool RangesExact(const ExpRange& x, const ExpRange& w, int64_t in);
 
 // Whether VDPBF16PS computes kFp8AsBf16 outputs [n0, n1) of inputs with exponent range `x`
 // exactly as the canonical FP32 order: every product is exact (BF16 x BF16), and when all
