@@ -258,6 +258,12 @@ void Run(ThreadPool& pool, internal::LinearScratch* scratch, const LinearCall& c
              w.fp4_tiles != nullptr) {
     row_block = std::max(row_block, internal::kFp4RowBlock);
   }
+  // Balanced blocks: as few as the block size allows up to an eighth over, all about equal,
+  // so no short last block reads every weight again for a few rows (64 rows at in = 4096
+  // were 63 on the FMA GEMM and 1 on the one-row path; 512 were 8 x 63 and 8).
+  const int64_t max_block = row_block + row_block / 8;
+  const int64_t blocks = std::max<int64_t>(1, (call.rows + max_block - 1) / max_block);
+  row_block = std::max<int64_t>(1, (call.rows + blocks - 1) / blocks);
   scratch->threads.Reserve(pool);
   pool.ParallelForWithThread(num_tiles, grain, [&](int64_t begin, int64_t end, int t) {
     for (int64_t r0 = 0; r0 < call.rows; r0 += row_block) {
