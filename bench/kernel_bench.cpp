@@ -243,7 +243,9 @@ BENCHMARK(BM_GemvFp8AsBf16)->Apply([](auto* b) { GemvArgs(b, {{1024, 4096}}); })
 // The head's form (kF32 stored as BF16, BF16 activations promoted: LinearBf16InF32), an
 // 8192-token slice of the 129,280 x 4096 vocabulary (64 MB; the whole head is 16x this).
 // Args out, in, rows, ISA: the AVX-512 FP32 tiles (isa 2) against VDPBF16PS (isa 3) from
-// 2 rows on. Bound: the BF16 weights once, 2 x rows x out x in flops at the VDPBF16PS peak.
+// 2 rows on (from kGemmMinRows rows the FMA GEMM where kernels::LinearRunsOnFmaGemm). Bound:
+// the BF16 weights once, 2 x rows x out x in flops at the peak of the path's instruction
+// (the FP32 tiles: the VDPBF16PS peak, for comparison with isa 3).
 void BM_HeadBf16(benchmark::State& state) {
   kernels::Workspace ws;
   const int64_t out = state.range(0), in = state.range(1), rows = state.range(2);
@@ -260,7 +262,8 @@ void BM_HeadBf16(benchmark::State& state) {
     benchmark::DoNotOptimize(y.data());
   }
   SetRoofline(state, static_cast<double>(out * in * 2 + rows * (in * 2 + out * 4)),
-              2.0 * static_cast<double>(out * in * rows), Peak::kBf16Dot);
+              2.0 * static_cast<double>(out * in * rows),
+              kernels::LinearRunsOnFmaGemm(lw, rows) ? Peak::kFma : Peak::kBf16Dot);
   kernels::SetIsaForTesting(kernels::DetectIsa());
 }
 BENCHMARK(BM_HeadBf16)->Apply([](auto* b) {
