@@ -180,7 +180,8 @@ bool Fp4PairScalesInRange(const LinearWeight& w, int64_t t0, float* wsp);
 // FP32 value twice), within 1 MiB.
 int64_t Fp4FmaRowBlock(int64_t in);
 // Rows per call the front end gives LinearGemmAvx512: the rows' FP32 inputs (4 B per value,
-// read as they are) stay within about 256 KiB of L2 per slice sweep.
+// read as they are) stay within about 1 MiB, in L2 while every tile passes over them
+// (x 4 or / 2-4 measured slower at 512 rows, README).
 int64_t FmaGemmRowBlock(int64_t in);
 // Whether an AVX-512 BF16 CPU runs the FP8 GEMM on FMAs (LinearGemmAvx512) rather than
 // VDPBF16PS (LinearGemmAvx512Bf16): measured once, the first time it is asked, by timing
