@@ -16,12 +16,12 @@
 // Layout. A tile's 8 pairs (rows p and p + 8, fp4_tiles.h) decode into FP32 registers whose
 // lanes alternate the pair's rows (lane 2j: row p, 2j + 1: row p + 8, both canonical lane j):
 // the tile layout's 32-bit lanes, so one shift and one VPERMPS of a 16-entry table per 16
-// weights; a pair's chunk scales are one 64-bit broadcast (Fp4PairScalesInRange). A pair's chunk is 4
-// registers (columns 8jj .. 8jj + 7, jj = 0..3); the inputs are kept as [in/8][16] with each
-// value twice. Per k-block of kKBlock columns the tile is decoded once into a 16 KiB L1 panel
-// (its next k-block prefetched into L2), then kRows rows at a time pass over it (2 x 8 lane
-// registers, 4 x 2 input registers, 4 weight registers); the lanes persist across k-blocks in
-// scratch and are put in ReduceLanes16's order per tile.
+// weights; a pair's chunk scales are one 64-bit broadcast (Fp4PairScalesInRange). A pair's
+// chunk is 4 registers (columns 8jj .. 8jj + 7, jj = 0..3); the inputs are kept as [in/8][16]
+// with each value twice. Per k-block of kKBlock columns the tile is decoded once into a 16 KiB
+// L1 panel (its next k-block prefetched into L2), then kRows rows at a time pass over it
+// (2 x 8 lane registers, 4 x 2 input registers, 4 weight registers); the lanes persist across
+// k-blocks in scratch and are put in ReduceLanes16's order per tile.
 //
 // From kFp4FmaMinRows = 5 rows (one thread, 2048 x 4096 and 4096 x 2048, against the
 // VDPBF16PS panel: 5 rows 1,102-1,196 against 1,242-1,332 us, 12 rows 1,954-2,136 against
@@ -145,8 +145,8 @@ DSV4_TARGET_AVX512 void PassRows(const float* panel, const float* const* x, cons
 // or scratch, back to scratch or (last block) reduced to the outputs.
 template <int kR>
 DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const float* xd,
-                                const float* wsp, int64_t r0, int64_t k0, int64_t k1, int64_t t0, int64_t count,
-                                float* state) {
+                                const float* wsp, int64_t r0, int64_t k0, int64_t k1, int64_t t0,
+                                int64_t count, float* state) {
   const LinearWeight& w = *c.w;
   __m512 lanes[kR][kPairs];
   const float* x[kR];
@@ -245,7 +245,9 @@ DSV4_TARGET_AVX512 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int6
       for (; r0 + kRows <= c.rows; r0 += kRows) {
         RunPass<kRows>(c, panel.data(), xd, wsp.data(), r0, k0, k1, t0, count, state.data());
       }
-      if (r0 < c.rows) RunPass<1>(c, panel.data(), xd, wsp.data(), r0, k0, k1, t0, count, state.data());
+      if (r0 < c.rows) {
+        RunPass<1>(c, panel.data(), xd, wsp.data(), r0, k0, k1, t0, count, state.data());
+      }
     }
   }
   return true;

@@ -1,17 +1,18 @@
-// FP8 linears over many input rows through FP32 FMAs (AVX-512): the weights decoded once per
-// slice into an FP32 panel for a whole row block, every row's input read as is. kFp8Block on
-// the AVX-512 ISA, and kFp8Block and kFp8AsBf16 on AVX-512 BF16 CPUs whose FMAs outrun VDPBF16PS
-// (FmaGemmPreferred: on an Intel Xeon of the Sapphire Rapids class VDPBF16PS issues once per
-// 2 cycles, 32 multiply-adds, against two FMAs of 16 per cycle).
+// FP8 and BF16-valued linears over many input rows through FP32 FMAs (AVX-512): the weights
+// decoded once per slice into an FP32 panel for a whole row block, every row's input read as
+// is. kFp8Block on the AVX-512 ISA, and kFp8Block, kFp8AsBf16 and BF16-valued weights
+// (Bf16RowsKind: the head, compressors, router) on AVX-512 BF16 CPUs whose FMAs outrun
+// VDPBF16PS (FmaGemmPreferred: on an Intel Xeon of the Sapphire Rapids class VDPBF16PS issues
+// once per 2 cycles, 32 multiply-adds, against two FMAs of 16 per cycle).
 //
 // Schedule per call (outputs [n0, n1) of one thread, up to FmaGemmRowBlock rows): per tile of
 // 16 outputs, the weights in slices of kFmaSlice values, each decoded once (E4M3 -> FP16
-// pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's, 64 columns of a pair at a time) into
-// a 16 KiB L1 panel: step s, pair register p holds outputs p (lanes 0-7) and p + 8 (lanes
-// 8-15) at inputs 8s .. 8s + 7. Rows run kRows at a time over the slice: 3 x 8 accumulators,
-// 8 panel loads and 3 broadcasts of 8 input values per 24 FMAs. Between slices a row keeps its state in scratch (kFp8Block its
-// 16 running block sums, kFp8AsBf16 its 8 pair registers); after its last slice the outputs
-// are rounded and stored.
+// pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's, 64 columns of a pair at a time; BF16
+// words << 16) into a 16 KiB L1 panel: step s, pair register p holds outputs p (lanes 0-7)
+// and p + 8 (lanes 8-15) at inputs 8s .. 8s + 7. Rows run kRows at a time over the slice:
+// 3 x 8 accumulators, 8 panel loads and 3 broadcasts of 8 input values per 24 FMAs. Between
+// slices a row keeps its state in scratch (kFp8Block its 16 running block sums, the others
+// their 8 pair registers); after its last slice the outputs are rounded and stored.
 //
 // Exactness (LinearTilesScalar's canonical order): lane l of an output adds the products of
 // inputs k = l mod 8 in ascending k, from +0 per 128-block. E4M3 x E4M3 products (x 2^-8)
@@ -20,7 +21,9 @@
 // acc += ((partial x 256) * xscale) * wscale in block order, from +0: the same operations as
 // linear_tiles.inc's RowTile. kFp8AsBf16: the panel holds code x scale (exact BF16 values),
 // each lane runs over the whole input (Dot8's order), taken only when Fp8AsBf16CallExact
-// shows every product exact and no partial sum subnormal.
+// shows every product exact and no partial sum subnormal. BF16-valued weights: the same
+// order over BF16 inputs (ScanInputs), each tile kept only when RangesExact shows its
+// products exact (none below the normal range), else redone by the FP32 tiles.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
