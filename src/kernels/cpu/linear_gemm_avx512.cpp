@@ -6,13 +6,14 @@
 // once per 2 cycles, 32 multiply-adds, against two FMAs of 16 per cycle).
 //
 // Schedule per call (outputs [n0, n1) of one thread, up to FmaGemmRowBlock rows): per tile of
-// 16 outputs, the weights in slices of kFmaSlice values, each decoded once (E4M3 -> FP16
-// pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's, 64 columns of a pair at a time; BF16
-// words << 16) into a 16 KiB L1 panel: step s, pair register p holds outputs p (lanes 0-7)
-// and p + 8 (lanes 8-15) at inputs 8s .. 8s + 7. Rows run kRows at a time over the slice:
-// 3 x 8 accumulators, 8 panel loads and 3 broadcasts of 8 input values per 24 FMAs. Between
-// slices a row keeps its state in scratch (kFp8Block its 16 running block sums, the others
-// their 8 pair registers); after its last slice the outputs are rounded and stored.
+// 16 outputs, the weights in slices of kFmaSlice values (the plain passes: twice that), each
+// decoded once (E4M3 -> FP16 pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's, 64 columns
+// of a pair at a time; BF16 words << 16) into a 16 KiB (32 KiB) L1 panel: step s, pair
+// register p holds outputs p (lanes 0-7) and p + 8 (lanes 8-15) at inputs 8s .. 8s + 7. Rows
+// run kRows at a time over the slice: 3 x 8 accumulators, 8 panel loads and 3 broadcasts of
+// 8 input values per 24 FMAs. Between slices a row keeps its state in scratch (kFp8Block its
+// 16 running block sums, the others their 8 pair registers); after its last slice the
+// outputs are rounded and stored.
 //
 // Exactness (LinearTilesScalar's canonical order): lane l of an output adds the products of
 // inputs k = l mod 8 in ascending k, from +0 per 128-block. E4M3 x E4M3 products (x 2^-8)
