@@ -33,8 +33,9 @@ void LinearBf16InF32(ThreadPool& pool, const LinearWeight& w, const BF16* x, int
 
 // Whether Linear runs `w` at `rows` input rows on FP32 FMAs under the active ISA: the FP8 GEMM
 // (linear_gemm_avx512.cpp) on AVX-512, and on AVX-512 BF16 CPUs whose FMAs outrun VDPBF16PS
-// that GEMM and the tiled MXFP4 one (linear_fp4_fma_avx512.cpp; when its scales are in its
-// range). For benchmarks, which bound a kernel by its instructions' peak.
+// that GEMM (FP8 and BF16-valued weights) and the tiled MXFP4 one (linear_fp4_fma_avx512.cpp;
+// when their inputs are in range). For benchmarks, which bound a kernel by its instructions'
+// peak, and the front end's row blocks.
 bool LinearRunsOnFmaGemm(const LinearWeight& w, int64_t rows);
 
 // The canonical FP32 dot product of every kernel here (exposed for tests and reuse): element k

@@ -10,8 +10,9 @@
 // xscale and a chunk's 4-product sum has at most 24 significant bits, so a multiply and three
 // FMAs give part' = part * xscale exactly (in any order), part' * wscale = part * s_c is exact
 // (>= 2^-126), and lane = fma(part', wscale, lane) rounds once, as the canonical add does (a
-// -0 part cannot change a lane, which is never -0). Calls outside the range go back to the
-// VDPBF16PS paths (the same bits).
+// -0 part cannot change a lane, which is never -0). A call with an input scale outside the
+// range goes back to the VDPBF16PS paths, a tile with a weight scale outside it to the
+// VDPBF16PS tile passes (the same bits).
 //
 // Layout. A tile's 8 pairs (rows p and p + 8, fp4_tiles.h) decode into FP32 registers whose
 // lanes alternate the pair's rows (lane 2j: row p, 2j + 1: row p + 8, both canonical lane j):
@@ -45,22 +46,6 @@ constexpr int64_t kChunkFloats = kPairs * 4 * 16;  // one chunk of the panel
 alignas(64) constexpr float kE2M1Values[16] = {0.0f,  0.5f,  1.0f,  1.5f,  2.0f,  3.0f,
                                                4.0f,  6.0f,  -0.0f, -0.5f, -1.0f, -1.5f,
                                                -2.0f, -3.0f, -4.0f, -6.0f};
-
-// Whether every weight scale of the real rows [n0, n1) is in the folded range (64 codes per
-// step: a byte loop here took a tenth of a 16-row call).
-DSV4_TARGET_AVX512 bool WeightScalesInRange(const LinearWeight& w, int64_t n0, int64_t n1) {
-  const uint8_t* s = w.scales + n0 * (w.in / 32);
-  const int64_t count = (std::min(n1, w.out) - n0) * (w.in / 32);
-  const __m512i low = _mm512_set1_epi8(static_cast<char>(127 - kFp4ScaleSpan));
-  const __m512i high = _mm512_set1_epi8(static_cast<char>(127 + kFp4ScaleSpan));
-  __mmask64 out = 0;
-  for (int64_t i = 0; i < count; i += 64) {
-    const __mmask64 live = count - i >= 64 ? ~__mmask64{0} : (__mmask64{1} << (count - i)) - 1;
-    const __m512i v = _mm512_maskz_loadu_epi8(live, s + i);
-    out |= _mm512_mask_cmplt_epu8_mask(live, v, low) | _mm512_mask_cmpgt_epu8_mask(live, v, high);
-  }
-  return out == 0;
-}
 
 // Input rows (E4M3 code values) times their per-128 scales, each value twice: [rows][in/8][16].
 DSV4_TARGET_AVX512 void DuplicatedInputs(const LinearCall& c, float* xd) {
@@ -224,7 +209,6 @@ DSV4_TARGET_AVX512 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int6
   for (int64_t i = 0; i < c.rows * (w.in / 128); ++i) {
     if (!Fp4XScaleInRange(c.xscale[i])) return false;
   }
-  if (!WeightScalesInRange(w, n0, n1)) return false;
   AlignedVector<uint32_t>& xd_words = c.scratch->x_pairs_scaled;
   GrowTo(xd_words, c.rows * w.in * 2);
   float* xd = reinterpret_cast<float*>(xd_words.data());
@@ -237,7 +221,10 @@ DSV4_TARGET_AVX512 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int6
   GrowTo(wsp, kTile * (w.in / 32));
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
-    Fp4PairScalesInRange(w, t0, wsp.data());  // true: the call's scales are in range
+    if (!Fp4PairScalesInRange(w, t0, wsp.data())) {  // a weight scale outside the range
+      LinearFp4TilesAvx512Bf16(c, t0, t0 + count);    // the VDPBF16PS tile passes: same bits
+      continue;
+    }
     for (int64_t k0 = 0; k0 < w.in; k0 += kKBlock) {
       const int64_t k1 = std::min(w.in, k0 + kKBlock);
       DecodePanel(w, t0, k0, k1, panel.data());

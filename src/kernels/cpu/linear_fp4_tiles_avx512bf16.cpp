@@ -119,9 +119,6 @@ DSV4_TARGET_AVX512BF16 void RowsTileFp4Tiles(const uint8_t* tile, const float* w
   for (int r = 0; r < kRows; ++r) out[r] = simd::ReduceLanes16(lanes[r]);
 }
 
-// Input and weight scales within 2^+-kFp4ScaleSpan make the scaled passes exact (the argument
-// above ScaledTileExponents, below).
-
 // The tile's chunk scales as RowsTileFp4Tiles and ScaledRowsTileRegs read them: wsp
 // [kPairs][chunks][2] FP32 (chunk c of pair p = row p's scale, row p + 8's scale: the 64-bit
 // pattern a pair register's lanes alternate over); padding rows (codes 0) get 1. Returns
@@ -211,13 +208,14 @@ DSV4_TARGET_AVX512BF16 void TileFp4Tiles(const LinearCall& call, int64_t t0, con
 }
 
 // ---------------------------------------------------------------------------------------
-// MXFP4 over 5+ input rows (ScaledTile) with both scales folded into the VDPBF16PS operands. Each chunk's
-// scale s_c = xscale * wscale is a power of two; when every input scale and every weight
-// scale of a tile lies in [2^-kFp4ScaleSpan, 2^kFp4ScaleSpan] (kFp4ScaleSpan = 56, ScaledTileExponents
-// checks), x' = x * xscale and w' = w * wscale are normal BF16 values (|x| in [2^-9, 448],
-// |w| in [0.5, 6]), every nonzero product x'w' is a multiple of 2^-10 * s_c >= 2^-126, and a
-// chunk's 4-product sums stay below 2^126: VDPBF16PS from +0 gives part * s_c exactly, which
-// is what Fp4LaneScaledDot adds to the lane (its s_c and part * s_c are exact in that range).
+// MXFP4 over 5+ input rows (ScaledTile) with both scales folded into the VDPBF16PS operands.
+// Each chunk's scale s_c = xscale * wscale is a power of two; when every input scale and every
+// weight scale of a tile lies in [2^-kFp4ScaleSpan, 2^kFp4ScaleSpan] (kFp4ScaleSpan = 56,
+// ScaledTileExponents checks), x' = x * xscale and w' = w * wscale are normal BF16 values
+// (|x| in [2^-9, 448], |w| in [0.5, 6]), every nonzero product x'w' is a multiple of 2^-10 *
+// s_c >= 2^-126, and a chunk's 4-product sums stay below 2^126: VDPBF16PS from +0 gives
+// part * s_c exactly, which is what Fp4LaneScaledDot adds to the lane (its s_c and part * s_c
+// are exact in that range).
 // So each (row, chunk, lane) costs two VDPBF16PS and one add, the scales are applied once per
 // decoded weight register (an exponent add, shared by every row of a pass) instead of two
 // multiplies per row, and the adds run beside the dot products. Tiles outside the range go
@@ -509,7 +507,9 @@ DSV4_TARGET_AVX512BF16 void LinearFp4TilesAvx512Bf16(const LinearCall& c, int64_
   // registers (ScaledTileRegs: the weight scale by an FMA per chunk), above over an L1 panel
   // with the weight scales folded into the decoded words (ScaledTile).
   bool scaled = !nv;
-  for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) scaled = Fp4XScaleInRange(c.xscale[i]);
+  for (int64_t i = 0; scaled && i < c.rows * (w.in / 128); ++i) {
+    scaled = Fp4XScaleInRange(c.xscale[i]);
+  }
   const bool panel = scaled && c.rows > kMaxRegsRows;
   // MXFP4: [kPairs][in/32][2]; NVFP4: [kPairs][in/16][2] (+ the tail of one 16-block store)
   AlignedVector<float>& wsp = c.scratch->fp4_scales;

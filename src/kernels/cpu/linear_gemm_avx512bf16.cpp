@@ -63,10 +63,11 @@ DSV4_TARGET_AVX512BF16 void DecodeSlice(const uint8_t* const* row, const uint8_t
   }
 }
 
-// kFp8Block: slice [k0, k1) of the tile's 16 weight rows -> panel in DecodeSlice's layout, in shifted
-// words (linear_fp8_shift.h: value x 2^-120), except a pair register's part of a 128-block
-// holding a code without a shifted word: true-value words through the tables, and bit p of
-// odd[block] set (the block's lane sums of pair p are then scaled by 2^-120 after the block).
+// kFp8Block: slice [k0, k1) of the tile's 16 weight rows -> panel in DecodeSlice's layout, in
+// shifted words (linear_fp8_shift.h: value x 2^-120), except a pair register's part of a
+// 128-block holding a code without a shifted word: true-value words through the tables, and
+// bit p of odd[block] set (the block's lane sums of pair p are then scaled by 2^-120 after the
+// block).
 DSV4_TARGET_AVX512BF16 void DecodeSliceShifted(const uint8_t* const* row, int64_t k0, int64_t k1,
                                                const ShiftConsts& c, uint32_t* panel,
                                                uint8_t* odd) {

@@ -32,14 +32,14 @@ struct LinearThreadScratch {
   std::vector<uint8_t> act_codes;    // scalar input quantiser: E4M3 codes [in]
   AlignedVector<float> panel;          // a decoded weight tile FP32 [in, tile] (MXFP4
                                        // tiles, 2+ rows: the lane sums [rows, 8, 16]; the
-                                       // FMA GEMM: a slice [256/8][8][16])
+                                       // FMA GEMMs: a slice or k-block of the weights)
   AlignedVector<float> fp4_scales;     // the tile's FP4 weight scales FP32 [in/32, tile]
   AlignedVector<uint16_t> panel_bf16;  // VDPBF16PS: a decoded weight tile, BF16 words
   AlignedVector<uint32_t> x_pairs;     // VDPBF16PS: the input rows in pair layout
   AlignedVector<uint32_t> x_pairs_scaled;  // MXFP4 tiles, 2+ rows: the input x its scales
   AlignedVector<uint32_t> fp4_exponents;   // MXFP4 tiles, 2+ rows: a tile's scale exponents
-  AlignedVector<float> row_sums;  // the FP8 GEMMs: per input row its running sums between
-                                  // slices
+  AlignedVector<float> row_sums;  // the GEMMs: per input row its running sums (or lanes)
+                                  // between slices
 };
 
 // The linears' part of kernels::Workspace.
@@ -158,16 +158,19 @@ inline constexpr int64_t kGemmRowBlock = 256;
 // BF16 rounding (what the tests compare with QuantOutput / Dot8).
 bool LinearGemmAvx512Bf16(const LinearCall& c, int64_t n0, int64_t n1);
 
-// kFp8Block (and on AVX-512 BF16 CPUs kFp8AsBf16) over kGemmMinRows+ input rows through FP32
-// FMAs on an FP32 weight panel (linear_gemm_avx512.cpp, AVX-512): false, computing nothing,
-// when it does not take the call (fewer rows, another kind, in not a multiple of 128,
-// kFp8AsBf16 inputs outside the exact range). The canonical bits; with c.y_f32
-// set instead of c.y, the FP32 results before the BF16 rounding.
+// kFp8Block (and on AVX-512 BF16 CPUs kFp8AsBf16 and BF16-valued weights) over kGemmMinRows+
+// input rows through FP32 FMAs on an FP32 weight panel (linear_gemm_avx512.cpp, AVX-512):
+// false, computing nothing, when it does not take the call (fewer rows, another kind, in not
+// a multiple of 128 (BF16-valued: of 8), kFp8AsBf16 inputs outside the exact range, BF16-valued
+// weights with an input that is not a BF16 value). The canonical bits; with c.y_f32 set instead
+// of c.y, the FP32 results before the BF16 rounding.
 bool LinearGemmAvx512(const LinearCall& c, int64_t n0, int64_t n1);
 // kFp4Row32 in the tile layout over kFp4FmaMinRows+ input rows through FP32 FMAs on an FP32
-// weight panel (linear_fp4_fma_avx512.cpp, AVX-512): false, computing nothing, when it does
-// not take the call (fewer rows, no tiles, an input or weight scale outside its folded range).
-// The canonical bits; with c.y_f32 set instead of c.y, the FP32 results before the rounding.
+// weight panel (linear_fp4_fma_avx512.cpp, AVX-512; called on AVX-512 BF16 CPUs): false,
+// computing nothing, when it does not take the call (fewer rows, no tiles, an input scale
+// outside its folded range); a tile with a weight scale outside it runs through
+// LinearFp4TilesAvx512Bf16. The canonical bits; with c.y_f32 set instead of c.y, the FP32
+// results before the rounding.
 bool LinearFp4FmaAvx512(const LinearCall& c, int64_t n0, int64_t n1);
 inline constexpr int64_t kFp4FmaMinRows = 5;
 // The chunk scales of tile t0 (kFp4Row32) as the tile passes read them: wsp [8 pairs][in/32]
@@ -183,9 +186,10 @@ int64_t Fp4FmaRowBlock(int64_t in);
 // read as they are) stay within about 1 MiB, in L2 while every tile passes over them
 // (x 4 or / 2-4 measured slower at 512 rows, README).
 int64_t FmaGemmRowBlock(int64_t in);
-// Whether an AVX-512 BF16 CPU runs the FP8 GEMM on FMAs (LinearGemmAvx512) rather than
-// VDPBF16PS (LinearGemmAvx512Bf16): measured once, the first time it is asked, by timing
-// both instructions' multiply-add rates (FMAs when they are at least 1.25x VDPBF16PS's).
+// Whether an AVX-512 BF16 CPU runs its GEMMs on FMAs (LinearGemmAvx512, LinearFp4FmaAvx512)
+// rather than VDPBF16PS (LinearGemmAvx512Bf16 and the tile paths): measured once, the first
+// time it is asked, by timing both instructions' multiply-add rates (FMAs when they are at
+// least 1.25x VDPBF16PS's).
 // Both give the same bits; the choice changes speed only.
 bool FmaGemmPreferred();
 // Forces the choice (tests cover both paths on any CPU); std::nullopt restores the probe's.
