@@ -7,18 +7,23 @@
 //
 // Schedule per call (outputs [n0, n1) of one thread, up to FmaGemmRowBlock rows): per tile of
 // 16 outputs, the weights in slices of kFmaSlice values (the plain passes: twice that), each
-// decoded once (E4M3 -> FP16 pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's, 64 columns
-// of a pair at a time; BF16 words << 16) into a 16 KiB (32 KiB) L1 panel: step s, pair
-// register p holds outputs p (lanes 0-7) and p + 8 (lanes 8-15) at inputs 8s .. 8s + 7. Rows
-// run kRows at a time over the slice: 3 x 8 accumulators, 8 panel loads and 3 broadcasts of
-// 8 input values per 24 FMAs. Between slices a row keeps its state in scratch (kFp8Block its
-// 16 running block sums, the others their 8 pair registers); after its last slice the
-// outputs are rounded and stored.
+// decoded once (E4M3 -> FP16 pattern -> FP32, value x 2^-8, exact: simd::E4M3x16's; BF16
+// words << 16) into a 16 KiB (32 KiB) L1 panel of 8 registers per 8-input step s. The plain
+// passes use the pair layout: register p holds outputs p (lanes 0-7) and p + 8 (lanes 8-15)
+// at inputs 8s .. 8s + 7, 8 panel loads and 3 broadcasts of 8 input values per 24 FMAs.
+// kFp8Block, which combines its lanes once per 128-block, uses the split layout
+// (DecodeSliceSplit): register 4h + j holds outputs 4j .. 4j + 3 at the step's even (h = 0) or
+// odd (h = 1) inputs, so the combine's first level adds registers (ReduceSplit: 6 shuffles
+// and 7 adds per row and block against ReduceLanes16's 15 and 7), for 2 broadcasts of 4
+// input values per row instead of 1 of 8 (the input rows reordered once per call,
+// SplitInputs). Rows run kRows at a time over the slice (3 x 8 accumulators). Between slices
+// a row keeps its state in scratch (kFp8Block its 16 running block sums, the others their 8
+// pair registers); after its last slice the outputs are rounded and stored.
 //
 // Exactness (LinearTilesScalar's canonical order): lane l of an output adds the products of
 // inputs k = l mod 8 in ascending k, from +0 per 128-block. E4M3 x E4M3 products (x 2^-8)
 // are exact in FP32 and at least 2^-26, so each FMA rounds as the multiply-then-add does.
-// Per block the lanes combine in the canonical tree (simd::ReduceLanes16), then
+// Per block the lanes combine in the canonical tree (simd::ReduceLanes16's), then
 // acc += ((partial x 256) * xscale) * wscale in block order, from +0: the same operations as
 // linear_tiles.inc's RowTile. kFp8AsBf16: the panel holds code x scale (exact BF16 values),
 // each lane runs over the whole input (Dot8's order), taken only when Fp8AsBf16CallExact
@@ -42,21 +47,31 @@ constexpr int kPairs = kTile / 2;
 constexpr int kRows = 3;            // input rows per pass over a slice: 24 accumulators
 constexpr int64_t kFmaSlice = 256;  // inputs per panel slice: 16 outputs x 256 FP32 = 16 KiB
 
-// Slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel [(k1-k0)/8][8][16] FP32:
-// kFp8Block the values x 2^-8; kFp8AsBf16 (scales: the tile's row of E8M0 codes) the
-// dequantised values code x scale (exact: BF16 normals, Fp8AsBf16ScalesOk). 64 columns of a
-// pair (rows p, p + 8) at a time: two 64-byte loads, their 8-byte steps interleaved (128-bit
-// lane i of lo: steps 2i, of hi: steps 2i + 1), then simd::E4M3x16's FP16 pattern 32 codes
-// per widening and one conversion per step: 4.5 operations per 16 weights against 8 for
+// 64 E4M3 codes -> FP32 values x 2^-8 (simd::E4M3x16's FP16 pattern, 32 codes per
+// widening): out[q] the 16 codes of 128-bit lane q.
+DSV4_TARGET_AVX512 inline void E4M3x64(__m512i codes, __m512* out) {
+  const __m512i fp16_mask = _mm512_set1_epi16(static_cast<int16_t>(0xBFFF));
+#pragma GCC unroll 2
+  for (int half = 0; half < 2; ++half) {
+    const __m256i c =
+        half == 0 ? _mm512_castsi512_si256(codes) : _mm512_extracti64x4_epi64(codes, 1);
+    const __m512i h = _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(c), 7), fp16_mask);
+    out[2 * half] = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+    out[2 * half + 1] = _mm512_cvtph_ps(_mm512_extracti64x4_epi64(h, 1));
+  }
+}
+
+// kFp8AsBf16: slice [k0, k1) of the tile's 16 weight rows (E4M3 codes; scales: the tile's
+// row of E8M0 codes) -> panel [(k1-k0)/8][8][16] FP32 in pair layout, the dequantised values
+// code x scale (exact: BF16 normals, Fp8AsBf16ScalesOk). 64 columns of a pair (rows p, p + 8)
+// at a time: two 64-byte loads, their 8-byte steps interleaved (128-bit lane i of lo: steps
+// 2i, of hi: steps 2i + 1), then E4M3x64: 4.5 operations per 16 weights against 8 for
 // simd::E4M3x8x2 per step (its two 8-byte loads merged, its row pointers spilled).
 DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, const uint8_t* scales,
                                     int64_t k0, int64_t k1, float* panel) {
-  const __m512i fp16_mask = _mm512_set1_epi16(static_cast<int16_t>(0xBFFF));
   for (int64_t k = k0; k < k1; k += 64) {
     float* dst = panel + ((k - k0) / 8) * kPairs * kTile;
-    const __m512 f = _mm512_set1_ps(scales != nullptr
-                                        ? E8M0Table()[scales[k / 128]] * simd::kE4M3Fp16Unscale
-                                        : 1.0f);
+    const __m512 f = _mm512_set1_ps(E8M0Table()[scales[k / 128]] * simd::kE4M3Fp16Unscale);
 #pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) {
       const __m512i a = _mm512_loadu_si512(row[p] + k);
@@ -64,21 +79,11 @@ DSV4_TARGET_AVX512 void DecodeSlice(const uint8_t* const* row, const uint8_t* sc
       const __m512i steps[2] = {_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b)};
 #pragma GCC unroll 2
       for (int odd = 0; odd < 2; ++odd) {
-#pragma GCC unroll 2
-        for (int half = 0; half < 2; ++half) {  // 128-bit lanes 2 half, 2 half + 1
-          // 32 codes -> FP16 patterns (simd::E4M3x16): steps 4 half + odd, 4 half + 2 + odd
-          const __m256i c = half == 0 ? _mm512_castsi512_si256(steps[odd])
-                                      : _mm512_extracti64x4_epi64(steps[odd], 1);
-          const __m512i h =
-              _mm512_and_si512(_mm512_slli_epi16(_mm512_cvtepi8_epi16(c), 7), fp16_mask);
-#pragma GCC unroll 2
-          for (int j = 0; j < 2; ++j) {
-            const int step = 4 * half + 2 * j + odd;
-            const __m512 v = _mm512_cvtph_ps(j == 0 ? _mm512_castsi512_si256(h)
-                                                    : _mm512_extracti64x4_epi64(h, 1));
-            _mm512_store_ps(dst + (step * kPairs + p) * kTile,
-                            scales != nullptr ? _mm512_mul_ps(v, f) : v);
-          }
+        __m512 v[4];  // lane q: step 2q + odd
+        E4M3x64(steps[odd], v);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          _mm512_store_ps(dst + ((2 * q + odd) * kPairs + p) * kTile, _mm512_mul_ps(v[q], f));
         }
       }
     }
@@ -154,9 +159,69 @@ DSV4_TARGET_AVX512 void PlainRows(const float* panel, const float* const* x, int
   }
 }
 
-// kR rows over one slice of `blocks` 128-blocks: s[r] += the blocks' scaled partials.
-// x[r]: row r's input values at the slice start; xs[r]: its scales of the slice's blocks;
-// ws: the tile's weight scales of those blocks.
+// kFp8Block: slice [k0, k1) of the tile's 16 weight rows (E4M3 codes) -> panel
+// [(k1-k0)/8][8][16] of the values x 2^-8 in the split layout: register 4h + j of step s holds
+// outputs 4j .. 4j + 3 (4 lanes each, lane i: output 4j + i / 4) at inputs 8s + 2(i % 4) + h,
+// the step's even (h = 0) or odd (h = 1) inputs. 64 columns of 4 outputs at a time: four
+// 64-byte loads, a byte shuffle putting each 8-byte step's even codes first, 32- and 64-bit
+// unpacks gathering the 4 outputs' halves of a step into one 128-bit lane, then E4M3x64
+// (5 operations per 16 weights).
+DSV4_TARGET_AVX512 void DecodeSliceSplit(const uint8_t* const* row, int64_t k0, int64_t k1,
+                                         float* panel) {
+  const __m512i evens_first = _mm512_broadcast_i32x4(
+      _mm_setr_epi8(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15));
+  for (int64_t k = k0; k < k1; k += 64) {
+    float* dst = panel + ((k - k0) / 8) * kPairs * kTile;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      __m512i r[4];
+#pragma GCC unroll 4
+      for (int o = 0; o < 4; ++o) {
+        r[o] = _mm512_shuffle_epi8(_mm512_loadu_si512(row[4 * j + o] + k), evens_first);
+      }
+      // 128-bit lane q of r[o]: dwords [s even, s odd, s + 1 even, s + 1 odd], s = 2q.
+      const __m512i t0 = _mm512_unpacklo_epi32(r[0], r[1]), t1 = _mm512_unpackhi_epi32(r[0], r[1]);
+      const __m512i t2 = _mm512_unpacklo_epi32(r[2], r[3]), t3 = _mm512_unpackhi_epi32(r[2], r[3]);
+      // u[2d + h], lane q: the 4 outputs' codes of step 2q + d, half h.
+      const __m512i u[4] = {_mm512_unpacklo_epi64(t0, t2), _mm512_unpackhi_epi64(t0, t2),
+                            _mm512_unpacklo_epi64(t1, t3), _mm512_unpackhi_epi64(t1, t3)};
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; ++i) {
+        const int d = i / 2, h = i % 2;
+        __m512 v[4];  // lane q: step 2q + d
+        E4M3x64(u[i], v);
+#pragma GCC unroll 4
+        for (int q = 0; q < 4; ++q) {
+          _mm512_store_ps(dst + ((2 * q + d) * kPairs + 4 * h + j) * kTile, v[q]);
+        }
+      }
+    }
+  }
+}
+
+// Input rows [rows][in] -> the split layout's order: each 8-value step's even values, then
+// its odd ones (DecodeSliceSplit's registers 4h + j read half h of a step).
+DSV4_TARGET_AVX512 void SplitInputs(const float* x, int64_t n, float* out) {
+  const __m512i order = _mm512_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7, 8, 10, 12, 14, 9, 11, 13, 15);
+  for (int64_t i = 0; i < n; i += 16) {
+    _mm512_store_ps(out + i, _mm512_permutexvar_ps(order, _mm512_loadu_ps(x + i)));
+  }
+}
+
+// The canonical combine of one row's split-layout lanes (a[4h + j]: outputs 4j .. 4j + 3,
+// lanes 2(i % 4) + h): level 1 pairs lanes 2m and 2m + 1 across the halves (a[j] + a[4 + j]),
+// levels 2 and 3 within 128-bit lanes (Hadd512), ReduceLanes16's tree with 6 shuffles instead
+// of 15. Result lane 4q + m holds output 4m + q (kSplitOrder puts them back).
+DSV4_TARGET_AVX512 inline __m512 ReduceSplit(const __m512* a) {
+  const __m512 l0 = _mm512_add_ps(a[0], a[4]), l1 = _mm512_add_ps(a[1], a[5]);
+  const __m512 l2 = _mm512_add_ps(a[2], a[6]), l3 = _mm512_add_ps(a[3], a[7]);
+  return simd::Hadd512(simd::Hadd512(l0, l1), simd::Hadd512(l2, l3));
+}
+
+// kR rows over one slice of `blocks` 128-blocks of a split-layout panel: s[r] += the blocks'
+// scaled partials (in ReduceSplit's lane order). x[r]: row r's split inputs at the slice
+// start; xs[r]: its scales of the slice's blocks; ws: the tile's weight scales of those blocks.
+// Per step 8 panel loads and 2 x kR broadcasts of 4 input values per 8 x kR FMAs.
 template <int kR>
 DSV4_TARGET_AVX512 void BlockedRows(const float* panel, const float* const* x,
                                     const float* const* xs, const float* ws, int64_t blocks,
@@ -169,13 +234,29 @@ DSV4_TARGET_AVX512 void BlockedRows(const float* panel, const float* const* x,
 #pragma GCC unroll 8
       for (int p = 0; p < kPairs; ++p) a[r][p] = _mm512_setzero_ps();
     }
-    const float* xb[kR];
-    for (int r = 0; r < kR; ++r) xb[r] = x[r] + b * 128;
-    PlainRows<kR>(panel + b * 16 * kPairs * kTile, xb, 16, a);
+    const float* pb = panel + b * 16 * kPairs * kTile;
+    for (int64_t st = 0; st < 16; ++st) {
+      const float* step = pb + st * kPairs * kTile;
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; ++h) {
+        __m512 xb[kR];
+#pragma GCC unroll 3
+        for (int r = 0; r < kR; ++r) {
+          xb[r] = _mm512_broadcast_f32x4(_mm_loadu_ps(x[r] + b * 128 + st * 8 + 4 * h));
+        }
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; ++j) {
+          __m512 w = _mm512_load_ps(step + (4 * h + j) * kTile);
+          __asm__("" : "+v"(w));  // one load per panel register (PlainRows)
+#pragma GCC unroll 3
+          for (int r = 0; r < kR; ++r) a[r][4 * h + j] = _mm512_fmadd_ps(w, xb[r], a[r][4 * h + j]);
+        }
+      }
+    }
     const __m512 w = _mm512_set1_ps(ws[b]);
 #pragma GCC unroll 3
     for (int r = 0; r < kR; ++r) {
-      const __m512 part = _mm512_mul_ps(simd::ReduceLanes16(a[r]), unscale);
+      const __m512 part = _mm512_mul_ps(ReduceSplit(a[r]), unscale);
       s[r] = _mm512_add_ps(s[r], _mm512_mul_ps(_mm512_mul_ps(part, _mm512_set1_ps(xs[r][b])), w));
     }
   }
@@ -197,8 +278,8 @@ DSV4_TARGET_AVX512 inline void StoreRow(__m512 v, int64_t count, BF16* y, float*
 // state is in acc: kFp8Block its 16 running block sums, kFp8AsBf16 its 8 pair registers.
 template <bool kPlain, int kR>
 DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const float* ws,
-                                int64_t r0, int64_t k0, int64_t k1, int64_t t0, int64_t count,
-                                float* acc) {
+                                const float* xsplit, int64_t r0, int64_t k0, int64_t k1,
+                                int64_t t0, int64_t count, float* acc) {
   const LinearWeight& w = *c.w;
   if constexpr (kPlain) {
     __m512 a[kR][kPairs];
@@ -228,15 +309,18 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
   const float* xs[kR];
   __m512 s[kR];
   for (int r = 0; r < kR; ++r) {
-    x[r] = c.x + (r0 + r) * w.in + k0;
+    x[r] = xsplit + (r0 + r) * w.in + k0;
     xs[r] = c.xscale + (r0 + r) * blocks + k0 / 128;
     s[r] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(acc + (r0 + r) * kTile);
   }
   BlockedRows<kR>(panel, x, xs, ws, (k1 - k0) / 128, s);
+  // ReduceSplit's lane 4q + m holds output 4m + q.
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   for (int r = 0; r < kR; ++r) {
     if (k1 == w.in) {
       const int64_t at = (r0 + r) * w.out + t0;
-      StoreRow(s[r], count, c.y_f32 != nullptr ? nullptr : c.y + at,
+      StoreRow(_mm512_permutexvar_ps(order, s[r]), count,
+               c.y_f32 != nullptr ? nullptr : c.y + at,
                c.y_f32 != nullptr ? c.y_f32 + at : nullptr);
     } else {
       _mm512_store_ps(acc + (r0 + r) * kTile, s[r]);
@@ -266,6 +350,14 @@ DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1, const 
   AlignedVector<float>& acc = c.scratch->row_sums;
   GrowTo(acc, c.rows * (kPlain ? kPairs * kTile : kTile));
   float ws[kSlice / 128];
+  // kFp8Block: the input rows in the split layout's order, once per call.
+  const float* xsplit = nullptr;
+  if constexpr (!kPlain) {
+    AlignedVector<float>& split = c.scratch->x_split;
+    GrowTo(split, c.rows * w.in);
+    SplitInputs(c.x, c.rows * w.in, split.data());
+    xsplit = split.data();
+  }
   for (int64_t t0 = n0; t0 < n1; t0 += kTile) {
     const int64_t count = std::min<int64_t>(kTile, n1 - t0);
     const uint8_t* row[kTile];
@@ -283,21 +375,22 @@ DSV4_TARGET_AVX512 void Gemm(const LinearCall& c, int64_t n0, int64_t n1, const 
       const int64_t k1 = std::min(w.in, k0 + kSlice);
       if constexpr (kSrc == Src::kBf16) {
         DecodeSliceBf16(row_bf16, k0, k1, panel.data(), &mags);
+      } else if constexpr (kPlain) {
+        DecodeSlice(row, w.scales + (t0 / 128) * ((w.in + 127) / 128), k0, k1, panel.data());
       } else {
-        DecodeSlice(row, kPlain ? w.scales + (t0 / 128) * ((w.in + 127) / 128) : nullptr, k0,
-                    k1, panel.data());
+        DecodeSliceSplit(row, k0, k1, panel.data());
       }
       if (!kPlain) {
         for (int64_t b = 0; b < (k1 - k0) / 128; ++b) ws[b] = Fp8BlockScale(w, t0, k0 / 128 + b);
       }
       int64_t r0 = 0;
       for (; r0 + kRows <= c.rows; r0 += kRows) {
-        RunPass<kPlain, kRows>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+        RunPass<kPlain, kRows>(c, panel.data(), ws, xsplit, r0, k0, k1, t0, count, acc.data());
       }
       if (c.rows - r0 == 2) {
-        RunPass<kPlain, 2>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+        RunPass<kPlain, 2>(c, panel.data(), ws, xsplit, r0, k0, k1, t0, count, acc.data());
       } else if (c.rows - r0 == 1) {
-        RunPass<kPlain, 1>(c, panel.data(), ws, r0, k0, k1, t0, count, acc.data());
+        RunPass<kPlain, 1>(c, panel.data(), ws, xsplit, r0, k0, k1, t0, count, acc.data());
       }
     }
     if (kSrc == Src::kBf16 && !RangesExact(xr, MagnitudeRange(mags), w.in)) {

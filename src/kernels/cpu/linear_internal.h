@@ -40,6 +40,8 @@ struct LinearThreadScratch {
   AlignedVector<uint32_t> fp4_exponents;   // MXFP4 tiles, 2+ rows: a tile's scale exponents
   AlignedVector<float> row_sums;  // the GEMMs: per input row its running sums (or lanes)
                                   // between slices
+  AlignedVector<float> x_split;   // the FP8 FMA GEMM: input rows, each 8-value step's even
+                                  // values first [rows, in]
 };
 
 // The linears' part of kernels::Workspace.
