@@ -78,7 +78,8 @@ nlohmann::json DecodeJson(const std::vector<DecodeReport>& reports, const Decode
             {"peak_gflop_per_s", PeakFlops(m, run.peak) / 1e9},
             {"fma_gflop_per_s", m.fma_flops / 1e9},
             {"muladd_gflop_per_s", m.muladd_flops / 1e9},
-            {"bf16_gflop_per_s", m.bf16_flops / 1e9}}},
+            {"bf16_gflop_per_s", m.bf16_flops / 1e9},
+            {"fma_l1_gflop_per_s", m.fma_l1_flops / 1e9}}},
           {"models", models}};
 }
 

@@ -11,6 +11,8 @@
 namespace dsv4::bench {
 namespace {
 
+constexpr int kL1FmaSteps = 32;  // L1FmaAvx512: 32 steps x 8 registers x 64 B = 16 KiB
+
 // Sums a range with 8 independent vector accumulators (loads are the only work).
 DSV4_TARGET_AVX512 float ReadAvx512(const uint8_t* p, int64_t bytes) {
   __m512 a[8];
@@ -55,6 +57,43 @@ DSV4_TARGET_AVX512 float MulAddAvx512(int64_t iters) {
   }
   for (int j = 1; j < 12; ++j) x[0] = _mm512_add_ps(x[0], x[j]);
   return _mm512_reduce_add_ps(x[0]);
+}
+// The FMA GEMMs' inner loop (kernels/cpu/linear_gemm_avx512.cpp's plain rows) with every
+// operand from L1: 3 rows x 8 accumulators; per 8-input step 8 loads of a 16 KiB panel and 3
+// broadcasts of 8 inputs per 24 FMAs; `passes` passes over the panel. What any FMA GEMM that
+// keeps its decoded weights in L1 could reach on this core, before decode and combines.
+DSV4_TARGET_AVX512 float L1FmaAvx512(int64_t passes) {
+  constexpr int kSteps = kL1FmaSteps;
+  alignas(64) float panel[kSteps * 8 * 16];
+  alignas(64) float x[3][kSteps * 8];
+  for (int i = 0; i < kSteps * 8 * 16; ++i) panel[i] = static_cast<float>(i % 7) * 1e-3f;
+  for (int r = 0; r < 3; ++r) {
+    for (int i = 0; i < kSteps * 8; ++i) x[r][i] = static_cast<float>((i + r) % 5) * 1e-3f;
+  }
+  __m512 a[3][8];
+  for (auto& row : a) {
+    for (__m512& v : row) v = _mm512_setzero_ps();
+  }
+  for (int64_t pass = 0; pass < passes; ++pass) {
+    for (int st = 0; st < kSteps; ++st) {
+      __m512 xb[3];
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; ++r) xb[r] = _mm512_broadcast_f32x8(_mm256_load_ps(x[r] + st * 8));
+#pragma GCC unroll 8
+      for (int p = 0; p < 8; ++p) {
+        __m512 w = _mm512_load_ps(panel + (st * 8 + p) * 16);
+        __asm__("" : "+v"(w));  // one load per panel register, as the GEMMs
+#pragma GCC unroll 3
+        for (int r = 0; r < 3; ++r) a[r][p] = _mm512_fmadd_ps(w, xb[r], a[r][p]);
+      }
+    }
+    __asm__ volatile("" ::: "memory");  // the panel is re-read every pass
+  }
+  __m512 sum = _mm512_setzero_ps();
+  for (auto& row : a) {
+    for (const __m512& v : row) sum = _mm512_add_ps(sum, v);
+  }
+  return _mm512_reduce_add_ps(sum);
 }
 DSV4_TARGET_AVX512 float FmaAvx512(int64_t iters) {
   __m512 x[12];
@@ -175,6 +214,12 @@ double MeasureBf16DotPeak(ThreadPool& pool, int64_t iters) {
   return 2.0 * 32 * 12 * static_cast<double>(iters) * pool.num_threads() / s;
 }
 
+double MeasureL1FmaPeak(ThreadPool& pool, int64_t passes) {
+  if (!kernels::IsaSupported(kernels::Isa::kAvx512)) return 0;
+  const double s = OnAllThreads(pool, [&] { return L1FmaAvx512(passes); });
+  return 2.0 * 16 * 24 * kL1FmaSteps * static_cast<double>(passes) * pool.num_threads() / s;
+}
+
 MachineLimits MeasureLimits(ThreadPool& pool, kernels::Isa isa) {
   const kernels::Isa simd = isa == kernels::Isa::kScalar       ? kernels::Isa::kAvx2
                             : isa == kernels::Isa::kAvx512Bf16 ? kernels::Isa::kAvx512
@@ -189,6 +234,7 @@ MachineLimits MeasureLimits(ThreadPool& pool, kernels::Isa isa) {
     m.fma_flops = std::max(m.fma_flops, MeasureFmaPeak(pool, 20'000'000, simd));
     m.vnni_ops = std::max(m.vnni_ops, MeasureVnniPeak(pool, 20'000'000));
     m.bf16_flops = std::max(m.bf16_flops, MeasureBf16DotPeak(pool, 20'000'000));
+    m.fma_l1_flops = std::max(m.fma_l1_flops, MeasureL1FmaPeak(pool, 100'000));
   }
   return m;
 }

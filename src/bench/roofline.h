@@ -1,9 +1,10 @@
 // The machine limits a kernel's roofline bound is made of, measured on this machine in the
 // run that measures the kernel: the read bandwidth of a streaming pass over a buffer far
 // larger than the caches, and the arithmetic peak of the instruction mix the kernels use
-// (FP32 multiply then add, the canonical dot order), plus FMA and int8 VNNI peaks for
-// reference. All on every thread of the pool, with the ISA the kernels use. Used by
-// bench/kernel_bench (per kernel) and `dsv4 bench decode` (per layer, decode_bound.h).
+// (FP32 multiply then add, the canonical dot order), plus FMA and int8 VNNI peaks and the
+// FMA rate of a GEMM loop fed from L1 for reference. All on every thread of the pool, with
+// the ISA the kernels use. Used by bench/kernel_bench (per kernel) and `dsv4 bench decode`
+// (per layer, decode_bound.h).
 // Not thread-safe against other work on the pool: the figures are only meaningful on an
 // otherwise idle pool.
 #pragma once
@@ -22,6 +23,8 @@ struct MachineLimits {
   double fma_flops = 0;         // FP32 FMA (2 flops), all threads
   double bf16_flops = 0;        // VDPBF16PS (2 flops per multiply-add); 0 if absent
   double vnni_ops = 0;          // int8 multiply-adds per s (vpdpbusd), all threads; 0 if absent
+  double fma_l1_flops = 0;      // FP32 FMA with its operands from L1 in the FMA GEMMs' register
+                                // blocking (MeasureL1FmaPeak), all threads; 0 without AVX-512
 };
 
 // Which arithmetic peak bounds a kernel: the instructions its inner loop uses.
@@ -35,6 +38,11 @@ double MeasureMulAddPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa);
 double MeasureFmaPeak(ThreadPool& pool, int64_t iters, kernels::Isa isa);
 double MeasureVnniPeak(ThreadPool& pool, int64_t iters);
 double MeasureBf16DotPeak(ThreadPool& pool, int64_t iters);
+// Flops per second of `passes` passes of the FMA GEMMs' inner loop (3 rows x 8 accumulators,
+// 11 loads per 24 FMAs) over a 16 KiB panel on every thread: the ceiling of a GEMM fed from
+// L1, before any weight decode or lane combine (0 without AVX-512). Not a bound the ratios
+// use: it shows how much of the FMA peak loads leave to a GEMM on this core.
+double MeasureL1FmaPeak(ThreadPool& pool, int64_t passes);
 
 // Best of 5 repetitions of each (the limits are maxima): the read over a 1 GiB buffer
 // (allocated and freed here), the peaks over 20M rounds per thread. A few seconds.

@@ -96,6 +96,13 @@ void PrintText(const bench::LayerBenchReport& r, const RunInfo& run) {
       run.threads, std::string(kernels::IsaName(run.isa)).c_str(),
       run.limits.read_bytes_per_s / 1e9, bench::PeakFlops(run.limits, run.peak) / 1e9,
       std::string(bench::PeakName(run.peak)).c_str());
+  if (run.limits.fma_l1_flops > 0 && run.limits.fma_flops > 0) {
+    std::printf(
+        "for reference, not a bound: FMAs fed from L1 in the GEMMs' register blocking %.1f "
+        "GFLOP/s (%.2f of the FMA peak %.1f): the ceiling of a GEMM before weight decode\n",
+        run.limits.fma_l1_flops / 1e9, run.limits.fma_l1_flops / run.limits.fma_flops,
+        run.limits.fma_flops / 1e9);
+  }
   Table t({"type", "step", "rows", "ms/step", "tokens/s", "experts touched", "weights read",
            "KV read", "GFLOP", "bound ms", "bound/measured"});
   for (const bench::LayerTypeCost& ty : r.types) {
@@ -221,6 +228,8 @@ nlohmann::json ToJson(const bench::LayerBenchReport& r, const RunInfo& run) {
   j["isa"] = std::string(kernels::IsaName(run.isa));
   j["read_gb_per_s"] = run.limits.read_bytes_per_s / 1e9;
   j["peak_gflops"] = bench::PeakFlops(run.limits, run.peak) / 1e9;
+  j["fma_gflops"] = run.limits.fma_flops / 1e9;
+  j["fma_l1_gflops"] = run.limits.fma_l1_flops / 1e9;
   j["peak"] = std::string(bench::PeakName(run.peak));
   for (const bench::LayerTypeCost& ty : r.types) {
     nlohmann::json t = {{"type", ty.name},
