@@ -155,6 +155,12 @@ TEST(DecodeBound, LimitsMeasure) {
   if (kernels::IsaSupported(kernels::Isa::kAvx512Bf16)) {
     EXPECT_GT(MeasureBf16DotPeak(pool, 1000), 0.0);
   }
+  // The L1-fed FMA loop: a rate with AVX-512, 0 (not measured) without it.
+  if (kernels::IsaSupported(kernels::Isa::kAvx512)) {
+    EXPECT_GT(MeasureL1FmaPeak(pool, 100), 0.0);
+  } else {
+    EXPECT_EQ(MeasureL1FmaPeak(pool, 100), 0.0);
+  }
 }
 
 // The bench attaches, per layer type, the bound at the timed position with the layer's own
