@@ -133,11 +133,14 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
                                 const float* wsp, int64_t r0, int64_t k0, int64_t k1, int64_t t0,
                                 int64_t count, float* state) {
   const LinearWeight& w = *c.w;
+  // Fully unrolled, so the lanes stay registers from the state's loads to its stores.
   __m512 lanes[kR][kPairs];
   const float* x[kR];
+#pragma GCC unroll 2
   for (int r = 0; r < kR; ++r) {
     x[r] = xd + ((r0 + r) * w.in + k0) * 2;
-    float* st = state + (r0 + r) * kPairs * 16;
+    const float* st = state + (r0 + r) * kPairs * 16;
+#pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) {
       lanes[r][p] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(st + p * 16);
     }
@@ -146,13 +149,16 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
                lanes);
   // Alternating rows -> ReduceLanes16's halves (row p in lanes 0-7, row p + 8 in 8-15).
   const __m512i halves = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+#pragma GCC unroll 2
   for (int r = 0; r < kR; ++r) {
     if (k1 < w.in) {
       float* st = state + (r0 + r) * kPairs * 16;
+#pragma GCC unroll 8
       for (int p = 0; p < kPairs; ++p) _mm512_store_ps(st + p * 16, lanes[r][p]);
       continue;
     }
     __m512 h[kPairs];
+#pragma GCC unroll 8
     for (int p = 0; p < kPairs; ++p) h[p] = _mm512_permutexvar_ps(halves, lanes[r][p]);
     const __m512 v = simd::ReduceLanes16(h);
     const int64_t at = (r0 + r) * w.out + t0;
