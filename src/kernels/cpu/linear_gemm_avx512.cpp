@@ -282,16 +282,21 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
                                 int64_t t0, int64_t count, float* acc) {
   const LinearWeight& w = *c.w;
   if constexpr (kPlain) {
+    // Fully unrolled, so the accumulators stay registers from the state's loads to its stores
+    // (as linear_fp4_fma_avx512.cpp's RunPass).
     __m512 a[kR][kPairs];
     const float* x[kR];
+#pragma GCC unroll 3
     for (int r = 0; r < kR; ++r) {
       x[r] = c.x + (r0 + r) * w.in + k0;
       const float* st = acc + (r0 + r) * kPairs * kTile;
+#pragma GCC unroll 8
       for (int p = 0; p < kPairs; ++p) {
         a[r][p] = k0 == 0 ? _mm512_setzero_ps() : _mm512_load_ps(st + p * kTile);
       }
     }
     PlainRows<kR>(panel, x, (k1 - k0) / 8, a);
+#pragma GCC unroll 3
     for (int r = 0; r < kR; ++r) {
       if (k1 == w.in) {
         const int64_t at = (r0 + r) * w.out + t0;
@@ -299,6 +304,7 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
                  c.y_f32 != nullptr ? c.y_f32 + at : nullptr);
       } else {
         float* st = acc + (r0 + r) * kPairs * kTile;
+#pragma GCC unroll 8
         for (int p = 0; p < kPairs; ++p) _mm512_store_ps(st + p * kTile, a[r][p]);
       }
     }
@@ -308,6 +314,7 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
   const float* x[kR];
   const float* xs[kR];
   __m512 s[kR];
+#pragma GCC unroll 3
   for (int r = 0; r < kR; ++r) {
     x[r] = xsplit + (r0 + r) * w.in + k0;
     xs[r] = c.xscale + (r0 + r) * blocks + k0 / 128;
@@ -316,6 +323,7 @@ DSV4_TARGET_AVX512 void RunPass(const LinearCall& c, const float* panel, const f
   BlockedRows<kR>(panel, x, xs, ws, (k1 - k0) / 128, s);
   // ReduceSplit's lane 4q + m holds output 4m + q.
   const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+#pragma GCC unroll 3
   for (int r = 0; r < kR; ++r) {
     if (k1 == w.in) {
       const int64_t at = (r0 + r) * w.out + t0;
