@@ -46,8 +46,8 @@ constexpr float kScaleF32 = 1.0f / 128.0f;
 }  // namespace
 
 uint8_t* WeightBuffers::Alloc(int64_t bytes) {
-  buffers_.emplace_back(new uint8_t[static_cast<size_t>(bytes)]);
-  return buffers_.back().get();
+  buffers_.emplace_back(static_cast<size_t>(bytes));  // huge pages from 2 MiB, as the loaders'
+  return reinterpret_cast<uint8_t*>(buffers_.back().data());
 }
 
 LinearWeight WeightBuffers::Fp8(int64_t out, int64_t in, bool f32_scales) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "checkpoint/config.h"
+#include "core/large_buffer.h"
 #include "core/thread_pool.h"
 #include "models/v32/weights.h"
 #include "models/v4/weights.h"
@@ -49,7 +50,7 @@ class WeightBuffers {
   uint64_t seed_;
   int64_t linear_bytes_ = 0;
   int64_t linear_macs_ = 0;
-  std::vector<std::unique_ptr<uint8_t[]>> buffers_;
+  std::vector<LargeBuffer> buffers_;
 };
 
 struct V4AttentionWeights {

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "core/json_nesting.h"
+#include "core/large_buffer.h"
 
 namespace dsv4::checkpoint {
 namespace {
@@ -290,6 +291,36 @@ class MappingGuard {
 
 std::string ErrnoMessage(int err) { return std::generic_category().message(err); }
 
+// The file mapped read-only at a 2 MiB-aligned address and marked MADV_HUGEPAGE: the tensors
+// the models use in place (FP8 linears, the BF16 head) are streamed every step, and a page
+// cache read in large folios (as the kernel reads a file not yet cached into such a mapping)
+// then maps in 2 MiB pages instead of 4 KiB ones (core/large_buffer.h). Falls back to an
+// ordinary mapping; MAP_FAILED when that fails too (errno set).
+void* MapAligned(int fd, uint64_t size) {
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t span = (static_cast<size_t>(size) + page - 1) / page * page;
+  void* reserve = ::mmap(nullptr, span + kHugePageBytes, PROT_NONE,
+                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (reserve != MAP_FAILED) {
+    const uintptr_t start = reinterpret_cast<uintptr_t>(reserve);
+    const uintptr_t aligned = (start + kHugePageBytes - 1) & ~uintptr_t{kHugePageBytes - 1};
+    void* addr = ::mmap(reinterpret_cast<void*>(aligned), span, PROT_READ, MAP_PRIVATE | MAP_FIXED,
+                        fd, 0);
+    if (addr != MAP_FAILED) {
+      // The reservation's ends around the mapping.
+      if (aligned > start) ::munmap(reserve, aligned - start);
+      const uintptr_t end = aligned + span, reserve_end = start + span + kHugePageBytes;
+      if (reserve_end > end) ::munmap(reinterpret_cast<void*>(end), reserve_end - end);
+#ifdef MADV_HUGEPAGE
+      ::madvise(addr, span, MADV_HUGEPAGE);  // a kernel without file THP refuses: small pages
+#endif
+      return addr;
+    }
+    ::munmap(reserve, span + kHugePageBytes);
+  }
+  return ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+}
+
 // Opens `path` read-only and maps it whole; returns the mapping and its size.
 Result<std::pair<void*, uint64_t>> MapFile(const std::filesystem::path& path) {
   const std::string p = path.string();
@@ -315,7 +346,7 @@ Result<std::pair<void*, uint64_t>> MapFile(const std::filesystem::path& path) {
     return Status::DataLoss(p + ": file is " + std::to_string(size) +
                             " bytes, shorter than the 8-byte header length field");
   }
-  void* addr = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+  void* addr = MapAligned(fd, size);
   const int err = errno;
   ::close(fd);  // the mapping keeps the file alive
   if (addr == MAP_FAILED) return Status::IoError(p + ": mmap failed: " + ErrnoMessage(err));

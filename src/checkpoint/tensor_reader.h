@@ -12,27 +12,26 @@
 #include <vector>
 
 #include "core/bf16.h"
+#include "core/large_buffer.h"
 #include "core/status.h"
 #include "checkpoint/load_options.h"
 #include "checkpoint/tensor.h"
 
 namespace dsv4::checkpoint {
 
-// Owns the buffers weight views need (aligned copies, promotions, dequantisations).
+// Owns the buffers weight views need (aligned copies, promotions, dequantisations, the FP4
+// tile repacks): zero-filled LargeBuffers, so those of 2 MiB and more sit in huge pages.
 class WeightArena {
  public:
   template <typename T>
   T* Alloc(size_t n) {
-    auto buf = std::make_unique<std::vector<std::byte>>(n * sizeof(T) + alignof(T));
-    void* p = buf->data();
-    size_t space = buf->size();
-    p = std::align(alignof(T), n * sizeof(T), p, space);
-    buffers_.push_back(std::move(buf));
-    return static_cast<T*>(p);
+    static_assert(alignof(T) <= 64, "LargeBuffer aligns to 64 bytes at least");
+    buffers_.emplace_back(n * sizeof(T));
+    return reinterpret_cast<T*>(buffers_.back().data());
   }
 
  private:
-  std::vector<std::unique_ptr<std::vector<std::byte>>> buffers_;
+  std::vector<LargeBuffer> buffers_;
 };
 
 class TensorReader {
