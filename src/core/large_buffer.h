@@ -1,6 +1,7 @@
 // Buffers of weights streamed in full every step (the MXFP4 experts repacked by the loader,
 // dequantised or promoted copies): at least 2 MiB aligned and marked for transparent huge
-// pages (madvise MADV_HUGEPAGE, which Debian's default "madvise" THP mode needs). With 4 KiB
+// pages (madvise MADV_HUGEPAGE, which a kernel in THP mode "madvise", as this project's
+// machine is, needs before it gives any). With 4 KiB
 // pages each 4 KiB of a streamed matrix costs a TLB miss and a page walk; with 2 MiB pages one
 // per 2 MiB (V4-Flash `dsv4 bench layer`, this machine: decode B=1 585-610 -> 499-523 ms,
 // B=8 2,291-2,332 -> 2,099-2,157, prefill 512 71.9-72.5 -> 64.1-70.3 s). Where the kernel
