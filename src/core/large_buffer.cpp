@@ -10,7 +10,7 @@ namespace dsv4 {
 
 void LargeBuffer::Free::operator()(std::byte* p) const { std::free(p); }
 
-LargeBuffer::LargeBuffer(size_t bytes, Fill fill) : size_(bytes) {
+LargeBuffer::LargeBuffer(size_t bytes) : size_(bytes) {
   const bool huge = bytes >= kHugePageBytes;
   void* p = nullptr;
   if (posix_memalign(&p, huge ? kHugePageBytes : 64, bytes == 0 ? 1 : bytes) != 0) {
@@ -18,11 +18,11 @@ LargeBuffer::LargeBuffer(size_t bytes, Fill fill) : size_(bytes) {
   }
   data_.reset(static_cast<std::byte*>(p));
 #ifdef MADV_HUGEPAGE
-  // Before the first touch, so the first writes fault whole huge pages in. A kernel without
-  // THP refuses it (EINVAL): the buffer then simply keeps small pages.
+  // Before the first touch, so the zero fill below faults whole huge pages in. A kernel
+  // without THP refuses it (EINVAL): the buffer then simply keeps small pages.
   if (huge) huge_ = madvise(p, bytes, MADV_HUGEPAGE) == 0;
 #endif
-  if (fill == Fill::kZero) std::memset(p, 0, bytes);
+  std::memset(p, 0, bytes);
 }
 
 }  // namespace dsv4

@@ -16,16 +16,13 @@ namespace dsv4 {
 // The granule huge pages come in (x86-64, the 2 MiB PMD page).
 inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 
-// An owned byte buffer, zero-filled unless asked not to be (a pool that hands it out piece by
-// piece leaves the untouched pieces out of the resident set); from kHugePageBytes up aligned
-// to it and madvised for huge pages (the last partial 2 MiB stays in small pages), below
-// that 64-byte aligned. Throws std::bad_alloc when the allocation fails, as operator new does.
+// An owned, zero-filled byte buffer; from kHugePageBytes up aligned to it and madvised for
+// huge pages (the last partial 2 MiB stays in small pages), below that 64-byte aligned.
+// Throws std::bad_alloc when the allocation fails, as operator new does.
 class LargeBuffer {
  public:
-  enum class Fill { kZero, kNone };  // kNone: contents unspecified, pages untouched until used
-
   LargeBuffer() = default;
-  explicit LargeBuffer(size_t bytes, Fill fill = Fill::kZero);
+  explicit LargeBuffer(size_t bytes);
 
   std::byte* data() { return data_.get(); }
   const std::byte* data() const { return data_.get(); }

@@ -1,8 +1,5 @@
 #include "kv/block_pool.h"
 
-#include <algorithm>
-#include <cstring>
-
 #include "core/check.h"
 
 namespace dsv4::kv {
@@ -18,25 +15,9 @@ void KvBudget::Refund(int64_t bytes) {
   used_ -= bytes;
 }
 
-namespace {
-constexpr int64_t kMaxSlabBytes = int64_t{64} << 20;
-}  // namespace
-
 BlockPool::BlockPool(Component component, int64_t page_bytes, KvBudget* budget, bool backing)
-    : component_(component),
-      page_bytes_(page_bytes),
-      budget_(budget),
-      backing_(backing),
-      stride_((page_bytes + 63) / 64 * 64) {
+    : component_(component), page_bytes_(page_bytes), budget_(budget), backing_(backing) {
   DSV4_CHECK(page_bytes > 0);
-}
-
-void BlockPool::AddSlab() {
-  const int64_t last = slabs_.empty() ? 0 : static_cast<int64_t>(slabs_.back().size());
-  const int64_t want = std::min(kMaxSlabBytes, std::max<int64_t>(kHugePageBytes, 2 * last));
-  const int64_t pages = std::max<int64_t>(1, want / stride_);
-  slabs_.emplace_back(static_cast<size_t>(pages * stride_), LargeBuffer::Fill::kNone);
-  slab_free_pages_ = pages;
 }
 
 std::optional<PageId> BlockPool::Allocate() {
@@ -48,16 +29,9 @@ std::optional<PageId> BlockPool::Allocate() {
   } else {
     id = static_cast<PageId>(refcount_.size());
     refcount_.push_back(0);
-    if (backing_) {
-      if (slab_free_pages_ == 0) AddSlab();
-      LargeBuffer& slab = slabs_.back();
-      const int64_t slab_pages = static_cast<int64_t>(slab.size()) / stride_;
-      memory_.push_back(reinterpret_cast<uint8_t*>(slab.data()) +
-                        (slab_pages - slab_free_pages_) * stride_);
-      --slab_free_pages_;
-    }
+    if (backing_) memory_.emplace_back();
   }
-  if (backing_) std::memset(memory_[id], 0, static_cast<size_t>(page_bytes_));
+  if (backing_) memory_[id].reset(new uint8_t[static_cast<size_t>(page_bytes_)]());
   refcount_[id] = 1;
   ++in_use_;
   return id;
@@ -71,6 +45,7 @@ void BlockPool::AddRef(PageId id) {
 void BlockPool::Release(PageId id) {
   DSV4_CHECK(refcount_[id] > 0);
   if (--refcount_[id] > 0) return;
+  if (backing_) memory_[id].reset();
   free_ids_.push_back(id);
   --in_use_;
   budget_->Refund(page_bytes_);
@@ -78,11 +53,11 @@ void BlockPool::Release(PageId id) {
 
 uint8_t* BlockPool::data(PageId id) {
   DSV4_DCHECK(backing_ && refcount_[id] > 0);
-  return memory_[id];
+  return memory_[id].get();
 }
 const uint8_t* BlockPool::data(PageId id) const {
   DSV4_DCHECK(backing_ && refcount_[id] > 0);
-  return memory_[id];
+  return memory_[id].get();
 }
 
 }  // namespace dsv4::kv

@@ -9,7 +9,6 @@
 #include <optional>
 #include <vector>
 
-#include "core/large_buffer.h"
 #include "kv/page_layout.h"
 
 namespace dsv4::kv {
@@ -55,15 +54,7 @@ class BlockPool {
   int64_t page_bytes_;
   KvBudget* budget_;
   bool backing_;
-  // Backing memory: pages carved from slabs in huge pages (core/large_buffer.h: the 1M decode
-  // gathers and scans these pages every step), a slab twice the last from 2 MiB up to
-  // kMaxSlabBytes, each page 64-byte aligned. A page keeps its memory with its id while the
-  // pool lives (ids are reused first, so that is the peak page count), zeroed at Allocate.
-  void AddSlab();
-  std::vector<LargeBuffer> slabs_;
-  int64_t stride_ = 0;           // page_bytes_ rounded up to 64
-  int64_t slab_free_pages_ = 0;  // pages of the last slab not yet given an id
-  std::vector<uint8_t*> memory_;  // [page id] (empty without backing)
+  std::vector<std::unique_ptr<uint8_t[]>> memory_;  // [page id] (empty without backing)
   std::vector<int32_t> refcount_;                    // [page id]; 0 = free
   std::vector<PageId> free_ids_;
   int64_t in_use_ = 0;
